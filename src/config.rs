@@ -1,0 +1,478 @@
+//! Typed configuration: embedded defaults, then an optional file, then the environment.
+//!
+//! Every invalid value is collected and reported in one message before the port opens, so an
+//! operator fixes a deployment in one round rather than one error per restart.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use serde::de::DeserializeOwned;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+/// Short environment names an operator can use without knowing the file layout.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("OTPGATE_LISTEN", "server.listen"),
+    ("OTPGATE_REDIS_URL", "store.redis_url"),
+    ("OTPGATE_ROOT_KEY", "auth.root_key"),
+    ("OTPGATE_CODE_KEY", "verification.code_key"),
+    ("OTPGATE_HTTP_PROVIDER_URL", "dispatch.http_url"),
+];
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub server: ServerSettings,
+    pub auth: AuthSettings,
+    pub store: StoreSettings,
+    pub verification: VerificationSettings,
+    pub limits: LimitSettings,
+    pub dispatch: DispatchSettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub header_read_timeout: Duration,
+    pub request_body_limit: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Clone)]
+pub struct AuthSettings {
+    /// Empty when not configured: the binary then generates one and prints it once.
+    pub root_key: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Empty: the embedded store.
+    pub redis_urls: Vec<String>,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub memory_max_verifications: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct VerificationSettings {
+    pub code_length: u8,
+    pub ttl: Duration,
+    pub max_check_attempts: u32,
+    pub max_sends: u32,
+    pub retention: Duration,
+    /// Empty with the embedded store: a random per-process key is drawn.
+    pub code_key: Secret,
+    pub brand: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    pub send_per_number: u32,
+    pub send_per_number_window: Duration,
+    pub per_ip_per_second: u32,
+    pub per_key_per_second: u32,
+    pub failed_auth_per_ip_per_second: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderKind {
+    Log,
+    Http,
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    pub provider: ProviderKind,
+    pub http_url: String,
+    pub http_timeout: Duration,
+    pub queue_capacity: usize,
+    pub concurrency: usize,
+    pub max_attempts: u32,
+}
+
+/// A secret from config: bytes that never appear in `Debug` output.
+#[derive(Clone, Default)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into())
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "Secret(<unset>)"
+        } else {
+            "Secret(<redacted>)"
+        })
+    }
+}
+
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("root_key", &self.root_key)
+            .finish()
+    }
+}
+
+/// All the problems found in a configuration, one per line.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+pub struct ConfigError(pub Vec<String>);
+
+impl Settings {
+    /// Defaults, then `file`, then the process environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_from(file, std::env::vars())
+    }
+
+    /// The embedded defaults alone, as tests start from.
+    pub fn defaults() -> Self {
+        Self::load_from(None, std::iter::empty())
+            .expect("the embedded defaults are valid; a unit test holds this")
+    }
+
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let env: Vec<(String, String)> = env.into_iter().collect();
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+        }
+        let nested: config::Map<String, String> = env
+            .iter()
+            .filter(|(name, _)| name.starts_with("OTPGATE_") && name.contains("__"))
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        builder = builder.add_source(
+            Environment::with_prefix("OTPGATE")
+                .separator("__")
+                .prefix_separator("_")
+                .try_parsing(true)
+                .source(Some(nested)),
+        );
+        for (alias, key) in ENV_ALIASES {
+            if let Some((_, value)) = env.iter().find(|(name, _)| name == alias) {
+                builder = builder
+                    .set_override(*key, value.as_str())
+                    .map_err(|error| ConfigError(vec![format!("{alias}: {error}")]))?;
+            }
+        }
+        let config = builder
+            .build()
+            .map_err(|error| ConfigError(vec![error.to_string()]))?;
+        Reader {
+            config,
+            errors: Vec::new(),
+        }
+        .settings()
+    }
+}
+
+/// Reads keys one by one so that every bad one is reported, not just the first.
+struct Reader {
+    config: Config,
+    errors: Vec<String>,
+}
+
+impl Reader {
+    fn get<T: DeserializeOwned + Default>(&mut self, key: &str) -> T {
+        match self.config.get::<T>(key) {
+            Ok(value) => value,
+            Err(error) => {
+                self.errors.push(format!("{key}: {error}"));
+                T::default()
+            }
+        }
+    }
+
+    fn check(&mut self, ok: bool, key: &str, rule: &str) {
+        if !ok {
+            self.errors.push(format!("{key}: {rule}"));
+        }
+    }
+
+    fn millis(&mut self, key: &str) -> Duration {
+        let value: u64 = self.get(key);
+        self.check(value > 0, key, "must be greater than 0");
+        Duration::from_millis(value)
+    }
+
+    fn seconds(&mut self, key: &str) -> Duration {
+        let value: u64 = self.get(key);
+        self.check(value > 0, key, "must be greater than 0");
+        Duration::from_secs(value)
+    }
+
+    fn positive(&mut self, key: &str) -> u32 {
+        let value: u32 = self.get(key);
+        self.check(value > 0, key, "must be greater than 0");
+        value
+    }
+
+    fn settings(mut self) -> Result<Settings, ConfigError> {
+        let listen_text: String = self.get("server.listen");
+        let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            self.errors.push(format!(
+                "server.listen: '{listen_text}' is not an address:port such as 127.0.0.1:8080"
+            ));
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+        let server = ServerSettings {
+            listen,
+            header_read_timeout: self.millis("server.header_read_timeout_ms"),
+            request_body_limit: self.get("server.request_body_limit_bytes"),
+            shutdown_grace: self.millis("server.shutdown_grace_ms"),
+        };
+        self.check(
+            (256..=1_048_576).contains(&server.request_body_limit),
+            "server.request_body_limit_bytes",
+            "must be between 256 and 1048576",
+        );
+
+        let root_key: String = self.get("auth.root_key");
+        self.check(
+            root_key.is_empty() || root_key.len() >= 32,
+            "auth.root_key",
+            "must be at least 32 characters (or empty to generate one)",
+        );
+
+        let redis_url: String = self.get("store.redis_url");
+        let redis_urls: Vec<String> = redis_url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for url in &redis_urls {
+            let ok = (url.starts_with("redis://") || url.starts_with("rediss://"))
+                && redis::Client::open(url.as_str()).is_ok();
+            self.check(
+                ok,
+                "store.redis_url",
+                &format!("'{url}' is not a redis:// URL"),
+            );
+        }
+        let key_prefix: String = self.get("store.key_prefix");
+        self.check(
+            !key_prefix.is_empty() && !key_prefix.contains(['{', '}', ' ']),
+            "store.key_prefix",
+            "must be non-empty, without braces or spaces",
+        );
+        let store = StoreSettings {
+            redis_urls,
+            key_prefix,
+            connect_timeout: self.millis("store.connect_timeout_ms"),
+            response_timeout: self.millis("store.response_timeout_ms"),
+            memory_max_verifications: self.get("store.memory_max_verifications"),
+        };
+
+        let code_length: u8 = self.get("verification.code_length");
+        self.check(
+            (4..=10).contains(&code_length),
+            "verification.code_length",
+            "must be between 4 and 10",
+        );
+        let ttl = self.seconds("verification.ttl_seconds");
+        self.check(
+            ttl <= Duration::from_secs(600),
+            "verification.ttl_seconds",
+            "must be at most 600 (NIST SP 800-63B)",
+        );
+        let code_key_text: String = self.get("verification.code_key");
+        let code_key = if code_key_text.is_empty() {
+            Secret::default()
+        } else {
+            match decode_key(&code_key_text) {
+                Some(bytes) if bytes.len() >= 32 => Secret::new(bytes),
+                _ => {
+                    self.errors.push(
+                        "verification.code_key: must be at least 32 bytes, as hex or base64"
+                            .to_owned(),
+                    );
+                    Secret::default()
+                }
+            }
+        };
+        if !store.redis_urls.is_empty() && code_key_text.is_empty() {
+            self.errors.push(
+                "verification.code_key: required with Redis so that every instance computes the same MAC (set OTPGATE_CODE_KEY)"
+                    .to_owned(),
+            );
+        }
+        let verification = VerificationSettings {
+            code_length,
+            ttl,
+            max_check_attempts: self.positive("verification.max_check_attempts"),
+            max_sends: self.positive("verification.max_sends"),
+            retention: self.seconds("verification.retention_seconds"),
+            code_key,
+            brand: self.get("verification.brand"),
+        };
+
+        let limits = LimitSettings {
+            send_per_number: self.positive("limits.send_per_number"),
+            send_per_number_window: self.seconds("limits.send_per_number_window_seconds"),
+            per_ip_per_second: self.positive("limits.per_ip_per_second"),
+            per_key_per_second: self.positive("limits.per_key_per_second"),
+            failed_auth_per_ip_per_second: self.positive("limits.failed_auth_per_ip_per_second"),
+        };
+
+        let http_url: String = self.get("dispatch.http_url");
+        let provider_name: String = self.get("dispatch.provider");
+        let provider = match provider_name.as_str() {
+            _ if !http_url.is_empty() => ProviderKind::Http,
+            "log" => ProviderKind::Log,
+            "http" => ProviderKind::Http,
+            other => {
+                self.errors.push(format!(
+                    "dispatch.provider: '{other}' is not one of log, http"
+                ));
+                ProviderKind::Log
+            }
+        };
+        if provider == ProviderKind::Http {
+            let ok = reqwest::Url::parse(&http_url)
+                .is_ok_and(|url| matches!(url.scheme(), "http" | "https"));
+            self.check(
+                ok,
+                "dispatch.http_url",
+                "the http provider needs an http:// or https:// URL",
+            );
+        }
+        let dispatch = DispatchSettings {
+            provider,
+            http_url,
+            http_timeout: self.millis("dispatch.http_timeout_ms"),
+            queue_capacity: self.positive("dispatch.queue_capacity") as usize,
+            concurrency: self.positive("dispatch.concurrency") as usize,
+            max_attempts: self.positive("dispatch.max_attempts"),
+        };
+
+        if !self.errors.is_empty() {
+            return Err(ConfigError(self.errors));
+        }
+        Ok(Settings {
+            server,
+            auth: AuthSettings {
+                root_key: Secret::new(root_key),
+            },
+            store,
+            verification,
+            limits,
+            dispatch,
+        })
+    }
+}
+
+fn decode_key(text: &str) -> Option<Vec<u8>> {
+    data_encoding::HEXLOWER_PERMISSIVE
+        .decode(text.as_bytes())
+        .ok()
+        .or_else(|| data_encoding::BASE64.decode(text.as_bytes()).ok())
+        .or_else(|| data_encoding::BASE64URL_NOPAD.decode(text.as_bytes()).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn the_embedded_defaults_are_valid() {
+        let settings = Settings::defaults();
+        assert_eq!(settings.server.listen.to_string(), "127.0.0.1:8080");
+        assert!(settings.store.redis_urls.is_empty());
+        assert_eq!(settings.verification.code_length, 6);
+        assert_eq!(settings.verification.ttl, Duration::from_secs(600));
+        assert_eq!(settings.dispatch.provider, ProviderKind::Log);
+    }
+
+    #[test]
+    fn short_environment_names_override_the_defaults() {
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("OTPGATE_LISTEN", "0.0.0.0:9000"),
+                (
+                    "OTPGATE_REDIS_URL",
+                    "redis://127.0.0.1:7001,redis://127.0.0.1:7002",
+                ),
+                ("OTPGATE_CODE_KEY", &"ab".repeat(32)),
+                (
+                    "OTPGATE_HTTP_PROVIDER_URL",
+                    "http://127.0.0.1:9999/messages",
+                ),
+                ("OTPGATE_ROOT_KEY", &"r".repeat(40)),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.listen.port(), 9000);
+        assert_eq!(settings.store.redis_urls.len(), 2);
+        assert_eq!(settings.dispatch.provider, ProviderKind::Http);
+        assert_eq!(settings.auth.root_key.expose(), "r".repeat(40).as_bytes());
+        assert_eq!(settings.verification.code_key.expose().len(), 32);
+    }
+
+    #[test]
+    fn nested_environment_names_override_any_key() {
+        let settings =
+            Settings::load_from(None, env(&[("OTPGATE_VERIFICATION__TTL_SECONDS", "300")]))
+                .unwrap();
+        assert_eq!(settings.verification.ttl, Duration::from_secs(300));
+    }
+
+    #[test]
+    fn every_invalid_value_is_reported_in_one_error() {
+        let error = Settings::load_from(
+            None,
+            env(&[
+                ("OTPGATE_LISTEN", "not-an-address"),
+                ("OTPGATE_REDIS_URL", "http://wrong"),
+                ("OTPGATE_VERIFICATION__CODE_LENGTH", "12"),
+                ("OTPGATE_VERIFICATION__TTL_SECONDS", "3600"),
+                ("OTPGATE_DISPATCH__PROVIDER", "carrier-pigeon"),
+            ]),
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        for key in [
+            "server.listen",
+            "store.redis_url",
+            "verification.code_length",
+            "verification.ttl_seconds",
+            "verification.code_key",
+            "dispatch.provider",
+        ] {
+            assert!(text.contains(key), "{key} missing from:\n{text}");
+        }
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let settings =
+            Settings::load_from(None, env(&[("OTPGATE_ROOT_KEY", &"s3cr3t".repeat(8))])).unwrap();
+        assert!(!format!("{settings:?}").contains("s3cr3t"));
+    }
+}

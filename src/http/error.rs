@@ -1,0 +1,182 @@
+//! Where every status code is chosen: errors from any layer become problem+json (RFC 9457) here.
+//!
+//! Expected refusals get a precise `type` and `detail`; failures (store down, a bug) get an
+//! opaque body, and their cause goes to the log, whole, instead of to the client.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+
+use crate::store::StoreError;
+use crate::verify::VerifyError;
+
+/// Prefix of every problem `type`; the slugs are listed in ARCHITECTURE.md.
+pub const PROBLEM_BASE: &str = "urn:otpgate:problem:";
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// Malformed or invalid input: the detail says which field and why.
+    InvalidRequest(String),
+    Unauthorized,
+    Forbidden(&'static str),
+    NotFound(&'static str),
+    MethodNotAllowed(&'static str),
+    Conflict(String),
+    PayloadTooLarge(usize),
+    UnsupportedMediaType,
+    /// A limit was hit; `kind` becomes the problem type.
+    Limited {
+        kind: &'static str,
+        detail: String,
+        retry_after_secs: u64,
+    },
+    /// The store could not answer: fail closed, never guess.
+    Unavailable(&'static str),
+    Internal,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+}
+
+impl ApiError {
+    pub fn invalid(detail: impl Into<String>) -> Self {
+        ApiError::InvalidRequest(detail.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn slug_and_detail(&self) -> (&'static str, String) {
+        match self {
+            ApiError::InvalidRequest(detail) => ("invalid-request", detail.clone()),
+            ApiError::Unauthorized => (
+                "unauthorized",
+                "send a valid key as 'Authorization: Bearer <key>'".to_owned(),
+            ),
+            ApiError::Forbidden(detail) => ("forbidden", (*detail).to_owned()),
+            ApiError::NotFound(detail) => ("not-found", (*detail).to_owned()),
+            ApiError::MethodNotAllowed(allow) => {
+                ("method-not-allowed", format!("this path accepts {allow}"))
+            }
+            ApiError::Conflict(detail) => ("conflict", detail.clone()),
+            ApiError::PayloadTooLarge(limit) => (
+                "payload-too-large",
+                format!("the body must be at most {limit} bytes"),
+            ),
+            ApiError::UnsupportedMediaType => (
+                "unsupported-media-type",
+                "send the body as JSON with 'Content-Type: application/json'".to_owned(),
+            ),
+            ApiError::Limited { kind, detail, .. } => (kind, detail.clone()),
+            ApiError::Unavailable(detail) => ("unavailable", (*detail).to_owned()),
+            ApiError::Internal => (
+                "internal",
+                "the server failed; the cause is in its log".to_owned(),
+            ),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let (slug, detail) = self.slug_and_detail();
+        let body = serde_json::to_vec(&Problem {
+            kind: format!("{PROBLEM_BASE}{slug}"),
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail,
+        })
+        .unwrap_or_default();
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        match self {
+            ApiError::Unauthorized => {
+                headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            ApiError::MethodNotAllowed(allow) => {
+                headers.insert(ALLOW, HeaderValue::from_static(allow));
+            }
+            ApiError::Limited {
+                retry_after_secs, ..
+            } => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(cause) => {
+                tracing::error!(%cause, "store unavailable");
+                ApiError::Unavailable("the store is unreachable; nothing was changed, try again")
+            }
+            StoreError::Full(limit) => {
+                tracing::error!(limit, "embedded store full");
+                ApiError::Unavailable("the store is full; try again later")
+            }
+            StoreError::Corrupt(cause) => {
+                tracing::error!(%cause, "store answered something unexpected");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
+impl From<VerifyError> for ApiError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::MaxSendsReached(sends) => ApiError::Limited {
+                kind: "max-sends-reached",
+                detail: format!("this verification has used all of its {sends} sends; let it expire or cancel it"),
+                retry_after_secs: 60,
+            },
+            VerifyError::SendQuotaExceeded { retry_after_ms } => ApiError::Limited {
+                kind: "send-quota-exceeded",
+                detail: "too many codes were sent to this number; try again later".to_owned(),
+                retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
+            },
+            VerifyError::NotFound => ApiError::NotFound("no such verification in this account"),
+            VerifyError::NotPending(verification) => {
+                ApiError::Conflict(format!("the verification is already {}", verification.status.as_str()))
+            }
+            VerifyError::QueueFull => ApiError::Unavailable("the message queue is full; nothing was sent, try again"),
+            VerifyError::Random => {
+                tracing::error!("the system random generator failed");
+                ApiError::Internal
+            }
+            VerifyError::Store(error) => error.into(),
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! otpgate: a two-factor verification gateway.
+//!
+//! [`App::build`] assembles the gateway from [`Settings`]; [`run`] serves it on a listener the
+//! caller binds, until a shutdown future resolves. `main.rs` and the tests use exactly this.
+
+pub mod account;
+pub mod cache;
+pub mod clock;
+pub mod config;
+pub mod dispatch;
+pub mod http;
+pub mod limits;
+pub mod metrics;
+pub mod phone;
+pub mod store;
+pub mod verify;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::rand::SystemRandom;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use account::{key_digest, Account, AccountId, ApiKeyRecord, KeyDigest};
+use cache::TtlCache;
+use clock::{Clock, SystemClock};
+use config::{ProviderKind, Settings};
+use dispatch::providers::{http::HttpProvider, log::LogProvider, Provider};
+use dispatch::Dispatcher;
+use limits::Limits;
+use metrics::Metrics;
+use store::memory::MemoryStore;
+use store::redis::{RedisSettings, RedisStore};
+use store::{Store, StoreError};
+use verify::code::random_bytes;
+use verify::Verifier;
+
+pub use http::run;
+
+/// How long a key or account read from the store is trusted before it is read again.
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
+const AUTH_CACHE_MAX_ENTRIES: usize = 100_000;
+
+/// The assembled gateway; cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct App(Arc<AppState>);
+
+pub struct AppState {
+    settings: Settings,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    verifier: Verifier,
+    metrics: Arc<Metrics>,
+    limits: Limits,
+    keys: TtlCache<KeyDigest, ApiKeyRecord>,
+    accounts: TtlCache<AccountId, Account>,
+    root_key_digest: KeyDigest,
+    rng: SystemRandom,
+    tasks: TaskTracker,
+    stop: CancellationToken,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("auth.root_key is empty; set OTPGATE_ROOT_KEY")]
+    NoRootKey,
+    #[error("the system random generator failed")]
+    Random,
+    #[error("cannot reach the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot set up the provider: {0}")]
+    Provider(String),
+}
+
+/// What a test (or an embedder) may swap in; production uses the defaults.
+#[derive(Default)]
+pub struct Overrides {
+    pub clock: Option<Arc<dyn Clock>>,
+    pub provider: Option<Arc<dyn Provider>>,
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> Result<Self, BuildError> {
+        Self::build_with(settings, Overrides::default()).await
+    }
+
+    pub async fn build_with(settings: Settings, overrides: Overrides) -> Result<Self, BuildError> {
+        if settings.auth.root_key.is_empty() {
+            return Err(BuildError::NoRootKey);
+        }
+        // reqwest is built without a default TLS crypto provider so that ring stays the only
+        // crypto stack; installing it twice is harmless, hence the ignored result.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let rng = SystemRandom::new();
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+
+        let (store, memory): (Arc<dyn Store>, Option<Arc<MemoryStore>>) =
+            if settings.store.redis_urls.is_empty() {
+                let memory = Arc::new(MemoryStore::new(settings.store.memory_max_verifications));
+                (memory.clone(), Some(memory))
+            } else {
+                let redis = RedisStore::connect(&RedisSettings {
+                    urls: settings.store.redis_urls.clone(),
+                    key_prefix: settings.store.key_prefix.clone(),
+                    connect_timeout: settings.store.connect_timeout,
+                    response_timeout: settings.store.response_timeout,
+                })
+                .await?;
+                (Arc::new(redis), None)
+            };
+
+        let provider: Arc<dyn Provider> = match overrides.provider {
+            Some(provider) => provider,
+            None => match settings.dispatch.provider {
+                ProviderKind::Log => {
+                    tracing::warn!("the log provider is active: codes are printed on standard output; use it for development only");
+                    Arc::new(LogProvider)
+                }
+                ProviderKind::Http => Arc::new(
+                    HttpProvider::new(&settings.dispatch.http_url, settings.dispatch.http_timeout)
+                        .map_err(BuildError::Provider)?,
+                ),
+            },
+        };
+        let dispatcher = Dispatcher::spawn(
+            provider,
+            &settings.dispatch,
+            clock.clone(),
+            metrics.clone(),
+            &tasks,
+            stop.clone(),
+        );
+
+        // Without Redis there is one instance, so a per-process MAC key is as good as any.
+        let code_key = if settings.verification.code_key.is_empty() {
+            random_bytes::<32>(&rng)
+                .map_err(|_| BuildError::Random)?
+                .to_vec()
+        } else {
+            settings.verification.code_key.expose().to_vec()
+        };
+        let verifier = Verifier::new(
+            store.clone(),
+            clock.clone(),
+            dispatcher,
+            metrics.clone(),
+            &code_key,
+            settings.verification.clone(),
+            &settings.limits,
+        );
+
+        let root_key_digest = key_digest(
+            std::str::from_utf8(settings.auth.root_key.expose())
+                .map_err(|_| BuildError::NoRootKey)?,
+        );
+        let app = App(Arc::new(AppState {
+            limits: Limits::new(&settings.limits),
+            keys: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
+            accounts: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
+            settings,
+            store,
+            clock,
+            verifier,
+            metrics,
+            root_key_digest,
+            rng,
+            tasks,
+            stop,
+        }));
+        app.spawn_housekeeping(memory);
+        Ok(app)
+    }
+
+    /// Once a second: expire memory-store records, forget idle rate-limit keys, drain metrics.
+    fn spawn_housekeeping(&self, memory: Option<Arc<MemoryStore>>) {
+        let state = self.0.clone();
+        let stop = self.0.stop.clone();
+        self.0.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    () = stop.cancelled() => break,
+                }
+                if let Some(memory) = &memory {
+                    memory.sweep(state.clock.now_ms());
+                }
+                state.limits.sweep();
+                state.metrics.run_upkeep();
+            }
+        });
+    }
+
+    /// Stops background work: the dispatcher delivers what is queued, within `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.0.stop.cancel();
+        self.0.tasks.close();
+        if tokio::time::timeout(deadline, self.0.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?deadline,
+                "background tasks still running after the deadline"
+            );
+        }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.0.settings
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.0.store
+    }
+
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.0.clock
+    }
+
+    pub fn verifier(&self) -> &Verifier {
+        &self.0.verifier
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
+    pub(crate) fn rng(&self) -> &SystemRandom {
+        &self.0.rng
+    }
+
+    pub(crate) fn root_key_digest(&self) -> &KeyDigest {
+        &self.0.root_key_digest
+    }
+
+    /// A key by its digest, through the cache.
+    pub async fn find_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let now = self.0.clock.now_ms();
+        if let Some(key) = self.0.keys.get(digest, now) {
+            return Ok(Some(key));
+        }
+        let found = self.0.store.find_api_key(digest).await?;
+        if let Some(key) = &found {
+            self.0.keys.insert(*digest, key.clone(), now);
+        }
+        Ok(found)
+    }
+
+    /// An account by id, through the cache.
+    pub async fn find_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        let now = self.0.clock.now_ms();
+        if let Some(account) = self.0.accounts.get(id, now) {
+            return Ok(Some(account));
+        }
+        let found = self.0.store.get_account(id).await?;
+        if let Some(account) = &found {
+            self.0.accounts.insert(id.clone(), account.clone(), now);
+        }
+        Ok(found)
+    }
+}

@@ -1,0 +1,131 @@
+//! The otpgate binary: parse the command line, load config, bind, serve. Nothing else.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use otpgate::account::KEY_PREFIX;
+use otpgate::config::{Secret, Settings};
+use otpgate::App;
+use ring::rand::{SecureRandom, SystemRandom};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+const USAGE: &str = "usage: otpgate [--config FILE]\n\nConfiguration: config/default.toml documents every key; \
+environment overrides such as OTPGATE_LISTEN, OTPGATE_REDIS_URL, OTPGATE_ROOT_KEY, OTPGATE_CODE_KEY, \
+OTPGATE_HTTP_PROVIDER_URL. Log level: OTPGATE_LOG (default info).";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("OTPGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let config_file = match parse_args(std::env::args().skip(1)) {
+        Ok(file) => file,
+        Err(message) => {
+            eprintln!("{message}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut settings = match Settings::load(config_file.as_deref()) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("otpgate: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    if settings.auth.root_key.is_empty() {
+        let Some(generated) = generate_root_key() else {
+            eprintln!("otpgate: the system random generator failed");
+            return ExitCode::FAILURE;
+        };
+        // Printed on the terminal once, not logged: a first run needs it to create an account.
+        eprintln!("otpgate: no OTPGATE_ROOT_KEY set; this run's root key is:\n\n    {generated}\n");
+        settings.auth.root_key = Secret::new(generated);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("otpgate: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("otpgate: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>, String> {
+    let mut config = None;
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" | "-c" => {
+                config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?))
+            }
+            "--help" | "-h" => return Err("otpgate: a two-factor verification gateway".into()),
+            other => return Err(format!("unknown argument '{other}'")),
+        }
+    }
+    Ok(config)
+}
+
+fn generate_root_key() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new().fill(&mut bytes).ok()?;
+    Some(format!(
+        "{KEY_PREFIX}root_{}",
+        data_encoding::BASE64URL_NOPAD.encode(&bytes)
+    ))
+}
+
+async fn serve(settings: Settings) -> Result<(), String> {
+    let listen = settings.server.listen;
+    let grace = settings.server.shutdown_grace;
+    let app = App::build(settings)
+        .await
+        .map_err(|error| error.to_string())?;
+    let listener = TcpListener::bind(listen)
+        .await
+        .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+    tracing::info!(
+        address = %listener.local_addr().map_err(|error| error.to_string())?,
+        store = app.store().kind(),
+        "otpgate listening"
+    );
+    otpgate::run(listener, app.clone(), shutdown_signal())
+        .await
+        .map_err(|error| error.to_string())?;
+    app.shutdown(grace).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

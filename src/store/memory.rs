@@ -1,0 +1,339 @@
+//! The embedded store: everything in this process, bounded, with expiry.
+//!
+//! The same contract as Redis: every verification operation takes the lock of the number's shard
+//! for its whole step, which is what makes compare, count and consume one atomic step here.
+//! A restart loses everything; that is the documented price of running without Redis.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+use subtle::ConstantTimeEq;
+
+use super::{Store, StoreError};
+use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
+use crate::phone::SHARD_COUNT;
+use crate::verify::code::Tag;
+use crate::verify::model::{
+    CancelOutcome, CheckOutcome, CheckTarget, NewVerification, StartOutcome, Status, Verification,
+    VerificationId,
+};
+
+pub struct MemoryStore {
+    shards: Vec<Mutex<Shard>>,
+    verifications: AtomicUsize,
+    max_verifications: usize,
+    accounts: DashMap<AccountId, Account>,
+    keys: DashMap<KeyDigest, ApiKeyRecord>,
+}
+
+struct StoredVerification {
+    state: Verification,
+    /// Present while the code can still be approved; removed the moment it cannot.
+    tag: Option<Tag>,
+    /// When the record itself disappears (expiry plus retention).
+    evict_at_ms: u64,
+}
+
+struct Counter {
+    count: u32,
+    resets_at_ms: u64,
+}
+
+/// (account, E.164): the scope of pending verifications and send quotas.
+type NumberKey = (AccountId, String);
+
+#[derive(Default)]
+struct Shard {
+    records: HashMap<String, StoredVerification>,
+    pending_by_number: HashMap<NumberKey, String>,
+    quotas: HashMap<NumberKey, Counter>,
+    /// (account, idempotency key) → (verification id, forget at).
+    idempotency: HashMap<(AccountId, String), (String, u64)>,
+}
+
+impl MemoryStore {
+    pub fn new(max_verifications: usize) -> Self {
+        Self {
+            shards: (0..SHARD_COUNT)
+                .map(|_| Mutex::new(Shard::default()))
+                .collect(),
+            verifications: AtomicUsize::new(0),
+            max_verifications,
+            accounts: DashMap::new(),
+            keys: DashMap::new(),
+        }
+    }
+
+    fn shard(&self, index: u8) -> std::sync::MutexGuard<'_, Shard> {
+        // A poisoned lock means a panic mid-update in this process; the data it guards is plain
+        // maps whose every update is a single insert or remove, so it is still consistent.
+        self.shards[usize::from(index) % self.shards.len()]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops everything past its lifetime. The server runs this every second; correctness never
+    /// depends on it, because every read checks expiry itself.
+    pub fn sweep(&self, now_ms: u64) {
+        for index in 0..SHARD_COUNT {
+            let mut shard = self.shard(index);
+            let before = shard.records.len();
+            shard
+                .records
+                .retain(|_, record| record.evict_at_ms > now_ms);
+            let removed = before - shard.records.len();
+            self.verifications.fetch_sub(removed, Ordering::Relaxed);
+            let Shard {
+                records,
+                pending_by_number,
+                quotas,
+                idempotency,
+            } = &mut *shard;
+            pending_by_number.retain(|_, id| {
+                records
+                    .get(id)
+                    .is_some_and(|record| record.state.status_at(now_ms) == Status::Pending)
+            });
+            quotas.retain(|_, counter| counter.resets_at_ms > now_ms);
+            idempotency.retain(|_, (_, forget_at)| *forget_at > now_ms);
+        }
+    }
+
+    pub fn verification_count(&self) -> usize {
+        self.verifications.load(Ordering::Relaxed)
+    }
+}
+
+impl Shard {
+    fn pending(&self, number: &NumberKey, now_ms: u64) -> Option<&String> {
+        let id = self.pending_by_number.get(number)?;
+        let record = self.records.get(id)?;
+        (record.state.status_at(now_ms) == Status::Pending).then_some(id)
+    }
+
+    /// Counts one send against the quota, or says how long until the window resets.
+    fn take_quota(&mut self, number: &NumberKey, new: &NewVerification) -> Result<(), u64> {
+        let counter = self.quotas.entry(number.clone()).or_insert(Counter {
+            count: 0,
+            resets_at_ms: new.now_ms + new.send_quota.window_ms,
+        });
+        if counter.resets_at_ms <= new.now_ms {
+            counter.count = 0;
+            counter.resets_at_ms = new.now_ms + new.send_quota.window_ms;
+        }
+        if counter.count >= new.send_quota.limit {
+            return Err(counter.resets_at_ms - new.now_ms);
+        }
+        counter.count += 1;
+        Ok(())
+    }
+
+    fn remember_idempotency(&mut self, new: &NewVerification, id: &str) {
+        if let Some(key) = &new.idempotency_key {
+            let forget_at = new.now_ms + new.ttl_ms + new.retention_ms;
+            self.idempotency.insert(
+                (new.account.clone(), key.clone()),
+                (id.to_owned(), forget_at),
+            );
+        }
+    }
+}
+
+#[async_trait]
+impl Store for MemoryStore {
+    async fn start_verification(&self, new: &NewVerification) -> Result<StartOutcome, StoreError> {
+        let now = new.now_ms;
+        let mut shard = self.shard(new.to.shard());
+
+        if let Some(key) = &new.idempotency_key {
+            let seen = shard.idempotency.get(&(new.account.clone(), key.clone()));
+            if let Some((id, forget_at)) = seen.filter(|(_, forget_at)| *forget_at > now) {
+                let _ = forget_at;
+                if let Some(record) = shard.records.get(id) {
+                    return Ok(StartOutcome::Replayed(record.state.clone()));
+                }
+            }
+        }
+
+        let number: NumberKey = (new.account.clone(), new.to.e164().to_owned());
+        if let Some(id) = shard.pending(&number, now).cloned() {
+            let sends = shard.records[&id].state.sends;
+            if sends >= new.max_sends {
+                return Ok(StartOutcome::MaxSendsReached(
+                    shard.records[&id].state.clone(),
+                ));
+            }
+            if let Err(retry_after_ms) = shard.take_quota(&number, new) {
+                return Ok(StartOutcome::SendQuotaExceeded { retry_after_ms });
+            }
+            let record = shard
+                .records
+                .get_mut(&id)
+                .expect("pending() found this record under the same lock");
+            record.tag = Some(new.code_tag);
+            record.state.sends += 1;
+            record.state.channel = new.channel;
+            record.state.expires_ms = now + new.ttl_ms;
+            record.evict_at_ms = now + new.ttl_ms + new.retention_ms;
+            let state = record.state.clone();
+            shard.remember_idempotency(new, &id);
+            return Ok(StartOutcome::Resent(state));
+        }
+
+        if self.verifications.load(Ordering::Relaxed) >= self.max_verifications {
+            return Err(StoreError::Full(self.max_verifications));
+        }
+        if let Err(retry_after_ms) = shard.take_quota(&number, new) {
+            return Ok(StartOutcome::SendQuotaExceeded { retry_after_ms });
+        }
+        let state = Verification {
+            id: new.id.clone(),
+            account: new.account.clone(),
+            to: new.to.e164().to_owned(),
+            channel: new.channel,
+            status: Status::Pending,
+            attempts: 0,
+            max_attempts: new.max_attempts,
+            sends: 1,
+            created_ms: now,
+            expires_ms: now + new.ttl_ms,
+            code_length: new.code_length,
+        };
+        let id = new.id.as_str().to_owned();
+        let previous = shard.records.insert(
+            id.clone(),
+            StoredVerification {
+                state: state.clone(),
+                tag: Some(new.code_tag),
+                evict_at_ms: now + new.ttl_ms + new.retention_ms,
+            },
+        );
+        if previous.is_none() {
+            self.verifications.fetch_add(1, Ordering::Relaxed);
+        }
+        shard.pending_by_number.insert(number, id.clone());
+        shard.remember_idempotency(new, &id);
+        Ok(StartOutcome::Created(state))
+    }
+
+    async fn check_verification(
+        &self,
+        account: &AccountId,
+        target: &CheckTarget,
+        tag: &Tag,
+        now_ms: u64,
+    ) -> Result<CheckOutcome, StoreError> {
+        let shard_index = match target {
+            CheckTarget::Id(id) => id.shard(),
+            CheckTarget::To(number) => number.shard(),
+        };
+        let mut shard = self.shard(shard_index);
+        let id = match target {
+            CheckTarget::Id(id) => id.as_str().to_owned(),
+            CheckTarget::To(number) => {
+                match shard.pending(&(account.clone(), number.e164().to_owned()), now_ms) {
+                    Some(id) => id.clone(),
+                    None => return Ok(CheckOutcome::NotFound),
+                }
+            }
+        };
+        let Some(record) = shard
+            .records
+            .get_mut(&id)
+            .filter(|r| &r.state.account == account)
+        else {
+            return Ok(CheckOutcome::NotFound);
+        };
+        if record.state.status_at(now_ms) != Status::Pending {
+            record.state.status = record.state.status_at(now_ms);
+            record.tag = None;
+            return Ok(CheckOutcome::Checked {
+                verification: record.state.clone(),
+                valid: false,
+            });
+        }
+        record.state.attempts += 1;
+        let matches = record
+            .tag
+            .as_ref()
+            .is_some_and(|stored| bool::from(stored.ct_eq(tag)));
+        if matches {
+            record.state.status = Status::Approved;
+        } else if record.state.attempts >= record.state.max_attempts {
+            record.state.status = Status::MaxAttemptsReached;
+        }
+        if record.state.status != Status::Pending {
+            record.tag = None;
+        }
+        Ok(CheckOutcome::Checked {
+            verification: record.state.clone(),
+            valid: matches,
+        })
+    }
+
+    async fn get_verification(
+        &self,
+        account: &AccountId,
+        id: &VerificationId,
+        now_ms: u64,
+    ) -> Result<Option<Verification>, StoreError> {
+        let shard = self.shard(id.shard());
+        Ok(shard
+            .records
+            .get(id.as_str())
+            .filter(|record| &record.state.account == account && record.evict_at_ms > now_ms)
+            .map(|record| record.state.clone()))
+    }
+
+    async fn cancel_verification(
+        &self,
+        account: &AccountId,
+        id: &VerificationId,
+        now_ms: u64,
+    ) -> Result<CancelOutcome, StoreError> {
+        let mut shard = self.shard(id.shard());
+        let Some(record) = shard
+            .records
+            .get_mut(id.as_str())
+            .filter(|record| &record.state.account == account && record.evict_at_ms > now_ms)
+        else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        if record.state.status_at(now_ms) != Status::Pending {
+            record.state.status = record.state.status_at(now_ms);
+            return Ok(CancelOutcome::NotPending(record.state.clone()));
+        }
+        record.state.status = Status::Canceled;
+        record.tag = None;
+        Ok(CancelOutcome::Canceled(record.state.clone()))
+    }
+
+    async fn insert_account(&self, account: &Account) -> Result<(), StoreError> {
+        self.accounts.insert(account.id.clone(), account.clone());
+        Ok(())
+    }
+
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        Ok(self.accounts.get(id).map(|entry| entry.clone()))
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        self.keys.insert(key.digest, key.clone());
+        Ok(())
+    }
+
+    async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
+        Ok(self.keys.get(digest).map(|entry| entry.clone()))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}

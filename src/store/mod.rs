@@ -1,0 +1,71 @@
+//! The store seam: where verifications, accounts and keys live.
+//!
+//! Each method is one atomic step of the domain, not a generic key-value call, so that Redis can
+//! run it as one script (one round trip, one slot) and memory as one lock.
+
+pub mod memory;
+pub mod redis;
+
+use async_trait::async_trait;
+
+use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
+use crate::verify::code::Tag;
+use crate::verify::model::{
+    CancelOutcome, CheckOutcome, CheckTarget, NewVerification, StartOutcome, Verification,
+    VerificationId,
+};
+
+/// A store failure: the store could not answer. Expected refusals are outcomes, not errors.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store returned an unexpected answer: {0}")]
+    Corrupt(String),
+    #[error("store is full ({0} verifications)")]
+    Full(usize),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates a verification, or resends the pending one of the same account and number, counting
+    /// the send against the number's quota and honouring the idempotency key — all atomically.
+    async fn start_verification(&self, new: &NewVerification) -> Result<StartOutcome, StoreError>;
+
+    /// Compares the tag, counts the attempt and consumes the code on success, atomically.
+    async fn check_verification(
+        &self,
+        account: &AccountId,
+        target: &CheckTarget,
+        tag: &Tag,
+        now_ms: u64,
+    ) -> Result<CheckOutcome, StoreError>;
+
+    async fn get_verification(
+        &self,
+        account: &AccountId,
+        id: &VerificationId,
+        now_ms: u64,
+    ) -> Result<Option<Verification>, StoreError>;
+
+    async fn cancel_verification(
+        &self,
+        account: &AccountId,
+        id: &VerificationId,
+        now_ms: u64,
+    ) -> Result<CancelOutcome, StoreError>;
+
+    async fn insert_account(&self, account: &Account) -> Result<(), StoreError>;
+
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+
+    async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Answers when the store can serve requests; `/readyz` calls it.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Which store this is, for logs and metrics labels.
+    fn kind(&self) -> &'static str;
+}

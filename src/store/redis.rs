@@ -1,0 +1,569 @@
+//! The Redis store: one Lua script per atomic step, on a single server or a Redis Cluster.
+//!
+//! Only this file knows key names. Every key of one number's verifications carries the hash tag
+//! `{sNN}` of the number's shard, so each script touches one slot and works on Cluster unchanged:
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `P:{sNN}:v:<id>` | hash | the verification (short field names, see `FIELDS`) |
+//! | `P:{sNN}:n:<account>:<e164>` | string | id of the number's pending verification |
+//! | `P:{sNN}:q:<account>:<e164>` | counter | sends in the current quota window |
+//! | `P:{sNN}:i:<account>:<key>` | string | id answered for an idempotency key |
+//! | `P:a:<account>` | hash | the account |
+//! | `P:k:<sha256 hex>` | hash | an API key's record |
+//!
+//! Time comes from the caller's clock (an argument), not Redis `TIME`, so that tests move it and
+//! every instance decides expiry the same way; key TTLs only bound how long records are kept.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+
+use super::{Store, StoreError};
+use crate::account::{hex, Account, AccountId, ApiKeyRecord, KeyDigest, Role};
+use crate::verify::code::Tag;
+use crate::verify::model::{
+    CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, StartOutcome, Status,
+    Verification, VerificationId,
+};
+
+/// How to reach Redis. Timeouts are explicit because the client's defaults (500 ms response,
+/// 1 s connect) are a policy decision: a request waits at most this long before answering 503.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// One URL for a single server; several for the seed nodes of a Redis Cluster.
+    pub urls: Vec<String>,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+}
+
+pub struct RedisStore {
+    connection: Connection,
+    prefix: String,
+    cluster: bool,
+    start: Script,
+    check: Script,
+    cancel: Script,
+}
+
+/// A single server through a reconnecting manager, or a cluster; both multiplexed and cloned
+/// per call rather than pooled.
+#[derive(Clone)]
+enum Connection {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Connection {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Connection::Single(inner) => inner.req_packed_command(cmd),
+            Connection::Cluster(inner) => inner.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Connection::Single(inner) => inner.req_packed_commands(cmd, offset, count),
+            Connection::Cluster(inner) => inner.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Connection::Single(inner) => inner.get_db(),
+            Connection::Cluster(inner) => inner.get_db(),
+        }
+    }
+}
+
+/// Shared Lua: the constant-time comparison and the reply shape of a verification.
+///
+/// Replies are arrays of strings: outcome, then id, account, to, channel, status, attempts,
+/// max attempts, sends, created, expires, code length.
+const LUA_COMMON: &str = r#"
+local function ct_eq(a, b)
+  if (not a) or (not b) or #a ~= #b then return false end
+  local diff = 0
+  for i = 1, #a do diff = bit.bor(diff, bit.bxor(string.byte(a, i), string.byte(b, i))) end
+  return diff == 0
+end
+local function reply(outcome, id, v)
+  return {outcome, id, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]}
+end
+local FIELDS = {'a', 't', 'c', 's', 'n', 'M', 'd', 'k', 'e', 'l'}
+local function load(key)
+  return redis.call('HMGET', key, unpack(FIELDS))
+end
+"#;
+
+/// KEYS: pointer, quota, new record, idempotency (or the pointer again when there is none).
+/// ARGV: base, account, to, channel, tag, code length, now, ttl, retention, max attempts,
+/// max sends, quota limit, quota window, new id, has idempotency key.
+const LUA_START: &str = r#"
+local base, acct, to, channel, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local len, now, ttl, keep = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+local max_attempts, max_sends = ARGV[10], tonumber(ARGV[11])
+local quota_limit, quota_window, new_id, has_idem = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14], ARGV[15] == '1'
+
+if has_idem then
+  local seen = redis.call('GET', KEYS[4])
+  if seen then
+    local v = load(base .. 'v:' .. seen)
+    if v[1] then return reply('replayed', seen, v) end
+  end
+end
+
+local function take_quota()
+  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if used >= quota_limit then
+    local left = redis.call('PTTL', KEYS[2])
+    if left < 0 then left = quota_window end
+    return left
+  end
+  if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], quota_window) end
+  return nil
+end
+
+local function remember(id)
+  if has_idem then redis.call('SET', KEYS[4], id, 'PX', ttl + keep) end
+end
+
+local pending = redis.call('GET', KEYS[1])
+if pending then
+  local key = base .. 'v:' .. pending
+  local v = load(key)
+  if v[1] == acct and v[4] == 'p' and now < tonumber(v[9]) then
+    if tonumber(v[7]) >= max_sends then return reply('max_sends', pending, v) end
+    local wait = take_quota()
+    if wait then return {'quota', tostring(wait)} end
+    redis.call('HSET', key, 'm', tag, 'c', channel, 'e', now + ttl)
+    redis.call('HINCRBY', key, 'd', 1)
+    redis.call('PEXPIRE', key, ttl + keep)
+    redis.call('PEXPIRE', KEYS[1], ttl)
+    remember(pending)
+    return reply('resent', pending, load(key))
+  end
+end
+
+local wait = take_quota()
+if wait then return {'quota', tostring(wait)} end
+redis.call('HSET', KEYS[3], 'a', acct, 't', to, 'c', channel, 's', 'p', 'm', tag, 'n', 0,
+  'M', max_attempts, 'd', 1, 'k', now, 'e', now + ttl, 'l', len)
+redis.call('PEXPIRE', KEYS[3], ttl + keep)
+redis.call('SET', KEYS[1], new_id, 'PX', ttl)
+remember(new_id)
+return reply('created', new_id, load(KEYS[3]))
+"#;
+
+/// KEYS: the record (by id) or the number's pointer (by number).
+/// ARGV: base, account, tag, now, mode ('id' or 'to').
+const LUA_CHECK: &str = r#"
+local base, acct, tag, now, mode = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local id, key
+if mode == 'to' then
+  id = redis.call('GET', KEYS[1])
+  if not id then return {'not_found'} end
+  key = base .. 'v:' .. id
+else
+  key = KEYS[1]
+  id = string.sub(key, #base + 3)
+end
+local v = load(key)
+if v[1] ~= acct then return {'not_found'} end
+local pointer = base .. 'n:' .. acct .. ':' .. v[2]
+local function finish(status)
+  redis.call('HSET', key, 's', status)
+  redis.call('HDEL', key, 'm')
+  if redis.call('GET', pointer) == id then redis.call('DEL', pointer) end
+end
+if v[4] ~= 'p' then return reply('checked', id, v) end
+if now >= tonumber(v[9]) then
+  finish('x')
+  return reply('checked', id, load(key))
+end
+local attempts = redis.call('HINCRBY', key, 'n', 1)
+local stored = redis.call('HGET', key, 'm')
+if ct_eq(stored, tag) then
+  finish('a')
+  return reply('valid', id, load(key))
+end
+if attempts >= tonumber(v[6]) then finish('m') end
+return reply('checked', id, load(key))
+"#;
+
+/// KEYS: the record. ARGV: base, account, now.
+const LUA_CANCEL: &str = r#"
+local base, acct, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local key = KEYS[1]
+local id = string.sub(key, #base + 3)
+local v = load(key)
+if v[1] ~= acct then return {'not_found'} end
+if v[4] ~= 'p' then return reply('not_pending', id, v) end
+local pointer = base .. 'n:' .. acct .. ':' .. v[2]
+if now >= tonumber(v[9]) then
+  redis.call('HSET', key, 's', 'x')
+  redis.call('HDEL', key, 'm')
+  return reply('not_pending', id, load(key))
+end
+redis.call('HSET', key, 's', 'c')
+redis.call('HDEL', key, 'm')
+if redis.call('GET', pointer) == id then redis.call('DEL', pointer) end
+return reply('canceled', id, load(key))
+"#;
+
+impl RedisStore {
+    /// Connects lazily to a single server (so the gateway starts, fails closed and recovers while
+    /// Redis is down), or to a cluster through its seed nodes.
+    pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let unavailable = |error: redis::RedisError| StoreError::Unavailable(error.to_string());
+        let cluster = settings.urls.len() > 1;
+        let connection = if cluster {
+            let client = redis::cluster::ClusterClientBuilder::new(settings.urls.clone())
+                .connection_timeout(settings.connect_timeout)
+                .response_timeout(settings.response_timeout)
+                .retries(2)
+                .build()
+                .map_err(unavailable)?;
+            Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
+        } else {
+            let url = settings
+                .urls
+                .first()
+                .ok_or_else(|| StoreError::Unavailable("no Redis URL".into()))?;
+            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(settings.connect_timeout))
+                .set_response_timeout(Some(settings.response_timeout))
+                // Few quick retries: a request must fail within about one timeout, not queue up
+                // behind a long reconnect loop; the next request triggers the next reconnect.
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(200));
+            Connection::Single(
+                ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?,
+            )
+        };
+        Ok(Self {
+            connection,
+            prefix: settings.key_prefix.clone(),
+            cluster,
+            start: Script::new(&format!("{LUA_COMMON}{LUA_START}")),
+            check: Script::new(&format!("{LUA_COMMON}{LUA_CHECK}")),
+            cancel: Script::new(&format!("{LUA_COMMON}{LUA_CANCEL}")),
+        })
+    }
+
+    pub fn is_cluster(&self) -> bool {
+        self.cluster
+    }
+
+    /// `P:{sNN}:` — everything of one shard starts with this.
+    fn base(&self, shard: u8) -> String {
+        format!("{}:{{s{shard:02}}}:", self.prefix)
+    }
+
+    fn record_key(&self, id: &VerificationId) -> String {
+        format!("{}v:{}", self.base(id.shard()), id.as_str())
+    }
+
+    fn number_key(&self, shard: u8, kind: &str, account: &AccountId, e164: &str) -> String {
+        format!("{}{kind}:{}:{e164}", self.base(shard), account.as_str())
+    }
+
+    fn account_key(&self, id: &AccountId) -> String {
+        format!("{}:a:{}", self.prefix, id.as_str())
+    }
+
+    fn api_key_key(&self, digest: &KeyDigest) -> String {
+        format!("{}:k:{}", self.prefix, hex(digest))
+    }
+
+    /// The full key of a verification record, for tests and operators inspecting Redis.
+    pub fn verification_key(&self, id: &VerificationId) -> String {
+        self.record_key(id)
+    }
+
+    async fn run(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut connection = self.connection.clone();
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(store_error)
+    }
+}
+
+fn store_error(error: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(error.to_string())
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(what.to_owned())
+}
+
+/// Reads the verification that follows the outcome word in a script reply.
+fn parse_verification(reply: &[String]) -> Result<Verification, StoreError> {
+    if reply.len() < 12 {
+        return Err(corrupt("short verification reply"));
+    }
+    let number = |index: usize| -> Result<u64, StoreError> {
+        reply[index]
+            .parse()
+            .map_err(|_| corrupt("verification field is not a number"))
+    };
+    Ok(Verification {
+        id: VerificationId::parse(&reply[1]).ok_or_else(|| corrupt("bad verification id"))?,
+        account: AccountId::parse(&reply[2]).ok_or_else(|| corrupt("bad account id"))?,
+        to: reply[3].clone(),
+        channel: Channel::parse(&reply[4]).ok_or_else(|| corrupt("bad channel"))?,
+        status: Status::from_code(&reply[5]).ok_or_else(|| corrupt("bad status"))?,
+        attempts: number(6)? as u32,
+        max_attempts: number(7)? as u32,
+        sends: number(8)? as u32,
+        created_ms: number(9)?,
+        expires_ms: number(10)?,
+        code_length: number(11)? as u8,
+    })
+}
+
+#[async_trait]
+impl Store for RedisStore {
+    async fn start_verification(&self, new: &NewVerification) -> Result<StartOutcome, StoreError> {
+        let shard = new.to.shard();
+        let account = &new.account;
+        let to = new.to.e164();
+        let pointer = self.number_key(shard, "n", account, to);
+        let idempotency = match &new.idempotency_key {
+            Some(key) => self.number_key(shard, "i", account, key),
+            None => pointer.clone(),
+        };
+        let mut invocation = self.start.prepare_invoke();
+        invocation
+            .key(&pointer)
+            .key(self.number_key(shard, "q", account, to))
+            .key(self.record_key(&new.id))
+            .key(idempotency)
+            .arg(self.base(shard))
+            .arg(account.as_str())
+            .arg(to)
+            .arg(new.channel.as_str())
+            .arg(&new.code_tag[..])
+            .arg(new.code_length)
+            .arg(new.now_ms)
+            .arg(new.ttl_ms)
+            .arg(new.retention_ms)
+            .arg(new.max_attempts)
+            .arg(new.max_sends)
+            .arg(new.send_quota.limit)
+            .arg(new.send_quota.window_ms)
+            .arg(new.id.as_str())
+            .arg(if new.idempotency_key.is_some() {
+                "1"
+            } else {
+                "0"
+            });
+        let reply = self.run(&invocation).await?;
+        match reply.first().map(String::as_str) {
+            Some("created") => Ok(StartOutcome::Created(parse_verification(&reply)?)),
+            Some("resent") => Ok(StartOutcome::Resent(parse_verification(&reply)?)),
+            Some("replayed") => Ok(StartOutcome::Replayed(parse_verification(&reply)?)),
+            Some("max_sends") => Ok(StartOutcome::MaxSendsReached(parse_verification(&reply)?)),
+            Some("quota") => Ok(StartOutcome::SendQuotaExceeded {
+                retry_after_ms: reply
+                    .get(1)
+                    .and_then(|ms| ms.parse().ok())
+                    .ok_or_else(|| corrupt("quota reply"))?,
+            }),
+            _ => Err(corrupt("unknown start reply")),
+        }
+    }
+
+    async fn check_verification(
+        &self,
+        account: &AccountId,
+        target: &CheckTarget,
+        tag: &Tag,
+        now_ms: u64,
+    ) -> Result<CheckOutcome, StoreError> {
+        let (shard, key, mode) = match target {
+            CheckTarget::Id(id) => (id.shard(), self.record_key(id), "id"),
+            CheckTarget::To(number) => (
+                number.shard(),
+                self.number_key(number.shard(), "n", account, number.e164()),
+                "to",
+            ),
+        };
+        let mut invocation = self.check.prepare_invoke();
+        invocation
+            .key(key)
+            .arg(self.base(shard))
+            .arg(account.as_str())
+            .arg(&tag[..])
+            .arg(now_ms)
+            .arg(mode);
+        let reply = self.run(&invocation).await?;
+        match reply.first().map(String::as_str) {
+            Some("not_found") => Ok(CheckOutcome::NotFound),
+            Some("valid") => Ok(CheckOutcome::Checked {
+                verification: parse_verification(&reply)?,
+                valid: true,
+            }),
+            Some("checked") => Ok(CheckOutcome::Checked {
+                verification: parse_verification(&reply)?,
+                valid: false,
+            }),
+            _ => Err(corrupt("unknown check reply")),
+        }
+    }
+
+    async fn get_verification(
+        &self,
+        account: &AccountId,
+        id: &VerificationId,
+        _now_ms: u64,
+    ) -> Result<Option<Verification>, StoreError> {
+        let mut connection = self.connection.clone();
+        let fields: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.record_key(id))
+            .arg(&["a", "t", "c", "s", "n", "M", "d", "k", "e", "l"])
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        if fields.first().and_then(Option::as_deref) != Some(account.as_str()) {
+            return Ok(None);
+        }
+        let mut reply = vec![String::new(), id.as_str().to_owned()];
+        reply.extend(fields.into_iter().map(Option::unwrap_or_default));
+        parse_verification(&reply).map(Some)
+    }
+
+    async fn cancel_verification(
+        &self,
+        account: &AccountId,
+        id: &VerificationId,
+        now_ms: u64,
+    ) -> Result<CancelOutcome, StoreError> {
+        let mut invocation = self.cancel.prepare_invoke();
+        invocation
+            .key(self.record_key(id))
+            .arg(self.base(id.shard()))
+            .arg(account.as_str())
+            .arg(now_ms);
+        let reply = self.run(&invocation).await?;
+        match reply.first().map(String::as_str) {
+            Some("not_found") => Ok(CancelOutcome::NotFound),
+            Some("canceled") => Ok(CancelOutcome::Canceled(parse_verification(&reply)?)),
+            Some("not_pending") => Ok(CancelOutcome::NotPending(parse_verification(&reply)?)),
+            _ => Err(corrupt("unknown cancel reply")),
+        }
+    }
+
+    async fn insert_account(&self, account: &Account) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("HSET")
+            .arg(self.account_key(&account.id))
+            .arg(&["name", &account.name])
+            .arg("created")
+            .arg(account.created_ms)
+            .arg("code_length")
+            .arg(account.code_length)
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        let mut connection = self.connection.clone();
+        let (name, created, code_length): (Option<String>, Option<u64>, Option<u8>) =
+            redis::cmd("HMGET")
+                .arg(self.account_key(id))
+                .arg(&["name", "created", "code_length"])
+                .query_async(&mut connection)
+                .await
+                .map_err(store_error)?;
+        Ok(match (name, created, code_length) {
+            (Some(name), Some(created_ms), Some(code_length)) => Some(Account {
+                id: id.clone(),
+                name,
+                created_ms,
+                code_length,
+            }),
+            _ => None,
+        })
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("HSET")
+            .arg(self.api_key_key(&key.digest))
+            .arg(&[
+                "id",
+                &key.id,
+                "account",
+                key.account.as_str(),
+                "role",
+                key.role.as_str(),
+            ])
+            .arg("created")
+            .arg(key.created_ms)
+            .query_async::<()>(&mut connection)
+            .await
+            .map_err(store_error)
+    }
+
+    async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
+        let mut connection = self.connection.clone();
+        let (id, account, role, created): (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<u64>,
+        ) = redis::cmd("HMGET")
+            .arg(self.api_key_key(digest))
+            .arg(&["id", "account", "role", "created"])
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let (Some(id), Some(account), Some(role), Some(created_ms)) = (id, account, role, created)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(ApiKeyRecord {
+            id,
+            account: AccountId::parse(&account).ok_or_else(|| corrupt("bad account id on key"))?,
+            role: role
+                .parse::<Role>()
+                .map_err(|()| corrupt("bad role on key"))?,
+            digest: *digest,
+            created_ms,
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut connection)
+            .await
+            .map(drop)
+            .map_err(store_error)
+    }
+
+    fn kind(&self) -> &'static str {
+        if self.cluster {
+            "redis-cluster"
+        } else {
+            "redis"
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! One-time codes from send to approval: the service the HTTP layer calls.
+//!
+//! It draws the code, MACs it, asks the store for the one atomic step, and hands the message to
+//! dispatch. It knows nothing of HTTP; outcomes it does not consider failures (a wrong code, an
+//! expired verification) come back as values.
+
+pub mod code;
+pub mod model;
+
+use std::sync::Arc;
+
+use ring::rand::SystemRandom;
+
+use crate::account::{hex, Account};
+use crate::clock::Clock;
+use crate::config::{LimitSettings, VerificationSettings};
+use crate::dispatch::{Dispatcher, OutgoingMessage};
+use crate::metrics::Metrics;
+use crate::phone::PhoneNumber;
+use crate::store::{Store, StoreError};
+use code::{random_bytes, CodeMac};
+use model::{
+    CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, SendQuota, StartOutcome,
+    Verification, VerificationId,
+};
+
+pub use code::Code;
+
+pub struct Verifier {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    dispatcher: Dispatcher,
+    metrics: Arc<Metrics>,
+    mac: CodeMac,
+    rng: SystemRandom,
+    settings: VerificationSettings,
+    quota: SendQuota,
+}
+
+/// A send as the HTTP layer parsed it.
+#[derive(Debug)]
+pub struct StartRequest {
+    pub to: PhoneNumber,
+    pub channel: Channel,
+    /// Digits for this verification; the account's default when absent.
+    pub code_length: Option<u8>,
+    /// Scoped to the account and the destination number: a retry with the same key and number
+    /// gets the first answer and sends nothing.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Started {
+    Created(Verification),
+    Resent(Verification),
+    Replayed(Verification),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    pub verification: Verification,
+    pub valid: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    #[error("the verification has used all of its {0} sends")]
+    MaxSendsReached(u32),
+    #[error("too many codes sent to this number; try again later")]
+    SendQuotaExceeded { retry_after_ms: u64 },
+    #[error("no such verification")]
+    NotFound,
+    #[error("the verification is already {}", .0.status.as_str())]
+    NotPending(Box<Verification>),
+    #[error("the message queue is full")]
+    QueueFull,
+    #[error("the random generator failed")]
+    Random,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Verifier {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        dispatcher: Dispatcher,
+        metrics: Arc<Metrics>,
+        code_key: &[u8],
+        settings: VerificationSettings,
+        limits: &LimitSettings,
+    ) -> Self {
+        Self {
+            store,
+            clock,
+            dispatcher,
+            metrics,
+            mac: CodeMac::new(code_key),
+            rng: SystemRandom::new(),
+            quota: SendQuota {
+                limit: limits.send_per_number,
+                window_ms: limits.send_per_number_window.as_millis() as u64,
+            },
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &VerificationSettings {
+        &self.settings
+    }
+
+    pub async fn start(
+        &self,
+        account: &Account,
+        request: StartRequest,
+    ) -> Result<Started, VerifyError> {
+        // Reserve the message's place first: a verification is only created if it can be sent.
+        let slot = self
+            .dispatcher
+            .reserve()
+            .map_err(|_| VerifyError::QueueFull)?;
+        let length = request.code_length.unwrap_or(account.code_length);
+        let code = code::generate(&self.rng, length).map_err(|_| VerifyError::Random)?;
+        let now_ms = self.clock.now_ms();
+        let ttl_ms = self.settings.ttl.as_millis() as u64;
+        let new = NewVerification {
+            id: VerificationId::random(&self.rng, request.to.shard())
+                .map_err(|_| VerifyError::Random)?,
+            account: account.id.clone(),
+            to: request.to,
+            channel: request.channel,
+            code_tag: self.mac.tag(account.id.as_str(), &code),
+            code_length: length,
+            now_ms,
+            ttl_ms,
+            retention_ms: self.settings.retention.as_millis() as u64,
+            max_attempts: self.settings.max_check_attempts,
+            max_sends: self.settings.max_sends,
+            send_quota: self.quota,
+            idempotency_key: request.idempotency_key,
+        };
+        let channel = new.channel.as_str();
+        let outcome = self.store.start_verification(&new).await.inspect_err(|_| {
+            self.metrics.store_error("start");
+        })?;
+        let (started, label) = match outcome {
+            StartOutcome::Created(verification) => (Started::Created(verification), "created"),
+            StartOutcome::Resent(verification) => (Started::Resent(verification), "resent"),
+            StartOutcome::Replayed(verification) => {
+                self.metrics.verification_started(channel, "replayed");
+                return Ok(Started::Replayed(verification));
+            }
+            StartOutcome::MaxSendsReached(verification) => {
+                self.metrics
+                    .verification_started(channel, "max_sends_reached");
+                return Err(VerifyError::MaxSendsReached(verification.sends));
+            }
+            StartOutcome::SendQuotaExceeded { retry_after_ms } => {
+                self.metrics
+                    .verification_started(channel, "send_quota_exceeded");
+                return Err(VerifyError::SendQuotaExceeded { retry_after_ms });
+            }
+        };
+        self.metrics.verification_started(channel, label);
+        let verification = match &started {
+            Started::Created(v) | Started::Resent(v) | Started::Replayed(v) => v,
+        };
+        let message_id = random_bytes::<16>(&self.rng).map_err(|_| VerifyError::Random)?;
+        slot.send(OutgoingMessage {
+            id: format!("MS{}", hex(&message_id)),
+            verification_id: verification.id.as_str().to_owned(),
+            to: new.to,
+            channel: new.channel,
+            body: self.message_body(&code, verification),
+            not_after_ms: verification.expires_ms,
+        });
+        Ok(started)
+    }
+
+    fn message_body(&self, code: &Code, verification: &Verification) -> String {
+        let minutes = (verification.expires_ms - self.clock.now_ms().min(verification.expires_ms))
+            .div_ceil(60_000);
+        format!(
+            "Your {} verification code is: {}. It expires in {} minutes. Do not share it with anyone.",
+            self.settings.brand,
+            code.as_str(),
+            minutes.max(1)
+        )
+    }
+
+    pub async fn check(
+        &self,
+        account: &Account,
+        target: CheckTarget,
+        code: &Code,
+    ) -> Result<Checked, VerifyError> {
+        let tag = self.mac.tag(account.id.as_str(), code);
+        let outcome = self
+            .store
+            .check_verification(&account.id, &target, &tag, self.clock.now_ms())
+            .await
+            .inspect_err(|_| self.metrics.store_error("check"))?;
+        match outcome {
+            CheckOutcome::NotFound => {
+                self.metrics.verification_checked("not_found");
+                Err(VerifyError::NotFound)
+            }
+            CheckOutcome::Checked {
+                verification,
+                valid,
+            } => {
+                self.metrics
+                    .verification_checked(verification.status.as_str());
+                Ok(Checked {
+                    verification,
+                    valid,
+                })
+            }
+        }
+    }
+
+    pub async fn get(
+        &self,
+        account: &Account,
+        id: &VerificationId,
+    ) -> Result<Verification, VerifyError> {
+        let now_ms = self.clock.now_ms();
+        let mut verification = self
+            .store
+            .get_verification(&account.id, id, now_ms)
+            .await
+            .inspect_err(|_| self.metrics.store_error("get"))?
+            .ok_or(VerifyError::NotFound)?;
+        verification.status = verification.status_at(now_ms);
+        Ok(verification)
+    }
+
+    pub async fn cancel(
+        &self,
+        account: &Account,
+        id: &VerificationId,
+    ) -> Result<Verification, VerifyError> {
+        let outcome = self
+            .store
+            .cancel_verification(&account.id, id, self.clock.now_ms())
+            .await
+            .inspect_err(|_| self.metrics.store_error("cancel"))?;
+        match outcome {
+            CancelOutcome::Canceled(verification) => Ok(verification),
+            CancelOutcome::NotPending(verification) => {
+                Err(VerifyError::NotPending(Box::new(verification)))
+            }
+            CancelOutcome::NotFound => Err(VerifyError::NotFound),
+        }
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
