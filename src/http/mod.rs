@@ -5,7 +5,7 @@
 
 pub mod error;
 mod handlers;
-mod routes;
+pub mod routes;
 
 use std::convert::Infallible;
 use std::future::Future;
