@@ -1,0 +1,291 @@
+//! The verification contract, held by every store.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::{spawn_app, wrong_code, Backend};
+use crate::on_every_store;
+
+on_every_store!(
+    a_sent_code_is_approved_once_and_then_consumed,
+    five_wrong_codes_kill_the_verification,
+    a_code_expires_when_the_clock_passes_its_lifetime,
+    a_resend_replaces_the_code_and_keeps_the_id,
+    the_sixth_send_of_one_verification_is_refused,
+    the_per_number_send_quota_holds_across_verifications,
+    an_idempotent_retry_returns_the_first_answer_without_a_second_message,
+    a_check_by_number_finds_the_pending_verification,
+    a_canceled_verification_cannot_be_approved,
+    accounts_cannot_see_each_others_verifications,
+);
+
+async fn a_sent_code_is_approved_once_and_then_consumed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let sent = app.send("+4915112345678").await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    assert_eq!(sent.body["status"], "pending");
+    assert_eq!(sent.body["channel"], "sms");
+    assert_eq!(sent.body["attempts_left"], 5);
+    let id = sent.str("id").to_owned();
+    assert!(id.starts_with("VE") && id.len() == 34);
+
+    let code = app.code_sent_to("+4915112345678", 1).await;
+    assert_eq!(code.len(), 6);
+    let message = &app.messages().await[0];
+    assert_eq!(message["channel"], "sms");
+    assert!(message["message_id"].as_str().unwrap().starts_with("MS"));
+
+    let approved = app.check_id(&id, &code).await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    assert_eq!(approved.body["status"], "approved");
+    assert_eq!(approved.body["valid"], true);
+
+    let again = app.check_id(&id, &code).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.body["valid"], false,
+        "a code is approved at most once"
+    );
+    assert_eq!(again.body["status"], "approved");
+
+    let read = app.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(read.body["status"], "approved");
+    app.stop().await;
+}
+
+async fn five_wrong_codes_kill_the_verification(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.send("+4915112345679").await.str("id").to_owned();
+    let code = app.code_sent_to("+4915112345679", 1).await;
+    let wrong = wrong_code(&code);
+    for attempt in 1..=5 {
+        let checked = app.check_id(&id, &wrong).await;
+        assert_eq!(checked.status, 200);
+        assert_eq!(checked.body["valid"], false);
+        assert_eq!(checked.body["attempts_left"], 5 - attempt);
+        let expected = if attempt < 5 {
+            "pending"
+        } else {
+            "max_attempts_reached"
+        };
+        assert_eq!(
+            checked.body["status"], expected,
+            "after {attempt} wrong codes"
+        );
+    }
+    let right = app.check_id(&id, &code).await;
+    assert_eq!(right.body["status"], "max_attempts_reached");
+    assert_eq!(
+        right.body["valid"], false,
+        "the right code after the limit is refused"
+    );
+    app.stop().await;
+}
+
+async fn a_code_expires_when_the_clock_passes_its_lifetime(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.send("+4915112345680").await.str("id").to_owned();
+    let code = app.code_sent_to("+4915112345680", 1).await;
+
+    app.clock.advance(Duration::from_secs(599));
+    assert_eq!(
+        app.get(&format!("/v1/verifications/{id}")).await.body["status"],
+        "pending"
+    );
+    app.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        app.get(&format!("/v1/verifications/{id}")).await.body["status"],
+        "expired"
+    );
+
+    let late = app.check_id(&id, &code).await;
+    assert_eq!(late.status, 200);
+    assert_eq!(late.body["status"], "expired");
+    assert_eq!(
+        late.body["valid"], false,
+        "an expired code is never approved"
+    );
+
+    // A new send after expiry starts a new verification.
+    let fresh = app.send("+4915112345680").await;
+    assert_eq!(fresh.status, 201);
+    assert_ne!(fresh.str("id"), id);
+    app.stop().await;
+}
+
+async fn a_resend_replaces_the_code_and_keeps_the_id(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let first = app.send("+4915112345681").await;
+    let id = first.str("id").to_owned();
+    let old_code = app.code_sent_to("+4915112345681", 1).await;
+
+    let resent = app.send("+4915112345681").await;
+    assert_eq!(
+        resent.status, 200,
+        "a resend answers 200 with the same verification"
+    );
+    assert_eq!(resent.str("id"), id);
+    assert_eq!(resent.body["send_count"], 2);
+    let new_code = app.code_sent_to("+4915112345681", 2).await;
+
+    if old_code != new_code {
+        let stale = app.check_id(&id, &old_code).await;
+        assert_eq!(
+            stale.body["valid"], false,
+            "the old code is dead after a resend"
+        );
+        assert_eq!(
+            stale.body["attempts_left"], 4,
+            "and counts as a wrong attempt"
+        );
+    }
+    let approved = app.check_id(&id, &new_code).await;
+    assert_eq!(approved.body["status"], "approved");
+    app.stop().await;
+}
+
+async fn the_sixth_send_of_one_verification_is_refused(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for send in 1..=5 {
+        let sent = app.send("+4915112345682").await;
+        assert!(
+            sent.status == 201 || sent.status == 200,
+            "send {send}: {}",
+            sent.body
+        );
+        assert_eq!(sent.body["send_count"], send);
+    }
+    let refused = app.send("+4915112345682").await;
+    refused.assert_problem(429, "max-sends-reached");
+    assert!(refused.headers.contains_key("retry-after"));
+    assert_eq!(app.wait_for_messages(5).await.len(), 5);
+    app.stop().await;
+}
+
+async fn the_per_number_send_quota_holds_across_verifications(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let to = "+4915112345683";
+    for _ in 0..5 {
+        let id = app.send(to).await.str("id").to_owned();
+        let canceled = app
+            .post(&format!("/v1/verifications/{id}/cancel"), json!({}))
+            .await;
+        assert_eq!(canceled.body["status"], "canceled");
+    }
+    let refused = app.send(to).await;
+    refused.assert_problem(429, "send-quota-exceeded");
+    let retry_after: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=600).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    // Another number is not affected, and the window reopens after ten minutes.
+    assert_eq!(app.send("+4915112345684").await.status, 201);
+    app.clock.advance(Duration::from_secs(600));
+    if !matches!(app.app.store().kind(), "redis" | "redis-cluster") {
+        // The memory store's windows follow the moved clock; Redis windows are key TTLs in
+        // Redis's own time, which a test does not move.
+        assert_eq!(app.send(to).await.status, 201);
+    }
+    app.stop().await;
+}
+
+async fn an_idempotent_retry_returns_the_first_answer_without_a_second_message(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let send = || async {
+        let response = app
+            .http
+            .post(format!("{}/v1/verifications", app.address))
+            .bearer_auth(&app.key)
+            .header("Idempotency-Key", "login-attempt-42")
+            .json(&json!({"to": "+4915112345685"}))
+            .send()
+            .await
+            .unwrap();
+        crate::helpers::reply(response).await
+    };
+    let first = send().await;
+    assert_eq!(first.status, 201);
+    let retry = send().await;
+    assert_eq!(retry.status, 200);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.str("id"), first.str("id"));
+    assert_eq!(retry.body["send_count"], 1, "a replay is not a resend");
+    app.wait_for_messages(1).await;
+    // A plain send (no key) is a resend, which proves the replay did not count a send.
+    assert_eq!(app.send("+4915112345685").await.body["send_count"], 2);
+    assert_eq!(app.wait_for_messages(2).await.len(), 2);
+    app.stop().await;
+}
+
+async fn a_check_by_number_finds_the_pending_verification(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.send("+4915112345686").await.str("id").to_owned();
+    let code = app.code_sent_to("+4915112345686", 1).await;
+    let checked = app
+        .post(
+            "/v1/verifications/check",
+            json!({"to": "+4915112345686", "code": code}),
+        )
+        .await;
+    assert_eq!(checked.status, 200);
+    assert_eq!(checked.str("id"), id);
+    assert_eq!(checked.body["status"], "approved");
+    let after = app
+        .post(
+            "/v1/verifications/check",
+            json!({"to": "+4915112345686", "code": code}),
+        )
+        .await;
+    after.assert_problem(404, "not-found");
+    app.stop().await;
+}
+
+async fn a_canceled_verification_cannot_be_approved(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.send("+4915112345687").await.str("id").to_owned();
+    let code = app.code_sent_to("+4915112345687", 1).await;
+    let canceled = app
+        .post(&format!("/v1/verifications/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(canceled.status, 200);
+    assert_eq!(canceled.body["status"], "canceled");
+    let again = app
+        .post(&format!("/v1/verifications/{id}/cancel"), json!({}))
+        .await;
+    again.assert_problem(409, "conflict");
+    let checked = app.check_id(&id, &code).await;
+    assert_eq!(checked.body["status"], "canceled");
+    assert_eq!(checked.body["valid"], false);
+    app.stop().await;
+}
+
+async fn accounts_cannot_see_each_others_verifications(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let id = app.send("+4915112345688").await.str("id").to_owned();
+    let code = app.code_sent_to("+4915112345688", 1).await;
+    let (_, other_key) = app.create_account_with_key("service").await;
+    let path = format!("/v1/verifications/{id}");
+    app.request(reqwest::Method::GET, &path, Some(&other_key), None)
+        .await
+        .assert_problem(404, "not-found");
+    let stolen = app
+        .request(
+            reqwest::Method::POST,
+            "/v1/verifications/check",
+            Some(&other_key),
+            Some(json!({"id": id, "code": code})),
+        )
+        .await;
+    stolen.assert_problem(404, "not-found");
+    // The owner's check still works: the other account's attempt counted nothing.
+    let mine = app.check_id(&id, &code).await;
+    assert_eq!(mine.body["status"], "approved");
+    assert_eq!(mine.body["valid"], true);
+    app.stop().await;
+}

@@ -1,0 +1,38 @@
+//! The one integration-test binary: the real server over HTTP, real redis-server processes, a
+//! fake provider on loopback.
+
+mod bad_input;
+mod concurrency;
+mod contract;
+mod faults;
+mod helpers;
+mod operations;
+mod redis_harness;
+
+/// Runs one contract scenario (an `async fn(Backend)`) on every store: the embedded memory
+/// store, a single redis-server and a 3-node Redis Cluster.
+#[macro_export]
+macro_rules! on_every_store {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                use $crate::helpers::Backend;
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_memory() {
+                    super::$scenario(Backend::Memory).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_redis() {
+                    super::$scenario(Backend::Redis).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn on_redis_cluster() {
+                    super::$scenario(Backend::Cluster).await
+                }
+            }
+        )*
+    };
+}
