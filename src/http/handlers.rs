@@ -22,7 +22,7 @@ use crate::verify::{Code, StartRequest, Started};
 use crate::App;
 
 /// Who is calling.
-enum Caller {
+pub(crate) enum Caller {
     /// The operator's root key: manages accounts and their keys, nothing else.
     Root,
     Key(ApiKeyRecord),

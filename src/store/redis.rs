@@ -53,7 +53,7 @@ pub struct RedisStore {
 /// A single server through a reconnecting manager, or a cluster; both multiplexed and cloned
 /// per call rather than pooled.
 #[derive(Clone)]
-enum Connection {
+pub(crate) enum Connection {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -260,6 +260,16 @@ impl RedisStore {
             check: Script::new(&format!("{LUA_COMMON}{LUA_CHECK}")),
             cancel: Script::new(&format!("{LUA_COMMON}{LUA_CANCEL}")),
         })
+    }
+
+    /// The multiplexed connection, for other Redis-backed parts of the gateway (clone per call).
+    pub(crate) fn connection(&self) -> Connection {
+        self.connection.clone()
+    }
+
+    /// The configured key prefix, for other parts that keep their own keys under it.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     pub fn is_cluster(&self) -> bool {
