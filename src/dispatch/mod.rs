@@ -30,7 +30,13 @@ pub struct OutgoingMessage {
     pub verification_id: String,
     pub to: PhoneNumber,
     pub channel: Channel,
+    /// The rendered text, code included.
     pub body: String,
+    /// The code alone, for channels that carry it as a template parameter (WhatsApp's
+    /// authentication templates) rather than as free text.
+    pub code: String,
+    /// BCP 47 language tag the body was rendered in (`en`, `de`, `pt-BR`, …).
+    pub locale: String,
     /// No attempt is made after this instant: the code would be dead on arrival.
     pub not_after_ms: u64,
 }

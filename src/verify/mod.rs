@@ -172,6 +172,8 @@ impl Verifier {
             to: new.to,
             channel: new.channel,
             body: self.message_body(&code, verification),
+            code: code.as_str().to_owned(),
+            locale: "en".to_owned(),
             not_after_ms: verification.expires_ms,
         });
         Ok(started)
