@@ -7,6 +7,8 @@
 //! replaces it behind the same `Dispatcher` API in Redis mode.
 
 pub mod providers;
+pub mod receipts;
+pub mod template;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -1,0 +1,1 @@
+//! Delivery receipts from providers (being written).
