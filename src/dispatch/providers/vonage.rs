@@ -1,0 +1,140 @@
+//! Vonage (Nexmo) SMS API: `POST /sms/json`, form-encoded, credentials in the body. The answer
+//! is HTTP 200 even for refusals; the verdict is in `messages[].status` ("0" is success).
+
+use async_trait::async_trait;
+use serde::Deserialize;
+
+use super::{
+    by_status, client, digits_only, endpoint, form_encode, leak_name, transport_error, vendor_text,
+    Accepted, Provider, ProviderError, ProviderSettings,
+};
+use crate::dispatch::template::{encoding, Encoding};
+use crate::dispatch::OutgoingMessage;
+
+pub struct VonageProvider {
+    name: &'static str,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    api_key: String,
+    api_secret: String,
+    from: String,
+    callback: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Answer {
+    #[serde(default)]
+    messages: Vec<Part>,
+}
+
+/// One SMS part: a long text is split and each part is reported on its own.
+#[derive(Deserialize)]
+struct Part {
+    status: String,
+    #[serde(rename = "message-id")]
+    message_id: Option<String>,
+    #[serde(rename = "error-text")]
+    error_text: Option<String>,
+}
+
+impl VonageProvider {
+    pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
+        let missing = |field: &str| format!("provider '{}': '{field}' is required", settings.name);
+        let secret = |value: &Option<super::SecretString>, field: &str| {
+            value
+                .as_ref()
+                .map(|secret| secret.expose().to_owned())
+                .ok_or_else(|| missing(field))
+        };
+        let base = settings
+            .effective_base_url()
+            .ok_or_else(|| missing("base_url"))?;
+        Ok(Self {
+            name: leak_name(&settings.name),
+            client: client(settings)?,
+            url: endpoint(base, "/sms/json")?,
+            api_key: secret(&settings.api_key, "api_key")?,
+            api_secret: secret(&settings.api_secret, "api_secret")?,
+            from: settings.from.clone().ok_or_else(|| missing("from"))?,
+            callback: settings.callback.clone(),
+        })
+    }
+}
+
+#[async_trait]
+impl Provider for VonageProvider {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
+        let mut form = vec![
+            ("api_key", self.api_key.as_str()),
+            ("api_secret", self.api_secret.as_str()),
+            ("from", self.from.as_str()),
+            ("to", digits_only(message)),
+            ("text", message.body.as_str()),
+        ];
+        // Vonage sends `text` as GSM-7 unless told otherwise; anything outside it would arrive
+        // as question marks.
+        if encoding(&message.body) == Encoding::Ucs2 {
+            form.push(("type", "unicode"));
+        }
+        // Our id comes back in the delivery receipt as `client-ref` (up to 100 characters).
+        form.push(("client-ref", message.id.as_str()));
+        if let Some(callback) = &self.callback {
+            form.push(("callback", callback.as_str()));
+        }
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(form_encode(&form))
+            .send()
+            .await
+            .map_err(transport_error)?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(transport_error)?;
+        if !status.is_success() {
+            return Err(by_status(status, format!("answered {status}")));
+        }
+        let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| {
+            ProviderError::Retryable(format!("answered {status} with an unreadable body"))
+        })?;
+        if answer.messages.is_empty() {
+            return Err(ProviderError::Retryable(format!(
+                "answered {status} without any message status"
+            )));
+        }
+        // The first refused part decides: a half-sent code is no use.
+        if let Some(part) = answer.messages.iter().find(|part| part.status != "0") {
+            let reason = format!(
+                "status {}: {}",
+                part.status,
+                vendor_text(message, part.error_text.as_deref().unwrap_or(""))
+            );
+            return Err(classify(&part.status)(reason));
+        }
+        Ok(Accepted {
+            provider_message_id: answer.messages.into_iter().find_map(|part| part.message_id),
+        })
+    }
+}
+
+/// Vonage's SMS API status table
+/// (<https://developer.vonage.com/messaging/sms/guides/troubleshooting-sms>).
+fn classify(status: &str) -> fn(String) -> ProviderError {
+    match status {
+        // 1 throttled, 5 internal error, 10 too many existing binds ("back off and retry").
+        "1" | "5" | "10" => ProviderError::Retryable,
+        // 2 missing and 3 invalid parameters, 4 invalid credentials, 6 invalid message
+        // (unroutable prefix), 7 number barred, 8 account barred, 9 no credit, 11 HTTP not
+        // enabled, 12 too long, 14 bad signature, 15 invalid sender, 22 invalid network code,
+        // 23 invalid callback URL, 29 non-whitelisted destination, 32 signature and secret
+        // both given, 33 number de-activated: all need a person, not another try.
+        _ => ProviderError::Permanent,
+    }
+}
