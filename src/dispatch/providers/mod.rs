@@ -469,6 +469,7 @@ pub fn build(settings: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
     if !problems.is_empty() {
         return Err(problems.join("; "));
     }
+    install_ring();
     let provider: Arc<dyn Provider> = match settings.kind {
         AdapterKind::Twilio => Arc::new(twilio::TwilioProvider::new(settings)?),
         AdapterKind::Vonage => Arc::new(vonage::VonageProvider::new(settings)?),
@@ -533,9 +534,17 @@ pub(crate) fn endpoint(base: &str, path: &str) -> Result<reqwest::Url, String> {
     check_url(&joined)
 }
 
+/// reqwest is built without a default TLS crypto provider so that ring stays the only crypto
+/// stack (no aws-lc-rs); a client built before one is installed panics. Installing twice is
+/// harmless, hence the ignored result.
+fn install_ring() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// One client per provider, built once: connection reuse matters at thousands of sends, and the
 /// timeouts bound how long a dead vendor holds a worker.
 pub(crate) fn client(settings: &ProviderSettings) -> Result<reqwest::Client, String> {
+    install_ring();
     let timeout = settings.timeout();
     reqwest::Client::builder()
         .timeout(timeout)
