@@ -81,9 +81,26 @@ impl AdapterKind {
 }
 
 /// A credential from config. `Debug` prints `[redacted]`, so settings can be logged whole.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
+///
+/// A value written `env:NAME` is read from the environment variable `NAME` when the settings
+/// are loaded, so that committed config files never hold the secret itself (arrays of tables
+/// cannot be overridden through `OTPGATE_*` variables).
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct SecretString(String);
+
+impl<'de> Deserialize<'de> for SecretString {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = String::deserialize(deserializer)?;
+        match value.strip_prefix("env:") {
+            Some(name) => std::env::var(name).map(Self).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "environment variable {name} (named by 'env:{name}') is not set"
+                ))
+            }),
+            None => Ok(Self(value)),
+        }
+    }
+}
 
 impl SecretString {
     pub fn new(value: impl Into<String>) -> Self {
@@ -647,6 +664,23 @@ mod tests {
         let printed = format!("{settings:?}");
         assert!(!printed.contains("very-secret-token"), "{printed}");
         assert!(printed.contains("[redacted]"));
+    }
+
+    #[test]
+    fn secrets_written_env_name_come_from_the_environment() {
+        // A variable name no other test touches.
+        std::env::set_var("OTPGATE_TEST_PROVIDER_SECRET_7F3A", "from-the-environment");
+        let secret: SecretString =
+            serde_json::from_str("\"env:OTPGATE_TEST_PROVIDER_SECRET_7F3A\"").expect("set");
+        assert_eq!(secret.expose(), "from-the-environment");
+        let missing =
+            serde_json::from_str::<SecretString>("\"env:OTPGATE_TEST_UNSET_VARIABLE_7F3A\"")
+                .expect_err("unset variable");
+        assert!(missing
+            .to_string()
+            .contains("OTPGATE_TEST_UNSET_VARIABLE_7F3A"));
+        let plain: SecretString = serde_json::from_str("\"literal\"").expect("plain");
+        assert_eq!(plain.expose(), "literal");
     }
 
     #[test]
