@@ -1,0 +1,209 @@
+//! The login decision: allow, challenge (with which factors, primary first) or enroll.
+//!
+//! A pure function of the policy, the user and whether the presented device is trusted, so that
+//! it is the same whether its inputs came from the cache or from the store.
+
+use serde::Serialize;
+
+use crate::account::policy::{ChannelSet, Policy, PolicyChannel};
+use crate::account::user::{FactorType, User};
+use crate::phone::mask;
+
+/// A factor offered in a challenge.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Offer {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// The enrolled factor's id (TOTP, WebAuthn); absent for the phone channels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// The masked number a phone channel sends to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowReason {
+    TwoFactorOff,
+    TrustedDevice,
+}
+
+impl AllowReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AllowReason::TwoFactorOff => "two_factor_off",
+            AllowReason::TrustedDevice => "trusted_device",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Allow(AllowReason),
+    /// `factors` strongest first (the first is the primary); `fallback` is SMS as the
+    /// alternative of an app or a key, where the policy allows it.
+    Challenge {
+        factors: Vec<Offer>,
+        fallback: Option<Offer>,
+    },
+    /// 1send: the account requires 2FA and the user has no usable factor: enrol before access.
+    Enroll {
+        channels: ChannelSet,
+    },
+}
+
+impl Decision {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Decision::Allow(_) => "allow",
+            Decision::Challenge { .. } => "challenge",
+            Decision::Enroll { .. } => "enroll",
+        }
+    }
+}
+
+pub fn decide(policy: &Policy, user: &User, device_trusted: bool) -> Decision {
+    if !user.two_factor_enabled(policy.require_2fa) {
+        return Decision::Allow(AllowReason::TwoFactorOff);
+    }
+    if device_trusted {
+        return Decision::Allow(AllowReason::TrustedDevice);
+    }
+    let mut strong: Vec<Offer> = Vec::new();
+    for kind in [FactorType::Webauthn, FactorType::Totp] {
+        let channel = match kind {
+            FactorType::Webauthn => PolicyChannel::Webauthn,
+            FactorType::Totp => PolicyChannel::Totp,
+        };
+        if !policy.channels.contains(channel) {
+            continue;
+        }
+        strong.extend(
+            user.factors
+                .iter()
+                .filter(|factor| factor.kind == kind)
+                .map(|factor| Offer {
+                    kind: kind.as_str(),
+                    id: Some(factor.id.clone()),
+                    to: None,
+                }),
+        );
+    }
+    let phone_offer = |channel: PolicyChannel| {
+        let phone = user.phone.as_ref()?;
+        policy.channels.contains(channel).then(|| Offer {
+            kind: channel.as_str(),
+            id: None,
+            to: Some(mask(phone.e164())),
+        })
+    };
+    if !strong.is_empty() {
+        let fallback = if policy.sms_fallback {
+            phone_offer(PolicyChannel::Sms)
+        } else {
+            None
+        };
+        return Decision::Challenge {
+            factors: strong,
+            fallback,
+        };
+    }
+    // No app or key: the phone channels are the factors, SMS (the default channel) first.
+    let phone: Vec<Offer> = [PolicyChannel::Sms, PolicyChannel::Whatsapp]
+        .into_iter()
+        .filter_map(phone_offer)
+        .collect();
+    if phone.is_empty() {
+        return Decision::Enroll {
+            channels: policy.channels,
+        };
+    }
+    Decision::Challenge {
+        factors: phone,
+        fallback: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::account::policy::TrustDuration;
+    use crate::account::user::{Factor, Override, SetBy, UserId, UserRole};
+    use crate::phone::PhoneNumber;
+
+    fn policy(channels: &[PolicyChannel], require: bool, fallback: bool) -> Policy {
+        Policy {
+            require_2fa: require,
+            channels: ChannelSet::of(channels),
+            sms_fallback: fallback,
+            trusted_device: TrustDuration::OneDay,
+            version: 1,
+        }
+    }
+
+    fn user(phone: bool, factors: &[FactorType]) -> User {
+        User {
+            id: UserId::parse("u").unwrap(),
+            role: UserRole::Member,
+            phone: phone.then(|| PhoneNumber::parse("+4915112345678").unwrap()),
+            two_factor: None,
+            factors: factors
+                .iter()
+                .enumerate()
+                .map(|(n, kind)| Factor {
+                    kind: *kind,
+                    id: format!("FA{n}"),
+                })
+                .collect(),
+            device_epoch: 0,
+            version: 1,
+            created_ms: 0,
+            updated_ms: 0,
+        }
+    }
+
+    #[test]
+    fn an_app_comes_first_with_sms_as_the_alternative_where_allowed() {
+        use PolicyChannel::*;
+        let decision = decide(
+            &policy(&[Sms, Totp, Webauthn], true, true),
+            &user(true, &[FactorType::Totp, FactorType::Webauthn]),
+            false,
+        );
+        let Decision::Challenge { factors, fallback } = decision else {
+            panic!("{decision:?}")
+        };
+        let kinds: Vec<_> = factors.iter().map(|offer| offer.kind).collect();
+        assert_eq!(kinds, ["webauthn", "totp"]);
+        assert_eq!(fallback.unwrap().kind, "sms");
+    }
+
+    #[test]
+    fn without_sms_fallback_an_app_user_is_not_offered_sms() {
+        use PolicyChannel::*;
+        let decision = decide(
+            &policy(&[Sms, Totp], true, false),
+            &user(true, &[FactorType::Totp]),
+            false,
+        );
+        assert!(matches!(
+            decision,
+            Decision::Challenge { fallback: None, .. }
+        ));
+    }
+
+    #[test]
+    fn a_user_override_on_needs_a_factor_even_when_the_account_does_not_require() {
+        let mut someone = user(false, &[]);
+        someone.two_factor = Some(Override {
+            enabled: true,
+            set_by: SetBy::Owner,
+        });
+        let decision = decide(
+            &policy(&[PolicyChannel::Totp], false, false),
+            &someone,
+            false,
+        );
+        assert!(matches!(decision, Decision::Enroll { .. }));
+    }
+}

@@ -1,0 +1,328 @@
+//! The embedded directory: one mutex per account, every method one critical section.
+//!
+//! Single instance, so nothing is published: the service invalidates its own cache. Bounded per
+//! user (devices) and per account (audit entries, spent proofs); users are kept as long as the
+//! process runs, like accounts in the memory store.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use dashmap::DashMap;
+
+use super::{
+    Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome, MISSING_LISTED,
+};
+use crate::account::policy::Policy;
+use crate::account::user::{User, UserId};
+use crate::account::AccountId;
+use crate::audit::AuditEntry;
+use crate::store::StoreError;
+use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
+
+/// Spent proofs are swept once there are this many.
+const PROOF_SWEEP_AT: usize = 1024;
+
+pub struct MemoryDirectory {
+    accounts: DashMap<AccountId, Arc<Mutex<AccountState>>>,
+    audit_cap: usize,
+}
+
+#[derive(Default)]
+struct AccountState {
+    policy: Option<Policy>,
+    users: HashMap<UserId, User>,
+    without_phone: BTreeSet<UserId>,
+    devices: HashMap<DeviceDigest, DeviceRecord>,
+    /// Per user: device id -> (digest, expiry), to revoke by id and to bound the count.
+    user_devices: HashMap<UserId, HashMap<DeviceId, (DeviceDigest, u64)>>,
+    /// Spent proofs and when they may be forgotten.
+    proofs: HashMap<String, u64>,
+    audit: VecDeque<AuditEntry>,
+    audit_seq: u64,
+}
+
+impl AccountState {
+    fn policy(&self) -> Policy {
+        self.policy.unwrap_or_else(Policy::default_for_new_accounts)
+    }
+
+    fn audit(&mut self, entry: &AuditEntry, cap: usize) {
+        self.audit_seq += 1;
+        let mut entry = entry.clone();
+        entry.id = format!("{}-{}", entry.at_ms, self.audit_seq);
+        self.audit.push_back(entry);
+        while self.audit.len() > cap {
+            self.audit.pop_front();
+        }
+    }
+
+    fn drop_devices_of(&mut self, user: &UserId) -> u64 {
+        let Some(devices) = self.user_devices.remove(user) else {
+            return 0;
+        };
+        for (digest, _) in devices.values() {
+            self.devices.remove(digest);
+        }
+        devices.len() as u64
+    }
+}
+
+impl MemoryDirectory {
+    pub fn new(audit_cap: usize) -> Self {
+        Self {
+            accounts: DashMap::new(),
+            audit_cap: audit_cap.max(1),
+        }
+    }
+
+    fn account(&self, id: &AccountId) -> Arc<Mutex<AccountState>> {
+        if let Some(state) = self.accounts.get(id) {
+            return state.clone();
+        }
+        self.accounts.entry(id.clone()).or_default().clone()
+    }
+
+    /// The map's guard is released before locking the account, and no lock is held across an
+    /// await: every method body is synchronous.
+    fn lock(state: &Mutex<AccountState>) -> MutexGuard<'_, AccountState> {
+        // A panic while holding the lock leaves a consistent state (every step writes last),
+        // so a poisoned lock is still usable.
+        state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Sequence number of an audit id `<ms>-<seq>`.
+fn audit_seq(id: &str) -> Option<u64> {
+    id.split_once('-')?.1.parse().ok()
+}
+
+#[async_trait]
+impl Directory for MemoryDirectory {
+    async fn policy(&self, account: &AccountId) -> Result<Policy, StoreError> {
+        let state = self.account(account);
+        let state = Self::lock(&state);
+        Ok(state.policy())
+    }
+
+    async fn write_policy(
+        &self,
+        account: &AccountId,
+        policy: &Policy,
+        audit: &AuditEntry,
+    ) -> Result<PolicyWrite, StoreError> {
+        let state = self.account(account);
+        let mut state = Self::lock(&state);
+        let current = state.policy();
+        if current.version != policy.version {
+            return Ok(PolicyWrite::Stale);
+        }
+        if policy.sms_active() && !state.without_phone.is_empty() {
+            return Ok(PolicyWrite::MissingPhones {
+                count: state.without_phone.len(),
+                users: state
+                    .without_phone
+                    .iter()
+                    .take(MISSING_LISTED)
+                    .cloned()
+                    .collect(),
+            });
+        }
+        let version = current.version + 1;
+        state.policy = Some(Policy { version, ..*policy });
+        state.audit(audit, self.audit_cap);
+        Ok(PolicyWrite::Written { version })
+    }
+
+    async fn user(&self, account: &AccountId, user: &UserId) -> Result<Option<User>, StoreError> {
+        let state = self.account(account);
+        let state = Self::lock(&state);
+        Ok(state.users.get(user).cloned())
+    }
+
+    async fn write_user(
+        &self,
+        account: &AccountId,
+        write: &UserWrite,
+    ) -> Result<UserWriteOutcome, StoreError> {
+        let state = self.account(account);
+        let mut state = Self::lock(&state);
+        if state.policy().version != write.policy_version {
+            return Ok(UserWriteOutcome::Stale);
+        }
+        let id = &write.user.id;
+        let (version, mut epoch) = match (state.users.get(id), write.create) {
+            (Some(_), true) => return Ok(UserWriteOutcome::Exists),
+            (None, false) => return Ok(UserWriteOutcome::NotFound),
+            (Some(current), false) if current.version != write.user.version => {
+                return Ok(UserWriteOutcome::Stale)
+            }
+            (Some(current), false) => (current.version + 1, current.device_epoch),
+            (None, true) => (1, 0),
+        };
+        if write.revoke_devices {
+            epoch += 1;
+            state.drop_devices_of(id);
+        }
+        let mut user = write.user.clone();
+        user.version = version;
+        user.device_epoch = epoch;
+        if user.phone.is_none() {
+            state.without_phone.insert(id.clone());
+        } else {
+            state.without_phone.remove(id);
+        }
+        state.users.insert(id.clone(), user);
+        for entry in &write.audit {
+            state.audit(entry, self.audit_cap);
+        }
+        Ok(UserWriteOutcome::Written {
+            version,
+            device_epoch: epoch,
+        })
+    }
+
+    async fn trust_device(
+        &self,
+        account: &AccountId,
+        new: &NewDevice,
+    ) -> Result<TrustOutcome, StoreError> {
+        let state = self.account(account);
+        let mut state = Self::lock(&state);
+        let now = new.record.created_ms;
+        let Some(epoch) = state.users.get(&new.record.user).map(|u| u.device_epoch) else {
+            return Ok(TrustOutcome::NoSuchUser);
+        };
+        if state
+            .proofs
+            .get(&new.proof)
+            .is_some_and(|until| now < *until)
+        {
+            return Ok(TrustOutcome::ProofUsed);
+        }
+        if state.proofs.len() >= PROOF_SWEEP_AT {
+            state.proofs.retain(|_, until| now < *until);
+        }
+        state
+            .proofs
+            .insert(new.proof.clone(), now + new.proof_ttl_ms);
+        let mut record = new.record.clone();
+        record.epoch = epoch;
+        let mut evicted = Vec::new();
+        let devices = state.user_devices.entry(record.user.clone()).or_default();
+        devices.retain(|_, (digest, expires)| {
+            let keep = now < *expires;
+            if !keep {
+                evicted.push(*digest);
+            }
+            keep
+        });
+        while devices.len() >= new.max_devices.max(1) {
+            let Some(first) = devices
+                .iter()
+                .min_by_key(|(_, (_, expires))| *expires)
+                .map(|(id, _)| id.clone())
+            else {
+                break;
+            };
+            if let Some((digest, _)) = devices.remove(&first) {
+                evicted.push(digest);
+            }
+        }
+        devices.insert(record.id.clone(), (new.digest, record.expires_ms));
+        for digest in evicted {
+            state.devices.remove(&digest);
+        }
+        state.devices.insert(new.digest, record);
+        state.audit(&new.audit, self.audit_cap);
+        Ok(TrustOutcome::Trusted { epoch })
+    }
+
+    async fn device(
+        &self,
+        account: &AccountId,
+        digest: &DeviceDigest,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let state = self.account(account);
+        let state = Self::lock(&state);
+        Ok(state.devices.get(digest).cloned())
+    }
+
+    async fn revoke_device(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        device: &DeviceId,
+        audit: &AuditEntry,
+    ) -> Result<Option<DeviceDigest>, StoreError> {
+        let state = self.account(account);
+        let mut state = Self::lock(&state);
+        let Some((digest, _)) = state
+            .user_devices
+            .get_mut(user)
+            .and_then(|devices| devices.remove(device))
+        else {
+            return Ok(None);
+        };
+        state.devices.remove(&digest);
+        state.audit(audit, self.audit_cap);
+        Ok(Some(digest))
+    }
+
+    async fn revoke_devices(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        audit: &AuditEntry,
+    ) -> Result<Option<u64>, StoreError> {
+        let state = self.account(account);
+        let mut state = Self::lock(&state);
+        let Some(found) = state.users.get_mut(user) else {
+            return Ok(None);
+        };
+        found.device_epoch += 1;
+        let count = state.drop_devices_of(user);
+        state.audit(audit, self.audit_cap);
+        Ok(Some(count))
+    }
+
+    async fn append_audit(
+        &self,
+        account: &AccountId,
+        entry: &AuditEntry,
+    ) -> Result<(), StoreError> {
+        let state = self.account(account);
+        let mut state = Self::lock(&state);
+        state.audit(entry, self.audit_cap);
+        Ok(())
+    }
+
+    async fn audit(
+        &self,
+        account: &AccountId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let state = self.account(account);
+        let state = Self::lock(&state);
+        let before = before.and_then(audit_seq).unwrap_or(u64::MAX);
+        Ok(state
+            .audit
+            .iter()
+            .rev()
+            .filter(|entry| audit_seq(&entry.id).is_some_and(|seq| seq < before))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
+
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+}

@@ -1,0 +1,143 @@
+//! The directory seam: where policies, users, trusted devices and the audit trail live.
+//!
+//! Like `Store`, each method is one atomic step (one Lua script in Redis, one lock in memory),
+//! and a write carries the versions its rules were decided on, so that a concurrent change makes
+//! it `Stale` (the caller re-reads and decides again) instead of being overwritten. Every write
+//! that changes what the hot path caches publishes its invalidation in the same step.
+
+pub mod memory;
+pub mod redis;
+
+use async_trait::async_trait;
+
+use crate::account::policy::Policy;
+use crate::account::user::{User, UserId};
+use crate::account::AccountId;
+use crate::audit::AuditEntry;
+use crate::store::StoreError;
+use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyWrite {
+    Written {
+        version: u64,
+    },
+    /// The policy changed since it was read.
+    Stale,
+    /// The new policy allows SMS and these users have no phone (at most `MISSING_LISTED` of
+    /// them, sorted; `count` is all of them).
+    MissingPhones {
+        count: usize,
+        users: Vec<UserId>,
+    },
+}
+
+/// How many users without a phone a refusal lists.
+pub const MISSING_LISTED: usize = 100;
+
+/// A user write: the full new state, decided on `user.version` and `policy_version`.
+#[derive(Debug, Clone)]
+pub struct UserWrite {
+    pub user: User,
+    pub create: bool,
+    pub policy_version: u64,
+    /// Revoke every trusted device of the user (a phone change, a factor removal).
+    pub revoke_devices: bool,
+    pub audit: Vec<AuditEntry>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserWriteOutcome {
+    Written { version: u64, device_epoch: u64 },
+    Stale,
+    Exists,
+    NotFound,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewDevice {
+    pub digest: DeviceDigest,
+    /// `epoch` is ignored: the store stamps the user's current epoch in the same step.
+    pub record: DeviceRecord,
+    /// The proof (an approved verification's id) is spent: it trusts one device only.
+    pub proof: String,
+    pub proof_ttl_ms: u64,
+    /// Beyond this many devices per user, the one expiring first is dropped.
+    pub max_devices: usize,
+    pub audit: AuditEntry,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustOutcome {
+    Trusted { epoch: u64 },
+    NoSuchUser,
+    ProofUsed,
+}
+
+#[async_trait]
+pub trait Directory: Send + Sync + 'static {
+    /// The account's policy; the defaults for new accounts (version 0) when it never set one.
+    async fn policy(&self, account: &AccountId) -> Result<Policy, StoreError>;
+
+    /// Replaces the policy if it is still at `policy.version`, with its audit entry.
+    async fn write_policy(
+        &self,
+        account: &AccountId,
+        policy: &Policy,
+        audit: &AuditEntry,
+    ) -> Result<PolicyWrite, StoreError>;
+
+    async fn user(&self, account: &AccountId, user: &UserId) -> Result<Option<User>, StoreError>;
+
+    async fn write_user(
+        &self,
+        account: &AccountId,
+        write: &UserWrite,
+    ) -> Result<UserWriteOutcome, StoreError>;
+
+    async fn trust_device(
+        &self,
+        account: &AccountId,
+        new: &NewDevice,
+    ) -> Result<TrustOutcome, StoreError>;
+
+    async fn device(
+        &self,
+        account: &AccountId,
+        digest: &DeviceDigest,
+    ) -> Result<Option<DeviceRecord>, StoreError>;
+
+    /// Revokes one device; its digest when it existed.
+    async fn revoke_device(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        device: &DeviceId,
+        audit: &AuditEntry,
+    ) -> Result<Option<DeviceDigest>, StoreError>;
+
+    /// Revokes every device of the user (bumps the device epoch); how many were listed, or
+    /// `None` when there is no such user.
+    async fn revoke_devices(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        audit: &AuditEntry,
+    ) -> Result<Option<u64>, StoreError>;
+
+    async fn append_audit(&self, account: &AccountId, entry: &AuditEntry)
+        -> Result<(), StoreError>;
+
+    /// Newest first, strictly older than `before` when given.
+    async fn audit(
+        &self,
+        account: &AccountId,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Whether another instance may change things: then the cache needs the invalidation link.
+    fn shared(&self) -> bool;
+
+    fn kind(&self) -> &'static str;
+}

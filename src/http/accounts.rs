@@ -1,0 +1,658 @@
+//! Handlers of the accounts API: policy, users, factors, trusted devices, login decisions and
+//! the audit trail. They parse, check the key's role, call `AccountService`, and shape JSON;
+//! the rules themselves live in `account::rules`.
+//!
+//! Key roles per route (ARCHITECTURE.md has the table): owner and admin keys manage policy and
+//! people, service keys run logins, partner keys act for a client and never weaken protection
+//! (the rules refuse it by name, so partners reach the management routes).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::handlers::Caller;
+use super::routes::{Matched, Route};
+use super::{json_response, read_json};
+use crate::account::login::{Decision, Offer};
+use crate::account::policy::{ChannelSet, Policy, PolicyChannel, TrustDuration};
+use crate::account::rules::{Actor, TwoFactorRequest};
+use crate::account::service::{NewUser, PolicyUpdate, UserPatch};
+use crate::account::user::{Factor, User, UserId, UserRole};
+use crate::account::{AccountId, ApiKeyRecord, Role};
+use crate::audit::{valid_cursor, AuditEntry};
+use crate::clock::rfc3339;
+use crate::phone::PhoneNumber;
+use crate::trust::{valid_token_shape, DeviceId};
+use crate::verify::model::VerificationId;
+use crate::verify::VerifyError;
+use crate::App;
+
+const MANAGE: &[Role] = &[Role::Owner, Role::Admin, Role::Partner];
+const MANAGE_FORBIDDEN: &str = "only owner, admin and partner keys manage policy and users";
+const READ_POLICY: &[Role] = &[Role::Owner, Role::Admin, Role::Service, Role::Partner];
+const LOGIN: &[Role] = &[Role::Owner, Role::Service, Role::Partner];
+const LOGIN_FORBIDDEN: &str =
+    "only owner, service and partner keys trust devices, check them and ask for login decisions";
+const REVOKE: &[Role] = &[Role::Owner, Role::Admin, Role::Service, Role::Partner];
+const AUDIT: &[Role] = &[Role::Owner, Role::Admin, Role::Partner];
+const AUDIT_FORBIDDEN: &str = "only owner, admin and partner keys read the audit trail";
+
+const AUDIT_DEFAULT_LIMIT: usize = 50;
+const AUDIT_MAX_LIMIT: usize = 500;
+
+pub(super) async fn handle(
+    app: &App,
+    caller: Caller,
+    matched: Matched<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let method = request.method().clone();
+    match (matched.route, method) {
+        (Route::Policy, Method::GET) => {
+            let (account, _) = key_for(app, caller, READ_POLICY, MANAGE_FORBIDDEN).await?;
+            let policy = app.accounts().policy(&account).await?;
+            Ok(json_response(StatusCode::OK, &PolicyBody::from(&policy)))
+        }
+        (Route::Policy, _) => put_policy(app, caller, request).await,
+        (Route::Users, _) => create_user(app, caller, request).await,
+        (Route::User, Method::GET) => {
+            let (account, _) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+            let id = user_param(matched.param)?;
+            let user = app.accounts().user(&account, &id).await?;
+            user_response(app, &account, StatusCode::OK, &user).await
+        }
+        (Route::User, _) => patch_user(app, caller, user_param(matched.param)?, request).await,
+        (Route::UserFactor, _) => {
+            let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+            let id = user_param(matched.param)?;
+            let factor = matched
+                .second
+                .filter(|factor| Factor::valid_id(factor))
+                .ok_or(ApiError::NotFound("no such factor for this user"))?;
+            let acting = acting_user_from_query(request.uri().query())?;
+            let actor = app.accounts().actor(&account, &key, acting).await?;
+            let user = app
+                .accounts()
+                .remove_factor(&account, &actor, &id, factor)
+                .await?;
+            user_response(app, &account, StatusCode::OK, &user).await
+        }
+        (Route::UserDevices, Method::POST) => {
+            trust_device(app, caller, user_param(matched.param)?, request).await
+        }
+        (Route::UserDevices, _) => {
+            let (account, key) = key_for(app, caller, REVOKE, LOGIN_FORBIDDEN).await?;
+            let id = user_param(matched.param)?;
+            let actor = app.accounts().actor(&account, &key, None).await?;
+            let revoked = app.accounts().revoke_devices(&account, &actor, &id).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"user": id, "revoked": revoked}),
+            ))
+        }
+        (Route::UserDevice, _) => {
+            let (account, key) = key_for(app, caller, REVOKE, LOGIN_FORBIDDEN).await?;
+            let id = user_param(matched.param)?;
+            let device = matched
+                .second
+                .and_then(DeviceId::parse)
+                .ok_or(ApiError::NotFound("no such trusted device for this user"))?;
+            let actor = app.accounts().actor(&account, &key, None).await?;
+            app.accounts()
+                .revoke_device(&account, &actor, &id, &device)
+                .await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({"id": device.as_str(), "user": id, "revoked": true}),
+            ))
+        }
+        (Route::CheckDevice, _) => check_device(app, caller, request).await,
+        (Route::Logins, _) => login(app, caller, request).await,
+        (Route::Audit, _) => audit(app, caller, request).await,
+        _ => Err(ApiError::Internal),
+    }
+}
+
+/// The key behind the caller and its account, when its role may call the route.
+async fn key_for(
+    app: &App,
+    caller: Caller,
+    allowed: &[Role],
+    what: &'static str,
+) -> Result<(AccountId, ApiKeyRecord), ApiError> {
+    let key = match caller {
+        Caller::Root => {
+            return Err(ApiError::Forbidden(
+                "the root key only manages accounts and their keys",
+            ))
+        }
+        Caller::Key(key) => key,
+    };
+    if !allowed.contains(&key.role) {
+        return Err(ApiError::Forbidden(what));
+    }
+    app.find_account(&key.account)
+        .await?
+        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
+    Ok((key.account.clone(), key))
+}
+
+fn user_param(param: Option<&str>) -> Result<UserId, ApiError> {
+    param
+        .and_then(UserId::parse)
+        .ok_or(ApiError::NotFound("no such user in this account"))
+}
+
+fn parse_user(input: &str, field: &str) -> Result<UserId, ApiError> {
+    UserId::parse(input).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{field} must be 1 to {} characters of letters, digits and . _ - @ +",
+            UserId::MAX_LENGTH
+        ))
+    })
+}
+
+fn parse_phone(input: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("phone {error}")))
+}
+
+fn parse_two_factor(input: &str) -> Result<TwoFactorRequest, ApiError> {
+    TwoFactorRequest::parse(input)
+        .ok_or_else(|| ApiError::invalid("two_factor must be one of on, off, account"))
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+// ---- policy ----
+
+#[derive(Serialize)]
+struct PolicyBody {
+    require_2fa: bool,
+    channels: ChannelSet,
+    sms_fallback: bool,
+    trusted_device: TrustDuration,
+    /// False until the account sets its own: the defaults for new accounts apply.
+    customised: bool,
+}
+
+impl From<&Policy> for PolicyBody {
+    fn from(policy: &Policy) -> Self {
+        Self {
+            require_2fa: policy.require_2fa,
+            channels: policy.channels,
+            sms_fallback: policy.sms_fallback,
+            trusted_device: policy.trusted_device,
+            customised: policy.version > 0,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PutPolicyBody {
+    require_2fa: Option<bool>,
+    channels: Option<Vec<String>>,
+    sms_fallback: Option<bool>,
+    trusted_device: Option<String>,
+    acting_user: Option<String>,
+}
+
+async fn put_policy(
+    app: &App,
+    caller: Caller,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+    let body: PutPolicyBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let channels = match &body.channels {
+        None => None,
+        Some(names) => {
+            let mut channels = Vec::with_capacity(names.len());
+            for name in names {
+                channels.push(PolicyChannel::parse(name).ok_or_else(|| {
+                    ApiError::invalid("channels must be a list of sms, whatsapp, totp, webauthn")
+                })?);
+            }
+            Some(ChannelSet::of(&channels))
+        }
+    };
+    let trusted_device =
+        match body.trusted_device.as_deref() {
+            None => None,
+            Some(name) => Some(TrustDuration::parse(name).ok_or_else(|| {
+                ApiError::invalid("trusted_device must be one of none, 1d, 7d, 30d")
+            })?),
+        };
+    let update = PolicyUpdate {
+        require_2fa: body.require_2fa,
+        channels,
+        sms_fallback: body.sms_fallback,
+        trusted_device,
+    };
+    let actor = actor(app, &account, &key, body.acting_user.as_deref()).await?;
+    let policy = app.accounts().set_policy(&account, &actor, &update).await?;
+    Ok(json_response(StatusCode::OK, &PolicyBody::from(&policy)))
+}
+
+async fn actor(
+    app: &App,
+    account: &AccountId,
+    key: &ApiKeyRecord,
+    acting_user: Option<&str>,
+) -> Result<Actor, ApiError> {
+    let acting = acting_user
+        .map(|id| parse_user(id, "acting_user"))
+        .transpose()?;
+    Ok(app.accounts().actor(account, key, acting).await?)
+}
+
+// ---- users ----
+
+#[derive(Serialize)]
+struct TwoFactorBody {
+    /// Whether this user must pass a second factor now.
+    enabled: bool,
+    /// `on`, `off`, or absent when the user follows the account's `require_2fa`.
+    #[serde(rename = "override")]
+    over: Option<&'static str>,
+    set_by: Option<String>,
+}
+
+#[derive(Serialize)]
+struct UserBody<'a> {
+    id: &'a UserId,
+    role: UserRole,
+    phone: Option<&'a str>,
+    two_factor: TwoFactorBody,
+    factors: &'a [Factor],
+    created_at: String,
+    updated_at: String,
+}
+
+async fn user_response(
+    app: &App,
+    account: &AccountId,
+    status: StatusCode,
+    user: &User,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let policy = app.accounts().policy(account).await?;
+    Ok(json_response(
+        status,
+        &UserBody {
+            id: &user.id,
+            role: user.role,
+            phone: user.phone.as_ref().map(PhoneNumber::e164),
+            two_factor: TwoFactorBody {
+                enabled: user.two_factor_enabled(policy.require_2fa),
+                over: user
+                    .two_factor
+                    .as_ref()
+                    .map(|over| if over.enabled { "on" } else { "off" }),
+                set_by: user.two_factor.as_ref().map(|over| over.set_by.encode()),
+            },
+            factors: &user.factors,
+            created_at: rfc3339(user.created_ms),
+            updated_at: rfc3339(user.updated_ms),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserBody {
+    id: Option<String>,
+    role: Option<String>,
+    phone: Option<String>,
+    two_factor: Option<String>,
+    acting_user: Option<String>,
+}
+
+fn parse_role(input: &str) -> Result<UserRole, ApiError> {
+    UserRole::parse(input)
+        .ok_or_else(|| ApiError::invalid("role must be one of owner, admin, member"))
+}
+
+async fn create_user(
+    app: &App,
+    caller: Caller,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+    let body: CreateUserBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let new = NewUser {
+        id: body
+            .id
+            .as_deref()
+            .map(|id| parse_user(id, "id"))
+            .transpose()?,
+        role: body
+            .role
+            .as_deref()
+            .map(parse_role)
+            .transpose()?
+            .unwrap_or(UserRole::Member),
+        phone: body.phone.as_deref().map(parse_phone).transpose()?,
+        two_factor: body
+            .two_factor
+            .as_deref()
+            .map(parse_two_factor)
+            .transpose()?,
+    };
+    let actor = actor(app, &account, &key, body.acting_user.as_deref()).await?;
+    let user = app.accounts().create_user(&account, &actor, &new).await?;
+    user_response(app, &account, StatusCode::CREATED, &user).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PatchUserBody {
+    role: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    phone: Option<Option<String>>,
+    two_factor: Option<String>,
+    acting_user: Option<String>,
+}
+
+async fn patch_user(
+    app: &App,
+    caller: Caller,
+    id: UserId,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+    let body: PatchUserBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let patch = UserPatch {
+        role: body.role.as_deref().map(parse_role).transpose()?,
+        phone: match body.phone {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(phone)) => Some(Some(parse_phone(&phone)?)),
+        },
+        two_factor: body
+            .two_factor
+            .as_deref()
+            .map(parse_two_factor)
+            .transpose()?,
+    };
+    let actor = actor(app, &account, &key, body.acting_user.as_deref()).await?;
+    let user = app
+        .accounts()
+        .update_user(&account, &actor, &id, &patch)
+        .await?;
+    user_response(app, &account, StatusCode::OK, &user).await
+}
+
+/// `?acting_user=<id>` on DELETE routes (which have no body); percent-decoded.
+fn acting_user_from_query(query: Option<&str>) -> Result<Option<UserId>, ApiError> {
+    let mut acting = None;
+    for (name, value) in query_pairs(query)? {
+        match name.as_str() {
+            "acting_user" => acting = Some(parse_user(&value, "acting_user")?),
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown query parameter '{other}'"
+                )))
+            }
+        }
+    }
+    Ok(acting)
+}
+
+fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
+    let Some(query) = query.filter(|query| !query.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    query
+        .split('&')
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Ok((percent_decode(name)?, percent_decode(value)?))
+        })
+        .collect()
+}
+
+fn percent_decode(input: &str) -> Result<String, ApiError> {
+    let bad = || ApiError::invalid("the query string is not percent-encoded UTF-8");
+    let bytes = input.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = input.get(i + 1..i + 3).ok_or_else(bad)?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| bad())
+}
+
+// ---- trusted devices ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrustBody {
+    verification_id: String,
+}
+
+async fn trust_device(
+    app: &App,
+    caller: Caller,
+    id: UserId,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (account_id, key) = key_for(app, caller, LOGIN, LOGIN_FORBIDDEN).await?;
+    let body: TrustBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let account = app
+        .find_account(&account_id)
+        .await?
+        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
+    let not_a_proof = || ApiError::Refused {
+        rule: crate::account::rules::rule::PROOF_MUST_BE_A_FRESH_APPROVAL_OF_THIS_USER,
+        detail: "verification_id must name an approved verification of this account".into(),
+        users: Vec::new(),
+    };
+    let verification_id = VerificationId::parse(&body.verification_id).ok_or_else(not_a_proof)?;
+    let verification = match app.verifier().get(&account, &verification_id).await {
+        Ok(verification) => verification,
+        Err(VerifyError::NotFound) => return Err(not_a_proof()),
+        Err(error) => return Err(error.into()),
+    };
+    let actor = app.accounts().actor(&account_id, &key, None).await?;
+    let trusted = app
+        .accounts()
+        .trust_device(&account_id, &actor, &id, &verification)
+        .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &json!({
+            "id": trusted.id.as_str(),
+            "user": id,
+            "token": trusted.token,
+            "created_at": rfc3339(trusted.created_ms),
+            "expires_at": rfc3339(trusted.expires_ms),
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckBody {
+    user: String,
+    device_token: String,
+}
+
+fn check_token(token: &str) -> Result<(), ApiError> {
+    if valid_token_shape(token) {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(
+            "device_token must be a token as returned when the device was trusted",
+        ))
+    }
+}
+
+async fn check_device(
+    app: &App,
+    caller: Caller,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (account, _) = key_for(app, caller, LOGIN, LOGIN_FORBIDDEN).await?;
+    let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let user = parse_user(&body.user, "user")?;
+    check_token(&body.device_token)?;
+    let checked = app
+        .accounts()
+        .check_device(&account, &user, &body.device_token)
+        .await?;
+    let mut answer = json!({"trusted": checked.trusted});
+    if let Some(device) = &checked.device {
+        answer["id"] = json!(device.as_str());
+    }
+    if let Some(until) = checked.until_ms {
+        answer["expires_at"] = json!(rfc3339(until));
+    }
+    Ok(json_response(StatusCode::OK, &answer))
+}
+
+// ---- logins ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    user: String,
+    device_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct DecisionBody<'a> {
+    decision: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    factors: Option<&'a [Offer]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<&'a Offer>,
+    /// For `enroll`: the channels the policy allows, to enrol one of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channels: Option<ChannelSet>,
+}
+
+async fn login(
+    app: &App,
+    caller: Caller,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (account, _) = key_for(app, caller, LOGIN, LOGIN_FORBIDDEN).await?;
+    let body: LoginBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let user = parse_user(&body.user, "user")?;
+    if let Some(token) = &body.device_token {
+        check_token(token)?;
+    }
+    let decision = app
+        .accounts()
+        .login(&account, &user, body.device_token.as_deref())
+        .await?;
+    let mut answer = DecisionBody {
+        decision: decision.label(),
+        reason: None,
+        factors: None,
+        fallback: None,
+        channels: None,
+    };
+    match &decision {
+        Decision::Allow(reason) => answer.reason = Some(reason.as_str()),
+        Decision::Challenge { factors, fallback } => {
+            answer.factors = Some(factors);
+            answer.fallback = fallback.as_ref();
+        }
+        Decision::Enroll { channels } => {
+            answer.reason = Some("no_enrolled_factor");
+            answer.channels = Some(*channels);
+        }
+    }
+    Ok(json_response(StatusCode::OK, &answer))
+}
+
+// ---- audit ----
+
+async fn audit(
+    app: &App,
+    caller: Caller,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (account, _) = key_for(app, caller, AUDIT, AUDIT_FORBIDDEN).await?;
+    let mut limit = AUDIT_DEFAULT_LIMIT;
+    let mut cursor = None;
+    for (name, value) in query_pairs(request.uri().query())? {
+        match name.as_str() {
+            "limit" => {
+                limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|limit| (1..=AUDIT_MAX_LIMIT).contains(limit))
+                    .ok_or_else(|| {
+                        ApiError::invalid(format!("limit must be between 1 and {AUDIT_MAX_LIMIT}"))
+                    })?
+            }
+            "cursor" if valid_cursor(&value) => cursor = Some(value),
+            "cursor" => {
+                return Err(ApiError::invalid(
+                    "cursor must be a next_cursor from an earlier page",
+                ))
+            }
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "unknown query parameter '{other}'"
+                )))
+            }
+        }
+    }
+    let page = app
+        .accounts()
+        .audit_page(&account, cursor.as_deref(), limit)
+        .await?;
+    let entries: Vec<Value> = page.entries.iter().map(entry_json).collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"entries": entries, "next_cursor": page.next_cursor}),
+    ))
+}
+
+fn entry_json(entry: &AuditEntry) -> Value {
+    json!({
+        "id": entry.id,
+        "at": rfc3339(entry.at_ms),
+        "who": entry.who,
+        "action": entry.action,
+        "target": entry.target,
+        "details": entry.details,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_strings_are_percent_decoded_and_plus_is_literal() {
+        let pairs = query_pairs(Some("acting_user=a%40b.c&x=1+2")).unwrap();
+        assert_eq!(pairs[0], ("acting_user".into(), "a@b.c".into()));
+        assert_eq!(pairs[1], ("x".into(), "1+2".into()));
+        assert!(query_pairs(Some("a=%zz")).is_err());
+        assert!(query_pairs(None).unwrap().is_empty());
+    }
+}
