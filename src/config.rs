@@ -7,7 +7,12 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use config::{Config, Environment, File, FileFormat};
+
+use crate::dispatch::providers::{AdapterKind, ProviderSettings, SecretString};
+use crate::dispatch::router::RouteSettings;
 use serde::de::DeserializeOwned;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -18,7 +23,9 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("OTPGATE_REDIS_URL", "store.redis_url"),
     ("OTPGATE_ROOT_KEY", "auth.root_key"),
     ("OTPGATE_CODE_KEY", "verification.code_key"),
+    ("OTPGATE_DEVICE_KEY", "auth.device_key"),
     ("OTPGATE_HTTP_PROVIDER_URL", "dispatch.http_url"),
+    ("OTPGATE_RECEIPT_TOKEN", "dispatch.receipt_token"),
 ];
 
 #[derive(Debug, Clone)]
@@ -29,6 +36,7 @@ pub struct Settings {
     pub verification: VerificationSettings,
     pub limits: LimitSettings,
     pub dispatch: DispatchSettings,
+    pub directory: DirectorySettings,
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +51,10 @@ pub struct ServerSettings {
 pub struct AuthSettings {
     /// Empty when not configured: the binary then generates one and prints it once.
     pub root_key: Secret,
+    /// The key under which trusted-device tokens are MACed. Empty with the embedded store: a
+    /// random per-process key is drawn (and, for embedders building `Settings` by hand with
+    /// Redis, one derived from the code key).
+    pub device_key: Secret,
 }
 
 #[derive(Debug, Clone)]
@@ -84,12 +96,33 @@ pub enum ProviderKind {
 
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
+    /// The single provider used when no `[[dispatch.providers]]` are configured.
     pub provider: ProviderKind,
     pub http_url: String,
     pub http_timeout: Duration,
     pub queue_capacity: usize,
     pub concurrency: usize,
+    /// Rounds over a route's provider list before a message is given up.
     pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub breaker_failures: u32,
+    pub breaker_open: Duration,
+    pub reclaim_idle: Duration,
+    pub max_deliveries: u64,
+    pub poll_interval: Duration,
+    /// Domain for the Web OTP line (`@domain #code`); empty: none.
+    pub web_otp_domain: String,
+    /// The URL the gateway is reached at by providers (for receipt signatures); empty: from the
+    /// request's Host header.
+    pub public_url: String,
+    /// The secret unsigned vendors (Vonage, Infobip, MessageBird) put in their receipt URL as
+    /// `?token=`, and WhatsApp's webhook verify token; empty: such receipts are refused.
+    pub receipt_token: String,
+    /// Vendor providers; when empty, one provider from `provider`/`http_url`.
+    pub providers: Vec<ProviderSettings>,
+    pub routes: Vec<RouteSettings>,
+    /// Sends per second per provider name (its contracted throughput).
+    pub rates: HashMap<String, u32>,
 }
 
 /// A secret from config: bytes that never appear in `Debug` output.
@@ -124,6 +157,7 @@ impl std::fmt::Debug for AuthSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AuthSettings")
             .field("root_key", &self.root_key)
+            .field("device_key", &self.device_key)
             .finish()
     }
 }
@@ -179,6 +213,7 @@ impl Settings {
         Reader {
             config,
             errors: Vec::new(),
+            env,
         }
         .settings()
     }
@@ -188,6 +223,7 @@ impl Settings {
 struct Reader {
     config: Config,
     errors: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Reader {
@@ -355,6 +391,20 @@ impl Reader {
                 "the http provider needs an http:// or https:// URL",
             );
         }
+        let mut providers: Vec<ProviderSettings> = self.get("dispatch.providers");
+        for provider in &mut providers {
+            self.secrets_from_env(provider);
+            for problem in provider.validate() {
+                self.errors
+                    .push(format!("dispatch.providers '{}': {problem}", provider.name));
+            }
+        }
+        let mut names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        if names.windows(2).any(|pair| pair[0] == pair[1]) {
+            self.errors
+                .push("dispatch.providers: names must be unique".to_owned());
+        }
         let dispatch = DispatchSettings {
             provider,
             http_url,
@@ -362,7 +412,22 @@ impl Reader {
             queue_capacity: self.positive("dispatch.queue_capacity") as usize,
             concurrency: self.positive("dispatch.concurrency") as usize,
             max_attempts: self.positive("dispatch.max_attempts"),
+            retry_base: self.millis("dispatch.retry_base_ms"),
+            breaker_failures: self.positive("dispatch.breaker_failures"),
+            breaker_open: self.millis("dispatch.breaker_open_ms"),
+            reclaim_idle: self.millis("dispatch.reclaim_idle_ms"),
+            max_deliveries: u64::from(self.positive("dispatch.max_deliveries")),
+            poll_interval: self.millis("dispatch.poll_interval_ms"),
+            web_otp_domain: self.get("dispatch.web_otp_domain"),
+            public_url: self.get("dispatch.public_url"),
+            receipt_token: self.get("dispatch.receipt_token"),
+            providers,
+            routes: self.get("dispatch.routes"),
+            rates: self.get("dispatch.rates"),
         };
+
+        let device_key = self.device_key(!store.redis_urls.is_empty());
+        let directory = self.directory();
 
         if !self.errors.is_empty() {
             return Err(ConfigError(self.errors));
@@ -371,12 +436,125 @@ impl Reader {
             server,
             auth: AuthSettings {
                 root_key: Secret::new(root_key),
+                device_key,
             },
             store,
             verification,
             limits,
             dispatch,
+            directory,
         })
+    }
+}
+
+impl Reader {
+    /// Provider secrets may come from the environment instead of the file:
+    /// `OTPGATE_PROVIDER_<NAME>_<FIELD>`, the name upper-cased with other characters as `_`
+    /// (`OTPGATE_PROVIDER_TWILIO_MAIN_AUTH_TOKEN` for `twilio-main`'s `auth_token`).
+    fn secrets_from_env(&self, provider: &mut ProviderSettings) {
+        let name: String = provider
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_uppercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let lookup = |field: &str| {
+            let variable = format!("OTPGATE_PROVIDER_{name}_{field}");
+            self.env
+                .iter()
+                .find(|(key, _)| *key == variable)
+                .map(|(_, value)| SecretString::new(value.clone()))
+        };
+        for (field, slot) in [
+            ("AUTH_TOKEN", &mut provider.auth_token),
+            ("API_KEY", &mut provider.api_key),
+            ("API_SECRET", &mut provider.api_secret),
+            ("ACCESS_KEY", &mut provider.access_key),
+            ("ACCESS_TOKEN", &mut provider.access_token),
+            ("APP_SECRET", &mut provider.app_secret),
+        ] {
+            if let Some(secret) = lookup(field) {
+                *slot = Some(secret);
+            }
+        }
+    }
+}
+
+impl DispatchSettings {
+    /// The providers to build: the configured vendors, or the single default one.
+    pub fn effective_providers(&self) -> Vec<ProviderSettings> {
+        if !self.providers.is_empty() {
+            return self.providers.clone();
+        }
+        let mut single = match self.provider {
+            ProviderKind::Log => ProviderSettings::new("log", AdapterKind::Log),
+            ProviderKind::Http => ProviderSettings::new("http", AdapterKind::Http),
+        };
+        if self.provider == ProviderKind::Http {
+            single.url = Some(self.http_url.clone());
+            single.timeout_ms = self.http_timeout.as_millis() as u64;
+        }
+        vec![single]
+    }
+}
+
+/// The directory and its hot-path cache (`[directory]`): users, policy, trusted devices, audit.
+#[derive(Debug, Clone)]
+pub struct DirectorySettings {
+    /// The longest an entry of the in-process cache is trusted without an invalidation.
+    pub cache_ttl: Duration,
+    /// Entries per cache map (policies, users, devices) before the map is cleared.
+    pub cache_max_entries: usize,
+    /// How often the invalidation link proves it is alive (and how long a PING may take).
+    pub invalidation_ping: Duration,
+    /// Trusted devices per user; beyond it the one expiring first is dropped.
+    pub max_devices_per_user: usize,
+    /// Audit entries kept per account (a capped stream).
+    pub audit_max_entries: usize,
+}
+
+impl Reader {
+    fn device_key(&mut self, with_redis: bool) -> Secret {
+        let text: String = self.get("auth.device_key");
+        if text.is_empty() {
+            if with_redis {
+                self.errors.push(
+                    "auth.device_key: required with Redis so that every instance recognises the same trusted devices (set OTPGATE_DEVICE_KEY)"
+                        .to_owned(),
+                );
+            }
+            return Secret::default();
+        }
+        match decode_key(&text) {
+            Some(bytes) if bytes.len() >= 32 => Secret::new(bytes),
+            _ => {
+                self.errors.push(
+                    "auth.device_key: must be at least 32 bytes, as hex or base64".to_owned(),
+                );
+                Secret::default()
+            }
+        }
+    }
+
+    fn directory(&mut self) -> DirectorySettings {
+        let settings = DirectorySettings {
+            cache_ttl: self.millis("directory.cache_ttl_ms"),
+            cache_max_entries: self.positive("directory.cache_max_entries") as usize,
+            invalidation_ping: self.millis("directory.invalidation_ping_ms"),
+            max_devices_per_user: self.positive("directory.max_devices_per_user") as usize,
+            audit_max_entries: self.positive("directory.audit_max_entries") as usize,
+        };
+        self.check(
+            settings.cache_ttl <= Duration::from_secs(300),
+            "directory.cache_ttl_ms",
+            "must be at most 300000 (it bounds staleness should an invalidation be lost)",
+        );
+        settings
     }
 }
 
@@ -420,6 +598,7 @@ mod tests {
                     "redis://127.0.0.1:7001,redis://127.0.0.1:7002",
                 ),
                 ("OTPGATE_CODE_KEY", &"ab".repeat(32)),
+                ("OTPGATE_DEVICE_KEY", &"cd".repeat(32)),
                 (
                     "OTPGATE_HTTP_PROVIDER_URL",
                     "http://127.0.0.1:9999/messages",

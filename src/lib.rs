@@ -4,15 +4,18 @@
 //! caller binds, until a shutdown future resolves. `main.rs` and the tests use exactly this.
 
 pub mod account;
+pub mod audit;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod directory;
 pub mod dispatch;
 pub mod http;
 pub mod limits;
 pub mod metrics;
 pub mod phone;
 pub mod store;
+pub mod trust;
 pub mod verify;
 
 use std::sync::Arc;
@@ -25,9 +28,11 @@ use tokio_util::task::TaskTracker;
 use account::{key_digest, Account, AccountId, ApiKeyRecord, KeyDigest};
 use cache::TtlCache;
 use clock::{Clock, SystemClock};
-use config::{ProviderKind, Settings};
-use dispatch::providers::{http::HttpProvider, log::LogProvider, Provider};
-use dispatch::Dispatcher;
+use config::Settings;
+use dispatch::providers::Provider;
+use dispatch::router::{BreakerSettings, RetrySettings, Router};
+use dispatch::template::WebOtp;
+use dispatch::{Dispatcher, WorkerSettings};
 use limits::Limits;
 use metrics::Metrics;
 use store::memory::MemoryStore;
@@ -51,6 +56,8 @@ pub struct AppState {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     verifier: Verifier,
+    /// Users, policy, trusted devices, login decisions, audit.
+    account_service: account::service::AccountService,
     metrics: Arc<Metrics>,
     limits: Limits,
     keys: TtlCache<KeyDigest, ApiKeyRecord>,
@@ -80,6 +87,48 @@ pub struct Overrides {
     pub provider: Option<Arc<dyn Provider>>,
 }
 
+/// The providers from config (or the one override a test gives) behind the routing table.
+fn build_router(
+    settings: &Settings,
+    override_provider: Option<Arc<dyn Provider>>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+) -> Result<Router, BuildError> {
+    let dispatch = &settings.dispatch;
+    let providers: Vec<(Arc<dyn Provider>, Option<u32>)> = match override_provider {
+        Some(provider) => vec![(provider, None)],
+        None => {
+            let mut built = Vec::new();
+            for provider in dispatch.effective_providers() {
+                if provider.kind == dispatch::providers::AdapterKind::Log {
+                    tracing::warn!("the log provider is active: codes are printed on standard output; use it for development only");
+                }
+                let rate = dispatch.rates.get(&provider.name).copied();
+                built.push((
+                    dispatch::providers::build(&provider).map_err(BuildError::Provider)?,
+                    rate,
+                ));
+            }
+            built
+        }
+    };
+    Router::new(
+        providers,
+        &dispatch.routes,
+        BreakerSettings {
+            failures_to_open: dispatch.breaker_failures,
+            open_for: dispatch.breaker_open,
+        },
+        RetrySettings {
+            max_rounds: dispatch.max_attempts,
+            base_backoff: dispatch.retry_base,
+        },
+        clock,
+        metrics,
+    )
+    .map_err(|errors| BuildError::Provider(errors.join("; ")))
+}
+
 impl App {
     pub async fn build(settings: Settings) -> Result<Self, BuildError> {
         Self::build_with(settings, Overrides::default()).await
@@ -98,43 +147,6 @@ impl App {
         let stop = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
 
-        let (store, memory): (Arc<dyn Store>, Option<Arc<MemoryStore>>) =
-            if settings.store.redis_urls.is_empty() {
-                let memory = Arc::new(MemoryStore::new(settings.store.memory_max_verifications));
-                (memory.clone(), Some(memory))
-            } else {
-                let redis = RedisStore::connect(&RedisSettings {
-                    urls: settings.store.redis_urls.clone(),
-                    key_prefix: settings.store.key_prefix.clone(),
-                    connect_timeout: settings.store.connect_timeout,
-                    response_timeout: settings.store.response_timeout,
-                })
-                .await?;
-                (Arc::new(redis), None)
-            };
-
-        let provider: Arc<dyn Provider> = match overrides.provider {
-            Some(provider) => provider,
-            None => match settings.dispatch.provider {
-                ProviderKind::Log => {
-                    tracing::warn!("the log provider is active: codes are printed on standard output; use it for development only");
-                    Arc::new(LogProvider)
-                }
-                ProviderKind::Http => Arc::new(
-                    HttpProvider::new(&settings.dispatch.http_url, settings.dispatch.http_timeout)
-                        .map_err(BuildError::Provider)?,
-                ),
-            },
-        };
-        let dispatcher = Dispatcher::spawn(
-            provider,
-            &settings.dispatch,
-            clock.clone(),
-            metrics.clone(),
-            &tasks,
-            stop.clone(),
-        );
-
         // Without Redis there is one instance, so a per-process MAC key is as good as any.
         let code_key = if settings.verification.code_key.is_empty() {
             random_bytes::<32>(&rng)
@@ -143,6 +155,65 @@ impl App {
         } else {
             settings.verification.code_key.expose().to_vec()
         };
+
+        let mut redis: Option<Arc<RedisStore>> = None;
+        let (store, memory): (Arc<dyn Store>, Option<Arc<MemoryStore>>) =
+            if settings.store.redis_urls.is_empty() {
+                let memory = Arc::new(MemoryStore::new(settings.store.memory_max_verifications));
+                (memory.clone(), Some(memory))
+            } else {
+                let connected = Arc::new(
+                    RedisStore::connect(&RedisSettings {
+                        urls: settings.store.redis_urls.clone(),
+                        key_prefix: settings.store.key_prefix.clone(),
+                        connect_timeout: settings.store.connect_timeout,
+                        response_timeout: settings.store.response_timeout,
+                    })
+                    .await?,
+                );
+                redis = Some(connected.clone());
+                (connected, None)
+            };
+
+        let router = Arc::new(build_router(
+            &settings,
+            overrides.provider,
+            clock.clone(),
+            metrics.clone(),
+        )?);
+        let worker_settings = WorkerSettings {
+            concurrency: settings.dispatch.concurrency,
+            queue_capacity: settings.dispatch.queue_capacity,
+            reclaim_idle: settings.dispatch.reclaim_idle,
+            max_deliveries: settings.dispatch.max_deliveries,
+            poll_interval: settings.dispatch.poll_interval,
+            sent_mark_for: settings.verification.ttl + settings.verification.retention,
+        };
+        let dispatcher = match &redis {
+            Some(redis) => Dispatcher::spawn_durable(
+                router,
+                redis.clone(),
+                worker_settings,
+                clock.clone(),
+                metrics.clone(),
+                &code_key,
+                &tasks,
+                stop.clone(),
+            ),
+            None => Dispatcher::spawn_memory(
+                router,
+                store.clone(),
+                worker_settings,
+                clock.clone(),
+                metrics.clone(),
+                &code_key,
+                &tasks,
+                stop.clone(),
+            ),
+        };
+        let web_otp = (!settings.dispatch.web_otp_domain.is_empty()).then(|| WebOtp {
+            domain: settings.dispatch.web_otp_domain.clone(),
+        });
         let verifier = Verifier::new(
             store.clone(),
             clock.clone(),
@@ -151,7 +222,20 @@ impl App {
             &code_key,
             settings.verification.clone(),
             &settings.limits,
+            web_otp,
         );
+
+        let account_service = account::service::assemble(
+            &settings,
+            redis.as_deref(),
+            &code_key,
+            &rng,
+            clock.clone(),
+            &metrics,
+            &tasks,
+            stop.clone(),
+        )
+        .map_err(|_| BuildError::Random)?;
 
         let root_key_digest = key_digest(
             std::str::from_utf8(settings.auth.root_key.expose())
@@ -165,6 +249,7 @@ impl App {
             store,
             clock,
             verifier,
+            account_service,
             metrics,
             root_key_digest,
             rng,
@@ -224,6 +309,11 @@ impl App {
 
     pub fn verifier(&self) -> &Verifier {
         &self.0.verifier
+    }
+
+    /// Users, policy, trusted devices, login decisions and the audit trail.
+    pub fn accounts(&self) -> &account::service::AccountService {
+        &self.0.account_service
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -22,6 +22,22 @@ pub const MESSAGES: &str = "otpgate_messages_total";
 pub const PROVIDER_DURATION: &str = "otpgate_provider_request_duration_seconds";
 pub const DISPATCH_QUEUE_DEPTH: &str = "otpgate_dispatch_queue_depth";
 pub const RATE_LIMITED: &str = "otpgate_rate_limited_total";
+pub const PROVIDER_BREAKER_STATE: &str = "otpgate_provider_breaker_state";
+pub const DISPATCH_OLDEST_AGE: &str = "otpgate_dispatch_oldest_message_age_seconds";
+pub const DEAD_LETTERS: &str = "otpgate_dead_letters_total";
+pub const REDELIVERIES: &str = "otpgate_messages_redelivered_total";
+pub const MESSAGE_SEGMENTS: &str = "otpgate_message_segments_total";
+pub const RECEIPTS: &str = "otpgate_delivery_receipts_total";
+/// Hot-path cache lookups: `cache` (policy, user, device) x `result` (hit, miss, bypass).
+pub const CACHE_LOOKUPS: &str = "otpgate_cache_lookups_total";
+/// Cache flushes because the invalidation link dropped or came back.
+pub const CACHE_FLUSHES: &str = "otpgate_cache_flushes_total";
+/// 1 while the invalidation link (Redis pub/sub) is up, else 0 (always 1 on the embedded store).
+pub const INVALIDATION_LINK_UP: &str = "otpgate_invalidation_link_up";
+/// `POST /v1/logins` answers: `decision` (allow, challenge, enroll) x `reason`.
+pub const LOGIN_DECISIONS: &str = "otpgate_login_decisions_total";
+/// `POST /v1/trusted-devices/check` answers: `result` (trusted, untrusted).
+pub const DEVICE_CHECKS: &str = "otpgate_trusted_device_checks_total";
 
 /// Latency buckets from 100 µs to 5 s: a check served from memory takes tens of microseconds,
 /// one through Redis under a millisecond, a provider call up to seconds.
@@ -32,14 +48,18 @@ const LATENCY_BUCKETS: &[f64] = &[
 static METADATA: Metadata<'static> =
     Metadata::new("otpgate", Level::INFO, Some("otpgate::metrics"));
 
-/// (metric, label values…, status): enough to key every series this file defines.
-type SeriesKey = (&'static str, &'static str, &'static str, u16);
+/// (metric, three label values, status): enough to key every series this file defines.
+type SeriesKey = (&'static str, &'static str, &'static str, &'static str, u16);
+
+/// The label names that go with a `SeriesKey`'s values; empty names are skipped.
+type LabelNames = [&'static str; 4];
 
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
     counters: DashMap<SeriesKey, Counter>,
     histograms: DashMap<SeriesKey, Histogram>,
+    gauges: DashMap<SeriesKey, Gauge>,
     queue_depth: Gauge,
 }
 
@@ -63,6 +83,7 @@ impl Metrics {
             handle,
             counters: DashMap::new(),
             histograms: DashMap::new(),
+            gauges: DashMap::new(),
             queue_depth,
         }
     }
@@ -79,7 +100,7 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
-    fn counter(&self, key: SeriesKey, labels: [&'static str; 3]) -> Counter {
+    fn counter(&self, key: SeriesKey, labels: LabelNames) -> Counter {
         if let Some(counter) = self.counters.get(&key) {
             return counter.clone();
         }
@@ -89,7 +110,17 @@ impl Metrics {
         self.counters.entry(key).or_insert(counter).clone()
     }
 
-    fn histogram(&self, key: SeriesKey, labels: [&'static str; 3]) -> Histogram {
+    fn gauge(&self, key: SeriesKey, labels: LabelNames) -> Gauge {
+        if let Some(gauge) = self.gauges.get(&key) {
+            return gauge.clone();
+        }
+        let gauge = self
+            .recorder
+            .register_gauge(&series(key, labels), &METADATA);
+        self.gauges.entry(key).or_insert(gauge).clone()
+    }
+
+    fn histogram(&self, key: SeriesKey, labels: LabelNames) -> Histogram {
         if let Some(histogram) = self.histograms.get(&key) {
             return histogram.clone();
         }
@@ -100,50 +131,123 @@ impl Metrics {
     }
 
     pub fn http_request(&self, route: &'static str, status: u16, elapsed: Duration) {
-        self.counter((HTTP_REQUESTS, route, "", status), ["route", "", "status"])
-            .increment(1);
-        self.histogram((HTTP_DURATION, route, "", 0), ["route", "", ""])
+        self.counter(
+            (HTTP_REQUESTS, route, "", "", status),
+            ["route", "", "", "status"],
+        )
+        .increment(1);
+        self.histogram((HTTP_DURATION, route, "", "", 0), ["route", "", "", ""])
             .record(elapsed.as_secs_f64());
     }
 
     /// `outcome`: created, resent, replayed, max_sends_reached, send_quota_exceeded.
     pub fn verification_started(&self, channel: &'static str, outcome: &'static str) {
         self.counter(
-            (VERIFICATIONS_STARTED, channel, outcome, 0),
-            ["channel", "outcome", ""],
+            (VERIFICATIONS_STARTED, channel, outcome, "", 0),
+            ["channel", "outcome", "", ""],
         )
         .increment(1);
     }
 
     /// `outcome`: a status (approved, pending, …) or not_found.
     pub fn verification_checked(&self, outcome: &'static str) {
-        self.counter((VERIFICATION_CHECKS, outcome, "", 0), ["outcome", "", ""])
-            .increment(1);
+        self.counter(
+            (VERIFICATION_CHECKS, outcome, "", "", 0),
+            ["outcome", "", "", ""],
+        )
+        .increment(1);
     }
 
     pub fn store_error(&self, operation: &'static str) {
-        self.counter((STORE_ERRORS, operation, "", 0), ["operation", "", ""])
-            .increment(1);
+        self.counter(
+            (STORE_ERRORS, operation, "", "", 0),
+            ["operation", "", "", ""],
+        )
+        .increment(1);
     }
 
-    /// `outcome`: accepted, retried, failed.
-    pub fn message(&self, provider: &'static str, outcome: &'static str) {
+    /// One provider attempt. `outcome`: accepted, failed (retryable), refused (permanent).
+    /// `country`: the calling code of the destination.
+    pub fn message(&self, provider: &'static str, country: &'static str, outcome: &'static str) {
         self.counter(
-            (MESSAGES, provider, outcome, 0),
-            ["provider", "outcome", ""],
+            (MESSAGES, provider, country, outcome, 0),
+            ["provider", "country_code", "outcome", ""],
         )
         .increment(1);
     }
 
     pub fn provider_latency(&self, provider: &'static str, elapsed: Duration) {
-        self.histogram((PROVIDER_DURATION, provider, "", 0), ["provider", "", ""])
-            .record(elapsed.as_secs_f64());
+        self.histogram(
+            (PROVIDER_DURATION, provider, "", "", 0),
+            ["provider", "", "", ""],
+        )
+        .record(elapsed.as_secs_f64());
     }
 
     /// `scope`: ip, key, failed_auth.
     pub fn rate_limited(&self, scope: &'static str) {
-        self.counter((RATE_LIMITED, scope, "", 0), ["scope", "", ""])
+        self.counter((RATE_LIMITED, scope, "", "", 0), ["scope", "", "", ""])
             .increment(1);
+    }
+
+    /// 0 closed, 1 half-open, 2 open.
+    pub fn breaker_state(&self, provider: &'static str, state: f64) {
+        self.gauge(
+            (PROVIDER_BREAKER_STATE, provider, "", "", 0),
+            ["provider", "", "", ""],
+        )
+        .set(state);
+    }
+
+    pub fn oldest_queued_age(&self, age: Duration) {
+        self.gauge((DISPATCH_OLDEST_AGE, "", "", "", 0), ["", "", "", ""])
+            .set(age.as_secs_f64());
+    }
+
+    pub fn dead_letter(&self) {
+        self.counter((DEAD_LETTERS, "", "", "", 0), ["", "", "", ""])
+            .increment(1);
+    }
+
+    /// A message delivered again after its worker died before acknowledging it.
+    pub fn redelivered(&self) {
+        self.counter((REDELIVERIES, "", "", "", 0), ["", "", "", ""])
+            .increment(1);
+    }
+
+    /// SMS segments per message, by encoding (gsm7, ucs2).
+    pub fn segments(&self, encoding: &'static str, segments: u32) {
+        self.counter(
+            (MESSAGE_SEGMENTS, encoding, "", "", 0),
+            ["encoding", "", "", ""],
+        )
+        .increment(u64::from(segments));
+    }
+
+    /// A delivery receipt from a provider. `status`: the normalized delivery status.
+    pub fn receipt(&self, provider: &'static str, status: &'static str) {
+        self.counter(
+            (RECEIPTS, provider, status, "", 0),
+            ["provider", "status", "", ""],
+        )
+        .increment(1);
+    }
+
+    /// A counter handle for a name above and a fixed label set, for modules that keep their
+    /// handles (the hot path then pays an atomic add, not a registry lookup).
+    pub fn labelled_counter(
+        &self,
+        name: &'static str,
+        labels: &[(&'static str, &'static str)],
+    ) -> Counter {
+        let labels: Vec<Label> = labels.iter().map(|(k, v)| Label::new(*k, *v)).collect();
+        self.recorder
+            .register_counter(&Key::from_parts(name, labels), &METADATA)
+    }
+
+    pub fn labelled_gauge(&self, name: &'static str) -> Gauge {
+        self.recorder
+            .register_gauge(&Key::from_static_name(name), &METADATA)
     }
 
     pub fn queue_depth(&self) -> &Gauge {
@@ -152,15 +256,18 @@ impl Metrics {
 }
 
 fn series(
-    (name, first, second, status): SeriesKey,
-    [first_name, second_name, status_name]: [&'static str; 3],
+    (name, first, second, third, status): SeriesKey,
+    [first_name, second_name, third_name, status_name]: LabelNames,
 ) -> Key {
-    let mut labels = Vec::with_capacity(3);
-    if !first_name.is_empty() {
-        labels.push(Label::new(first_name, first));
-    }
-    if !second_name.is_empty() {
-        labels.push(Label::new(second_name, second));
+    let mut labels = Vec::with_capacity(4);
+    for (label, value) in [
+        (first_name, first),
+        (second_name, second),
+        (third_name, third),
+    ] {
+        if !label.is_empty() {
+            labels.push(Label::new(label, value));
+        }
     }
     if !status_name.is_empty() {
         labels.push(Label::new(status_name, status.to_string()));

@@ -1,7 +1,14 @@
-//! Accounts (tenants) and their API keys.
+//! Accounts (tenants) and their API keys; the people, policy and login decision of an account
+//! live in the submodules.
 //!
 //! An account is what a login service belongs to. Keys are 256-bit random strings shown once and
 //! stored only as their SHA-256 digest: a key has full entropy, so a slow hash would buy nothing.
+
+pub mod login;
+pub mod policy;
+pub mod rules;
+pub mod service;
+pub mod user;
 
 use ring::digest;
 use ring::rand::SystemRandom;

@@ -32,6 +32,13 @@ pub enum ApiError {
         detail: String,
         retry_after_secs: u64,
     },
+    /// Well-formed but refused by a named account rule (422): `rule` is also in `detail`;
+    /// `users` lists the users concerned (those without a phone), when the rule is about them.
+    Refused {
+        rule: &'static str,
+        detail: String,
+        users: Vec<String>,
+    },
     /// The store could not answer: fail closed, never guess.
     Unavailable(&'static str),
     Internal,
@@ -44,6 +51,11 @@ struct Problem<'a> {
     title: &'a str,
     status: u16,
     detail: String,
+    /// Extension members of `Refused` problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    users: Option<&'a [String]>,
 }
 
 impl ApiError {
@@ -62,6 +74,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -89,6 +102,9 @@ impl ApiError {
                 "send the body as JSON with 'Content-Type: application/json'".to_owned(),
             ),
             ApiError::Limited { kind, detail, .. } => (kind, detail.clone()),
+            ApiError::Refused { rule, detail, .. } => {
+                ("refused", format!("refused by rule '{rule}': {detail}"))
+            }
             ApiError::Unavailable(detail) => ("unavailable", (*detail).to_owned()),
             ApiError::Internal => (
                 "internal",
@@ -105,6 +121,14 @@ impl ApiError {
             title: status.canonical_reason().unwrap_or("Error"),
             status: status.as_u16(),
             detail,
+            rule: match &self {
+                ApiError::Refused { rule, .. } => Some(*rule),
+                _ => None,
+            },
+            users: match &self {
+                ApiError::Refused { users, .. } if !users.is_empty() => Some(users.as_slice()),
+                _ => None,
+            },
         })
         .unwrap_or_default();
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -177,6 +201,31 @@ impl From<VerifyError> for ApiError {
                 ApiError::Internal
             }
             VerifyError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<crate::account::service::AccountError> for ApiError {
+    fn from(error: crate::account::service::AccountError) -> Self {
+        use crate::account::service::AccountError;
+        match error {
+            AccountError::Refused(refusal) => ApiError::Refused {
+                rule: refusal.rule,
+                detail: refusal.detail,
+                users: refusal
+                    .users
+                    .iter()
+                    .map(|user| user.as_str().to_owned())
+                    .collect(),
+            },
+            AccountError::NotFound(detail) => ApiError::NotFound(detail),
+            AccountError::Conflict(detail) => ApiError::Conflict(detail),
+            AccountError::Invalid(detail) => ApiError::InvalidRequest(detail),
+            AccountError::Random => {
+                tracing::error!("the system random generator failed");
+                ApiError::Internal
+            }
+            AccountError::Store(error) => error.into(),
         }
     }
 }

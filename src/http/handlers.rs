@@ -38,8 +38,8 @@ pub(super) async fn dispatch(
     if route == Route::NotFound {
         return Err(ApiError::NotFound("no such path"));
     }
-    if request.method().as_str() != route.method() {
-        return Err(ApiError::MethodNotAllowed(route.method()));
+    if !route.accepts(request.method().as_str()) {
+        return Err(ApiError::MethodNotAllowed(route.allow()));
     }
     match route {
         Route::Healthz => {
@@ -70,6 +70,10 @@ pub(super) async fn dispatch(
         app.metrics().rate_limited("ip");
         limited("ip", retry.seconds())
     })?;
+    if route == Route::Receipt {
+        // Vendors cannot hold our keys: receipts are checked by signature or token instead.
+        return super::webhooks::receipt(app, matched.param.unwrap_or_default(), request).await;
+    }
     let caller = authenticate(app, ip, &request).await?;
     if let Caller::Key(key) = &caller {
         app.limits().check_key(&key.id).map_err(|retry| {
@@ -100,7 +104,16 @@ pub(super) async fn dispatch(
                 &VerificationBody::new(&verification, None),
             ))
         }
-        Route::Healthz | Route::Readyz | Route::Metrics | Route::NotFound => {
+        Route::Policy
+        | Route::Users
+        | Route::User
+        | Route::UserFactor
+        | Route::UserDevices
+        | Route::UserDevice
+        | Route::CheckDevice
+        | Route::Logins
+        | Route::Audit => super::accounts::handle(app, caller, matched, request).await,
+        Route::Healthz | Route::Readyz | Route::Metrics | Route::NotFound | Route::Receipt => {
             Err(ApiError::Internal)
         }
     }
@@ -290,6 +303,15 @@ async fn create_key(
     }
     let minted = mint_key(app.rng(), &account_id, role, app.clock().now_ms())
         .map_err(|_| ApiError::Internal)?;
+    // The audit entry goes first: a key never exists without its entry (a failed insert leaves
+    // an entry for a key nobody received, which the entry's key id shows).
+    let who = match &caller {
+        Caller::Root => crate::audit::Who::root(),
+        Caller::Key(key) => crate::audit::Who::key(&key.id, key.role.as_str()),
+    };
+    app.accounts()
+        .key_minted(&account_id, who, &minted.record)
+        .await?;
     app.store().insert_api_key(&minted.record).await?;
     tracing::info!(account = %account_id, key = %minted.record.id, role = role.as_str(), "key minted");
     Ok(json_response(
@@ -410,6 +432,7 @@ async fn start_verification(
                 channel,
                 code_length: body.code_length,
                 idempotency_key,
+                locale: body.locale,
             },
         )
         .await?;

@@ -3,9 +3,11 @@
 //! Nothing here decides business rules; handlers parse into domain types, call the domain, and
 //! turn its answer into JSON. Status codes are chosen in `error.rs`.
 
+mod accounts;
 pub mod error;
 mod handlers;
 pub mod routes;
+mod webhooks;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -122,6 +124,35 @@ pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Respo
             ApiError::Internal.into_response()
         }
     }
+}
+
+/// Reads a body of any type up to `limit` bytes.
+pub(crate) async fn read_bytes(
+    request: Request<Incoming>,
+    limit: usize,
+) -> Result<Bytes, ApiError> {
+    let announced = request
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if announced.is_some_and(|length| length > limit) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    Ok(Limited::new(request.into_body(), limit)
+        .collect()
+        .await
+        .map_err(|error| {
+            if error
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                ApiError::PayloadTooLarge(limit)
+            } else {
+                ApiError::invalid("the body could not be read")
+            }
+        })?
+        .to_bytes())
 }
 
 /// Reads a JSON body: refuses non-JSON content types, bodies over the limit (before reading

@@ -16,6 +16,18 @@ pub enum Route {
     CheckVerification,
     GetVerification,
     CancelVerification,
+    // Accounts (issue 5): several methods per path; the handler in `accounts.rs` picks by method.
+    Policy,
+    Users,
+    User,
+    UserFactor,
+    UserDevices,
+    UserDevice,
+    CheckDevice,
+    Logins,
+    Audit,
+    /// A provider\'s delivery receipt (unauthenticated: checked by signature or token).
+    Receipt,
     NotFound,
 }
 
@@ -31,6 +43,16 @@ impl Route {
             Route::CheckVerification => "check_verification",
             Route::GetVerification => "get_verification",
             Route::CancelVerification => "cancel_verification",
+            Route::Policy => "policy",
+            Route::Users => "users",
+            Route::User => "user",
+            Route::UserFactor => "user_factor",
+            Route::UserDevices => "user_trusted_devices",
+            Route::UserDevice => "user_trusted_device",
+            Route::CheckDevice => "check_trusted_device",
+            Route::Logins => "logins",
+            Route::Audit => "audit",
+            Route::Receipt => "receipt",
             Route::NotFound => "not_found",
         }
     }
@@ -42,21 +64,47 @@ impl Route {
             | Route::Readyz
             | Route::Metrics
             | Route::GetVerification
+            | Route::Policy
+            | Route::User
+            | Route::Audit
             | Route::NotFound => "GET",
+            Route::UserFactor | Route::UserDevice => "DELETE",
             Route::CreateAccount
             | Route::CreateKey
             | Route::StartVerification
             | Route::CheckVerification
-            | Route::CancelVerification => "POST",
+            | Route::CancelVerification
+            | Route::Users
+            | Route::UserDevices
+            | Route::CheckDevice
+            | Route::Logins
+            | Route::Receipt => "POST",
         }
+    }
+
+    /// Every method a route accepts, for 405 and `Allow`.
+    pub fn allow(self) -> &'static str {
+        match self {
+            Route::Policy => "GET, PUT",
+            Route::User => "GET, PATCH",
+            Route::UserDevices => "POST, DELETE",
+            Route::Receipt => "GET, POST",
+            other => other.method(),
+        }
+    }
+
+    pub fn accepts(self, method: &str) -> bool {
+        self.allow().split(", ").any(|allowed| allowed == method)
     }
 }
 
-/// A matched route and its one path parameter (account or verification id), if any.
+/// A matched route and its path parameters (account, verification or user id; then a device or
+/// factor id), if any.
 #[derive(Debug, Clone, Copy)]
 pub struct Matched<'a> {
     pub route: Route,
     pub param: Option<&'a str>,
+    pub second: Option<&'a str>,
 }
 
 fn router() -> &'static Router<Route> {
@@ -76,6 +124,19 @@ fn router() -> &'static Router<Route> {
                 "/v1/verifications/{param}/cancel",
                 Route::CancelVerification,
             ),
+            ("/v1/policy", Route::Policy),
+            ("/v1/users", Route::Users),
+            ("/v1/users/{param}", Route::User),
+            ("/v1/users/{param}/factors/{second}", Route::UserFactor),
+            ("/v1/users/{param}/trusted-devices", Route::UserDevices),
+            (
+                "/v1/users/{param}/trusted-devices/{second}",
+                Route::UserDevice,
+            ),
+            ("/v1/trusted-devices/check", Route::CheckDevice),
+            ("/v1/logins", Route::Logins),
+            ("/v1/audit", Route::Audit),
+            ("/v1/receipts/{param}", Route::Receipt),
         ];
         for (path, route) in table {
             router
@@ -91,10 +152,12 @@ pub fn find(path: &str) -> Matched<'_> {
         Ok(matched) => Matched {
             route: *matched.value,
             param: matched.params.get("param"),
+            second: matched.params.get("second"),
         },
         Err(_) => Matched {
             route: Route::NotFound,
             param: None,
+            second: None,
         },
     }
 }
@@ -112,6 +175,17 @@ mod tests {
         let matched = find("/v1/verifications/VE00abc");
         assert_eq!(matched.route, Route::GetVerification);
         assert_eq!(matched.param, Some("VE00abc"));
+    }
+
+    #[test]
+    fn account_routes_carry_both_ids_and_accept_their_methods() {
+        let matched = find("/v1/users/alice@example.com/trusted-devices/TD00");
+        assert_eq!(matched.route, Route::UserDevice);
+        assert_eq!(matched.param, Some("alice@example.com"));
+        assert_eq!(matched.second, Some("TD00"));
+        assert!(Route::Policy.accepts("PUT") && Route::Policy.accepts("GET"));
+        assert!(!Route::Policy.accepts("POST"));
+        assert_eq!(find("/v1/trusted-devices/check").route, Route::CheckDevice);
     }
 
     #[test]

@@ -17,8 +17,8 @@ use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
 use crate::phone::SHARD_COUNT;
 use crate::verify::code::Tag;
 use crate::verify::model::{
-    CancelOutcome, CheckOutcome, CheckTarget, NewVerification, StartOutcome, Status, Verification,
-    VerificationId,
+    CancelOutcome, CheckOutcome, CheckTarget, NewVerification, SendAttempt, StartOutcome, Status,
+    Verification, VerificationId,
 };
 
 pub struct MemoryStore {
@@ -27,6 +27,10 @@ pub struct MemoryStore {
     max_verifications: usize,
     accounts: DashMap<AccountId, Account>,
     keys: DashMap<KeyDigest, ApiKeyRecord>,
+    /// Verification id → its messages. Bounded with the verifications: swept with them.
+    attempts: DashMap<String, Vec<SendAttempt>>,
+    /// (provider, provider message id) → (verification id, message id).
+    receipts: DashMap<(String, String), (String, String)>,
 }
 
 struct StoredVerification {
@@ -64,6 +68,8 @@ impl MemoryStore {
             max_verifications,
             accounts: DashMap::new(),
             keys: DashMap::new(),
+            attempts: DashMap::new(),
+            receipts: DashMap::new(),
         }
     }
 
@@ -100,6 +106,12 @@ impl MemoryStore {
             quotas.retain(|_, counter| counter.resets_at_ms > now_ms);
             idempotency.retain(|_, (_, forget_at)| *forget_at > now_ms);
         }
+        self.attempts.retain(|id, _| {
+            VerificationId::parse(id)
+                .is_some_and(|id| self.shard(id.shard()).records.contains_key(id.as_str()))
+        });
+        self.receipts
+            .retain(|_, (id, _)| self.attempts.contains_key(id));
     }
 
     pub fn verification_count(&self) -> usize {
@@ -309,6 +321,73 @@ impl Store for MemoryStore {
         record.state.status = Status::Canceled;
         record.tag = None;
         Ok(CancelOutcome::Canceled(record.state.clone()))
+    }
+
+    async fn record_send_attempt(
+        &self,
+        verification: &VerificationId,
+        attempt: &SendAttempt,
+    ) -> Result<(), StoreError> {
+        if let Some(provider_id) = &attempt.provider_message_id {
+            self.receipts.insert(
+                (attempt.provider.clone(), provider_id.clone()),
+                (verification.as_str().to_owned(), attempt.message_id.clone()),
+            );
+        }
+        let mut attempts = self
+            .attempts
+            .entry(verification.as_str().to_owned())
+            .or_default();
+        match attempts
+            .iter_mut()
+            .find(|known| known.message_id == attempt.message_id)
+        {
+            Some(known) => *known = attempt.clone(),
+            None => attempts.push(attempt.clone()),
+        }
+        Ok(())
+    }
+
+    async fn send_attempts(
+        &self,
+        verification: &VerificationId,
+    ) -> Result<Vec<SendAttempt>, StoreError> {
+        Ok(self
+            .attempts
+            .get(verification.as_str())
+            .map(|attempts| attempts.clone())
+            .unwrap_or_default())
+    }
+
+    async fn apply_receipt(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+        status: &str,
+        error: Option<&str>,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let Some(target) = self
+            .receipts
+            .get(&(provider.to_owned(), provider_message_id.to_owned()))
+            .map(|entry| entry.clone())
+        else {
+            return Ok(false);
+        };
+        let (verification, message_id) = target;
+        let Some(mut attempts) = self.attempts.get_mut(&verification) else {
+            return Ok(false);
+        };
+        let Some(attempt) = attempts
+            .iter_mut()
+            .find(|known| known.message_id == message_id)
+        else {
+            return Ok(false);
+        };
+        attempt.status = status.to_owned();
+        attempt.error = error.map(str::to_owned);
+        attempt.updated_ms = now_ms;
+        Ok(true)
     }
 
     async fn insert_account(&self, account: &Account) -> Result<(), StoreError> {

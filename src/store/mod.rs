@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
 use crate::verify::code::Tag;
 use crate::verify::model::{
-    CancelOutcome, CheckOutcome, CheckTarget, NewVerification, StartOutcome, Verification,
-    VerificationId,
+    CancelOutcome, CheckOutcome, CheckTarget, NewVerification, SendAttempt, StartOutcome,
+    Verification, VerificationId,
 };
 
 /// A store failure: the store could not answer. Expected refusals are outcomes, not errors.
@@ -54,6 +54,30 @@ pub trait Store: Send + Sync + 'static {
         id: &VerificationId,
         now_ms: u64,
     ) -> Result<CancelOutcome, StoreError>;
+
+    /// Records (or replaces, by message id) one message's delivery state, and remembers the
+    /// provider's message id so that its receipts find it.
+    async fn record_send_attempt(
+        &self,
+        verification: &VerificationId,
+        attempt: &SendAttempt,
+    ) -> Result<(), StoreError>;
+
+    /// The messages sent for a verification, oldest first.
+    async fn send_attempts(
+        &self,
+        verification: &VerificationId,
+    ) -> Result<Vec<SendAttempt>, StoreError>;
+
+    /// Applies a provider's delivery receipt; false when no message is known by that id.
+    async fn apply_receipt(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+        status: &str,
+        error: Option<&str>,
+        now_ms: u64,
+    ) -> Result<bool, StoreError>;
 
     async fn insert_account(&self, account: &Account) -> Result<(), StoreError>;
 

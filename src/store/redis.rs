@@ -10,6 +10,11 @@
 //! | `P:{sNN}:q:<account>:<e164>` | counter | sends in the current quota window |
 //! | `P:{sNN}:i:<account>:<key>` | string | id answered for an idempotency key |
 //! | `P:a:<account>` | hash | the account |
+//! | `P:{sNN}:a:<id>` | hash | the verification's messages: message id → JSON `SendAttempt` |
+//! | `P:{sNN}:o` | stream | outgoing messages of the shard, consumer group `dispatch` (see `outbox.rs`) |
+//! | `P:{sNN}:d` | stream | dead letters: messages no provider took, with the reasons |
+//! | `P:{sNN}:s:<message id>` | string | set once a provider accepted the message (no resend after a crash) |
+//! | `P:r:<provider>:<provider message id>` | string | `<verification id> <message id>`, for receipts |
 //! | `P:k:<sha256 hex>` | hash | an API key's record |
 //!
 //! Time comes from the caller's clock (an argument), not Redis `TIME`, so that tests move it and
@@ -25,9 +30,14 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 use super::{Store, StoreError};
 use crate::account::{hex, Account, AccountId, ApiKeyRecord, KeyDigest, Role};
 use crate::verify::code::Tag;
+pub mod outbox;
+
+/// How long a provider's message id still finds its message for receipts.
+const RECEIPT_MAPPING_TTL_MS: u64 = 24 * 3600 * 1000;
+
 use crate::verify::model::{
-    CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, StartOutcome, Status,
-    Verification, VerificationId,
+    CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, SendAttempt, StartOutcome,
+    Status, Verification, VerificationId,
 };
 
 /// How to reach Redis. Timeouts are explicit because the client's defaults (500 ms response,
@@ -48,6 +58,9 @@ pub struct RedisStore {
     start: Script,
     check: Script,
     cancel: Script,
+    record_attempt: Script,
+    apply_receipt: Script,
+    pub(crate) outbox_scripts: outbox::Scripts,
 }
 
 /// A single server through a reconnecting manager, or a cluster; both multiplexed and cloned
@@ -106,9 +119,10 @@ local function load(key)
 end
 "#;
 
-/// KEYS: pointer, quota, new record, idempotency (or the pointer again when there is none).
+/// KEYS: pointer, quota, new record, idempotency (or the pointer again when there is none),
+/// the shard's outbox stream.
 /// ARGV: base, account, to, channel, tag, code length, now, ttl, retention, max attempts,
-/// max sends, quota limit, quota window, new id, has idempotency key.
+/// max sends, quota limit, quota window, new id, has idempotency key, sealed message (or '').
 const LUA_START: &str = r#"
 local base, acct, to, channel, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local len, now, ttl, keep = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
@@ -134,8 +148,10 @@ local function take_quota()
   return nil
 end
 
+local outbox = ARGV[16]
 local function remember(id)
   if has_idem then redis.call('SET', KEYS[4], id, 'PX', ttl + keep) end
+  if outbox ~= '' then redis.call('XADD', KEYS[5], '*', 'v', id, 'm', outbox) end
 end
 
 local pending = redis.call('GET', KEYS[1])
@@ -221,6 +237,25 @@ if redis.call('GET', pointer) == id then redis.call('DEL', pointer) end
 return reply('canceled', id, load(key))
 "#;
 
+/// KEYS: attempts hash, verification record. ARGV: message id, JSON.
+const LUA_RECORD_ATTEMPT: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[2])
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+"#;
+
+/// KEYS: attempts hash. ARGV: message id, status, error (or ''), now.
+const LUA_APPLY_RECEIPT: &str = r#"
+local json = redis.call('HGET', KEYS[1], ARGV[1])
+if not json then return 0 end
+local attempt = cjson.decode(json)
+attempt.status = ARGV[2]
+if ARGV[3] ~= '' then attempt.error = ARGV[3] end
+attempt.updated_ms = tonumber(ARGV[4])
+redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(attempt))
+return 1
+"#;
+
 impl RedisStore {
     /// Connects lazily to a single server (so the gateway starts, fails closed and recovers while
     /// Redis is down), or to a cluster through its seed nodes.
@@ -259,6 +294,9 @@ impl RedisStore {
             start: Script::new(&format!("{LUA_COMMON}{LUA_START}")),
             check: Script::new(&format!("{LUA_COMMON}{LUA_CHECK}")),
             cancel: Script::new(&format!("{LUA_COMMON}{LUA_CANCEL}")),
+            record_attempt: Script::new(LUA_RECORD_ATTEMPT),
+            apply_receipt: Script::new(LUA_APPLY_RECEIPT),
+            outbox_scripts: outbox::Scripts::new(),
         })
     }
 
@@ -287,6 +325,14 @@ impl RedisStore {
 
     fn number_key(&self, shard: u8, kind: &str, account: &AccountId, e164: &str) -> String {
         format!("{}{kind}:{}:{e164}", self.base(shard), account.as_str())
+    }
+
+    fn attempts_key(&self, id: &VerificationId) -> String {
+        format!("{}a:{}", self.base(id.shard()), id.as_str())
+    }
+
+    fn receipt_key(&self, provider: &str, provider_message_id: &str) -> String {
+        format!("{}:r:{provider}:{provider_message_id}", self.prefix)
     }
 
     fn account_key(&self, id: &AccountId) -> String {
@@ -364,6 +410,7 @@ impl Store for RedisStore {
             .key(self.number_key(shard, "q", account, to))
             .key(self.record_key(&new.id))
             .key(idempotency)
+            .key(self.outbox_key(shard))
             .arg(self.base(shard))
             .arg(account.as_str())
             .arg(to)
@@ -383,6 +430,11 @@ impl Store for RedisStore {
             } else {
                 "0"
             });
+        // An empty byte slice would add no argument at all; '' keeps ARGV[16] present.
+        match &new.outbox {
+            Some(sealed) => invocation.arg(&sealed[..]),
+            None => invocation.arg(""),
+        };
         let reply = self.run(&invocation).await?;
         match reply.first().map(String::as_str) {
             Some("created") => Ok(StartOutcome::Created(parse_verification(&reply)?)),
@@ -477,6 +529,88 @@ impl Store for RedisStore {
             Some("not_pending") => Ok(CancelOutcome::NotPending(parse_verification(&reply)?)),
             _ => Err(corrupt("unknown cancel reply")),
         }
+    }
+
+    async fn record_send_attempt(
+        &self,
+        verification: &VerificationId,
+        attempt: &SendAttempt,
+    ) -> Result<(), StoreError> {
+        let json = serde_json::to_string(attempt).map_err(|error| corrupt(&error.to_string()))?;
+        let mut connection = self.connection.clone();
+        // The attempts live as long as the verification's record.
+        self.record_attempt
+            .key(self.attempts_key(verification))
+            .key(self.record_key(verification))
+            .arg(&attempt.message_id)
+            .arg(json)
+            .invoke_async::<()>(&mut connection)
+            .await
+            .map_err(store_error)?;
+        if let Some(provider_id) = &attempt.provider_message_id {
+            redis::cmd("SET")
+                .arg(self.receipt_key(&attempt.provider, provider_id))
+                .arg(format!("{} {}", verification.as_str(), attempt.message_id))
+                .arg("PX")
+                .arg(RECEIPT_MAPPING_TTL_MS)
+                .query_async::<()>(&mut connection)
+                .await
+                .map_err(store_error)?;
+        }
+        Ok(())
+    }
+
+    async fn send_attempts(
+        &self,
+        verification: &VerificationId,
+    ) -> Result<Vec<SendAttempt>, StoreError> {
+        let mut connection = self.connection.clone();
+        let stored: Vec<String> = redis::cmd("HVALS")
+            .arg(self.attempts_key(verification))
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let mut attempts: Vec<SendAttempt> = stored
+            .iter()
+            .filter_map(|json| serde_json::from_str(json).ok())
+            .collect();
+        attempts.sort_by_key(|attempt| attempt.created_ms);
+        Ok(attempts)
+    }
+
+    async fn apply_receipt(
+        &self,
+        provider: &str,
+        provider_message_id: &str,
+        status: &str,
+        error: Option<&str>,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut connection = self.connection.clone();
+        let target: Option<String> = redis::cmd("GET")
+            .arg(self.receipt_key(provider, provider_message_id))
+            .query_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        let Some((verification, message_id)) =
+            target.as_deref().and_then(|value| value.split_once(' '))
+        else {
+            return Ok(false);
+        };
+        let Some(verification) = VerificationId::parse(verification) else {
+            return Ok(false);
+        };
+        let applied: i64 = self
+            .apply_receipt
+            .key(self.attempts_key(&verification))
+            .arg(message_id)
+            .arg(status)
+            .arg(error.unwrap_or_default())
+            .arg(now_ms)
+            .invoke_async(&mut connection)
+            .await
+            .map_err(store_error)?;
+        Ok(applied == 1)
     }
 
     async fn insert_account(&self, account: &Account) -> Result<(), StoreError> {

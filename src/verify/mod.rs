@@ -11,14 +11,15 @@ use std::sync::Arc;
 
 use ring::rand::SystemRandom;
 
-use crate::account::{hex, Account};
+use crate::account::Account;
 use crate::clock::Clock;
 use crate::config::{LimitSettings, VerificationSettings};
+use crate::dispatch::template::{self, WebOtp};
 use crate::dispatch::{Dispatcher, OutgoingMessage};
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
 use crate::store::{Store, StoreError};
-use code::{random_bytes, CodeMac};
+use code::CodeMac;
 use model::{
     CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, SendQuota, StartOutcome,
     Verification, VerificationId,
@@ -35,6 +36,8 @@ pub struct Verifier {
     rng: SystemRandom,
     settings: VerificationSettings,
     quota: SendQuota,
+    /// The `@domain #code` line for Web OTP / SMS Retriever, when configured.
+    web_otp: Option<WebOtp>,
 }
 
 /// A send as the HTTP layer parsed it.
@@ -47,6 +50,8 @@ pub struct StartRequest {
     /// Scoped to the account and the destination number: a retry with the same key and number
     /// gets the first answer and sends nothing.
     pub idempotency_key: Option<String>,
+    /// Language of the message; English when absent or without a text of its own.
+    pub locale: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +94,7 @@ impl Verifier {
         code_key: &[u8],
         settings: VerificationSettings,
         limits: &LimitSettings,
+        web_otp: Option<WebOtp>,
     ) -> Self {
         Self {
             store,
@@ -102,6 +108,7 @@ impl Verifier {
                 window_ms: limits.send_per_number_window.as_millis() as u64,
             },
             settings,
+            web_otp,
         }
     }
 
@@ -114,15 +121,27 @@ impl Verifier {
         account: &Account,
         request: StartRequest,
     ) -> Result<Started, VerifyError> {
-        // Reserve the message's place first: a verification is only created if it can be sent.
-        let slot = self
+        // Take the message's place first: a verification is only created if it can be sent.
+        let ticket = self
             .dispatcher
-            .reserve()
+            .ticket()
             .map_err(|_| VerifyError::QueueFull)?;
         let length = request.code_length.unwrap_or(account.code_length);
         let code = code::generate(&self.rng, length).map_err(|_| VerifyError::Random)?;
         let now_ms = self.clock.now_ms();
         let ttl_ms = self.settings.ttl.as_millis() as u64;
+        let locale = request.locale.unwrap_or_else(|| "en".to_owned());
+        let mut message = OutgoingMessage {
+            id: OutgoingMessage::new_id(&self.rng).map_err(|_| VerifyError::Random)?,
+            // Known once the store answers: a resend keeps the pending verification's id.
+            verification_id: String::new(),
+            to: request.to.clone(),
+            channel: request.channel,
+            body: self.message_body(&locale, &code),
+            code: code.as_str().to_owned(),
+            locale,
+            not_after_ms: now_ms + ttl_ms,
+        };
         let new = NewVerification {
             id: VerificationId::random(&self.rng, request.to.shard())
                 .map_err(|_| VerifyError::Random)?,
@@ -138,14 +157,18 @@ impl Verifier {
             max_sends: self.settings.max_sends,
             send_quota: self.quota,
             idempotency_key: request.idempotency_key,
+            outbox: self
+                .dispatcher
+                .seal(&message)
+                .map_err(|_| VerifyError::Random)?,
         };
         let channel = new.channel.as_str();
         let outcome = self.store.start_verification(&new).await.inspect_err(|_| {
             self.metrics.store_error("start");
         })?;
-        let (started, label) = match outcome {
-            StartOutcome::Created(verification) => (Started::Created(verification), "created"),
-            StartOutcome::Resent(verification) => (Started::Resent(verification), "resent"),
+        let started = match outcome {
+            StartOutcome::Created(verification) => Started::Created(verification),
+            StartOutcome::Resent(verification) => Started::Resent(verification),
             StartOutcome::Replayed(verification) => {
                 self.metrics.verification_started(channel, "replayed");
                 return Ok(Started::Replayed(verification));
@@ -161,32 +184,32 @@ impl Verifier {
                 return Err(VerifyError::SendQuotaExceeded { retry_after_ms });
             }
         };
-        self.metrics.verification_started(channel, label);
-        let verification = match &started {
-            Started::Created(v) | Started::Resent(v) | Started::Replayed(v) => v,
-        };
-        let message_id = random_bytes::<16>(&self.rng).map_err(|_| VerifyError::Random)?;
-        slot.send(OutgoingMessage {
-            id: format!("MS{}", hex(&message_id)),
-            verification_id: verification.id.as_str().to_owned(),
-            to: new.to,
-            channel: new.channel,
-            body: self.message_body(&code, verification),
-            code: code.as_str().to_owned(),
-            locale: "en".to_owned(),
-            not_after_ms: verification.expires_ms,
-        });
+        if let Started::Created(verification) | Started::Resent(verification) = &started {
+            let label = if matches!(started, Started::Created(_)) {
+                "created"
+            } else {
+                "resent"
+            };
+            self.metrics.verification_started(channel, label);
+            message.verification_id = verification.id.as_str().to_owned();
+        }
+        if message.channel == Channel::Sms {
+            let encoding = template::encoding(&message.body);
+            self.metrics
+                .segments(encoding.as_str(), template::segments(&message.body));
+        }
+        self.dispatcher.commit(ticket, message);
         Ok(started)
     }
 
-    fn message_body(&self, code: &Code, verification: &Verification) -> String {
-        let minutes = (verification.expires_ms - self.clock.now_ms().min(verification.expires_ms))
-            .div_ceil(60_000);
-        format!(
-            "Your {} verification code is: {}. It expires in {} minutes. Do not share it with anyone.",
-            self.settings.brand,
+    fn message_body(&self, locale: &str, code: &Code) -> String {
+        let minutes = self.settings.ttl.as_secs().div_ceil(60).max(1) as u32;
+        template::render(
+            locale,
+            &self.settings.brand,
             code.as_str(),
-            minutes.max(1)
+            minutes,
+            self.web_otp.as_ref(),
         )
     }
 

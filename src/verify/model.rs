@@ -159,6 +159,25 @@ pub struct NewVerification {
     pub max_sends: u32,
     pub send_quota: SendQuota,
     pub idempotency_key: Option<String>,
+    /// The sealed outgoing message, for stores that queue it durably in the same atomic step
+    /// (Redis); `None` when the dispatcher queues in memory.
+    pub outbox: Option<Vec<u8>>,
+}
+
+/// One message sent (or being sent) for a verification, as `GET /v1/verifications/{id}` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendAttempt {
+    pub message_id: String,
+    /// The provider that took it, or the last one tried when none did.
+    pub provider: String,
+    /// accepted, failed, then from receipts: queued, sent, delivered, undelivered, read.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub provider_message_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error: Option<String>,
+    pub created_ms: u64,
+    pub updated_ms: u64,
 }
 
 /// Sends allowed per account and number in a fixed window, counted in the store so that the

@@ -1,6 +1,10 @@
 //! The one integration-test binary: the real server over HTTP, real redis-server processes, a
 //! fake provider on loopback.
 
+mod accounts;
+mod accounts_logins;
+mod accounts_support;
+mod audit;
 mod bad_input;
 mod concurrency;
 mod contract;
@@ -8,6 +12,7 @@ mod faults;
 mod helpers;
 mod operations;
 mod redis_harness;
+mod trust;
 
 /// Runs one contract scenario (an `async fn(Backend)`) on every store: the embedded memory
 /// store, a single redis-server and a 3-node Redis Cluster.
