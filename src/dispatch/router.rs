@@ -253,7 +253,7 @@ impl Router {
                     reasons.push("the code expired before a provider accepted it".to_owned());
                     return Delivery::Failed { reasons };
                 }
-                if !slot.breaker.allow(Instant::now()) {
+                if !slot.breaker.allow(self.clock.now_ms()) {
                     reasons.push(format!("{name}: circuit open"));
                     continue;
                 }
@@ -283,7 +283,7 @@ impl Router {
                         reasons.push(format!("{name}: {reason}"));
                     }
                     Err(ProviderError::Retryable(reason)) => {
-                        slot.breaker.failed(Instant::now());
+                        slot.breaker.failed(self.clock.now_ms());
                         self.metrics.message(name, country, "failed");
                         self.metrics.breaker_state(name, slot.breaker.state_code());
                         reasons.push(format!("{name}: {reason}"));
@@ -336,7 +336,7 @@ enum BreakerState {
         failures: u32,
     },
     Open {
-        until: Instant,
+        until_ms: u64,
     },
     /// One probe is in flight; everyone else waits for its answer.
     HalfOpen,
@@ -357,11 +357,12 @@ impl Breaker {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn allow(&self, now: Instant) -> bool {
+    /// Time is the gateway's `Clock` (epoch milliseconds), so tests move it instead of waiting.
+    fn allow(&self, now_ms: u64) -> bool {
         let mut state = self.lock();
         match *state {
             BreakerState::Closed { .. } => true,
-            BreakerState::Open { until } if now >= until => {
+            BreakerState::Open { until_ms } if now_ms >= until_ms => {
                 *state = BreakerState::HalfOpen;
                 true
             }
@@ -373,7 +374,7 @@ impl Breaker {
         *self.lock() = BreakerState::Closed { failures: 0 };
     }
 
-    fn failed(&self, now: Instant) {
+    fn failed(&self, now_ms: u64) {
         let mut state = self.lock();
         *state = match *state {
             BreakerState::Closed { failures } if failures + 1 < self.settings.failures_to_open => {
@@ -382,7 +383,7 @@ impl Breaker {
                 }
             }
             _ => BreakerState::Open {
-                until: now + self.settings.open_for,
+                until_ms: now_ms + self.settings.open_for.as_millis() as u64,
             },
         };
     }
@@ -558,16 +559,12 @@ mod tests {
             failures_to_open: 1,
             open_for: Duration::from_secs(10),
         });
-        let now = Instant::now();
-        breaker.failed(now);
-        assert!(!breaker.allow(now + Duration::from_secs(9)));
-        assert!(breaker.allow(now + Duration::from_secs(10)), "the probe");
-        assert!(
-            !breaker.allow(now + Duration::from_secs(10)),
-            "only one probe"
-        );
+        breaker.failed(1_000);
+        assert!(!breaker.allow(10_999));
+        assert!(breaker.allow(11_000), "the probe");
+        assert!(!breaker.allow(11_000), "only one probe");
         breaker.succeeded();
-        assert!(breaker.allow(now + Duration::from_secs(11)));
+        assert!(breaker.allow(12_000));
     }
 
     #[tokio::test]

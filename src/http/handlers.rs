@@ -17,7 +17,7 @@ use crate::account::{key_digest, mint_key, Account, AccountId, ApiKeyRecord, Rol
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
-use crate::verify::model::{Channel, CheckTarget, Verification, VerificationId};
+use crate::verify::model::{Channel, CheckTarget, SendAttempt, Verification, VerificationId};
 use crate::verify::{Code, StartRequest, Started};
 use crate::App;
 
@@ -91,10 +91,10 @@ pub(super) async fn dispatch(
         Route::GetVerification => {
             let (account, id) = verification_target(app, caller, matched.param).await?;
             let verification = app.verifier().get(&account, &id).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &VerificationBody::new(&verification, None),
-            ))
+            let attempts = app.store().send_attempts(&id).await?;
+            let mut body = VerificationBody::new(&verification, None);
+            body.send_attempts = Some(attempts.iter().map(AttemptBody::from).collect());
+            Ok(json_response(StatusCode::OK, &body))
         }
         Route::CancelVerification => {
             let (account, id) = verification_target(app, caller, matched.param).await?;
@@ -350,6 +350,37 @@ struct VerificationBody<'a> {
     code_length: u8,
     created_at: String,
     expires_at: String,
+    /// Only on `GET`: every message sent for this verification and what became of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_attempts: Option<Vec<AttemptBody<'a>>>,
+}
+
+/// One message of a verification: which provider took it and its delivery status.
+#[derive(Serialize)]
+struct AttemptBody<'a> {
+    message_id: &'a str,
+    provider: &'a str,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a SendAttempt> for AttemptBody<'a> {
+    fn from(attempt: &'a SendAttempt) -> Self {
+        Self {
+            message_id: &attempt.message_id,
+            provider: &attempt.provider,
+            status: &attempt.status,
+            provider_message_id: attempt.provider_message_id.as_deref(),
+            error: attempt.error.as_deref(),
+            created_at: rfc3339(attempt.created_ms),
+            updated_at: rfc3339(attempt.updated_ms),
+        }
+    }
 }
 
 impl<'a> VerificationBody<'a> {
@@ -366,6 +397,7 @@ impl<'a> VerificationBody<'a> {
             code_length: verification.code_length,
             created_at: rfc3339(verification.created_ms),
             expires_at: rfc3339(verification.expires_ms),
+            send_attempts: None,
         }
     }
 }

@@ -8,6 +8,7 @@ mod audit;
 mod bad_input;
 mod concurrency;
 mod contract;
+mod dispatch;
 mod faults;
 mod helpers;
 mod operations;
