@@ -373,7 +373,7 @@ async fn a_worker_killed_between_read_and_ack_loses_no_message() {
     let port = free_port(false);
     let mut child = spawn_gateway_process(&redis, &prefix, &stalled, port);
     let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
+    let http = crate::helpers::http_client();
     let deadline = Instant::now() + Duration::from_secs(20);
     while http.get(format!("{base}/readyz")).send().await.is_err() {
         assert!(Instant::now() < deadline, "the child gateway did not start");

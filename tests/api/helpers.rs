@@ -152,12 +152,19 @@ async fn start(settings: Settings, clock: Arc<ManualClock>, provider: MockServer
         app,
         clock,
         provider,
-        http: reqwest::Client::new(),
+        http: http_client(),
         account_id: String::new(),
         key: String::new(),
         prefix,
         stop,
     }
+}
+
+/// An HTTP client for tests. reqwest is built without a default TLS provider (ring is the only
+/// crypto stack), so install ring first, as the gateway itself does.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 /// A provider that accepts every message, as a real gateway's HTTP API would.
