@@ -64,6 +64,7 @@ pub(super) async fn dispatch(
                 app.metrics().render(),
             ))
         }
+        Route::OpenApi => return Ok(super::openapi::response()),
         _ => {}
     }
     app.limits().check_ip(ip).map_err(|retry| {
@@ -73,6 +74,10 @@ pub(super) async fn dispatch(
     if route == Route::Receipt {
         // Vendors cannot hold our keys: receipts are checked by signature or token instead.
         return super::webhooks::receipt(app, matched.param.unwrap_or_default(), request).await;
+    }
+    if route.is_twilio() {
+        // The Twilio facade authenticates with HTTP Basic (account id and key), as Twilio does.
+        return Ok(super::twilio::handle(app, ip, matched, request).await);
     }
     let caller = authenticate(app, ip, &request).await?;
     if let Caller::Key(key) = &caller {
@@ -113,9 +118,17 @@ pub(super) async fn dispatch(
         | Route::CheckDevice
         | Route::Logins
         | Route::Audit => super::accounts::handle(app, caller, matched, request).await,
-        Route::Healthz | Route::Readyz | Route::Metrics | Route::NotFound | Route::Receipt => {
-            Err(ApiError::Internal)
-        }
+        Route::Healthz
+        | Route::Readyz
+        | Route::Metrics
+        | Route::NotFound
+        | Route::Receipt
+        | Route::OpenApi
+        | Route::TwilioServices
+        | Route::TwilioService
+        | Route::TwilioVerifications
+        | Route::TwilioVerification
+        | Route::TwilioVerificationCheck => Err(ApiError::Internal),
     }
 }
 

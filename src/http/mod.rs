@@ -6,7 +6,9 @@
 mod accounts;
 pub mod error;
 mod handlers;
+pub mod openapi;
 pub mod routes;
+mod twilio;
 mod webhooks;
 
 use std::convert::Infallible;

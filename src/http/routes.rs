@@ -28,6 +28,14 @@ pub enum Route {
     Audit,
     /// A provider\'s delivery receipt (unauthenticated: checked by signature or token).
     Receipt,
+    /// `GET /openapi.json`: the OpenAPI document of the v1 API (`openapi.rs`).
+    OpenApi,
+    // The Twilio Verify v2 facade (`twilio.rs`): HTTP Basic auth, form bodies, Twilio's JSON.
+    TwilioServices,
+    TwilioService,
+    TwilioVerifications,
+    TwilioVerification,
+    TwilioVerificationCheck,
     NotFound,
 }
 
@@ -53,6 +61,12 @@ impl Route {
             Route::Logins => "logins",
             Route::Audit => "audit",
             Route::Receipt => "receipt",
+            Route::OpenApi => "openapi",
+            Route::TwilioServices => "twilio_services",
+            Route::TwilioService => "twilio_service",
+            Route::TwilioVerifications => "twilio_start_verification",
+            Route::TwilioVerification => "twilio_verification",
+            Route::TwilioVerificationCheck => "twilio_check_verification",
             Route::NotFound => "not_found",
         }
     }
@@ -67,6 +81,8 @@ impl Route {
             | Route::Policy
             | Route::User
             | Route::Audit
+            | Route::OpenApi
+            | Route::TwilioService
             | Route::NotFound => "GET",
             Route::UserFactor | Route::UserDevice => "DELETE",
             Route::CreateAccount
@@ -78,7 +94,11 @@ impl Route {
             | Route::UserDevices
             | Route::CheckDevice
             | Route::Logins
-            | Route::Receipt => "POST",
+            | Route::Receipt
+            | Route::TwilioServices
+            | Route::TwilioVerifications
+            | Route::TwilioVerification
+            | Route::TwilioVerificationCheck => "POST",
         }
     }
 
@@ -89,8 +109,21 @@ impl Route {
             Route::User => "GET, PATCH",
             Route::UserDevices => "POST, DELETE",
             Route::Receipt => "GET, POST",
+            Route::TwilioServices | Route::TwilioVerification => "GET, POST",
             other => other.method(),
         }
+    }
+
+    /// Routes of the Twilio Verify v2 facade: they authenticate with HTTP Basic, not Bearer.
+    pub fn is_twilio(self) -> bool {
+        matches!(
+            self,
+            Route::TwilioServices
+                | Route::TwilioService
+                | Route::TwilioVerifications
+                | Route::TwilioVerification
+                | Route::TwilioVerificationCheck
+        )
     }
 
     pub fn accepts(self, method: &str) -> bool {
@@ -105,6 +138,15 @@ pub struct Matched<'a> {
     pub route: Route,
     pub param: Option<&'a str>,
     pub second: Option<&'a str>,
+}
+
+static TABLE: OnceLock<Vec<(&'static str, Route)>> = OnceLock::new();
+
+/// Every path of the route table with its route (matchit syntax: `{param}`, `{second}`), for the
+/// OpenAPI document's completeness test and for benches.
+pub fn table() -> &'static [(&'static str, Route)] {
+    router();
+    TABLE.get().map(Vec::as_slice).unwrap_or_default()
 }
 
 fn router() -> &'static Router<Route> {
@@ -137,7 +179,24 @@ fn router() -> &'static Router<Route> {
             ("/v1/logins", Route::Logins),
             ("/v1/audit", Route::Audit),
             ("/v1/receipts/{param}", Route::Receipt),
+            ("/openapi.json", Route::OpenApi),
+            // Static prefixes (`/v2/Services`) win over any `/{version}/...` parameter route.
+            ("/v2/Services", Route::TwilioServices),
+            ("/v2/Services/{param}", Route::TwilioService),
+            (
+                "/v2/Services/{param}/Verifications",
+                Route::TwilioVerifications,
+            ),
+            (
+                "/v2/Services/{param}/Verifications/{second}",
+                Route::TwilioVerification,
+            ),
+            (
+                "/v2/Services/{param}/VerificationCheck",
+                Route::TwilioVerificationCheck,
+            ),
         ];
+        TABLE.get_or_init(|| table.to_vec());
         for (path, route) in table {
             router
                 .insert(path, route)

@@ -1,0 +1,587 @@
+//! The OpenAPI 3.1 document of the v1 API, served at `GET /openapi.json`.
+//!
+//! Built with utoipa from mirror types declared here rather than from annotations on the
+//! handlers: the handlers stay free of documentation attributes, and the document describes the
+//! wire format (what a client sees), not Rust types. `tests/api/openapi.rs` checks that every
+//! path of the route table (except the Twilio facade, documented by Twilio) is in it, and
+//! `scripts/compat` fuzzes the running server against it with schemathesis. Response bodies
+//! list the fields the server writes; errors are `application/problem+json` under `default`.
+
+#![allow(dead_code)] // The functions below exist only to carry `#[utoipa::path]`.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+/// The document as JSON, rendered once.
+pub fn document() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| {
+        ApiDoc::openapi()
+            .to_pretty_json()
+            // Serialising a document of plain maps and strings cannot fail.
+            .unwrap_or_else(|_| "{}".to_owned())
+    })
+}
+
+pub(super) fn response() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(document().as_bytes())));
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "otpgate",
+        description = "A self-hosted two-factor verification gateway: one-time codes by SMS and WhatsApp, account 2FA policy, users, trusted devices and login decisions. Errors are RFC 9457 problem details (`application/problem+json`) with `type` = `urn:otpgate:problem:<slug>`. A Twilio Verify v2 compatible facade is served under `/v2/Services` (see the README).",
+        license(name = "Apache-2.0")
+    ),
+    paths(
+        healthz, readyz, metrics, openapi_json,
+        create_account, create_key,
+        start_verification, check_verification, get_verification, cancel_verification,
+        get_policy, put_policy,
+        create_user, get_user, patch_user, delete_factor,
+        trust_device, revoke_devices, revoke_device, check_device,
+        login, audit,
+        receipt_post, receipt_get,
+    ),
+    components(schemas(Problem)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "operations", description = "Health, readiness, metrics, this document"),
+        (name = "accounts", description = "Accounts and keys (root key; owners mint keys)"),
+        (name = "verifications", description = "One-time codes: send, check, read, cancel"),
+        (name = "policy", description = "The account's 2FA policy"),
+        (name = "users", description = "People of an account and their factors"),
+        (name = "trusted-devices", description = "Remembered devices and login decisions"),
+        (name = "audit", description = "Who changed what"),
+        (name = "receipts", description = "Delivery receipts from SMS providers (signed or token)"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An account key (`ogk_…`, roles owner, admin, service, partner) or the operator's root key",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+// ---- schemas (the wire format) ----
+
+/// An RFC 9457 problem.
+#[derive(Serialize, ToSchema)]
+struct Problem {
+    /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
+    /// method-not-allowed, conflict, payload-too-large, unsupported-media-type, rate-limited,
+    /// send-quota-exceeded, max-sends-reached, refused, internal, unavailable.
+    #[serde(rename = "type")]
+    kind: String,
+    title: String,
+    status: u16,
+    detail: String,
+    /// The account rule that refused a request (422 `refused`).
+    rule: Option<String>,
+    /// Users concerned by a refusal (those without a phone).
+    users: Option<Vec<String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum KeyRole {
+    Owner,
+    Admin,
+    Service,
+    Partner,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+enum Channel {
+    Sms,
+    Whatsapp,
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum VerificationStatus {
+    Pending,
+    Approved,
+    Expired,
+    MaxAttemptsReached,
+    Canceled,
+}
+
+#[derive(Serialize, ToSchema)]
+struct CreateAccount {
+    /// 1 to 100 printable characters.
+    name: String,
+    /// Digits per code, 4 to 10 (default 6).
+    #[schema(minimum = 4, maximum = 10)]
+    code_length: Option<u8>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AccountCreated {
+    /// `AC` and 32 hex digits.
+    id: String,
+    name: String,
+    code_length: u8,
+    created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct CreateKey {
+    role: KeyRole,
+}
+
+#[derive(Serialize, ToSchema)]
+struct KeyCreated {
+    /// `KY…`: the key's public id.
+    id: String,
+    account_id: String,
+    role: KeyRole,
+    /// The key itself (`ogk_…`): shown in this answer only, stored as its SHA-256.
+    key: String,
+    created_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct StartVerification {
+    /// E.164 phone number.
+    to: String,
+    channel: Option<Channel>,
+    /// A language tag such as `en`, `de`, `pt-BR`.
+    locale: Option<String>,
+    #[schema(minimum = 4, maximum = 10)]
+    code_length: Option<u8>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct CheckVerification {
+    /// The verification id (`VE…`); give exactly one of `id` and `to`.
+    id: Option<String>,
+    /// The number of a pending verification.
+    to: Option<String>,
+    /// 4 to 10 digits.
+    code: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct SendAttempt {
+    message_id: String,
+    provider: String,
+    /// accepted, failed, queued, sent, delivered, undelivered, read.
+    status: String,
+    provider_message_id: Option<String>,
+    error: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// A verification.
+#[derive(Serialize, ToSchema)]
+struct Verification {
+    /// `VE` and 32 hex digits.
+    id: String,
+    account_id: String,
+    to: String,
+    channel: Channel,
+    status: VerificationStatus,
+    /// On checks only: whether this code was right.
+    valid: Option<bool>,
+    attempts_left: u32,
+    send_count: u32,
+    code_length: u8,
+    created_at: String,
+    expires_at: String,
+    /// On `GET` only: the messages sent for it.
+    send_attempts: Option<Vec<SendAttempt>>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Policy {
+    require_2fa: bool,
+    /// Subset of sms, whatsapp, totp, webauthn.
+    channels: Vec<String>,
+    sms_fallback: bool,
+    /// none, 1d, 7d, 30d.
+    trusted_device: String,
+    /// False until the account sets its own policy.
+    customised: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PolicyUpdate {
+    require_2fa: Option<bool>,
+    channels: Option<Vec<String>>,
+    sms_fallback: Option<bool>,
+    trusted_device: Option<String>,
+    /// The person the key acts for (the key's role is lowered to theirs).
+    acting_user: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct CreateUser {
+    /// 1 to 64 characters; drawn when absent.
+    id: Option<String>,
+    /// owner, admin, member (default member).
+    role: Option<String>,
+    /// E.164; required while SMS is active.
+    phone: Option<String>,
+    /// on, off, account.
+    two_factor: Option<String>,
+    acting_user: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PatchUser {
+    role: Option<String>,
+    /// E.164, or null to remove it.
+    phone: Option<String>,
+    two_factor: Option<String>,
+    acting_user: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TwoFactor {
+    enabled: bool,
+    /// on, off, or null when the user follows the account.
+    #[serde(rename = "override")]
+    over: Option<String>,
+    set_by: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Factor {
+    /// webauthn, totp.
+    #[serde(rename = "type")]
+    kind: String,
+    id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct User {
+    id: String,
+    /// owner, admin, member.
+    role: String,
+    phone: Option<String>,
+    two_factor: TwoFactor,
+    factors: Vec<Factor>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TrustDevice {
+    /// An approved verification of this user's phone, used once.
+    verification_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DeviceTrusted {
+    id: String,
+    user: String,
+    /// `ogd_…`: shown once.
+    token: String,
+    created_at: String,
+    expires_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DevicesRevoked {
+    user: String,
+    revoked: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DeviceRevoked {
+    id: String,
+    user: String,
+    revoked: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+struct CheckDevice {
+    user: String,
+    device_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DeviceChecked {
+    trusted: bool,
+    id: Option<String>,
+    expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LoginRequest {
+    user: String,
+    device_token: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Offer {
+    /// webauthn, totp, sms, whatsapp.
+    #[serde(rename = "type")]
+    kind: String,
+    id: Option<String>,
+    /// The masked number a phone channel sends to.
+    to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LoginDecision {
+    /// allow, challenge, enroll.
+    decision: String,
+    /// For allow: two_factor_off, trusted_device.
+    reason: Option<String>,
+    /// For challenge: usable factors, strongest first.
+    factors: Option<Vec<Offer>>,
+    fallback: Option<Offer>,
+    /// For enroll: channels to enrol one of.
+    channels: Option<Vec<String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AuditEntry {
+    id: String,
+    at: String,
+    #[schema(value_type = Object)]
+    who: serde_json::Value,
+    action: String,
+    #[schema(value_type = Object)]
+    target: serde_json::Value,
+    #[schema(value_type = Object)]
+    details: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AuditPage {
+    entries: Vec<AuditEntry>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ReceiptsApplied {
+    received: u64,
+    applied: u64,
+}
+
+// ---- operations ----
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]
+fn healthz() {}
+
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "The store answers", body = String, content_type = "text/plain"),
+        (status = "default", description = "Not ready (503: the store is unreachable)", body = Problem, content_type = "application/problem+json")))]
+fn readyz() {}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
+fn metrics() {}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "This document", body = Object)))]
+fn openapi_json() {}
+
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts",
+    request_body = CreateAccount,
+    responses(
+        (status = 201, description = "Created (root key only)", body = AccountCreated),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn create_account() {}
+
+#[utoipa::path(post, path = "/v1/accounts/{account}/keys", tag = "accounts",
+    params(("account" = String, Path, description = "The account id (`AC…`)")),
+    request_body = CreateKey,
+    responses(
+        (status = 201, description = "Minted (root key or the account's owner)", body = KeyCreated),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn create_key() {}
+
+#[utoipa::path(post, path = "/v1/verifications", tag = "verifications",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a retry with the same key and number replays the first answer")),
+    request_body = StartVerification,
+    responses(
+        (status = 201, description = "A new verification; the code is on its way", body = Verification),
+        (status = 200, description = "A resend of the pending verification (same id, fresh code), or an idempotent replay", body = Verification),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn start_verification() {}
+
+#[utoipa::path(post, path = "/v1/verifications/check", tag = "verifications",
+    request_body = CheckVerification,
+    responses(
+        (status = 200, description = "The verification after the check, whatever its status; `valid` says whether the code was right", body = Verification),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn check_verification() {}
+
+#[utoipa::path(get, path = "/v1/verifications/{id}", tag = "verifications",
+    params(("id" = String, Path, description = "The verification id (`VE…`)")),
+    responses(
+        (status = 200, description = "The verification, with its send attempts", body = Verification),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn get_verification() {}
+
+#[utoipa::path(post, path = "/v1/verifications/{id}/cancel", tag = "verifications",
+    params(("id" = String, Path, description = "The verification id (`VE…`)")),
+    responses(
+        (status = 200, description = "Canceled", body = Verification),
+        (status = "default", description = "A problem (409 if already final)", body = Problem, content_type = "application/problem+json")))]
+fn cancel_verification() {}
+
+#[utoipa::path(get, path = "/v1/policy", tag = "policy",
+    responses(
+        (status = 200, description = "The account's policy", body = Policy),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn get_policy() {}
+
+#[utoipa::path(put, path = "/v1/policy", tag = "policy",
+    request_body = PolicyUpdate,
+    responses(
+        (status = 200, description = "The policy after the change (absent fields stay)", body = Policy),
+        (status = "default", description = "A problem (422 `refused` names the rule)", body = Problem, content_type = "application/problem+json")))]
+fn put_policy() {}
+
+#[utoipa::path(post, path = "/v1/users", tag = "users",
+    request_body = CreateUser,
+    responses(
+        (status = 201, description = "Added", body = User),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn create_user() {}
+
+#[utoipa::path(get, path = "/v1/users/{user}", tag = "users",
+    params(("user" = String, Path, description = "The user id")),
+    responses(
+        (status = 200, description = "The user", body = User),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn get_user() {}
+
+#[utoipa::path(patch, path = "/v1/users/{user}", tag = "users",
+    params(("user" = String, Path, description = "The user id")),
+    request_body = PatchUser,
+    responses(
+        (status = 200, description = "The user after the change", body = User),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn patch_user() {}
+
+#[utoipa::path(delete, path = "/v1/users/{user}/factors/{factor}", tag = "users",
+    params(
+        ("user" = String, Path, description = "The user id"),
+        ("factor" = String, Path, description = "The factor id"),
+        ("acting_user" = Option<String>, Query, description = "The person the key acts for")),
+    responses(
+        (status = 200, description = "Removed; the user after it", body = User),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn delete_factor() {}
+
+#[utoipa::path(post, path = "/v1/users/{user}/trusted-devices", tag = "trusted-devices",
+    params(("user" = String, Path, description = "The user id")),
+    request_body = TrustDevice,
+    responses(
+        (status = 201, description = "Trusted; the token is shown once", body = DeviceTrusted),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn trust_device() {}
+
+#[utoipa::path(delete, path = "/v1/users/{user}/trusted-devices", tag = "trusted-devices",
+    params(("user" = String, Path, description = "The user id")),
+    responses(
+        (status = 200, description = "Every device of the user revoked", body = DevicesRevoked),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn revoke_devices() {}
+
+#[utoipa::path(delete, path = "/v1/users/{user}/trusted-devices/{device}", tag = "trusted-devices",
+    params(
+        ("user" = String, Path, description = "The user id"),
+        ("device" = String, Path, description = "The device id")),
+    responses(
+        (status = 200, description = "Revoked", body = DeviceRevoked),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn revoke_device() {}
+
+#[utoipa::path(post, path = "/v1/trusted-devices/check", tag = "trusted-devices",
+    request_body = CheckDevice,
+    responses(
+        (status = 200, description = "Whether the device is trusted now", body = DeviceChecked),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn check_device() {}
+
+#[utoipa::path(post, path = "/v1/logins", tag = "trusted-devices",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "allow, challenge or enroll", body = LoginDecision),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn login() {}
+
+#[utoipa::path(get, path = "/v1/audit", tag = "audit",
+    params(
+        ("limit" = Option<u32>, Query, description = "1 to 500, default 50", minimum = 1, maximum = 500),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of an earlier page")),
+    responses(
+        (status = 200, description = "Newest first", body = AuditPage),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn audit() {}
+
+#[utoipa::path(post, path = "/v1/receipts/{provider}", tag = "receipts", security(()),
+    params(
+        ("provider" = String, Path, description = "The provider's configured name"),
+        ("token" = Option<String>, Query, description = "The receipt token, for vendors that do not sign")),
+    request_body(content = String, description = "The vendor's own callback body (form or JSON)", content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "Receipts read and applied", body = ReceiptsApplied),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn receipt_post() {}
+
+#[utoipa::path(get, path = "/v1/receipts/{provider}", tag = "receipts", security(()),
+    params(
+        ("provider" = String, Path, description = "The provider's configured name"),
+        ("hub.mode" = Option<String>, Query, description = "Meta's subscription check: subscribe"),
+        ("hub.verify_token" = Option<String>, Query, description = "Must equal dispatch.receipt_token"),
+        ("hub.challenge" = Option<String>, Query, description = "Echoed back")),
+    responses(
+        (status = 200, description = "Meta's subscription check: the challenge echoed", body = String, content_type = "text/plain"),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn receipt_get() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_the_bearer_scheme() {
+        let document: serde_json::Value = serde_json::from_str(document()).unwrap();
+        assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(
+            document["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert!(document["paths"]["/v1/verifications"]["post"].is_object());
+    }
+}

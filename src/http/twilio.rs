@@ -1,0 +1,761 @@
+//! The Twilio Verify v2 facade: Twilio's paths, form bodies, HTTP Basic auth, JSON field names
+//! and error bodies, on the same verifier and store as the v1 API, so that a login service
+//! written against a Twilio SDK switches to otpgate by changing the base URL.
+//!
+//! The mapping (README, "Switching from Twilio Verify"):
+//! - a Twilio Service is an otpgate account: `ServiceSid` is `VA` followed by the account id's 32
+//!   hex digits (`AC…`), so the mapping needs no table and survives any store;
+//! - a Twilio verification SID (`VE…`, 34 characters) is exactly otpgate's verification id;
+//! - the Basic user name is the account id (Twilio's Account SID) and the password one of that
+//!   account's keys (Twilio's Auth Token); `POST /v2/Services` creates an account and takes the
+//!   root key as password (any user name), as the Twilio console would;
+//! - errors are `{code, message, more_info, status}` with Twilio's codes: 60200 invalid parameter,
+//!   60202 max check attempts, 60203 max send attempts, 20404 not found, 20003 authentication.
+//!
+//! Deviations from Twilio a caller may meet are listed in ARCHITECTURE.md.
+
+use std::net::IpAddr;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::read_bytes;
+use super::routes::{Matched, Route};
+use crate::account::{is_sid, key_digest, Account, AccountId, ApiKeyRecord, Role};
+use crate::phone::PhoneNumber;
+use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
+use crate::verify::model::{Channel, CheckTarget, Status, Verification, VerificationId};
+use crate::verify::{Code, StartRequest, VerifyError};
+use crate::App;
+
+/// Prefix of a Twilio Verify Service SID; the rest is the account id's hex digits.
+pub const SERVICE_PREFIX: &str = "VA";
+
+/// Roles that may send and check codes through the facade (the same as on the v1 API).
+const VERIFICATION_ROLES: &[Role] = &[Role::Owner, Role::Service, Role::Partner];
+
+/// The Service SID of an account.
+pub fn service_sid(account: &AccountId) -> String {
+    format!("{SERVICE_PREFIX}{}", &account.as_str()[2..])
+}
+
+/// The account behind a Service SID, when the SID has Twilio's shape.
+pub fn service_account(sid: &str) -> Option<AccountId> {
+    if is_sid(sid, SERVICE_PREFIX) {
+        AccountId::parse(&format!("AC{}", &sid[2..]))
+    } else {
+        None
+    }
+}
+
+/// A Twilio error: `{code, message, more_info, status}`.
+#[derive(Debug)]
+struct TwilioError {
+    status: StatusCode,
+    code: u32,
+    message: String,
+    retry_after_secs: Option<u64>,
+}
+
+impl TwilioError {
+    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 60200: Twilio names the parameter in back-quotes.
+    fn invalid(parameter: &str, detail: &str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            60200,
+            format!("Invalid parameter `{parameter}`: {detail}"),
+        )
+    }
+
+    fn not_found(path: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            20404,
+            format!("The requested resource {path} was not found"),
+        )
+    }
+
+    fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, 20003, "Authenticate")
+    }
+
+    fn forbidden(message: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, 20403, message)
+    }
+
+    fn limited(code: u32, message: &str, retry_after_secs: u64) -> Self {
+        Self {
+            retry_after_secs: Some(retry_after_secs),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+        }
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let body = json!({
+            "code": self.code,
+            "message": self.message,
+            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
+            "status": self.status.as_u16(),
+        });
+        let mut response = json(self.status, &body);
+        let headers = response.headers_mut();
+        if self.status == StatusCode::UNAUTHORIZED {
+            headers.insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"otpgate\""),
+            );
+        }
+        if let Some(seconds) = self.retry_after_secs {
+            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// Failures shared with the v1 API (store down, body too large, a bug) keep their HTTP status and
+/// take Twilio's generic code for it (20000 + status).
+impl From<ApiError> for TwilioError {
+    fn from(error: ApiError) -> Self {
+        let status = error.status();
+        let message = match &error {
+            ApiError::InvalidRequest(detail) => detail.clone(),
+            ApiError::PayloadTooLarge(limit) => {
+                format!("the body must be at most {limit} bytes")
+            }
+            ApiError::Unavailable(detail) => (*detail).to_owned(),
+            _ => status.canonical_reason().unwrap_or("Error").to_owned(),
+        };
+        let retry_after_secs = match &error {
+            ApiError::Limited {
+                retry_after_secs, ..
+            } => Some(*retry_after_secs),
+            ApiError::Unavailable(_) => Some(1),
+            _ => None,
+        };
+        Self {
+            status,
+            code: 20_000 + u32::from(status.as_u16()),
+            message,
+            retry_after_secs,
+        }
+    }
+}
+
+impl From<VerifyError> for TwilioError {
+    fn from(error: VerifyError) -> Self {
+        match error {
+            VerifyError::MaxSendsReached(_) => {
+                Self::limited(60203, "Max send attempts reached", 60)
+            }
+            VerifyError::SendQuotaExceeded { retry_after_ms } => Self::limited(
+                20429,
+                "Too many requests: too many codes were sent to this number",
+                retry_after_ms.div_ceil(1000).max(1),
+            ),
+            // Twilio forgets a verification once it is final: every later call is a 404.
+            VerifyError::NotFound | VerifyError::NotPending(_) => Self::not_found("verification"),
+            other => ApiError::from(other).into(),
+        }
+    }
+}
+
+/// Who called, from the Basic credentials.
+enum Caller {
+    /// Root key as password: creates and reads services, nothing else.
+    Root,
+    Key(ApiKeyRecord),
+}
+
+/// One facade request. Method and route were checked by the dispatcher; the flood limit per
+/// address too.
+pub(super) async fn handle(
+    app: &App,
+    ip: IpAddr,
+    matched: Matched<'_>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    match route(app, ip, matched, request).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn route(
+    app: &App,
+    ip: IpAddr,
+    matched: Matched<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, TwilioError> {
+    let caller = authenticate(app, ip, &request).await?;
+    let base = base_url(&request);
+    let method = request.method().clone();
+    let sid = matched.param.unwrap_or_default();
+    match (matched.route, method) {
+        (Route::TwilioServices, Method::POST) => {
+            let form = read_form(app, request).await?;
+            create_service(app, caller, &form, &base).await
+        }
+        (Route::TwilioServices, _) => list_services(app, caller, &base).await,
+        (Route::TwilioService, _) => {
+            let account = service(app, &caller, sid, None).await?;
+            Ok(json(StatusCode::OK, &service_json(&account, &base)))
+        }
+        (Route::TwilioVerifications, _) => {
+            let account = service(app, &caller, sid, Some(VERIFICATION_ROLES)).await?;
+            let form = read_form(app, request).await?;
+            start(app, &account, &form, &base).await
+        }
+        (Route::TwilioVerificationCheck, _) => {
+            let account = service(app, &caller, sid, Some(VERIFICATION_ROLES)).await?;
+            let form = read_form(app, request).await?;
+            check(app, &account, &form, &base).await
+        }
+        (Route::TwilioVerification, method) => {
+            let account = service(app, &caller, sid, Some(VERIFICATION_ROLES)).await?;
+            let id = matched
+                .second
+                .and_then(VerificationId::parse)
+                .ok_or_else(|| TwilioError::not_found("verification"))?;
+            if method == Method::POST {
+                let form = read_form(app, request).await?;
+                update(app, &account, &id, &form, &base).await
+            } else {
+                let verification = app.verifier().get(&account, &id).await?;
+                Ok(json(
+                    StatusCode::OK,
+                    &verification_json(app, &verification, &base, &Extras::default()).await?,
+                ))
+            }
+        }
+        _ => Err(TwilioError::not_found("path")),
+    }
+}
+
+/// HTTP Basic: the user name is the account id, the password one of its keys; or any user name
+/// with the root key. A key presented under another account's id is refused like a wrong key.
+async fn authenticate(
+    app: &App,
+    ip: IpAddr,
+    request: &Request<Incoming>,
+) -> Result<Caller, TwilioError> {
+    let refuse = || {
+        if let Err(retry) = app.limits().check_failed_auth(ip) {
+            app.metrics().rate_limited("failed_auth");
+            return TwilioError::limited(20429, "Too many requests", retry.seconds());
+        }
+        TwilioError::unauthorized()
+    };
+    let credentials = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Basic "))
+        .and_then(|encoded| data_encoding::BASE64.decode(encoded.trim().as_bytes()).ok())
+        .and_then(|decoded| String::from_utf8(decoded).ok());
+    let Some(credentials) = credentials else {
+        return Err(refuse());
+    };
+    let Some((user, password)) = credentials.split_once(':') else {
+        return Err(refuse());
+    };
+    if password.is_empty() || password.len() > 256 {
+        return Err(refuse());
+    }
+    let digest = key_digest(password);
+    if bool::from(digest.ct_eq(app.root_key_digest())) {
+        return Ok(Caller::Root);
+    }
+    let key = match app.find_key(&digest).await.map_err(ApiError::from)? {
+        Some(key) if key.account.as_str() == user => key,
+        _ => return Err(refuse()),
+    };
+    app.limits().check_key(&key.id).map_err(|retry| {
+        app.metrics().rate_limited("key");
+        TwilioError::limited(20429, "Too many requests", retry.seconds())
+    })?;
+    Ok(Caller::Key(key))
+}
+
+/// The account of a Service SID the caller may use. Another account's service is a 404, so that
+/// services cannot be probed; `roles` is `None` for reads any key of the account (or root) may do.
+async fn service(
+    app: &App,
+    caller: &Caller,
+    sid: &str,
+    roles: Option<&[Role]>,
+) -> Result<Account, TwilioError> {
+    let not_found = || TwilioError::not_found(&format!("/v2/Services/{sid}"));
+    let account_id = service_account(sid).ok_or_else(not_found)?;
+    match (caller, roles) {
+        (Caller::Root, None) => {}
+        (Caller::Root, Some(_)) => {
+            return Err(TwilioError::forbidden(
+                "the root key only manages services; use a key of the service's account",
+            ))
+        }
+        (Caller::Key(key), _) if key.account != account_id => return Err(not_found()),
+        (Caller::Key(key), Some(roles)) if !roles.contains(&key.role) => {
+            return Err(TwilioError::forbidden(
+                "only owner, service and partner keys may send and check codes",
+            ))
+        }
+        (Caller::Key(_), _) => {}
+    }
+    app.find_account(&account_id)
+        .await
+        .map_err(ApiError::from)?
+        .ok_or_else(not_found)
+}
+
+/// A form body (`application/x-www-form-urlencoded`), as Twilio's SDKs send it.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+}
+
+async fn read_form(app: &App, request: Request<Incoming>) -> Result<Form, TwilioError> {
+    let content_type = request
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|media| media.trim().to_ascii_lowercase());
+    let body = read_bytes(request, app.settings().server.request_body_limit).await?;
+    match content_type.as_deref() {
+        Some("application/x-www-form-urlencoded") => {}
+        None if body.is_empty() => {}
+        _ => {
+            return Err(TwilioError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                20415,
+                "Send parameters as application/x-www-form-urlencoded",
+            ))
+        }
+    }
+    Ok(Form(
+        form_urlencoded::parse(&body)
+            .map(|(key, value)| (key.into_owned(), value.into_owned()))
+            .collect(),
+    ))
+}
+
+/// `http://host` as the client addressed us, for the `url` fields; `https` behind a proxy that
+/// says so. A Host header that is not a plain authority is replaced, so nothing odd is echoed.
+fn base_url(request: &Request<Incoming>) -> String {
+    let headers = request.headers();
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|value| value.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    let host = headers
+        .get(HOST)
+        .and_then(|value| value.to_str().ok())
+        .filter(|host| {
+            !host.is_empty()
+                && host.len() <= 255
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("{scheme}://{host}")
+}
+
+/// Twilio's date format: RFC 3339 in UTC, to the second.
+fn twilio_date(epoch_ms: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(epoch_ms)).to_string()
+}
+
+fn json(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+    super::json_response(status, body)
+}
+
+fn code_length(form: &Form, name: &str) -> Result<Option<u8>, TwilioError> {
+    let Some(value) = form.get(name) else {
+        return Ok(None);
+    };
+    value
+        .parse::<u8>()
+        .ok()
+        .filter(|length| (MIN_CODE_LENGTH..=MAX_CODE_LENGTH).contains(length))
+        .map(Some)
+        .ok_or_else(|| {
+            TwilioError::invalid(
+                name,
+                &format!("must be between {MIN_CODE_LENGTH} and {MAX_CODE_LENGTH}"),
+            )
+        })
+}
+
+async fn create_service(
+    app: &App,
+    caller: Caller,
+    form: &Form,
+    base: &str,
+) -> Result<Response<Full<Bytes>>, TwilioError> {
+    if !matches!(caller, Caller::Root) {
+        return Err(TwilioError::forbidden(
+            "services are created with the root key as password",
+        ));
+    }
+    let name = form
+        .get("FriendlyName")
+        .map(str::trim)
+        .filter(|name| {
+            !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control)
+        })
+        .ok_or_else(|| TwilioError::invalid("FriendlyName", "1 to 100 printable characters"))?;
+    let code_length =
+        code_length(form, "CodeLength")?.unwrap_or(app.verifier().settings().code_length);
+    let account = Account {
+        id: AccountId::random(app.rng()).map_err(|_| ApiError::Internal)?,
+        name: name.to_owned(),
+        created_ms: app.clock().now_ms(),
+        code_length,
+    };
+    app.store()
+        .insert_account(&account)
+        .await
+        .map_err(ApiError::from)?;
+    tracing::info!(account = %account.id, "account created through the Twilio facade");
+    Ok(json(StatusCode::CREATED, &service_json(&account, base)))
+}
+
+async fn list_services(
+    app: &App,
+    caller: Caller,
+    base: &str,
+) -> Result<Response<Full<Bytes>>, TwilioError> {
+    let Caller::Key(key) = caller else {
+        return Err(TwilioError::forbidden(
+            "list services with a key of their account",
+        ));
+    };
+    let services: Vec<Value> = app
+        .find_account(&key.account)
+        .await
+        .map_err(ApiError::from)?
+        .iter()
+        .map(|account| service_json(account, base))
+        .collect();
+    let url = format!("{base}/v2/Services?PageSize=50&Page=0");
+    Ok(json(
+        StatusCode::OK,
+        &json!({
+            "services": services,
+            "meta": {
+                "page": 0,
+                "page_size": 50,
+                "first_page_url": url,
+                "previous_page_url": null,
+                "url": url,
+                "next_page_url": null,
+                "key": "services",
+            },
+        }),
+    ))
+}
+
+/// A Service as Twilio shows it; the features otpgate does not have are off.
+fn service_json(account: &Account, base: &str) -> Value {
+    let sid = service_sid(&account.id);
+    let url = format!("{base}/v2/Services/{sid}");
+    let date = twilio_date(account.created_ms);
+    json!({
+        "sid": sid,
+        "account_sid": account.id.as_str(),
+        "friendly_name": account.name,
+        "code_length": account.code_length,
+        "lookup_enabled": false,
+        "psd2_enabled": false,
+        "skip_sms_to_landlines": false,
+        "dtmf_input_required": false,
+        "tts_name": null,
+        "mailer_sid": null,
+        "do_not_share_warning_enabled": false,
+        "custom_code_enabled": false,
+        "push": {"include_date": false, "apn_credential_sid": null, "fcm_credential_sid": null},
+        "totp": {"issuer": null, "time_step": 30, "code_length": 6, "skew": 1},
+        "default_template_sid": null,
+        "whatsapp": {"msg_service_sid": null, "from": null},
+        "passkeys": null,
+        "verify_event_subscription_enabled": false,
+        "date_created": date,
+        "date_updated": date,
+        "url": url,
+        "links": {
+            "verification_checks": format!("{url}/VerificationCheck"),
+            "verifications": format!("{url}/Verifications"),
+            "access_tokens": format!("{url}/AccessTokens"),
+            "rate_limits": format!("{url}/RateLimits"),
+            "messaging_configurations": format!("{url}/MessagingConfigurations"),
+            "entities": format!("{url}/Entities"),
+            "webhooks": format!("{url}/Webhooks"),
+        },
+    })
+}
+
+/// PSD2 fields are echoed, not stored: Twilio returns them on the call that gave them.
+#[derive(Default)]
+struct Extras {
+    amount: Option<String>,
+    payee: Option<String>,
+}
+
+impl Extras {
+    fn from_form(form: &Form) -> Self {
+        Self {
+            amount: form.get("Amount").map(str::to_owned),
+            payee: form.get("Payee").map(str::to_owned),
+        }
+    }
+}
+
+/// A Verification as Twilio shows it. `send_code_attempts` lists the messages dispatch recorded
+/// (a fresh verification's first message may still be on its way).
+async fn verification_json(
+    app: &App,
+    verification: &Verification,
+    base: &str,
+    extras: &Extras,
+) -> Result<Value, TwilioError> {
+    let attempts = app
+        .store()
+        .send_attempts(&verification.id)
+        .await
+        .map_err(ApiError::from)?;
+    let service = service_sid(&verification.account);
+    Ok(json!({
+        "sid": verification.id.as_str(),
+        "service_sid": service,
+        "account_sid": verification.account.as_str(),
+        "to": verification.to,
+        "channel": verification.channel.as_str(),
+        "status": verification.status.as_str(),
+        "valid": verification.status == Status::Approved,
+        "lookup": {},
+        "amount": extras.amount,
+        "payee": extras.payee,
+        "send_code_attempts": attempts.iter().map(|attempt| json!({
+            "attempt_sid": attempt.message_id,
+            "channel": verification.channel.as_str(),
+            "time": twilio_date(attempt.created_ms),
+        })).collect::<Vec<_>>(),
+        "date_created": twilio_date(verification.created_ms),
+        "date_updated": twilio_date(verification.created_ms),
+        "sna": null,
+        "url": format!("{base}/v2/Services/{service}/Verifications/{}", verification.id.as_str()),
+    }))
+}
+
+fn check_json(verification: &Verification, valid: bool, extras: &Extras) -> Value {
+    json!({
+        "sid": verification.id.as_str(),
+        "service_sid": service_sid(&verification.account),
+        "account_sid": verification.account.as_str(),
+        "to": verification.to,
+        "channel": verification.channel.as_str(),
+        "status": verification.status.as_str(),
+        "valid": valid,
+        "amount": extras.amount,
+        "payee": extras.payee,
+        "date_created": twilio_date(verification.created_ms),
+        "date_updated": twilio_date(verification.created_ms),
+        "sna_attempts_error_codes": [],
+    })
+}
+
+fn parse_to(form: &Form) -> Result<PhoneNumber, TwilioError> {
+    let to = form
+        .get("To")
+        .ok_or_else(|| TwilioError::invalid("To", "required"))?;
+    PhoneNumber::parse(to).map_err(|error| TwilioError::invalid("To", &error.to_string()))
+}
+
+/// A locale such as `en`, `de` or `pt-BR`.
+fn valid_locale(locale: &str) -> bool {
+    let mut parts = locale.split('-');
+    let language = parts.next().unwrap_or_default();
+    (2..=3).contains(&language.len())
+        && language.bytes().all(|b| b.is_ascii_lowercase())
+        && parts.all(|part| {
+            (2..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric())
+        })
+}
+
+async fn start(
+    app: &App,
+    account: &Account,
+    form: &Form,
+    base: &str,
+) -> Result<Response<Full<Bytes>>, TwilioError> {
+    let to = parse_to(form)?;
+    let channel = match form.get("Channel") {
+        None => return Err(TwilioError::invalid("Channel", "required")),
+        Some(name) => Channel::parse(name)
+            .ok_or_else(|| TwilioError::invalid("Channel", "otpgate sends by sms or whatsapp"))?,
+    };
+    let locale = match form.get("Locale") {
+        None => None,
+        Some(locale) if valid_locale(locale) => Some(locale.to_owned()),
+        Some(_) => {
+            return Err(TwilioError::invalid(
+                "Locale",
+                "a language tag such as en, de or pt-BR",
+            ))
+        }
+    };
+    if form.get("CustomCode").is_some() {
+        return Err(TwilioError::invalid(
+            "CustomCode",
+            "otpgate always draws the code itself",
+        ));
+    }
+    let code_length = code_length(form, "CodeLength")?;
+    let started = app
+        .verifier()
+        .start(
+            account,
+            StartRequest {
+                to,
+                channel,
+                code_length,
+                idempotency_key: None,
+                locale,
+            },
+        )
+        .await?;
+    let verification = match &started {
+        crate::verify::Started::Created(v)
+        | crate::verify::Started::Resent(v)
+        | crate::verify::Started::Replayed(v) => v,
+    };
+    Ok(json(
+        StatusCode::CREATED,
+        &verification_json(app, verification, base, &Extras::from_form(form)).await?,
+    ))
+}
+
+async fn check(
+    app: &App,
+    account: &Account,
+    form: &Form,
+    _base: &str,
+) -> Result<Response<Full<Bytes>>, TwilioError> {
+    let code = form
+        .get("Code")
+        .ok_or_else(|| TwilioError::invalid("Code", "required"))?;
+    let code = Code::parse(code).ok_or_else(|| {
+        TwilioError::invalid(
+            "Code",
+            &format!("{MIN_CODE_LENGTH} to {MAX_CODE_LENGTH} digits"),
+        )
+    })?;
+    let target = match (form.get("VerificationSid"), form.get("To")) {
+        (Some(sid), _) => CheckTarget::Id(
+            VerificationId::parse(sid).ok_or_else(|| TwilioError::not_found("verification"))?,
+        ),
+        (None, Some(_)) => CheckTarget::To(parse_to(form)?),
+        (None, None) => {
+            return Err(TwilioError::invalid(
+                "To",
+                "give either To or VerificationSid",
+            ))
+        }
+    };
+    let checked = app.verifier().check(account, target, &code).await?;
+    let verification = &checked.verification;
+    match verification.status {
+        Status::Pending => {}
+        Status::Approved if checked.valid => {}
+        // Twilio answers 60202 once the attempts are used up (here already on the last wrong
+        // code, since otpgate closes the verification then).
+        Status::MaxAttemptsReached => {
+            return Err(TwilioError::limited(
+                60202,
+                "Max check attempts reached",
+                60,
+            ))
+        }
+        // Twilio deletes final verifications: a check of one is a 404.
+        Status::Approved | Status::Expired | Status::Canceled => {
+            return Err(TwilioError::not_found("verification"))
+        }
+    }
+    Ok(json(
+        StatusCode::OK,
+        &check_json(verification, checked.valid, &Extras::from_form(form)),
+    ))
+}
+
+async fn update(
+    app: &App,
+    account: &Account,
+    id: &VerificationId,
+    form: &Form,
+    base: &str,
+) -> Result<Response<Full<Bytes>>, TwilioError> {
+    match form.get("Status") {
+        Some("canceled") => {
+            let verification = app.verifier().cancel(account, id).await?;
+            Ok(json(
+                StatusCode::OK,
+                &verification_json(app, &verification, base, &Extras::default()).await?,
+            ))
+        }
+        Some("approved") => Err(TwilioError::invalid(
+            "Status",
+            "approved is for custom codes, which otpgate does not issue; check the code instead",
+        )),
+        Some(_) => Err(TwilioError::invalid("Status", "canceled or approved")),
+        None => Err(TwilioError::invalid("Status", "required")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_sids_and_account_ids_map_both_ways() {
+        let account = AccountId::parse("AC0123456789abcdef0123456789abcdef").unwrap();
+        let sid = service_sid(&account);
+        assert_eq!(sid, "VA0123456789abcdef0123456789abcdef");
+        assert_eq!(sid.len(), 34);
+        assert_eq!(service_account(&sid), Some(account));
+        assert_eq!(service_account("VA0123"), None);
+        assert_eq!(service_account("AC0123456789abcdef0123456789abcdef"), None);
+    }
+
+    #[test]
+    fn twilio_dates_are_utc_to_the_second() {
+        assert_eq!(twilio_date(1_700_000_000_123), "2023-11-14T22:13:20Z");
+    }
+}
