@@ -26,6 +26,9 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("OTPGATE_DEVICE_KEY", "auth.device_key"),
     ("OTPGATE_HTTP_PROVIDER_URL", "dispatch.http_url"),
     ("OTPGATE_RECEIPT_TOKEN", "dispatch.receipt_token"),
+    ("OTPGATE_PIN_PEPPER", "pin.pepper"),
+    ("OTPGATE_SMTP_USERNAME", "mail.smtp_username"),
+    ("OTPGATE_SMTP_PASSWORD", "mail.smtp_password"),
 ];
 
 #[derive(Debug, Clone)]
@@ -37,6 +40,10 @@ pub struct Settings {
     pub limits: LimitSettings,
     pub dispatch: DispatchSettings,
     pub directory: DirectorySettings,
+    /// Phone-number two-step PINs (`[pin]`).
+    pub pin: crate::pin::PinConfig,
+    /// Outgoing e-mail for two-step links (`[mail]`).
+    pub mail: crate::mail::MailSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -428,6 +435,8 @@ impl Reader {
 
         let device_key = self.device_key(!store.redis_urls.is_empty());
         let directory = self.directory();
+        let pin = self.pin(!store.redis_urls.is_empty());
+        let mail = self.mail();
 
         if !self.errors.is_empty() {
             return Err(ConfigError(self.errors));
@@ -443,6 +452,8 @@ impl Reader {
             limits,
             dispatch,
             directory,
+            pin,
+            mail,
         })
     }
 }
@@ -558,6 +569,136 @@ impl Reader {
     }
 }
 
+impl Reader {
+    /// `[pin]`: the pepper is required with Redis, like the code key, so that every instance
+    /// verifies the same hashes; it is never stored with them.
+    fn pin(&mut self, with_redis: bool) -> crate::pin::PinConfig {
+        use crate::pin::hash::HashCost;
+        use crate::pin::service::PinSettings;
+        use crate::pin::AttemptLimits;
+        let text: String = self.get("pin.pepper");
+        let pepper = if text.is_empty() {
+            if with_redis {
+                self.errors.push(
+                    "pin.pepper: required with Redis so that every instance verifies the same PIN hashes (set OTPGATE_PIN_PEPPER)"
+                        .to_owned(),
+                );
+            }
+            Secret::default()
+        } else {
+            match decode_key(&text) {
+                Some(bytes) if bytes.len() >= 32 => Secret::new(bytes),
+                _ => {
+                    self.errors
+                        .push("pin.pepper: must be at least 32 bytes, as hex or base64".to_owned());
+                    Secret::default()
+                }
+            }
+        };
+        let cost = HashCost {
+            memory_kib: self.positive("pin.argon2_memory_kib"),
+            iterations: self.positive("pin.argon2_iterations"),
+            parallelism: self.positive("pin.argon2_parallelism"),
+        };
+        if let Err(problem) = cost.validate() {
+            self.errors.push(format!("pin: {problem}"));
+        }
+        let limits = AttemptLimits {
+            free_attempts: self.positive("pin.free_attempts"),
+            first_wait: self.seconds("pin.first_wait_seconds"),
+            max_wait: self.seconds("pin.max_wait_seconds"),
+            max_failures: self.positive("pin.max_failures"),
+        };
+        self.check(
+            limits.max_failures <= 10,
+            "pin.max_failures",
+            "must be at most 10 (NIST SP 800-63B: at most 10 consecutive failed attempts)",
+        );
+        self.check(
+            limits.free_attempts <= limits.max_failures,
+            "pin.free_attempts",
+            "must be at most pin.max_failures",
+        );
+        let link_ttl = self.seconds("pin.link_ttl_seconds");
+        self.check(
+            link_ttl <= Duration::from_secs(7 * 24 * 3600),
+            "pin.link_ttl_seconds",
+            "must be at most 604800 (7 days)",
+        );
+        crate::pin::PinConfig {
+            settings: PinSettings {
+                cost,
+                limits,
+                link_ttl,
+                memory_max_numbers: self.positive("pin.memory_max_numbers") as usize,
+            },
+            pepper,
+        }
+    }
+
+    /// `[mail]`: the mailer for two-step links.
+    fn mail(&mut self) -> crate::mail::MailSettings {
+        use crate::mail::{valid_address, MailSettings, MailTransport, SmtpTls};
+        let transport_name: String = self.get("mail.transport");
+        let transport = match transport_name.as_str() {
+            "log" => MailTransport::Log,
+            "smtp" => MailTransport::Smtp,
+            other => {
+                self.errors
+                    .push(format!("mail.transport: '{other}' is not one of log, smtp"));
+                MailTransport::Log
+            }
+        };
+        let from: String = self.get("mail.from");
+        let address = from
+            .rsplit_once('<')
+            .map(|(_, rest)| rest.trim_end_matches('>'))
+            .unwrap_or(&from);
+        self.check(
+            valid_address(address.trim()),
+            "mail.from",
+            "must be an address such as no-reply@example.com or 'otpgate <no-reply@example.com>'",
+        );
+        let link_base_url: String = self.get("mail.link_base_url");
+        let ok = reqwest::Url::parse(&link_base_url)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.query().is_none());
+        self.check(
+            ok,
+            "mail.link_base_url",
+            "must be an http:// or https:// URL such as https://gateway.example.com",
+        );
+        let tls_name: String = self.get("mail.smtp_tls");
+        let smtp_tls = SmtpTls::parse(&tls_name).unwrap_or_else(|| {
+            self.errors.push(format!(
+                "mail.smtp_tls: '{tls_name}' is not one of none, starttls, tls"
+            ));
+            SmtpTls::StartTls
+        });
+        let smtp_host: String = self.get("mail.smtp_host");
+        if transport == MailTransport::Smtp {
+            self.check(
+                !smtp_host.is_empty(),
+                "mail.smtp_host",
+                "the smtp transport needs a host",
+            );
+        }
+        let smtp_port: u16 = self.get("mail.smtp_port");
+        self.check(smtp_port > 0, "mail.smtp_port", "must be a port number");
+        let smtp_password: String = self.get("mail.smtp_password");
+        MailSettings {
+            transport,
+            from,
+            link_base_url,
+            smtp_host,
+            smtp_port,
+            smtp_tls,
+            smtp_username: self.get("mail.smtp_username"),
+            smtp_password: Secret::new(smtp_password),
+            smtp_timeout: self.millis("mail.smtp_timeout_ms"),
+        }
+    }
+}
+
 fn decode_key(text: &str) -> Option<Vec<u8>> {
     data_encoding::HEXLOWER_PERMISSIVE
         .decode(text.as_bytes())
@@ -599,6 +740,7 @@ mod tests {
                 ),
                 ("OTPGATE_CODE_KEY", &"ab".repeat(32)),
                 ("OTPGATE_DEVICE_KEY", &"cd".repeat(32)),
+                ("OTPGATE_PIN_PEPPER", &"ef".repeat(32)),
                 (
                     "OTPGATE_HTTP_PROVIDER_URL",
                     "http://127.0.0.1:9999/messages",

@@ -12,8 +12,10 @@ pub mod directory;
 pub mod dispatch;
 pub mod http;
 pub mod limits;
+pub mod mail;
 pub mod metrics;
 pub mod phone;
+pub mod pin;
 pub mod store;
 pub mod trust;
 pub mod verify;
@@ -58,6 +60,8 @@ pub struct AppState {
     verifier: Verifier,
     /// Users, policy, trusted devices, login decisions, audit.
     account_service: account::service::AccountService,
+    /// Phone numbers and their two-step PINs, e-mailed links.
+    pins: pin::service::PinService,
     metrics: Arc<Metrics>,
     limits: Limits,
     keys: TtlCache<KeyDigest, ApiKeyRecord>,
@@ -78,6 +82,8 @@ pub enum BuildError {
     Store(#[from] StoreError),
     #[error("cannot set up the provider: {0}")]
     Provider(String),
+    #[error("cannot set up two-step PINs or the mailer: {0}")]
+    Pins(String),
 }
 
 /// What a test (or an embedder) may swap in; production uses the defaults.
@@ -236,6 +242,16 @@ impl App {
             stop.clone(),
         )
         .map_err(|_| BuildError::Random)?;
+        let pins = pin::assemble(
+            &settings,
+            redis.as_deref(),
+            &code_key,
+            &rng,
+            clock.clone(),
+            metrics.clone(),
+            account_service.directory().clone(),
+        )
+        .map_err(BuildError::Pins)?;
 
         let root_key_digest = key_digest(
             std::str::from_utf8(settings.auth.root_key.expose())
@@ -250,6 +266,7 @@ impl App {
             clock,
             verifier,
             account_service,
+            pins,
             metrics,
             root_key_digest,
             rng,
@@ -274,6 +291,7 @@ impl App {
                 if let Some(memory) = &memory {
                     memory.sweep(state.clock.now_ms());
                 }
+                state.pins.store().sweep(state.clock.now_ms());
                 state.limits.sweep();
                 state.metrics.run_upkeep();
             }
@@ -314,6 +332,11 @@ impl App {
     /// Users, policy, trusted devices, login decisions and the audit trail.
     pub fn accounts(&self) -> &account::service::AccountService {
         &self.0.account_service
+    }
+
+    /// Phone numbers, two-step PINs and the e-mailed disable and reset links.
+    pub fn pins(&self) -> &pin::service::PinService {
+        &self.0.pins
     }
 
     pub fn metrics(&self) -> &Metrics {

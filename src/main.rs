@@ -10,7 +10,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-const USAGE: &str = "usage: otpgate [--config FILE]\n\nConfiguration: config/default.toml documents every key; \
+const USAGE: &str = "usage: otpgate [--config FILE]\n       \
+otpgate support disable-two-step --account AC... --phone-number ID --reason TEXT [--config FILE]\n\nConfiguration: config/default.toml documents every key; \
 environment overrides such as OTPGATE_LISTEN, OTPGATE_REDIS_URL, OTPGATE_ROOT_KEY, OTPGATE_CODE_KEY, \
 OTPGATE_HTTP_PROVIDER_URL. Log level: OTPGATE_LOG (default info).";
 
@@ -20,7 +21,11 @@ fn main() -> ExitCode {
             EnvFilter::try_from_env("OTPGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .init();
-    let config_file = match parse_args(std::env::args().skip(1)) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("support") {
+        return support(&args[1..]);
+    }
+    let config_file = match parse_args(args.into_iter()) {
         Ok(file) => file,
         Err(message) => {
             eprintln!("{message}\n\n{USAGE}");
@@ -74,6 +79,80 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>,
         }
     }
     Ok(config)
+}
+
+/// `otpgate support disable-two-step ...`: the operator's audited way to turn two-step off on
+/// a number's owner's behalf (never the public API). Connects to the configured Redis, writes
+/// the audit entry, disables, exits.
+fn support(args: &[String]) -> ExitCode {
+    let usage = |message: &str| {
+        eprintln!("{message}\n\n{USAGE}");
+        ExitCode::from(2)
+    };
+    if args.first().map(String::as_str) != Some("disable-two-step") {
+        return usage("the support command knows one action: disable-two-step");
+    }
+    let (mut account, mut number, mut reason, mut config) = (None, None, None, None);
+    let mut operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let mut rest = args[1..].iter();
+    while let Some(flag) = rest.next() {
+        let slot = match flag.as_str() {
+            "--account" => &mut account,
+            "--phone-number" => &mut number,
+            "--reason" => &mut reason,
+            "--config" | "-c" => &mut config,
+            "--operator" => {
+                match rest.next() {
+                    Some(name) => operator = name.clone(),
+                    None => return usage("--operator needs a name"),
+                }
+                continue;
+            }
+            other => return usage(&format!("unknown argument '{other}'")),
+        };
+        match rest.next() {
+            Some(value) => *slot = Some(value.clone()),
+            None => return usage(&format!("{flag} needs a value")),
+        }
+    }
+    let (Some(account), Some(phone_number), Some(reason)) = (account, number, reason) else {
+        return usage("--account, --phone-number and --reason are required");
+    };
+    let settings = match Settings::load(config.as_deref().map(std::path::Path::new)) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("otpgate: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("otpgate: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let request = otpgate::pin::support::SupportDisable {
+        account: account.clone(),
+        phone_number: phone_number.clone(),
+        reason,
+        operator: operator.clone(),
+    };
+    match runtime.block_on(otpgate::pin::support::disable_two_step(&settings, &request)) {
+        Ok(masked) => {
+            println!(
+                "two-step verification disabled for {masked} (id {phone_number}) in account {account}, by {operator}; the audit trail has the entry"
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("otpgate support: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn generate_root_key() -> Option<String> {

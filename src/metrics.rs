@@ -38,6 +38,21 @@ pub const INVALIDATION_LINK_UP: &str = "otpgate_invalidation_link_up";
 pub const LOGIN_DECISIONS: &str = "otpgate_login_decisions_total";
 /// `POST /v1/trusted-devices/check` answers: `result` (trusted, untrusted).
 pub const DEVICE_CHECKS: &str = "otpgate_trusted_device_checks_total";
+/// Two-step PIN checks at registration: `outcome` (match, mismatch, wait, locked, changed,
+/// disabled: two-step was off and the PIN given became the new one).
+pub const PIN_CHECKS: &str = "otpgate_pin_checks_total";
+/// Numbers locked by consecutive wrong PINs.
+pub const PIN_LOCKS: &str = "otpgate_pin_locks_total";
+/// Requests for e-mailed two-step links: `purpose` (disable, reset) x `outcome` (sent,
+/// refused, no_email, mail_failed).
+pub const TWO_STEP_LINK_REQUESTS: &str = "otpgate_two_step_link_requests_total";
+/// Disable requests alone (the same counts as `purpose="disable"` above): `outcome`.
+pub const TWO_STEP_DISABLE_REQUESTS: &str = "otpgate_two_step_disable_requests_total";
+/// Links opened and support disables: `purpose` (disable, reset, support) x `outcome` (used,
+/// replayed, expired, superseded, unknown, already_disabled).
+pub const TWO_STEP_LINKS_USED: &str = "otpgate_two_step_links_used_total";
+/// Time to hash or verify one PIN (argon2id, on the blocking pool).
+pub const PIN_HASH_DURATION: &str = "otpgate_pin_hash_duration_seconds";
 
 /// Latency buckets from 100 µs to 5 s: a check served from memory takes tens of microseconds,
 /// one through Redis under a millisecond, a provider call up to seconds.
@@ -231,6 +246,48 @@ impl Metrics {
             ["provider", "status", "", ""],
         )
         .increment(1);
+    }
+
+    /// `outcome`: match, mismatch, wait, locked, changed, disabled.
+    pub fn pin_checked(&self, outcome: &'static str) {
+        self.counter((PIN_CHECKS, outcome, "", "", 0), ["outcome", "", "", ""])
+            .increment(1);
+    }
+
+    pub fn pin_locked(&self) {
+        self.counter((PIN_LOCKS, "", "", "", 0), ["", "", "", ""])
+            .increment(1);
+    }
+
+    /// `purpose`: disable, reset. `outcome`: sent, refused, no_email, mail_failed.
+    pub fn two_step_link_request(&self, purpose: &'static str, outcome: &'static str) {
+        self.counter(
+            (TWO_STEP_LINK_REQUESTS, purpose, outcome, "", 0),
+            ["purpose", "outcome", "", ""],
+        )
+        .increment(1);
+        if purpose == "disable" {
+            self.counter(
+                (TWO_STEP_DISABLE_REQUESTS, outcome, "", "", 0),
+                ["outcome", "", "", ""],
+            )
+            .increment(1);
+        }
+    }
+
+    /// `purpose`: disable, reset, support. `outcome`: used, replayed, expired, superseded,
+    /// unknown, already_disabled.
+    pub fn two_step_link_used(&self, purpose: &'static str, outcome: &'static str) {
+        self.counter(
+            (TWO_STEP_LINKS_USED, purpose, outcome, "", 0),
+            ["purpose", "outcome", "", ""],
+        )
+        .increment(1);
+    }
+
+    pub fn pin_hash_time(&self, elapsed: Duration) {
+        self.histogram((PIN_HASH_DURATION, "", "", "", 0), ["", "", "", ""])
+            .record(elapsed.as_secs_f64());
     }
 
     /// A counter handle for a name above and a fixed label set, for modules that keep their

@@ -39,6 +39,16 @@ pub enum ApiError {
         detail: String,
         users: Vec<String>,
     },
+    /// A two-step PIN did not match (422): how many attempts are left before the lock, and how
+    /// long the next one must wait (`Retry-After` when non-zero).
+    PinMismatch {
+        attempts_left: u32,
+        retry_after_secs: u64,
+    },
+    /// The resource is locked until its owner acts (423).
+    Locked(&'static str),
+    /// A link that was used, expired or replaced (410).
+    Gone(&'static str),
     /// The store could not answer: fail closed, never guess.
     Unavailable(&'static str),
     Internal,
@@ -56,6 +66,9 @@ struct Problem<'a> {
     rule: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     users: Option<&'a [String]>,
+    /// Extension member of `pin-mismatch` problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    attempts_left: Option<u32>,
 }
 
 impl ApiError {
@@ -75,6 +88,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PinMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Locked(_) => StatusCode::LOCKED,
+            ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,6 +121,12 @@ impl ApiError {
             ApiError::Refused { rule, detail, .. } => {
                 ("refused", format!("refused by rule '{rule}': {detail}"))
             }
+            ApiError::PinMismatch { attempts_left, .. } => (
+                "pin-mismatch",
+                format!("the two-step PIN does not match; {attempts_left} attempts left before the number is locked"),
+            ),
+            ApiError::Locked(detail) => ("locked", (*detail).to_owned()),
+            ApiError::Gone(detail) => ("gone", (*detail).to_owned()),
             ApiError::Unavailable(detail) => ("unavailable", (*detail).to_owned()),
             ApiError::Internal => (
                 "internal",
@@ -127,6 +149,10 @@ impl ApiError {
             },
             users: match &self {
                 ApiError::Refused { users, .. } if !users.is_empty() => Some(users.as_slice()),
+                _ => None,
+            },
+            attempts_left: match &self {
+                ApiError::PinMismatch { attempts_left, .. } => Some(*attempts_left),
                 _ => None,
             },
         })
@@ -152,6 +178,11 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::PinMismatch {
+                retry_after_secs, ..
+            } if retry_after_secs > 0 => {
+                headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
             _ => {}
         }
@@ -226,6 +257,74 @@ impl From<crate::account::service::AccountError> for ApiError {
                 ApiError::Internal
             }
             AccountError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl From<crate::pin::service::PinError> for ApiError {
+    fn from(error: crate::pin::service::PinError) -> Self {
+        use crate::pin::service::PinError;
+        use crate::pin::PinRefusal;
+        let seconds = |ms: u64| ms.div_ceil(1000).max(1);
+        match error {
+            PinError::Forbidden(detail) => ApiError::Forbidden(detail),
+            PinError::BadPin(PinRefusal::Format) => {
+                ApiError::invalid("pin must be exactly 6 digits")
+            }
+            PinError::BadPin(PinRefusal::Common(reason)) => ApiError::Refused {
+                rule: "pin-too-common",
+                detail: format!("choose another PIN: {reason}, so it is among the first anyone would try"),
+                users: Vec::new(),
+            },
+            PinError::NotFound => ApiError::NotFound("no such phone number in this account"),
+            PinError::Exists(id) => ApiError::Conflict(format!(
+                "this account already has this phone number, as {id}"
+            )),
+            PinError::Mismatch {
+                attempts_left,
+                retry_after_ms,
+            } => ApiError::PinMismatch {
+                attempts_left,
+                retry_after_secs: if retry_after_ms == 0 { 0 } else { seconds(retry_after_ms) },
+            },
+            PinError::Wait { retry_after_ms } => ApiError::Limited {
+                kind: "pin-attempts-limited",
+                detail: "too many wrong PINs in a row; wait before the next attempt".to_owned(),
+                retry_after_secs: seconds(retry_after_ms),
+            },
+            PinError::Locked => ApiError::Locked(
+                "the number is locked after 10 wrong PINs in a row; its owner or an admin unlocks it by setting a new PIN or through a reset link",
+            ),
+            PinError::NoEmail => ApiError::Refused {
+                rule: "account-needs-an-email",
+                detail: "the account has no e-mail address to send the link to; the operator sets one with POST /v1/accounts {email} or PUT /v1/accounts/{id}/email".to_owned(),
+                users: Vec::new(),
+            },
+            PinError::AlreadyDisabled => {
+                ApiError::Conflict("two-step verification is already off for this number".to_owned())
+            }
+            PinError::Changed => ApiError::Conflict(
+                "the PIN changed while this request was checked; try again".to_owned(),
+            ),
+            PinError::LinkUnknown => ApiError::NotFound("no such link"),
+            PinError::LinkUsed => ApiError::Gone("this link was already used; links work once"),
+            PinError::LinkExpired => ApiError::Gone("this link has expired; ask for a new one"),
+            PinError::LinkSuperseded => {
+                ApiError::Gone("a newer link replaced this one; use the newest mail")
+            }
+            PinError::Mail(error) => {
+                tracing::error!(%error, "mail not sent");
+                ApiError::Unavailable("the e-mail could not be sent; try again")
+            }
+            PinError::Hash(error) => {
+                tracing::error!(%error, "PIN hashing failed");
+                ApiError::Internal
+            }
+            PinError::Random => {
+                tracing::error!("the system random generator failed");
+                ApiError::Internal
+            }
+            PinError::Store(error) => error.into(),
         }
     }
 }

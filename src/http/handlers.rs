@@ -75,6 +75,10 @@ pub(super) async fn dispatch(
         // Vendors cannot hold our keys: receipts are checked by signature or token instead.
         return super::webhooks::receipt(app, matched.param.unwrap_or_default(), request).await;
     }
+    if matches!(route, Route::TwoStepConfirm | Route::TwoStepReset) {
+        // Opened from an e-mail: the single-use token in the link is the credential.
+        return super::pins::link(app, ip, matched, request).await;
+    }
     if route.is_twilio() {
         // The Twilio facade authenticates with HTTP Basic (account id and key), as Twilio does.
         return Ok(super::twilio::handle(app, ip, matched, request).await);
@@ -118,6 +122,14 @@ pub(super) async fn dispatch(
         | Route::CheckDevice
         | Route::Logins
         | Route::Audit => super::accounts::handle(app, caller, matched, request).await,
+        Route::PhoneNumbers
+        | Route::PhoneNumber
+        | Route::RegisterPhoneNumber
+        | Route::DisableRequests
+        | Route::ResetRequests
+        | Route::GraphPhoneNumber
+        | Route::AccountEmail => super::pins::handle(app, caller, matched, request).await,
+        Route::TwoStepConfirm | Route::TwoStepReset => Err(ApiError::Internal),
         Route::Healthz
         | Route::Readyz
         | Route::Metrics
@@ -214,6 +226,8 @@ const VERIFICATION_FORBIDDEN: &str =
 struct CreateAccountBody {
     name: String,
     code_length: Option<u8>,
+    /// Where two-step disable and reset links are e-mailed (optional).
+    email: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -222,6 +236,8 @@ struct AccountBody<'a> {
     name: &'a str,
     code_length: u8,
     created_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<&'a str>,
 }
 
 async fn create_account(
@@ -244,6 +260,15 @@ async fn create_account(
         .code_length
         .unwrap_or(app.verifier().settings().code_length);
     check_code_length(code_length)?;
+    let email = match body.email.as_deref().map(str::trim) {
+        None => None,
+        Some(email) if crate::mail::valid_address(email) => Some(email.to_owned()),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "email must be an address such as owner@example.com",
+            ))
+        }
+    };
     let account = Account {
         id: AccountId::random(app.rng()).map_err(|_| ApiError::Internal)?,
         name: name.to_owned(),
@@ -251,6 +276,9 @@ async fn create_account(
         code_length,
     };
     app.store().insert_account(&account).await?;
+    if let Some(email) = &email {
+        app.pins().set_email(&account.id, email).await?;
+    }
     tracing::info!(account = %account.id, "account created");
     Ok(json_response(
         StatusCode::CREATED,
@@ -259,6 +287,7 @@ async fn create_account(
             name: &account.name,
             code_length: account.code_length,
             created_at: rfc3339(account.created_ms),
+            email: email.as_deref(),
         },
     ))
 }

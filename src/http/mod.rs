@@ -7,6 +7,7 @@ mod accounts;
 pub mod error;
 mod handlers;
 pub mod openapi;
+mod pins;
 pub mod routes;
 mod twilio;
 mod webhooks;

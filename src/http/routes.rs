@@ -28,6 +28,18 @@ pub enum Route {
     Audit,
     /// A provider\'s delivery receipt (unauthenticated: checked by signature or token).
     Receipt,
+    // Phone-number two-step PINs (`pins.rs`).
+    PhoneNumbers,
+    PhoneNumber,
+    RegisterPhoneNumber,
+    DisableRequests,
+    ResetRequests,
+    /// `POST /{version}/{phone_number_id}`: the Graph API's PIN call, for Graph clients.
+    GraphPhoneNumber,
+    /// The e-mailed links (unauthenticated: the single-use token is the credential).
+    TwoStepConfirm,
+    TwoStepReset,
+    AccountEmail,
     /// `GET /openapi.json`: the OpenAPI document of the v1 API (`openapi.rs`).
     OpenApi,
     // The Twilio Verify v2 facade (`twilio.rs`): HTTP Basic auth, form bodies, Twilio's JSON.
@@ -61,6 +73,15 @@ impl Route {
             Route::Logins => "logins",
             Route::Audit => "audit",
             Route::Receipt => "receipt",
+            Route::PhoneNumbers => "phone_numbers",
+            Route::PhoneNumber => "phone_number",
+            Route::RegisterPhoneNumber => "register_phone_number",
+            Route::DisableRequests => "two_step_disable_requests",
+            Route::ResetRequests => "two_step_reset_requests",
+            Route::GraphPhoneNumber => "graph_phone_number",
+            Route::TwoStepConfirm => "two_step_confirm",
+            Route::TwoStepReset => "two_step_reset",
+            Route::AccountEmail => "account_email",
             Route::OpenApi => "openapi",
             Route::TwilioServices => "twilio_services",
             Route::TwilioService => "twilio_service",
@@ -85,6 +106,15 @@ impl Route {
             | Route::TwilioService
             | Route::NotFound => "GET",
             Route::UserFactor | Route::UserDevice => "DELETE",
+            Route::AccountEmail => "PUT",
+            Route::PhoneNumbers
+            | Route::PhoneNumber
+            | Route::RegisterPhoneNumber
+            | Route::DisableRequests
+            | Route::ResetRequests
+            | Route::GraphPhoneNumber
+            | Route::TwoStepConfirm
+            | Route::TwoStepReset => "POST",
             Route::CreateAccount
             | Route::CreateKey
             | Route::StartVerification
@@ -109,6 +139,7 @@ impl Route {
             Route::User => "GET, PATCH",
             Route::UserDevices => "POST, DELETE",
             Route::Receipt => "GET, POST",
+            Route::PhoneNumber | Route::TwoStepConfirm | Route::TwoStepReset => "GET, POST",
             Route::TwilioServices | Route::TwilioVerification => "GET, POST",
             other => other.method(),
         }
@@ -179,6 +210,26 @@ fn router() -> &'static Router<Route> {
             ("/v1/logins", Route::Logins),
             ("/v1/audit", Route::Audit),
             ("/v1/receipts/{param}", Route::Receipt),
+            ("/v1/accounts/{param}/email", Route::AccountEmail),
+            ("/v1/phone-numbers", Route::PhoneNumbers),
+            ("/v1/phone-numbers/{param}", Route::PhoneNumber),
+            (
+                "/v1/phone-numbers/{param}/register",
+                Route::RegisterPhoneNumber,
+            ),
+            (
+                "/v1/phone-numbers/{param}/two-step/disable-requests",
+                Route::DisableRequests,
+            ),
+            (
+                "/v1/phone-numbers/{param}/two-step/reset-requests",
+                Route::ResetRequests,
+            ),
+            ("/v1/two-step/confirm", Route::TwoStepConfirm),
+            ("/v1/two-step/reset", Route::TwoStepReset),
+            // Any other two-segment path: `find` keeps it only when the first segment is a
+            // Graph version (`v24.0`); static routes win over it.
+            ("/{param}/{second}", Route::GraphPhoneNumber),
             ("/openapi.json", Route::OpenApi),
             // Static prefixes (`/v2/Services`) win over any `/{version}/...` parameter route.
             ("/v2/Services", Route::TwilioServices),
@@ -208,17 +259,26 @@ fn router() -> &'static Router<Route> {
 
 pub fn find(path: &str) -> Matched<'_> {
     match router().at(path) {
-        Ok(matched) => Matched {
+        Ok(matched) if graph_version_or_other(&matched) => Matched {
             route: *matched.value,
             param: matched.params.get("param"),
             second: matched.params.get("second"),
         },
-        Err(_) => Matched {
+        _ => Matched {
             route: Route::NotFound,
             param: None,
             second: None,
         },
     }
+}
+
+/// The Graph route matches any two segments; it exists only for `v<digits>.<digits>` versions.
+fn graph_version_or_other(matched: &matchit::Match<'_, '_, &Route>) -> bool {
+    *matched.value != Route::GraphPhoneNumber
+        || matched
+            .params
+            .get("param")
+            .is_some_and(crate::pin::is_graph_version)
 }
 
 #[cfg(test)]
@@ -245,6 +305,33 @@ mod tests {
         assert!(Route::Policy.accepts("PUT") && Route::Policy.accepts("GET"));
         assert!(!Route::Policy.accepts("POST"));
         assert_eq!(find("/v1/trusted-devices/check").route, Route::CheckDevice);
+    }
+
+    #[test]
+    fn the_graph_route_never_shadows_the_others() {
+        let matched = find("/v24.0/106540352242922");
+        assert_eq!(matched.route, Route::GraphPhoneNumber);
+        assert_eq!(matched.second, Some("106540352242922"));
+        assert_eq!(find("/v1/audit").route, Route::Audit);
+        assert_eq!(find("/v1/policy").route, Route::Policy);
+        assert_eq!(find("/v1/users").route, Route::Users);
+        assert_eq!(find("/v1/logins").route, Route::Logins);
+        assert_eq!(find("/v1/verifications").route, Route::StartVerification);
+        assert_eq!(find("/healthz").route, Route::Healthz);
+        assert_eq!(find("/v1/phone-numbers").route, Route::PhoneNumbers);
+        assert_eq!(
+            find("/v1/phone-numbers/106540352242922").route,
+            Route::PhoneNumber
+        );
+        for not_graph in [
+            "/v1/106540352242922",
+            "/v2/nothing",
+            "/healthz/x",
+            "/x/y",
+            "/v24/1",
+        ] {
+            assert_eq!(find(not_graph).route, Route::NotFound, "{not_graph}");
+        }
     }
 
     #[test]

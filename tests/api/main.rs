@@ -12,6 +12,7 @@ mod dispatch;
 mod faults;
 mod helpers;
 mod operations;
+mod pin;
 mod redis_harness;
 mod trust;
 

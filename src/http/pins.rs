@@ -1,0 +1,366 @@
+//! Handlers of phone numbers and their two-step PINs: parse, call `PinService`, shape JSON.
+//! Who may do what is decided in `pin::service`; statuses are chosen in `error.rs`.
+//!
+//! - `POST /v1/phone-numbers` `{phone_number, pin}`: adds a number, two-step on.
+//! - `GET /v1/phone-numbers/{id}`: the number, its two-step state, failures and lock.
+//! - `POST /v1/phone-numbers/{id}` and `POST /{version}/{id}` (Graph API) `{pin}`: sets or
+//!   changes the PIN; the answer is exactly `{"success":true}`.
+//! - `POST /v1/phone-numbers/{id}/register` `{pin}`: registration needs the PIN.
+//! - `POST /v1/phone-numbers/{id}/two-step/disable-requests` and `/reset-requests`: e-mails a
+//!   single-use link (owner and admin keys only).
+//! - `GET|POST /v1/two-step/confirm?token=` (disable) and `GET|POST /v1/two-step/reset?token=`
+//!   (`POST {pin}`): the links themselves, unauthenticated: the token is the credential.
+//! - `PUT /v1/accounts/{id}/email` `{email}`: the root key sets where links go.
+
+use std::net::IpAddr;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::error::ApiError;
+use super::handlers::Caller;
+use super::routes::{Matched, Route};
+use super::{json_response, read_json};
+use crate::account::{AccountId, ApiKeyRecord};
+use crate::audit::Who;
+use crate::clock::rfc3339;
+use crate::phone::PhoneNumber;
+use crate::pin::service::Registered;
+use crate::pin::store::NumberRecord;
+use crate::pin::{LinkPurpose, PhoneNumberId, Pin};
+use crate::App;
+
+/// The Graph API's answer to a PIN set, byte for byte.
+const SUCCESS: &[u8] = br#"{"success":true}"#;
+
+pub(super) async fn handle(
+    app: &App,
+    caller: Caller,
+    matched: Matched<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    if matched.route == Route::AccountEmail {
+        return set_account_email(app, caller, matched.param, request).await;
+    }
+    let key = key_of(app, caller).await?;
+    let who = Who::key(&key.id, key.role.as_str());
+    let account = &key.account;
+    let pins = app.pins();
+    match (matched.route, request.method().clone()) {
+        (Route::PhoneNumbers, _) => {
+            let body: AddBody =
+                read_json(request, app.settings().server.request_body_limit).await?;
+            let number = PhoneNumber::parse(&body.phone_number)
+                .map_err(|error| ApiError::invalid(format!("phone_number {error}")))?;
+            let pin = parse_pin(body.pin.as_deref())?;
+            let record = pins
+                .add_number(account, who, key.role, &number, &pin)
+                .await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &NumberBody::new(&record, &app.pins().settings().limits),
+            ))
+        }
+        (Route::PhoneNumber, Method::GET) => {
+            let id = number_param(matched.param)?;
+            let record = pins.number(account, key.role, &id).await?;
+            Ok(json_response(
+                StatusCode::OK,
+                &NumberBody::new(&record, &app.pins().settings().limits),
+            ))
+        }
+        (Route::PhoneNumber, _) | (Route::GraphPhoneNumber, _) => {
+            let id = number_param(if matched.route == Route::GraphPhoneNumber {
+                matched.second
+            } else {
+                matched.param
+            })?;
+            let via = if matched.route == Route::GraphPhoneNumber {
+                "graph-api"
+            } else {
+                "api"
+            };
+            let body: PinBody =
+                read_json(request, app.settings().server.request_body_limit).await?;
+            let pin = parse_pin(body.pin.as_deref())?;
+            pins.set_pin(account, who, key.role, &id, &pin, via).await?;
+            Ok(success())
+        }
+        (Route::RegisterPhoneNumber, _) => {
+            let id = number_param(matched.param)?;
+            let body: PinBody =
+                read_json(request, app.settings().server.request_body_limit).await?;
+            let pin = parse_pin(body.pin.as_deref())?;
+            match pins.register(account, who, key.role, &id, &pin).await? {
+                Registered::PinMatched | Registered::TwoStepEnabled => Ok(success()),
+            }
+        }
+        (Route::DisableRequests, _) | (Route::ResetRequests, _) => {
+            let id = number_param(matched.param)?;
+            let purpose = if matched.route == Route::DisableRequests {
+                LinkPurpose::Disable
+            } else {
+                LinkPurpose::Reset
+            };
+            empty_or_json_object(request, app.settings().server.request_body_limit).await?;
+            let sent = pins
+                .request_link(account, who, key.role, &id, purpose)
+                .await?;
+            Ok(json_response(
+                StatusCode::ACCEPTED,
+                &json!({
+                    "phone_number_id": id.as_str(),
+                    "action": purpose.as_str(),
+                    "sent_to": sent.sent_to,
+                    "expires_at": rfc3339(sent.expires_ms),
+                }),
+            ))
+        }
+        _ => Err(ApiError::Internal),
+    }
+}
+
+/// `GET|POST /v1/two-step/confirm?token=` and `GET|POST /v1/two-step/reset?token=`.
+pub(super) async fn link(
+    app: &App,
+    ip: IpAddr,
+    matched: Matched<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let token = request
+        .uri()
+        .query()
+        .and_then(|query| {
+            query
+                .split('&')
+                .find_map(|pair| pair.strip_prefix("token="))
+        })
+        .unwrap_or_default()
+        .to_owned();
+    let refuse_unknown = |error: ApiError| {
+        // Tokens are 256-bit random, so guessing is hopeless; still, probing costs like a
+        // failed authentication.
+        if matches!(error, ApiError::NotFound(_)) {
+            if let Err(retry) = app.limits().check_failed_auth(ip) {
+                app.metrics().rate_limited("failed_auth");
+                return ApiError::Limited {
+                    kind: "rate-limited",
+                    detail: "too many unknown links from this address; slow down".to_owned(),
+                    retry_after_secs: retry.seconds(),
+                };
+            }
+        }
+        error
+    };
+    let pins = app.pins();
+    match (matched.route, request.method().clone()) {
+        (Route::TwoStepConfirm, _) => {
+            let done = pins
+                .use_disable_link(&token)
+                .await
+                .map_err(|error| refuse_unknown(error.into()))?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "phone_number_id": done.number.as_str(),
+                    "phone_number": done.masked,
+                    "two_step": "disabled",
+                }),
+            ))
+        }
+        (Route::TwoStepReset, Method::GET) => {
+            let (info, masked) = pins
+                .peek_link(&token)
+                .await
+                .map_err(|error| refuse_unknown(error.into()))?;
+            if info.purpose != LinkPurpose::Reset {
+                return Err(refuse_unknown(ApiError::NotFound("no such link")));
+            }
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "phone_number_id": info.number.as_str(),
+                    "phone_number": masked,
+                    "action": "reset",
+                    "expires_at": rfc3339(info.expires_ms),
+                    "detail": "POST {\"pin\":\"<6 digits>\"} to this same URL to set the new PIN",
+                }),
+            ))
+        }
+        (Route::TwoStepReset, _) => {
+            let body: PinBody =
+                read_json(request, app.settings().server.request_body_limit).await?;
+            let pin = parse_pin(body.pin.as_deref())?;
+            let done = pins
+                .use_reset_link(&token, &pin)
+                .await
+                .map_err(|error| refuse_unknown(error.into()))?;
+            Ok(json_response(
+                StatusCode::OK,
+                &json!({
+                    "phone_number_id": done.number.as_str(),
+                    "phone_number": done.masked,
+                    "two_step": "enabled",
+                    "locked": false,
+                }),
+            ))
+        }
+        _ => Err(ApiError::Internal),
+    }
+}
+
+async fn key_of(app: &App, caller: Caller) -> Result<ApiKeyRecord, ApiError> {
+    let key = match caller {
+        Caller::Root => {
+            return Err(ApiError::Forbidden(
+                "the root key only manages accounts and their keys; support acts through the otpgate support command",
+            ))
+        }
+        Caller::Key(key) => key,
+    };
+    app.find_account(&key.account)
+        .await?
+        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
+    Ok(key)
+}
+
+fn number_param(param: Option<&str>) -> Result<PhoneNumberId, ApiError> {
+    param
+        .and_then(PhoneNumberId::parse)
+        .ok_or(ApiError::NotFound("no such phone number in this account"))
+}
+
+fn parse_pin(pin: Option<&str>) -> Result<Pin, ApiError> {
+    let pin = pin.ok_or_else(|| ApiError::invalid("pin is required: exactly 6 digits"))?;
+    Pin::parse(pin).map_err(|refusal| crate::pin::service::PinError::BadPin(refusal).into())
+}
+
+fn success() -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(SUCCESS)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Link requests take no fields: an empty body, or `{}`.
+async fn empty_or_json_object(request: Request<Incoming>, limit: usize) -> Result<(), ApiError> {
+    let body = super::read_bytes(request, limit).await?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(fields)) if fields.is_empty() => Ok(()),
+        _ => Err(ApiError::invalid(
+            "this request takes no fields: send no body or {}",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    phone_number: String,
+    pin: Option<String>,
+}
+
+/// `pin` is optional in the type so that a missing PIN gets the same clear 400 as a bad one.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PinBody {
+    pin: Option<String>,
+}
+
+#[derive(Serialize)]
+struct NumberBody {
+    id: String,
+    phone_number: String,
+    /// `enabled` or `disabled`.
+    two_step: &'static str,
+    /// Locked by consecutive wrong PINs until the owner or an admin sets a new PIN.
+    locked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    locked_at: Option<String>,
+    consecutive_failures: u32,
+    /// No PIN attempt is taken before this time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_attempt_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registered_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disable_link_expires_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reset_link_expires_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl NumberBody {
+    fn new(record: &NumberRecord, limits: &crate::pin::AttemptLimits) -> Self {
+        let time = |ms: u64| (ms > 0).then(|| rfc3339(ms));
+        let locked = record.locked(limits);
+        Self {
+            id: record.id.as_str().to_owned(),
+            phone_number: record.e164.clone(),
+            two_step: if record.two_step {
+                "enabled"
+            } else {
+                "disabled"
+            },
+            locked,
+            locked_at: time(record.locked_ms).filter(|_| locked),
+            consecutive_failures: record.failures,
+            next_attempt_at: time(record.next_attempt_ms).filter(|_| !locked),
+            registered_at: time(record.registered_ms),
+            disable_link_expires_at: time(record.disable_link_expires_ms),
+            reset_link_expires_at: time(record.reset_link_expires_ms),
+            created_at: rfc3339(record.created_ms),
+            updated_at: rfc3339(record.updated_ms),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmailBody {
+    email: String,
+}
+
+/// `PUT /v1/accounts/{id}/email`: the root key (the operator) sets where two-step links go. An
+/// owner key may not: redirecting the links is the first step of taking the protection off.
+async fn set_account_email(
+    app: &App,
+    caller: Caller,
+    param: Option<&str>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    if !matches!(caller, Caller::Root) {
+        return Err(ApiError::Forbidden(
+            "only the root key sets an account's e-mail address",
+        ));
+    }
+    let account = param
+        .and_then(AccountId::parse)
+        .ok_or(ApiError::NotFound("no such account"))?;
+    let body: EmailBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let email = body.email.trim();
+    if !crate::mail::valid_address(email) {
+        return Err(ApiError::invalid(
+            "email must be an address such as owner@example.com",
+        ));
+    }
+    if app.find_account(&account).await?.is_none() {
+        return Err(ApiError::NotFound("no such account"));
+    }
+    app.pins().set_email(&account, email).await?;
+    tracing::info!(account = %account, email = %crate::pin::service::mask_email(email), "account e-mail set");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"id": account.as_str(), "email": email}),
+    ))
+}

@@ -1,0 +1,389 @@
+//! The embedded PIN store: one mutex, every method one critical section.
+//!
+//! Bounded: at most `max_numbers` numbers (then 503), links forgotten a day after they expire,
+//! e-mail addresses one per account.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::store::{
+    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewNumber, NumberRecord, PinStore,
+    PinWriteMode, PinWriteOutcome, Reservation,
+};
+use super::{AttemptLimits, LinkPurpose, PhoneNumberId};
+use crate::account::AccountId;
+use crate::store::StoreError;
+
+/// A used or expired link is still recognised (410 rather than 404) this long after expiry.
+pub const LINK_RETENTION_MS: u64 = 24 * 3600 * 1000;
+
+#[derive(Default)]
+pub struct MemoryPinStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    numbers: HashMap<(AccountId, PhoneNumberId), Number>,
+    by_e164: HashMap<(AccountId, String), PhoneNumberId>,
+    links: HashMap<(AccountId, [u8; 32]), Link>,
+    emails: HashMap<AccountId, String>,
+}
+
+struct Number {
+    record: NumberRecord,
+    pin_hash: Option<String>,
+    pin_version: u64,
+    disable_link: Option<[u8; 32]>,
+    reset_link: Option<[u8; 32]>,
+}
+
+struct Link {
+    number: PhoneNumberId,
+    purpose: LinkPurpose,
+    expires_ms: u64,
+    used: bool,
+}
+
+impl MemoryPinStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves plain data, still consistent per method.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Number {
+    fn link_slot(&mut self, purpose: LinkPurpose) -> &mut Option<[u8; 32]> {
+        match purpose {
+            LinkPurpose::Disable => &mut self.disable_link,
+            LinkPurpose::Reset => &mut self.reset_link,
+        }
+    }
+
+    fn clear_attempts(&mut self) {
+        self.record.failures = 0;
+        self.record.next_attempt_ms = 0;
+        self.record.locked_ms = 0;
+    }
+
+    fn disable(&mut self, now_ms: u64) {
+        self.record.two_step = false;
+        self.pin_hash = None;
+        self.pin_version += 1;
+        self.clear_attempts();
+        self.record.updated_ms = now_ms;
+        self.disable_link = None;
+        self.record.disable_link_expires_ms = 0;
+    }
+}
+
+#[async_trait]
+impl PinStore for MemoryPinStore {
+    async fn create(&self, new: &NewNumber) -> Result<CreateOutcome, StoreError> {
+        let mut state = self.lock();
+        let index = (new.account.clone(), new.e164.clone());
+        if let Some(id) = state.by_e164.get(&index) {
+            return Ok(CreateOutcome::Exists(id.clone()));
+        }
+        let key = (new.account.clone(), new.id.clone());
+        if state.numbers.contains_key(&key) {
+            return Ok(CreateOutcome::IdTaken);
+        }
+        if state.numbers.len() >= new.max_numbers {
+            return Err(StoreError::Full(new.max_numbers));
+        }
+        let record = NumberRecord {
+            id: new.id.clone(),
+            e164: new.e164.clone(),
+            two_step: true,
+            failures: 0,
+            next_attempt_ms: 0,
+            locked_ms: 0,
+            registered_ms: 0,
+            created_ms: new.now_ms,
+            updated_ms: new.now_ms,
+            disable_link_expires_ms: 0,
+            reset_link_expires_ms: 0,
+        };
+        state.by_e164.insert(index, new.id.clone());
+        state.numbers.insert(
+            key,
+            Number {
+                record: record.clone(),
+                pin_hash: Some(new.pin_hash.clone()),
+                pin_version: 1,
+                disable_link: None,
+                reset_link: None,
+            },
+        );
+        Ok(CreateOutcome::Created(record))
+    }
+
+    async fn get(
+        &self,
+        account: &AccountId,
+        id: &PhoneNumberId,
+    ) -> Result<Option<NumberRecord>, StoreError> {
+        Ok(self
+            .lock()
+            .numbers
+            .get(&(account.clone(), id.clone()))
+            .map(|number| number.record.clone()))
+    }
+
+    async fn write_pin(
+        &self,
+        account: &AccountId,
+        id: &PhoneNumberId,
+        pin_hash: &str,
+        mode: PinWriteMode,
+        limits: &AttemptLimits,
+        now_ms: u64,
+    ) -> Result<PinWriteOutcome, StoreError> {
+        let mut state = self.lock();
+        let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
+            return Ok(PinWriteOutcome::NotFound);
+        };
+        let was_enabled = number.record.two_step;
+        let was_locked = number.record.locked(limits);
+        match mode {
+            PinWriteMode::Set { unlock } => {
+                if was_locked && !unlock {
+                    return Ok(PinWriteOutcome::Locked);
+                }
+            }
+            PinWriteMode::EnableOnRegister => {
+                if was_enabled {
+                    return Ok(PinWriteOutcome::Enabled);
+                }
+                number.record.registered_ms = now_ms;
+            }
+        }
+        number.pin_hash = Some(pin_hash.to_owned());
+        number.pin_version += 1;
+        number.record.two_step = true;
+        number.clear_attempts();
+        number.record.updated_ms = now_ms;
+        Ok(PinWriteOutcome::Written {
+            was_enabled,
+            was_locked,
+            record: number.record.clone(),
+        })
+    }
+
+    async fn reserve_attempt(
+        &self,
+        account: &AccountId,
+        id: &PhoneNumberId,
+        limits: &AttemptLimits,
+        now_ms: u64,
+    ) -> Result<Reservation, StoreError> {
+        let mut state = self.lock();
+        let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
+            return Ok(Reservation::NotFound);
+        };
+        let Some(pin_hash) = number.pin_hash.clone().filter(|_| number.record.two_step) else {
+            return Ok(Reservation::Disabled);
+        };
+        let record = &mut number.record;
+        if record.failures >= limits.max_failures {
+            return Ok(Reservation::Locked);
+        }
+        if record.next_attempt_ms > now_ms {
+            return Ok(Reservation::Wait {
+                retry_after_ms: record.next_attempt_ms - now_ms,
+            });
+        }
+        record.failures += 1;
+        let wait = limits.wait_after(record.failures).as_millis() as u64;
+        record.next_attempt_ms = if wait > 0 { now_ms + wait } else { 0 };
+        if record.failures >= limits.max_failures {
+            record.locked_ms = now_ms;
+        }
+        Ok(Reservation::Go {
+            pin_hash,
+            attempt: record.failures,
+            pin_version: number.pin_version,
+        })
+    }
+
+    async fn attempt_succeeded(
+        &self,
+        account: &AccountId,
+        id: &PhoneNumberId,
+        pin_version: u64,
+        now_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let mut state = self.lock();
+        let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
+            return Ok(false);
+        };
+        if number.pin_version != pin_version {
+            return Ok(false);
+        }
+        number.clear_attempts();
+        number.record.registered_ms = now_ms;
+        number.record.updated_ms = now_ms;
+        Ok(true)
+    }
+
+    async fn issue_link(
+        &self,
+        account: &AccountId,
+        id: &PhoneNumberId,
+        purpose: LinkPurpose,
+        digest: &[u8; 32],
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> Result<LinkIssue, StoreError> {
+        let mut state = self.lock();
+        let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
+            return Ok(LinkIssue::NotFound);
+        };
+        if purpose == LinkPurpose::Disable && !number.record.two_step {
+            return Ok(LinkIssue::AlreadyDisabled);
+        }
+        // The earlier link stays readable until it is forgotten, so that opening it answers
+        // "replaced by a newer link" rather than "unknown".
+        *number.link_slot(purpose) = Some(*digest);
+        match purpose {
+            LinkPurpose::Disable => number.record.disable_link_expires_ms = now_ms + ttl_ms,
+            LinkPurpose::Reset => number.record.reset_link_expires_ms = now_ms + ttl_ms,
+        }
+        let e164 = number.record.e164.clone();
+        state.links.insert(
+            (account.clone(), *digest),
+            Link {
+                number: id.clone(),
+                purpose,
+                expires_ms: now_ms + ttl_ms,
+                used: false,
+            },
+        );
+        Ok(LinkIssue::Issued { e164 })
+    }
+
+    async fn peek_link(
+        &self,
+        account: &AccountId,
+        digest: &[u8; 32],
+    ) -> Result<Option<LinkInfo>, StoreError> {
+        Ok(self
+            .lock()
+            .links
+            .get(&(account.clone(), *digest))
+            .map(|link| LinkInfo {
+                number: link.number.clone(),
+                purpose: link.purpose,
+                expires_ms: link.expires_ms,
+                used: link.used,
+            }))
+    }
+
+    async fn use_link(
+        &self,
+        account: &AccountId,
+        digest: &[u8; 32],
+        purpose: LinkPurpose,
+        new_pin_hash: Option<&str>,
+        now_ms: u64,
+    ) -> Result<LinkUse, StoreError> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(link) = state.links.get_mut(&(account.clone(), *digest)) else {
+            return Ok(LinkUse::Unknown);
+        };
+        if link.purpose != purpose {
+            return Ok(LinkUse::Unknown);
+        }
+        if link.used {
+            return Ok(LinkUse::Used);
+        }
+        if now_ms >= link.expires_ms {
+            return Ok(LinkUse::Expired);
+        }
+        let Some(number) = state
+            .numbers
+            .get_mut(&(account.clone(), link.number.clone()))
+        else {
+            link.used = true;
+            return Ok(LinkUse::Unknown);
+        };
+        if *number.link_slot(purpose) != Some(*digest) {
+            return Ok(LinkUse::Superseded);
+        }
+        link.used = true;
+        *number.link_slot(purpose) = None;
+        let was_locked = number.record.locked_ms > 0;
+        match purpose {
+            LinkPurpose::Disable => {
+                if !number.record.two_step {
+                    return Ok(LinkUse::AlreadyDisabled {
+                        number: number.record.id.clone(),
+                    });
+                }
+                number.disable(now_ms);
+            }
+            LinkPurpose::Reset => {
+                let Some(hash) = new_pin_hash else {
+                    return Err(StoreError::Corrupt("a reset needs the new PIN".into()));
+                };
+                number.pin_hash = Some(hash.to_owned());
+                number.pin_version += 1;
+                number.record.two_step = true;
+                number.clear_attempts();
+                number.record.updated_ms = now_ms;
+                number.record.reset_link_expires_ms = 0;
+            }
+        }
+        Ok(LinkUse::Done {
+            number: number.record.id.clone(),
+            e164: number.record.e164.clone(),
+            was_locked,
+        })
+    }
+
+    async fn disable(
+        &self,
+        account: &AccountId,
+        id: &PhoneNumberId,
+        now_ms: u64,
+    ) -> Result<DisableOutcome, StoreError> {
+        let mut state = self.lock();
+        let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
+            return Ok(DisableOutcome::NotFound);
+        };
+        if !number.record.two_step {
+            return Ok(DisableOutcome::AlreadyDisabled);
+        }
+        let was_locked = number.record.locked_ms > 0;
+        number.disable(now_ms);
+        Ok(DisableOutcome::Disabled {
+            e164: number.record.e164.clone(),
+            was_locked,
+        })
+    }
+
+    async fn set_email(&self, account: &AccountId, email: &str) -> Result<(), StoreError> {
+        self.lock().emails.insert(account.clone(), email.to_owned());
+        Ok(())
+    }
+
+    async fn email(&self, account: &AccountId) -> Result<Option<String>, StoreError> {
+        Ok(self.lock().emails.get(account).cloned())
+    }
+
+    fn sweep(&self, now_ms: u64) {
+        self.lock()
+            .links
+            .retain(|_, link| link.expires_ms + LINK_RETENTION_MS > now_ms);
+    }
+}

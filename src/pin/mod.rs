@@ -1,0 +1,415 @@
+//! Phone-number two-step verification (WhatsApp Business style): a 6-digit PIN per registered
+//! phone number, on by default, needed to register the number, never disabled through the API.
+//!
+//! - `mod.rs` (this file): the `Pin` newtype, the blocklist, phone-number ids, the settings.
+//! - `hash.rs`: argon2id with a per-PIN salt and the server-side pepper.
+//! - `store.rs`: the `PinStore` seam (one atomic step per method); `memory.rs`, `redis.rs`.
+//! - `service.rs`: `PinService`, what the handlers and the support command call.
+//! - `support.rs`: the operator command `otpgate support disable-two-step`.
+//!
+//! A plaintext PIN exists only in the request that carries it and in the `Pin` parsed from it;
+//! `Pin`'s `Debug` hides it and nothing logs it. Stored is an argon2id hash keyed by the pepper,
+//! which lives in config or the environment, never in the store: a dump of the store alone does
+//! not let anyone brute-force the 10⁶ PINs offline.
+
+pub mod hash;
+pub mod memory;
+pub mod redis;
+pub mod service;
+pub mod store;
+pub mod support;
+
+use std::fmt;
+use std::time::Duration;
+
+use ring::rand::SystemRandom;
+
+use crate::verify::code::random_bytes;
+
+/// The audit actions of this module (entries go to the account's audit trail).
+pub mod action {
+    pub const NUMBER_ADDED: &str = "phone_number.added";
+    pub const NUMBER_REGISTERED: &str = "phone_number.registered";
+    pub const PIN_SET: &str = "two_step.pin_set";
+    pub const PIN_CHANGED: &str = "two_step.pin_changed";
+    pub const ENABLED: &str = "two_step.enabled";
+    pub const LOCKED: &str = "two_step.locked";
+    pub const DISABLE_REQUESTED: &str = "two_step.disable_requested";
+    pub const DISABLE_REFUSED: &str = "two_step.disable_refused";
+    pub const DISABLED: &str = "two_step.disabled";
+    pub const SUPPORT_DISABLED: &str = "two_step.disabled_by_support";
+    pub const RESET_REQUESTED: &str = "two_step.reset_requested";
+    pub const RESET_REFUSED: &str = "two_step.reset_refused";
+    pub const PIN_RESET: &str = "two_step.pin_reset";
+}
+
+/// A two-step PIN: exactly six ASCII digits. Never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Pin([u8; 6]);
+
+/// Why a PIN was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinRefusal {
+    /// Not exactly six digits (400).
+    Format,
+    /// Well-formed but too easy to guess (422): the reason names the pattern.
+    Common(&'static str),
+}
+
+/// PINs seen most often in leaked six-digit PIN sets and lists of weak codes, beyond the
+/// patterns `Pin::parse` refuses by rule (one digit repeated, straight runs, `ababab`, `abcabc`).
+const BLOCKLIST: &[&str] = &[
+    "000001", "100000", "102030", "112211", "110110", "100100", "112233", "121314", "123321",
+    "123654", "654123", "147258", "258369", "147852", "159357", "159753", "357159", "753159",
+    "246810", "135790", "520520", "520131", "521521", "789456", "456123", "741852", "852963",
+    "963852", "951753", "696969", "101101", "131313", "200000", "654456", "111222", "112112",
+    "121121", "123000", "000123", "999000", "007007", "142536", "147369", "314159", "198900",
+    "199000", "200200", "111000", "222000", "110011", "111112", "211111",
+];
+
+impl Pin {
+    pub const LENGTH: usize = 6;
+
+    /// Exactly six ASCII digits, not a common PIN.
+    pub fn parse(input: &str) -> Result<Self, PinRefusal> {
+        let bytes = input.as_bytes();
+        if bytes.len() != Self::LENGTH || !bytes.iter().all(u8::is_ascii_digit) {
+            return Err(PinRefusal::Format);
+        }
+        let mut digits = [0u8; 6];
+        digits.copy_from_slice(bytes);
+        if let Some(reason) = common_pattern(&digits) {
+            return Err(PinRefusal::Common(reason));
+        }
+        Ok(Self(digits))
+    }
+
+    /// Refuses a PIN that is the number's own last six digits: the first thing anyone tries.
+    pub fn check_against_number(&self, e164: &str) -> Result<(), PinRefusal> {
+        if e164.as_bytes().ends_with(&self.0) {
+            return Err(PinRefusal::Common(
+                "it is the last six digits of the phone number",
+            ));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Pin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pin(******)")
+    }
+}
+
+fn common_pattern(d: &[u8; 6]) -> Option<&'static str> {
+    if d.iter().all(|&b| b == d[0]) {
+        return Some("it repeats one digit");
+    }
+    let steps: Vec<i8> = d.windows(2).map(|w| w[1] as i8 - w[0] as i8).collect();
+    if steps.iter().all(|&s| s == 1) || steps.iter().all(|&s| s == -1) {
+        return Some("it is a straight run of digits");
+    }
+    if d[0] == d[2] && d[2] == d[4] && d[1] == d[3] && d[3] == d[5] {
+        return Some("it repeats a pair of digits");
+    }
+    if d[..3] == d[3..] {
+        return Some("it repeats three digits");
+    }
+    let text = std::str::from_utf8(d).unwrap_or_default();
+    if BLOCKLIST.contains(&text) {
+        return Some("it is on the list of common PINs");
+    }
+    None
+}
+
+/// A phone number's id: 15 digits without a leading zero, like the Graph API's numeric
+/// phone-number ids, so that a Graph client can use ours in `POST /{version}/{id}` as they are.
+/// Ids are random and scoped to an account: another account's id is simply not found.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct PhoneNumberId(String);
+
+impl PhoneNumberId {
+    pub const LENGTH: usize = 15;
+
+    pub fn random(rng: &SystemRandom) -> Result<Self, ring::error::Unspecified> {
+        // Rejection sampling keeps the ids uniform over [10^14, 10^15).
+        const LOW: u64 = 100_000_000_000_000;
+        const SPAN: u64 = 900_000_000_000_000;
+        let zone = u64::MAX - (u64::MAX % SPAN);
+        loop {
+            let value = u64::from_be_bytes(random_bytes::<8>(rng)?);
+            if value < zone {
+                return Ok(Self((LOW + value % SPAN).to_string()));
+            }
+        }
+    }
+
+    pub fn parse(input: &str) -> Option<Self> {
+        (input.len() == Self::LENGTH
+            && !input.starts_with('0')
+            && input.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| Self(input.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for PhoneNumberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Display for PhoneNumberId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A Graph API version segment: `v` then digits, a dot, digits (`v24.0`).
+pub fn is_graph_version(segment: &str) -> bool {
+    let Some(rest) = segment.strip_prefix('v') else {
+        return false;
+    };
+    let Some((major, minor)) = rest.split_once('.') else {
+        return false;
+    };
+    let digits = |part: &str| {
+        !part.is_empty() && part.len() <= 4 && part.bytes().all(|b| b.is_ascii_digit())
+    };
+    digits(major) && digits(minor)
+}
+
+/// How wrong PINs are limited (`[pin]` in config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttemptLimits {
+    /// Consecutive wrong PINs answered without a wait; from this many on, each failure makes
+    /// the next attempt wait.
+    pub free_attempts: u32,
+    /// The wait after the `free_attempts`-th failure; doubled after each further one.
+    pub first_wait: Duration,
+    /// No wait is longer than this.
+    pub max_wait: Duration,
+    /// Consecutive wrong PINs that lock the number until its owner acts (10: NIST SP 800-63B
+    /// Rev. 4 draft §5.2.11 for activation secrets).
+    pub max_failures: u32,
+}
+
+impl AttemptLimits {
+    /// The wait before the next attempt after `failures` consecutive wrong PINs.
+    pub fn wait_after(&self, failures: u32) -> Duration {
+        if failures < self.free_attempts.max(1) {
+            return Duration::ZERO;
+        }
+        let doublings = (failures - self.free_attempts.max(1)).min(30);
+        self.first_wait
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_wait)
+    }
+}
+
+/// `[pin]` in config: the service's settings and the pepper.
+#[derive(Debug, Clone)]
+pub struct PinConfig {
+    pub settings: service::PinSettings,
+    /// The server-side pepper (argon2's secret input): 32+ bytes, the same on every instance.
+    /// Empty with the embedded store: a random per-process pepper is drawn.
+    pub pepper: crate::config::Secret,
+}
+
+impl Default for PinConfig {
+    fn default() -> Self {
+        Self {
+            settings: service::PinSettings {
+                cost: hash::HashCost::DEFAULT,
+                limits: AttemptLimits {
+                    free_attempts: 3,
+                    first_wait: Duration::from_secs(30),
+                    max_wait: Duration::from_secs(3600),
+                    max_failures: 10,
+                },
+                link_ttl: Duration::from_secs(24 * 3600),
+                memory_max_numbers: 100_000,
+            },
+            pepper: crate::config::Secret::default(),
+        }
+    }
+}
+
+/// Builds the service for `App::build_with`: the store on the gateway's Redis connection (or in
+/// memory), the hasher with the pepper, the configured mailer, audit through the directory.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn assemble(
+    settings: &crate::config::Settings,
+    redis: Option<&crate::store::redis::RedisStore>,
+    code_key: &[u8],
+    rng: &SystemRandom,
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    directory: std::sync::Arc<dyn crate::directory::Directory>,
+) -> Result<service::PinService, String> {
+    use std::sync::Arc;
+    let config = &settings.pin;
+    let pepper = if !config.pepper.is_empty() {
+        config.pepper.expose().to_vec()
+    } else if redis.is_some() {
+        // Only reachable when `Settings` were built by hand: the loader requires the pepper with
+        // Redis. Every instance shares the code key, so a pepper derived from it is shared too,
+        // and domain separation keeps the two uses apart.
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, code_key);
+        ring::hmac::sign(&key, b"otpgate two-step PIN pepper")
+            .as_ref()
+            .to_vec()
+    } else {
+        random_bytes::<32>(rng)
+            .map_err(|_| "the system random generator failed".to_owned())?
+            .to_vec()
+    };
+    let store: Arc<dyn store::PinStore> = match redis {
+        Some(redis) => Arc::new(self::redis::RedisPinStore::new(
+            redis.connection(),
+            redis.prefix(),
+        )),
+        None => Arc::new(memory::MemoryPinStore::new()),
+    };
+    let mailer = crate::mail::build(&settings.mail).map_err(|error| error.to_string())?;
+    Ok(service::PinService::new(
+        store,
+        Arc::new(hash::PinHasher::new(pepper, config.settings.cost)),
+        mailer,
+        directory,
+        clock,
+        metrics,
+        config.settings,
+        &settings.mail.link_base_url,
+    ))
+}
+
+/// What a link sent by e-mail does once opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkPurpose {
+    /// Turns two-step verification off.
+    Disable,
+    /// Lets the owner set a new PIN without the old one (a forgotten PIN, a locked number).
+    Reset,
+}
+
+impl LinkPurpose {
+    pub fn code(self) -> &'static str {
+        match self {
+            LinkPurpose::Disable => "d",
+            LinkPurpose::Reset => "r",
+        }
+    }
+
+    pub fn from_code(code: &str) -> Option<Self> {
+        match code {
+            "d" => Some(LinkPurpose::Disable),
+            "r" => Some(LinkPurpose::Reset),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkPurpose::Disable => "disable",
+            LinkPurpose::Reset => "reset",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_are_exactly_six_digits() {
+        assert!(Pin::parse("482915").is_ok());
+        for bad in [
+            "",
+            "48291",
+            "4829150",
+            "48291a",
+            " 482915",
+            "４８２９１５",
+            "48 915",
+        ] {
+            assert_eq!(Pin::parse(bad), Err(PinRefusal::Format), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn common_pins_are_refused_with_a_reason() {
+        for common in [
+            "000000", "123456", "111111", "121212", "654321", "123123", "112233", "696969",
+            "159753", "000001", "999999", "234567", "876543", "898989", "520520",
+        ] {
+            assert!(
+                matches!(Pin::parse(common), Err(PinRefusal::Common(_))),
+                "{common}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pin_never_appears_in_debug_output() {
+        let pin = Pin::parse("482915").unwrap();
+        assert!(!format!("{pin:?}").contains("482915"));
+    }
+
+    #[test]
+    fn the_numbers_own_digits_are_refused() {
+        let pin = Pin::parse("482915").unwrap();
+        assert!(pin.check_against_number("+4915100482915").is_err());
+        assert!(pin.check_against_number("+4915100482916").is_ok());
+    }
+
+    #[test]
+    fn ids_are_fifteen_digits_and_round_trip() {
+        let rng = SystemRandom::new();
+        for _ in 0..100 {
+            let id = PhoneNumberId::random(&rng).unwrap();
+            assert_eq!(PhoneNumberId::parse(id.as_str()), Some(id.clone()));
+        }
+        assert!(PhoneNumberId::parse("106540352242922").is_some());
+        for bad in [
+            "",
+            "06540352242922",
+            "016540352242922",
+            "10654035224292a",
+            "1065403522429221",
+        ] {
+            assert!(PhoneNumberId::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn graph_versions_look_like_v24_0() {
+        for good in ["v24.0", "v1.0", "v25.12"] {
+            assert!(is_graph_version(good), "{good}");
+        }
+        for bad in [
+            "v1", "24.0", "v24.", "v.0", "V24.0", "v24.0.1", "healthz", "v24.0a",
+        ] {
+            assert!(!is_graph_version(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn waits_start_after_the_free_attempts_and_double() {
+        let limits = AttemptLimits {
+            free_attempts: 3,
+            first_wait: Duration::from_secs(30),
+            max_wait: Duration::from_secs(3600),
+            max_failures: 10,
+        };
+        let waits: Vec<u64> = (0..=10).map(|f| limits.wait_after(f).as_secs()).collect();
+        assert_eq!(waits, [0, 0, 0, 30, 60, 120, 240, 480, 960, 1920, 3600]);
+    }
+}
