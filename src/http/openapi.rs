@@ -55,6 +55,9 @@ pub(super) fn response() -> Response<Full<Bytes>> {
         trust_device, revoke_devices, revoke_device, check_device,
         login, audit,
         receipt_post, receipt_get,
+        set_account_email, add_phone_number, get_phone_number, set_pin, register_phone_number,
+        disable_requests, reset_requests, confirm_link_get, confirm_link_post, reset_link_get,
+        reset_link_post, graph_set_pin,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -68,6 +71,7 @@ pub(super) fn response() -> Response<Full<Bytes>> {
         (name = "trusted-devices", description = "Remembered devices and login decisions"),
         (name = "audit", description = "Who changed what"),
         (name = "receipts", description = "Delivery receipts from SMS providers (signed or token)"),
+        (name = "phone-numbers", description = "Phone-number two-step PINs (WhatsApp Business style)"),
     )
 )]
 struct ApiDoc;
@@ -392,6 +396,78 @@ struct ReceiptsApplied {
     applied: u64,
 }
 
+#[derive(Serialize, ToSchema)]
+struct AccountEmail {
+    /// Where two-step disable and reset links are e-mailed.
+    email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AccountEmailSet {
+    id: String,
+    email: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct AddPhoneNumber {
+    /// E.164.
+    phone_number: String,
+    /// Exactly 6 digits.
+    pin: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct PinRequest {
+    /// Exactly 6 digits.
+    pin: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Success {
+    success: bool,
+}
+
+/// A phone number under two-step protection.
+#[derive(Serialize, ToSchema)]
+struct PhoneNumberRecord {
+    id: String,
+    phone_number: String,
+    /// enabled, disabled.
+    two_step: String,
+    locked: bool,
+    locked_at: Option<String>,
+    consecutive_failures: u32,
+    next_attempt_at: Option<String>,
+    registered_at: Option<String>,
+    disable_link_expires_at: Option<String>,
+    reset_link_expires_at: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct LinkSent {
+    phone_number_id: String,
+    /// disable, reset.
+    action: String,
+    /// The masked address the link went to.
+    sent_to: String,
+    expires_at: String,
+}
+
+/// What a one-time link did or will do.
+#[derive(Serialize, ToSchema)]
+struct LinkOutcome {
+    phone_number_id: String,
+    /// Masked.
+    phone_number: String,
+    two_step: Option<String>,
+    action: Option<String>,
+    locked: Option<bool>,
+    expires_at: Option<String>,
+    detail: Option<String>,
+}
+
 // ---- operations ----
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
@@ -585,3 +661,96 @@ mod tests {
         assert!(document["paths"]["/v1/verifications"]["post"].is_object());
     }
 }
+
+// ---- phone-number two-step PINs ----
+
+#[utoipa::path(put, path = "/v1/accounts/{account}/email", tag = "phone-numbers",
+    params(("account" = String, Path, description = "The account id (`AC…`)")),
+    request_body = AccountEmail,
+    responses(
+        (status = 200, description = "Set", body = AccountEmailSet),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn set_account_email() {}
+
+#[utoipa::path(post, path = "/v1/phone-numbers", tag = "phone-numbers",
+    request_body = AddPhoneNumber,
+    responses(
+        (status = 201, description = "Added, two-step on", body = PhoneNumberRecord),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn add_phone_number() {}
+
+#[utoipa::path(get, path = "/v1/phone-numbers/{id}", tag = "phone-numbers",
+    params(("id" = String, Path, description = "The phone-number id")),
+    responses(
+        (status = 200, description = "The number", body = PhoneNumberRecord),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn get_phone_number() {}
+
+#[utoipa::path(post, path = "/v1/phone-numbers/{id}", tag = "phone-numbers",
+    params(("id" = String, Path, description = "The phone-number id")),
+    request_body = PinRequest,
+    responses(
+        (status = 200, description = "PIN set or changed", body = Success),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn set_pin() {}
+
+#[utoipa::path(post, path = "/v1/phone-numbers/{id}/register", tag = "phone-numbers",
+    params(("id" = String, Path, description = "The phone-number id")),
+    request_body = PinRequest,
+    responses(
+        (status = 200, description = "Registered", body = Success),
+        (status = "default", description = "A problem (wrong PINs are limited)", body = Problem, content_type = "application/problem+json")))]
+fn register_phone_number() {}
+
+#[utoipa::path(post, path = "/v1/phone-numbers/{id}/two-step/disable-requests", tag = "phone-numbers",
+    params(("id" = String, Path, description = "The phone-number id")),
+    responses(
+        (status = 202, description = "A one-time link was e-mailed (owner/admin only)", body = LinkSent),
+        (status = "default", description = "A problem (partners: 403)", body = Problem, content_type = "application/problem+json")))]
+fn disable_requests() {}
+
+#[utoipa::path(post, path = "/v1/phone-numbers/{id}/two-step/reset-requests", tag = "phone-numbers",
+    params(("id" = String, Path, description = "The phone-number id")),
+    responses(
+        (status = 202, description = "A one-time link was e-mailed", body = LinkSent),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn reset_requests() {}
+
+#[utoipa::path(get, path = "/v1/two-step/confirm", tag = "phone-numbers", security(()),
+    params(("token" = String, Query, description = "The e-mailed single-use token")),
+    responses(
+        (status = 200, description = "Two-step disabled", body = LinkOutcome),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn confirm_link_get() {}
+
+#[utoipa::path(post, path = "/v1/two-step/confirm", tag = "phone-numbers", security(()),
+    params(("token" = String, Query, description = "The e-mailed single-use token")),
+    responses(
+        (status = 200, description = "Two-step disabled", body = LinkOutcome),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn confirm_link_post() {}
+
+#[utoipa::path(get, path = "/v1/two-step/reset", tag = "phone-numbers", security(()),
+    params(("token" = String, Query, description = "The e-mailed single-use token")),
+    responses(
+        (status = 200, description = "What the link will do", body = LinkOutcome),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn reset_link_get() {}
+
+#[utoipa::path(post, path = "/v1/two-step/reset", tag = "phone-numbers", security(()),
+    params(("token" = String, Query, description = "The e-mailed single-use token")),
+    request_body = PinRequest,
+    responses(
+        (status = 200, description = "New PIN set, two-step on", body = LinkOutcome),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn reset_link_post() {}
+
+#[utoipa::path(post, path = "/{version}/{phone_number_id}", tag = "phone-numbers",
+    params(
+        ("version" = String, Path, description = "A Graph API version such as `v24.0`"),
+        ("phone_number_id" = String, Path, description = "The phone-number id")),
+    request_body = PinRequest,
+    responses(
+        (status = 200, description = "The Graph API's answer", body = Success),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn graph_set_pin() {}

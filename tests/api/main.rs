@@ -11,10 +11,12 @@ mod contract;
 mod dispatch;
 mod faults;
 mod helpers;
+mod openapi;
 mod operations;
 mod pin;
 mod redis_harness;
 mod trust;
+mod twilio;
 
 /// Runs one contract scenario (an `async fn(Backend)`) on every store: the embedded memory
 /// store, a single redis-server and a 3-node Redis Cluster.

@@ -1,0 +1,161 @@
+"""The official `twilio` Python package against otpgate's Twilio Verify v2 facade.
+
+Only the base URL changes (`client.verify.base_url`); everything else is the SDK's own code path:
+form bodies, HTTP Basic, its JSON parsing and its `TwilioRestException` from our error bodies.
+Run by scripts/compat with a gateway and a message sink already up; runs under pytest too.
+"""
+
+import random
+import sys
+import traceback
+
+from twilio.base.exceptions import TwilioRestException
+from twilio.rest import Client
+
+from twilio_common import GATEWAY, ROOT_KEY, code_sent_to, mint_key, wrong
+
+
+def number():
+    return "+49151" + "".join(random.choice("0123456789") for _ in range(8))
+
+
+def client(username, password):
+    """A Twilio client whose Verify domain is otpgate: the one-line switch."""
+    twilio = Client(username, password)
+    twilio.verify.base_url = GATEWAY
+    return twilio
+
+
+def new_service(code_length=None):
+    """A service created by the operator (root key), and a login service's client for it."""
+    params = {"friendly_name": "Compat login"}
+    if code_length:
+        params["code_length"] = code_length
+    service = client("root", ROOT_KEY).verify.v2.services.create(**params)
+    account_sid = "AC" + service.sid[2:]
+    return service, client(account_sid, mint_key(account_sid))
+
+
+def expect_error(call, status, code):
+    try:
+        call()
+    except TwilioRestException as error:
+        assert error.status == status, (error.status, error.code, error.msg)
+        assert error.code == code, (error.status, error.code, error.msg)
+        return error
+    raise AssertionError(f"expected Twilio error {code}")
+
+
+def test_service_is_created_and_fetched():
+    service, login = new_service(code_length=8)
+    assert service.sid.startswith("VA") and len(service.sid) == 34, service.sid
+    assert service.account_sid == "AC" + service.sid[2:]
+    assert service.friendly_name == "Compat login"
+    assert service.code_length == 8
+    fetched = login.verify.v2.services(service.sid).fetch()
+    assert fetched.sid == service.sid and fetched.code_length == 8
+    listed = login.verify.v2.services.list()
+    assert [s.sid for s in listed] == [service.sid]
+
+
+def test_sms_code_is_sent_checked_and_approved():
+    service, login = new_service()
+    verify = login.verify.v2.services(service.sid)
+    to = number()
+    verification = verify.verifications.create(to=to, channel="sms", locale="en")
+    assert verification.sid.startswith("VE") and len(verification.sid) == 34
+    assert verification.status == "pending" and verification.valid is False
+    assert verification.service_sid == service.sid
+    assert verification.account_sid == service.account_sid
+    assert verification.to == to and verification.channel == "sms"
+    code = code_sent_to(to)
+    assert len(code) == 6
+    check = verify.verification_checks.create(to=to, code=code)
+    assert check.status == "approved" and check.valid is True, (check.status, check.valid)
+    assert check.sid == verification.sid
+    assert verify.verifications(verification.sid).fetch().status == "approved"
+    # Twilio forgets approved verifications: a second check is a 404 (20404).
+    expect_error(lambda: verify.verification_checks.create(to=to, code=code), 404, 20404)
+
+
+def test_check_by_verification_sid():
+    service, login = new_service()
+    verify = login.verify.v2.services(service.sid)
+    to = number()
+    verification = verify.verifications.create(to=to, channel="whatsapp")
+    assert verification.channel == "whatsapp"
+    code = code_sent_to(to)
+    check = verify.verification_checks.create(verification_sid=verification.sid, code=code)
+    assert check.status == "approved" and check.valid is True
+
+
+def test_too_many_wrong_codes_raise_60202():
+    service, login = new_service()
+    verify = login.verify.v2.services(service.sid)
+    to = number()
+    verify.verifications.create(to=to, channel="sms")
+    code = code_sent_to(to)
+    for _ in range(4):
+        check = verify.verification_checks.create(to=to, code=wrong(code))
+        assert check.status == "pending" and check.valid is False
+    error = expect_error(
+        lambda: verify.verification_checks.create(to=to, code=wrong(code)), 429, 60202
+    )
+    assert "Max check attempts" in error.msg
+
+
+def test_too_many_sends_raise_60203():
+    service, login = new_service()
+    verify = login.verify.v2.services(service.sid)
+    to = number()
+    first = verify.verifications.create(to=to, channel="sms")
+    for _ in range(4):
+        assert verify.verifications.create(to=to, channel="sms").sid == first.sid
+    expect_error(lambda: verify.verifications.create(to=to, channel="sms"), 429, 60203)
+
+
+def test_unsupported_channel_raises_60200():
+    service, login = new_service()
+    verify = login.verify.v2.services(service.sid)
+    expect_error(lambda: verify.verifications.create(to=number(), channel="call"), 400, 60200)
+    expect_error(lambda: verify.verifications.create(to="12345", channel="sms"), 400, 60200)
+
+
+def test_cancel_and_unknown_sids():
+    service, login = new_service()
+    verify = login.verify.v2.services(service.sid)
+    verification = verify.verifications.create(to=number(), channel="sms")
+    canceled = verify.verifications(verification.sid).update(status="canceled")
+    assert canceled.status == "canceled"
+    expect_error(lambda: verify.verifications("VE" + "0" * 32).fetch(), 404, 20404)
+
+
+def test_wrong_credentials_raise_20003():
+    service, login = new_service()
+    intruder = client(service.account_sid, "ogk_not-a-key")
+    expect_error(
+        lambda: intruder.verify.v2.services(service.sid).verifications.create(
+            to=number(), channel="sms"
+        ),
+        401,
+        20003,
+    )
+
+
+def main():
+    tests = [value for name, value in sorted(globals().items()) if name.startswith("test_")]
+    failed = 0
+    for test in tests:
+        try:
+            test()
+            print(f"PASS {test.__name__}")
+        except Exception:  # noqa: BLE001 - every failure is reported, then counted
+            failed += 1
+            print(f"FAIL {test.__name__}")
+            traceback.print_exc()
+    print(f"python twilio SDK: {len(tests) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

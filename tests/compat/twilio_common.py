@@ -1,0 +1,41 @@
+"""Shared helpers of the SDK compat tests: the gateway and the sink come from the environment
+(OTPGATE_URL, OTPGATE_ROOT_KEY, SINK_URL), as scripts/compat sets them."""
+
+import json
+import os
+import re
+import time
+import urllib.request
+
+GATEWAY = os.environ.get("OTPGATE_URL", "http://127.0.0.1:8080")
+ROOT_KEY = os.environ.get("OTPGATE_ROOT_KEY", "")
+SINK = os.environ.get("SINK_URL", "http://127.0.0.1:8081")
+
+
+def mint_key(account_sid, role="service"):
+    """A key for the service's account, through the v1 API (the facade's "console" step)."""
+    request = urllib.request.Request(
+        f"{GATEWAY}/v1/accounts/{account_sid}/keys",
+        data=json.dumps({"role": role}).encode(),
+        headers={"Authorization": f"Bearer {ROOT_KEY}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["key"]
+
+
+def code_sent_to(number, count=1, timeout=10.0):
+    """The code in the newest of at least `count` messages the sink received for `number`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"{SINK}/messages", timeout=10) as response:
+            messages = [m for m in json.load(response) if m.get("to") == number]
+        if len(messages) >= count:
+            return re.search(r"\d{4,10}", messages[-1]["body"]).group(0)
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(messages)} of {count} messages reached {number}")
+        time.sleep(0.02)
+
+
+def wrong(code):
+    return "".join(str((int(digit) + 1) % 10) for digit in code)
