@@ -29,6 +29,7 @@ const ENV_ALIASES: &[(&str, &str)] = &[
     ("OTPGATE_PIN_PEPPER", "pin.pepper"),
     ("OTPGATE_SMTP_USERNAME", "mail.smtp_username"),
     ("OTPGATE_SMTP_PASSWORD", "mail.smtp_password"),
+    ("OTPGATE_FACTOR_KEYS", "factors.keys"),
 ];
 
 #[derive(Debug, Clone)]
@@ -44,6 +45,8 @@ pub struct Settings {
     pub pin: crate::pin::PinConfig,
     /// Outgoing e-mail for two-step links (`[mail]`).
     pub mail: crate::mail::MailSettings,
+    /// Authenticator apps, security keys, recovery codes (`[factors]`).
+    pub factors: crate::factors::FactorSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -437,6 +440,7 @@ impl Reader {
         let directory = self.directory();
         let pin = self.pin(!store.redis_urls.is_empty());
         let mail = self.mail();
+        let factors = self.factors();
 
         if !self.errors.is_empty() {
             return Err(ConfigError(self.errors));
@@ -454,6 +458,7 @@ impl Reader {
             directory,
             pin,
             mail,
+            factors,
         })
     }
 }
@@ -695,6 +700,109 @@ impl Reader {
             smtp_username: self.get("mail.smtp_username"),
             smtp_password: Secret::new(smtp_password),
             smtp_timeout: self.millis("mail.smtp_timeout_ms"),
+        }
+    }
+}
+
+impl Reader {
+    /// `[factors]`: each sealing key is `id:key`, 32 bytes, ids distinct. None is required: with
+    /// Redis the gateway then derives one from the code key (and warns at start).
+    fn factors(&mut self) -> crate::factors::FactorSettings {
+        use crate::factors::crypto::valid_key_id;
+        use crate::factors::store::AttemptLimits;
+        use crate::factors::totp::Algorithm;
+        use crate::factors::webauthn::RelyingParty;
+        let text: String = self.get("factors.keys");
+        let mut keys: Vec<(String, Secret)> = Vec::new();
+        for item in text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+        {
+            let Some((id, key)) = item.split_once(':') else {
+                self.errors.push(
+                    "factors.keys: each key is written id:key (hex or base64), such as k1:<64 hex digits>"
+                        .to_owned(),
+                );
+                continue;
+            };
+            if !valid_key_id(id) || keys.iter().any(|(known, _)| known == id) {
+                self.errors.push(format!(
+                    "factors.keys: key id '{id}' must be 1 to 16 letters, digits, _ or -, and distinct"
+                ));
+                continue;
+            }
+            match decode_key(key) {
+                Some(bytes) if bytes.len() == 32 => keys.push((id.to_owned(), Secret::new(bytes))),
+                _ => self.errors.push(format!(
+                    "factors.keys: key '{id}' must be exactly 32 bytes, as hex or base64"
+                )),
+            }
+        }
+        let algorithm_text: String = self.get("factors.totp_algorithm");
+        let totp_algorithm = Algorithm::parse(&algorithm_text).unwrap_or_else(|| {
+            self.errors.push(format!(
+                "factors.totp_algorithm: '{algorithm_text}' is not one of SHA1, SHA256, SHA512"
+            ));
+            Algorithm::Sha1
+        });
+        let totp_digits: u8 = self.get("factors.totp_digits");
+        self.check(
+            matches!(totp_digits, 6 | 8),
+            "factors.totp_digits",
+            "must be 6 or 8",
+        );
+        let limits = AttemptLimits {
+            max_failures: self.positive("factors.max_failures"),
+            first_wait_ms: self.seconds("factors.first_wait_seconds").as_millis() as u64,
+            max_wait_ms: self.seconds("factors.max_wait_seconds").as_millis() as u64,
+        };
+        self.check(
+            limits.max_failures <= 10,
+            "factors.max_failures",
+            "must be at most 10 (RFC 4226 §7.3: as low as possible)",
+        );
+        let rp_id: String = self.get("factors.rp_id");
+        self.check(
+            !rp_id.is_empty()
+                && rp_id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'),
+            "factors.rp_id",
+            "must be a domain name such as example.com (or localhost)",
+        );
+        let origins_text: String = self.get("factors.origins");
+        let origins: Vec<String> = origins_text
+            .split(',')
+            .map(|origin| origin.trim().trim_end_matches('/').to_owned())
+            .filter(|origin| !origin.is_empty())
+            .collect();
+        let origins_ok = !origins.is_empty()
+            && origins.iter().all(|origin| {
+                reqwest::Url::parse(origin)
+                    .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.path() == "/")
+            });
+        self.check(
+            origins_ok,
+            "factors.origins",
+            "must list origins such as https://login.example.com (scheme, host, optional port)",
+        );
+        crate::factors::FactorSettings {
+            keys,
+            totp_issuer: self.get("factors.totp_issuer"),
+            totp_algorithm,
+            totp_digits,
+            pending_ttl: self.seconds("factors.pending_ttl_seconds"),
+            limits,
+            proof_ttl: self.seconds("factors.proof_ttl_seconds"),
+            relying_party: RelyingParty {
+                id: rp_id,
+                name: self.get("factors.rp_name"),
+                origins,
+                require_user_verification: self.get("factors.require_user_verification"),
+            },
+            ceremony_ttl: self.seconds("factors.ceremony_ttl_seconds"),
+            memory_max_entries: self.positive("factors.memory_max_entries") as usize,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod directory;
 pub mod dispatch;
+pub mod factors;
 pub mod http;
 pub mod limits;
 pub mod mail;
@@ -62,6 +63,8 @@ pub struct AppState {
     account_service: account::service::AccountService,
     /// Phone numbers and their two-step PINs, e-mailed links.
     pins: pin::service::PinService,
+    /// Authenticator apps, security keys, recovery codes.
+    factors: factors::FactorService,
     metrics: Arc<Metrics>,
     limits: Limits,
     keys: TtlCache<KeyDigest, ApiKeyRecord>,
@@ -84,6 +87,8 @@ pub enum BuildError {
     Provider(String),
     #[error("cannot set up two-step PINs or the mailer: {0}")]
     Pins(String),
+    #[error("cannot set up second factors: {0}")]
+    Factors(String),
 }
 
 /// What a test (or an embedder) may swap in; production uses the defaults.
@@ -253,6 +258,17 @@ impl App {
         )
         .map_err(BuildError::Pins)?;
 
+        let factors = factors::assemble(
+            &settings,
+            redis.as_deref(),
+            &code_key,
+            &rng,
+            clock.clone(),
+            metrics.clone(),
+            account_service.directory().clone(),
+        )
+        .map_err(BuildError::Factors)?;
+
         let root_key_digest = key_digest(
             std::str::from_utf8(settings.auth.root_key.expose())
                 .map_err(|_| BuildError::NoRootKey)?,
@@ -267,6 +283,7 @@ impl App {
             verifier,
             account_service,
             pins,
+            factors,
             metrics,
             root_key_digest,
             rng,
@@ -337,6 +354,11 @@ impl App {
     /// Phone numbers, two-step PINs and the e-mailed disable and reset links.
     pub fn pins(&self) -> &pin::service::PinService {
         &self.0.pins
+    }
+
+    /// Authenticator apps (TOTP), security keys (WebAuthn) and recovery codes.
+    pub fn factors(&self) -> &factors::FactorService {
+        &self.0.factors
     }
 
     pub fn metrics(&self) -> &Metrics {

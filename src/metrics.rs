@@ -53,6 +53,12 @@ pub const TWO_STEP_DISABLE_REQUESTS: &str = "otpgate_two_step_disable_requests_t
 pub const TWO_STEP_LINKS_USED: &str = "otpgate_two_step_links_used_total";
 /// Time to hash or verify one PIN (argon2id, on the blocking pool).
 pub const PIN_HASH_DURATION: &str = "otpgate_pin_hash_duration_seconds";
+/// Second-factor challenges (`POST /v1/users/{user}/challenges`): `type` (totp, webauthn,
+/// recovery_code) x `outcome` (accepted, wrong, replayed, locked, not_confirmed, and WebAuthn's
+/// refusal reasons: unknown_challenge, wrong_origin, wrong_rp_id, counter_regressed, …).
+pub const FACTOR_CHALLENGES: &str = "otpgate_factor_challenges_total";
+/// Factor enrolments: `type` (totp, webauthn) x `outcome` (started, confirmed, or a refusal).
+pub const FACTOR_ENROLMENTS: &str = "otpgate_factor_enrolments_total";
 
 /// Latency buckets from 100 µs to 5 s: a check served from memory takes tens of microseconds,
 /// one through Redis under a millisecond, a provider call up to seconds.
@@ -281,6 +287,24 @@ impl Metrics {
         self.counter(
             (TWO_STEP_LINKS_USED, purpose, outcome, "", 0),
             ["purpose", "outcome", "", ""],
+        )
+        .increment(1);
+    }
+
+    /// `kind`: totp, webauthn, recovery_code. `outcome`: see `FACTOR_CHALLENGES`.
+    pub fn factor_challenge(&self, kind: &'static str, outcome: &'static str) {
+        self.counter(
+            (FACTOR_CHALLENGES, kind, outcome, "", 0),
+            ["type", "outcome", "", ""],
+        )
+        .increment(1);
+    }
+
+    /// `kind`: totp, webauthn. `outcome`: started, confirmed, or a refusal reason.
+    pub fn factor_enrolment(&self, kind: &'static str, outcome: &'static str) {
+        self.counter(
+            (FACTOR_ENROLMENTS, kind, outcome, "", 0),
+            ["type", "outcome", "", ""],
         )
         .increment(1);
     }
