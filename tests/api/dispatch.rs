@@ -349,6 +349,7 @@ fn spawn_gateway_process(
         .env("OTPGATE_STORE__KEY_PREFIX", prefix)
         .env("OTPGATE_CODE_KEY", CODE_KEY)
         .env("OTPGATE_DEVICE_KEY", CODE_KEY)
+        .env("OTPGATE_PIN_PEPPER", CODE_KEY)
         .env("OTPGATE_ROOT_KEY", ROOT_KEY)
         .env(
             "OTPGATE_HTTP_PROVIDER_URL",
