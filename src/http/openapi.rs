@@ -375,12 +375,14 @@ struct LoginDecision {
 struct AuditEntry {
     id: String,
     at: String,
+    /// `{key_id, role, acting_user?}`.
     #[schema(value_type = Object)]
     who: serde_json::Value,
     action: String,
-    #[schema(value_type = Object)]
+    /// What was changed: a user id, `policy`, a key id… (any JSON value).
+    #[schema(value_type = Value)]
     target: serde_json::Value,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Value)]
     details: serde_json::Value,
 }
 

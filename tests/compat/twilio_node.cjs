@@ -12,7 +12,7 @@ const SINK = process.env.SINK_URL;
 function number() {
   let digits = "";
   for (let i = 0; i < 8; i++) digits += Math.floor(Math.random() * 10);
-  return "+44791" + digits;
+  return "+49151" + digits;
 }
 
 function client(username, password) {
