@@ -529,6 +529,68 @@ impl AccountService {
             )
             .into());
         }
+        self.trust_with_proof(
+            account,
+            actor,
+            id,
+            &policy,
+            verification.id.as_str(),
+            verification.expires_ms,
+        )
+        .await
+    }
+
+    /// Trusts a device of `id` on the proof of a passed second-factor challenge (TOTP,
+    /// security key or recovery code) of this user, presented within its lifetime, used for one
+    /// device only (the same spent-proof mark as a verification).
+    pub async fn trust_device_after_challenge(
+        &self,
+        account: &AccountId,
+        actor: &Actor,
+        id: &UserId,
+        challenge_id: &str,
+        challenge_user: &UserId,
+        challenge_expires_ms: u64,
+    ) -> Result<TrustedDevice, AccountError> {
+        let policy = self.directory.policy(account).await?;
+        if policy.trusted_device == TrustDuration::EveryLogin {
+            return Err(Refusal::new(
+                rule::TRUSTED_DEVICES_ARE_OFF,
+                "the account's policy asks for a second factor at every login (trusted_device: none)",
+            )
+            .into());
+        }
+        self.user(account, id).await?;
+        if challenge_user != id || self.clock.now_ms() >= challenge_expires_ms {
+            return Err(Refusal::new(
+                rule::PROOF_MUST_BE_A_FRESH_APPROVAL_OF_THIS_USER,
+                "challenge_id must name a challenge this user passed, within its lifetime",
+            )
+            .into());
+        }
+        self.trust_with_proof(
+            account,
+            actor,
+            id,
+            &policy,
+            challenge_id,
+            challenge_expires_ms,
+        )
+        .await
+    }
+
+    /// The common tail of trusting a device: mint the token, store the device and spend the
+    /// proof in one directory step.
+    async fn trust_with_proof(
+        &self,
+        account: &AccountId,
+        actor: &Actor,
+        id: &UserId,
+        policy: &Policy,
+        proof: &str,
+        proof_expires_ms: u64,
+    ) -> Result<TrustedDevice, AccountError> {
+        let now = self.clock.now_ms();
         let token = mint_token(&self.rng).map_err(|_| AccountError::Random)?;
         let device = DeviceId::random(&self.rng).map_err(|_| AccountError::Random)?;
         let expires_ms = now + policy.trusted_device.millis();
@@ -541,9 +603,9 @@ impl AccountService {
                 expires_ms,
                 epoch: 0,
             },
-            proof: verification.id.as_str().to_owned(),
+            proof: proof.to_owned(),
             // Spent for as long as it could be presented, with a margin for clock skew.
-            proof_ttl_ms: verification.expires_ms.saturating_sub(now) + 60_000,
+            proof_ttl_ms: proof_expires_ms.saturating_sub(now) + 60_000,
             max_devices: self.settings.max_devices_per_user,
             audit: AuditEntry::new(
                 now,
@@ -553,7 +615,7 @@ impl AccountService {
                 json!({
                     "user": id,
                     "duration": policy.trusted_device,
-                    "proof": verification.id.as_str(),
+                    "proof": proof,
                 }),
             ),
         };
@@ -567,7 +629,7 @@ impl AccountService {
             TrustOutcome::NoSuchUser => Err(AccountError::NotFound("no such user in this account")),
             TrustOutcome::ProofUsed => Err(Refusal::new(
                 rule::A_PROOF_TRUSTS_ONE_DEVICE,
-                "this verification already trusted a device; pass a new challenge",
+                "this proof already trusted a device; pass a new challenge",
             )
             .into()),
         }

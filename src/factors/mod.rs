@@ -173,6 +173,9 @@ struct CeremonyState {
     /// The factor being registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     factor: Option<String>,
+    /// Until when it may be answered, by the gateway's clock (the store's TTL only bounds
+    /// retention).
+    expires_ms: u64,
 }
 
 pub struct FactorService {
@@ -398,12 +401,13 @@ impl FactorService {
         let user = accounts.user(&account.id, user_id).await?;
         let id = factor_id(&self.rng)?;
         let challenge = random_bytes::<32>(&self.rng)?;
+        let ttl = self.settings.ceremony_ttl.as_millis() as u64;
         let state = serde_json::to_string(&CeremonyState {
             kind: "register".into(),
             factor: Some(id.clone()),
+            expires_ms: self.clock.now_ms() + ttl,
         })
         .map_err(|_| FactorError::Random)?;
-        let ttl = self.settings.ceremony_ttl.as_millis() as u64;
         self.store
             .put_ceremony(&account.id, user_id, &challenge, &state, ttl)
             .await?;
@@ -485,7 +489,10 @@ impl FactorService {
         let Some(state) = state.and_then(|s| serde_json::from_str::<CeremonyState>(&s).ok()) else {
             return refuse("unknown_challenge");
         };
-        if state.kind != "register" || state.factor.as_deref() != Some(id) {
+        if state.kind != "register"
+            || state.factor.as_deref() != Some(id)
+            || self.clock.now_ms() >= state.expires_ms
+        {
             return refuse("unknown_challenge");
         }
         let registered = match webauthn::verify_registration(
@@ -700,12 +707,13 @@ impl FactorService {
             return Err(FactorError::NotFound("this user has no security key"));
         }
         let challenge = random_bytes::<32>(&self.rng)?;
+        let ttl = self.settings.ceremony_ttl.as_millis() as u64;
         let state = serde_json::to_string(&CeremonyState {
             kind: "authenticate".into(),
             factor: None,
+            expires_ms: self.clock.now_ms() + ttl,
         })
         .map_err(|_| FactorError::Random)?;
-        let ttl = self.settings.ceremony_ttl.as_millis() as u64;
         self.store
             .put_ceremony(account, user_id, &challenge, &state, ttl)
             .await?;
@@ -776,7 +784,8 @@ impl FactorService {
             .take_ceremony(account, user_id, &challenge)
             .await?
             .and_then(|s| serde_json::from_str::<CeremonyState>(&s).ok());
-        if state.is_none_or(|state| state.kind != "authenticate") {
+        let now = self.clock.now_ms();
+        if state.is_none_or(|state| state.kind != "authenticate" || now >= state.expires_ms) {
             return refuse(result, "unknown_challenge");
         }
         let Some((id, credential)) = self

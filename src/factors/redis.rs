@@ -5,11 +5,11 @@
 //!
 //! | key (`P:{a:<account>}:` + …) | type | holds |
 //! | --- | --- | --- |
-//! | `fx:<user>:<factor>` | hash | a factor: `k` kind, `st` status, `cr` created, `s` sealed TOTP secret, `al`/`dg`/`pd` algorithm, digits, period, `ci`/`ka`/`kb` credential id, COSE alg, key (base64url), `sc` sign counter, `ls` last used step, `nf` consecutive failures, `lu` locked until; a pending factor expires |
+//! | `fx:<user>:<factor>` | hash | a factor: `k` kind, `st` status, `cr` created, `s` sealed TOTP secret, `al`/`dg`/`pd` algorithm, digits, period, `ci`/`ka`/`kb` credential id, COSE alg, key (base64url), `sc` sign counter, `ex` expiry of a pending one, `ls` last used step, `nf` consecutive failures, `lu` locked until; a pending factor expires |
 //! | `wc:<user>:<challenge hex>` | string | a WebAuthn ceremony's state (JSON), read once with GETDEL |
 //! | `rc:<user>` | set | the user's recovery-code digests (hex) |
 //! | `rl:<user>` | hash | recovery-code failures: `nf`, `lu` |
-//! | `ch:<challenge id>` | string | a passed challenge (proof for trusting a device): `user|kind|factor|expires` |
+//! | `ch:<challenge id>` | string | a passed challenge (proof for trusting a device): user, kind, factor, expiry, joined by bars |
 
 use async_trait::async_trait;
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
@@ -42,6 +42,8 @@ local st = redis.call('HGET', KEYS[1], 'st')
 if not st then return {'not_found'} end
 if st == 'pending' and ARGV[3] ~= '1' then return {'not_active'} end
 local now = tonumber(ARGV[1])
+local ex = redis.call('HGET', KEYS[1], 'ex')
+if st == 'pending' and ex and tonumber(ex) <= now then return {'not_found'} end
 local until_ms = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
 if until_ms > now then return {'locked', tostring(until_ms - now)} end
 if ARGV[2] ~= '' then
@@ -50,6 +52,7 @@ if ARGV[2] ~= '' then
     redis.call('HSET', KEYS[1], 'ls', ARGV[2], 'nf', 0, 'lu', 0)
     if ARGV[3] == '1' and st == 'pending' then
       redis.call('HSET', KEYS[1], 'st', 'active')
+      redis.call('HDEL', KEYS[1], 'ex')
       redis.call('PERSIST', KEYS[1])
     end
     return {'ok'}
@@ -274,6 +277,10 @@ impl FactorStore for RedisFactorStore {
             .arg(ttl_ms.unwrap_or(0));
         for (name, value) in encode(record) {
             invocation.arg(name).arg(value);
+        }
+        if let Some(ttl) = ttl_ms {
+            // Expiry is decided from the gateway's clock; the key's TTL only bounds retention.
+            invocation.arg("ex").arg(record.created_ms + ttl);
         }
         let mut connection = self.connection.clone();
         invocation

@@ -75,9 +75,10 @@ pub(super) async fn handle(
                 .ok_or(ApiError::NotFound("no such factor for this user"))?;
             let acting = acting_user_from_query(request.uri().query())?;
             let actor = app.accounts().actor(&account, &key, acting).await?;
+            // Through the factors service: the factor's material goes with it.
             let user = app
-                .accounts()
-                .remove_factor(&account, &actor, &id, factor)
+                .factors()
+                .remove(app.accounts(), &account, &actor, &id, factor)
                 .await?;
             user_response(app, &account, StatusCode::OK, &user).await
         }
@@ -445,7 +446,10 @@ fn percent_decode(input: &str) -> Result<String, ApiError> {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrustBody {
-    verification_id: String,
+    /// An approved verification of this user's phone (SMS, WhatsApp)…
+    verification_id: Option<String>,
+    /// …or a second-factor challenge this user passed (TOTP, security key, recovery code).
+    challenge_id: Option<String>,
 }
 
 async fn trust_device(
@@ -465,7 +469,39 @@ async fn trust_device(
         detail: "verification_id must name an approved verification of this account".into(),
         users: Vec::new(),
     };
-    let verification_id = VerificationId::parse(&body.verification_id).ok_or_else(not_a_proof)?;
+    let verification_id = match (&body.verification_id, &body.challenge_id) {
+        (Some(id), None) => id,
+        (None, Some(challenge_id)) => {
+            let passed = app
+                .factors()
+                .passed(&account_id, challenge_id)
+                .await?
+                .ok_or_else(|| ApiError::Refused {
+                    rule: crate::account::rules::rule::PROOF_MUST_BE_A_FRESH_APPROVAL_OF_THIS_USER,
+                    detail: "challenge_id must name a challenge passed in this account, within its lifetime".into(),
+                    users: Vec::new(),
+                })?;
+            let actor = app.accounts().actor(&account_id, &key, None).await?;
+            let trusted = app
+                .accounts()
+                .trust_device_after_challenge(
+                    &account_id,
+                    &actor,
+                    &id,
+                    &passed.id,
+                    &passed.user,
+                    passed.expires_ms,
+                )
+                .await?;
+            return Ok(trusted_response(&id, &trusted));
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "give exactly one of verification_id and challenge_id",
+            ))
+        }
+    };
+    let verification_id = VerificationId::parse(verification_id).ok_or_else(not_a_proof)?;
     let verification = match app.verifier().get(&account, &verification_id).await {
         Ok(verification) => verification,
         Err(VerifyError::NotFound) => return Err(not_a_proof()),
@@ -476,7 +512,14 @@ async fn trust_device(
         .accounts()
         .trust_device(&account_id, &actor, &id, &verification)
         .await?;
-    Ok(json_response(
+    Ok(trusted_response(&id, &trusted))
+}
+
+fn trusted_response(
+    id: &UserId,
+    trusted: &crate::account::service::TrustedDevice,
+) -> Response<Full<Bytes>> {
+    json_response(
         StatusCode::CREATED,
         &json!({
             "id": trusted.id.as_str(),
@@ -485,7 +528,7 @@ async fn trust_device(
             "created_at": rfc3339(trusted.created_ms),
             "expires_at": rfc3339(trusted.expires_ms),
         }),
-    ))
+    )
 }
 
 #[derive(Deserialize)]

@@ -328,3 +328,31 @@ impl From<crate::pin::service::PinError> for ApiError {
         }
     }
 }
+
+impl From<crate::factors::FactorError> for ApiError {
+    fn from(error: crate::factors::FactorError) -> Self {
+        use crate::factors::FactorError;
+        match error {
+            FactorError::Account(error) => error.into(),
+            FactorError::NotFound(detail) => ApiError::NotFound(detail),
+            FactorError::Invalid(detail) => ApiError::InvalidRequest(detail),
+            FactorError::Conflict(detail) => ApiError::Conflict(detail),
+            FactorError::Limited { retry_after_ms } => ApiError::Limited {
+                kind: "factor-attempts-limited",
+                detail:
+                    "too many wrong codes in a row for this factor; wait before the next attempt"
+                        .to_owned(),
+                retry_after_secs: retry_after_ms.div_ceil(1000).max(1),
+            },
+            FactorError::Seal(error) => {
+                tracing::error!(%error, "a factor secret could not be opened (is its key still configured in factors.keys?)");
+                ApiError::Internal
+            }
+            FactorError::Random => {
+                tracing::error!("the system random generator failed");
+                ApiError::Internal
+            }
+            FactorError::Store(error) => error.into(),
+        }
+    }
+}

@@ -113,6 +113,9 @@ pub(super) async fn dispatch(
                 &VerificationBody::new(&verification, None),
             ))
         }
+        Route::UserFactors | Route::ConfirmFactor | Route::Challenges | Route::RecoveryCodes => {
+            super::factors::handle(app, caller, matched, request).await
+        }
         Route::Policy
         | Route::Users
         | Route::User

@@ -5,6 +5,7 @@
 
 mod accounts;
 pub mod error;
+mod factors;
 mod handlers;
 pub mod openapi;
 mod pins;

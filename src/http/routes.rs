@@ -26,6 +26,11 @@ pub enum Route {
     CheckDevice,
     Logins,
     Audit,
+    // Second factors (`factors.rs`): enrolment, confirmation, challenges, recovery codes.
+    UserFactors,
+    ConfirmFactor,
+    Challenges,
+    RecoveryCodes,
     /// A provider\'s delivery receipt (unauthenticated: checked by signature or token).
     Receipt,
     // Phone-number two-step PINs (`pins.rs`).
@@ -72,6 +77,10 @@ impl Route {
             Route::CheckDevice => "check_trusted_device",
             Route::Logins => "logins",
             Route::Audit => "audit",
+            Route::UserFactors => "user_factors",
+            Route::ConfirmFactor => "confirm_factor",
+            Route::Challenges => "challenges",
+            Route::RecoveryCodes => "recovery_codes",
             Route::Receipt => "receipt",
             Route::PhoneNumbers => "phone_numbers",
             Route::PhoneNumber => "phone_number",
@@ -124,6 +133,10 @@ impl Route {
             | Route::UserDevices
             | Route::CheckDevice
             | Route::Logins
+            | Route::UserFactors
+            | Route::ConfirmFactor
+            | Route::Challenges
+            | Route::RecoveryCodes
             | Route::Receipt
             | Route::TwilioServices
             | Route::TwilioVerifications
@@ -201,6 +214,13 @@ fn router() -> &'static Router<Route> {
             ("/v1/users", Route::Users),
             ("/v1/users/{param}", Route::User),
             ("/v1/users/{param}/factors/{second}", Route::UserFactor),
+            ("/v1/users/{param}/factors", Route::UserFactors),
+            (
+                "/v1/users/{param}/factors/{second}/confirm",
+                Route::ConfirmFactor,
+            ),
+            ("/v1/users/{param}/challenges", Route::Challenges),
+            ("/v1/users/{param}/recovery-codes", Route::RecoveryCodes),
             ("/v1/users/{param}/trusted-devices", Route::UserDevices),
             (
                 "/v1/users/{param}/trusted-devices/{second}",
@@ -332,6 +352,24 @@ mod tests {
         ] {
             assert_eq!(find(not_graph).route, Route::NotFound, "{not_graph}");
         }
+    }
+
+    #[test]
+    fn factor_routes_carry_the_user_and_the_factor() {
+        let matched = find("/v1/users/alice/factors/FA01/confirm");
+        assert_eq!(matched.route, Route::ConfirmFactor);
+        assert_eq!(matched.param, Some("alice"));
+        assert_eq!(matched.second, Some("FA01"));
+        assert_eq!(find("/v1/users/alice/factors").route, Route::UserFactors);
+        assert_eq!(
+            find("/v1/users/alice/factors/FA01").route,
+            Route::UserFactor
+        );
+        assert_eq!(find("/v1/users/alice/challenges").route, Route::Challenges);
+        assert_eq!(
+            find("/v1/users/alice/recovery-codes").route,
+            Route::RecoveryCodes
+        );
     }
 
     #[test]

@@ -1,0 +1,383 @@
+//! Handlers of the second-factor API: TOTP and security-key enrolment and confirmation,
+//! challenges (TOTP code, WebAuthn assertion, recovery code), recovery-code regeneration.
+//! They parse, check the key's role, call `FactorService`, and shape JSON.
+//!
+//! Login services run these (owner, service and partner keys), as they run logins and trust
+//! devices; admin keys manage people and policy, not logins. Removing a factor is on the
+//! accounts routes (`DELETE /v1/users/{user}/factors/{factor}`).
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::handlers::Caller;
+use super::routes::{Matched, Route};
+use super::{json_response, read_json};
+use crate::account::user::{Factor, FactorType, UserId};
+use crate::account::{Account, ApiKeyRecord, Role};
+use crate::audit::Who;
+use crate::clock::rfc3339;
+use crate::factors::totp::Algorithm;
+use crate::factors::{ChallengeResult, Confirmed, CredentialJson};
+use crate::App;
+
+const FACTOR_ROLES: &[Role] = &[Role::Owner, Role::Service, Role::Partner];
+const FACTOR_FORBIDDEN: &str =
+    "only owner, service and partner keys enrol factors and run challenges";
+
+pub(super) async fn handle(
+    app: &App,
+    caller: Caller,
+    matched: Matched<'_>,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (account, key) = key_for(app, caller).await?;
+    let user = matched
+        .param
+        .and_then(UserId::parse)
+        .ok_or(ApiError::NotFound("no such user in this account"))?;
+    let who = Who::key(&key.id, key.role.as_str());
+    let limit = app.settings().server.request_body_limit;
+    match matched.route {
+        Route::UserFactors => enrol(app, &account, &user, read_json(request, limit).await?).await,
+        Route::ConfirmFactor => {
+            let factor = matched
+                .second
+                .filter(|factor| Factor::valid_id(factor))
+                .ok_or(ApiError::NotFound("no such factor for this user"))?;
+            confirm(
+                app,
+                &account,
+                who,
+                &user,
+                factor,
+                read_json(request, limit).await?,
+            )
+            .await
+        }
+        Route::Challenges => {
+            challenge(app, &account, who, &user, read_json(request, limit).await?).await
+        }
+        Route::RecoveryCodes => {
+            let codes = app
+                .factors()
+                .regenerate_recovery_codes(app.accounts(), &account.id, who, &user)
+                .await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({"user": user, "recovery_codes": codes}),
+            ))
+        }
+        _ => Err(ApiError::Internal),
+    }
+}
+
+async fn key_for(app: &App, caller: Caller) -> Result<(Account, ApiKeyRecord), ApiError> {
+    let key = match caller {
+        Caller::Root => {
+            return Err(ApiError::Forbidden(
+                "the root key only manages accounts and their keys",
+            ))
+        }
+        Caller::Key(key) => key,
+    };
+    if !FACTOR_ROLES.contains(&key.role) {
+        return Err(ApiError::Forbidden(FACTOR_FORBIDDEN));
+    }
+    let account = app
+        .find_account(&key.account)
+        .await?
+        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
+    Ok((account, key))
+}
+
+fn factor_type(input: &str) -> Result<FactorType, ApiError> {
+    FactorType::parse(input).ok_or_else(|| ApiError::invalid("type must be one of totp, webauthn"))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrolBody {
+    #[serde(rename = "type")]
+    kind: String,
+    /// TOTP only: SHA1, SHA256, SHA512 (default from config).
+    algorithm: Option<String>,
+    /// TOTP only: 6 or 8 (default from config).
+    digits: Option<u8>,
+}
+
+async fn enrol(
+    app: &App,
+    account: &Account,
+    user: &UserId,
+    body: EnrolBody,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    match factor_type(&body.kind)? {
+        FactorType::Totp => {
+            let algorithm = body
+                .algorithm
+                .as_deref()
+                .map(|name| {
+                    Algorithm::parse(name).ok_or_else(|| {
+                        ApiError::invalid("algorithm must be one of SHA1, SHA256, SHA512")
+                    })
+                })
+                .transpose()?;
+            if body.digits.is_some_and(|digits| !matches!(digits, 6 | 8)) {
+                return Err(ApiError::invalid("digits must be 6 or 8"));
+            }
+            let enrolment = app
+                .factors()
+                .enrol_totp(app.accounts(), account, user, algorithm, body.digits)
+                .await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({
+                    "id": enrolment.factor_id,
+                    "type": "totp",
+                    "user": user,
+                    "status": "pending",
+                    "secret": enrolment.secret,
+                    "otpauth_uri": enrolment.uri,
+                    "qr_svg": enrolment.qr_svg,
+                    "algorithm": enrolment.algorithm,
+                    "digits": enrolment.digits,
+                    "period": enrolment.period,
+                    "expires_at": rfc3339(enrolment.expires_ms),
+                }),
+            ))
+        }
+        FactorType::Webauthn => {
+            if body.algorithm.is_some() || body.digits.is_some() {
+                return Err(ApiError::invalid(
+                    "algorithm and digits apply to totp factors only",
+                ));
+            }
+            let enrolment = app
+                .factors()
+                .enrol_webauthn(app.accounts(), account, user)
+                .await?;
+            Ok(json_response(
+                StatusCode::CREATED,
+                &json!({
+                    "id": enrolment.factor_id,
+                    "type": "webauthn",
+                    "user": user,
+                    "status": "pending",
+                    "public_key": enrolment.options,
+                    "expires_at": rfc3339(enrolment.expires_ms),
+                }),
+            ))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmBody {
+    /// TOTP: the first code from the app.
+    code: Option<String>,
+    /// WebAuthn: the new credential (`PublicKeyCredential.toJSON()`).
+    credential: Option<Value>,
+}
+
+fn confirmed_response(user: &UserId, confirmed: &Confirmed) -> Response<Full<Bytes>> {
+    let mut body = json!({
+        "id": confirmed.factor.id,
+        "type": confirmed.factor.kind.as_str(),
+        "user": user,
+        "status": "active",
+        "factors": confirmed.user.factors,
+    });
+    if let Some(codes) = &confirmed.recovery_codes {
+        body["recovery_codes"] = json!(codes);
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+fn parse_credential(value: Value, field: &str) -> Result<CredentialJson, ApiError> {
+    serde_json::from_value(value).map_err(|error| {
+        ApiError::invalid(format!(
+            "{field} must be a PublicKeyCredential as JSON (id, response.clientDataJSON, …): {error}"
+        ))
+    })
+}
+
+fn totp_code(code: &str) -> Result<&str, ApiError> {
+    if (6..=8).contains(&code.len()) && code.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(code)
+    } else {
+        Err(ApiError::invalid("code must be 6 or 8 digits"))
+    }
+}
+
+async fn confirm(
+    app: &App,
+    account: &Account,
+    who: Who,
+    user: &UserId,
+    factor: &str,
+    body: ConfirmBody,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    match (body.code, body.credential) {
+        (Some(code), None) => {
+            let code = totp_code(&code)?;
+            match app
+                .factors()
+                .confirm_totp(app.accounts(), &account.id, who, user, factor, code)
+                .await?
+            {
+                Ok(confirmed) => Ok(confirmed_response(user, &confirmed)),
+                // A wrong first code: the factor stays pending; answered like a challenge.
+                Err(result) => Ok(challenge_response(&result)),
+            }
+        }
+        (None, Some(credential)) => {
+            let credential = parse_credential(credential, "credential")?;
+            match app
+                .factors()
+                .confirm_webauthn(app.accounts(), &account.id, who, user, factor, &credential)
+                .await?
+            {
+                Ok(confirmed) => Ok(confirmed_response(user, &confirmed)),
+                Err(reason) => Err(ApiError::Refused {
+                    rule: "security-key-registration-refused",
+                    detail: format!("the registration was refused: {reason}"),
+                    users: Vec::new(),
+                }),
+            }
+        }
+        _ => Err(ApiError::invalid(
+            "give code (totp) or credential (webauthn)",
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChallengeBody {
+    #[serde(rename = "type")]
+    kind: String,
+    /// TOTP or recovery code.
+    code: Option<String>,
+    /// TOTP: which factor, when the user has several.
+    factor_id: Option<String>,
+    /// WebAuthn: the assertion; without it, the answer opens the ceremony.
+    assertion: Option<Value>,
+}
+
+fn challenge_response(result: &ChallengeResult) -> Response<Full<Bytes>> {
+    let mut body = json!({
+        "valid": result.valid,
+        "type": result.kind,
+        "factor_id": result.factor_id,
+    });
+    if let Some(reason) = result.reason {
+        body["reason"] = json!(reason);
+    }
+    if let Some(left) = result.attempts_left {
+        body["attempts_left"] = json!(left);
+    }
+    if let Some(wait) = result.retry_after_ms {
+        body["retry_after_seconds"] = json!(wait.div_ceil(1000));
+    }
+    if let Some(left) = result.recovery_codes_left {
+        body["recovery_codes_left"] = json!(left);
+    }
+    if let Some(passed) = &result.passed {
+        body["challenge_id"] = json!(passed.id);
+        body["expires_at"] = json!(rfc3339(passed.expires_ms));
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+async fn challenge(
+    app: &App,
+    account: &Account,
+    who: Who,
+    user: &UserId,
+    body: ChallengeBody,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let factors = app.factors();
+    let result = match body.kind.as_str() {
+        "totp" => {
+            if body.assertion.is_some() {
+                return Err(ApiError::invalid("assertion applies to webauthn only"));
+            }
+            let code = body
+                .code
+                .as_deref()
+                .ok_or_else(|| ApiError::invalid("code is required for totp"))?;
+            let factor_id = body
+                .factor_id
+                .as_deref()
+                .map(|id| {
+                    Factor::valid_id(id)
+                        .then_some(id)
+                        .ok_or(ApiError::NotFound("no such TOTP factor for this user"))
+                })
+                .transpose()?;
+            factors
+                .challenge_totp(
+                    app.accounts(),
+                    &account.id,
+                    who,
+                    user,
+                    factor_id,
+                    totp_code(code)?,
+                )
+                .await?
+        }
+        "webauthn" => {
+            if body.code.is_some() || body.factor_id.is_some() {
+                return Err(ApiError::invalid(
+                    "webauthn takes an assertion, not a code or factor_id",
+                ));
+            }
+            match body.assertion {
+                None => {
+                    let (options, expires_ms) = factors
+                        .begin_webauthn(app.accounts(), &account.id, user)
+                        .await?;
+                    return Ok(json_response(
+                        StatusCode::OK,
+                        &json!({
+                            "type": "webauthn",
+                            "user": user,
+                            "public_key": options,
+                            "expires_at": rfc3339(expires_ms),
+                        }),
+                    ));
+                }
+                Some(assertion) => {
+                    let assertion = parse_credential(assertion, "assertion")?;
+                    factors
+                        .finish_webauthn(app.accounts(), &account.id, who, user, &assertion)
+                        .await?
+                }
+            }
+        }
+        "recovery_code" => {
+            if body.assertion.is_some() || body.factor_id.is_some() {
+                return Err(ApiError::invalid("recovery_code takes a code only"));
+            }
+            let code = body
+                .code
+                .as_deref()
+                .ok_or_else(|| ApiError::invalid("code is required for recovery_code"))?;
+            factors
+                .challenge_recovery(app.accounts(), &account.id, who, user, code)
+                .await?
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "type must be one of totp, webauthn, recovery_code",
+            ))
+        }
+    };
+    Ok(challenge_response(&result))
+}
