@@ -58,6 +58,7 @@ pub(super) fn response() -> Response<Full<Bytes>> {
         set_account_email, add_phone_number, get_phone_number, set_pin, register_phone_number,
         disable_requests, reset_requests, confirm_link_get, confirm_link_post, reset_link_get,
         reset_link_post, graph_set_pin,
+        enrol_factor, confirm_factor, challenge, recovery_codes,
     ),
     components(schemas(Problem)),
     modifiers(&BearerAuth),
@@ -470,6 +471,97 @@ struct LinkOutcome {
     detail: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+struct EnrolFactor {
+    /// totp, webauthn.
+    #[serde(rename = "type")]
+    kind: String,
+    /// TOTP only: SHA1, SHA256, SHA512.
+    algorithm: Option<String>,
+    /// TOTP only: 6 or 8.
+    digits: Option<u8>,
+}
+
+/// A pending enrolment: for TOTP the secret, `otpauth_uri` and `qr_svg`; for WebAuthn the
+/// creation options in `public_key`.
+#[derive(Serialize, ToSchema)]
+struct Enrolment {
+    id: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    user: Option<String>,
+    status: Option<String>,
+    secret: Option<String>,
+    otpauth_uri: Option<String>,
+    qr_svg: Option<String>,
+    algorithm: Option<String>,
+    digits: Option<u8>,
+    period: Option<u32>,
+    #[schema(value_type = Option<Object>)]
+    public_key: Option<serde_json::Value>,
+    expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ConfirmFactor {
+    /// TOTP: the first code from the app.
+    code: Option<String>,
+    /// WebAuthn: the new credential (`PublicKeyCredential.toJSON()`).
+    #[schema(value_type = Option<Object>)]
+    credential: Option<serde_json::Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct FactorConfirmed {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    user: String,
+    /// active.
+    status: String,
+    factors: Vec<Factor>,
+    /// Shown once, with the user's first factor.
+    recovery_codes: Option<Vec<String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ChallengeRequest {
+    /// totp, webauthn, recovery_code.
+    #[serde(rename = "type")]
+    kind: String,
+    code: Option<String>,
+    factor_id: Option<String>,
+    /// WebAuthn: the assertion; without it, the answer opens the ceremony.
+    #[schema(value_type = Option<Object>)]
+    assertion: Option<serde_json::Value>,
+}
+
+/// A challenge's outcome (`valid`, `reason`, `attempts_left`, `challenge_id` when passed), or
+/// the WebAuthn request options (`public_key`) when no assertion was given.
+#[derive(Serialize, ToSchema)]
+struct ChallengeOutcome {
+    valid: Option<bool>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    factor_id: Option<String>,
+    reason: Option<String>,
+    attempts_left: Option<u32>,
+    retry_after_seconds: Option<u64>,
+    recovery_codes_left: Option<u32>,
+    challenge_id: Option<String>,
+    user: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    public_key: Option<serde_json::Value>,
+    expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct RecoveryCodes {
+    user: String,
+    /// Shown once; each works once.
+    recovery_codes: Vec<String>,
+}
+
 // ---- operations ----
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
@@ -756,3 +848,38 @@ fn reset_link_post() {}
         (status = 200, description = "The Graph API's answer", body = Success),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
 fn graph_set_pin() {}
+
+// ---- authenticator apps, security keys, recovery codes ----
+
+#[utoipa::path(post, path = "/v1/users/{user}/factors", tag = "users",
+    params(("user" = String, Path, description = "The user id")),
+    request_body = EnrolFactor,
+    responses(
+        (status = 201, description = "Enrolment started (pending until confirmed)", body = Enrolment),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn enrol_factor() {}
+
+#[utoipa::path(post, path = "/v1/users/{user}/factors/{factor}/confirm", tag = "users",
+    params(
+        ("user" = String, Path, description = "The user id"),
+        ("factor" = String, Path, description = "The pending factor's id")),
+    request_body = ConfirmFactor,
+    responses(
+        (status = 200, description = "The factor is active", body = FactorConfirmed),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn confirm_factor() {}
+
+#[utoipa::path(post, path = "/v1/users/{user}/challenges", tag = "users",
+    params(("user" = String, Path, description = "The user id")),
+    request_body = ChallengeRequest,
+    responses(
+        (status = 200, description = "The outcome, or WebAuthn options to sign", body = ChallengeOutcome),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn challenge() {}
+
+#[utoipa::path(post, path = "/v1/users/{user}/recovery-codes", tag = "users",
+    params(("user" = String, Path, description = "The user id")),
+    responses(
+        (status = 201, description = "A new set of recovery codes (the old set is void)", body = RecoveryCodes),
+        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+fn recovery_codes() {}
