@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::accounts_support::{assert_refused, metric, Org};
 use crate::factors_authenticator::{Ceremony, SoftKey};
-use crate::helpers::{spawn_peer, Backend, Reply, TestApp};
+use crate::helpers::{Backend, Reply, TestApp};
 use crate::on_every_store;
 
 pub const ORIGIN: &str = "https://login.example.com";
