@@ -78,7 +78,7 @@ impl AttemptLimits {
     pub fn after(&self, failures: u32) -> (u32, u64) {
         let max = self.max_failures.max(1);
         let left = max - failures % max;
-        if failures > 0 && failures % max == 0 {
+        if failures > 0 && failures.is_multiple_of(max) {
             let rounds = failures / max;
             let factor = 1u64 << (rounds - 1).min(32);
             (

@@ -311,7 +311,11 @@ mod tests {
             }
             let algorithm = [Algorithm::Sha1, Algorithm::Sha256, Algorithm::Sha512]
                 [(random.next() % 3) as usize];
-            let digits = if random.next() % 2 == 0 { 6 } else { 8 };
+            let digits = if random.next().is_multiple_of(2) {
+                6
+            } else {
+                8
+            };
             let totp = Totp::new(&secret, params(algorithm, digits));
             let now_ms = random.next() % 40_000_000_000_000;
             let offset = (random.next() % 7) as i64 - 3;

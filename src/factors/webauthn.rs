@@ -139,7 +139,7 @@ fn check_client_data(
     if !bool::from(presented.ct_eq(challenge)) {
         return Err(Refusal::ChallengeMismatch);
     }
-    if !rp.origins.iter().any(|origin| *origin == data.origin) {
+    if !rp.origins.contains(&data.origin) {
         return Err(Refusal::WrongOrigin);
     }
     Ok(())
@@ -191,7 +191,7 @@ fn parse_auth_data(bytes: &[u8]) -> Result<AuthData, Refusal> {
     })
 }
 
-fn map_get<'a>(map: &'a [(Value, Value)], key: i64) -> Option<&'a Value> {
+fn map_get(map: &[(Value, Value)], key: i64) -> Option<&Value> {
     map.iter().find_map(|(k, v)| match k {
         Value::Integer(n) if i128::from(*n) == i128::from(key) => Some(v),
         _ => None,
