@@ -124,6 +124,10 @@ pub struct PinService {
     rng: SystemRandom,
     settings: PinSettings,
     link_base_url: String,
+    /// Hashes in flight at once: each takes `memory_kib` of memory and a core for tens of
+    /// milliseconds, so a flood of PIN requests waits here instead of filling the blocking pool
+    /// (up to 512 threads) with 19 MiB each.
+    hashing: tokio::sync::Semaphore,
 }
 
 /// Who opened an e-mailed link, in audit entries: the holder of the account's mailbox.
@@ -161,6 +165,9 @@ impl PinService {
             rng: SystemRandom::new(),
             settings,
             link_base_url: link_base_url.trim_end_matches('/').to_owned(),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2),
+            ),
         }
     }
 
@@ -197,6 +204,10 @@ impl PinService {
     async fn hash(&self, pin: &Pin) -> Result<String, PinError> {
         let hasher = self.hasher.clone();
         let pin = pin.clone();
+        let _permit =
+            self.hashing.acquire().await.map_err(|_| {
+                PinError::Hash(HashError::Argon2("the hashing gate is closed".into()))
+            })?;
         let started = Instant::now();
         let hashed = tokio::task::spawn_blocking(move || hasher.hash(&pin))
             .await
@@ -209,6 +220,10 @@ impl PinService {
     async fn verify(&self, pin: &Pin, stored: String) -> Result<bool, PinError> {
         let hasher = self.hasher.clone();
         let pin = pin.clone();
+        let _permit =
+            self.hashing.acquire().await.map_err(|_| {
+                PinError::Hash(HashError::Argon2("the hashing gate is closed".into()))
+            })?;
         let started = Instant::now();
         let verified = tokio::task::spawn_blocking(move || hasher.verify(&pin, &stored))
             .await
