@@ -274,6 +274,8 @@ fn memory_store_check(c: &mut Criterion) {
             window_ms: 600_000,
         },
         idempotency_key: None,
+        // The memory store queues nothing itself; the dispatcher does.
+        outbox: None,
     };
     let id = match runtime
         .block_on(store.start_verification(&new))
