@@ -301,7 +301,7 @@ mod tests {
     #[test]
     fn a_code_is_accepted_exactly_when_its_step_is_within_one_of_now() {
         let mut random = SplitMix(0x6238);
-        let cases = 20_000;
+        let cases = 100_000;
         let mut accepted = 0;
         for _ in 0..cases {
             let mut secret = [0u8; SECRET_BYTES];

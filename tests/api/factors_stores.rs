@@ -70,7 +70,85 @@ async fn fifty_concurrent_submissions_of_one_code_accept_exactly_one(backend: Ba
     org.app.stop().await;
 }
 
-crate::on_every_store!(fifty_concurrent_submissions_of_one_code_accept_exactly_one);
+crate::on_every_store!(
+    fifty_concurrent_submissions_of_one_code_accept_exactly_one,
+    one_security_key_assertion_sent_a_hundred_times_passes_once,
+);
+
+/// T46: 100 concurrent submissions of one assertion (one stored ceremony) over two instances:
+/// the ceremony is taken once (GETDEL), so exactly one passes.
+async fn one_security_key_assertion_sent_a_hundred_times_passes_once(backend: Backend) {
+    use crate::factors_authenticator::{Ceremony, SoftKey};
+    // The default relying party (localhost), which the peer shares.
+    let org = Org::new(backend.clone()).await;
+    org.policy(json!({"channels": ["sms", "webauthn"]})).await;
+    org.user("dora", "member", Some("+4915112370004")).await;
+    let origin = "http://localhost:8080";
+    let mut key = SoftKey::new();
+    let enrolment = crate::factors::post(
+        &org.app,
+        &org.service,
+        "/v1/users/dora/factors",
+        json!({"type": "webauthn"}),
+    )
+    .await;
+    let credential = key.register(&enrolment.body["public_key"], &Ceremony::at(origin));
+    let confirmed = crate::factors::confirm(
+        &org.app,
+        &org.service,
+        "dora",
+        enrolment.str("id"),
+        json!({"credential": credential}),
+    )
+    .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    let options = crate::factors::key_options(&org, "dora").await;
+    let assertion = key.assert(&options, &Ceremony::at(origin));
+    let peer = match backend {
+        Backend::Memory => None,
+        _ => Some(spawn_peer(&org.app, backend.clone()).await),
+    };
+    let mut tasks = Vec::new();
+    for n in 0..100 {
+        let instance = match (&peer, n % 2) {
+            (Some(peer), 1) => peer.address.clone(),
+            _ => org.app.address.clone(),
+        };
+        let http = org.app.http.clone();
+        let service = org.service.clone();
+        let assertion = assertion.clone();
+        tasks.push(tokio::spawn(async move {
+            let response = http
+                .post(format!("{instance}/v1/users/dora/challenges"))
+                .bearer_auth(service)
+                .json(&json!({"type": "webauthn", "assertion": assertion}))
+                .send()
+                .await
+                .unwrap();
+            reply(response).await
+        }));
+    }
+    let mut passed = 0;
+    for task in tasks {
+        let answer = task.await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        if answer.body["valid"] == true {
+            passed += 1;
+        } else {
+            assert_eq!(
+                answer.body["reason"], "unknown_challenge",
+                "{}",
+                answer.body
+            );
+        }
+    }
+    println!("one assertion, 100 concurrent submissions on {backend:?}: {passed} passed");
+    assert_eq!(passed, 1);
+    if let Some(peer) = peer {
+        peer.stop().await;
+    }
+    org.app.stop().await;
+}
 
 /// Every value under the test's prefix, as bytes (hash fields and values, strings, set
 /// members, stream entries), with the key names.
