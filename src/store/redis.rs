@@ -99,17 +99,11 @@ impl ConnectionLike for Connection {
     }
 }
 
-/// Shared Lua: the constant-time comparison and the reply shape of a verification.
+/// Shared Lua: the reply shape of a verification.
 ///
 /// Replies are arrays of strings: outcome, then id, account, to, channel, status, attempts,
 /// max attempts, sends, created, expires, code length.
 const LUA_COMMON: &str = r#"
-local function ct_eq(a, b)
-  if (not a) or (not b) or #a ~= #b then return false end
-  local diff = 0
-  for i = 1, #a do diff = bit.bor(diff, bit.bxor(string.byte(a, i), string.byte(b, i))) end
-  return diff == 0
-end
 local function reply(outcome, id, v)
   return {outcome, id, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]}
 end
@@ -162,23 +156,24 @@ if pending then
     if tonumber(v[7]) >= max_sends then return reply('max_sends', pending, v) end
     local wait = take_quota()
     if wait then return {'quota', tostring(wait)} end
-    redis.call('HSET', key, 'm', tag, 'c', channel, 'e', now + ttl)
-    redis.call('HINCRBY', key, 'd', 1)
+    v[3], v[7], v[9] = channel, tostring(redis.call('HINCRBY', key, 'd', 1)), tostring(now + ttl)
+    redis.call('HSET', key, 'm', tag, 'c', channel, 'e', v[9])
     redis.call('PEXPIRE', key, ttl + keep)
     redis.call('PEXPIRE', KEYS[1], ttl)
     remember(pending)
-    return reply('resent', pending, load(key))
+    return reply('resent', pending, v)
   end
 end
 
 local wait = take_quota()
 if wait then return {'quota', tostring(wait)} end
+local v = {acct, to, channel, 'p', '0', max_attempts, '1', tostring(now), tostring(now + ttl), len}
 redis.call('HSET', KEYS[3], 'a', acct, 't', to, 'c', channel, 's', 'p', 'm', tag, 'n', 0,
-  'M', max_attempts, 'd', 1, 'k', now, 'e', now + ttl, 'l', len)
+  'M', max_attempts, 'd', 1, 'k', v[8], 'e', v[9], 'l', len)
 redis.call('PEXPIRE', KEYS[3], ttl + keep)
 redis.call('SET', KEYS[1], new_id, 'PX', ttl)
 remember(new_id)
-return reply('created', new_id, load(KEYS[3]))
+return reply('created', new_id, v)
 "#;
 
 /// KEYS: the record (by id) or the number's pointer (by number).
@@ -194,27 +189,34 @@ else
   key = KEYS[1]
   id = string.sub(key, #base + 3)
 end
-local v = load(key)
+-- One read of everything, the stored tag last; replies are built from it, not read again.
+local v = redis.call('HMGET', key, 'a', 't', 'c', 's', 'n', 'M', 'd', 'k', 'e', 'l', 'm')
 if v[1] ~= acct then return {'not_found'} end
-local pointer = base .. 'n:' .. acct .. ':' .. v[2]
+local function answer(outcome)
+  return {outcome, id, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]}
+end
 local function finish(status)
+  v[4] = status
   redis.call('HSET', key, 's', status)
   redis.call('HDEL', key, 'm')
+  local pointer = base .. 'n:' .. acct .. ':' .. v[2]
   if redis.call('GET', pointer) == id then redis.call('DEL', pointer) end
 end
-if v[4] ~= 'p' then return reply('checked', id, v) end
+if v[4] ~= 'p' then return answer('checked') end
 if now >= tonumber(v[9]) then
   finish('x')
-  return reply('checked', id, load(key))
+  return answer('checked')
 end
 local attempts = redis.call('HINCRBY', key, 'n', 1)
-local stored = redis.call('HGET', key, 'm')
-if ct_eq(stored, tag) then
+v[5] = tostring(attempts)
+-- Compared through their SHA-1 digests: the time taken does not depend on how many leading
+-- bytes of the two tags agree (a byte loop in Lua costs more than the rest of the script).
+if v[11] and redis.sha1hex(v[11]) == redis.sha1hex(tag) then
   finish('a')
-  return reply('valid', id, load(key))
+  return answer('valid')
 end
 if attempts >= tonumber(v[6]) then finish('m') end
-return reply('checked', id, load(key))
+return answer('checked')
 "#;
 
 /// KEYS: the record. ARGV: base, account, now.
@@ -292,7 +294,7 @@ impl RedisStore {
             prefix: settings.key_prefix.clone(),
             cluster,
             start: Script::new(&format!("{LUA_COMMON}{LUA_START}")),
-            check: Script::new(&format!("{LUA_COMMON}{LUA_CHECK}")),
+            check: Script::new(LUA_CHECK),
             cancel: Script::new(&format!("{LUA_COMMON}{LUA_CANCEL}")),
             record_attempt: Script::new(LUA_RECORD_ATTEMPT),
             apply_receipt: Script::new(LUA_APPLY_RECEIPT),
