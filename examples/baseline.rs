@@ -11,8 +11,9 @@
 //! serve. `evalsha` runs one small OTP-check-like Lua script (HINCRBY, HGET, compare, reply) per
 //! request on one multiplexed connection: the most a check that needs one Redis round trip can
 //! serve. `sink` accepts the `http` provider's `POST {to, body, channel, message_id}`, answers
-//! 200, and remembers the last code per number for `GET /codes/{e164}`, so a load script can
-//! read back the code a send delivered.
+//! 200, and remembers the last code per number for `GET /codes/{e164}` (the digits after "code
+//! is", else the first run of 4 to 10 digits), so a load script can read back the code a send
+//! delivered.
 //!
 //! Built with `cargo build --release --example baseline`; `loadtest/run` drives it.
 
@@ -361,14 +362,35 @@ async fn sink(state: &State, request: Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
-/// The digits after "code is: " in a message body.
+/// The code in a message body: the digits after "code is" (with or without a colon, as the
+/// English template words it), else the first run of 4 to 10 digits (the other locales).
 fn code_in(body: &str) -> Option<&str> {
-    let start = body.find("code is: ")? + "code is: ".len();
-    let rest = &body[start..];
-    let end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
-    (end > 0).then(|| &rest[..end])
+    if let Some(start) = body.find("code is") {
+        let rest = body[start + "code is".len()..].trim_start_matches([':', ' ']);
+        let end = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if end > 0 {
+            return Some(&rest[..end]);
+        }
+    }
+    let bytes = body.as_bytes();
+    let mut start = 0;
+    while start < bytes.len() {
+        if !bytes[start].is_ascii_digit() {
+            start += 1;
+            continue;
+        }
+        let end = bytes[start..]
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .map_or(bytes.len(), |length| start + length);
+        if (4..=10).contains(&(end - start)) {
+            return Some(&body[start..end]);
+        }
+        start = end;
+    }
+    None
 }
 
 fn json(code: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
@@ -409,7 +431,16 @@ mod tests {
     fn the_code_is_read_after_its_marker() {
         let body = "Your otpgate verification code is: 048213. It expires in 10 minutes.";
         assert_eq!(code_in(body), Some("048213"));
+        let body = "Your otpgate verification code is 048213. It expires in 10 minutes.";
+        assert_eq!(code_in(body), Some("048213"));
         assert_eq!(code_in("no code here"), None);
         assert_eq!(code_in("code is: ."), None);
+    }
+
+    #[test]
+    fn other_locales_give_the_first_run_of_four_to_ten_digits() {
+        let body = "Sua senha otpgate é 5521. Ela expira em 10 minutos.";
+        assert_eq!(code_in(body), Some("5521"));
+        assert_eq!(code_in("expira em 10 minutos"), None);
     }
 }
