@@ -310,15 +310,14 @@ impl Shared {
                 created_ms: now,
                 updated_ms: now,
             },
-            Delivery::Failed { reasons } => {
+            Delivery::Failed {
+                reasons,
+                last_provider,
+            } => {
                 tracing::warn!(message = %message.id, to = %message.to, reasons = ?reasons, "no provider took the message");
                 SendAttempt {
                     message_id: message.id.clone(),
-                    provider: reasons
-                        .last()
-                        .and_then(|reason| reason.split(':').next())
-                        .unwrap_or("none")
-                        .to_owned(),
+                    provider: last_provider.unwrap_or("none").to_owned(),
                     status: "failed".to_owned(),
                     provider_message_id: None,
                     error: Some(reasons.join("; ")),
@@ -503,7 +502,7 @@ impl DurableWorker {
         }
         match self.shared.deliver(&message).await {
             Delivery::Accepted { .. } => self.ack(&entry, &message.id).await,
-            Delivery::Failed { reasons } => {
+            Delivery::Failed { reasons, .. } => {
                 metrics.dead_letter();
                 self.dead_letter(&entry, &reasons.join("; ")).await
             }

@@ -79,8 +79,12 @@ pub enum Delivery {
         provider: &'static str,
         provider_message_id: Option<String>,
     },
-    /// Every try failed, or the code expired first; the reasons, in order.
-    Failed { reasons: Vec<String> },
+    /// Every try failed, or the code expired first; the reasons, in order, and the last
+    /// provider tried (none when none was).
+    Failed {
+        reasons: Vec<String>,
+        last_provider: Option<&'static str>,
+    },
 }
 
 impl Router {
@@ -244,6 +248,7 @@ impl Router {
     pub async fn deliver(&self, message: &OutgoingMessage) -> Delivery {
         let plan = self.plan(message);
         let mut reasons = Vec::new();
+        let mut last_provider = None;
         let country = country_label(message.to.country_code());
         for round in 0..self.retry.max_rounds {
             for &index in &plan {
@@ -251,7 +256,10 @@ impl Router {
                 let name = slot.provider.name();
                 if self.clock.now_ms() >= message.not_after_ms {
                     reasons.push("the code expired before a provider accepted it".to_owned());
-                    return Delivery::Failed { reasons };
+                    return Delivery::Failed {
+                        reasons,
+                        last_provider,
+                    };
                 }
                 if !slot.breaker.allow(self.clock.now_ms()) {
                     reasons.push(format!("{name}: circuit open"));
@@ -260,6 +268,7 @@ impl Router {
                 if let Some(rate) = &slot.rate {
                     rate.until_ready().await;
                 }
+                last_provider = Some(name);
                 let started = Instant::now();
                 let result = slot.provider.send(message).await;
                 self.metrics.provider_latency(name, started.elapsed());
@@ -300,7 +309,10 @@ impl Router {
             }
             tokio::time::sleep(backoff).await;
         }
-        Delivery::Failed { reasons }
+        Delivery::Failed {
+            reasons,
+            last_provider,
+        }
     }
 
     /// `base × 2^round` plus up to as much again of random jitter, so that retries of many

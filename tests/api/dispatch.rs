@@ -70,7 +70,7 @@ async fn wait_for(server: &MockServer, count: usize, within: Duration) -> Vec<Va
     }
 }
 
-/// Polls the verification until its first send attempt has left `accepted`/nothing for `status`.
+/// Polls the verification until its first send attempt has `status`; returns that attempt.
 async fn wait_for_attempt(app: &TestApp, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -198,6 +198,10 @@ async fn with_every_provider_down_a_message_is_dead_lettered_with_its_reasons() 
     .await;
     let id = app.send("+4915112349301").await.str("id").to_owned();
     let attempt = wait_for_attempt(&app, &id, "failed").await;
+    assert_eq!(
+        attempt["provider"], "b",
+        "the failed send names the last provider tried"
+    );
     let error = attempt["error"].as_str().unwrap();
     assert!(
         error.contains("a: answered 503") && error.contains("b: answered 500"),
