@@ -12,13 +12,14 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
+use crate::account::KeyDigest;
 use crate::config::LimitSettings;
 
 type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, DefaultClock>;
 
 pub struct Limits {
     per_ip: Keyed<IpAddr>,
-    per_key: Keyed<String>,
+    per_key: Keyed<KeyDigest>,
     failed_auth: Keyed<IpAddr>,
     clock: DefaultClock,
 }
@@ -52,9 +53,9 @@ impl Limits {
         self.check(&self.per_ip, &ip)
     }
 
-    pub fn check_key(&self, key_id: &str) -> Result<(), RetryAfter> {
-        // The String is allocated only for the lookup key; governor's keyed API takes a reference.
-        self.check(&self.per_key, &key_id.to_owned())
+    /// Keyed by the key's digest: a fixed-size copy, no allocation per request.
+    pub fn check_key(&self, key: &KeyDigest) -> Result<(), RetryAfter> {
+        self.check(&self.per_key, key)
     }
 
     /// Counts a request with a missing or wrong key against its IP.
@@ -114,8 +115,8 @@ mod tests {
     #[test]
     fn keys_are_limited_independently() {
         let limits = Limits::new(&settings(1));
-        limits.check_key("KYa").unwrap();
-        assert!(limits.check_key("KYa").is_err());
-        limits.check_key("KYb").unwrap();
+        limits.check_key(&[1; 32]).unwrap();
+        assert!(limits.check_key(&[1; 32]).is_err());
+        limits.check_key(&[2; 32]).unwrap();
     }
 }

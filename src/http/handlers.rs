@@ -85,7 +85,7 @@ pub(super) async fn dispatch(
     }
     let caller = authenticate(app, ip, &request).await?;
     if let Caller::Key(key) = &caller {
-        app.limits().check_key(&key.id).map_err(|retry| {
+        app.limits().check_key(&key.digest).map_err(|retry| {
             app.metrics().rate_limited("key");
             limited("key", retry.seconds())
         })?;

@@ -287,7 +287,7 @@ async fn authenticate(
         Some(key) if key.account.as_str() == user => key,
         _ => return Err(refuse()),
     };
-    app.limits().check_key(&key.id).map_err(|retry| {
+    app.limits().check_key(&key.digest).map_err(|retry| {
         app.metrics().rate_limited("key");
         TwilioError::limited(20429, "Too many requests", retry.seconds())
     })?;

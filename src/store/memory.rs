@@ -162,8 +162,7 @@ impl Store for MemoryStore {
 
         if let Some(key) = &new.idempotency_key {
             let seen = shard.idempotency.get(&(new.account.clone(), key.clone()));
-            if let Some((id, forget_at)) = seen.filter(|(_, forget_at)| *forget_at > now) {
-                let _ = forget_at;
+            if let Some((id, _)) = seen.filter(|(_, forget_at)| *forget_at > now) {
                 if let Some(record) = shard.records.get(id) {
                     return Ok(StartOutcome::Replayed(record.state.clone()));
                 }

@@ -376,8 +376,7 @@ fn corrupt(what: &str) -> StoreError {
 }
 
 /// Reads the verification that follows the outcome word in a script reply.
-fn parse_verification<S: AsRef<str>>(reply: &[S]) -> Result<Verification, StoreError> {
-    let reply: Vec<&str> = reply.iter().map(AsRef::as_ref).collect();
+fn parse_verification(reply: &[&str]) -> Result<Verification, StoreError> {
     if reply.len() < 12 {
         return Err(corrupt("short verification reply"));
     }
@@ -515,8 +514,12 @@ impl Store for RedisStore {
         if fields.first().and_then(Option::as_deref) != Some(account.as_str()) {
             return Ok(None);
         }
-        let mut reply = vec![String::new(), id.as_str().to_owned()];
-        reply.extend(fields.into_iter().map(Option::unwrap_or_default));
+        let mut reply = vec!["", id.as_str()];
+        reply.extend(
+            fields
+                .iter()
+                .map(|field| field.as_deref().unwrap_or_default()),
+        );
         parse_verification(&reply).map(Some)
     }
 
