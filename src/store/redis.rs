@@ -5,9 +5,8 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `P:{sNN}:v:<id>` | hash | the verification (short field names, see `FIELDS`) |
-//! | `P:{sNN}:n:<account>:<e164>` | string | id of the number's pending verification |
-//! | `P:{sNN}:q:<account>:<e164>` | counter | sends in the current quota window |
+//! | `P:{sNN}:v:<id>` | hash | the verification: `a` account, `s` status, `n` attempts, `M` max attempts, `e` expiry, `m` code tag (while pending), `p` packed `<e164> <created> <length> <channel> <sends>` |
+//! | `P:{sNN}:n:<account>:<e164>` | hash | the number: `v` id of its pending verification, `q` sends in the quota window, `w` when the window ends |
 //! | `P:{sNN}:i:<account>:<key>` | string | id answered for an idempotency key |
 //! | `P:a:<account>` | hash | the account |
 //! | `P:{sNN}:a:<id>` | hash | the verification's messages: message id → JSON `SendAttempt` |
@@ -99,22 +98,27 @@ impl ConnectionLike for Connection {
     }
 }
 
-/// Shared Lua: the reply shape of a verification.
+/// Shared Lua: the reply of a verification, one space-joined string.
 ///
-/// Replies are arrays of strings: outcome, then id, account, to, channel, status, attempts,
-/// max attempts, sends, created, expires, code length.
+/// `<outcome> <id> <status> <attempts> <max attempts> <expires> <to> <created> <length>
+/// <channel> <sends>`: the last five are the record's packed field `p`, answered as stored.
+/// The account is not answered: the caller passed it and the script compared it.
 const LUA_COMMON: &str = r#"
-local function reply(outcome, id, v)
-  return {outcome, id, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]}
+local FIELDS = {'a', 's', 'n', 'M', 'e', 'p'}
+local function answer(outcome, id, v)
+  return outcome .. ' ' .. id .. ' ' .. v[2] .. ' ' .. v[3] .. ' ' .. v[4] .. ' ' .. v[5] .. ' ' .. v[6]
 end
-local FIELDS = {'a', 't', 'c', 's', 'n', 'M', 'd', 'k', 'e', 'l'}
-local function load(key)
-  return redis.call('HMGET', key, unpack(FIELDS))
+local function pointer_of(base, acct, p)
+  return base .. 'n:' .. acct .. ':' .. string.match(p, '^%S+')
+end
+-- A finished verification leaves its number free: the pointer forgets it, the quota stays.
+local function release(pointer, id)
+  if redis.call('HGET', pointer, 'v') == id then redis.call('HDEL', pointer, 'v') end
 end
 "#;
 
-/// KEYS: pointer, quota, new record, idempotency (or the pointer again when there is none),
-/// the shard's outbox stream.
+/// KEYS: the number's pointer (with its quota), the new record, idempotency (or the pointer
+/// again when there is none), the shard's outbox stream.
 /// ARGV: base, account, to, channel, tag, code length, now, ttl, retention, max attempts,
 /// max sends, quota limit, quota window, new id, has idempotency key, sealed message (or '').
 const LUA_START: &str = r#"
@@ -122,121 +126,116 @@ local base, acct, to, channel, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local len, now, ttl, keep = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
 local max_attempts, max_sends = ARGV[10], tonumber(ARGV[11])
 local quota_limit, quota_window, new_id, has_idem = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14], ARGV[15] == '1'
+local outbox = ARGV[16]
 
 if has_idem then
-  local seen = redis.call('GET', KEYS[4])
+  local seen = redis.call('GET', KEYS[3])
   if seen then
-    local v = load(base .. 'v:' .. seen)
-    if v[1] then return reply('replayed', seen, v) end
+    local v = redis.call('HMGET', base .. 'v:' .. seen, unpack(FIELDS))
+    if v[1] then return answer('replayed', seen, v) end
   end
 end
 
-local function take_quota()
-  local used = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if used >= quota_limit then
-    local left = redis.call('PTTL', KEYS[2])
-    if left < 0 then left = quota_window end
-    return left
-  end
-  if redis.call('INCR', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], quota_window) end
-  return nil
+-- The pointer hash: v = the pending verification's id, q = sends in the quota window,
+-- w = when the window ends (the caller's clock, like every other time here).
+local ptr = redis.call('HMGET', KEYS[1], 'v', 'q', 'w')
+local used, window_end = tonumber(ptr[2] or '0'), tonumber(ptr[3] or '0')
+if now >= window_end then used, window_end = 0, now + quota_window end
+local function quota_full()
+  return used >= quota_limit
+end
+-- Counts the send, remembers the id and keeps the pointer as long as either needs it.
+local function take(id)
+  redis.call('HSET', KEYS[1], 'v', id, 'q', used + 1, 'w', window_end)
+  local keep_ptr = window_end - now
+  if keep_ptr < ttl then keep_ptr = ttl end
+  redis.call('PEXPIRE', KEYS[1], keep_ptr)
+  if has_idem then redis.call('SET', KEYS[3], id, 'PX', ttl + keep) end
+  if outbox ~= '' then redis.call('XADD', KEYS[4], '*', 'v', id, 'm', outbox) end
 end
 
-local outbox = ARGV[16]
-local function remember(id)
-  if has_idem then redis.call('SET', KEYS[4], id, 'PX', ttl + keep) end
-  if outbox ~= '' then redis.call('XADD', KEYS[5], '*', 'v', id, 'm', outbox) end
-end
-
-local pending = redis.call('GET', KEYS[1])
+local pending = ptr[1]
 if pending then
   local key = base .. 'v:' .. pending
-  local v = load(key)
-  if v[1] == acct and v[4] == 'p' and now < tonumber(v[9]) then
-    if tonumber(v[7]) >= max_sends then return reply('max_sends', pending, v) end
-    local wait = take_quota()
-    if wait then return {'quota', tostring(wait)} end
-    v[3], v[7], v[9] = channel, tostring(redis.call('HINCRBY', key, 'd', 1)), tostring(now + ttl)
-    redis.call('HSET', key, 'm', tag, 'c', channel, 'e', v[9])
+  local v = redis.call('HMGET', key, unpack(FIELDS))
+  if v[1] == acct and v[2] == 'p' and now < tonumber(v[5]) then
+    local number, created, length, _, sends = string.match(v[6], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+    sends = tonumber(sends)
+    if sends >= max_sends then return answer('max_sends', pending, v) end
+    if quota_full() then return 'quota ' .. (window_end - now) end
+    v[5] = tostring(now + ttl)
+    v[6] = number .. ' ' .. created .. ' ' .. length .. ' ' .. channel .. ' ' .. (sends + 1)
+    redis.call('HSET', key, 'm', tag, 'e', v[5], 'p', v[6])
     redis.call('PEXPIRE', key, ttl + keep)
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    remember(pending)
-    return reply('resent', pending, v)
+    take(pending)
+    return answer('resent', pending, v)
   end
 end
 
-local wait = take_quota()
-if wait then return {'quota', tostring(wait)} end
-local v = {acct, to, channel, 'p', '0', max_attempts, '1', tostring(now), tostring(now + ttl), len}
-redis.call('HSET', KEYS[3], 'a', acct, 't', to, 'c', channel, 's', 'p', 'm', tag, 'n', 0,
-  'M', max_attempts, 'd', 1, 'k', v[8], 'e', v[9], 'l', len)
-redis.call('PEXPIRE', KEYS[3], ttl + keep)
-redis.call('SET', KEYS[1], new_id, 'PX', ttl)
-remember(new_id)
-return reply('created', new_id, v)
+if quota_full() then return 'quota ' .. (window_end - now) end
+local v = {acct, 'p', '0', max_attempts, tostring(now + ttl), to .. ' ' .. now .. ' ' .. len .. ' ' .. channel .. ' 1'}
+redis.call('HSET', KEYS[2], 'a', acct, 's', 'p', 'n', 0, 'M', max_attempts, 'e', v[5], 'p', v[6], 'm', tag)
+redis.call('PEXPIRE', KEYS[2], ttl + keep)
+take(new_id)
+return answer('created', new_id, v)
 "#;
 
 /// KEYS: the record (by id) or the number's pointer (by number).
-/// ARGV: base, account, tag, now, mode ('id' or 'to').
+/// ARGV: base, account, tag, now, mode ('id' or 'to'), id (or '' by number).
+///
+/// By number, only a pending verification is found (as in the memory store); by id, a finished
+/// one answers its final status.
 const LUA_CHECK: &str = r#"
 local base, acct, tag, now, mode = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
-local id, key
+local id, key = ARGV[6], KEYS[1]
 if mode == 'to' then
-  id = redis.call('GET', KEYS[1])
-  if not id then return {'not_found'} end
+  id = redis.call('HGET', key, 'v')
+  if not id then return 'not_found' end
   key = base .. 'v:' .. id
-else
-  key = KEYS[1]
-  id = string.sub(key, #base + 3)
 end
--- One read of everything, the stored tag last; replies are built from it, not read again.
-local v = redis.call('HMGET', key, 'a', 't', 'c', 's', 'n', 'M', 'd', 'k', 'e', 'l', 'm')
-if v[1] ~= acct then return {'not_found'} end
-local function answer(outcome)
-  return {outcome, id, v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10]}
-end
+-- One read of everything, the stored tag last; the reply is built from it, not read again.
+local v = redis.call('HMGET', key, 'a', 's', 'n', 'M', 'e', 'p', 'm')
+if v[1] ~= acct then return 'not_found' end
 local function finish(status)
-  v[4] = status
+  v[2] = status
   redis.call('HSET', key, 's', status)
   redis.call('HDEL', key, 'm')
-  local pointer = base .. 'n:' .. acct .. ':' .. v[2]
-  if redis.call('GET', pointer) == id then redis.call('DEL', pointer) end
+  release(pointer_of(base, acct, v[6]), id)
 end
-if v[4] ~= 'p' then return answer('checked') end
-if now >= tonumber(v[9]) then
+if v[2] ~= 'p' then
+  if mode == 'to' then return 'not_found' end
+  return answer('checked', id, v)
+end
+if now >= tonumber(v[5]) then
+  if mode == 'to' then return 'not_found' end
   finish('x')
-  return answer('checked')
+  return answer('checked', id, v)
 end
-local attempts = redis.call('HINCRBY', key, 'n', 1)
-v[5] = tostring(attempts)
+v[3] = redis.call('HINCRBY', key, 'n', 1)
 -- Compared through their SHA-1 digests: the time taken does not depend on how many leading
--- bytes of the two tags agree (a byte loop in Lua costs more than the rest of the script).
-if v[11] and redis.sha1hex(v[11]) == redis.sha1hex(tag) then
+-- bytes of the two tags agree.
+if v[7] and redis.sha1hex(v[7]) == redis.sha1hex(tag) then
   finish('a')
-  return answer('valid')
+  return answer('valid', id, v)
 end
-if attempts >= tonumber(v[6]) then finish('m') end
-return answer('checked')
+if v[3] >= tonumber(v[4]) then finish('m') end
+return answer('checked', id, v)
 "#;
 
-/// KEYS: the record. ARGV: base, account, now.
+/// KEYS: the record. ARGV: base, account, now, id.
 const LUA_CANCEL: &str = r#"
-local base, acct, now = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local base, acct, now, id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local key = KEYS[1]
-local id = string.sub(key, #base + 3)
-local v = load(key)
-if v[1] ~= acct then return {'not_found'} end
-if v[4] ~= 'p' then return reply('not_pending', id, v) end
-local pointer = base .. 'n:' .. acct .. ':' .. v[2]
-if now >= tonumber(v[9]) then
-  redis.call('HSET', key, 's', 'x')
-  redis.call('HDEL', key, 'm')
-  return reply('not_pending', id, load(key))
-end
-redis.call('HSET', key, 's', 'c')
+local v = redis.call('HMGET', key, unpack(FIELDS))
+if v[1] ~= acct then return 'not_found' end
+if v[2] ~= 'p' then return answer('not_pending', id, v) end
+v[2] = 'c'
+if now >= tonumber(v[5]) then v[2] = 'x' end
+redis.call('HSET', key, 's', v[2])
 redis.call('HDEL', key, 'm')
-if redis.call('GET', pointer) == id then redis.call('DEL', pointer) end
-return reply('canceled', id, load(key))
+release(pointer_of(base, acct, v[6]), id)
+if v[2] == 'x' then return answer('not_pending', id, v) end
+return answer('canceled', id, v)
 "#;
 
 /// KEYS: attempts hash, verification record. ARGV: message id, JSON.
@@ -293,9 +292,9 @@ impl RedisStore {
             connection,
             prefix: settings.key_prefix.clone(),
             cluster,
-            start: Script::new(&joined_reply(LUA_COMMON, LUA_START)),
-            check: Script::new(&joined_reply("", LUA_CHECK)),
-            cancel: Script::new(&joined_reply(LUA_COMMON, LUA_CANCEL)),
+            start: Script::new(&with_common(LUA_START)),
+            check: Script::new(&with_common(LUA_CHECK)),
+            cancel: Script::new(&with_common(LUA_CANCEL)),
             record_attempt: Script::new(LUA_RECORD_ATTEMPT),
             apply_receipt: Script::new(LUA_APPLY_RECEIPT),
             outbox_scripts: outbox::Scripts::new(),
@@ -350,7 +349,7 @@ impl RedisStore {
         self.record_key(id)
     }
 
-    /// Runs a script built by `joined_reply`: one bulk string back, split on spaces.
+    /// Runs a script built by `with_common`: one bulk string back, split on spaces.
     async fn run(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<String, StoreError> {
         let mut connection = self.connection.clone();
         invocation
@@ -360,11 +359,12 @@ impl RedisStore {
     }
 }
 
-/// Wraps a script body so that it answers one space-joined string instead of an array: RESP
-/// parsing of a dozen bulk strings was about a tenth of the gateway's CPU per check (perf), and
-/// no field of a reply (ids, E.164 numbers, status codes, integers) contains a space.
-fn joined_reply(common: &str, body: &str) -> String {
-    format!("{common}\nlocal function main()\n{body}\nend\nreturn table.concat(main(), ' ')\n")
+/// Prefixes a script with the shared helpers. Scripts answer one space-joined string instead
+/// of an array: RESP parsing of a dozen bulk strings was about a tenth of the gateway's CPU per
+/// check (perf), and no field of a reply (ids, E.164 numbers, status codes, integers) contains
+/// a space.
+fn with_common(body: &str) -> String {
+    format!("{LUA_COMMON}\n{body}")
 }
 
 fn store_error(error: redis::RedisError) -> StoreError {
@@ -375,28 +375,29 @@ fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(what.to_owned())
 }
 
-/// Reads the verification that follows the outcome word in a script reply.
-fn parse_verification(reply: &[&str]) -> Result<Verification, StoreError> {
-    if reply.len() < 12 {
-        return Err(corrupt("short verification reply"));
-    }
-    let number = |index: usize| -> Result<u64, StoreError> {
-        reply[index]
-            .parse()
-            .map_err(|_| corrupt("verification field is not a number"))
+/// Reads the verification that follows the outcome word in a script reply (see `LUA_COMMON`).
+fn parse_verification(reply: &[&str], account: &AccountId) -> Result<Verification, StoreError> {
+    let [_, id, status, attempts, max_attempts, expires, to, created, length, channel, sends] =
+        reply
+    else {
+        return Err(corrupt("verification reply of the wrong shape"));
     };
+    fn number<T: std::str::FromStr>(text: &str) -> Result<T, StoreError> {
+        text.parse()
+            .map_err(|_| corrupt("verification field is not a number"))
+    }
     Ok(Verification {
-        id: VerificationId::parse(reply[1]).ok_or_else(|| corrupt("bad verification id"))?,
-        account: AccountId::parse(reply[2]).ok_or_else(|| corrupt("bad account id"))?,
-        to: reply[3].to_owned(),
-        channel: Channel::parse(reply[4]).ok_or_else(|| corrupt("bad channel"))?,
-        status: Status::from_code(reply[5]).ok_or_else(|| corrupt("bad status"))?,
-        attempts: number(6)? as u32,
-        max_attempts: number(7)? as u32,
-        sends: number(8)? as u32,
-        created_ms: number(9)?,
-        expires_ms: number(10)?,
-        code_length: number(11)? as u8,
+        id: VerificationId::parse(id).ok_or_else(|| corrupt("bad verification id"))?,
+        account: account.clone(),
+        to: (*to).to_owned(),
+        channel: Channel::parse(channel).ok_or_else(|| corrupt("bad channel"))?,
+        status: Status::from_code(status).ok_or_else(|| corrupt("bad status"))?,
+        attempts: number(attempts)?,
+        max_attempts: number(max_attempts)?,
+        sends: number(sends)?,
+        created_ms: number(created)?,
+        expires_ms: number(expires)?,
+        code_length: number(length)?,
     })
 }
 
@@ -414,7 +415,6 @@ impl Store for RedisStore {
         let mut invocation = self.start.prepare_invoke();
         invocation
             .key(&pointer)
-            .key(self.number_key(shard, "q", account, to))
             .key(self.record_key(&new.id))
             .key(idempotency)
             .key(self.outbox_key(shard))
@@ -445,10 +445,12 @@ impl Store for RedisStore {
         let text = self.run(&invocation).await?;
         let reply: Vec<&str> = text.split(' ').collect();
         match reply.first().copied() {
-            Some("created") => Ok(StartOutcome::Created(parse_verification(&reply)?)),
-            Some("resent") => Ok(StartOutcome::Resent(parse_verification(&reply)?)),
-            Some("replayed") => Ok(StartOutcome::Replayed(parse_verification(&reply)?)),
-            Some("max_sends") => Ok(StartOutcome::MaxSendsReached(parse_verification(&reply)?)),
+            Some("created") => Ok(StartOutcome::Created(parse_verification(&reply, account)?)),
+            Some("resent") => Ok(StartOutcome::Resent(parse_verification(&reply, account)?)),
+            Some("replayed") => Ok(StartOutcome::Replayed(parse_verification(&reply, account)?)),
+            Some("max_sends") => Ok(StartOutcome::MaxSendsReached(parse_verification(
+                &reply, account,
+            )?)),
             Some("quota") => Ok(StartOutcome::SendQuotaExceeded {
                 retry_after_ms: reply
                     .get(1)
@@ -466,12 +468,13 @@ impl Store for RedisStore {
         tag: &Tag,
         now_ms: u64,
     ) -> Result<CheckOutcome, StoreError> {
-        let (shard, key, mode) = match target {
-            CheckTarget::Id(id) => (id.shard(), self.record_key(id), "id"),
+        let (shard, key, mode, id) = match target {
+            CheckTarget::Id(id) => (id.shard(), self.record_key(id), "id", id.as_str()),
             CheckTarget::To(number) => (
                 number.shard(),
                 self.number_key(number.shard(), "n", account, number.e164()),
                 "to",
+                "",
             ),
         };
         let mut invocation = self.check.prepare_invoke();
@@ -481,17 +484,18 @@ impl Store for RedisStore {
             .arg(account.as_str())
             .arg(&tag[..])
             .arg(now_ms)
-            .arg(mode);
+            .arg(mode)
+            .arg(id);
         let text = self.run(&invocation).await?;
         let reply: Vec<&str> = text.split(' ').collect();
         match reply.first().copied() {
             Some("not_found") => Ok(CheckOutcome::NotFound),
             Some("valid") => Ok(CheckOutcome::Checked {
-                verification: parse_verification(&reply)?,
+                verification: parse_verification(&reply, account)?,
                 valid: true,
             }),
             Some("checked") => Ok(CheckOutcome::Checked {
-                verification: parse_verification(&reply)?,
+                verification: parse_verification(&reply, account)?,
                 valid: false,
             }),
             _ => Err(corrupt("unknown check reply")),
@@ -507,20 +511,21 @@ impl Store for RedisStore {
         let mut connection = self.connection.clone();
         let fields: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(self.record_key(id))
-            .arg(&["a", "t", "c", "s", "n", "M", "d", "k", "e", "l"])
+            .arg(&["a", "s", "n", "M", "e", "p"])
             .query_async(&mut connection)
             .await
             .map_err(store_error)?;
         if fields.first().and_then(Option::as_deref) != Some(account.as_str()) {
             return Ok(None);
         }
+        let text = fields[1..]
+            .iter()
+            .map(|field| field.as_deref().unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join(" ");
         let mut reply = vec!["", id.as_str()];
-        reply.extend(
-            fields
-                .iter()
-                .map(|field| field.as_deref().unwrap_or_default()),
-        );
-        parse_verification(&reply).map(Some)
+        reply.extend(text.split(' '));
+        parse_verification(&reply, account).map(Some)
     }
 
     async fn cancel_verification(
@@ -534,13 +539,18 @@ impl Store for RedisStore {
             .key(self.record_key(id))
             .arg(self.base(id.shard()))
             .arg(account.as_str())
-            .arg(now_ms);
+            .arg(now_ms)
+            .arg(id.as_str());
         let text = self.run(&invocation).await?;
         let reply: Vec<&str> = text.split(' ').collect();
         match reply.first().copied() {
             Some("not_found") => Ok(CancelOutcome::NotFound),
-            Some("canceled") => Ok(CancelOutcome::Canceled(parse_verification(&reply)?)),
-            Some("not_pending") => Ok(CancelOutcome::NotPending(parse_verification(&reply)?)),
+            Some("canceled") => Ok(CancelOutcome::Canceled(parse_verification(
+                &reply, account,
+            )?)),
+            Some("not_pending") => Ok(CancelOutcome::NotPending(parse_verification(
+                &reply, account,
+            )?)),
             _ => Err(corrupt("unknown cancel reply")),
         }
     }
