@@ -120,6 +120,9 @@ pub struct DispatchSettings {
     pub reclaim_idle: Duration,
     pub max_deliveries: u64,
     pub poll_interval: Duration,
+    /// Whether this instance runs delivery workers. Off (Redis only) makes an API-only instance
+    /// that queues messages for the instances that deliver them.
+    pub workers: bool,
     /// Domain for the Web OTP line (`@domain #code`); empty: none.
     pub web_otp_domain: String,
     /// The URL the gateway is reached at by providers (for receipt signatures); empty: from the
@@ -415,6 +418,12 @@ impl Reader {
             self.errors
                 .push("dispatch.providers: names must be unique".to_owned());
         }
+        let workers: bool = self.get("dispatch.workers");
+        self.check(
+            workers || !store.redis_urls.is_empty(),
+            "dispatch.workers",
+            "can be false only with Redis (the embedded queue has no other reader)",
+        );
         let dispatch = DispatchSettings {
             provider,
             http_url,
@@ -428,6 +437,7 @@ impl Reader {
             reclaim_idle: self.millis("dispatch.reclaim_idle_ms"),
             max_deliveries: u64::from(self.positive("dispatch.max_deliveries")),
             poll_interval: self.millis("dispatch.poll_interval_ms"),
+            workers,
             web_otp_domain: self.get("dispatch.web_otp_domain"),
             public_url: self.get("dispatch.public_url"),
             receipt_token: self.get("dispatch.receipt_token"),

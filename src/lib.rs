@@ -199,6 +199,7 @@ impl App {
             max_deliveries: settings.dispatch.max_deliveries,
             poll_interval: settings.dispatch.poll_interval,
             sent_mark_for: settings.verification.ttl + settings.verification.retention,
+            run_workers: settings.dispatch.workers,
         };
         let dispatcher = match &redis {
             Some(redis) => Dispatcher::spawn_durable(

@@ -134,6 +134,8 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     /// How long a sent-mark (and a record of the send) is kept.
     pub sent_mark_for: Duration,
+    /// Durable mode: whether this instance reads the outbox at all (an API-only instance does not).
+    pub run_workers: bool,
 }
 
 #[derive(Clone)]
@@ -235,7 +237,13 @@ impl Dispatcher {
             wake: wake.clone(),
             consumer: consumer_name(),
         };
-        tasks.spawn(worker.run(stop));
+        if settings.run_workers {
+            tasks.spawn(worker.run(stop));
+        } else {
+            tracing::info!(
+                "dispatch.workers is off: this instance queues messages, others deliver them"
+            );
+        }
         Self {
             inner: Arc::new(DispatcherInner {
                 mode: Mode::Durable(wake),
