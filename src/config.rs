@@ -909,6 +909,25 @@ mod tests {
     }
 
     #[test]
+    fn only_a_redis_instance_may_run_without_workers() {
+        let error = Settings::load_from(None, env(&[("OTPGATE_DISPATCH__WORKERS", "false")]))
+            .unwrap_err();
+        assert!(error.to_string().contains("dispatch.workers"), "{error}");
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("OTPGATE_DISPATCH__WORKERS", "false"),
+                ("OTPGATE_REDIS_URL", "redis://127.0.0.1:1"),
+                ("OTPGATE_VERIFICATION__CODE_KEY", &"ab".repeat(32)),
+                ("OTPGATE_AUTH__DEVICE_KEY", &"cd".repeat(32)),
+                ("OTPGATE_PIN__PEPPER", &"ef".repeat(32)),
+            ]),
+        )
+        .unwrap_or_else(|error| panic!("{error}"));
+        assert!(!settings.dispatch.workers);
+    }
+
+    #[test]
     fn secrets_do_not_appear_in_debug_output() {
         let settings =
             Settings::load_from(None, env(&[("OTPGATE_ROOT_KEY", &"s3cr3t".repeat(8))])).unwrap();
