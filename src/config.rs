@@ -910,8 +910,8 @@ mod tests {
 
     #[test]
     fn only_a_redis_instance_may_run_without_workers() {
-        let error = Settings::load_from(None, env(&[("OTPGATE_DISPATCH__WORKERS", "false")]))
-            .unwrap_err();
+        let error =
+            Settings::load_from(None, env(&[("OTPGATE_DISPATCH__WORKERS", "false")])).unwrap_err();
         assert!(error.to_string().contains("dispatch.workers"), "{error}");
         let settings = Settings::load_from(
             None,
