@@ -198,7 +198,6 @@ impl App {
             reclaim_idle: settings.dispatch.reclaim_idle,
             max_deliveries: settings.dispatch.max_deliveries,
             poll_interval: settings.dispatch.poll_interval,
-            sent_mark_for: settings.verification.ttl + settings.verification.retention,
             run_workers: settings.dispatch.workers,
         };
         let dispatcher = match &redis {

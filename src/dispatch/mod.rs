@@ -132,8 +132,6 @@ pub struct WorkerSettings {
     pub max_deliveries: u64,
     /// How often idle workers look for messages queued by other instances.
     pub poll_interval: Duration,
-    /// How long a sent-mark (and a record of the send) is kept.
-    pub sent_mark_for: Duration,
     /// Durable mode: whether this instance reads the outbox at all (an API-only instance does not).
     pub run_workers: bool,
 }
@@ -494,12 +492,12 @@ impl DurableWorker {
         if entry.deliveries > 1 {
             match self
                 .redis
-                .outbox_already_sent(entry.shard, &message.id)
+                .outbox_already_sent(&entry.verification_id, &message.id)
                 .await
             {
                 Ok(true) => {
                     // A provider took it before the last worker died: acknowledge, don't resend.
-                    return self.ack(&entry, &message.id).await;
+                    return self.ack(&entry).await;
                 }
                 Ok(false) => {}
                 Err(error) => {
@@ -509,7 +507,7 @@ impl DurableWorker {
             }
         }
         match self.shared.deliver(&message).await {
-            Delivery::Accepted { .. } => self.ack(&entry, &message.id).await,
+            Delivery::Accepted { .. } => self.ack(&entry).await,
             Delivery::Failed { reasons, .. } => {
                 metrics.dead_letter();
                 self.dead_letter(&entry, &reasons.join("; ")).await
@@ -517,14 +515,11 @@ impl DurableWorker {
         }
     }
 
-    async fn ack(&self, entry: &OutboxEntry, message_id: &str) {
-        if let Err(error) = self
-            .redis
-            .outbox_ack(entry, message_id, self.settings.sent_mark_for)
-            .await
-        {
-            // Left pending: another worker reclaims it, sees the sent-mark missing, and sends
-            // again — a counted duplicate rather than a lost message.
+    async fn ack(&self, entry: &OutboxEntry) {
+        if let Err(error) = self.redis.outbox_ack(entry).await {
+            // Left pending: another worker reclaims it, finds the sent flag and acknowledges it
+            // (or, when recording the attempt failed too, sends again: a counted duplicate
+            // rather than a lost message).
             tracing::warn!(%error, entry = %entry.entry_id, "cannot acknowledge a sent message");
         }
     }

@@ -5,14 +5,12 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `P:{sNN}:v:<id>` | hash | the verification: `a` account, `s` status, `n` attempts, `M` max attempts, `e` expiry, `m` code tag (while pending), `p` packed `<e164> <created> <length> <channel> <sends>` |
+//! | `P:{sNN}:v:<id>` | hash | the verification: `a` account, `s` status, `n` attempts, `M` max attempts, `e` expiry, `m` code tag (while pending), `p` packed `<e164> <created> <length> <channel> <sends>`; per message `A<message id>`, its delivery state (`pack_attempt`), which also tells a redelivery that a provider accepted it |
 //! | `P:{sNN}:n:<account>:<e164>` | hash | the number: `v` id of its pending verification, `q` sends in the quota window, `w` when the window ends |
 //! | `P:{sNN}:i:<account>:<key>` | string | id answered for an idempotency key |
 //! | `P:a:<account>` | hash | the account |
-//! | `P:{sNN}:a:<id>` | hash | the verification's messages: message id → JSON `SendAttempt` |
 //! | `P:{sNN}:o` | stream | outgoing messages of the shard, consumer group `dispatch` (see `outbox.rs`) |
 //! | `P:{sNN}:d` | stream | dead letters: messages no provider took, with the reasons |
-//! | `P:{sNN}:s:<message id>` | string | set once a provider accepted the message (no resend after a crash) |
 //! | `P:r:<provider>:<provider message id>` | string | `<verification id> <message id>`, for receipts |
 //! | `P:k:<sha256 hex>` | hash | an API key's record |
 //!
@@ -238,24 +236,80 @@ if v[2] == 'x' then return answer('not_pending', id, v) end
 return answer('canceled', id, v)
 "#;
 
-/// KEYS: attempts hash, verification record. ARGV: message id, JSON.
+/// KEYS: the record. ARGV: the attempt's field, its packed value (see `pack_attempt`).
+/// A record already gone (retention over) takes no attempt.
 const LUA_RECORD_ATTEMPT: &str = r#"
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-local ttl = redis.call('PTTL', KEYS[2])
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 "#;
 
-/// KEYS: attempts hash. ARGV: message id, status, error (or ''), now.
+/// KEYS: the record. ARGV: the attempt's field, status, error (or ''), now.
+/// Keeps the sent flag, creation time, provider and provider id; the error stays unless a new
+/// one is given.
 const LUA_APPLY_RECEIPT: &str = r#"
-local json = redis.call('HGET', KEYS[1], ARGV[1])
-if not json then return 0 end
-local attempt = cjson.decode(json)
-attempt.status = ARGV[2]
-if ARGV[3] ~= '' then attempt.error = ARGV[3] end
-attempt.updated_ms = tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], ARGV[1], cjson.encode(attempt))
+local value = redis.call('HGET', KEYS[1], ARGV[1])
+if not value then return 0 end
+local sent, created, _, _, provider, vendor, err = string.match(value, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) ?(.*)$')
+if not sent then return 0 end
+if ARGV[3] ~= '' then err = ARGV[3] end
+redis.call('HSET', KEYS[1], ARGV[1], sent .. ' ' .. created .. ' ' .. ARGV[4] .. ' ' .. ARGV[2] .. ' ' .. provider .. ' ' .. vendor .. ' ' .. err)
 return 1
 "#;
+
+/// The record's field for one message: `A<message id>`.
+fn attempt_field(message_id: &str) -> String {
+    format!("A{message_id}")
+}
+
+/// One message's delivery state as a record field's value:
+/// `<sent 1|0> <created ms> <updated ms> <status> <provider> <provider id or -> <error>`.
+/// `sent` says a provider accepted it, whatever receipts say later: a redelivered message that
+/// has it is acknowledged, not sent again. Spaces in the single-word parts become `_`.
+fn pack_attempt(attempt: &SendAttempt) -> String {
+    let word = |text: &str| -> String {
+        if text.is_empty() {
+            "-".to_owned()
+        } else {
+            text.replace(' ', "_")
+        }
+    };
+    format!(
+        "{} {} {} {} {} {} {}",
+        u8::from(attempt.status == "accepted"),
+        attempt.created_ms,
+        attempt.updated_ms,
+        word(&attempt.status),
+        word(&attempt.provider),
+        word(attempt.provider_message_id.as_deref().unwrap_or_default()),
+        attempt.error.as_deref().unwrap_or_default()
+    )
+}
+
+/// The inverse of `pack_attempt`; `None` for a value of another shape.
+fn unpack_attempt(field: &str, value: &str) -> Option<SendAttempt> {
+    let message_id = field.strip_prefix('A')?;
+    let mut parts = value.splitn(7, ' ');
+    let _sent = parts.next()?;
+    let created_ms = parts.next()?.parse().ok()?;
+    let updated_ms = parts.next()?.parse().ok()?;
+    let status = parts.next()?.to_owned();
+    let provider = parts.next()?.to_owned();
+    let vendor = parts.next()?;
+    let error = parts.next().filter(|error| !error.is_empty());
+    Some(SendAttempt {
+        message_id: message_id.to_owned(),
+        provider,
+        status,
+        provider_message_id: (vendor != "-").then(|| vendor.to_owned()),
+        error: error.map(str::to_owned),
+        created_ms,
+        updated_ms,
+    })
+}
+
+/// Whether a packed attempt says a provider accepted the message.
+fn attempt_was_sent(value: &str) -> bool {
+    value.starts_with("1 ")
+}
 
 impl RedisStore {
     /// Connects lazily to a single server (so the gateway starts, fails closed and recovers while
@@ -326,10 +380,6 @@ impl RedisStore {
 
     fn number_key(&self, shard: u8, kind: &str, account: &AccountId, e164: &str) -> String {
         format!("{}{kind}:{}:{e164}", self.base(shard), account.as_str())
-    }
-
-    fn attempts_key(&self, id: &VerificationId) -> String {
-        format!("{}a:{}", self.base(id.shard()), id.as_str())
     }
 
     fn receipt_key(&self, provider: &str, provider_message_id: &str) -> String {
@@ -560,14 +610,12 @@ impl Store for RedisStore {
         verification: &VerificationId,
         attempt: &SendAttempt,
     ) -> Result<(), StoreError> {
-        let json = serde_json::to_string(attempt).map_err(|error| corrupt(&error.to_string()))?;
         let mut connection = self.connection.clone();
-        // The attempts live as long as the verification's record.
+        // The attempts live in the verification's record, as long as it does.
         self.record_attempt
-            .key(self.attempts_key(verification))
             .key(self.record_key(verification))
-            .arg(&attempt.message_id)
-            .arg(json)
+            .arg(attempt_field(&attempt.message_id))
+            .arg(pack_attempt(attempt))
             .invoke_async::<()>(&mut connection)
             .await
             .map_err(store_error)?;
@@ -589,14 +637,21 @@ impl Store for RedisStore {
         verification: &VerificationId,
     ) -> Result<Vec<SendAttempt>, StoreError> {
         let mut connection = self.connection.clone();
-        let stored: Vec<String> = redis::cmd("HVALS")
-            .arg(self.attempts_key(verification))
+        // Field, value, field, value, … (RESP2's flat answer); bytes, as the code tag is binary.
+        let stored: Vec<Vec<u8>> = redis::cmd("HGETALL")
+            .arg(self.record_key(verification))
             .query_async(&mut connection)
             .await
             .map_err(store_error)?;
         let mut attempts: Vec<SendAttempt> = stored
-            .iter()
-            .filter_map(|json| serde_json::from_str(json).ok())
+            .chunks_exact(2)
+            .filter(|pair| pair[0].starts_with(b"A"))
+            .filter_map(|pair| {
+                unpack_attempt(
+                    std::str::from_utf8(&pair[0]).ok()?,
+                    std::str::from_utf8(&pair[1]).ok()?,
+                )
+            })
             .collect();
         attempts.sort_by_key(|attempt| attempt.created_ms);
         Ok(attempts)
@@ -626,8 +681,8 @@ impl Store for RedisStore {
         };
         let applied: i64 = self
             .apply_receipt
-            .key(self.attempts_key(&verification))
-            .arg(message_id)
+            .key(self.record_key(&verification))
+            .arg(attempt_field(message_id))
             .arg(status)
             .arg(error.unwrap_or_default())
             .arg(now_ms)
@@ -733,5 +788,44 @@ impl Store for RedisStore {
         } else {
             "redis"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(error: Option<&str>, vendor: Option<&str>) -> SendAttempt {
+        SendAttempt {
+            message_id: "MS0123456789abcdef0123456789abcdef".into(),
+            provider: "twilio-main".into(),
+            status: "accepted".into(),
+            provider_message_id: vendor.map(str::to_owned),
+            error: error.map(str::to_owned),
+            created_ms: 1_764_000_000_000,
+            updated_ms: 1_764_000_000_250,
+        }
+    }
+
+    #[test]
+    fn a_packed_attempt_reads_back_as_it_was() {
+        for (error, vendor) in [
+            (None, None),
+            (None, Some("SMabcdef")),
+            (
+                Some("twilio: 21211 invalid 'To' number; vonage: timeout"),
+                None,
+            ),
+        ] {
+            let original = attempt(error, vendor);
+            let field = attempt_field(&original.message_id);
+            let packed = pack_attempt(&original);
+            assert_eq!(unpack_attempt(&field, &packed), Some(original), "{packed}");
+            assert!(attempt_was_sent(&packed));
+        }
+        let mut failed = attempt(Some("no provider"), None);
+        failed.status = "failed".into();
+        assert!(!attempt_was_sent(&pack_attempt(&failed)));
+        assert_eq!(unpack_attempt("Afoo", "not an attempt"), None);
     }
 }

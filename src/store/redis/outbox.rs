@@ -2,10 +2,11 @@
 //!
 //! The start script appends the sealed message in the same atomic step that creates the
 //! verification. Workers read with `XREADGROUP`, and acknowledge (`XACK`, then `XDEL` so the
-//! stream does not grow) only after a provider accepted the message, in one script that also
-//! sets a sent-mark: if a worker dies after the provider accepted but before the script ran, the
-//! message is sent again (counted as a redelivery); if it dies after, the mark stops a second
-//! send. Entries idle longer than the reclaim time belong to a dead worker and are taken over
+//! stream does not grow) only after a provider accepted the message and its attempt, with the
+//! sent flag, is in the verification's record: if a worker dies after the provider accepted but
+//! before the attempt was recorded, the message is sent again (counted as a redelivery); if it
+//! dies after, the flag stops a second send. Entries idle longer than the reclaim time belong to
+//! a dead worker and are taken over
 //! with `XAUTOCLAIM`; after too many deliveries, or when no provider takes a message, it moves to
 //! the shard's dead-letter stream with its reasons.
 
@@ -44,10 +45,9 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            // KEYS: stream, sent mark. ARGV: group, entry id, mark lifetime.
+            // KEYS: stream. ARGV: group, entry id.
             ack: Script::new(
                 r#"
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
 "#,
@@ -79,10 +79,6 @@ impl RedisStore {
 
     fn dead_letter_key(&self, shard: u8) -> String {
         format!("{}d", self.base(shard))
-    }
-
-    fn sent_key(&self, shard: u8, message_id: &str) -> String {
-        format!("{}s:{message_id}", self.base(shard))
     }
 
     /// Creates the consumer group on every shard's stream (once per deployment; an existing group
@@ -189,35 +185,34 @@ impl RedisStore {
         Ok(entries)
     }
 
-    /// Whether a provider already accepted this message (a worker died before acknowledging).
+    /// Whether a provider already accepted this message (a worker died before acknowledging):
+    /// its attempt in the verification's record says so.
     pub async fn outbox_already_sent(
         &self,
-        shard: u8,
+        verification_id: &str,
         message_id: &str,
     ) -> Result<bool, StoreError> {
+        let Some(id) = crate::verify::model::VerificationId::parse(verification_id) else {
+            return Ok(false);
+        };
         let mut connection = self.connection.clone();
-        redis::cmd("EXISTS")
-            .arg(self.sent_key(shard, message_id))
+        let value: Option<String> = redis::cmd("HGET")
+            .arg(self.record_key(&id))
+            .arg(super::attempt_field(message_id))
             .query_async(&mut connection)
             .await
-            .map_err(store_error)
+            .map_err(store_error)?;
+        Ok(value.as_deref().is_some_and(super::attempt_was_sent))
     }
 
-    /// Done: a provider accepted it.
-    pub async fn outbox_ack(
-        &self,
-        entry: &OutboxEntry,
-        message_id: &str,
-        mark_for: Duration,
-    ) -> Result<(), StoreError> {
+    /// Done: a provider accepted it (and its attempt, recorded first, says so).
+    pub async fn outbox_ack(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
         let mut connection = self.connection.clone();
         self.outbox_scripts
             .ack
             .key(self.outbox_key(entry.shard))
-            .key(self.sent_key(entry.shard, message_id))
             .arg(GROUP)
             .arg(&entry.entry_id)
-            .arg(mark_for.as_millis().max(1) as u64)
             .invoke_async::<()>(&mut connection)
             .await
             .map_err(store_error)
