@@ -8,19 +8,33 @@
 //! in well under two minutes.
 
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 
+use otpgate::account::login::{decide, AllowReason, Decision};
+use otpgate::account::policy::{Policy, TrustDuration};
+use otpgate::account::rules::Actor;
+use otpgate::account::service::{AccountService, NewUser, PolicyUpdate};
+use otpgate::account::user::{User, UserId, UserRole};
 use otpgate::account::{key_digest, AccountId, ApiKeyRecord, KeyDigest, Role};
 use otpgate::cache::TtlCache;
-use otpgate::clock::rfc3339;
+use otpgate::clock::{rfc3339, Clock, SystemClock};
+use otpgate::config::DirectorySettings;
+use otpgate::directory::memory::MemoryDirectory;
+use otpgate::factors::crypto::FactorKeys;
+use otpgate::factors::totp::{self, Algorithm, Totp, TotpParams};
 use otpgate::http::routes;
+use otpgate::metrics::Metrics;
 use otpgate::phone::PhoneNumber;
 use otpgate::store::memory::MemoryStore;
 use otpgate::store::Store;
+use otpgate::trust::cache::{HotCache, Lookup};
+use otpgate::trust::metrics::HotPathMetrics;
+use otpgate::trust::{mint_token, DeviceId, DeviceKey, DeviceRecord};
 use otpgate::verify::code::{self, CodeMac, MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use otpgate::verify::model::{
     Channel, CheckOutcome, CheckTarget, NewVerification, SendQuota, StartOutcome, VerificationId,
@@ -329,12 +343,294 @@ fn memory_store_check(c: &mut Criterion) {
     group.finish();
 }
 
+/// A TOTP check (RFC 6238, SHA-1, 6 digits, 30 s): the codes of the current step and one either
+/// side are derived and compared in constant time, so a match in any step and a wrong code cost
+/// the same. `key_setup_and_check` adds the HMAC key set-up the service does per attempt, and
+/// `open_setup_and_check` the AES-256-GCM opening of the sealed secret before it.
+fn totp_check(c: &mut Criterion) {
+    let rng = SystemRandom::new();
+    let secret = *b"12345678901234567890";
+    let params = TotpParams {
+        algorithm: Algorithm::Sha1,
+        digits: 6,
+        period: 30,
+    };
+    let totp = Totp::new(&secret, params);
+    let now_ms = 1_780_000_000_000u64;
+    let step = totp::step_at(now_ms, params.period);
+    let current = totp.code_at_step(step);
+    let previous = totp.code_at_step(step - 1);
+    let next = totp.code_at_step(step + 1);
+    // A code of none of the three live steps.
+    let wrong = (0..1_000_000u32)
+        .map(|n| format!("{n:06}"))
+        .find(|code| *code != current && *code != previous && *code != next)
+        .expect("three codes cannot cover a million");
+    assert_eq!(totp.matching_step(&current, now_ms), Some(step));
+    assert_eq!(totp.matching_step(&previous, now_ms), Some(step - 1));
+    assert_eq!(totp.matching_step(&next, now_ms), Some(step + 1));
+    assert_eq!(totp.matching_step(&wrong, now_ms), None);
+    let keys = FactorKeys::new(&[("k1".to_owned(), vec![3u8; 32])]).expect("one valid key");
+    let context = b"AC0123456789abcdef0123456789abcdef|alice|FA0123456789abcdef0123456789abcdef";
+    let sealed = keys.seal(&rng, context, &secret).expect("the key seals");
+
+    let mut group = c.benchmark_group("totp_check");
+    group.throughput(Throughput::Elements(1));
+    for (name, code) in [
+        ("current_step", &current),
+        ("previous_step", &previous),
+        ("wrong_code", &wrong),
+    ] {
+        group.bench_with_input(BenchmarkId::new("sha1_6_digits", name), code, |b, code| {
+            b.iter(|| totp.matching_step(black_box(code), black_box(now_ms)))
+        });
+    }
+    group.bench_function(
+        BenchmarkId::new("sha1_6_digits", "key_setup_and_check"),
+        |b| {
+            b.iter(|| {
+                Totp::new(black_box(&secret), params).matching_step(black_box(&current), now_ms)
+            })
+        },
+    );
+    group.bench_function(
+        BenchmarkId::new("sha1_6_digits", "open_setup_and_check"),
+        |b| {
+            b.iter(|| {
+                let secret = keys
+                    .open(black_box(context), black_box(&sealed))
+                    .expect("it opens");
+                Totp::new(&secret, params).matching_step(black_box(&current), now_ms)
+            })
+        },
+    );
+    group.finish();
+}
+
+/// The trusted-device check without HTTP: the token digest (HMAC-SHA256 over account, user and
+/// token under the device key), the hot-cache lookup of the device on a hit, and the service's
+/// whole `check_device` with policy, user and device all cached (memory directory).
+fn trusted_device(c: &mut Criterion) {
+    let rng = SystemRandom::new();
+    let key = DeviceKey::new(&[9u8; 32]);
+    let account = AccountId::random(&rng).expect("the OS generator works");
+    let user = UserId::parse("alice@example.com").expect("a valid user id");
+    let token = mint_token(&rng).expect("the OS generator works");
+    let now_ms = 1_780_000_000_000u64;
+    let record = |user: &UserId| DeviceRecord {
+        id: DeviceId::random(&rng).expect("the OS generator works"),
+        user: user.clone(),
+        created_ms: now_ms,
+        expires_ms: now_ms + TrustDuration::ThirtyDays.millis(),
+        epoch: 0,
+    };
+    let cache = HotCache::new(Duration::from_secs(3_600), 100_000);
+    cache.set_link(true);
+    // A realistic population: ten thousand devices, the one we look up among them.
+    for n in 0..10_000u32 {
+        let other = UserId::parse(&format!("user{n}")).expect("a valid user id");
+        let digest = key.digest(&account, &other, &mint_token(&rng).expect("works"));
+        cache.put_device(cache.ticket(), digest, &account, record(&other), now_ms);
+    }
+    let digest = key.digest(&account, &user, &token);
+    cache.put_device(cache.ticket(), digest, &account, record(&user), now_ms);
+    assert!(matches!(cache.device(&digest, now_ms), Lookup::Hit(_)));
+
+    let mut group = c.benchmark_group("trusted_device");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("check", "digest_only"), |b| {
+        b.iter(|| key.digest(black_box(&account), black_box(&user), black_box(&token)))
+    });
+    group.bench_function(BenchmarkId::new("check", "cache_hit_only"), |b| {
+        b.iter(|| cache.device(black_box(&digest), black_box(now_ms)))
+    });
+    group.bench_function(BenchmarkId::new("check", "digest_and_cache_hit"), |b| {
+        b.iter(|| {
+            cache.device(
+                &key.digest(black_box(&account), black_box(&user), black_box(&token)),
+                now_ms,
+            )
+        })
+    });
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime starts");
+    let fixture = runtime.block_on(ServiceFixture::new(1_000));
+    group.bench_function(BenchmarkId::new("check", "service_all_cached"), |b| {
+        b.iter(|| {
+            let checked = runtime
+                .block_on(fixture.service.check_device(
+                    &fixture.account,
+                    black_box(&fixture.user),
+                    black_box(&fixture.token),
+                ))
+                .expect("the memory directory answers");
+            debug_assert!(checked.trusted);
+            checked
+        })
+    });
+    group.finish();
+}
+
+/// The login decision with policy and user from the hot cache: the pure `decide` on values in
+/// hand, and the service's `login` (cache lookups, digest, decision, metric) with a trusted
+/// device (allow) and without one (an SMS challenge, which masks the phone number).
+fn login_decision(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime starts");
+    let fixture = runtime.block_on(ServiceFixture::new(1_000));
+    let policy = fixture.policy;
+    let user = fixture.user_record.clone();
+
+    let mut group = c.benchmark_group("login_decision");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("decide_only", "trusted_device"), |b| {
+        b.iter(|| decide(black_box(&policy), black_box(&user), black_box(true)))
+    });
+    group.bench_function(BenchmarkId::new("decide_only", "sms_challenge"), |b| {
+        b.iter(|| decide(black_box(&policy), black_box(&user), black_box(false)))
+    });
+    for (name, token) in [
+        ("trusted_device", Some(fixture.token.as_str())),
+        ("sms_challenge", None),
+    ] {
+        group.bench_with_input(
+            BenchmarkId::new("service_cached", name),
+            &token,
+            |b, token| {
+                b.iter(|| {
+                    runtime
+                        .block_on(fixture.service.login(
+                            &fixture.account,
+                            black_box(&fixture.user),
+                            black_box(*token),
+                        ))
+                        .expect("the memory directory answers")
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+/// An account service on the memory directory: policy with 30-day trusted devices, `users`
+/// users with phones, each with one trusted device, every one checked once so the hot cache
+/// holds the policy, the users and the devices (the cache lives 10 minutes here).
+struct ServiceFixture {
+    service: AccountService,
+    account: AccountId,
+    user: UserId,
+    user_record: User,
+    token: String,
+    policy: Policy,
+}
+
+impl ServiceFixture {
+    async fn new(users: u32) -> Self {
+        let rng = SystemRandom::new();
+        let metrics = Metrics::new();
+        let service = AccountService::new(
+            Arc::new(MemoryDirectory::new(1_000)),
+            Arc::new(HotCache::new(Duration::from_secs(600), 100_000)),
+            Arc::new(HotPathMetrics::new(&metrics)),
+            Arc::new(SystemClock),
+            &[9u8; 32],
+            DirectorySettings {
+                cache_ttl: Duration::from_secs(600),
+                cache_max_entries: 100_000,
+                invalidation_ping: Duration::from_secs(5),
+                max_devices_per_user: 10,
+                audit_max_entries: 1_000,
+            },
+        );
+        let account = AccountId::random(&rng).expect("the OS generator works");
+        let owner = Actor::new(
+            "KY0123456789abcdef0123456789abcdef".to_owned(),
+            Role::Owner,
+            None,
+        );
+        let policy = service
+            .set_policy(
+                &account,
+                &owner,
+                &PolicyUpdate {
+                    trusted_device: Some(TrustDuration::ThirtyDays),
+                    ..PolicyUpdate::default()
+                },
+            )
+            .await
+            .expect("the owner may allow trusted devices");
+        let mut pairs = Vec::new();
+        for n in 0..users {
+            let id = UserId::parse(&format!("user{n}@example.com")).expect("a valid user id");
+            service
+                .create_user(
+                    &account,
+                    &owner,
+                    &NewUser {
+                        id: Some(id.clone()),
+                        role: UserRole::Member,
+                        phone: Some(PhoneNumber::parse(&format!("+49151{n:08}")).expect("valid")),
+                        two_factor: None,
+                    },
+                )
+                .await
+                .expect("the owner adds users");
+            let expires_ms = SystemClock.now_ms() + 600_000;
+            let trusted = service
+                .trust_device_after_challenge(
+                    &account,
+                    &owner,
+                    &id,
+                    &format!("CH{n:032x}"),
+                    &id,
+                    expires_ms,
+                )
+                .await
+                .expect("a fresh challenge of this user trusts a device");
+            let checked = service
+                .check_device(&account, &id, &trusted.token)
+                .await
+                .expect("the memory directory answers");
+            assert!(checked.trusted, "a device just trusted is trusted");
+            pairs.push((id, trusted.token));
+        }
+        let (user, token) = pairs.swap_remove(pairs.len() / 2);
+        let now = SystemClock.now_ms();
+        assert!(matches!(
+            service.cache().policy(&account, now),
+            Lookup::Hit(_)
+        ));
+        let user_record = match service.cache().user(&account, &user, now) {
+            Lookup::Hit(found) => found,
+            other => panic!("the user should be cached, got {other:?}"),
+        };
+        assert_eq!(
+            service
+                .login(&account, &user, Some(&token))
+                .await
+                .expect("the memory directory answers"),
+            Decision::Allow(AllowReason::TrustedDevice)
+        );
+        Self {
+            service,
+            account,
+            user,
+            user_record,
+            token,
+            policy,
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3));
     targets = code_generation, code_mac, phone_parse, api_key_lookup, route_lookup, json,
-        memory_store_check
+        memory_store_check, totp_check, trusted_device, login_decision
 }
 criterion_main!(benches);

@@ -2,8 +2,9 @@
 // (not the reads from the sink), and a summary loadtest/run can parse.
 //
 // Environment: BASE_URL (otpgate), OTPGATE_KEY (a service key), IDS_FILE (seeded verification ids,
-// one per line, for check.js), SINK_URL (the baseline sink, for send_check.js), SUMMARY_FILE
-// (optional: where to write the key=value summary loadtest/run reads).
+// one per line, for check.js), SINK_URL (the baseline sink, for send_check.js), TRUSTED_FILE
+// ("user device-token" pairs, one per line, for trusted.js), SUMMARY_FILE (optional: where to
+// write the key=value summary loadtest/run reads).
 import { Counter, Rate, Trend } from 'k6/metrics';
 
 export const BASE_URL = __ENV.BASE_URL || 'http://127.0.0.1:8080';
