@@ -103,6 +103,9 @@ impl ConnectionLike for Connection {
 /// The account is not answered: the caller passed it and the script compared it.
 const LUA_COMMON: &str = r#"
 local FIELDS = {'a', 's', 'n', 'M', 'e', 'p'}
+local function load(key)
+  return redis.call('HMGET', key, unpack(FIELDS))
+end
 local function answer(outcome, id, v)
   return outcome .. ' ' .. id .. ' ' .. v[2] .. ' ' .. v[3] .. ' ' .. v[4] .. ' ' .. v[5] .. ' ' .. v[6]
 end
@@ -129,7 +132,7 @@ local outbox = ARGV[16]
 if has_idem then
   local seen = redis.call('GET', KEYS[3])
   if seen then
-    local v = redis.call('HMGET', base .. 'v:' .. seen, unpack(FIELDS))
+    local v = load(base .. 'v:' .. seen)
     if v[1] then return answer('replayed', seen, v) end
   end
 end
@@ -155,7 +158,7 @@ end
 local pending = ptr[1]
 if pending then
   local key = base .. 'v:' .. pending
-  local v = redis.call('HMGET', key, unpack(FIELDS))
+  local v = load(key)
   if v[1] == acct and v[2] == 'p' and now < tonumber(v[5]) then
     local number, created, length, _, sends = string.match(v[6], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
     sends = tonumber(sends)
@@ -224,7 +227,7 @@ return answer('checked', id, v)
 const LUA_CANCEL: &str = r#"
 local base, acct, now, id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local key = KEYS[1]
-local v = redis.call('HMGET', key, unpack(FIELDS))
+local v = load(key)
 if v[1] ~= acct then return 'not_found' end
 if v[2] ~= 'p' then return answer('not_pending', id, v) end
 v[2] = 'c'
@@ -568,13 +571,15 @@ impl Store for RedisStore {
         if fields.first().and_then(Option::as_deref) != Some(account.as_str()) {
             return Ok(None);
         }
-        let text = fields[1..]
-            .iter()
-            .map(|field| field.as_deref().unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut reply = vec!["", id.as_str()];
-        reply.extend(text.split(' '));
+        // The script reply's shape (see `LUA_COMMON`): the packed `p` is split like the rest.
+        let field = |index: usize| {
+            fields
+                .get(index)
+                .and_then(Option::as_deref)
+                .unwrap_or_default()
+        };
+        let mut reply = vec!["", id.as_str(), field(1), field(2), field(3), field(4)];
+        reply.extend(field(5).split(' '));
         parse_verification(&reply, account).map(Some)
     }
 
