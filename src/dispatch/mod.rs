@@ -218,30 +218,30 @@ impl Dispatcher {
         stop: CancellationToken,
     ) -> Self {
         let wake = Arc::new(Notify::new());
-        let shared = Arc::new(Shared {
-            router,
-            store: redis.clone(),
-            clock,
-            metrics: metrics.clone(),
-            in_flight: Arc::new(Semaphore::new(settings.concurrency)),
-            tasks: tasks.clone(),
-        });
-        let sealer = Sealer::new(seal_key);
-        let worker = DurableWorker {
-            shared,
-            redis,
-            settings,
-            sealer: Sealer::new(seal_key),
-            wake: wake.clone(),
-            consumer: consumer_name(),
-        };
         if settings.run_workers {
+            let shared = Arc::new(Shared {
+                router,
+                store: redis.clone(),
+                clock,
+                metrics: metrics.clone(),
+                in_flight: Arc::new(Semaphore::new(settings.concurrency)),
+                tasks: tasks.clone(),
+            });
+            let worker = DurableWorker {
+                shared,
+                redis,
+                settings,
+                sealer: Sealer::new(seal_key),
+                wake: wake.clone(),
+                consumer: consumer_name(),
+            };
             tasks.spawn(worker.run(stop));
         } else {
             tracing::info!(
                 "dispatch.workers is off: this instance queues messages, others deliver them"
             );
         }
+        let sealer = Sealer::new(seal_key);
         Self {
             inner: Arc::new(DispatcherInner {
                 mode: Mode::Durable(wake),
