@@ -6,24 +6,15 @@
 //     -e IDS_FILE=/abs/path/ids.txt loadtest/check.js
 import http from 'k6/http';
 import { SharedArray } from 'k6/data';
-import { BASE_URL, params, record, summarise, summaryTrendStats } from './lib/otpgate.js';
+import { BASE_URL, lines, optionsWith, params, record, summarise } from './lib/otpgate.js';
 
-const ids = new SharedArray('ids', () =>
-  open(__ENV.IDS_FILE)
-    .split('\n')
-    .filter((line) => line.length > 0),
-);
+const ids = new SharedArray('ids', () => lines(__ENV.IDS_FILE));
 
-export const options = {
-  vus: 50,
-  duration: '10s',
-  summaryTrendStats,
-  thresholds: {
-    // The targets: zero errors, p99 within 2 ms (k6 itself adds latency on 2 cores).
-    otpgate_errors: ['rate==0'],
-    otpgate_latency: ['p(99)<2'],
-  },
-};
+export const options = optionsWith({
+  // The targets: zero errors, p99 within 2 ms (k6 itself adds latency on 2 cores).
+  otpgate_errors: ['rate==0'],
+  otpgate_latency: ['p(99)<2'],
+});
 
 const checkParams = params('check');
 

@@ -7,7 +7,7 @@
 import http from 'k6/http';
 import { sleep } from 'k6';
 import { Counter } from 'k6/metrics';
-import { BASE_URL, SINK_URL, params, record, summarise, summaryTrendStats } from './lib/otpgate.js';
+import { BASE_URL, SINK_URL, optionsWith, params, record, summarise } from './lib/otpgate.js';
 
 const WRONG_FIRST = Number(__ENV.WRONG_SHARE || 0.2);
 // Numbers +49151 and 8 digits, fresh every iteration: a block of 100 000 per VU from 85 000 000
@@ -15,16 +15,11 @@ const WRONG_FIRST = Number(__ENV.WRONG_SHARE || 0.2);
 const FIRST_NUMBER = Number(__ENV.NUMBER_BASE || 85000000);
 const PER_VU = 100000;
 
-export const options = {
-  vus: 50,
-  duration: '10s',
-  summaryTrendStats,
-  thresholds: {
-    otpgate_errors: ['rate==0'],
-    approved: ['count>0'],
-    code_not_delivered: ['count==0'],
-  },
-};
+export const options = optionsWith({
+  otpgate_errors: ['rate==0'],
+  approved: ['count>0'],
+  code_not_delivered: ['count==0'],
+});
 
 const approved = new Counter('approved');
 const codeNotDelivered = new Counter('code_not_delivered');

@@ -8,29 +8,21 @@
 //     -e TRUSTED_FILE=/abs/path/trusted.txt loadtest/trusted.js
 import http from 'k6/http';
 import { SharedArray } from 'k6/data';
-import { BASE_URL, params, record, summarise, summaryTrendStats } from './lib/otpgate.js';
+import { BASE_URL, lines, optionsWith, params, record, summarise } from './lib/otpgate.js';
 
 // "user token" per line.
 const bodies = new SharedArray('trusted devices', () =>
-  open(__ENV.TRUSTED_FILE)
-    .split('\n')
-    .filter((line) => line.length > 0)
-    .map((line) => {
-      const [user, token] = line.trim().split(/\s+/);
-      return JSON.stringify({ user, device_token: token });
-    }),
+  lines(__ENV.TRUSTED_FILE).map((line) => {
+    const [user, token] = line.trim().split(/\s+/);
+    return JSON.stringify({ user, device_token: token });
+  }),
 );
 
-export const options = {
-  vus: 50,
-  duration: '10s',
-  summaryTrendStats,
-  thresholds: {
-    // Zero errors: every answer 200 and trusted. The throughput target (≥ 0.7 × the bare
-    // server) is wrk's to measure; k6 itself takes more than a core here.
-    otpgate_errors: ['rate==0'],
-  },
-};
+export const options = optionsWith({
+  // Zero errors: every answer 200 and trusted. The throughput target (≥ 0.7 × the bare
+  // server) is wrk's to measure; k6 itself takes more than a core here.
+  otpgate_errors: ['rate==0'],
+});
 
 const checkParams = params('trusted_device_check');
 

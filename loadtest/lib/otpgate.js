@@ -29,6 +29,20 @@ export function record(response, ok) {
 
 export const summaryTrendStats = ['avg', 'med', 'p(90)', 'p(99)', 'max'];
 
+// The options every script runs with (loadtest/run overrides vus and duration), and its thresholds.
+export const optionsWith = (thresholds) => ({
+  vus: 50,
+  duration: '10s',
+  summaryTrendStats,
+  thresholds,
+});
+
+// The non-empty lines of a file loadtest/run wrote (call it in the init context, as k6's open).
+export const lines = (path) =>
+  open(path)
+    .split('\n')
+    .filter((line) => line.length > 0);
+
 export function summarise(data, scenario) {
   const metric = (name) => (data.metrics[name] ? data.metrics[name].values : {});
   const requests = metric('otpgate_requests').count || 0;
