@@ -297,3 +297,59 @@ async fn accounts_cannot_see_each_others_verifications(backend: Backend) {
     assert_eq!(mine.body["valid"], true);
     app.stop().await;
 }
+
+/// In Redis a finished verification releases its number's pointer (the quota stays), whether
+/// it finished by id (where the script derives the key base from the record's key) or by number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_verification_releases_its_number_in_redis() {
+    let app = spawn_app(Backend::Redis).await;
+    let redis = crate::redis_harness::shared_redis();
+    let pointer_of = |e164: &str| {
+        let keys = redis.command(&["KEYS", &format!("{}:*:n:*{e164}", app.prefix)]);
+        let keys: Vec<&str> = keys.lines().filter(|line| line.contains(":n:")).collect();
+        assert_eq!(keys.len(), 1, "one pointer for {e164}: {keys:?}");
+        keys[0].to_owned()
+    };
+    let field = |key: &str, name: &str| redis.command(&["HGET", key, name]);
+
+    // Approved by id.
+    let id = app.send("+4915112345690").await.str("id").to_owned();
+    let pointer = pointer_of("+4915112345690");
+    assert!(
+        field(&pointer, "v").contains(&id),
+        "pending: the pointer names it"
+    );
+    let code = app.code_sent_to("+4915112345690", 1).await;
+    assert_eq!(app.check_id(&id, &code).await.body["status"], "approved");
+    assert_eq!(field(&pointer, "v"), "$-1\r\n", "approved by id: released");
+    assert_eq!(field(&pointer, "q"), "$1\r\n1\r\n", "the quota stays");
+
+    // Out of attempts by id.
+    let id = app.send("+4915112345691").await.str("id").to_owned();
+    let code = app.code_sent_to("+4915112345691", 2).await;
+    for _ in 0..5 {
+        app.check_id(&id, &wrong_code(&code)).await;
+    }
+    assert_eq!(
+        field(&pointer_of("+4915112345691"), "v"),
+        "$-1\r\n",
+        "out of attempts: released"
+    );
+
+    // Approved by number.
+    app.send("+4915112345692").await;
+    let code = app.code_sent_to("+4915112345692", 3).await;
+    let approved = app
+        .post(
+            "/v1/verifications/check",
+            json!({"to": "+4915112345692", "code": code}),
+        )
+        .await;
+    assert_eq!(approved.body["status"], "approved", "{}", approved.body);
+    assert_eq!(
+        field(&pointer_of("+4915112345692"), "v"),
+        "$-1\r\n",
+        "approved by number: released"
+    );
+    app.stop().await;
+}
