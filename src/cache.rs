@@ -10,9 +10,10 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 
 pub struct TtlCache<K, V> {
-    entries: DashMap<K, (V, u64)>,
+    entries: DashMap<K, (V, u64), RandomState>,
     ttl_ms: u64,
     max_entries: usize,
 }
@@ -20,7 +21,7 @@ pub struct TtlCache<K, V> {
 impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
         Self {
-            entries: DashMap::new(),
+            entries: DashMap::with_hasher(RandomState::default()),
             ttl_ms: ttl.as_millis() as u64,
             max_entries,
         }

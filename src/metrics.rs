@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
+use dashmap::mapref::one::Ref;
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
@@ -78,9 +80,9 @@ type LabelNames = [&'static str; 4];
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
-    counters: DashMap<SeriesKey, Counter>,
-    histograms: DashMap<SeriesKey, Histogram>,
-    gauges: DashMap<SeriesKey, Gauge>,
+    counters: DashMap<SeriesKey, Counter, RandomState>,
+    histograms: DashMap<SeriesKey, Histogram, RandomState>,
+    gauges: DashMap<SeriesKey, Gauge, RandomState>,
     queue_depth: Gauge,
 }
 
@@ -102,9 +104,9 @@ impl Metrics {
         Self {
             recorder,
             handle,
-            counters: DashMap::new(),
-            histograms: DashMap::new(),
-            gauges: DashMap::new(),
+            counters: DashMap::with_hasher(RandomState::default()),
+            histograms: DashMap::with_hasher(RandomState::default()),
+            gauges: DashMap::with_hasher(RandomState::default()),
             queue_depth,
         }
     }
@@ -121,34 +123,45 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
-    fn counter(&self, key: SeriesKey, labels: LabelNames) -> Counter {
+    /// The handle of a series, registered on first use. A reference into the map rather than a
+    /// clone: cloning a handle's `Arc` on every request moved its count between the cores.
+    fn counter(&self, key: SeriesKey, labels: LabelNames) -> Ref<'_, SeriesKey, Counter> {
         if let Some(counter) = self.counters.get(&key) {
-            return counter.clone();
+            return counter;
         }
-        let counter = self
-            .recorder
-            .register_counter(&series(key, labels), &METADATA);
-        self.counters.entry(key).or_insert(counter).clone()
+        self.counters
+            .entry(key)
+            .or_insert_with(|| {
+                self.recorder
+                    .register_counter(&series(key, labels), &METADATA)
+            })
+            .downgrade()
     }
 
-    fn gauge(&self, key: SeriesKey, labels: LabelNames) -> Gauge {
+    fn gauge(&self, key: SeriesKey, labels: LabelNames) -> Ref<'_, SeriesKey, Gauge> {
         if let Some(gauge) = self.gauges.get(&key) {
-            return gauge.clone();
+            return gauge;
         }
-        let gauge = self
-            .recorder
-            .register_gauge(&series(key, labels), &METADATA);
-        self.gauges.entry(key).or_insert(gauge).clone()
+        self.gauges
+            .entry(key)
+            .or_insert_with(|| {
+                self.recorder
+                    .register_gauge(&series(key, labels), &METADATA)
+            })
+            .downgrade()
     }
 
-    fn histogram(&self, key: SeriesKey, labels: LabelNames) -> Histogram {
+    fn histogram(&self, key: SeriesKey, labels: LabelNames) -> Ref<'_, SeriesKey, Histogram> {
         if let Some(histogram) = self.histograms.get(&key) {
-            return histogram.clone();
+            return histogram;
         }
-        let histogram = self
-            .recorder
-            .register_histogram(&series(key, labels), &METADATA);
-        self.histograms.entry(key).or_insert(histogram).clone()
+        self.histograms
+            .entry(key)
+            .or_insert_with(|| {
+                self.recorder
+                    .register_histogram(&series(key, labels), &METADATA)
+            })
+            .downgrade()
     }
 
     pub fn http_request(&self, route: &'static str, status: u16, elapsed: Duration) {

@@ -17,6 +17,7 @@
 //! Time comes from the caller's clock (an argument), not Redis `TIME`, so that tests move it and
 //! every instance decides expiry the same way; key TTLs only bound how long records are kept.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -26,6 +27,7 @@ use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use super::{Store, StoreError};
 use crate::account::{hex, Account, AccountId, ApiKeyRecord, KeyDigest, Role};
+use crate::phone::SHARD_COUNT;
 use crate::verify::code::Tag;
 pub mod outbox;
 
@@ -51,6 +53,8 @@ pub struct RedisSettings {
 pub struct RedisStore {
     connection: Connection,
     prefix: String,
+    /// `P:{sNN}:` for every shard, built once: the check path builds a key per request.
+    bases: Arc<[String]>,
     cluster: bool,
     start: Script,
     check: Script,
@@ -352,6 +356,9 @@ impl RedisStore {
         Ok(Self {
             connection,
             prefix: settings.key_prefix.clone(),
+            bases: (0..SHARD_COUNT)
+                .map(|shard| format!("{}:{{s{shard:02}}}:", settings.key_prefix))
+                .collect(),
             cluster,
             start: Script::new(&with_common(LUA_START)),
             check: Script::new(&with_common(LUA_CHECK)),
@@ -377,16 +384,16 @@ impl RedisStore {
     }
 
     /// `P:{sNN}:` — everything of one shard starts with this.
-    fn base(&self, shard: u8) -> String {
-        format!("{}:{{s{shard:02}}}:", self.prefix)
+    fn base(&self, shard: u8) -> &str {
+        &self.bases[usize::from(shard)]
     }
 
     fn record_key(&self, id: &VerificationId) -> String {
-        format!("{}v:{}", self.base(id.shard()), id.as_str())
+        [self.base(id.shard()), "v:", id.as_str()].concat()
     }
 
     fn number_key(&self, shard: u8, kind: &str, account: &AccountId, e164: &str) -> String {
-        format!("{}{kind}:{}:{e164}", self.base(shard), account.as_str())
+        [self.base(shard), kind, ":", account.as_str(), ":", e164].concat()
     }
 
     fn receipt_key(&self, provider: &str, provider_message_id: &str) -> String {
