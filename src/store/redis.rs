@@ -124,14 +124,21 @@ end
 
 /// KEYS: the number's pointer (with its quota), the new record, idempotency (or the pointer
 /// again when there is none), the shard's outbox stream.
-/// ARGV: base, account, to, channel, tag, code length, now, ttl, retention, max attempts,
-/// max sends, quota limit, quota window, new id, has idempotency key, sealed message (or '').
+/// ARGV: base, account, to, channel, tag, code length, now, ttl, expiry (now + ttl), the record's
+/// lifetime (ttl + retention), max attempts, max sends, quota limit, a new quota window's end
+/// (now + window), the pointer's lifetime with a new window (the longer of window and ttl),
+/// new id, has idempotency key, sealed message (or '').
+///
+/// The sums come from the caller as text: Redis 7.0 formats every Lua number it writes with
+/// `snprintf("%.17g")`, and the seven it formatted here were an eighth of a send's
+/// instructions in Redis (callgrind). Numbers are computed here only for a window still open.
 const LUA_START: &str = r#"
-local base, acct, to, channel, tag = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local len, now, ttl, keep = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
-local max_attempts, max_sends = ARGV[10], tonumber(ARGV[11])
-local quota_limit, quota_window, new_id, has_idem = tonumber(ARGV[12]), tonumber(ARGV[13]), ARGV[14], ARGV[15] == '1'
-local outbox = ARGV[16]
+local base, acct, to, channel, tag, len = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local now_text, ttl, expires, lifetime = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local max_attempts, max_sends, quota_limit = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13])
+local window_end, pointer_ttl, new_id, has_idem = ARGV[14], ARGV[15], ARGV[16], ARGV[17] == '1'
+local outbox = ARGV[18]
+local now = tonumber(now_text)
 
 if has_idem then
   local seen = redis.call('GET', KEYS[3])
@@ -144,18 +151,25 @@ end
 -- The pointer hash: v = the pending verification's id, q = sends in the quota window,
 -- w = when the window ends (the caller's clock, like every other time here).
 local ptr = redis.call('HMGET', KEYS[1], 'v', 'q', 'w')
-local used, window_end = tonumber(ptr[2] or '0'), tonumber(ptr[3] or '0')
-if now >= window_end then used, window_end = 0, now + quota_window end
+local used = 0
+if ptr[3] and now < tonumber(ptr[3]) then
+  used, window_end = tonumber(ptr[2]), ptr[3]
+  pointer_ttl = tonumber(window_end) - now
+  if pointer_ttl < tonumber(ttl) then pointer_ttl = ttl end
+end
 local function quota_full()
   return used >= quota_limit
 end
+local function refuse_quota()
+  return 'quota ' .. (tonumber(window_end) - now)
+end
 -- Counts the send, remembers the id and keeps the pointer as long as either needs it.
 local function take(id)
-  redis.call('HSET', KEYS[1], 'v', id, 'q', used + 1, 'w', window_end)
-  local keep_ptr = window_end - now
-  if keep_ptr < ttl then keep_ptr = ttl end
-  redis.call('PEXPIRE', KEYS[1], keep_ptr)
-  if has_idem then redis.call('SET', KEYS[3], id, 'PX', ttl + keep) end
+  local count = '1'
+  if used > 0 then count = used + 1 end
+  redis.call('HSET', KEYS[1], 'v', id, 'q', count, 'w', window_end)
+  redis.call('PEXPIRE', KEYS[1], pointer_ttl)
+  if has_idem then redis.call('SET', KEYS[3], id, 'PX', lifetime) end
   if outbox ~= '' then redis.call('XADD', KEYS[4], '*', 'v', id, 'm', outbox) end
 end
 
@@ -167,20 +181,20 @@ if pending then
     local number, created, length, _, sends = string.match(v[6], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
     sends = tonumber(sends)
     if sends >= max_sends then return answer('max_sends', pending, v) end
-    if quota_full() then return 'quota ' .. (window_end - now) end
-    v[5] = tostring(now + ttl)
+    if quota_full() then return refuse_quota() end
+    v[5] = expires
     v[6] = number .. ' ' .. created .. ' ' .. length .. ' ' .. channel .. ' ' .. (sends + 1)
     redis.call('HSET', key, 'm', tag, 'e', v[5], 'p', v[6])
-    redis.call('PEXPIRE', key, ttl + keep)
+    redis.call('PEXPIRE', key, lifetime)
     take(pending)
     return answer('resent', pending, v)
   end
 end
 
-if quota_full() then return 'quota ' .. (window_end - now) end
-local v = {acct, 'p', '0', max_attempts, tostring(now + ttl), to .. ' ' .. now .. ' ' .. len .. ' ' .. channel .. ' 1'}
-redis.call('HSET', KEYS[2], 'a', acct, 's', 'p', 'n', 0, 'M', max_attempts, 'e', v[5], 'p', v[6], 'm', tag)
-redis.call('PEXPIRE', KEYS[2], ttl + keep)
+if quota_full() then return refuse_quota() end
+local v = {acct, 'p', '0', max_attempts, expires, to .. ' ' .. now_text .. ' ' .. len .. ' ' .. channel .. ' 1'}
+redis.call('HSET', KEYS[2], 'a', acct, 's', 'p', 'n', '0', 'M', max_attempts, 'e', expires, 'p', v[6], 'm', tag)
+redis.call('PEXPIRE', KEYS[2], lifetime)
 take(new_id)
 return answer('created', new_id, v)
 "#;
@@ -490,18 +504,20 @@ impl Store for RedisStore {
             .arg(new.code_length)
             .arg(new.now_ms)
             .arg(new.ttl_ms)
-            .arg(new.retention_ms)
+            .arg(new.now_ms + new.ttl_ms)
+            .arg(new.ttl_ms + new.retention_ms)
             .arg(new.max_attempts)
             .arg(new.max_sends)
             .arg(new.send_quota.limit)
-            .arg(new.send_quota.window_ms)
+            .arg(new.now_ms + new.send_quota.window_ms)
+            .arg(new.send_quota.window_ms.max(new.ttl_ms))
             .arg(new.id.as_str())
             .arg(if new.idempotency_key.is_some() {
                 "1"
             } else {
                 "0"
             });
-        // An empty byte slice would add no argument at all; '' keeps ARGV[16] present.
+        // An empty byte slice would add no argument at all; '' keeps ARGV[18] present.
         match &new.outbox {
             Some(sealed) => invocation.arg(&sealed[..]),
             None => invocation.arg(""),
