@@ -86,6 +86,19 @@ pub struct Metrics {
     queue_depth: Gauge,
 }
 
+/// The handle of a series, registered on first use. A reference into the map rather than a
+/// clone: cloning a handle's `Arc` on every request moved its count between the cores.
+fn handle<T>(
+    map: &DashMap<SeriesKey, T, RandomState>,
+    key: SeriesKey,
+    register: impl FnOnce() -> T,
+) -> Ref<'_, SeriesKey, T> {
+    if let Some(handle) = map.get(&key) {
+        return handle;
+    }
+    map.entry(key).or_insert_with(register).downgrade()
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Self::new()
@@ -123,45 +136,25 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
-    /// The handle of a series, registered on first use. A reference into the map rather than a
-    /// clone: cloning a handle's `Arc` on every request moved its count between the cores.
     fn counter(&self, key: SeriesKey, labels: LabelNames) -> Ref<'_, SeriesKey, Counter> {
-        if let Some(counter) = self.counters.get(&key) {
-            return counter;
-        }
-        self.counters
-            .entry(key)
-            .or_insert_with(|| {
-                self.recorder
-                    .register_counter(&series(key, labels), &METADATA)
-            })
-            .downgrade()
+        handle(&self.counters, key, || {
+            self.recorder
+                .register_counter(&series(key, labels), &METADATA)
+        })
     }
 
     fn gauge(&self, key: SeriesKey, labels: LabelNames) -> Ref<'_, SeriesKey, Gauge> {
-        if let Some(gauge) = self.gauges.get(&key) {
-            return gauge;
-        }
-        self.gauges
-            .entry(key)
-            .or_insert_with(|| {
-                self.recorder
-                    .register_gauge(&series(key, labels), &METADATA)
-            })
-            .downgrade()
+        handle(&self.gauges, key, || {
+            self.recorder
+                .register_gauge(&series(key, labels), &METADATA)
+        })
     }
 
     fn histogram(&self, key: SeriesKey, labels: LabelNames) -> Ref<'_, SeriesKey, Histogram> {
-        if let Some(histogram) = self.histograms.get(&key) {
-            return histogram;
-        }
-        self.histograms
-            .entry(key)
-            .or_insert_with(|| {
-                self.recorder
-                    .register_histogram(&series(key, labels), &METADATA)
-            })
-            .downgrade()
+        handle(&self.histograms, key, || {
+            self.recorder
+                .register_histogram(&series(key, labels), &METADATA)
+        })
     }
 
     pub fn http_request(&self, route: &'static str, status: u16, elapsed: Duration) {
