@@ -106,33 +106,34 @@ pub(crate) fn shard_of(e164: &str) -> u8 {
 ///
 /// The crate looks each pattern up by its text in a global, mutex-guarded LRU of 100 compiled
 /// patterns on every match, and recompiles what the LRU dropped; that was three quarters of a
-/// number's validation and a sixth of a send's instructions (callgrind). Here each pattern is compiled once and found by its address in the static
-/// metadata. `the_validation_agrees_with_phonenumber` holds the two to the same answers.
+/// number's validation and a sixth of a send's instructions (callgrind). Here each pattern is
+/// compiled once and found by the address of its text in the static metadata.
+/// `the_validation_agrees_with_phonenumber` holds the two to the same answers.
 fn is_valid(database: &Database, number: &phonenumber::PhoneNumber) -> bool {
     let national = number.national().to_string();
     region_metadata(database, number.code().value(), &national)
         .is_some_and(|meta| has_a_type(meta, &national))
 }
 
-/// phonenumber's `source_for` and the lookup that follows it in `is_valid_with`.
+/// phonenumber's `source_for` and the lookup that follows it in `is_valid_with`: a region
+/// counts only when its name is a country id the crate knows.
 fn region_metadata<'a>(database: &'a Database, code: u16, national: &str) -> Option<&'a Metadata> {
+    let known = |region: &str| region.parse::<phonenumber::country::Id>().is_ok();
     let regions = database.region(&code)?;
     if let [region] = regions[..] {
         if region == "001" {
             return database.by_code(&code)?.into_iter().next();
         }
-        let id: phonenumber::country::Id = region.parse().ok()?;
-        return database.by_id(id.as_ref());
+        return database.by_id(region).filter(|_| known(region));
     }
     for region in regions {
         let meta = database.by_id(region)?;
         let selected = match meta.leading_digits() {
-            Some(pattern) => matches_at_start(pattern, pattern.as_str(), national),
+            Some(pattern) => matches_at_start(pattern.as_str(), national),
             None => has_a_type(meta, national),
         };
         if selected {
-            let id: phonenumber::country::Id = region.parse().ok()?;
-            return database.by_id(id.as_ref());
+            return known(region).then_some(meta);
         }
     }
     None
@@ -167,26 +168,25 @@ fn descriptor_matches(descriptor: &Descriptor, national: &str) -> bool {
     if !lengths.is_empty() && !lengths.contains(&(national.len() as u16)) {
         return false;
     }
-    let pattern = descriptor.national_number();
-    matches_at_start(pattern, pattern.as_str(), national)
+    matches_at_start(descriptor.national_number().as_str(), national)
 }
 
-/// Compiled patterns by the address of their entry in the static metadata, built as phonenumber
+/// Compiled patterns by the address of their text in the static metadata, built as phonenumber
 /// builds them (whitespace in a pattern ignored). `None`: the pattern does not compile, which
 /// the crate would have refused when it loaded the metadata.
 static PATTERNS: LazyLock<DashMap<usize, Option<Regex>, RandomState>> =
     LazyLock::new(|| DashMap::with_hasher(RandomState::default()));
 
-/// Whether `pattern` (a pattern of the static metadata, `source` its text) finds a match that
+/// Whether `source` (a pattern's text in the static metadata) finds a match in `text` that
 /// starts at the first character, as the crate checks it.
-fn matches_at_start<T>(pattern: &T, source: &str, text: &str) -> bool {
-    let address = std::ptr::from_ref(pattern) as usize;
+fn matches_at_start(source: &str, text: &str) -> bool {
     let found = |regex: &Option<Regex>| {
         regex
             .as_ref()
             .and_then(|regex| regex.find(text))
             .is_some_and(|found| found.start() == 0)
     };
+    let address = source.as_ptr() as usize;
     if let Some(regex) = PATTERNS.get(&address) {
         return found(&regex);
     }

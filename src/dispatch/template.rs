@@ -142,23 +142,19 @@ const GSM_EXTENSION: &str = "\u{0C}^{}\\[~]|€";
 /// The ASCII part of both tables as septets per character (0: not in GSM-7), built at compile
 /// time: scanning the tables for every character was a tenth of the instructions of a send.
 const ASCII_SEPTETS: [u8; 128] = {
-    let mut table = [0u8; 128];
-    let (basic, extension) = (GSM_BASIC.as_bytes(), GSM_EXTENSION.as_bytes());
-    let mut i = 0;
-    while i < basic.len() {
-        if basic[i] < 128 {
-            table[basic[i] as usize] = 1;
+    const fn mark(mut table: [u8; 128], alphabet: &str, septets: u8) -> [u8; 128] {
+        let bytes = alphabet.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            // Bytes of multi-byte characters are all 0x80 or above: only ASCII is marked.
+            if bytes[i] < 128 {
+                table[bytes[i] as usize] = septets;
+            }
+            i += 1;
         }
-        i += 1;
+        table
     }
-    i = 0;
-    while i < extension.len() {
-        if extension[i] < 128 {
-            table[extension[i] as usize] = 2;
-        }
-        i += 1;
-    }
-    table
+    mark(mark([0; 128], GSM_BASIC, 1), GSM_EXTENSION, 2)
 };
 
 /// Septets a character takes in GSM-7: 1 in the default alphabet, 2 in the extension table
@@ -171,6 +167,11 @@ fn gsm_septets(c: char) -> Option<usize> {
             septets => Some(usize::from(septets)),
         };
     }
+    septets_in_alphabets(c)
+}
+
+/// `gsm_septets` by scanning the two tables (what the ASCII table is built from).
+fn septets_in_alphabets(c: char) -> Option<usize> {
     if GSM_BASIC.contains(c) {
         Some(1)
     } else if GSM_EXTENSION.contains(c) {
@@ -188,14 +189,7 @@ mod tests {
     fn the_ascii_table_agrees_with_the_alphabets() {
         for byte in 0u8..128 {
             let c = char::from(byte);
-            let expected = if GSM_BASIC.contains(c) {
-                Some(1)
-            } else if GSM_EXTENSION.contains(c) {
-                Some(2)
-            } else {
-                None
-            };
-            assert_eq!(gsm_septets(c), expected, "{c:?}");
+            assert_eq!(gsm_septets(c), septets_in_alphabets(c), "{c:?}");
         }
         assert_eq!(gsm_septets('a'), Some(1));
         assert_eq!(gsm_septets('['), Some(2));

@@ -100,12 +100,9 @@ async fn a_code_expires_when_the_clock_passes_its_lifetime(backend: Backend) {
     );
 
     // By number only a pending verification is found; by id the expired one answers.
-    app.post(
-        "/v1/verifications/check",
-        json!({"to": "+4915112345680", "code": code}),
-    )
-    .await
-    .assert_problem(404, "not-found");
+    app.check_to("+4915112345680", &code)
+        .await
+        .assert_problem(404, "not-found");
     let late = app.check_id(&id, &code).await;
     assert_eq!(late.status, 200);
     assert_eq!(late.body["status"], "expired");
@@ -235,21 +232,11 @@ async fn a_check_by_number_finds_the_pending_verification(backend: Backend) {
     let app = spawn_app(backend).await;
     let id = app.send("+4915112345686").await.str("id").to_owned();
     let code = app.code_sent_to("+4915112345686", 1).await;
-    let checked = app
-        .post(
-            "/v1/verifications/check",
-            json!({"to": "+4915112345686", "code": code}),
-        )
-        .await;
+    let checked = app.check_to("+4915112345686", &code).await;
     assert_eq!(checked.status, 200);
     assert_eq!(checked.str("id"), id);
     assert_eq!(checked.body["status"], "approved");
-    let after = app
-        .post(
-            "/v1/verifications/check",
-            json!({"to": "+4915112345686", "code": code}),
-        )
-        .await;
+    let after = app.check_to("+4915112345686", &code).await;
     after.assert_problem(404, "not-found");
     app.stop().await;
 }
@@ -339,12 +326,7 @@ async fn a_finished_verification_releases_its_number_in_redis() {
     // Approved by number.
     app.send("+4915112345692").await;
     let code = app.code_sent_to("+4915112345692", 3).await;
-    let approved = app
-        .post(
-            "/v1/verifications/check",
-            json!({"to": "+4915112345692", "code": code}),
-        )
-        .await;
+    let approved = app.check_to("+4915112345692", &code).await;
     assert_eq!(approved.body["status"], "approved", "{}", approved.body);
     assert_eq!(
         field(&pointer_of("+4915112345692"), "v"),

@@ -278,6 +278,12 @@ impl TestApp {
             .await
     }
 
+    /// A check by phone number instead of id.
+    pub async fn check_to(&self, to: &str, code: &str) -> Reply {
+        self.post("/v1/verifications/check", json!({"to": to, "code": code}))
+            .await
+    }
+
     /// Messages the fake provider received, in order.
     pub async fn messages(&self) -> Vec<Value> {
         self.provider

@@ -6,9 +6,8 @@
 //! sent flag, is in the verification's record: if a worker dies after the provider accepted but
 //! before the attempt was recorded, the message is sent again (counted as a redelivery); if it
 //! dies after, the flag stops a second send. Entries idle longer than the reclaim time belong to
-//! a dead worker and are taken over
-//! with `XAUTOCLAIM`; after too many deliveries, or when no provider takes a message, it moves to
-//! the shard's dead-letter stream with its reasons.
+//! a dead worker and are taken over with `XAUTOCLAIM`; after too many deliveries, or when no
+//! provider takes a message, it moves to the shard's dead-letter stream with its reasons.
 
 use std::collections::HashMap;
 use std::time::Duration;
