@@ -75,6 +75,15 @@ pub struct StoreSettings {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub memory_max_verifications: usize,
+    /// How often the store client and the nodes are probed (Redis only).
+    pub probe_interval: Duration,
+    /// A store client that answers nothing for this long while Redis answers is replaced.
+    pub client_rebuild_after: Duration,
+    /// `/healthz` fails when the store client has answered nothing for this long while Redis
+    /// answers.
+    pub client_unhealthy_after: Duration,
+    /// `/readyz` fails when a cluster shard's master has been unreachable for this long.
+    pub shard_down_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -329,6 +338,10 @@ impl Reader {
             connect_timeout: self.millis("store.connect_timeout_ms"),
             response_timeout: self.millis("store.response_timeout_ms"),
             memory_max_verifications: self.get("store.memory_max_verifications"),
+            probe_interval: self.millis("store.probe_interval_ms"),
+            client_rebuild_after: self.millis("store.client_rebuild_after_ms"),
+            client_unhealthy_after: self.millis("store.client_unhealthy_after_ms"),
+            shard_down_grace: self.millis("store.shard_down_grace_ms"),
         };
 
         let code_length: u8 = self.get("verification.code_length");
