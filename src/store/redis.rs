@@ -216,22 +216,14 @@ return answer('created', new_id, v)
 const LUA_CHECK: &str = r#"
 local acct, tag, now, id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local key, base, idem = KEYS[1], ARGV[5], ARGV[6]
-if base == '' then base = nil end
 local by_number = id == ''
--- By id the base is the record's key without `v:<id>`, derived only when needed.
-local function key_base()
-  if not base then base = string.sub(key, 1, #key - #id - 2) end
-  return base
-end
+-- With an idempotency key: where the reply of the check that counted is kept.
 local seen_key
-local function seen_under(number)
-  seen_key = key_base() .. 'c:' .. acct .. ':' .. number .. ':' .. idem
-  return redis.call('GET', seen_key)
-end
 if by_number then
   -- The key first: the pointer forgets a verification once it is final.
   if idem then
-    local seen = seen_under(string.match(key, '[^:]+$'))
+    seen_key = base .. 'c:' .. acct .. ':' .. string.match(key, '[^:]+$') .. ':' .. idem
+    local seen = redis.call('GET', seen_key)
     if seen then return 'replayed ' .. seen end
   end
   id = redis.call('HGET', key, 'v')
@@ -241,46 +233,52 @@ end
 -- One read of everything, the stored tag last; the reply is built from it, not read again.
 local v = redis.call('HMGET', key, 'a', 's', 'n', 'M', 'e', 'p', 'm')
 if v[1] ~= acct then return 'not_found' end
-if idem and not by_number then
-  local seen = seen_under(string.match(v[6], '^%S+'))
-  if seen then
-    if string.match(seen, '^%S+ (%S+)') ~= id then return 'key_reused' end
-    return 'replayed ' .. seen
+if not by_number then
+  -- By id the base is the record's key without `v:<id>`, derived only when needed.
+  base = nil
+  if idem then
+    base = string.sub(key, 1, #key - #id - 2)
+    seen_key = base .. 'c:' .. acct .. ':' .. string.match(v[6], '^%S+') .. ':' .. idem
+    local seen = redis.call('GET', seen_key)
+    if seen then
+      if string.match(seen, '^%S+ (%S+)') ~= id then return 'key_reused' end
+      return 'replayed ' .. seen
+    end
   end
-end
-local function finish(status)
-  v[2] = status
-  redis.call('HSET', key, 's', status)
-  redis.call('HDEL', key, 'm')
-  release(pointer_of(key_base(), acct, v[6]), id)
-end
--- The reply of a check that counted, kept under the idempotency key as long as the record.
-local function counted(outcome)
-  local reply = answer(outcome, id, v)
-  if seen_key then
-    local ttl = redis.call('PTTL', key)
-    if ttl > 0 then redis.call('SET', seen_key, reply, 'PX', ttl) end
-  end
-  return reply
 end
 if v[2] ~= 'p' then
   if by_number then return 'not_found' end
   return answer('final', id, v)
 end
+local function finish(status)
+  v[2] = status
+  redis.call('HSET', key, 's', status)
+  redis.call('HDEL', key, 'm')
+  if not base then base = string.sub(key, 1, #key - #id - 2) end
+  release(pointer_of(base, acct, v[6]), id)
+end
+local outcome = 'checked'
 if now >= tonumber(v[5]) then
   if by_number then return 'not_found' end
   finish('x')
-  return counted('checked')
+else
+  v[3] = redis.call('HINCRBY', key, 'n', '1')
+  -- A plain comparison: the tags are MACs under the server's key, so how long it takes tells a
+  -- caller nothing it could steer (see ARCHITECTURE.md, "The code MAC").
+  if v[7] == tag then
+    finish('a')
+    outcome = 'valid'
+  elseif v[3] >= tonumber(v[4]) then
+    finish('m')
+  end
 end
-v[3] = redis.call('HINCRBY', key, 'n', '1')
--- A plain comparison: the tags are MACs under the server's key, so how long it takes tells a
--- caller nothing it could steer (see ARCHITECTURE.md, "The code MAC").
-if v[7] == tag then
-  finish('a')
-  return counted('valid')
+local reply = answer(outcome, id, v)
+-- A check that counted: its reply is kept under the idempotency key as long as the record.
+if seen_key then
+  local ttl = redis.call('PTTL', key)
+  if ttl > 0 then redis.call('SET', seen_key, reply, 'PX', ttl) end
 end
-if v[3] >= tonumber(v[4]) then finish('m') end
-return counted('checked')
+return reply
 "#;
 
 /// KEYS: the record. ARGV: base, account, now, id.
