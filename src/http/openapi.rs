@@ -102,8 +102,8 @@ impl Modify for BearerAuth {
 #[derive(Serialize, ToSchema)]
 struct Problem {
     /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
-    /// method-not-allowed, conflict, payload-too-large, unsupported-media-type, rate-limited,
-    /// send-quota-exceeded, max-sends-reached, refused, internal, unavailable.
+    /// method-not-allowed, request-timeout, conflict, payload-too-large, unsupported-media-type,
+    /// rate-limited, send-quota-exceeded, max-sends-reached, refused, internal, unavailable.
     #[serde(rename = "type")]
     kind: String,
     title: String,
