@@ -881,11 +881,28 @@ fn logs_to_a_pipe_carry_no_colour_codes_and_json_format_writes_one_object_per_li
 
 #[test]
 fn an_unknown_log_format_is_refused_at_start() {
-    let output = Command::new(env!("CARGO_BIN_EXE_otpgate"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_otpgate"))
         .env("OTPGATE_LISTEN", "127.0.0.1:0")
         .env("OTPGATE_LOG_FORMAT", "xml")
-        .output()
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("OTPGATE_LOG_FORMAT"));
+    // Bounded: a binary that ignored the setting would start and serve.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("the binary started despite OTPGATE_LOG_FORMAT=xml");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(2));
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(stderr.contains("OTPGATE_LOG_FORMAT"), "{stderr}");
 }
