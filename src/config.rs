@@ -55,6 +55,19 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     pub request_body_limit: usize,
     pub shutdown_grace: Duration,
+    /// From accept to the first request's head, whatever the protocol: a socket that sends
+    /// nothing (or only half of the HTTP/2 preface) holds a file descriptor for no longer.
+    pub first_request_timeout: Duration,
+    /// Between requests (HTTP/1 keep-alive and HTTP/2 alike): an idle connection is closed.
+    pub idle_timeout: Duration,
+    /// From a request's head to the end of its body; past it the request gets 408.
+    pub body_read_timeout: Duration,
+    /// Open connections per process; 0 derives the cap from the file-descriptor limit
+    /// (`limits::connection_cap`), so that the accept loop can never take the descriptors
+    /// Redis and the providers need.
+    pub max_connections: usize,
+    /// Open connections per client address: one host cannot take the whole process cap.
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Clone)]
@@ -290,7 +303,17 @@ impl Reader {
             header_read_timeout: self.millis("server.header_read_timeout_ms"),
             request_body_limit: self.get("server.request_body_limit_bytes"),
             shutdown_grace: self.millis("server.shutdown_grace_ms"),
+            first_request_timeout: self.millis("server.first_request_timeout_ms"),
+            idle_timeout: self.millis("server.idle_timeout_ms"),
+            body_read_timeout: self.millis("server.body_read_timeout_ms"),
+            max_connections: self.get("server.max_connections"),
+            max_connections_per_ip: self.get("server.max_connections_per_ip"),
         };
+        self.check(
+            server.max_connections_per_ip > 0,
+            "server.max_connections_per_ip",
+            "must be greater than 0",
+        );
         self.check(
             (256..=1_048_576).contains(&server.request_body_limit),
             "server.request_body_limit_bytes",

@@ -26,6 +26,9 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     Conflict(String),
     PayloadTooLarge(usize),
+    /// The body did not arrive within `server.body_read_timeout_ms` of the head (408); the
+    /// connection is closed after the answer.
+    BodyTimeout,
     UnsupportedMediaType,
     /// A limit was hit; `kind` becomes the problem type.
     Limited {
@@ -91,6 +94,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -129,6 +133,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(limit) => (
                 "payload-too-large",
                 format!("the body must be at most {limit} bytes"),
+            ),
+            ApiError::BodyTimeout => (
+                "request-timeout",
+                "the body did not arrive in time; send it right after the headers".to_owned(),
             ),
             ApiError::UnsupportedMediaType => (
                 "unsupported-media-type",

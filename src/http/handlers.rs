@@ -169,12 +169,13 @@ async fn authenticate(
     ip: IpAddr,
     request: &Request<Incoming>,
 ) -> Result<Caller, ApiError> {
-    let token = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+    // A limited address is answered before its key is looked up: a flood of wrong keys then costs
+    // no store read.
+    app.limits().failed_auth_limited(ip).map_err(|retry| {
+        app.metrics().rate_limited("failed_auth");
+        limited("address after failed authentications", retry.seconds())
+    })?;
+    let token = credentials(request, "Bearer");
     let refuse = || {
         if let Err(retry) = app.limits().check_failed_auth(ip) {
             app.metrics().rate_limited("failed_auth");
@@ -193,6 +194,14 @@ async fn authenticate(
         Some(key) => Ok(Caller::Key(key)),
         None => Err(refuse()),
     }
+}
+
+/// The credentials of an `Authorization` header in `scheme`, trimmed. The scheme is matched
+/// without regard to case (RFC 9110 §11.1: `bearer`, `BASIC` and `Bearer` are one scheme).
+pub(super) fn credentials<'r>(request: &'r Request<Incoming>, scheme: &str) -> Option<&'r str> {
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (given, rest) = value.trim_start().split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
 
 /// The account a key acts for, when its role may call the route.

@@ -102,12 +102,12 @@ impl Modify for BearerAuth {
 #[derive(Serialize, ToSchema)]
 struct Problem {
     /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
-    /// method-not-allowed, conflict, payload-too-large, unsupported-media-type, rate-limited,
-    /// send-quota-exceeded, max-sends-reached, refused, internal, unavailable (nothing was
-    /// changed), outcome-unknown (the request may or may not have taken effect: retry it with
-    /// the same Idempotency-Key), verification-already-approved, verification-expired,
-    /// verification-canceled, verification-max-attempts-reached (a check of a final
-    /// verification, which counts nothing).
+    /// method-not-allowed, request-timeout, conflict, payload-too-large, unsupported-media-type,
+    /// rate-limited, send-quota-exceeded, max-sends-reached, refused, internal, unavailable
+    /// (nothing was changed), outcome-unknown (the request may or may not have taken effect:
+    /// retry it with the same Idempotency-Key), verification-already-approved,
+    /// verification-expired, verification-canceled, verification-max-attempts-reached (a check of
+    /// a final verification, which counts nothing).
     #[serde(rename = "type")]
     kind: String,
     title: String,

@@ -20,9 +20,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{
-    HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE,
-};
+use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
@@ -276,12 +274,13 @@ async fn authenticate(
         }
         TwilioError::unauthorized()
     };
-    let credentials = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Basic "))
-        .and_then(|encoded| data_encoding::BASE64.decode(encoded.trim().as_bytes()).ok())
+    // A limited address is answered before its key is looked up (no store read per miss).
+    app.limits().failed_auth_limited(ip).map_err(|retry| {
+        app.metrics().rate_limited("failed_auth");
+        TwilioError::limited(20429, "Too many requests", retry.seconds())
+    })?;
+    let credentials = super::handlers::credentials(request, "Basic")
+        .and_then(|encoded| data_encoding::BASE64.decode(encoded.as_bytes()).ok())
         .and_then(|decoded| String::from_utf8(decoded).ok());
     let Some(credentials) = credentials else {
         return Err(refuse());
