@@ -1,10 +1,11 @@
 //! The embedded directory: one mutex per account, every method one critical section.
 //!
 //! Single instance, so nothing is published: the service invalidates its own cache. Bounded per
-//! user (devices) and per account (audit entries, spent proofs); users are kept as long as the
-//! process runs, like accounts in the memory store.
+//! user (devices), per account (users, audit entries, spent proofs) and in total (users); users
+//! are kept as long as the process runs, like accounts in the memory store.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -26,6 +27,11 @@ const PROOF_SWEEP_AT: usize = 1024;
 pub struct MemoryDirectory {
     accounts: DashMap<AccountId, Arc<Mutex<AccountState>>>,
     audit_cap: usize,
+    /// Users of every account together, against `max_users`.
+    users: AtomicUsize,
+    max_users: usize,
+    /// One account's share of `max_users` (issue 13 §8).
+    account_share: usize,
 }
 
 #[derive(Default)]
@@ -73,7 +79,18 @@ impl MemoryDirectory {
         Self {
             accounts: DashMap::new(),
             audit_cap: audit_cap.max(1),
+            users: AtomicUsize::new(0),
+            max_users: usize::MAX,
+            account_share: usize::MAX,
         }
+    }
+
+    /// Bounds the users of all accounts together at `total`, and of one account at
+    /// `share_percent` of it (besides the account's own `max_users`).
+    pub fn with_max_users(mut self, total: usize, share_percent: u8) -> Self {
+        self.max_users = total.max(1);
+        self.account_share = crate::account::limits::share_of(total, share_percent);
+        self
     }
 
     fn account(&self, id: &AccountId) -> Arc<Mutex<AccountState>> {
@@ -160,7 +177,18 @@ impl Directory for MemoryDirectory {
                 return Ok(UserWriteOutcome::Stale)
             }
             (Some(current), false) => (current.version + 1, current.device_epoch),
-            (None, true) => (1, 0),
+            (None, true) => {
+                let max = write.max_users.min(self.account_share as u64);
+                if state.users.len() as u64 >= max {
+                    return Ok(UserWriteOutcome::TooManyUsers { max });
+                }
+                // Users are never removed, so the total only grows: reserve under this lock.
+                if self.users.fetch_add(1, Ordering::Relaxed) >= self.max_users {
+                    self.users.fetch_sub(1, Ordering::Relaxed);
+                    return Err(StoreError::Full(self.max_users));
+                }
+                (1, 0)
+            }
         };
         if write.revoke_devices {
             epoch += 1;

@@ -44,11 +44,20 @@ pub struct UserWrite {
     /// Revoke every trusted device of the user (a phone change, a factor removal).
     pub revoke_devices: bool,
     pub audit: Vec<AuditEntry>,
+    /// A create is refused (`LimitReached`, users) when the account already has this many.
+    pub max_users: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserWriteOutcome {
-    Written { version: u64, device_epoch: u64 },
+    Written {
+        version: u64,
+        device_epoch: u64,
+    },
+    /// A create found the account at its bound of users (`max` of them).
+    TooManyUsers {
+        max: u64,
+    },
     Stale,
     Exists,
     NotFound,

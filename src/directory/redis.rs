@@ -66,7 +66,7 @@ return {'ok', tostring(v + 1)}
 /// KEYS: user, policy, users, users without phone, audit, user's devices.
 /// ARGV: create, expected user version, expected policy version, id, role, phone, override,
 /// set by, factors, created, updated, revoke, cap, channel, message, audit count, base,
-/// audits (7 each) from 18.
+/// max users, audits (7 each) from 19.
 const LUA_WRITE_USER: &str = r#"
 local pv = tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
 if pv ~= tonumber(ARGV[3]) then return {'stale'} end
@@ -74,6 +74,7 @@ local exists = redis.call('EXISTS', KEYS[1]) == 1
 local uv = 0
 if ARGV[1] == '1' then
   if exists then return {'exists'} end
+  if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[18]) then return {'too_many_users'} end
 else
   if not exists then return {'not_found'} end
   uv = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
@@ -92,7 +93,7 @@ redis.call('HSET', KEYS[1], 'ro', ARGV[5], 'ph', ARGV[6], 'ov', ARGV[7], 'ob', A
   'fa', ARGV[9], 'cr', ARGV[10], 'up', ARGV[11], 'v', uv + 1, 'ep', ep)
 redis.call('SADD', KEYS[3], ARGV[4])
 if ARGV[6] == '' then redis.call('SADD', KEYS[4], ARGV[4]) else redis.call('SREM', KEYS[4], ARGV[4]) end
-for n = 0, tonumber(ARGV[16]) - 1 do audit(KEYS[5], ARGV[13], 18 + n * 7) end
+for n = 0, tonumber(ARGV[16]) - 1 do audit(KEYS[5], ARGV[13], 19 + n * 7) end
 redis.call('PUBLISH', ARGV[14], ARGV[15])
 return {'ok', tostring(uv + 1), tostring(ep)}
 "#;
@@ -412,7 +413,8 @@ impl Directory for RedisDirectory {
             .arg(Self::channel(&self.prefix))
             .arg(Invalidation::User(account.clone(), user.id.clone()).encode())
             .arg(write.audit.len())
-            .arg(self.base(account));
+            .arg(self.base(account))
+            .arg(write.max_users);
         for entry in &write.audit {
             audit_args(&mut invocation, entry);
         }
@@ -429,6 +431,9 @@ impl Directory for RedisDirectory {
                 device_epoch: number(2)?,
             }),
             Some("stale") => Ok(UserWriteOutcome::Stale),
+            Some("too_many_users") => Ok(UserWriteOutcome::TooManyUsers {
+                max: write.max_users,
+            }),
             Some("exists") => Ok(UserWriteOutcome::Exists),
             Some("not_found") => Ok(UserWriteOutcome::NotFound),
             _ => Err(corrupt("unknown user write reply")),

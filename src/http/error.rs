@@ -49,6 +49,9 @@ pub enum ApiError {
     Locked(&'static str),
     /// A link that was used, expired or replaced (410).
     Gone(&'static str),
+    /// An account reached one of its bounds (`limit` names it); nothing was changed. 429 with
+    /// `Retry-After` when the bound frees itself with time, else 422.
+    AccountLimit(crate::account::limits::LimitReached),
     /// The store could not answer: fail closed, never guess.
     Unavailable(&'static str),
     Internal,
@@ -69,6 +72,11 @@ struct Problem<'a> {
     /// Extension member of `pin-mismatch` problems.
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts_left: Option<u32>,
+    /// Extension members of `account-limit-reached` problems: the bound's name and value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<u64>,
 }
 
 impl ApiError {
@@ -91,6 +99,10 @@ impl ApiError {
             ApiError::PinMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Locked(_) => StatusCode::LOCKED,
             ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::AccountLimit(reached) if reached.limit.frees_with_time() => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::AccountLimit(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -127,6 +139,19 @@ impl ApiError {
             ),
             ApiError::Locked(detail) => ("locked", (*detail).to_owned()),
             ApiError::Gone(detail) => ("gone", (*detail).to_owned()),
+            ApiError::AccountLimit(reached) => (
+                "account-limit-reached",
+                format!(
+                    "this account reached its limit '{}' ({}); nothing was changed{}",
+                    reached.limit.as_str(),
+                    reached.max,
+                    if reached.limit.frees_with_time() {
+                        ", try again once some expire"
+                    } else {
+                        ": remove some, or ask the operator to raise it"
+                    }
+                ),
+            ),
             ApiError::Unavailable(detail) => ("unavailable", (*detail).to_owned()),
             ApiError::Internal => (
                 "internal",
@@ -155,6 +180,14 @@ impl ApiError {
                 ApiError::PinMismatch { attempts_left, .. } => Some(*attempts_left),
                 _ => None,
             },
+            limit: match &self {
+                ApiError::AccountLimit(reached) => Some(reached.limit.as_str()),
+                _ => None,
+            },
+            max: match &self {
+                ApiError::AccountLimit(reached) => Some(reached.max),
+                _ => None,
+            },
         })
         .unwrap_or_default();
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -178,6 +211,10 @@ impl ApiError {
             }
             ApiError::Unavailable(_) => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::AccountLimit(reached) if reached.limit.frees_with_time() => {
+                // Ceremonies and codes live minutes: a minute is a fair first wait.
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("60"));
             }
             ApiError::PinMismatch {
                 retry_after_secs, ..
@@ -205,6 +242,7 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%cause, "store answered something unexpected");
                 ApiError::Internal
             }
+            StoreError::AccountLimit(reached) => ApiError::AccountLimit(reached),
         }
     }
 }
@@ -256,6 +294,7 @@ impl From<crate::account::service::AccountError> for ApiError {
                 tracing::error!("the system random generator failed");
                 ApiError::Internal
             }
+            AccountError::Limit(reached) => ApiError::AccountLimit(reached),
             AccountError::Store(error) => error.into(),
         }
     }

@@ -103,7 +103,8 @@ impl Modify for BearerAuth {
 struct Problem {
     /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
     /// method-not-allowed, conflict, payload-too-large, unsupported-media-type, rate-limited,
-    /// send-quota-exceeded, max-sends-reached, refused, internal, unavailable.
+    /// send-quota-exceeded, max-sends-reached, refused, account-limit-reached, internal,
+    /// unavailable.
     #[serde(rename = "type")]
     kind: String,
     title: String,
@@ -113,6 +114,11 @@ struct Problem {
     rule: Option<String>,
     /// Users concerned by a refusal (those without a phone).
     users: Option<Vec<String>>,
+    /// The account's bound that was reached (`account-limit-reached`): users, phone_numbers,
+    /// factors_per_user, pending_ceremonies, verifications, factor_entries.
+    limit: Option<String>,
+    /// That bound's value (`account-limit-reached`).
+    max: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
