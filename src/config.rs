@@ -599,6 +599,7 @@ impl Reader {
             phone_numbers: self.positive_u64("tenants.max_phone_numbers"),
             factors_per_user: self.positive_u64("tenants.max_factors_per_user"),
             pending_ceremonies: self.positive_u64("tenants.max_pending_ceremonies"),
+            trusted_devices: self.positive_u64("tenants.max_trusted_devices"),
         };
         let percent: u32 = self.get("tenants.memory_account_share_percent");
         self.check(
@@ -628,9 +629,10 @@ impl Reader {
                     "max_phone_numbers" => &mut limits.phone_numbers,
                     "max_factors_per_user" => &mut limits.factors_per_user,
                     "max_pending_ceremonies" => &mut limits.pending_ceremonies,
+                    "max_trusted_devices" => &mut limits.trusted_devices,
                     other => {
                         self.errors.push(format!(
-                            "{key}.{other}: unknown (max_users, max_phone_numbers, max_factors_per_user, max_pending_ceremonies)"
+                            "{key}.{other}: unknown (max_users, max_phone_numbers, max_factors_per_user, max_pending_ceremonies, max_trusted_devices)"
                         ));
                         continue;
                     }

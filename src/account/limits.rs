@@ -22,6 +22,8 @@ pub struct AccountLimits {
     pub factors_per_user: u64,
     /// Unconfirmed TOTP enrolments and open WebAuthn ceremonies at once, all users together.
     pub pending_ceremonies: u64,
+    /// Trusted devices of all users together (besides `directory.max_devices_per_user`).
+    pub trusted_devices: u64,
 }
 
 impl AccountLimits {
@@ -31,7 +33,8 @@ impl AccountLimits {
         users: 100_000,
         phone_numbers: 100_000,
         factors_per_user: 10,
-        pending_ceremonies: 10_000,
+        pending_ceremonies: 50_000,
+        trusted_devices: 500_000,
     };
 }
 
@@ -83,6 +86,7 @@ pub enum Limit {
     PhoneNumbers,
     FactorsPerUser,
     PendingCeremonies,
+    TrustedDevices,
     /// The embedded store's share of verifications.
     Verifications,
     /// The embedded factor store's share (ceremonies, pending factors, proofs).
@@ -97,13 +101,14 @@ impl Limit {
             Limit::PhoneNumbers => "phone_numbers",
             Limit::FactorsPerUser => "factors_per_user",
             Limit::PendingCeremonies => "pending_ceremonies",
+            Limit::TrustedDevices => "trusted_devices",
             Limit::Verifications => "verifications",
             Limit::FactorEntries => "factor_entries",
         }
     }
 
-    /// Whether the bound frees itself as entries expire (then a retry later can succeed: 429),
-    /// or only when someone removes what is stored (422).
+    /// Whether the bound frees itself within minutes as entries expire (then a retry later can
+    /// succeed: 429), or only when someone removes what is stored, or after days (422).
     pub fn frees_with_time(self) -> bool {
         matches!(
             self,

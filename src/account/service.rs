@@ -646,6 +646,7 @@ impl AccountService {
             // Spent for as long as it could be presented, with a margin for clock skew.
             proof_ttl_ms: proof_expires_ms.saturating_sub(now) + 60_000,
             max_devices: self.settings.max_devices_per_user,
+            max_account_devices: self.tenants.limits(account).trusted_devices,
             audit: AuditEntry::new(
                 now,
                 actor.into(),
@@ -666,6 +667,11 @@ impl AccountService {
                 expires_ms,
             }),
             TrustOutcome::NoSuchUser => Err(AccountError::NotFound("no such user in this account")),
+            TrustOutcome::TooManyDevices { max } => Err(LimitReached {
+                limit: Limit::TrustedDevices,
+                max,
+            }
+            .into()),
             TrustOutcome::ProofUsed => Err(Refusal::new(
                 rule::A_PROOF_TRUSTS_ONE_DEVICE,
                 "this proof already trusted a device; pass a new challenge",

@@ -63,6 +63,16 @@ impl AccountState {
         }
     }
 
+    /// Forgets every expired device of the account: they trust nothing any more, so they
+    /// count as free against the account's bound.
+    fn drop_expired_devices(&mut self, now: u64) {
+        self.devices.retain(|_, record| record.expires_ms > now);
+        for devices in self.user_devices.values_mut() {
+            devices.retain(|_, (_, expires)| *expires > now);
+        }
+        self.user_devices.retain(|_, devices| !devices.is_empty());
+    }
+
     fn drop_devices_of(&mut self, user: &UserId) -> u64 {
         let Some(devices) = self.user_devices.remove(user) else {
             return 0;
@@ -229,6 +239,14 @@ impl Directory for MemoryDirectory {
             .is_some_and(|until| now < *until)
         {
             return Ok(TrustOutcome::ProofUsed);
+        }
+        if state.devices.len() as u64 >= new.max_account_devices {
+            state.drop_expired_devices(now);
+            if state.devices.len() as u64 >= new.max_account_devices {
+                return Ok(TrustOutcome::TooManyDevices {
+                    max: new.max_account_devices,
+                });
+            }
         }
         if state.proofs.len() >= PROOF_SWEEP_AT {
             state.proofs.retain(|_, until| now < *until);

@@ -73,6 +73,9 @@ pub struct NewDevice {
     pub proof_ttl_ms: u64,
     /// Beyond this many devices per user, the one expiring first is dropped.
     pub max_devices: usize,
+    /// The account's bound of trusted devices, all users together: at it, nothing is trusted
+    /// (and the proof is not spent) until devices expire or are revoked.
+    pub max_account_devices: u64,
     pub audit: AuditEntry,
 }
 
@@ -81,6 +84,7 @@ pub enum TrustOutcome {
     Trusted { epoch: u64 },
     NoSuchUser,
     ProofUsed,
+    TooManyDevices { max: u64 },
 }
 
 #[async_trait]

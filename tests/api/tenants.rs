@@ -20,6 +20,7 @@ on_every_store!(
     an_account_at_its_bound_of_phone_numbers_adds_none_and_another_account_still_does,
     a_user_at_the_bound_of_factors_cannot_start_another_enrolment,
     pending_ceremonies_are_bounded_per_account_and_free_themselves_when_they_expire,
+    an_account_at_its_bound_of_trusted_devices_trusts_none_until_one_is_revoked,
 );
 
 mod embedded {
@@ -245,6 +246,43 @@ async fn pending_ceremonies_are_bounded_per_account_and_free_themselves_when_the
     enrol_totp(&org.app, &org.service, "bea", json!({"type": "totp"})).await;
     let key = enrol_key(&org.app, &org.service, "ann").await;
     assert_eq!(key.status, 201, "{}", key.body);
+    org.app.stop().await;
+}
+
+async fn an_account_at_its_bound_of_trusted_devices_trusts_none_until_one_is_revoked(
+    backend: Backend,
+) {
+    let org = Org::with(backend, |settings| {
+        settings.tenants.defaults.trusted_devices = 2
+    })
+    .await;
+    org.policy(json!({"trusted_device": "7d"})).await;
+    let people = [
+        ("dan", "+4915112340801"),
+        ("eve", "+4915112340802"),
+        ("fay", "+4915112340803"),
+    ];
+    for (user, phone) in people {
+        org.user(user, "member", Some(phone)).await;
+    }
+    org.trusted_device("dan", "+4915112340801").await;
+    org.trusted_device("eve", "+4915112340802").await;
+    let proof = org.pass_challenge("+4915112340803").await;
+    let refused = org.trust("fay", &proof).await;
+    assert_limit(&refused, 422, "trusted_devices", 2);
+
+    // A revocation frees room, and the refused proof was not spent: it still trusts a device.
+    let revoked = org
+        .call(
+            Method::DELETE,
+            "/v1/users/dan/trusted-devices",
+            "service",
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let trusted = org.trust("fay", &proof).await;
+    assert_eq!(trusted.status, 201, "{}", trusted.body);
     org.app.stop().await;
 }
 
