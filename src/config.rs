@@ -608,6 +608,7 @@ impl Reader {
             "must be between 1 and 100",
         );
         let memory_max_users = self.positive("tenants.memory_max_users") as usize;
+        let memory_max_devices = self.positive("tenants.memory_max_devices") as usize;
         let overrides: HashMap<String, HashMap<String, u64>> = self.get("tenants.accounts");
         let mut accounts = HashMap::new();
         for (id, fields) in overrides {
@@ -651,6 +652,7 @@ impl Reader {
             accounts,
             memory_account_share_percent: percent.clamp(1, 100) as u8,
             memory_max_users,
+            memory_max_devices,
         }
     }
 

@@ -49,6 +49,8 @@ pub struct TenantSettings {
     pub memory_account_share_percent: u8,
     /// The embedded directory: users of all accounts together.
     pub memory_max_users: usize,
+    /// The embedded directory: trusted devices of all accounts together.
+    pub memory_max_devices: usize,
 }
 
 impl Default for TenantSettings {
@@ -58,6 +60,7 @@ impl Default for TenantSettings {
             accounts: HashMap::new(),
             memory_account_share_percent: 25,
             memory_max_users: 1_000_000,
+            memory_max_devices: 2_000_000,
         }
     }
 }

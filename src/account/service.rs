@@ -963,12 +963,9 @@ pub(crate) fn assemble(
     let cache = Arc::new(HotCache::new(config.cache_ttl, config.cache_max_entries));
     let hot_metrics = Arc::new(HotPathMetrics::new(metrics));
     let directory: Arc<dyn Directory> = match redis {
-        None => Arc::new(
-            MemoryDirectory::new(config.audit_max_entries).with_max_users(
-                settings.tenants.memory_max_users,
-                settings.tenants.memory_account_share_percent,
-            ),
-        ),
+        None => {
+            Arc::new(MemoryDirectory::new(config.audit_max_entries).with_bounds(&settings.tenants))
+        }
         Some(redis) => {
             let link = LinkSettings {
                 urls: settings.store.redis_urls.clone(),

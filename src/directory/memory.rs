@@ -32,6 +32,11 @@ pub struct MemoryDirectory {
     max_users: usize,
     /// One account's share of `max_users` (issue 13 §8).
     account_share: usize,
+    /// Trusted devices of every account together, against `max_devices`; each method that
+    /// changes an account's devices settles the difference under the account's lock.
+    devices: AtomicUsize,
+    max_devices: usize,
+    device_share: usize,
 }
 
 #[derive(Default)]
@@ -92,15 +97,29 @@ impl MemoryDirectory {
             users: AtomicUsize::new(0),
             max_users: usize::MAX,
             account_share: usize::MAX,
+            devices: AtomicUsize::new(0),
+            max_devices: usize::MAX,
+            device_share: usize::MAX,
         }
     }
 
-    /// Bounds the users of all accounts together at `total`, and of one account at
-    /// `share_percent` of it (besides the account's own `max_users`).
-    pub fn with_max_users(mut self, total: usize, share_percent: u8) -> Self {
-        self.max_users = total.max(1);
-        self.account_share = crate::account::limits::share_of(total, share_percent);
+    /// Bounds the users and the trusted devices of all accounts together, and of one account
+    /// at its share of each (besides the account's own bounds, which the service passes).
+    pub fn with_bounds(mut self, tenants: &crate::account::limits::TenantSettings) -> Self {
+        self.max_users = tenants.memory_max_users.max(1);
+        self.account_share = tenants.share_of(tenants.memory_max_users);
+        self.max_devices = tenants.memory_max_devices.max(1);
+        self.device_share = tenants.share_of(tenants.memory_max_devices);
         self
+    }
+
+    /// Brings the devices' total in step with one account's change from `before` to `after`.
+    fn settle(&self, before: usize, after: usize) {
+        if after > before {
+            self.devices.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.devices.fetch_sub(before - after, Ordering::Relaxed);
+        }
     }
 
     fn account(&self, id: &AccountId) -> Arc<Mutex<AccountState>> {
@@ -202,7 +221,9 @@ impl Directory for MemoryDirectory {
         };
         if write.revoke_devices {
             epoch += 1;
+            let before = state.devices.len();
             state.drop_devices_of(id);
+            self.settle(before, state.devices.len());
         }
         let mut user = write.user.clone();
         user.version = version;
@@ -240,14 +261,20 @@ impl Directory for MemoryDirectory {
         {
             return Ok(TrustOutcome::ProofUsed);
         }
-        if state.devices.len() as u64 >= new.max_account_devices {
+        let before = state.devices.len();
+        let max = new.max_account_devices.min(self.device_share as u64);
+        let full = || self.devices.load(Ordering::Relaxed) >= self.max_devices;
+        if before as u64 >= max || full() {
             state.drop_expired_devices(now);
-            if state.devices.len() as u64 >= new.max_account_devices {
-                return Ok(TrustOutcome::TooManyDevices {
-                    max: new.max_account_devices,
-                });
+            self.settle(before, state.devices.len());
+            if full() {
+                return Err(StoreError::Full(self.max_devices));
+            }
+            if state.devices.len() as u64 >= max {
+                return Ok(TrustOutcome::TooManyDevices { max });
             }
         }
+        let before = state.devices.len();
         if state.proofs.len() >= PROOF_SWEEP_AT {
             state.proofs.retain(|_, until| now < *until);
         }
@@ -282,6 +309,7 @@ impl Directory for MemoryDirectory {
             state.devices.remove(&digest);
         }
         state.devices.insert(new.digest, record);
+        self.settle(before, state.devices.len());
         state.audit(&new.audit, self.audit_cap);
         Ok(TrustOutcome::Trusted { epoch })
     }
@@ -312,7 +340,9 @@ impl Directory for MemoryDirectory {
         else {
             return Ok(None);
         };
-        state.devices.remove(&digest);
+        if state.devices.remove(&digest).is_some() {
+            self.settle(1, 0);
+        }
         state.audit(audit, self.audit_cap);
         Ok(Some(digest))
     }
@@ -329,7 +359,9 @@ impl Directory for MemoryDirectory {
             return Ok(None);
         };
         found.device_epoch += 1;
+        let before = state.devices.len();
         let count = state.drop_devices_of(user);
+        self.settle(before, state.devices.len());
         state.audit(audit, self.audit_cap);
         Ok(Some(count))
     }

@@ -122,6 +122,60 @@ mod embedded {
     }
 }
 
+/// The embedded directory's trusted devices: one account at its share (2 of 4) leaves the rest
+/// to another account.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_one_account_at_its_share_of_trusted_devices_leaves_room_for_another() {
+    let org = Org::with(Backend::Memory, |settings| {
+        settings.tenants.memory_max_devices = 4;
+        settings.tenants.memory_account_share_percent = 50;
+    })
+    .await;
+    org.policy(json!({"trusted_device": "7d"})).await;
+    org.user("dan", "member", Some("+4915112340811")).await;
+    org.trusted_device("dan", "+4915112340811").await;
+    org.trusted_device("dan", "+4915112340811").await;
+    let proof = org.pass_challenge("+4915112340811").await;
+    assert_limit(&org.trust("dan", &proof).await, 422, "trusted_devices", 2);
+
+    let other = Other::new(&org.app).await;
+    other.policy(json!({"trusted_device": "7d"})).await;
+    other.user("eve").await;
+    let sent = org
+        .app
+        .request(
+            Method::POST,
+            "/v1/verifications",
+            Some(&other.service),
+            Some(json!({"to": "+4915112340777"})),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    let messages = org.app.wait_for_messages(4).await;
+    let code = crate::helpers::extract_code(messages.last().unwrap()["body"].as_str().unwrap());
+    let checked = org
+        .app
+        .request(
+            Method::POST,
+            "/v1/verifications/check",
+            Some(&other.service),
+            Some(json!({"id": sent.str("id"), "code": code})),
+        )
+        .await;
+    assert_eq!(checked.body["status"], "approved", "{}", checked.body);
+    let trusted = org
+        .app
+        .request(
+            Method::POST,
+            "/v1/users/eve/trusted-devices",
+            Some(&other.service),
+            Some(json!({"verification_id": sent.str("id")})),
+        )
+        .await;
+    assert_eq!(trusted.status, 201, "{}", trusted.body);
+    org.app.stop().await;
+}
+
 async fn an_account_at_its_bound_of_users_adds_none_and_another_account_still_does(
     backend: Backend,
 ) {
