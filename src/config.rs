@@ -47,6 +47,8 @@ pub struct Settings {
     pub mail: crate::mail::MailSettings,
     /// Authenticator apps, security keys, recovery codes (`[factors]`).
     pub factors: crate::factors::FactorSettings,
+    /// Per-account bounds and the embedded store's per-account shares (`[tenants]`).
+    pub tenants: crate::account::limits::TenantSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -484,6 +486,7 @@ impl Reader {
         let pin = self.pin(!store.redis_urls.is_empty());
         let mail = self.mail();
         let factors = self.factors();
+        let tenants = self.tenants();
 
         if !self.errors.is_empty() {
             return Err(ConfigError(self.errors));
@@ -502,6 +505,7 @@ impl Reader {
             pin,
             mail,
             factors,
+            tenants,
         })
     }
 }
@@ -618,6 +622,79 @@ impl Reader {
 }
 
 impl Reader {
+    /// `[tenants]`: the defaults, then `[tenants.accounts.<account id>]` overrides, each field
+    /// an override of the default (unknown ids, fields or zeros are reported).
+    fn tenants(&mut self) -> crate::account::limits::TenantSettings {
+        use crate::account::limits::{AccountLimits, TenantSettings};
+        use crate::account::AccountId;
+        let defaults = AccountLimits {
+            users: self.positive_u64("tenants.max_users"),
+            phone_numbers: self.positive_u64("tenants.max_phone_numbers"),
+            factors_per_user: self.positive_u64("tenants.max_factors_per_user"),
+            pending_ceremonies: self.positive_u64("tenants.max_pending_ceremonies"),
+            trusted_devices: self.positive_u64("tenants.max_trusted_devices"),
+        };
+        let percent: u32 = self.get("tenants.memory_account_share_percent");
+        self.check(
+            (1..=100).contains(&percent),
+            "tenants.memory_account_share_percent",
+            "must be between 1 and 100",
+        );
+        let memory_max_users = self.positive("tenants.memory_max_users") as usize;
+        let memory_max_devices = self.positive("tenants.memory_max_devices") as usize;
+        let overrides: HashMap<String, HashMap<String, u64>> = self.get("tenants.accounts");
+        let mut accounts = HashMap::new();
+        for (id, fields) in overrides {
+            let key = format!("tenants.accounts.{id}");
+            // The loader may lower-case keys; account ids are `AC` and lowercase hex.
+            let Some(account) = id
+                .get(2..)
+                .and_then(|hex| AccountId::parse(&format!("AC{}", hex.to_lowercase())))
+                .filter(|_| id.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("ac")))
+            else {
+                self.errors
+                    .push(format!("{key}: not an account id (AC and 32 hex digits)"));
+                continue;
+            };
+            let mut limits = defaults;
+            for (field, value) in fields {
+                let slot = match field.as_str() {
+                    "max_users" => &mut limits.users,
+                    "max_phone_numbers" => &mut limits.phone_numbers,
+                    "max_factors_per_user" => &mut limits.factors_per_user,
+                    "max_pending_ceremonies" => &mut limits.pending_ceremonies,
+                    "max_trusted_devices" => &mut limits.trusted_devices,
+                    other => {
+                        self.errors.push(format!(
+                            "{key}.{other}: unknown (max_users, max_phone_numbers, max_factors_per_user, max_pending_ceremonies, max_trusted_devices)"
+                        ));
+                        continue;
+                    }
+                };
+                self.check(
+                    value > 0,
+                    &format!("{key}.{field}"),
+                    "must be greater than 0",
+                );
+                *slot = value;
+            }
+            accounts.insert(account, limits);
+        }
+        TenantSettings {
+            defaults,
+            accounts,
+            memory_account_share_percent: percent.clamp(1, 100) as u8,
+            memory_max_users,
+            memory_max_devices,
+        }
+    }
+
+    fn positive_u64(&mut self, key: &str) -> u64 {
+        let value: u64 = self.get(key);
+        self.check(value > 0, key, "must be greater than 0");
+        value
+    }
+
     /// `[pin]`: the pepper is required with Redis, like the code key, so that every instance
     /// verifies the same hashes; it is never stored with them.
     fn pin(&mut self, with_redis: bool) -> crate::pin::PinConfig {

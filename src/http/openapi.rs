@@ -103,9 +103,9 @@ impl Modify for BearerAuth {
 struct Problem {
     /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
     /// method-not-allowed, request-timeout, conflict, payload-too-large, unsupported-media-type,
-    /// rate-limited, send-quota-exceeded, max-sends-reached, refused, internal, unavailable
-    /// (nothing was changed), outcome-unknown (the request may or may not have taken effect:
-    /// retry it with the same Idempotency-Key), verification-already-approved,
+    /// rate-limited, send-quota-exceeded, max-sends-reached, refused, account-limit-reached,
+    /// internal, unavailable (nothing was changed), outcome-unknown (the request may or may not
+    /// have taken effect: retry it with the same Idempotency-Key), verification-already-approved,
     /// verification-expired, verification-canceled, verification-max-attempts-reached (a check of
     /// a final verification, which counts nothing).
     #[serde(rename = "type")]
@@ -117,6 +117,11 @@ struct Problem {
     rule: Option<String>,
     /// Users concerned by a refusal (those without a phone).
     users: Option<Vec<String>>,
+    /// The account's bound that was reached (`account-limit-reached`): users, phone_numbers,
+    /// factors_per_user, pending_ceremonies, verifications, factor_entries.
+    limit: Option<String>,
+    /// That bound's value (`account-limit-reached`).
+    max: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
