@@ -3,6 +3,7 @@
 //! same parsers for minutes; these run in the normal suite, and `regressions` keeps every input
 //! the fuzzers found.
 
+mod http;
 mod phone;
 mod receipts;
 mod regressions;
