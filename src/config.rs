@@ -112,14 +112,19 @@ pub struct DispatchSettings {
     pub http_timeout: Duration,
     pub queue_capacity: usize,
     pub concurrency: usize,
-    /// Rounds over a route's provider list before a message is given up.
-    pub max_attempts: u32,
+    /// First back-off after a round no provider took, doubled per round up to `retry_max`.
     pub retry_base: Duration,
+    pub retry_max: Duration,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
     pub reclaim_idle: Duration,
     pub max_deliveries: u64,
     pub poll_interval: Duration,
+    /// Redis mode: outbox reads failing for longer than this make `/readyz` answer 503.
+    pub outbox_unready_after: Duration,
+    /// The most of a provider's answer (or of a receipt) that is read; a longer one fails the
+    /// request (retryable for answers, 413 for receipts).
+    pub provider_body_limit: usize,
     /// Whether this instance runs delivery workers. Off (Redis only) makes an API-only instance
     /// that queues messages for the instances that deliver them.
     pub workers: bool,
@@ -430,13 +435,15 @@ impl Reader {
             http_timeout: self.millis("dispatch.http_timeout_ms"),
             queue_capacity: self.positive("dispatch.queue_capacity") as usize,
             concurrency: self.positive("dispatch.concurrency") as usize,
-            max_attempts: self.positive("dispatch.max_attempts"),
             retry_base: self.millis("dispatch.retry_base_ms"),
+            retry_max: self.millis("dispatch.retry_max_ms"),
             breaker_failures: self.positive("dispatch.breaker_failures"),
             breaker_open: self.millis("dispatch.breaker_open_ms"),
             reclaim_idle: self.millis("dispatch.reclaim_idle_ms"),
             max_deliveries: u64::from(self.positive("dispatch.max_deliveries")),
             poll_interval: self.millis("dispatch.poll_interval_ms"),
+            outbox_unready_after: self.millis("dispatch.outbox_unready_after_ms"),
+            provider_body_limit: self.positive("dispatch.provider_body_limit_bytes") as usize,
             workers,
             web_otp_domain: self.get("dispatch.web_otp_domain"),
             public_url: self.get("dispatch.public_url"),
@@ -513,19 +520,25 @@ impl Reader {
 
 impl DispatchSettings {
     /// The providers to build: the configured vendors, or the single default one.
+    /// Each carries `provider_body_limit`.
     pub fn effective_providers(&self) -> Vec<ProviderSettings> {
-        if !self.providers.is_empty() {
-            return self.providers.clone();
-        }
-        let mut single = match self.provider {
-            ProviderKind::Log => ProviderSettings::new("log", AdapterKind::Log),
-            ProviderKind::Http => ProviderSettings::new("http", AdapterKind::Http),
+        let mut providers = if self.providers.is_empty() {
+            let mut single = match self.provider {
+                ProviderKind::Log => ProviderSettings::new("log", AdapterKind::Log),
+                ProviderKind::Http => ProviderSettings::new("http", AdapterKind::Http),
+            };
+            if self.provider == ProviderKind::Http {
+                single.url = Some(self.http_url.clone());
+                single.timeout_ms = self.http_timeout.as_millis() as u64;
+            }
+            vec![single]
+        } else {
+            self.providers.clone()
         };
-        if self.provider == ProviderKind::Http {
-            single.url = Some(self.http_url.clone());
-            single.timeout_ms = self.http_timeout.as_millis() as u64;
+        for provider in &mut providers {
+            provider.body_limit = self.provider_body_limit;
         }
-        vec![single]
+        providers
     }
 }
 
