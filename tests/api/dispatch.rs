@@ -237,14 +237,22 @@ async fn with_every_provider_down_a_message_waits_and_is_dead_lettered_only_when
         failed["error"].as_str().unwrap().contains("expired"),
         "{failed}"
     );
+    // The attempt is recorded just before the message moves: poll for the move.
     let shard = u8::from_str_radix(&id[2..4], 16).unwrap();
-    let dead = crate::redis_harness::shared_redis().command(&[
-        "XRANGE",
-        &format!("{}:{{s{shard:02}}}:d", app.prefix),
-        "-",
-        "+",
-    ]);
-    assert!(dead.contains(&id) && dead.contains("expired"), "{dead}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dead = crate::redis_harness::shared_redis().command(&[
+            "XRANGE",
+            &format!("{}:{{s{shard:02}}}:d", app.prefix),
+            "-",
+            "+",
+        ]);
+        if dead.contains(&id) && dead.contains("expired") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{dead}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let metrics = app.metrics().await;
     assert!(
         metrics.contains("otpgate_dead_letters_total 1"),
