@@ -429,6 +429,13 @@ impl Reader {
             "dispatch.workers",
             "can be false only with Redis (the embedded queue has no other reader)",
         );
+        // Gone: a message is retried for as long as its code lives. Refused rather than
+        // ignored, so that nobody believes a bound they set still holds.
+        self.check(
+            self.config.get::<config::Value>("dispatch.max_attempts").is_err(),
+            "dispatch.max_attempts",
+            "is gone: a message is retried for as long as its code lives (retry_base_ms, retry_max_ms shape the waits); remove the key",
+        );
         let dispatch = DispatchSettings {
             provider,
             http_url,
@@ -938,6 +945,28 @@ mod tests {
         )
         .unwrap_or_else(|error| panic!("{error}"));
         assert!(!settings.dispatch.workers);
+    }
+
+    #[test]
+    fn the_retry_bound_max_attempts_is_refused_and_the_dispatch_defaults_are_documented() {
+        let error =
+            Settings::load_from(None, env(&[("OTPGATE_DISPATCH__MAX_ATTEMPTS", "3")])).unwrap_err();
+        assert!(
+            error.to_string().contains("dispatch.max_attempts: is gone"),
+            "{error}"
+        );
+        let settings = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(settings.dispatch.retry_max, Duration::from_secs(30));
+        assert_eq!(
+            settings.dispatch.outbox_unready_after,
+            Duration::from_secs(10)
+        );
+        assert_eq!(settings.dispatch.provider_body_limit, 64 * 1024);
+        assert!(settings
+            .dispatch
+            .effective_providers()
+            .iter()
+            .all(|provider| provider.body_limit == 64 * 1024));
     }
 
     #[test]
