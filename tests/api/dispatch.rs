@@ -905,3 +905,36 @@ async fn a_huge_provider_answer_fails_over_and_an_unprintable_vendor_id_is_not_k
     assert_eq!(received(&long).await.len(), 1);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_over_the_provider_body_limit_is_refused_unread() {
+    let vonage_api = MockServer::start().await;
+    let mut provider = ProviderSettings::new("vonage", AdapterKind::Vonage);
+    provider.base_url = Some(vonage_api.uri());
+    provider.api_key = Some(SecretString::new("k"));
+    provider.api_secret = Some(SecretString::new("s"));
+    provider.from = Some("Acme".into());
+    let app = spawn_app_with(Backend::Memory, |settings| {
+        failover(settings, vec![provider], &["vonage"]);
+        settings.dispatch.receipt_token = "receipt-token".into();
+    })
+    .await;
+    let url = format!("{}/v1/receipts/vonage?token=receipt-token", app.address);
+    let post = |body: String| {
+        let request = app
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        async move { reply(request.send().await.unwrap()).await }
+    };
+    // 80 KiB: under the API-wide receipt limit of old, over the 64 KiB provider body limit.
+    let padded = format!(
+        r#"{{"messageId":"x","status":"delivered","pad":"{}"}}"#,
+        "p".repeat(80 * 1024)
+    );
+    post(padded).await.assert_problem(413, "payload-too-large");
+    let small = post(r#"{"messageId":"unknown-id","status":"delivered"}"#.to_owned()).await;
+    assert_eq!(small.status, 200, "{}", small.body);
+    app.stop().await;
+}
