@@ -47,6 +47,8 @@ pub struct Settings {
     pub mail: crate::mail::MailSettings,
     /// Authenticator apps, security keys, recovery codes (`[factors]`).
     pub factors: crate::factors::FactorSettings,
+    /// Per-account bounds and the embedded store's per-account shares (`[tenants]`).
+    pub tenants: crate::account::limits::TenantSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +57,19 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     pub request_body_limit: usize,
     pub shutdown_grace: Duration,
+    /// From accept to the first request's head, whatever the protocol: a socket that sends
+    /// nothing (or only half of the HTTP/2 preface) holds a file descriptor for no longer.
+    pub first_request_timeout: Duration,
+    /// Between requests (HTTP/1 keep-alive and HTTP/2 alike): an idle connection is closed.
+    pub idle_timeout: Duration,
+    /// From a request's head to the end of its body; past it the request gets 408.
+    pub body_read_timeout: Duration,
+    /// Open connections per process; 0 derives the cap from the file-descriptor limit
+    /// (`limits::connection_cap`), so that the accept loop can never take the descriptors
+    /// Redis and the providers need.
+    pub max_connections: usize,
+    /// Open connections per client address: one host cannot take the whole process cap.
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Clone)]
@@ -80,6 +95,9 @@ pub struct StoreSettings {
 #[derive(Debug, Clone)]
 pub struct VerificationSettings {
     pub code_length: u8,
+    /// The fewest digits an account's codes may have (6 by default: 20 bits, NIST SP 800-63B's
+    /// minimum for out-of-band secrets); 4 or 5 only when the operator lowers it.
+    pub min_code_length: u8,
     pub ttl: Duration,
     pub max_check_attempts: u32,
     pub max_sends: u32,
@@ -292,7 +310,17 @@ impl Reader {
             header_read_timeout: self.millis("server.header_read_timeout_ms"),
             request_body_limit: self.get("server.request_body_limit_bytes"),
             shutdown_grace: self.millis("server.shutdown_grace_ms"),
+            first_request_timeout: self.millis("server.first_request_timeout_ms"),
+            idle_timeout: self.millis("server.idle_timeout_ms"),
+            body_read_timeout: self.millis("server.body_read_timeout_ms"),
+            max_connections: self.get("server.max_connections"),
+            max_connections_per_ip: self.get("server.max_connections_per_ip"),
         };
+        self.check(
+            server.max_connections_per_ip > 0,
+            "server.max_connections_per_ip",
+            "must be greater than 0",
+        );
         self.check(
             (256..=1_048_576).contains(&server.request_body_limit),
             "server.request_body_limit_bytes",
@@ -336,11 +364,17 @@ impl Reader {
             memory_max_verifications: self.get("store.memory_max_verifications"),
         };
 
+        let min_code_length: u8 = self.get("verification.min_code_length");
+        self.check(
+            (4..=10).contains(&min_code_length),
+            "verification.min_code_length",
+            "must be between 4 and 10",
+        );
         let code_length: u8 = self.get("verification.code_length");
         self.check(
-            (4..=10).contains(&code_length),
+            (min_code_length.max(4)..=10).contains(&code_length),
             "verification.code_length",
-            "must be between 4 and 10",
+            "must be between verification.min_code_length (default 6) and 10",
         );
         let ttl = self.seconds("verification.ttl_seconds");
         self.check(
@@ -371,6 +405,7 @@ impl Reader {
         }
         let verification = VerificationSettings {
             code_length,
+            min_code_length,
             ttl,
             max_check_attempts: self.positive("verification.max_check_attempts"),
             max_sends: self.positive("verification.max_sends"),
@@ -465,6 +500,7 @@ impl Reader {
         let pin = self.pin(!store.redis_urls.is_empty());
         let mail = self.mail();
         let factors = self.factors();
+        let tenants = self.tenants();
 
         if !self.errors.is_empty() {
             return Err(ConfigError(self.errors));
@@ -483,6 +519,7 @@ impl Reader {
             pin,
             mail,
             factors,
+            tenants,
         })
     }
 }
@@ -605,6 +642,79 @@ impl Reader {
 }
 
 impl Reader {
+    /// `[tenants]`: the defaults, then `[tenants.accounts.<account id>]` overrides, each field
+    /// an override of the default (unknown ids, fields or zeros are reported).
+    fn tenants(&mut self) -> crate::account::limits::TenantSettings {
+        use crate::account::limits::{AccountLimits, TenantSettings};
+        use crate::account::AccountId;
+        let defaults = AccountLimits {
+            users: self.positive_u64("tenants.max_users"),
+            phone_numbers: self.positive_u64("tenants.max_phone_numbers"),
+            factors_per_user: self.positive_u64("tenants.max_factors_per_user"),
+            pending_ceremonies: self.positive_u64("tenants.max_pending_ceremonies"),
+            trusted_devices: self.positive_u64("tenants.max_trusted_devices"),
+        };
+        let percent: u32 = self.get("tenants.memory_account_share_percent");
+        self.check(
+            (1..=100).contains(&percent),
+            "tenants.memory_account_share_percent",
+            "must be between 1 and 100",
+        );
+        let memory_max_users = self.positive("tenants.memory_max_users") as usize;
+        let memory_max_devices = self.positive("tenants.memory_max_devices") as usize;
+        let overrides: HashMap<String, HashMap<String, u64>> = self.get("tenants.accounts");
+        let mut accounts = HashMap::new();
+        for (id, fields) in overrides {
+            let key = format!("tenants.accounts.{id}");
+            // The loader may lower-case keys; account ids are `AC` and lowercase hex.
+            let Some(account) = id
+                .get(2..)
+                .and_then(|hex| AccountId::parse(&format!("AC{}", hex.to_lowercase())))
+                .filter(|_| id.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("ac")))
+            else {
+                self.errors
+                    .push(format!("{key}: not an account id (AC and 32 hex digits)"));
+                continue;
+            };
+            let mut limits = defaults;
+            for (field, value) in fields {
+                let slot = match field.as_str() {
+                    "max_users" => &mut limits.users,
+                    "max_phone_numbers" => &mut limits.phone_numbers,
+                    "max_factors_per_user" => &mut limits.factors_per_user,
+                    "max_pending_ceremonies" => &mut limits.pending_ceremonies,
+                    "max_trusted_devices" => &mut limits.trusted_devices,
+                    other => {
+                        self.errors.push(format!(
+                            "{key}.{other}: unknown (max_users, max_phone_numbers, max_factors_per_user, max_pending_ceremonies, max_trusted_devices)"
+                        ));
+                        continue;
+                    }
+                };
+                self.check(
+                    value > 0,
+                    &format!("{key}.{field}"),
+                    "must be greater than 0",
+                );
+                *slot = value;
+            }
+            accounts.insert(account, limits);
+        }
+        TenantSettings {
+            defaults,
+            accounts,
+            memory_account_share_percent: percent.clamp(1, 100) as u8,
+            memory_max_users,
+            memory_max_devices,
+        }
+    }
+
+    fn positive_u64(&mut self, key: &str) -> u64 {
+        let value: u64 = self.get(key);
+        self.check(value > 0, key, "must be greater than 0");
+        value
+    }
+
     /// `[pin]`: the pepper is required with Redis, like the code key, so that every instance
     /// verifies the same hashes; it is never stored with them.
     fn pin(&mut self, with_redis: bool) -> crate::pin::PinConfig {

@@ -170,7 +170,10 @@ impl App {
         let mut redis: Option<Arc<RedisStore>> = None;
         let (store, memory): (Arc<dyn Store>, Option<Arc<MemoryStore>>) =
             if settings.store.redis_urls.is_empty() {
-                let memory = Arc::new(MemoryStore::new(settings.store.memory_max_verifications));
+                let memory = Arc::new(
+                    MemoryStore::new(settings.store.memory_max_verifications)
+                        .with_account_share(settings.tenants.memory_account_share_percent),
+                );
                 (memory.clone(), Some(memory))
             } else {
                 let connected = Arc::new(

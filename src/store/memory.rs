@@ -25,6 +25,10 @@ pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     verifications: AtomicUsize,
     max_verifications: usize,
+    /// Records per account, against `account_share` (issue 13 §8): one account filling its
+    /// share leaves the rest of `max_verifications` to the others.
+    per_account: DashMap<AccountId, usize>,
+    account_share: usize,
     accounts: DashMap<AccountId, Account>,
     keys: DashMap<KeyDigest, ApiKeyRecord>,
     /// Verification id → its messages. Bounded with the verifications: swept with them.
@@ -49,13 +53,25 @@ struct Counter {
 /// (account, E.164): the scope of pending verifications and send quotas.
 type NumberKey = (AccountId, String);
 
+/// (account, E.164, idempotency key): the scope of an idempotency key, on a send and on a check.
+type IdempotencyKey = (AccountId, String, String);
+
+/// The outcome a check with an idempotency key recorded, answered again to its retries.
+struct RecordedCheck {
+    verification: Verification,
+    valid: bool,
+    forget_at_ms: u64,
+}
+
 #[derive(Default)]
 struct Shard {
     records: HashMap<String, StoredVerification>,
     pending_by_number: HashMap<NumberKey, String>,
     quotas: HashMap<NumberKey, Counter>,
-    /// (account, idempotency key) → (verification id, forget at).
-    idempotency: HashMap<(AccountId, String), (String, u64)>,
+    /// (account, number, idempotency key) of a send → (verification id, forget at).
+    idempotency: HashMap<IdempotencyKey, (String, u64)>,
+    /// (account, number, idempotency key) of a check → the outcome it recorded.
+    checks: HashMap<IdempotencyKey, RecordedCheck>,
 }
 
 impl MemoryStore {
@@ -66,11 +82,92 @@ impl MemoryStore {
                 .collect(),
             verifications: AtomicUsize::new(0),
             max_verifications,
+            per_account: DashMap::new(),
+            account_share: max_verifications,
             accounts: DashMap::new(),
             keys: DashMap::new(),
             attempts: DashMap::new(),
             receipts: DashMap::new(),
         }
+    }
+
+    /// Bounds one account's records at `percent` of `max_verifications`.
+    pub fn with_account_share(mut self, percent: u8) -> Self {
+        self.account_share = crate::account::limits::share_of(self.max_verifications, percent);
+        self
+    }
+
+    /// Room for one more record of `account`, whose shard (`held`) the caller holds. Past the
+    /// total or the account's share, records whose code has expired are dropped first: they
+    /// can no longer be approved and are kept only to be read, so they count as free
+    /// (otherwise an expired burst would hold the store for its 70 minutes of retention).
+    fn admit(
+        &self,
+        held: &mut Shard,
+        held_index: u8,
+        account: &AccountId,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let full = || self.verifications.load(Ordering::Relaxed) >= self.max_verifications;
+        let over = || {
+            self.per_account
+                .get(account)
+                .is_some_and(|count| *count >= self.account_share)
+        };
+        if !full() && !over() {
+            return Ok(());
+        }
+        self.drop_expired(held, now_ms);
+        let held_index = usize::from(held_index) % self.shards.len();
+        for (index, shard) in self.shards.iter().enumerate() {
+            // Only shards free right now: waiting for one while holding another could deadlock
+            // with a caller doing the same the other way round.
+            if index != held_index {
+                if let Ok(mut shard) = shard.try_lock() {
+                    self.drop_expired(&mut shard, now_ms);
+                }
+            }
+        }
+        if full() {
+            return Err(StoreError::Full(self.max_verifications));
+        }
+        if over() {
+            return Err(crate::account::limits::LimitReached {
+                limit: crate::account::limits::Limit::Verifications,
+                max: self.account_share as u64,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Drops the shard's records whose code has expired, keeping the counts in step.
+    fn drop_expired(&self, shard: &mut Shard, now_ms: u64) {
+        let mut dropped = Vec::new();
+        shard.records.retain(|_, record| {
+            let keep = record.state.expires_ms > now_ms;
+            if !keep {
+                dropped.push(record.state.account.clone());
+            }
+            keep
+        });
+        self.forget(dropped);
+    }
+
+    fn counted(&self, account: &AccountId) {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        *self.per_account.entry(account.clone()).or_default() += 1;
+    }
+
+    fn forget(&self, accounts: Vec<AccountId>) {
+        self.verifications
+            .fetch_sub(accounts.len(), Ordering::Relaxed);
+        for account in accounts {
+            if let Some(mut count) = self.per_account.get_mut(&account) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        self.per_account.retain(|_, count| *count > 0);
     }
 
     fn shard(&self, index: u8) -> std::sync::MutexGuard<'_, Shard> {
@@ -86,17 +183,21 @@ impl MemoryStore {
     pub fn sweep(&self, now_ms: u64) {
         for index in 0..SHARD_COUNT {
             let mut shard = self.shard(index);
-            let before = shard.records.len();
-            shard
-                .records
-                .retain(|_, record| record.evict_at_ms > now_ms);
-            let removed = before - shard.records.len();
-            self.verifications.fetch_sub(removed, Ordering::Relaxed);
+            let mut removed = Vec::new();
+            shard.records.retain(|_, record| {
+                let keep = record.evict_at_ms > now_ms;
+                if !keep {
+                    removed.push(record.state.account.clone());
+                }
+                keep
+            });
+            self.forget(removed);
             let Shard {
                 records,
                 pending_by_number,
                 quotas,
                 idempotency,
+                checks,
             } = &mut *shard;
             pending_by_number.retain(|_, id| {
                 records
@@ -105,6 +206,7 @@ impl MemoryStore {
             });
             quotas.retain(|_, counter| counter.resets_at_ms > now_ms);
             idempotency.retain(|_, (_, forget_at)| *forget_at > now_ms);
+            checks.retain(|_, recorded| recorded.forget_at_ms > now_ms);
         }
         self.attempts.retain(|id, _| {
             VerificationId::parse(id)
@@ -146,12 +248,19 @@ impl Shard {
     fn remember_idempotency(&mut self, new: &NewVerification, id: &str) {
         if let Some(key) = &new.idempotency_key {
             let forget_at = new.now_ms + new.ttl_ms + new.retention_ms;
-            self.idempotency.insert(
-                (new.account.clone(), key.clone()),
-                (id.to_owned(), forget_at),
-            );
+            self.idempotency
+                .insert(idempotency_scope(new, key), (id.to_owned(), forget_at));
         }
     }
+}
+
+/// The scope of a send's idempotency key: its account and destination number.
+fn idempotency_scope(new: &NewVerification, key: &str) -> IdempotencyKey {
+    (
+        new.account.clone(),
+        new.to.e164().to_owned(),
+        key.to_owned(),
+    )
 }
 
 #[async_trait]
@@ -161,7 +270,7 @@ impl Store for MemoryStore {
         let mut shard = self.shard(new.to.shard());
 
         if let Some(key) = &new.idempotency_key {
-            let seen = shard.idempotency.get(&(new.account.clone(), key.clone()));
+            let seen = shard.idempotency.get(&idempotency_scope(new, key));
             if let Some((id, _)) = seen.filter(|(_, forget_at)| *forget_at > now) {
                 if let Some(record) = shard.records.get(id) {
                     return Ok(StartOutcome::Replayed(record.state.clone()));
@@ -194,9 +303,7 @@ impl Store for MemoryStore {
             return Ok(StartOutcome::Resent(state));
         }
 
-        if self.verifications.load(Ordering::Relaxed) >= self.max_verifications {
-            return Err(StoreError::Full(self.max_verifications));
-        }
+        self.admit(&mut shard, new.to.shard(), &new.account, now)?;
         if let Err(retry_after_ms) = shard.take_quota(&number, new) {
             return Ok(StartOutcome::SendQuotaExceeded { retry_after_ms });
         }
@@ -223,7 +330,7 @@ impl Store for MemoryStore {
             },
         );
         if previous.is_none() {
-            self.verifications.fetch_add(1, Ordering::Relaxed);
+            self.counted(&new.account);
         }
         shard.pending_by_number.insert(number, id.clone());
         shard.remember_idempotency(new, &id);
@@ -236,12 +343,47 @@ impl Store for MemoryStore {
         target: &CheckTarget,
         tag: &Tag,
         now_ms: u64,
+        idempotency_key: Option<&str>,
     ) -> Result<CheckOutcome, StoreError> {
         let shard_index = match target {
             CheckTarget::Id(id) => id.shard(),
             CheckTarget::To(number) => number.shard(),
         };
         let mut shard = self.shard(shard_index);
+        // A key is scoped by the number, which a check by id learns from the record.
+        let scope = match idempotency_key {
+            None => None,
+            Some(key) => {
+                let number = match target {
+                    CheckTarget::To(number) => number.e164().to_owned(),
+                    CheckTarget::Id(id) => match shard
+                        .records
+                        .get(id.as_str())
+                        .filter(|record| &record.state.account == account)
+                    {
+                        Some(record) => record.state.to.clone(),
+                        None => return Ok(CheckOutcome::NotFound),
+                    },
+                };
+                let scope: IdempotencyKey = (account.clone(), number, key.to_owned());
+                if let Some(recorded) = shard
+                    .checks
+                    .get(&scope)
+                    .filter(|recorded| recorded.forget_at_ms > now_ms)
+                {
+                    if let CheckTarget::Id(id) = target {
+                        if &recorded.verification.id != id {
+                            return Ok(CheckOutcome::KeyReused);
+                        }
+                    }
+                    return Ok(CheckOutcome::Replayed {
+                        verification: recorded.verification.clone(),
+                        valid: recorded.valid,
+                    });
+                }
+                Some(scope)
+            }
+        };
         let id = match target {
             CheckTarget::Id(id) => id.as_str().to_owned(),
             CheckTarget::To(number) => {
@@ -258,30 +400,44 @@ impl Store for MemoryStore {
         else {
             return Ok(CheckOutcome::NotFound);
         };
-        if record.state.status_at(now_ms) != Status::Pending {
-            record.state.status = record.state.status_at(now_ms);
-            record.tag = None;
-            return Ok(CheckOutcome::Checked {
-                verification: record.state.clone(),
-                valid: false,
-            });
+        if record.state.status != Status::Pending {
+            return Ok(CheckOutcome::Final(record.state.clone()));
         }
-        record.state.attempts += 1;
-        let matches = record
-            .tag
-            .as_ref()
-            .is_some_and(|stored| bool::from(stored.ct_eq(tag)));
-        if matches {
-            record.state.status = Status::Approved;
-        } else if record.state.attempts >= record.state.max_attempts {
-            record.state.status = Status::MaxAttemptsReached;
-        }
+        let valid = if now_ms >= record.state.expires_ms {
+            // This check finds the lifetime over: it records the expiry and answers it.
+            record.state.status = Status::Expired;
+            false
+        } else {
+            record.state.attempts += 1;
+            let matches = record
+                .tag
+                .as_ref()
+                .is_some_and(|stored| bool::from(stored.ct_eq(tag)));
+            if matches {
+                record.state.status = Status::Approved;
+            } else if record.state.attempts >= record.state.max_attempts {
+                record.state.status = Status::MaxAttemptsReached;
+            }
+            matches
+        };
         if record.state.status != Status::Pending {
             record.tag = None;
         }
+        let verification = record.state.clone();
+        let forget_at_ms = record.evict_at_ms;
+        if let Some(scope) = scope {
+            shard.checks.insert(
+                scope,
+                RecordedCheck {
+                    verification: verification.clone(),
+                    valid,
+                    forget_at_ms,
+                },
+            );
+        }
         Ok(CheckOutcome::Checked {
-            verification: record.state.clone(),
-            valid: matches,
+            verification,
+            valid,
         })
     }
 
