@@ -523,7 +523,11 @@ async fn ten_thousand_sends_drain_with_no_loss() {
         .collect()
         .await;
     let accepted = statuses.iter().filter(|status| **status == 201).count();
-    assert_eq!(accepted, SENDS, "every send was accepted");
+    let mut seen: std::collections::BTreeMap<u16, usize> = Default::default();
+    for status in &statuses {
+        *seen.entry(*status).or_default() += 1;
+    }
+    assert_eq!(accepted, SENDS, "every send was accepted: {seen:?}");
     let enqueue_time = started.elapsed();
     let messages = wait_for(&sink, SENDS, Duration::from_secs(120)).await;
     let distinct: HashSet<&str> = messages
