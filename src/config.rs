@@ -1013,6 +1013,33 @@ mod tests {
     }
 
     #[test]
+    fn the_code_length_floor_is_six_and_bounds_the_default_length() {
+        assert_eq!(Settings::defaults().verification.min_code_length, 6);
+        let error = Settings::load_from(None, env(&[("OTPGATE_VERIFICATION__CODE_LENGTH", "5")]))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("verification.code_length"),
+            "{error}"
+        );
+        let error =
+            Settings::load_from(None, env(&[("OTPGATE_VERIFICATION__MIN_CODE_LENGTH", "3")]))
+                .unwrap_err();
+        assert!(
+            error.to_string().contains("verification.min_code_length"),
+            "{error}"
+        );
+        let lowered = Settings::load_from(
+            None,
+            env(&[
+                ("OTPGATE_VERIFICATION__MIN_CODE_LENGTH", "4"),
+                ("OTPGATE_VERIFICATION__CODE_LENGTH", "4"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(lowered.verification.code_length, 4);
+    }
+
+    #[test]
     fn every_invalid_value_is_reported_in_one_error() {
         let error = Settings::load_from(
             None,
