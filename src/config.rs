@@ -57,6 +57,19 @@ pub struct ServerSettings {
     pub header_read_timeout: Duration,
     pub request_body_limit: usize,
     pub shutdown_grace: Duration,
+    /// From accept to the first request's head, whatever the protocol: a socket that sends
+    /// nothing (or only half of the HTTP/2 preface) holds a file descriptor for no longer.
+    pub first_request_timeout: Duration,
+    /// Between requests (HTTP/1 keep-alive and HTTP/2 alike): an idle connection is closed.
+    pub idle_timeout: Duration,
+    /// From a request's head to the end of its body; past it the request gets 408.
+    pub body_read_timeout: Duration,
+    /// Open connections per process; 0 derives the cap from the file-descriptor limit
+    /// (`limits::connection_cap`), so that the accept loop can never take the descriptors
+    /// Redis and the providers need.
+    pub max_connections: usize,
+    /// Open connections per client address: one host cannot take the whole process cap.
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Clone)]
@@ -82,6 +95,9 @@ pub struct StoreSettings {
 #[derive(Debug, Clone)]
 pub struct VerificationSettings {
     pub code_length: u8,
+    /// The fewest digits an account's codes may have (6 by default: 20 bits, NIST SP 800-63B's
+    /// minimum for out-of-band secrets); 4 or 5 only when the operator lowers it.
+    pub min_code_length: u8,
     pub ttl: Duration,
     pub max_check_attempts: u32,
     pub max_sends: u32,
@@ -289,7 +305,17 @@ impl Reader {
             header_read_timeout: self.millis("server.header_read_timeout_ms"),
             request_body_limit: self.get("server.request_body_limit_bytes"),
             shutdown_grace: self.millis("server.shutdown_grace_ms"),
+            first_request_timeout: self.millis("server.first_request_timeout_ms"),
+            idle_timeout: self.millis("server.idle_timeout_ms"),
+            body_read_timeout: self.millis("server.body_read_timeout_ms"),
+            max_connections: self.get("server.max_connections"),
+            max_connections_per_ip: self.get("server.max_connections_per_ip"),
         };
+        self.check(
+            server.max_connections_per_ip > 0,
+            "server.max_connections_per_ip",
+            "must be greater than 0",
+        );
         self.check(
             (256..=1_048_576).contains(&server.request_body_limit),
             "server.request_body_limit_bytes",
@@ -333,11 +359,17 @@ impl Reader {
             memory_max_verifications: self.get("store.memory_max_verifications"),
         };
 
+        let min_code_length: u8 = self.get("verification.min_code_length");
+        self.check(
+            (4..=10).contains(&min_code_length),
+            "verification.min_code_length",
+            "must be between 4 and 10",
+        );
         let code_length: u8 = self.get("verification.code_length");
         self.check(
-            (4..=10).contains(&code_length),
+            (min_code_length.max(4)..=10).contains(&code_length),
             "verification.code_length",
-            "must be between 4 and 10",
+            "must be between verification.min_code_length (default 6) and 10",
         );
         let ttl = self.seconds("verification.ttl_seconds");
         self.check(
@@ -368,6 +400,7 @@ impl Reader {
         }
         let verification = VerificationSettings {
             code_length,
+            min_code_length,
             ttl,
             max_check_attempts: self.positive("verification.max_check_attempts"),
             max_sends: self.positive("verification.max_sends"),

@@ -1,5 +1,6 @@
 //! The otpgate binary: parse the command line, load config, bind, serve. Nothing else.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,14 +19,14 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const USAGE: &str = "usage: otpgate [--config FILE]\n       \
 otpgate support disable-two-step --account AC... --phone-number ID --reason TEXT [--config FILE]\n\nConfiguration: config/default.toml documents every key; \
 environment overrides such as OTPGATE_LISTEN, OTPGATE_REDIS_URL, OTPGATE_ROOT_KEY, OTPGATE_CODE_KEY, \
-OTPGATE_HTTP_PROVIDER_URL. Log level: OTPGATE_LOG (default info).";
+OTPGATE_HTTP_PROVIDER_URL. Log level: OTPGATE_LOG (default info); OTPGATE_LOG_FORMAT=json for one \
+JSON object per line.";
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_env("OTPGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(message) = init_logging(std::env::var("OTPGATE_LOG_FORMAT").ok().as_deref()) {
+        eprintln!("otpgate: {message}\n\n{USAGE}");
+        return ExitCode::from(2);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("support") {
         return support(&args[1..]);
@@ -70,6 +71,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to standard output: as text, coloured only when it is a terminal (a file or a log
+/// collector gets no escape codes), or with `OTPGATE_LOG_FORMAT=json` as one JSON object per line
+/// (the event's fields at the top level) for collectors. Either way the events are the same, and
+/// so is what they mask.
+fn init_logging(format: Option<&str>) -> Result<(), String> {
+    let filter = EnvFilter::try_from_env("OTPGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt().with_env_filter(filter);
+    match format.map(str::trim) {
+        None | Some("" | "text") => logs.with_ansi(std::io::stdout().is_terminal()).init(),
+        Some("json") => logs.json().flatten_event(true).with_ansi(false).init(),
+        Some(other) => {
+            return Err(format!(
+                "OTPGATE_LOG_FORMAT: '{other}' is not a log format; use text or json"
+            ))
+        }
+    }
+    Ok(())
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<PathBuf>, String> {

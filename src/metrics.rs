@@ -62,6 +62,16 @@ pub const FACTOR_CHALLENGES: &str = "otpgate_factor_challenges_total";
 /// Factor enrolments: `type` (totp, webauthn) x `outcome` (started, confirmed, or a refusal).
 pub const FACTOR_ENROLMENTS: &str = "otpgate_factor_enrolments_total";
 
+/// Connections closed at accept because a cap was reached: `reason` (process, ip).
+pub const CONNECTIONS_REFUSED: &str = "otpgate_connections_refused_total";
+/// Connections closed by the server's own deadlines: `reason` (first_request, idle,
+/// body_timeout).
+pub const CONNECTIONS_TIMED_OUT: &str = "otpgate_connections_timed_out_total";
+/// Connections open now (the process cap's numerator).
+pub const CONNECTIONS_OPEN: &str = "otpgate_connections_open";
+/// Failed `accept` calls (out of file descriptors and the like), each followed by a back-off.
+pub const ACCEPT_ERRORS: &str = "otpgate_accept_errors_total";
+
 /// Latency buckets from 100 µs to 5 s: a check served from memory takes tens of microseconds,
 /// one through Redis under a millisecond, a provider call up to seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -176,7 +186,8 @@ impl Metrics {
         .increment(1);
     }
 
-    /// `outcome`: a status (approved, pending, …) or not_found.
+    /// `outcome`: the status a check left (approved, pending, …), or not_found, already_final
+    /// (nothing counted), replayed (an idempotency key's recorded outcome) or key_reused.
     pub fn verification_checked(&self, outcome: &'static str) {
         self.counter(
             (VERIFICATION_CHECKS, outcome, "", "", 0),
@@ -214,6 +225,34 @@ impl Metrics {
     /// `scope`: ip, key, failed_auth.
     pub fn rate_limited(&self, scope: &'static str) {
         self.counter((RATE_LIMITED, scope, "", "", 0), ["scope", "", "", ""])
+            .increment(1);
+    }
+
+    /// A connection closed at accept. `reason`: process, ip.
+    pub fn connection_refused(&self, reason: &'static str) {
+        self.counter(
+            (CONNECTIONS_REFUSED, reason, "", "", 0),
+            ["reason", "", "", ""],
+        )
+        .increment(1);
+    }
+
+    /// A connection closed by a deadline. `reason`: first_request, idle, body_timeout.
+    pub fn connection_timed_out(&self, reason: &'static str) {
+        self.counter(
+            (CONNECTIONS_TIMED_OUT, reason, "", "", 0),
+            ["reason", "", "", ""],
+        )
+        .increment(1);
+    }
+
+    pub fn connections_open(&self, open: usize) {
+        self.gauge((CONNECTIONS_OPEN, "", "", "", 0), ["", "", "", ""])
+            .set(open as f64);
+    }
+
+    pub fn accept_error(&self) {
+        self.counter((ACCEPT_ERRORS, "", "", "", 0), ["", "", "", ""])
             .increment(1);
     }
 

@@ -10,6 +10,7 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::store::StoreError;
+use crate::verify::model::Status;
 use crate::verify::VerifyError;
 
 /// Prefix of every problem `type`; the slugs are listed in ARCHITECTURE.md.
@@ -25,6 +26,9 @@ pub enum ApiError {
     MethodNotAllowed(&'static str),
     Conflict(String),
     PayloadTooLarge(usize),
+    /// The body did not arrive within `server.body_read_timeout_ms` of the head (408); the
+    /// connection is closed after the answer.
+    BodyTimeout,
     UnsupportedMediaType,
     /// A limit was hit; `kind` becomes the problem type.
     Limited {
@@ -54,6 +58,11 @@ pub enum ApiError {
     AccountLimit(crate::account::limits::LimitReached),
     /// The store could not answer: fail closed, never guess.
     Unavailable(&'static str),
+    /// The request may have reached the store and taken effect, or not (503): the client
+    /// learns that it must not assume either, and how to find out.
+    OutcomeUnknown,
+    /// A check of a verification that was already final (409): the slug names its status.
+    VerificationFinal(Status),
     Internal,
 }
 
@@ -93,6 +102,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Limited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -104,7 +114,18 @@ impl ApiError {
             }
             ApiError::AccountLimit(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::VerificationFinal(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem's `title`: the status's reason, except where the type needs its own words.
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::OutcomeUnknown => "Outcome unknown",
+            ApiError::VerificationFinal(_) => "Verification already final",
+            _ => self.status().canonical_reason().unwrap_or("Error"),
         }
     }
 
@@ -124,6 +145,10 @@ impl ApiError {
             ApiError::PayloadTooLarge(limit) => (
                 "payload-too-large",
                 format!("the body must be at most {limit} bytes"),
+            ),
+            ApiError::BodyTimeout => (
+                "request-timeout",
+                "the body did not arrive in time; send it right after the headers".to_owned(),
             ),
             ApiError::UnsupportedMediaType => (
                 "unsupported-media-type",
@@ -153,6 +178,27 @@ impl ApiError {
                 ),
             ),
             ApiError::Unavailable(detail) => ("unavailable", (*detail).to_owned()),
+            ApiError::OutcomeUnknown => (
+                "outcome-unknown",
+                "the store did not answer in time, so whether this request took effect is unknown; retry it with the same Idempotency-Key, or read the verification".to_owned(),
+            ),
+            ApiError::VerificationFinal(status) => {
+                let slug = match status {
+                    Status::Approved => "verification-already-approved",
+                    Status::Expired => "verification-expired",
+                    Status::Canceled => "verification-canceled",
+                    Status::MaxAttemptsReached => "verification-max-attempts-reached",
+                    // A pending verification is never final; answered like a plain conflict.
+                    Status::Pending => "conflict",
+                };
+                (
+                    slug,
+                    format!(
+                        "the verification is already {}; checking it again counts nothing and approves nothing (GET /v1/verifications/{{id}} shows it)",
+                        status.as_str()
+                    ),
+                )
+            }
             ApiError::Internal => (
                 "internal",
                 "the server failed; the cause is in its log".to_owned(),
@@ -165,7 +211,7 @@ impl ApiError {
         let (slug, detail) = self.slug_and_detail();
         let body = serde_json::to_vec(&Problem {
             kind: format!("{PROBLEM_BASE}{slug}"),
-            title: status.canonical_reason().unwrap_or("Error"),
+            title: self.title(),
             status: status.as_u16(),
             detail,
             rule: match &self {
@@ -209,7 +255,7 @@ impl ApiError {
             } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::OutcomeUnknown => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::AccountLimit(reached) if reached.limit.frees_with_time() => {
@@ -233,6 +279,10 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(cause) => {
                 tracing::error!(%cause, "store unavailable");
                 ApiError::Unavailable("the store is unreachable; nothing was changed, try again")
+            }
+            StoreError::OutcomeUnknown(cause) => {
+                tracing::error!(%cause, "store outcome unknown");
+                ApiError::OutcomeUnknown
             }
             StoreError::Full(limit) => {
                 tracing::error!(limit, "embedded store full");
@@ -264,6 +314,15 @@ impl From<VerifyError> for ApiError {
             VerifyError::NotPending(verification) => {
                 ApiError::Conflict(format!("the verification is already {}", verification.status.as_str()))
             }
+            VerifyError::AlreadyFinal(verification) => ApiError::VerificationFinal(verification.status),
+            VerifyError::IdempotencyKeyReused => ApiError::Refused {
+                rule: "idempotency-key-per-check",
+                detail: "this Idempotency-Key was used for a check of another verification; use a new key for each check".to_owned(),
+                users: Vec::new(),
+            },
+            VerifyError::CodeTooShort { floor } => ApiError::invalid(format!(
+                "code_length must be at least {floor}, this account's code length"
+            )),
             VerifyError::QueueFull => ApiError::Unavailable("the message queue is full; nothing was sent, try again"),
             VerifyError::Random => {
                 tracing::error!("the system random generator failed");

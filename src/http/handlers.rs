@@ -169,12 +169,13 @@ async fn authenticate(
     ip: IpAddr,
     request: &Request<Incoming>,
 ) -> Result<Caller, ApiError> {
-    let token = request
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim);
+    // A limited address is answered before its key is looked up: a flood of wrong keys then costs
+    // no store read.
+    app.limits().failed_auth_limited(ip).map_err(|retry| {
+        app.metrics().rate_limited("failed_auth");
+        limited("address after failed authentications", retry.seconds())
+    })?;
+    let token = credentials(request, "Bearer");
     let refuse = || {
         if let Err(retry) = app.limits().check_failed_auth(ip) {
             app.metrics().rate_limited("failed_auth");
@@ -193,6 +194,14 @@ async fn authenticate(
         Some(key) => Ok(Caller::Key(key)),
         None => Err(refuse()),
     }
+}
+
+/// The credentials of an `Authorization` header in `scheme`, trimmed. The scheme is matched
+/// without regard to case (RFC 9110 §11.1: `bearer`, `BASIC` and `Bearer` are one scheme).
+pub(super) fn credentials<'r>(request: &'r Request<Incoming>, scheme: &str) -> Option<&'r str> {
+    let value = request.headers().get(AUTHORIZATION)?.to_str().ok()?;
+    let (given, rest) = value.trim_start().split_once(' ')?;
+    given.eq_ignore_ascii_case(scheme).then(|| rest.trim())
 }
 
 /// The account a key acts for, when its role may call the route.
@@ -259,10 +268,10 @@ async fn create_account(
             "name must be 1 to 100 printable characters",
         ));
     }
-    let code_length = body
-        .code_length
-        .unwrap_or(app.verifier().settings().code_length);
-    check_code_length(code_length)?;
+    let settings = app.verifier().settings();
+    let code_length = body.code_length.unwrap_or(settings.code_length);
+    // The operator's floor: accounts with 4 or 5 digits only where the operator lowered it.
+    check_code_length(code_length, settings.min_code_length)?;
     let email = match body.email.as_deref().map(str::trim) {
         None => None,
         Some(email) if crate::mail::valid_address(email) => Some(email.to_owned()),
@@ -295,12 +304,12 @@ async fn create_account(
     ))
 }
 
-fn check_code_length(length: u8) -> Result<(), ApiError> {
-    if (MIN_CODE_LENGTH..=MAX_CODE_LENGTH).contains(&length) {
+fn check_code_length(length: u8, floor: u8) -> Result<(), ApiError> {
+    if (floor..=MAX_CODE_LENGTH).contains(&length) {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
-            "code_length must be between {MIN_CODE_LENGTH} and {MAX_CODE_LENGTH}"
+            "code_length must be between {floor} and {MAX_CODE_LENGTH}"
         )))
     }
 }
@@ -468,21 +477,7 @@ async fn start_verification(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let account = account_for(app, caller, VERIFICATION_ROLES, VERIFICATION_FORBIDDEN).await?;
-    let idempotency_key = match request.headers().get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let key = value
-                .to_str()
-                .ok()
-                .filter(|key| {
-                    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
-                })
-                .ok_or_else(|| {
-                    ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
-                })?;
-            Some(key.to_owned())
-        }
-    };
+    let idempotency_key = idempotency_key(&request)?;
     let body: StartBody = read_json(request, app.settings().server.request_body_limit).await?;
     let to = parse_phone(&body.to, "to")?;
     let channel = match body.channel.as_deref() {
@@ -498,7 +493,8 @@ async fn start_verification(
         }
     }
     if let Some(length) = body.code_length {
-        check_code_length(length)?;
+        // The account's own floor is the verifier's to hold; this is the API's range.
+        check_code_length(length, MIN_CODE_LENGTH)?;
     }
     let started = app
         .verifier()
@@ -520,11 +516,30 @@ async fn start_verification(
     };
     let mut response = json_response(status, &VerificationBody::new(verification, None));
     if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        mark_replayed(&mut response);
     }
     Ok(response)
+}
+
+/// The `Idempotency-Key` header of a send or a check, when there is one.
+fn idempotency_key(request: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn mark_replayed(response: &mut Response<Full<Bytes>>) {
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
 }
 
 #[derive(Deserialize)]
@@ -541,6 +556,7 @@ async fn check_verification(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let account = account_for(app, caller, VERIFICATION_ROLES, VERIFICATION_FORBIDDEN).await?;
+    let idempotency_key = idempotency_key(&request)?;
     let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
     let code = Code::parse(&body.code).ok_or_else(|| {
         ApiError::invalid(format!(
@@ -555,11 +571,18 @@ async fn check_verification(
         (None, Some(to)) => CheckTarget::To(parse_phone(to, "to")?),
         _ => return Err(ApiError::invalid("give exactly one of id and to")),
     };
-    let checked = app.verifier().check(&account, target, &code).await?;
-    Ok(json_response(
+    let checked = app
+        .verifier()
+        .check(&account, target, &code, idempotency_key.as_deref())
+        .await?;
+    let mut response = json_response(
         StatusCode::OK,
         &VerificationBody::new(&checked.verification, Some(checked.valid)),
-    ))
+    );
+    if checked.replayed {
+        mark_replayed(&mut response);
+    }
+    Ok(response)
 }
 
 async fn verification_target(

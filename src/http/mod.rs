@@ -16,23 +16,39 @@ mod webhooks;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::IpAddr;
-use std::time::Instant;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use serde::Serialize;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use crate::config::ServerSettings;
+use crate::limits::{connection_cap, ConnectionLimits, ConnectionSlot};
 use crate::App;
 use error::ApiError;
 pub use routes::Route;
+
+/// HTTP/2 PING keep-alive: a peer that stops answering while a request is in flight is found
+/// within interval + timeout, instead of holding its streams until the body deadline.
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+const H2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection closed by a deadline or after a 408 gets this long to say goodbye (HTTP/2
+/// GOAWAY) before its socket is dropped regardless.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// Accept errors (EMFILE, ENFILE, ENOBUFS) back off from the first to the last, doubling.
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_LAST: Duration = Duration::from_secs(1);
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets requests in flight finish
 /// within the configured grace period. Tests pass a listener bound to port 0.
@@ -41,7 +57,7 @@ pub async fn run(
     app: App,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let server = &app.settings().server;
+    let server = app.settings().server.clone();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -52,61 +68,270 @@ pub async fn run(
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(256);
-    let grace = server.shutdown_grace;
-    let graceful = GracefulShutdown::new();
+        .max_concurrent_streams(256)
+        .keep_alive_interval(H2_PING_INTERVAL)
+        .keep_alive_timeout(H2_PING_TIMEOUT);
+    let builder = Arc::new(builder);
+    let caps = ConnectionLimits::new(
+        connection_cap(server.max_connections),
+        server.max_connections_per_ip,
+    );
+    tracing::info!(
+        max_connections = caps.max_total(),
+        max_connections_per_ip = server.max_connections_per_ip,
+        "connection caps"
+    );
+    let stopping = CancellationToken::new();
+    let connections = TaskTracker::new();
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
+                Ok(accepted) => {
+                    backoff = ACCEPT_BACKOFF_FIRST;
+                    accepted
+                }
                 Err(error) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    // Out of file descriptors and the like: the next accept would fail the same
+                    // way at once, so wait, longer each time, instead of spinning a core.
+                    app.metrics().accept_error();
+                    tracing::warn!(%error, ?backoff, "accept failed; backing off");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = &mut shutdown => break,
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_LAST);
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
-        let app = app.clone();
-        let service = service_fn(move |request| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(&app, peer.ip(), request).await) }
-        });
-        let connection = graceful.watch(
-            builder
-                .serve_connection(TokioIo::new(stream), service)
-                .into_owned(),
-        );
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection ended with an error");
+        let slot = match caps.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refused) => {
+                // Closed before a byte is read: a host over its share costs one accept.
+                app.metrics().connection_refused(refused.as_str());
+                drop(stream);
+                continue;
             }
-        });
+        };
+        app.metrics().connections_open(caps.open());
+        let _ = stream.set_nodelay(true);
+        connections.spawn(serve_connection(
+            app.clone(),
+            Arc::clone(&builder),
+            stream,
+            peer.ip(),
+            slot,
+            stopping.clone(),
+        ));
     }
     drop(listener);
     tracing::info!("stopped accepting; waiting for requests in flight");
+    stopping.cancel();
+    connections.close();
+    let grace = server.shutdown_grace;
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = connections.wait() => {}
         () = tokio::time::sleep(grace) => tracing::warn!(?grace, "requests still in flight after the grace period"),
     }
     Ok(())
 }
 
+/// What one connection's requests tell its watchdog: whether any request has come, how many are
+/// in flight, when the last one ended, and whether one asked for the connection to close.
+struct Activity {
+    state: Mutex<ActivityState>,
+    /// Woken when the last request in flight ends, so the idle deadline is set from then.
+    idle_again: Notify,
+    /// Woken by a request whose answer closes the connection (a 408).
+    close: Notify,
+}
+
+struct ActivityState {
+    seen_request: bool,
+    in_flight: usize,
+    last_active: Instant,
+}
+
+/// Why the server closed a connection on its own (the metric's `reason` label).
+#[derive(Clone, Copy)]
+enum Deadline {
+    FirstRequest,
+    Idle,
+}
+
+impl Activity {
+    fn new() -> Self {
+        Self {
+            state: Mutex::new(ActivityState {
+                seen_request: false,
+                in_flight: 0,
+                last_active: Instant::now(),
+            }),
+            idle_again: Notify::new(),
+            close: Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ActivityState> {
+        // The state is three plain fields; a panic mid-update cannot leave them inconsistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        let mut state = self.lock();
+        state.seen_request = true;
+        state.in_flight += 1;
+        InFlight(Arc::clone(self))
+    }
+
+    /// When the connection is to be closed if nothing happens first, and why; `None` while a
+    /// request is in flight (its body has its own deadline).
+    fn deadline(&self, server: &ServerSettings) -> Option<(Instant, Deadline)> {
+        let state = self.lock();
+        if state.in_flight > 0 {
+            None
+        } else if state.seen_request {
+            Some((state.last_active + server.idle_timeout, Deadline::Idle))
+        } else {
+            Some((
+                state.last_active + server.first_request_timeout,
+                Deadline::FirstRequest,
+            ))
+        }
+    }
+}
+
+/// A request in flight on its connection; dropping it (answered, or abandoned by the client)
+/// starts the idle clock again.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = self.0.lock();
+        state.in_flight -= 1;
+        state.last_active = Instant::now();
+        if state.in_flight == 0 {
+            self.0.idle_again.notify_one();
+        }
+    }
+}
+
+/// One connection, HTTP/1 or HTTP/2, from accept to close: hyper serves it while a watchdog
+/// closes it when its first request or its next one does not come in time, when a request asks
+/// for it (408), or when the server stops. `slot` holds its place under the connection caps.
+async fn serve_connection(
+    app: App,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    stream: TcpStream,
+    ip: IpAddr,
+    slot: ConnectionSlot,
+    stopping: CancellationToken,
+) {
+    let activity = Arc::new(Activity::new());
+    let service = {
+        let (app, activity) = (app.clone(), Arc::clone(&activity));
+        service_fn(move |request| {
+            let (app, activity) = (app.clone(), Arc::clone(&activity));
+            async move {
+                let _in_flight = activity.begin();
+                Ok::<_, Infallible>(handle(&app, ip, &activity, request).await)
+            }
+        })
+    };
+    let server = &app.settings().server;
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    // Once set, the connection is closing: hyper finishes what is in flight within this time.
+    let mut closing_until: Option<tokio::time::Instant> = None;
+    loop {
+        let deadline = activity.deadline(server);
+        let wake = match (closing_until, deadline) {
+            (Some(until), _) => until,
+            (None, Some((at, _))) => tokio::time::Instant::from_std(at),
+            // A request is in flight: `idle_again` wakes us when it ends.
+            (None, None) => tokio::time::Instant::now() + server.idle_timeout,
+        };
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%error, "connection ended with an error");
+                }
+                break;
+            }
+            () = stopping.cancelled(), if closing_until.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                // The server's own grace period bounds this close.
+                closing_until = Some(tokio::time::Instant::now() + server.shutdown_grace);
+            }
+            () = activity.close.notified(), if closing_until.is_none() => {
+                connection.as_mut().graceful_shutdown();
+                closing_until = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+            }
+            () = activity.idle_again.notified() => {}
+            () = tokio::time::sleep_until(wake) => {
+                if closing_until.is_some() {
+                    tracing::debug!("connection did not close in time; dropped");
+                    break;
+                }
+                if let Some((at, why)) = activity.deadline(server) {
+                    if Instant::now() >= at {
+                        app.metrics().connection_timed_out(match why {
+                            Deadline::FirstRequest => "first_request",
+                            Deadline::Idle => "idle",
+                        });
+                        connection.as_mut().graceful_shutdown();
+                        closing_until = Some(tokio::time::Instant::now() + CLOSE_GRACE);
+                    }
+                }
+            }
+        }
+    }
+    app.metrics().connections_open(slot.release());
+}
+
+/// Read by `read_bytes` and `read_json`: the instant by which the body must have arrived.
+#[derive(Clone, Copy)]
+struct BodyDeadline(tokio::time::Instant);
+
 /// One request: route, limit, authenticate, handle, and count it.
-async fn handle(app: &App, ip: IpAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn handle(
+    app: &App,
+    ip: IpAddr,
+    activity: &Activity,
+    mut request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let started = Instant::now();
+    let server = &app.settings().server;
+    request.extensions_mut().insert(BodyDeadline(
+        tokio::time::Instant::now() + server.body_read_timeout,
+    ));
+    let version = request.version();
     // The Uri shares its bytes; cloning it lets the route borrow the path while the request moves.
     let uri = request.uri().clone();
-    let route = routes::find(uri.path());
-    let response = match handlers::dispatch(app, ip, route, request).await {
+    let found = routes::find(uri.path());
+    let result = match found.refused {
+        Some(reason) if found.route != Route::NotFound => Err(ApiError::invalid(reason)),
+        _ => handlers::dispatch(app, ip, found.matched(), request).await,
+    };
+    let mut response = match result {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
+    if response.status() == StatusCode::REQUEST_TIMEOUT {
+        // The rest of a late body may still come: the connection cannot carry another request.
+        app.metrics().connection_timed_out("body_timeout");
+        if version <= Version::HTTP_11 {
+            response
+                .headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+        }
+        activity.close.notify_one();
+    }
     app.metrics().http_request(
-        route.route.name(),
+        found.route.name(),
         response.status().as_u16(),
         started.elapsed(),
     );
@@ -145,9 +370,21 @@ pub(crate) async fn read_bytes(
     if announced.is_some_and(|length| length > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    Ok(Limited::new(request.into_body(), limit)
-        .collect()
-        .await
+    collect_body(request, limit).await
+}
+
+/// The body, up to `limit` bytes, by the request's body deadline (set in `handle`; a request
+/// built elsewhere gets the default's ten seconds).
+async fn collect_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
+    let deadline = request.extensions().get::<BodyDeadline>().map_or_else(
+        || tokio::time::Instant::now() + Duration::from_secs(10),
+        |at| at.0,
+    );
+    let collected =
+        tokio::time::timeout_at(deadline, Limited::new(request.into_body(), limit).collect())
+            .await
+            .map_err(|_| ApiError::BodyTimeout)?;
+    Ok(collected
         .map_err(|error| {
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()
@@ -183,20 +420,7 @@ pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
     if announced.is_some_and(|length| length > limit) {
         return Err(ApiError::PayloadTooLarge(limit));
     }
-    let body = Limited::new(request.into_body(), limit)
-        .collect()
-        .await
-        .map_err(|error| {
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::PayloadTooLarge(limit)
-            } else {
-                ApiError::invalid("the body could not be read")
-            }
-        })?
-        .to_bytes();
+    let body = collect_body(request, limit).await?;
     serde_json::from_slice(&body)
         .map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))
 }

@@ -193,6 +193,11 @@ pub(super) async fn link(
             ))
         }
         (Route::TwoStepReset, _) => {
+            // The token is the credential: an unknown or spent link is refused from the query
+            // alone, before the body is read (edge, issue 13 item 3).
+            pins.peek_link(&token)
+                .await
+                .map_err(|error| refuse_unknown(error.into()))?;
             let body: PinBody =
                 read_json(request, app.settings().server.request_body_limit).await?;
             let pin = parse_pin(body.pin.as_deref())?;

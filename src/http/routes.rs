@@ -1,5 +1,7 @@
-//! The route table: paths to handlers, with the methods each accepts.
+//! The route table: paths to handlers, with the methods each accepts, and the one place path
+//! parameters are percent-decoded and checked.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use matchit::Router;
@@ -184,6 +186,48 @@ pub struct Matched<'a> {
     pub second: Option<&'a str>,
 }
 
+/// A route found for a path, owning its percent-decoded parameters.
+#[derive(Debug)]
+pub struct Found<'p> {
+    pub route: Route,
+    param: Option<Cow<'p, str>>,
+    second: Option<Cow<'p, str>>,
+    /// Why a parameter was refused, if one was: the request then gets 400 before any handler
+    /// sees it.
+    pub refused: Option<&'static str>,
+}
+
+impl Found<'_> {
+    /// The route and its decoded parameters, as the handlers take them.
+    pub fn matched(&self) -> Matched<'_> {
+        Matched {
+            route: self.route,
+            param: self.param.as_deref(),
+            second: self.second.as_deref(),
+        }
+    }
+}
+
+/// The detail of the 400 for a refused path parameter.
+pub const REFUSED_PARAMETER: &str = "a path parameter, once percent-decoded, must be valid UTF-8 and must not be '.' or '..' nor contain '/' or control characters";
+
+/// Decodes one path segment (`%2B` is `+`, `%40` is `@`) exactly once, as every HTTP client
+/// encodes ids it puts in a path, and refuses what no id may be: a dot segment, a slash that
+/// would change the path's shape, control characters, bytes that are not UTF-8.
+fn decode_segment(raw: &str) -> Result<Cow<'_, str>, &'static str> {
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| REFUSED_PARAMETER)?;
+    if decoded == "."
+        || decoded == ".."
+        || decoded.contains('/')
+        || decoded.contains(char::is_control)
+    {
+        return Err(REFUSED_PARAMETER);
+    }
+    Ok(decoded)
+}
+
 static TABLE: OnceLock<Vec<(&'static str, Route)>> = OnceLock::new();
 
 /// Every path of the route table with its route (matchit syntax: `{param}`, `{second}`), for the
@@ -277,17 +321,35 @@ fn router() -> &'static Router<Route> {
     })
 }
 
-pub fn find(path: &str) -> Matched<'_> {
+/// The route of `path` (as it came, percent-encoded) with its parameters decoded once.
+pub fn find(path: &str) -> Found<'_> {
     match router().at(path) {
-        Ok(matched) if graph_version_or_other(&matched) => Matched {
-            route: *matched.value,
-            param: matched.params.get("param"),
-            second: matched.params.get("second"),
-        },
-        _ => Matched {
+        Ok(matched) if graph_version_or_other(&matched) => {
+            let mut refused = None;
+            let mut decode = |name: &str| {
+                let raw = matched.params.get(name)?;
+                match decode_segment(raw) {
+                    Ok(decoded) => Some(decoded),
+                    Err(reason) => {
+                        refused = Some(reason);
+                        None
+                    }
+                }
+            };
+            let param = decode("param");
+            let second = decode("second");
+            Found {
+                route: *matched.value,
+                param,
+                second,
+                refused,
+            }
+        }
+        _ => Found {
             route: Route::NotFound,
             param: None,
             second: None,
+            refused: None,
         },
     }
 }
@@ -311,14 +373,16 @@ mod tests {
             find("/v1/verifications/check").route,
             Route::CheckVerification
         );
-        let matched = find("/v1/verifications/VE00abc");
+        let found = find("/v1/verifications/VE00abc");
+        let matched = found.matched();
         assert_eq!(matched.route, Route::GetVerification);
         assert_eq!(matched.param, Some("VE00abc"));
     }
 
     #[test]
     fn account_routes_carry_both_ids_and_accept_their_methods() {
-        let matched = find("/v1/users/alice@example.com/trusted-devices/TD00");
+        let found = find("/v1/users/alice@example.com/trusted-devices/TD00");
+        let matched = found.matched();
         assert_eq!(matched.route, Route::UserDevice);
         assert_eq!(matched.param, Some("alice@example.com"));
         assert_eq!(matched.second, Some("TD00"));
@@ -329,7 +393,8 @@ mod tests {
 
     #[test]
     fn the_graph_route_never_shadows_the_others() {
-        let matched = find("/v24.0/106540352242922");
+        let found = find("/v24.0/106540352242922");
+        let matched = found.matched();
         assert_eq!(matched.route, Route::GraphPhoneNumber);
         assert_eq!(matched.second, Some("106540352242922"));
         assert_eq!(find("/v1/audit").route, Route::Audit);
@@ -356,7 +421,8 @@ mod tests {
 
     #[test]
     fn factor_routes_carry_the_user_and_the_factor() {
-        let matched = find("/v1/users/alice/factors/FA01/confirm");
+        let found = find("/v1/users/alice/factors/FA01/confirm");
+        let matched = found.matched();
         assert_eq!(matched.route, Route::ConfirmFactor);
         assert_eq!(matched.param, Some("alice"));
         assert_eq!(matched.second, Some("FA01"));
@@ -370,6 +436,49 @@ mod tests {
             find("/v1/users/alice/recovery-codes").route,
             Route::RecoveryCodes
         );
+    }
+
+    #[test]
+    fn parameters_are_percent_decoded_once() {
+        let found = find("/v1/users/ada.lovelace%2B2fa%40example.com/factors/FA%30%31");
+        assert_eq!(found.refused, None);
+        let matched = found.matched();
+        assert_eq!(matched.route, Route::UserFactor);
+        assert_eq!(matched.param, Some("ada.lovelace+2fa@example.com"));
+        assert_eq!(matched.second, Some("FA01"));
+        assert_eq!(
+            find("/v1/users/plain%2Euser").matched().param,
+            Some("plain.user")
+        );
+        // Once: an encoded percent sign stays a percent sign.
+        assert_eq!(find("/v1/users/a%252Eb").matched().param, Some("a%2Eb"));
+        assert!(matches!(
+            find("/v1/users/plain").matched().param,
+            Some("plain")
+        ));
+    }
+
+    #[test]
+    fn parameters_that_decode_to_dot_segments_slashes_controls_or_non_utf8_are_refused() {
+        for path in [
+            "/v1/users/%2E",
+            "/v1/users/%2e%2E",
+            "/v1/users/.",
+            "/v1/users/..",
+            "/v1/users/a%2Fb",
+            "/v1/users/a%00b",
+            "/v1/users/a%0Ab",
+            "/v1/users/a%7Fb",
+            "/v1/users/a%C2%85b",
+            "/v1/users/%FF",
+            "/v1/users/alice/factors/%2E%2E",
+            "/v2/Services/VA%2F..",
+        ] {
+            let found = find(path);
+            assert_ne!(found.route, Route::NotFound, "{path}");
+            assert_eq!(found.refused, Some(REFUSED_PARAMETER), "{path}");
+        }
+        assert_eq!(find("/v1/users/alice").refused, None);
     }
 
     #[test]

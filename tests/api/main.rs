@@ -9,6 +9,7 @@ mod bad_input;
 mod concurrency;
 mod contract;
 mod dispatch;
+mod edge;
 mod factors;
 mod factors_authenticator;
 mod factors_stores;
