@@ -10,7 +10,7 @@ use otpgate::config::Settings;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::accounts_support::Org;
+use crate::accounts_support::{metric, Org};
 use crate::factors::{active_totp, confirm, enrol_totp, post, totp_challenge, ORIGIN, RP_ID};
 use crate::helpers::{Backend, Reply, TestApp};
 use crate::on_every_store;
@@ -92,6 +92,12 @@ mod embedded {
         }
         let refused = app.send("+4915112340699").await;
         assert_limit(&refused, 429, "verifications", 5);
+        let scrape = app.metrics().await;
+        assert_eq!(
+            metric(&scrape, "otpgate_store_errors_total{operation=\"start\"}"),
+            0.0,
+            "an account's refusal is not a store failure"
+        );
         app.wait_for_messages(5).await;
         assert!(
             !app.messages()
