@@ -320,7 +320,7 @@ fn memory_store_check(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("wrong_code", name), target, |b, target| {
             b.iter(|| {
                 let outcome = runtime
-                    .block_on(store.check_verification(&account, target, &wrong, now_ms))
+                    .block_on(store.check_verification(&account, target, &wrong, now_ms, None))
                     .expect("the memory store answers");
                 debug_assert!(matches!(
                     outcome,
@@ -336,7 +336,7 @@ fn memory_store_check(c: &mut Criterion) {
             let code = Code::parse(black_box("000000")).expect("valid");
             let tag = mac.tag(account.as_str(), &code);
             runtime
-                .block_on(store.check_verification(&account, &by_id, &tag, now_ms))
+                .block_on(store.check_verification(&account, &by_id, &tag, now_ms, None))
                 .expect("the memory store answers")
         })
     });

@@ -92,6 +92,9 @@ pub struct StoreSettings {
 #[derive(Debug, Clone)]
 pub struct VerificationSettings {
     pub code_length: u8,
+    /// The fewest digits an account's codes may have (6 by default: 20 bits, NIST SP 800-63B's
+    /// minimum for out-of-band secrets); 4 or 5 only when the operator lowers it.
+    pub min_code_length: u8,
     pub ttl: Duration,
     pub max_check_attempts: u32,
     pub max_sends: u32,
@@ -360,11 +363,17 @@ impl Reader {
             memory_max_verifications: self.get("store.memory_max_verifications"),
         };
 
+        let min_code_length: u8 = self.get("verification.min_code_length");
+        self.check(
+            (4..=10).contains(&min_code_length),
+            "verification.min_code_length",
+            "must be between 4 and 10",
+        );
         let code_length: u8 = self.get("verification.code_length");
         self.check(
-            (4..=10).contains(&code_length),
+            (min_code_length.max(4)..=10).contains(&code_length),
             "verification.code_length",
-            "must be between 4 and 10",
+            "must be between verification.min_code_length (default 6) and 10",
         );
         let ttl = self.seconds("verification.ttl_seconds");
         self.check(
@@ -395,6 +404,7 @@ impl Reader {
         }
         let verification = VerificationSettings {
             code_length,
+            min_code_length,
             ttl,
             max_check_attempts: self.positive("verification.max_check_attempts"),
             max_sends: self.positive("verification.max_sends"),

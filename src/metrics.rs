@@ -186,7 +186,8 @@ impl Metrics {
         .increment(1);
     }
 
-    /// `outcome`: a status (approved, pending, …) or not_found.
+    /// `outcome`: the status a check left (approved, pending, …), or not_found, already_final
+    /// (nothing counted), replayed (an idempotency key's recorded outcome) or key_reused.
     pub fn verification_checked(&self, outcome: &'static str) {
         self.counter(
             (VERIFICATION_CHECKS, outcome, "", "", 0),

@@ -10,6 +10,7 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 
 use crate::store::StoreError;
+use crate::verify::model::Status;
 use crate::verify::VerifyError;
 
 /// Prefix of every problem `type`; the slugs are listed in ARCHITECTURE.md.
@@ -54,6 +55,11 @@ pub enum ApiError {
     Gone(&'static str),
     /// The store could not answer: fail closed, never guess.
     Unavailable(&'static str),
+    /// The request may have reached the store and taken effect, or not (503): the client
+    /// learns that it must not assume either, and how to find out.
+    OutcomeUnknown,
+    /// A check of a verification that was already final (409): the slug names its status.
+    VerificationFinal(Status),
     Internal,
 }
 
@@ -96,7 +102,18 @@ impl ApiError {
             ApiError::Locked(_) => StatusCode::LOCKED,
             ApiError::Gone(_) => StatusCode::GONE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::VerificationFinal(_) => StatusCode::CONFLICT,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The problem's `title`: the status's reason, except where the type needs its own words.
+    fn title(&self) -> &'static str {
+        match self {
+            ApiError::OutcomeUnknown => "Outcome unknown",
+            ApiError::VerificationFinal(_) => "Verification already final",
+            _ => self.status().canonical_reason().unwrap_or("Error"),
         }
     }
 
@@ -136,6 +153,27 @@ impl ApiError {
             ApiError::Locked(detail) => ("locked", (*detail).to_owned()),
             ApiError::Gone(detail) => ("gone", (*detail).to_owned()),
             ApiError::Unavailable(detail) => ("unavailable", (*detail).to_owned()),
+            ApiError::OutcomeUnknown => (
+                "outcome-unknown",
+                "the store did not answer in time, so whether this request took effect is unknown; retry it with the same Idempotency-Key, or read the verification".to_owned(),
+            ),
+            ApiError::VerificationFinal(status) => {
+                let slug = match status {
+                    Status::Approved => "verification-already-approved",
+                    Status::Expired => "verification-expired",
+                    Status::Canceled => "verification-canceled",
+                    Status::MaxAttemptsReached => "verification-max-attempts-reached",
+                    // A pending verification is never final; answered like a plain conflict.
+                    Status::Pending => "conflict",
+                };
+                (
+                    slug,
+                    format!(
+                        "the verification is already {}; checking it again counts nothing and approves nothing (GET /v1/verifications/{{id}} shows it)",
+                        status.as_str()
+                    ),
+                )
+            }
             ApiError::Internal => (
                 "internal",
                 "the server failed; the cause is in its log".to_owned(),
@@ -148,7 +186,7 @@ impl ApiError {
         let (slug, detail) = self.slug_and_detail();
         let body = serde_json::to_vec(&Problem {
             kind: format!("{PROBLEM_BASE}{slug}"),
-            title: status.canonical_reason().unwrap_or("Error"),
+            title: self.title(),
             status: status.as_u16(),
             detail,
             rule: match &self {
@@ -184,7 +222,7 @@ impl ApiError {
             } => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::OutcomeUnknown => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
             }
             ApiError::PinMismatch {
@@ -204,6 +242,10 @@ impl From<StoreError> for ApiError {
             StoreError::Unavailable(cause) => {
                 tracing::error!(%cause, "store unavailable");
                 ApiError::Unavailable("the store is unreachable; nothing was changed, try again")
+            }
+            StoreError::OutcomeUnknown(cause) => {
+                tracing::error!(%cause, "store outcome unknown");
+                ApiError::OutcomeUnknown
             }
             StoreError::Full(limit) => {
                 tracing::error!(limit, "embedded store full");
@@ -234,6 +276,15 @@ impl From<VerifyError> for ApiError {
             VerifyError::NotPending(verification) => {
                 ApiError::Conflict(format!("the verification is already {}", verification.status.as_str()))
             }
+            VerifyError::AlreadyFinal(verification) => ApiError::VerificationFinal(verification.status),
+            VerifyError::IdempotencyKeyReused => ApiError::Refused {
+                rule: "idempotency-key-per-check",
+                detail: "this Idempotency-Key was used for a check of another verification; use a new key for each check".to_owned(),
+                users: Vec::new(),
+            },
+            VerifyError::CodeTooShort { floor } => ApiError::invalid(format!(
+                "code_length must be at least {floor}, this account's code length"
+            )),
             VerifyError::QueueFull => ApiError::Unavailable("the message queue is full; nothing was sent, try again"),
             VerifyError::Random => {
                 tracing::error!("the system random generator failed");

@@ -268,10 +268,10 @@ async fn create_account(
             "name must be 1 to 100 printable characters",
         ));
     }
-    let code_length = body
-        .code_length
-        .unwrap_or(app.verifier().settings().code_length);
-    check_code_length(code_length)?;
+    let settings = app.verifier().settings();
+    let code_length = body.code_length.unwrap_or(settings.code_length);
+    // The operator's floor: accounts with 4 or 5 digits only where the operator lowered it.
+    check_code_length(code_length, settings.min_code_length)?;
     let email = match body.email.as_deref().map(str::trim) {
         None => None,
         Some(email) if crate::mail::valid_address(email) => Some(email.to_owned()),
@@ -304,12 +304,12 @@ async fn create_account(
     ))
 }
 
-fn check_code_length(length: u8) -> Result<(), ApiError> {
-    if (MIN_CODE_LENGTH..=MAX_CODE_LENGTH).contains(&length) {
+fn check_code_length(length: u8, floor: u8) -> Result<(), ApiError> {
+    if (floor..=MAX_CODE_LENGTH).contains(&length) {
         Ok(())
     } else {
         Err(ApiError::invalid(format!(
-            "code_length must be between {MIN_CODE_LENGTH} and {MAX_CODE_LENGTH}"
+            "code_length must be between {floor} and {MAX_CODE_LENGTH}"
         )))
     }
 }
@@ -477,21 +477,7 @@ async fn start_verification(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let account = account_for(app, caller, VERIFICATION_ROLES, VERIFICATION_FORBIDDEN).await?;
-    let idempotency_key = match request.headers().get("idempotency-key") {
-        None => None,
-        Some(value) => {
-            let key = value
-                .to_str()
-                .ok()
-                .filter(|key| {
-                    (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic())
-                })
-                .ok_or_else(|| {
-                    ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
-                })?;
-            Some(key.to_owned())
-        }
-    };
+    let idempotency_key = idempotency_key(&request)?;
     let body: StartBody = read_json(request, app.settings().server.request_body_limit).await?;
     let to = parse_phone(&body.to, "to")?;
     let channel = match body.channel.as_deref() {
@@ -507,7 +493,8 @@ async fn start_verification(
         }
     }
     if let Some(length) = body.code_length {
-        check_code_length(length)?;
+        // The account's own floor is the verifier's to hold; this is the API's range.
+        check_code_length(length, MIN_CODE_LENGTH)?;
     }
     let started = app
         .verifier()
@@ -529,11 +516,30 @@ async fn start_verification(
     };
     let mut response = json_response(status, &VerificationBody::new(verification, None));
     if replayed {
-        response
-            .headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+        mark_replayed(&mut response);
     }
     Ok(response)
+}
+
+/// The `Idempotency-Key` header of a send or a check, when there is one.
+fn idempotency_key(request: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn mark_replayed(response: &mut Response<Full<Bytes>>) {
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
 }
 
 #[derive(Deserialize)]
@@ -550,6 +556,7 @@ async fn check_verification(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let account = account_for(app, caller, VERIFICATION_ROLES, VERIFICATION_FORBIDDEN).await?;
+    let idempotency_key = idempotency_key(&request)?;
     let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
     let code = Code::parse(&body.code).ok_or_else(|| {
         ApiError::invalid(format!(
@@ -564,11 +571,18 @@ async fn check_verification(
         (None, Some(to)) => CheckTarget::To(parse_phone(to, "to")?),
         _ => return Err(ApiError::invalid("give exactly one of id and to")),
     };
-    let checked = app.verifier().check(&account, target, &code).await?;
-    Ok(json_response(
+    let checked = app
+        .verifier()
+        .check(&account, target, &code, idempotency_key.as_deref())
+        .await?;
+    let mut response = json_response(
         StatusCode::OK,
         &VerificationBody::new(&checked.verification, Some(checked.valid)),
-    ))
+    );
+    if checked.replayed {
+        mark_replayed(&mut response);
+    }
+    Ok(response)
 }
 
 async fn verification_target(

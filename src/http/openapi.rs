@@ -103,7 +103,11 @@ impl Modify for BearerAuth {
 struct Problem {
     /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
     /// method-not-allowed, request-timeout, conflict, payload-too-large, unsupported-media-type,
-    /// rate-limited, send-quota-exceeded, max-sends-reached, refused, internal, unavailable.
+    /// rate-limited, send-quota-exceeded, max-sends-reached, refused, internal, unavailable
+    /// (nothing was changed), outcome-unknown (the request may or may not have taken effect:
+    /// retry it with the same Idempotency-Key), verification-already-approved,
+    /// verification-expired, verification-canceled, verification-max-attempts-reached (a check
+    /// of a final verification, which counts nothing).
     #[serde(rename = "type")]
     kind: String,
     title: String,
@@ -145,7 +149,8 @@ enum VerificationStatus {
 struct CreateAccount {
     /// 1 to 100 printable characters.
     name: String,
-    /// Digits per code, 4 to 10 (default 6).
+    /// Digits per code, the operator's floor (`verification.min_code_length`, default 6) to 10;
+    /// default `verification.code_length` (6).
     #[schema(minimum = 4, maximum = 10)]
     code_length: Option<u8>,
 }
@@ -182,6 +187,7 @@ struct StartVerification {
     channel: Option<Channel>,
     /// A language tag such as `en`, `de`, `pt-BR`.
     locale: Option<String>,
+    /// More digits than the account's `code_length` if wanted, never fewer (400).
     #[schema(minimum = 4, maximum = 10)]
     code_length: Option<u8>,
 }
@@ -598,18 +604,22 @@ fn create_account() {}
 fn create_key() {}
 
 #[utoipa::path(post, path = "/v1/verifications", tag = "verifications",
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters; a retry with the same key and number replays the first answer")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters, scoped to the account and the number `to`: a retry with the same key and number replays the first answer (`Idempotent-Replayed: true`) and sends nothing; the same key for another number starts a new verification")),
     request_body = StartVerification,
     responses(
         (status = 201, description = "A new verification; the code is on its way", body = Verification),
         (status = 200, description = "A resend of the pending verification (same id, fresh code), or an idempotent replay", body = Verification),
+        (status = 503, description = "`unavailable`: the store is unreachable and nothing was changed; `outcome-unknown`: the store did not answer in time, the verification may have been created (retry with the same Idempotency-Key)", body = Problem, content_type = "application/problem+json"),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
 fn start_verification() {}
 
 #[utoipa::path(post, path = "/v1/verifications/check", tag = "verifications",
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters, scoped to the account and the verification's number: the first check that counts records its outcome under the key, and a retry with the key answers that outcome again (an approval too, `Idempotent-Replayed: true`) and counts nothing; the key used for a check of another verification is refused (422)")),
     request_body = CheckVerification,
     responses(
-        (status = 200, description = "The verification after the check, whatever its status; `valid` says whether the code was right", body = Verification),
+        (status = 200, description = "The outcome of this check: `approved` (with `valid`) only to the check that approved it, `pending` with one attempt less after a wrong code, `expired` or `max_attempts_reached` when this check found or caused it", body = Verification),
+        (status = 409, description = "The verification was already final; nothing was counted. The type names its status: `verification-already-approved`, `verification-expired`, `verification-canceled`, `verification-max-attempts-reached`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "`unavailable`: nothing was changed; `outcome-unknown`: the check may have counted (and approved): retry with the same Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
 fn check_verification() {}
 

@@ -139,13 +139,14 @@ impl From<ApiError> for TwilioError {
                 format!("the body must be at most {limit} bytes")
             }
             ApiError::Unavailable(detail) => (*detail).to_owned(),
+            ApiError::OutcomeUnknown => "Service unavailable: the outcome of this request is unknown (the store did not answer in time); it may or may not have taken effect".to_owned(),
             _ => status.canonical_reason().unwrap_or("Error").to_owned(),
         };
         let retry_after_secs = match &error {
             ApiError::Limited {
                 retry_after_secs, ..
             } => Some(*retry_after_secs),
-            ApiError::Unavailable(_) => Some(1),
+            ApiError::Unavailable(_) | ApiError::OutcomeUnknown => Some(1),
             _ => None,
         };
         Self {
@@ -168,8 +169,20 @@ impl From<VerifyError> for TwilioError {
                 "Too many requests: too many codes were sent to this number",
                 retry_after_ms.div_ceil(1000).max(1),
             ),
-            // Twilio forgets a verification once it is final: every later call is a 404.
-            VerifyError::NotFound | VerifyError::NotPending(_) => Self::not_found("verification"),
+            // Twilio answers 60202 once the attempts are used up, and forgets a verification
+            // once it is otherwise final: every later call is a 404.
+            VerifyError::AlreadyFinal(verification)
+                if verification.status == Status::MaxAttemptsReached =>
+            {
+                Self::limited(60202, "Max check attempts reached", 60)
+            }
+            VerifyError::NotFound | VerifyError::NotPending(_) | VerifyError::AlreadyFinal(_) => {
+                Self::not_found("verification")
+            }
+            VerifyError::CodeTooShort { floor } => Self::invalid(
+                "CodeLength",
+                &format!("must be at least {floor}, the service's code length"),
+            ),
             other => ApiError::from(other).into(),
         }
     }
@@ -396,19 +409,21 @@ fn json(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     super::json_response(status, body)
 }
 
-fn code_length(form: &Form, name: &str) -> Result<Option<u8>, TwilioError> {
+/// `CodeLength`, when given: `floor` to 10 digits (the operator's floor for a new service; the
+/// verifier then holds a send to its service's length).
+fn code_length(form: &Form, name: &str, floor: u8) -> Result<Option<u8>, TwilioError> {
     let Some(value) = form.get(name) else {
         return Ok(None);
     };
     value
         .parse::<u8>()
         .ok()
-        .filter(|length| (MIN_CODE_LENGTH..=MAX_CODE_LENGTH).contains(length))
+        .filter(|length| (floor..=MAX_CODE_LENGTH).contains(length))
         .map(Some)
         .ok_or_else(|| {
             TwilioError::invalid(
                 name,
-                &format!("must be between {MIN_CODE_LENGTH} and {MAX_CODE_LENGTH}"),
+                &format!("must be between {floor} and {MAX_CODE_LENGTH}"),
             )
         })
 }
@@ -431,8 +446,9 @@ async fn create_service(
             !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control)
         })
         .ok_or_else(|| TwilioError::invalid("FriendlyName", "1 to 100 printable characters"))?;
+    let settings = app.verifier().settings();
     let code_length =
-        code_length(form, "CodeLength")?.unwrap_or(app.verifier().settings().code_length);
+        code_length(form, "CodeLength", settings.min_code_length)?.unwrap_or(settings.code_length);
     let account = Account {
         id: AccountId::random(app.rng()).map_err(|_| ApiError::Internal)?,
         name: name.to_owned(),
@@ -637,7 +653,7 @@ async fn start(
             "otpgate always draws the code itself",
         ));
     }
-    let code_length = code_length(form, "CodeLength")?;
+    let code_length = code_length(form, "CodeLength", MIN_CODE_LENGTH)?;
     let started = app
         .verifier()
         .start(
@@ -689,7 +705,7 @@ async fn check(
             ))
         }
     };
-    let checked = app.verifier().check(account, target, &code).await?;
+    let checked = app.verifier().check(account, target, &code, None).await?;
     let verification = &checked.verification;
     match verification.status {
         Status::Pending => {}

@@ -49,13 +49,25 @@ struct Counter {
 /// (account, E.164): the scope of pending verifications and send quotas.
 type NumberKey = (AccountId, String);
 
+/// (account, E.164, idempotency key): the scope of an idempotency key, on a send and on a check.
+type IdempotencyKey = (AccountId, String, String);
+
+/// The outcome a check with an idempotency key recorded, answered again to its retries.
+struct RecordedCheck {
+    verification: Verification,
+    valid: bool,
+    forget_at_ms: u64,
+}
+
 #[derive(Default)]
 struct Shard {
     records: HashMap<String, StoredVerification>,
     pending_by_number: HashMap<NumberKey, String>,
     quotas: HashMap<NumberKey, Counter>,
-    /// (account, idempotency key) → (verification id, forget at).
-    idempotency: HashMap<(AccountId, String), (String, u64)>,
+    /// (account, number, idempotency key) of a send → (verification id, forget at).
+    idempotency: HashMap<IdempotencyKey, (String, u64)>,
+    /// (account, number, idempotency key) of a check → the outcome it recorded.
+    checks: HashMap<IdempotencyKey, RecordedCheck>,
 }
 
 impl MemoryStore {
@@ -97,6 +109,7 @@ impl MemoryStore {
                 pending_by_number,
                 quotas,
                 idempotency,
+                checks,
             } = &mut *shard;
             pending_by_number.retain(|_, id| {
                 records
@@ -105,6 +118,7 @@ impl MemoryStore {
             });
             quotas.retain(|_, counter| counter.resets_at_ms > now_ms);
             idempotency.retain(|_, (_, forget_at)| *forget_at > now_ms);
+            checks.retain(|_, recorded| recorded.forget_at_ms > now_ms);
         }
         self.attempts.retain(|id, _| {
             VerificationId::parse(id)
@@ -146,12 +160,19 @@ impl Shard {
     fn remember_idempotency(&mut self, new: &NewVerification, id: &str) {
         if let Some(key) = &new.idempotency_key {
             let forget_at = new.now_ms + new.ttl_ms + new.retention_ms;
-            self.idempotency.insert(
-                (new.account.clone(), key.clone()),
-                (id.to_owned(), forget_at),
-            );
+            self.idempotency
+                .insert(idempotency_scope(new, key), (id.to_owned(), forget_at));
         }
     }
+}
+
+/// The scope of a send's idempotency key: its account and destination number.
+fn idempotency_scope(new: &NewVerification, key: &str) -> IdempotencyKey {
+    (
+        new.account.clone(),
+        new.to.e164().to_owned(),
+        key.to_owned(),
+    )
 }
 
 #[async_trait]
@@ -161,7 +182,7 @@ impl Store for MemoryStore {
         let mut shard = self.shard(new.to.shard());
 
         if let Some(key) = &new.idempotency_key {
-            let seen = shard.idempotency.get(&(new.account.clone(), key.clone()));
+            let seen = shard.idempotency.get(&idempotency_scope(new, key));
             if let Some((id, _)) = seen.filter(|(_, forget_at)| *forget_at > now) {
                 if let Some(record) = shard.records.get(id) {
                     return Ok(StartOutcome::Replayed(record.state.clone()));
@@ -236,12 +257,47 @@ impl Store for MemoryStore {
         target: &CheckTarget,
         tag: &Tag,
         now_ms: u64,
+        idempotency_key: Option<&str>,
     ) -> Result<CheckOutcome, StoreError> {
         let shard_index = match target {
             CheckTarget::Id(id) => id.shard(),
             CheckTarget::To(number) => number.shard(),
         };
         let mut shard = self.shard(shard_index);
+        // A key is scoped by the number, which a check by id learns from the record.
+        let scope = match idempotency_key {
+            None => None,
+            Some(key) => {
+                let number = match target {
+                    CheckTarget::To(number) => number.e164().to_owned(),
+                    CheckTarget::Id(id) => match shard
+                        .records
+                        .get(id.as_str())
+                        .filter(|record| &record.state.account == account)
+                    {
+                        Some(record) => record.state.to.clone(),
+                        None => return Ok(CheckOutcome::NotFound),
+                    },
+                };
+                let scope: IdempotencyKey = (account.clone(), number, key.to_owned());
+                if let Some(recorded) = shard
+                    .checks
+                    .get(&scope)
+                    .filter(|recorded| recorded.forget_at_ms > now_ms)
+                {
+                    if let CheckTarget::Id(id) = target {
+                        if &recorded.verification.id != id {
+                            return Ok(CheckOutcome::KeyReused);
+                        }
+                    }
+                    return Ok(CheckOutcome::Replayed {
+                        verification: recorded.verification.clone(),
+                        valid: recorded.valid,
+                    });
+                }
+                Some(scope)
+            }
+        };
         let id = match target {
             CheckTarget::Id(id) => id.as_str().to_owned(),
             CheckTarget::To(number) => {
@@ -258,30 +314,44 @@ impl Store for MemoryStore {
         else {
             return Ok(CheckOutcome::NotFound);
         };
-        if record.state.status_at(now_ms) != Status::Pending {
-            record.state.status = record.state.status_at(now_ms);
-            record.tag = None;
-            return Ok(CheckOutcome::Checked {
-                verification: record.state.clone(),
-                valid: false,
-            });
+        if record.state.status != Status::Pending {
+            return Ok(CheckOutcome::Final(record.state.clone()));
         }
-        record.state.attempts += 1;
-        let matches = record
-            .tag
-            .as_ref()
-            .is_some_and(|stored| bool::from(stored.ct_eq(tag)));
-        if matches {
-            record.state.status = Status::Approved;
-        } else if record.state.attempts >= record.state.max_attempts {
-            record.state.status = Status::MaxAttemptsReached;
-        }
+        let valid = if now_ms >= record.state.expires_ms {
+            // This check finds the lifetime over: it records the expiry and answers it.
+            record.state.status = Status::Expired;
+            false
+        } else {
+            record.state.attempts += 1;
+            let matches = record
+                .tag
+                .as_ref()
+                .is_some_and(|stored| bool::from(stored.ct_eq(tag)));
+            if matches {
+                record.state.status = Status::Approved;
+            } else if record.state.attempts >= record.state.max_attempts {
+                record.state.status = Status::MaxAttemptsReached;
+            }
+            matches
+        };
         if record.state.status != Status::Pending {
             record.tag = None;
         }
+        let verification = record.state.clone();
+        let forget_at_ms = record.evict_at_ms;
+        if let Some(scope) = scope {
+            shard.checks.insert(
+                scope,
+                RecordedCheck {
+                    verification: verification.clone(),
+                    valid,
+                    forget_at_ms,
+                },
+            );
+        }
         Ok(CheckOutcome::Checked {
-            verification: record.state.clone(),
-            valid: matches,
+            verification,
+            valid,
         })
     }
 

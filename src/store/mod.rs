@@ -16,10 +16,17 @@ use crate::verify::model::{
 };
 
 /// A store failure: the store could not answer. Expected refusals are outcomes, not errors.
+///
+/// `Unavailable` and `OutcomeUnknown` differ in what the caller may tell its client: the first
+/// only when the request certainly never reached the store (the connection could not be made),
+/// so nothing was changed; the second when it may have been sent (a response timeout, a
+/// connection lost with the request on it), so it may or may not have taken effect.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    #[error("store outcome unknown: {0}")]
+    OutcomeUnknown(String),
     #[error("store returned an unexpected answer: {0}")]
     Corrupt(String),
     #[error("store is full ({0} verifications)")]
@@ -33,12 +40,17 @@ pub trait Store: Send + Sync + 'static {
     async fn start_verification(&self, new: &NewVerification) -> Result<StartOutcome, StoreError>;
 
     /// Compares the tag, counts the attempt and consumes the code on success, atomically.
+    ///
+    /// With an idempotency key (scoped by account and the verification's number, like a send's),
+    /// the first check that counted records its outcome under the key in the same atomic step,
+    /// and a later check with the key answers that outcome again and counts nothing.
     async fn check_verification(
         &self,
         account: &AccountId,
         target: &CheckTarget,
         tag: &Tag,
         now_ms: u64,
+        idempotency_key: Option<&str>,
     ) -> Result<CheckOutcome, StoreError>;
 
     async fn get_verification(

@@ -7,7 +7,8 @@
 //! | --- | --- | --- |
 //! | `P:{sNN}:v:<id>` | hash | the verification: `a` account, `s` status, `n` attempts, `M` max attempts, `e` expiry, `m` code tag (while pending), `p` packed `<e164> <created> <length> <channel> <sends>`; per message `A<message id>`, its delivery state (`pack_attempt`), which also tells a redelivery that a provider accepted it |
 //! | `P:{sNN}:n:<account>:<e164>` | hash | the number: `v` id of its pending verification, `q` sends in the quota window, `w` when the window ends |
-//! | `P:{sNN}:i:<account>:<key>` | string | id answered for an idempotency key |
+//! | `P:{sNN}:i:<account>:<e164>:<key>` | string | id answered for a send's idempotency key |
+//! | `P:{sNN}:c:<account>:<e164>:<key>` | string | the reply recorded for a check's idempotency key (`LUA_CHECK`'s reply) |
 //! | `P:a:<account>` | hash | the account |
 //! | `P:{sNN}:o` | stream | outgoing messages of the shard, consumer group `dispatch` (see `outbox.rs`) |
 //! | `P:{sNN}:d` | stream | dead letters: messages no provider took, with the reasons |
@@ -200,17 +201,31 @@ return answer('created', new_id, v)
 "#;
 
 /// KEYS: the record (by id) or the number's pointer (by number).
-/// ARGV: account, tag, now, id (or '' by number), and by number the base.
+/// ARGV: account, tag, now, id (or '' by number), then by number the base (or '' by id), then
+/// the idempotency key when there is one.
 ///
 /// By number, only a pending verification is found (as in the memory store); by id, a finished
-/// one answers its final status. By id the base is not passed: only a finishing check needs it,
-/// and it is the record's key without `v:<id>`. Every argument costs Redis a Lua string on every
-/// call, so the hot call (a check by id) carries four.
+/// one answers `final` and counts nothing. By id the base is not passed: only a finishing check
+/// (or an idempotency key) needs it, and it is the record's key without `v:<id>`. Every argument
+/// costs Redis a Lua string on every call, so the hot call (a check by id, no key) carries four.
+///
+/// With an idempotency key, the reply of the check that counted is kept under
+/// `c:<account>:<e164>:<key>` as long as the record lives, and answered again, as
+/// `replayed <reply>`, to every later check with the key (by id: of the same verification,
+/// else `key_reused`).
 const LUA_CHECK: &str = r#"
 local acct, tag, now, id = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
-local key, base = KEYS[1], ARGV[5]
+local key, base, idem = KEYS[1], ARGV[5], ARGV[6]
 local by_number = id == ''
+-- With an idempotency key: where the reply of the check that counted is kept.
+local seen_key
 if by_number then
+  -- The key first: the pointer forgets a verification once it is final.
+  if idem then
+    seen_key = base .. 'c:' .. acct .. ':' .. string.match(key, '[^:]+$') .. ':' .. idem
+    local seen = redis.call('GET', seen_key)
+    if seen then return 'replayed ' .. seen end
+  end
   id = redis.call('HGET', key, 'v')
   if not id then return 'not_found' end
   key = base .. 'v:' .. id
@@ -218,6 +233,23 @@ end
 -- One read of everything, the stored tag last; the reply is built from it, not read again.
 local v = redis.call('HMGET', key, 'a', 's', 'n', 'M', 'e', 'p', 'm')
 if v[1] ~= acct then return 'not_found' end
+if not by_number then
+  -- By id the base is the record's key without `v:<id>`, derived only when needed.
+  base = nil
+  if idem then
+    base = string.sub(key, 1, #key - #id - 2)
+    seen_key = base .. 'c:' .. acct .. ':' .. string.match(v[6], '^%S+') .. ':' .. idem
+    local seen = redis.call('GET', seen_key)
+    if seen then
+      if string.match(seen, '^%S+ (%S+)') ~= id then return 'key_reused' end
+      return 'replayed ' .. seen
+    end
+  end
+end
+if v[2] ~= 'p' then
+  if by_number then return 'not_found' end
+  return answer('final', id, v)
+end
 local function finish(status)
   v[2] = status
   redis.call('HSET', key, 's', status)
@@ -225,24 +257,28 @@ local function finish(status)
   if not base then base = string.sub(key, 1, #key - #id - 2) end
   release(pointer_of(base, acct, v[6]), id)
 end
-if v[2] ~= 'p' then
-  if by_number then return 'not_found' end
-  return answer('checked', id, v)
-end
+local outcome = 'checked'
 if now >= tonumber(v[5]) then
   if by_number then return 'not_found' end
   finish('x')
-  return answer('checked', id, v)
+else
+  v[3] = redis.call('HINCRBY', key, 'n', '1')
+  -- A plain comparison: the tags are MACs under the server's key, so how long it takes tells a
+  -- caller nothing it could steer (see ARCHITECTURE.md, "The code MAC").
+  if v[7] == tag then
+    finish('a')
+    outcome = 'valid'
+  elseif v[3] >= tonumber(v[4]) then
+    finish('m')
+  end
 end
-v[3] = redis.call('HINCRBY', key, 'n', '1')
--- A plain comparison: the tags are MACs under the server's key, so how long it takes tells a
--- caller nothing it could steer (see ARCHITECTURE.md, "The code MAC").
-if v[7] == tag then
-  finish('a')
-  return answer('valid', id, v)
+local reply = answer(outcome, id, v)
+-- A check that counted: its reply is kept under the idempotency key as long as the record.
+if seen_key then
+  local ttl = redis.call('PTTL', key)
+  if ttl > 0 then redis.call('SET', seen_key, reply, 'PX', ttl) end
 end
-if v[3] >= tonumber(v[4]) then finish('m') end
-return answer('checked', id, v)
+return reply
 "#;
 
 /// KEYS: the record. ARGV: base, account, now, id.
@@ -433,7 +469,17 @@ impl RedisStore {
         invocation
             .invoke_async(&mut connection)
             .await
-            .map_err(store_error)
+            .map_err(|error| self.write_error(error))
+    }
+
+    /// A failed write, sorted by `store_error`. The cluster client retries a command after some
+    /// failures (a timeout on one node, a moved slot), so there the last failure cannot prove
+    /// that no earlier try ran: every failed write on a cluster is an unknown outcome.
+    fn write_error(&self, error: redis::RedisError) -> StoreError {
+        match store_error(error) {
+            StoreError::Unavailable(cause) if self.cluster => StoreError::OutcomeUnknown(cause),
+            sorted => sorted,
+        }
     }
 }
 
@@ -445,7 +491,43 @@ fn with_common(body: &str) -> String {
     format!("{LUA_COMMON}\n{body}")
 }
 
-fn store_error(error: redis::RedisError) -> StoreError {
+/// Sorts a failed command by what it may have done. Only a failure that certainly came before
+/// the command reached Redis (no connection could be made; Redis refused it unread: a moved
+/// slot, a replica, loading, a missing script) is `Unavailable`, "nothing was changed". A
+/// response timeout or a connection lost while the command was on it may follow its execution:
+/// `OutcomeUnknown`. A connection that dropped just before the send is counted with the latter,
+/// because the client reports both the same way (a broken pipe).
+pub(crate) fn store_error(error: redis::RedisError) -> StoreError {
+    use redis::{ErrorKind, ServerErrorKind};
+    let never_sent = error.is_connection_refusal()
+        || match error.kind() {
+            ErrorKind::ClusterConnectionNotFound
+            | ErrorKind::InvalidClientConfig
+            | ErrorKind::AuthenticationFailed => true,
+            ErrorKind::Server(kind) => matches!(
+                kind,
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::NoScript
+                    | ServerErrorKind::Moved
+                    | ServerErrorKind::Ask
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::CrossSlot
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+                    | ServerErrorKind::NoPerm
+            ),
+            _ => false,
+        };
+    if never_sent {
+        StoreError::Unavailable(error.to_string())
+    } else {
+        StoreError::OutcomeUnknown(error.to_string())
+    }
+}
+
+/// A failed read changed nothing, whenever it failed.
+fn read_error(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
 
@@ -486,8 +568,10 @@ impl Store for RedisStore {
         let account = &new.account;
         let to = new.to.e164();
         let pointer = self.number_key(shard, "n", account, to);
+        // Scoped by account and number (README, "Idempotency"): the same key for another
+        // number is another request.
         let idempotency = match &new.idempotency_key {
-            Some(key) => self.number_key(shard, "i", account, key),
+            Some(key) => self.number_key(shard, "i", account, &[to, ":", key].concat()),
             None => pointer.clone(),
         };
         let mut invocation = self.start.prepare_invoke();
@@ -547,6 +631,7 @@ impl Store for RedisStore {
         target: &CheckTarget,
         tag: &Tag,
         now_ms: u64,
+        idempotency_key: Option<&str>,
     ) -> Result<CheckOutcome, StoreError> {
         let mut invocation = self.check.prepare_invoke();
         match target {
@@ -557,6 +642,9 @@ impl Store for RedisStore {
                     .arg(&tag[..])
                     .arg(now_ms)
                     .arg(id.as_str());
+                if idempotency_key.is_some() {
+                    invocation.arg("");
+                }
             }
             CheckTarget::To(number) => {
                 let shard = number.shard();
@@ -569,19 +657,36 @@ impl Store for RedisStore {
                     .arg(self.base(shard));
             }
         }
+        if let Some(key) = idempotency_key {
+            invocation.arg(key);
+        }
         let text = self.run(&invocation).await?;
         let reply: Vec<&str> = text.split(' ').collect();
+        let checked = |reply: &[&str]| -> Result<(Verification, bool), StoreError> {
+            match reply.first().copied() {
+                Some("valid") => Ok((parse_verification(reply, account)?, true)),
+                Some("checked") => Ok((parse_verification(reply, account)?, false)),
+                _ => Err(corrupt("unknown check reply")),
+            }
+        };
         match reply.first().copied() {
             Some("not_found") => Ok(CheckOutcome::NotFound),
-            Some("valid") => Ok(CheckOutcome::Checked {
-                verification: parse_verification(&reply, account)?,
-                valid: true,
-            }),
-            Some("checked") => Ok(CheckOutcome::Checked {
-                verification: parse_verification(&reply, account)?,
-                valid: false,
-            }),
-            _ => Err(corrupt("unknown check reply")),
+            Some("key_reused") => Ok(CheckOutcome::KeyReused),
+            Some("final") => Ok(CheckOutcome::Final(parse_verification(&reply, account)?)),
+            Some("replayed") => {
+                let (verification, valid) = checked(&reply[1..])?;
+                Ok(CheckOutcome::Replayed {
+                    verification,
+                    valid,
+                })
+            }
+            _ => {
+                let (verification, valid) = checked(&reply)?;
+                Ok(CheckOutcome::Checked {
+                    verification,
+                    valid,
+                })
+            }
         }
     }
 
@@ -597,7 +702,7 @@ impl Store for RedisStore {
             .arg(&["a", "s", "n", "M", "e", "p"])
             .query_async(&mut connection)
             .await
-            .map_err(store_error)?;
+            .map_err(read_error)?;
         if fields.first().and_then(Option::as_deref) != Some(account.as_str()) {
             return Ok(None);
         }
@@ -653,7 +758,7 @@ impl Store for RedisStore {
             .arg(pack_attempt(attempt))
             .invoke_async::<()>(&mut connection)
             .await
-            .map_err(store_error)?;
+            .map_err(|error| self.write_error(error))?;
         if let Some(provider_id) = &attempt.provider_message_id {
             redis::cmd("SET")
                 .arg(self.receipt_key(&attempt.provider, provider_id))
@@ -662,7 +767,7 @@ impl Store for RedisStore {
                 .arg(RECEIPT_MAPPING_TTL_MS)
                 .query_async::<()>(&mut connection)
                 .await
-                .map_err(store_error)?;
+                .map_err(|error| self.write_error(error))?;
         }
         Ok(())
     }
@@ -677,7 +782,7 @@ impl Store for RedisStore {
             .arg(self.record_key(verification))
             .query_async(&mut connection)
             .await
-            .map_err(store_error)?;
+            .map_err(read_error)?;
         let mut attempts: Vec<SendAttempt> = stored
             .chunks_exact(2)
             .filter(|pair| pair[0].starts_with(b"A"))
@@ -705,7 +810,7 @@ impl Store for RedisStore {
             .arg(self.receipt_key(provider, provider_message_id))
             .query_async(&mut connection)
             .await
-            .map_err(store_error)?;
+            .map_err(read_error)?;
         let Some((verification, message_id)) =
             target.as_deref().and_then(|value| value.split_once(' '))
         else {
@@ -723,7 +828,7 @@ impl Store for RedisStore {
             .arg(now_ms)
             .invoke_async(&mut connection)
             .await
-            .map_err(store_error)?;
+            .map_err(|error| self.write_error(error))?;
         Ok(applied == 1)
     }
 
@@ -738,7 +843,7 @@ impl Store for RedisStore {
             .arg(account.code_length)
             .query_async::<()>(&mut connection)
             .await
-            .map_err(store_error)
+            .map_err(|error| self.write_error(error))
     }
 
     async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
@@ -749,7 +854,7 @@ impl Store for RedisStore {
                 .arg(&["name", "created", "code_length"])
                 .query_async(&mut connection)
                 .await
-                .map_err(store_error)?;
+                .map_err(read_error)?;
         Ok(match (name, created, code_length) {
             (Some(name), Some(created_ms), Some(code_length)) => Some(Account {
                 id: id.clone(),
@@ -777,7 +882,7 @@ impl Store for RedisStore {
             .arg(key.created_ms)
             .query_async::<()>(&mut connection)
             .await
-            .map_err(store_error)
+            .map_err(|error| self.write_error(error))
     }
 
     async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
@@ -792,7 +897,7 @@ impl Store for RedisStore {
             .arg(&["id", "account", "role", "created"])
             .query_async(&mut connection)
             .await
-            .map_err(store_error)?;
+            .map_err(read_error)?;
         let (Some(id), Some(account), Some(role), Some(created_ms)) = (id, account, role, created)
         else {
             return Ok(None);
@@ -814,7 +919,7 @@ impl Store for RedisStore {
             .query_async::<String>(&mut connection)
             .await
             .map(drop)
-            .map_err(store_error)
+            .map_err(read_error)
     }
 
     fn kind(&self) -> &'static str {
@@ -839,6 +944,27 @@ mod tests {
             error: error.map(str::to_owned),
             created_ms: 1_764_000_000_000,
             updated_ms: 1_764_000_000_250,
+        }
+    }
+
+    #[test]
+    fn only_a_failure_before_the_send_says_nothing_was_changed() {
+        use std::io::{Error, ErrorKind};
+        let sorted = |kind: ErrorKind| store_error(redis::RedisError::from(Error::from(kind)));
+        assert!(matches!(
+            sorted(ErrorKind::ConnectionRefused),
+            StoreError::Unavailable(_)
+        ));
+        for maybe_sent in [
+            ErrorKind::TimedOut,
+            ErrorKind::BrokenPipe,
+            ErrorKind::ConnectionReset,
+            ErrorKind::UnexpectedEof,
+        ] {
+            assert!(
+                matches!(sorted(maybe_sent), StoreError::OutcomeUnknown(_)),
+                "{maybe_sent:?}"
+            );
         }
     }
 

@@ -45,7 +45,8 @@ pub struct Verifier {
 pub struct StartRequest {
     pub to: PhoneNumber,
     pub channel: Channel,
-    /// Digits for this verification; the account's default when absent.
+    /// Digits for this verification; the account's length when absent. Never fewer than the
+    /// account's length (see [`Verifier::code_length_floor`]).
     pub code_length: Option<u8>,
     /// Scoped to the account and the destination number: a retry with the same key and number
     /// gets the first answer and sends nothing.
@@ -65,6 +66,8 @@ pub enum Started {
 pub struct Checked {
     pub verification: Verification,
     pub valid: bool,
+    /// The outcome an earlier check with the same idempotency key recorded, answered again.
+    pub replayed: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +80,13 @@ pub enum VerifyError {
     NotFound,
     #[error("the verification is already {}", .0.status.as_str())]
     NotPending(Box<Verification>),
+    /// A check of a verification that was final before it: nothing was counted.
+    #[error("the verification is already {}", .0.status.as_str())]
+    AlreadyFinal(Box<Verification>),
+    #[error("the idempotency key was used for a check of another verification")]
+    IdempotencyKeyReused,
+    #[error("codes of this account have at least {floor} digits")]
+    CodeTooShort { floor: u8 },
     #[error("the message queue is full")]
     QueueFull,
     #[error("the random generator failed")]
@@ -116,17 +126,28 @@ impl Verifier {
         &self.settings
     }
 
+    /// The fewest digits a code of this account may have: the account's length, and never less
+    /// than the operator's floor (which may have been raised since the account was created).
+    pub fn code_length_floor(&self, account: &Account) -> u8 {
+        account.code_length.max(self.settings.min_code_length)
+    }
+
     pub async fn start(
         &self,
         account: &Account,
         request: StartRequest,
     ) -> Result<Started, VerifyError> {
+        let floor = self.code_length_floor(account);
+        let length = match request.code_length {
+            Some(length) if length < floor => return Err(VerifyError::CodeTooShort { floor }),
+            Some(length) => length,
+            None => floor,
+        };
         // Take the message's place first: a verification is only created if it can be sent.
         let ticket = self
             .dispatcher
             .ticket()
             .map_err(|_| VerifyError::QueueFull)?;
-        let length = request.code_length.unwrap_or(account.code_length);
         let code = code::generate(&self.rng, length).map_err(|_| VerifyError::Random)?;
         let now_ms = self.clock.now_ms();
         let ttl_ms = self.settings.ttl.as_millis() as u64;
@@ -213,22 +234,50 @@ impl Verifier {
         )
     }
 
+    /// Checks a code. With an idempotency key, a retry of a check whose answer was lost gets
+    /// the first answer again (an approval included) and counts nothing.
     pub async fn check(
         &self,
         account: &Account,
         target: CheckTarget,
         code: &Code,
+        idempotency_key: Option<&str>,
     ) -> Result<Checked, VerifyError> {
         let tag = self.mac.tag(account.id.as_str(), code);
         let outcome = self
             .store
-            .check_verification(&account.id, &target, &tag, self.clock.now_ms())
+            .check_verification(
+                &account.id,
+                &target,
+                &tag,
+                self.clock.now_ms(),
+                idempotency_key,
+            )
             .await
             .inspect_err(|_| self.metrics.store_error("check"))?;
         match outcome {
             CheckOutcome::NotFound => {
                 self.metrics.verification_checked("not_found");
                 Err(VerifyError::NotFound)
+            }
+            CheckOutcome::KeyReused => {
+                self.metrics.verification_checked("key_reused");
+                Err(VerifyError::IdempotencyKeyReused)
+            }
+            CheckOutcome::Final(verification) => {
+                self.metrics.verification_checked("already_final");
+                Err(VerifyError::AlreadyFinal(Box::new(verification)))
+            }
+            CheckOutcome::Replayed {
+                verification,
+                valid,
+            } => {
+                self.metrics.verification_checked("replayed");
+                Ok(Checked {
+                    verification,
+                    valid,
+                    replayed: true,
+                })
             }
             CheckOutcome::Checked {
                 verification,
@@ -239,6 +288,7 @@ impl Verifier {
                 Ok(Checked {
                     verification,
                     valid,
+                    replayed: false,
                 })
             }
         }

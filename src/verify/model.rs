@@ -213,10 +213,21 @@ pub enum CheckTarget {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckOutcome {
+    /// This check counted: the verification as it left it (approved only when `valid`), or it
+    /// found the code's lifetime over and recorded the expiry.
     Checked {
         verification: Verification,
         valid: bool,
     },
+    /// The verification was already final before this check, which counted nothing.
+    Final(Verification),
+    /// The idempotency key was seen before: the outcome recorded by the check that first used it.
+    Replayed {
+        verification: Verification,
+        valid: bool,
+    },
+    /// The idempotency key was first used for a check of another verification of the number.
+    KeyReused,
     NotFound,
 }
 

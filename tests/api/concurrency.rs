@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use futures::future::join_all;
 use redis::AsyncCommands;
 
-use crate::helpers::{spawn_app, spawn_peer, wrong_code, Backend, TestApp};
+use crate::helpers::{spawn_app, spawn_peer, wrong_code, Backend, Reply, TestApp};
 use crate::on_every_store;
 
 on_every_store!(
@@ -17,19 +17,26 @@ on_every_store!(
 const CONCURRENT: usize = 50;
 
 /// Sends `CONCURRENT` checks of `code` at once, spread over `apps`, and returns the answers.
-async fn burst(apps: &[&TestApp], id: &str, code: &str) -> Vec<serde_json::Value> {
+async fn burst(apps: &[&TestApp], id: &str, code: &str) -> Vec<Reply> {
     let checks = (0..CONCURRENT).map(|n| {
         let app = apps[n % apps.len()];
         async move { app.check_id(id, code).await }
     });
-    join_all(checks)
-        .await
-        .into_iter()
-        .map(|reply| {
-            assert_eq!(reply.status, 200, "{}", reply.body);
-            reply.body
-        })
-        .collect()
+    join_all(checks).await
+}
+
+/// The answers of a burst: the 200 bodies, and the problem slugs of the 409s.
+fn sort_answers(answers: Vec<Reply>) -> (Vec<serde_json::Value>, Vec<String>) {
+    let mut counted = Vec::new();
+    let mut conflicts = Vec::new();
+    for reply in answers {
+        match reply.status {
+            200 => counted.push(reply.body),
+            409 => conflicts.push(reply.str("type").to_owned()),
+            other => panic!("unexpected {other}: {}", reply.body),
+        }
+    }
+    (counted, conflicts)
 }
 
 async fn fifty_concurrent_right_codes_approve_exactly_once(backend: Backend) {
@@ -66,24 +73,42 @@ async fn assert_approved_once(apps: &[&TestApp]) {
     let to = "+4915112340001";
     let id = apps[0].send(to).await.str("id").to_owned();
     let code = apps[0].code_sent_to(to, 1).await;
-    let answers = burst(apps, &id, &code).await;
-    let approvals = answers
-        .iter()
-        .filter(|answer| answer["valid"] == true)
-        .count();
+    let (counted, conflicts) = sort_answers(burst(apps, &id, &code).await);
     assert_eq!(
-        approvals, 1,
-        "exactly one of {CONCURRENT} concurrent right codes is approved"
+        counted.len(),
+        1,
+        "exactly one of {CONCURRENT} concurrent right codes is answered 200: {counted:?}"
     );
-    assert!(answers.iter().all(|answer| answer["status"] == "approved"));
+    assert_eq!(counted[0]["status"], "approved");
+    assert_eq!(counted[0]["valid"], true);
+    assert_eq!(conflicts.len(), CONCURRENT - 1);
+    assert!(
+        conflicts
+            .iter()
+            .all(|kind| kind == "urn:otpgate:problem:verification-already-approved"),
+        "{conflicts:?}"
+    );
 }
 
 async fn assert_five_attempts(apps: &[&TestApp], backend: &Backend) {
     let to = "+4915112340002";
     let id = apps[0].send(to).await.str("id").to_owned();
     let code = apps[0].code_sent_to(to, 1).await;
-    let answers = burst(apps, &id, &wrong_code(&code)).await;
+    let (answers, conflicts) = sort_answers(burst(apps, &id, &wrong_code(&code)).await);
     assert!(answers.iter().all(|answer| answer["valid"] == false));
+    // Five checks counted (four pending, the fifth closing it); the rest found it final.
+    assert_eq!(answers.len(), 5, "{answers:?}");
+    assert_eq!(
+        answers
+            .iter()
+            .filter(|answer| answer["status"] == "max_attempts_reached")
+            .count(),
+        1
+    );
+    assert_eq!(conflicts.len(), CONCURRENT - 5);
+    assert!(conflicts
+        .iter()
+        .all(|kind| kind == "urn:otpgate:problem:verification-max-attempts-reached"));
     // The four counted checks before the last each saw a distinct number of attempts left.
     let mut pending_left: BTreeMap<u64, usize> = BTreeMap::new();
     for answer in answers

@@ -18,6 +18,9 @@ on_every_store!(
     a_check_by_number_finds_the_pending_verification,
     a_canceled_verification_cannot_be_approved,
     accounts_cannot_see_each_others_verifications,
+    an_idempotency_key_for_another_number_of_the_same_shard_starts_a_new_verification,
+    a_keyed_check_records_its_outcome_and_its_retries_answer_it_counting_nothing,
+    a_keyed_check_by_number_replays_its_approval_after_the_number_is_released,
 );
 
 async fn a_sent_code_is_approved_once_and_then_consumed(backend: Backend) {
@@ -41,13 +44,10 @@ async fn a_sent_code_is_approved_once_and_then_consumed(backend: Backend) {
     assert_eq!(approved.body["status"], "approved");
     assert_eq!(approved.body["valid"], true);
 
+    // A replayed code never looks like an approval: 409, and nothing counted.
     let again = app.check_id(&id, &code).await;
-    assert_eq!(again.status, 200);
-    assert_eq!(
-        again.body["valid"], false,
-        "a code is approved at most once"
-    );
-    assert_eq!(again.body["status"], "approved");
+    again.assert_problem(409, "verification-already-approved");
+    assert_ne!(again.body["status"], "approved");
 
     let read = app.get(&format!("/v1/verifications/{id}")).await;
     assert_eq!(read.body["status"], "approved");
@@ -75,11 +75,9 @@ async fn five_wrong_codes_kill_the_verification(backend: Backend) {
         );
     }
     let right = app.check_id(&id, &code).await;
-    assert_eq!(right.body["status"], "max_attempts_reached");
-    assert_eq!(
-        right.body["valid"], false,
-        "the right code after the limit is refused"
-    );
+    right.assert_problem(409, "verification-max-attempts-reached");
+    let read = app.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(read.body["status"], "max_attempts_reached");
     app.stop().await;
 }
 
@@ -103,6 +101,8 @@ async fn a_code_expires_when_the_clock_passes_its_lifetime(backend: Backend) {
     app.check_to("+4915112345680", &code)
         .await
         .assert_problem(404, "not-found");
+    // The check that finds the lifetime over records the expiry and answers it; later ones
+    // find a final verification.
     let late = app.check_id(&id, &code).await;
     assert_eq!(late.status, 200);
     assert_eq!(late.body["status"], "expired");
@@ -110,6 +110,9 @@ async fn a_code_expires_when_the_clock_passes_its_lifetime(backend: Backend) {
         late.body["valid"], false,
         "an expired code is never approved"
     );
+    app.check_id(&id, &code)
+        .await
+        .assert_problem(409, "verification-expired");
 
     // A new send after expiry starts a new verification.
     let fresh = app.send("+4915112345680").await;
@@ -254,9 +257,11 @@ async fn a_canceled_verification_cannot_be_approved(backend: Backend) {
         .post(&format!("/v1/verifications/{id}/cancel"), json!({}))
         .await;
     again.assert_problem(409, "conflict");
-    let checked = app.check_id(&id, &code).await;
-    assert_eq!(checked.body["status"], "canceled");
-    assert_eq!(checked.body["valid"], false);
+    app.check_id(&id, &code)
+        .await
+        .assert_problem(409, "verification-canceled");
+    let read = app.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(read.body["status"], "canceled");
     app.stop().await;
 }
 
@@ -333,5 +338,252 @@ async fn a_finished_verification_releases_its_number_in_redis() {
         "$-1\r\n",
         "approved by number: released"
     );
+    app.stop().await;
+}
+
+/// Two numbers whose verifications share one shard (and so one Redis Cluster slot), by the
+/// crate's own shard function.
+fn two_numbers_of_one_shard() -> (String, String) {
+    let number = |n: u32| format!("+49151123{n:05}");
+    let shard = |text: &str| otpgate::phone::PhoneNumber::parse(text).unwrap().shard();
+    let first = number(57000);
+    let second = (57001..)
+        .map(number)
+        .find(|candidate| shard(candidate) == shard(&first))
+        .unwrap();
+    (first, second)
+}
+
+async fn send_with_key(
+    app: &crate::helpers::TestApp,
+    to: &str,
+    key: &str,
+) -> crate::helpers::Reply {
+    let response = app
+        .http
+        .post(format!("{}/v1/verifications", app.address))
+        .bearer_auth(&app.key)
+        .header("Idempotency-Key", key)
+        .json(&json!({"to": to}))
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::reply(response).await
+}
+
+async fn check_with_key(
+    app: &crate::helpers::TestApp,
+    body: serde_json::Value,
+    key: &str,
+) -> crate::helpers::Reply {
+    let response = app
+        .http
+        .post(format!("{}/v1/verifications/check", app.address))
+        .bearer_auth(&app.key)
+        .header("Idempotency-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    crate::helpers::reply(response).await
+}
+
+async fn an_idempotency_key_for_another_number_of_the_same_shard_starts_a_new_verification(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let (first, second) = two_numbers_of_one_shard();
+    let to_first = send_with_key(&app, &first, "login-42").await;
+    assert_eq!(to_first.status, 201, "{}", to_first.body);
+    let to_second = send_with_key(&app, &second, "login-42").await;
+    assert_eq!(to_second.status, 201, "{}", to_second.body);
+    assert!(!to_second.headers.contains_key("idempotent-replayed"));
+    assert_ne!(to_second.str("id"), to_first.str("id"));
+    assert_eq!(to_second.body["to"], second.as_str());
+    let messages = app.wait_for_messages(2).await;
+    assert!(messages
+        .iter()
+        .any(|message| message["to"] == second.as_str()));
+    // The key still replays for its own number.
+    let retry = send_with_key(&app, &first, "login-42").await;
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.str("id"), to_first.str("id"));
+    app.stop().await;
+}
+
+async fn a_keyed_check_records_its_outcome_and_its_retries_answer_it_counting_nothing(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let to = "+4915112345693";
+    let id = app.send(to).await.str("id").to_owned();
+    let code = app.code_sent_to(to, 1).await;
+
+    // A malformed key is bad input, and changes nothing.
+    check_with_key(&app, json!({"id": id, "code": code}), "two words")
+        .await
+        .assert_problem(400, "invalid-request");
+
+    // A wrong code with a key counts once, however often it is retried.
+    let wrong = json!({"id": id, "code": wrong_code(&code)});
+    let first = check_with_key(&app, wrong.clone(), "check-1").await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.body["attempts_left"], 4);
+    assert!(!first.headers.contains_key("idempotent-replayed"));
+    for _ in 0..3 {
+        let retry = check_with_key(&app, wrong.clone(), "check-1").await;
+        assert_eq!(retry.status, 200);
+        assert_eq!(retry.headers["idempotent-replayed"], "true");
+        assert_eq!(retry.body["status"], "pending");
+        assert_eq!(retry.body["attempts_left"], 4);
+    }
+
+    // The approving check, retried with its key, answers the approval again: exactly once per
+    // key, and the verification is approved once.
+    let right = json!({"id": id, "code": code});
+    let approved = check_with_key(&app, right.clone(), "check-2").await;
+    assert_eq!(approved.body["status"], "approved", "{}", approved.body);
+    assert_eq!(approved.body["valid"], true);
+    let replayed = check_with_key(&app, right.clone(), "check-2").await;
+    assert_eq!(replayed.status, 200, "{}", replayed.body);
+    assert_eq!(replayed.headers["idempotent-replayed"], "true");
+    assert_eq!(replayed.body["status"], "approved");
+    assert_eq!(replayed.body["valid"], true);
+    assert_eq!(replayed.str("id"), id);
+    // Without the key, or with a new one, the code is spent.
+    app.check_id(&id, &code)
+        .await
+        .assert_problem(409, "verification-already-approved");
+    check_with_key(&app, right, "check-3")
+        .await
+        .assert_problem(409, "verification-already-approved");
+
+    // A key is one check: used again for another verification of the number, it is refused.
+    let other = app.send(to).await;
+    assert_eq!(other.status, 201, "{}", other.body);
+    let reused = check_with_key(
+        &app,
+        json!({"id": other.str("id"), "code": code}),
+        "check-2",
+    )
+    .await;
+    reused.assert_problem(422, "refused");
+    let fresh = app
+        .get(&format!("/v1/verifications/{}", other.str("id")))
+        .await;
+    assert_eq!(
+        fresh.body["attempts_left"], 5,
+        "the refused check counted nothing"
+    );
+    app.stop().await;
+}
+
+async fn a_keyed_check_by_number_replays_its_approval_after_the_number_is_released(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let to = "+4915112345694";
+    let id = app.send(to).await.str("id").to_owned();
+    let code = app.code_sent_to(to, 1).await;
+    let body = json!({"to": to, "code": code});
+    let approved = check_with_key(&app, body.clone(), "by-number").await;
+    assert_eq!(approved.body["status"], "approved", "{}", approved.body);
+    let retry = check_with_key(&app, body, "by-number").await;
+    assert_eq!(retry.status, 200, "{}", retry.body);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    assert_eq!(retry.body["valid"], true);
+    assert_eq!(retry.str("id"), id);
+    // Without the key, the number has no pending verification any more.
+    app.check_to(to, &code)
+        .await
+        .assert_problem(404, "not-found");
+    app.stop().await;
+}
+
+/// §13: the account's length is a floor; a request may ask for more digits, never fewer, and
+/// accounts get fewer than 6 only where the operator lowered the floor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_may_ask_for_more_digits_than_its_account_never_fewer() {
+    let app = spawn_app(Backend::Memory).await;
+    let longer = app
+        .post(
+            "/v1/verifications",
+            json!({"to": "+4915112345695", "code_length": 8}),
+        )
+        .await;
+    assert_eq!(longer.status, 201, "{}", longer.body);
+    assert_eq!(longer.body["code_length"], 8);
+    assert_eq!(app.code_sent_to("+4915112345695", 1).await.len(), 8);
+    for fewer in [4, 5] {
+        let refused = app
+            .post(
+                "/v1/verifications",
+                json!({"to": "+4915112345696", "code_length": fewer}),
+            )
+            .await;
+        refused.assert_problem(400, "invalid-request");
+        assert!(
+            refused.str("detail").contains("at least 6"),
+            "{}",
+            refused.body
+        );
+    }
+    // Accounts: 6 digits at least by default.
+    for (length, status) in [(4, 400), (5, 400), (6, 201), (8, 201)] {
+        let created = app
+            .request(
+                reqwest::Method::POST,
+                "/v1/accounts",
+                Some(crate::helpers::ROOT_KEY),
+                Some(json!({"name": "Short", "code_length": length})),
+            )
+            .await;
+        assert_eq!(
+            created.status, status,
+            "code_length {length}: {}",
+            created.body
+        );
+    }
+    assert_eq!(
+        app.messages().await.len(),
+        1,
+        "nothing sent for a refused send"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_may_lower_the_code_length_floor_to_four() {
+    let app = crate::helpers::spawn_app_with(Backend::Memory, |settings| {
+        settings.verification.min_code_length = 4;
+    })
+    .await;
+    let created = app
+        .request(
+            reqwest::Method::POST,
+            "/v1/accounts",
+            Some(crate::helpers::ROOT_KEY),
+            Some(json!({"name": "Legacy", "code_length": 4})),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let key = app.mint_key(created.str("id"), "service").await;
+    let sent = app
+        .request(
+            reqwest::Method::POST,
+            "/v1/verifications",
+            Some(&key),
+            Some(json!({"to": "+4915112345697"})),
+        )
+        .await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    assert_eq!(app.code_sent_to("+4915112345697", 1).await.len(), 4);
+    // The default account of the test app still has 6 digits, and holds them.
+    app.post(
+        "/v1/verifications",
+        json!({"to": "+4915112345698", "code_length": 4}),
+    )
+    .await
+    .assert_problem(400, "invalid-request");
     app.stop().await;
 }

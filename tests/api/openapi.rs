@@ -62,6 +62,22 @@ async fn openapi_json_documents_every_method_of_every_route_but_the_twilio_facad
         "bearer"
     );
     assert!(document["components"]["schemas"]["Problem"].is_object());
+    // A check documents its 409 for final verifications and its Idempotency-Key.
+    let check = &document["paths"]["/v1/verifications/check"]["post"];
+    let conflict = check["responses"]["409"]["description"].as_str().unwrap();
+    assert!(
+        conflict.contains("verification-already-approved"),
+        "{conflict}"
+    );
+    assert!(check["responses"]["503"]["description"]
+        .as_str()
+        .unwrap()
+        .contains("outcome-unknown"));
+    assert!(check["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|parameter| parameter["name"] == "Idempotency-Key"));
     app.stop().await;
 }
 

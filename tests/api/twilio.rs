@@ -441,3 +441,57 @@ async fn facade_requests_are_counted_under_their_own_route_names() {
     );
     app.stop().await;
 }
+
+/// Twilio's CodeLength asks for more digits than the service's, never fewer; and a service
+/// gets fewer than 6 only where the operator lowered the floor.
+#[tokio::test]
+async fn code_length_may_exceed_the_service_length_but_never_fall_below_it() {
+    let app = spawn_app(Backend::Memory).await;
+    let path = format!("/v2/Services/{}/Verifications", service_of(&app));
+    let creds = (app.account_id.as_str(), app.key.as_str());
+    for fewer in ["4", "5"] {
+        let refused = twilio(
+            &app,
+            reqwest::Method::POST,
+            &path,
+            creds,
+            &[
+                ("To", "+4915112345675"),
+                ("Channel", "sms"),
+                ("CodeLength", fewer),
+            ],
+        )
+        .await;
+        assert_twilio_error(&refused, 400, 60200);
+        assert!(
+            refused.str("message").contains("`CodeLength`"),
+            "{}",
+            refused.body
+        );
+    }
+    assert!(app.messages().await.is_empty(), "nothing was sent");
+    let longer = twilio(
+        &app,
+        reqwest::Method::POST,
+        &path,
+        creds,
+        &[
+            ("To", "+4915112345675"),
+            ("Channel", "sms"),
+            ("CodeLength", "8"),
+        ],
+    )
+    .await;
+    assert_eq!(longer.status, 201, "{}", longer.body);
+    assert_eq!(app.code_sent_to("+4915112345675", 1).await.len(), 8);
+    let short_service = twilio(
+        &app,
+        reqwest::Method::POST,
+        "/v2/Services",
+        ("root", ROOT_KEY),
+        &[("FriendlyName", "Legacy"), ("CodeLength", "4")],
+    )
+    .await;
+    assert_twilio_error(&short_service, 400, 60200);
+    app.stop().await;
+}

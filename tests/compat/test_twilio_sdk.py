@@ -121,6 +121,16 @@ def test_unsupported_channel_raises_60200():
     expect_error(lambda: verify.verifications.create(to="12345", channel="sms"), 400, 60200)
 
 
+def test_a_service_code_length_below_the_operator_floor_raises_60200():
+    # The gateway under test keeps the default floor (verification.min_code_length = 6).
+    operator = client("root", ROOT_KEY).verify.v2.services
+    for length in (4, 5):
+        error = expect_error(
+            lambda: operator.create(friendly_name="Short codes", code_length=length), 400, 60200
+        )
+        assert "CodeLength" in error.msg, error.msg
+
+
 def test_cancel_and_unknown_sids():
     service, login = new_service()
     verify = login.verify.v2.services(service.sid)
