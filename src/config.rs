@@ -47,6 +47,8 @@ pub struct Settings {
     pub mail: crate::mail::MailSettings,
     /// Authenticator apps, security keys, recovery codes (`[factors]`).
     pub factors: crate::factors::FactorSettings,
+    /// Per-account bounds and the embedded store's per-account shares (`[tenants]`).
+    pub tenants: crate::account::limits::TenantSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -127,14 +129,19 @@ pub struct DispatchSettings {
     pub http_timeout: Duration,
     pub queue_capacity: usize,
     pub concurrency: usize,
-    /// Rounds over a route's provider list before a message is given up.
-    pub max_attempts: u32,
+    /// First back-off after a round no provider took, doubled per round up to `retry_max`.
     pub retry_base: Duration,
+    pub retry_max: Duration,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
     pub reclaim_idle: Duration,
     pub max_deliveries: u64,
     pub poll_interval: Duration,
+    /// Redis mode: outbox reads failing for longer than this make `/readyz` answer 503.
+    pub outbox_unready_after: Duration,
+    /// The most of a provider's answer (or of a receipt) that is read; a longer one fails the
+    /// request (retryable for answers, 413 for receipts).
+    pub provider_body_limit: usize,
     /// Whether this instance runs delivery workers. Off (Redis only) makes an API-only instance
     /// that queues messages for the instances that deliver them.
     pub workers: bool,
@@ -463,19 +470,28 @@ impl Reader {
             "dispatch.workers",
             "can be false only with Redis (the embedded queue has no other reader)",
         );
+        // Gone: a message is retried for as long as its code lives. Refused rather than
+        // ignored, so that nobody believes a bound they set still holds.
+        self.check(
+            self.config.get::<config::Value>("dispatch.max_attempts").is_err(),
+            "dispatch.max_attempts",
+            "is gone: a message is retried for as long as its code lives (retry_base_ms, retry_max_ms shape the waits); remove the key",
+        );
         let dispatch = DispatchSettings {
             provider,
             http_url,
             http_timeout: self.millis("dispatch.http_timeout_ms"),
             queue_capacity: self.positive("dispatch.queue_capacity") as usize,
             concurrency: self.positive("dispatch.concurrency") as usize,
-            max_attempts: self.positive("dispatch.max_attempts"),
             retry_base: self.millis("dispatch.retry_base_ms"),
+            retry_max: self.millis("dispatch.retry_max_ms"),
             breaker_failures: self.positive("dispatch.breaker_failures"),
             breaker_open: self.millis("dispatch.breaker_open_ms"),
             reclaim_idle: self.millis("dispatch.reclaim_idle_ms"),
             max_deliveries: u64::from(self.positive("dispatch.max_deliveries")),
             poll_interval: self.millis("dispatch.poll_interval_ms"),
+            outbox_unready_after: self.millis("dispatch.outbox_unready_after_ms"),
+            provider_body_limit: self.positive("dispatch.provider_body_limit_bytes") as usize,
             workers,
             web_otp_domain: self.get("dispatch.web_otp_domain"),
             public_url: self.get("dispatch.public_url"),
@@ -490,6 +506,7 @@ impl Reader {
         let pin = self.pin(!store.redis_urls.is_empty());
         let mail = self.mail();
         let factors = self.factors();
+        let tenants = self.tenants();
 
         if !self.errors.is_empty() {
             return Err(ConfigError(self.errors));
@@ -508,6 +525,7 @@ impl Reader {
             pin,
             mail,
             factors,
+            tenants,
         })
     }
 }
@@ -552,19 +570,25 @@ impl Reader {
 
 impl DispatchSettings {
     /// The providers to build: the configured vendors, or the single default one.
+    /// Each carries `provider_body_limit`.
     pub fn effective_providers(&self) -> Vec<ProviderSettings> {
-        if !self.providers.is_empty() {
-            return self.providers.clone();
-        }
-        let mut single = match self.provider {
-            ProviderKind::Log => ProviderSettings::new("log", AdapterKind::Log),
-            ProviderKind::Http => ProviderSettings::new("http", AdapterKind::Http),
+        let mut providers = if self.providers.is_empty() {
+            let mut single = match self.provider {
+                ProviderKind::Log => ProviderSettings::new("log", AdapterKind::Log),
+                ProviderKind::Http => ProviderSettings::new("http", AdapterKind::Http),
+            };
+            if self.provider == ProviderKind::Http {
+                single.url = Some(self.http_url.clone());
+                single.timeout_ms = self.http_timeout.as_millis() as u64;
+            }
+            vec![single]
+        } else {
+            self.providers.clone()
         };
-        if self.provider == ProviderKind::Http {
-            single.url = Some(self.http_url.clone());
-            single.timeout_ms = self.http_timeout.as_millis() as u64;
+        for provider in &mut providers {
+            provider.body_limit = self.provider_body_limit;
         }
-        vec![single]
+        providers
     }
 }
 
@@ -624,6 +648,79 @@ impl Reader {
 }
 
 impl Reader {
+    /// `[tenants]`: the defaults, then `[tenants.accounts.<account id>]` overrides, each field
+    /// an override of the default (unknown ids, fields or zeros are reported).
+    fn tenants(&mut self) -> crate::account::limits::TenantSettings {
+        use crate::account::limits::{AccountLimits, TenantSettings};
+        use crate::account::AccountId;
+        let defaults = AccountLimits {
+            users: self.positive_u64("tenants.max_users"),
+            phone_numbers: self.positive_u64("tenants.max_phone_numbers"),
+            factors_per_user: self.positive_u64("tenants.max_factors_per_user"),
+            pending_ceremonies: self.positive_u64("tenants.max_pending_ceremonies"),
+            trusted_devices: self.positive_u64("tenants.max_trusted_devices"),
+        };
+        let percent: u32 = self.get("tenants.memory_account_share_percent");
+        self.check(
+            (1..=100).contains(&percent),
+            "tenants.memory_account_share_percent",
+            "must be between 1 and 100",
+        );
+        let memory_max_users = self.positive("tenants.memory_max_users") as usize;
+        let memory_max_devices = self.positive("tenants.memory_max_devices") as usize;
+        let overrides: HashMap<String, HashMap<String, u64>> = self.get("tenants.accounts");
+        let mut accounts = HashMap::new();
+        for (id, fields) in overrides {
+            let key = format!("tenants.accounts.{id}");
+            // The loader may lower-case keys; account ids are `AC` and lowercase hex.
+            let Some(account) = id
+                .get(2..)
+                .and_then(|hex| AccountId::parse(&format!("AC{}", hex.to_lowercase())))
+                .filter(|_| id.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("ac")))
+            else {
+                self.errors
+                    .push(format!("{key}: not an account id (AC and 32 hex digits)"));
+                continue;
+            };
+            let mut limits = defaults;
+            for (field, value) in fields {
+                let slot = match field.as_str() {
+                    "max_users" => &mut limits.users,
+                    "max_phone_numbers" => &mut limits.phone_numbers,
+                    "max_factors_per_user" => &mut limits.factors_per_user,
+                    "max_pending_ceremonies" => &mut limits.pending_ceremonies,
+                    "max_trusted_devices" => &mut limits.trusted_devices,
+                    other => {
+                        self.errors.push(format!(
+                            "{key}.{other}: unknown (max_users, max_phone_numbers, max_factors_per_user, max_pending_ceremonies, max_trusted_devices)"
+                        ));
+                        continue;
+                    }
+                };
+                self.check(
+                    value > 0,
+                    &format!("{key}.{field}"),
+                    "must be greater than 0",
+                );
+                *slot = value;
+            }
+            accounts.insert(account, limits);
+        }
+        TenantSettings {
+            defaults,
+            accounts,
+            memory_account_share_percent: percent.clamp(1, 100) as u8,
+            memory_max_users,
+            memory_max_devices,
+        }
+    }
+
+    fn positive_u64(&mut self, key: &str) -> u64 {
+        let value: u64 = self.get(key);
+        self.check(value > 0, key, "must be greater than 0");
+        value
+    }
+
     /// `[pin]`: the pepper is required with Redis, like the code key, so that every instance
     /// verifies the same hashes; it is never stored with them.
     fn pin(&mut self, with_redis: bool) -> crate::pin::PinConfig {
@@ -994,6 +1091,28 @@ mod tests {
         )
         .unwrap_or_else(|error| panic!("{error}"));
         assert!(!settings.dispatch.workers);
+    }
+
+    #[test]
+    fn the_retry_bound_max_attempts_is_refused_and_the_dispatch_defaults_are_documented() {
+        let error =
+            Settings::load_from(None, env(&[("OTPGATE_DISPATCH__MAX_ATTEMPTS", "3")])).unwrap_err();
+        assert!(
+            error.to_string().contains("dispatch.max_attempts: is gone"),
+            "{error}"
+        );
+        let settings = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(settings.dispatch.retry_max, Duration::from_secs(30));
+        assert_eq!(
+            settings.dispatch.outbox_unready_after,
+            Duration::from_secs(10)
+        );
+        assert_eq!(settings.dispatch.provider_body_limit, 64 * 1024);
+        assert!(settings
+            .dispatch
+            .effective_providers()
+            .iter()
+            .all(|provider| provider.body_limit == 64 * 1024));
     }
 
     #[test]

@@ -131,8 +131,8 @@ fn build_router(
             open_for: dispatch.breaker_open,
         },
         RetrySettings {
-            max_rounds: dispatch.max_attempts,
             base_backoff: dispatch.retry_base,
+            max_backoff: dispatch.retry_max,
         },
         clock,
         metrics,
@@ -170,7 +170,10 @@ impl App {
         let mut redis: Option<Arc<RedisStore>> = None;
         let (store, memory): (Arc<dyn Store>, Option<Arc<MemoryStore>>) =
             if settings.store.redis_urls.is_empty() {
-                let memory = Arc::new(MemoryStore::new(settings.store.memory_max_verifications));
+                let memory = Arc::new(
+                    MemoryStore::new(settings.store.memory_max_verifications)
+                        .with_account_share(settings.tenants.memory_account_share_percent),
+                );
                 (memory.clone(), Some(memory))
             } else {
                 let connected = Arc::new(
@@ -199,6 +202,7 @@ impl App {
             max_deliveries: settings.dispatch.max_deliveries,
             poll_interval: settings.dispatch.poll_interval,
             run_workers: settings.dispatch.workers,
+            unready_after: settings.dispatch.outbox_unready_after,
         };
         let dispatcher = match &redis {
             Some(redis) => Dispatcher::spawn_durable(

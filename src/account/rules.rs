@@ -24,6 +24,10 @@ pub mod rule {
     pub const ONLY_THE_OWNER_WEAKENS_THE_POLICY: &str = "only-the-owner-weakens-the-policy";
     pub const ONLY_THE_OWNER_ASSIGNS_THE_OWNER_ROLE: &str = "only-the-owner-assigns-the-owner-role";
     pub const ONLY_OWNERS_AND_ADMINS_CHANGE_ROLES: &str = "only-owners-and-admins-change-roles";
+    pub const ONLY_THE_OWNER_DEMOTES_AN_ADMIN: &str = "only-the-owner-demotes-an-admin";
+    pub const PARTNERS_NEVER_GRANT_ADMIN_RIGHTS: &str = "partners-never-grant-admin-rights";
+    pub const PROTECTED_USERS_MANAGE_THEIR_OWN_AUTHENTICATORS: &str =
+        "protected-users-manage-their-own-authenticators";
     pub const SMS_NEEDS_EVERY_USER_TO_HAVE_A_PHONE: &str = "sms-needs-every-user-to-have-a-phone";
     pub const A_PHONE_IS_REQUIRED_WHILE_SMS_IS_ACTIVE: &str =
         "a-phone-is-required-while-sms-is-active";
@@ -303,6 +307,9 @@ pub fn new_user(
             "a member may not add users",
         ));
     }
+    if role > UserRole::Member && matches!(actor.kind, ActorKind::Partner | ActorKind::Service) {
+        return Err(partners_never_grant_admin_rights());
+    }
     if role == UserRole::Owner && actor.kind != ActorKind::Owner {
         return Err(Refusal::new(
             rule::ONLY_THE_OWNER_ASSIGNS_THE_OWNER_ROLE,
@@ -337,6 +344,10 @@ pub fn phone_change(
             rule::MEMBERS_CHANGE_ONLY_THEMSELVES,
             "a member may change only their own phone number",
         )),
+        _ if !may_rebind_authenticators(actor, target) => Err(Refusal::new(
+            rule::PROTECTED_USERS_MANAGE_THEIR_OWN_AUTHENTICATORS,
+            "only the user themself or the account owner may change the phone number of an owner or an admin",
+        )),
         _ if phone.is_none() && policy.sms_active() => Err(Refusal::new(
             rule::A_PHONE_IS_REQUIRED_WHILE_SMS_IS_ACTIVE,
             "SMS is an active 2FA channel of this account: a user cannot be left without a phone number",
@@ -354,12 +365,39 @@ pub fn role_change(actor: &Actor, target: &User, role: UserRole) -> Result<(), R
                 "only the account owner may give or take the owner role",
             ))
         }
+        // Demoting another admin would strip the protection of the rule below, one step
+        // before changing their phone: an admin steps down only themself.
+        ActorKind::Admin if target.role == UserRole::Admin && !actor.is(&target.id) => {
+            Err(Refusal::new(
+                rule::ONLY_THE_OWNER_DEMOTES_AN_ADMIN,
+                "only the account owner may take the admin role from another admin",
+            ))
+        }
         ActorKind::Admin => Ok(()),
+        ActorKind::Partner | ActorKind::Service if role > UserRole::Member => {
+            Err(partners_never_grant_admin_rights())
+        }
         _ => Err(Refusal::new(
             rule::ONLY_OWNERS_AND_ADMINS_CHANGE_ROLES,
             "only the account owner and admins change roles",
         )),
     }
+}
+
+fn partners_never_grant_admin_rights() -> Refusal {
+    Refusal::new(
+        rule::PARTNERS_NEVER_GRANT_ADMIN_RIGHTS,
+        "a partner acts for the client and may add members only; it never gives the admin or owner role",
+    )
+}
+
+/// Whether `actor` may bind or unbind an authenticator (phone, factor) of `target`. Binding an
+/// authenticator is the subscriber's act (NIST SP 800-63B 6.1): for an owner or an admin only
+/// they themself or the account's owner may do it, so that an admin cannot redirect the
+/// owner's or another admin's login codes to a phone or app they hold. Admins still manage
+/// members' authenticators.
+fn may_rebind_authenticators(actor: &Actor, target: &User) -> bool {
+    actor.kind == ActorKind::Owner || target.role == UserRole::Member || actor.is(&target.id)
 }
 
 pub fn factor_removal(actor: &Actor, target: &User) -> Result<(), Refusal> {
@@ -371,6 +409,10 @@ pub fn factor_removal(actor: &Actor, target: &User) -> Result<(), Refusal> {
         ActorKind::Member if !actor.is(&target.id) => Err(Refusal::new(
             rule::MEMBERS_CHANGE_ONLY_THEMSELVES,
             "a member may remove only their own factors",
+        )),
+        _ if !may_rebind_authenticators(actor, target) => Err(Refusal::new(
+            rule::PROTECTED_USERS_MANAGE_THEIR_OWN_AUTHENTICATORS,
+            "only the user themself or the account owner may remove a factor of an owner or an admin",
         )),
         _ => Ok(()),
     }
@@ -422,5 +464,116 @@ mod tests {
         let refused =
             two_factor_change(&admin, &id("a"), &before, TwoFactorRequest::Off, false).unwrap_err();
         assert_eq!(refused.rule, rule::SET_BY_SOMEONE_ELSE);
+    }
+
+    fn person(name: &str, role: UserRole) -> User {
+        User {
+            id: id(name),
+            role,
+            phone: None,
+            two_factor: None,
+            factors: vec![],
+            device_epoch: 0,
+            version: 1,
+            created_ms: 0,
+            updated_ms: 0,
+        }
+    }
+
+    /// Both rebinding calls (phone change, factor removal) give the same answer.
+    fn rebinding(actor: &Actor, target: &User) -> Result<(), &'static str> {
+        let phone = PhoneNumber::parse("+4915112340999").unwrap();
+        let policy = Policy::default_for_new_accounts();
+        let by_phone = phone_change(actor, target, Some(&phone), &policy).map_err(|r| r.rule);
+        let by_factor = factor_removal(actor, target).map_err(|r| r.rule);
+        assert_eq!(by_phone, by_factor, "phone and factor agree for {actor:?}");
+        by_phone
+    }
+
+    #[test]
+    fn only_the_user_or_the_owner_rebinds_an_owners_or_an_admins_authenticators() {
+        let owner = person("olga", UserRole::Owner);
+        let admin = person("adam", UserRole::Admin);
+        let other_admin = person("ada", UserRole::Admin);
+        let member = person("mel", UserRole::Member);
+        let as_admin = actor(Role::Admin, Some(("adam", UserRole::Admin)));
+        let admin_key = actor(Role::Admin, None);
+        let as_owner = actor(Role::Owner, None);
+        let refused = Err(rule::PROTECTED_USERS_MANAGE_THEIR_OWN_AUTHENTICATORS);
+        assert_eq!(rebinding(&as_admin, &owner), refused, "admin on the owner");
+        assert_eq!(
+            rebinding(&as_admin, &other_admin),
+            refused,
+            "admin on an admin"
+        );
+        assert_eq!(
+            rebinding(&admin_key, &admin),
+            refused,
+            "an admin key on an admin"
+        );
+        assert_eq!(rebinding(&as_admin, &member), Ok(()), "admin on a member");
+        assert_eq!(
+            rebinding(&admin_key, &member),
+            Ok(()),
+            "admin key on a member"
+        );
+        assert_eq!(rebinding(&as_admin, &admin), Ok(()), "an admin on themself");
+        assert_eq!(
+            rebinding(&as_owner, &admin),
+            Ok(()),
+            "the owner on an admin"
+        );
+        assert_eq!(
+            rebinding(&as_owner, &owner),
+            Ok(()),
+            "the owner on an owner"
+        );
+        let owner_for_admin = actor(Role::Owner, Some(("ada", UserRole::Admin)));
+        assert_eq!(
+            rebinding(&owner_for_admin, &owner),
+            refused,
+            "an owner key acting for an admin acts as that admin"
+        );
+    }
+
+    #[test]
+    fn an_admin_demotes_only_themself_and_a_partner_grants_no_admin_role() {
+        let admin = person("adam", UserRole::Admin);
+        let other_admin = person("ada", UserRole::Admin);
+        let member = person("mel", UserRole::Member);
+        let as_admin = actor(Role::Admin, Some(("adam", UserRole::Admin)));
+        assert_eq!(
+            role_change(&as_admin, &other_admin, UserRole::Member).map_err(|r| r.rule),
+            Err(rule::ONLY_THE_OWNER_DEMOTES_AN_ADMIN)
+        );
+        assert_eq!(role_change(&as_admin, &admin, UserRole::Member), Ok(()));
+        assert_eq!(role_change(&as_admin, &member, UserRole::Admin), Ok(()));
+        assert_eq!(
+            role_change(&actor(Role::Owner, None), &other_admin, UserRole::Member),
+            Ok(())
+        );
+        let partner = actor(Role::Partner, None);
+        for role in [UserRole::Admin, UserRole::Owner] {
+            assert_eq!(
+                role_change(&partner, &member, role).map_err(|r| r.rule),
+                Err(rule::PARTNERS_NEVER_GRANT_ADMIN_RIGHTS)
+            );
+            let policy = Policy::default_for_new_accounts();
+            let phone = PhoneNumber::parse("+4915112340998").unwrap();
+            assert_eq!(
+                new_user(&partner, &id("new"), role, Some(&phone), None, &policy)
+                    .map_err(|r| r.rule),
+                Err(rule::PARTNERS_NEVER_GRANT_ADMIN_RIGHTS)
+            );
+            assert!(new_user(
+                &partner,
+                &id("new"),
+                UserRole::Member,
+                Some(&phone),
+                None,
+                &policy
+            )
+            .is_ok());
+        }
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use ring::rand::SystemRandom;
 use serde_json::json;
 
+use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::login::{decide, Decision};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal, TwoFactorRequest};
@@ -44,6 +45,8 @@ pub enum AccountError {
     Invalid(String),
     #[error("the random generator failed")]
     Random,
+    #[error(transparent)]
+    Limit(#[from] LimitReached),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -104,6 +107,7 @@ pub struct AccountService {
     device_key: DeviceKey,
     rng: SystemRandom,
     settings: DirectorySettings,
+    tenants: TenantSettings,
 }
 
 impl AccountService {
@@ -128,7 +132,18 @@ impl AccountService {
             device_key: DeviceKey::new(device_key),
             rng: SystemRandom::new(),
             settings,
+            tenants: TenantSettings::default(),
         }
+    }
+
+    /// The per-account bounds (`[tenants]`); the documented defaults until this is called.
+    pub fn with_tenants(mut self, tenants: TenantSettings) -> Self {
+        self.tenants = tenants;
+        self
+    }
+
+    pub fn tenants(&self) -> &TenantSettings {
+        &self.tenants
     }
 
     pub fn cache(&self) -> &HotCache {
@@ -286,6 +301,7 @@ impl AccountService {
                 policy_version: policy.version,
                 revoke_devices: false,
                 audit,
+                max_users: self.tenants.limits(account).users,
             };
             match self.directory.write_user(account, &write).await? {
                 UserWriteOutcome::Written {
@@ -301,6 +317,13 @@ impl AccountService {
                     return Err(AccountError::Conflict(format!(
                         "user '{id}' already exists"
                     )))
+                }
+                UserWriteOutcome::TooManyUsers { max } => {
+                    return Err(LimitReached {
+                        limit: Limit::Users,
+                        max,
+                    }
+                    .into())
                 }
                 UserWriteOutcome::Stale => continue,
                 UserWriteOutcome::NotFound => return Err(too_busy()),
@@ -404,6 +427,7 @@ impl AccountService {
                     factor.id
                 )));
             }
+            self.factor_room(account, &user)?;
             let now = self.clock.now_ms();
             user.factors.push(factor.clone());
             user.updated_ms = now;
@@ -422,6 +446,20 @@ impl AccountService {
             }
         }
         Err(too_busy())
+    }
+
+    /// Whether `user` may enrol one more factor (`tenants.max_factors_per_user`). The write
+    /// that adds it carries the user's version, so two concurrent enrolments cannot both pass.
+    pub fn factor_room(&self, account: &AccountId, user: &User) -> Result<(), AccountError> {
+        let max = self.tenants.limits(account).factors_per_user;
+        if user.factors.len() as u64 >= max {
+            return Err(LimitReached {
+                limit: Limit::FactorsPerUser,
+                max,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// Removes an enrolled factor; the user's trusted devices go with it.
@@ -474,6 +512,7 @@ impl AccountService {
             policy_version,
             revoke_devices,
             audit,
+            max_users: self.tenants.limits(account).users,
         };
         let outcome = self.directory.write_user(account, &write).await?;
         self.cache
@@ -492,7 +531,7 @@ impl AccountService {
             UserWriteOutcome::NotFound => {
                 Err(AccountError::NotFound("no such user in this account"))
             }
-            UserWriteOutcome::Exists => Err(too_busy()),
+            UserWriteOutcome::Exists | UserWriteOutcome::TooManyUsers { .. } => Err(too_busy()),
         }
     }
 
@@ -607,6 +646,7 @@ impl AccountService {
             // Spent for as long as it could be presented, with a margin for clock skew.
             proof_ttl_ms: proof_expires_ms.saturating_sub(now) + 60_000,
             max_devices: self.settings.max_devices_per_user,
+            max_account_devices: self.tenants.limits(account).trusted_devices,
             audit: AuditEntry::new(
                 now,
                 actor.into(),
@@ -627,6 +667,11 @@ impl AccountService {
                 expires_ms,
             }),
             TrustOutcome::NoSuchUser => Err(AccountError::NotFound("no such user in this account")),
+            TrustOutcome::TooManyDevices { max } => Err(LimitReached {
+                limit: Limit::TrustedDevices,
+                max,
+            }
+            .into()),
             TrustOutcome::ProofUsed => Err(Refusal::new(
                 rule::A_PROOF_TRUSTS_ONE_DEVICE,
                 "this proof already trusted a device; pass a new challenge",
@@ -918,7 +963,9 @@ pub(crate) fn assemble(
     let cache = Arc::new(HotCache::new(config.cache_ttl, config.cache_max_entries));
     let hot_metrics = Arc::new(HotPathMetrics::new(metrics));
     let directory: Arc<dyn Directory> = match redis {
-        None => Arc::new(MemoryDirectory::new(config.audit_max_entries)),
+        None => {
+            Arc::new(MemoryDirectory::new(config.audit_max_entries).with_bounds(&settings.tenants))
+        }
         Some(redis) => {
             let link = LinkSettings {
                 urls: settings.store.redis_urls.clone(),
@@ -946,5 +993,6 @@ pub(crate) fn assemble(
         clock,
         &device_key,
         config.clone(),
-    ))
+    )
+    .with_tenants(settings.tenants.clone()))
 }

@@ -1,10 +1,11 @@
 //! The embedded directory: one mutex per account, every method one critical section.
 //!
 //! Single instance, so nothing is published: the service invalidates its own cache. Bounded per
-//! user (devices) and per account (audit entries, spent proofs); users are kept as long as the
-//! process runs, like accounts in the memory store.
+//! user (devices), per account (users, audit entries, spent proofs) and in total (users); users
+//! are kept as long as the process runs, like accounts in the memory store.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -26,6 +27,16 @@ const PROOF_SWEEP_AT: usize = 1024;
 pub struct MemoryDirectory {
     accounts: DashMap<AccountId, Arc<Mutex<AccountState>>>,
     audit_cap: usize,
+    /// Users of every account together, against `max_users`.
+    users: AtomicUsize,
+    max_users: usize,
+    /// One account's share of `max_users` (issue 13 §8).
+    account_share: usize,
+    /// Trusted devices of every account together, against `max_devices`; each method that
+    /// changes an account's devices settles the difference under the account's lock.
+    devices: AtomicUsize,
+    max_devices: usize,
+    device_share: usize,
 }
 
 #[derive(Default)]
@@ -57,6 +68,16 @@ impl AccountState {
         }
     }
 
+    /// Forgets every expired device of the account: they trust nothing any more, so they
+    /// count as free against the account's bound.
+    fn drop_expired_devices(&mut self, now: u64) {
+        self.devices.retain(|_, record| record.expires_ms > now);
+        for devices in self.user_devices.values_mut() {
+            devices.retain(|_, (_, expires)| *expires > now);
+        }
+        self.user_devices.retain(|_, devices| !devices.is_empty());
+    }
+
     fn drop_devices_of(&mut self, user: &UserId) -> u64 {
         let Some(devices) = self.user_devices.remove(user) else {
             return 0;
@@ -73,6 +94,31 @@ impl MemoryDirectory {
         Self {
             accounts: DashMap::new(),
             audit_cap: audit_cap.max(1),
+            users: AtomicUsize::new(0),
+            max_users: usize::MAX,
+            account_share: usize::MAX,
+            devices: AtomicUsize::new(0),
+            max_devices: usize::MAX,
+            device_share: usize::MAX,
+        }
+    }
+
+    /// Bounds the users and the trusted devices of all accounts together, and of one account
+    /// at its share of each (besides the account's own bounds, which the service passes).
+    pub fn with_bounds(mut self, tenants: &crate::account::limits::TenantSettings) -> Self {
+        self.max_users = tenants.memory_max_users.max(1);
+        self.account_share = tenants.share_of(tenants.memory_max_users);
+        self.max_devices = tenants.memory_max_devices.max(1);
+        self.device_share = tenants.share_of(tenants.memory_max_devices);
+        self
+    }
+
+    /// Brings the devices' total in step with one account's change from `before` to `after`.
+    fn settle(&self, before: usize, after: usize) {
+        if after > before {
+            self.devices.fetch_add(after - before, Ordering::Relaxed);
+        } else {
+            self.devices.fetch_sub(before - after, Ordering::Relaxed);
         }
     }
 
@@ -160,11 +206,24 @@ impl Directory for MemoryDirectory {
                 return Ok(UserWriteOutcome::Stale)
             }
             (Some(current), false) => (current.version + 1, current.device_epoch),
-            (None, true) => (1, 0),
+            (None, true) => {
+                let max = write.max_users.min(self.account_share as u64);
+                if state.users.len() as u64 >= max {
+                    return Ok(UserWriteOutcome::TooManyUsers { max });
+                }
+                // Users are never removed, so the total only grows: reserve under this lock.
+                if self.users.fetch_add(1, Ordering::Relaxed) >= self.max_users {
+                    self.users.fetch_sub(1, Ordering::Relaxed);
+                    return Err(StoreError::Full(self.max_users));
+                }
+                (1, 0)
+            }
         };
         if write.revoke_devices {
             epoch += 1;
+            let before = state.devices.len();
             state.drop_devices_of(id);
+            self.settle(before, state.devices.len());
         }
         let mut user = write.user.clone();
         user.version = version;
@@ -202,6 +261,20 @@ impl Directory for MemoryDirectory {
         {
             return Ok(TrustOutcome::ProofUsed);
         }
+        let before = state.devices.len();
+        let max = new.max_account_devices.min(self.device_share as u64);
+        let full = || self.devices.load(Ordering::Relaxed) >= self.max_devices;
+        if before as u64 >= max || full() {
+            state.drop_expired_devices(now);
+            self.settle(before, state.devices.len());
+            if full() {
+                return Err(StoreError::Full(self.max_devices));
+            }
+            if state.devices.len() as u64 >= max {
+                return Ok(TrustOutcome::TooManyDevices { max });
+            }
+        }
+        let before = state.devices.len();
         if state.proofs.len() >= PROOF_SWEEP_AT {
             state.proofs.retain(|_, until| now < *until);
         }
@@ -236,6 +309,7 @@ impl Directory for MemoryDirectory {
             state.devices.remove(&digest);
         }
         state.devices.insert(new.digest, record);
+        self.settle(before, state.devices.len());
         state.audit(&new.audit, self.audit_cap);
         Ok(TrustOutcome::Trusted { epoch })
     }
@@ -266,7 +340,9 @@ impl Directory for MemoryDirectory {
         else {
             return Ok(None);
         };
-        state.devices.remove(&digest);
+        if state.devices.remove(&digest).is_some() {
+            self.settle(1, 0);
+        }
         state.audit(audit, self.audit_cap);
         Ok(Some(digest))
     }
@@ -283,7 +359,9 @@ impl Directory for MemoryDirectory {
             return Ok(None);
         };
         found.device_epoch += 1;
+        let before = state.devices.len();
         let count = state.drop_devices_of(user);
+        self.settle(before, state.devices.len());
         state.audit(audit, self.audit_cap);
         Ok(Some(count))
     }

@@ -44,11 +44,20 @@ pub struct UserWrite {
     /// Revoke every trusted device of the user (a phone change, a factor removal).
     pub revoke_devices: bool,
     pub audit: Vec<AuditEntry>,
+    /// A create is refused (`LimitReached`, users) when the account already has this many.
+    pub max_users: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserWriteOutcome {
-    Written { version: u64, device_epoch: u64 },
+    Written {
+        version: u64,
+        device_epoch: u64,
+    },
+    /// A create found the account at its bound of users (`max` of them).
+    TooManyUsers {
+        max: u64,
+    },
     Stale,
     Exists,
     NotFound,
@@ -64,6 +73,9 @@ pub struct NewDevice {
     pub proof_ttl_ms: u64,
     /// Beyond this many devices per user, the one expiring first is dropped.
     pub max_devices: usize,
+    /// The account's bound of trusted devices, all users together: at it, nothing is trusted
+    /// (and the proof is not spent) until devices expire or are revoked.
+    pub max_account_devices: u64,
     pub audit: AuditEntry,
 }
 
@@ -72,6 +84,7 @@ pub enum TrustOutcome {
     Trusted { epoch: u64 },
     NoSuchUser,
     ProofUsed,
+    TooManyDevices { max: u64 },
 }
 
 #[async_trait]

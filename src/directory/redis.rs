@@ -13,6 +13,7 @@
 //! | `d:<digest hex>` | hash | a trusted device: `id`, `u` user, `cr`, `ex`, `ep`; expires with the device |
 //! | `ud:<user>` | hash | a user's devices: device id -> `<digest hex>:<expires>` |
 //! | `pf:<verification id>` | string | a spent proof (trusts one device only) |
+//! | `devs` | sorted set | every trusted device of the account (digest hex) scored by its expiry, against `tenants.max_trusted_devices` |
 //! | `audit` | stream | the audit trail, capped with `MAXLEN` |
 //!
 //! Invalidations go to the channel `P:invalidate`.
@@ -63,10 +64,10 @@ redis.call('PUBLISH', ARGV[9], ARGV[10])
 return {'ok', tostring(v + 1)}
 "#;
 
-/// KEYS: user, policy, users, users without phone, audit, user's devices.
+/// KEYS: user, policy, users, users without phone, audit, user's devices, account's devices.
 /// ARGV: create, expected user version, expected policy version, id, role, phone, override,
 /// set by, factors, created, updated, revoke, cap, channel, message, audit count, base,
-/// audits (7 each) from 18.
+/// max users, audits (7 each) from 19.
 const LUA_WRITE_USER: &str = r#"
 local pv = tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
 if pv ~= tonumber(ARGV[3]) then return {'stale'} end
@@ -74,6 +75,7 @@ local exists = redis.call('EXISTS', KEYS[1]) == 1
 local uv = 0
 if ARGV[1] == '1' then
   if exists then return {'exists'} end
+  if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[18]) then return {'too_many_users'} end
 else
   if not exists then return {'not_found'} end
   uv = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
@@ -84,7 +86,10 @@ if ARGV[12] == '1' then
   ep = ep + 1
   for _, value in ipairs(redis.call('HVALS', KEYS[6])) do
     local digest = digest_of(value)
-    if digest then redis.call('DEL', ARGV[17] .. 'd:' .. digest) end
+    if digest then
+      redis.call('DEL', ARGV[17] .. 'd:' .. digest)
+      redis.call('ZREM', KEYS[7], digest)
+    end
   end
   redis.call('DEL', KEYS[6])
 end
@@ -92,18 +97,21 @@ redis.call('HSET', KEYS[1], 'ro', ARGV[5], 'ph', ARGV[6], 'ov', ARGV[7], 'ob', A
   'fa', ARGV[9], 'cr', ARGV[10], 'up', ARGV[11], 'v', uv + 1, 'ep', ep)
 redis.call('SADD', KEYS[3], ARGV[4])
 if ARGV[6] == '' then redis.call('SADD', KEYS[4], ARGV[4]) else redis.call('SREM', KEYS[4], ARGV[4]) end
-for n = 0, tonumber(ARGV[16]) - 1 do audit(KEYS[5], ARGV[13], 18 + n * 7) end
+for n = 0, tonumber(ARGV[16]) - 1 do audit(KEYS[5], ARGV[13], 19 + n * 7) end
 redis.call('PUBLISH', ARGV[14], ARGV[15])
 return {'ok', tostring(uv + 1), tostring(ep)}
 "#;
 
-/// KEYS: user, device record, user's devices, proof, audit.
+/// KEYS: user, device record, user's devices, proof, audit, account's devices.
 /// ARGV: device id, user id, created (now), expires, digest hex, proof ttl, max devices, base,
-/// cap, channel, audit (7).
+/// cap, channel, audit (7), max devices of the account (18).
 const LUA_TRUST: &str = r#"
 local ep = redis.call('HGET', KEYS[1], 'ep')
 if not ep then return {'no_user'} end
-if not redis.call('SET', KEYS[4], '1', 'NX', 'PX', ARGV[6]) then return {'proof_used'} end
+if redis.call('EXISTS', KEYS[4]) == 1 then return {'proof_used'} end
+redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[18]) then return {'too_many_devices'} end
+redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
 local now, expires = tonumber(ARGV[3]), tonumber(ARGV[4])
 local list = redis.call('HGETALL', KEYS[3])
 local live = {}
@@ -111,7 +119,10 @@ for i = 1, #list, 2 do
   local digest, until_ms = string.match(list[i + 1], '^([^:]+):(%d+)$')
   if (not until_ms) or tonumber(until_ms) <= now then
     redis.call('HDEL', KEYS[3], list[i])
-    if digest then redis.call('DEL', ARGV[8] .. 'd:' .. digest) end
+    if digest then
+      redis.call('DEL', ARGV[8] .. 'd:' .. digest)
+      redis.call('ZREM', KEYS[6], digest)
+    end
   else
     live[#live + 1] = {list[i], digest, tonumber(until_ms)}
   end
@@ -120,36 +131,45 @@ table.sort(live, function(a, b) return a[3] < b[3] end)
 for i = 1, #live - tonumber(ARGV[7]) + 1 do
   redis.call('HDEL', KEYS[3], live[i][1])
   redis.call('DEL', ARGV[8] .. 'd:' .. live[i][2])
+  redis.call('ZREM', KEYS[6], live[i][2])
   redis.call('PUBLISH', ARGV[10], 'd|' .. live[i][2])
 end
 redis.call('HSET', KEYS[2], 'id', ARGV[1], 'u', ARGV[2], 'cr', ARGV[3], 'ex', ARGV[4], 'ep', ep)
 redis.call('PEXPIRE', KEYS[2], expires - now)
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[5] .. ':' .. ARGV[4])
 if redis.call('PTTL', KEYS[3]) < expires - now then redis.call('PEXPIRE', KEYS[3], expires - now) end
+redis.call('ZADD', KEYS[6], ARGV[4], ARGV[5])
+if redis.call('PTTL', KEYS[6]) < expires - now then redis.call('PEXPIRE', KEYS[6], expires - now) end
 audit(KEYS[5], ARGV[9], 11)
 return {'ok', ep}
 "#;
 
-/// KEYS: user's devices, audit. ARGV: device id, base, cap, channel, audit (7).
+/// KEYS: user's devices, audit, account's devices. ARGV: device id, base, cap, channel,
+/// audit (7).
 const LUA_REVOKE_ONE: &str = r#"
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then return {'not_found'} end
 local digest = digest_of(value)
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('DEL', ARGV[2] .. 'd:' .. digest)
+redis.call('ZREM', KEYS[3], digest)
 audit(KEYS[2], ARGV[3], 5)
 redis.call('PUBLISH', ARGV[4], 'd|' .. digest)
 return {'ok', digest}
 "#;
 
-/// KEYS: user, user's devices, audit. ARGV: base, cap, channel, message, audit (7).
+/// KEYS: user, user's devices, audit, account's devices. ARGV: base, cap, channel, message,
+/// audit (7).
 const LUA_REVOKE_ALL: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_user'} end
 redis.call('HINCRBY', KEYS[1], 'ep', 1)
 local list = redis.call('HVALS', KEYS[2])
 for _, value in ipairs(list) do
   local digest = digest_of(value)
-  if digest then redis.call('DEL', ARGV[1] .. 'd:' .. digest) end
+  if digest then
+    redis.call('DEL', ARGV[1] .. 'd:' .. digest)
+    redis.call('ZREM', KEYS[4], digest)
+  end
 end
 redis.call('DEL', KEYS[2])
 audit(KEYS[3], ARGV[2], 5)
@@ -396,6 +416,7 @@ impl Directory for RedisDirectory {
             .key(self.key(account, "nophone"))
             .key(self.key(account, "audit"))
             .key(self.key(account, &format!("ud:{}", user.id)))
+            .key(self.key(account, "devs"))
             .arg(if write.create { "1" } else { "0" })
             .arg(user.version)
             .arg(write.policy_version)
@@ -412,7 +433,8 @@ impl Directory for RedisDirectory {
             .arg(Self::channel(&self.prefix))
             .arg(Invalidation::User(account.clone(), user.id.clone()).encode())
             .arg(write.audit.len())
-            .arg(self.base(account));
+            .arg(self.base(account))
+            .arg(write.max_users);
         for entry in &write.audit {
             audit_args(&mut invocation, entry);
         }
@@ -429,6 +451,9 @@ impl Directory for RedisDirectory {
                 device_epoch: number(2)?,
             }),
             Some("stale") => Ok(UserWriteOutcome::Stale),
+            Some("too_many_users") => Ok(UserWriteOutcome::TooManyUsers {
+                max: write.max_users,
+            }),
             Some("exists") => Ok(UserWriteOutcome::Exists),
             Some("not_found") => Ok(UserWriteOutcome::NotFound),
             _ => Err(corrupt("unknown user write reply")),
@@ -449,6 +474,7 @@ impl Directory for RedisDirectory {
             .key(self.key(account, &format!("ud:{}", record.user)))
             .key(self.key(account, &format!("pf:{}", new.proof)))
             .key(self.key(account, "audit"))
+            .key(self.key(account, "devs"))
             .arg(record.id.as_str())
             .arg(record.user.as_str())
             .arg(record.created_ms)
@@ -460,8 +486,12 @@ impl Directory for RedisDirectory {
             .arg(self.audit_cap)
             .arg(Self::channel(&self.prefix));
         audit_args(&mut invocation, &new.audit);
+        invocation.arg(new.max_account_devices);
         let reply = self.run(&invocation).await?;
         match reply.first().map(String::as_str) {
+            Some("too_many_devices") => Ok(TrustOutcome::TooManyDevices {
+                max: new.max_account_devices,
+            }),
             Some("ok") => Ok(TrustOutcome::Trusted {
                 epoch: reply
                     .get(1)
@@ -517,6 +547,7 @@ impl Directory for RedisDirectory {
         invocation
             .key(self.key(account, &format!("ud:{user}")))
             .key(self.key(account, "audit"))
+            .key(self.key(account, "devs"))
             .arg(device.as_str())
             .arg(self.base(account))
             .arg(self.audit_cap)
@@ -549,6 +580,7 @@ impl Directory for RedisDirectory {
             .key(self.key(account, &format!("u:{user}")))
             .key(self.key(account, &format!("ud:{user}")))
             .key(self.key(account, "audit"))
+            .key(self.key(account, "devs"))
             .arg(self.base(account))
             .arg(self.audit_cap)
             .arg(Self::channel(&self.prefix))

@@ -1,4 +1,9 @@
-//! The embedded factor store: one mutex over a few maps, with expiry and a bound.
+//! The embedded factor store: one mutex over a few maps per account, with expiry and bounds.
+//!
+//! Bounded in total (`factors.memory_max_entries`) and per account (its share of that total,
+//! and `tenants.max_pending_ceremonies` for unconfirmed enrolments and open ceremonies), expired
+//! entries swept before refusing: one account filling its share with WebAuthn ceremonies never
+//! refuses another account's logins (issue 13 §8).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,6 +16,7 @@ use super::store::{
     PassedChallenge, RecoveryOutcome,
 };
 use super::webauthn::counter_advances;
+use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::user::UserId;
 use crate::account::AccountId;
 use crate::clock::Clock;
@@ -32,17 +38,28 @@ struct Recovery {
     locked_until_ms: u64,
 }
 
+/// One account's entries.
 #[derive(Default)]
-struct Inner {
+struct Maps {
     factors: HashMap<(AccountId, UserId, String), Factor>,
     ceremonies: HashMap<(AccountId, UserId, Vec<u8>), (String, u64)>,
     recovery: HashMap<(AccountId, UserId), Recovery>,
     passed: HashMap<(AccountId, String), (PassedChallenge, u64)>,
 }
 
-impl Inner {
+impl Maps {
     fn entries(&self) -> usize {
         self.factors.len() + self.ceremonies.len() + self.recovery.len() + self.passed.len()
+    }
+
+    /// Unconfirmed TOTP enrolments and open WebAuthn ceremonies.
+    fn pending(&self) -> usize {
+        self.ceremonies.len()
+            + self
+                .factors
+                .values()
+                .filter(|factor| factor.expires_ms.is_some())
+                .count()
     }
 
     fn sweep(&mut self, now: u64) {
@@ -53,10 +70,41 @@ impl Inner {
     }
 }
 
+#[derive(Default)]
+struct Inner {
+    accounts: HashMap<AccountId, Maps>,
+}
+
+impl Inner {
+    fn of(&mut self, account: &AccountId) -> &mut Maps {
+        self.accounts.entry(account.clone()).or_default()
+    }
+
+    fn entries(&self) -> usize {
+        self.accounts.values().map(Maps::entries).sum()
+    }
+
+    fn sweep(&mut self, now: u64) {
+        for maps in self.accounts.values_mut() {
+            maps.sweep(now);
+        }
+        self.accounts.retain(|_, maps| maps.entries() > 0);
+    }
+}
+
+/// What an insert adds, for the bound it must respect.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    /// An unconfirmed enrolment or an open ceremony: also bounded by `pending_ceremonies`.
+    Pending,
+    Other,
+}
+
 pub struct MemoryFactorStore {
     inner: Mutex<Inner>,
     clock: Arc<dyn Clock>,
     max_entries: usize,
+    tenants: TenantSettings,
 }
 
 impl MemoryFactorStore {
@@ -65,7 +113,14 @@ impl MemoryFactorStore {
             inner: Mutex::new(Inner::default()),
             clock,
             max_entries,
+            tenants: TenantSettings::default(),
         }
+    }
+
+    /// The per-account bounds (`[tenants]`); the documented defaults until this is called.
+    pub fn with_tenants(mut self, tenants: TenantSettings) -> Self {
+        self.tenants = tenants;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -75,19 +130,54 @@ impl MemoryFactorStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Room for one more entry, sweeping expired ones first when full.
-    fn room(&self, inner: &mut Inner) -> Result<(), StoreError> {
-        if inner.entries() >= self.max_entries {
-            inner.sweep(self.clock.now_ms());
+    /// Room for one more entry of `account`, sweeping expired ones first when a bound is
+    /// reached. The total full is the store's failure (503); an account at its share or its
+    /// pending bound is that account's refusal (429), and leaves room for the others.
+    fn room(&self, inner: &mut Inner, account: &AccountId, entry: Entry) -> Result<(), StoreError> {
+        let share = self.tenants.share_of(self.max_entries);
+        let pending_max = self.tenants.limits(account).pending_ceremonies;
+        let reached = |inner: &mut Inner| -> Option<StoreError> {
             if inner.entries() >= self.max_entries {
-                return Err(StoreError::Full(self.max_entries));
+                return Some(StoreError::Full(self.max_entries));
             }
+            let maps = inner.of(account);
+            if maps.entries() >= share {
+                return Some(
+                    LimitReached {
+                        limit: Limit::FactorEntries,
+                        max: share as u64,
+                    }
+                    .into(),
+                );
+            }
+            // Pending entries are among the entries: count them (a scan) only when they could
+            // be as many as the bound.
+            if entry == Entry::Pending
+                && maps.entries() as u64 >= pending_max
+                && maps.pending() as u64 >= pending_max
+            {
+                return Some(
+                    LimitReached {
+                        limit: Limit::PendingCeremonies,
+                        max: pending_max,
+                    }
+                    .into(),
+                );
+            }
+            None
+        };
+        if reached(inner).is_none() {
+            return Ok(());
         }
-        Ok(())
+        inner.sweep(self.clock.now_ms());
+        match reached(inner) {
+            None => Ok(()),
+            Some(error) => Err(error),
+        }
     }
 
     fn live<'a>(
-        inner: &'a mut Inner,
+        inner: &'a mut Maps,
         key: &(AccountId, UserId, String),
         now: u64,
     ) -> Option<&'a mut Factor> {
@@ -117,8 +207,13 @@ impl FactorStore for MemoryFactorStore {
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        self.room(&mut inner)?;
-        inner.factors.insert(
+        let entry = if ttl_ms.is_some() {
+            Entry::Pending
+        } else {
+            Entry::Other
+        };
+        self.room(&mut inner, account, entry)?;
+        inner.of(account).factors.insert(
             key(account, user, &record.id),
             Factor {
                 record: record.clone(),
@@ -139,11 +234,14 @@ impl FactorStore for MemoryFactorStore {
     ) -> Result<Option<FactorRecord>, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        Ok(Self::live(&mut inner, &key(account, user, id), now).map(|f| f.record.clone()))
+        Ok(Self::live(inner.of(account), &key(account, user, id), now).map(|f| f.record.clone()))
     }
 
     async fn delete(&self, account: &AccountId, user: &UserId, id: &str) -> Result<(), StoreError> {
-        self.lock().factors.remove(&key(account, user, id));
+        self.lock()
+            .of(account)
+            .factors
+            .remove(&key(account, user, id));
         Ok(())
     }
 
@@ -159,7 +257,7 @@ impl FactorStore for MemoryFactorStore {
     ) -> Result<AttemptOutcome, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        let Some(factor) = Self::live(&mut inner, &key(account, user, id), now) else {
+        let Some(factor) = Self::live(inner.of(account), &key(account, user, id), now) else {
             return Ok(AttemptOutcome::NotFound);
         };
         if factor.record.status == FactorStatus::Pending && !activate {
@@ -205,7 +303,7 @@ impl FactorStore for MemoryFactorStore {
     ) -> Result<CounterOutcome, StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        let Some(credential) = Self::live(&mut inner, &key(account, user, id), now)
+        let Some(credential) = Self::live(inner.of(account), &key(account, user, id), now)
             .and_then(|factor| factor.record.webauthn.as_mut())
         else {
             return Ok(CounterOutcome::NotFound);
@@ -229,8 +327,8 @@ impl FactorStore for MemoryFactorStore {
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        self.room(&mut inner)?;
-        inner.ceremonies.insert(
+        self.room(&mut inner, account, Entry::Pending)?;
+        inner.of(account).ceremonies.insert(
             (account.clone(), user.clone(), challenge.to_vec()),
             (state.to_owned(), now + ttl_ms),
         );
@@ -244,10 +342,11 @@ impl FactorStore for MemoryFactorStore {
         challenge: &[u8],
     ) -> Result<Option<String>, StoreError> {
         let now = self.clock.now_ms();
-        let taken =
-            self.lock()
-                .ceremonies
-                .remove(&(account.clone(), user.clone(), challenge.to_vec()));
+        let taken = self.lock().of(account).ceremonies.remove(&(
+            account.clone(),
+            user.clone(),
+            challenge.to_vec(),
+        ));
         Ok(taken.filter(|(_, at)| *at > now).map(|(state, _)| state))
     }
 
@@ -258,8 +357,9 @@ impl FactorStore for MemoryFactorStore {
         digests: &[CodeDigest],
     ) -> Result<(), StoreError> {
         let mut inner = self.lock();
-        self.room(&mut inner)?;
+        self.room(&mut inner, account, Entry::Other)?;
         let entry = inner
+            .of(account)
             .recovery
             .entry((account.clone(), user.clone()))
             .or_default();
@@ -277,6 +377,7 @@ impl FactorStore for MemoryFactorStore {
     ) -> Result<RecoveryOutcome, StoreError> {
         let mut inner = self.lock();
         let entry = inner
+            .of(account)
             .recovery
             .entry((account.clone(), user.clone()))
             .or_default();
@@ -305,6 +406,7 @@ impl FactorStore for MemoryFactorStore {
     async fn recovery_left(&self, account: &AccountId, user: &UserId) -> Result<u32, StoreError> {
         Ok(self
             .lock()
+            .of(account)
             .recovery
             .get(&(account.clone(), user.clone()))
             .map_or(0, |entry| entry.codes.len() as u32))
@@ -312,6 +414,7 @@ impl FactorStore for MemoryFactorStore {
 
     async fn delete_recovery(&self, account: &AccountId, user: &UserId) -> Result<(), StoreError> {
         self.lock()
+            .of(account)
             .recovery
             .remove(&(account.clone(), user.clone()));
         Ok(())
@@ -325,8 +428,8 @@ impl FactorStore for MemoryFactorStore {
     ) -> Result<(), StoreError> {
         let now = self.clock.now_ms();
         let mut inner = self.lock();
-        self.room(&mut inner)?;
-        inner.passed.insert(
+        self.room(&mut inner, account, Entry::Other)?;
+        inner.of(account).passed.insert(
             (account.clone(), passed.id.clone()),
             (passed.clone(), now + ttl_ms),
         );
@@ -341,6 +444,7 @@ impl FactorStore for MemoryFactorStore {
         let now = self.clock.now_ms();
         Ok(self
             .lock()
+            .of(account)
             .passed
             .get(&(account.clone(), id.to_owned()))
             .filter(|(_, at)| *at > now)

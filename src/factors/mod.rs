@@ -274,7 +274,9 @@ impl FactorService {
     ) -> Result<TotpEnrolment, FactorError> {
         self.allowed(accounts, &account.id, FactorType::Totp)
             .await?;
-        accounts.user(&account.id, user).await?;
+        let found = accounts.user(&account.id, user).await?;
+        // Refused before a secret is shown, not after the user scanned it (issue 13 §8).
+        accounts.factor_room(&account.id, &found)?;
         let params = TotpParams {
             algorithm: algorithm.unwrap_or(self.settings.totp_algorithm),
             digits: digits.unwrap_or(self.settings.totp_digits),
@@ -399,6 +401,7 @@ impl FactorService {
         self.allowed(accounts, &account.id, FactorType::Webauthn)
             .await?;
         let user = accounts.user(&account.id, user_id).await?;
+        accounts.factor_room(&account.id, &user)?;
         let id = factor_id(&self.rng)?;
         let challenge = random_bytes::<32>(&self.rng)?;
         let ttl = self.settings.ceremony_ttl.as_millis() as u64;
@@ -1043,14 +1046,14 @@ pub(crate) fn assemble(
     let keys = FactorKeys::new(&keys)
         .ok_or_else(|| "factors.keys: each key needs a distinct id and 32 bytes".to_owned())?;
     let store: Arc<dyn FactorStore> = match redis {
-        Some(redis) => Arc::new(self::redis::RedisFactorStore::new(
-            redis.connection(),
-            redis.prefix(),
-        )),
-        None => Arc::new(memory::MemoryFactorStore::new(
-            clock.clone(),
-            config.memory_max_entries,
-        )),
+        Some(redis) => Arc::new(
+            self::redis::RedisFactorStore::new(redis.connection(), redis.prefix())
+                .with_tenants(settings.tenants.clone(), clock.clone()),
+        ),
+        None => Arc::new(
+            memory::MemoryFactorStore::new(clock.clone(), config.memory_max_entries)
+                .with_tenants(settings.tenants.clone()),
+        ),
     };
     Ok(FactorService::new(
         store,

@@ -10,6 +10,7 @@
 //! | `rc:<user>` | set | the user's recovery-code digests (hex) |
 //! | `rl:<user>` | hash | recovery-code failures: `nf`, `lu` |
 //! | `ch:<challenge id>` | string | a passed challenge (proof for trusting a device): user, kind, factor, expiry, joined by bars |
+//! | `pend` | sorted set | the account's pending entries (unconfirmed factors' and ceremonies' key names), scored by expiry, against `tenants.max_pending_ceremonies` |
 
 use async_trait::async_trait;
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
@@ -22,17 +23,54 @@ use super::store::{
 };
 use super::totp::{Algorithm, TotpParams};
 use super::webauthn::CredentialKey;
+use std::sync::Arc;
+
+use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::user::{FactorType, UserId};
 use crate::account::AccountId;
+use crate::clock::Clock;
 use crate::store::redis::Connection;
 use crate::store::StoreError;
 
-/// KEYS: factor. ARGV: ttl ms (0: none), then field/value pairs.
+/// Bounds the account's pending entries (issue 13 §8): drops the expired, refuses past the
+/// bound, else lists `member` until `expires`. KEYS[pend] is the account's `pend`.
+const LUA_PENDING: &str = r#"
+local function pending_room(pend, member, now, expires, ttl, max)
+  redis.call('ZREMRANGEBYSCORE', pend, '-inf', now)
+  if redis.call('ZSCORE', pend, member) == false and redis.call('ZCARD', pend) >= tonumber(max) then
+    return false
+  end
+  redis.call('ZADD', pend, expires, member)
+  if redis.call('PTTL', pend) < tonumber(ttl) then redis.call('PEXPIRE', pend, ttl) end
+  return true
+end
+"#;
+
+/// KEYS: factor, pending. ARGV: ttl ms (0: none), now, max pending, then field/value pairs.
+/// 0 when the account is at its bound of pending entries.
 const LUA_PUT: &str = r#"
+local ttl = tonumber(ARGV[1])
+if ttl > 0 and not pending_room(KEYS[2], KEYS[1], ARGV[2], ARGV[2] + ttl, ttl, ARGV[3]) then
+  return 0
+end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-if tonumber(ARGV[1]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
 return 1
+"#;
+
+/// KEYS: ceremony, pending. ARGV: state, ttl ms, now, max pending. 0 at the bound.
+const LUA_PUT_CEREMONY: &str = r#"
+local ttl = tonumber(ARGV[2])
+if not pending_room(KEYS[2], KEYS[1], ARGV[3], ARGV[3] + ttl, ttl, ARGV[4]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+return 1
+"#;
+
+/// KEYS: ceremony, pending. The state, read once.
+const LUA_TAKE_CEREMONY: &str = r#"
+redis.call('ZREM', KEYS[2], KEYS[1])
+return redis.call('GETDEL', KEYS[1])
 "#;
 
 /// KEYS: factor. ARGV: now, matched step ('' when the code matched none), activate,
@@ -114,7 +152,12 @@ return 1
 pub struct RedisFactorStore {
     connection: Connection,
     prefix: String,
+    /// The pending bound's clock (expiry is the gateway's, as everywhere).
+    clock: Arc<dyn Clock>,
+    tenants: TenantSettings,
     put: Script,
+    put_ceremony: Script,
+    take_ceremony: Script,
     totp_attempt: Script,
     counter: Script,
     use_recovery: Script,
@@ -131,10 +174,15 @@ fn corrupt(what: &str) -> StoreError {
 
 impl RedisFactorStore {
     pub(crate) fn new(connection: Connection, prefix: &str) -> Self {
+        let pending = |body: &str| Script::new(&format!("{LUA_PENDING}{body}"));
         Self {
             connection,
             prefix: prefix.to_owned(),
-            put: Script::new(LUA_PUT),
+            clock: Arc::new(crate::clock::SystemClock),
+            tenants: TenantSettings::default(),
+            put: pending(LUA_PUT),
+            put_ceremony: pending(LUA_PUT_CEREMONY),
+            take_ceremony: Script::new(LUA_TAKE_CEREMONY),
             totp_attempt: Script::new(LUA_TOTP_ATTEMPT),
             counter: Script::new(LUA_COUNTER),
             use_recovery: Script::new(LUA_USE_RECOVERY),
@@ -142,8 +190,24 @@ impl RedisFactorStore {
         }
     }
 
+    /// The per-account bounds (`[tenants]`) and the clock they count expiry by; the
+    /// documented defaults and the system clock until this is called.
+    pub(crate) fn with_tenants(mut self, tenants: TenantSettings, clock: Arc<dyn Clock>) -> Self {
+        self.tenants = tenants;
+        self.clock = clock;
+        self
+    }
+
     fn key(&self, account: &AccountId, name: &str) -> String {
         format!("{}:{{a:{}}}:{name}", self.prefix, account.as_str())
+    }
+
+    fn pending_full(&self, account: &AccountId) -> StoreError {
+        LimitReached {
+            limit: Limit::PendingCeremonies,
+            max: self.tenants.limits(account).pending_ceremonies,
+        }
+        .into()
     }
 
     fn factor_key(&self, account: &AccountId, user: &UserId, id: &str) -> String {
@@ -274,7 +338,10 @@ impl FactorStore for RedisFactorStore {
         let mut invocation = self.put.prepare_invoke();
         invocation
             .key(self.factor_key(account, user, &record.id))
-            .arg(ttl_ms.unwrap_or(0));
+            .key(self.key(account, "pend"))
+            .arg(ttl_ms.unwrap_or(0))
+            .arg(self.clock.now_ms())
+            .arg(self.tenants.limits(account).pending_ceremonies);
         for (name, value) in encode(record) {
             invocation.arg(name).arg(value);
         }
@@ -283,11 +350,14 @@ impl FactorStore for RedisFactorStore {
             invocation.arg("ex").arg(record.created_ms + ttl);
         }
         let mut connection = self.connection.clone();
-        invocation
+        let stored = invocation
             .invoke_async::<i64>(&mut connection)
             .await
-            .map(drop)
-            .map_err(unavailable)
+            .map_err(unavailable)?;
+        if stored == 0 {
+            return Err(self.pending_full(account));
+        }
+        Ok(())
     }
 
     async fn get(
@@ -381,14 +451,23 @@ impl FactorStore for RedisFactorStore {
             account,
             &format!("wc:{user}:{}", HEXLOWER.encode(challenge)),
         );
-        self.command::<()>(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(state)
-                .arg("PX")
-                .arg(ttl_ms.max(1)),
-        )
-        .await
+        let mut invocation = self.put_ceremony.prepare_invoke();
+        invocation
+            .key(key)
+            .key(self.key(account, "pend"))
+            .arg(state)
+            .arg(ttl_ms.max(1))
+            .arg(self.clock.now_ms())
+            .arg(self.tenants.limits(account).pending_ceremonies);
+        let mut connection = self.connection.clone();
+        let stored = invocation
+            .invoke_async::<i64>(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        if stored == 0 {
+            return Err(self.pending_full(account));
+        }
+        Ok(())
     }
 
     async fn take_ceremony(
@@ -401,7 +480,13 @@ impl FactorStore for RedisFactorStore {
             account,
             &format!("wc:{user}:{}", HEXLOWER.encode(challenge)),
         );
-        self.command(redis::cmd("GETDEL").arg(key)).await
+        let mut invocation = self.take_ceremony.prepare_invoke();
+        invocation.key(key).key(self.key(account, "pend"));
+        let mut connection = self.connection.clone();
+        invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)
     }
 
     async fn replace_recovery(

@@ -53,6 +53,9 @@ pub enum ApiError {
     Locked(&'static str),
     /// A link that was used, expired or replaced (410).
     Gone(&'static str),
+    /// An account reached one of its bounds (`limit` names it); nothing was changed. 429 with
+    /// `Retry-After` when the bound frees itself with time, else 422.
+    AccountLimit(crate::account::limits::LimitReached),
     /// The store could not answer: fail closed, never guess.
     Unavailable(&'static str),
     /// The request may have reached the store and taken effect, or not (503): the client
@@ -78,6 +81,11 @@ struct Problem<'a> {
     /// Extension member of `pin-mismatch` problems.
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts_left: Option<u32>,
+    /// Extension members of `account-limit-reached` problems: the bound's name and value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    limit: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max: Option<u64>,
 }
 
 impl ApiError {
@@ -101,6 +109,10 @@ impl ApiError {
             ApiError::PinMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Locked(_) => StatusCode::LOCKED,
             ApiError::Gone(_) => StatusCode::GONE,
+            ApiError::AccountLimit(reached) if reached.limit.frees_with_time() => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
+            ApiError::AccountLimit(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::VerificationFinal(_) => StatusCode::CONFLICT,
@@ -152,6 +164,19 @@ impl ApiError {
             ),
             ApiError::Locked(detail) => ("locked", (*detail).to_owned()),
             ApiError::Gone(detail) => ("gone", (*detail).to_owned()),
+            ApiError::AccountLimit(reached) => (
+                "account-limit-reached",
+                format!(
+                    "this account reached its limit '{}' ({}); nothing was changed{}",
+                    reached.limit.as_str(),
+                    reached.max,
+                    if reached.limit.frees_with_time() {
+                        ", try again once some expire"
+                    } else {
+                        ": remove some, or ask the operator to raise it"
+                    }
+                ),
+            ),
             ApiError::Unavailable(detail) => ("unavailable", (*detail).to_owned()),
             ApiError::OutcomeUnknown => (
                 "outcome-unknown",
@@ -201,6 +226,14 @@ impl ApiError {
                 ApiError::PinMismatch { attempts_left, .. } => Some(*attempts_left),
                 _ => None,
             },
+            limit: match &self {
+                ApiError::AccountLimit(reached) => Some(reached.limit.as_str()),
+                _ => None,
+            },
+            max: match &self {
+                ApiError::AccountLimit(reached) => Some(reached.max),
+                _ => None,
+            },
         })
         .unwrap_or_default();
         let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -224,6 +257,10 @@ impl ApiError {
             }
             ApiError::Unavailable(_) | ApiError::OutcomeUnknown => {
                 headers.insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::AccountLimit(reached) if reached.limit.frees_with_time() => {
+                // Ceremonies and codes live minutes: a minute is a fair first wait.
+                headers.insert(RETRY_AFTER, HeaderValue::from_static("60"));
             }
             ApiError::PinMismatch {
                 retry_after_secs, ..
@@ -255,6 +292,7 @@ impl From<StoreError> for ApiError {
                 tracing::error!(%cause, "store answered something unexpected");
                 ApiError::Internal
             }
+            StoreError::AccountLimit(reached) => ApiError::AccountLimit(reached),
         }
     }
 }
@@ -315,6 +353,7 @@ impl From<crate::account::service::AccountError> for ApiError {
                 tracing::error!("the system random generator failed");
                 ApiError::Internal
             }
+            AccountError::Limit(reached) => ApiError::AccountLimit(reached),
             AccountError::Store(error) => error.into(),
         }
     }

@@ -103,11 +103,11 @@ impl Modify for BearerAuth {
 struct Problem {
     /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
     /// method-not-allowed, request-timeout, conflict, payload-too-large, unsupported-media-type,
-    /// rate-limited, send-quota-exceeded, max-sends-reached, refused, internal, unavailable
-    /// (nothing was changed), outcome-unknown (the request may or may not have taken effect:
-    /// retry it with the same Idempotency-Key), verification-already-approved,
-    /// verification-expired, verification-canceled, verification-max-attempts-reached (a check
-    /// of a final verification, which counts nothing).
+    /// rate-limited, send-quota-exceeded, max-sends-reached, refused, account-limit-reached,
+    /// internal, unavailable (nothing was changed), outcome-unknown (the request may or may not
+    /// have taken effect: retry it with the same Idempotency-Key), verification-already-approved,
+    /// verification-expired, verification-canceled, verification-max-attempts-reached (a check of
+    /// a final verification, which counts nothing).
     #[serde(rename = "type")]
     kind: String,
     title: String,
@@ -117,6 +117,11 @@ struct Problem {
     rule: Option<String>,
     /// Users concerned by a refusal (those without a phone).
     users: Option<Vec<String>>,
+    /// The account's bound that was reached (`account-limit-reached`): users, phone_numbers,
+    /// factors_per_user, pending_ceremonies, verifications, factor_entries.
+    limit: Option<String>,
+    /// That bound's value (`account-limit-reached`).
+    max: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -206,7 +211,9 @@ struct CheckVerification {
 struct SendAttempt {
     message_id: String,
     provider: String,
-    /// accepted, failed, queued, sent, delivered, undelivered, read.
+    /// The message's own entry: accepted, failed (given up), then from receipts queued, sent,
+    /// delivered, undelivered, read. One provider's failed try at the message (one entry per
+    /// provider, its latest error): provider_error (retryable) or refused.
     status: String,
     provider_message_id: Option<String>,
     error: Option<String>,
@@ -576,8 +583,8 @@ fn healthz() {}
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
-        (status = 200, description = "The store answers", body = String, content_type = "text/plain"),
-        (status = "default", description = "Not ready (503: the store is unreachable)", body = Problem, content_type = "application/problem+json")))]
+        (status = 200, description = "The store answers (and, with Redis, the outbox is readable)", body = String, content_type = "text/plain"),
+        (status = "default", description = "Not ready (503: the store is unreachable, or the outbox has not been readable for longer than dispatch.outbox_unready_after_ms)", body = Problem, content_type = "application/problem+json")))]
 fn readyz() {}
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),

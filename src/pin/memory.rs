@@ -1,7 +1,8 @@
 //! The embedded PIN store: one mutex, every method one critical section.
 //!
-//! Bounded: at most `max_numbers` numbers (then 503), links forgotten a day after they expire,
-//! e-mail addresses one per account.
+//! Bounded: at most `max_numbers` numbers (then 503), per account the smaller of
+//! `tenants.max_phone_numbers` and its share of `max_numbers` (then 422, issue 13 §8), links
+//! forgotten a day after they expire, e-mail addresses one per account.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
@@ -13,6 +14,7 @@ use super::store::{
     PinWriteMode, PinWriteOutcome, Reservation,
 };
 use super::{AttemptLimits, LinkPurpose, PhoneNumberId};
+use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::AccountId;
 use crate::store::StoreError;
 
@@ -22,11 +24,14 @@ pub const LINK_RETENTION_MS: u64 = 24 * 3600 * 1000;
 #[derive(Default)]
 pub struct MemoryPinStore {
     state: Mutex<State>,
+    tenants: TenantSettings,
 }
 
 #[derive(Default)]
 struct State {
     numbers: HashMap<(AccountId, PhoneNumberId), Number>,
+    /// Numbers per account; numbers are never removed, so this only grows.
+    per_account: HashMap<AccountId, u64>,
     by_e164: HashMap<(AccountId, String), PhoneNumberId>,
     links: HashMap<(AccountId, [u8; 32]), Link>,
     emails: HashMap<AccountId, String>,
@@ -50,6 +55,12 @@ struct Link {
 impl MemoryPinStore {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The per-account bounds (`[tenants]`); the documented defaults until this is called.
+    pub fn with_tenants(mut self, tenants: TenantSettings) -> Self {
+        self.tenants = tenants;
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -100,6 +111,20 @@ impl PinStore for MemoryPinStore {
         if state.numbers.len() >= new.max_numbers {
             return Err(StoreError::Full(new.max_numbers));
         }
+        let max = self
+            .tenants
+            .limits(&new.account)
+            .phone_numbers
+            .min(self.tenants.share_of(new.max_numbers) as u64);
+        let count = state.per_account.entry(new.account.clone()).or_default();
+        if *count >= max {
+            return Err(LimitReached {
+                limit: Limit::PhoneNumbers,
+                max,
+            }
+            .into());
+        }
+        *count += 1;
         let record = NumberRecord {
             id: new.id.clone(),
             e164: new.e164.clone(),

@@ -272,11 +272,11 @@ pub(crate) fn assemble(
             .to_vec()
     };
     let store: Arc<dyn store::PinStore> = match redis {
-        Some(redis) => Arc::new(self::redis::RedisPinStore::new(
-            redis.connection(),
-            redis.prefix(),
-        )),
-        None => Arc::new(memory::MemoryPinStore::new()),
+        Some(redis) => Arc::new(
+            self::redis::RedisPinStore::new(redis.connection(), redis.prefix())
+                .with_tenants(settings.tenants.clone()),
+        ),
+        None => Arc::new(memory::MemoryPinStore::new().with_tenants(settings.tenants.clone())),
     };
     let mailer = crate::mail::build(&settings.mail).map_err(|error| error.to_string())?;
     Ok(service::PinService::new(

@@ -10,6 +10,7 @@
 //! | `pnx:<e164>` | string | the number's id (one per account and number) |
 //! | `pl:<sha256 hex>` | hash | an e-mailed link: `id` number, `p` purpose (d/r), `ex` expiry, `u` used at (0: unused); kept a day past expiry |
 //! | `pmail` | string | the account's e-mail address for two-step links |
+//! | `pncount` | string | how many numbers the account has (numbers are never deleted), against `tenants.max_phone_numbers` |
 
 use async_trait::async_trait;
 use redis::Script;
@@ -20,6 +21,7 @@ use super::store::{
     PinWriteMode, PinWriteOutcome, Reservation,
 };
 use super::{AttemptLimits, LinkPurpose, PhoneNumberId};
+use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::{hex, AccountId};
 use crate::store::redis::Connection;
 use crate::store::StoreError;
@@ -32,11 +34,13 @@ local function int(x) return string.format('%d', x) end
 "#;
 const RECORD_FIELDS: [&str; 10] = ["e", "ts", "n", "nx", "lk", "rg", "cr", "up", "dx", "rx"];
 
-/// KEYS: number, index. ARGV: id, e164, PIN hash, now.
+/// KEYS: number, index, the account's count. ARGV: id, e164, PIN hash, now, max numbers.
 const LUA_CREATE: &str = r#"
 local existing = redis.call('GET', KEYS[2])
 if existing then return {'exists', existing} end
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'id_taken'} end
+if tonumber(redis.call('GET', KEYS[3]) or '0') >= tonumber(ARGV[5]) then return {'limit'} end
+redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'e', ARGV[2], 'ts', '1', 'h', ARGV[3], 'pv', '1', 'n', '0',
   'nx', '0', 'lk', '0', 'rg', '0', 'cr', ARGV[4], 'up', ARGV[4], 'dx', '0', 'rx', '0',
   'td', '', 'tr', '')
@@ -166,6 +170,8 @@ pub struct RedisPinStore {
     issue_link: Script,
     use_link: Script,
     disable: Script,
+    /// The per-account bound on numbers (issue 13 §8).
+    tenants: TenantSettings,
 }
 
 impl RedisPinStore {
@@ -181,7 +187,14 @@ impl RedisPinStore {
             issue_link: script(LUA_ISSUE_LINK),
             use_link: script(LUA_USE_LINK),
             disable: script(LUA_DISABLE),
+            tenants: TenantSettings::default(),
         }
+    }
+
+    /// The per-account bounds (`[tenants]`); the documented defaults until this is called.
+    pub(crate) fn with_tenants(mut self, tenants: TenantSettings) -> Self {
+        self.tenants = tenants;
+        self
     }
 
     /// `P:{a:<account>}:` — every key of one account starts with this.
@@ -259,12 +272,19 @@ impl PinStore for RedisPinStore {
         invocation
             .key(self.number_key(&new.account, &new.id))
             .key(format!("{}pnx:{}", self.base(&new.account), new.e164))
+            .key(format!("{}pncount", self.base(&new.account)))
             .arg(new.id.as_str())
             .arg(&new.e164)
             .arg(&new.pin_hash)
-            .arg(new.now_ms);
+            .arg(new.now_ms)
+            .arg(self.tenants.limits(&new.account).phone_numbers);
         let reply = self.run(&invocation).await?;
         match reply.first().map(String::as_str) {
+            Some("limit") => Err(LimitReached {
+                limit: Limit::PhoneNumbers,
+                max: self.tenants.limits(&new.account).phone_numbers,
+            }
+            .into()),
             Some("created") => Ok(CreateOutcome::Created(parse_record(&new.id, &reply[1..])?)),
             Some("exists") => Ok(CreateOutcome::Exists(parse_id(reply.get(1))?)),
             Some("id_taken") => Ok(CreateOutcome::IdTaken),

@@ -25,6 +25,10 @@ pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     verifications: AtomicUsize,
     max_verifications: usize,
+    /// Records per account, against `account_share` (issue 13 §8): one account filling its
+    /// share leaves the rest of `max_verifications` to the others.
+    per_account: DashMap<AccountId, usize>,
+    account_share: usize,
     accounts: DashMap<AccountId, Account>,
     keys: DashMap<KeyDigest, ApiKeyRecord>,
     /// Verification id → its messages. Bounded with the verifications: swept with them.
@@ -78,11 +82,92 @@ impl MemoryStore {
                 .collect(),
             verifications: AtomicUsize::new(0),
             max_verifications,
+            per_account: DashMap::new(),
+            account_share: max_verifications,
             accounts: DashMap::new(),
             keys: DashMap::new(),
             attempts: DashMap::new(),
             receipts: DashMap::new(),
         }
+    }
+
+    /// Bounds one account's records at `percent` of `max_verifications`.
+    pub fn with_account_share(mut self, percent: u8) -> Self {
+        self.account_share = crate::account::limits::share_of(self.max_verifications, percent);
+        self
+    }
+
+    /// Room for one more record of `account`, whose shard (`held`) the caller holds. Past the
+    /// total or the account's share, records whose code has expired are dropped first: they
+    /// can no longer be approved and are kept only to be read, so they count as free
+    /// (otherwise an expired burst would hold the store for its 70 minutes of retention).
+    fn admit(
+        &self,
+        held: &mut Shard,
+        held_index: u8,
+        account: &AccountId,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let full = || self.verifications.load(Ordering::Relaxed) >= self.max_verifications;
+        let over = || {
+            self.per_account
+                .get(account)
+                .is_some_and(|count| *count >= self.account_share)
+        };
+        if !full() && !over() {
+            return Ok(());
+        }
+        self.drop_expired(held, now_ms);
+        let held_index = usize::from(held_index) % self.shards.len();
+        for (index, shard) in self.shards.iter().enumerate() {
+            // Only shards free right now: waiting for one while holding another could deadlock
+            // with a caller doing the same the other way round.
+            if index != held_index {
+                if let Ok(mut shard) = shard.try_lock() {
+                    self.drop_expired(&mut shard, now_ms);
+                }
+            }
+        }
+        if full() {
+            return Err(StoreError::Full(self.max_verifications));
+        }
+        if over() {
+            return Err(crate::account::limits::LimitReached {
+                limit: crate::account::limits::Limit::Verifications,
+                max: self.account_share as u64,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
+    /// Drops the shard's records whose code has expired, keeping the counts in step.
+    fn drop_expired(&self, shard: &mut Shard, now_ms: u64) {
+        let mut dropped = Vec::new();
+        shard.records.retain(|_, record| {
+            let keep = record.state.expires_ms > now_ms;
+            if !keep {
+                dropped.push(record.state.account.clone());
+            }
+            keep
+        });
+        self.forget(dropped);
+    }
+
+    fn counted(&self, account: &AccountId) {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
+        *self.per_account.entry(account.clone()).or_default() += 1;
+    }
+
+    fn forget(&self, accounts: Vec<AccountId>) {
+        self.verifications
+            .fetch_sub(accounts.len(), Ordering::Relaxed);
+        for account in accounts {
+            if let Some(mut count) = self.per_account.get_mut(&account) {
+                *count = count.saturating_sub(1);
+            }
+        }
+        self.per_account.retain(|_, count| *count > 0);
     }
 
     fn shard(&self, index: u8) -> std::sync::MutexGuard<'_, Shard> {
@@ -98,12 +183,15 @@ impl MemoryStore {
     pub fn sweep(&self, now_ms: u64) {
         for index in 0..SHARD_COUNT {
             let mut shard = self.shard(index);
-            let before = shard.records.len();
-            shard
-                .records
-                .retain(|_, record| record.evict_at_ms > now_ms);
-            let removed = before - shard.records.len();
-            self.verifications.fetch_sub(removed, Ordering::Relaxed);
+            let mut removed = Vec::new();
+            shard.records.retain(|_, record| {
+                let keep = record.evict_at_ms > now_ms;
+                if !keep {
+                    removed.push(record.state.account.clone());
+                }
+                keep
+            });
+            self.forget(removed);
             let Shard {
                 records,
                 pending_by_number,
@@ -215,9 +303,7 @@ impl Store for MemoryStore {
             return Ok(StartOutcome::Resent(state));
         }
 
-        if self.verifications.load(Ordering::Relaxed) >= self.max_verifications {
-            return Err(StoreError::Full(self.max_verifications));
-        }
+        self.admit(&mut shard, new.to.shard(), &new.account, now)?;
         if let Err(retry_after_ms) = shard.take_quota(&number, new) {
             return Ok(StartOutcome::SendQuotaExceeded { retry_after_ms });
         }
@@ -244,7 +330,7 @@ impl Store for MemoryStore {
             },
         );
         if previous.is_none() {
-            self.verifications.fetch_add(1, Ordering::Relaxed);
+            self.counted(&new.account);
         }
         shard.pending_by_number.insert(number, id.clone());
         shard.remember_idempotency(new, &id);
@@ -407,9 +493,11 @@ impl Store for MemoryStore {
             .attempts
             .entry(verification.as_str().to_owned())
             .or_default();
+        // One entry per message, plus one per provider that failed it (see `is_provider_try`).
+        let slot = |known: &SendAttempt| (known.is_provider_try()).then(|| known.provider.clone());
         match attempts
             .iter_mut()
-            .find(|known| known.message_id == attempt.message_id)
+            .find(|known| known.message_id == attempt.message_id && slot(known) == slot(attempt))
         {
             Some(known) => *known = attempt.clone(),
             None => attempts.push(attempt.clone()),
@@ -449,7 +537,7 @@ impl Store for MemoryStore {
         };
         let Some(attempt) = attempts
             .iter_mut()
-            .find(|known| known.message_id == message_id)
+            .find(|known| known.message_id == message_id && !known.is_provider_try())
         else {
             return Ok(false);
         };

@@ -31,6 +31,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("store is full ({0} verifications)")]
     Full(usize),
+    /// The account reached one of its own bounds (issue 13 §8); nothing was changed. An
+    /// expected refusal, but found inside the store's atomic step, so it travels this way.
+    #[error(transparent)]
+    AccountLimit(#[from] crate::account::limits::LimitReached),
 }
 
 #[async_trait]

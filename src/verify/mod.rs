@@ -122,6 +122,11 @@ impl Verifier {
         }
     }
 
+    /// The message queue (for readiness).
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
     pub fn settings(&self) -> &VerificationSettings {
         &self.settings
     }

@@ -4,6 +4,8 @@
 use reqwest::Method;
 use serde_json::json;
 
+use otpgate::account::user::FactorType;
+
 use crate::accounts_support::{assert_refused, Org};
 use crate::helpers::Backend;
 use crate::on_every_store;
@@ -24,6 +26,8 @@ on_every_store!(
     only_the_owner_weakens_the_policy,
     only_the_owner_gives_the_owner_role,
     the_two_factor_matrix_holds_for_every_role_state_and_target,
+    only_the_user_or_the_owner_changes_an_owners_or_an_admins_phone_and_factors,
+    a_partner_adds_members_only_and_never_grants_the_admin_role,
 );
 
 async fn a_new_account_requires_2fa_by_sms_and_trusts_no_device(backend: Backend) {
@@ -634,5 +638,131 @@ async fn bad_input_is_refused_at_the_edge() {
     org.patch_user("owner", "ghost", json!({"role": "admin"}))
         .await
         .assert_problem(404, "not-found");
+    org.app.stop().await;
+}
+
+/// Issue 13 §9: an admin key took over the owner by moving the owner's phone to its own number
+/// and removing the owner's app. Each cell of the rule, on phone and factor alike.
+async fn only_the_user_or_the_owner_changes_an_owners_or_an_admins_phone_and_factors(
+    backend: Backend,
+) {
+    let org = Org::new(backend).await;
+    org.policy(json!({"channels": ["sms", "totp"]})).await;
+    let people = [
+        ("boss", "owner", "+4915112340201"),
+        ("adam", "admin", "+4915112340202"),
+        ("ada", "admin", "+4915112340203"),
+        ("mel", "member", "+4915112340204"),
+    ];
+    for (id, role, phone) in people {
+        org.user(id, role, Some(phone)).await;
+        org.enrol(id, FactorType::Totp, &format!("FA{id}")).await;
+    }
+    let rule = "protected-users-manage-their-own-authenticators";
+    let theirs = "+4915112340299";
+    // Refused: the admin (acting as adam) on the owner and on another admin; nothing changes.
+    for target in ["boss", "ada"] {
+        let phone = org
+            .patch_user(
+                "admin",
+                target,
+                json!({"phone": theirs, "acting_user": "adam"}),
+            )
+            .await;
+        assert_refused(&phone, rule);
+        let removal = org
+            .call(
+                Method::DELETE,
+                &format!("/v1/users/{target}/factors/FA{target}?acting_user=adam"),
+                "admin",
+                None,
+            )
+            .await;
+        assert_refused(&removal, rule);
+        let unchanged = org.get_user(target).await;
+        assert_ne!(unchanged.body["phone"], theirs, "{}", unchanged.body);
+        assert_eq!(
+            unchanged.body["factors"].as_array().map(Vec::len),
+            Some(1),
+            "{}",
+            unchanged.body
+        );
+    }
+    // An admin key acting for nobody is no more than an admin.
+    assert_refused(
+        &org.patch_user("admin", "boss", json!({"phone": theirs}))
+            .await,
+        rule,
+    );
+    // Allowed: the admin on a member, the admin on themself, the owner on an admin.
+    let allowed = [
+        ("admin", "mel", Some("adam"), "+4915112340214"),
+        ("admin", "adam", Some("adam"), "+4915112340212"),
+        ("owner", "ada", None, "+4915112340213"),
+    ];
+    for (key, target, acting, phone) in allowed {
+        let mut body = json!({"phone": phone});
+        let mut query = String::new();
+        if let Some(acting) = acting {
+            body["acting_user"] = json!(acting);
+            query = format!("?acting_user={acting}");
+        }
+        let changed = org.patch_user(key, target, body).await;
+        assert_eq!(changed.status, 200, "{key} on {target}: {}", changed.body);
+        assert_eq!(changed.body["phone"], phone);
+        let removed = org
+            .call(
+                Method::DELETE,
+                &format!("/v1/users/{target}/factors/FA{target}{query}"),
+                key,
+                None,
+            )
+            .await;
+        assert_eq!(removed.status, 200, "{key} on {target}: {}", removed.body);
+        assert_eq!(removed.body["factors"], json!([]), "{}", removed.body);
+    }
+    // An admin may not strip another admin's protection by demoting them first.
+    assert_refused(
+        &org.patch_user(
+            "admin",
+            "ada",
+            json!({"role": "member", "acting_user": "adam"}),
+        )
+        .await,
+        "only-the-owner-demotes-an-admin",
+    );
+    org.app.stop().await;
+}
+
+/// Issue 13 §13: a partner acts for the client and never grants admin rights, neither when it
+/// adds a user nor by changing a role; it still adds members.
+async fn a_partner_adds_members_only_and_never_grants_the_admin_role(backend: Backend) {
+    let org = Org::new(backend).await;
+    org.user("mel", "member", Some("+4915112340301")).await;
+    let rule = "partners-never-grant-admin-rights";
+    for role in ["admin", "owner"] {
+        let added = org
+            .add_user(
+                "partner",
+                json!({"id": format!("new-{role}"), "role": role, "phone": "+4915112340302"}),
+            )
+            .await;
+        assert_refused(&added, rule);
+        let absent = org.get_user(&format!("new-{role}")).await;
+        assert_eq!(absent.status, 404, "nothing was added: {}", absent.body);
+        assert_refused(
+            &org.patch_user("partner", "mel", json!({"role": role}))
+                .await,
+            rule,
+        );
+    }
+    assert_eq!(org.get_user("mel").await.body["role"], "member");
+    let member = org
+        .add_user(
+            "partner",
+            json!({"id": "new-member", "role": "member", "phone": "+4915112340303"}),
+        )
+        .await;
+    assert_eq!(member.status, 201, "{}", member.body);
     org.app.stop().await;
 }

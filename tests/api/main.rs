@@ -19,6 +19,7 @@ mod openapi;
 mod operations;
 mod pin;
 mod redis_harness;
+mod tenants;
 mod trust;
 mod twilio;
 

@@ -1,0 +1,192 @@
+//! Per-account bounds (issue 13 §8): how much one tenant may hold, so that no account can
+//! starve the others of memory, Redis or the embedded store's capacity.
+//!
+//! Two kinds of bound. Stock bounds (users, phone numbers, factors per user, pending
+//! ceremonies) hold on every store and are checked in the same atomic step that adds (one
+//! script in Redis, one lock in memory). Shares hold on the embedded store only: one account may
+//! fill at most `memory_account_share_percent` of each of its bounded structures, so that one
+//! account reaching its share leaves room for every other account's logins.
+
+use std::collections::HashMap;
+
+use crate::account::AccountId;
+
+/// The stock bounds of one account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// Users of the account (the directory).
+    pub users: u64,
+    /// Numbers in the two-step PIN registry.
+    pub phone_numbers: u64,
+    /// Enrolled factors (authenticator apps, security keys) per user.
+    pub factors_per_user: u64,
+    /// Unconfirmed TOTP enrolments and open WebAuthn ceremonies at once, all users together.
+    pub pending_ceremonies: u64,
+    /// Trusted devices of all users together (besides `directory.max_devices_per_user`).
+    pub trusted_devices: u64,
+}
+
+impl AccountLimits {
+    /// The documented defaults (config/default.toml `[tenants]`): far above what one business
+    /// needs, far below what fills a gateway's memory.
+    pub const DEFAULT: AccountLimits = AccountLimits {
+        users: 100_000,
+        phone_numbers: 100_000,
+        factors_per_user: 10,
+        pending_ceremonies: 50_000,
+        trusted_devices: 500_000,
+    };
+}
+
+/// The bounds of every account: the operator's defaults and per-account overrides, both from
+/// config (`[tenants]`, `[tenants.accounts.<account id>]`).
+#[derive(Debug, Clone)]
+pub struct TenantSettings {
+    pub defaults: AccountLimits,
+    /// Overrides, complete (unset fields were filled from `defaults` when loaded).
+    pub accounts: HashMap<AccountId, AccountLimits>,
+    /// The embedded store: the share (1–100 %) of each bounded structure one account may fill.
+    pub memory_account_share_percent: u8,
+    /// The embedded directory: users of all accounts together.
+    pub memory_max_users: usize,
+    /// The embedded directory: trusted devices of all accounts together.
+    pub memory_max_devices: usize,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self {
+            defaults: AccountLimits::DEFAULT,
+            accounts: HashMap::new(),
+            memory_account_share_percent: 25,
+            memory_max_users: 1_000_000,
+            memory_max_devices: 2_000_000,
+        }
+    }
+}
+
+impl TenantSettings {
+    pub fn limits(&self, account: &AccountId) -> AccountLimits {
+        self.accounts.get(account).copied().unwrap_or(self.defaults)
+    }
+
+    /// One account's share of an embedded structure bounded at `total` (at least 1).
+    pub fn share_of(&self, total: usize) -> usize {
+        share_of(total, self.memory_account_share_percent)
+    }
+}
+
+/// `percent` of `total`, rounded down, at least 1.
+pub fn share_of(total: usize, percent: u8) -> usize {
+    let share = (total as u128 * u128::from(percent.min(100)) / 100) as usize;
+    share.max(1)
+}
+
+/// Which bound an account reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Users,
+    PhoneNumbers,
+    FactorsPerUser,
+    PendingCeremonies,
+    TrustedDevices,
+    /// The embedded store's share of verifications.
+    Verifications,
+    /// The embedded factor store's share (ceremonies, pending factors, proofs).
+    FactorEntries,
+}
+
+impl Limit {
+    /// The name in the problem's `limit` member and in config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Users => "users",
+            Limit::PhoneNumbers => "phone_numbers",
+            Limit::FactorsPerUser => "factors_per_user",
+            Limit::PendingCeremonies => "pending_ceremonies",
+            Limit::TrustedDevices => "trusted_devices",
+            Limit::Verifications => "verifications",
+            Limit::FactorEntries => "factor_entries",
+        }
+    }
+
+    /// Whether the bound frees itself within minutes as entries expire (then a retry later can
+    /// succeed: 429), or only when someone removes what is stored, or after days (422).
+    pub fn frees_with_time(self) -> bool {
+        matches!(
+            self,
+            Limit::PendingCeremonies | Limit::Verifications | Limit::FactorEntries
+        )
+    }
+}
+
+/// An account reached one of its bounds; nothing was changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the account reached its limit of {max} {}", .limit.as_str())]
+pub struct LimitReached {
+    pub limit: Limit,
+    pub max: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+
+    fn load(env: &[(&str, &str)]) -> Result<crate::config::Settings, crate::config::ConfigError> {
+        crate::config::Settings::load_from(
+            None,
+            env.iter()
+                .map(|(name, value)| (name.to_string(), value.to_string())),
+        )
+    }
+
+    #[test]
+    fn the_operator_raises_one_accounts_bound_and_the_others_keep_the_defaults() {
+        let settings = load(&[
+            (
+                "OTPGATE_TENANTS__ACCOUNTS__AC0123456789ABCDEF0123456789ABCDEF__MAX_USERS",
+                "500000",
+            ),
+            ("OTPGATE_TENANTS__MAX_FACTORS_PER_USER", "4"),
+        ])
+        .unwrap();
+        let tenants = &settings.tenants;
+        let raised = tenants.limits(&AccountId::parse(ACCOUNT).unwrap());
+        assert_eq!(raised.users, 500_000);
+        assert_eq!(raised.factors_per_user, 4, "unset fields keep the defaults");
+        let other = AccountId::parse("AC00000000000000000000000000000000").unwrap();
+        assert_eq!(tenants.limits(&other).users, AccountLimits::DEFAULT.users);
+        assert_eq!(
+            crate::config::Settings::defaults().tenants.defaults,
+            AccountLimits::DEFAULT,
+            "config/default.toml and the constant agree"
+        );
+    }
+
+    #[test]
+    fn bad_overrides_are_all_reported() {
+        let error = load(&[
+            ("OTPGATE_TENANTS__ACCOUNTS__NOTANACCOUNT__MAX_USERS", "5"),
+            (
+                "OTPGATE_TENANTS__ACCOUNTS__AC0123456789ABCDEF0123456789ABCDEF__MAX_USER",
+                "5",
+            ),
+            ("OTPGATE_TENANTS__MEMORY_ACCOUNT_SHARE_PERCENT", "0"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(error.contains("not an account id"), "{error}");
+        assert!(error.contains("max_user: unknown"), "{error}");
+        assert!(error.contains("memory_account_share_percent"), "{error}");
+    }
+
+    #[test]
+    fn a_share_is_a_percentage_of_the_total_and_never_zero() {
+        assert_eq!(share_of(1_000_000, 25), 250_000);
+        assert_eq!(share_of(10, 50), 5);
+        assert_eq!(share_of(3, 10), 1);
+        assert_eq!(share_of(10, 200), 10, "at most the whole");
+    }
+}
