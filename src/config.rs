@@ -54,7 +54,6 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
-    pub header_read_timeout: Duration,
     pub request_body_limit: usize,
     pub shutdown_grace: Duration,
     /// From accept to the first request's head, whatever the protocol: a socket that sends
@@ -139,14 +138,19 @@ pub struct DispatchSettings {
     pub http_timeout: Duration,
     pub queue_capacity: usize,
     pub concurrency: usize,
-    /// Rounds over a route's provider list before a message is given up.
-    pub max_attempts: u32,
+    /// First back-off after a round no provider took, doubled per round up to `retry_max`.
     pub retry_base: Duration,
+    pub retry_max: Duration,
     pub breaker_failures: u32,
     pub breaker_open: Duration,
     pub reclaim_idle: Duration,
     pub max_deliveries: u64,
     pub poll_interval: Duration,
+    /// Redis mode: outbox reads failing for longer than this make `/readyz` answer 503.
+    pub outbox_unready_after: Duration,
+    /// The most of a provider's answer (or of a receipt) that is read; a longer one fails the
+    /// request (retryable for answers, 413 for receipts).
+    pub provider_body_limit: usize,
     /// Whether this instance runs delivery workers. Off (Redis only) makes an API-only instance
     /// that queues messages for the instances that deliver them.
     pub workers: bool,
@@ -311,7 +315,6 @@ impl Reader {
         });
         let server = ServerSettings {
             listen,
-            header_read_timeout: self.millis("server.header_read_timeout_ms"),
             request_body_limit: self.get("server.request_body_limit_bytes"),
             shutdown_grace: self.millis("server.shutdown_grace_ms"),
             first_request_timeout: self.millis("server.first_request_timeout_ms"),
@@ -320,6 +323,14 @@ impl Reader {
             max_connections: self.get("server.max_connections"),
             max_connections_per_ip: self.get("server.max_connections_per_ip"),
         };
+        // hyper's HTTP/1 header timeout also runs while a keep-alive connection waits for its
+        // next request, so it was an idle timeout in disguise (5 s, HTTP/1 only): the two
+        // deadlines below replace it, and a deployment still setting it learns so at start.
+        self.check(
+            self.config.get::<u64>("server.header_read_timeout_ms").is_err(),
+            "server.header_read_timeout_ms",
+            "replaced by server.first_request_timeout_ms (from accept to the first request) and server.idle_timeout_ms (between requests)",
+        );
         self.check(
             server.max_connections_per_ip > 0,
             "server.max_connections_per_ip",
@@ -472,19 +483,28 @@ impl Reader {
             "dispatch.workers",
             "can be false only with Redis (the embedded queue has no other reader)",
         );
+        // Gone: a message is retried for as long as its code lives. Refused rather than
+        // ignored, so that nobody believes a bound they set still holds.
+        self.check(
+            self.config.get::<config::Value>("dispatch.max_attempts").is_err(),
+            "dispatch.max_attempts",
+            "is gone: a message is retried for as long as its code lives (retry_base_ms, retry_max_ms shape the waits); remove the key",
+        );
         let dispatch = DispatchSettings {
             provider,
             http_url,
             http_timeout: self.millis("dispatch.http_timeout_ms"),
             queue_capacity: self.positive("dispatch.queue_capacity") as usize,
             concurrency: self.positive("dispatch.concurrency") as usize,
-            max_attempts: self.positive("dispatch.max_attempts"),
             retry_base: self.millis("dispatch.retry_base_ms"),
+            retry_max: self.millis("dispatch.retry_max_ms"),
             breaker_failures: self.positive("dispatch.breaker_failures"),
             breaker_open: self.millis("dispatch.breaker_open_ms"),
             reclaim_idle: self.millis("dispatch.reclaim_idle_ms"),
             max_deliveries: u64::from(self.positive("dispatch.max_deliveries")),
             poll_interval: self.millis("dispatch.poll_interval_ms"),
+            outbox_unready_after: self.millis("dispatch.outbox_unready_after_ms"),
+            provider_body_limit: self.positive("dispatch.provider_body_limit_bytes") as usize,
             workers,
             web_otp_domain: self.get("dispatch.web_otp_domain"),
             public_url: self.get("dispatch.public_url"),
@@ -563,19 +583,25 @@ impl Reader {
 
 impl DispatchSettings {
     /// The providers to build: the configured vendors, or the single default one.
+    /// Each carries `provider_body_limit`.
     pub fn effective_providers(&self) -> Vec<ProviderSettings> {
-        if !self.providers.is_empty() {
-            return self.providers.clone();
-        }
-        let mut single = match self.provider {
-            ProviderKind::Log => ProviderSettings::new("log", AdapterKind::Log),
-            ProviderKind::Http => ProviderSettings::new("http", AdapterKind::Http),
+        let mut providers = if self.providers.is_empty() {
+            let mut single = match self.provider {
+                ProviderKind::Log => ProviderSettings::new("log", AdapterKind::Log),
+                ProviderKind::Http => ProviderSettings::new("http", AdapterKind::Http),
+            };
+            if self.provider == ProviderKind::Http {
+                single.url = Some(self.http_url.clone());
+                single.timeout_ms = self.http_timeout.as_millis() as u64;
+            }
+            vec![single]
+        } else {
+            self.providers.clone()
         };
-        if self.provider == ProviderKind::Http {
-            single.url = Some(self.http_url.clone());
-            single.timeout_ms = self.http_timeout.as_millis() as u64;
+        for provider in &mut providers {
+            provider.body_limit = self.provider_body_limit;
         }
-        vec![single]
+        providers
     }
 }
 
@@ -1006,6 +1032,63 @@ mod tests {
     }
 
     #[test]
+    fn the_code_length_floor_is_six_and_bounds_the_default_length() {
+        assert_eq!(Settings::defaults().verification.min_code_length, 6);
+        let error = Settings::load_from(None, env(&[("OTPGATE_VERIFICATION__CODE_LENGTH", "5")]))
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("verification.code_length"),
+            "{error}"
+        );
+        let error =
+            Settings::load_from(None, env(&[("OTPGATE_VERIFICATION__MIN_CODE_LENGTH", "3")]))
+                .unwrap_err();
+        assert!(
+            error.to_string().contains("verification.min_code_length"),
+            "{error}"
+        );
+        let lowered = Settings::load_from(
+            None,
+            env(&[
+                ("OTPGATE_VERIFICATION__MIN_CODE_LENGTH", "4"),
+                ("OTPGATE_VERIFICATION__CODE_LENGTH", "4"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(lowered.verification.code_length, 4);
+    }
+
+    #[test]
+    fn the_connection_deadlines_load_and_the_replaced_header_timeout_is_reported() {
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("OTPGATE_SERVER__IDLE_TIMEOUT_MS", "30000"),
+                ("OTPGATE_SERVER__MAX_CONNECTIONS_PER_IP", "64"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.idle_timeout, Duration::from_secs(30));
+        assert_eq!(
+            settings.server.first_request_timeout,
+            Duration::from_secs(5)
+        );
+        assert_eq!(settings.server.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(settings.server.max_connections, 0, "derived at start");
+        assert_eq!(settings.server.max_connections_per_ip, 64);
+        let error = Settings::load_from(
+            None,
+            env(&[("OTPGATE_SERVER__HEADER_READ_TIMEOUT_MS", "5000")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("server.header_read_timeout_ms: replaced by"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn every_invalid_value_is_reported_in_one_error() {
         let error = Settings::load_from(
             None,
@@ -1048,6 +1131,28 @@ mod tests {
         )
         .unwrap_or_else(|error| panic!("{error}"));
         assert!(!settings.dispatch.workers);
+    }
+
+    #[test]
+    fn the_retry_bound_max_attempts_is_refused_and_the_dispatch_defaults_are_documented() {
+        let error =
+            Settings::load_from(None, env(&[("OTPGATE_DISPATCH__MAX_ATTEMPTS", "3")])).unwrap_err();
+        assert!(
+            error.to_string().contains("dispatch.max_attempts: is gone"),
+            "{error}"
+        );
+        let settings = Settings::load_from(None, env(&[])).unwrap();
+        assert_eq!(settings.dispatch.retry_max, Duration::from_secs(30));
+        assert_eq!(
+            settings.dispatch.outbox_unready_after,
+            Duration::from_secs(10)
+        );
+        assert_eq!(settings.dispatch.provider_body_limit, 64 * 1024);
+        assert!(settings
+            .dispatch
+            .effective_providers()
+            .iter()
+            .all(|provider| provider.body_limit == 64 * 1024));
     }
 
     #[test]

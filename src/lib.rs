@@ -134,8 +134,8 @@ fn build_router(
             open_for: dispatch.breaker_open,
         },
         RetrySettings {
-            max_rounds: dispatch.max_attempts,
             base_backoff: dispatch.retry_base,
+            max_backoff: dispatch.retry_max,
         },
         clock,
         metrics,
@@ -200,6 +200,7 @@ impl App {
             max_deliveries: settings.dispatch.max_deliveries,
             poll_interval: settings.dispatch.poll_interval,
             run_workers: settings.dispatch.workers,
+            unready_after: settings.dispatch.outbox_unready_after,
         };
         let dispatcher = match &redis {
             Some(redis) => Dispatcher::spawn_durable(

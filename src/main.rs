@@ -1,5 +1,6 @@
 //! The otpgate binary: parse the command line, load config, bind, serve. Nothing else.
 
+use std::future::Future;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -198,12 +199,13 @@ async fn serve(settings: Settings) -> Result<(), String> {
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
+    let shutdown = shutdown_signal();
     tracing::info!(
         address = %listener.local_addr().map_err(|error| error.to_string())?,
         store = app.store().kind(),
         "otpgate listening"
     );
-    otpgate::run(listener, app.clone(), shutdown_signal())
+    otpgate::run(listener, app.clone(), shutdown)
         .await
         .map_err(|error| error.to_string())?;
     app.shutdown(grace).await;
@@ -211,25 +213,35 @@ async fn serve(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// The stop signal (SIGINT or SIGTERM). The handlers are installed when this is called, not when
+/// the future is first polled: `serve` calls it before announcing that it listens, so a SIGTERM
+/// sent right after start (an orchestrator, a test) stops the server gracefully instead of
+/// killing it with the default disposition.
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(
-            tokio::signal::unix::SignalKind::terminate(),
-        ) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
+        use tokio::signal::unix::{signal, SignalKind};
+        let handlers = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        );
+        async move {
+            match handlers {
+                (Ok(mut interrupt), Ok(mut terminate)) => {
+                    tokio::select! {
+                        _ = interrupt.recv() => {}
+                        _ = terminate.recv() => {}
+                    }
+                }
+                (Err(error), _) | (_, Err(error)) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                    let _ = tokio::signal::ctrl_c().await;
+                }
             }
-        };
-        tokio::select! {
-            _ = interrupt => {}
-            _ = terminate.recv() => {}
         }
     }
     #[cfg(not(unix))]
-    let _ = interrupt.await;
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

@@ -30,6 +30,11 @@ pub const DEAD_LETTERS: &str = "otpgate_dead_letters_total";
 pub const REDELIVERIES: &str = "otpgate_messages_redelivered_total";
 pub const MESSAGE_SEGMENTS: &str = "otpgate_message_segments_total";
 pub const RECEIPTS: &str = "otpgate_delivery_receipts_total";
+/// How long the dispatcher's outbox reads have been failing (the longest current run over the
+/// shards; 0 while every shard reads). Past `dispatch.outbox_unready_after_ms`, `/readyz` is 503.
+pub const OUTBOX_READ_FAILING: &str = "otpgate_outbox_read_failing_seconds";
+/// Outbox consumer groups created again after Redis answered NOGROUP (it lost its data).
+pub const OUTBOX_GROUPS_RECREATED: &str = "otpgate_outbox_groups_recreated_total";
 /// Hot-path cache lookups: `cache` (policy, user, device) x `result` (hit, miss, bypass).
 pub const CACHE_LOOKUPS: &str = "otpgate_cache_lookups_total";
 /// Cache flushes because the invalidation link dropped or came back.
@@ -276,6 +281,16 @@ impl Metrics {
 
     pub fn dead_letter(&self) {
         self.counter((DEAD_LETTERS, "", "", "", 0), ["", "", "", ""])
+            .increment(1);
+    }
+
+    pub fn outbox_read_failing(&self, failing_for: Duration) {
+        self.gauge((OUTBOX_READ_FAILING, "", "", "", 0), ["", "", "", ""])
+            .set(failing_for.as_secs_f64());
+    }
+
+    pub fn outbox_group_created(&self) {
+        self.counter((OUTBOX_GROUPS_RECREATED, "", "", "", 0), ["", "", "", ""])
             .increment(1);
     }
 

@@ -6,11 +6,22 @@
 //!   instance read it with a consumer group and acknowledge only after a provider accepted it.
 //!   A dead worker's messages are reclaimed; undeliverable ones go to a dead-letter stream.
 //! - **Memory (embedded store)**: a bounded channel. The send reserves a place before it touches
-//!   the store, so a full queue refuses the send (503) instead of dropping a message. A crash
-//!   loses what is still queued (at most `queue_capacity` messages); their users ask for a resend.
+//!   the store, so a full queue refuses the send (503) instead of dropping a message; the place
+//!   is held until the message is accepted or given up, waits for a retry included. A crash
+//!   loses what is still queued or waiting (at most `queue_capacity` messages); their users ask
+//!   for a resend.
 //!
-//! Workers deliver through the [`router::Router`] (routes, failover, breakers, retries) and
-//! record every message's outcome so that `GET /v1/verifications/{id}` can list it.
+//! Workers deliver through the [`router::Router`] one round at a time (routes, failover,
+//! breakers). A round that no provider took defers the message until the time the router names
+//! (back-off, breaker probes), for as long as its code lives: in memory in a waiting list, in
+//! Redis in the shard's retry set (see `store/redis/outbox.rs`), so a restarted gateway carries
+//! on. Every provider tried is recorded with its outcome, so that `GET /v1/verifications/{id}`
+//! lists them.
+//!
+//! The durable worker reads each shard on its own (a failing shard backs off alone while the
+//! others' messages go out), recreates a consumer group that Redis lost (`NOGROUP`), re-reads
+//! its own pending entries after a failed read (the reply may have been lost with the entries
+//! in it), and reports how long reads have been failing, for `/readyz` and a metric.
 
 pub mod providers;
 pub mod receipts;
@@ -18,12 +29,14 @@ pub mod router;
 pub mod seal;
 pub mod template;
 
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -31,11 +44,12 @@ use crate::account::hex;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
-use crate::store::redis::outbox::OutboxEntry;
+use crate::phone::SHARD_COUNT;
+use crate::store::redis::outbox::{OutboxEntry, ReadFrom, ShardReadError};
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 use crate::verify::model::{Channel, SendAttempt, VerificationId};
-use router::{Delivery, Router};
+use router::{Delivery, Failure, Progress, Router};
 use seal::Sealer;
 
 /// A message on its way to a provider. Its body holds the code in clear, so it is never logged.
@@ -124,7 +138,7 @@ impl OutgoingMessage {
 pub struct WorkerSettings {
     /// Messages in flight to providers at once (per instance).
     pub concurrency: usize,
-    /// Memory queue bound.
+    /// Memory queue bound: messages queued, in flight or waiting for a retry.
     pub queue_capacity: usize,
     /// A durable message read but not acknowledged for this long belongs to a dead worker.
     pub reclaim_idle: Duration,
@@ -134,6 +148,8 @@ pub struct WorkerSettings {
     pub poll_interval: Duration,
     /// Durable mode: whether this instance reads the outbox at all (an API-only instance does not).
     pub run_workers: bool,
+    /// Durable mode: reads failing for longer than this make the instance unready.
+    pub unready_after: Duration,
 }
 
 #[derive(Clone)]
@@ -145,23 +161,80 @@ struct DispatcherInner {
     mode: Mode,
     sealer: Sealer,
     metrics: Arc<Metrics>,
+    /// Durable mode with workers: how the outbox reads are going.
+    health: Option<Arc<ReadHealth>>,
+    clock: Arc<dyn Clock>,
+    unready_after: Duration,
 }
 
 enum Mode {
-    Memory(mpsc::Sender<OutgoingMessage>),
+    Memory {
+        queue: mpsc::Sender<Queued>,
+        /// One permit per message anywhere in the memory pipeline (`queue_capacity`).
+        places: Arc<Semaphore>,
+    },
     Durable(Arc<Notify>),
 }
 
 /// A place for one message, taken before the store is touched.
 pub enum Ticket<'a> {
-    Memory(mpsc::Permit<'a, OutgoingMessage>),
+    Memory(mpsc::Permit<'a, Queued>, OwnedSemaphorePermit),
     /// The store queues the message itself; committing only wakes the local workers.
     Durable,
+}
+
+/// A message in the memory pipeline, with its place (freed when it is accepted or given up).
+pub struct Queued {
+    message: OutgoingMessage,
+    progress: Progress,
+    _place: OwnedSemaphorePermit,
 }
 
 #[derive(Debug, thiserror::Error)]
 #[error("the message queue is full")]
 pub struct QueueFull;
+
+/// Since when each shard's reads have been failing (gateway clock ms; 0: reading fine).
+pub struct ReadHealth {
+    failing_since: Vec<AtomicU64>,
+}
+
+impl ReadHealth {
+    fn new() -> Self {
+        Self {
+            failing_since: (0..SHARD_COUNT).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    fn failed(&self, shard: u8, now_ms: u64) {
+        // The first failure of a run counts; 0 is "fine", so a failure at 0 is stored as 1.
+        let _ = self.failing_since[usize::from(shard)].compare_exchange(
+            0,
+            now_ms.max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn succeeded(&self, shard: u8) {
+        self.failing_since[usize::from(shard)].store(0, Ordering::Relaxed);
+    }
+
+    /// How long the longest current run of failed reads has lasted, and how many shards fail.
+    pub fn failing(&self, now_ms: u64) -> (Duration, usize) {
+        let since: Vec<u64> = self
+            .failing_since
+            .iter()
+            .map(|since| since.load(Ordering::Relaxed))
+            .filter(|since| *since != 0)
+            .collect();
+        let oldest = since
+            .iter()
+            .min()
+            .map_or(0, |at| now_ms.saturating_sub(*at));
+        (Duration::from_millis(oldest), since.len())
+    }
+}
 
 /// What every worker needs.
 struct Shared {
@@ -190,17 +263,23 @@ impl Dispatcher {
         let shared = Arc::new(Shared {
             router,
             store,
-            clock,
+            clock: clock.clone(),
             metrics: metrics.clone(),
             in_flight: Arc::new(Semaphore::new(settings.concurrency)),
             tasks: tasks.clone(),
         });
-        tasks.spawn(run_memory(shared, receiver, stop));
+        tasks.spawn(run_memory(shared, receiver, settings, stop));
         Self {
             inner: Arc::new(DispatcherInner {
-                mode: Mode::Memory(queue),
+                mode: Mode::Memory {
+                    queue,
+                    places: Arc::new(Semaphore::new(settings.queue_capacity)),
+                },
                 sealer: Sealer::new(seal_key),
                 metrics,
+                health: None,
+                clock,
+                unready_after: settings.unready_after,
             }),
         }
     }
@@ -218,11 +297,14 @@ impl Dispatcher {
         stop: CancellationToken,
     ) -> Self {
         let wake = Arc::new(Notify::new());
+        let mut health = None;
         if settings.run_workers {
+            let read_health = Arc::new(ReadHealth::new());
+            health = Some(read_health.clone());
             let shared = Arc::new(Shared {
                 router,
                 store: redis.clone(),
-                clock,
+                clock: clock.clone(),
                 metrics: metrics.clone(),
                 in_flight: Arc::new(Semaphore::new(settings.concurrency)),
                 tasks: tasks.clone(),
@@ -234,6 +316,8 @@ impl Dispatcher {
                 sealer: Sealer::new(seal_key),
                 wake: wake.clone(),
                 consumer: consumer_name(),
+                health: read_health,
+                held: Mutex::new(HashSet::new()),
             };
             tasks.spawn(worker.run(stop));
         } else {
@@ -247,6 +331,9 @@ impl Dispatcher {
                 mode: Mode::Durable(wake),
                 sealer,
                 metrics,
+                health,
+                clock,
+                unready_after: settings.unready_after,
             }),
         }
     }
@@ -255,12 +342,26 @@ impl Dispatcher {
         matches!(self.inner.mode, Mode::Durable(_))
     }
 
+    /// Whether this instance's workers can read the outbox: `Err` with the reason when reads
+    /// have failed for longer than `dispatch.outbox_unready_after_ms` (for `/readyz`).
+    pub fn readiness(&self) -> Result<(), &'static str> {
+        let Some(health) = &self.inner.health else {
+            return Ok(());
+        };
+        let (failing_for, _) = health.failing(self.inner.clock.now_ms());
+        if failing_for > self.inner.unready_after {
+            return Err("the dispatcher has not been able to read the outbox for longer than dispatch.outbox_unready_after_ms: messages are not being delivered");
+        }
+        Ok(())
+    }
+
     pub fn ticket(&self) -> Result<Ticket<'_>, QueueFull> {
         match &self.inner.mode {
-            Mode::Memory(queue) => queue
-                .try_reserve()
-                .map(Ticket::Memory)
-                .map_err(|_| QueueFull),
+            Mode::Memory { queue, places } => {
+                let place = places.clone().try_acquire_owned().map_err(|_| QueueFull)?;
+                let permit = queue.try_reserve().map_err(|_| QueueFull)?;
+                Ok(Ticket::Memory(permit, place))
+            }
             Mode::Durable(_) => Ok(Ticket::Durable),
         }
     }
@@ -280,12 +381,16 @@ impl Dispatcher {
     /// The store accepted the send: hand the message on (memory) or wake the workers (durable).
     pub fn commit(&self, ticket: Ticket<'_>, message: OutgoingMessage) {
         match (ticket, &self.inner.mode) {
-            (Ticket::Memory(permit), _) => {
+            (Ticket::Memory(permit, place), _) => {
                 self.inner.metrics.queue_depth().increment(1.0);
-                permit.send(message);
+                permit.send(Queued {
+                    message,
+                    progress: Progress::default(),
+                    _place: place,
+                });
             }
             (Ticket::Durable, Mode::Durable(wake)) => wake.notify_one(),
-            (Ticket::Durable, Mode::Memory(_)) => {
+            (Ticket::Durable, Mode::Memory { .. }) => {
                 tracing::error!("a durable ticket reached the memory queue; the message is lost")
             }
         }
@@ -299,74 +404,163 @@ fn consumer_name() -> String {
 }
 
 impl Shared {
-    /// Delivers through the router and records the outcome beside the verification.
-    async fn deliver(&self, message: &OutgoingMessage) -> Delivery {
-        let delivery = self.router.deliver(message).await;
+    /// One round through the router; records every provider that failed the message and the
+    /// round's outcome beside the verification.
+    async fn deliver(&self, message: &OutgoingMessage, progress: &mut Progress) -> Delivery {
+        let delivery = self.router.deliver(message, progress).await;
         let now = self.clock.now_ms();
-        let attempt = match &delivery {
+        let attempt =
+            |provider: &str, status: &str, vendor_id: Option<String>, error| SendAttempt {
+                message_id: message.id.clone(),
+                provider: provider.to_owned(),
+                status: status.to_owned(),
+                provider_message_id: vendor_id,
+                error,
+                created_ms: now,
+                updated_ms: now,
+            };
+        let failures: &[Failure] = match &delivery {
+            Delivery::Accepted { failures, .. }
+            | Delivery::Deferred { failures, .. }
+            | Delivery::Failed { failures, .. } => failures,
+        };
+        let mut attempts: Vec<SendAttempt> = failures
+            .iter()
+            .map(|failure| {
+                let status = if failure.permanent {
+                    "refused"
+                } else {
+                    "provider_error"
+                };
+                attempt(failure.provider, status, None, Some(failure.reason.clone()))
+            })
+            .collect();
+        match &delivery {
             Delivery::Accepted {
                 provider,
                 provider_message_id,
-            } => SendAttempt {
-                message_id: message.id.clone(),
-                provider: (*provider).to_owned(),
-                status: "accepted".to_owned(),
-                provider_message_id: provider_message_id.clone(),
-                error: None,
-                created_ms: now,
-                updated_ms: now,
-            },
-            Delivery::Failed {
-                reasons,
-                last_provider,
-            } => {
-                tracing::warn!(message = %message.id, to = %message.to, reasons = ?reasons, "no provider took the message");
-                SendAttempt {
-                    message_id: message.id.clone(),
-                    provider: last_provider.unwrap_or("none").to_owned(),
-                    status: "failed".to_owned(),
-                    provider_message_id: None,
-                    error: Some(reasons.join("; ")),
-                    created_ms: now,
-                    updated_ms: now,
-                }
+                invalid_id,
+                ..
+            } => attempts.push(attempt(
+                provider,
+                "accepted",
+                provider_message_id.clone(),
+                invalid_id.then(|| "invalid id".to_owned()),
+            )),
+            Delivery::Failed { reason, .. } => {
+                tracing::warn!(message = %message.id, to = %message.to, %reason, "no provider took the message; given up");
+                let last = failures.last().map_or("none", |failure| failure.provider);
+                attempts.push(attempt(last, "failed", None, Some(reason.clone())));
             }
-        };
+            Delivery::Deferred { retry_at_ms, .. } => {
+                tracing::info!(message = %message.id, round = progress.round, in_ms = retry_at_ms.saturating_sub(now), "no provider took the message yet; it waits for the next round");
+            }
+        }
         if let Some(id) = VerificationId::parse(&message.verification_id) {
-            if let Err(error) = self.store.record_send_attempt(&id, &attempt).await {
-                tracing::warn!(%error, message = %message.id, "could not record the send");
+            for attempt in &attempts {
+                if let Err(error) = self.store.record_send_attempt(&id, attempt).await {
+                    tracing::warn!(%error, message = %message.id, "could not record the send");
+                }
             }
         }
         delivery
     }
 }
 
+/// Memory mode: messages waiting for their next round, by due time (gateway clock).
+#[derive(Default)]
+struct Waiting {
+    by_due: Mutex<BTreeMap<(u64, u64), Queued>>,
+    next: AtomicU64,
+}
+
+impl Waiting {
+    fn insert(&self, due_ms: u64, queued: Queued) {
+        let sequence = self.next.fetch_add(1, Ordering::Relaxed);
+        self.lock().insert((due_ms, sequence), queued);
+    }
+
+    /// Removes and returns what is due by `now_ms`.
+    fn take_due(&self, now_ms: u64) -> Vec<Queued> {
+        let mut by_due = self.lock();
+        let later = by_due.split_off(&(now_ms.saturating_add(1), 0));
+        std::mem::replace(&mut *by_due, later)
+            .into_values()
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u64, u64), Queued>> {
+        // A plain map replaced entry by entry; a poisoned lock still holds a valid one.
+        self.by_due
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 async fn run_memory(
     shared: Arc<Shared>,
-    mut receiver: mpsc::Receiver<OutgoingMessage>,
+    mut receiver: mpsc::Receiver<Queued>,
+    settings: WorkerSettings,
     stop: CancellationToken,
 ) {
+    let waiting = Arc::new(Waiting::default());
     loop {
-        let message = tokio::select! {
-            message = receiver.recv() => message,
+        let mut batch = Vec::new();
+        tokio::select! {
+            queued = receiver.recv() => match queued {
+                Some(queued) => batch.push(queued),
+                None => break,
+            },
+            () = tokio::time::sleep(settings.poll_interval) => {}
+            () = shared.router.recovered() => batch.extend(waiting.take_due(u64::MAX)),
             () = stop.cancelled() => {
-                // No new messages; deliver what was accepted before the stop.
+                // No new messages; one more round for what was accepted before the stop.
                 receiver.close();
-                receiver.recv().await
+                while let Some(queued) = receiver.recv().await {
+                    batch.push(queued);
+                }
+                batch.extend(waiting.take_due(u64::MAX));
+                let left = deliver_all(&shared, &waiting, batch).await;
+                if left > 0 {
+                    tracing::warn!(left, "stopping with messages that wait for a provider; they are lost");
+                }
+                break;
             }
-        };
-        let Some(message) = message else { break };
-        let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
-            break;
-        };
-        let worker = shared.clone();
-        shared.tasks.spawn(async move {
-            worker.metrics.queue_depth().decrement(1.0);
-            if let Delivery::Failed { .. } = worker.deliver(&message).await {
-                worker.metrics.dead_letter();
-            }
-            drop(permit);
-        });
+        }
+        batch.extend(waiting.take_due(shared.clock.now_ms()));
+        for queued in batch {
+            let Ok(permit) = shared.in_flight.clone().acquire_owned().await else {
+                return;
+            };
+            let (worker, waiting) = (shared.clone(), waiting.clone());
+            shared.tasks.spawn(async move {
+                worker.metrics.queue_depth().decrement(1.0);
+                deliver_queued(&worker, &waiting, queued).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// At the stop: one round for each, at once; returns how many still wait.
+async fn deliver_all(shared: &Shared, waiting: &Waiting, batch: Vec<Queued>) -> usize {
+    futures::future::join_all(
+        batch
+            .into_iter()
+            .map(|queued| deliver_queued(shared, waiting, queued)),
+    )
+    .await;
+    waiting.lock().len()
+}
+
+async fn deliver_queued(shared: &Shared, waiting: &Waiting, mut queued: Queued) {
+    match shared.deliver(&queued.message, &mut queued.progress).await {
+        Delivery::Accepted { .. } => {}
+        Delivery::Failed { .. } => shared.metrics.dead_letter(),
+        Delivery::Deferred { retry_at_ms, .. } => {
+            shared.metrics.queue_depth().increment(1.0);
+            waiting.insert(retry_at_ms, queued);
+        }
     }
 }
 
@@ -377,37 +571,68 @@ struct DurableWorker {
     sealer: Sealer,
     wake: Arc<Notify>,
     consumer: String,
+    health: Arc<ReadHealth>,
+    /// Entries this worker is handling, by shard and entry id (ids repeat across streams): a
+    /// re-read of its own pending entries, or a reclaim, skips them.
+    held: Mutex<HashSet<(u8, String)>>,
+}
+
+/// How one shard's reads are going.
+struct ShardState {
+    /// The consumer group is known to exist.
+    group: bool,
+    /// Where the next read starts.
+    from: ReadFrom,
+    /// No read before this instant (after failures: the shard's own back-off).
+    not_before: Instant,
+    backoff: Duration,
 }
 
 /// Messages read from each shard per pass.
 const READ_PER_SHARD: usize = 16;
 const STATS_EVERY: Duration = Duration::from_secs(2);
+/// How often the retry sets are looked at for messages due again.
+const RELEASE_EVERY: Duration = Duration::from_millis(250);
+/// A failing shard's first and longest wait between reads.
+const SHARD_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const SHARD_BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 impl DurableWorker {
     async fn run(self, stop: CancellationToken) {
         let worker = Arc::new(self);
-        let mut prepared = false;
+        let mut shards: Vec<ShardState> = (0..SHARD_COUNT)
+            .map(|_| ShardState {
+                group: false,
+                // At start, and after any failed read: this consumer's own pending entries first.
+                from: ReadFrom::Pending(None),
+                not_before: Instant::now(),
+                backoff: SHARD_BACKOFF_FIRST,
+            })
+            .collect();
         let mut last_reclaim = Instant::now();
         let mut last_stats: Option<Instant> = None;
+        let mut last_release: Option<Instant> = None;
+        let mut release_all = false;
         while !stop.is_cancelled() {
-            if !prepared {
-                match worker.redis.outbox_prepare().await {
-                    Ok(()) => prepared = true,
-                    Err(error) => {
-                        tracing::warn!(%error, "cannot prepare the outbox; retrying");
-                        worker.idle(&stop).await;
-                        continue;
-                    }
-                }
-            }
             if last_stats.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
                 worker.publish_stats().await;
                 last_stats = Some(Instant::now());
             }
+            if release_all || last_release.is_none_or(|at| at.elapsed() >= RELEASE_EVERY) {
+                // A provider came back: what waits for it need not sit out its back-off.
+                let now = if release_all {
+                    u64::MAX
+                } else {
+                    worker.shared.clock.now_ms()
+                };
+                worker.redis.outbox_release_due(now, READ_PER_SHARD).await;
+                last_release = Some(Instant::now());
+                release_all = false;
+            }
             let mut entries = Vec::new();
             if last_reclaim.elapsed() >= worker.settings.reclaim_idle / 2 {
                 last_reclaim = Instant::now();
-                match worker
+                for (shard, reclaimed) in worker
                     .redis
                     .outbox_reclaim(
                         &worker.consumer,
@@ -416,25 +641,26 @@ impl DurableWorker {
                     )
                     .await
                 {
-                    Ok(reclaimed) => {
-                        for _ in &reclaimed {
-                            worker.shared.metrics.redelivered();
+                    match reclaimed {
+                        Ok(reclaimed) => {
+                            for _ in &reclaimed {
+                                worker.shared.metrics.redelivered();
+                            }
+                            entries.extend(reclaimed);
                         }
-                        entries.extend(reclaimed);
+                        Err(error) => tracing::debug!(%error, shard, "outbox reclaim failed"),
                     }
-                    Err(error) => tracing::warn!(%error, "outbox reclaim failed"),
                 }
             }
-            match worker
-                .redis
-                .outbox_read(&worker.consumer, READ_PER_SHARD)
-                .await
-            {
-                Ok(read) => entries.extend(read),
-                Err(error) => tracing::warn!(%error, "outbox read failed"),
-            }
+            entries.extend(worker.read_shards(&mut shards).await);
+            entries.retain(|entry| worker.hold(entry));
             if entries.is_empty() {
-                worker.idle(&stop).await;
+                tokio::select! {
+                    () = worker.wake.notified() => {}
+                    () = tokio::time::sleep(worker.settings.poll_interval) => {}
+                    () = worker.shared.router.recovered() => release_all = true,
+                    () = stop.cancelled() => {}
+                }
                 continue;
             }
             for entry in entries {
@@ -443,20 +669,106 @@ impl DurableWorker {
                 };
                 let this = worker.clone();
                 worker.shared.tasks.spawn(async move {
+                    let key = (entry.shard, entry.entry_id.clone());
                     this.handle(entry).await;
+                    this.held_set().remove(&key);
                     drop(permit);
                 });
             }
         }
     }
 
-    /// Waits for a local send, the poll interval, or the stop.
-    async fn idle(&self, stop: &CancellationToken) {
-        tokio::select! {
-            () = self.wake.notified() => {}
-            () = tokio::time::sleep(self.settings.poll_interval) => {}
-            () = stop.cancelled() => {}
+    /// Reads every shard that is not backing off, each on its own: a shard that fails (a dead
+    /// master, a lost group) backs off alone, and what the others gave is handled at once.
+    async fn read_shards(&self, shards: &mut [ShardState]) -> Vec<OutboxEntry> {
+        let now = Instant::now();
+        let now_ms = self.shared.clock.now_ms();
+        let due: Vec<u8> = (0..SHARD_COUNT)
+            .filter(|&shard| shards[usize::from(shard)].not_before <= now)
+            .collect();
+        // Groups to (re)create, all at once: at start, and after Redis lost them.
+        let creations = due
+            .iter()
+            .filter(|&&shard| !shards[usize::from(shard)].group)
+            .map(|&shard| async move { (shard, self.redis.outbox_prepare_shard(shard).await) });
+        for (shard, created) in futures::future::join_all(creations).await {
+            let state = &mut shards[usize::from(shard)];
+            match created {
+                Ok(()) => state.group = true,
+                Err(error) => self.shard_failed(shard, state, now_ms, &error.to_string()),
+            }
         }
+        let wanted: Vec<(u8, ReadFrom)> = due
+            .into_iter()
+            .filter(|&shard| shards[usize::from(shard)].group)
+            .map(|shard| (shard, shards[usize::from(shard)].from.clone()))
+            .collect();
+        let mut entries = Vec::new();
+        for (shard, result) in self
+            .redis
+            .outbox_read(&self.consumer, &wanted, READ_PER_SHARD)
+            .await
+        {
+            let state = &mut shards[usize::from(shard)];
+            match result {
+                Ok(read) => {
+                    self.health.succeeded(shard);
+                    state.backoff = SHARD_BACKOFF_FIRST;
+                    if let ReadFrom::Pending(_) = state.from {
+                        // Page through the pending entries, then on to new ones.
+                        state.from = match read.last() {
+                            Some(last) if read.len() == READ_PER_SHARD => {
+                                ReadFrom::Pending(Some(last.entry_id.clone()))
+                            }
+                            _ => ReadFrom::New,
+                        };
+                    }
+                    entries.extend(read);
+                }
+                Err(ShardReadError::NoGroup) => {
+                    // Redis lost the stream and its group: the next pass makes them again (no
+                    // back-off) and reads what this consumer may still have pending first.
+                    tracing::warn!(shard, "the outbox consumer group is gone (Redis lost its data?); creating it again");
+                    self.shared.metrics.outbox_group_created();
+                    self.health.failed(shard, now_ms);
+                    state.group = false;
+                    state.from = ReadFrom::Pending(None);
+                }
+                Err(ShardReadError::Store(error)) => {
+                    self.shard_failed(shard, state, now_ms, &error.to_string())
+                }
+            }
+        }
+        let (failing_for, _) = self.health.failing(now_ms);
+        self.shared.metrics.outbox_read_failing(failing_for);
+        entries
+    }
+
+    fn shard_failed(&self, shard: u8, state: &mut ShardState, now_ms: u64, error: &str) {
+        if state.backoff == SHARD_BACKOFF_FIRST {
+            tracing::warn!(shard, %error, "outbox read failed; this shard backs off alone");
+        } else {
+            tracing::debug!(shard, %error, "outbox read failed again");
+        }
+        self.health.failed(shard, now_ms);
+        // The reply may have been lost with entries in it: they are pending on this consumer,
+        // so the next read starts with them instead of waiting for the reclaim.
+        state.from = ReadFrom::Pending(None);
+        state.not_before = Instant::now() + state.backoff;
+        state.backoff = (state.backoff * 2).min(SHARD_BACKOFF_MAX);
+    }
+
+    /// Marks an entry as being handled here; false when it already is.
+    fn hold(&self, entry: &OutboxEntry) -> bool {
+        self.held_set()
+            .insert((entry.shard, entry.entry_id.clone()))
+    }
+
+    fn held_set(&self) -> std::sync::MutexGuard<'_, HashSet<(u8, String)>> {
+        // A plain set; a poisoned lock still holds a valid one.
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn publish_stats(&self) {
@@ -506,11 +818,26 @@ impl DurableWorker {
                 }
             }
         }
-        match self.shared.deliver(&message).await {
+        let mut progress = self
+            .shared
+            .router
+            .progress_from(entry.round, &entry.refused);
+        match self.shared.deliver(&message, &mut progress).await {
             Delivery::Accepted { .. } => self.ack(&entry).await,
-            Delivery::Failed { reasons, .. } => {
+            Delivery::Failed { reason, .. } => {
                 metrics.dead_letter();
-                self.dead_letter(&entry, &reasons.join("; ")).await
+                self.dead_letter(&entry, &reason).await
+            }
+            Delivery::Deferred { retry_at_ms, .. } => {
+                let refused = progress.refused.join(" ");
+                if let Err(error) = self
+                    .redis
+                    .outbox_defer(&entry, &message.id, retry_at_ms, progress.round, &refused)
+                    .await
+                {
+                    // Left pending: read again after a failed read, or reclaimed.
+                    tracing::warn!(%error, entry = %entry.entry_id, "cannot defer a message; it stays pending");
+                }
             }
         }
     }

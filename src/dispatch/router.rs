@@ -3,9 +3,13 @@
 //! A route (longest prefix of the E.164 number wins, optionally per channel) lists providers in
 //! order, with weights that split the first choice; the rest of the list is the failover order.
 //! Each provider has a circuit breaker (open after consecutive failures, one half-open probe
-//! after a cool-down, closed again on success) and an optional send rate. A message is tried
-//! across the list, round after round with exponential backoff and jitter, and never after its
-//! code has expired.
+//! after a cool-down, closed again on success) and an optional send rate.
+//!
+//! [`Router::deliver`] makes one round over the list. When no provider took the message, the
+//! round says when to try again (exponential back-off with jitter, and never before an open
+//! breaker lets its probe through); the workers keep the message until then. A message is
+//! given up only when its code would be expired by the next try, or when every provider of its
+//! route refused it for good: an outage delays codes, it does not condemn them.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,7 +17,7 @@ use std::time::{Duration, Instant};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use ring::rand::{SecureRandom, SystemRandom};
 
-use super::providers::{Accepted, Provider, ProviderError};
+use super::providers::{valid_vendor_id, Accepted, Provider, ProviderError};
 use super::OutgoingMessage;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
@@ -43,10 +47,10 @@ pub struct BreakerSettings {
 
 #[derive(Debug, Clone, Copy)]
 pub struct RetrySettings {
-    /// Rounds over the provider list.
-    pub max_rounds: u32,
-    /// First backoff; doubled each round, plus up to as much again of jitter.
+    /// First back-off after a round; doubled each round up to `max_backoff`, of which a random
+    /// part up to a half is taken off (jitter).
     pub base_backoff: Duration,
+    pub max_backoff: Duration,
 }
 
 struct Route {
@@ -70,20 +74,51 @@ pub struct Router {
     metrics: Arc<Metrics>,
     retry: RetrySettings,
     rng: SystemRandom,
+    /// Woken when a breaker closes again, so that waiting messages need not sit out their
+    /// back-off once a provider is back.
+    recovered: tokio::sync::Notify,
 }
 
-/// How a message's delivery ended.
+/// One provider's failure in a round.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub provider: &'static str,
+    /// Refused for good (`Permanent`): this provider is not tried again for the message.
+    pub permanent: bool,
+    pub reason: String,
+}
+
+/// Where a message's delivery stands between rounds: carried by the worker (and through the
+/// Redis outbox) from one round to the next.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Rounds made so far.
+    pub round: u32,
+    /// Providers that refused the message for good.
+    pub refused: Vec<&'static str>,
+}
+
+/// How one round of a message's delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivery {
     Accepted {
         provider: &'static str,
         provider_message_id: Option<String>,
+        /// The provider answered with an id that cannot be kept (see `valid_vendor_id`): it is
+        /// dropped, and the message counts as sent all the same, since the provider said so.
+        invalid_id: bool,
+        /// Providers that failed before it in this round.
+        failures: Vec<Failure>,
     },
-    /// Every try failed, or the code expired first; the reasons, in order, and the last
-    /// provider tried (none when none was).
+    /// Nothing took it this round: try again at `retry_at_ms` (gateway clock).
+    Deferred {
+        failures: Vec<Failure>,
+        retry_at_ms: u64,
+    },
+    /// Given up: the code expires before another try, or every provider refused it.
     Failed {
-        reasons: Vec<String>,
-        last_provider: Option<&'static str>,
+        failures: Vec<Failure>,
+        reason: String,
     },
 }
 
@@ -186,6 +221,7 @@ impl Router {
             metrics,
             retry,
             rng: SystemRandom::new(),
+            recovered: tokio::sync::Notify::new(),
         })
     }
 
@@ -244,83 +280,153 @@ impl Router {
         u32::from_le_bytes(bytes) % bound
     }
 
-    /// Tries the plan until a provider accepts, the rounds run out, or the code expires.
-    pub async fn deliver(&self, message: &OutgoingMessage) -> Delivery {
-        let plan = self.plan(message);
-        let mut reasons = Vec::new();
-        let mut last_provider = None;
-        let country = country_label(message.to.country_code());
-        for round in 0..self.retry.max_rounds {
-            for &index in &plan {
-                let slot = &self.slots[index];
-                let name = slot.provider.name();
-                if self.clock.now_ms() >= message.not_after_ms {
-                    reasons.push("the code expired before a provider accepted it".to_owned());
-                    return Delivery::Failed {
-                        reasons,
-                        last_provider,
-                    };
-                }
-                if !slot.breaker.allow(self.clock.now_ms()) {
-                    reasons.push(format!("{name}: circuit open"));
-                    continue;
-                }
-                if let Some(rate) = &slot.rate {
-                    rate.until_ready().await;
-                }
-                last_provider = Some(name);
-                let started = Instant::now();
-                let result = slot.provider.send(message).await;
-                self.metrics.provider_latency(name, started.elapsed());
-                match result {
-                    Ok(Accepted {
-                        provider_message_id,
-                    }) => {
-                        slot.breaker.succeeded();
-                        self.metrics.message(name, country, "accepted");
-                        self.metrics.breaker_state(name, slot.breaker.state_code());
-                        return Delivery::Accepted {
-                            provider: name,
-                            provider_message_id,
-                        };
-                    }
-                    Err(ProviderError::Permanent(reason)) => {
-                        // A refusal says nothing about the provider's health; the next provider
-                        // may still accept (another account, another network).
-                        slot.breaker.succeeded();
-                        self.metrics.message(name, country, "refused");
-                        reasons.push(format!("{name}: {reason}"));
-                    }
-                    Err(ProviderError::Retryable(reason)) => {
-                        slot.breaker.failed(self.clock.now_ms());
-                        self.metrics.message(name, country, "failed");
-                        self.metrics.breaker_state(name, slot.breaker.state_code());
-                        reasons.push(format!("{name}: {reason}"));
-                    }
-                }
-            }
-            if round + 1 == self.retry.max_rounds {
-                break;
-            }
-            let backoff = self.backoff(round);
-            if self.clock.now_ms() + backoff.as_millis() as u64 >= message.not_after_ms {
-                reasons.push("no time left before the code expires".to_owned());
-                break;
-            }
-            tokio::time::sleep(backoff).await;
-        }
-        Delivery::Failed {
-            reasons,
-            last_provider,
+    /// Progress as the outbox keeps it: the round, and the refusing providers' names.
+    pub fn progress_from(&self, round: u32, refused: &str) -> Progress {
+        Progress {
+            round,
+            refused: refused
+                .split(' ')
+                .filter_map(|name| {
+                    self.slots
+                        .iter()
+                        .map(|slot| slot.provider.name())
+                        .find(|known| *known == name)
+                })
+                .collect(),
         }
     }
 
-    /// `base × 2^round` plus up to as much again of random jitter, so that retries of many
-    /// messages after one outage do not arrive in lockstep.
+    /// Waits until a breaker closes again after being open.
+    pub async fn recovered(&self) {
+        self.recovered.notified().await
+    }
+
+    /// One round over the plan: the first provider to accept ends it. Providers that refused
+    /// the message for good (in `progress`) are skipped, and so are those whose breaker is open.
+    pub async fn deliver(&self, message: &OutgoingMessage, progress: &mut Progress) -> Delivery {
+        let plan = self.plan(message);
+        let mut failures = Vec::new();
+        let mut tried = false;
+        // When every provider left is behind an open breaker, the earliest probe.
+        let mut earliest_probe: Option<u64> = None;
+        let country = country_label(message.to.country_code());
+        for &index in &plan {
+            let slot = &self.slots[index];
+            let name = slot.provider.name();
+            if progress.refused.contains(&name) {
+                continue;
+            }
+            let now = self.clock.now_ms();
+            if now >= message.not_after_ms {
+                return Delivery::Failed {
+                    failures,
+                    reason: "the code expired before a provider accepted it".to_owned(),
+                };
+            }
+            if let Err(probe_at) = slot.breaker.allow(now) {
+                earliest_probe = Some(earliest_probe.map_or(probe_at, |at| at.min(probe_at)));
+                continue;
+            }
+            if let Some(rate) = &slot.rate {
+                rate.until_ready().await;
+            }
+            tried = true;
+            let started = Instant::now();
+            let result = slot.provider.send(message).await;
+            self.metrics.provider_latency(name, started.elapsed());
+            match result {
+                Ok(Accepted {
+                    provider_message_id,
+                }) => {
+                    self.closed(slot);
+                    self.metrics.message(name, country, "accepted");
+                    let invalid_id = provider_message_id
+                        .as_deref()
+                        .is_some_and(|id| !valid_vendor_id(id));
+                    return Delivery::Accepted {
+                        provider: name,
+                        provider_message_id: provider_message_id.filter(|_| !invalid_id),
+                        invalid_id,
+                        failures,
+                    };
+                }
+                Err(ProviderError::Permanent(reason)) => {
+                    // A refusal says nothing about the provider's health; the next provider
+                    // may still accept (another account, another network).
+                    self.closed(slot);
+                    self.metrics.message(name, country, "refused");
+                    progress.refused.push(name);
+                    failures.push(Failure {
+                        provider: name,
+                        permanent: true,
+                        reason,
+                    });
+                }
+                Err(ProviderError::Retryable(reason)) => {
+                    slot.breaker.failed(self.clock.now_ms());
+                    self.metrics.message(name, country, "failed");
+                    self.metrics.breaker_state(name, slot.breaker.state_code());
+                    failures.push(Failure {
+                        provider: name,
+                        permanent: false,
+                        reason,
+                    });
+                }
+            }
+        }
+        if plan.iter().all(|&index| {
+            progress
+                .refused
+                .contains(&self.slots[index].provider.name())
+        }) {
+            return Delivery::Failed {
+                failures,
+                reason: "every provider of the route refused the message".to_owned(),
+            };
+        }
+        let now = self.clock.now_ms();
+        let mut retry_at_ms = now + self.backoff(progress.round).as_millis() as u64;
+        progress.round = progress.round.saturating_add(1);
+        if !tried {
+            // Every provider left waits behind its breaker: its probe decides.
+            if let Some(probe) = earliest_probe {
+                retry_at_ms = retry_at_ms.max(probe);
+            }
+        }
+        if retry_at_ms >= message.not_after_ms {
+            return Delivery::Failed {
+                failures,
+                reason: "the code expires before the next try".to_owned(),
+            };
+        }
+        Delivery::Deferred {
+            failures,
+            retry_at_ms,
+        }
+    }
+
+    /// A provider answered (accepted or refused): its breaker closes; waiting messages are
+    /// woken when it was open.
+    fn closed(&self, slot: &Slot) {
+        if slot.breaker.succeeded() {
+            self.recovered.notify_waiters();
+        }
+        self.metrics
+            .breaker_state(slot.provider.name(), slot.breaker.state_code());
+    }
+
+    /// `base × 2^round`, at most the configured maximum, less a random part of up to a half
+    /// (jitter), so that the retries of many messages after one outage do not arrive in
+    /// lockstep.
     fn backoff(&self, round: u32) -> Duration {
-        let base = self.retry.base_backoff.saturating_mul(1 << round.min(10));
-        let jitter_ms = self.random_below(base.as_millis().min(u128::from(u32::MAX)) as u32 + 1);
-        base + Duration::from_millis(u64::from(jitter_ms))
+        let full = self
+            .retry
+            .base_backoff
+            .saturating_mul(1 << round.min(20))
+            .min(self.retry.max_backoff);
+        let full_ms = full.as_millis().min(u128::from(u32::MAX)) as u32;
+        let jitter_ms = self.random_below(full_ms / 2 + 1);
+        Duration::from_millis(u64::from(full_ms - jitter_ms))
     }
 }
 
@@ -370,20 +476,27 @@ impl Breaker {
     }
 
     /// Time is the gateway's `Clock` (epoch milliseconds), so tests move it instead of waiting.
-    fn allow(&self, now_ms: u64) -> bool {
+    /// Refused: when the next probe may go (open), or now (a probe is in flight: its answer
+    /// decides, and a waiting message tries again after its back-off).
+    fn allow(&self, now_ms: u64) -> Result<(), u64> {
         let mut state = self.lock();
         match *state {
-            BreakerState::Closed { .. } => true,
+            BreakerState::Closed { .. } => Ok(()),
             BreakerState::Open { until_ms } if now_ms >= until_ms => {
                 *state = BreakerState::HalfOpen;
-                true
+                Ok(())
             }
-            BreakerState::Open { .. } | BreakerState::HalfOpen => false,
+            BreakerState::Open { until_ms } => Err(until_ms),
+            BreakerState::HalfOpen => Err(now_ms),
         }
     }
 
-    fn succeeded(&self) {
-        *self.lock() = BreakerState::Closed { failures: 0 };
+    /// Closes the breaker; true when it was not closed (the provider is back).
+    fn succeeded(&self) -> bool {
+        let mut state = self.lock();
+        let was_closed = matches!(*state, BreakerState::Closed { .. });
+        *state = BreakerState::Closed { failures: 0 };
+        !was_closed
     }
 
     fn failed(&self, now_ms: u64) {
@@ -475,7 +588,7 @@ mod tests {
         }
     }
 
-    fn router(providers: Vec<Arc<Scripted>>, routes: &[RouteSettings], rounds: u32) -> Router {
+    fn router(providers: Vec<Arc<Scripted>>, routes: &[RouteSettings], backoff_ms: u32) -> Router {
         Router::new(
             providers
                 .into_iter()
@@ -487,8 +600,8 @@ mod tests {
                 open_for: Duration::from_secs(3600),
             },
             RetrySettings {
-                max_rounds: rounds,
-                base_backoff: Duration::from_millis(1),
+                base_backoff: Duration::from_millis(backoff_ms.into()),
+                max_backoff: Duration::from_secs(1),
             },
             Arc::new(ManualClock::new(0)),
             Arc::new(Metrics::new()),
@@ -539,14 +652,24 @@ mod tests {
         let a = scripted("a", u32::MAX);
         let b = scripted("b", 0);
         let router = router(vec![a.clone(), b.clone()], &[route("*", &["a", "b"])], 1);
-        let delivery = router.deliver(&message("+4915112345678")).await;
+        let delivery = router
+            .deliver(&message("+4915112345678"), &mut Progress::default())
+            .await;
+        let Delivery::Accepted {
+            provider,
+            provider_message_id,
+            failures,
+            ..
+        } = delivery
+        else {
+            panic!("{delivery:?}")
+        };
         assert_eq!(
-            delivery,
-            Delivery::Accepted {
-                provider: "b",
-                provider_message_id: Some("b-0".into())
-            }
+            (provider, provider_message_id.as_deref()),
+            ("b", Some("b-0"))
         );
+        assert_eq!(failures.len(), 1, "a's failure is reported");
+        assert_eq!((failures[0].provider, failures[0].permanent), ("a", false));
     }
 
     #[tokio::test]
@@ -555,7 +678,9 @@ mod tests {
         let b = scripted("b", 0);
         let router = router(vec![a.clone(), b.clone()], &[route("*", &["a", "b"])], 1);
         for _ in 0..5 {
-            router.deliver(&message("+4915112345678")).await;
+            router
+                .deliver(&message("+4915112345678"), &mut Progress::default())
+                .await;
         }
         assert_eq!(
             a.calls.load(Ordering::SeqCst),
@@ -572,15 +697,21 @@ mod tests {
             open_for: Duration::from_secs(10),
         });
         breaker.failed(1_000);
-        assert!(!breaker.allow(10_999));
-        assert!(breaker.allow(11_000), "the probe");
-        assert!(!breaker.allow(11_000), "only one probe");
-        breaker.succeeded();
-        assert!(breaker.allow(12_000));
+        assert_eq!(
+            breaker.allow(10_999),
+            Err(11_000),
+            "refused until the probe's time"
+        );
+        assert!(breaker.allow(11_000).is_ok(), "the probe");
+        assert!(breaker.allow(11_000).is_err(), "only one probe");
+        assert!(breaker.succeeded(), "closing an open breaker is a recovery");
+        assert!(breaker.allow(12_000).is_ok());
+        assert!(!breaker.succeeded(), "already closed");
     }
 
     #[tokio::test]
-    async fn retries_run_rounds_until_a_provider_recovers() {
+    async fn a_round_that_fails_defers_the_message_with_a_growing_back_off_until_a_provider_recovers(
+    ) {
         let a = scripted("a", 2);
         let router = Router::new(
             vec![(a.clone() as Arc<dyn Provider>, None)],
@@ -590,18 +721,120 @@ mod tests {
                 open_for: Duration::from_secs(1),
             },
             RetrySettings {
-                max_rounds: 3,
-                base_backoff: Duration::from_millis(1),
+                base_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(1),
             },
             Arc::new(ManualClock::new(0)),
             Arc::new(Metrics::new()),
         )
         .unwrap();
+        let message = message("+4915112345678");
+        let mut progress = Progress::default();
+        let mut delays = Vec::new();
+        for _ in 0..2 {
+            match router.deliver(&message, &mut progress).await {
+                Delivery::Deferred {
+                    failures,
+                    retry_at_ms,
+                } => {
+                    assert_eq!(failures.len(), 1);
+                    delays.push(retry_at_ms);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Round 0: 50..=100 ms; round 1: 100..=200 ms (the clock stands still here).
+        assert!((50..=100).contains(&delays[0]), "{delays:?}");
+        assert!((100..=200).contains(&delays[1]), "{delays:?}");
         assert!(matches!(
-            router.deliver(&message("+4915112345678")).await,
+            router.deliver(&message, &mut progress).await,
             Delivery::Accepted { .. }
         ));
         assert_eq!(a.calls.load(Ordering::SeqCst), 3);
+        assert_eq!(progress.round, 2);
+    }
+
+    #[tokio::test]
+    async fn with_every_breaker_open_the_next_try_waits_for_the_first_probe() {
+        let a = scripted("a", u32::MAX);
+        // Breakers open after 2 failures, for an hour.
+        let router = router(vec![a.clone()], &[], 1);
+        let message = message("+4915112345678");
+        let mut progress = Progress::default();
+        router.deliver(&message, &mut progress).await;
+        router.deliver(&message, &mut progress).await;
+        let delivery = router.deliver(&message, &mut progress).await;
+        assert_eq!(
+            delivery,
+            Delivery::Deferred {
+                failures: Vec::new(),
+                retry_at_ms: 3_600_000
+            },
+            "not tried, and not before the breaker's probe"
+        );
+        assert_eq!(a.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_message_is_given_up_only_when_every_provider_refused_it_or_its_code_expires() {
+        let refusing = Arc::new(Scripted {
+            name: "r",
+            fail_first: u32::MAX,
+            permanent: true,
+            calls: AtomicU32::new(0),
+        });
+        let down = scripted("d", u32::MAX);
+        let mixed = router(
+            vec![refusing.clone(), down.clone()],
+            &[route("*", &["r", "d"])],
+            1,
+        );
+        let mut message = message("+4915112345678");
+        message.not_after_ms = 10_000;
+        let mut progress = Progress::default();
+        assert!(matches!(
+            mixed.deliver(&message, &mut progress).await,
+            Delivery::Deferred { .. }
+        ));
+        assert_eq!(progress.refused, vec!["r"]);
+        assert!(matches!(
+            mixed.deliver(&message, &mut progress).await,
+            Delivery::Deferred { .. }
+        ));
+        assert_eq!(refusing.calls.load(Ordering::SeqCst), 1, "not asked again");
+        assert_eq!(
+            mixed.progress_from(progress.round, "r"),
+            progress,
+            "progress survives the outbox's text form"
+        );
+
+        // Both refuse: given up at once.
+        let only_refusing = router_of_refusers();
+        let mut progress = Progress::default();
+        assert!(matches!(
+            only_refusing.deliver(&message, &mut progress).await,
+            Delivery::Failed { reason, .. } if reason.contains("refused")
+        ));
+
+        // The next try would come after the code's expiry: given up.
+        let late = router(vec![scripted("x", u32::MAX)], &[], 1_000);
+        message.not_after_ms = 500;
+        assert!(matches!(
+            late.deliver(&message, &mut Progress::default()).await,
+            Delivery::Failed { reason, .. } if reason.contains("expires")
+        ));
+    }
+
+    fn router_of_refusers() -> Router {
+        let refuser = |name| {
+            Arc::new(Scripted {
+                name,
+                fail_first: u32::MAX,
+                permanent: true,
+                calls: AtomicU32::new(0),
+            })
+        };
+        router(vec![refuser("p"), refuser("q")], &[], 1)
     }
 
     #[tokio::test]
@@ -611,7 +844,7 @@ mod tests {
         let mut expired = message("+4915112345678");
         expired.not_after_ms = 0;
         assert!(matches!(
-            router.deliver(&expired).await,
+            router.deliver(&expired, &mut Progress::default()).await,
             Delivery::Failed { .. }
         ));
         assert_eq!(a.calls.load(Ordering::SeqCst), 0);
@@ -627,8 +860,8 @@ mod tests {
                 open_for: Duration::from_secs(1),
             },
             RetrySettings {
-                max_rounds: 1,
                 base_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_secs(1),
             },
             Arc::new(ManualClock::new(0)),
             Arc::new(Metrics::new()),

@@ -54,6 +54,11 @@ pub(super) async fn dispatch(
         }
         Route::Readyz => {
             app.store().ping().await?;
+            // The outbox: reads failing for longer than the configured window.
+            app.verifier()
+                .dispatcher()
+                .readiness()
+                .map_err(ApiError::Unavailable)?;
             return Ok(text(
                 StatusCode::OK,
                 "text/plain; charset=utf-8",

@@ -211,7 +211,9 @@ struct CheckVerification {
 struct SendAttempt {
     message_id: String,
     provider: String,
-    /// accepted, failed, queued, sent, delivered, undelivered, read.
+    /// The message's own entry: accepted, failed (given up), then from receipts queued, sent,
+    /// delivered, undelivered, read. One provider's failed try at the message (one entry per
+    /// provider, its latest error): provider_error (retryable) or refused.
     status: String,
     provider_message_id: Option<String>,
     error: Option<String>,
@@ -583,8 +585,8 @@ fn healthz() {}
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
-        (status = 200, description = "The store answers", body = String, content_type = "text/plain"),
-        (status = "default", description = "Not ready (503: the store is unreachable, or a Redis Cluster shard's master has been unreachable for `store.shard_down_grace_ms`)", body = Problem, content_type = "application/problem+json")))]
+        (status = 200, description = "The store answers (and, with Redis, the outbox is readable)", body = String, content_type = "text/plain"),
+        (status = "default", description = "Not ready (503: the store is unreachable, a Redis Cluster shard's master has been unreachable for `store.shard_down_grace_ms`, or the outbox has not been readable for longer than dispatch.outbox_unready_after_ms)", body = Problem, content_type = "application/problem+json")))]
 fn readyz() {}
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),

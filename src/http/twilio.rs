@@ -566,6 +566,16 @@ async fn verification_json(
         .send_attempts(&verification.id)
         .await
         .map_err(ApiError::from)?;
+    // One per message: a message's failed tries at several providers are one attempt to Twilio.
+    let mut messages: Vec<&crate::verify::model::SendAttempt> = Vec::new();
+    for attempt in &attempts {
+        if !messages
+            .iter()
+            .any(|known| known.message_id == attempt.message_id)
+        {
+            messages.push(attempt);
+        }
+    }
     let service = service_sid(&verification.account);
     Ok(json!({
         "sid": verification.id.as_str(),
@@ -578,7 +588,7 @@ async fn verification_json(
         "lookup": {},
         "amount": extras.amount,
         "payee": extras.payee,
-        "send_code_attempts": attempts.iter().map(|attempt| json!({
+        "send_code_attempts": messages.iter().map(|attempt| json!({
             "attempt_sid": attempt.message_id,
             "channel": verification.channel.as_str(),
             "time": twilio_date(attempt.created_ms),

@@ -16,9 +16,6 @@ use crate::dispatch::providers::{AdapterKind, ProviderSettings};
 use crate::dispatch::receipts::{self, parse_form, Receipt};
 use crate::App;
 
-/// Receipts may batch many messages (Infobip, WhatsApp): a larger body limit than the API's.
-const RECEIPT_BODY_LIMIT: usize = 256 * 1024;
-
 pub(super) async fn receipt(
     app: &App,
     provider_name: &str,
@@ -41,7 +38,8 @@ pub(super) async fn receipt(
     let url = public_url(app, &request);
     let twilio_signature = header(&request, "x-twilio-signature");
     let meta_signature = header(&request, "x-hub-signature-256");
-    let body = read_bytes(request, RECEIPT_BODY_LIMIT).await?;
+    // Receipts may batch many messages (Infobip, WhatsApp): the providers' limit, not the API's.
+    let body = read_bytes(request, app.settings().dispatch.provider_body_limit).await?;
 
     let parsed = match provider.kind {
         AdapterKind::Twilio => {

@@ -493,9 +493,11 @@ impl Store for MemoryStore {
             .attempts
             .entry(verification.as_str().to_owned())
             .or_default();
+        // One entry per message, plus one per provider that failed it (see `is_provider_try`).
+        let slot = |known: &SendAttempt| (known.is_provider_try()).then(|| known.provider.clone());
         match attempts
             .iter_mut()
-            .find(|known| known.message_id == attempt.message_id)
+            .find(|known| known.message_id == attempt.message_id && slot(known) == slot(attempt))
         {
             Some(known) => *known = attempt.clone(),
             None => attempts.push(attempt.clone()),
@@ -535,7 +537,7 @@ impl Store for MemoryStore {
         };
         let Some(attempt) = attempts
             .iter_mut()
-            .find(|known| known.message_id == message_id)
+            .find(|known| known.message_id == message_id && !known.is_provider_try())
         else {
             return Ok(false);
         };

@@ -275,6 +275,16 @@ fn attempt_field(message_id: &str) -> String {
     format!("A{message_id}")
 }
 
+/// The field an attempt is kept in: the message's own, or `A<message id>~<provider>` for one
+/// provider's failed try (provider names have no `~`), so every provider tried is listed.
+fn attempt_field_of(attempt: &SendAttempt) -> String {
+    if attempt.is_provider_try() {
+        format!("A{}~{}", attempt.message_id, attempt.provider)
+    } else {
+        attempt_field(&attempt.message_id)
+    }
+}
+
 /// One message's delivery state as a record field's value:
 /// `<sent 1|0> <created ms> <updated ms> <status> <provider> <provider id or -> <error>`.
 /// `sent` says a provider accepted it, whatever receipts say later: a redelivered message that
@@ -302,6 +312,7 @@ fn pack_attempt(attempt: &SendAttempt) -> String {
 /// The inverse of `pack_attempt`; `None` for a value of another shape.
 fn unpack_attempt(field: &str, value: &str) -> Option<SendAttempt> {
     let message_id = field.strip_prefix('A')?;
+    let message_id = message_id.split_once('~').map_or(message_id, |(id, _)| id);
     let mut parts = value.splitn(7, ' ');
     let _sent = parts.next()?;
     let created_ms = parts.next()?.parse().ok()?;
@@ -693,7 +704,7 @@ impl Store for RedisStore {
         // The attempts live in the verification's record, as long as it does.
         self.record_attempt
             .key(self.record_key(verification))
-            .arg(attempt_field(&attempt.message_id))
+            .arg(attempt_field_of(attempt))
             .arg(pack_attempt(attempt))
             .invoke_async::<()>(&mut connection)
             .await

@@ -168,9 +168,11 @@ pub struct NewVerification {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendAttempt {
     pub message_id: String,
-    /// The provider that took it, or the last one tried when none did.
+    /// The provider that took it, or the last one tried when none did (for a provider's own
+    /// failed try: that provider).
     pub provider: String,
-    /// accepted, failed, then from receipts: queued, sent, delivered, undelivered, read.
+    /// accepted, failed (given up), then from receipts: queued, sent, delivered, undelivered,
+    /// read; for one provider's failed try: provider_error or refused.
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub provider_message_id: Option<String>,
@@ -178,6 +180,15 @@ pub struct SendAttempt {
     pub error: Option<String>,
     pub created_ms: u64,
     pub updated_ms: u64,
+}
+
+impl SendAttempt {
+    /// A failed try at one provider (`provider_error`: it may take the message later;
+    /// `refused`: it never will), listed beside the message's own entry: one per provider and
+    /// message, holding that provider's latest failure.
+    pub fn is_provider_try(&self) -> bool {
+        matches!(self.status.as_str(), "provider_error" | "refused")
+    }
 }
 
 /// Sends allowed per account and number in a fixed window, counted in the store so that the

@@ -70,26 +70,28 @@ async fn wait_for(server: &MockServer, count: usize, within: Duration) -> Vec<Va
     }
 }
 
-/// Polls the verification until its first send attempt has `status`; returns that attempt.
+/// Polls the verification until one of its send attempts has `status`; returns that attempt.
 async fn wait_for_attempt(app: &TestApp, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let read = app.get(&format!("/v1/verifications/{id}")).await;
-        if let Some(attempt) = read.body["send_attempts"]
-            .as_array()
-            .and_then(|a| a.first())
-        {
-            if attempt["status"] == status {
-                return attempt.clone();
-            }
+        let attempts = send_attempts(app, id).await;
+        if let Some(attempt) = attempts.iter().find(|attempt| attempt["status"] == status) {
+            return attempt.clone();
         }
         assert!(
             Instant::now() < deadline,
-            "no '{status}' attempt: {}",
-            read.body
+            "no '{status}' attempt: {attempts:?}"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+async fn send_attempts(app: &TestApp, id: &str) -> Vec<Value> {
+    let read = app.get(&format!("/v1/verifications/{id}")).await;
+    read.body["send_attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 on_every_store!(send_attempts_are_listed_on_the_verification);
@@ -186,47 +188,252 @@ async fn a_provider_that_times_out_is_passed_over_for_the_next() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_every_provider_down_a_message_is_dead_lettered_with_its_reasons() {
+async fn with_every_provider_down_a_message_waits_and_is_dead_lettered_only_when_its_code_expires()
+{
     let a = provider_answering(503, Duration::ZERO).await;
     let b = provider_answering(500, Duration::ZERO).await;
     let (pa, pb) = (http_provider("a", &a, 2000), http_provider("b", &b, 2000));
     let app = spawn_app_with(Backend::Redis, |settings| {
         failover(settings, vec![pa, pb], &["a", "b"]);
-        settings.dispatch.max_attempts = 3;
-        settings.dispatch.retry_base = Duration::from_millis(1);
+        // Breakers that never open: every round reaches both providers.
+        settings.dispatch.breaker_failures = 1000;
+        settings.dispatch.retry_base = Duration::from_millis(100);
+        settings.dispatch.retry_max = Duration::from_secs(1);
     })
     .await;
     let id = app.send("+4915112349301").await.str("id").to_owned();
-    let attempt = wait_for_attempt(&app, &id, "failed").await;
-    assert_eq!(
-        attempt["provider"], "b",
-        "the failed send names the last provider tried"
-    );
-    let error = attempt["error"].as_str().unwrap();
+    // Round after round as the clock moves: more than the three rounds that used to condemn it.
+    // The clock moves a second at a time while a round is awaited: the worker may schedule the
+    // next round after an advance made as soon as the providers saw the last one.
+    for round in 1..=5 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while received(&a).await.len() < round || received(&b).await.len() < round {
+            assert!(Instant::now() < deadline, "round {round} never came");
+            app.clock.advance(Duration::from_secs(1));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let attempts = send_attempts(&app, &id).await;
     assert!(
-        error.contains("a: answered 503") && error.contains("b: answered 500"),
-        "{error}"
+        attempts.iter().all(|attempt| attempt["status"] != "failed"),
+        "not given up while the code lives: {attempts:?}"
     );
-    assert_eq!(received(&a).await.len(), 3, "three rounds");
-    assert_eq!(received(&b).await.len(), 3);
-    // Nothing vanished: the message sits in the shard's dead-letter stream with its reasons.
+    let by_provider = |name: &str| {
+        attempts
+            .iter()
+            .find(|attempt| attempt["provider"] == name && attempt["status"] == "provider_error")
+            .unwrap_or_else(|| panic!("no failure of {name}: {attempts:?}"))
+            .clone()
+    };
+    assert!(by_provider("a")["error"]
+        .as_str()
+        .unwrap()
+        .contains("answered 503"));
+    assert!(by_provider("b")["error"]
+        .as_str()
+        .unwrap()
+        .contains("answered 500"));
+
+    // The code expires: the next round gives the message up, and nothing vanished: it sits in
+    // the shard's dead-letter stream with its reason.
+    app.clock.advance(Duration::from_secs(600));
+    let failed = wait_for_attempt(&app, &id, "failed").await;
+    assert!(
+        failed["error"].as_str().unwrap().contains("expired"),
+        "{failed}"
+    );
+    // The attempt is recorded just before the message moves: poll for the move.
     let shard = u8::from_str_radix(&id[2..4], 16).unwrap();
-    let dead = crate::redis_harness::shared_redis().command(&[
-        "XRANGE",
-        &format!("{}:{{s{shard:02}}}:d", app.prefix),
-        "-",
-        "+",
-    ]);
-    assert!(
-        dead.contains(&id) && dead.contains("answered 503"),
-        "{dead}"
-    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let dead = crate::redis_harness::shared_redis().command(&[
+            "XRANGE",
+            &format!("{}:{{s{shard:02}}}:d", app.prefix),
+            "-",
+            "+",
+        ]);
+        if dead.contains(&id) && dead.contains("expired") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{dead}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let metrics = app.metrics().await;
     assert!(
         metrics.contains("otpgate_dead_letters_total 1"),
         "{metrics}"
     );
     app.stop().await;
+}
+
+/// Two fakes that answer 500 until `recover` swaps their mocks for 200s.
+async fn failing_pair() -> (MockServer, MockServer) {
+    (
+        provider_answering(500, Duration::ZERO).await,
+        provider_answering(500, Duration::ZERO).await,
+    )
+}
+
+async fn recover(server: &MockServer) {
+    server.reset().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "vendor-1"})))
+        .mount(server)
+        .await;
+}
+
+fn outage_settings(settings: &mut Settings, a: &MockServer, b: &MockServer) {
+    failover(
+        settings,
+        vec![http_provider("a", a, 2000), http_provider("b", b, 2000)],
+        &["a", "b"],
+    );
+    settings.dispatch.breaker_failures = 2;
+    settings.dispatch.breaker_open = Duration::from_secs(30);
+    settings.dispatch.retry_base = Duration::from_millis(50);
+    settings.dispatch.retry_max = Duration::from_secs(2);
+    settings.dispatch.reclaim_idle = Duration::from_millis(500);
+    settings.dispatch.poll_interval = Duration::from_millis(20);
+}
+
+/// Waits until the verification lists a failed try of both `a` and `b`.
+async fn wait_for_both_failures(app: &TestApp, id: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempts = send_attempts(app, id).await;
+        let failed = |name: &str| {
+            attempts
+                .iter()
+                .any(|attempt| attempt["provider"] == name && attempt["status"] == "provider_error")
+        };
+        if failed("a") && failed("b") {
+            return attempts;
+        }
+        assert!(Instant::now() < deadline, "{attempts:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Every message of `sends` reached `a` or `b`, and each code approves.
+async fn every_code_approves(
+    app: &TestApp,
+    a: &MockServer,
+    b: &MockServer,
+    sends: &[(String, String)],
+) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let delivered = loop {
+        let mut delivered = received(a).await;
+        delivered.extend(received(b).await);
+        if sends
+            .iter()
+            .all(|(to, _)| delivered.iter().any(|message| message["to"] == to.as_str()))
+        {
+            break delivered;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} delivered",
+            delivered.len(),
+            sends.len()
+        );
+        app.clock.advance(Duration::from_millis(500));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for (to, id) in sends {
+        let message = delivered
+            .iter()
+            .find(|message| message["to"] == to.as_str())
+            .unwrap();
+        let code = crate::helpers::extract_code(message["body"].as_str().unwrap());
+        let checked = app.check_id(id, &code).await;
+        assert_eq!(checked.body["status"], "approved", "{}", checked.body);
+        let attempts = send_attempts(app, id).await;
+        assert!(
+            attempts
+                .iter()
+                .any(|attempt| attempt["status"] == "accepted"),
+            "{attempts:?}"
+        );
+    }
+}
+
+on_every_store!(a_transient_outage_of_every_provider_delays_codes_but_delivers_every_one);
+
+async fn a_transient_outage_of_every_provider_delays_codes_but_delivers_every_one(
+    backend: Backend,
+) {
+    let (a, b) = failing_pair().await;
+    let app = spawn_app_with(backend, |settings| outage_settings(settings, &a, &b)).await;
+    let mut sends = Vec::new();
+    for n in 0..6 {
+        let to = format!("+4915112348{n:03}");
+        let sent = app.send(&to).await;
+        assert_eq!(sent.status, 201, "{}", sent.body);
+        sends.push((to, sent.str("id").to_owned()));
+    }
+    // Both fail and their breakers open; the messages wait instead of being given up.
+    for (_, id) in &sends[..1] {
+        let attempts = wait_for_both_failures(&app, id).await;
+        assert!(
+            attempts.iter().all(|attempt| attempt["status"] != "failed"),
+            "{attempts:?}"
+        );
+    }
+    recover(&a).await;
+    recover(&b).await;
+    // Past the breakers' open time, a probe goes through, closes a breaker, and the rest follow.
+    app.clock.advance(Duration::from_secs(31));
+    every_code_approves(&app, &a, &b, &sends).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_survives_a_gateway_killed_while_its_messages_wait() {
+    let (a, b) = failing_pair().await;
+    let redis = RedisServer::start(&[]);
+    let first = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        outage_settings(settings, &a, &b)
+    })
+    .await;
+    let mut sends = Vec::new();
+    for n in 0..4 {
+        let to = format!("+4915112347{n:03}");
+        let sent = first.send(&to).await;
+        assert_eq!(sent.status, 201, "{}", sent.body);
+        sends.push((to, sent.str("id").to_owned()));
+    }
+    wait_for_both_failures(&first, &sends[0].1).await;
+    // A simulated SIGKILL: the first gateway's workers stop where they are, nothing drained.
+    first.app.shutdown(Duration::ZERO).await;
+    recover(&a).await;
+    recover(&b).await;
+
+    let prefix = first.prefix.clone();
+    let second = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        outage_settings(settings, &a, &b);
+        settings.store.key_prefix = prefix;
+    })
+    .await;
+    // Its clock starts later than the first one's: moved on, the messages' next tries are due.
+    second.clock.advance(Duration::from_secs(31));
+    // The second gateway answers for the first one's account: same Redis, same prefix.
+    let mut second = second;
+    second.key = first.key.clone();
+    second.account_id = first.account_id.clone();
+    every_code_approves(&second, &a, &b, &sends).await;
+    let delivered: Vec<String> = [received(&a).await, received(&b).await]
+        .concat()
+        .iter()
+        .filter_map(|message| message["message_id"].as_str().map(str::to_owned))
+        .collect();
+    let distinct: HashSet<&String> = delivered.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        sends.len(),
+        "every message once: {delivered:?}"
+    );
+    second.stop().await;
 }
 
 fn twilio_signature(url: &str, params: &[(&str, &str)], token: &str) -> String {
@@ -312,16 +519,29 @@ async fn ten_thousand_sends_drain_with_no_loss() {
         .map(|n| {
             let app = &app;
             async move {
-                app.send(&format!("+49151{:08}", 10_000_000 + n))
-                    .await
-                    .status
+                let answer = app
+                    .send_retrying(
+                        &format!("+49151{:08}", 10_000_000 + n),
+                        &format!("drain-{n}"),
+                    )
+                    .await;
+                // A retry after an unknown outcome may find the first attempt's verification.
+                if answer.status == 200 && answer.headers.contains_key("idempotent-replayed") {
+                    201
+                } else {
+                    answer.status
+                }
             }
         })
         .buffer_unordered(64)
         .collect()
         .await;
     let accepted = statuses.iter().filter(|status| **status == 201).count();
-    assert_eq!(accepted, SENDS, "every send was accepted");
+    let mut seen: std::collections::BTreeMap<u16, usize> = Default::default();
+    for status in &statuses {
+        *seen.entry(*status).or_default() += 1;
+    }
+    assert_eq!(accepted, SENDS, "every send was accepted: {seen:?}");
     let enqueue_time = started.elapsed();
     let messages = wait_for(&sink, SENDS, Duration::from_secs(120)).await;
     let distinct: HashSet<&str> = messages
@@ -460,5 +680,279 @@ async fn a_worker_killed_between_read_and_ack_loses_no_message() {
         metrics.contains(&format!("otpgate_messages_redelivered_total {SENDS}")),
         "every reclaimed message is counted as a redelivery:\n{metrics}"
     );
+    app.stop().await;
+}
+
+/// Polls until `server` has a message to `to`.
+async fn wait_for_message_to(server: &MockServer, to: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(message) = received(server)
+            .await
+            .into_iter()
+            .find(|message| message["to"] == to)
+        {
+            return message;
+        }
+        assert!(Instant::now() < deadline, "no message to {to} arrived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Sends to `to` with a fresh account (the old one went with Redis's data) and waits for it.
+async fn a_send_after_the_loss_is_delivered(app: &mut TestApp, to: &str) {
+    let (account_id, key) = app.create_account_with_key("service").await;
+    app.account_id = account_id;
+    app.key = key;
+    let sent = app.send(to).await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    wait_for_message_to(&app.provider, to, Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_loses_its_data_every_later_send_is_delivered_without_a_restart() {
+    let mut redis = RedisServer::start(&[]);
+    let mut app = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        settings.dispatch.poll_interval = Duration::from_millis(20);
+    })
+    .await;
+    app.send("+4915112346001").await;
+    wait_for_message_to(&app.provider, "+4915112346001", Duration::from_secs(10)).await;
+
+    // FLUSHALL: streams and consumer groups are gone.
+    assert!(redis.command(&["FLUSHALL"]).starts_with("+OK"));
+    for n in 2..5 {
+        a_send_after_the_loss_is_delivered(&mut app, &format!("+491511234600{n}")).await;
+    }
+
+    // A restart with nothing saved: Redis comes back empty.
+    let _ = redis.command(&["SHUTDOWN", "NOSAVE"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", redis.port)).is_ok() {
+        assert!(Instant::now() < deadline, "redis did not stop");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    redis.restart();
+    assert!(redis.command(&["DBSIZE"]).contains(":0"), "restarted empty");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // The gateway reconnects by itself; the first request may still meet the dead connection.
+    while app
+        .request(
+            reqwest::Method::POST,
+            "/v1/accounts",
+            Some(ROOT_KEY),
+            Some(json!({"name": "Probe"})),
+        )
+        .await
+        .status
+        != 201
+    {
+        assert!(Instant::now() < deadline, "the gateway did not reconnect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for n in 5..8 {
+        a_send_after_the_loss_is_delivered(&mut app, &format!("+491511234600{n}")).await;
+    }
+    assert!(
+        !app.metrics()
+            .await
+            .contains("otpgate_outbox_groups_recreated_total 0"),
+        "the recreations are counted"
+    );
+    app.stop().await;
+}
+
+/// Numbers whose shard is not `shard`, and one whose shard is.
+fn numbers_around_shard(shard: u8, count: usize) -> (Vec<String>, String) {
+    let shard_of = |to: &str| otpgate::phone::PhoneNumber::parse(to).unwrap().shard();
+    let candidates = (0..10_000).map(|n| format!("+49151123{n:05}"));
+    let others: Vec<String> = candidates
+        .clone()
+        .filter(|to| shard_of(to) != shard)
+        .take(count)
+        .collect();
+    let same = candidates
+        .into_iter()
+        .find(|to| shard_of(to) == shard)
+        .unwrap();
+    (others, same)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_that_cannot_be_read_delays_only_its_own_messages_and_makes_the_instance_unready() {
+    const BROKEN: u8 = 7;
+    let redis = RedisServer::start(&[]);
+    let app = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        settings.dispatch.poll_interval = Duration::from_millis(20);
+        settings.dispatch.outbox_unready_after = Duration::from_secs(10);
+    })
+    .await;
+    let (others, same) = numbers_around_shard(BROKEN, 8);
+    // The broken shard's message is queued first, then its stream is replaced by a string: every
+    // read of that shard now fails (WRONGTYPE) while the other 63 are fine.
+    let stuck = app.send(&same).await;
+    assert_eq!(stuck.status, 201, "{}", stuck.body);
+    wait_for_message_to(&app.provider, &same, Duration::from_secs(10)).await;
+    let stream = format!("{}:{{s{BROKEN:02}}}:o", app.prefix);
+    assert!(redis.command(&["DEL", &stream]).starts_with(':'));
+    assert!(redis
+        .command(&["SET", &stream, "not a stream"])
+        .starts_with("+OK"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let started = Instant::now();
+    for to in &others {
+        let sent = app.send(to).await;
+        assert_eq!(sent.status, 201, "{}", sent.body);
+    }
+    for to in &others {
+        wait_for_message_to(&app.provider, to, Duration::from_secs(5)).await;
+    }
+    println!(
+        "{} messages of healthy shards delivered {:?} after the first send, one shard failing",
+        others.len(),
+        started.elapsed()
+    );
+    let messages = app.messages().await;
+    let ids: Vec<&str> = messages
+        .iter()
+        .filter_map(|message| message["message_id"].as_str())
+        .collect();
+    let distinct: HashSet<&&str> = ids.iter().collect();
+    assert_eq!(distinct.len(), ids.len(), "no message sent twice");
+
+    // Within the window: still ready. Past it: 503, saying why.
+    let ready = app
+        .request(reqwest::Method::GET, "/readyz", None, None)
+        .await;
+    assert_eq!(ready.status, 200, "{}", ready.body);
+    app.clock.advance(Duration::from_secs(11));
+    let unready = app
+        .request(reqwest::Method::GET, "/readyz", None, None)
+        .await;
+    unready.assert_problem(503, "unavailable");
+    assert!(
+        unready.body["detail"].as_str().unwrap().contains("outbox"),
+        "{}",
+        unready.body
+    );
+    assert!(app
+        .metrics()
+        .await
+        .contains("otpgate_outbox_read_failing_seconds"));
+
+    // The shard heals (its key is gone: the worker recreates stream and group): ready again.
+    assert!(redis.command(&["DEL", &stream]).starts_with(':'));
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while app
+        .request(reqwest::Method::GET, "/readyz", None, None)
+        .await
+        .status
+        != 200
+    {
+        assert!(
+            Instant::now() < deadline,
+            "still unready after the shard healed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_huge_provider_answer_fails_over_and_an_unprintable_vendor_id_is_not_kept() {
+    // "huge" answers 200 with 4 MiB; "odd" takes the message but names it with a newline.
+    let huge = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            format!(r#"{{"id":"{}"}}"#, "h".repeat(4 * 1024 * 1024)),
+            "application/json",
+        ))
+        .mount(&huge)
+        .await;
+    let odd = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "abc\r\nSET x 1"})))
+        .mount(&odd)
+        .await;
+    let long = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": "L".repeat(129)})))
+        .mount(&long)
+        .await;
+    let (ph, po, pl) = (
+        http_provider("huge", &huge, 5000),
+        http_provider("odd", &odd, 2000),
+        http_provider("long", &long, 2000),
+    );
+    let app = spawn_app_with(Backend::Redis, |settings| {
+        failover(settings, vec![ph, po, pl], &["huge", "odd"]);
+        settings.dispatch.routes.push(RouteSettings {
+            prefix: "+33".into(),
+            channel: None,
+            providers: vec!["long".into()],
+        });
+    })
+    .await;
+    let id = app.send("+4915112349501").await.str("id").to_owned();
+    let accepted = wait_for_attempt(&app, &id, "accepted").await;
+    assert_eq!(accepted["provider"], "odd");
+    assert!(accepted.get("provider_message_id").is_none(), "{accepted}");
+    assert_eq!(accepted["error"], "invalid id");
+    let failed = wait_for_attempt(&app, &id, "provider_error").await;
+    assert_eq!(failed["provider"], "huge");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("over 65536 bytes"),
+        "{failed}"
+    );
+
+    let other = app.send("+33612345678").await.str("id").to_owned();
+    let accepted = wait_for_attempt(&app, &other, "accepted").await;
+    assert_eq!(accepted["provider"], "long");
+    assert!(accepted.get("provider_message_id").is_none(), "{accepted}");
+    assert_eq!(accepted["error"], "invalid id");
+
+    // Both count as sent: nothing is tried again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.clock.advance(Duration::from_secs(60));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(received(&odd).await.len(), 1);
+    assert_eq!(received(&long).await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_over_the_provider_body_limit_is_refused_unread() {
+    let vonage_api = MockServer::start().await;
+    let mut provider = ProviderSettings::new("vonage", AdapterKind::Vonage);
+    provider.base_url = Some(vonage_api.uri());
+    provider.api_key = Some(SecretString::new("k"));
+    provider.api_secret = Some(SecretString::new("s"));
+    provider.from = Some("Acme".into());
+    let app = spawn_app_with(Backend::Memory, |settings| {
+        failover(settings, vec![provider], &["vonage"]);
+        settings.dispatch.receipt_token = "receipt-token".into();
+    })
+    .await;
+    let url = format!("{}/v1/receipts/vonage?token=receipt-token", app.address);
+    let post = |body: String| {
+        let request = app
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body);
+        async move { reply(request.send().await.unwrap()).await }
+    };
+    // 80 KiB: under the API-wide receipt limit of old, over the 64 KiB provider body limit.
+    let padded = format!(
+        r#"{{"messageId":"x","status":"delivered","pad":"{}"}}"#,
+        "p".repeat(80 * 1024)
+    );
+    post(padded).await.assert_problem(413, "payload-too-large");
+    let small = post(r#"{"messageId":"unknown-id","status":"delivered"}"#.to_owned()).await;
+    assert_eq!(small.status, 200, "{}", small.body);
     app.stop().await;
 }

@@ -179,9 +179,10 @@ async fn a_request_lost_in_a_redis_stall_answers_outcome_unknown_and_its_keyed_r
         .await
         .assert_problem(404, "not-found");
 
-    // Longer than the response timeout, short enough for the test: the paused commands run
-    // when it ends.
-    let paused = redis.command(&["CLIENT", "PAUSE", "1500", "ALL"]);
+    // Ten response timeouts: the three requests below all meet it, even on a busy machine; the
+    // paused commands run when it ends.
+    let paused_at = Instant::now();
+    let paused = redis.command(&["CLIENT", "PAUSE", "3000", "ALL"]);
     assert!(paused.starts_with("+OK"), "{paused}");
     let check = keyed(
         "/v1/verifications/check",
@@ -217,6 +218,10 @@ async fn a_request_lost_in_a_redis_stall_answers_outcome_unknown_and_its_keyed_r
     assert_eq!(twilio.status, 503, "{}", twilio.body);
     assert_eq!(twilio.body["code"], 20503);
     assert!(twilio.str("message").contains("unknown"), "{}", twilio.body);
+    assert!(
+        paused_at.elapsed() < Duration::from_millis(3000),
+        "the stalled requests must all be made during the pause"
+    );
 
     wait_until_served(&app).await;
 

@@ -276,6 +276,26 @@ impl TestApp {
         self.post("/v1/verifications", json!({"to": to})).await
     }
 
+    /// A send as a careful login service makes it: with an `Idempotency-Key`, retried with the
+    /// same key after a 503 (whose outcome the gateway may not know), so a stall under load
+    /// neither loses the send nor makes a second one.
+    pub async fn send_retrying(&self, to: &str, idempotency_key: &str) -> Reply {
+        let mut tries = 0;
+        loop {
+            let request = self
+                .http
+                .post(format!("{}/v1/verifications", self.address))
+                .bearer_auth(&self.key)
+                .header("Idempotency-Key", idempotency_key)
+                .json(&json!({"to": to}));
+            let answer = reply(request.send().await.expect("the server answers")).await;
+            tries += 1;
+            if answer.status != 503 || tries == 5 {
+                return answer;
+            }
+        }
+    }
+
     pub async fn check_id(&self, id: &str, code: &str) -> Reply {
         self.post("/v1/verifications/check", json!({"id": id, "code": code}))
             .await

@@ -2,6 +2,7 @@
 //! vendor's documented wire format; delivery-receipt parsers and signature checks; provider
 //! settings.
 
+mod bounded;
 mod helpers;
 mod infobip;
 mod messagebird;

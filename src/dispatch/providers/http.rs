@@ -6,12 +6,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{Accepted, Provider, ProviderError};
+use super::{read_body, Accepted, Provider, ProviderError};
 use crate::dispatch::OutgoingMessage;
 
 pub struct HttpProvider {
     client: reqwest::Client,
     url: reqwest::Url,
+    /// The most of an answer that is read.
+    body_limit: usize,
 }
 
 #[derive(Serialize)]
@@ -29,7 +31,7 @@ struct Reply {
 }
 
 impl HttpProvider {
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, String> {
+    pub fn new(url: &str, timeout: Duration, body_limit: usize) -> Result<Self, String> {
         let url =
             reqwest::Url::parse(url).map_err(|error| format!("http provider URL: {error}"))?;
         let client = reqwest::Client::builder()
@@ -37,7 +39,11 @@ impl HttpProvider {
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .build()
             .map_err(|error| format!("http provider client: {error}"))?;
-        Ok(Self { client, url })
+        Ok(Self {
+            client,
+            url,
+            body_limit,
+        })
     }
 }
 
@@ -64,7 +70,10 @@ impl Provider for HttpProvider {
             .map_err(|error| ProviderError::Retryable(format!("request failed: {error}")))?;
         let status = response.status();
         if status.is_success() {
-            let reply: Reply = response.json().await.unwrap_or_default();
+            // The receiver's id is optional: an answer that is not JSON still means accepted,
+            // but one past the limit is not read, and fails.
+            let body = read_body(response, self.body_limit).await?;
+            let reply: Reply = serde_json::from_slice(&body).unwrap_or_default();
             return Ok(Accepted {
                 provider_message_id: reply.id,
             });

@@ -5,12 +5,14 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    by_status, client, digits_only, endpoint, leak_name, transport_error, vendor_text, Accepted,
-    Provider, ProviderError, ProviderSettings,
+    by_status, client, digits_only, endpoint, leak_name, read_body, transport_error, vendor_text,
+    Accepted, Provider, ProviderError, ProviderSettings,
 };
 use crate::dispatch::OutgoingMessage;
 
 pub struct InfobipProvider {
+    /// The most of an answer that is read.
+    body_limit: usize,
     name: &'static str,
     client: reqwest::Client,
     url: reqwest::Url,
@@ -98,6 +100,7 @@ impl InfobipProvider {
         Ok(Self {
             name: leak_name(&settings.name),
             client: client(settings)?,
+            body_limit: settings.body_limit,
             url: endpoint(base, "/sms/2/text/advanced")?,
             authorization: format!("App {}", key.expose()),
             from: settings.from.clone().ok_or_else(|| missing("from"))?,
@@ -135,7 +138,7 @@ impl Provider for InfobipProvider {
             .await
             .map_err(transport_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let bytes = read_body(response, self.body_limit).await?;
         if !status.is_success() {
             let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
             let exception = body.request_error.and_then(|error| error.service_exception);

@@ -4,13 +4,15 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    by_status, client, digits_only, endpoint, leak_name, transport_error, vendor_text, Accepted,
-    Provider, ProviderError, ProviderSettings,
+    by_status, client, digits_only, endpoint, leak_name, read_body, transport_error, vendor_text,
+    Accepted, Provider, ProviderError, ProviderSettings,
 };
 use crate::dispatch::template::{encoding, Encoding};
 use crate::dispatch::OutgoingMessage;
 
 pub struct MessagebirdProvider {
+    /// The most of an answer that is read.
+    body_limit: usize,
     name: &'static str,
     client: reqwest::Client,
     url: reqwest::Url,
@@ -64,6 +66,7 @@ impl MessagebirdProvider {
         Ok(Self {
             name: leak_name(&settings.name),
             client: client(settings)?,
+            body_limit: settings.body_limit,
             url: endpoint(base, "/messages")?,
             authorization: format!("AccessKey {}", key.expose()),
             originator: settings
@@ -107,7 +110,7 @@ impl Provider for MessagebirdProvider {
             .await
             .map_err(transport_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let bytes = read_body(response, self.body_limit).await?;
         if status.is_success() {
             return match serde_json::from_slice::<Created>(&bytes) {
                 Ok(Created { id: Some(id) }) if !id.is_empty() => Ok(Accepted {

@@ -129,6 +129,49 @@ fn default_timeout_ms() -> u64 {
     DEFAULT_TIMEOUT_MS
 }
 
+/// `dispatch.provider_body_limit_bytes`'s default.
+pub const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
+
+fn default_body_limit() -> usize {
+    DEFAULT_BODY_LIMIT
+}
+
+/// The longest vendor message id kept; longer ones, or ids with anything but printable ASCII,
+/// are not stored (an id is written into Redis and into receipt lookups).
+pub const MAX_VENDOR_ID_LEN: usize = 128;
+
+/// Whether a vendor's message id may be kept: 1 to 128 bytes of printable ASCII (no spaces,
+/// no control characters).
+pub fn valid_vendor_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_VENDOR_ID_LEN && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Reads a provider's answer as a stream, at most `limit` bytes: a longer answer (announced or
+/// not) fails as retryable, since nothing in it can be trusted and another provider or the next
+/// round may do better.
+pub(crate) async fn read_body(
+    mut response: reqwest::Response,
+    limit: usize,
+) -> Result<bytes::Bytes, ProviderError> {
+    let status = response.status();
+    let too_long =
+        || ProviderError::Retryable(format!("answered {status} with a body over {limit} bytes"));
+    if response
+        .content_length()
+        .is_some_and(|length| length > limit as u64)
+    {
+        return Err(too_long());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > limit {
+            return Err(too_long());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
+}
+
 /// One `[[dispatch.providers]]` table. One flat shape for every kind, so that a field given to
 /// the wrong kind is reported by `validate` with the others instead of failing the parse alone.
 #[derive(Debug, Clone, Deserialize)]
@@ -200,6 +243,11 @@ pub struct ProviderSettings {
     // http
     #[serde(default)]
     pub url: Option<String>,
+
+    /// The most of an answer that is read: `dispatch.provider_body_limit_bytes`, not a key of
+    /// the provider table (set when the providers are built).
+    #[serde(skip, default = "default_body_limit")]
+    pub body_limit: usize,
 }
 
 impl ProviderSettings {
@@ -229,6 +277,7 @@ impl ProviderSettings {
             api_version: None,
             app_secret: None,
             url: None,
+            body_limit: DEFAULT_BODY_LIMIT,
         }
     }
 
@@ -498,6 +547,7 @@ pub fn build(settings: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
             inner: http::HttpProvider::new(
                 settings.url.as_deref().unwrap_or_default(),
                 settings.timeout(),
+                settings.body_limit,
             )?,
         }),
         AdapterKind::Log => Arc::new(Named {

@@ -5,12 +5,14 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{
-    by_status, client, endpoint, form_encode, leak_name, transport_error, vendor_text, Accepted,
-    Provider, ProviderError, ProviderSettings,
+    by_status, client, endpoint, form_encode, leak_name, read_body, transport_error, vendor_text,
+    Accepted, Provider, ProviderError, ProviderSettings,
 };
 use crate::dispatch::OutgoingMessage;
 
 pub struct TwilioProvider {
+    /// The most of an answer that is read.
+    body_limit: usize,
     name: &'static str,
     client: reqwest::Client,
     url: reqwest::Url,
@@ -66,6 +68,7 @@ impl TwilioProvider {
         Ok(Self {
             name: leak_name(&settings.name),
             client: client(settings)?,
+            body_limit: settings.body_limit,
             url,
             account_sid,
             auth_token,
@@ -105,7 +108,7 @@ impl Provider for TwilioProvider {
             .await
             .map_err(transport_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let bytes = read_body(response, self.body_limit).await?;
         if status.is_success() {
             return match serde_json::from_slice::<Created>(&bytes) {
                 Ok(Created { sid: Some(sid) }) if !sid.is_empty() => Ok(Accepted {

@@ -5,13 +5,15 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{
-    by_status, client, digits_only, endpoint, form_encode, leak_name, transport_error, vendor_text,
-    Accepted, Provider, ProviderError, ProviderSettings,
+    by_status, client, digits_only, endpoint, form_encode, leak_name, read_body, transport_error,
+    vendor_text, Accepted, Provider, ProviderError, ProviderSettings,
 };
 use crate::dispatch::template::{encoding, Encoding};
 use crate::dispatch::OutgoingMessage;
 
 pub struct VonageProvider {
+    /// The most of an answer that is read.
+    body_limit: usize,
     name: &'static str,
     client: reqwest::Client,
     url: reqwest::Url,
@@ -52,6 +54,7 @@ impl VonageProvider {
         Ok(Self {
             name: leak_name(&settings.name),
             client: client(settings)?,
+            body_limit: settings.body_limit,
             url: endpoint(base, "/sms/json")?,
             api_key: secret(&settings.api_key, "api_key")?,
             api_secret: secret(&settings.api_secret, "api_secret")?,
@@ -97,7 +100,7 @@ impl Provider for VonageProvider {
             .await
             .map_err(transport_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let bytes = read_body(response, self.body_limit).await?;
         if !status.is_success() {
             return Err(by_status(status, format!("answered {status}")));
         }

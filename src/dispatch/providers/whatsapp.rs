@@ -8,12 +8,14 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{
-    by_status, client, endpoint, leak_name, transport_error, vendor_text, Accepted, Provider,
-    ProviderError, ProviderSettings,
+    by_status, client, endpoint, leak_name, read_body, transport_error, vendor_text, Accepted,
+    Provider, ProviderError, ProviderSettings,
 };
 use crate::dispatch::OutgoingMessage;
 
 pub struct WhatsappProvider {
+    /// The most of an answer that is read.
+    body_limit: usize,
     name: &'static str,
     client: reqwest::Client,
     url: reqwest::Url,
@@ -68,6 +70,7 @@ impl WhatsappProvider {
         Ok(Self {
             name: leak_name(&settings.name),
             client: client(settings)?,
+            body_limit: settings.body_limit,
             url: endpoint(
                 base,
                 &format!(
@@ -131,7 +134,7 @@ impl Provider for WhatsappProvider {
             .await
             .map_err(transport_error)?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(transport_error)?;
+        let bytes = read_body(response, self.body_limit).await?;
         if status.is_success() {
             let id = serde_json::from_slice::<Answer>(&bytes)
                 .ok()

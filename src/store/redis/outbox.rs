@@ -8,6 +8,16 @@
 //! dies after, the flag stops a second send. Entries idle longer than the reclaim time belong to
 //! a dead worker and are taken over with `XAUTOCLAIM`; after too many deliveries, or when no
 //! provider takes a message, it moves to the shard's dead-letter stream with its reasons.
+//!
+//! Every shard is read on its own: one shard's failure (a dead master, a lost group) is that
+//! shard's result, not the whole read's. A stream whose consumer group vanished (Redis restarted
+//! empty, FLUSHALL, failover to an empty replica) answers `NOGROUP`, which the reader reports as
+//! [`ShardReadError::NoGroup`] so that the worker recreates the group and carries on.
+//!
+//! A message that no provider took yet is not kept pending while it waits for its next try (a
+//! pending entry idle for the reclaim time would be taken over and sent twice): the defer script
+//! moves it, atomically, from the stream to the shard's retry set (a sorted set by due time, the
+//! payloads in a hash), and the release script moves due messages back onto the stream.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -34,11 +44,38 @@ pub struct OutboxEntry {
     pub sealed: Vec<u8>,
     /// 1 on first delivery; more when reclaimed from a dead worker.
     pub deliveries: u64,
+    /// Rounds over the providers already made (0 for a new message; kept across deferrals so
+    /// that the back-off keeps growing).
+    pub round: u32,
+    /// Providers that refused the message for good, space-separated (not tried again).
+    pub refused: String,
+}
+
+/// Where a shard read starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadFrom {
+    /// Messages no consumer has read yet (`>`).
+    New,
+    /// This consumer's own pending messages (read before, the reply lost or never handled),
+    /// from the first (`None`: id `0`) or after the given entry id.
+    Pending(Option<String>),
+}
+
+/// Why one shard could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardReadError {
+    /// The stream or its consumer group is gone (Redis lost its data): recreate the group.
+    #[error("the consumer group is missing (NOGROUP)")]
+    NoGroup,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 pub(crate) struct Scripts {
     ack: Script,
     dead_letter: Script,
+    defer: Script,
+    release: Script,
 }
 
 impl Scripts {
@@ -57,6 +94,34 @@ redis.call('XDEL', KEYS[1], ARGV[2])
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', '100000', '*', 'v', ARGV[3], 'm', ARGV[4], 'reasons', ARGV[5], 'deliveries', ARGV[6])
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
 redis.call('XDEL', KEYS[1], ARGV[2])
+"#,
+            ),
+            // KEYS: stream, retry set, retry payloads. ARGV: group, entry id, message id, due ms,
+            // verification id, sealed, round, refused providers.
+            // Moves a read entry to the retry set; its delivery ends here (acknowledged).
+            defer: Script::new(
+                r#"
+local m = ARGV[3]
+redis.call('HSET', KEYS[3], m .. ':v', ARGV[5], m .. ':m', ARGV[6], m .. ':r', ARGV[7], m .. ':x', ARGV[8])
+redis.call('ZADD', KEYS[2], ARGV[4], m)
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('XDEL', KEYS[1], ARGV[2])
+"#,
+            ),
+            // KEYS: retry set, retry payloads, stream. ARGV: now ms, at most this many.
+            // Puts due messages back on the stream, where any worker reads them.
+            release: Script::new(
+                r#"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+for _, m in ipairs(due) do
+  local f = redis.call('HMGET', KEYS[2], m .. ':v', m .. ':m', m .. ':r', m .. ':x')
+  if f[1] and f[2] then
+    redis.call('XADD', KEYS[3], '*', 'v', f[1], 'm', f[2], 'r', f[3] or '0', 'x', f[4] or '')
+  end
+  redis.call('HDEL', KEYS[2], m .. ':v', m .. ':m', m .. ':r', m .. ':x')
+  redis.call('ZREM', KEYS[1], m)
+end
+return #due
 "#,
             ),
         }
@@ -80,72 +145,149 @@ impl RedisStore {
         format!("{}d", self.base(shard))
     }
 
-    /// Creates the consumer group on every shard's stream (once per deployment; an existing group
-    /// is left as it is). Starting at `0` keeps anything queued before the group existed.
-    pub async fn outbox_prepare(&self) -> Result<(), StoreError> {
-        let creations = (0..SHARD_COUNT).map(|shard| async move {
-            let mut connection = self.connection.clone();
-            let result: redis::RedisResult<()> = redis::cmd("XGROUP")
-                .arg("CREATE")
-                .arg(self.outbox_key(shard))
-                .arg(GROUP)
-                .arg("0")
-                .arg("MKSTREAM")
-                .query_async(&mut connection)
-                .await;
-            match result {
-                Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
-                other => other.map_err(store_error),
-            }
-        });
-        join_all(creations).await.into_iter().collect()
+    fn retry_set_key(&self, shard: u8) -> String {
+        format!("{}z", self.base(shard))
     }
 
-    /// New messages for `consumer`, up to `per_shard` from each shard, read concurrently (the
-    /// multiplexed connection pipelines the reads).
+    fn retry_payloads_key(&self, shard: u8) -> String {
+        format!("{}y", self.base(shard))
+    }
+
+    /// Creates the consumer group on one shard's stream (an existing group is left as it is).
+    /// Starting at `0` keeps anything queued before the group existed; `MKSTREAM` creates the
+    /// stream when Redis lost it.
+    pub async fn outbox_prepare_shard(&self, shard: u8) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let result: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.outbox_key(shard))
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut connection)
+            .await;
+        match result {
+            Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
+            other => other.map_err(store_error),
+        }
+    }
+
+    /// Up to `count` messages for `consumer` from each of `shards`, read concurrently (the
+    /// multiplexed connection pipelines the reads); one result per shard, in the order given.
     pub async fn outbox_read(
         &self,
         consumer: &str,
-        per_shard: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
-        let reads = (0..SHARD_COUNT).map(|shard| {
-            let options = StreamReadOptions::default()
-                .group(GROUP, consumer)
-                .count(per_shard);
-            async move {
-                let mut connection = self.connection.clone();
-                let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-                    .arg(&options)
-                    .arg("STREAMS")
-                    .arg(self.outbox_key(shard))
-                    .arg(">")
-                    .query_async(&mut connection)
-                    .await
-                    .map_err(store_error)?;
-                Ok::<_, StoreError>(
-                    reply
-                        .into_iter()
-                        .flat_map(|reply| reply.keys)
-                        .flat_map(|key| key.ids)
-                        .filter_map(|id| entry(shard, id, 1))
-                        .collect::<Vec<_>>(),
-                )
-            }
+        shards: &[(u8, ReadFrom)],
+        count: usize,
+    ) -> Vec<(u8, Result<Vec<OutboxEntry>, ShardReadError>)> {
+        let reads = shards.iter().map(|(shard, from)| async move {
+            (
+                *shard,
+                self.outbox_read_shard(consumer, *shard, from, count).await,
+            )
         });
-        let mut entries = Vec::new();
-        for read in join_all(reads).await {
-            entries.extend(read?);
-        }
-        Ok(entries)
+        join_all(reads).await
+    }
+
+    async fn outbox_read_shard(
+        &self,
+        consumer: &str,
+        shard: u8,
+        from: &ReadFrom,
+        count: usize,
+    ) -> Result<Vec<OutboxEntry>, ShardReadError> {
+        let options = StreamReadOptions::default()
+            .group(GROUP, consumer)
+            .count(count);
+        let mut connection = self.connection.clone();
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg(&options)
+            .arg("STREAMS")
+            .arg(self.outbox_key(shard))
+            .arg(match from {
+                ReadFrom::New => ">",
+                ReadFrom::Pending(None) => "0",
+                ReadFrom::Pending(Some(after)) => after.as_str(),
+            })
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| {
+                if error.code() == Some("NOGROUP") {
+                    ShardReadError::NoGroup
+                } else {
+                    ShardReadError::Store(store_error(error))
+                }
+            })?;
+        // A pending entry read again may have been handled before the reply was lost: it goes
+        // through the sent-mark check like a reclaimed one.
+        let deliveries = match from {
+            ReadFrom::New => 1,
+            ReadFrom::Pending(_) => 2,
+        };
+        Ok(reply
+            .into_iter()
+            .flat_map(|reply| reply.keys)
+            .flat_map(|key| key.ids)
+            .filter_map(|id| entry(shard, id, deliveries))
+            .collect())
+    }
+
+    /// Ends this delivery of `entry` and parks the message in the shard's retry set until
+    /// `due_ms` (gateway clock), with the rounds made and the providers that refused it.
+    pub async fn outbox_defer(
+        &self,
+        entry: &OutboxEntry,
+        message_id: &str,
+        due_ms: u64,
+        round: u32,
+        refused: &str,
+    ) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        self.outbox_scripts
+            .defer
+            .key(self.outbox_key(entry.shard))
+            .key(self.retry_set_key(entry.shard))
+            .key(self.retry_payloads_key(entry.shard))
+            .arg(GROUP)
+            .arg(&entry.entry_id)
+            .arg(message_id)
+            .arg(due_ms)
+            .arg(&entry.verification_id)
+            .arg(&entry.sealed[..])
+            .arg(round)
+            .arg(refused)
+            .invoke_async::<()>(&mut connection)
+            .await
+            .map_err(store_error)
+    }
+
+    /// Moves messages due by `now_ms` from each shard's retry set back onto its stream; returns
+    /// how many moved. A shard that fails is skipped (its messages wait for the next call).
+    pub async fn outbox_release_due(&self, now_ms: u64, per_shard: usize) -> usize {
+        let releases = (0..SHARD_COUNT).map(|shard| async move {
+            let mut connection = self.connection.clone();
+            self.outbox_scripts
+                .release
+                .key(self.retry_set_key(shard))
+                .key(self.retry_payloads_key(shard))
+                .key(self.outbox_key(shard))
+                .arg(now_ms)
+                .arg(per_shard)
+                .invoke_async::<usize>(&mut connection)
+                .await
+                .unwrap_or(0)
+        });
+        join_all(releases).await.into_iter().sum()
     }
 
     /// Takes over messages that another consumer read but did not acknowledge within `min_idle`.
+    /// One result per shard: what healthy shards gave is handled even when another failed.
     pub async fn outbox_reclaim(
         &self,
         consumer: &str,
         min_idle: Duration,
         per_shard: usize,
-    ) -> Result<Vec<OutboxEntry>, StoreError> {
+    ) -> Vec<(u8, Result<Vec<OutboxEntry>, StoreError>)> {
         let claims = (0..SHARD_COUNT).map(|shard| async move {
             let mut connection = self.connection.clone();
             let key = self.outbox_key(shard);
@@ -177,11 +319,8 @@ impl RedisStore {
             }
             Ok::<_, StoreError>(entries)
         });
-        let mut entries = Vec::new();
-        for claim in join_all(claims).await {
-            entries.extend(claim?);
-        }
-        Ok(entries)
+        let results = join_all(claims).await;
+        (0..SHARD_COUNT).zip(results).collect()
     }
 
     /// Whether a provider already accepted this message (a worker died before acknowledging):
@@ -239,7 +378,8 @@ impl RedisStore {
             .map_err(store_error)
     }
 
-    /// Messages waiting (read or not), the age of the oldest, and the dead letters kept.
+    /// Messages waiting (read or not, or parked for a retry), the age of the oldest queued, and
+    /// the dead letters kept.
     pub async fn outbox_stats(&self, now_ms: u64) -> Result<OutboxStats, StoreError> {
         let per_shard = (0..SHARD_COUNT).map(|shard| async move {
             let mut connection = self.connection.clone();
@@ -250,6 +390,11 @@ impl RedisStore {
                 .map_err(store_error)?;
             let dead: u64 = redis::cmd("XLEN")
                 .arg(self.dead_letter_key(shard))
+                .query_async(&mut connection)
+                .await
+                .map_err(store_error)?;
+            let parked: u64 = redis::cmd("ZCARD")
+                .arg(self.retry_set_key(shard))
                 .query_async(&mut connection)
                 .await
                 .map_err(store_error)?;
@@ -269,7 +414,7 @@ impl RedisStore {
             } else {
                 None
             };
-            Ok::<_, StoreError>((depth, dead, oldest))
+            Ok::<_, StoreError>((depth + parked, dead, oldest))
         });
         let mut stats = OutboxStats::default();
         for shard in join_all(per_shard).await {
@@ -288,11 +433,15 @@ impl RedisStore {
 fn entry(shard: u8, id: StreamId, deliveries: u64) -> Option<OutboxEntry> {
     let verification_id: String = id.get("v")?;
     let sealed: Vec<u8> = id.get("m")?;
+    let round: u32 = id.get("r").unwrap_or(0);
+    let refused: String = id.get("x").unwrap_or_default();
     Some(OutboxEntry {
         shard,
         entry_id: id.id,
         verification_id,
         sealed,
         deliveries,
+        round,
+        refused,
     })
 }

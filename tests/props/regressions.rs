@@ -1,0 +1,1 @@
+//! Inputs the fuzz targets in `fuzz/` found, each kept as a test of the fixed behaviour.
