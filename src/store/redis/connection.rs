@@ -8,7 +8,7 @@
 //! out, healthy shards included, until the process stops. The supervisor does not depend on
 //! knowing which await hangs: it probes the client (a PING to any node, through the client's
 //! own request path) and the nodes directly (their own connections), and when the client has
-//! answered nothing for `rebuild_after` while a node answers, it builds a new client from the
+//! answered nothing for `rebuild_after` (3 s) while a node answers, it builds a new client from the
 //! seeds and swaps it in. Every holder of a [`Connection`] (stores, outbox, directory, PINs,
 //! factors) reads the current client per call, so one swap repairs them all.
 //!
@@ -86,7 +86,7 @@ impl Default for Supervision {
     fn default() -> Self {
         Self {
             probe_interval: Duration::from_millis(500),
-            rebuild_after: Duration::from_secs(5),
+            rebuild_after: Duration::from_secs(3),
             unhealthy_after: Duration::from_secs(30),
             shard_down_grace: Duration::from_secs(2),
         }
@@ -742,10 +742,14 @@ mod tests {
     }
 
     #[test]
-    fn a_client_silent_for_five_seconds_while_a_node_answers_is_rebuilt() {
+    fn a_client_silent_for_three_seconds_while_a_node_answers_is_rebuilt() {
         assert_eq!(
-            verdict(20_000, 15_000, 19_800, &supervision()),
-            Verdict::Rebuild { silent_ms: 5_000 }
+            verdict(17_900, 15_000, 17_800, &supervision()),
+            Verdict::Serving
+        );
+        assert_eq!(
+            verdict(18_000, 15_000, 17_800, &supervision()),
+            Verdict::Rebuild { silent_ms: 3_000 }
         );
     }
 
