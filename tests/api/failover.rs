@@ -150,6 +150,13 @@ async fn failovers(kind: Failover) {
                 figures.healthy_max_wait = figures.healthy_max_wait.max(waited);
                 if waited > Duration::from_secs(5) {
                     figures.healthy_delayed += 1;
+                    // When, against the failure and the promotion, tells what held it.
+                    println!(
+                        "failover run {run} ({kind:?}): a message of healthy shard {} accepted {} ms after the failure reached the provider {} ms after it",
+                        flow.shard,
+                        accepted_at.saturating_duration_since(failed_at).as_millis(),
+                        arrived.saturating_duration_since(failed_at).as_millis()
+                    );
                 }
             } else {
                 figures.failed_max_wait = figures.failed_max_wait.max(waited);
