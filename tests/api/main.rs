@@ -14,6 +14,7 @@ mod factors;
 mod factors_authenticator;
 mod factors_stores;
 mod faults;
+mod graph;
 mod helpers;
 mod openapi;
 mod operations;

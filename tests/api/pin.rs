@@ -36,9 +36,9 @@ on_every_store!(
 const LINK_BASE: &str = "http://otpgate.test";
 const OWNER_EMAIL: &str = "owner@acme.example";
 const NUMBER: &str = "+4915112983471";
-const PIN: &str = "482915";
-const NEW_PIN: &str = "730164";
-const WRONG_PIN: &str = "905183";
+pub const PIN: &str = "482915";
+pub const NEW_PIN: &str = "730164";
+pub const WRONG_PIN: &str = "905183";
 
 /// Cheap argon2id costs for tests (the defaults are measured in their own test).
 const TEST_COST: HashCost = HashCost {
@@ -683,12 +683,8 @@ async fn the_graph_compatible_path_answers_exactly_success_true(backend: Backend
         .unwrap();
     assert_eq!(response.text().await.unwrap(), r#"{"success":true}"#);
     success(&org.register(&id, "owner", PIN).await);
-    // Not a Graph version, or not a number of this account: 404.
-    for path in [
-        format!("/v24/{id}"),
-        format!("/x/{id}"),
-        "/v24.0/106540352242922".to_owned(),
-    ] {
+    // Not a Graph version: the v1 API's 404.
+    for path in [format!("/v24/{id}"), format!("/x/{id}")] {
         let reply = org
             .app
             .request(
@@ -700,18 +696,25 @@ async fn the_graph_compatible_path_answers_exactly_success_true(backend: Backend
             .await;
         reply.assert_problem(404, "not-found");
     }
-    // Another account's key does not reach this number.
+    // Not a number of this account (or another account's): Graph's "object does not exist".
     let (_, other) = org.app.create_account_with_key("owner").await;
-    let reply = org
-        .app
-        .request(
-            Method::POST,
-            &format!("/v24.0/{id}"),
-            Some(&other),
-            Some(json!({"pin": NEW_PIN})),
-        )
-        .await;
-    reply.assert_problem(404, "not-found");
+    for (path, key) in [
+        ("/v24.0/106540352242922".to_owned(), &org.owner),
+        (format!("/v24.0/{id}"), &other),
+    ] {
+        let reply = org
+            .app
+            .request(
+                Method::POST,
+                &path,
+                Some(key),
+                Some(json!({"pin": NEW_PIN})),
+            )
+            .await;
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        assert_eq!(reply.body["error"]["code"], 100, "{}", reply.body);
+        assert_eq!(reply.body["error"]["error_subcode"], 33, "{}", reply.body);
+    }
     org.app.stop().await;
 }
 
