@@ -41,6 +41,11 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
         self.entries.insert(key, (value, now_ms));
     }
 
+    /// Forgets everything, for when what was read before may no longer hold.
+    pub fn clear(&self) {
+        self.entries.clear();
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

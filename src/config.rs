@@ -54,7 +54,6 @@ pub struct Settings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
-    pub header_read_timeout: Duration,
     pub request_body_limit: usize,
     pub shutdown_grace: Duration,
     /// From accept to the first request's head, whatever the protocol: a socket that sends
@@ -90,6 +89,15 @@ pub struct StoreSettings {
     pub connect_timeout: Duration,
     pub response_timeout: Duration,
     pub memory_max_verifications: usize,
+    /// How often the store client and the nodes are probed (Redis only).
+    pub probe_interval: Duration,
+    /// A store client that answers nothing for this long while Redis answers is replaced.
+    pub client_rebuild_after: Duration,
+    /// `/healthz` fails when the store client has answered nothing for this long while Redis
+    /// answers.
+    pub client_unhealthy_after: Duration,
+    /// `/readyz` fails when a cluster shard's master has been unreachable for this long.
+    pub shard_down_grace: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -307,7 +315,6 @@ impl Reader {
         });
         let server = ServerSettings {
             listen,
-            header_read_timeout: self.millis("server.header_read_timeout_ms"),
             request_body_limit: self.get("server.request_body_limit_bytes"),
             shutdown_grace: self.millis("server.shutdown_grace_ms"),
             first_request_timeout: self.millis("server.first_request_timeout_ms"),
@@ -316,6 +323,14 @@ impl Reader {
             max_connections: self.get("server.max_connections"),
             max_connections_per_ip: self.get("server.max_connections_per_ip"),
         };
+        // hyper's HTTP/1 header timeout also runs while a keep-alive connection waits for its
+        // next request, so it was an idle timeout in disguise (5 s, HTTP/1 only): the two
+        // deadlines below replace it, and a deployment still setting it learns so at start.
+        self.check(
+            self.config.get::<u64>("server.header_read_timeout_ms").is_err(),
+            "server.header_read_timeout_ms",
+            "replaced by server.first_request_timeout_ms (from accept to the first request) and server.idle_timeout_ms (between requests)",
+        );
         self.check(
             server.max_connections_per_ip > 0,
             "server.max_connections_per_ip",
@@ -362,6 +377,10 @@ impl Reader {
             connect_timeout: self.millis("store.connect_timeout_ms"),
             response_timeout: self.millis("store.response_timeout_ms"),
             memory_max_verifications: self.get("store.memory_max_verifications"),
+            probe_interval: self.millis("store.probe_interval_ms"),
+            client_rebuild_after: self.millis("store.client_rebuild_after_ms"),
+            client_unhealthy_after: self.millis("store.client_unhealthy_after_ms"),
+            shard_down_grace: self.millis("store.shard_down_grace_ms"),
         };
 
         let min_code_length: u8 = self.get("verification.min_code_length");
@@ -1037,6 +1056,36 @@ mod tests {
         )
         .unwrap();
         assert_eq!(lowered.verification.code_length, 4);
+    }
+
+    #[test]
+    fn the_connection_deadlines_load_and_the_replaced_header_timeout_is_reported() {
+        let settings = Settings::load_from(
+            None,
+            env(&[
+                ("OTPGATE_SERVER__IDLE_TIMEOUT_MS", "30000"),
+                ("OTPGATE_SERVER__MAX_CONNECTIONS_PER_IP", "64"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.server.idle_timeout, Duration::from_secs(30));
+        assert_eq!(
+            settings.server.first_request_timeout,
+            Duration::from_secs(5)
+        );
+        assert_eq!(settings.server.body_read_timeout, Duration::from_secs(10));
+        assert_eq!(settings.server.max_connections, 0, "derived at start");
+        assert_eq!(settings.server.max_connections_per_ip, 64);
+        let error = Settings::load_from(
+            None,
+            env(&[("OTPGATE_SERVER__HEADER_READ_TIMEOUT_MS", "5000")]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.contains("server.header_read_timeout_ms: replaced by"),
+            "{error}"
+        );
     }
 
     #[test]

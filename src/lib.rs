@@ -21,6 +21,7 @@ pub mod store;
 pub mod trust;
 pub mod verify;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -69,6 +70,8 @@ pub struct AppState {
     limits: Limits,
     keys: TtlCache<KeyDigest, ApiKeyRecord>,
     accounts: TtlCache<AccountId, Account>,
+    /// The store's epoch the two caches above were filled under (see `Store::epoch`).
+    auth_epoch: AtomicU64,
     root_key_digest: KeyDigest,
     rng: SystemRandom,
     tasks: TaskTracker,
@@ -177,14 +180,9 @@ impl App {
                 (memory.clone(), Some(memory))
             } else {
                 let connected = Arc::new(
-                    RedisStore::connect(&RedisSettings {
-                        urls: settings.store.redis_urls.clone(),
-                        key_prefix: settings.store.key_prefix.clone(),
-                        connect_timeout: settings.store.connect_timeout,
-                        response_timeout: settings.store.response_timeout,
-                    })
-                    .await?,
+                    RedisStore::connect(&RedisSettings::from_store(&settings.store)).await?,
                 );
+                connected.spawn_supervisor(&tasks, stop.clone(), metrics.clone());
                 redis = Some(connected.clone());
                 (connected, None)
             };
@@ -281,6 +279,7 @@ impl App {
             limits: Limits::new(&settings.limits),
             keys: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
             accounts: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
+            auth_epoch: AtomicU64::new(store.epoch()),
             settings,
             store,
             clock,
@@ -384,12 +383,16 @@ impl App {
     /// A key by its digest, through the cache.
     pub async fn find_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
         let now = self.0.clock.now_ms();
+        let epoch = self.sync_auth_caches();
         if let Some(key) = self.0.keys.get(digest, now) {
             return Ok(Some(key));
         }
         let found = self.0.store.find_api_key(digest).await?;
         if let Some(key) = &found {
-            self.0.keys.insert(*digest, key.clone(), now);
+            // A read that straddles a reconnect may predate a loss: not kept.
+            if self.0.store.epoch() == epoch {
+                self.0.keys.insert(*digest, key.clone(), now);
+            }
         }
         Ok(found)
     }
@@ -397,13 +400,33 @@ impl App {
     /// An account by id, through the cache.
     pub async fn find_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
         let now = self.0.clock.now_ms();
+        let epoch = self.sync_auth_caches();
         if let Some(account) = self.0.accounts.get(id, now) {
             return Ok(Some(account));
         }
         let found = self.0.store.get_account(id).await?;
         if let Some(account) = &found {
-            self.0.accounts.insert(id.clone(), account.clone(), now);
+            if self.0.store.epoch() == epoch {
+                self.0.accounts.insert(id.clone(), account.clone(), now);
+            }
         }
         Ok(found)
+    }
+
+    /// Flushes the key and account caches on a store reconnect after an outage (the store's
+    /// epoch moved): Redis may have come back without what they hold (a restart without
+    /// persistence, a failover to a replica that missed the last writes). The hot-path cache
+    /// does the same when its invalidation link returns.
+    fn sync_auth_caches(&self) -> u64 {
+        let epoch = self.0.store.epoch();
+        if self.0.auth_epoch.load(Ordering::Acquire) != epoch {
+            // Cleared before the epoch is recorded, so no caller sees the new epoch and an
+            // old entry together.
+            self.0.keys.clear();
+            self.0.accounts.clear();
+            self.0.auth_epoch.store(epoch, Ordering::Release);
+            tracing::info!("store reconnected after an outage: key and account caches flushed");
+        }
+        epoch
     }
 }

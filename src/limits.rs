@@ -242,7 +242,11 @@ fn open_file_limit() -> Option<u64> {
     };
     // SAFETY: getrlimit writes one plain struct that we own and reads nothing else.
     let status = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
-    (status == 0).then_some(limit.rlim_cur as u64)
+    // rlim_t is u64 on Linux and macOS, signed on some BSDs (where a negative value is no
+    // limit, which the cap then treats as unknown).
+    #[allow(clippy::useless_conversion)]
+    let soft = u64::try_from(limit.rlim_cur).ok();
+    soft.filter(|_| status == 0)
 }
 
 #[cfg(not(unix))]

@@ -66,6 +66,10 @@ pub const PIN_HASH_DURATION: &str = "otpgate_pin_hash_duration_seconds";
 pub const FACTOR_CHALLENGES: &str = "otpgate_factor_challenges_total";
 /// Factor enrolments: `type` (totp, webauthn) x `outcome` (started, confirmed, or a refusal).
 pub const FACTOR_ENROLMENTS: &str = "otpgate_factor_enrolments_total";
+/// Store clients replaced because they answered nothing while Redis answered (Redis only).
+pub const STORE_CLIENT_REBUILDS: &str = "otpgate_store_client_rebuilds_total";
+/// Redis Cluster shards whose master does not answer this instance (0 on a single server).
+pub const STORE_SHARDS_UNREACHABLE: &str = "otpgate_store_shards_unreachable";
 
 /// Connections closed at accept because a cap was reached: `reason` (process, ip).
 pub const CONNECTIONS_REFUSED: &str = "otpgate_connections_refused_total";

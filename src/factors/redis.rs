@@ -73,7 +73,7 @@ redis.call('ZREM', KEYS[2], KEYS[1])
 return redis.call('GETDEL', KEYS[1])
 "#;
 
-/// KEYS: factor. ARGV: now, matched step ('' when the code matched none), activate,
+/// KEYS: factor, pending. ARGV: now, matched step ('' when the code matched none), activate,
 /// max failures, first wait, max wait.
 const LUA_TOTP_ATTEMPT: &str = r#"
 local st = redis.call('HGET', KEYS[1], 'st')
@@ -92,6 +92,7 @@ if ARGV[2] ~= '' then
       redis.call('HSET', KEYS[1], 'st', 'active')
       redis.call('HDEL', KEYS[1], 'ex')
       redis.call('PERSIST', KEYS[1])
+      redis.call('ZREM', KEYS[2], KEYS[1])
     end
     return {'ok'}
   end
@@ -391,6 +392,7 @@ impl FactorStore for RedisFactorStore {
         let mut invocation = self.totp_attempt.prepare_invoke();
         invocation
             .key(self.factor_key(account, user, id))
+            .key(self.key(account, "pend"))
             .arg(now_ms)
             .arg(matched.map(|step| step.to_string()).unwrap_or_default())
             .arg(if activate { "1" } else { "0" })

@@ -43,11 +43,14 @@ pub(super) async fn dispatch(
     }
     match route {
         Route::Healthz => {
+            // Liveness: the process is up, and its store client has not been stuck while
+            // Redis answers (then only a restart helps).
+            app.store().liveness()?;
             return Ok(text(
                 StatusCode::OK,
                 "text/plain; charset=utf-8",
                 "ok\n".into(),
-            ))
+            ));
         }
         Route::Readyz => {
             app.store().ping().await?;

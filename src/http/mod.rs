@@ -62,9 +62,12 @@ pub async fn run(
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
-        // Without a timer hyper silently ignores the header-read timeout.
+        // Without a timer hyper silently ignores the header-read timeout. hyper starts it when
+        // it waits for a request's head, also on an idle keep-alive connection: it is the idle
+        // timeout of HTTP/1 (the watchdog in `serve_connection` is that of HTTP/2, and the first
+        // request's deadline for both).
         .timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
+        .header_read_timeout(server.idle_timeout)
         .keep_alive(true);
     builder
         .http2()

@@ -607,13 +607,15 @@ struct RecoveryCodes {
 // ---- operations ----
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
-    responses((status = 200, description = "The process is up", body = String, content_type = "text/plain")))]
+    responses(
+        (status = 200, description = "The process is up", body = String, content_type = "text/plain"),
+        (status = "default", description = "Not alive (503: the store client has answered nothing for `store.client_unhealthy_after_ms` while Redis answers; restart the process)", body = Problem, content_type = "application/problem+json")))]
 fn healthz() {}
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "The store answers (and, with Redis, the outbox is readable)", body = String, content_type = "text/plain"),
-        (status = "default", description = "Not ready (503: the store is unreachable, or the outbox has not been readable for longer than dispatch.outbox_unready_after_ms)", body = Problem, content_type = "application/problem+json")))]
+        (status = "default", description = "Not ready (503: the store is unreachable, a Redis Cluster shard's master has been unreachable for `store.shard_down_grace_ms`, or the outbox has not been readable for longer than dispatch.outbox_unready_after_ms)", body = Problem, content_type = "application/problem+json")))]
 fn readyz() {}
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),

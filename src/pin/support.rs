@@ -43,14 +43,9 @@ pub async fn disable_two_step(
     if settings.store.redis_urls.is_empty() {
         return Err("no Redis is configured: the embedded store lives inside the server process; point --config or OTPGATE_REDIS_URL at the deployment's Redis".into());
     }
-    let redis = RedisStore::connect(&RedisSettings {
-        urls: settings.store.redis_urls.clone(),
-        key_prefix: settings.store.key_prefix.clone(),
-        connect_timeout: settings.store.connect_timeout,
-        response_timeout: settings.store.response_timeout,
-    })
-    .await
-    .map_err(|error| error.to_string())?;
+    let redis = RedisStore::connect(&RedisSettings::from_store(&settings.store))
+        .await
+        .map_err(|error| error.to_string())?;
     let directory = Arc::new(RedisDirectory::new(
         redis.connection(),
         redis.prefix(),

@@ -106,6 +106,20 @@ pub trait Store: Send + Sync + 'static {
     /// Answers when the store can serve requests; `/readyz` calls it.
     async fn ping(&self) -> Result<(), StoreError>;
 
+    /// Fails when the store's client cannot recover by itself (it has answered nothing for a
+    /// long while although the store answers), so that an orchestrator replaces the process;
+    /// `/healthz` calls it.
+    fn liveness(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Moves on every reconnect after a store outage (a call answered after calls failed):
+    /// whatever a cache holds from before may be gone after it, so caches of store data flush
+    /// when it moves. The embedded store has no outages.
+    fn epoch(&self) -> u64 {
+        0
+    }
+
     /// Which store this is, for logs and metrics labels.
     fn kind(&self) -> &'static str;
 }

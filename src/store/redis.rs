@@ -19,18 +19,19 @@
 //! every instance decides expiry the same way; key TTLs only bound how long records are kept.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::cluster_async::ClusterConnection;
-use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
+use redis::Script;
 
 use super::{Store, StoreError};
 use crate::account::{hex, Account, AccountId, ApiKeyRecord, KeyDigest, Role};
 use crate::phone::SHARD_COUNT;
 use crate::verify::code::Tag;
+pub mod connection;
 pub mod outbox;
+
+pub(crate) use connection::Connection;
+pub use connection::{RedisSettings, Supervision};
 
 /// How long a provider's message id still finds its message for receipts.
 const RECEIPT_MAPPING_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -39,17 +40,6 @@ use crate::verify::model::{
     CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, SendAttempt, StartOutcome,
     Status, Verification, VerificationId,
 };
-
-/// How to reach Redis. Timeouts are explicit because the client's defaults (500 ms response,
-/// 1 s connect) are a policy decision: a request waits at most this long before answering 503.
-#[derive(Debug, Clone)]
-pub struct RedisSettings {
-    /// One URL for a single server; several for the seed nodes of a Redis Cluster.
-    pub urls: Vec<String>,
-    pub key_prefix: String,
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-}
 
 pub struct RedisStore {
     connection: Connection,
@@ -63,42 +53,6 @@ pub struct RedisStore {
     record_attempt: Script,
     apply_receipt: Script,
     pub(crate) outbox_scripts: outbox::Scripts,
-}
-
-/// A single server through a reconnecting manager, or a cluster; both multiplexed and cloned
-/// per call rather than pooled.
-#[derive(Clone)]
-pub(crate) enum Connection {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-}
-
-impl ConnectionLike for Connection {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Connection::Single(inner) => inner.req_packed_command(cmd),
-            Connection::Cluster(inner) => inner.req_packed_command(cmd),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        cmd: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Connection::Single(inner) => inner.req_packed_commands(cmd, offset, count),
-            Connection::Cluster(inner) => inner.req_packed_commands(cmd, offset, count),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Connection::Single(inner) => inner.get_db(),
-            Connection::Cluster(inner) => inner.get_db(),
-        }
-    }
 }
 
 /// Shared Lua: the reply of a verification, one space-joined string.
@@ -387,33 +341,8 @@ impl RedisStore {
     /// Connects lazily to a single server (so the gateway starts, fails closed and recovers while
     /// Redis is down), or to a cluster through its seed nodes.
     pub async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
-        let unavailable = |error: redis::RedisError| StoreError::Unavailable(error.to_string());
-        let cluster = settings.urls.len() > 1;
-        let connection = if cluster {
-            let client = redis::cluster::ClusterClientBuilder::new(settings.urls.clone())
-                .connection_timeout(settings.connect_timeout)
-                .response_timeout(settings.response_timeout)
-                .retries(2)
-                .build()
-                .map_err(unavailable)?;
-            Connection::Cluster(client.get_async_connection().await.map_err(unavailable)?)
-        } else {
-            let url = settings
-                .urls
-                .first()
-                .ok_or_else(|| StoreError::Unavailable("no Redis URL".into()))?;
-            let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(settings.connect_timeout))
-                .set_response_timeout(Some(settings.response_timeout))
-                // Few quick retries: a request must fail within about one timeout, not queue up
-                // behind a long reconnect loop; the next request triggers the next reconnect.
-                .set_number_of_retries(1)
-                .set_max_delay(Duration::from_millis(200));
-            Connection::Single(
-                ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)?,
-            )
-        };
+        let connection = Connection::connect(settings).await?;
+        let cluster = connection.is_cluster();
         Ok(Self {
             connection,
             prefix: settings.key_prefix.clone(),
@@ -442,6 +371,16 @@ impl RedisStore {
 
     pub fn is_cluster(&self) -> bool {
         self.cluster
+    }
+
+    /// Starts the connection's supervisor (see `connection.rs`) on the gateway's tasks.
+    pub(crate) fn spawn_supervisor(
+        &self,
+        tasks: &tokio_util::task::TaskTracker,
+        stop: tokio_util::sync::CancellationToken,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) {
+        self.connection.spawn_supervisor(tasks, stop, metrics);
     }
 
     /// `P:{sNN}:` — everything of one shard starts with this.
@@ -925,12 +864,15 @@ impl Store for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut connection)
-            .await
-            .map(drop)
-            .map_err(read_error)
+        self.connection.readiness().await
+    }
+
+    fn liveness(&self) -> Result<(), StoreError> {
+        self.connection.liveness()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.connection.epoch()
     }
 
     fn kind(&self) -> &'static str {

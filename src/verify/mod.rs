@@ -189,9 +189,17 @@ impl Verifier {
                 .map_err(|_| VerifyError::Random)?,
         };
         let channel = new.channel.as_str();
-        let outcome = self.store.start_verification(&new).await.inspect_err(|_| {
-            self.metrics.store_error("start");
-        })?;
+        let outcome = self
+            .store
+            .start_verification(&new)
+            .await
+            .inspect_err(|error| {
+                // An account at its share of the embedded store is that account's refusal,
+                // not a failing store: it must not page the operator.
+                if !matches!(error, crate::store::StoreError::AccountLimit(_)) {
+                    self.metrics.store_error("start");
+                }
+            })?;
         let started = match outcome {
             StartOutcome::Created(verification) => Started::Created(verification),
             StartOutcome::Resent(verification) => Started::Resent(verification),

@@ -247,3 +247,39 @@ async fn a_request_lost_in_a_redis_stall_answers_outcome_unknown_and_its_keyed_r
     assert_eq!(read.body["send_count"], 1, "{}", read.body);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_redis_lost_in_an_outage_is_refused_as_soon_as_redis_is_back() {
+    let mut redis = RedisServer::start(&[]);
+    let app = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        settings.store.response_timeout = Duration::from_millis(300);
+        settings.store.connect_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // The key and its account are now in the in-process caches (30 s).
+    assert_eq!(app.send("+4915112347101").await.status, 201);
+
+    // Redis dies and comes back empty (no persistence): the key is gone with everything else.
+    tokio::task::block_in_place(|| redis.kill());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = app
+            .http
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .unwrap();
+        if ready.status() == 503 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the outage was not noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::task::block_in_place(|| redis.restart());
+    wait_until_ready(&app).await;
+
+    // The clock has not moved: only the flush on reconnect keeps the lost key from working.
+    let refused = app.send("+4915112347102").await;
+    refused.assert_problem(401, "unauthorized");
+    app.stop().await;
+}

@@ -29,6 +29,8 @@ pub enum Backend {
     Cluster,
     /// A Redis the test started itself (for fault tests), by URL.
     RedisAt(String),
+    /// A Redis Cluster the test started itself (for failovers), by its seed URLs.
+    ClusterAt(Vec<String>),
 }
 
 impl Backend {
@@ -42,6 +44,7 @@ impl Backend {
                 .map(|node| node.url())
                 .collect(),
             Backend::RedisAt(url) => vec![url.clone()],
+            Backend::ClusterAt(urls) => urls.clone(),
         }
     }
 }

@@ -13,6 +13,7 @@ mod edge;
 mod factors;
 mod factors_authenticator;
 mod factors_stores;
+mod failover;
 mod faults;
 mod graph;
 mod helpers;

@@ -10,7 +10,7 @@ use otpgate::config::Settings;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::accounts_support::Org;
+use crate::accounts_support::{metric, Org};
 use crate::factors::{active_totp, confirm, enrol_totp, post, totp_challenge, ORIGIN, RP_ID};
 use crate::helpers::{Backend, Reply, TestApp};
 use crate::on_every_store;
@@ -92,6 +92,12 @@ mod embedded {
         }
         let refused = app.send("+4915112340699").await;
         assert_limit(&refused, 429, "verifications", 5);
+        let scrape = app.metrics().await;
+        assert_eq!(
+            metric(&scrape, "otpgate_store_errors_total{operation=\"start\"}"),
+            0.0,
+            "an account's refusal is not a store failure"
+        );
         app.wait_for_messages(5).await;
         assert!(
             !app.messages()
@@ -266,7 +272,7 @@ async fn pending_ceremonies_are_bounded_per_account_and_free_themselves_when_the
     .await;
     org.user("ann", "member", Some("+4915112340311")).await;
     org.user("bea", "member", Some("+4915112340312")).await;
-    enrol_totp(&org.app, &org.service, "ann", json!({"type": "totp"})).await;
+    let anns = enrol_totp(&org.app, &org.service, "ann", json!({"type": "totp"})).await;
     let key = enrol_key(&org.app, &org.service, "bea").await;
     assert_eq!(key.status, 201, "{}", key.body);
     // The bound is the account's: another user of it is refused too, with a wait.
@@ -294,6 +300,24 @@ async fn pending_ceremonies_are_bounded_per_account_and_free_themselves_when_the
     other.user("ann").await;
     let theirs = enrol_key(&org.app, &other.service, "ann").await;
     assert_eq!(theirs.status, 201, "{}", theirs.body);
+
+    // A confirmed enrolment is no longer pending: its room is free at once.
+    let confirmed = confirm(
+        &org.app,
+        &org.service,
+        "ann",
+        &anns.id,
+        json!({"code": anns.code(org.app.clock.now_ms())}),
+    )
+    .await;
+    assert_eq!(confirmed.status, 200, "{}", confirmed.body);
+    enrol_totp(&org.app, &org.service, "bea", json!({"type": "totp"})).await;
+    assert_limit(
+        &enrol_key(&org.app, &org.service, "ann").await,
+        429,
+        "pending_ceremonies",
+        2,
+    );
 
     // Unconfirmed enrolments and ceremonies expire (10 and 5 minutes): room again.
     org.app.clock.advance(Duration::from_secs(11 * 60));
