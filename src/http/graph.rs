@@ -301,7 +301,7 @@ async fn route(
     let who = Who::key(&key.id, key.role.as_str());
     let id = matched
         .second
-        .and_then(|id| PhoneNumberId::parse(&id))
+        .and_then(PhoneNumberId::parse)
         .ok_or_else(|| GraphError::from(PinError::NotFound))?;
     let pins = app.pins();
     match (matched.route, method) {
