@@ -709,15 +709,27 @@ impl Store for RedisStore {
             .invoke_async::<()>(&mut connection)
             .await
             .map_err(|error| self.write_error(error))?;
+        // The receipt mapping is keyed by the vendor's id, so on a cluster it lives on whatever
+        // shard that id hashes to, not on the message's. It only lets a later delivery receipt
+        // find the attempt: failing the delivery for it would hold a message that is already
+        // sent and recorded hostage to another shard (a dead master delayed every message whose
+        // vendor id hashed there until the promotion). So it is written on a best-effort basis;
+        // a receipt for a message whose mapping was lost is answered as unknown.
         if let Some(provider_id) = &attempt.provider_message_id {
-            redis::cmd("SET")
+            let mapped = redis::cmd("SET")
                 .arg(self.receipt_key(&attempt.provider, provider_id))
                 .arg(format!("{} {}", verification.as_str(), attempt.message_id))
                 .arg("PX")
                 .arg(RECEIPT_MAPPING_TTL_MS)
                 .query_async::<()>(&mut connection)
-                .await
-                .map_err(|error| self.write_error(error))?;
+                .await;
+            if let Err(error) = mapped {
+                tracing::warn!(
+                    provider = %attempt.provider,
+                    %error,
+                    "receipt mapping not stored: a receipt for this message will not be matched"
+                );
+            }
         }
         Ok(())
     }
