@@ -318,7 +318,7 @@ impl Metrics {
         .increment(1);
     }
 
-    /// `outcome`: match, mismatch, wait, locked, changed, disabled.
+    /// `outcome`: match, mismatch, wait, locked, changed, disabled, transferred (issue 14).
     pub fn pin_checked(&self, outcome: &'static str) {
         self.counter((PIN_CHECKS, outcome, "", "", 0), ["outcome", "", "", ""])
             .increment(1);

@@ -378,6 +378,9 @@ impl From<crate::pin::service::PinError> for ApiError {
             PinError::Exists(id) => ApiError::Conflict(format!(
                 "this account already has this phone number, as {id}"
             )),
+            PinError::HeldElsewhere => ApiError::Conflict(
+                "this phone number is registered elsewhere with two-step verification: add it with the number's PIN, or after its owner turned two-step off".to_owned(),
+            ),
             PinError::Mismatch {
                 attempts_left,
                 retry_after_ms,

@@ -87,6 +87,10 @@ pub(super) async fn dispatch(
         // Opened from an e-mail: the single-use token in the link is the credential.
         return super::pins::link(app, ip, matched, request).await;
     }
+    if route.is_graph() {
+        // The Graph facade: Graph's token forms (header, query, form field) and error objects.
+        return Ok(super::graph::handle(app, ip, matched, request).await);
+    }
     if route.is_twilio() {
         // The Twilio facade authenticates with HTTP Basic (account id and key), as Twilio does.
         return Ok(super::twilio::handle(app, ip, matched, request).await);
@@ -138,7 +142,6 @@ pub(super) async fn dispatch(
         | Route::RegisterPhoneNumber
         | Route::DisableRequests
         | Route::ResetRequests
-        | Route::GraphPhoneNumber
         | Route::AccountEmail => super::pins::handle(app, caller, matched, request).await,
         Route::TwoStepConfirm | Route::TwoStepReset => Err(ApiError::Internal),
         Route::Healthz
@@ -147,6 +150,8 @@ pub(super) async fn dispatch(
         | Route::NotFound
         | Route::Receipt
         | Route::OpenApi
+        | Route::GraphPhoneNumber
+        | Route::GraphRegister
         | Route::TwilioServices
         | Route::TwilioService
         | Route::TwilioVerifications

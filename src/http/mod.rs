@@ -6,6 +6,7 @@
 mod accounts;
 pub mod error;
 mod factors;
+mod graph;
 mod handlers;
 pub mod openapi;
 mod pins;

@@ -57,7 +57,7 @@ pub(super) fn response() -> Response<Full<Bytes>> {
         receipt_post, receipt_get,
         set_account_email, add_phone_number, get_phone_number, set_pin, register_phone_number,
         disable_requests, reset_requests, confirm_link_get, confirm_link_post, reset_link_get,
-        reset_link_post, graph_set_pin,
+        reset_link_post, graph_set_pin, graph_get_number, graph_register,
         enrol_factor, confirm_factor, challenge, recovery_codes,
     ),
     components(schemas(Problem)),
@@ -439,6 +439,35 @@ struct PinRequest {
 }
 
 #[derive(Serialize, ToSchema)]
+struct RegisterRequest {
+    /// Exactly 6 digits.
+    pin: String,
+    /// Optional; when given, `whatsapp` (as Graph clients send it).
+    messaging_product: Option<String>,
+}
+
+/// Graph's error body: `{"error": {message, type, code, error_subcode, fbtrace_id}}`.
+#[derive(Serialize, ToSchema)]
+struct GraphErrorBody {
+    error: GraphErrorObject,
+}
+
+#[derive(Serialize, ToSchema)]
+struct GraphErrorObject {
+    message: String,
+    r#type: String,
+    code: u32,
+    error_subcode: Option<u32>,
+    fbtrace_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+struct GraphNumber {
+    id: String,
+    display_phone_number: String,
+}
+
+#[derive(Serialize, ToSchema)]
 struct Success {
     success: bool,
 }
@@ -809,7 +838,7 @@ fn set_pin() {}
 
 #[utoipa::path(post, path = "/v1/phone-numbers/{id}/register", tag = "phone-numbers",
     params(("id" = String, Path, description = "The phone-number id")),
-    request_body = PinRequest,
+    request_body = RegisterRequest,
     responses(
         (status = 200, description = "Registered", body = Success),
         (status = "default", description = "A problem (wrong PINs are limited)", body = Problem, content_type = "application/problem+json")))]
@@ -860,13 +889,32 @@ fn reset_link_post() {}
 
 #[utoipa::path(post, path = "/{version}/{phone_number_id}", tag = "phone-numbers",
     params(
-        ("version" = String, Path, description = "A Graph API version such as `v24.0`"),
+        ("version" = String, Path, description = "A Graph API version: v22.0 to v26.0"),
         ("phone_number_id" = String, Path, description = "The phone-number id")),
     request_body = PinRequest,
     responses(
         (status = 200, description = "The Graph API's answer", body = Success),
-        (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
+        (status = "default", description = "A Graph error object (100, 190, 10, 133016, 2500)", content((GraphErrorBody = "application/json"), (Problem = "application/problem+json")))))]
 fn graph_set_pin() {}
+
+#[utoipa::path(get, path = "/{version}/{phone_number_id}", tag = "phone-numbers",
+    params(
+        ("version" = String, Path, description = "A Graph API version: v22.0 to v26.0"),
+        ("phone_number_id" = String, Path, description = "The phone-number id")),
+    responses(
+        (status = 200, description = "The number's Graph fields", body = GraphNumber),
+        (status = "default", description = "A Graph error object", content((GraphErrorBody = "application/json"), (Problem = "application/problem+json")))))]
+fn graph_get_number() {}
+
+#[utoipa::path(post, path = "/{version}/{phone_number_id}/register", tag = "phone-numbers",
+    params(
+        ("version" = String, Path, description = "A Graph API version: v22.0 to v26.0"),
+        ("phone_number_id" = String, Path, description = "The phone-number id")),
+    request_body = RegisterRequest,
+    responses(
+        (status = 200, description = "Registered", body = Success),
+        (status = "default", description = "A Graph error object (133005 PIN mismatch, 133016 rate limit)", content((GraphErrorBody = "application/json"), (Problem = "application/problem+json")))))]
+fn graph_register() {}
 
 // ---- authenticator apps, security keys, recovery codes ----
 

@@ -93,8 +93,15 @@ pub(super) async fn handle(
         }
         (Route::RegisterPhoneNumber, _) => {
             let id = number_param(matched.param)?;
-            let body: PinBody =
+            let body: RegisterBody =
                 read_json(request, app.settings().server.request_body_limit).await?;
+            if body
+                .messaging_product
+                .as_deref()
+                .is_some_and(|product| product != "whatsapp")
+            {
+                return Err(ApiError::invalid("messaging_product must be whatsapp"));
+            }
             let pin = parse_pin(body.pin.as_deref())?;
             match pins.register(account, who, key.role, &id, &pin).await? {
                 Registered::PinMatched | Registered::TwoStepEnabled => Ok(success()),
@@ -279,6 +286,14 @@ struct AddBody {
 #[serde(deny_unknown_fields)]
 struct PinBody {
     pin: Option<String>,
+}
+
+/// Registration, also as Graph clients send it (`messaging_product: "whatsapp"`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterBody {
+    pin: Option<String>,
+    messaging_product: Option<String>,
 }
 
 #[derive(Serialize)]

@@ -41,8 +41,11 @@ pub enum Route {
     RegisterPhoneNumber,
     DisableRequests,
     ResetRequests,
-    /// `POST /{version}/{phone_number_id}`: the Graph API's PIN call, for Graph clients.
+    /// `POST /{version}/{phone_number_id}` `{pin}` and `GET`: the Graph API's PIN call and
+    /// the number's fields, for Graph clients (`graph.rs`).
     GraphPhoneNumber,
+    /// `POST /{version}/{phone_number_id}/register` `{messaging_product, pin}` (Graph).
+    GraphRegister,
     /// The e-mailed links (unauthenticated: the single-use token is the credential).
     TwoStepConfirm,
     TwoStepReset,
@@ -90,6 +93,7 @@ impl Route {
             Route::DisableRequests => "two_step_disable_requests",
             Route::ResetRequests => "two_step_reset_requests",
             Route::GraphPhoneNumber => "graph_phone_number",
+            Route::GraphRegister => "graph_register",
             Route::TwoStepConfirm => "two_step_confirm",
             Route::TwoStepReset => "two_step_reset",
             Route::AccountEmail => "account_email",
@@ -124,6 +128,7 @@ impl Route {
             | Route::DisableRequests
             | Route::ResetRequests
             | Route::GraphPhoneNumber
+            | Route::GraphRegister
             | Route::TwoStepConfirm
             | Route::TwoStepReset => "POST",
             Route::CreateAccount
@@ -154,10 +159,18 @@ impl Route {
             Route::User => "GET, PATCH",
             Route::UserDevices => "POST, DELETE",
             Route::Receipt => "GET, POST",
-            Route::PhoneNumber | Route::TwoStepConfirm | Route::TwoStepReset => "GET, POST",
+            Route::PhoneNumber
+            | Route::GraphPhoneNumber
+            | Route::TwoStepConfirm
+            | Route::TwoStepReset => "GET, POST",
             Route::TwilioServices | Route::TwilioVerification => "GET, POST",
             other => other.method(),
         }
+    }
+
+    /// Routes of the Graph API facade: Graph's token forms and error objects (`graph.rs`).
+    pub fn is_graph(self) -> bool {
+        matches!(self, Route::GraphPhoneNumber | Route::GraphRegister)
     }
 
     /// Routes of the Twilio Verify v2 facade: they authenticate with HTTP Basic, not Bearer.
@@ -294,6 +307,7 @@ fn router() -> &'static Router<Route> {
             // Any other two-segment path: `find` keeps it only when the first segment is a
             // Graph version (`v24.0`); static routes win over it.
             ("/{param}/{second}", Route::GraphPhoneNumber),
+            ("/{param}/{second}/register", Route::GraphRegister),
             ("/openapi.json", Route::OpenApi),
             // Static prefixes (`/v2/Services`) win over any `/{version}/...` parameter route.
             ("/v2/Services", Route::TwilioServices),
@@ -354,9 +368,10 @@ pub fn find(path: &str) -> Found<'_> {
     }
 }
 
-/// The Graph route matches any two segments; it exists only for `v<digits>.<digits>` versions.
+/// The Graph routes match any first segment; they exist only for `v<digits>.<digits>`
+/// versions (which of those Graph serves is `graph.rs`'s concern: it answers Graph's error).
 fn graph_version_or_other(matched: &matchit::Match<'_, '_, &Route>) -> bool {
-    *matched.value != Route::GraphPhoneNumber
+    !matched.value.is_graph()
         || matched
             .params
             .get("param")

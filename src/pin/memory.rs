@@ -11,7 +11,7 @@ use async_trait::async_trait;
 
 use super::store::{
     CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewNumber, NumberRecord, PinStore,
-    PinWriteMode, PinWriteOutcome, Reservation,
+    PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
 };
 use super::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
@@ -30,9 +30,11 @@ pub struct MemoryPinStore {
 #[derive(Default)]
 struct State {
     numbers: HashMap<(AccountId, PhoneNumberId), Number>,
-    /// Numbers per account; numbers are never removed, so this only grows.
+    /// Numbers per account (a transfer moves one from one account to another).
     per_account: HashMap<AccountId, u64>,
     by_e164: HashMap<(AccountId, String), PhoneNumberId>,
+    /// The gateway-wide registry: which account holds each number.
+    registry: HashMap<String, (AccountId, PhoneNumberId)>,
     links: HashMap<(AccountId, [u8; 32]), Link>,
     emails: HashMap<AccountId, String>,
 }
@@ -104,6 +106,12 @@ impl PinStore for MemoryPinStore {
         if let Some(id) = state.by_e164.get(&index) {
             return Ok(CreateOutcome::Exists(id.clone()));
         }
+        if let Some((account, id)) = state.registry.get(&new.e164) {
+            return Ok(CreateOutcome::HeldElsewhere {
+                account: account.clone(),
+                id: id.clone(),
+            });
+        }
         let key = (new.account.clone(), new.id.clone());
         if state.numbers.contains_key(&key) {
             return Ok(CreateOutcome::IdTaken);
@@ -139,6 +147,9 @@ impl PinStore for MemoryPinStore {
             reset_link_expires_ms: 0,
         };
         state.by_e164.insert(index, new.id.clone());
+        state
+            .registry
+            .insert(new.e164.clone(), (new.account.clone(), new.id.clone()));
         state.numbers.insert(
             key,
             Number {
@@ -150,6 +161,72 @@ impl PinStore for MemoryPinStore {
             },
         );
         Ok(CreateOutcome::Created(record))
+    }
+
+    async fn transfer(
+        &self,
+        from: &AccountId,
+        from_id: &PhoneNumberId,
+        new: &NewNumber,
+    ) -> Result<TransferOutcome, StoreError> {
+        let mut state = self.lock();
+        if state.registry.get(&new.e164) != Some(&(from.clone(), from_id.clone())) {
+            return Ok(TransferOutcome::Lost);
+        }
+        let key = (new.account.clone(), new.id.clone());
+        if state.numbers.contains_key(&key) {
+            return Err(StoreError::Corrupt(
+                "the new phone-number id is taken".into(),
+            ));
+        }
+        let max = self
+            .tenants
+            .limits(&new.account)
+            .phone_numbers
+            .min(self.tenants.share_of(new.max_numbers) as u64);
+        if state.per_account.get(&new.account).copied().unwrap_or(0) >= max {
+            return Err(LimitReached {
+                limit: Limit::PhoneNumbers,
+                max,
+            }
+            .into());
+        }
+        state.numbers.remove(&(from.clone(), from_id.clone()));
+        state.by_e164.remove(&(from.clone(), new.e164.clone()));
+        if let Some(count) = state.per_account.get_mut(from) {
+            *count = count.saturating_sub(1);
+        }
+        *state.per_account.entry(new.account.clone()).or_default() += 1;
+        let record = NumberRecord {
+            id: new.id.clone(),
+            e164: new.e164.clone(),
+            two_step: true,
+            failures: 0,
+            next_attempt_ms: 0,
+            locked_ms: 0,
+            registered_ms: new.now_ms,
+            created_ms: new.now_ms,
+            updated_ms: new.now_ms,
+            disable_link_expires_ms: 0,
+            reset_link_expires_ms: 0,
+        };
+        state
+            .by_e164
+            .insert((new.account.clone(), new.e164.clone()), new.id.clone());
+        state
+            .registry
+            .insert(new.e164.clone(), (new.account.clone(), new.id.clone()));
+        state.numbers.insert(
+            key,
+            Number {
+                record: record.clone(),
+                pin_hash: Some(new.pin_hash.clone()),
+                pin_version: 1,
+                disable_link: None,
+                reset_link: None,
+            },
+        );
+        Ok(TransferOutcome::Transferred(record))
     }
 
     async fn get(

@@ -30,6 +30,12 @@ use crate::verify::code::random_bytes;
 pub mod action {
     pub const NUMBER_ADDED: &str = "phone_number.added";
     pub const NUMBER_REGISTERED: &str = "phone_number.registered";
+    /// In the account that took a number from another one (its PIN, or two-step off there).
+    pub const TRANSFERRED_IN: &str = "phone_number.transferred_in";
+    /// In the account that lost it.
+    pub const TRANSFERRED_OUT: &str = "phone_number.transferred_out";
+    /// In both accounts: another account tried to add the number and was refused.
+    pub const CLAIM_REFUSED: &str = "phone_number.claim_refused";
     pub const PIN_SET: &str = "two_step.pin_set";
     pub const PIN_CHANGED: &str = "two_step.pin_changed";
     pub const ENABLED: &str = "two_step.enabled";

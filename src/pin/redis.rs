@@ -10,7 +10,16 @@
 //! | `pnx:<e164>` | string | the number's id (one per account and number) |
 //! | `pl:<sha256 hex>` | hash | an e-mailed link: `id` number, `p` purpose (d/r), `ex` expiry, `u` used at (0: unused); kept a day past expiry |
 //! | `pmail` | string | the account's e-mail address for two-step links |
-//! | `pncount` | string | how many numbers the account has (numbers are never deleted), against `tenants.max_phone_numbers` |
+//! | `pncount` | string | how many numbers the account has (a transfer moves one), against `tenants.max_phone_numbers` |
+//!
+//! The gateway-wide registry (issue 14) lives outside the accounts' slots, one key per number
+//! under its own hash tag: `P:{n:<e164>}:holder`, a string `<account> <id> <claimed at ms>`. A
+//! cluster cannot run one script across two slots, so adding and transferring are ordered steps
+//! with the registry as the deciding one: a new number is claimed there (SET if absent) before
+//! the account's record is written, and released if that write is refused; a transfer swaps the
+//! registry's holder (compare-and-set: of two concurrent claims exactly one wins), then deletes
+//! the old record and writes the new one. A claim whose record never appeared (the instance
+//! died between the steps) is taken over after `ORPHAN_CLAIM_MS`.
 
 use async_trait::async_trait;
 use redis::Script;
@@ -18,13 +27,17 @@ use redis::Script;
 use super::memory::LINK_RETENTION_MS;
 use super::store::{
     CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewNumber, NumberRecord, PinStore,
-    PinWriteMode, PinWriteOutcome, Reservation,
+    PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
 };
 use super::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::{hex, AccountId};
 use crate::store::redis::Connection;
 use crate::store::StoreError;
+
+/// A registry claim whose record never appeared is taken over after this long (the claiming
+/// instance died between its two steps; a live one writes its record within milliseconds).
+const ORPHAN_CLAIM_MS: u64 = 60_000;
 
 /// The record's fields, in the order scripts return them after their outcome word.
 const LUA_COMMON: &str = r#"
@@ -46,6 +59,32 @@ redis.call('HSET', KEYS[1], 'e', ARGV[2], 'ts', '1', 'h', ARGV[3], 'pv', '1', 'n
   'td', '', 'tr', '')
 redis.call('SET', KEYS[2], ARGV[1])
 return {'created', unpack(load(KEYS[1]))}
+"#;
+
+/// KEYS: registry. ARGV: value. Claims a number nobody holds; else answers the holder.
+const LUA_CLAIM: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if v then return {'held', v} end
+redis.call('SET', KEYS[1], ARGV[1])
+return {'claimed'}
+"#;
+
+/// KEYS: registry. ARGV: the expected holder's value prefix (`<account> <id> `), the new
+/// value, or '' to delete.
+const LUA_SWAP: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v or string.sub(v, 1, #ARGV[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[2]) end
+return 1
+"#;
+
+/// KEYS: number, index, the account's count. ARGV: id. Removes a transferred number.
+const LUA_REMOVE: &str = r#"
+if redis.call('DEL', KEYS[1]) == 1 then
+  if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+  if tonumber(redis.call('GET', KEYS[3]) or '0') > 0 then redis.call('DECR', KEYS[3]) end
+end
+return {'removed'}
 "#;
 
 /// KEYS: number. ARGV: PIN hash, mode (set/register), unlock (1/0), max failures, now.
@@ -170,6 +209,9 @@ pub struct RedisPinStore {
     issue_link: Script,
     use_link: Script,
     disable: Script,
+    claim: Script,
+    swap: Script,
+    remove: Script,
     /// The per-account bound on numbers (issue 13 §8).
     tenants: TenantSettings,
 }
@@ -187,6 +229,9 @@ impl RedisPinStore {
             issue_link: script(LUA_ISSUE_LINK),
             use_link: script(LUA_USE_LINK),
             disable: script(LUA_DISABLE),
+            claim: Script::new(LUA_CLAIM),
+            swap: Script::new(LUA_SWAP),
+            remove: Script::new(LUA_REMOVE),
             tenants: TenantSettings::default(),
         }
     }
@@ -204,6 +249,67 @@ impl RedisPinStore {
 
     fn number_key(&self, account: &AccountId, id: &PhoneNumberId) -> String {
         format!("{}pn:{}", self.base(account), id.as_str())
+    }
+
+    /// The registry key: its own hash tag, so one number's claims meet in one slot.
+    fn registry_key(&self, e164: &str) -> String {
+        format!("{}:{{n:{}}}:holder", self.prefix, e164)
+    }
+
+    fn index_key(&self, account: &AccountId, e164: &str) -> String {
+        format!("{}pnx:{}", self.base(account), e164)
+    }
+
+    /// The registry value naming a holder (the claim time follows).
+    fn holder_prefix(account: &AccountId, id: &PhoneNumberId) -> String {
+        format!("{} {} ", account.as_str(), id.as_str())
+    }
+
+    /// Compare-and-set on the registry: `true` when `expected` held it and now `value` does
+    /// (or nobody, for '').
+    async fn swap_holder(
+        &self,
+        e164: &str,
+        expected: &str,
+        value: &str,
+    ) -> Result<bool, StoreError> {
+        let mut invocation = self.swap.prepare_invoke();
+        invocation
+            .key(self.registry_key(e164))
+            .arg(expected)
+            .arg(value);
+        let mut connection = self.connection.clone();
+        let swapped: i64 = invocation
+            .invoke_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        Ok(swapped == 1)
+    }
+
+    /// Writes the account's record (the pre-registry create script).
+    async fn create_record(&self, new: &NewNumber) -> Result<CreateOutcome, StoreError> {
+        let mut invocation = self.create.prepare_invoke();
+        invocation
+            .key(self.number_key(&new.account, &new.id))
+            .key(self.index_key(&new.account, &new.e164))
+            .key(format!("{}pncount", self.base(&new.account)))
+            .arg(new.id.as_str())
+            .arg(&new.e164)
+            .arg(&new.pin_hash)
+            .arg(new.now_ms)
+            .arg(self.tenants.limits(&new.account).phone_numbers);
+        let reply = self.run(&invocation).await?;
+        match reply.first().map(String::as_str) {
+            Some("limit") => Err(LimitReached {
+                limit: Limit::PhoneNumbers,
+                max: self.tenants.limits(&new.account).phone_numbers,
+            }
+            .into()),
+            Some("created") => Ok(CreateOutcome::Created(parse_record(&new.id, &reply[1..])?)),
+            Some("exists") => Ok(CreateOutcome::Exists(parse_id(reply.get(1))?)),
+            Some("id_taken") => Ok(CreateOutcome::IdTaken),
+            _ => Err(corrupt("unknown create reply")),
+        }
     }
 
     fn link_key(&self, account: &AccountId, digest: &[u8; 32]) -> String {
@@ -268,27 +374,115 @@ fn parse_id(text: Option<&String>) -> Result<PhoneNumberId, StoreError> {
 #[async_trait]
 impl PinStore for RedisPinStore {
     async fn create(&self, new: &NewNumber) -> Result<CreateOutcome, StoreError> {
-        let mut invocation = self.create.prepare_invoke();
-        invocation
-            .key(self.number_key(&new.account, &new.id))
-            .key(format!("{}pnx:{}", self.base(&new.account), new.e164))
-            .key(format!("{}pncount", self.base(&new.account)))
-            .arg(new.id.as_str())
-            .arg(&new.e164)
-            .arg(&new.pin_hash)
-            .arg(new.now_ms)
-            .arg(self.tenants.limits(&new.account).phone_numbers);
+        let ours = format!(
+            "{}{}",
+            Self::holder_prefix(&new.account, &new.id),
+            new.now_ms
+        );
+        let mut invocation = self.claim.prepare_invoke();
+        invocation.key(self.registry_key(&new.e164)).arg(&ours);
         let reply = self.run(&invocation).await?;
-        match reply.first().map(String::as_str) {
-            Some("limit") => Err(LimitReached {
-                limit: Limit::PhoneNumbers,
-                max: self.tenants.limits(&new.account).phone_numbers,
+        let held = match reply.first().map(String::as_str) {
+            Some("claimed") => None,
+            Some("held") => Some(reply.get(1).cloned().unwrap_or_default()),
+            _ => return Err(corrupt("unknown claim reply")),
+        };
+        let Some(held) = held else {
+            let outcome = self.create_record(new).await;
+            if !matches!(outcome, Ok(CreateOutcome::Created(_))) {
+                // Refused (or unknown): the claim goes, so the number stays free.
+                self.swap_holder(&new.e164, &ours, "").await?;
             }
-            .into()),
-            Some("created") => Ok(CreateOutcome::Created(parse_record(&new.id, &reply[1..])?)),
-            Some("exists") => Ok(CreateOutcome::Exists(parse_id(reply.get(1))?)),
-            Some("id_taken") => Ok(CreateOutcome::IdTaken),
-            _ => Err(corrupt("unknown create reply")),
+            return outcome;
+        };
+        let mut parts = held.split(' ');
+        let (Some(account), Some(id), Some(claimed_ms)) = (
+            parts.next().and_then(AccountId::parse),
+            parts.next().and_then(PhoneNumberId::parse),
+            parts.next().and_then(|ms| ms.parse::<u64>().ok()),
+        ) else {
+            return Err(corrupt("bad phone-number registry entry"));
+        };
+        let prefix = Self::holder_prefix(&account, &id);
+        let exists = self.get(&account, &id).await?.is_some();
+        if account == new.account {
+            if exists {
+                return Ok(CreateOutcome::Exists(id));
+            }
+            // Our own claim whose record never appeared: write it and name it.
+            let outcome = self.create_record(new).await?;
+            if matches!(outcome, CreateOutcome::Created(_)) {
+                self.swap_holder(&new.e164, &prefix, &ours).await?;
+            }
+            return Ok(outcome);
+        }
+        if !exists && new.now_ms.saturating_sub(claimed_ms) >= ORPHAN_CLAIM_MS {
+            if !self.swap_holder(&new.e164, &prefix, &ours).await? {
+                return Ok(CreateOutcome::HeldElsewhere { account, id });
+            }
+            let outcome = self.create_record(new).await;
+            if !matches!(outcome, Ok(CreateOutcome::Created(_))) {
+                self.swap_holder(&new.e164, &ours, "").await?;
+            }
+            return outcome;
+        }
+        Ok(CreateOutcome::HeldElsewhere { account, id })
+    }
+
+    async fn transfer(
+        &self,
+        from: &AccountId,
+        from_id: &PhoneNumberId,
+        new: &NewNumber,
+    ) -> Result<TransferOutcome, StoreError> {
+        // The new account's bound first: after the swap there is no way back.
+        let mut connection = self.connection.clone();
+        let count: Option<u64> = redis::cmd("GET")
+            .arg(format!("{}pncount", self.base(&new.account)))
+            .query_async(&mut connection)
+            .await
+            .map_err(unavailable)?;
+        let max = self.tenants.limits(&new.account).phone_numbers;
+        if count.unwrap_or(0) >= max {
+            return Err(LimitReached {
+                limit: Limit::PhoneNumbers,
+                max,
+            }
+            .into());
+        }
+        let ours = format!(
+            "{}{}",
+            Self::holder_prefix(&new.account, &new.id),
+            new.now_ms
+        );
+        if !self
+            .swap_holder(&new.e164, &Self::holder_prefix(from, from_id), &ours)
+            .await?
+        {
+            return Ok(TransferOutcome::Lost);
+        }
+        let mut invocation = self.remove.prepare_invoke();
+        invocation
+            .key(self.number_key(from, from_id))
+            .key(self.index_key(from, &new.e164))
+            .key(format!("{}pncount", self.base(from)))
+            .arg(from_id.as_str());
+        self.run(&invocation).await?;
+        match self.create_record(new).await? {
+            CreateOutcome::Created(mut record) => {
+                // A transferred number counts as registered: its PIN was proven (or two-step
+                // was off and the new PIN is set).
+                redis::cmd("HSET")
+                    .arg(self.number_key(&new.account, &new.id))
+                    .arg("rg")
+                    .arg(new.now_ms)
+                    .query_async::<()>(&mut connection)
+                    .await
+                    .map_err(unavailable)?;
+                record.registered_ms = new.now_ms;
+                Ok(TransferOutcome::Transferred(record))
+            }
+            _ => Err(corrupt("the transferred number could not be written")),
         }
     }
 

@@ -18,7 +18,7 @@ use serde_json::json;
 use super::hash::{HashCost, HashError, PinHasher};
 use super::store::{
     CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewNumber, NumberRecord, PinStore,
-    PinWriteMode, PinWriteOutcome, Reservation,
+    PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
 };
 use super::{action, AttemptLimits, LinkPurpose, PhoneNumberId, Pin, PinRefusal};
 use crate::account::{hex, AccountId, Role};
@@ -57,6 +57,10 @@ pub enum PinError {
     NotFound,
     #[error("the number exists as {0}")]
     Exists(PhoneNumberId),
+    /// Another account holds the number and the claim could not be checked now (its record is
+    /// being written, or a concurrent claim won). Deliberately says nothing about that account.
+    #[error("another account holds this number")]
+    HeldElsewhere,
     #[error("wrong PIN")]
     Mismatch {
         attempts_left: u32,
@@ -271,6 +275,14 @@ impl PinService {
                 CreateOutcome::Created(record) => break record,
                 CreateOutcome::Exists(id) => return Err(PinError::Exists(id)),
                 CreateOutcome::IdTaken => continue,
+                CreateOutcome::HeldElsewhere {
+                    account: holder,
+                    id: held,
+                } => {
+                    return self
+                        .claim(account, who, number, pin, new, &holder, &held)
+                        .await;
+                }
             }
         };
         self.audit(
@@ -290,6 +302,123 @@ impl PinService {
         )
         .await?;
         tracing::info!(account = %account, number = %record.id, "phone number added with two-step on");
+        Ok(record)
+    }
+
+    /// Adding a number another account holds (issue 14): it moves only with that number's PIN
+    /// (checked and counted on the holder's record, so the holder's wrong-PIN limits and lock
+    /// apply), or when its two-step is off (its owner or an admin disabled it by the e-mailed
+    /// link), then with the claimant's PIN. Both accounts audit every attempt; the claimant's
+    /// answers never name the holder or its id.
+    #[allow(clippy::too_many_arguments)]
+    async fn claim(
+        &self,
+        account: &AccountId,
+        who: Who,
+        number: &PhoneNumber,
+        pin: &Pin,
+        new: NewNumber,
+        holder: &AccountId,
+        held: &PhoneNumberId,
+    ) -> Result<NumberRecord, PinError> {
+        let limits = self.settings.limits;
+        let refused = |reason: &'static str| {
+            let who = who.clone();
+            async move {
+                self.metrics.pin_checked(reason);
+                self.audit(
+                    holder,
+                    Who {
+                        key_id: "another-account".into(),
+                        role: "claimant".into(),
+                        acting_user: None,
+                    },
+                    action::CLAIM_REFUSED,
+                    held,
+                    json!({"reason": reason}),
+                )
+                .await?;
+                let entry = AuditEntry::new(
+                    self.now(),
+                    who,
+                    action::CLAIM_REFUSED,
+                    format!("phone_number:{}", number.masked()),
+                    json!({"reason": reason}),
+                );
+                self.directory.append_audit(account, &entry).await?;
+                Ok::<(), PinError>(())
+            }
+        };
+        let via = match self
+            .store
+            .reserve_attempt(holder, held, &limits, self.now())
+            .await?
+        {
+            Reservation::NotFound => return Err(PinError::HeldElsewhere),
+            Reservation::Locked => {
+                refused("locked").await?;
+                return Err(PinError::Locked);
+            }
+            Reservation::Wait { retry_after_ms } => {
+                refused("wait").await?;
+                return Err(PinError::Wait { retry_after_ms });
+            }
+            Reservation::Disabled => "two_step_off",
+            Reservation::Go {
+                pin_hash, attempt, ..
+            } => {
+                if !self.verify(pin, pin_hash).await? {
+                    refused("mismatch").await?;
+                    if attempt >= limits.max_failures {
+                        self.metrics.pin_locked();
+                        tracing::warn!(account = %holder, number = %held, "phone number locked after {attempt} wrong PINs");
+                        self.audit(
+                            holder,
+                            Who {
+                                key_id: "another-account".into(),
+                                role: "claimant".into(),
+                                acting_user: None,
+                            },
+                            action::LOCKED,
+                            held,
+                            json!({"consecutive_failures": attempt}),
+                        )
+                        .await?;
+                    }
+                    return Err(PinError::Mismatch {
+                        attempts_left: limits.max_failures.saturating_sub(attempt),
+                        retry_after_ms: limits.wait_after(attempt).as_millis() as u64,
+                    });
+                }
+                "holder_pin"
+            }
+        };
+        let record = match self.store.transfer(holder, held, &new).await? {
+            TransferOutcome::Transferred(record) => record,
+            TransferOutcome::Lost => return Err(PinError::HeldElsewhere),
+        };
+        self.metrics.pin_checked("transferred");
+        self.audit(
+            holder,
+            Who {
+                key_id: "another-account".into(),
+                role: "claimant".into(),
+                acting_user: None,
+            },
+            action::TRANSFERRED_OUT,
+            held,
+            json!({"phone_number": number.masked(), "via": via}),
+        )
+        .await?;
+        self.audit(
+            account,
+            who,
+            action::TRANSFERRED_IN,
+            &record.id,
+            json!({"phone_number": number.masked(), "two_step": "enabled", "via": via}),
+        )
+        .await?;
+        tracing::info!(account = %account, number = %record.id, via, "phone number transferred from another account");
         Ok(record)
     }
 

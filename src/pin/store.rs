@@ -58,6 +58,21 @@ pub enum CreateOutcome {
     Exists(PhoneNumberId),
     /// The random id is taken (draw another).
     IdTaken,
+    /// Another account holds this number (the gateway-wide registry, issue 14): only its PIN,
+    /// or its owner's disabling two-step first, moves it (`PinStore::transfer`). Never shown to
+    /// the caller: the answer must not say which account holds the number.
+    HeldElsewhere {
+        account: AccountId,
+        id: PhoneNumberId,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransferOutcome {
+    /// The number left the holder's account and is now `new`'s, with `new.pin_hash`.
+    Transferred(NumberRecord),
+    /// The registry no longer names that holder: a concurrent claim won.
+    Lost,
 }
 
 /// How a PIN is written.
@@ -147,6 +162,17 @@ pub enum DisableOutcome {
 #[async_trait]
 pub trait PinStore: Send + Sync + 'static {
     async fn create(&self, new: &NewNumber) -> Result<CreateOutcome, StoreError>;
+
+    /// Moves a number another account holds to `new.account` (its PIN matched, or its
+    /// two-step is off): the registry names the new holder first (the one step that decides a
+    /// race: exactly one concurrent claim wins), then the holder's record goes and the new
+    /// record is written.
+    async fn transfer(
+        &self,
+        from: &AccountId,
+        from_id: &PhoneNumberId,
+        new: &NewNumber,
+    ) -> Result<TransferOutcome, StoreError>;
 
     async fn get(
         &self,

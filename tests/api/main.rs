@@ -15,6 +15,7 @@ mod factors_authenticator;
 mod factors_stores;
 mod failover;
 mod faults;
+mod graph;
 mod helpers;
 mod openapi;
 mod operations;

@@ -27,15 +27,18 @@ on_every_store!(
     links_work_once_expire_and_are_replaced_by_newer_ones,
     bad_pins_get_400_common_pins_422_and_nothing_changes,
     the_graph_compatible_path_answers_exactly_success_true,
+    a_number_another_account_holds_moves_only_with_its_pin_and_both_accounts_audit_it,
+    after_its_owner_disables_two_step_another_account_takes_the_number_with_its_own_pin,
+    concurrent_adds_of_one_number_from_two_accounts_on_two_instances_let_exactly_one_win,
 );
 
 /// Where links in mails point; the test replays them against the server's real address.
 const LINK_BASE: &str = "http://otpgate.test";
 const OWNER_EMAIL: &str = "owner@acme.example";
 const NUMBER: &str = "+4915112983471";
-const PIN: &str = "482915";
-const NEW_PIN: &str = "730164";
-const WRONG_PIN: &str = "905183";
+pub const PIN: &str = "482915";
+pub const NEW_PIN: &str = "730164";
+pub const WRONG_PIN: &str = "905183";
 
 /// Cheap argon2id costs for tests (the defaults are measured in their own test).
 const TEST_COST: HashCost = HashCost {
@@ -680,12 +683,8 @@ async fn the_graph_compatible_path_answers_exactly_success_true(backend: Backend
         .unwrap();
     assert_eq!(response.text().await.unwrap(), r#"{"success":true}"#);
     success(&org.register(&id, "owner", PIN).await);
-    // Not a Graph version, or not a number of this account: 404.
-    for path in [
-        format!("/v24/{id}"),
-        format!("/x/{id}"),
-        "/v24.0/106540352242922".to_owned(),
-    ] {
+    // Not a Graph version: the v1 API's 404.
+    for path in [format!("/v24/{id}"), format!("/x/{id}")] {
         let reply = org
             .app
             .request(
@@ -697,18 +696,25 @@ async fn the_graph_compatible_path_answers_exactly_success_true(backend: Backend
             .await;
         reply.assert_problem(404, "not-found");
     }
-    // Another account's key does not reach this number.
+    // Not a number of this account (or another account's): Graph's "object does not exist".
     let (_, other) = org.app.create_account_with_key("owner").await;
-    let reply = org
-        .app
-        .request(
-            Method::POST,
-            &format!("/v24.0/{id}"),
-            Some(&other),
-            Some(json!({"pin": NEW_PIN})),
-        )
-        .await;
-    reply.assert_problem(404, "not-found");
+    for (path, key) in [
+        ("/v24.0/106540352242922".to_owned(), &org.owner),
+        (format!("/v24.0/{id}"), &other),
+    ] {
+        let reply = org
+            .app
+            .request(
+                Method::POST,
+                &path,
+                Some(key),
+                Some(json!({"pin": NEW_PIN})),
+            )
+            .await;
+        assert_eq!(reply.status, 400, "{}", reply.body);
+        assert_eq!(reply.body["error"]["code"], 100, "{}", reply.body);
+        assert_eq!(reply.body["error"]["error_subcode"], 33, "{}", reply.body);
+    }
     org.app.stop().await;
 }
 
@@ -994,4 +1000,204 @@ async fn pins_are_stored_only_as_peppered_argon2id_hashes_with_default_costs() {
     );
     assert_eq!(count, 5.0);
     org_app.stop().await;
+}
+
+// ---- the gateway-wide registry of numbers (issue 14) ----
+
+/// A second account on the same gateway; its owner key.
+async fn other_account(org: &Org, name: &str) -> (String, String) {
+    let account = org
+        .app
+        .request(
+            Method::POST,
+            "/v1/accounts",
+            Some(ROOT_KEY),
+            Some(json!({"name": name, "email": format!("owner@{name}.example")})),
+        )
+        .await;
+    assert_eq!(account.status, 201, "{}", account.body);
+    let id = account.str("id").to_owned();
+    let key = org.app.mint_key(&id, "owner").await;
+    (id, key)
+}
+
+async fn add_as(app_address: &str, key: &str, number: &str, pin: &str) -> Reply {
+    reply(
+        http_client()
+            .post(format!("{app_address}/v1/phone-numbers"))
+            .bearer_auth(key)
+            .json(&json!({"phone_number": number, "pin": pin}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn audit_of(org: &Org, key: &str) -> Vec<String> {
+    let page = org
+        .app
+        .request(Method::GET, "/v1/audit?limit=200", Some(key), None)
+        .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    page.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|entry| entry["action"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn a_number_another_account_holds_moves_only_with_its_pin_and_both_accounts_audit_it(
+    backend: Backend,
+) {
+    let org = Org::new(backend).await;
+    let held = org.add_number("owner").await;
+    let (other, other_key) = other_account(&org, "rival").await;
+
+    // The other account's own PIN is a wrong PIN for the number: refused, counted on the
+    // holder's record, and the answer names neither the holder nor its id.
+    let refused = add_as(&org.app.address, &other_key, NUMBER, NEW_PIN).await;
+    refused.assert_problem(422, "pin-mismatch");
+    let text = refused.body.to_string();
+    assert!(!text.contains(&org.app.account_id), "{text}");
+    assert!(!text.contains(&held), "{text}");
+    assert!(!text.contains("Acme"), "{text}");
+    assert_eq!(org.number(&held).await["consecutive_failures"], 1);
+    assert_eq!(org.number(&held).await["two_step"], "enabled");
+    assert!(audit_of(&org, &org.owner)
+        .await
+        .contains(&"phone_number.claim_refused".to_owned()));
+    assert!(audit_of(&org, &other_key)
+        .await
+        .contains(&"phone_number.claim_refused".to_owned()));
+
+    // With the number's PIN it moves: a new id in the new account, gone from the old one.
+    let moved = add_as(&org.app.address, &other_key, NUMBER, PIN).await;
+    assert_eq!(moved.status, 201, "{}", moved.body);
+    assert_eq!(moved.body["two_step"], "enabled");
+    let new_id = moved.str("id").to_owned();
+    assert_ne!(new_id, held);
+    let gone = org
+        .call(
+            Method::GET,
+            &format!("/v1/phone-numbers/{held}"),
+            "owner",
+            None,
+        )
+        .await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+    assert!(audit_of(&org, &org.owner)
+        .await
+        .contains(&"phone_number.transferred_out".to_owned()));
+    assert!(audit_of(&org, &other_key)
+        .await
+        .contains(&"phone_number.transferred_in".to_owned()));
+    let audit_text = org
+        .app
+        .request(Method::GET, "/v1/audit?limit=200", Some(&org.owner), None)
+        .await
+        .body
+        .to_string();
+    assert!(
+        !audit_text.contains(&other),
+        "the holder's trail does not name the claimant"
+    );
+    assert!(!audit_text.contains(NUMBER), "no raw number in the trail");
+
+    // Now the first account is the outsider: a wrong PIN is refused like anyone's.
+    add_as(&org.app.address, &org.owner, NUMBER, WRONG_PIN)
+        .await
+        .assert_problem(422, "pin-mismatch");
+    org.app.stop().await;
+}
+
+async fn after_its_owner_disables_two_step_another_account_takes_the_number_with_its_own_pin(
+    backend: Backend,
+) {
+    let org = Org::new(backend).await;
+    let held = org.add_number("owner").await;
+    let (_, other_key) = other_account(&org, "rival").await;
+    assert_eq!(org.ask(&held, "disable", "owner").await.status, 202);
+    let token = token_in(&org.sink.wait_for(1).await[0], "confirm");
+    let opened = org.open(Method::GET, "confirm", &token, None).await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+
+    let moved = add_as(&org.app.address, &other_key, NUMBER, NEW_PIN).await;
+    assert_eq!(moved.status, 201, "{}", moved.body);
+    let new_id = moved.str("id").to_owned();
+    // The claimant's PIN is the number's PIN now: the first account's old one no longer is.
+    let register = org
+        .app
+        .request(
+            Method::POST,
+            &format!("/v1/phone-numbers/{new_id}/register"),
+            Some(&other_key),
+            Some(json!({"pin": NEW_PIN})),
+        )
+        .await;
+    success(&register);
+    add_as(&org.app.address, &org.owner, NUMBER, PIN)
+        .await
+        .assert_problem(422, "pin-mismatch");
+    org.app.stop().await;
+}
+
+/// Two instances on one store (one instance on memory), two accounts adding the same numbers
+/// at once with different PINs: for every number exactly one account wins.
+async fn concurrent_adds_of_one_number_from_two_accounts_on_two_instances_let_exactly_one_win(
+    backend: Backend,
+) {
+    let org = Org::new(backend.clone()).await;
+    let (_, first_key) = other_account(&org, "first").await;
+    let (_, second_key) = other_account(&org, "second").await;
+    let mut peer_parts = None;
+    let peer = if matches!(backend, Backend::Memory) {
+        org.app.address.clone()
+    } else {
+        let mut settings = settings_for(&backend, &org.app.prefix, "http://127.0.0.1:9/messages");
+        pin_settings(&mut settings, org.sink.port);
+        let peer_app = otpgate::App::build_with(
+            settings,
+            otpgate::Overrides {
+                clock: Some(org.app.clock.clone()),
+                provider: None,
+            },
+        )
+        .await
+        .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let stop = tokio_util::sync::CancellationToken::new();
+        tokio::spawn(otpgate::run(
+            listener,
+            peer_app.clone(),
+            stop.clone().cancelled_owned(),
+        ));
+        peer_parts = Some((peer_app, stop));
+        address
+    };
+    for n in 0..8 {
+        let number = format!("+49151129834{n:02}");
+        let first = add_as(&org.app.address, &first_key, &number, PIN);
+        let second = add_as(&peer, &second_key, &number, NEW_PIN);
+        let (first, second) = tokio::join!(first, second);
+        let statuses = [first.status, second.status];
+        assert_eq!(
+            statuses.iter().filter(|s| **s == 201).count(),
+            1,
+            "{number}: {statuses:?} {} {}",
+            first.body,
+            second.body
+        );
+        assert!(
+            statuses.iter().all(|s| [201, 409, 422].contains(s)),
+            "{statuses:?}"
+        );
+    }
+    if let Some((peer_app, stop)) = peer_parts {
+        stop.cancel();
+        peer_app.shutdown(Duration::from_secs(2)).await;
+    }
+    org.app.stop().await;
 }
