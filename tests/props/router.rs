@@ -41,8 +41,9 @@ proptest! {
         second in "x0[a-zA-Z0-9._-]{0,20}",
     ) {
         let (template, route) = *index.get(table());
-        // The Graph route exists only for `v<major>.<minor>` versions.
-        let param = if route == Route::GraphPhoneNumber { "v24.0".to_owned() } else { param };
+        // The Graph routes exist only for `v<major>.<minor>` versions.
+        let graph = matches!(route, Route::GraphPhoneNumber | Route::GraphRegister);
+        let param = if graph { "v24.0".to_owned() } else { param };
         let path = template.replace("{param}", &param).replace("{second}", &second);
         let found = find(&path);
         let matched = found.matched();
