@@ -35,6 +35,16 @@ pub struct Who {
 }
 
 impl Who {
+    /// A claimant from another account, as the holder's trail records it: it never names the
+    /// other account or its key.
+    pub fn another_account() -> Self {
+        Self {
+            key_id: "another-account".into(),
+            role: "claimant".into(),
+            acting_user: None,
+        }
+    }
+
     pub fn root() -> Self {
         Self {
             key_id: "root".into(),

@@ -65,6 +65,23 @@ impl MemoryPinStore {
         self
     }
 
+    /// Refuses a new number for `new.account` once it holds its share of the registry.
+    fn check_account_bound(&self, state: &State, new: &NewNumber) -> Result<(), StoreError> {
+        let max = self
+            .tenants
+            .limits(&new.account)
+            .phone_numbers
+            .min(self.tenants.share_of(new.max_numbers) as u64);
+        if state.per_account.get(&new.account).copied().unwrap_or(0) >= max {
+            return Err(LimitReached {
+                limit: Limit::PhoneNumbers,
+                max,
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock leaves plain data, still consistent per method.
         self.state
@@ -98,6 +115,43 @@ impl Number {
     }
 }
 
+impl State {
+    /// Stores `new` as a fresh number of its account (two-step on, no failures, no links) in
+    /// every index, counts it, and returns its record. A transfer passes `registered_ms`: the
+    /// number is registered as it moves.
+    fn place(&mut self, new: &NewNumber, registered_ms: u64) -> NumberRecord {
+        let record = NumberRecord {
+            id: new.id.clone(),
+            e164: new.e164.clone(),
+            two_step: true,
+            failures: 0,
+            next_attempt_ms: 0,
+            locked_ms: 0,
+            registered_ms,
+            created_ms: new.now_ms,
+            updated_ms: new.now_ms,
+            disable_link_expires_ms: 0,
+            reset_link_expires_ms: 0,
+        };
+        *self.per_account.entry(new.account.clone()).or_default() += 1;
+        self.by_e164
+            .insert((new.account.clone(), new.e164.clone()), new.id.clone());
+        self.registry
+            .insert(new.e164.clone(), (new.account.clone(), new.id.clone()));
+        self.numbers.insert(
+            (new.account.clone(), new.id.clone()),
+            Number {
+                record: record.clone(),
+                pin_hash: Some(new.pin_hash.clone()),
+                pin_version: 1,
+                disable_link: None,
+                reset_link: None,
+            },
+        );
+        record
+    }
+}
+
 #[async_trait]
 impl PinStore for MemoryPinStore {
     async fn create(&self, new: &NewNumber) -> Result<CreateOutcome, StoreError> {
@@ -119,47 +173,8 @@ impl PinStore for MemoryPinStore {
         if state.numbers.len() >= new.max_numbers {
             return Err(StoreError::Full(new.max_numbers));
         }
-        let max = self
-            .tenants
-            .limits(&new.account)
-            .phone_numbers
-            .min(self.tenants.share_of(new.max_numbers) as u64);
-        let count = state.per_account.entry(new.account.clone()).or_default();
-        if *count >= max {
-            return Err(LimitReached {
-                limit: Limit::PhoneNumbers,
-                max,
-            }
-            .into());
-        }
-        *count += 1;
-        let record = NumberRecord {
-            id: new.id.clone(),
-            e164: new.e164.clone(),
-            two_step: true,
-            failures: 0,
-            next_attempt_ms: 0,
-            locked_ms: 0,
-            registered_ms: 0,
-            created_ms: new.now_ms,
-            updated_ms: new.now_ms,
-            disable_link_expires_ms: 0,
-            reset_link_expires_ms: 0,
-        };
-        state.by_e164.insert(index, new.id.clone());
-        state
-            .registry
-            .insert(new.e164.clone(), (new.account.clone(), new.id.clone()));
-        state.numbers.insert(
-            key,
-            Number {
-                record: record.clone(),
-                pin_hash: Some(new.pin_hash.clone()),
-                pin_version: 1,
-                disable_link: None,
-                reset_link: None,
-            },
-        );
+        self.check_account_bound(&state, new)?;
+        let record = state.place(new, 0);
         Ok(CreateOutcome::Created(record))
     }
 
@@ -179,53 +194,13 @@ impl PinStore for MemoryPinStore {
                 "the new phone-number id is taken".into(),
             ));
         }
-        let max = self
-            .tenants
-            .limits(&new.account)
-            .phone_numbers
-            .min(self.tenants.share_of(new.max_numbers) as u64);
-        if state.per_account.get(&new.account).copied().unwrap_or(0) >= max {
-            return Err(LimitReached {
-                limit: Limit::PhoneNumbers,
-                max,
-            }
-            .into());
-        }
+        self.check_account_bound(&state, new)?;
         state.numbers.remove(&(from.clone(), from_id.clone()));
         state.by_e164.remove(&(from.clone(), new.e164.clone()));
         if let Some(count) = state.per_account.get_mut(from) {
             *count = count.saturating_sub(1);
         }
-        *state.per_account.entry(new.account.clone()).or_default() += 1;
-        let record = NumberRecord {
-            id: new.id.clone(),
-            e164: new.e164.clone(),
-            two_step: true,
-            failures: 0,
-            next_attempt_ms: 0,
-            locked_ms: 0,
-            registered_ms: new.now_ms,
-            created_ms: new.now_ms,
-            updated_ms: new.now_ms,
-            disable_link_expires_ms: 0,
-            reset_link_expires_ms: 0,
-        };
-        state
-            .by_e164
-            .insert((new.account.clone(), new.e164.clone()), new.id.clone());
-        state
-            .registry
-            .insert(new.e164.clone(), (new.account.clone(), new.id.clone()));
-        state.numbers.insert(
-            key,
-            Number {
-                record: record.clone(),
-                pin_hash: Some(new.pin_hash.clone()),
-                pin_version: 1,
-                disable_link: None,
-                reset_link: None,
-            },
-        );
+        let record = state.place(new, new.now_ms);
         Ok(TransferOutcome::Transferred(record))
     }
 

@@ -328,11 +328,7 @@ impl PinService {
                 self.metrics.pin_checked(reason);
                 self.audit(
                     holder,
-                    Who {
-                        key_id: "another-account".into(),
-                        role: "claimant".into(),
-                        acting_user: None,
-                    },
+                    Who::another_account(),
                     action::CLAIM_REFUSED,
                     held,
                     json!({"reason": reason}),
@@ -374,11 +370,7 @@ impl PinService {
                         tracing::warn!(account = %holder, number = %held, "phone number locked after {attempt} wrong PINs");
                         self.audit(
                             holder,
-                            Who {
-                                key_id: "another-account".into(),
-                                role: "claimant".into(),
-                                acting_user: None,
-                            },
+                            Who::another_account(),
                             action::LOCKED,
                             held,
                             json!({"consecutive_failures": attempt}),
@@ -400,11 +392,7 @@ impl PinService {
         self.metrics.pin_checked("transferred");
         self.audit(
             holder,
-            Who {
-                key_id: "another-account".into(),
-                role: "claimant".into(),
-                acting_user: None,
-            },
+            Who::another_account(),
             action::TRANSFERRED_OUT,
             held,
             json!({"phone_number": number.masked(), "via": via}),
