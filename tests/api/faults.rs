@@ -8,7 +8,8 @@ use crate::helpers::{
 };
 use crate::redis_harness::RedisServer;
 
-async fn wait_until_ready(app: &TestApp) {
+/// Polls `/readyz` until it answers `status` (within 15 s, else fails saying `what` did not happen).
+async fn wait_for_readyz(app: &TestApp, status: u16, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let ready = app
@@ -17,15 +18,22 @@ async fn wait_until_ready(app: &TestApp) {
             .send()
             .await
             .unwrap();
-        if ready.status() == 200 {
+        if ready.status() == status {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the gateway did not recover after Redis came back"
-        );
+        assert!(Instant::now() < deadline, "{what}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Waits until Redis answers the gateway again (it came back, or a pause ended).
+async fn wait_until_ready(app: &TestApp) {
+    wait_for_readyz(
+        app,
+        200,
+        "the gateway did not recover after Redis came back",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,11 +150,6 @@ async fn the_gateway_starts_while_redis_is_down_and_serves_once_it_is_up() {
     app.stop().await;
 }
 
-/// Waits until Redis answers the gateway again (a pause ended), polling `/readyz`.
-async fn wait_until_served(app: &TestApp) {
-    wait_until_ready(app).await;
-}
-
 /// A request whose command reached Redis but whose answer did not come within the response
 /// timeout (Redis paused with CLIENT PAUSE, longer than the timeout) may take effect later:
 /// the gateway says the outcome is unknown, and a retry with the same Idempotency-Key answers
@@ -223,7 +226,7 @@ async fn a_request_lost_in_a_redis_stall_answers_outcome_unknown_and_its_keyed_r
         "the stalled requests must all be made during the pause"
     );
 
-    wait_until_served(&app).await;
+    wait_until_ready(&app).await;
 
     // The check ran when Redis resumed: its retry answers the approval, replayed.
     let retried = keyed("/v1/verifications/check", "check-after-stall", check_body).await;
@@ -261,20 +264,7 @@ async fn a_key_redis_lost_in_an_outage_is_refused_as_soon_as_redis_is_back() {
 
     // Redis dies and comes back empty (no persistence): the key is gone with everything else.
     tokio::task::block_in_place(|| redis.kill());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let ready = app
-            .http
-            .get(format!("{}/readyz", app.address))
-            .send()
-            .await
-            .unwrap();
-        if ready.status() == 503 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the outage was not noticed");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_readyz(&app, 503, "the outage was not noticed").await;
     tokio::task::block_in_place(|| redis.restart());
     wait_until_ready(&app).await;
 

@@ -196,6 +196,38 @@ pub fn command(port: u16, parts: &[&str]) -> String {
     String::from_utf8_lossy(&reply[..read]).into_owned()
 }
 
+/// Starts `count` cluster-enabled servers with `args` and joins them with `redis-cli --cluster
+/// create`, `replicas` replicas per master.
+fn create_cluster(count: usize, replicas: u8, args: &[&str]) -> Vec<RedisServer> {
+    let nodes: Vec<RedisServer> = (0..count)
+        .map(|_| {
+            let mut all = vec![
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                "nodes.conf",
+            ];
+            all.extend_from_slice(args);
+            RedisServer::start(&all)
+        })
+        .collect();
+    let mut create = Command::new("redis-cli");
+    create.arg("--cluster").arg("create");
+    for node in &nodes {
+        create.arg(format!("127.0.0.1:{}", node.port));
+    }
+    let output = create
+        .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+        .output()
+        .expect("redis-cli must be installed");
+    assert!(
+        output.status.success(),
+        "cluster create failed: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    nodes
+}
+
 /// Three masters, no replicas, slots spread by `redis-cli --cluster create`.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
@@ -203,32 +235,7 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                RedisServer::start(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "5000",
-                ])
-            })
-            .collect();
-        let mut create = Command::new("redis-cli");
-        create.arg("--cluster").arg("create");
-        for node in &nodes {
-            create.arg(format!("127.0.0.1:{}", node.port));
-        }
-        let output = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()
-            .expect("redis-cli must be installed");
-        assert!(
-            output.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&output.stdout)
-        );
+        let nodes = create_cluster(3, 0, &["--cluster-node-timeout", "5000"]);
         let deadline = Instant::now() + Duration::from_secs(30);
         for node in &nodes {
             while !node
@@ -263,33 +270,10 @@ pub struct FailoverCluster {
 
 impl FailoverCluster {
     pub fn start() -> Self {
-        let nodes: Vec<RedisServer> = (0..6)
-            .map(|_| {
-                RedisServer::start(&[
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-node-timeout",
-                    "2000",
-                    "--appendonly",
-                    "yes",
-                ])
-            })
-            .collect();
-        let mut create = Command::new("redis-cli");
-        create.arg("--cluster").arg("create");
-        for node in &nodes {
-            create.arg(format!("127.0.0.1:{}", node.port));
-        }
-        let output = create
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
-            .output()
-            .expect("redis-cli must be installed");
-        assert!(
-            output.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&output.stdout)
+        let nodes = create_cluster(
+            6,
+            1,
+            &["--cluster-node-timeout", "2000", "--appendonly", "yes"],
         );
         let cluster = Self { nodes };
         cluster.wait_until_settled(Duration::from_secs(30));
