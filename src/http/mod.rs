@@ -310,7 +310,7 @@ async fn handle(
     let started = Instant::now();
     let server = &app.settings().server;
     request.extensions_mut().insert(BodyDeadline(
-        tokio::time::Instant::now() + server.body_read_timeout,
+        tokio::time::Instant::from_std(started) + server.body_read_timeout,
     ));
     let version = request.version();
     // The Uri shares its bytes; cloning it lets the route borrow the path while the request moves.

@@ -476,7 +476,7 @@ pub(crate) fn store_error(error: redis::RedisError) -> StoreError {
     }
 }
 
-/// A failed read changed nothing, whenever it failed.
+/// A failed read changed nothing, whenever it failed; nor did a connection never made.
 fn read_error(error: redis::RedisError) -> StoreError {
     StoreError::Unavailable(error.to_string())
 }
@@ -521,7 +521,7 @@ impl Store for RedisStore {
         // Scoped by account and number (README, "Idempotency"): the same key for another
         // number is another request.
         let idempotency = match &new.idempotency_key {
-            Some(key) => self.number_key(shard, "i", account, &[to, ":", key].concat()),
+            Some(key) => [self.base(shard), "i:", account.as_str(), ":", to, ":", key].concat(),
             None => pointer.clone(),
         };
         let mut invocation = self.start.prepare_invoke();

@@ -35,6 +35,7 @@ use redis::{
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::read_error;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 
@@ -133,7 +134,7 @@ impl Connection {
     pub(crate) async fn connect(settings: &RedisSettings) -> Result<Self, StoreError> {
         let cluster = settings.urls.len() > 1;
         let client = if cluster {
-            Client::Cluster(connect_cluster(settings).await.map_err(unavailable)?)
+            Client::Cluster(connect_cluster(settings).await.map_err(read_error)?)
         } else {
             Client::Single(connect_single(settings)?)
         };
@@ -361,10 +362,6 @@ fn is_outage(error: &RedisError) -> bool {
         || error.kind() == ErrorKind::ClusterConnectionNotFound
 }
 
-fn unavailable(error: RedisError) -> StoreError {
-    StoreError::Unavailable(error.to_string())
-}
-
 async fn connect_cluster(settings: &RedisSettings) -> RedisResult<ClusterConnection> {
     redis::cluster::ClusterClientBuilder::new(settings.urls.clone())
         .connection_timeout(settings.connect_timeout)
@@ -380,7 +377,7 @@ fn connect_single(settings: &RedisSettings) -> Result<ConnectionManager, StoreEr
         .urls
         .first()
         .ok_or_else(|| StoreError::Unavailable("no Redis URL".into()))?;
-    let client = redis::Client::open(url.as_str()).map_err(unavailable)?;
+    let client = redis::Client::open(url.as_str()).map_err(read_error)?;
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(settings.connect_timeout))
         .set_response_timeout(Some(settings.response_timeout))
@@ -388,7 +385,7 @@ fn connect_single(settings: &RedisSettings) -> Result<ConnectionManager, StoreEr
         // behind a long reconnect loop; the next request triggers the next reconnect.
         .set_number_of_retries(1)
         .set_max_delay(Duration::from_millis(200));
-    ConnectionManager::new_lazy_with_config(client, config).map_err(unavailable)
+    ConnectionManager::new_lazy_with_config(client, config).map_err(read_error)
 }
 
 /// What the supervisor concludes from when the client and the nodes last answered.

@@ -383,17 +383,13 @@ impl RedisStore {
     pub async fn outbox_stats(&self, now_ms: u64) -> Result<OutboxStats, StoreError> {
         let per_shard = (0..SHARD_COUNT).map(|shard| async move {
             let mut connection = self.connection.clone();
-            let depth: u64 = redis::cmd("XLEN")
+            // One round trip: the three keys share the shard's hash tag.
+            let (depth, dead, parked): (u64, u64, u64) = redis::pipe()
+                .cmd("XLEN")
                 .arg(self.outbox_key(shard))
-                .query_async(&mut connection)
-                .await
-                .map_err(store_error)?;
-            let dead: u64 = redis::cmd("XLEN")
+                .cmd("XLEN")
                 .arg(self.dead_letter_key(shard))
-                .query_async(&mut connection)
-                .await
-                .map_err(store_error)?;
-            let parked: u64 = redis::cmd("ZCARD")
+                .cmd("ZCARD")
                 .arg(self.retry_set_key(shard))
                 .query_async(&mut connection)
                 .await
