@@ -946,12 +946,33 @@ async fn a_receipt_over_the_provider_body_limit_is_refused_unread() {
             .body(body);
         async move { reply(request.send().await.unwrap()).await }
     };
-    // 80 KiB: under the API-wide receipt limit of old, over the 64 KiB provider body limit.
-    let padded = format!(
-        r#"{{"messageId":"x","status":"delivered","pad":"{}"}}"#,
-        "p".repeat(80 * 1024)
+    // 80 KiB announced: under the API-wide receipt limit of old, over the 64 KiB provider body
+    // limit. Only the head is sent, so the answer proves the body was refused unread (a client
+    // still writing 80 KiB could meet the closed connection before reading the answer).
+    let address = app.address.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /v1/receipts/vonage?token=receipt-token HTTP/1.1\r\nHost: {address}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        80 * 1024
     );
-    post(padded).await.assert_problem(413, "payload-too-large");
+    tokio::io::AsyncWriteExt::write_all(&mut socket, head.as_bytes())
+        .await
+        .unwrap();
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(
+        Duration::from_secs(5),
+        tokio::io::AsyncReadExt::read(&mut socket, &mut answer),
+    )
+    .await
+    .expect("answered before the body")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("urn:otpgate:problem:payload-too-large"),
+        "{answer}"
+    );
     let small = post(r#"{"messageId":"unknown-id","status":"delivered"}"#.to_owned()).await;
     assert_eq!(small.status, 200, "{}", small.body);
     app.stop().await;
