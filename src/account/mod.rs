@@ -6,6 +6,7 @@
 
 pub mod limits;
 pub mod login;
+pub mod permission;
 pub mod policy;
 pub mod rules;
 pub mod service;

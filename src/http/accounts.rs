@@ -13,16 +13,17 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
+use super::auth::{Caller, Grant};
+use super::body::{json_response, query_pairs, read_json};
 use super::error::ApiError;
-use super::handlers::Caller;
 use super::routes::{Matched, Route};
-use super::{json_response, read_json};
 use crate::account::login::{Decision, Offer};
+use crate::account::permission::Permission;
 use crate::account::policy::{ChannelSet, Policy, PolicyChannel, TrustDuration};
 use crate::account::rules::{Actor, TwoFactorRequest};
 use crate::account::service::{NewUser, PolicyUpdate, UserPatch};
 use crate::account::user::{Factor, User, UserId, UserRole};
-use crate::account::{AccountId, ApiKeyRecord, Role};
+use crate::account::{AccountId, ApiKeyRecord};
 use crate::audit::{valid_cursor, AuditEntry};
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
@@ -30,16 +31,6 @@ use crate::trust::{valid_token_shape, DeviceId};
 use crate::verify::model::VerificationId;
 use crate::verify::VerifyError;
 use crate::App;
-
-const MANAGE: &[Role] = &[Role::Owner, Role::Admin, Role::Partner];
-const MANAGE_FORBIDDEN: &str = "only owner, admin and partner keys manage policy and users";
-const READ_POLICY: &[Role] = &[Role::Owner, Role::Admin, Role::Service, Role::Partner];
-const LOGIN: &[Role] = &[Role::Owner, Role::Service, Role::Partner];
-const LOGIN_FORBIDDEN: &str =
-    "only owner, service and partner keys trust devices, check them and ask for login decisions";
-const REVOKE: &[Role] = &[Role::Owner, Role::Admin, Role::Service, Role::Partner];
-const AUDIT: &[Role] = &[Role::Owner, Role::Admin, Role::Partner];
-const AUDIT_FORBIDDEN: &str = "only owner, admin and partner keys read the audit trail";
 
 const AUDIT_DEFAULT_LIMIT: usize = 50;
 const AUDIT_MAX_LIMIT: usize = 500;
@@ -53,21 +44,30 @@ pub(super) async fn handle(
     let method = request.method().clone();
     match (matched.route, method) {
         (Route::Policy, Method::GET) => {
-            let (account, _) = key_for(app, caller, READ_POLICY, MANAGE_FORBIDDEN).await?;
+            let (account, _) = caller
+                .require(app, Permission::ReadPolicy)
+                .await?
+                .into_key();
             let policy = app.accounts().policy(&account).await?;
             Ok(json_response(StatusCode::OK, &PolicyBody::from(&policy)))
         }
         (Route::Policy, _) => put_policy(app, caller, request).await,
         (Route::Users, _) => create_user(app, caller, request).await,
         (Route::User, Method::GET) => {
-            let (account, _) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+            let (account, _) = caller
+                .require(app, Permission::ManagePeople)
+                .await?
+                .into_key();
             let id = user_param(matched.param)?;
             let user = app.accounts().user(&account, &id).await?;
             user_response(app, &account, StatusCode::OK, &user).await
         }
         (Route::User, _) => patch_user(app, caller, user_param(matched.param)?, request).await,
         (Route::UserFactor, _) => {
-            let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+            let (account, key) = caller
+                .require(app, Permission::ManagePeople)
+                .await?
+                .into_key();
             let id = user_param(matched.param)?;
             let factor = matched
                 .second
@@ -86,7 +86,10 @@ pub(super) async fn handle(
             trust_device(app, caller, user_param(matched.param)?, request).await
         }
         (Route::UserDevices, _) => {
-            let (account, key) = key_for(app, caller, REVOKE, LOGIN_FORBIDDEN).await?;
+            let (account, key) = caller
+                .require(app, Permission::RevokeDevices)
+                .await?
+                .into_key();
             let id = user_param(matched.param)?;
             let actor = app.accounts().actor(&account, &key, None).await?;
             let revoked = app.accounts().revoke_devices(&account, &actor, &id).await?;
@@ -96,7 +99,10 @@ pub(super) async fn handle(
             ))
         }
         (Route::UserDevice, _) => {
-            let (account, key) = key_for(app, caller, REVOKE, LOGIN_FORBIDDEN).await?;
+            let (account, key) = caller
+                .require(app, Permission::RevokeDevices)
+                .await?
+                .into_key();
             let id = user_param(matched.param)?;
             let device = matched
                 .second
@@ -116,30 +122,6 @@ pub(super) async fn handle(
         (Route::Audit, _) => audit(app, caller, request).await,
         _ => Err(ApiError::Internal),
     }
-}
-
-/// The key behind the caller and its account, when its role may call the route.
-async fn key_for(
-    app: &App,
-    caller: Caller,
-    allowed: &[Role],
-    what: &'static str,
-) -> Result<(AccountId, ApiKeyRecord), ApiError> {
-    let key = match caller {
-        Caller::Root => {
-            return Err(ApiError::Forbidden(
-                "the root key only manages accounts and their keys",
-            ))
-        }
-        Caller::Key(key) => key,
-    };
-    if !allowed.contains(&key.role) {
-        return Err(ApiError::Forbidden(what));
-    }
-    app.find_account(&key.account)
-        .await?
-        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
-    Ok((key.account.clone(), key))
 }
 
 fn user_param(param: Option<&str>) -> Result<UserId, ApiError> {
@@ -214,7 +196,10 @@ async fn put_policy(
     caller: Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+    let (account, key) = caller
+        .require(app, Permission::ManagePeople)
+        .await?
+        .into_key();
     let body: PutPolicyBody = read_json(request, app.settings().server.request_body_limit).await?;
     let channels = match &body.channels {
         None => None,
@@ -329,7 +314,10 @@ async fn create_user(
     caller: Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+    let (account, key) = caller
+        .require(app, Permission::ManagePeople)
+        .await?
+        .into_key();
     let body: CreateUserBody = read_json(request, app.settings().server.request_body_limit).await?;
     let new = NewUser {
         id: body
@@ -371,7 +359,10 @@ async fn patch_user(
     id: UserId,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+    let (account, key) = caller
+        .require(app, Permission::ManagePeople)
+        .await?
+        .into_key();
     let body: PatchUserBody = read_json(request, app.settings().server.request_body_limit).await?;
     let patch = UserPatch {
         role: body.role.as_deref().map(parse_role).transpose()?,
@@ -410,37 +401,6 @@ fn acting_user_from_query(query: Option<&str>) -> Result<Option<UserId>, ApiErro
     Ok(acting)
 }
 
-fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
-    let Some(query) = query.filter(|query| !query.is_empty()) else {
-        return Ok(Vec::new());
-    };
-    query
-        .split('&')
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((percent_decode(name)?, percent_decode(value)?))
-        })
-        .collect()
-}
-
-fn percent_decode(input: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::invalid("the query string is not percent-encoded UTF-8");
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = input.get(i + 1..i + 3).ok_or_else(bad)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad())
-}
-
 // ---- trusted devices ----
 
 #[derive(Deserialize)]
@@ -458,12 +418,9 @@ async fn trust_device(
     id: UserId,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account_id, key) = key_for(app, caller, LOGIN, LOGIN_FORBIDDEN).await?;
+    let Grant { account, key } = caller.require(app, Permission::RunLogins).await?;
+    let account_id = account.id.clone();
     let body: TrustBody = read_json(request, app.settings().server.request_body_limit).await?;
-    let account = app
-        .find_account(&account_id)
-        .await?
-        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
     let not_a_proof = || ApiError::Refused {
         rule: crate::account::rules::rule::PROOF_MUST_BE_A_FRESH_APPROVAL_OF_THIS_USER,
         detail: "verification_id must name an approved verification of this account".into(),
@@ -553,7 +510,7 @@ async fn check_device(
     caller: Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, _) = key_for(app, caller, LOGIN, LOGIN_FORBIDDEN).await?;
+    let (account, _) = caller.require(app, Permission::RunLogins).await?.into_key();
     let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
     let user = parse_user(&body.user, "user")?;
     check_token(&body.device_token)?;
@@ -599,7 +556,7 @@ async fn login(
     caller: Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, _) = key_for(app, caller, LOGIN, LOGIN_FORBIDDEN).await?;
+    let (account, _) = caller.require(app, Permission::RunLogins).await?.into_key();
     let body: LoginBody = read_json(request, app.settings().server.request_body_limit).await?;
     let user = parse_user(&body.user, "user")?;
     if let Some(token) = &body.device_token {
@@ -637,7 +594,7 @@ async fn audit(
     caller: Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, _) = key_for(app, caller, AUDIT, AUDIT_FORBIDDEN).await?;
+    let (account, _) = caller.require(app, Permission::ReadAudit).await?.into_key();
     let mut limit = AUDIT_DEFAULT_LIMIT;
     let mut cursor = None;
     for (name, value) in query_pairs(request.uri().query())? {
@@ -684,18 +641,4 @@ fn entry_json(entry: &AuditEntry) -> Value {
         "target": entry.target,
         "details": entry.details,
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_strings_are_percent_decoded_and_plus_is_literal() {
-        let pairs = query_pairs(Some("acting_user=a%40b.c&x=1+2")).unwrap();
-        assert_eq!(pairs[0], ("acting_user".into(), "a@b.c".into()));
-        assert_eq!(pairs[1], ("x".into(), "1+2".into()));
-        assert!(query_pairs(Some("a=%zz")).is_err());
-        assert!(query_pairs(None).unwrap().is_empty());
-    }
 }

@@ -13,21 +13,18 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Caller;
+use super::body::{json_response, read_json};
 use super::error::ApiError;
-use super::handlers::Caller;
 use super::routes::{Matched, Route};
-use super::{json_response, read_json};
+use crate::account::permission::Permission;
 use crate::account::user::{Factor, FactorType, UserId};
-use crate::account::{Account, ApiKeyRecord, Role};
+use crate::account::Account;
 use crate::audit::Who;
 use crate::clock::rfc3339;
 use crate::factors::totp::Algorithm;
 use crate::factors::{ChallengeResult, Confirmed, CredentialJson};
 use crate::App;
-
-const FACTOR_ROLES: &[Role] = &[Role::Owner, Role::Service, Role::Partner];
-const FACTOR_FORBIDDEN: &str =
-    "only owner, service and partner keys enrol factors and run challenges";
 
 pub(super) async fn handle(
     app: &App,
@@ -35,12 +32,13 @@ pub(super) async fn handle(
     matched: Matched<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = key_for(app, caller).await?;
+    let grant = caller.require(app, Permission::UseFactors).await?;
+    let who = grant.who();
+    let account = grant.account;
     let user = matched
         .param
         .and_then(UserId::parse)
         .ok_or(ApiError::NotFound("no such user in this account"))?;
-    let who = Who::key(&key.id, key.role.as_str());
     let limit = app.settings().server.request_body_limit;
     match matched.route {
         Route::UserFactors => enrol(app, &account, &user, read_json(request, limit).await?).await,
@@ -74,25 +72,6 @@ pub(super) async fn handle(
         }
         _ => Err(ApiError::Internal),
     }
-}
-
-async fn key_for(app: &App, caller: Caller) -> Result<(Account, ApiKeyRecord), ApiError> {
-    let key = match caller {
-        Caller::Root => {
-            return Err(ApiError::Forbidden(
-                "the root key only manages accounts and their keys",
-            ))
-        }
-        Caller::Key(key) => key,
-    };
-    if !FACTOR_ROLES.contains(&key.role) {
-        return Err(ApiError::Forbidden(FACTOR_FORBIDDEN));
-    }
-    let account = app
-        .find_account(&key.account)
-        .await?
-        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
-    Ok((account, key))
 }
 
 fn factor_type(input: &str) -> Result<FactorType, ApiError> {

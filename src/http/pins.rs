@@ -10,24 +10,24 @@
 //!   single-use link (owner and admin keys only).
 //! - `GET|POST /v1/two-step/confirm?token=` (disable) and `GET|POST /v1/two-step/reset?token=`
 //!   (`POST {pin}`): the links themselves, unauthenticated: the token is the credential.
-//! - `PUT /v1/accounts/{id}/email` `{email}`: the root key sets where links go.
+//!
+//! `PUT /v1/accounts/{id}/email` (where links go) is the root key's, in `keys.rs`.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+
 use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use super::auth::Caller;
+use super::body::{json_response, read_bytes, read_json, success};
 use super::error::ApiError;
-use super::handlers::Caller;
 use super::routes::{Matched, Route};
-use super::{json_response, read_json};
-use crate::account::{AccountId, ApiKeyRecord};
-use crate::audit::Who;
+use crate::account::permission::Permission;
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
 use crate::pin::service::Registered;
@@ -35,20 +35,15 @@ use crate::pin::store::NumberRecord;
 use crate::pin::{LinkPurpose, PhoneNumberId, Pin};
 use crate::App;
 
-/// The Graph API's answer to a PIN set, byte for byte.
-const SUCCESS: &[u8] = br#"{"success":true}"#;
-
 pub(super) async fn handle(
     app: &App,
     caller: Caller,
     matched: Matched<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    if matched.route == Route::AccountEmail {
-        return set_account_email(app, caller, matched.param, request).await;
-    }
-    let key = key_of(app, caller).await?;
-    let who = Who::key(&key.id, key.role.as_str());
+    let grant = caller.require(app, Permission::PhoneNumbers).await?;
+    let who = grant.who();
+    let key = grant.key;
     let account = &key.account;
     let pins = app.pins();
     match (matched.route, request.method().clone()) {
@@ -226,21 +221,6 @@ pub(super) async fn link(
     }
 }
 
-async fn key_of(app: &App, caller: Caller) -> Result<ApiKeyRecord, ApiError> {
-    let key = match caller {
-        Caller::Root => {
-            return Err(ApiError::Forbidden(
-                "the root key only manages accounts and their keys; support acts through the otpgate support command",
-            ))
-        }
-        Caller::Key(key) => key,
-    };
-    app.find_account(&key.account)
-        .await?
-        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
-    Ok(key)
-}
-
 fn number_param(param: Option<&str>) -> Result<PhoneNumberId, ApiError> {
     param
         .and_then(PhoneNumberId::parse)
@@ -252,17 +232,9 @@ fn parse_pin(pin: Option<&str>) -> Result<Pin, ApiError> {
     Pin::parse(pin).map_err(|refusal| crate::pin::service::PinError::BadPin(refusal).into())
 }
 
-fn success() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(SUCCESS)));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
 /// Link requests take no fields: an empty body, or `{}`.
 async fn empty_or_json_object(request: Request<Incoming>, limit: usize) -> Result<(), ApiError> {
-    let body = super::read_bytes(request, limit).await?;
+    let body = read_bytes(request, limit).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
@@ -343,44 +315,4 @@ impl NumberBody {
             updated_at: rfc3339(record.updated_ms),
         }
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmailBody {
-    email: String,
-}
-
-/// `PUT /v1/accounts/{id}/email`: the root key (the operator) sets where two-step links go. An
-/// owner key may not: redirecting the links is the first step of taking the protection off.
-async fn set_account_email(
-    app: &App,
-    caller: Caller,
-    param: Option<&str>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    if !matches!(caller, Caller::Root) {
-        return Err(ApiError::Forbidden(
-            "only the root key sets an account's e-mail address",
-        ));
-    }
-    let account = param
-        .and_then(AccountId::parse)
-        .ok_or(ApiError::NotFound("no such account"))?;
-    let body: EmailBody = read_json(request, app.settings().server.request_body_limit).await?;
-    let email = body.email.trim();
-    if !crate::mail::valid_address(email) {
-        return Err(ApiError::invalid(
-            "email must be an address such as owner@example.com",
-        ));
-    }
-    if app.find_account(&account).await?.is_none() {
-        return Err(ApiError::NotFound("no such account"));
-    }
-    app.pins().set_email(&account, email).await?;
-    tracing::info!(account = %account, email = %crate::pin::service::mask_email(email), "account e-mail set");
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"id": account.as_str(), "email": email}),
-    ))
 }

@@ -10,8 +10,8 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
+use super::body::{json_response, read_bytes};
 use super::error::ApiError;
-use super::{json_response, read_bytes};
 use crate::dispatch::providers::{AdapterKind, ProviderSettings};
 use crate::dispatch::receipts::{self, parse_form, Receipt};
 use crate::App;

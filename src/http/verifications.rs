@@ -1,0 +1,257 @@
+//! Handlers of the v1 verifications: send a code, check it, read and cancel a verification.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::auth::{Caller, Grant};
+use super::body::{json_response, read_json};
+use super::error::ApiError;
+use super::fields::{check_code_length, Locale};
+use crate::account::permission::Permission;
+use crate::account::Account;
+use crate::clock::rfc3339;
+use crate::phone::PhoneNumber;
+use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
+use crate::verify::model::{Channel, CheckTarget, SendAttempt, Verification, VerificationId};
+use crate::verify::{Code, StartRequest, Started};
+use crate::App;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    to: String,
+    channel: Option<String>,
+    locale: Option<String>,
+    code_length: Option<u8>,
+}
+
+/// A verification as the API shows it.
+#[derive(Serialize)]
+struct VerificationBody<'a> {
+    id: &'a str,
+    account_id: &'a str,
+    to: &'a str,
+    channel: &'static str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    valid: Option<bool>,
+    attempts_left: u32,
+    send_count: u32,
+    code_length: u8,
+    created_at: String,
+    expires_at: String,
+    /// Only on `GET`: every message sent for this verification and what became of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    send_attempts: Option<Vec<AttemptBody<'a>>>,
+}
+
+/// One message of a verification: which provider took it and its delivery status.
+#[derive(Serialize)]
+struct AttemptBody<'a> {
+    message_id: &'a str,
+    provider: &'a str,
+    status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provider_message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl<'a> From<&'a SendAttempt> for AttemptBody<'a> {
+    fn from(attempt: &'a SendAttempt) -> Self {
+        Self {
+            message_id: &attempt.message_id,
+            provider: &attempt.provider,
+            status: &attempt.status,
+            provider_message_id: attempt.provider_message_id.as_deref(),
+            error: attempt.error.as_deref(),
+            created_at: rfc3339(attempt.created_ms),
+            updated_at: rfc3339(attempt.updated_ms),
+        }
+    }
+}
+
+impl<'a> VerificationBody<'a> {
+    fn new(verification: &'a Verification, valid: Option<bool>) -> Self {
+        Self {
+            id: verification.id.as_str(),
+            account_id: verification.account.as_str(),
+            to: &verification.to,
+            channel: verification.channel.as_str(),
+            status: verification.status.as_str(),
+            valid,
+            attempts_left: verification.attempts_left(),
+            send_count: verification.sends,
+            code_length: verification.code_length,
+            created_at: rfc3339(verification.created_ms),
+            expires_at: rfc3339(verification.expires_ms),
+            send_attempts: None,
+        }
+    }
+}
+
+fn parse_phone(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("{field} {error}")))
+}
+
+pub(super) async fn start_verification(
+    app: &App,
+    caller: Caller,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Grant { account, .. } = caller.require(app, Permission::SendCodes).await?;
+    let idempotency_key = idempotency_key(&request)?;
+    let body: StartBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let to = parse_phone(&body.to, "to")?;
+    let channel = match body.channel.as_deref() {
+        None => Channel::Sms,
+        Some(name) => Channel::parse(name)
+            .ok_or_else(|| ApiError::invalid("channel must be one of sms, whatsapp"))?,
+    };
+    let locale = body
+        .locale
+        .as_deref()
+        .map(|locale| {
+            Locale::parse(locale).ok_or_else(|| {
+                ApiError::invalid("locale must be a language tag such as en, de or pt-BR")
+            })
+        })
+        .transpose()?;
+    if let Some(length) = body.code_length {
+        // The account's own floor is the verifier's to hold; this is the API's range.
+        check_code_length(length, MIN_CODE_LENGTH)?;
+    }
+    let started = app
+        .verifier()
+        .start(
+            &account,
+            StartRequest {
+                to,
+                channel,
+                code_length: body.code_length,
+                idempotency_key,
+                locale: locale.map(Locale::into_string),
+            },
+        )
+        .await?;
+    let (status, replayed, verification) = match &started {
+        Started::Created(v) => (StatusCode::CREATED, false, v),
+        Started::Resent(v) => (StatusCode::OK, false, v),
+        Started::Replayed(v) => (StatusCode::OK, true, v),
+    };
+    let mut response = json_response(status, &VerificationBody::new(verification, None));
+    if replayed {
+        mark_replayed(&mut response);
+    }
+    Ok(response)
+}
+
+/// The `Idempotency-Key` header of a send or a check, when there is one.
+fn idempotency_key(request: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn mark_replayed(response: &mut Response<Full<Bytes>>) {
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckBody {
+    id: Option<String>,
+    to: Option<String>,
+    code: String,
+}
+
+pub(super) async fn check_verification(
+    app: &App,
+    caller: Caller,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let Grant { account, .. } = caller.require(app, Permission::SendCodes).await?;
+    let idempotency_key = idempotency_key(&request)?;
+    let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let code = Code::parse(&body.code).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "code must be {MIN_CODE_LENGTH} to {MAX_CODE_LENGTH} digits"
+        ))
+    })?;
+    let target = match (&body.id, &body.to) {
+        (Some(id), None) => CheckTarget::Id(
+            VerificationId::parse(id)
+                .ok_or(ApiError::NotFound("no such verification in this account"))?,
+        ),
+        (None, Some(to)) => CheckTarget::To(parse_phone(to, "to")?),
+        _ => return Err(ApiError::invalid("give exactly one of id and to")),
+    };
+    let checked = app
+        .verifier()
+        .check(&account, target, &code, idempotency_key.as_deref())
+        .await?;
+    let mut response = json_response(
+        StatusCode::OK,
+        &VerificationBody::new(&checked.verification, Some(checked.valid)),
+    );
+    if checked.replayed {
+        mark_replayed(&mut response);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/verifications/{id}`: the verification with every message sent for it.
+pub(super) async fn get_verification(
+    app: &App,
+    caller: Caller,
+    param: Option<&str>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (account, id) = verification_target(app, caller, param).await?;
+    let verification = app.verifier().get(&account, &id).await?;
+    let attempts = app.store().send_attempts(&id).await?;
+    let mut body = VerificationBody::new(&verification, None);
+    body.send_attempts = Some(attempts.iter().map(AttemptBody::from).collect());
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `POST /v1/verifications/{id}/cancel`.
+pub(super) async fn cancel_verification(
+    app: &App,
+    caller: Caller,
+    param: Option<&str>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let (account, id) = verification_target(app, caller, param).await?;
+    let verification = app.verifier().cancel(&account, &id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &VerificationBody::new(&verification, None),
+    ))
+}
+
+async fn verification_target(
+    app: &App,
+    caller: Caller,
+    param: Option<&str>,
+) -> Result<(Account, VerificationId), ApiError> {
+    let Grant { account, .. } = caller.require(app, Permission::SendCodes).await?;
+    let id = param
+        .and_then(VerificationId::parse)
+        .ok_or(ApiError::NotFound("no such verification in this account"))?;
+    Ok((account, id))
+}
