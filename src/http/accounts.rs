@@ -13,12 +13,11 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Value};
 
-use super::auth::{Caller, Grant};
+use super::auth::Grant;
 use super::body::{json_response, query_pairs, read_json};
 use super::error::ApiError;
 use super::routes::{Matched, Route};
 use crate::account::login::{Decision, Offer};
-use crate::account::permission::Permission;
 use crate::account::policy::{ChannelSet, Policy, PolicyChannel, TrustDuration};
 use crate::account::rules::{Actor, TwoFactorRequest};
 use crate::account::service::{NewUser, PolicyUpdate, UserPatch};
@@ -37,37 +36,28 @@ const AUDIT_MAX_LIMIT: usize = 500;
 
 pub(super) async fn handle(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     matched: Matched<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let method = request.method().clone();
     match (matched.route, method) {
         (Route::Policy, Method::GET) => {
-            let (account, _) = caller
-                .require(app, Permission::ReadPolicy)
-                .await?
-                .into_key();
+            let (account, _) = grant.into_key();
             let policy = app.accounts().policy(&account).await?;
             Ok(json_response(StatusCode::OK, &PolicyBody::from(&policy)))
         }
-        (Route::Policy, _) => put_policy(app, caller, request).await,
-        (Route::Users, _) => create_user(app, caller, request).await,
+        (Route::Policy, _) => put_policy(app, grant, request).await,
+        (Route::Users, _) => create_user(app, grant, request).await,
         (Route::User, Method::GET) => {
-            let (account, _) = caller
-                .require(app, Permission::ManagePeople)
-                .await?
-                .into_key();
+            let (account, _) = grant.into_key();
             let id = user_param(matched.param)?;
             let user = app.accounts().user(&account, &id).await?;
             user_response(app, &account, StatusCode::OK, &user).await
         }
-        (Route::User, _) => patch_user(app, caller, user_param(matched.param)?, request).await,
+        (Route::User, _) => patch_user(app, grant, user_param(matched.param)?, request).await,
         (Route::UserFactor, _) => {
-            let (account, key) = caller
-                .require(app, Permission::ManagePeople)
-                .await?
-                .into_key();
+            let (account, key) = grant.into_key();
             let id = user_param(matched.param)?;
             let factor = matched
                 .second
@@ -83,13 +73,10 @@ pub(super) async fn handle(
             user_response(app, &account, StatusCode::OK, &user).await
         }
         (Route::UserDevices, Method::POST) => {
-            trust_device(app, caller, user_param(matched.param)?, request).await
+            trust_device(app, grant, user_param(matched.param)?, request).await
         }
         (Route::UserDevices, _) => {
-            let (account, key) = caller
-                .require(app, Permission::RevokeDevices)
-                .await?
-                .into_key();
+            let (account, key) = grant.into_key();
             let id = user_param(matched.param)?;
             let actor = app.accounts().actor(&account, &key, None).await?;
             let revoked = app.accounts().revoke_devices(&account, &actor, &id).await?;
@@ -99,10 +86,7 @@ pub(super) async fn handle(
             ))
         }
         (Route::UserDevice, _) => {
-            let (account, key) = caller
-                .require(app, Permission::RevokeDevices)
-                .await?
-                .into_key();
+            let (account, key) = grant.into_key();
             let id = user_param(matched.param)?;
             let device = matched
                 .second
@@ -117,9 +101,9 @@ pub(super) async fn handle(
                 &json!({"id": device.as_str(), "user": id, "revoked": true}),
             ))
         }
-        (Route::CheckDevice, _) => check_device(app, caller, request).await,
-        (Route::Logins, _) => login(app, caller, request).await,
-        (Route::Audit, _) => audit(app, caller, request).await,
+        (Route::CheckDevice, _) => check_device(app, grant, request).await,
+        (Route::Logins, _) => login(app, grant, request).await,
+        (Route::Audit, _) => audit(app, grant, request).await,
         _ => Err(ApiError::Internal),
     }
 }
@@ -193,13 +177,10 @@ struct PutPolicyBody {
 
 async fn put_policy(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = caller
-        .require(app, Permission::ManagePeople)
-        .await?
-        .into_key();
+    let (account, key) = grant.into_key();
     let body: PutPolicyBody = read_json(request, app.settings().server.request_body_limit).await?;
     let channels = match &body.channels {
         None => None,
@@ -311,13 +292,10 @@ fn parse_role(input: &str) -> Result<UserRole, ApiError> {
 
 async fn create_user(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = caller
-        .require(app, Permission::ManagePeople)
-        .await?
-        .into_key();
+    let (account, key) = grant.into_key();
     let body: CreateUserBody = read_json(request, app.settings().server.request_body_limit).await?;
     let new = NewUser {
         id: body
@@ -355,14 +333,11 @@ struct PatchUserBody {
 
 async fn patch_user(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     id: UserId,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = caller
-        .require(app, Permission::ManagePeople)
-        .await?
-        .into_key();
+    let (account, key) = grant.into_key();
     let body: PatchUserBody = read_json(request, app.settings().server.request_body_limit).await?;
     let patch = UserPatch {
         role: body.role.as_deref().map(parse_role).transpose()?,
@@ -414,11 +389,11 @@ struct TrustBody {
 
 async fn trust_device(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     id: UserId,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let Grant { account, key } = caller.require(app, Permission::RunLogins).await?;
+    let Grant { account, key } = grant;
     let account_id = account.id.clone();
     let body: TrustBody = read_json(request, app.settings().server.request_body_limit).await?;
     let not_a_proof = || ApiError::Refused {
@@ -507,10 +482,10 @@ fn check_token(token: &str) -> Result<(), ApiError> {
 
 async fn check_device(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, _) = caller.require(app, Permission::RunLogins).await?.into_key();
+    let (account, _) = grant.into_key();
     let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
     let user = parse_user(&body.user, "user")?;
     check_token(&body.device_token)?;
@@ -553,10 +528,10 @@ struct DecisionBody<'a> {
 
 async fn login(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, _) = caller.require(app, Permission::RunLogins).await?.into_key();
+    let (account, _) = grant.into_key();
     let body: LoginBody = read_json(request, app.settings().server.request_body_limit).await?;
     let user = parse_user(&body.user, "user")?;
     if let Some(token) = &body.device_token {
@@ -591,10 +566,10 @@ async fn login(
 
 async fn audit(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, _) = caller.require(app, Permission::ReadAudit).await?.into_key();
+    let (account, _) = grant.into_key();
     let mut limit = AUDIT_DEFAULT_LIMIT;
     let mut cursor = None;
     for (name, value) in query_pairs(request.uri().query())? {

@@ -13,11 +13,10 @@ use hyper::{Request, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::Caller;
+use super::auth::Grant;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::routes::{Matched, Route};
-use crate::account::permission::Permission;
 use crate::account::user::{Factor, FactorType, UserId};
 use crate::account::Account;
 use crate::audit::Who;
@@ -28,11 +27,10 @@ use crate::App;
 
 pub(super) async fn handle(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     matched: Matched<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let grant = caller.require(app, Permission::UseFactors).await?;
     let who = grant.who();
     let account = grant.account;
     let user = matched

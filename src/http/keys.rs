@@ -53,12 +53,11 @@ struct AccountBody<'a> {
     email: Option<&'a str>,
 }
 
+/// `POST /v1/accounts`, for the root key (the dispatcher checked it).
 pub(super) async fn create_account(
     app: &App,
-    caller: Caller,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    caller.require_root(Permission::CreateAccounts)?;
     let body: CreateAccountBody =
         read_json(request, app.settings().server.request_body_limit).await?;
     let name = AccountName::parse(&body.name)
@@ -107,15 +106,17 @@ struct KeyBody<'a> {
     created_at: String,
 }
 
+/// `POST /v1/accounts/{id}/keys`: the root key, or a key of that account `permission` allows.
 pub(super) async fn create_key(
     app: &App,
     caller: Caller,
+    permission: Permission,
     account_param: &str,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let account_id =
         AccountId::parse(account_param).ok_or(ApiError::NotFound("no such account"))?;
-    caller.require_in(Permission::MintKeys, &account_id)?;
+    caller.require_in(permission, &account_id)?;
     let body: CreateKeyBody = read_json(request, app.settings().server.request_body_limit).await?;
     let role: Role = body
         .role
@@ -151,15 +152,14 @@ struct EmailBody {
     email: String,
 }
 
-/// `PUT /v1/accounts/{id}/email`: the root key (the operator) sets where two-step links go. An
-/// owner key may not: redirecting the links is the first step of taking the protection off.
+/// `PUT /v1/accounts/{id}/email`: the root key (the operator; the dispatcher checked it) sets
+/// where two-step links go. An owner key may not: redirecting the links is the first step of
+/// taking the protection off.
 pub(super) async fn set_account_email(
     app: &App,
-    caller: Caller,
     param: Option<&str>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    caller.require_root(Permission::SetAccountEmail)?;
     let account = param
         .and_then(AccountId::parse)
         .ok_or(ApiError::NotFound("no such account"))?;

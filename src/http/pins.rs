@@ -23,11 +23,10 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::auth::Caller;
+use super::auth::Grant;
 use super::body::{json_response, read_bytes, read_json, success};
 use super::error::ApiError;
 use super::routes::{Matched, Route};
-use crate::account::permission::Permission;
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
 use crate::pin::service::Registered;
@@ -37,11 +36,10 @@ use crate::App;
 
 pub(super) async fn handle(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     matched: Matched<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let grant = caller.require(app, Permission::PhoneNumbers).await?;
     let who = grant.who();
     let key = grant.key;
     let account = &key.account;

@@ -7,12 +7,10 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 
-use super::auth::{Caller, Grant};
+use super::auth::Grant;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::fields::{check_code_length, Locale};
-use crate::account::permission::Permission;
-use crate::account::Account;
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
@@ -100,12 +98,12 @@ fn parse_phone(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
     PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("{field} {error}")))
 }
 
-pub(super) async fn start_verification(
+/// `POST /v1/verifications`: sends a code (or resends, or replays an idempotent send).
+pub(super) async fn start(
     app: &App,
-    caller: Caller,
+    Grant { account, .. }: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let Grant { account, .. } = caller.require(app, Permission::SendCodes).await?;
     let idempotency_key = idempotency_key(&request)?;
     let body: StartBody = read_json(request, app.settings().server.request_body_limit).await?;
     let to = parse_phone(&body.to, "to")?;
@@ -181,12 +179,12 @@ struct CheckBody {
     code: String,
 }
 
-pub(super) async fn check_verification(
+/// `POST /v1/verifications/check`.
+pub(super) async fn check(
     app: &App,
-    caller: Caller,
+    Grant { account, .. }: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let Grant { account, .. } = caller.require(app, Permission::SendCodes).await?;
     let idempotency_key = idempotency_key(&request)?;
     let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
     let code = Code::parse(&body.code).ok_or_else(|| {
@@ -217,12 +215,12 @@ pub(super) async fn check_verification(
 }
 
 /// `GET /v1/verifications/{id}`: the verification with every message sent for it.
-pub(super) async fn get_verification(
+pub(super) async fn get(
     app: &App,
-    caller: Caller,
+    Grant { account, .. }: Grant,
     param: Option<&str>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, id) = verification_target(app, caller, param).await?;
+    let id = verification_id(param)?;
     let verification = app.verifier().get(&account, &id).await?;
     let attempts = app.store().send_attempts(&id).await?;
     let mut body = VerificationBody::new(&verification, None);
@@ -231,12 +229,12 @@ pub(super) async fn get_verification(
 }
 
 /// `POST /v1/verifications/{id}/cancel`.
-pub(super) async fn cancel_verification(
+pub(super) async fn cancel(
     app: &App,
-    caller: Caller,
+    Grant { account, .. }: Grant,
     param: Option<&str>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, id) = verification_target(app, caller, param).await?;
+    let id = verification_id(param)?;
     let verification = app.verifier().cancel(&account, &id).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -244,14 +242,8 @@ pub(super) async fn cancel_verification(
     ))
 }
 
-async fn verification_target(
-    app: &App,
-    caller: Caller,
-    param: Option<&str>,
-) -> Result<(Account, VerificationId), ApiError> {
-    let Grant { account, .. } = caller.require(app, Permission::SendCodes).await?;
-    let id = param
+fn verification_id(param: Option<&str>) -> Result<VerificationId, ApiError> {
+    param
         .and_then(VerificationId::parse)
-        .ok_or(ApiError::NotFound("no such verification in this account"))?;
-    Ok((account, id))
+        .ok_or(ApiError::NotFound("no such verification in this account"))
 }
