@@ -10,15 +10,18 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::auth::Grant;
 use super::body::{json_response, query_pairs, read_json};
 use super::error::ApiError;
 use super::routes::{Matched, Route};
+use super::wire::{
+    CreateUserBody, PatchUserBody, PolicyBody, PutPolicyBody, TwoFactorBody, UserBody,
+};
 use crate::account::login::{Decision, Offer};
-use crate::account::policy::{ChannelSet, Policy, PolicyChannel, TrustDuration};
+use crate::account::policy::{ChannelSet, PolicyChannel, TrustDuration};
 use crate::account::rules::{Actor, TwoFactorRequest};
 use crate::account::service::{NewUser, PolicyUpdate, UserPatch};
 use crate::account::user::{Factor, User, UserId, UserRole};
@@ -132,48 +135,7 @@ fn parse_two_factor(input: &str) -> Result<TwoFactorRequest, ApiError> {
         .ok_or_else(|| ApiError::invalid("two_factor must be one of on, off, account"))
 }
 
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 // ---- policy ----
-
-#[derive(Serialize)]
-struct PolicyBody {
-    require_2fa: bool,
-    channels: ChannelSet,
-    sms_fallback: bool,
-    trusted_device: TrustDuration,
-    /// False until the account sets its own: the defaults for new accounts apply.
-    customised: bool,
-}
-
-impl From<&Policy> for PolicyBody {
-    fn from(policy: &Policy) -> Self {
-        Self {
-            require_2fa: policy.require_2fa,
-            channels: policy.channels,
-            sms_fallback: policy.sms_fallback,
-            trusted_device: policy.trusted_device,
-            customised: policy.version > 0,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutPolicyBody {
-    require_2fa: Option<bool>,
-    channels: Option<Vec<String>>,
-    sms_fallback: Option<bool>,
-    trusted_device: Option<String>,
-    acting_user: Option<String>,
-}
 
 async fn put_policy(
     app: &App,
@@ -226,27 +188,6 @@ async fn actor(
 
 // ---- users ----
 
-#[derive(Serialize)]
-struct TwoFactorBody {
-    /// Whether this user must pass a second factor now.
-    enabled: bool,
-    /// `on`, `off`, or absent when the user follows the account's `require_2fa`.
-    #[serde(rename = "override")]
-    over: Option<&'static str>,
-    set_by: Option<String>,
-}
-
-#[derive(Serialize)]
-struct UserBody<'a> {
-    id: &'a UserId,
-    role: UserRole,
-    phone: Option<&'a str>,
-    two_factor: TwoFactorBody,
-    factors: &'a [Factor],
-    created_at: String,
-    updated_at: String,
-}
-
 async fn user_response(
     app: &App,
     account: &AccountId,
@@ -273,16 +214,6 @@ async fn user_response(
             updated_at: rfc3339(user.updated_ms),
         },
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateUserBody {
-    id: Option<String>,
-    role: Option<String>,
-    phone: Option<String>,
-    two_factor: Option<String>,
-    acting_user: Option<String>,
 }
 
 fn parse_role(input: &str) -> Result<UserRole, ApiError> {
@@ -319,16 +250,6 @@ async fn create_user(
     let actor = actor(app, &account, &key, body.acting_user.as_deref()).await?;
     let user = app.accounts().create_user(&account, &actor, &new).await?;
     user_response(app, &account, StatusCode::CREATED, &user).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatchUserBody {
-    role: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    phone: Option<Option<String>>,
-    two_factor: Option<String>,
-    acting_user: Option<String>,
 }
 
 async fn patch_user(

@@ -6,13 +6,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Caller;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::fields::{check_code_length, AccountName, EmailAddress};
+use super::wire::{AccountBody, CreateAccountBody, CreateKeyBody, KeyBody};
 use crate::account::permission::Permission;
 use crate::account::{mint_key, Account, AccountId, Role};
 use crate::clock::rfc3339;
@@ -32,25 +33,6 @@ pub(super) async fn new_account(
     };
     app.store().insert_account(&account).await?;
     Ok(account)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateAccountBody {
-    name: String,
-    code_length: Option<u8>,
-    /// Where two-step disable and reset links are e-mailed (optional).
-    email: Option<String>,
-}
-
-#[derive(Serialize)]
-struct AccountBody<'a> {
-    id: &'a str,
-    name: &'a str,
-    code_length: u8,
-    created_at: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    email: Option<&'a str>,
 }
 
 /// `POST /v1/accounts`, for the root key (the dispatcher checked it).
@@ -88,22 +70,6 @@ pub(super) async fn create_account(
             email: email.as_ref().map(EmailAddress::as_str),
         },
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateKeyBody {
-    role: String,
-}
-
-#[derive(Serialize)]
-struct KeyBody<'a> {
-    id: &'a str,
-    account_id: &'a str,
-    role: &'static str,
-    /// The key itself: shown in this answer only.
-    key: &'a str,
-    created_at: String,
 }
 
 /// `POST /v1/accounts/{id}/keys`: the root key, or a key of that account `permission` allows.

@@ -18,6 +18,7 @@ pub mod routes;
 mod twilio;
 mod verifications;
 mod webhooks;
+pub mod wire;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -19,6 +19,15 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+// The wire types, under the names the paths below give them.
+use super::wire::{
+    AccountBody as AccountCreated, CheckBody as CheckVerification,
+    CreateAccountBody as CreateAccount, CreateKeyBody as CreateKey, CreateUserBody as CreateUser,
+    FactorSchema as Factor, KeyBody as KeyCreated, PatchUserBody as PatchUser,
+    PolicyBody as Policy, PutPolicyBody as PolicyUpdate, StartBody as StartVerification,
+    UserBody as User, VerificationBody as Verification,
+};
+
 /// The document as JSON, rendered once.
 pub fn document() -> &'static str {
     static DOCUMENT: OnceLock<String> = OnceLock::new();
@@ -122,196 +131,6 @@ struct Problem {
     limit: Option<String>,
     /// That bound's value (`account-limit-reached`).
     max: Option<u64>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-enum KeyRole {
-    Owner,
-    Admin,
-    Service,
-    Partner,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-enum Channel {
-    Sms,
-    Whatsapp,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-enum VerificationStatus {
-    Pending,
-    Approved,
-    Expired,
-    MaxAttemptsReached,
-    Canceled,
-}
-
-#[derive(Serialize, ToSchema)]
-struct CreateAccount {
-    /// 1 to 100 printable characters.
-    name: String,
-    /// Digits per code, the operator's floor (`verification.min_code_length`, default 6) to 10;
-    /// default `verification.code_length` (6).
-    #[schema(minimum = 4, maximum = 10)]
-    code_length: Option<u8>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct AccountCreated {
-    /// `AC` and 32 hex digits.
-    id: String,
-    name: String,
-    code_length: u8,
-    created_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct CreateKey {
-    role: KeyRole,
-}
-
-#[derive(Serialize, ToSchema)]
-struct KeyCreated {
-    /// `KY…`: the key's public id.
-    id: String,
-    account_id: String,
-    role: KeyRole,
-    /// The key itself (`ogk_…`): shown in this answer only, stored as its SHA-256.
-    key: String,
-    created_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct StartVerification {
-    /// E.164 phone number.
-    to: String,
-    channel: Option<Channel>,
-    /// A language tag such as `en`, `de`, `pt-BR`.
-    locale: Option<String>,
-    /// More digits than the account's `code_length` if wanted, never fewer (400).
-    #[schema(minimum = 4, maximum = 10)]
-    code_length: Option<u8>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct CheckVerification {
-    /// The verification id (`VE…`); give exactly one of `id` and `to`.
-    id: Option<String>,
-    /// The number of a pending verification.
-    to: Option<String>,
-    /// 4 to 10 digits.
-    code: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct SendAttempt {
-    message_id: String,
-    provider: String,
-    /// The message's own entry: accepted, failed (given up), then from receipts queued, sent,
-    /// delivered, undelivered, read. One provider's failed try at the message (one entry per
-    /// provider, its latest error): provider_error (retryable) or refused.
-    status: String,
-    provider_message_id: Option<String>,
-    error: Option<String>,
-    created_at: String,
-    updated_at: String,
-}
-
-/// A verification.
-#[derive(Serialize, ToSchema)]
-struct Verification {
-    /// `VE` and 32 hex digits.
-    id: String,
-    account_id: String,
-    to: String,
-    channel: Channel,
-    status: VerificationStatus,
-    /// On checks only: whether this code was right.
-    valid: Option<bool>,
-    attempts_left: u32,
-    send_count: u32,
-    code_length: u8,
-    created_at: String,
-    expires_at: String,
-    /// On `GET` only: the messages sent for it.
-    send_attempts: Option<Vec<SendAttempt>>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Policy {
-    require_2fa: bool,
-    /// Subset of sms, whatsapp, totp, webauthn.
-    channels: Vec<String>,
-    sms_fallback: bool,
-    /// none, 1d, 7d, 30d.
-    trusted_device: String,
-    /// False until the account sets its own policy.
-    customised: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-struct PolicyUpdate {
-    require_2fa: Option<bool>,
-    channels: Option<Vec<String>>,
-    sms_fallback: Option<bool>,
-    trusted_device: Option<String>,
-    /// The person the key acts for (the key's role is lowered to theirs).
-    acting_user: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct CreateUser {
-    /// 1 to 64 characters; drawn when absent.
-    id: Option<String>,
-    /// owner, admin, member (default member).
-    role: Option<String>,
-    /// E.164; required while SMS is active.
-    phone: Option<String>,
-    /// on, off, account.
-    two_factor: Option<String>,
-    acting_user: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct PatchUser {
-    role: Option<String>,
-    /// E.164, or null to remove it.
-    phone: Option<String>,
-    two_factor: Option<String>,
-    acting_user: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct TwoFactor {
-    enabled: bool,
-    /// on, off, or null when the user follows the account.
-    #[serde(rename = "override")]
-    over: Option<String>,
-    set_by: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Factor {
-    /// webauthn, totp.
-    #[serde(rename = "type")]
-    kind: String,
-    id: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct User {
-    id: String,
-    /// owner, admin, member.
-    role: String,
-    phone: Option<String>,
-    two_factor: TwoFactor,
-    factors: Vec<Factor>,
-    created_at: String,
-    updated_at: String,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -5,94 +5,17 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
 
 use super::auth::Grant;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::fields::{check_code_length, Locale};
-use crate::clock::rfc3339;
+use super::wire::{AttemptBody, CheckBody, StartBody, VerificationBody};
 use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
-use crate::verify::model::{Channel, CheckTarget, SendAttempt, Verification, VerificationId};
+use crate::verify::model::{Channel, CheckTarget, VerificationId};
 use crate::verify::{Code, StartRequest, Started};
 use crate::App;
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StartBody {
-    to: String,
-    channel: Option<String>,
-    locale: Option<String>,
-    code_length: Option<u8>,
-}
-
-/// A verification as the API shows it.
-#[derive(Serialize)]
-struct VerificationBody<'a> {
-    id: &'a str,
-    account_id: &'a str,
-    to: &'a str,
-    channel: &'static str,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    valid: Option<bool>,
-    attempts_left: u32,
-    send_count: u32,
-    code_length: u8,
-    created_at: String,
-    expires_at: String,
-    /// Only on `GET`: every message sent for this verification and what became of it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    send_attempts: Option<Vec<AttemptBody<'a>>>,
-}
-
-/// One message of a verification: which provider took it and its delivery status.
-#[derive(Serialize)]
-struct AttemptBody<'a> {
-    message_id: &'a str,
-    provider: &'a str,
-    status: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    provider_message_id: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<&'a str>,
-    created_at: String,
-    updated_at: String,
-}
-
-impl<'a> From<&'a SendAttempt> for AttemptBody<'a> {
-    fn from(attempt: &'a SendAttempt) -> Self {
-        Self {
-            message_id: &attempt.message_id,
-            provider: &attempt.provider,
-            status: &attempt.status,
-            provider_message_id: attempt.provider_message_id.as_deref(),
-            error: attempt.error.as_deref(),
-            created_at: rfc3339(attempt.created_ms),
-            updated_at: rfc3339(attempt.updated_ms),
-        }
-    }
-}
-
-impl<'a> VerificationBody<'a> {
-    fn new(verification: &'a Verification, valid: Option<bool>) -> Self {
-        Self {
-            id: verification.id.as_str(),
-            account_id: verification.account.as_str(),
-            to: &verification.to,
-            channel: verification.channel.as_str(),
-            status: verification.status.as_str(),
-            valid,
-            attempts_left: verification.attempts_left(),
-            send_count: verification.sends,
-            code_length: verification.code_length,
-            created_at: rfc3339(verification.created_ms),
-            expires_at: rfc3339(verification.expires_ms),
-            send_attempts: None,
-        }
-    }
-}
 
 fn parse_phone(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
     PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("{field} {error}")))
@@ -169,14 +92,6 @@ fn mark_replayed(response: &mut Response<Full<Bytes>>) {
     response
         .headers_mut()
         .insert("idempotent-replayed", HeaderValue::from_static("true"));
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckBody {
-    id: Option<String>,
-    to: Option<String>,
-    code: String,
 }
 
 /// `POST /v1/verifications/check`.
