@@ -16,9 +16,12 @@ mod pins;
 mod router;
 pub mod routes;
 mod twilio;
+mod twilio_error;
 mod verifications;
 mod webhooks;
 pub mod wire;
+pub mod wire_factors;
+pub mod wire_pins;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -20,7 +20,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::HOST;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
 
@@ -30,12 +30,13 @@ use super::error::ApiError;
 use super::fields::{code_length_allowed, AccountName, Locale};
 use super::keys::new_account;
 use super::routes::{Matched, Route};
+use super::twilio_error::TwilioError;
 use crate::account::permission::Permission;
 use crate::account::{is_sid, Account, AccountId};
 use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use crate::verify::model::{Channel, CheckTarget, Status, Verification, VerificationId};
-use crate::verify::{Code, StartRequest, VerifyError};
+use crate::verify::{Code, StartRequest};
 use crate::App;
 
 /// Prefix of a Twilio Verify Service SID; the rest is the account id's hex digits.
@@ -52,139 +53,6 @@ pub fn service_account(sid: &str) -> Option<AccountId> {
         AccountId::parse(&format!("AC{}", &sid[2..]))
     } else {
         None
-    }
-}
-
-/// A Twilio error: `{code, message, more_info, status}`.
-#[derive(Debug)]
-struct TwilioError {
-    status: StatusCode,
-    code: u32,
-    message: String,
-    retry_after_secs: Option<u64>,
-}
-
-impl TwilioError {
-    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-        }
-    }
-
-    /// 60200: Twilio names the parameter in back-quotes.
-    fn invalid(parameter: &str, detail: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            60200,
-            format!("Invalid parameter `{parameter}`: {detail}"),
-        )
-    }
-
-    fn not_found(path: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            20404,
-            format!("The requested resource {path} was not found"),
-        )
-    }
-
-    fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, 20003, "Authenticate")
-    }
-
-    fn forbidden(message: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, 20403, message)
-    }
-
-    fn limited(code: u32, message: &str, retry_after_secs: u64) -> Self {
-        Self {
-            retry_after_secs: Some(retry_after_secs),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
-        }
-    }
-
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let body = json!({
-            "code": self.code,
-            "message": self.message,
-            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
-            "status": self.status.as_u16(),
-        });
-        let mut response = json(self.status, &body);
-        let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"otpgate\""),
-            );
-        }
-        if let Some(seconds) = self.retry_after_secs {
-            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-/// Failures shared with the v1 API (store down, body too large, a bug) keep their HTTP status and
-/// take Twilio's generic code for it (20000 + status).
-impl From<ApiError> for TwilioError {
-    fn from(error: ApiError) -> Self {
-        let status = error.status();
-        let message = match &error {
-            ApiError::InvalidRequest(detail) => detail.clone(),
-            ApiError::PayloadTooLarge(limit) => {
-                format!("the body must be at most {limit} bytes")
-            }
-            ApiError::Unavailable(detail) => (*detail).to_owned(),
-            ApiError::OutcomeUnknown => "Service unavailable: the outcome of this request is unknown (the store did not answer in time); it may or may not have taken effect".to_owned(),
-            _ => status.canonical_reason().unwrap_or("Error").to_owned(),
-        };
-        let retry_after_secs = match &error {
-            ApiError::Limited {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            ApiError::Unavailable(_) | ApiError::OutcomeUnknown => Some(1),
-            _ => None,
-        };
-        Self {
-            status,
-            code: 20_000 + u32::from(status.as_u16()),
-            message,
-            retry_after_secs,
-        }
-    }
-}
-
-impl From<VerifyError> for TwilioError {
-    fn from(error: VerifyError) -> Self {
-        match error {
-            VerifyError::MaxSendsReached(_) => {
-                Self::limited(60203, "Max send attempts reached", 60)
-            }
-            VerifyError::SendQuotaExceeded { retry_after_ms } => Self::limited(
-                20429,
-                "Too many requests: too many codes were sent to this number",
-                retry_after_ms.div_ceil(1000).max(1),
-            ),
-            // Twilio answers 60202 once the attempts are used up, and forgets a verification
-            // once it is otherwise final: every later call is a 404.
-            VerifyError::AlreadyFinal(verification)
-                if verification.status == Status::MaxAttemptsReached =>
-            {
-                Self::limited(60202, "Max check attempts reached", 60)
-            }
-            VerifyError::NotFound | VerifyError::NotPending(_) | VerifyError::AlreadyFinal(_) => {
-                Self::not_found("verification")
-            }
-            VerifyError::CodeTooShort { floor } => Self::invalid(
-                "CodeLength",
-                &format!("must be at least {floor}, the service's code length"),
-            ),
-            other => ApiError::from(other).into(),
-        }
     }
 }
 

@@ -313,3 +313,97 @@ pub struct UserBody<'a> {
     pub created_at: String,
     pub updated_at: String,
 }
+
+// ---- trusted devices, logins, audit (documented; the handlers still write them with json!) ----
+
+#[derive(Serialize, ToSchema)]
+pub struct TrustDevice {
+    /// An approved verification of this user's phone, used once.
+    pub verification_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeviceTrusted {
+    pub id: String,
+    pub user: String,
+    /// `ogd_…`: shown once.
+    pub token: String,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DevicesRevoked {
+    pub user: String,
+    pub revoked: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeviceRevoked {
+    pub id: String,
+    pub user: String,
+    pub revoked: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CheckDevice {
+    pub user: String,
+    pub device_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeviceChecked {
+    pub trusted: bool,
+    pub id: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginRequest {
+    pub user: String,
+    pub device_token: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Offer {
+    /// webauthn, totp, sms, whatsapp.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: Option<String>,
+    /// The masked number a phone channel sends to.
+    pub to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct LoginDecision {
+    /// allow, challenge, enroll.
+    pub decision: String,
+    /// For allow: two_factor_off, trusted_device.
+    pub reason: Option<String>,
+    /// For challenge: usable factors, strongest first.
+    pub factors: Option<Vec<Offer>>,
+    pub fallback: Option<Offer>,
+    /// For enroll: channels to enrol one of.
+    pub channels: Option<Vec<String>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditEntry {
+    pub id: String,
+    pub at: String,
+    /// `{key_id, role, acting_user?}`.
+    #[schema(value_type = Object)]
+    pub who: serde_json::Value,
+    pub action: String,
+    /// What was changed: a user id, `policy`, a key id… (any JSON value).
+    #[schema(value_type = Value)]
+    pub target: serde_json::Value,
+    #[schema(value_type = Value)]
+    pub details: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditPage {
+    pub entries: Vec<AuditEntry>,
+    pub next_cursor: Option<String>,
+}
