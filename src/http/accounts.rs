@@ -10,23 +10,24 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::Deserialize;
 
 use super::auth::Grant;
 use super::body::{json_response, query_pairs, read_json};
 use super::error::ApiError;
 use super::routes::{Matched, Route};
 use super::wire::{
-    CreateUserBody, PatchUserBody, PolicyBody, PutPolicyBody, TwoFactorBody, UserBody,
+    AuditEntryBody, AuditPageBody, CheckDeviceBody, CreateUserBody, DecisionBody,
+    DeviceCheckedBody, DeviceRevokedBody, DeviceTrustedBody, DevicesRevokedBody, LoginBody,
+    PatchUserBody, PolicyBody, PutPolicyBody, TwoFactorBody, UserBody,
 };
-use crate::account::login::{Decision, Offer};
+use crate::account::login::Decision;
 use crate::account::policy::{ChannelSet, PolicyChannel, TrustDuration};
 use crate::account::rules::{Actor, TwoFactorRequest};
 use crate::account::service::{NewUser, PolicyUpdate, UserPatch};
 use crate::account::user::{Factor, User, UserId, UserRole};
 use crate::account::{AccountId, ApiKeyRecord};
-use crate::audit::{valid_cursor, AuditEntry};
+use crate::audit::valid_cursor;
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
 use crate::trust::{valid_token_shape, DeviceId};
@@ -85,7 +86,7 @@ pub(super) async fn handle(
             let revoked = app.accounts().revoke_devices(&account, &actor, &id).await?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"user": id, "revoked": revoked}),
+                &DevicesRevokedBody { user: &id, revoked },
             ))
         }
         (Route::UserDevice, _) => {
@@ -101,7 +102,11 @@ pub(super) async fn handle(
                 .await?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"id": device.as_str(), "user": id, "revoked": true}),
+                &DeviceRevokedBody {
+                    id: device.as_str(),
+                    user: &id,
+                    revoked: true,
+                },
             ))
         }
         (Route::CheckDevice, _) => check_device(app, grant, request).await,
@@ -374,21 +379,14 @@ fn trusted_response(
 ) -> Response<Full<Bytes>> {
     json_response(
         StatusCode::CREATED,
-        &json!({
-            "id": trusted.id.as_str(),
-            "user": id,
-            "token": trusted.token,
-            "created_at": rfc3339(trusted.created_ms),
-            "expires_at": rfc3339(trusted.expires_ms),
-        }),
+        &DeviceTrustedBody {
+            id: trusted.id.as_str(),
+            user: id,
+            token: &trusted.token,
+            created_at: rfc3339(trusted.created_ms),
+            expires_at: rfc3339(trusted.expires_ms),
+        },
     )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckBody {
-    user: String,
-    device_token: String,
 }
 
 fn check_token(token: &str) -> Result<(), ApiError> {
@@ -407,45 +405,25 @@ async fn check_device(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let (account, _) = grant.into_key();
-    let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let body: CheckDeviceBody =
+        read_json(request, app.settings().server.request_body_limit).await?;
     let user = parse_user(&body.user, "user")?;
     check_token(&body.device_token)?;
     let checked = app
         .accounts()
         .check_device(&account, &user, &body.device_token)
         .await?;
-    let mut answer = json!({"trusted": checked.trusted});
-    if let Some(device) = &checked.device {
-        answer["id"] = json!(device.as_str());
-    }
-    if let Some(until) = checked.until_ms {
-        answer["expires_at"] = json!(rfc3339(until));
-    }
-    Ok(json_response(StatusCode::OK, &answer))
+    Ok(json_response(
+        StatusCode::OK,
+        &DeviceCheckedBody {
+            trusted: checked.trusted,
+            id: checked.device.as_ref().map(DeviceId::as_str),
+            expires_at: checked.until_ms.map(rfc3339),
+        },
+    ))
 }
 
 // ---- logins ----
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginBody {
-    user: String,
-    device_token: Option<String>,
-}
-
-#[derive(Serialize)]
-struct DecisionBody<'a> {
-    decision: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    factors: Option<&'a [Offer]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fallback: Option<&'a Offer>,
-    /// For `enroll`: the channels the policy allows, to enrol one of.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    channels: Option<ChannelSet>,
-}
 
 async fn login(
     app: &App,
@@ -521,20 +499,11 @@ async fn audit(
         .accounts()
         .audit_page(&account, cursor.as_deref(), limit)
         .await?;
-    let entries: Vec<Value> = page.entries.iter().map(entry_json).collect();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"entries": entries, "next_cursor": page.next_cursor}),
+        &AuditPageBody {
+            entries: page.entries.iter().map(AuditEntryBody::from).collect(),
+            next_cursor: page.next_cursor.as_deref(),
+        },
     ))
-}
-
-fn entry_json(entry: &AuditEntry) -> Value {
-    json!({
-        "id": entry.id,
-        "at": rfc3339(entry.at_ms),
-        "who": entry.who,
-        "action": entry.action,
-        "target": entry.target,
-        "details": entry.details,
-    })
 }

@@ -27,8 +27,10 @@ use super::wire::{
     VerificationBody as Verification,
 };
 use super::wire::{
-    AuditPage, CheckDevice, DeviceChecked, DeviceRevoked, DeviceTrusted, DevicesRevoked,
-    LoginDecision, LoginRequest, TrustDevice,
+    AuditPageBody as AuditPage, CheckDeviceBody as CheckDevice, DecisionBody as LoginDecision,
+    DeviceCheckedBody as DeviceChecked, DeviceRevokedBody as DeviceRevoked,
+    DeviceTrustedBody as DeviceTrusted, DevicesRevokedBody as DevicesRevoked,
+    LoginBody as LoginRequest, TrustDevice,
 };
 use super::wire_factors::{
     ChallengeOutcome, ChallengeRequest, ConfirmFactor, EnrolFactor, Enrolment, FactorConfirmed,

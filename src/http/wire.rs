@@ -6,8 +6,10 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::account::login::Offer;
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::user::{Factor, UserId, UserRole};
+use crate::audit::{AuditEntry, Who};
 use crate::clock::rfc3339;
 use crate::verify::model::{SendAttempt, Verification};
 
@@ -288,7 +290,7 @@ pub struct TwoFactorBody {
     pub set_by: Option<String>,
 }
 
-/// A user's factor as the API lists it (`account::user::Factor`'s wire form).
+// A user's factor: `account::user::Factor` as the document shows it.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Factor)]
 pub struct FactorSchema {
@@ -314,8 +316,9 @@ pub struct UserBody<'a> {
     pub updated_at: String,
 }
 
-// ---- trusted devices, logins, audit (documented; the handlers still write them with json!) ----
+// ---- trusted devices, logins, audit ----
 
+// Documented only: the handler reads `verification_id` or `challenge_id` itself.
 #[derive(Serialize, ToSchema)]
 pub struct TrustDevice {
     /// An approved verification of this user's phone, used once.
@@ -323,49 +326,64 @@ pub struct TrustDevice {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeviceTrusted {
-    pub id: String,
-    pub user: String,
+#[schema(as = DeviceTrusted)]
+pub struct DeviceTrustedBody<'a> {
+    pub id: &'a str,
+    #[schema(value_type = String)]
+    pub user: &'a UserId,
     /// `ogd_…`: shown once.
-    pub token: String,
+    pub token: &'a str,
     pub created_at: String,
     pub expires_at: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DevicesRevoked {
-    pub user: String,
+#[schema(as = DevicesRevoked)]
+pub struct DevicesRevokedBody<'a> {
+    #[schema(value_type = String)]
+    pub user: &'a UserId,
     pub revoked: u64,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeviceRevoked {
-    pub id: String,
-    pub user: String,
+#[schema(as = DeviceRevoked)]
+pub struct DeviceRevokedBody<'a> {
+    pub id: &'a str,
+    #[schema(value_type = String)]
+    pub user: &'a UserId,
     pub revoked: bool,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct CheckDevice {
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CheckDevice)]
+pub struct CheckDeviceBody {
     pub user: String,
     pub device_token: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeviceChecked {
+#[schema(as = DeviceChecked)]
+pub struct DeviceCheckedBody<'a> {
     pub trusted: bool,
-    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct LoginRequest {
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = LoginRequest)]
+pub struct LoginBody {
     pub user: String,
     pub device_token: Option<String>,
 }
 
+// A factor offered in a challenge: `account::login::Offer` as the document shows it.
 #[derive(Serialize, ToSchema)]
-pub struct Offer {
+#[schema(as = Offer)]
+pub struct OfferSchema {
     /// webauthn, totp, sms, whatsapp.
     #[serde(rename = "type")]
     pub kind: String,
@@ -375,35 +393,58 @@ pub struct Offer {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct LoginDecision {
+#[schema(as = LoginDecision)]
+pub struct DecisionBody<'a> {
     /// allow, challenge, enroll.
-    pub decision: String,
+    pub decision: &'static str,
     /// For allow: two_factor_off, trusted_device.
-    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     /// For challenge: usable factors, strongest first.
-    pub factors: Option<Vec<Offer>>,
-    pub fallback: Option<Offer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<OfferSchema>>)]
+    pub factors: Option<&'a [Offer]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<OfferSchema>)]
+    pub fallback: Option<&'a Offer>,
     /// For enroll: channels to enrol one of.
-    pub channels: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub channels: Option<ChannelSet>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AuditEntry {
-    pub id: String,
+#[schema(as = AuditEntry)]
+pub struct AuditEntryBody<'a> {
+    pub id: &'a str,
     pub at: String,
     /// `{key_id, role, acting_user?}`.
     #[schema(value_type = Object)]
-    pub who: serde_json::Value,
-    pub action: String,
+    pub who: &'a Who,
+    pub action: &'a str,
     /// What was changed: a user id, `policy`, a key id… (any JSON value).
     #[schema(value_type = Value)]
-    pub target: serde_json::Value,
+    pub target: &'a str,
     #[schema(value_type = Value)]
-    pub details: serde_json::Value,
+    pub details: &'a serde_json::Value,
+}
+
+impl<'a> From<&'a AuditEntry> for AuditEntryBody<'a> {
+    fn from(entry: &'a AuditEntry) -> Self {
+        Self {
+            id: &entry.id,
+            at: rfc3339(entry.at_ms),
+            who: &entry.who,
+            action: &entry.action,
+            target: &entry.target,
+            details: &entry.details,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AuditPage {
-    pub entries: Vec<AuditEntry>,
-    pub next_cursor: Option<String>,
+#[schema(as = AuditPage)]
+pub struct AuditPageBody<'a> {
+    pub entries: Vec<AuditEntryBody<'a>>,
+    pub next_cursor: Option<&'a str>,
 }
