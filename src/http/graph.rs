@@ -25,6 +25,7 @@ use super::auth::{credentials, identify, key_rate, AuthFailure, Caller, Grant};
 use super::body::{json_response, media_type, read_bytes, success};
 use super::error::ApiError;
 use super::routes::{Matched, Route};
+use super::wire_pins::GraphNumberBody;
 use crate::account::permission::Permission;
 use crate::pin::service::PinError;
 use crate::pin::{PhoneNumberId, Pin, PinRefusal};
@@ -301,10 +302,10 @@ async fn route(
             let record = pins.number(&key.account, key.role, &id).await?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({
-                    "id": record.id.as_str(),
-                    "display_phone_number": record.e164,
-                }),
+                &GraphNumberBody {
+                    id: record.id.as_str(),
+                    display_phone_number: &record.e164,
+                },
             ))
         }
         (Route::GraphPhoneNumber, _) => {

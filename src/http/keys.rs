@@ -6,14 +6,13 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::Caller;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::fields::{check_code_length, AccountName, EmailAddress};
 use super::wire::{AccountBody, CreateAccountBody, CreateKeyBody, KeyBody};
+use super::wire_pins::{EmailBody, EmailSetBody};
 use crate::account::permission::Permission;
 use crate::account::{mint_key, Account, AccountId, Role};
 use crate::clock::rfc3339;
@@ -112,12 +111,6 @@ pub(super) async fn create_key(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmailBody {
-    email: String,
-}
-
 /// `PUT /v1/accounts/{id}/email`: the root key (the operator; the dispatcher checked it) sets
 /// where two-step links go. An owner key may not: redirecting the links is the first step of
 /// taking the protection off.
@@ -139,6 +132,9 @@ pub(super) async fn set_account_email(
     tracing::info!(account = %account, email = %crate::pin::service::mask_email(email.as_str()), "account e-mail set");
     Ok(json_response(
         StatusCode::OK,
-        &json!({"id": account.as_str(), "email": email.as_str()}),
+        &EmailSetBody {
+            id: account.as_str(),
+            email: email.as_str(),
+        },
     ))
 }

@@ -37,8 +37,10 @@ use super::wire_factors::{
     RecoveryCodes,
 };
 use super::wire_pins::{
-    AccountEmail, AccountEmailSet, AddPhoneNumber, GraphErrorBody, GraphNumber, LinkOutcome,
-    LinkSent, PhoneNumberRecord, PinRequest, ReceiptsApplied, RegisterRequest, Success,
+    AddBody as AddPhoneNumber, EmailBody as AccountEmail, EmailSetBody as AccountEmailSet,
+    GraphErrorBody, GraphNumberBody as GraphNumber, LinkOutcomeBody as LinkOutcome,
+    LinkSentBody as LinkSent, NumberBody as PhoneNumberRecord, PinRequest,
+    ReceiptsAppliedBody as ReceiptsApplied, RegisterRequest, Success,
 };
 
 /// The document as JSON, rendered once.

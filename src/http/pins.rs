@@ -20,17 +20,16 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde::Deserialize;
 
 use super::auth::Grant;
 use super::body::{json_response, read_bytes, read_json, success};
 use super::error::ApiError;
 use super::routes::{Matched, Route};
+use super::wire_pins::{AddBody, LinkOutcomeBody, LinkSentBody, NumberBody};
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
 use crate::pin::service::Registered;
-use crate::pin::store::NumberRecord;
 use crate::pin::{LinkPurpose, PhoneNumberId, Pin};
 use crate::App;
 
@@ -113,12 +112,12 @@ pub(super) async fn handle(
                 .await?;
             Ok(json_response(
                 StatusCode::ACCEPTED,
-                &json!({
-                    "phone_number_id": id.as_str(),
-                    "action": purpose.as_str(),
-                    "sent_to": sent.sent_to,
-                    "expires_at": rfc3339(sent.expires_ms),
-                }),
+                &LinkSentBody {
+                    phone_number_id: id.as_str(),
+                    action: purpose.as_str(),
+                    sent_to: &sent.sent_to,
+                    expires_at: rfc3339(sent.expires_ms),
+                },
             ))
         }
         _ => Err(ApiError::Internal),
@@ -166,11 +165,10 @@ pub(super) async fn link(
                 .map_err(|error| refuse_unknown(error.into()))?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({
-                    "phone_number_id": done.number.as_str(),
-                    "phone_number": done.masked,
-                    "two_step": "disabled",
-                }),
+                &LinkOutcomeBody {
+                    two_step: Some("disabled"),
+                    ..LinkOutcomeBody::of(done.number.as_str(), &done.masked)
+                },
             ))
         }
         (Route::TwoStepReset, Method::GET) => {
@@ -183,13 +181,14 @@ pub(super) async fn link(
             }
             Ok(json_response(
                 StatusCode::OK,
-                &json!({
-                    "phone_number_id": info.number.as_str(),
-                    "phone_number": masked,
-                    "action": "reset",
-                    "expires_at": rfc3339(info.expires_ms),
-                    "detail": "POST {\"pin\":\"<6 digits>\"} to this same URL to set the new PIN",
-                }),
+                &LinkOutcomeBody {
+                    action: Some("reset"),
+                    expires_at: Some(rfc3339(info.expires_ms)),
+                    detail: Some(
+                        "POST {\"pin\":\"<6 digits>\"} to this same URL to set the new PIN",
+                    ),
+                    ..LinkOutcomeBody::of(info.number.as_str(), &masked)
+                },
             ))
         }
         (Route::TwoStepReset, _) => {
@@ -207,12 +206,11 @@ pub(super) async fn link(
                 .map_err(|error| refuse_unknown(error.into()))?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({
-                    "phone_number_id": done.number.as_str(),
-                    "phone_number": done.masked,
-                    "two_step": "enabled",
-                    "locked": false,
-                }),
+                &LinkOutcomeBody {
+                    two_step: Some("enabled"),
+                    locked: Some(false),
+                    ..LinkOutcomeBody::of(done.number.as_str(), &done.masked)
+                },
             ))
         }
         _ => Err(ApiError::Internal),
@@ -244,13 +242,6 @@ async fn empty_or_json_object(request: Request<Incoming>, limit: usize) -> Resul
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddBody {
-    phone_number: String,
-    pin: Option<String>,
-}
-
 /// `pin` is optional in the type so that a missing PIN gets the same clear 400 as a bad one.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -264,53 +255,4 @@ struct PinBody {
 struct RegisterBody {
     pin: Option<String>,
     messaging_product: Option<String>,
-}
-
-#[derive(Serialize)]
-struct NumberBody {
-    id: String,
-    phone_number: String,
-    /// `enabled` or `disabled`.
-    two_step: &'static str,
-    /// Locked by consecutive wrong PINs until the owner or an admin sets a new PIN.
-    locked: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    locked_at: Option<String>,
-    consecutive_failures: u32,
-    /// No PIN attempt is taken before this time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_attempt_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    registered_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    disable_link_expires_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reset_link_expires_at: Option<String>,
-    created_at: String,
-    updated_at: String,
-}
-
-impl NumberBody {
-    fn new(record: &NumberRecord, limits: &crate::pin::AttemptLimits) -> Self {
-        let time = |ms: u64| (ms > 0).then(|| rfc3339(ms));
-        let locked = record.locked(limits);
-        Self {
-            id: record.id.as_str().to_owned(),
-            phone_number: record.e164.clone(),
-            two_step: if record.two_step {
-                "enabled"
-            } else {
-                "disabled"
-            },
-            locked,
-            locked_at: time(record.locked_ms).filter(|_| locked),
-            consecutive_failures: record.failures,
-            next_attempt_at: time(record.next_attempt_ms).filter(|_| !locked),
-            registered_at: time(record.registered_ms),
-            disable_link_expires_at: time(record.disable_link_expires_ms),
-            reset_link_expires_at: time(record.reset_link_expires_ms),
-            created_at: rfc3339(record.created_ms),
-            updated_at: rfc3339(record.updated_ms),
-        }
-    }
 }
