@@ -10,13 +10,15 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::Grant;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::routes::{Matched, Route};
+use super::wire_factors::{
+    ChallengeBody, ConfirmBody, ConfirmedBody, EnrolBody, RecoveryCodesBody,
+};
 use crate::account::user::{Factor, FactorType, UserId};
 use crate::account::Account;
 use crate::audit::Who;
@@ -65,7 +67,10 @@ pub(super) async fn handle(
                 .await?;
             Ok(json_response(
                 StatusCode::CREATED,
-                &json!({"user": user, "recovery_codes": codes}),
+                &RecoveryCodesBody {
+                    user: &user,
+                    recovery_codes: &codes,
+                },
             ))
         }
         _ => Err(ApiError::Internal),
@@ -74,17 +79,6 @@ pub(super) async fn handle(
 
 fn factor_type(input: &str) -> Result<FactorType, ApiError> {
     FactorType::parse(input).ok_or_else(|| ApiError::invalid("type must be one of totp, webauthn"))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnrolBody {
-    #[serde(rename = "type")]
-    kind: String,
-    /// TOTP only: SHA1, SHA256, SHA512 (default from config).
-    algorithm: Option<String>,
-    /// TOTP only: 6 or 8 (default from config).
-    digits: Option<u8>,
 }
 
 async fn enrol(
@@ -153,27 +147,18 @@ async fn enrol(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfirmBody {
-    /// TOTP: the first code from the app.
-    code: Option<String>,
-    /// WebAuthn: the new credential (`PublicKeyCredential.toJSON()`).
-    credential: Option<Value>,
-}
-
 fn confirmed_response(user: &UserId, confirmed: &Confirmed) -> Response<Full<Bytes>> {
-    let mut body = json!({
-        "id": confirmed.factor.id,
-        "type": confirmed.factor.kind.as_str(),
-        "user": user,
-        "status": "active",
-        "factors": confirmed.user.factors,
-    });
-    if let Some(codes) = &confirmed.recovery_codes {
-        body["recovery_codes"] = json!(codes);
-    }
-    json_response(StatusCode::OK, &body)
+    json_response(
+        StatusCode::OK,
+        &ConfirmedBody {
+            id: &confirmed.factor.id,
+            kind: confirmed.factor.kind.as_str(),
+            user,
+            status: "active",
+            factors: &confirmed.user.factors,
+            recovery_codes: confirmed.recovery_codes.as_deref(),
+        },
+    )
 }
 
 fn parse_credential(value: Value, field: &str) -> Result<CredentialJson, ApiError> {
@@ -232,19 +217,6 @@ async fn confirm(
             "give code (totp) or credential (webauthn)",
         )),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChallengeBody {
-    #[serde(rename = "type")]
-    kind: String,
-    /// TOTP or recovery code.
-    code: Option<String>,
-    /// TOTP: which factor, when the user has several.
-    factor_id: Option<String>,
-    /// WebAuthn: the assertion; without it, the answer opens the ceremony.
-    assertion: Option<Value>,
 }
 
 fn challenge_response(result: &ChallengeResult) -> Response<Full<Bytes>> {

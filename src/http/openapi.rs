@@ -33,8 +33,9 @@ use super::wire::{
     LoginBody as LoginRequest, TrustDevice,
 };
 use super::wire_factors::{
-    ChallengeOutcome, ChallengeRequest, ConfirmFactor, EnrolFactor, Enrolment, FactorConfirmed,
-    RecoveryCodes,
+    ChallengeBody as ChallengeRequest, ChallengeOutcome, ConfirmBody as ConfirmFactor,
+    ConfirmedBody as FactorConfirmed, EnrolBody as EnrolFactor, Enrolment,
+    RecoveryCodesBody as RecoveryCodes,
 };
 use super::wire_pins::{
     AddBody as AddPhoneNumber, EmailBody as AccountEmail, EmailSetBody as AccountEmailSet,

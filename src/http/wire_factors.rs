@@ -1,21 +1,79 @@
 //! The wire format of the second-factor API (enrolment, confirmation, challenges, recovery
-//! codes), as `openapi.rs` documents it. The handlers still write these answers with `json!`;
-//! moving them onto these types is the next step.
+//! codes): what the handlers read and write, and what `openapi.rs` documents. `Enrolment` and
+//! `ChallengeOutcome` (each the union of several answers) are documented only: the handlers
+//! still write those with `json!`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::wire::FactorSchema as Factor;
+use super::wire::FactorSchema;
+use crate::account::user::{Factor, UserId};
 
-#[derive(Serialize, ToSchema)]
-pub struct EnrolFactor {
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = EnrolFactor)]
+pub struct EnrolBody {
     /// totp, webauthn.
     #[serde(rename = "type")]
     pub kind: String,
-    /// TOTP only: SHA1, SHA256, SHA512.
+    /// TOTP only: SHA1, SHA256, SHA512 (default from config).
     pub algorithm: Option<String>,
-    /// TOTP only: 6 or 8.
+    /// TOTP only: 6 or 8 (default from config).
     pub digits: Option<u8>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ConfirmFactor)]
+pub struct ConfirmBody {
+    /// TOTP: the first code from the app.
+    pub code: Option<String>,
+    /// WebAuthn: the new credential (`PublicKeyCredential.toJSON()`).
+    #[schema(value_type = Option<Object>)]
+    pub credential: Option<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = FactorConfirmed)]
+pub struct ConfirmedBody<'a> {
+    pub id: &'a str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    #[schema(value_type = String)]
+    pub user: &'a UserId,
+    /// active.
+    pub status: &'static str,
+    #[schema(value_type = Vec<FactorSchema>)]
+    pub factors: &'a [Factor],
+    /// Shown once, with the user's first factor.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery_codes: Option<&'a [String]>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ChallengeRequest)]
+pub struct ChallengeBody {
+    /// totp, webauthn, recovery_code.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// TOTP or recovery code.
+    pub code: Option<String>,
+    /// TOTP: which factor, when the user has several.
+    pub factor_id: Option<String>,
+    /// WebAuthn: the assertion; without it, the answer opens the ceremony.
+    #[schema(value_type = Option<Object>)]
+    pub assertion: Option<Value>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = RecoveryCodes)]
+pub struct RecoveryCodesBody<'a> {
+    #[schema(value_type = String)]
+    pub user: &'a UserId,
+    /// Shown once; each works once.
+    pub recovery_codes: &'a [String],
 }
 
 /// A pending enrolment: for TOTP the secret, `otpauth_uri` and `qr_svg`; for WebAuthn the
@@ -38,40 +96,6 @@ pub struct Enrolment {
     pub expires_at: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct ConfirmFactor {
-    /// TOTP: the first code from the app.
-    pub code: Option<String>,
-    /// WebAuthn: the new credential (`PublicKeyCredential.toJSON()`).
-    #[schema(value_type = Option<Object>)]
-    pub credential: Option<serde_json::Value>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct FactorConfirmed {
-    pub id: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub user: String,
-    /// active.
-    pub status: String,
-    pub factors: Vec<Factor>,
-    /// Shown once, with the user's first factor.
-    pub recovery_codes: Option<Vec<String>>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ChallengeRequest {
-    /// totp, webauthn, recovery_code.
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub code: Option<String>,
-    pub factor_id: Option<String>,
-    /// WebAuthn: the assertion; without it, the answer opens the ceremony.
-    #[schema(value_type = Option<Object>)]
-    pub assertion: Option<serde_json::Value>,
-}
-
 /// A challenge's outcome (`valid`, `reason`, `attempts_left`, `challenge_id` when passed), or
 /// the WebAuthn request options (`public_key`) when no assertion was given.
 #[derive(Serialize, ToSchema)]
@@ -89,11 +113,4 @@ pub struct ChallengeOutcome {
     #[schema(value_type = Option<Object>)]
     pub public_key: Option<serde_json::Value>,
     pub expires_at: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct RecoveryCodes {
-    pub user: String,
-    /// Shown once; each works once.
-    pub recovery_codes: Vec<String>,
 }
