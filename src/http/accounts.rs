@@ -76,10 +76,7 @@ pub(super) async fn handle(
             let acting = acting_user_from_query(request.uri().query())?;
             let actor = app.accounts().actor(&account, &key, acting).await?;
             // Through the factors service: the factor's material goes with it.
-            let user = app
-                .factors()
-                .remove(app.accounts(), &account, &actor, &id, factor)
-                .await?;
+            let user = app.factors().remove(&account, &actor, &id, factor).await?;
             user_response(app, &account, StatusCode::OK, &user).await
         }
         (Route::UserDevices, Method::POST) => {
