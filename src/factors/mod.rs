@@ -8,6 +8,7 @@
 
 pub mod crypto;
 pub mod memory;
+pub mod proof;
 pub mod recovery;
 pub mod redis;
 pub mod store;
