@@ -99,30 +99,24 @@ impl AccountService {
                 audit,
                 max_users: self.tenants.limits(account).users,
             };
-            match self.directory.write_user(account, &write).await? {
-                UserWriteOutcome::Written {
-                    version,
-                    device_epoch,
-                } => {
-                    let mut user = write.user;
-                    user.version = version;
-                    user.device_epoch = device_epoch;
-                    return Ok(user);
-                }
-                UserWriteOutcome::Exists => {
+            match self.store_user(account, write).await? {
+                Ok(user) => return Ok(user),
+                Err(UserWriteOutcome::Exists) => {
                     return Err(AccountError::Conflict(format!(
                         "user '{id}' already exists"
                     )))
                 }
-                UserWriteOutcome::TooManyUsers { max } => {
+                Err(UserWriteOutcome::TooManyUsers { max }) => {
                     return Err(LimitReached {
                         limit: Limit::Users,
                         max,
                     }
                     .into())
                 }
-                UserWriteOutcome::Stale => continue,
-                UserWriteOutcome::NotFound => return Err(too_busy()),
+                Err(UserWriteOutcome::Stale) => continue,
+                Err(UserWriteOutcome::NotFound | UserWriteOutcome::Written { .. }) => {
+                    return Err(too_busy())
+                }
             }
         }
         Err(too_busy())
@@ -310,10 +304,30 @@ impl AccountService {
             audit,
             max_users: self.tenants.limits(account).users,
         };
+        match self.store_user(account, write).await? {
+            Ok(user) => Ok(Some(user)),
+            Err(UserWriteOutcome::Stale) => Ok(None),
+            Err(UserWriteOutcome::NotFound) => {
+                Err(AccountError::NotFound("no such user in this account"))
+            }
+            Err(_) => Err(too_busy()),
+        }
+    }
+
+    /// Writes `write`: the user as stored (with its new version and device epoch), or the
+    /// outcome that kept it from being written. A change (not a creation) drops the cached
+    /// user, whatever the outcome.
+    async fn store_user(
+        &self,
+        account: &AccountId,
+        write: UserWrite,
+    ) -> Result<Result<User, UserWriteOutcome>, AccountError> {
         let outcome = self.directory.write_user(account, &write).await?;
-        self.cache
-            .invalidate(&Invalidation::User(account.clone(), write.user.id.clone()));
-        match outcome {
+        if !write.create {
+            self.cache
+                .invalidate(&Invalidation::User(account.clone(), write.user.id.clone()));
+        }
+        Ok(match outcome {
             UserWriteOutcome::Written {
                 version,
                 device_epoch,
@@ -321,14 +335,10 @@ impl AccountService {
                 let mut user = write.user;
                 user.version = version;
                 user.device_epoch = device_epoch;
-                Ok(Some(user))
+                Ok(user)
             }
-            UserWriteOutcome::Stale => Ok(None),
-            UserWriteOutcome::NotFound => {
-                Err(AccountError::NotFound("no such user in this account"))
-            }
-            UserWriteOutcome::Exists | UserWriteOutcome::TooManyUsers { .. } => Err(too_busy()),
-        }
+            other => Err(other),
+        })
     }
 }
 

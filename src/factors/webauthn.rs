@@ -65,6 +65,25 @@ fn b64(input: &str, field: &str) -> Result<Vec<u8>, FactorError> {
         .map_err(|_| FactorError::Invalid(format!("{field} must be base64url")))
 }
 
+/// A required binary member of a credential's response: `{owner}.response.{field}`, in
+/// base64url.
+fn b64_member(input: Option<&str>, owner: &str, field: &str) -> Result<Vec<u8>, FactorError> {
+    let input = input
+        .ok_or_else(|| FactorError::Invalid(format!("{owner}.response.{field} is missing")))?;
+    b64(input, field)
+}
+
+/// The credentials as `PublicKeyCredentialDescriptor`s (to exclude at registration, or to
+/// allow at authentication).
+fn descriptors(credentials: &[(String, KeyCredential)]) -> Vec<Value> {
+    credentials
+        .iter()
+        .map(|(_, credential)| {
+            json!({"type": "public-key", "id": BASE64URL_NOPAD.encode(&credential.credential_id)})
+        })
+        .collect()
+}
+
 impl FactorService {
     /// Opens a registration ceremony: creation options with a fresh 32-byte challenge, whose
     /// state the store keeps for `ceremony_ttl` and gives back once.
@@ -77,25 +96,10 @@ impl FactorService {
         let user = self.accounts.user(&account.id, user_id).await?;
         self.accounts.factor_room(&account.id, &user)?;
         let id = factor_id(&self.rng)?;
-        let challenge = random_bytes::<32>(&self.rng)?;
-        let ttl = self.settings.ceremony_ttl.as_millis() as u64;
-        let state = serde_json::to_string(&CeremonyState {
-            kind: "register".into(),
-            factor: Some(id.clone()),
-            expires_ms: self.clock.now_ms() + ttl,
-        })
-        .map_err(|_| FactorError::Random)?;
-        self.store
-            .put_ceremony(&account.id, user_id, &challenge, &state, ttl)
+        let (challenge, ttl) = self
+            .open_ceremony(&account.id, user_id, "register", Some(id.clone()))
             .await?;
-        let exclude: Vec<Value> = self
-            .credentials(&account.id, &user)
-            .await?
-            .iter()
-            .map(|(_, credential)| {
-                json!({"type": "public-key", "id": BASE64URL_NOPAD.encode(&credential.credential_id)})
-            })
-            .collect();
+        let exclude = descriptors(&self.credentials(&account.id, &user).await?);
         let rp = &self.settings.relying_party;
         let handle = digest(
             &SHA256,
@@ -141,14 +145,9 @@ impl FactorService {
     ) -> Result<Result<Confirmed, &'static str>, FactorError> {
         let user = self.accounts.user(account, user_id).await?;
         let client_data = b64(&credential.response.client_data_json, "clientDataJSON")?;
-        let attestation = b64(
-            credential
-                .response
-                .attestation_object
-                .as_deref()
-                .ok_or_else(|| {
-                    FactorError::Invalid("credential.response.attestationObject is missing".into())
-                })?,
+        let attestation = b64_member(
+            credential.response.attestation_object.as_deref(),
+            "credential",
             "attestationObject",
         )?;
         let refuse = |reason: &'static str| {
@@ -221,24 +220,11 @@ impl FactorService {
         if credentials.is_empty() {
             return Err(FactorError::NotFound("this user has no security key"));
         }
-        let challenge = random_bytes::<32>(&self.rng)?;
-        let ttl = self.settings.ceremony_ttl.as_millis() as u64;
-        let state = serde_json::to_string(&CeremonyState {
-            kind: "authenticate".into(),
-            factor: None,
-            expires_ms: self.clock.now_ms() + ttl,
-        })
-        .map_err(|_| FactorError::Random)?;
-        self.store
-            .put_ceremony(account, user_id, &challenge, &state, ttl)
+        let (challenge, ttl) = self
+            .open_ceremony(account, user_id, "authenticate", None)
             .await?;
         let rp = &self.settings.relying_party;
-        let allow: Vec<Value> = credentials
-            .iter()
-            .map(|(_, credential)| {
-                json!({"type": "public-key", "id": BASE64URL_NOPAD.encode(&credential.credential_id)})
-            })
-            .collect();
+        let allow = descriptors(&credentials);
         Ok((
             json!({
                 "challenge": BASE64URL_NOPAD.encode(&challenge),
@@ -263,20 +249,14 @@ impl FactorService {
         self.allowed(account, FactorType::Webauthn).await?;
         let user = self.accounts.user(account, user_id).await?;
         let client_data = b64(&assertion.response.client_data_json, "clientDataJSON")?;
-        let authenticator_data = b64(
-            assertion
-                .response
-                .authenticator_data
-                .as_deref()
-                .ok_or_else(|| {
-                    FactorError::Invalid("assertion.response.authenticatorData is missing".into())
-                })?,
+        let authenticator_data = b64_member(
+            assertion.response.authenticator_data.as_deref(),
+            "assertion",
             "authenticatorData",
         )?;
-        let signature = b64(
-            assertion.response.signature.as_deref().ok_or_else(|| {
-                FactorError::Invalid("assertion.response.signature is missing".into())
-            })?,
+        let signature = b64_member(
+            assertion.response.signature.as_deref(),
+            "assertion",
             "signature",
         )?;
         let credential_id = b64(&assertion.id, "assertion.id")?;
@@ -347,6 +327,30 @@ impl FactorService {
         result.valid = true;
         result.passed = Some(self.pass(account, user_id, "webauthn", &id).await?);
         Ok(result)
+    }
+
+    /// Opens a ceremony of `kind` (`register`, for `factor`, or `authenticate`): a fresh 32-byte
+    /// challenge whose state the store keeps for `ceremony_ttl` and gives back once. The
+    /// challenge and the ttl in milliseconds.
+    async fn open_ceremony(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        kind: &str,
+        factor: Option<String>,
+    ) -> Result<([u8; 32], u64), FactorError> {
+        let challenge = random_bytes::<32>(&self.rng)?;
+        let ttl = self.settings.ceremony_ttl.as_millis() as u64;
+        let state = serde_json::to_string(&CeremonyState {
+            kind: kind.into(),
+            factor,
+            expires_ms: self.clock.now_ms() + ttl,
+        })
+        .map_err(|_| FactorError::Random)?;
+        self.store
+            .put_ceremony(account, user, &challenge, &state, ttl)
+            .await?;
+        Ok((challenge, ttl))
     }
 
     /// The user's listed security keys with their records.

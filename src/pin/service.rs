@@ -340,22 +340,9 @@ impl PinService {
             } => {
                 if !self.verify(pin, pin_hash).await? {
                     refused("mismatch").await?;
-                    if attempt >= limits.max_failures {
-                        self.metrics.pin_locked();
-                        tracing::warn!(account = %holder, number = %held, "phone number locked after {attempt} wrong PINs");
-                        self.audit(
-                            holder,
-                            Who::another_account(),
-                            action::LOCKED,
-                            held,
-                            json!({"consecutive_failures": attempt}),
-                        )
-                        .await?;
-                    }
-                    return Err(PinError::Mismatch {
-                        attempts_left: limits.max_failures.saturating_sub(attempt),
-                        retry_after_ms: limits.wait_after(attempt).as_millis() as u64,
-                    });
+                    return Err(self
+                        .wrong_pin(holder, Who::another_account(), held, attempt)
+                        .await?);
                 }
                 "holder_pin"
             }
@@ -396,7 +383,7 @@ impl PinService {
             MANAGE,
             "only owner, admin and partner keys manage phone numbers",
         )?;
-        self.store.get(account, id).await?.ok_or(PinError::NotFound)
+        self.record(account, id).await
     }
 
     /// Sets or changes the PIN (turning two-step on if it was off). On a locked number only the
@@ -415,13 +402,7 @@ impl PinService {
             MANAGE,
             "only owner, admin and partner keys set two-step PINs",
         )?;
-        let current = self
-            .store
-            .get(account, id)
-            .await?
-            .ok_or(PinError::NotFound)?;
-        pin.check_against_number(&current.e164)
-            .map_err(PinError::BadPin)?;
+        let current = self.checked_against(account, id, pin).await?;
         if current.locked(&self.settings.limits) && !OWNERS.contains(&role) {
             return Err(PinError::Locked);
         }
@@ -519,31 +500,10 @@ impl PinService {
                         return Ok(Registered::PinMatched);
                     }
                     self.metrics.pin_checked("mismatch");
-                    if attempt >= limits.max_failures {
-                        self.metrics.pin_locked();
-                        tracing::warn!(account = %account, number = %id, "phone number locked after {attempt} wrong PINs");
-                        self.audit(
-                            account,
-                            who,
-                            action::LOCKED,
-                            id,
-                            json!({"consecutive_failures": attempt}),
-                        )
-                        .await?;
-                    }
-                    return Err(PinError::Mismatch {
-                        attempts_left: limits.max_failures.saturating_sub(attempt),
-                        retry_after_ms: limits.wait_after(attempt).as_millis() as u64,
-                    });
+                    return Err(self.wrong_pin(account, who, id, attempt).await?);
                 }
                 Reservation::Disabled => {
-                    let current = self
-                        .store
-                        .get(account, id)
-                        .await?
-                        .ok_or(PinError::NotFound)?;
-                    pin.check_against_number(&current.e164)
-                        .map_err(PinError::BadPin)?;
+                    self.checked_against(account, id, pin).await?;
                     let pin_hash = self.hash(pin).await?;
                     match self
                         .store
@@ -581,6 +541,56 @@ impl PinService {
         Err(PinError::Changed)
     }
 
+    /// A wrong PIN, counted by the store as `attempt`: at the last allowed failure the number
+    /// locks (metric, log and audit on the number's account). The answer says how many tries
+    /// are left and how long to wait; an error only when the audit cannot be written.
+    async fn wrong_pin(
+        &self,
+        account: &AccountId,
+        who: Who,
+        id: &PhoneNumberId,
+        attempt: u32,
+    ) -> Result<PinError, PinError> {
+        let limits = self.settings.limits;
+        if attempt >= limits.max_failures {
+            self.metrics.pin_locked();
+            tracing::warn!(account = %account, number = %id, "phone number locked after {attempt} wrong PINs");
+            self.audit(
+                account,
+                who,
+                action::LOCKED,
+                id,
+                json!({"consecutive_failures": attempt}),
+            )
+            .await?;
+        }
+        Ok(PinError::Mismatch {
+            attempts_left: limits.max_failures.saturating_sub(attempt),
+            retry_after_ms: limits.wait_after(attempt).as_millis() as u64,
+        })
+    }
+
+    async fn record(
+        &self,
+        account: &AccountId,
+        id: &PhoneNumberId,
+    ) -> Result<NumberRecord, PinError> {
+        self.store.get(account, id).await?.ok_or(PinError::NotFound)
+    }
+
+    /// The number's record, once `pin` is checked against it (a PIN may not spell the number).
+    async fn checked_against(
+        &self,
+        account: &AccountId,
+        id: &PhoneNumberId,
+        pin: &Pin,
+    ) -> Result<NumberRecord, PinError> {
+        let current = self.record(account, id).await?;
+        pin.check_against_number(&current.e164)
+            .map_err(PinError::BadPin)?;
+        Ok(current)
+    }
+
     /// The support command's disable, on the owner's behalf: audited before it happens (a
     /// failed audit write changes nothing), then the same effect as a disable link.
     pub async fn support_disable(
@@ -590,11 +600,7 @@ impl PinService {
         operator: &str,
         reason: &str,
     ) -> Result<String, PinError> {
-        let current = self
-            .store
-            .get(account, id)
-            .await?
-            .ok_or(PinError::NotFound)?;
+        let current = self.record(account, id).await?;
         if !current.two_step {
             return Err(PinError::AlreadyDisabled);
         }
