@@ -181,22 +181,21 @@ impl PinService {
     /// Hashes on the blocking pool: argon2id takes milliseconds of CPU and would stall the
     /// async workers.
     pub(super) async fn hash(&self, pin: &Pin) -> Result<String, PinError> {
-        let hasher = self.hasher.clone();
-        let pin = pin.clone();
-        let _permit =
-            self.hashing.acquire().await.map_err(|_| {
-                PinError::Hash(HashError::Argon2("the hashing gate is closed".into()))
-            })?;
-        let started = Instant::now();
-        let hashed = tokio::task::spawn_blocking(move || hasher.hash(&pin))
+        self.on_hashing_pool(pin, |hasher, pin| hasher.hash(pin))
             .await
-            .map_err(|_| PinError::Hash(HashError::Argon2("the hashing task died".into())))?
-            .map_err(PinError::Hash);
-        self.metrics.pin_hash_time(started.elapsed());
-        hashed
     }
 
     async fn verify(&self, pin: &Pin, stored: String) -> Result<bool, PinError> {
+        self.on_hashing_pool(pin, move |hasher, pin| hasher.verify(pin, &stored))
+            .await
+    }
+
+    /// Runs `work` on the blocking pool once the hashing gate lets it in, timing it.
+    async fn on_hashing_pool<T: Send + 'static>(
+        &self,
+        pin: &Pin,
+        work: impl FnOnce(&PinHasher, &Pin) -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, PinError> {
         let hasher = self.hasher.clone();
         let pin = pin.clone();
         let _permit =
@@ -204,12 +203,12 @@ impl PinService {
                 PinError::Hash(HashError::Argon2("the hashing gate is closed".into()))
             })?;
         let started = Instant::now();
-        let verified = tokio::task::spawn_blocking(move || hasher.verify(&pin, &stored))
+        let done = tokio::task::spawn_blocking(move || work(&hasher, &pin))
             .await
             .map_err(|_| PinError::Hash(HashError::Argon2("the hashing task died".into())))?
             .map_err(PinError::Hash);
         self.metrics.pin_hash_time(started.elapsed());
-        verified
+        done
     }
 
     fn allowed(role: Role, roles: &[Role], what: &'static str) -> Result<(), PinError> {
@@ -254,9 +253,7 @@ impl PinService {
                     account: holder,
                     id: held,
                 } => {
-                    return self
-                        .claim(account, who, number, pin, new, &holder, &held)
-                        .await;
+                    return self.claim(who, number, pin, new, &holder, &held).await;
                 }
             }
         };
@@ -284,11 +281,9 @@ impl PinService {
     /// (checked and counted on the holder's record, so the holder's wrong-PIN limits and lock
     /// apply), or when its two-step is off (its owner or an admin disabled it by the e-mailed
     /// link), then with the claimant's PIN. Both accounts audit every attempt; the claimant's
-    /// answers never name the holder or its id.
-    #[allow(clippy::too_many_arguments)]
+    /// answers never name the holder or its id. The claimant is `new.account`.
     async fn claim(
         &self,
-        account: &AccountId,
         who: Who,
         number: &PhoneNumber,
         pin: &Pin,
@@ -296,6 +291,7 @@ impl PinService {
         holder: &AccountId,
         held: &PhoneNumberId,
     ) -> Result<NumberRecord, PinError> {
+        let account = &new.account;
         let limits = self.settings.limits;
         let refused = |reason: &'static str| {
             let who = who.clone();
