@@ -41,13 +41,8 @@ impl AccountService {
     pub(crate) async fn cached_policy(&self, account: &AccountId) -> Result<Policy, StoreError> {
         let now = self.clock.now_ms();
         let ticket = self.cache.ticket();
-        match self.cache.policy(account, now) {
-            Lookup::Hit(policy) => {
-                self.metrics.lookup(CacheKind::Policy, LookupResult::Hit);
-                return Ok(policy);
-            }
-            Lookup::Miss => self.metrics.lookup(CacheKind::Policy, LookupResult::Miss),
-            Lookup::Bypass => self.metrics.lookup(CacheKind::Policy, LookupResult::Bypass),
+        if let Some(policy) = self.counted(CacheKind::Policy, self.cache.policy(account, now)) {
+            return Ok(policy);
         }
         let policy = self.directory.policy(account).await?;
         self.cache.put_policy(ticket, account, policy, now);
@@ -61,13 +56,8 @@ impl AccountService {
     ) -> Result<Option<User>, StoreError> {
         let now = self.clock.now_ms();
         let ticket = self.cache.ticket();
-        match self.cache.user(account, id, now) {
-            Lookup::Hit(user) => {
-                self.metrics.lookup(CacheKind::User, LookupResult::Hit);
-                return Ok(Some(user));
-            }
-            Lookup::Miss => self.metrics.lookup(CacheKind::User, LookupResult::Miss),
-            Lookup::Bypass => self.metrics.lookup(CacheKind::User, LookupResult::Bypass),
+        if let Some(user) = self.counted(CacheKind::User, self.cache.user(account, id, now)) {
+            return Ok(Some(user));
         }
         let user = self.directory.user(account, id).await?;
         if let Some(user) = &user {
@@ -83,15 +73,14 @@ impl AccountService {
     ) -> Result<Option<DeviceRecord>, StoreError> {
         let now = self.clock.now_ms();
         let ticket = self.cache.ticket();
-        match self.cache.device(digest, now) {
-            Lookup::Hit((owner, record)) if owner == *account => {
-                self.metrics.lookup(CacheKind::Device, LookupResult::Hit);
-                return Ok(Some(record));
-            }
-            Lookup::Hit(_) | Lookup::Miss => {
-                self.metrics.lookup(CacheKind::Device, LookupResult::Miss)
-            }
-            Lookup::Bypass => self.metrics.lookup(CacheKind::Device, LookupResult::Bypass),
+        // A digest cached for another account is a miss for this one.
+        let lookup = match self.cache.device(digest, now) {
+            Lookup::Hit((owner, record)) if owner == *account => Lookup::Hit(record),
+            Lookup::Hit(_) | Lookup::Miss => Lookup::Miss,
+            Lookup::Bypass => Lookup::Bypass,
+        };
+        if let Some(record) = self.counted(CacheKind::Device, lookup) {
+            return Ok(Some(record));
         }
         let record = self.directory.device(account, digest).await?;
         if let Some(record) = &record {
@@ -99,5 +88,16 @@ impl AccountService {
                 .put_device(ticket, *digest, account, record.clone(), now);
         }
         Ok(record)
+    }
+
+    /// A cache lookup, counted as a hit, a miss or a bypass; the value on a hit.
+    fn counted<V>(&self, kind: CacheKind, lookup: Lookup<V>) -> Option<V> {
+        let (result, value) = match lookup {
+            Lookup::Hit(value) => (LookupResult::Hit, Some(value)),
+            Lookup::Miss => (LookupResult::Miss, None),
+            Lookup::Bypass => (LookupResult::Bypass, None),
+        };
+        self.metrics.lookup(kind, result);
+        value
     }
 }

@@ -5,6 +5,13 @@
 //! changed through `AccountService` (audited, revoking devices on removal); the factor's own
 //! material (sealed TOTP secret and last used step, credential key and counter) lives in the
 //! `FactorStore`. A challenge needs both: the factor listed on the user, and its record active.
+//!
+//! - `mod.rs` (this file): `FactorService`, its errors and results, and the steps every flow
+//!   shares (the policy check, activation, passed challenges, removal, the audit trail).
+//! - `totp.rs`, `webauthn.rs`, `recovery.rs`: one flow each, as `impl FactorService` blocks;
+//!   beneath each, its primitives (`totp/rfc6238.rs`, `webauthn/checks.rs`, `recovery/codes.rs`).
+//! - `proof.rs`: a device-trust request's ids resolved into a `trust::devices::Proof`.
+//! - `crypto.rs`: sealing TOTP secrets; `store.rs`: the `FactorStore` port (`memory.rs`, `redis.rs`).
 
 pub mod crypto;
 pub mod memory;
