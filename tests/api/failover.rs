@@ -73,6 +73,7 @@ async fn failovers(kind: Failover) {
         let load = Load::start(instances.clone(), numbers.clone(), arrivals.clone());
         tokio::time::sleep(Duration::from_millis(1500)).await;
 
+        let rebuilds_before = rebuilds(&instances).await;
         let failed_at = Instant::now();
         match kind {
             Failover::Kill => tokio::task::block_in_place(|| cluster.node(master).kill()),
@@ -121,6 +122,7 @@ async fn failovers(kind: Failover) {
             }
         }
         let served_after = promoted_at.elapsed();
+        let rebuilt = rebuilds(&instances).await - rebuilds_before;
 
         tokio::time::sleep(Duration::from_millis(1000)).await;
         let flows = load.stop().await;
@@ -143,6 +145,7 @@ async fn failovers(kind: Failover) {
         let mut figures = Figures {
             promoted_after: promoted_at.duration_since(failed_at),
             served_after,
+            rebuilt,
             accepted: accepted.len(),
             unavailable: serving_refusals
                 + flows
@@ -275,6 +278,8 @@ async fn failovers(kind: Failover) {
 struct Figures {
     promoted_after: Duration,
     served_after: Duration,
+    /// Store clients the supervisors replaced (stuck in a topology refresh) on both instances.
+    rebuilt: u64,
     accepted: usize,
     /// 503 answers seen by the load and by the serving probes.
     unavailable: u64,
@@ -290,11 +295,12 @@ impl std::fmt::Display for Figures {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "promoted {} ms after the failure; every instance served {} ms after the promotion; \
-             {} sends accepted; {} answers 503; healthy shards: {} messages delayed past the bound \
+            "promoted {} ms after the failure; every instance served {} ms after the promotion \
+             ({} store clients replaced); {} sends accepted; {} answers 503; healthy shards: {} messages delayed past the bound \
              (longest wait {} ms); failed shard: longest wait {} ms; {} duplicated; {} lost",
             self.promoted_after.as_millis(),
             self.served_after.as_millis(),
+            self.rebuilt,
             self.accepted,
             self.unavailable,
             self.healthy_delayed,
@@ -304,6 +310,21 @@ impl std::fmt::Display for Figures {
             self.lost.len()
         )
     }
+}
+
+/// Store clients replaced so far by both instances' supervisors.
+async fn rebuilds(instances: &[TestApp; 2]) -> u64 {
+    let mut total = 0;
+    for instance in instances {
+        total += instance
+            .metrics()
+            .await
+            .lines()
+            .filter(|line| line.starts_with("otpgate_store_client_rebuilds_total"))
+            .filter_map(|line| line.split_whitespace().last()?.parse::<f64>().ok())
+            .sum::<f64>() as u64;
+    }
+    total
 }
 
 /// Three of each in the suite; `loadtest/failover` asks for more through the environment.
