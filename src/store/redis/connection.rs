@@ -15,7 +15,8 @@
 //! The same loop records, per shard, how long its master has been unreachable (readiness) and
 //! how long the client has been silent while nodes answer (liveness), and every call's outcome
 //! feeds an epoch that moves on each reconnect after an outage, which in-process caches of store
-//! data compare.
+//! data compare. The topology it reads also routes the outbox's calls, which bypass the cluster
+//! client and go straight to each shard's master (`connection/masters.rs`).
 
 mod masters;
 mod nodes;

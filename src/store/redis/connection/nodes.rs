@@ -30,8 +30,8 @@ impl Dialer {
         Self {
             template: settings
                 .urls
-                .first()
-                .and_then(|url| url.as_str().into_connection_info().ok()),
+                .iter()
+                .find_map(|url| url.as_str().into_connection_info().ok()),
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(settings.connect_timeout))
                 .set_response_timeout(Some(settings.response_timeout)),
