@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod backoff;
 pub mod cache;
 pub mod clock;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod mail;
 pub mod metrics;
 pub mod phone;
 pub mod pin;
+pub mod redis;
 pub mod store;
 pub mod trust;
 pub mod verify;

@@ -1,7 +1,8 @@
 //! The Redis directory: one Lua script per multi-key step, on the gateway's own connection.
 //!
-//! Every key of one account carries the hash tag `{a:<account>}`, so each script touches one
-//! slot and runs unchanged on a Redis Cluster. Scripts publish their invalidation themselves,
+//! Every key of one account carries the hash tag `{a:<account>}` (key names from `KeySpace`),
+//! so each script touches one slot and runs unchanged on a Redis Cluster. The scripts are
+//! `src/redis/scripts/directory_*.lua`. Scripts publish their invalidation themselves,
 //! so a committed change and its invalidation cannot be separated by a crash.
 //!
 //! | key (`P:{a:<account>}:` + …) | type | holds |
@@ -29,157 +30,16 @@ use crate::account::user::{Override, SetBy, User, UserId, UserRole};
 use crate::account::{hex, AccountId};
 use crate::audit::{AuditEntry, Who};
 use crate::phone::PhoneNumber;
+use crate::redis::script::{corrupt, lua, query, run, words, Failure};
+use crate::redis::KeySpace;
 use crate::store::redis::Connection;
 use crate::store::StoreError;
 use crate::trust::cache::Invalidation;
 use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
 
-/// Seven arguments per audit entry, from ARGV[i].
-const LUA_AUDIT: &str = r#"
-local function audit(key, cap, i)
-  redis.call('XADD', key, 'MAXLEN', cap, '*', 'at', ARGV[i], 'k', ARGV[i+1], 'r', ARGV[i+2],
-    'u', ARGV[i+3], 'a', ARGV[i+4], 't', ARGV[i+5], 'd', ARGV[i+6])
-end
-local function digest_of(value) return string.match(value, '^([^:]+)') end
-"#;
-
-/// KEYS: policy, users without phone, audit.
-/// ARGV: expected version, r, c, f, t, sms active, listed, cap, channel, message, audit (7).
-const LUA_WRITE_POLICY: &str = r#"
-local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-if v ~= tonumber(ARGV[1]) then return {'stale'} end
-if ARGV[6] == '1' then
-  local count = redis.call('SCARD', KEYS[2])
-  if count > 0 then
-    local ids = redis.call('SMEMBERS', KEYS[2])
-    table.sort(ids)
-    local out = {'missing', tostring(count)}
-    for i = 1, math.min(#ids, tonumber(ARGV[7])) do out[#out + 1] = ids[i] end
-    return out
-  end
-end
-redis.call('HSET', KEYS[1], 'r', ARGV[2], 'c', ARGV[3], 'f', ARGV[4], 't', ARGV[5], 'v', v + 1)
-audit(KEYS[3], ARGV[8], 11)
-redis.call('PUBLISH', ARGV[9], ARGV[10])
-return {'ok', tostring(v + 1)}
-"#;
-
-/// KEYS: user, policy, users, users without phone, audit, user's devices, account's devices.
-/// ARGV: create, expected user version, expected policy version, id, role, phone, override,
-/// set by, factors, created, updated, revoke, cap, channel, message, audit count, base,
-/// max users, audits (7 each) from 19.
-const LUA_WRITE_USER: &str = r#"
-local pv = tonumber(redis.call('HGET', KEYS[2], 'v') or '0')
-if pv ~= tonumber(ARGV[3]) then return {'stale'} end
-local exists = redis.call('EXISTS', KEYS[1]) == 1
-local uv = 0
-if ARGV[1] == '1' then
-  if exists then return {'exists'} end
-  if redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[18]) then return {'too_many_users'} end
-else
-  if not exists then return {'not_found'} end
-  uv = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
-  if uv ~= tonumber(ARGV[2]) then return {'stale'} end
-end
-local ep = tonumber(redis.call('HGET', KEYS[1], 'ep') or '0')
-if ARGV[12] == '1' then
-  ep = ep + 1
-  for _, value in ipairs(redis.call('HVALS', KEYS[6])) do
-    local digest = digest_of(value)
-    if digest then
-      redis.call('DEL', ARGV[17] .. 'd:' .. digest)
-      redis.call('ZREM', KEYS[7], digest)
-    end
-  end
-  redis.call('DEL', KEYS[6])
-end
-redis.call('HSET', KEYS[1], 'ro', ARGV[5], 'ph', ARGV[6], 'ov', ARGV[7], 'ob', ARGV[8],
-  'fa', ARGV[9], 'cr', ARGV[10], 'up', ARGV[11], 'v', uv + 1, 'ep', ep)
-redis.call('SADD', KEYS[3], ARGV[4])
-if ARGV[6] == '' then redis.call('SADD', KEYS[4], ARGV[4]) else redis.call('SREM', KEYS[4], ARGV[4]) end
-for n = 0, tonumber(ARGV[16]) - 1 do audit(KEYS[5], ARGV[13], 19 + n * 7) end
-redis.call('PUBLISH', ARGV[14], ARGV[15])
-return {'ok', tostring(uv + 1), tostring(ep)}
-"#;
-
-/// KEYS: user, device record, user's devices, proof, audit, account's devices.
-/// ARGV: device id, user id, created (now), expires, digest hex, proof ttl, max devices, base,
-/// cap, channel, audit (7), max devices of the account (18).
-const LUA_TRUST: &str = r#"
-local ep = redis.call('HGET', KEYS[1], 'ep')
-if not ep then return {'no_user'} end
-if redis.call('EXISTS', KEYS[4]) == 1 then return {'proof_used'} end
-redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', ARGV[3])
-if redis.call('ZCARD', KEYS[6]) >= tonumber(ARGV[18]) then return {'too_many_devices'} end
-redis.call('SET', KEYS[4], '1', 'PX', ARGV[6])
-local now, expires = tonumber(ARGV[3]), tonumber(ARGV[4])
-local list = redis.call('HGETALL', KEYS[3])
-local live = {}
-for i = 1, #list, 2 do
-  local digest, until_ms = string.match(list[i + 1], '^([^:]+):(%d+)$')
-  if (not until_ms) or tonumber(until_ms) <= now then
-    redis.call('HDEL', KEYS[3], list[i])
-    if digest then
-      redis.call('DEL', ARGV[8] .. 'd:' .. digest)
-      redis.call('ZREM', KEYS[6], digest)
-    end
-  else
-    live[#live + 1] = {list[i], digest, tonumber(until_ms)}
-  end
-end
-table.sort(live, function(a, b) return a[3] < b[3] end)
-for i = 1, #live - tonumber(ARGV[7]) + 1 do
-  redis.call('HDEL', KEYS[3], live[i][1])
-  redis.call('DEL', ARGV[8] .. 'd:' .. live[i][2])
-  redis.call('ZREM', KEYS[6], live[i][2])
-  redis.call('PUBLISH', ARGV[10], 'd|' .. live[i][2])
-end
-redis.call('HSET', KEYS[2], 'id', ARGV[1], 'u', ARGV[2], 'cr', ARGV[3], 'ex', ARGV[4], 'ep', ep)
-redis.call('PEXPIRE', KEYS[2], expires - now)
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[5] .. ':' .. ARGV[4])
-if redis.call('PTTL', KEYS[3]) < expires - now then redis.call('PEXPIRE', KEYS[3], expires - now) end
-redis.call('ZADD', KEYS[6], ARGV[4], ARGV[5])
-if redis.call('PTTL', KEYS[6]) < expires - now then redis.call('PEXPIRE', KEYS[6], expires - now) end
-audit(KEYS[5], ARGV[9], 11)
-return {'ok', ep}
-"#;
-
-/// KEYS: user's devices, audit, account's devices. ARGV: device id, base, cap, channel,
-/// audit (7).
-const LUA_REVOKE_ONE: &str = r#"
-local value = redis.call('HGET', KEYS[1], ARGV[1])
-if not value then return {'not_found'} end
-local digest = digest_of(value)
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('DEL', ARGV[2] .. 'd:' .. digest)
-redis.call('ZREM', KEYS[3], digest)
-audit(KEYS[2], ARGV[3], 5)
-redis.call('PUBLISH', ARGV[4], 'd|' .. digest)
-return {'ok', digest}
-"#;
-
-/// KEYS: user, user's devices, audit, account's devices. ARGV: base, cap, channel, message,
-/// audit (7).
-const LUA_REVOKE_ALL: &str = r#"
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'no_user'} end
-redis.call('HINCRBY', KEYS[1], 'ep', 1)
-local list = redis.call('HVALS', KEYS[2])
-for _, value in ipairs(list) do
-  local digest = digest_of(value)
-  if digest then
-    redis.call('DEL', ARGV[1] .. 'd:' .. digest)
-    redis.call('ZREM', KEYS[4], digest)
-  end
-end
-redis.call('DEL', KEYS[2])
-audit(KEYS[3], ARGV[2], 5)
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return {'ok', tostring(#list)}
-"#;
-
 pub struct RedisDirectory {
     connection: Connection,
-    prefix: String,
+    keys: KeySpace,
     audit_cap: usize,
     write_policy: Script,
     write_user: Script,
@@ -188,51 +48,131 @@ pub struct RedisDirectory {
     revoke_all: Script,
 }
 
-fn unavailable(error: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(error.to_string())
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
-}
-
 impl RedisDirectory {
     pub(crate) fn new(connection: Connection, prefix: &str, audit_cap: usize) -> Self {
-        let script = |body: &str| Script::new(&format!("{LUA_AUDIT}{body}"));
         Self {
             connection,
-            prefix: prefix.to_owned(),
+            keys: KeySpace::new(prefix),
             audit_cap: audit_cap.max(1),
-            write_policy: script(LUA_WRITE_POLICY),
-            write_user: script(LUA_WRITE_USER),
-            trust: script(LUA_TRUST),
-            revoke_one: script(LUA_REVOKE_ONE),
-            revoke_all: script(LUA_REVOKE_ALL),
+            write_policy: lua!("directory_write_policy"),
+            write_user: lua!("directory_write_user"),
+            trust: lua!("directory_trust"),
+            revoke_one: lua!("directory_revoke_one"),
+            revoke_all: lua!("directory_revoke_all"),
         }
     }
 
     /// The pub/sub channel every instance of this deployment (this prefix) listens on.
     pub fn channel(prefix: &str) -> String {
-        format!("{prefix}:invalidate")
+        KeySpace::new(prefix).invalidation_channel()
     }
 
-    fn base(&self, account: &AccountId) -> String {
-        format!("{}:{{a:{}}}:", self.prefix, account.as_str())
+    /// Runs a script: its one-string reply (see `crate::redis::script`).
+    async fn run(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<String, StoreError> {
+        run(&self.connection, invocation, Failure::Unavailable).await
     }
+}
 
-    fn key(&self, account: &AccountId, name: &str) -> String {
-        format!("{}{name}", self.base(account))
-    }
+/// The arguments of `directory_write_policy.lua`, in its ARGV order.
+struct PolicyArgs<'a> {
+    policy: &'a Policy,
+    audit_cap: usize,
+    channel: String,
+    invalidation: String,
+    audit: &'a AuditEntry,
+}
 
-    async fn run(
-        &self,
-        invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut connection = self.connection.clone();
+impl PolicyArgs<'_> {
+    fn append(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        let policy = self.policy;
         invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(unavailable)
+            .arg(policy.version)
+            .arg(flag(policy.require_2fa))
+            .arg(policy.channels.encode())
+            .arg(flag(policy.sms_fallback))
+            .arg(policy.trusted_device.as_str())
+            .arg(flag(policy.sms_active()))
+            .arg(MISSING_LISTED)
+            .arg(self.audit_cap)
+            .arg(&self.channel)
+            .arg(&self.invalidation);
+        audit_args(invocation, self.audit);
+    }
+}
+
+/// The arguments of `directory_write_user.lua`, in its ARGV order.
+struct UserArgs<'a> {
+    write: &'a UserWrite,
+    audit_cap: usize,
+    channel: String,
+    invalidation: String,
+    base: String,
+}
+
+impl UserArgs<'_> {
+    fn append(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        let write = self.write;
+        let user = &write.user;
+        let (over, set_by) = encode_override(&user.two_factor);
+        invocation
+            .arg(flag(write.create))
+            .arg(user.version)
+            .arg(write.policy_version)
+            .arg(user.id.as_str())
+            .arg(user.role.as_str())
+            .arg(user.phone.as_ref().map(PhoneNumber::e164).unwrap_or(""))
+            .arg(over)
+            .arg(set_by)
+            .arg(User::encode_factors(&user.factors))
+            .arg(user.created_ms)
+            .arg(user.updated_ms)
+            .arg(flag(write.revoke_devices))
+            .arg(self.audit_cap)
+            .arg(&self.channel)
+            .arg(&self.invalidation)
+            .arg(write.audit.len())
+            .arg(&self.base)
+            .arg(write.max_users);
+        for entry in &write.audit {
+            audit_args(invocation, entry);
+        }
+    }
+}
+
+/// The arguments of `directory_trust.lua`, in its ARGV order.
+struct TrustArgs<'a> {
+    new: &'a NewDevice,
+    digest: &'a str,
+    base: String,
+    audit_cap: usize,
+    channel: String,
+}
+
+impl TrustArgs<'_> {
+    fn append(&self, invocation: &mut redis::ScriptInvocation<'_>) {
+        let new = self.new;
+        let record = &new.record;
+        invocation
+            .arg(record.id.as_str())
+            .arg(record.user.as_str())
+            .arg(record.created_ms)
+            .arg(record.expires_ms)
+            .arg(self.digest)
+            .arg(new.proof_ttl_ms.max(1))
+            .arg(new.max_devices.max(1))
+            .arg(&self.base)
+            .arg(self.audit_cap)
+            .arg(&self.channel);
+        audit_args(invocation, &new.audit);
+        invocation.arg(new.max_account_devices);
+    }
+}
+
+fn flag(on: bool) -> &'static str {
+    if on {
+        "1"
+    } else {
+        "0"
     }
 }
 
@@ -317,19 +257,20 @@ fn parse_audit(id: String, fields: Vec<String>) -> Result<AuditEntry, StoreError
 #[async_trait]
 impl Directory for RedisDirectory {
     async fn policy(&self, account: &AccountId) -> Result<Policy, StoreError> {
-        let mut connection = self.connection.clone();
         let (require, channels, fallback, trust, version): (
             Option<String>,
             Option<String>,
             Option<String>,
             Option<String>,
             Option<u64>,
-        ) = redis::cmd("HMGET")
-            .arg(self.key(account, "pol"))
-            .arg(&["r", "c", "f", "t", "v"])
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
+        ) = query(
+            &self.connection,
+            redis::cmd("HMGET")
+                .arg(self.keys.policy(account))
+                .arg(&["r", "c", "f", "t", "v"]),
+            Failure::Unavailable,
+        )
+        .await?;
         let (Some(require), Some(channels), Some(fallback), Some(trust), Some(version)) =
             (require, channels, fallback, trust, version)
         else {
@@ -350,37 +291,34 @@ impl Directory for RedisDirectory {
         policy: &Policy,
         audit: &AuditEntry,
     ) -> Result<PolicyWrite, StoreError> {
-        let flag = |on: bool| if on { "1" } else { "0" };
         let mut invocation = self.write_policy.prepare_invoke();
         invocation
-            .key(self.key(account, "pol"))
-            .key(self.key(account, "nophone"))
-            .key(self.key(account, "audit"))
-            .arg(policy.version)
-            .arg(flag(policy.require_2fa))
-            .arg(policy.channels.encode())
-            .arg(flag(policy.sms_fallback))
-            .arg(policy.trusted_device.as_str())
-            .arg(flag(policy.sms_active()))
-            .arg(MISSING_LISTED)
-            .arg(self.audit_cap)
-            .arg(Self::channel(&self.prefix))
-            .arg(Invalidation::Policy(account.clone()).encode());
-        audit_args(&mut invocation, audit);
-        let reply = self.run(&invocation).await?;
-        match reply.first().map(String::as_str) {
+            .key(self.keys.policy(account))
+            .key(self.keys.users_without_phone(account))
+            .key(self.keys.audit(account));
+        PolicyArgs {
+            policy,
+            audit_cap: self.audit_cap,
+            channel: self.keys.invalidation_channel(),
+            invalidation: Invalidation::Policy(account.clone()).encode(),
+            audit,
+        }
+        .append(&mut invocation);
+        let text = self.run(&invocation).await?;
+        let reply = words(&text);
+        let number = |index: usize, what: &str| -> Result<u64, StoreError> {
+            reply
+                .get(index)
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| corrupt(what))
+        };
+        match reply.first().copied() {
             Some("ok") => Ok(PolicyWrite::Written {
-                version: reply
-                    .get(1)
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| corrupt("policy version"))?,
+                version: number(1, "policy version")?,
             }),
             Some("stale") => Ok(PolicyWrite::Stale),
             Some("missing") => Ok(PolicyWrite::MissingPhones {
-                count: reply
-                    .get(1)
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| corrupt("missing count"))?,
+                count: number(1, "missing count")? as usize,
                 users: reply[2..]
                     .iter()
                     .filter_map(|id| UserId::parse(id))
@@ -391,13 +329,14 @@ impl Directory for RedisDirectory {
     }
 
     async fn user(&self, account: &AccountId, user: &UserId) -> Result<Option<User>, StoreError> {
-        let mut connection = self.connection.clone();
-        let fields: Vec<Option<String>> = redis::cmd("HMGET")
-            .arg(self.key(account, &format!("u:{user}")))
-            .arg(&["ro", "ph", "ov", "ob", "fa", "cr", "up", "v", "ep"])
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
+        let fields: Vec<Option<String>> = query(
+            &self.connection,
+            redis::cmd("HMGET")
+                .arg(self.keys.user(account, user))
+                .arg(&["ro", "ph", "ov", "ob", "fa", "cr", "up", "v", "ep"]),
+            Failure::Unavailable,
+        )
+        .await?;
         parse_user(user, fields)
     }
 
@@ -407,45 +346,32 @@ impl Directory for RedisDirectory {
         write: &UserWrite,
     ) -> Result<UserWriteOutcome, StoreError> {
         let user = &write.user;
-        let (over, set_by) = encode_override(&user.two_factor);
         let mut invocation = self.write_user.prepare_invoke();
         invocation
-            .key(self.key(account, &format!("u:{}", user.id)))
-            .key(self.key(account, "pol"))
-            .key(self.key(account, "users"))
-            .key(self.key(account, "nophone"))
-            .key(self.key(account, "audit"))
-            .key(self.key(account, &format!("ud:{}", user.id)))
-            .key(self.key(account, "devs"))
-            .arg(if write.create { "1" } else { "0" })
-            .arg(user.version)
-            .arg(write.policy_version)
-            .arg(user.id.as_str())
-            .arg(user.role.as_str())
-            .arg(user.phone.as_ref().map(PhoneNumber::e164).unwrap_or(""))
-            .arg(over)
-            .arg(set_by)
-            .arg(User::encode_factors(&user.factors))
-            .arg(user.created_ms)
-            .arg(user.updated_ms)
-            .arg(if write.revoke_devices { "1" } else { "0" })
-            .arg(self.audit_cap)
-            .arg(Self::channel(&self.prefix))
-            .arg(Invalidation::User(account.clone(), user.id.clone()).encode())
-            .arg(write.audit.len())
-            .arg(self.base(account))
-            .arg(write.max_users);
-        for entry in &write.audit {
-            audit_args(&mut invocation, entry);
+            .key(self.keys.user(account, &user.id))
+            .key(self.keys.policy(account))
+            .key(self.keys.users(account))
+            .key(self.keys.users_without_phone(account))
+            .key(self.keys.audit(account))
+            .key(self.keys.user_devices(account, &user.id))
+            .key(self.keys.account_devices(account));
+        UserArgs {
+            write,
+            audit_cap: self.audit_cap,
+            channel: self.keys.invalidation_channel(),
+            invalidation: Invalidation::User(account.clone(), user.id.clone()).encode(),
+            base: self.keys.account_base(account),
         }
-        let reply = self.run(&invocation).await?;
+        .append(&mut invocation);
+        let text = self.run(&invocation).await?;
+        let reply = words(&text);
         let number = |index: usize| -> Result<u64, StoreError> {
             reply
                 .get(index)
                 .and_then(|v| v.parse().ok())
                 .ok_or_else(|| corrupt("user write reply"))
         };
-        match reply.first().map(String::as_str) {
+        match reply.first().copied() {
             Some("ok") => Ok(UserWriteOutcome::Written {
                 version: number(1)?,
                 device_epoch: number(2)?,
@@ -469,26 +395,23 @@ impl Directory for RedisDirectory {
         let digest = hex(&new.digest);
         let mut invocation = self.trust.prepare_invoke();
         invocation
-            .key(self.key(account, &format!("u:{}", record.user)))
-            .key(self.key(account, &format!("d:{digest}")))
-            .key(self.key(account, &format!("ud:{}", record.user)))
-            .key(self.key(account, &format!("pf:{}", new.proof)))
-            .key(self.key(account, "audit"))
-            .key(self.key(account, "devs"))
-            .arg(record.id.as_str())
-            .arg(record.user.as_str())
-            .arg(record.created_ms)
-            .arg(record.expires_ms)
-            .arg(&digest)
-            .arg(new.proof_ttl_ms.max(1))
-            .arg(new.max_devices.max(1))
-            .arg(self.base(account))
-            .arg(self.audit_cap)
-            .arg(Self::channel(&self.prefix));
-        audit_args(&mut invocation, &new.audit);
-        invocation.arg(new.max_account_devices);
-        let reply = self.run(&invocation).await?;
-        match reply.first().map(String::as_str) {
+            .key(self.keys.user(account, &record.user))
+            .key(self.keys.device(account, &new.digest))
+            .key(self.keys.user_devices(account, &record.user))
+            .key(self.keys.spent_proof(account, &new.proof))
+            .key(self.keys.audit(account))
+            .key(self.keys.account_devices(account));
+        TrustArgs {
+            new,
+            digest: &digest,
+            base: self.keys.account_base(account),
+            audit_cap: self.audit_cap,
+            channel: self.keys.invalidation_channel(),
+        }
+        .append(&mut invocation);
+        let text = self.run(&invocation).await?;
+        let reply = words(&text);
+        match reply.first().copied() {
             Some("too_many_devices") => Ok(TrustOutcome::TooManyDevices {
                 max: new.max_account_devices,
             }),
@@ -509,19 +432,20 @@ impl Directory for RedisDirectory {
         account: &AccountId,
         digest: &DeviceDigest,
     ) -> Result<Option<DeviceRecord>, StoreError> {
-        let mut connection = self.connection.clone();
         let (id, user, created, expires, epoch): (
             Option<String>,
             Option<String>,
             Option<u64>,
             Option<u64>,
             Option<u64>,
-        ) = redis::cmd("HMGET")
-            .arg(self.key(account, &format!("d:{}", hex(digest))))
-            .arg(&["id", "u", "cr", "ex", "ep"])
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
+        ) = query(
+            &self.connection,
+            redis::cmd("HMGET")
+                .arg(self.keys.device(account, digest))
+                .arg(&["id", "u", "cr", "ex", "ep"]),
+            Failure::Unavailable,
+        )
+        .await?;
         let (Some(id), Some(user), Some(created_ms), Some(expires_ms), Some(epoch)) =
             (id, user, created, expires, epoch)
         else {
@@ -545,16 +469,17 @@ impl Directory for RedisDirectory {
     ) -> Result<Option<DeviceDigest>, StoreError> {
         let mut invocation = self.revoke_one.prepare_invoke();
         invocation
-            .key(self.key(account, &format!("ud:{user}")))
-            .key(self.key(account, "audit"))
-            .key(self.key(account, "devs"))
+            .key(self.keys.user_devices(account, user))
+            .key(self.keys.audit(account))
+            .key(self.keys.account_devices(account))
             .arg(device.as_str())
-            .arg(self.base(account))
+            .arg(self.keys.account_base(account))
             .arg(self.audit_cap)
-            .arg(Self::channel(&self.prefix));
+            .arg(self.keys.invalidation_channel());
         audit_args(&mut invocation, audit);
-        let reply = self.run(&invocation).await?;
-        match reply.first().map(String::as_str) {
+        let text = self.run(&invocation).await?;
+        let reply = words(&text);
+        match reply.first().copied() {
             Some("ok") => {
                 let bytes = reply
                     .get(1)
@@ -577,17 +502,18 @@ impl Directory for RedisDirectory {
     ) -> Result<Option<u64>, StoreError> {
         let mut invocation = self.revoke_all.prepare_invoke();
         invocation
-            .key(self.key(account, &format!("u:{user}")))
-            .key(self.key(account, &format!("ud:{user}")))
-            .key(self.key(account, "audit"))
-            .key(self.key(account, "devs"))
-            .arg(self.base(account))
+            .key(self.keys.user(account, user))
+            .key(self.keys.user_devices(account, user))
+            .key(self.keys.audit(account))
+            .key(self.keys.account_devices(account))
+            .arg(self.keys.account_base(account))
             .arg(self.audit_cap)
-            .arg(Self::channel(&self.prefix))
+            .arg(self.keys.invalidation_channel())
             .arg(Invalidation::User(account.clone(), user.clone()).encode());
         audit_args(&mut invocation, audit);
-        let reply = self.run(&invocation).await?;
-        match reply.first().map(String::as_str) {
+        let text = self.run(&invocation).await?;
+        let reply = words(&text);
+        match reply.first().copied() {
             Some("ok") => Ok(Some(
                 reply
                     .get(1)
@@ -604,24 +530,25 @@ impl Directory for RedisDirectory {
         account: &AccountId,
         entry: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
-        redis::cmd("XADD")
-            .arg(self.key(account, "audit"))
-            .arg("MAXLEN")
-            .arg(self.audit_cap)
-            .arg("*")
-            .arg("at")
-            .arg(entry.at_ms)
-            .arg(&["k", &entry.who.key_id, "r", &entry.who.role])
-            .arg("u")
-            .arg(entry.who.acting_user.as_deref().unwrap_or(""))
-            .arg(&["a", &entry.action, "t", &entry.target])
-            .arg("d")
-            .arg(entry.details.to_string())
-            .query_async::<Value>(&mut connection)
-            .await
-            .map(drop)
-            .map_err(unavailable)
+        query::<Value>(
+            &self.connection,
+            redis::cmd("XADD")
+                .arg(self.keys.audit(account))
+                .arg("MAXLEN")
+                .arg(self.audit_cap)
+                .arg("*")
+                .arg("at")
+                .arg(entry.at_ms)
+                .arg(&["k", &entry.who.key_id, "r", &entry.who.role])
+                .arg("u")
+                .arg(entry.who.acting_user.as_deref().unwrap_or(""))
+                .arg(&["a", &entry.action, "t", &entry.target])
+                .arg("d")
+                .arg(entry.details.to_string()),
+            Failure::Unavailable,
+        )
+        .await
+        .map(drop)
     }
 
     async fn audit(
@@ -630,20 +557,21 @@ impl Directory for RedisDirectory {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut connection = self.connection.clone();
         let end = match before {
             Some(cursor) => format!("({cursor}"),
             None => "+".to_owned(),
         };
-        let rows: Vec<(String, Vec<String>)> = redis::cmd("XREVRANGE")
-            .arg(self.key(account, "audit"))
-            .arg(end)
-            .arg("-")
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut connection)
-            .await
-            .map_err(unavailable)?;
+        let rows: Vec<(String, Vec<String>)> = query(
+            &self.connection,
+            redis::cmd("XREVRANGE")
+                .arg(self.keys.audit(account))
+                .arg(end)
+                .arg("-")
+                .arg("COUNT")
+                .arg(limit),
+            Failure::Unavailable,
+        )
+        .await?;
         rows.into_iter()
             .map(|(id, fields)| parse_audit(id, fields))
             .collect()

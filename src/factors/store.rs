@@ -80,12 +80,9 @@ impl AttemptLimits {
         let left = max - failures % max;
         if failures > 0 && failures.is_multiple_of(max) {
             let rounds = failures / max;
-            let factor = 1u64 << (rounds - 1).min(32);
             (
                 max,
-                self.first_wait_ms
-                    .saturating_mul(factor)
-                    .min(self.max_wait_ms),
+                crate::backoff::backoff_ms(self.first_wait_ms, rounds - 1, self.max_wait_ms),
             )
         } else {
             (left, 0)

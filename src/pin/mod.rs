@@ -213,10 +213,11 @@ impl AttemptLimits {
         if failures < self.free_attempts.max(1) {
             return Duration::ZERO;
         }
-        let doublings = (failures - self.free_attempts.max(1)).min(30);
-        self.first_wait
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_wait)
+        Duration::from_millis(crate::backoff::backoff_ms(
+            self.first_wait.as_millis() as u64,
+            failures - self.free_attempts.max(1),
+            self.max_wait.as_millis() as u64,
+        ))
     }
 }
 
