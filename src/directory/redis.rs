@@ -62,6 +62,11 @@ impl RedisDirectory {
         }
     }
 
+    /// A directory on the verification store's connection and prefix.
+    pub fn on(store: &crate::store::redis::RedisStore, audit_cap: usize) -> Self {
+        Self::new(store.connection(), store.prefix(), audit_cap)
+    }
+
     /// The pub/sub channel every instance of this deployment (this prefix) listens on.
     pub fn channel(prefix: &str) -> String {
         KeySpace::new(prefix).invalidation_channel()

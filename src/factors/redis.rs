@@ -67,9 +67,14 @@ impl RedisFactorStore {
         }
     }
 
+    /// A factor store on the verification store's connection and prefix.
+    pub fn on(store: &crate::store::redis::RedisStore) -> Self {
+        Self::new(store.connection(), store.prefix())
+    }
+
     /// The per-account bounds (`[tenants]`) and the clock they count expiry by; the
     /// documented defaults and the system clock until this is called.
-    pub(crate) fn with_tenants(mut self, tenants: TenantSettings, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_tenants(mut self, tenants: TenantSettings, clock: Arc<dyn Clock>) -> Self {
         self.tenants = tenants;
         self.clock = clock;
         self

@@ -82,8 +82,13 @@ impl RedisPinStore {
         }
     }
 
+    /// A PIN store on the verification store's connection and prefix.
+    pub fn on(store: &crate::store::redis::RedisStore) -> Self {
+        Self::new(store.connection(), store.prefix())
+    }
+
     /// The per-account bounds (`[tenants]`); the documented defaults until this is called.
-    pub(crate) fn with_tenants(mut self, tenants: TenantSettings) -> Self {
+    pub fn with_tenants(mut self, tenants: TenantSettings) -> Self {
         self.tenants = tenants;
         self
     }
