@@ -9,7 +9,7 @@ files["src/redis/scripts"] = {
   read_globals = {
     "words", "int", "backoff",
     "VERIFICATION_FIELDS", "load_verification", "answer", "pointer_of", "release",
-    "audit", "digest_of",
+    "audit", "digest_of", "forget_devices",
     "NUMBER_FIELDS", "load_number",
     "pending_room",
   },

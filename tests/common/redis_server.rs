@@ -185,6 +185,11 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
+    /// Every node's URL: the seeds a client is given.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
     pub fn start() -> Self {
         let nodes = create_cluster(3, 0, &["--cluster-node-timeout", "5000"]);
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -66,6 +66,20 @@ fn device(stores: &Stores, user: &str, proof: &str, byte: u8, max_account: u64) 
     }
 }
 
+async fn trust(stores: &Stores, device: &NewDevice) -> TrustOutcome {
+    let account = &stores.account;
+    stores
+        .directory
+        .trust_device(account, device)
+        .await
+        .unwrap()
+}
+
+async fn write_user(stores: &Stores, write: &UserWrite) -> UserWriteOutcome {
+    let account = &stores.account;
+    stores.directory.write_user(account, write).await.unwrap()
+}
+
 async fn a_policy_write_decided_on_an_old_version_is_stale(backend: Backend) {
     let stores = stores(backend).await;
     let account = &stores.account;
@@ -80,22 +94,11 @@ async fn a_policy_write_decided_on_an_old_version_is_stale(backend: Backend) {
     };
     change.version = 0;
     let audit = entry(&stores, "policy.write");
-    assert_eq!(
-        stores
-            .directory
-            .write_policy(account, &change, &audit)
-            .await
-            .unwrap(),
-        PolicyWrite::Written { version: 1 }
-    );
-    assert_eq!(
-        stores
-            .directory
-            .write_policy(account, &change, &audit)
-            .await
-            .unwrap(),
-        PolicyWrite::Stale
-    );
+    // The same write twice: decided on version 0, the second finds version 1.
+    for expected in [PolicyWrite::Written { version: 1 }, PolicyWrite::Stale] {
+        let written = stores.directory.write_policy(account, &change, &audit);
+        assert_eq!(written.await.unwrap(), expected);
+    }
     let read = stores.directory.policy(account).await.unwrap();
     assert_eq!((read.require_2fa, read.version), (change.require_2fa, 1));
 }
@@ -105,29 +108,23 @@ async fn users_are_created_once_updated_on_their_version_and_bounded(backend: Ba
     let account = &stores.account;
     let write = create(&stores, user(&stores, "alice"), 2);
     assert_eq!(
-        stores.directory.write_user(account, &write).await.unwrap(),
+        write_user(&stores, &write).await,
         UserWriteOutcome::Written {
             version: 1,
             device_epoch: 0
         }
     );
-    assert_eq!(
-        stores.directory.write_user(account, &write).await.unwrap(),
-        UserWriteOutcome::Exists
-    );
+    assert_eq!(write_user(&stores, &write).await, UserWriteOutcome::Exists);
     let mut update = UserWrite {
         create: false,
         ..write.clone()
     };
     update.user.role = UserRole::Admin;
     // Decided on version 0, but the user is at 1.
-    assert_eq!(
-        stores.directory.write_user(account, &update).await.unwrap(),
-        UserWriteOutcome::Stale
-    );
+    assert_eq!(write_user(&stores, &update).await, UserWriteOutcome::Stale);
     update.user.version = 1;
     assert_eq!(
-        stores.directory.write_user(account, &update).await.unwrap(),
+        write_user(&stores, &update).await,
         UserWriteOutcome::Written {
             version: 2,
             device_epoch: 0
@@ -143,12 +140,12 @@ async fn users_are_created_once_updated_on_their_version_and_bounded(backend: Ba
 
     let bob = create(&stores, user(&stores, "bob"), 2);
     assert!(matches!(
-        stores.directory.write_user(account, &bob).await.unwrap(),
+        write_user(&stores, &bob).await,
         UserWriteOutcome::Written { .. }
     ));
     let carol = create(&stores, user(&stores, "carol"), 2);
     assert_eq!(
-        stores.directory.write_user(account, &carol).await.unwrap(),
+        write_user(&stores, &carol).await,
         UserWriteOutcome::TooManyUsers { max: 2 }
     );
 }
@@ -157,50 +154,24 @@ async fn a_proof_trusts_one_device_and_the_account_bound_holds(backend: Backend)
     let stores = stores(backend).await;
     let account = &stores.account;
     let nobody = device(&stores, "alice", "VE-proof-0", 1, 2);
-    assert_eq!(
-        stores
-            .directory
-            .trust_device(account, &nobody)
-            .await
-            .unwrap(),
-        TrustOutcome::NoSuchUser
-    );
+    assert_eq!(trust(&stores, &nobody).await, TrustOutcome::NoSuchUser);
     let write = create(&stores, user(&stores, "alice"), 10);
-    stores.directory.write_user(account, &write).await.unwrap();
+    write_user(&stores, &write).await;
     let first = device(&stores, "alice", "VE-proof-1", 1, 2);
     assert_eq!(
-        stores
-            .directory
-            .trust_device(account, &first)
-            .await
-            .unwrap(),
+        trust(&stores, &first).await,
         TrustOutcome::Trusted { epoch: 0 }
     );
     let spent = device(&stores, "alice", "VE-proof-1", 2, 2);
-    assert_eq!(
-        stores
-            .directory
-            .trust_device(account, &spent)
-            .await
-            .unwrap(),
-        TrustOutcome::ProofUsed
-    );
+    assert_eq!(trust(&stores, &spent).await, TrustOutcome::ProofUsed);
     let second = device(&stores, "alice", "VE-proof-2", 2, 2);
     assert!(matches!(
-        stores
-            .directory
-            .trust_device(account, &second)
-            .await
-            .unwrap(),
+        trust(&stores, &second).await,
         TrustOutcome::Trusted { .. }
     ));
     let third = device(&stores, "alice", "VE-proof-3", 3, 2);
     assert_eq!(
-        stores
-            .directory
-            .trust_device(account, &third)
-            .await
-            .unwrap(),
+        trust(&stores, &third).await,
         TrustOutcome::TooManyDevices { max: 2 }
     );
     let found = stores
@@ -224,11 +195,7 @@ async fn a_proof_trusts_one_device_and_the_account_bound_holds(backend: Backend)
         None
     );
     assert_eq!(
-        stores
-            .directory
-            .trust_device(account, &third)
-            .await
-            .unwrap(),
+        trust(&stores, &third).await,
         TrustOutcome::Trusted { epoch: 1 }
     );
     let one = stores

@@ -75,11 +75,7 @@ pub async fn stores_with(backend: Backend, tenants: TenantSettings) -> Stores {
             };
         }
         Backend::Redis => vec![shared_redis().url()],
-        Backend::Cluster => shared_cluster()
-            .nodes
-            .iter()
-            .map(|node| node.url())
-            .collect(),
+        Backend::Cluster => shared_cluster().urls(),
     };
     let mut settings = Settings::defaults();
     settings.store.redis_urls = urls;

@@ -8,15 +8,7 @@
 -- Answers `ok <how many were listed>` or `no_user`.
 if redis.call('EXISTS', KEYS[1]) == 0 then return 'no_user' end
 redis.call('HINCRBY', KEYS[1], 'ep', 1)
-local list = redis.call('HVALS', KEYS[2])
-for _, value in ipairs(list) do
-  local digest = digest_of(value)
-  if digest then
-    redis.call('DEL', ARGV[1] .. 'd:' .. digest)
-    redis.call('ZREM', KEYS[4], digest)
-  end
-end
-redis.call('DEL', KEYS[2])
+local listed = forget_devices(KEYS[2], KEYS[4], ARGV[1])
 audit(KEYS[3], ARGV[2], 5)
 redis.call('PUBLISH', ARGV[3], ARGV[4])
-return words('ok', tostring(#list))
+return words('ok', tostring(listed))

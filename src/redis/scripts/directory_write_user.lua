@@ -23,14 +23,7 @@ end
 local ep = tonumber(redis.call('HGET', KEYS[1], 'ep') or '0')
 if ARGV[12] == '1' then
   ep = ep + 1
-  for _, value in ipairs(redis.call('HVALS', KEYS[6])) do
-    local digest = digest_of(value)
-    if digest then
-      redis.call('DEL', ARGV[17] .. 'd:' .. digest)
-      redis.call('ZREM', KEYS[7], digest)
-    end
-  end
-  redis.call('DEL', KEYS[6])
+  forget_devices(KEYS[6], KEYS[7], ARGV[17])
 end
 redis.call('HSET', KEYS[1], 'ro', ARGV[5], 'ph', ARGV[6], 'ov', ARGV[7], 'ob', ARGV[8],
   'fa', ARGV[9], 'cr', ARGV[10], 'up', ARGV[11], 'v', uv + 1, 'ep', ep)

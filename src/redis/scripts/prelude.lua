@@ -51,6 +51,21 @@ local function audit(key, cap, i)
 end
 -- A user's device list holds `<digest hex>:<expires>` per device.
 local function digest_of(value) return string.match(value, '^([^:]+)') end
+-- Forgets every device of a user's list (`user_devices`): each device's record (under `base`,
+-- the account's), its place in the account's sorted set (`devices`), and the list itself.
+-- Answers how many were listed.
+local function forget_devices(user_devices, devices, base)
+  local list = redis.call('HVALS', user_devices)
+  for _, value in ipairs(list) do
+    local digest = digest_of(value)
+    if digest then
+      redis.call('DEL', base .. 'd:' .. digest)
+      redis.call('ZREM', devices, digest)
+    end
+  end
+  redis.call('DEL', user_devices)
+  return #list
+end
 
 -- Phone numbers (pin_*.lua): the record's fields, in the order replies give them after their
 -- outcome word.
