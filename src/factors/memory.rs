@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use super::recovery::CodeDigest;
 use super::store::{
     AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
-    PassedChallenge, RecoveryOutcome,
+    PassedChallenge, RecoveryOutcome, TotpTry,
 };
 use super::webauthn::counter_advances;
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
@@ -250,11 +250,14 @@ impl FactorStore for MemoryFactorStore {
         account: &AccountId,
         user: &UserId,
         id: &str,
-        matched: Option<u64>,
-        activate: bool,
-        now_ms: u64,
+        attempt: TotpTry,
         limits: &AttemptLimits,
     ) -> Result<AttemptOutcome, StoreError> {
+        let TotpTry {
+            matched,
+            activate,
+            now_ms,
+        } = attempt;
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         let Some(factor) = Self::live(inner.of(account), &key(account, user, id), now) else {

@@ -39,7 +39,7 @@ use crypto::{FactorKeys, SealError};
 use recovery::RecoveryHasher;
 use store::{
     AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
-    KeyCredential, PassedChallenge, RecoveryOutcome, TotpSecret,
+    KeyCredential, PassedChallenge, RecoveryOutcome, TotpSecret, TotpTry,
 };
 use totp::{Algorithm, Totp, TotpParams};
 use webauthn::RelyingParty;
@@ -632,9 +632,11 @@ impl FactorService {
                 account,
                 user,
                 &record.id,
-                matched,
-                activate,
-                now,
+                TotpTry {
+                    matched,
+                    activate,
+                    now_ms: now,
+                },
                 &self.settings.limits,
             )
             .await?;

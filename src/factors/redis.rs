@@ -20,7 +20,7 @@ use redis::Script;
 use super::recovery::CodeDigest;
 use super::store::{
     AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
-    KeyCredential, PassedChallenge, RecoveryOutcome, TotpSecret,
+    KeyCredential, PassedChallenge, RecoveryOutcome, TotpSecret, TotpTry,
 };
 use super::totp::{Algorithm, TotpParams};
 use super::webauthn::CredentialKey;
@@ -246,11 +246,14 @@ impl FactorStore for RedisFactorStore {
         account: &AccountId,
         user: &UserId,
         id: &str,
-        matched: Option<u64>,
-        activate: bool,
-        now_ms: u64,
+        attempt: TotpTry,
         limits: &AttemptLimits,
     ) -> Result<AttemptOutcome, StoreError> {
+        let TotpTry {
+            matched,
+            activate,
+            now_ms,
+        } = attempt;
         let mut invocation = self.totp_attempt.prepare_invoke();
         invocation
             .key(self.keys.factor(account, user, id))

@@ -27,8 +27,8 @@ use redis::Script;
 
 use super::memory::LINK_RETENTION_MS;
 use super::store::{
-    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewNumber, NumberRecord, PinStore,
-    PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
+    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewLink, NewNumber, NumberRecord,
+    PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
 };
 use super::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
@@ -419,11 +419,14 @@ impl PinStore for RedisPinStore {
         &self,
         account: &AccountId,
         id: &PhoneNumberId,
-        purpose: LinkPurpose,
-        digest: &[u8; 32],
-        now_ms: u64,
-        ttl_ms: u64,
+        link: &NewLink,
     ) -> Result<LinkIssue, StoreError> {
+        let NewLink {
+            purpose,
+            ref digest,
+            now_ms,
+            ttl_ms,
+        } = *link;
         let mut invocation = self.issue_link.prepare_invoke();
         invocation
             .key(self.keys.phone_number(account, id))

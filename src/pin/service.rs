@@ -17,8 +17,8 @@ use serde_json::json;
 
 use super::hash::{HashCost, HashError, PinHasher};
 use super::store::{
-    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewNumber, NumberRecord, PinStore,
-    PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
+    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewLink, NewNumber, NumberRecord,
+    PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
 };
 use super::{action, AttemptLimits, LinkPurpose, PhoneNumberId, Pin, PinRefusal};
 use crate::account::{hex, AccountId, Role};
@@ -649,7 +649,16 @@ impl PinService {
         let ttl = self.settings.link_ttl.as_millis() as u64;
         let e164 = match self
             .store
-            .issue_link(account, id, purpose, &digest, now, ttl)
+            .issue_link(
+                account,
+                id,
+                &NewLink {
+                    purpose,
+                    digest,
+                    now_ms: now,
+                    ttl_ms: ttl,
+                },
+            )
             .await?
         {
             LinkIssue::Issued { e164 } => e164,

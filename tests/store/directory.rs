@@ -90,7 +90,7 @@ async fn a_policy_write_decided_on_an_old_version_is_stale(backend: Backend) {
     );
     let mut change = Policy {
         require_2fa: !policy.require_2fa,
-        ..policy.clone()
+        ..policy
     };
     change.version = 0;
     let audit = entry(&stores, "policy.write");

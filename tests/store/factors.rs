@@ -7,7 +7,7 @@ use otpgate::account::user::{FactorType, UserId};
 use otpgate::clock::Clock;
 use otpgate::factors::store::{
     AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, KeyCredential,
-    RecoveryOutcome, TotpSecret,
+    RecoveryOutcome, TotpSecret, TotpTry,
 };
 use otpgate::factors::totp::{Algorithm, TotpParams};
 use otpgate::factors::webauthn::CredentialKey;
@@ -51,9 +51,11 @@ async fn attempt(stores: &Stores, matched: Option<u64>, activate: bool) -> Attem
             &stores.account,
             &alice(),
             "FA-totp",
-            matched,
-            activate,
-            stores.clock.now_ms(),
+            TotpTry {
+                matched,
+                activate,
+                now_ms: stores.clock.now_ms(),
+            },
             &LIMITS,
         )
         .await

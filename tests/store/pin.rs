@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use otpgate::account::AccountId;
 use otpgate::clock::Clock;
-use otpgate::pin::store::{CreateOutcome, LinkIssue, LinkUse, NewNumber, Reservation};
+use otpgate::pin::store::{CreateOutcome, LinkIssue, LinkUse, NewLink, NewNumber, Reservation};
 use otpgate::pin::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use otpgate::store::StoreError;
 
@@ -127,10 +127,12 @@ async fn an_emailed_link_is_used_once_and_only_while_it_is_the_newest(backend: B
                 .issue_link(
                     account,
                     &new.id,
-                    LinkPurpose::Reset,
-                    &digest,
-                    stores.clock.now_ms(),
-                    600_000,
+                    &NewLink {
+                        purpose: LinkPurpose::Reset,
+                        digest,
+                        now_ms: stores.clock.now_ms(),
+                        ttl_ms: 600_000,
+                    },
                 )
                 .await
                 .unwrap()
