@@ -15,14 +15,14 @@ use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::login::{decide, Decision};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal, TwoFactorRequest};
+use crate::account::store::{
+    Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
+};
 use crate::account::user::{Factor, Override, User, UserId, UserRole};
 use crate::account::{AccountId, ApiKeyRecord};
 use crate::audit::{action, AuditEntry, AuditPage, Who};
 use crate::clock::Clock;
 use crate::config::DirectorySettings;
-use crate::directory::{
-    Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
-};
 use crate::phone::PhoneNumber;
 use crate::store::StoreError;
 use crate::trust::cache::{HotCache, Invalidation, Lookup};
@@ -935,7 +935,7 @@ fn override_entry(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble(
     settings: &crate::config::Settings,
-    redis: Option<&crate::store::redis::RedisStore>,
+    redis: Option<&crate::redis::RedisStore>,
     code_key: &[u8],
     rng: &SystemRandom,
     clock: Arc<dyn Clock>,
@@ -943,8 +943,8 @@ pub(crate) fn assemble(
     tasks: &tokio_util::task::TaskTracker,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<AccountService, ring::error::Unspecified> {
-    use crate::directory::{memory::MemoryDirectory, redis::RedisDirectory};
     use crate::trust::invalidation::{self, LinkSettings};
+    use crate::{memory::MemoryDirectory, redis::RedisDirectory};
 
     let config = &settings.directory;
     let device_key = if !settings.auth.device_key.is_empty() {

@@ -45,10 +45,10 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
 use crate::phone::SHARD_COUNT;
+use crate::redis::RedisStore;
 use crate::store::redis::outbox::{OutboxEntry, ReadFrom, ShardReadError};
-use crate::store::redis::RedisStore;
-use crate::store::Store;
 use crate::verify::model::{Channel, SendAttempt, VerificationId};
+use crate::verify::store::Store;
 use router::{Delivery, Failure, Progress, Router};
 use seal::Sealer;
 

@@ -7,9 +7,7 @@
 //! `FactorStore`. A challenge needs both: the factor listed on the user, and its record active.
 
 pub mod crypto;
-pub mod memory;
 pub mod recovery;
-pub mod redis;
 pub mod store;
 pub mod totp;
 pub mod webauthn;
@@ -26,12 +24,12 @@ use serde_json::{json, Value};
 use crate::account::policy::PolicyChannel;
 use crate::account::rules::Refusal;
 use crate::account::service::{AccountError, AccountService};
+use crate::account::store::Directory;
 use crate::account::user::{Factor, FactorType, User, UserId};
 use crate::account::{hex, Account, AccountId};
 use crate::audit::{AuditEntry, Who};
 use crate::clock::Clock;
 use crate::config::Secret;
-use crate::directory::Directory;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::verify::code::random_bytes;
@@ -1014,7 +1012,7 @@ impl FactorService {
 /// process. The recovery-code key is derived from the code key with its own label.
 pub(crate) fn assemble(
     settings: &crate::config::Settings,
-    redis: Option<&crate::store::redis::RedisStore>,
+    redis: Option<&crate::redis::RedisStore>,
     code_key: &[u8],
     rng: &SystemRandom,
     clock: Arc<dyn Clock>,
@@ -1049,11 +1047,11 @@ pub(crate) fn assemble(
         .ok_or_else(|| "factors.keys: each key needs a distinct id and 32 bytes".to_owned())?;
     let store: Arc<dyn FactorStore> = match redis {
         Some(redis) => Arc::new(
-            self::redis::RedisFactorStore::new(redis.connection(), redis.prefix())
+            crate::redis::RedisFactorStore::new(redis.connection(), redis.prefix())
                 .with_tenants(settings.tenants.clone(), clock.clone()),
         ),
         None => Arc::new(
-            memory::MemoryFactorStore::new(clock.clone(), config.memory_max_entries)
+            crate::memory::MemoryFactorStore::new(clock.clone(), config.memory_max_entries)
                 .with_tenants(settings.tenants.clone()),
         ),
     };

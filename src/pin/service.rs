@@ -21,10 +21,10 @@ use super::store::{
     PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
 };
 use super::{action, AttemptLimits, LinkPurpose, PhoneNumberId, Pin, PinRefusal};
+use crate::account::store::Directory;
 use crate::account::{hex, AccountId, Role};
 use crate::audit::{AuditEntry, Who};
 use crate::clock::Clock;
-use crate::directory::Directory;
 use crate::mail::{Mail, MailError, Mailer};
 use crate::metrics::Metrics;
 use crate::phone::{mask, PhoneNumber};

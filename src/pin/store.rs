@@ -15,6 +15,9 @@ use crate::account::AccountId;
 use crate::store::StoreError;
 
 /// A phone number as stored (never the PIN: its hash stays in the store except for checks).
+/// A used or expired link is still recognised (410 rather than 404) this long after expiry.
+pub const LINK_RETENTION_MS: u64 = 24 * 3600 * 1000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NumberRecord {
     pub id: PhoneNumberId,

@@ -2,10 +2,10 @@
 //! devices bounded per user and per account, the audit trail.
 
 use otpgate::account::policy::Policy;
+use otpgate::account::store::{NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome};
 use otpgate::account::user::{User, UserId, UserRole};
 use otpgate::audit::{AuditEntry, Who};
 use otpgate::clock::Clock;
-use otpgate::directory::{NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome};
 use otpgate::trust::{DeviceId, DeviceRecord};
 
 use crate::on_every_store;

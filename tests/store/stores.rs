@@ -8,21 +8,16 @@ use std::sync::Arc;
 use ring::rand::SystemRandom;
 
 use otpgate::account::limits::TenantSettings;
+use otpgate::account::store::Directory;
 use otpgate::account::AccountId;
 use otpgate::clock::ManualClock;
 use otpgate::config::Settings;
-use otpgate::directory::memory::MemoryDirectory;
-use otpgate::directory::redis::RedisDirectory;
-use otpgate::directory::Directory;
-use otpgate::factors::memory::MemoryFactorStore;
-use otpgate::factors::redis::RedisFactorStore;
 use otpgate::factors::store::FactorStore;
-use otpgate::pin::memory::MemoryPinStore;
-use otpgate::pin::redis::RedisPinStore;
+use otpgate::memory::{MemoryDirectory, MemoryFactorStore, MemoryPinStore, MemoryStore};
 use otpgate::pin::store::PinStore;
-use otpgate::store::memory::MemoryStore;
-use otpgate::store::redis::{RedisSettings, RedisStore};
-use otpgate::store::Store;
+use otpgate::redis::{RedisDirectory, RedisFactorStore, RedisPinStore, RedisStore};
+use otpgate::store::redis::RedisSettings;
+use otpgate::verify::store::Store;
 
 use crate::redis_server::{shared_cluster, shared_redis};
 

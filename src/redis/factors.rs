@@ -17,13 +17,13 @@ use async_trait::async_trait;
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
 use redis::Script;
 
-use super::recovery::CodeDigest;
-use super::store::{
+use crate::factors::recovery::CodeDigest;
+use crate::factors::store::{
     AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
     KeyCredential, PassedChallenge, RecoveryOutcome, TotpSecret, TotpTry,
 };
-use super::totp::{Algorithm, TotpParams};
-use super::webauthn::CredentialKey;
+use crate::factors::totp::{Algorithm, TotpParams};
+use crate::factors::webauthn::CredentialKey;
 use std::sync::Arc;
 
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
@@ -68,7 +68,7 @@ impl RedisFactorStore {
     }
 
     /// A factor store on the verification store's connection and prefix.
-    pub fn on(store: &crate::store::redis::RedisStore) -> Self {
+    pub fn on(store: &crate::redis::RedisStore) -> Self {
         Self::new(store.connection(), store.prefix())
     }
 

@@ -22,10 +22,10 @@
 use async_trait::async_trait;
 use redis::{Script, Value};
 
-use super::{
+use crate::account::policy::{ChannelSet, Policy, TrustDuration};
+use crate::account::store::{
     Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome, MISSING_LISTED,
 };
-use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::user::{Override, SetBy, User, UserId, UserRole};
 use crate::account::{hex, AccountId};
 use crate::audit::{AuditEntry, Who};
@@ -63,7 +63,7 @@ impl RedisDirectory {
     }
 
     /// A directory on the verification store's connection and prefix.
-    pub fn on(store: &crate::store::redis::RedisStore, audit_cap: usize) -> Self {
+    pub fn on(store: &crate::redis::RedisStore, audit_cap: usize) -> Self {
         Self::new(store.connection(), store.prefix(), audit_cap)
     }
 

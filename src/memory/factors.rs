@@ -10,16 +10,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::recovery::CodeDigest;
-use super::store::{
-    AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
-    PassedChallenge, RecoveryOutcome, TotpTry,
-};
-use super::webauthn::counter_advances;
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::user::UserId;
 use crate::account::AccountId;
 use crate::clock::Clock;
+use crate::factors::recovery::CodeDigest;
+use crate::factors::store::{
+    AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
+    PassedChallenge, RecoveryOutcome, TotpTry,
+};
+use crate::factors::webauthn::counter_advances;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone)]

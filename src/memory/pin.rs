@@ -9,17 +9,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::store::{
-    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewLink, NewNumber, NumberRecord,
-    PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
-};
-use super::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::AccountId;
+use crate::pin::store::{
+    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewLink, NewNumber, NumberRecord,
+    PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome, LINK_RETENTION_MS,
+};
+use crate::pin::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use crate::store::StoreError;
-
-/// A used or expired link is still recognised (410 rather than 404) this long after expiry.
-pub const LINK_RETENTION_MS: u64 = 24 * 3600 * 1000;
 
 #[derive(Default)]
 pub struct MemoryPinStore {

@@ -25,14 +25,13 @@
 use async_trait::async_trait;
 use redis::Script;
 
-use super::memory::LINK_RETENTION_MS;
-use super::store::{
-    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewLink, NewNumber, NumberRecord,
-    PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
-};
-use super::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::{hex, AccountId};
+use crate::pin::store::{
+    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewLink, NewNumber, NumberRecord,
+    PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome, LINK_RETENTION_MS,
+};
+use crate::pin::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use crate::redis::script::{corrupt, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
 use crate::store::redis::Connection;
@@ -83,7 +82,7 @@ impl RedisPinStore {
     }
 
     /// A PIN store on the verification store's connection and prefix.
-    pub fn on(store: &crate::store::redis::RedisStore) -> Self {
+    pub fn on(store: &crate::redis::RedisStore) -> Self {
         Self::new(store.connection(), store.prefix())
     }
 
