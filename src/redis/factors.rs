@@ -80,12 +80,22 @@ impl RedisFactorStore {
         self
     }
 
-    fn pending_full(&self, account: &AccountId) -> StoreError {
-        LimitReached {
-            limit: Limit::PendingCeremonies,
-            max: self.tenants.limits(account).pending_ceremonies,
+    /// Runs a script that lists a pending entry (`factor_put`, `factor_put_ceremony`): `full`
+    /// when the account is at its bound of pending entries.
+    async fn store_pending(
+        &self,
+        account: &AccountId,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<(), StoreError> {
+        match self.run(invocation).await?.as_str() {
+            "stored" => Ok(()),
+            "full" => Err(LimitReached {
+                limit: Limit::PendingCeremonies,
+                max: self.tenants.limits(account).pending_ceremonies,
+            }
+            .into()),
+            _ => Err(corrupt("unknown pending reply")),
         }
-        .into()
     }
 
     /// Runs a script: its one-string reply (see `crate::redis::script`).
@@ -216,11 +226,7 @@ impl FactorStore for RedisFactorStore {
             // Expiry is decided from the gateway's clock; the key's TTL only bounds retention.
             invocation.arg("ex").arg(record.created_ms + ttl);
         }
-        match self.run(&invocation).await?.as_str() {
-            "stored" => Ok(()),
-            "full" => Err(self.pending_full(account)),
-            _ => Err(corrupt("unknown pending reply")),
-        }
+        self.store_pending(account, &invocation).await
     }
 
     async fn get(
@@ -325,11 +331,7 @@ impl FactorStore for RedisFactorStore {
             .arg(ttl_ms.max(1))
             .arg(self.clock.now_ms())
             .arg(self.tenants.limits(account).pending_ceremonies);
-        match self.run(&invocation).await?.as_str() {
-            "stored" => Ok(()),
-            "full" => Err(self.pending_full(account)),
-            _ => Err(corrupt("unknown pending reply")),
-        }
+        self.store_pending(account, &invocation).await
     }
 
     async fn take_ceremony(

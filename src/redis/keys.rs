@@ -11,6 +11,8 @@
 //!
 //! Keys without a tag (`P:a:<account>`, `P:k:<digest>`, `P:r:<provider>:<id>`) are read and
 //! written one at a time. The tables of each adapter (`src/redis/*.rs`) say what each key holds.
+//! Until `store/redis/outbox.rs` moves here, it still builds its four keys from `shard_base`;
+//! `outbox`, `dead_letters`, `retry_set` and `retry_payloads` below are the same names.
 
 use std::sync::Arc;
 
@@ -82,6 +84,26 @@ impl KeySpace {
             key,
         ]
         .concat()
+    }
+
+    /// The shard's outbox stream (consumer group `dispatch`).
+    pub fn outbox(&self, shard: u8) -> String {
+        [self.shard_base(shard), "o"].concat()
+    }
+
+    /// The shard's dead letters: messages no provider took, with the reasons.
+    pub fn dead_letters(&self, shard: u8) -> String {
+        [self.shard_base(shard), "d"].concat()
+    }
+
+    /// The shard's retry set: deferred messages by due time.
+    pub fn retry_set(&self, shard: u8) -> String {
+        [self.shard_base(shard), "z"].concat()
+    }
+
+    /// The deferred messages' payloads.
+    pub fn retry_payloads(&self, shard: u8) -> String {
+        [self.shard_base(shard), "y"].concat()
     }
 
     // Keys without a hash tag.
