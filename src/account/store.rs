@@ -1,5 +1,5 @@
 //! The directory port: where policies, users, trusted devices and the audit trail live. The
-//! adapters are `crate::memory::MemoryDirectory` and `crate::redis::RedisDirectory`.
+//! adapters are `memory::MemoryDirectory` and `redis::RedisDirectory` (src/memory/, src/redis/).
 //!
 //! Like `Store`, each method is one atomic step (one Lua script in Redis, one lock in memory),
 //! and a write carries the versions its rules were decided on, so that a concurrent change makes

@@ -1,5 +1,5 @@
 //! Verify's store port: where verifications, accounts and keys live. The adapters are
-//! `crate::memory::MemoryStore` and `crate::redis::RedisStore`.
+//! `memory::MemoryStore` and `redis::RedisStore` (src/memory/, src/redis/).
 //!
 //! Each method is one atomic step of the domain, not a generic key-value call, so that Redis can
 //! run it as one script (one round trip, one slot) and memory as one lock.
