@@ -1,8 +1,8 @@
 //! Script loading, the one reply convention and the one mapping of Redis failures to
 //! `StoreError`, shared by every adapter.
 //!
-//! Every script is a `.lua` file under `src/redis/scripts/`, prefixed with `prelude.lua` (the
-//! helpers written once), and answers one string: an outcome word, then its fields, joined by
+//! Every script is a `.lua` file under `src/redis/scripts/`, prefixed with the helpers of
+//! `prelude.lua` it uses (written once there), and answers one string: an outcome word, then its fields, joined by
 //! single spaces (see the prelude).
 
 use redis::{Cmd, FromRedisValue, RedisError, Script, ScriptInvocation};
@@ -12,7 +12,7 @@ use crate::store::StoreError;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
 
-/// Loads `src/redis/scripts/<name>.lua` at compile time, with the prelude.
+/// Loads `src/redis/scripts/<name>.lua` at compile time, with the prelude's helpers it uses.
 macro_rules! lua {
     ($name:literal) => {
         $crate::redis::script::load(include_str!(concat!(
@@ -25,9 +25,68 @@ macro_rules! lua {
 }
 pub(crate) use lua;
 
-/// A script: the prelude, then its body.
+/// A script: the prelude's helpers it uses, then its body.
 pub(crate) fn load(body: &str) -> Script {
-    Script::new(&format!("{PRELUDE}\n{body}"))
+    Script::new(&with_prelude(body))
+}
+
+/// The body after the blocks of the prelude (paragraphs, split by blank lines) that define a
+/// name it uses, directly or through another such block. Redis builds every helper of a script
+/// on every call: the whole prelude cost about half a microsecond per call (redis-benchmark),
+/// a few per cent of a check's time in Redis, for helpers the check never calls.
+fn with_prelude(body: &str) -> String {
+    let blocks: Vec<(&str, Vec<&str>)> = PRELUDE
+        .split("\n\n")
+        .map(|block| (block, defined_names(block)))
+        .collect();
+    let mut used = vec![false; blocks.len()];
+    let mut searched = body.to_owned();
+    let mut grew = true;
+    while grew {
+        grew = false;
+        for (index, (block, names)) in blocks.iter().enumerate() {
+            if !used[index] && names.iter().any(|name| mentions(&searched, name)) {
+                used[index] = true;
+                searched.push_str(block);
+                grew = true;
+            }
+        }
+    }
+    let mut script: String = blocks
+        .iter()
+        .zip(used)
+        .filter(|(_, used)| *used)
+        .map(|((block, _), _)| format!("{block}\n\n"))
+        .collect();
+    script.push_str(body);
+    script
+}
+
+/// The names a prelude block defines: `local function <name>(` and `local <NAME> =`.
+fn defined_names(block: &str) -> Vec<&str> {
+    block
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("local ")?;
+            let rest = rest.strip_prefix("function ").unwrap_or(rest);
+            let end = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+            Some(&rest[..end])
+        })
+        .filter(|name| !name.is_empty())
+        .collect()
+}
+
+/// Whether `text` holds `name` as a whole word.
+fn mentions(text: &str, name: &str) -> bool {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(name).any(|(at, _)| {
+        let before = text[..at].chars().next_back().is_none_or(|c| !word(c));
+        let after = text[at + name.len()..]
+            .chars()
+            .next()
+            .is_none_or(|c| !word(c));
+        before && after
+    })
 }
 
 /// A reply's outcome word and fields.
@@ -134,6 +193,22 @@ pub(crate) fn store_error(error: RedisError) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_script_carries_the_prelude_helpers_it_uses_and_theirs() {
+        let script =
+            with_prelude("return words('ok', tostring(forget_devices(KEYS[1], KEYS[2], ARGV[1])))");
+        assert!(script.contains("local function words("));
+        assert!(script.contains("local function forget_devices("));
+        // forget_devices calls digest_of.
+        assert!(script.contains("local function digest_of("));
+        assert!(!script.contains("local function pending_room("));
+        assert!(!script.contains("local function int("));
+        let check = with_prelude(include_str!("scripts/verify_check.lua"));
+        assert!(check.contains("local function answer("));
+        assert!(check.contains("local function pointer_of("));
+        assert!(!check.contains("local function audit("));
+    }
 
     #[test]
     fn only_a_failure_before_the_send_says_nothing_was_changed() {

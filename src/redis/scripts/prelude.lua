@@ -1,5 +1,7 @@
--- The prelude every script starts with (src/redis/script.rs prepends it): the helpers shared by
--- more than one script, written once. Each script uses some of them.
+-- The prelude: the helpers shared by more than one script, written once. src/redis/script.rs
+-- puts before each script the paragraphs (blocks between blank lines) that define a name the
+-- script uses, directly or through another paragraph: keep a helper and what it needs of its
+-- own in one paragraph, or in paragraphs it names.
 --
 -- The reply convention: every script answers one string, an outcome word and then its fields,
 -- joined by single spaces (no field holds a space, except a last one the caller reads whole).
