@@ -65,7 +65,7 @@ pub struct AppState {
     clock: Arc<dyn Clock>,
     verifier: Verifier,
     /// Users, policy, trusted devices, login decisions, audit.
-    account_service: account::service::AccountService,
+    account_service: Arc<account::service::AccountService>,
     /// Phone numbers and their two-step PINs, e-mailed links.
     pins: pin::service::PinService,
     /// Authenticator apps, security keys, recovery codes.
@@ -252,6 +252,7 @@ impl App {
             &tasks,
             stop.clone(),
         )
+        .map(Arc::new)
         .map_err(|_| BuildError::Random)?;
         let pins = pin::assemble(
             &settings,
@@ -271,7 +272,7 @@ impl App {
             &rng,
             clock.clone(),
             metrics.clone(),
-            account_service.directory().clone(),
+            account_service.clone(),
         )
         .map_err(BuildError::Factors)?;
 

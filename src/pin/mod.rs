@@ -5,6 +5,7 @@
 //! - `hash.rs`: argon2id with a per-PIN salt and the server-side pepper.
 //! - `store.rs`: the `PinStore` seam (one atomic step per method); `memory.rs`, `redis.rs`.
 //! - `service.rs`: `PinService`, what the handlers and the support command call.
+//! - `links.rs`: the e-mailed disable and reset links (`PinService`'s link methods).
 //! - `support.rs`: the operator command `otpgate support disable-two-step`.
 //!
 //! A plaintext PIN exists only in the request that carries it and in the `Pin` parsed from it;
@@ -13,6 +14,7 @@
 //! not let anyone brute-force the 10⁶ PINs offline.
 
 pub mod hash;
+pub mod links;
 pub mod service;
 pub mod store;
 pub mod support;
@@ -211,11 +213,10 @@ impl AttemptLimits {
         if failures < self.free_attempts.max(1) {
             return Duration::ZERO;
         }
-        Duration::from_millis(crate::backoff::backoff_ms(
-            self.first_wait.as_millis() as u64,
-            failures - self.free_attempts.max(1),
-            self.max_wait.as_millis() as u64,
-        ))
+        let doublings = (failures - self.free_attempts.max(1)).min(30);
+        self.first_wait
+            .saturating_mul(1u32 << doublings)
+            .min(self.max_wait)
     }
 }
 
