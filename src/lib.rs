@@ -5,18 +5,20 @@
 
 pub mod account;
 pub mod audit;
+pub mod backoff;
 pub mod cache;
 pub mod clock;
 pub mod config;
-pub mod directory;
 pub mod dispatch;
 pub mod factors;
 pub mod http;
 pub mod limits;
 pub mod mail;
+pub mod memory;
 pub mod metrics;
 pub mod phone;
 pub mod pin;
+pub mod redis;
 pub mod store;
 pub mod trust;
 pub mod verify;
@@ -29,6 +31,8 @@ use ring::rand::SystemRandom;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::memory::MemoryStore;
+use crate::redis::RedisStore;
 use account::{key_digest, Account, AccountId, ApiKeyRecord, KeyDigest};
 use cache::TtlCache;
 use clock::{Clock, SystemClock};
@@ -39,10 +43,10 @@ use dispatch::template::WebOtp;
 use dispatch::{Dispatcher, WorkerSettings};
 use limits::Limits;
 use metrics::Metrics;
-use store::memory::MemoryStore;
-use store::redis::{RedisSettings, RedisStore};
-use store::{Store, StoreError};
+use store::redis::RedisSettings;
+use store::StoreError;
 use verify::code::random_bytes;
+use verify::store::Store;
 use verify::Verifier;
 
 pub use http::run;

@@ -16,13 +16,13 @@ use serde_json::json;
 use crate::account::limits::{LimitReached, TenantSettings};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal};
+use crate::account::store::{Directory, PolicyWrite};
 use crate::account::user::UserId;
 pub use crate::account::users::{NewUser, UserPatch};
 use crate::account::{AccountId, ApiKeyRecord};
 use crate::audit::{action, AuditEntry, AuditPage, Who};
 use crate::clock::Clock;
 use crate::config::DirectorySettings;
-use crate::directory::{Directory, PolicyWrite};
 use crate::store::StoreError;
 use crate::trust::cache::{HotCache, Invalidation};
 pub use crate::trust::devices::{DeviceCheck, TrustedDevice};
@@ -250,7 +250,7 @@ pub(crate) fn too_busy() -> AccountError {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble(
     settings: &crate::config::Settings,
-    redis: Option<&crate::store::redis::RedisStore>,
+    redis: Option<&crate::redis::RedisStore>,
     code_key: &[u8],
     rng: &SystemRandom,
     clock: Arc<dyn Clock>,
@@ -258,8 +258,8 @@ pub(crate) fn assemble(
     tasks: &tokio_util::task::TaskTracker,
     stop: tokio_util::sync::CancellationToken,
 ) -> Result<AccountService, ring::error::Unspecified> {
-    use crate::directory::{memory::MemoryDirectory, redis::RedisDirectory};
     use crate::trust::invalidation::{self, LinkSettings};
+    use crate::{memory::MemoryDirectory, redis::RedisDirectory};
 
     let config = &settings.directory;
     let device_key = if !settings.auth.device_key.is_empty() {

@@ -14,10 +14,8 @@
 //! - `crypto.rs`: sealing TOTP secrets; `store.rs`: the `FactorStore` port (`memory.rs`, `redis.rs`).
 
 pub mod crypto;
-pub mod memory;
 pub mod proof;
 pub mod recovery;
-pub mod redis;
 pub mod store;
 pub mod totp;
 pub mod webauthn;
@@ -292,7 +290,7 @@ impl FactorService {
 /// process. The recovery-code key is derived from the code key with its own label.
 pub(crate) fn assemble(
     settings: &crate::config::Settings,
-    redis: Option<&crate::store::redis::RedisStore>,
+    redis: Option<&crate::redis::RedisStore>,
     code_key: &[u8],
     rng: &SystemRandom,
     clock: Arc<dyn Clock>,
@@ -327,11 +325,11 @@ pub(crate) fn assemble(
         .ok_or_else(|| "factors.keys: each key needs a distinct id and 32 bytes".to_owned())?;
     let store: Arc<dyn FactorStore> = match redis {
         Some(redis) => Arc::new(
-            self::redis::RedisFactorStore::new(redis.connection(), redis.prefix())
+            crate::redis::RedisFactorStore::new(redis.connection(), redis.prefix())
                 .with_tenants(settings.tenants.clone(), clock.clone()),
         ),
         None => Arc::new(
-            memory::MemoryFactorStore::new(clock.clone(), config.memory_max_entries)
+            crate::memory::MemoryFactorStore::new(clock.clone(), config.memory_max_entries)
                 .with_tenants(settings.tenants.clone()),
         ),
     };

@@ -15,8 +15,6 @@
 
 pub mod hash;
 pub mod links;
-pub mod memory;
-pub mod redis;
 pub mod service;
 pub mod store;
 pub mod support;
@@ -255,12 +253,12 @@ impl Default for PinConfig {
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn assemble(
     settings: &crate::config::Settings,
-    redis: Option<&crate::store::redis::RedisStore>,
+    redis: Option<&crate::redis::RedisStore>,
     code_key: &[u8],
     rng: &SystemRandom,
     clock: std::sync::Arc<dyn crate::clock::Clock>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
-    directory: std::sync::Arc<dyn crate::directory::Directory>,
+    directory: std::sync::Arc<dyn crate::account::store::Directory>,
 ) -> Result<service::PinService, String> {
     use std::sync::Arc;
     let config = &settings.pin;
@@ -281,10 +279,12 @@ pub(crate) fn assemble(
     };
     let store: Arc<dyn store::PinStore> = match redis {
         Some(redis) => Arc::new(
-            self::redis::RedisPinStore::new(redis.connection(), redis.prefix())
+            crate::redis::RedisPinStore::new(redis.connection(), redis.prefix())
                 .with_tenants(settings.tenants.clone()),
         ),
-        None => Arc::new(memory::MemoryPinStore::new().with_tenants(settings.tenants.clone())),
+        None => {
+            Arc::new(crate::memory::MemoryPinStore::new().with_tenants(settings.tenants.clone()))
+        }
     };
     let mailer = crate::mail::build(&settings.mail).map_err(|error| error.to_string())?;
     Ok(service::PinService::new(

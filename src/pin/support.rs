@@ -12,10 +12,11 @@ use super::PhoneNumberId;
 use crate::account::AccountId;
 use crate::clock::SystemClock;
 use crate::config::Settings;
-use crate::directory::redis::RedisDirectory;
 use crate::mail::LogMailer;
 use crate::metrics::Metrics;
-use crate::store::redis::{RedisSettings, RedisStore};
+use crate::redis::RedisDirectory;
+use crate::redis::RedisStore;
+use crate::store::redis::RedisSettings;
 
 /// What the support command was asked to do.
 #[derive(Debug, Clone)]
@@ -51,7 +52,7 @@ pub async fn disable_two_step(
         redis.prefix(),
         settings.directory.audit_max_entries,
     ));
-    let store = Arc::new(super::redis::RedisPinStore::new(
+    let store = Arc::new(crate::redis::RedisPinStore::new(
         redis.connection(),
         redis.prefix(),
     ));

@@ -6,6 +6,7 @@
 
 pub mod code;
 pub mod model;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -18,7 +19,8 @@ use crate::dispatch::template::{self, WebOtp};
 use crate::dispatch::{Dispatcher, OutgoingMessage};
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+use crate::verify::store::Store;
 use code::CodeMac;
 use model::{
     CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, SendQuota, StartOutcome,
