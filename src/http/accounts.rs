@@ -10,7 +10,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
 
 use super::auth::Grant;
 use super::body::{json_response, query_pairs, read_json};
@@ -19,7 +18,7 @@ use super::routes::{Matched, Route};
 use super::wire::{
     AuditEntryBody, AuditPageBody, CheckDeviceBody, CreateUserBody, DecisionBody,
     DeviceCheckedBody, DeviceRevokedBody, DeviceTrustedBody, DevicesRevokedBody, LoginBody,
-    PatchUserBody, PolicyBody, PutPolicyBody, TwoFactorBody, UserBody,
+    PatchUserBody, PolicyBody, PutPolicyBody, TrustBody, TwoFactorBody, UserBody,
 };
 use crate::account::login::Decision;
 use crate::account::policy::{ChannelSet, PolicyChannel, TrustDuration};
@@ -298,15 +297,6 @@ fn acting_user_from_query(query: Option<&str>) -> Result<Option<UserId>, ApiErro
 }
 
 // ---- trusted devices ----
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrustBody {
-    /// An approved verification of this user's phone (SMS, WhatsApp)…
-    verification_id: Option<String>,
-    /// …or a second-factor challenge this user passed (TOTP, security key, recovery code).
-    challenge_id: Option<String>,
-}
 
 async fn trust_device(
     app: &App,
