@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::memory::MemoryStore;
-use crate::redis::RedisStore;
+use crate::redis::RedisSettings;
+use crate::redis::{RedisOutbox, RedisStore};
 use account::{key_digest, Account, AccountId, ApiKeyRecord, KeyDigest};
 use cache::TtlCache;
 use clock::{Clock, SystemClock};
@@ -40,10 +41,9 @@ use config::Settings;
 use dispatch::providers::Provider;
 use dispatch::router::{BreakerSettings, RetrySettings, Router};
 use dispatch::template::WebOtp;
-use dispatch::{Dispatcher, WorkerSettings};
+use dispatch::{Dispatcher, DurableQueue, WorkerSettings};
 use limits::Limits;
 use metrics::Metrics;
-use store::redis::RedisSettings;
 use store::StoreError;
 use verify::code::random_bytes;
 use verify::store::Store;
@@ -209,7 +209,10 @@ impl App {
         let dispatcher = match &redis {
             Some(redis) => Dispatcher::spawn_durable(
                 router,
-                redis.clone(),
+                DurableQueue {
+                    store: redis.clone(),
+                    outbox: Arc::new(RedisOutbox::on(redis)),
+                },
                 worker_settings,
                 clock.clone(),
                 metrics.clone(),

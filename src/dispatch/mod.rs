@@ -2,7 +2,8 @@
 //!
 //! Two queues behind one `Dispatcher`:
 //! - **Durable (Redis)**: the sealed message is appended to the number's shard stream by the
-//!   same script that creates the verification (see `store/redis/outbox.rs`); workers on every
+//!   same script that creates the verification (the [`outbox::Outbox`] port, its adapter in
+//!   `redis/outbox.rs`); workers on every
 //!   instance read it with a consumer group and acknowledge only after a provider accepted it.
 //!   A dead worker's messages are reclaimed; undeliverable ones go to a dead-letter stream.
 //! - **Memory (embedded store)**: a bounded channel. The send reserves a place before it touches
@@ -14,7 +15,7 @@
 //! Workers deliver through the [`router::Router`] one round at a time (routes, failover,
 //! breakers). A round that no provider took defers the message until the time the router names
 //! (back-off, breaker probes), for as long as its code lives: in memory in a waiting list, in
-//! Redis in the shard's retry set (see `store/redis/outbox.rs`), so a restarted gateway carries
+//! Redis in the shard's retry set (see `redis/outbox.rs`), so a restarted gateway carries
 //! on. Every provider tried is recorded with its outcome, so that `GET /v1/verifications/{id}`
 //! lists them.
 //!
@@ -24,6 +25,7 @@
 //! in it), and reports how long reads have been failing, for `/readyz` and a metric.
 
 mod durable;
+pub mod outbox;
 pub mod providers;
 pub mod receipts;
 pub mod router;
@@ -46,9 +48,9 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
 use crate::phone::SHARD_COUNT;
-use crate::redis::RedisStore;
 use crate::verify::model::{Channel, SendAttempt, VerificationId};
 use crate::verify::store::Store;
+use outbox::Outbox;
 use router::{Delivery, Failure, Progress, Router};
 use seal::Sealer;
 
@@ -180,7 +182,14 @@ enum Mode {
 pub enum Ticket<'a> {
     Memory(mpsc::Permit<'a, Queued>, OwnedSemaphorePermit),
     /// The store queues the message itself; committing only wakes the local workers.
-    Durable,
+    Durable(&'a Notify),
+}
+
+/// A store that queues each message with its verification, in the same atomic step (Redis):
+/// the store the workers record sends in, and the outbox its start appends to.
+pub struct DurableQueue {
+    pub store: Arc<dyn Store>,
+    pub outbox: Arc<dyn Outbox>,
 }
 
 /// A message in the memory pipeline, with its place (freed when it is accepted or given up).
@@ -293,7 +302,7 @@ impl Dispatcher {
     #[allow(clippy::too_many_arguments)]
     pub fn spawn_durable(
         router: Arc<Router>,
-        redis: Arc<RedisStore>,
+        queue: DurableQueue,
         settings: WorkerSettings,
         clock: Arc<dyn Clock>,
         metrics: Arc<Metrics>,
@@ -308,7 +317,7 @@ impl Dispatcher {
             health = Some(read_health.clone());
             let shared = Arc::new(Shared {
                 router,
-                store: redis.clone(),
+                store: queue.store,
                 clock: clock.clone(),
                 metrics: metrics.clone(),
                 in_flight: Arc::new(Semaphore::new(settings.concurrency)),
@@ -317,7 +326,7 @@ impl Dispatcher {
             });
             let worker = durable::DurableWorker {
                 shared,
-                redis,
+                outbox: queue.outbox,
                 settings,
                 sealer: Sealer::new(seal_key),
                 wake: wake.clone(),
@@ -368,7 +377,7 @@ impl Dispatcher {
                 let permit = queue.try_reserve().map_err(|_| QueueFull)?;
                 Ok(Ticket::Memory(permit, place))
             }
-            Mode::Durable(_) => Ok(Ticket::Durable),
+            Mode::Durable(wake) => Ok(Ticket::Durable(wake)),
         }
     }
 
@@ -386,8 +395,8 @@ impl Dispatcher {
 
     /// The store accepted the send: hand the message on (memory) or wake the workers (durable).
     pub fn commit(&self, ticket: Ticket<'_>, message: OutgoingMessage) {
-        match (ticket, &self.inner.mode) {
-            (Ticket::Memory(permit, place), _) => {
+        match ticket {
+            Ticket::Memory(permit, place) => {
                 self.inner.metrics.queue_depth().increment(1.0);
                 permit.send(Queued {
                     message,
@@ -395,10 +404,7 @@ impl Dispatcher {
                     _place: place,
                 });
             }
-            (Ticket::Durable, Mode::Durable(wake)) => wake.notify_one(),
-            (Ticket::Durable, Mode::Memory { .. }) => {
-                tracing::error!("a durable ticket reached the memory queue; the message is lost")
-            }
+            Ticket::Durable(wake) => wake.notify_one(),
         }
     }
 }

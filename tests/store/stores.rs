@@ -15,8 +15,8 @@ use otpgate::config::Settings;
 use otpgate::factors::store::FactorStore;
 use otpgate::memory::{MemoryDirectory, MemoryFactorStore, MemoryPinStore, MemoryStore};
 use otpgate::pin::store::PinStore;
+use otpgate::redis::RedisSettings;
 use otpgate::redis::{RedisDirectory, RedisFactorStore, RedisPinStore, RedisStore};
-use otpgate::store::redis::RedisSettings;
 use otpgate::verify::store::Store;
 
 use crate::redis_server::{shared_cluster, shared_redis};
