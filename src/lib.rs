@@ -41,7 +41,7 @@ use config::Settings;
 use dispatch::providers::Provider;
 use dispatch::router::{BreakerSettings, RetrySettings, Router};
 use dispatch::template::WebOtp;
-use dispatch::{Dispatcher, DurableQueue, WorkerSettings};
+use dispatch::{Dispatcher, DurableQueue, Queue, WorkerSettings, Workers};
 use limits::Limits;
 use metrics::Metrics;
 use store::StoreError;
@@ -206,31 +206,21 @@ impl App {
             run_workers: settings.dispatch.workers,
             unready_after: settings.dispatch.outbox_unready_after,
         };
-        let dispatcher = match &redis {
-            Some(redis) => Dispatcher::spawn_durable(
-                router,
-                DurableQueue {
-                    store: redis.clone(),
-                    outbox: Arc::new(RedisOutbox::on(redis)),
-                },
-                worker_settings,
-                clock.clone(),
-                metrics.clone(),
-                &code_key,
-                &tasks,
-                stop.clone(),
-            ),
-            None => Dispatcher::spawn_memory(
-                router,
-                store.clone(),
-                worker_settings,
-                clock.clone(),
-                metrics.clone(),
-                &code_key,
-                &tasks,
-                stop.clone(),
-            ),
+        let queue = match &redis {
+            Some(redis) => Queue::Durable(DurableQueue {
+                store: redis.clone(),
+                outbox: Arc::new(RedisOutbox::on(redis)),
+            }),
+            None => Queue::Memory(store.clone()),
         };
+        let workers = Workers {
+            settings: worker_settings,
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            tasks: &tasks,
+            stop: stop.clone(),
+        };
+        let dispatcher = Dispatcher::spawn(router, queue, &code_key, workers);
         let web_otp = (!settings.dispatch.web_otp_domain.is_empty()).then(|| WebOtp {
             domain: settings.dispatch.web_otp_domain.clone(),
         });

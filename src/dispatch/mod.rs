@@ -258,19 +258,47 @@ struct Shared {
     sent_mark_retry: Duration,
 }
 
+/// Where sends wait for a provider, chosen once at startup with the store.
+pub enum Queue {
+    /// The embedded store: a bounded channel in this process; the workers record sends in the
+    /// store.
+    Memory(Arc<dyn Store>),
+    /// A store that queues each message itself (Redis).
+    Durable(DurableQueue),
+}
+
+/// What the workers run with.
+pub struct Workers<'a> {
+    pub settings: WorkerSettings,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub tasks: &'a TaskTracker,
+    pub stop: CancellationToken,
+}
+
 impl Dispatcher {
+    /// The dispatcher of `queue`, its workers spawned on `workers.tasks`.
+    pub fn spawn(router: Arc<Router>, queue: Queue, seal_key: &[u8], workers: Workers<'_>) -> Self {
+        match queue {
+            Queue::Memory(store) => Self::spawn_memory(router, store, seal_key, workers),
+            Queue::Durable(queue) => Self::spawn_durable(router, queue, seal_key, workers),
+        }
+    }
+
     /// The embedded queue: a bounded channel and one worker task.
-    #[allow(clippy::too_many_arguments)]
-    pub fn spawn_memory(
+    fn spawn_memory(
         router: Arc<Router>,
         store: Arc<dyn Store>,
-        settings: WorkerSettings,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
         seal_key: &[u8],
-        tasks: &TaskTracker,
-        stop: CancellationToken,
+        workers: Workers<'_>,
     ) -> Self {
+        let Workers {
+            settings,
+            clock,
+            metrics,
+            tasks,
+            stop,
+        } = workers;
         let (queue, receiver) = mpsc::channel(settings.queue_capacity);
         let shared = Arc::new(Shared {
             router,
@@ -299,17 +327,19 @@ impl Dispatcher {
     }
 
     /// The durable queue on Redis Streams, read by this instance's workers (and every other's).
-    #[allow(clippy::too_many_arguments)]
-    pub fn spawn_durable(
+    fn spawn_durable(
         router: Arc<Router>,
         queue: DurableQueue,
-        settings: WorkerSettings,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
         seal_key: &[u8],
-        tasks: &TaskTracker,
-        stop: CancellationToken,
+        workers: Workers<'_>,
     ) -> Self {
+        let Workers {
+            settings,
+            clock,
+            metrics,
+            tasks,
+            stop,
+        } = workers;
         let wake = Arc::new(Notify::new());
         let mut health = None;
         if settings.run_workers {
