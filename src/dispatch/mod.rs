@@ -292,36 +292,23 @@ impl Dispatcher {
         seal_key: &[u8],
         workers: Workers<'_>,
     ) -> Self {
-        let Workers {
-            settings,
-            clock,
-            metrics,
-            tasks,
-            stop,
-        } = workers;
-        let (queue, receiver) = mpsc::channel(settings.queue_capacity);
-        let shared = Arc::new(Shared {
-            router,
-            store,
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-            in_flight: Arc::new(Semaphore::new(settings.concurrency)),
-            tasks: tasks.clone(),
-            // Nothing reads the record to decide on a resend: one try, as for any record.
-            sent_mark_retry: Duration::ZERO,
-        });
-        tasks.spawn(run_memory(shared, receiver, settings, stop));
+        let (queue, receiver) = mpsc::channel(workers.settings.queue_capacity);
+        // Nothing reads the record to decide on a resend: one try, as for any record.
+        let shared = Shared::new(router, store, &workers, Duration::ZERO);
+        workers
+            .tasks
+            .spawn(run_memory(shared, receiver, workers.settings, workers.stop));
         Self {
             inner: Arc::new(DispatcherInner {
                 mode: Mode::Memory {
                     queue,
-                    places: Arc::new(Semaphore::new(settings.queue_capacity)),
+                    places: Arc::new(Semaphore::new(workers.settings.queue_capacity)),
                 },
                 sealer: Sealer::new(seal_key),
-                metrics,
+                metrics: workers.metrics,
                 health: None,
-                clock,
-                unready_after: settings.unready_after,
+                clock: workers.clock,
+                unready_after: workers.settings.unready_after,
             }),
         }
     }
@@ -333,38 +320,24 @@ impl Dispatcher {
         seal_key: &[u8],
         workers: Workers<'_>,
     ) -> Self {
-        let Workers {
-            settings,
-            clock,
-            metrics,
-            tasks,
-            stop,
-        } = workers;
         let wake = Arc::new(Notify::new());
         let mut health = None;
-        if settings.run_workers {
+        if workers.settings.run_workers {
             let read_health = Arc::new(ReadHealth::new());
             health = Some(read_health.clone());
-            let shared = Arc::new(Shared {
-                router,
-                store: queue.store,
-                clock: clock.clone(),
-                metrics: metrics.clone(),
-                in_flight: Arc::new(Semaphore::new(settings.concurrency)),
-                tasks: tasks.clone(),
-                sent_mark_retry: durable::settle_within(&settings),
-            });
+            let sent_mark_retry = durable::settle_within(&workers.settings);
+            let shared = Shared::new(router, queue.store, &workers, sent_mark_retry);
             let worker = durable::DurableWorker {
                 shared,
                 outbox: queue.outbox,
-                settings,
+                settings: workers.settings,
                 sealer: Sealer::new(seal_key),
                 wake: wake.clone(),
                 consumer: consumer_name(),
                 health: read_health,
                 held: Mutex::new(HashSet::new()),
             };
-            tasks.spawn(worker.run(stop));
+            workers.tasks.spawn(worker.run(workers.stop));
         } else {
             tracing::info!(
                 "dispatch.workers is off: this instance queues messages, others deliver them"
@@ -375,10 +348,10 @@ impl Dispatcher {
             inner: Arc::new(DispatcherInner {
                 mode: Mode::Durable(wake),
                 sealer,
-                metrics,
+                metrics: workers.metrics,
                 health,
-                clock,
-                unready_after: settings.unready_after,
+                clock: workers.clock,
+                unready_after: workers.settings.unready_after,
             }),
         }
     }
@@ -446,6 +419,23 @@ fn consumer_name() -> String {
 }
 
 impl Shared {
+    fn new(
+        router: Arc<Router>,
+        store: Arc<dyn Store>,
+        workers: &Workers<'_>,
+        sent_mark_retry: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            router,
+            store,
+            clock: workers.clock.clone(),
+            metrics: workers.metrics.clone(),
+            in_flight: Arc::new(Semaphore::new(workers.settings.concurrency)),
+            tasks: workers.tasks.clone(),
+            sent_mark_retry,
+        })
+    }
+
     /// One round through the router; records every provider that failed the message and the
     /// round's outcome beside the verification.
     async fn deliver(&self, message: &OutgoingMessage, progress: &mut Progress) -> Delivery {

@@ -7,14 +7,11 @@ use std::time::Duration;
 
 use otpgate::clock::Clock;
 use otpgate::dispatch::outbox::{Outbox, OutboxEntry, ReadFrom, ShardReadError};
-use otpgate::phone::PhoneNumber;
-use otpgate::verify::code::TAG_LENGTH;
-use otpgate::verify::model::{
-    Channel, NewVerification, SendAttempt, SendQuota, StartOutcome, VerificationId,
-};
+use otpgate::verify::model::{NewVerification, SendAttempt, StartOutcome, VerificationId};
 
 use crate::on_every_outbox;
 use crate::stores::{stores, Backend, Stores};
+use crate::verify::send;
 
 const SEALED: &[u8] = b"sealed message bytes";
 const A: &str = "worker-a";
@@ -26,25 +23,9 @@ fn outbox(stores: &Stores) -> Arc<dyn Outbox> {
 
 /// Starts a verification whose message the store queues; its id.
 async fn queued(stores: &Stores) -> VerificationId {
-    let to = PhoneNumber::parse("+14155552671").expect("a valid number");
     let new = NewVerification {
-        id: VerificationId::random(&stores.rng, to.shard()).expect("random id"),
-        account: stores.account.clone(),
-        to,
-        channel: Channel::Sms,
-        code_tag: [7; TAG_LENGTH],
-        code_length: 6,
-        now_ms: stores.clock.now_ms(),
-        ttl_ms: 600_000,
-        retention_ms: 3_600_000,
-        max_attempts: 3,
-        max_sends: 3,
-        send_quota: SendQuota {
-            limit: 10,
-            window_ms: 3_600_000,
-        },
-        idempotency_key: None,
         outbox: Some(SEALED.to_vec()),
+        ..send(stores, "+14155552671")
     };
     match stores.verify.start_verification(&new).await.unwrap() {
         StartOutcome::Created(verification) => verification.id,
