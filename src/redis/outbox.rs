@@ -19,6 +19,15 @@
 //! pending entry idle for the reclaim time would be taken over and sent twice): the defer script
 //! moves it, atomically, from the stream to the shard's retry set (a sorted set by due time, the
 //! payloads in a hash), and the release script moves due messages back onto the stream.
+//!
+//! Its keys (`KeySpace`), all under the shard's hash tag, so each script touches one slot:
+//!
+//! | key | type | holds |
+//! | --- | --- | --- |
+//! | `P:{sNN}:o` | stream | the shard's queued messages (`v` verification id, `m` sealed, `r` round, `x` refused providers), consumer group `dispatch` |
+//! | `P:{sNN}:d` | stream | dead letters: `v`, `m`, `reasons`, `deliveries` |
+//! | `P:{sNN}:z` | sorted set | deferred messages' ids by due time (gateway clock ms) |
+//! | `P:{sNN}:y` | hash | the deferred messages' fields, `<message id>:v`, `:m`, `:r`, `:x` |
 
 use std::collections::HashMap;
 use std::time::Duration;
