@@ -32,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::memory::MemoryStore;
-use crate::redis::RedisStore;
+use crate::redis::RedisSettings;
+use crate::redis::{RedisOutbox, RedisStore};
 use account::{key_digest, Account, AccountId, ApiKeyRecord, KeyDigest};
 use cache::TtlCache;
 use clock::{Clock, SystemClock};
@@ -40,10 +41,9 @@ use config::Settings;
 use dispatch::providers::Provider;
 use dispatch::router::{BreakerSettings, RetrySettings, Router};
 use dispatch::template::WebOtp;
-use dispatch::{Dispatcher, WorkerSettings};
+use dispatch::{Dispatcher, DurableQueue, Queue, WorkerSettings, Workers};
 use limits::Limits;
 use metrics::Metrics;
-use store::redis::RedisSettings;
 use store::StoreError;
 use verify::code::random_bytes;
 use verify::store::Store;
@@ -206,28 +206,21 @@ impl App {
             run_workers: settings.dispatch.workers,
             unready_after: settings.dispatch.outbox_unready_after,
         };
-        let dispatcher = match &redis {
-            Some(redis) => Dispatcher::spawn_durable(
-                router,
-                redis.clone(),
-                worker_settings,
-                clock.clone(),
-                metrics.clone(),
-                &code_key,
-                &tasks,
-                stop.clone(),
-            ),
-            None => Dispatcher::spawn_memory(
-                router,
-                store.clone(),
-                worker_settings,
-                clock.clone(),
-                metrics.clone(),
-                &code_key,
-                &tasks,
-                stop.clone(),
-            ),
+        let queue = match &redis {
+            Some(redis) => Queue::Durable(DurableQueue {
+                store: redis.clone(),
+                outbox: Arc::new(RedisOutbox::on(redis)),
+            }),
+            None => Queue::Memory(store.clone()),
         };
+        let workers = Workers {
+            settings: worker_settings,
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            tasks: &tasks,
+            stop: stop.clone(),
+        };
+        let dispatcher = Dispatcher::spawn(router, queue, &code_key, workers);
         let web_otp = (!settings.dispatch.web_otp_domain.is_empty()).then(|| WebOtp {
             domain: settings.dispatch.web_otp_domain.clone(),
         });

@@ -15,8 +15,8 @@ use crate::config::Settings;
 use crate::mail::LogMailer;
 use crate::metrics::Metrics;
 use crate::redis::RedisDirectory;
+use crate::redis::RedisSettings;
 use crate::redis::RedisStore;
-use crate::store::redis::RedisSettings;
 
 /// What the support command was asked to do.
 #[derive(Debug, Clone)]
