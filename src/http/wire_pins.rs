@@ -1,7 +1,6 @@
 //! The wire format of the phone-number two-step PINs, the e-mailed links, the Graph facade and
-//! the receipts: what the handlers read and write, and what `openapi.rs` documents. The PIN
-//! requests and the Graph error are documented only (the handlers read a PIN as optional, to
-//! answer its absence with the PIN's own 400; `graph.rs` builds Graph's error object).
+//! the receipts: what the handlers read and write, and what `openapi.rs` documents. The Graph
+//! error is documented only (`graph.rs` builds Graph's error object).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
