@@ -11,8 +11,9 @@ use std::collections::HashMap;
 
 use config::{Config, Environment, File, FileFormat};
 
-use crate::dispatch::providers::{AdapterKind, ProviderSettings, SecretString};
+use crate::dispatch::providers::{AdapterKind, ProviderSettings};
 use crate::dispatch::router::RouteSettings;
+use crate::secret::Secret;
 use serde::de::DeserializeOwned;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -167,34 +168,6 @@ pub struct DispatchSettings {
     pub routes: Vec<RouteSettings>,
     /// Sends per second per provider name (its contracted throughput).
     pub rates: HashMap<String, u32>,
-}
-
-/// A secret from config: bytes that never appear in `Debug` output.
-#[derive(Clone, Default)]
-pub struct Secret(Vec<u8>);
-
-impl Secret {
-    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
-        Self(bytes.into())
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_empty() {
-            "Secret(<unset>)"
-        } else {
-            "Secret(<redacted>)"
-        })
-    }
 }
 
 impl std::fmt::Debug for AuthSettings {
@@ -382,6 +355,7 @@ impl Reader {
             client_unhealthy_after: self.millis("store.client_unhealthy_after_ms"),
             shard_down_grace: self.millis("store.shard_down_grace_ms"),
         };
+        let with_redis = !store.redis_urls.is_empty();
 
         let min_code_length: u8 = self.get("verification.min_code_length");
         self.check(
@@ -401,27 +375,10 @@ impl Reader {
             "verification.ttl_seconds",
             "must be at most 600 (NIST SP 800-63B)",
         );
-        let code_key_text: String = self.get("verification.code_key");
-        let code_key = if code_key_text.is_empty() {
-            Secret::default()
-        } else {
-            match decode_key(&code_key_text) {
-                Some(bytes) if bytes.len() >= 32 => Secret::new(bytes),
-                _ => {
-                    self.errors.push(
-                        "verification.code_key: must be at least 32 bytes, as hex or base64"
-                            .to_owned(),
-                    );
-                    Secret::default()
-                }
-            }
-        };
-        if !store.redis_urls.is_empty() && code_key_text.is_empty() {
-            self.errors.push(
-                "verification.code_key: required with Redis so that every instance computes the same MAC (set OTPGATE_CODE_KEY)"
-                    .to_owned(),
-            );
-        }
+        let code_key = self.key(
+            "verification.code_key",
+            with_redis.then_some("every instance computes the same MAC"),
+        );
         let verification = VerificationSettings {
             code_length,
             min_code_length,
@@ -465,8 +422,8 @@ impl Reader {
         }
         let mut providers: Vec<ProviderSettings> = self.get("dispatch.providers");
         for provider in &mut providers {
-            self.secrets_from_env(provider);
-            for problem in provider.validate() {
+            let unset = self.secrets_from_env(provider);
+            for problem in unset.into_iter().chain(provider.validate()) {
                 self.errors
                     .push(format!("dispatch.providers '{}': {problem}", provider.name));
             }
@@ -479,7 +436,7 @@ impl Reader {
         }
         let workers: bool = self.get("dispatch.workers");
         self.check(
-            workers || !store.redis_urls.is_empty(),
+            workers || with_redis,
             "dispatch.workers",
             "can be false only with Redis (the embedded queue has no other reader)",
         );
@@ -514,9 +471,12 @@ impl Reader {
             rates: self.get("dispatch.rates"),
         };
 
-        let device_key = self.device_key(!store.redis_urls.is_empty());
+        let device_key = self.key(
+            "auth.device_key",
+            with_redis.then_some("every instance recognises the same trusted devices"),
+        );
         let directory = self.directory();
-        let pin = self.pin(!store.redis_urls.is_empty());
+        let pin = self.pin(with_redis);
         let mail = self.mail();
         let factors = self.factors();
         let tenants = self.tenants();
@@ -546,8 +506,10 @@ impl Reader {
 impl Reader {
     /// Provider secrets may come from the environment instead of the file:
     /// `OTPGATE_PROVIDER_<NAME>_<FIELD>`, the name upper-cased with other characters as `_`
-    /// (`OTPGATE_PROVIDER_TWILIO_MAIN_AUTH_TOKEN` for `twilio-main`'s `auth_token`).
-    fn secrets_from_env(&self, provider: &mut ProviderSettings) {
+    /// (`OTPGATE_PROVIDER_TWILIO_MAIN_AUTH_TOKEN` for `twilio-main`'s `auth_token`); a value
+    /// written `env:NAME` is read from the variable `NAME`. Both from the environment the
+    /// settings are loaded with. Returns the variables named but not set.
+    fn secrets_from_env(&self, provider: &mut ProviderSettings) -> Vec<String> {
         let name: String = provider
             .name
             .chars()
@@ -559,13 +521,13 @@ impl Reader {
                 }
             })
             .collect();
-        let lookup = |field: &str| {
-            let variable = format!("OTPGATE_PROVIDER_{name}_{field}");
+        let lookup = |variable: &str| {
             self.env
                 .iter()
-                .find(|(key, _)| *key == variable)
-                .map(|(_, value)| SecretString::new(value.clone()))
+                .find(|(key, _)| key == variable)
+                .map(|(_, value)| Secret::from(value.as_str()))
         };
+        let mut problems = Vec::new();
         for (field, slot) in [
             ("AUTH_TOKEN", &mut provider.auth_token),
             ("API_KEY", &mut provider.api_key),
@@ -574,10 +536,21 @@ impl Reader {
             ("ACCESS_TOKEN", &mut provider.access_token),
             ("APP_SECRET", &mut provider.app_secret),
         ] {
-            if let Some(secret) = lookup(field) {
+            if let Some(secret) = lookup(&format!("OTPGATE_PROVIDER_{name}_{field}")) {
                 *slot = Some(secret);
+            } else if let Some(secret) = slot {
+                let text = secret.expose_str().into_owned();
+                if let Some(variable) = text.strip_prefix("env:") {
+                    *secret = lookup(variable).unwrap_or_else(|| {
+                        problems.push(format!(
+                            "environment variable {variable} (named by 'env:{variable}') is not set"
+                        ));
+                        Secret::default()
+                    });
+                }
             }
         }
+        problems
     }
 }
 
@@ -621,26 +594,28 @@ pub struct DirectorySettings {
 }
 
 impl Reader {
-    fn device_key(&mut self, with_redis: bool) -> Secret {
-        let text: String = self.get("auth.device_key");
+    /// A key of at least 32 bytes (hex or base64); empty when not set, which `shared_by` (why
+    /// every instance needs the same one) makes an error.
+    fn key(&mut self, key: &str, shared_by: Option<&str>) -> Secret {
+        let text: String = self.get(key);
         if text.is_empty() {
-            if with_redis {
-                self.errors.push(
-                    "auth.device_key: required with Redis so that every instance recognises the same trusted devices (set OTPGATE_DEVICE_KEY)"
-                        .to_owned(),
-                );
+            if let Some(reason) = shared_by {
+                let variable = ENV_ALIASES
+                    .iter()
+                    .find(|(_, aliased)| *aliased == key)
+                    .map_or(key, |(alias, _)| alias);
+                self.errors.push(format!(
+                    "{key}: required with Redis so that {reason} (set {variable})"
+                ));
             }
             return Secret::default();
         }
-        match decode_key(&text) {
-            Some(bytes) if bytes.len() >= 32 => Secret::new(bytes),
-            _ => {
-                self.errors.push(
-                    "auth.device_key: must be at least 32 bytes, as hex or base64".to_owned(),
-                );
-                Secret::default()
-            }
-        }
+        Secret::decode_key(&text, 32).unwrap_or_else(|| {
+            self.errors.push(format!(
+                "{key}: must be at least 32 bytes, as hex or base64"
+            ));
+            Secret::default()
+        })
     }
 
     fn directory(&mut self) -> DirectorySettings {
@@ -740,25 +715,10 @@ impl Reader {
         use crate::pin::hash::HashCost;
         use crate::pin::service::PinSettings;
         use crate::pin::AttemptLimits;
-        let text: String = self.get("pin.pepper");
-        let pepper = if text.is_empty() {
-            if with_redis {
-                self.errors.push(
-                    "pin.pepper: required with Redis so that every instance verifies the same PIN hashes (set OTPGATE_PIN_PEPPER)"
-                        .to_owned(),
-                );
-            }
-            Secret::default()
-        } else {
-            match decode_key(&text) {
-                Some(bytes) if bytes.len() >= 32 => Secret::new(bytes),
-                _ => {
-                    self.errors
-                        .push("pin.pepper: must be at least 32 bytes, as hex or base64".to_owned());
-                    Secret::default()
-                }
-            }
-        };
+        let pepper = self.key(
+            "pin.pepper",
+            with_redis.then_some("every instance verifies the same PIN hashes"),
+        );
         let cost = HashCost {
             memory_kib: self.positive("pin.argon2_memory_kib"),
             iterations: self.positive("pin.argon2_iterations"),
@@ -891,9 +851,9 @@ impl Reader {
                 ));
                 continue;
             }
-            match decode_key(key) {
-                Some(bytes) if bytes.len() == 32 => keys.push((id.to_owned(), Secret::new(bytes))),
-                _ => self.errors.push(format!(
+            match Secret::decode_key(key, 32).filter(|key| key.expose().len() == 32) {
+                Some(key) => keys.push((id.to_owned(), key)),
+                None => self.errors.push(format!(
                     "factors.keys: key '{id}' must be exactly 32 bytes, as hex or base64"
                 )),
             }
@@ -964,14 +924,6 @@ impl Reader {
             memory_max_entries: self.positive("factors.memory_max_entries") as usize,
         }
     }
-}
-
-fn decode_key(text: &str) -> Option<Vec<u8>> {
-    data_encoding::HEXLOWER_PERMISSIVE
-        .decode(text.as_bytes())
-        .ok()
-        .or_else(|| data_encoding::BASE64.decode(text.as_bytes()).ok())
-        .or_else(|| data_encoding::BASE64URL_NOPAD.decode(text.as_bytes()).ok())
 }
 
 #[cfg(test)]
@@ -1160,5 +1112,37 @@ mod tests {
         let settings =
             Settings::load_from(None, env(&[("OTPGATE_ROOT_KEY", &"s3cr3t".repeat(8))])).unwrap();
         assert!(!format!("{settings:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn secrets_written_env_name_come_from_the_environment_the_settings_are_loaded_with() {
+        let file = |value: &str| {
+            let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+            let text = format!(
+                "[[dispatch.providers]]\nname = \"wa\"\nkind = \"whatsapp\"\naccess_token = \"{value}\"\nphone_number_id = \"106540352242922\"\n"
+            );
+            std::fs::write(file.path(), text).unwrap();
+            file
+        };
+        let token = |settings: &Settings| {
+            settings.dispatch.providers[0]
+                .access_token
+                .as_ref()
+                .map(|secret| secret.expose_str().into_owned())
+        };
+        let named = file("env:OTPGATE_TEST_PROVIDER_SECRET_7F3A");
+        let settings = Settings::load_from(
+            Some(named.path()),
+            env(&[("OTPGATE_TEST_PROVIDER_SECRET_7F3A", "from-the-environment")]),
+        )
+        .unwrap();
+        assert_eq!(token(&settings).as_deref(), Some("from-the-environment"));
+        let missing = Settings::load_from(Some(named.path()), env(&[])).unwrap_err();
+        assert!(missing
+            .to_string()
+            .contains("OTPGATE_TEST_PROVIDER_SECRET_7F3A"));
+        let plain = file("literal");
+        let settings = Settings::load_from(Some(plain.path()), env(&[])).unwrap();
+        assert_eq!(token(&settings).as_deref(), Some("literal"));
     }
 }

@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use otpgate::account::KEY_PREFIX;
-use otpgate::config::{Secret, Settings};
+use otpgate::config::Settings;
+use otpgate::secret::Secret;
 use otpgate::App;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::net::TcpListener;
@@ -167,7 +168,9 @@ fn support(args: &[String]) -> ExitCode {
         reason,
         operator: operator.clone(),
     };
-    match runtime.block_on(otpgate::pin::support::disable_two_step(&settings, &request)) {
+    match runtime.block_on(otpgate::startup::support_disable_two_step(
+        &settings, &request,
+    )) {
         Ok(masked) => {
             println!(
                 "two-step verification disabled for {masked} (id {phone_number}) in account {account}, by {operator}; the audit trail has the entry"

@@ -30,9 +30,9 @@ use crate::account::user::{Factor, FactorType, User, UserId};
 use crate::account::{hex, Account, AccountId};
 use crate::audit::{AuditEntry, Who};
 use crate::clock::Clock;
-use crate::config::Secret;
 use crate::directory::Directory;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::verify::code::random_bytes;
 use crypto::{FactorKeys, SealError};
@@ -1004,64 +1004,4 @@ impl FactorService {
         // The account's trail lives in the directory.
         self.directory.append_audit(account, entry).await
     }
-}
-
-/// Builds the service for `App::build_with`. Keys: the configured ones, current first; with
-/// Redis, then one derived from the code key every instance shares (id `derived`: it seals
-/// when nothing is configured); on the embedded store without keys, a random one for this
-/// process. The recovery-code key is derived from the code key with its own label.
-pub(crate) fn assemble(
-    settings: &crate::config::Settings,
-    redis: Option<&crate::store::redis::RedisStore>,
-    code_key: &[u8],
-    rng: &SystemRandom,
-    clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-    directory: Arc<dyn Directory>,
-) -> Result<FactorService, String> {
-    use ring::hmac;
-    let config = &settings.factors;
-    let derive = |label: &[u8]| {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, code_key);
-        hmac::sign(&key, label).as_ref().to_vec()
-    };
-    let mut keys: Vec<(String, Vec<u8>)> = config
-        .keys
-        .iter()
-        .map(|(id, key)| (id.clone(), key.expose().to_vec()))
-        .collect();
-    if redis.is_some() {
-        if keys.is_empty() {
-            tracing::warn!("factors.keys is empty: TOTP secrets are sealed under a key derived from the code key; set OTPGATE_FACTOR_KEYS to rotate it");
-        }
-        // The derived key seals when none is configured, and keeps opening what it sealed after
-        // keys are configured (listed last, unless an operator reused its id).
-        if !keys.iter().any(|(id, _)| id == "derived") {
-            keys.push(("derived".to_owned(), derive(b"otpgate factor secret key")));
-        }
-    } else if keys.is_empty() {
-        let key = random_bytes::<32>(rng).map_err(|_| "the random generator failed".to_owned())?;
-        keys.push(("local".to_owned(), key.to_vec()));
-    }
-    let keys = FactorKeys::new(&keys)
-        .ok_or_else(|| "factors.keys: each key needs a distinct id and 32 bytes".to_owned())?;
-    let store: Arc<dyn FactorStore> = match redis {
-        Some(redis) => Arc::new(
-            self::redis::RedisFactorStore::new(redis.connection(), redis.prefix())
-                .with_tenants(settings.tenants.clone(), clock.clone()),
-        ),
-        None => Arc::new(
-            memory::MemoryFactorStore::new(clock.clone(), config.memory_max_entries)
-                .with_tenants(settings.tenants.clone()),
-        ),
-    };
-    Ok(FactorService::new(
-        store,
-        directory,
-        keys,
-        &derive(b"otpgate recovery-code key"),
-        clock,
-        metrics,
-        config.clone(),
-    ))
 }

@@ -102,7 +102,7 @@ impl InfobipProvider {
             client: client(settings)?,
             body_limit: settings.body_limit,
             url: endpoint(base, "/sms/2/text/advanced")?,
-            authorization: format!("App {}", key.expose()),
+            authorization: format!("App {}", key.expose_str()),
             from: settings.from.clone().ok_or_else(|| missing("from"))?,
             notify_url: settings.notify_url.clone(),
         })

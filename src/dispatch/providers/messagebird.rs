@@ -68,7 +68,7 @@ impl MessagebirdProvider {
             client: client(settings)?,
             body_limit: settings.body_limit,
             url: endpoint(base, "/messages")?,
-            authorization: format!("AccessKey {}", key.expose()),
+            authorization: format!("AccessKey {}", key.expose_str()),
             originator: settings
                 .originator
                 .clone()

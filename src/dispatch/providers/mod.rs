@@ -9,7 +9,6 @@ pub mod twilio;
 pub mod vonage;
 pub mod whatsapp;
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use crate::dispatch::OutgoingMessage;
+use crate::secret::Secret;
 
 /// What a provider said about one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,45 +77,6 @@ impl AdapterKind {
             AdapterKind::Whatsapp => Some("https://graph.facebook.com"),
             AdapterKind::Infobip | AdapterKind::Http | AdapterKind::Log => None,
         }
-    }
-}
-
-/// A credential from config. `Debug` prints `[redacted]`, so settings can be logged whole.
-///
-/// A value written `env:NAME` is read from the environment variable `NAME` when the settings
-/// are loaded, so that committed config files never hold the secret itself (arrays of tables
-/// cannot be overridden through `OTPGATE_*` variables).
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct SecretString(String);
-
-impl<'de> Deserialize<'de> for SecretString {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = String::deserialize(deserializer)?;
-        match value.strip_prefix("env:") {
-            Some(name) => std::env::var(name).map(Self).map_err(|_| {
-                serde::de::Error::custom(format!(
-                    "environment variable {name} (named by 'env:{name}') is not set"
-                ))
-            }),
-            None => Ok(Self(value)),
-        }
-    }
-}
-
-impl SecretString {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-
-    /// The secret itself: call it only where it is sent or used as a key.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for SecretString {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[redacted]")
     }
 }
 
@@ -192,7 +153,7 @@ pub struct ProviderSettings {
     #[serde(default)]
     pub account_sid: Option<String>,
     #[serde(default)]
-    pub auth_token: Option<SecretString>,
+    pub auth_token: Option<Secret>,
     #[serde(default)]
     pub messaging_service_sid: Option<String>,
     #[serde(default)]
@@ -204,10 +165,10 @@ pub struct ProviderSettings {
 
     // vonage, infobip
     #[serde(default)]
-    pub api_key: Option<SecretString>,
+    pub api_key: Option<Secret>,
     // vonage
     #[serde(default)]
-    pub api_secret: Option<SecretString>,
+    pub api_secret: Option<Secret>,
     #[serde(default)]
     pub callback: Option<String>,
 
@@ -217,7 +178,7 @@ pub struct ProviderSettings {
 
     // messagebird
     #[serde(default)]
-    pub access_key: Option<SecretString>,
+    pub access_key: Option<Secret>,
     #[serde(default)]
     pub originator: Option<String>,
     #[serde(default)]
@@ -225,7 +186,7 @@ pub struct ProviderSettings {
 
     // whatsapp
     #[serde(default)]
-    pub access_token: Option<SecretString>,
+    pub access_token: Option<Secret>,
     #[serde(default)]
     pub phone_number_id: Option<String>,
     #[serde(default)]
@@ -238,7 +199,7 @@ pub struct ProviderSettings {
     pub api_version: Option<String>,
     /// The Meta app secret that signs webhook deliveries (`X-Hub-Signature-256`).
     #[serde(default)]
-    pub app_secret: Option<SecretString>,
+    pub app_secret: Option<Secret>,
 
     // http
     #[serde(default)]
@@ -376,7 +337,7 @@ impl ProviderSettings {
                 require("account_sid", self.account_sid.as_deref(), &mut problem);
                 require(
                     "auth_token",
-                    self.auth_token.as_ref().map(SecretString::expose),
+                    self.auth_token.as_ref().map(Secret::expose_str).as_deref(),
                     &mut problem,
                 );
                 if let Some(sid) = &self.account_sid {
@@ -413,12 +374,12 @@ impl ProviderSettings {
             AdapterKind::Vonage => {
                 require(
                     "api_key",
-                    self.api_key.as_ref().map(SecretString::expose),
+                    self.api_key.as_ref().map(Secret::expose_str).as_deref(),
                     &mut problem,
                 );
                 require(
                     "api_secret",
-                    self.api_secret.as_ref().map(SecretString::expose),
+                    self.api_secret.as_ref().map(Secret::expose_str).as_deref(),
                     &mut problem,
                 );
                 require("from", self.from.as_deref(), &mut problem);
@@ -430,7 +391,7 @@ impl ProviderSettings {
                 }
                 require(
                     "api_key",
-                    self.api_key.as_ref().map(SecretString::expose),
+                    self.api_key.as_ref().map(Secret::expose_str).as_deref(),
                     &mut problem,
                 );
                 require("from", self.from.as_deref(), &mut problem);
@@ -439,7 +400,7 @@ impl ProviderSettings {
             AdapterKind::Messagebird => {
                 require(
                     "access_key",
-                    self.access_key.as_ref().map(SecretString::expose),
+                    self.access_key.as_ref().map(Secret::expose_str).as_deref(),
                     &mut problem,
                 );
                 require("originator", self.originator.as_deref(), &mut problem);
@@ -455,7 +416,10 @@ impl ProviderSettings {
             AdapterKind::Whatsapp => {
                 require(
                     "access_token",
-                    self.access_token.as_ref().map(SecretString::expose),
+                    self.access_token
+                        .as_ref()
+                        .map(Secret::expose_str)
+                        .as_deref(),
                     &mut problem,
                 );
                 require(
@@ -710,27 +674,10 @@ mod tests {
     #[test]
     fn secrets_do_not_show_in_debug_output() {
         let mut settings = ProviderSettings::new("tw", AdapterKind::Twilio);
-        settings.auth_token = Some(SecretString::new("very-secret-token"));
+        settings.auth_token = Some(Secret::from("very-secret-token"));
         let printed = format!("{settings:?}");
         assert!(!printed.contains("very-secret-token"), "{printed}");
         assert!(printed.contains("[redacted]"));
-    }
-
-    #[test]
-    fn secrets_written_env_name_come_from_the_environment() {
-        // A variable name no other test touches.
-        std::env::set_var("OTPGATE_TEST_PROVIDER_SECRET_7F3A", "from-the-environment");
-        let secret: SecretString =
-            serde_json::from_str("\"env:OTPGATE_TEST_PROVIDER_SECRET_7F3A\"").expect("set");
-        assert_eq!(secret.expose(), "from-the-environment");
-        let missing =
-            serde_json::from_str::<SecretString>("\"env:OTPGATE_TEST_UNSET_VARIABLE_7F3A\"")
-                .expect_err("unset variable");
-        assert!(missing
-            .to_string()
-            .contains("OTPGATE_TEST_UNSET_VARIABLE_7F3A"));
-        let plain: SecretString = serde_json::from_str("\"literal\"").expect("plain");
-        assert_eq!(plain.expose(), "literal");
     }
 
     #[test]
@@ -751,7 +698,7 @@ mod tests {
     #[test]
     fn infobip_needs_its_account_base_url() {
         let mut settings = ProviderSettings::new("ib", AdapterKind::Infobip);
-        settings.api_key = Some(SecretString::new("k"));
+        settings.api_key = Some(Secret::from("k"));
         settings.from = Some("Brand".into());
         assert!(settings
             .validate()

@@ -51,8 +51,8 @@ impl TwilioProvider {
             .auth_token
             .as_ref()
             .ok_or_else(|| missing("auth_token"))?
-            .expose()
-            .to_owned();
+            .expose_str()
+            .into_owned();
         let sender = match (&settings.messaging_service_sid, &settings.from) {
             (Some(service), _) => Sender::MessagingService(service.clone()),
             (None, Some(from)) => Sender::From(from.clone()),

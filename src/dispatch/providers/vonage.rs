@@ -42,10 +42,10 @@ struct Part {
 impl VonageProvider {
     pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
         let missing = |field: &str| format!("provider '{}': '{field}' is required", settings.name);
-        let secret = |value: &Option<super::SecretString>, field: &str| {
+        let secret = |value: &Option<crate::secret::Secret>, field: &str| {
             value
                 .as_ref()
-                .map(|secret| secret.expose().to_owned())
+                .map(|secret| secret.expose_str().into_owned())
                 .ok_or_else(|| missing(field))
         };
         let base = settings

@@ -78,7 +78,7 @@ impl WhatsappProvider {
                     settings.whatsapp_api_version()
                 ),
             )?,
-            authorization: format!("Bearer {}", token.expose()),
+            authorization: format!("Bearer {}", token.expose_str()),
             template_name: settings.whatsapp_template_name().to_owned(),
             template_languages: settings
                 .template_languages
