@@ -66,6 +66,50 @@ impl Default for TenantSettings {
 }
 
 impl TenantSettings {
+    /// `[tenants.accounts.<account id>]` tables: each field overrides the default; unknown ids,
+    /// fields, or zeros add a line to `errors`.
+    pub fn overrides(
+        defaults: AccountLimits,
+        tables: HashMap<String, HashMap<String, u64>>,
+        errors: &mut Vec<String>,
+    ) -> HashMap<AccountId, AccountLimits> {
+        let mut accounts = HashMap::new();
+        for (id, fields) in tables {
+            let key = format!("tenants.accounts.{id}");
+            // The loader may lower-case keys; account ids are `AC` and lowercase hex.
+            let Some(account) = id
+                .get(2..)
+                .and_then(|hex| AccountId::parse(&format!("AC{}", hex.to_lowercase())))
+                .filter(|_| id.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("ac")))
+            else {
+                errors.push(format!("{key}: not an account id (AC and 32 hex digits)"));
+                continue;
+            };
+            let mut limits = defaults;
+            for (field, value) in fields {
+                let slot = match field.as_str() {
+                    "max_users" => &mut limits.users,
+                    "max_phone_numbers" => &mut limits.phone_numbers,
+                    "max_factors_per_user" => &mut limits.factors_per_user,
+                    "max_pending_ceremonies" => &mut limits.pending_ceremonies,
+                    "max_trusted_devices" => &mut limits.trusted_devices,
+                    other => {
+                        errors.push(format!(
+                            "{key}.{other}: unknown (max_users, max_phone_numbers, max_factors_per_user, max_pending_ceremonies, max_trusted_devices)"
+                        ));
+                        continue;
+                    }
+                };
+                if value == 0 {
+                    errors.push(format!("{key}.{field}: must be greater than 0"));
+                }
+                *slot = value;
+            }
+            accounts.insert(account, limits);
+        }
+        accounts
+    }
+
     pub fn limits(&self, account: &AccountId) -> AccountLimits {
         self.accounts.get(account).copied().unwrap_or(self.defaults)
     }

@@ -9,6 +9,7 @@ pub mod login;
 pub mod policy;
 pub mod rules;
 pub mod service;
+pub mod settings;
 pub mod user;
 
 use ring::digest;

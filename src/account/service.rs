@@ -15,11 +15,11 @@ use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::login::{decide, Decision};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal, TwoFactorRequest};
+use crate::account::settings::DirectorySettings;
 use crate::account::user::{Factor, Override, User, UserId, UserRole};
 use crate::account::{AccountId, ApiKeyRecord};
 use crate::audit::{action, AuditEntry, AuditPage, Who};
 use crate::clock::Clock;
-use crate::config::DirectorySettings;
 use crate::directory::{
     Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
 };

@@ -75,6 +75,41 @@ pub struct FactorSettings {
     pub memory_max_entries: usize,
 }
 
+impl FactorSettings {
+    /// The rules on values that parsed; each broken one adds a line to `errors`.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if !matches!(self.totp_digits, 6 | 8) {
+            errors.push("factors.totp_digits: must be 6 or 8".to_owned());
+        }
+        if self.limits.max_failures > 10 {
+            errors.push(
+                "factors.max_failures: must be at most 10 (RFC 4226 §7.3: as low as possible)"
+                    .to_owned(),
+            );
+        }
+        let rp_id = &self.relying_party.id;
+        let rp_ok = !rp_id.is_empty()
+            && rp_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !rp_ok {
+            errors.push(
+                "factors.rp_id: must be a domain name such as example.com (or localhost)"
+                    .to_owned(),
+            );
+        }
+        let origins = &self.relying_party.origins;
+        let origins_ok = !origins.is_empty()
+            && origins.iter().all(|origin| {
+                reqwest::Url::parse(origin)
+                    .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.path() == "/")
+            });
+        if !origins_ok {
+            errors.push("factors.origins: must list origins such as https://login.example.com (scheme, host, optional port)".to_owned());
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FactorError {
     #[error(transparent)]

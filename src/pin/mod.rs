@@ -248,6 +248,25 @@ impl Default for PinConfig {
     }
 }
 
+impl PinConfig {
+    /// The rules on values that parsed; each broken one adds a line to `errors`.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        let settings = &self.settings;
+        if let Err(problem) = settings.cost.validate() {
+            errors.push(format!("pin: {problem}"));
+        }
+        if settings.limits.max_failures > 10 {
+            errors.push("pin.max_failures: must be at most 10 (NIST SP 800-63B: at most 10 consecutive failed attempts)".to_owned());
+        }
+        if settings.limits.free_attempts > settings.limits.max_failures {
+            errors.push("pin.free_attempts: must be at most pin.max_failures".to_owned());
+        }
+        if settings.link_ttl > Duration::from_secs(7 * 24 * 3600) {
+            errors.push("pin.link_ttl_seconds: must be at most 604800 (7 days)".to_owned());
+        }
+    }
+}
+
 /// What a link sent by e-mail does once opened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkPurpose {
