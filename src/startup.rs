@@ -75,27 +75,35 @@ pub fn derive_key(root_secret: &[u8], label: &[u8]) -> Vec<u8> {
     ring::hmac::sign(&key, label).as_ref().to_vec()
 }
 
-/// Where the services' keys come from: the code key (configured, or drawn for this process on
-/// the embedded store), whether instances share state (Redis), and the random generator.
-struct Keys<'a> {
+/// What the service builders read: the settings, the Redis connection (none: the embedded
+/// store), the code key, the random generator, the clock and the metrics.
+struct Parts<'a> {
+    settings: &'a Settings,
+    redis: Option<&'a RedisStore>,
     code_key: &'a [u8],
-    shared: bool,
     rng: &'a SystemRandom,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
 }
 
-impl Keys<'_> {
+/// A key drawn for this process.
+fn drawn_key(rng: &SystemRandom) -> Result<Vec<u8>, BuildError> {
+    Ok(random_bytes::<32>(rng)
+        .map_err(|_| BuildError::Random)?
+        .to_vec())
+}
+
+impl Parts<'_> {
     /// The configured key, else (with Redis) one derived from the code key every instance
     /// shares, else one drawn for this process. The loader requires the key with Redis, so the
     /// derived one serves embedders building `Settings` by hand.
     fn key(&self, configured: &Secret, label: &[u8]) -> Result<Vec<u8>, BuildError> {
         if !configured.is_empty() {
             Ok(configured.expose().to_vec())
-        } else if self.shared {
+        } else if self.redis.is_some() {
             Ok(derive_key(self.code_key, label))
         } else {
-            Ok(random_bytes::<32>(self.rng)
-                .map_err(|_| BuildError::Random)?
-                .to_vec())
+            drawn_key(self.rng)
         }
     }
 }
@@ -135,16 +143,9 @@ impl App {
                 (connected, None)
             };
         // Without Redis there is one instance, so a per-process MAC key is as good as any.
-        let code_key = Keys {
-            code_key: &[],
-            shared: false,
-            rng: &rng,
-        }
-        .key(&settings.verification.code_key, b"")?;
-        let keys = Keys {
-            code_key: &code_key,
-            shared: redis.is_some(),
-            rng: &rng,
+        let code_key = match &settings.verification.code_key {
+            configured if configured.is_empty() => drawn_key(&rng)?,
+            configured => configured.expose().to_vec(),
         };
 
         let router = Arc::new(build_router(
@@ -199,29 +200,18 @@ impl App {
             web_otp,
         );
 
-        let account_service = accounts(
-            &settings,
-            redis.as_deref(),
-            &keys,
-            clock.clone(),
-            &metrics,
-            (&tasks, stop.clone()),
-        )?;
+        let parts = Parts {
+            settings: &settings,
+            redis: redis.as_deref(),
+            code_key: &code_key,
+            rng: &rng,
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        };
+        let account_service = parts.accounts(&tasks, stop.clone())?;
         let directory = account_service.directory().clone();
-        let pins = pins(
-            &settings,
-            redis.as_deref(),
-            &keys,
-            (clock.clone(), metrics.clone()),
-            directory.clone(),
-        )?;
-        let factors = factors(
-            &settings,
-            redis.as_deref(),
-            &keys,
-            (clock.clone(), metrics.clone()),
-            directory,
-        )?;
+        let pins = parts.pins(directory.clone())?;
+        let factors = parts.factors(directory)?;
 
         let root_key_digest = key_digest(
             std::str::from_utf8(settings.auth.root_key.expose())
@@ -301,52 +291,6 @@ fn redis_directory(settings: &Settings, redis: &RedisStore) -> RedisDirectory {
     )
 }
 
-/// The accounts service: the directory on the gateway's Redis connection (or in memory), the
-/// hot-path cache, and, with Redis, the invalidation link as a background task that ends with
-/// `stop`.
-fn accounts(
-    settings: &Settings,
-    redis: Option<&RedisStore>,
-    keys: &Keys<'_>,
-    clock: Arc<dyn Clock>,
-    metrics: &Metrics,
-    (tasks, stop): (&TaskTracker, CancellationToken),
-) -> Result<AccountService, BuildError> {
-    let config = &settings.directory;
-    let device_key = keys.key(&settings.auth.device_key, b"otpgate trusted-device key")?;
-    let cache = Arc::new(HotCache::new(config.cache_ttl, config.cache_max_entries));
-    let hot_metrics = Arc::new(HotPathMetrics::new(metrics));
-    let directory: Arc<dyn Directory> = match redis {
-        None => {
-            Arc::new(MemoryDirectory::new(config.audit_max_entries).with_bounds(&settings.tenants))
-        }
-        Some(redis) => {
-            let link = LinkSettings {
-                urls: settings.store.redis_urls.clone(),
-                channel: RedisDirectory::channel(redis.prefix()),
-                connect_timeout: settings.store.connect_timeout,
-                ping_interval: config.invalidation_ping,
-            };
-            tasks.spawn(invalidation::run(
-                link,
-                cache.clone(),
-                hot_metrics.clone(),
-                stop,
-            ));
-            Arc::new(redis_directory(settings, redis))
-        }
-    };
-    Ok(AccountService::new(
-        directory,
-        cache,
-        hot_metrics,
-        clock,
-        &device_key,
-        config.clone(),
-    )
-    .with_tenants(settings.tenants.clone()))
-}
-
 /// The PIN store on the gateway's Redis connection, or in memory.
 fn pin_store(settings: &Settings, redis: Option<&RedisStore>) -> Arc<dyn PinStore> {
     use crate::pin::{memory::MemoryPinStore, redis::RedisPinStore};
@@ -359,92 +303,129 @@ fn pin_store(settings: &Settings, redis: Option<&RedisStore>) -> Arc<dyn PinStor
     }
 }
 
-/// The PIN service: the store, the hasher with the pepper, the configured mailer, audit through
-/// the directory.
-fn pins(
-    settings: &Settings,
-    redis: Option<&RedisStore>,
-    keys: &Keys<'_>,
-    (clock, metrics): (Arc<dyn Clock>, Arc<Metrics>),
-    directory: Arc<dyn Directory>,
-) -> Result<PinService, BuildError> {
-    let config = &settings.pin;
-    let pepper = keys.key(&config.pepper, b"otpgate two-step PIN pepper")?;
-    let mailer =
-        crate::mail::build(&settings.mail).map_err(|error| BuildError::Pins(error.to_string()))?;
-    Ok(PinService::new(
-        pin_store(settings, redis),
-        Arc::new(crate::pin::hash::PinHasher::new(
-            pepper,
-            config.settings.cost,
-        )),
-        mailer,
-        directory,
-        clock,
-        metrics,
-        config.settings,
-        &settings.mail.link_base_url,
-    ))
-}
-
-/// The factor service. Keys: the configured ones, current first; with Redis, then one derived
-/// from the code key every instance shares (id `derived`: it seals when nothing is configured);
-/// on the embedded store without keys, a random one for this process. The recovery-code key is
-/// derived from the code key with its own label.
-fn factors(
-    settings: &Settings,
-    redis: Option<&RedisStore>,
-    keys: &Keys<'_>,
-    (clock, metrics): (Arc<dyn Clock>, Arc<Metrics>),
-    directory: Arc<dyn Directory>,
-) -> Result<FactorService, BuildError> {
-    use crate::factors::{memory::MemoryFactorStore, redis::RedisFactorStore};
-    let config = &settings.factors;
-    let mut sealing: Vec<(String, Vec<u8>)> = config
-        .keys
-        .iter()
-        .map(|(id, key)| (id.clone(), key.expose().to_vec()))
-        .collect();
-    if keys.shared {
-        if sealing.is_empty() {
-            tracing::warn!("factors.keys is empty: TOTP secrets are sealed under a key derived from the code key; set OTPGATE_FACTOR_KEYS to rotate it");
-        }
-        // The derived key seals when none is configured, and keeps opening what it sealed after
-        // keys are configured (listed last, unless an operator reused its id).
-        if !sealing.iter().any(|(id, _)| id == "derived") {
-            sealing.push((
-                "derived".to_owned(),
-                derive_key(keys.code_key, b"otpgate factor secret key"),
-            ));
-        }
-    } else if sealing.is_empty() {
-        let key = keys
-            .key(&Secret::default(), b"")
-            .map_err(|_| BuildError::Factors("the random generator failed".to_owned()))?;
-        sealing.push(("local".to_owned(), key));
+impl Parts<'_> {
+    /// The accounts service: the directory on the gateway's Redis connection (or in memory), the
+    /// hot-path cache, and, with Redis, the invalidation link as a background task that ends with
+    /// `stop`.
+    fn accounts(
+        &self,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
+    ) -> Result<AccountService, BuildError> {
+        let settings = self.settings;
+        let config = &settings.directory;
+        let device_key = self.key(&settings.auth.device_key, b"otpgate trusted-device key")?;
+        let cache = Arc::new(HotCache::new(config.cache_ttl, config.cache_max_entries));
+        let hot_metrics = Arc::new(HotPathMetrics::new(&self.metrics));
+        let directory: Arc<dyn Directory> = match self.redis {
+            None => Arc::new(
+                MemoryDirectory::new(config.audit_max_entries).with_bounds(&settings.tenants),
+            ),
+            Some(redis) => {
+                let link = LinkSettings {
+                    urls: settings.store.redis_urls.clone(),
+                    channel: RedisDirectory::channel(redis.prefix()),
+                    connect_timeout: settings.store.connect_timeout,
+                    ping_interval: config.invalidation_ping,
+                };
+                tasks.spawn(invalidation::run(
+                    link,
+                    cache.clone(),
+                    hot_metrics.clone(),
+                    stop,
+                ));
+                Arc::new(redis_directory(settings, redis))
+            }
+        };
+        Ok(AccountService::new(
+            directory,
+            cache,
+            hot_metrics,
+            self.clock.clone(),
+            &device_key,
+            config.clone(),
+        )
+        .with_tenants(settings.tenants.clone()))
     }
-    let sealing = FactorKeys::new(&sealing).ok_or_else(|| {
-        BuildError::Factors("factors.keys: each key needs a distinct id and 32 bytes".to_owned())
-    })?;
-    let store: Arc<dyn FactorStore> = match redis {
-        Some(redis) => Arc::new(
-            RedisFactorStore::new(redis.connection(), redis.prefix())
-                .with_tenants(settings.tenants.clone(), clock.clone()),
-        ),
-        None => Arc::new(
-            MemoryFactorStore::new(clock.clone(), config.memory_max_entries)
-                .with_tenants(settings.tenants.clone()),
-        ),
-    };
-    Ok(FactorService::new(
-        store,
-        directory,
-        sealing,
-        &derive_key(keys.code_key, b"otpgate recovery-code key"),
-        clock,
-        metrics,
-        config.clone(),
-    ))
+
+    /// The PIN service: the store, the hasher with the pepper, the configured mailer, audit through
+    /// the directory.
+    fn pins(&self, directory: Arc<dyn Directory>) -> Result<PinService, BuildError> {
+        let settings = self.settings;
+        let config = &settings.pin;
+        let pepper = self.key(&config.pepper, b"otpgate two-step PIN pepper")?;
+        let mailer = crate::mail::build(&settings.mail)
+            .map_err(|error| BuildError::Pins(error.to_string()))?;
+        Ok(PinService::new(
+            pin_store(settings, self.redis),
+            Arc::new(crate::pin::hash::PinHasher::new(
+                pepper,
+                config.settings.cost,
+            )),
+            mailer,
+            directory,
+            self.clock.clone(),
+            self.metrics.clone(),
+            config.settings,
+            &settings.mail.link_base_url,
+        ))
+    }
+
+    /// The factor service. Keys: the configured ones, current first; with Redis, then one derived
+    /// from the code key every instance shares (id `derived`: it seals when nothing is configured);
+    /// on the embedded store without keys, a random one for this process. The recovery-code key is
+    /// derived from the code key with its own label.
+    fn factors(&self, directory: Arc<dyn Directory>) -> Result<FactorService, BuildError> {
+        use crate::factors::{memory::MemoryFactorStore, redis::RedisFactorStore};
+        let (settings, clock) = (self.settings, &self.clock);
+        let config = &settings.factors;
+        let mut sealing: Vec<(String, Vec<u8>)> = config
+            .keys
+            .iter()
+            .map(|(id, key)| (id.clone(), key.expose().to_vec()))
+            .collect();
+        if self.redis.is_some() {
+            if sealing.is_empty() {
+                tracing::warn!("factors.keys is empty: TOTP secrets are sealed under a key derived from the code key; set OTPGATE_FACTOR_KEYS to rotate it");
+            }
+            // The derived key seals when none is configured, and keeps opening what it sealed after
+            // keys are configured (listed last, unless an operator reused its id).
+            if !sealing.iter().any(|(id, _)| id == "derived") {
+                sealing.push((
+                    "derived".to_owned(),
+                    derive_key(self.code_key, b"otpgate factor secret key"),
+                ));
+            }
+        } else if sealing.is_empty() {
+            let key = drawn_key(self.rng)
+                .map_err(|_| BuildError::Factors("the random generator failed".to_owned()))?;
+            sealing.push(("local".to_owned(), key));
+        }
+        let sealing = FactorKeys::new(&sealing).ok_or_else(|| {
+            BuildError::Factors(
+                "factors.keys: each key needs a distinct id and 32 bytes".to_owned(),
+            )
+        })?;
+        let store: Arc<dyn FactorStore> = match self.redis {
+            Some(redis) => Arc::new(
+                RedisFactorStore::new(redis.connection(), redis.prefix())
+                    .with_tenants(settings.tenants.clone(), clock.clone()),
+            ),
+            None => Arc::new(
+                MemoryFactorStore::new(clock.clone(), config.memory_max_entries)
+                    .with_tenants(settings.tenants.clone()),
+            ),
+        };
+        Ok(FactorService::new(
+            store,
+            directory,
+            sealing,
+            &derive_key(self.code_key, b"otpgate recovery-code key"),
+            clock.clone(),
+            self.metrics.clone(),
+            config.clone(),
+        ))
+    }
 }
 
 /// `otpgate support disable-two-step`: checks the request, connects to the configured Redis

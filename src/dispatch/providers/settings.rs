@@ -256,6 +256,14 @@ impl ProviderSettings {
                 problem(format!("'{field}' is required"));
             }
         };
+        let require_secret =
+            |field: &str, value: &Option<Secret>, problem: &mut dyn FnMut(String)| {
+                require(
+                    field,
+                    value.as_ref().map(Secret::expose_str).as_deref(),
+                    problem,
+                )
+            };
         let url = |field: &str, value: Option<&str>, problem: &mut dyn FnMut(String)| {
             if let Some(value) = value {
                 if let Err(reason) = check_url(value) {
@@ -267,11 +275,7 @@ impl ProviderSettings {
         match self.kind {
             AdapterKind::Twilio => {
                 require("account_sid", self.account_sid.as_deref(), &mut problem);
-                require(
-                    "auth_token",
-                    self.auth_token.as_ref().map(Secret::expose_str).as_deref(),
-                    &mut problem,
-                );
+                require_secret("auth_token", &self.auth_token, &mut problem);
                 if let Some(sid) = &self.account_sid {
                     if !(sid.starts_with("AC") && sid.len() == 34) {
                         problem(
@@ -304,16 +308,8 @@ impl ProviderSettings {
                 );
             }
             AdapterKind::Vonage => {
-                require(
-                    "api_key",
-                    self.api_key.as_ref().map(Secret::expose_str).as_deref(),
-                    &mut problem,
-                );
-                require(
-                    "api_secret",
-                    self.api_secret.as_ref().map(Secret::expose_str).as_deref(),
-                    &mut problem,
-                );
+                require_secret("api_key", &self.api_key, &mut problem);
+                require_secret("api_secret", &self.api_secret, &mut problem);
                 require("from", self.from.as_deref(), &mut problem);
                 url("callback", self.callback.as_deref(), &mut problem);
             }
@@ -321,20 +317,12 @@ impl ProviderSettings {
                 if self.base_url.is_none() {
                     problem("'base_url' is required: Infobip gives each account its own (https://xxxxx.api.infobip.com)".into());
                 }
-                require(
-                    "api_key",
-                    self.api_key.as_ref().map(Secret::expose_str).as_deref(),
-                    &mut problem,
-                );
+                require_secret("api_key", &self.api_key, &mut problem);
                 require("from", self.from.as_deref(), &mut problem);
                 url("notify_url", self.notify_url.as_deref(), &mut problem);
             }
             AdapterKind::Messagebird => {
-                require(
-                    "access_key",
-                    self.access_key.as_ref().map(Secret::expose_str).as_deref(),
-                    &mut problem,
-                );
+                require_secret("access_key", &self.access_key, &mut problem);
                 require("originator", self.originator.as_deref(), &mut problem);
                 if let Some(originator) = &self.originator {
                     let digits = originator.trim_start_matches('+');
