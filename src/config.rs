@@ -73,7 +73,7 @@ pub struct ServerSettings {
     pub max_connections_per_ip: usize,
 }
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct AuthSettings {
     /// Empty when not configured: the binary then generates one and prints it once.
     pub root_key: Secret,
@@ -100,15 +100,6 @@ pub struct StoreSettings {
     pub client_unhealthy_after: Duration,
     /// `/readyz` fails when a cluster shard's master has been unreachable for this long.
     pub shard_down_grace: Duration,
-}
-
-impl std::fmt::Debug for AuthSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthSettings")
-            .field("root_key", &self.root_key)
-            .field("device_key", &self.device_key)
-            .finish()
-    }
 }
 
 /// All the problems found in a configuration, one per line.

@@ -23,6 +23,8 @@ pub mod store;
 pub mod trust;
 pub mod verify;
 
+use std::future::Future;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,32 +159,33 @@ impl App {
 
     /// A key by its digest, through the cache.
     pub async fn find_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let now = self.0.clock.now_ms();
-        let epoch = self.sync_auth_caches();
-        if let Some(key) = self.0.keys.get(digest, now) {
-            return Ok(Some(key));
-        }
-        let found = self.0.store.find_api_key(digest).await?;
-        if let Some(key) = &found {
-            // A read that straddles a reconnect may predate a loss: not kept.
-            if self.0.store.epoch() == epoch {
-                self.0.keys.insert(*digest, key.clone(), now);
-            }
-        }
-        Ok(found)
+        self.through_cache(&self.0.keys, digest, self.0.store.find_api_key(digest))
+            .await
     }
 
     /// An account by id, through the cache.
     pub async fn find_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        self.through_cache(&self.0.accounts, id, self.0.store.get_account(id))
+            .await
+    }
+
+    /// `key` from `cache`, else from `read` (kept for next time).
+    async fn through_cache<K: Eq + Hash + Clone, V: Clone>(
+        &self,
+        cache: &TtlCache<K, V>,
+        key: &K,
+        read: impl Future<Output = Result<Option<V>, StoreError>>,
+    ) -> Result<Option<V>, StoreError> {
         let now = self.0.clock.now_ms();
         let epoch = self.sync_auth_caches();
-        if let Some(account) = self.0.accounts.get(id, now) {
-            return Ok(Some(account));
+        if let Some(value) = cache.get(key, now) {
+            return Ok(Some(value));
         }
-        let found = self.0.store.get_account(id).await?;
-        if let Some(account) = &found {
+        let found = read.await?;
+        if let Some(value) = &found {
+            // A read that straddles a reconnect may predate a loss: not kept.
             if self.0.store.epoch() == epoch {
-                self.0.accounts.insert(id.clone(), account.clone(), now);
+                cache.insert(key.clone(), value.clone(), now);
             }
         }
         Ok(found)
