@@ -2,6 +2,10 @@
 //!
 //! Every invalid value is collected and reported in one message before the port opens, so an
 //! operator fixes a deployment in one round rather than one error per restart.
+//!
+//! Each module owns its settings type and the rules on its values (`validate`); this file reads
+//! the keys into those types and composes them into [`Settings`]. It builds nothing: that is
+//! `startup`'s.
 
 use std::net::SocketAddr;
 use std::path::Path;

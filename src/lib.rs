@@ -1,7 +1,8 @@
 //! otpgate: a two-factor verification gateway.
 //!
-//! [`App::build`] (in `startup`, the composition root) assembles the gateway from [`Settings`]; [`run`] serves it on a listener the
-//! caller binds, until a shutdown future resolves. `main.rs` and the tests use exactly this.
+//! [`App::build`] (in [`startup`], the composition root) assembles the gateway from
+//! [`Settings`]; [`run`] serves it on a listener the caller binds, until a shutdown future
+//! resolves. `main.rs` and the tests use exactly this.
 
 pub mod account;
 pub mod audit;

@@ -14,7 +14,7 @@ use crate::account::key_digest;
 use crate::account::service::AccountService;
 use crate::cache::TtlCache;
 use crate::clock::{Clock, SystemClock};
-use crate::config::Settings;
+use crate::config::{Settings, StoreSettings};
 use crate::directory::memory::MemoryDirectory;
 use crate::directory::redis::RedisDirectory;
 use crate::directory::Directory;
@@ -32,7 +32,7 @@ use crate::pin::store::PinStore;
 use crate::pin::support::SupportDisable;
 use crate::secret::Secret;
 use crate::store::memory::MemoryStore;
-use crate::store::redis::{RedisSettings, RedisStore};
+use crate::store::redis::{RedisSettings, RedisStore, Supervision};
 use crate::store::{Store, StoreError};
 use crate::trust::cache::HotCache;
 use crate::trust::invalidation::{self, LinkSettings};
@@ -135,9 +135,8 @@ impl App {
                 );
                 (memory.clone(), Some(memory))
             } else {
-                let connected = Arc::new(
-                    RedisStore::connect(&RedisSettings::from_store(&settings.store)).await?,
-                );
+                let connected =
+                    Arc::new(RedisStore::connect(&redis_settings(&settings.store)).await?);
                 connected.spawn_supervisor(&tasks, stop.clone(), metrics.clone());
                 redis = Some(connected.clone());
                 (connected, None)
@@ -280,6 +279,22 @@ fn build_router(
         metrics,
     )
     .map_err(|errors| BuildError::Provider(errors.join("; ")))
+}
+
+/// How to reach Redis, from `[store]` (the gateway and the support command both connect).
+fn redis_settings(store: &StoreSettings) -> RedisSettings {
+    RedisSettings {
+        urls: store.redis_urls.clone(),
+        key_prefix: store.key_prefix.clone(),
+        connect_timeout: store.connect_timeout,
+        response_timeout: store.response_timeout,
+        supervision: Supervision {
+            probe_interval: store.probe_interval,
+            rebuild_after: store.client_rebuild_after,
+            unhealthy_after: store.client_unhealthy_after,
+            shard_down_grace: store.shard_down_grace,
+        },
+    }
 }
 
 /// The directory on Redis (shared with the support command).
@@ -439,7 +454,7 @@ pub async fn support_disable_two_step(
     if settings.store.redis_urls.is_empty() {
         return Err("no Redis is configured: the embedded store lives inside the server process; point --config or OTPGATE_REDIS_URL at the deployment's Redis".into());
     }
-    let redis = RedisStore::connect(&RedisSettings::from_store(&settings.store))
+    let redis = RedisStore::connect(&redis_settings(&settings.store))
         .await
         .map_err(|error| error.to_string())?;
     // Disabling hashes nothing and mails nothing: an empty pepper and the log mailer are inert.

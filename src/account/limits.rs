@@ -176,56 +176,6 @@ pub struct LimitReached {
 mod tests {
     use super::*;
 
-    const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-
-    fn load(env: &[(&str, &str)]) -> Result<crate::config::Settings, crate::config::ConfigError> {
-        crate::config::Settings::load_from(
-            None,
-            env.iter()
-                .map(|(name, value)| (name.to_string(), value.to_string())),
-        )
-    }
-
-    #[test]
-    fn the_operator_raises_one_accounts_bound_and_the_others_keep_the_defaults() {
-        let settings = load(&[
-            (
-                "OTPGATE_TENANTS__ACCOUNTS__AC0123456789ABCDEF0123456789ABCDEF__MAX_USERS",
-                "500000",
-            ),
-            ("OTPGATE_TENANTS__MAX_FACTORS_PER_USER", "4"),
-        ])
-        .unwrap();
-        let tenants = &settings.tenants;
-        let raised = tenants.limits(&AccountId::parse(ACCOUNT).unwrap());
-        assert_eq!(raised.users, 500_000);
-        assert_eq!(raised.factors_per_user, 4, "unset fields keep the defaults");
-        let other = AccountId::parse("AC00000000000000000000000000000000").unwrap();
-        assert_eq!(tenants.limits(&other).users, AccountLimits::DEFAULT.users);
-        assert_eq!(
-            crate::config::Settings::defaults().tenants.defaults,
-            AccountLimits::DEFAULT,
-            "config/default.toml and the constant agree"
-        );
-    }
-
-    #[test]
-    fn bad_overrides_are_all_reported() {
-        let error = load(&[
-            ("OTPGATE_TENANTS__ACCOUNTS__NOTANACCOUNT__MAX_USERS", "5"),
-            (
-                "OTPGATE_TENANTS__ACCOUNTS__AC0123456789ABCDEF0123456789ABCDEF__MAX_USER",
-                "5",
-            ),
-            ("OTPGATE_TENANTS__MEMORY_ACCOUNT_SHARE_PERCENT", "0"),
-        ])
-        .unwrap_err()
-        .to_string();
-        assert!(error.contains("not an account id"), "{error}");
-        assert!(error.contains("max_user: unknown"), "{error}");
-        assert!(error.contains("memory_account_share_percent"), "{error}");
-    }
-
     #[test]
     fn a_share_is_a_percentage_of_the_total_and_never_zero() {
         assert_eq!(share_of(1_000_000, 25), 250_000);

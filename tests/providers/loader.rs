@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use otpgate::config::Settings;
+use otpgate::account::limits::AccountLimits;
+use otpgate::account::AccountId;
+use otpgate::config::{ConfigError, Settings};
 use otpgate::dispatch::settings::ProviderKind;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -218,4 +220,54 @@ fn secrets_written_env_name_come_from_the_environment_the_settings_are_loaded_wi
     let plain = file("literal");
     let settings = Settings::load_from(Some(plain.path()), env(&[])).unwrap();
     assert_eq!(token(&settings).as_deref(), Some("literal"));
+}
+
+const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
+
+fn load(env: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+    Settings::load_from(
+        None,
+        env.iter()
+            .map(|(name, value)| (name.to_string(), value.to_string())),
+    )
+}
+
+#[test]
+fn the_operator_raises_one_accounts_bound_and_the_others_keep_the_defaults() {
+    let settings = load(&[
+        (
+            "OTPGATE_TENANTS__ACCOUNTS__AC0123456789ABCDEF0123456789ABCDEF__MAX_USERS",
+            "500000",
+        ),
+        ("OTPGATE_TENANTS__MAX_FACTORS_PER_USER", "4"),
+    ])
+    .unwrap();
+    let tenants = &settings.tenants;
+    let raised = tenants.limits(&AccountId::parse(ACCOUNT).unwrap());
+    assert_eq!(raised.users, 500_000);
+    assert_eq!(raised.factors_per_user, 4, "unset fields keep the defaults");
+    let other = AccountId::parse("AC00000000000000000000000000000000").unwrap();
+    assert_eq!(tenants.limits(&other).users, AccountLimits::DEFAULT.users);
+    assert_eq!(
+        Settings::defaults().tenants.defaults,
+        AccountLimits::DEFAULT,
+        "config/default.toml and the constant agree"
+    );
+}
+
+#[test]
+fn bad_overrides_are_all_reported() {
+    let error = load(&[
+        ("OTPGATE_TENANTS__ACCOUNTS__NOTANACCOUNT__MAX_USERS", "5"),
+        (
+            "OTPGATE_TENANTS__ACCOUNTS__AC0123456789ABCDEF0123456789ABCDEF__MAX_USER",
+            "5",
+        ),
+        ("OTPGATE_TENANTS__MEMORY_ACCOUNT_SHARE_PERCENT", "0"),
+    ])
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("not an account id"), "{error}");
+    assert!(error.contains("max_user: unknown"), "{error}");
+    assert!(error.contains("memory_account_share_percent"), "{error}");
 }
