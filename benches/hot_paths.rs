@@ -33,6 +33,7 @@ use otpgate::phone::PhoneNumber;
 use otpgate::store::memory::MemoryStore;
 use otpgate::store::Store;
 use otpgate::trust::cache::{HotCache, Lookup};
+use otpgate::trust::devices::Proof;
 use otpgate::trust::metrics::HotPathMetrics;
 use otpgate::trust::{mint_token, DeviceId, DeviceKey, DeviceRecord};
 use otpgate::verify::code::{self, CodeMac, MAX_CODE_LENGTH, MIN_CODE_LENGTH};
@@ -580,13 +581,15 @@ impl ServiceFixture {
                 .expect("the owner adds users");
             let expires_ms = SystemClock.now_ms() + 600_000;
             let trusted = service
-                .trust_device_after_challenge(
+                .trust_device(
                     &account,
                     &owner,
                     &id,
-                    &format!("CH{n:032x}"),
-                    &id,
-                    expires_ms,
+                    &Proof::Challenge {
+                        id: format!("CH{n:032x}"),
+                        user: id.clone(),
+                        expires_ms,
+                    },
                 )
                 .await
                 .expect("a fresh challenge of this user trusts a device");

@@ -57,7 +57,7 @@ pub struct AppState {
     clock: Arc<dyn Clock>,
     verifier: Verifier,
     /// Users, policy, trusted devices, login decisions, audit.
-    account_service: account::service::AccountService,
+    account_service: Arc<account::service::AccountService>,
     /// Phone numbers and their two-step PINs, e-mailed links.
     pins: pin::service::PinService,
     /// Authenticator apps, security keys, recovery codes.

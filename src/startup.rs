@@ -207,10 +207,9 @@ impl App {
             clock: clock.clone(),
             metrics: metrics.clone(),
         };
-        let account_service = parts.accounts(&tasks, stop.clone())?;
-        let directory = account_service.directory().clone();
-        let pins = parts.pins(directory.clone())?;
-        let factors = parts.factors(directory)?;
+        let account_service = Arc::new(parts.accounts(&tasks, stop.clone())?);
+        let pins = parts.pins(account_service.directory().clone())?;
+        let factors = parts.factors(account_service.clone())?;
 
         let root_key_digest = key_digest(
             std::str::from_utf8(settings.auth.root_key.expose())
@@ -390,7 +389,7 @@ impl Parts<'_> {
     /// from the code key every instance shares (id `derived`: it seals when nothing is configured);
     /// on the embedded store without keys, a random one for this process. The recovery-code key is
     /// derived from the code key with its own label.
-    fn factors(&self, directory: Arc<dyn Directory>) -> Result<FactorService, BuildError> {
+    fn factors(&self, accounts: Arc<AccountService>) -> Result<FactorService, BuildError> {
         use crate::factors::{memory::MemoryFactorStore, redis::RedisFactorStore};
         let (settings, clock) = (self.settings, &self.clock);
         let config = &settings.factors;
@@ -433,7 +432,7 @@ impl Parts<'_> {
         };
         Ok(FactorService::new(
             store,
-            directory,
+            accounts,
             sealing,
             &derive_key(self.code_key, b"otpgate recovery-code key"),
             clock.clone(),

@@ -467,17 +467,7 @@ mod tests {
     }
 
     fn person(name: &str, role: UserRole) -> User {
-        User {
-            id: id(name),
-            role,
-            phone: None,
-            two_factor: None,
-            factors: vec![],
-            device_epoch: 0,
-            version: 1,
-            created_ms: 0,
-            updated_ms: 0,
-        }
+        User::fixture(id(name), role)
     }
 
     /// Both rebinding calls (phone change, factor removal) give the same answer.

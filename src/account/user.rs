@@ -225,6 +225,24 @@ impl User {
     }
 }
 
+/// A user with no phone, factor or override, at version 1: what the unit tests start from.
+#[cfg(test)]
+impl User {
+    pub(crate) fn fixture(id: UserId, role: UserRole) -> Self {
+        User {
+            id,
+            role,
+            phone: None,
+            two_factor: None,
+            factors: vec![],
+            device_epoch: 0,
+            version: 1,
+            created_ms: 0,
+            updated_ms: 0,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,17 +282,7 @@ mod tests {
 
     #[test]
     fn the_override_wins_over_the_account_setting() {
-        let mut user = User {
-            id: UserId::parse("u").unwrap(),
-            role: UserRole::Member,
-            phone: None,
-            two_factor: None,
-            factors: vec![],
-            device_epoch: 0,
-            version: 1,
-            created_ms: 0,
-            updated_ms: 0,
-        };
+        let mut user = User::fixture(UserId::parse("u").unwrap(), UserRole::Member);
         assert!(user.two_factor_enabled(true));
         assert!(!user.two_factor_enabled(false));
         user.two_factor = Some(Override {

@@ -1,101 +1,117 @@
-//! Recovery codes: ten single-use codes per user, shown once, stored as keyed digests.
-//!
-//! A code is 12 characters of Crockford's base32 alphabet (60 bits), shown as
-//! `xxxx-xxxx-xxxx`. With that much entropy a fast keyed hash is enough (a slow one would buy
-//! nothing an attacker can use), and the key keeps a Redis dump from being checked offline.
+//! The recovery-code flow: a set of ten made with the user's first factor or on request, and
+//! one code used per challenge. The codes and their keyed digests are in `codes`.
 
-use ring::hmac;
-use ring::rand::{SecureRandom, SystemRandom};
+mod codes;
 
+pub use codes::*;
+
+use serde_json::json;
+
+use super::store::RecoveryOutcome;
+use super::{action, ChallengeResult, FactorError, FactorService};
 use crate::account::user::UserId;
 use crate::account::AccountId;
+use crate::audit::{AuditEntry, Who};
 
-/// Codes made per set.
-pub const CODES_PER_SET: usize = 10;
-/// Crockford's base32 alphabet, lower case: no i, l, o or u to misread.
-const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-const LENGTH: usize = 12;
-
-pub type CodeDigest = [u8; 32];
-
-/// Draws one code: each character from 5 random bits (32 letters, no bias).
-pub fn generate(rng: &SystemRandom) -> Result<String, ring::error::Unspecified> {
-    let mut bytes = [0u8; LENGTH];
-    rng.fill(&mut bytes)?;
-    let mut code = String::with_capacity(LENGTH + 2);
-    for (n, byte) in bytes.iter().enumerate() {
-        if n > 0 && n % 4 == 0 {
-            code.push('-');
+impl FactorService {
+    /// Uses one recovery code.
+    pub async fn challenge_recovery(
+        &self,
+        account: &AccountId,
+        who: Who,
+        user_id: &UserId,
+        code: &str,
+    ) -> Result<ChallengeResult, FactorError> {
+        self.accounts.user(account, user_id).await?;
+        let mut result = ChallengeResult {
+            kind: "recovery_code",
+            ..ChallengeResult::default()
+        };
+        let normalised = normalise(code).ok_or_else(|| {
+            FactorError::Invalid("code must be a recovery code such as abcd-efgh-jkmn".into())
+        })?;
+        let digest = self.recovery.digest(account, user_id, &normalised);
+        let now = self.clock.now_ms();
+        match self
+            .store
+            .use_recovery(account, user_id, &digest, now, &self.settings.limits)
+            .await?
+        {
+            RecoveryOutcome::Used { remaining } => {
+                let entry = AuditEntry::new(
+                    now,
+                    who,
+                    action::RECOVERY_CODE_USED,
+                    format!("user:{user_id}"),
+                    json!({"remaining": remaining}),
+                );
+                self.audit(account, &entry).await?;
+                self.metrics.factor_challenge("recovery_code", "accepted");
+                result.valid = true;
+                result.recovery_codes_left = Some(remaining);
+                result.passed = Some(
+                    self.pass(account, user_id, "recovery_code", "recovery")
+                        .await?,
+                );
+            }
+            RecoveryOutcome::Wrong {
+                attempts_left,
+                wait_ms,
+            } => {
+                self.metrics.factor_challenge("recovery_code", "wrong");
+                result.reason = Some("wrong_code");
+                result.attempts_left = Some(if wait_ms > 0 { 0 } else { attempts_left });
+                result.retry_after_ms = (wait_ms > 0).then_some(wait_ms);
+            }
+            RecoveryOutcome::Locked { retry_after_ms } => {
+                self.metrics.factor_challenge("recovery_code", "locked");
+                return Err(FactorError::Limited { retry_after_ms });
+            }
         }
-        code.push(char::from(ALPHABET[usize::from(byte & 0x1f)]));
+        Ok(result)
     }
-    Ok(code)
-}
 
-/// The typed code as compared: dashes and spaces dropped, lower case; `None` when it cannot be
-/// a recovery code at all.
-pub fn normalise(input: &str) -> Option<String> {
-    let code: String = input
-        .chars()
-        .filter(|c| !matches!(c, '-' | ' '))
-        .map(|c| c.to_ascii_lowercase())
-        .collect();
-    (code.len() == LENGTH && code.bytes().all(|b| ALPHABET.contains(&b))).then_some(code)
-}
-
-/// The keyed digest a code is stored as, bound to its account and user.
-pub struct RecoveryHasher {
-    key: hmac::Key,
-}
-
-impl RecoveryHasher {
-    pub fn new(key: &[u8]) -> Self {
-        Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+    pub(super) async fn new_recovery_codes(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+    ) -> Result<Vec<String>, FactorError> {
+        let mut codes = Vec::with_capacity(CODES_PER_SET);
+        let mut digests = Vec::with_capacity(CODES_PER_SET);
+        while codes.len() < CODES_PER_SET {
+            let code = generate(&self.rng)?;
+            let digest = self.recovery.digest(account, user, &code.replace('-', ""));
+            if !digests.contains(&digest) {
+                digests.push(digest);
+                codes.push(code);
+            }
         }
+        self.store.replace_recovery(account, user, &digests).await?;
+        Ok(codes)
     }
 
-    pub fn digest(&self, account: &AccountId, user: &UserId, normalised: &str) -> CodeDigest {
-        let mut context = hmac::Context::with_key(&self.key);
-        for part in [account.as_str(), user.as_str(), normalised] {
-            context.update(&(part.len() as u32).to_be_bytes());
-            context.update(part.as_bytes());
+    /// A new set of ten codes; the old set stops working in the same store step.
+    pub async fn regenerate_recovery_codes(
+        &self,
+        account: &AccountId,
+        who: Who,
+        user_id: &UserId,
+    ) -> Result<Vec<String>, FactorError> {
+        let user = self.accounts.user(account, user_id).await?;
+        if user.factors.is_empty() {
+            return Err(FactorError::Conflict(
+                "recovery codes back up an app or a key: enrol one first".into(),
+            ));
         }
-        let mut out = [0u8; 32];
-        out.copy_from_slice(context.sign().as_ref());
-        out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_have_sixty_bits_in_three_groups_and_normalise_back() {
-        let rng = SystemRandom::new();
-        let code = generate(&rng).unwrap();
-        assert_eq!(code.len(), 14);
-        assert_eq!(code.matches('-').count(), 2);
-        let typed = code.to_uppercase().replace('-', " ");
-        assert_eq!(normalise(&typed).unwrap(), code.replace('-', ""));
-        assert!(normalise("short").is_none());
-        assert!(
-            normalise("iiii-llll-oooo").is_none(),
-            "look-alikes are not in the alphabet"
+        let codes = self.new_recovery_codes(account, user_id).await?;
+        let entry = AuditEntry::new(
+            self.clock.now_ms(),
+            who,
+            action::RECOVERY_CODES_REGENERATED,
+            format!("user:{user_id}"),
+            json!({"count": codes.len()}),
         );
-    }
-
-    #[test]
-    fn digests_are_bound_to_the_user() {
-        let hasher = RecoveryHasher::new(&[7; 32]);
-        let rng = SystemRandom::new();
-        let account = AccountId::random(&rng).unwrap();
-        let alice = UserId::parse("alice").unwrap();
-        let bob = UserId::parse("bob").unwrap();
-        assert_ne!(
-            hasher.digest(&account, &alice, "abcdabcdabcd"),
-            hasher.digest(&account, &bob, "abcdabcdabcd")
-        );
+        self.audit(account, &entry).await?;
+        Ok(codes)
     }
 }

@@ -1,382 +1,376 @@
-//! WebAuthn relying-party checks on ring: registration (attestation `none`, or `packed`
-//! self-attestation) and authentication assertions, for ES256 (P-256) and EdDSA (Ed25519) keys.
-//!
-//! webauthn-rs is not used because it pulls OpenSSL, and the project keeps one crypto stack
-//! (ring). What is checked follows WebAuthn Level 2 §7.1 and §7.2: the client data's type,
-//! challenge and origin; the authenticator data's RP id hash and flags; the signature over
-//! `authenticatorData || SHA-256(clientDataJSON)`; and the signature counter (by the store,
-//! atomically). Attestation certificates are not verified: the ceremony asks for `none`, which
-//! is what browsers send for a security key when no attestation is requested; a `packed`
-//! statement with a certificate chain is refused rather than half-checked.
+//! The security-key flow: registration and authentication ceremonies (options out, the
+//! browser's credential back, once), and the signature counter advanced by the store. The
+//! relying-party checks themselves are in `checks`.
 
-use ciborium::value::Value;
+mod checks;
+
+pub use checks::*;
+
 use data_encoding::BASE64URL_NOPAD;
 use ring::digest::{digest, SHA256};
-use ring::signature::{UnparsedPublicKey, ECDSA_P256_SHA256_ASN1, ED25519};
-use serde::Deserialize;
-use subtle::ConstantTimeEq;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-/// The relying party as configured.
-#[derive(Debug, Clone)]
-pub struct RelyingParty {
-    /// The RP id: the site's registrable domain (`example.com`), or `localhost`.
+use super::store::{CounterOutcome, FactorRecord, FactorStatus, KeyCredential};
+use super::{action, factor_id, ChallengeResult, Confirmed, FactorError, FactorService};
+use crate::account::user::{FactorType, User, UserId};
+use crate::account::{Account, AccountId};
+use crate::audit::{AuditEntry, Who};
+use crate::verify::code::random_bytes;
+
+/// A security-key enrolment: `PublicKeyCredentialCreationOptions` as JSON (binary fields in
+/// base64url, as `PublicKeyCredential.parseCreationOptionsFromJSON` reads them).
+#[derive(Debug)]
+pub struct KeyEnrolment {
+    pub factor_id: String,
+    pub options: Value,
+    pub expires_ms: u64,
+}
+
+/// A WebAuthn credential as the browser's `PublicKeyCredential.toJSON()` gives it (binary
+/// fields base64url); unknown members are ignored, as browsers add some.
+#[derive(Debug, Deserialize)]
+pub struct CredentialJson {
     pub id: String,
-    pub name: String,
-    /// Origins a ceremony may come from (`https://login.example.com`), exactly.
-    pub origins: Vec<String>,
-    /// Require the UV flag (a PIN or biometric on the key), not only UP (a touch).
-    pub require_user_verification: bool,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    pub response: CredentialResponseJson,
 }
 
-/// COSE algorithm identifiers we accept.
-pub const COSE_ES256: i64 = -7;
-pub const COSE_EDDSA: i64 = -8;
-
-/// Why a ceremony was refused: a stable label, also the metric's and the answer's `reason`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refusal {
-    Malformed,
-    WrongType,
-    ChallengeMismatch,
-    WrongOrigin,
-    WrongRpId,
-    UserNotPresent,
-    UserNotVerified,
-    NoCredentialData,
-    UnsupportedAlgorithm,
-    UnsupportedAttestation,
-    BadSignature,
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialResponseJson {
+    #[serde(rename = "clientDataJSON")]
+    pub client_data_json: String,
+    pub attestation_object: Option<String>,
+    pub authenticator_data: Option<String>,
+    pub signature: Option<String>,
 }
 
-impl Refusal {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Refusal::Malformed => "malformed",
-            Refusal::WrongType => "wrong_type",
-            Refusal::ChallengeMismatch => "challenge_mismatch",
-            Refusal::WrongOrigin => "wrong_origin",
-            Refusal::WrongRpId => "wrong_rp_id",
-            Refusal::UserNotPresent => "user_not_present",
-            Refusal::UserNotVerified => "user_not_verified",
-            Refusal::NoCredentialData => "no_credential_data",
-            Refusal::UnsupportedAlgorithm => "unsupported_algorithm",
-            Refusal::UnsupportedAttestation => "unsupported_attestation",
-            Refusal::BadSignature => "bad_signature",
-        }
-    }
-}
-
-/// A credential's public key: COSE algorithm and the raw key (SEC1 uncompressed point for
-/// ES256, 32 bytes for Ed25519).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CredentialKey {
-    pub alg: i64,
-    pub bytes: Vec<u8>,
-}
-
-impl CredentialKey {
-    pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        let algorithm: &dyn ring::signature::VerificationAlgorithm = match self.alg {
-            COSE_ES256 => &ECDSA_P256_SHA256_ASN1,
-            COSE_EDDSA => &ED25519,
-            _ => return false,
-        };
-        UnparsedPublicKey::new(algorithm, &self.bytes)
-            .verify(message, signature)
-            .is_ok()
-    }
-}
-
-/// A verified registration.
-#[derive(Debug, Clone)]
-pub struct Registered {
-    pub credential_id: Vec<u8>,
-    pub key: CredentialKey,
-    pub counter: u32,
-    pub aaguid: [u8; 16],
-    pub attestation: &'static str,
-    pub user_verified: bool,
-}
-
-/// A verified assertion: the counter the store must advance to.
-#[derive(Debug, Clone, Copy)]
-pub struct Asserted {
-    pub counter: u32,
-    pub user_verified: bool,
-}
-
-#[derive(Deserialize)]
-struct ClientDataJson {
-    #[serde(rename = "type")]
+#[derive(Serialize, Deserialize)]
+struct CeremonyState {
+    /// `register` or `authenticate`.
     kind: String,
-    challenge: String,
-    origin: String,
+    /// The factor being registered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    factor: Option<String>,
+    /// Until when it may be answered, by the gateway's clock (the store's TTL only bounds
+    /// retention).
+    expires_ms: u64,
 }
 
-/// The challenge a clientDataJSON carries, decoded, to find the ceremony it answers.
-pub fn challenge_of(client_data_json: &[u8]) -> Result<Vec<u8>, Refusal> {
-    let data: ClientDataJson =
-        serde_json::from_slice(client_data_json).map_err(|_| Refusal::Malformed)?;
+fn b64(input: &str, field: &str) -> Result<Vec<u8>, FactorError> {
     BASE64URL_NOPAD
-        .decode(data.challenge.trim_end_matches('=').as_bytes())
-        .map_err(|_| Refusal::Malformed)
+        .decode(input.trim_end_matches('=').as_bytes())
+        .map_err(|_| FactorError::Invalid(format!("{field} must be base64url")))
 }
 
-fn check_client_data(
-    rp: &RelyingParty,
-    expected_type: &str,
-    challenge: &[u8],
-    client_data_json: &[u8],
-) -> Result<(), Refusal> {
-    let data: ClientDataJson =
-        serde_json::from_slice(client_data_json).map_err(|_| Refusal::Malformed)?;
-    if data.kind != expected_type {
-        return Err(Refusal::WrongType);
-    }
-    let presented = BASE64URL_NOPAD
-        .decode(data.challenge.trim_end_matches('=').as_bytes())
-        .map_err(|_| Refusal::Malformed)?;
-    if !bool::from(presented.ct_eq(challenge)) {
-        return Err(Refusal::ChallengeMismatch);
-    }
-    if !rp.origins.contains(&data.origin) {
-        return Err(Refusal::WrongOrigin);
-    }
-    Ok(())
+/// A required binary member of a credential's response: `{owner}.response.{field}`, in
+/// base64url.
+fn b64_member(input: Option<&str>, owner: &str, field: &str) -> Result<Vec<u8>, FactorError> {
+    let input = input
+        .ok_or_else(|| FactorError::Invalid(format!("{owner}.response.{field} is missing")))?;
+    b64(input, field)
 }
 
-const FLAG_UP: u8 = 0x01;
-const FLAG_UV: u8 = 0x04;
-const FLAG_AT: u8 = 0x40;
-
-struct AuthData {
-    rp_id_hash: [u8; 32],
-    flags: u8,
-    counter: u32,
-    attested: Option<(Vec<u8>, [u8; 16], CredentialKey)>,
+/// The credentials as `PublicKeyCredentialDescriptor`s (to exclude at registration, or to
+/// allow at authentication).
+fn descriptors(credentials: &[(String, KeyCredential)]) -> Vec<Value> {
+    credentials
+        .iter()
+        .map(|(_, credential)| {
+            json!({"type": "public-key", "id": BASE64URL_NOPAD.encode(&credential.credential_id)})
+        })
+        .collect()
 }
 
-fn parse_auth_data(bytes: &[u8]) -> Result<AuthData, Refusal> {
-    if bytes.len() < 37 {
-        return Err(Refusal::Malformed);
+impl FactorService {
+    /// Opens a registration ceremony: creation options with a fresh 32-byte challenge, whose
+    /// state the store keeps for `ceremony_ttl` and gives back once.
+    pub async fn enrol_webauthn(
+        &self,
+        account: &Account,
+        user_id: &UserId,
+    ) -> Result<KeyEnrolment, FactorError> {
+        self.allowed(&account.id, FactorType::Webauthn).await?;
+        let user = self.accounts.user(&account.id, user_id).await?;
+        self.accounts.factor_room(&account.id, &user)?;
+        let id = factor_id(&self.rng)?;
+        let (challenge, ttl) = self
+            .open_ceremony(&account.id, user_id, "register", Some(id.clone()))
+            .await?;
+        let exclude = descriptors(&self.credentials(&account.id, &user).await?);
+        let rp = &self.settings.relying_party;
+        let handle = digest(
+            &SHA256,
+            format!("otpgate user|{}|{}", account.id.as_str(), user_id.as_str()).as_bytes(),
+        );
+        let options = json!({
+            "rp": {"id": rp.id, "name": rp.name},
+            "user": {
+                "id": BASE64URL_NOPAD.encode(&handle.as_ref()[..16]),
+                "name": user_id.as_str(),
+                "displayName": user_id.as_str(),
+            },
+            "challenge": BASE64URL_NOPAD.encode(&challenge),
+            "pubKeyCredParams": [
+                {"type": "public-key", "alg": COSE_ES256},
+                {"type": "public-key", "alg": COSE_EDDSA},
+            ],
+            "timeout": ttl,
+            "attestation": "none",
+            "excludeCredentials": exclude,
+            "authenticatorSelection": {
+                "residentKey": "discouraged",
+                "userVerification": if rp.require_user_verification { "required" } else { "discouraged" },
+            },
+        });
+        self.metrics.factor_enrolment("webauthn", "started");
+        Ok(KeyEnrolment {
+            factor_id: id,
+            options,
+            expires_ms: self.clock.now_ms() + ttl,
+        })
     }
-    let mut rp_id_hash = [0u8; 32];
-    rp_id_hash.copy_from_slice(&bytes[..32]);
-    let flags = bytes[32];
-    let counter = u32::from_be_bytes([bytes[33], bytes[34], bytes[35], bytes[36]]);
-    let attested = if flags & FLAG_AT != 0 {
-        let rest = &bytes[37..];
-        if rest.len() < 18 {
-            return Err(Refusal::Malformed);
+
+    /// Finishes a registration: the ceremony's state is taken (once), the attestation checked,
+    /// and the credential stored as an active factor.
+    pub async fn confirm_webauthn(
+        &self,
+        account: &AccountId,
+        who: Who,
+        user_id: &UserId,
+        id: &str,
+        credential: &CredentialJson,
+    ) -> Result<Result<Confirmed, &'static str>, FactorError> {
+        let user = self.accounts.user(account, user_id).await?;
+        let client_data = b64(&credential.response.client_data_json, "clientDataJSON")?;
+        let attestation = b64_member(
+            credential.response.attestation_object.as_deref(),
+            "credential",
+            "attestationObject",
+        )?;
+        let refuse = |reason: &'static str| {
+            self.metrics.factor_enrolment("webauthn", reason);
+            Ok(Err(reason))
+        };
+        let Ok(challenge) = challenge_of(&client_data) else {
+            return refuse("malformed");
+        };
+        let state = self
+            .store
+            .take_ceremony(account, user_id, &challenge)
+            .await?;
+        let Some(state) = state.and_then(|s| serde_json::from_str::<CeremonyState>(&s).ok()) else {
+            return refuse("unknown_challenge");
+        };
+        if state.kind != "register"
+            || state.factor.as_deref() != Some(id)
+            || self.clock.now_ms() >= state.expires_ms
+        {
+            return refuse("unknown_challenge");
         }
-        let mut aaguid = [0u8; 16];
-        aaguid.copy_from_slice(&rest[..16]);
-        let id_len = usize::from(u16::from_be_bytes([rest[16], rest[17]]));
-        let rest = &rest[18..];
-        if rest.len() < id_len || id_len == 0 || id_len > 1023 {
-            return Err(Refusal::Malformed);
+        let registered = match verify_registration(
+            &self.settings.relying_party,
+            &challenge,
+            &client_data,
+            &attestation,
+        ) {
+            Ok(registered) => registered,
+            Err(refusal) => return refuse(refusal.as_str()),
+        };
+        if self
+            .credentials(account, &user)
+            .await?
+            .iter()
+            .any(|(_, known)| known.credential_id == registered.credential_id)
+        {
+            return Err(FactorError::Conflict(
+                "this security key is already registered for this user".into(),
+            ));
         }
-        let credential_id = rest[..id_len].to_vec();
-        let mut reader = std::io::Cursor::new(&rest[id_len..]);
-        let cose: Value = ciborium::de::from_reader(&mut reader).map_err(|_| Refusal::Malformed)?;
-        Some((credential_id, aaguid, parse_cose_key(&cose)?))
-    } else {
-        None
-    };
-    Ok(AuthData {
-        rp_id_hash,
-        flags,
-        counter,
-        attested,
-    })
-}
-
-fn map_get(map: &[(Value, Value)], key: i64) -> Option<&Value> {
-    map.iter().find_map(|(k, v)| match k {
-        Value::Integer(n) if i128::from(*n) == i128::from(key) => Some(v),
-        _ => None,
-    })
-}
-
-fn text_get<'a>(map: &'a [(Value, Value)], key: &str) -> Option<&'a Value> {
-    map.iter().find_map(|(k, v)| match k {
-        Value::Text(name) if name == key => Some(v),
-        _ => None,
-    })
-}
-
-fn integer(value: Option<&Value>) -> Option<i128> {
-    match value {
-        Some(Value::Integer(n)) => Some(i128::from(*n)),
-        _ => None,
+        let record = FactorRecord {
+            id: id.to_owned(),
+            kind: FactorType::Webauthn,
+            status: FactorStatus::Active,
+            created_ms: self.clock.now_ms(),
+            totp: None,
+            webauthn: Some(KeyCredential {
+                credential_id: registered.credential_id,
+                key: registered.key,
+                counter: registered.counter,
+            }),
+        };
+        self.store.put(account, user_id, &record, None).await?;
+        self.metrics.factor_enrolment("webauthn", "confirmed");
+        self.activated(account, who, user, id, FactorType::Webauthn)
+            .await
+            .map(Ok)
     }
-}
 
-fn bytes(value: Option<&Value>) -> Option<&[u8]> {
-    match value {
-        Some(Value::Bytes(b)) => Some(b),
-        _ => None,
+    /// Opens an authentication ceremony: request options for the user's registered keys.
+    pub async fn begin_webauthn(
+        &self,
+        account: &AccountId,
+        user_id: &UserId,
+    ) -> Result<(Value, u64), FactorError> {
+        self.allowed(account, FactorType::Webauthn).await?;
+        let user = self.accounts.user(account, user_id).await?;
+        let credentials = self.credentials(account, &user).await?;
+        if credentials.is_empty() {
+            return Err(FactorError::NotFound("this user has no security key"));
+        }
+        let (challenge, ttl) = self
+            .open_ceremony(account, user_id, "authenticate", None)
+            .await?;
+        let rp = &self.settings.relying_party;
+        let allow = descriptors(&credentials);
+        Ok((
+            json!({
+                "challenge": BASE64URL_NOPAD.encode(&challenge),
+                "rpId": rp.id,
+                "allowCredentials": allow,
+                "timeout": ttl,
+                "userVerification": if rp.require_user_verification { "required" } else { "discouraged" },
+            }),
+            self.clock.now_ms() + ttl,
+        ))
     }
-}
 
-/// A COSE_Key (RFC 9053): EC2 P-256 with ES256, or OKP Ed25519 with EdDSA.
-pub fn parse_cose_key(value: &Value) -> Result<CredentialKey, Refusal> {
-    let Value::Map(map) = value else {
-        return Err(Refusal::Malformed);
-    };
-    let kty = integer(map_get(map, 1)).ok_or(Refusal::Malformed)?;
-    let alg = integer(map_get(map, 3)).ok_or(Refusal::Malformed)?;
-    let crv = integer(map_get(map, -1));
-    let x = bytes(map_get(map, -2));
-    match (kty, alg, crv) {
-        (2, -7, Some(1)) => {
-            let (Some(x), Some(y)) = (x, bytes(map_get(map, -3))) else {
-                return Err(Refusal::Malformed);
-            };
-            if x.len() != 32 || y.len() != 32 {
-                return Err(Refusal::Malformed);
+    /// Finishes an authentication: the ceremony is taken once, the assertion verified, and the
+    /// counter advanced atomically (a counter that does not grow is refused and audited).
+    pub async fn finish_webauthn(
+        &self,
+        account: &AccountId,
+        who: Who,
+        user_id: &UserId,
+        assertion: &CredentialJson,
+    ) -> Result<ChallengeResult, FactorError> {
+        self.allowed(account, FactorType::Webauthn).await?;
+        let user = self.accounts.user(account, user_id).await?;
+        let client_data = b64(&assertion.response.client_data_json, "clientDataJSON")?;
+        let authenticator_data = b64_member(
+            assertion.response.authenticator_data.as_deref(),
+            "assertion",
+            "authenticatorData",
+        )?;
+        let signature = b64_member(
+            assertion.response.signature.as_deref(),
+            "assertion",
+            "signature",
+        )?;
+        let credential_id = b64(&assertion.id, "assertion.id")?;
+        let mut result = ChallengeResult {
+            kind: "webauthn",
+            ..ChallengeResult::default()
+        };
+        let refuse = |mut result: ChallengeResult, reason: &'static str| {
+            self.metrics.factor_challenge("webauthn", reason);
+            result.reason = Some(reason);
+            Ok(result)
+        };
+        let Ok(challenge) = challenge_of(&client_data) else {
+            return refuse(result, "malformed");
+        };
+        let state = self
+            .store
+            .take_ceremony(account, user_id, &challenge)
+            .await?
+            .and_then(|s| serde_json::from_str::<CeremonyState>(&s).ok());
+        let now = self.clock.now_ms();
+        if state.is_none_or(|state| state.kind != "authenticate" || now >= state.expires_ms) {
+            return refuse(result, "unknown_challenge");
+        }
+        let Some((id, credential)) = self
+            .credentials(account, &user)
+            .await?
+            .into_iter()
+            .find(|(_, known)| known.credential_id == credential_id)
+        else {
+            return refuse(result, "unknown_credential");
+        };
+        result.factor_id = Some(id.clone());
+        let asserted = match verify_assertion(
+            &self.settings.relying_party,
+            &challenge,
+            &client_data,
+            &authenticator_data,
+            &signature,
+            &credential.key,
+        ) {
+            Ok(asserted) => asserted,
+            Err(refusal) => return refuse(result, refusal.as_str()),
+        };
+        match self
+            .store
+            .advance_counter(account, user_id, &id, asserted.counter)
+            .await?
+        {
+            CounterOutcome::Advanced => {}
+            CounterOutcome::NotFound => return refuse(result, "unknown_credential"),
+            CounterOutcome::Regressed { stored } => {
+                let entry = AuditEntry::new(
+                    self.clock.now_ms(),
+                    who,
+                    action::COUNTER_REGRESSED,
+                    format!("user:{user_id}"),
+                    json!({"factor": id, "stored": stored, "presented": asserted.counter}),
+                );
+                if let Err(error) = self.audit(account, &entry).await {
+                    tracing::warn!(%error, "audit entry for a counter regression not written");
+                }
+                tracing::warn!(factor = %id, stored, presented = asserted.counter, "security key counter went backwards: possible clone");
+                return refuse(result, "counter_regressed");
             }
-            let mut point = Vec::with_capacity(65);
-            point.push(0x04);
-            point.extend_from_slice(x);
-            point.extend_from_slice(y);
-            Ok(CredentialKey {
-                alg: COSE_ES256,
-                bytes: point,
-            })
         }
-        (1, -8, Some(6)) => {
-            let x = x.filter(|x| x.len() == 32).ok_or(Refusal::Malformed)?;
-            Ok(CredentialKey {
-                alg: COSE_EDDSA,
-                bytes: x.to_vec(),
-            })
-        }
-        _ => Err(Refusal::UnsupportedAlgorithm),
+        self.metrics.factor_challenge("webauthn", "accepted");
+        result.valid = true;
+        result.passed = Some(self.pass(account, user_id, "webauthn", &id).await?);
+        Ok(result)
     }
-}
 
-fn check_rp_and_flags(rp: &RelyingParty, auth: &AuthData) -> Result<(), Refusal> {
-    let expected = digest(&SHA256, rp.id.as_bytes());
-    if !bool::from(auth.rp_id_hash.ct_eq(expected.as_ref())) {
-        return Err(Refusal::WrongRpId);
+    /// Opens a ceremony of `kind` (`register`, for `factor`, or `authenticate`): a fresh 32-byte
+    /// challenge whose state the store keeps for `ceremony_ttl` and gives back once. The
+    /// challenge and the ttl in milliseconds.
+    async fn open_ceremony(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        kind: &str,
+        factor: Option<String>,
+    ) -> Result<([u8; 32], u64), FactorError> {
+        let challenge = random_bytes::<32>(&self.rng)?;
+        let ttl = self.settings.ceremony_ttl.as_millis() as u64;
+        let state = serde_json::to_string(&CeremonyState {
+            kind: kind.into(),
+            factor,
+            expires_ms: self.clock.now_ms() + ttl,
+        })
+        .map_err(|_| FactorError::Random)?;
+        self.store
+            .put_ceremony(account, user, &challenge, &state, ttl)
+            .await?;
+        Ok((challenge, ttl))
     }
-    if auth.flags & FLAG_UP == 0 {
-        return Err(Refusal::UserNotPresent);
-    }
-    if rp.require_user_verification && auth.flags & FLAG_UV == 0 {
-        return Err(Refusal::UserNotVerified);
-    }
-    Ok(())
-}
 
-/// Registration (§7.1): `challenge` is the one the server issued and kept.
-pub fn verify_registration(
-    rp: &RelyingParty,
-    challenge: &[u8],
-    client_data_json: &[u8],
-    attestation_object: &[u8],
-) -> Result<Registered, Refusal> {
-    check_client_data(rp, "webauthn.create", challenge, client_data_json)?;
-    let object: Value =
-        ciborium::de::from_reader(attestation_object).map_err(|_| Refusal::Malformed)?;
-    let Value::Map(object) = object else {
-        return Err(Refusal::Malformed);
-    };
-    let fmt = match text_get(&object, "fmt") {
-        Some(Value::Text(fmt)) => fmt.as_str(),
-        _ => return Err(Refusal::Malformed),
-    };
-    let auth_bytes = bytes(text_get(&object, "authData")).ok_or(Refusal::Malformed)?;
-    let statement = match text_get(&object, "attStmt") {
-        Some(Value::Map(statement)) => statement.as_slice(),
-        _ => return Err(Refusal::Malformed),
-    };
-    let auth = parse_auth_data(auth_bytes)?;
-    check_rp_and_flags(rp, &auth)?;
-    let (credential_id, aaguid, key) = auth.attested.clone().ok_or(Refusal::NoCredentialData)?;
-    let attestation = match fmt {
-        "none" if statement.is_empty() => "none",
-        "packed" if text_get(statement, "x5c").is_none() => {
-            // Self attestation: signed by the credential's own key, with its algorithm.
-            let alg = integer(text_get(statement, "alg")).ok_or(Refusal::Malformed)?;
-            let sig = bytes(text_get(statement, "sig")).ok_or(Refusal::Malformed)?;
-            if alg != i128::from(key.alg) {
-                return Err(Refusal::UnsupportedAttestation);
+    /// The user's listed security keys with their records.
+    async fn credentials(
+        &self,
+        account: &AccountId,
+        user: &User,
+    ) -> Result<Vec<(String, KeyCredential)>, FactorError> {
+        let mut found = Vec::new();
+        for factor in user
+            .factors
+            .iter()
+            .filter(|f| f.kind == FactorType::Webauthn)
+        {
+            if let Some(record) = self.store.get(account, &user.id, &factor.id).await? {
+                if let Some(credential) = record.webauthn {
+                    found.push((factor.id.clone(), credential));
+                }
             }
-            let mut signed = auth_bytes.to_vec();
-            signed.extend_from_slice(digest(&SHA256, client_data_json).as_ref());
-            if !key.verify(&signed, sig) {
-                return Err(Refusal::BadSignature);
-            }
-            "packed"
         }
-        _ => return Err(Refusal::UnsupportedAttestation),
-    };
-    Ok(Registered {
-        credential_id,
-        key,
-        counter: auth.counter,
-        aaguid,
-        attestation,
-        user_verified: auth.flags & FLAG_UV != 0,
-    })
-}
-
-/// Authentication (§7.2) against a registered key; the counter is left to the store.
-pub fn verify_assertion(
-    rp: &RelyingParty,
-    challenge: &[u8],
-    client_data_json: &[u8],
-    authenticator_data: &[u8],
-    signature: &[u8],
-    key: &CredentialKey,
-) -> Result<Asserted, Refusal> {
-    check_client_data(rp, "webauthn.get", challenge, client_data_json)?;
-    let auth = parse_auth_data(authenticator_data)?;
-    check_rp_and_flags(rp, &auth)?;
-    let mut signed = authenticator_data.to_vec();
-    signed.extend_from_slice(digest(&SHA256, client_data_json).as_ref());
-    if !key.verify(&signed, signature) {
-        return Err(Refusal::BadSignature);
-    }
-    Ok(Asserted {
-        counter: auth.counter,
-        user_verified: auth.flags & FLAG_UV != 0,
-    })
-}
-
-/// Whether a presented counter may follow the stored one (§7.2 step 21): when either is
-/// non-zero the new one must be greater, else the authenticator may be cloned.
-pub fn counter_advances(stored: u32, presented: u32) -> bool {
-    (stored == 0 && presented == 0) || presented > stored
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counters_must_grow_unless_the_authenticator_keeps_none() {
-        assert!(counter_advances(0, 0));
-        assert!(counter_advances(0, 1));
-        assert!(counter_advances(5, 6));
-        assert!(!counter_advances(5, 5));
-        assert!(!counter_advances(5, 4));
-        assert!(!counter_advances(5, 0));
-    }
-
-    #[test]
-    fn cose_keys_of_other_algorithms_are_refused() {
-        let rs256 = Value::Map(vec![
-            (Value::Integer(1.into()), Value::Integer(3.into())),
-            (Value::Integer(3.into()), Value::Integer((-257).into())),
-        ]);
-        assert_eq!(parse_cose_key(&rs256), Err(Refusal::UnsupportedAlgorithm));
-    }
-
-    #[test]
-    fn short_authenticator_data_is_malformed() {
-        assert!(matches!(parse_auth_data(&[0; 36]), Err(Refusal::Malformed)));
+        Ok(found)
     }
 }

@@ -26,6 +26,7 @@ use crate::account::{AccountId, ApiKeyRecord, Role};
 use crate::audit::{valid_cursor, AuditEntry};
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
+use crate::trust::devices::Proof;
 use crate::trust::{valid_token_shape, DeviceId};
 use crate::verify::model::VerificationId;
 use crate::verify::VerifyError;
@@ -76,10 +77,7 @@ pub(super) async fn handle(
             let acting = acting_user_from_query(request.uri().query())?;
             let actor = app.accounts().actor(&account, &key, acting).await?;
             // Through the factors service: the factor's material goes with it.
-            let user = app
-                .factors()
-                .remove(app.accounts(), &account, &actor, &id, factor)
-                .await?;
+            let user = app.factors().remove(&account, &actor, &id, factor).await?;
             user_response(app, &account, StatusCode::OK, &user).await
         }
         (Route::UserDevices, Method::POST) => {
@@ -484,13 +482,15 @@ async fn trust_device(
             let actor = app.accounts().actor(&account_id, &key, None).await?;
             let trusted = app
                 .accounts()
-                .trust_device_after_challenge(
+                .trust_device(
                     &account_id,
                     &actor,
                     &id,
-                    &passed.id,
-                    &passed.user,
-                    passed.expires_ms,
+                    &Proof::Challenge {
+                        id: passed.id,
+                        user: passed.user,
+                        expires_ms: passed.expires_ms,
+                    },
                 )
                 .await?;
             return Ok(trusted_response(&id, &trusted));
@@ -510,7 +510,7 @@ async fn trust_device(
     let actor = app.accounts().actor(&account_id, &key, None).await?;
     let trusted = app
         .accounts()
-        .trust_device(&account_id, &actor, &id, &verification)
+        .trust_device(&account_id, &actor, &id, &Proof::Verification(verification))
         .await?;
     Ok(trusted_response(&id, &trusted))
 }

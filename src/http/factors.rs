@@ -65,7 +65,7 @@ pub(super) async fn handle(
         Route::RecoveryCodes => {
             let codes = app
                 .factors()
-                .regenerate_recovery_codes(app.accounts(), &account.id, who, &user)
+                .regenerate_recovery_codes(&account.id, who, &user)
                 .await?;
             Ok(json_response(
                 StatusCode::CREATED,
@@ -132,7 +132,7 @@ async fn enrol(
             }
             let enrolment = app
                 .factors()
-                .enrol_totp(app.accounts(), account, user, algorithm, body.digits)
+                .enrol_totp(account, user, algorithm, body.digits)
                 .await?;
             Ok(json_response(
                 StatusCode::CREATED,
@@ -157,10 +157,7 @@ async fn enrol(
                     "algorithm and digits apply to totp factors only",
                 ));
             }
-            let enrolment = app
-                .factors()
-                .enrol_webauthn(app.accounts(), account, user)
-                .await?;
+            let enrolment = app.factors().enrol_webauthn(account, user).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &json!({
@@ -228,7 +225,7 @@ async fn confirm(
             let code = totp_code(&code)?;
             match app
                 .factors()
-                .confirm_totp(app.accounts(), &account.id, who, user, factor, code)
+                .confirm_totp(&account.id, who, user, factor, code)
                 .await?
             {
                 Ok(confirmed) => Ok(confirmed_response(user, &confirmed)),
@@ -240,7 +237,7 @@ async fn confirm(
             let credential = parse_credential(credential, "credential")?;
             match app
                 .factors()
-                .confirm_webauthn(app.accounts(), &account.id, who, user, factor, &credential)
+                .confirm_webauthn(&account.id, who, user, factor, &credential)
                 .await?
             {
                 Ok(confirmed) => Ok(confirmed_response(user, &confirmed)),
@@ -322,14 +319,7 @@ async fn challenge(
                 })
                 .transpose()?;
             factors
-                .challenge_totp(
-                    app.accounts(),
-                    &account.id,
-                    who,
-                    user,
-                    factor_id,
-                    totp_code(code)?,
-                )
+                .challenge_totp(&account.id, who, user, factor_id, totp_code(code)?)
                 .await?
         }
         "webauthn" => {
@@ -340,9 +330,7 @@ async fn challenge(
             }
             match body.assertion {
                 None => {
-                    let (options, expires_ms) = factors
-                        .begin_webauthn(app.accounts(), &account.id, user)
-                        .await?;
+                    let (options, expires_ms) = factors.begin_webauthn(&account.id, user).await?;
                     return Ok(json_response(
                         StatusCode::OK,
                         &json!({
@@ -356,7 +344,7 @@ async fn challenge(
                 Some(assertion) => {
                     let assertion = parse_credential(assertion, "assertion")?;
                     factors
-                        .finish_webauthn(app.accounts(), &account.id, who, user, &assertion)
+                        .finish_webauthn(&account.id, who, user, &assertion)
                         .await?
                 }
             }
@@ -370,7 +358,7 @@ async fn challenge(
                 .as_deref()
                 .ok_or_else(|| ApiError::invalid("code is required for recovery_code"))?;
             factors
-                .challenge_recovery(app.accounts(), &account.id, who, user, code)
+                .challenge_recovery(&account.id, who, user, code)
                 .await?
         }
         _ => {

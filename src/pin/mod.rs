@@ -5,6 +5,7 @@
 //! - `hash.rs`: argon2id with a per-PIN salt and the server-side pepper.
 //! - `store.rs`: the `PinStore` seam (one atomic step per method); `memory.rs`, `redis.rs`.
 //! - `service.rs`: `PinService`, what the handlers and the support command call.
+//! - `links.rs`: the e-mailed disable and reset links (`PinService`'s link methods).
 //! - `support.rs`: the operator command `otpgate support disable-two-step`.
 //!
 //! A plaintext PIN exists only in the request that carries it and in the `Pin` parsed from it;
@@ -13,6 +14,7 @@
 //! not let anyone brute-force the 10⁶ PINs offline.
 
 pub mod hash;
+pub mod links;
 pub mod memory;
 pub mod redis;
 pub mod service;

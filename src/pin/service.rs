@@ -1,6 +1,6 @@
 //! `PinService`: what the handlers and the support command call. It decides who may do what,
 //! hashes PINs off the async worker threads, runs the store's atomic steps, sends the e-mailed
-//! links, counts metrics and writes the audit trail.
+//! links (in `links.rs`), counts metrics and writes the audit trail.
 //!
 //! Who may do what (key roles): owner, admin and partner keys add numbers, set or change PINs
 //! and register numbers; only owner and admin keys ask for disable and reset links, and only
@@ -11,25 +11,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ring::digest;
 use ring::rand::SystemRandom;
 use serde_json::json;
 
 use super::hash::{HashCost, HashError, PinHasher};
+pub use super::links::{mask_email, LinkDone, LinkSent};
 use super::store::{
-    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewNumber, NumberRecord, PinStore,
-    PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
+    CreateOutcome, DisableOutcome, NewNumber, NumberRecord, PinStore, PinWriteMode,
+    PinWriteOutcome, Reservation, TransferOutcome,
 };
-use super::{action, AttemptLimits, LinkPurpose, PhoneNumberId, Pin, PinRefusal};
-use crate::account::{hex, AccountId, Role};
+use super::{action, AttemptLimits, PhoneNumberId, Pin, PinRefusal};
+use crate::account::{AccountId, Role};
 use crate::audit::{AuditEntry, Who};
 use crate::clock::Clock;
 use crate::directory::Directory;
-use crate::mail::{Mail, MailError, Mailer};
+use crate::mail::{MailError, Mailer};
 use crate::metrics::Metrics;
 use crate::phone::{mask, PhoneNumber};
 use crate::store::StoreError;
-use crate::verify::code::random_bytes;
 
 /// `[pin]` in config, less the pepper (which the hasher holds).
 #[derive(Debug, Clone, Copy)]
@@ -94,21 +93,6 @@ pub enum PinError {
     Store(#[from] StoreError),
 }
 
-/// A link's consequence, for the answer to whoever opened it.
-#[derive(Debug, Clone)]
-pub struct LinkDone {
-    pub account: AccountId,
-    pub number: PhoneNumberId,
-    pub masked: String,
-}
-
-/// A link was sent: where (masked) and until when it works.
-#[derive(Debug, Clone)]
-pub struct LinkSent {
-    pub sent_to: String,
-    pub expires_ms: u64,
-}
-
 /// The outcome of a successful registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Registered {
@@ -119,28 +103,19 @@ pub enum Registered {
 }
 
 pub struct PinService {
-    store: Arc<dyn PinStore>,
+    pub(super) store: Arc<dyn PinStore>,
     hasher: Arc<PinHasher>,
-    mailer: Arc<dyn Mailer>,
+    pub(super) mailer: Arc<dyn Mailer>,
     directory: Arc<dyn Directory>,
     clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-    rng: SystemRandom,
-    settings: PinSettings,
-    link_base_url: String,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) rng: SystemRandom,
+    pub(super) settings: PinSettings,
+    pub(super) link_base_url: String,
     /// Hashes in flight at once: each takes `memory_kib` of memory and a core for tens of
     /// milliseconds, so a flood of PIN requests waits here instead of filling the blocking pool
     /// (up to 512 threads) with 19 MiB each.
     hashing: tokio::sync::Semaphore,
-}
-
-/// Who opened an e-mailed link, in audit entries: the holder of the account's mailbox.
-fn link_holder() -> Who {
-    Who {
-        key_id: "email-link".into(),
-        role: "mailbox".into(),
-        acting_user: None,
-    }
 }
 
 fn target(id: &PhoneNumberId) -> String {
@@ -187,11 +162,11 @@ impl PinService {
         self.mailer.kind()
     }
 
-    fn now(&self) -> u64 {
+    pub(super) fn now(&self) -> u64 {
         self.clock.now_ms()
     }
 
-    async fn audit(
+    pub(super) async fn audit(
         &self,
         account: &AccountId,
         who: Who,
@@ -205,23 +180,22 @@ impl PinService {
 
     /// Hashes on the blocking pool: argon2id takes milliseconds of CPU and would stall the
     /// async workers.
-    async fn hash(&self, pin: &Pin) -> Result<String, PinError> {
-        let hasher = self.hasher.clone();
-        let pin = pin.clone();
-        let _permit =
-            self.hashing.acquire().await.map_err(|_| {
-                PinError::Hash(HashError::Argon2("the hashing gate is closed".into()))
-            })?;
-        let started = Instant::now();
-        let hashed = tokio::task::spawn_blocking(move || hasher.hash(&pin))
+    pub(super) async fn hash(&self, pin: &Pin) -> Result<String, PinError> {
+        self.on_hashing_pool(pin, |hasher, pin| hasher.hash(pin))
             .await
-            .map_err(|_| PinError::Hash(HashError::Argon2("the hashing task died".into())))?
-            .map_err(PinError::Hash);
-        self.metrics.pin_hash_time(started.elapsed());
-        hashed
     }
 
     async fn verify(&self, pin: &Pin, stored: String) -> Result<bool, PinError> {
+        self.on_hashing_pool(pin, move |hasher, pin| hasher.verify(pin, &stored))
+            .await
+    }
+
+    /// Runs `work` on the blocking pool once the hashing gate lets it in, timing it.
+    async fn on_hashing_pool<T: Send + 'static>(
+        &self,
+        pin: &Pin,
+        work: impl FnOnce(&PinHasher, &Pin) -> Result<T, HashError> + Send + 'static,
+    ) -> Result<T, PinError> {
         let hasher = self.hasher.clone();
         let pin = pin.clone();
         let _permit =
@@ -229,12 +203,12 @@ impl PinService {
                 PinError::Hash(HashError::Argon2("the hashing gate is closed".into()))
             })?;
         let started = Instant::now();
-        let verified = tokio::task::spawn_blocking(move || hasher.verify(&pin, &stored))
+        let done = tokio::task::spawn_blocking(move || work(&hasher, &pin))
             .await
             .map_err(|_| PinError::Hash(HashError::Argon2("the hashing task died".into())))?
             .map_err(PinError::Hash);
         self.metrics.pin_hash_time(started.elapsed());
-        verified
+        done
     }
 
     fn allowed(role: Role, roles: &[Role], what: &'static str) -> Result<(), PinError> {
@@ -279,9 +253,7 @@ impl PinService {
                     account: holder,
                     id: held,
                 } => {
-                    return self
-                        .claim(account, who, number, pin, new, &holder, &held)
-                        .await;
+                    return self.claim(who, number, pin, new, &holder, &held).await;
                 }
             }
         };
@@ -309,11 +281,9 @@ impl PinService {
     /// (checked and counted on the holder's record, so the holder's wrong-PIN limits and lock
     /// apply), or when its two-step is off (its owner or an admin disabled it by the e-mailed
     /// link), then with the claimant's PIN. Both accounts audit every attempt; the claimant's
-    /// answers never name the holder or its id.
-    #[allow(clippy::too_many_arguments)]
+    /// answers never name the holder or its id. The claimant is `new.account`.
     async fn claim(
         &self,
-        account: &AccountId,
         who: Who,
         number: &PhoneNumber,
         pin: &Pin,
@@ -321,6 +291,7 @@ impl PinService {
         holder: &AccountId,
         held: &PhoneNumberId,
     ) -> Result<NumberRecord, PinError> {
+        let account = &new.account;
         let limits = self.settings.limits;
         let refused = |reason: &'static str| {
             let who = who.clone();
@@ -365,22 +336,9 @@ impl PinService {
             } => {
                 if !self.verify(pin, pin_hash).await? {
                     refused("mismatch").await?;
-                    if attempt >= limits.max_failures {
-                        self.metrics.pin_locked();
-                        tracing::warn!(account = %holder, number = %held, "phone number locked after {attempt} wrong PINs");
-                        self.audit(
-                            holder,
-                            Who::another_account(),
-                            action::LOCKED,
-                            held,
-                            json!({"consecutive_failures": attempt}),
-                        )
-                        .await?;
-                    }
-                    return Err(PinError::Mismatch {
-                        attempts_left: limits.max_failures.saturating_sub(attempt),
-                        retry_after_ms: limits.wait_after(attempt).as_millis() as u64,
-                    });
+                    return Err(self
+                        .wrong_pin(holder, Who::another_account(), held, attempt)
+                        .await?);
                 }
                 "holder_pin"
             }
@@ -421,7 +379,7 @@ impl PinService {
             MANAGE,
             "only owner, admin and partner keys manage phone numbers",
         )?;
-        self.store.get(account, id).await?.ok_or(PinError::NotFound)
+        self.record(account, id).await
     }
 
     /// Sets or changes the PIN (turning two-step on if it was off). On a locked number only the
@@ -440,13 +398,7 @@ impl PinService {
             MANAGE,
             "only owner, admin and partner keys set two-step PINs",
         )?;
-        let current = self
-            .store
-            .get(account, id)
-            .await?
-            .ok_or(PinError::NotFound)?;
-        pin.check_against_number(&current.e164)
-            .map_err(PinError::BadPin)?;
+        let current = self.checked_against(account, id, pin).await?;
         if current.locked(&self.settings.limits) && !OWNERS.contains(&role) {
             return Err(PinError::Locked);
         }
@@ -544,31 +496,10 @@ impl PinService {
                         return Ok(Registered::PinMatched);
                     }
                     self.metrics.pin_checked("mismatch");
-                    if attempt >= limits.max_failures {
-                        self.metrics.pin_locked();
-                        tracing::warn!(account = %account, number = %id, "phone number locked after {attempt} wrong PINs");
-                        self.audit(
-                            account,
-                            who,
-                            action::LOCKED,
-                            id,
-                            json!({"consecutive_failures": attempt}),
-                        )
-                        .await?;
-                    }
-                    return Err(PinError::Mismatch {
-                        attempts_left: limits.max_failures.saturating_sub(attempt),
-                        retry_after_ms: limits.wait_after(attempt).as_millis() as u64,
-                    });
+                    return Err(self.wrong_pin(account, who, id, attempt).await?);
                 }
                 Reservation::Disabled => {
-                    let current = self
-                        .store
-                        .get(account, id)
-                        .await?
-                        .ok_or(PinError::NotFound)?;
-                    pin.check_against_number(&current.e164)
-                        .map_err(PinError::BadPin)?;
+                    self.checked_against(account, id, pin).await?;
                     let pin_hash = self.hash(pin).await?;
                     match self
                         .store
@@ -606,221 +537,54 @@ impl PinService {
         Err(PinError::Changed)
     }
 
-    /// Asks for a disable or reset link, e-mailed to the account's address. Only the owner and
-    /// admins may; anyone else is refused and the refusal is audited.
-    pub async fn request_link(
+    /// A wrong PIN, counted by the store as `attempt`: at the last allowed failure the number
+    /// locks (metric, log and audit on the number's account). The answer says how many tries
+    /// are left and how long to wait; an error only when the audit cannot be written.
+    async fn wrong_pin(
         &self,
         account: &AccountId,
         who: Who,
-        role: Role,
         id: &PhoneNumberId,
-        purpose: LinkPurpose,
-    ) -> Result<LinkSent, PinError> {
-        if !OWNERS.contains(&role) {
-            let what = match purpose {
-                LinkPurpose::Disable => action::DISABLE_REFUSED,
-                LinkPurpose::Reset => action::RESET_REFUSED,
-            };
-            self.metrics
-                .two_step_link_request(purpose.as_str(), "refused");
-            tracing::warn!(account = %account, number = %id, role = role.as_str(), "two-step {} link refused", purpose.as_str());
+        attempt: u32,
+    ) -> Result<PinError, PinError> {
+        let limits = self.settings.limits;
+        if attempt >= limits.max_failures {
+            self.metrics.pin_locked();
+            tracing::warn!(account = %account, number = %id, "phone number locked after {attempt} wrong PINs");
             self.audit(
                 account,
                 who,
-                what,
+                action::LOCKED,
                 id,
-                json!({"role": role.as_str(), "reason": "only the owner or an admin may ask"}),
+                json!({"consecutive_failures": attempt}),
             )
             .await?;
-            return Err(PinError::Forbidden(match purpose {
-                LinkPurpose::Disable => "only the number's owner or an account admin may ask to turn two-step verification off; a partner never may",
-                LinkPurpose::Reset => "only the number's owner or an account admin may ask for a PIN reset link",
-            }));
         }
-        let Some(email) = self.store.email(account).await? else {
-            self.metrics
-                .two_step_link_request(purpose.as_str(), "no_email");
-            return Err(PinError::NoEmail);
-        };
-        let secret = random_bytes::<32>(&self.rng).map_err(|_| PinError::Random)?;
-        let token = encode_token(account, &secret);
-        let digest = token_digest(&token);
-        let now = self.now();
-        let ttl = self.settings.link_ttl.as_millis() as u64;
-        let e164 = match self
-            .store
-            .issue_link(account, id, purpose, &digest, now, ttl)
-            .await?
-        {
-            LinkIssue::Issued { e164 } => e164,
-            LinkIssue::AlreadyDisabled => return Err(PinError::AlreadyDisabled),
-            LinkIssue::NotFound => return Err(PinError::NotFound),
-        };
-        let mail = self.link_mail(&email, role, id, &e164, purpose, &token);
-        if let Err(error) = self.mailer.send(&mail).await {
-            self.metrics
-                .two_step_link_request(purpose.as_str(), "mail_failed");
-            tracing::error!(%error, account = %account, "the two-step link could not be mailed");
-            return Err(PinError::Mail(error));
-        }
-        self.metrics.two_step_link_request(purpose.as_str(), "sent");
-        let what = match purpose {
-            LinkPurpose::Disable => action::DISABLE_REQUESTED,
-            LinkPurpose::Reset => action::RESET_REQUESTED,
-        };
-        let sent_to = mask_email(&email);
-        self.audit(
-            account,
-            who,
-            what,
-            id,
-            json!({"sent_to": sent_to, "expires_ms": now + ttl}),
-        )
-        .await?;
-        Ok(LinkSent {
-            sent_to,
-            expires_ms: now + ttl,
+        Ok(PinError::Mismatch {
+            attempts_left: limits.max_failures.saturating_sub(attempt),
+            retry_after_ms: limits.wait_after(attempt).as_millis() as u64,
         })
     }
 
-    fn link_mail(
+    async fn record(
         &self,
-        to: &str,
-        role: Role,
+        account: &AccountId,
         id: &PhoneNumberId,
-        e164: &str,
-        purpose: LinkPurpose,
-        token: &str,
-    ) -> Mail {
-        let hours = self.settings.link_ttl.as_secs() / 3600;
-        let (subject, path, what, unless) = match purpose {
-            LinkPurpose::Disable => (
-                format!("Turn off two-step verification for {}", mask(e164)),
-                "confirm",
-                "turn off two-step verification",
-                "two-step verification stays on, and nobody can turn it off without this link",
-            ),
-            LinkPurpose::Reset => (
-                format!("Reset the two-step PIN of {}", mask(e164)),
-                "reset",
-                "set a new two-step PIN without the old one (POST {\"pin\":\"<6 digits>\"} to the link)",
-                "the PIN stays as it is",
-            ),
-        };
-        Mail {
-            to: to.to_owned(),
-            subject,
-            body: format!(
-                "An {role} key of your otpgate account asked to {what} for the phone number {masked} (id {id}).\n\n\
-                 Open this link within {hours} hours to do it; it works once:\n\n{base}/v1/two-step/{path}?token={token}\n\n\
-                 If you did not ask for this, ignore this mail: {unless}.\n",
-                role = role.as_str(),
-                masked = mask(e164),
-                base = self.link_base_url,
-            ),
-        }
+    ) -> Result<NumberRecord, PinError> {
+        self.store.get(account, id).await?.ok_or(PinError::NotFound)
     }
 
-    /// What a link is, without using it (for a page that asks for the new PIN).
-    pub async fn peek_link(&self, token: &str) -> Result<(LinkInfo, String), PinError> {
-        let (account, digest) = decode_token(token).ok_or(PinError::LinkUnknown)?;
-        let info = self
-            .store
-            .peek_link(&account, &digest)
-            .await?
-            .ok_or(PinError::LinkUnknown)?;
-        if info.used {
-            return Err(PinError::LinkUsed);
-        }
-        if self.now() >= info.expires_ms {
-            return Err(PinError::LinkExpired);
-        }
-        let masked = self
-            .store
-            .get(&account, &info.number)
-            .await?
-            .map(|record| mask(&record.e164))
-            .ok_or(PinError::LinkUnknown)?;
-        Ok((info, masked))
-    }
-
-    /// Opens a disable link: two-step goes off, once.
-    pub async fn use_disable_link(&self, token: &str) -> Result<LinkDone, PinError> {
-        self.use_link(token, LinkPurpose::Disable, None).await
-    }
-
-    /// Opens a reset link with the new PIN: it is set (and the number unlocked), once.
-    pub async fn use_reset_link(&self, token: &str, pin: &Pin) -> Result<LinkDone, PinError> {
-        let (info, _) = self.peek_link(token).await?;
-        if info.purpose != LinkPurpose::Reset {
-            return Err(PinError::LinkUnknown);
-        }
-        // Checked before the slow hash, so unknown tokens cost a store read, not a hash.
-        let (account, _) = decode_token(token).ok_or(PinError::LinkUnknown)?;
-        let record = self
-            .store
-            .get(&account, &info.number)
-            .await?
-            .ok_or(PinError::LinkUnknown)?;
-        pin.check_against_number(&record.e164)
-            .map_err(PinError::BadPin)?;
-        let pin_hash = self.hash(pin).await?;
-        self.use_link(token, LinkPurpose::Reset, Some(&pin_hash))
-            .await
-    }
-
-    async fn use_link(
+    /// The number's record, once `pin` is checked against it (a PIN may not spell the number).
+    async fn checked_against(
         &self,
-        token: &str,
-        purpose: LinkPurpose,
-        new_pin_hash: Option<&str>,
-    ) -> Result<LinkDone, PinError> {
-        let (account, digest) = decode_token(token).ok_or(PinError::LinkUnknown)?;
-        let outcome = self
-            .store
-            .use_link(&account, &digest, purpose, new_pin_hash, self.now())
-            .await?;
-        let outcome_label = match &outcome {
-            LinkUse::Done { .. } => "used",
-            LinkUse::Unknown => "unknown",
-            LinkUse::Used => "replayed",
-            LinkUse::Expired => "expired",
-            LinkUse::Superseded => "superseded",
-            LinkUse::AlreadyDisabled { .. } => "already_disabled",
-        };
-        self.metrics
-            .two_step_link_used(purpose.as_str(), outcome_label);
-        match outcome {
-            LinkUse::Done {
-                number,
-                e164,
-                was_locked,
-            } => {
-                let what = match purpose {
-                    LinkPurpose::Disable => action::DISABLED,
-                    LinkPurpose::Reset => action::PIN_RESET,
-                };
-                self.audit(
-                    &account,
-                    link_holder(),
-                    what,
-                    &number,
-                    json!({"via": "email-link", "unlocked": was_locked}),
-                )
-                .await?;
-                tracing::info!(account = %account, number = %number, "two-step {} link used", purpose.as_str());
-                Ok(LinkDone {
-                    account,
-                    number,
-                    masked: mask(&e164),
-                })
-            }
-            LinkUse::AlreadyDisabled { .. } => Err(PinError::AlreadyDisabled),
-            LinkUse::Unknown => Err(PinError::LinkUnknown),
-            LinkUse::Used => Err(PinError::LinkUsed),
-            LinkUse::Expired => Err(PinError::LinkExpired),
-            LinkUse::Superseded => Err(PinError::LinkSuperseded),
-        }
+        account: &AccountId,
+        id: &PhoneNumberId,
+        pin: &Pin,
+    ) -> Result<NumberRecord, PinError> {
+        let current = self.record(account, id).await?;
+        pin.check_against_number(&current.e164)
+            .map_err(PinError::BadPin)?;
+        Ok(current)
     }
 
     /// The support command's disable, on the owner's behalf: audited before it happens (a
@@ -832,11 +596,7 @@ impl PinService {
         operator: &str,
         reason: &str,
     ) -> Result<String, PinError> {
-        let current = self
-            .store
-            .get(account, id)
-            .await?
-            .ok_or(PinError::NotFound)?;
+        let current = self.record(account, id).await?;
         if !current.two_step {
             return Err(PinError::AlreadyDisabled);
         }
@@ -869,78 +629,5 @@ impl PinService {
 
     pub async fn email(&self, account: &AccountId) -> Result<Option<String>, PinError> {
         Ok(self.store.email(account).await?)
-    }
-}
-
-/// A link's token: base64url of the account id's 16 bytes and 32 random bytes (256 bits). The
-/// account part only routes the token to its account's slot; the secret part is what counts.
-fn encode_token(account: &AccountId, secret: &[u8; 32]) -> String {
-    let mut bytes = Vec::with_capacity(48);
-    bytes.extend_from_slice(
-        &data_encoding::HEXLOWER
-            .decode(account.as_str()[2..].as_bytes())
-            .unwrap_or_default(),
-    );
-    bytes.extend_from_slice(secret);
-    data_encoding::BASE64URL_NOPAD.encode(&bytes)
-}
-
-/// The account and the stored digest (SHA-256: the token has full entropy, so a slow hash would
-/// buy nothing) of a token, when it has the right shape.
-fn decode_token(token: &str) -> Option<(AccountId, [u8; 32])> {
-    if token.len() != 64 {
-        return None;
-    }
-    let bytes = data_encoding::BASE64URL_NOPAD
-        .decode(token.as_bytes())
-        .ok()?;
-    if bytes.len() != 48 {
-        return None;
-    }
-    let account = AccountId::parse(&format!("AC{}", hex(&bytes[..16])))?;
-    Some((account, token_digest(token)))
-}
-
-fn token_digest(token: &str) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest::digest(&digest::SHA256, token.as_bytes()).as_ref());
-    out
-}
-
-/// `o***r@example.com`: enough to recognise one's own address.
-pub fn mask_email(email: &str) -> String {
-    match email.split_once('@') {
-        Some((local, domain)) if local.chars().count() > 2 => {
-            let first = local.chars().next().unwrap_or('*');
-            let last = local.chars().last().unwrap_or('*');
-            format!("{first}***{last}@{domain}")
-        }
-        Some((_, domain)) => format!("***@{domain}"),
-        None => "***".into(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_route_to_their_account_and_refuse_other_shapes() {
-        let rng = SystemRandom::new();
-        let account = AccountId::random(&rng).unwrap();
-        let secret = random_bytes::<32>(&rng).unwrap();
-        let token = encode_token(&account, &secret);
-        assert_eq!(token.len(), 64);
-        let (decoded, digest) = decode_token(&token).unwrap();
-        assert_eq!(decoded, account);
-        assert_eq!(digest, token_digest(&token));
-        assert!(decode_token(&token[1..]).is_none());
-        assert!(decode_token(&format!("{}!", &token[1..])).is_none());
-    }
-
-    #[test]
-    fn emails_are_masked() {
-        assert_eq!(mask_email("owner@example.com"), "o***r@example.com");
-        assert_eq!(mask_email("ab@example.com"), "***@example.com");
     }
 }

@@ -3,6 +3,7 @@
 //! duration. Only this module sees a token in clear, and only for the length of a request.
 
 pub mod cache;
+pub mod devices;
 pub mod invalidation;
 pub mod metrics;
 

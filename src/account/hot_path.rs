@@ -1,0 +1,103 @@
+//! The hot path: the login decision, and the reads behind it and the device check, through
+//! the cache (a hit, a miss or a bypass counted for each). These are methods of
+//! `AccountService`.
+
+use crate::account::login::{decide, Decision};
+use crate::account::policy::Policy;
+use crate::account::service::{AccountError, AccountService};
+use crate::account::user::{User, UserId};
+use crate::account::AccountId;
+use crate::store::StoreError;
+use crate::trust::cache::Lookup;
+use crate::trust::metrics::{CacheKind, LookupResult};
+use crate::trust::{DeviceDigest, DeviceRecord};
+
+impl AccountService {
+    pub async fn login(
+        &self,
+        account: &AccountId,
+        id: &UserId,
+        device_token: Option<&str>,
+    ) -> Result<Decision, AccountError> {
+        let policy = self.cached_policy(account).await?;
+        let user = self
+            .cached_user(account, id)
+            .await?
+            .ok_or(AccountError::NotFound("no such user in this account"))?;
+        let trusted = match device_token {
+            Some(token) if user.two_factor_enabled(policy.require_2fa) => {
+                let digest = self.device_key.digest(account, id, token);
+                self.cached_device(account, &digest)
+                    .await?
+                    .is_some_and(|record| record.is_trusted(&user, &policy, self.clock.now_ms()))
+            }
+            _ => false,
+        };
+        let decision = decide(&policy, &user, trusted);
+        self.metrics.decision(&decision);
+        Ok(decision)
+    }
+
+    pub(crate) async fn cached_policy(&self, account: &AccountId) -> Result<Policy, StoreError> {
+        let now = self.clock.now_ms();
+        let ticket = self.cache.ticket();
+        if let Some(policy) = self.counted(CacheKind::Policy, self.cache.policy(account, now)) {
+            return Ok(policy);
+        }
+        let policy = self.directory.policy(account).await?;
+        self.cache.put_policy(ticket, account, policy, now);
+        Ok(policy)
+    }
+
+    pub(crate) async fn cached_user(
+        &self,
+        account: &AccountId,
+        id: &UserId,
+    ) -> Result<Option<User>, StoreError> {
+        let now = self.clock.now_ms();
+        let ticket = self.cache.ticket();
+        if let Some(user) = self.counted(CacheKind::User, self.cache.user(account, id, now)) {
+            return Ok(Some(user));
+        }
+        let user = self.directory.user(account, id).await?;
+        if let Some(user) = &user {
+            self.cache.put_user(ticket, account, user.clone(), now);
+        }
+        Ok(user)
+    }
+
+    pub(crate) async fn cached_device(
+        &self,
+        account: &AccountId,
+        digest: &DeviceDigest,
+    ) -> Result<Option<DeviceRecord>, StoreError> {
+        let now = self.clock.now_ms();
+        let ticket = self.cache.ticket();
+        // A digest cached for another account is a miss for this one.
+        let lookup = match self.cache.device(digest, now) {
+            Lookup::Hit((owner, record)) if owner == *account => Lookup::Hit(record),
+            Lookup::Hit(_) | Lookup::Miss => Lookup::Miss,
+            Lookup::Bypass => Lookup::Bypass,
+        };
+        if let Some(record) = self.counted(CacheKind::Device, lookup) {
+            return Ok(Some(record));
+        }
+        let record = self.directory.device(account, digest).await?;
+        if let Some(record) = &record {
+            self.cache
+                .put_device(ticket, *digest, account, record.clone(), now);
+        }
+        Ok(record)
+    }
+
+    /// A cache lookup, counted as a hit, a miss or a bypass; the value on a hit.
+    fn counted<V>(&self, kind: CacheKind, lookup: Lookup<V>) -> Option<V> {
+        let (result, value) = match lookup {
+            Lookup::Hit(value) => (LookupResult::Hit, Some(value)),
+            Lookup::Miss => (LookupResult::Miss, None),
+            Lookup::Bypass => (LookupResult::Bypass, None),
+        };
+        self.metrics.lookup(kind, result);
+        value
+    }
+}
