@@ -23,6 +23,7 @@
 //! its own pending entries after a failed read (the reply may have been lost with the entries
 //! in it), and reports how long reads have been failing, for `/readyz` and a metric.
 
+mod durable;
 pub mod providers;
 pub mod receipts;
 pub mod router;
@@ -33,7 +34,7 @@ pub mod template;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
@@ -46,7 +47,6 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
 use crate::phone::SHARD_COUNT;
-use crate::store::redis::outbox::{OutboxEntry, ReadFrom, ShardReadError};
 use crate::store::redis::RedisStore;
 use crate::store::Store;
 use crate::verify::model::{Channel, SendAttempt, VerificationId};
@@ -245,6 +245,9 @@ struct Shared {
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
     tasks: TaskTracker,
+    /// How long recording that a provider accepted a message is retried (durable mode: the
+    /// record is the sent mark that stops a redelivery from sending it again).
+    sent_mark_retry: Duration,
 }
 
 impl Dispatcher {
@@ -268,6 +271,8 @@ impl Dispatcher {
             metrics: metrics.clone(),
             in_flight: Arc::new(Semaphore::new(settings.concurrency)),
             tasks: tasks.clone(),
+            // Nothing reads the record to decide on a resend: one try, as for any record.
+            sent_mark_retry: Duration::ZERO,
         });
         tasks.spawn(run_memory(shared, receiver, settings, stop));
         Self {
@@ -309,8 +314,9 @@ impl Dispatcher {
                 metrics: metrics.clone(),
                 in_flight: Arc::new(Semaphore::new(settings.concurrency)),
                 tasks: tasks.clone(),
+                sent_mark_retry: durable::settle_within(&settings),
             });
-            let worker = DurableWorker {
+            let worker = durable::DurableWorker {
                 shared,
                 redis,
                 settings,
@@ -459,12 +465,45 @@ impl Shared {
         }
         if let Some(id) = VerificationId::parse(&message.verification_id) {
             for attempt in &attempts {
-                if let Err(error) = self.store.record_send_attempt(&id, attempt).await {
+                // The accepted attempt is the sent mark: a redelivery that finds it acknowledges
+                // instead of sending again, so it is retried (through a failover) until stored.
+                let within = if attempt.status == "accepted" {
+                    self.sent_mark_retry
+                } else {
+                    Duration::ZERO
+                };
+                let recorded =
+                    retry_within(within, || self.store.record_send_attempt(&id, attempt));
+                if let Err(error) = recorded.await {
                     tracing::warn!(%error, message = %message.id, "could not record the send");
                 }
             }
         }
         delivery
+    }
+}
+
+/// The first pause between two tries of [`retry_within`], doubled up to `RETRY_PAUSE_MAX`.
+const RETRY_PAUSE_FIRST: Duration = Duration::from_millis(50);
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(1);
+
+/// `call` until it succeeds or `within` has passed (one try when it is zero); the last error.
+async fn retry_within<T, E, F, R>(within: Duration, mut call: F) -> Result<T, E>
+where
+    F: FnMut() -> R,
+    R: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = RETRY_PAUSE_FIRST;
+    loop {
+        match call().await {
+            Ok(value) => return Ok(value),
+            Err(error) if tokio::time::Instant::now() + pause >= deadline => return Err(error),
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(RETRY_PAUSE_MAX);
+            }
+        }
     }
 }
 
@@ -565,297 +604,46 @@ async fn deliver_queued(shared: &Shared, waiting: &Waiting, mut queued: Queued) 
     }
 }
 
-struct DurableWorker {
-    shared: Arc<Shared>,
-    redis: Arc<RedisStore>,
-    settings: WorkerSettings,
-    sealer: Sealer,
-    wake: Arc<Notify>,
-    consumer: String,
-    health: Arc<ReadHealth>,
-    /// Entries this worker is handling, by shard and entry id (ids repeat across streams): a
-    /// re-read of its own pending entries, or a reclaim, skips them.
-    held: Mutex<HashSet<(u8, String)>>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// How one shard's reads are going.
-struct ShardState {
-    /// The consumer group is known to exist.
-    group: bool,
-    /// Where the next read starts.
-    from: ReadFrom,
-    /// No read before this instant (after failures: the shard's own back-off).
-    not_before: Instant,
-    backoff: Duration,
-}
-
-/// Messages read from each shard per pass.
-const READ_PER_SHARD: usize = 16;
-const STATS_EVERY: Duration = Duration::from_secs(2);
-/// How often the retry sets are looked at for messages due again.
-const RELEASE_EVERY: Duration = Duration::from_millis(250);
-/// A failing shard's first and longest wait between reads.
-const SHARD_BACKOFF_FIRST: Duration = Duration::from_millis(100);
-const SHARD_BACKOFF_MAX: Duration = Duration::from_secs(5);
-
-impl DurableWorker {
-    async fn run(self, stop: CancellationToken) {
-        let worker = Arc::new(self);
-        let mut shards: Vec<ShardState> = (0..SHARD_COUNT)
-            .map(|_| ShardState {
-                group: false,
-                // At start, and after any failed read: this consumer's own pending entries first.
-                from: ReadFrom::Pending(None),
-                not_before: Instant::now(),
-                backoff: SHARD_BACKOFF_FIRST,
-            })
-            .collect();
-        let mut last_reclaim = Instant::now();
-        let mut last_stats: Option<Instant> = None;
-        let mut last_release: Option<Instant> = None;
-        let mut release_all = false;
-        while !stop.is_cancelled() {
-            if last_stats.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
-                worker.publish_stats().await;
-                last_stats = Some(Instant::now());
-            }
-            if release_all || last_release.is_none_or(|at| at.elapsed() >= RELEASE_EVERY) {
-                // A provider came back: what waits for it need not sit out its back-off.
-                let now = if release_all {
-                    u64::MAX
-                } else {
-                    worker.shared.clock.now_ms()
-                };
-                worker.redis.outbox_release_due(now, READ_PER_SHARD).await;
-                last_release = Some(Instant::now());
-                release_all = false;
-            }
-            let mut entries = Vec::new();
-            if last_reclaim.elapsed() >= worker.settings.reclaim_idle / 2 {
-                last_reclaim = Instant::now();
-                for (shard, reclaimed) in worker
-                    .redis
-                    .outbox_reclaim(
-                        &worker.consumer,
-                        worker.settings.reclaim_idle,
-                        READ_PER_SHARD,
-                    )
-                    .await
-                {
-                    match reclaimed {
-                        Ok(reclaimed) => {
-                            for _ in &reclaimed {
-                                worker.shared.metrics.redelivered();
-                            }
-                            entries.extend(reclaimed);
-                        }
-                        Err(error) => tracing::debug!(%error, shard, "outbox reclaim failed"),
-                    }
-                }
-            }
-            entries.extend(worker.read_shards(&mut shards).await);
-            entries.retain(|entry| worker.hold(entry));
-            if entries.is_empty() {
-                tokio::select! {
-                    () = worker.wake.notified() => {}
-                    () = tokio::time::sleep(worker.settings.poll_interval) => {}
-                    () = worker.shared.router.recovered() => release_all = true,
-                    () = stop.cancelled() => {}
-                }
-                continue;
-            }
-            for entry in entries {
-                let Ok(permit) = worker.shared.in_flight.clone().acquire_owned().await else {
-                    return;
-                };
-                let this = worker.clone();
-                worker.shared.tasks.spawn(async move {
-                    let key = (entry.shard, entry.entry_id.clone());
-                    this.handle(entry).await;
-                    this.held_set().remove(&key);
-                    drop(permit);
-                });
-            }
-        }
+    #[tokio::test]
+    async fn a_zero_bound_makes_one_try() {
+        let mut tries = 0;
+        let result: Result<(), &str> = retry_within(Duration::ZERO, || {
+            tries += 1;
+            async { Err("down") }
+        })
+        .await;
+        assert_eq!((result, tries), (Err("down"), 1));
     }
 
-    /// Reads every shard that is not backing off, each on its own: a shard that fails (a dead
-    /// master, a lost group) backs off alone, and what the others gave is handled at once.
-    async fn read_shards(&self, shards: &mut [ShardState]) -> Vec<OutboxEntry> {
-        let now = Instant::now();
-        let now_ms = self.shared.clock.now_ms();
-        let due: Vec<u8> = (0..SHARD_COUNT)
-            .filter(|&shard| shards[usize::from(shard)].not_before <= now)
-            .collect();
-        // Groups to (re)create, all at once: at start, and after Redis lost them.
-        let creations = due
-            .iter()
-            .filter(|&&shard| !shards[usize::from(shard)].group)
-            .map(|&shard| async move { (shard, self.redis.outbox_prepare_shard(shard).await) });
-        for (shard, created) in futures::future::join_all(creations).await {
-            let state = &mut shards[usize::from(shard)];
-            match created {
-                Ok(()) => state.group = true,
-                Err(error) => self.shard_failed(shard, state, now_ms, &error.to_string()),
-            }
-        }
-        let wanted: Vec<(u8, ReadFrom)> = due
-            .into_iter()
-            .filter(|&shard| shards[usize::from(shard)].group)
-            .map(|shard| (shard, shards[usize::from(shard)].from.clone()))
-            .collect();
-        let mut entries = Vec::new();
-        for (shard, result) in self
-            .redis
-            .outbox_read(&self.consumer, &wanted, READ_PER_SHARD)
-            .await
-        {
-            let state = &mut shards[usize::from(shard)];
-            match result {
-                Ok(read) => {
-                    self.health.succeeded(shard);
-                    state.backoff = SHARD_BACKOFF_FIRST;
-                    if let ReadFrom::Pending(_) = state.from {
-                        // Page through the pending entries, then on to new ones.
-                        state.from = match read.last() {
-                            Some(last) if read.len() == READ_PER_SHARD => {
-                                ReadFrom::Pending(Some(last.entry_id.clone()))
-                            }
-                            _ => ReadFrom::New,
-                        };
-                    }
-                    entries.extend(read);
-                }
-                Err(ShardReadError::NoGroup) => {
-                    // Redis lost the stream and its group: the next pass makes them again (no
-                    // back-off) and reads what this consumer may still have pending first.
-                    tracing::warn!(shard, "the outbox consumer group is gone (Redis lost its data?); creating it again");
-                    self.shared.metrics.outbox_group_created();
-                    self.health.failed(shard, now_ms);
-                    state.group = false;
-                    state.from = ReadFrom::Pending(None);
-                }
-                Err(ShardReadError::Store(error)) => {
-                    self.shard_failed(shard, state, now_ms, &error.to_string())
-                }
-            }
-        }
-        let (failing_for, _) = self.health.failing(now_ms);
-        self.shared.metrics.outbox_read_failing(failing_for);
-        entries
+    #[tokio::test]
+    async fn failures_are_retried_until_one_succeeds_within_the_bound() {
+        let mut tries = 0;
+        let result = retry_within(Duration::from_secs(5), || {
+            tries += 1;
+            let answer = if tries < 3 { Err("down") } else { Ok(tries) };
+            async move { answer }
+        })
+        .await;
+        assert_eq!(result, Ok(3));
     }
 
-    fn shard_failed(&self, shard: u8, state: &mut ShardState, now_ms: u64, error: &str) {
-        if state.backoff == SHARD_BACKOFF_FIRST {
-            tracing::warn!(shard, %error, "outbox read failed; this shard backs off alone");
-        } else {
-            tracing::debug!(shard, %error, "outbox read failed again");
-        }
-        self.health.failed(shard, now_ms);
-        // The reply may have been lost with entries in it: they are pending on this consumer,
-        // so the next read starts with them instead of waiting for the reclaim.
-        state.from = ReadFrom::Pending(None);
-        state.not_before = Instant::now() + state.backoff;
-        state.backoff = (state.backoff * 2).min(SHARD_BACKOFF_MAX);
-    }
-
-    /// Marks an entry as being handled here; false when it already is.
-    fn hold(&self, entry: &OutboxEntry) -> bool {
-        self.held_set()
-            .insert((entry.shard, entry.entry_id.clone()))
-    }
-
-    fn held_set(&self) -> std::sync::MutexGuard<'_, HashSet<(u8, String)>> {
-        // A plain set; a poisoned lock still holds a valid one.
-        self.held
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    async fn publish_stats(&self) {
-        match self.redis.outbox_stats(self.shared.clock.now_ms()).await {
-            Ok(stats) => {
-                self.shared.metrics.queue_depth().set(stats.depth as f64);
-                self.shared
-                    .metrics
-                    .oldest_queued_age(Duration::from_millis(stats.oldest_age_ms.unwrap_or(0)));
-            }
-            Err(error) => tracing::debug!(%error, "outbox stats unavailable"),
-        }
-    }
-
-    async fn handle(&self, entry: OutboxEntry) {
-        let metrics = &self.shared.metrics;
-        if entry.deliveries > self.settings.max_deliveries {
-            let reason = format!("read {} times without being acknowledged", entry.deliveries);
-            return self.dead_letter(&entry, &reason).await;
-        }
-        let message = self
-            .sealer
-            .open(&entry.sealed)
-            .and_then(|plain| serde_json::from_slice::<Payload>(&plain).ok())
-            .and_then(|payload| {
-                OutgoingMessage::from_payload(entry.verification_id.clone(), payload)
-            });
-        let Some(message) = message else {
-            return self
-                .dead_letter(&entry, "cannot open the message (another code key?)")
-                .await;
-        };
-        if entry.deliveries > 1 {
-            match self
-                .redis
-                .outbox_already_sent(&entry.verification_id, &message.id)
-                .await
-            {
-                Ok(true) => {
-                    // A provider took it before the last worker died: acknowledge, don't resend.
-                    return self.ack(&entry).await;
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(%error, "cannot check the sent-mark; the message stays queued");
-                    return;
-                }
-            }
-        }
-        let mut progress = self
-            .shared
-            .router
-            .progress_from(entry.round, &entry.refused);
-        match self.shared.deliver(&message, &mut progress).await {
-            Delivery::Accepted { .. } => self.ack(&entry).await,
-            Delivery::Failed { reason, .. } => {
-                metrics.dead_letter();
-                self.dead_letter(&entry, &reason).await
-            }
-            Delivery::Deferred { retry_at_ms, .. } => {
-                let refused = progress.refused.join(" ");
-                if let Err(error) = self
-                    .redis
-                    .outbox_defer(&entry, &message.id, retry_at_ms, progress.round, &refused)
-                    .await
-                {
-                    // Left pending: read again after a failed read, or reclaimed.
-                    tracing::warn!(%error, entry = %entry.entry_id, "cannot defer a message; it stays pending");
-                }
-            }
-        }
-    }
-
-    async fn ack(&self, entry: &OutboxEntry) {
-        if let Err(error) = self.redis.outbox_ack(entry).await {
-            // Left pending: another worker reclaims it, finds the sent flag and acknowledges it
-            // (or, when recording the attempt failed too, sends again: a counted duplicate
-            // rather than a lost message).
-            tracing::warn!(%error, entry = %entry.entry_id, "cannot acknowledge a sent message");
-        }
-    }
-
-    async fn dead_letter(&self, entry: &OutboxEntry, reason: &str) {
-        tracing::warn!(entry = %entry.entry_id, verification = %entry.verification_id, %reason, "message dead-lettered");
-        if let Err(error) = self.redis.outbox_dead_letter(entry, reason).await {
-            tracing::warn!(%error, entry = %entry.entry_id, "cannot dead-letter; the message stays queued");
-        }
+    #[tokio::test]
+    async fn the_last_error_comes_back_once_the_bound_has_passed() {
+        let started = std::time::Instant::now();
+        let mut tries = 0;
+        let result: Result<(), u32> = retry_within(Duration::from_millis(300), || {
+            tries += 1;
+            let attempt = tries;
+            async move { Err(attempt) }
+        })
+        .await;
+        // 50 ms, then 100 ms between tries; the next pause (200 ms) would end past the bound.
+        assert!(tries >= 2, "{tries} tries");
+        assert_eq!(result, Err(tries));
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }

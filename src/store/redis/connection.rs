@@ -15,26 +15,27 @@
 //! The same loop records, per shard, how long its master has been unreachable (readiness) and
 //! how long the client has been silent while nodes answer (liveness), and every call's outcome
 //! feeds an epoch that moves on each reconnect after an outage, which in-process caches of store
-//! data compare.
+//! data compare. The topology it reads also routes the outbox's calls, which bypass the cluster
+//! client and go straight to each shard's master (`connection/masters.rs`).
 
-use std::collections::{BTreeMap, HashMap};
+mod masters;
+mod nodes;
+
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use futures_util::future::join_all;
-use redis::aio::{
-    ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection,
-};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
-use redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, IntoConnectionInfo,
-    Pipeline, RedisError, RedisFuture, RedisResult, Value,
-};
+use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub(crate) use self::masters::ShardConnection;
+use self::masters::{key_slot, Masters};
+use self::nodes::{Dialer, Nodes};
 use super::read_error;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
@@ -108,6 +109,8 @@ struct Shared {
     /// Since when (ms since `started`, plus one) the longest-unreachable shard master has been
     /// unreachable; 0 while every master answers.
     shard_down_since_ms: AtomicU64,
+    /// Each shard's master over a direct connection (the outbox's calls; see `masters.rs`).
+    masters: Masters,
 }
 
 impl Connection {
@@ -132,6 +135,7 @@ impl Connection {
                 client_answered_ms: AtomicU64::new(0),
                 node_answered_ms: AtomicU64::new(0),
                 shard_down_since_ms: AtomicU64::new(0),
+                masters: Masters::new(Dialer::new(settings)),
             }),
         })
     }
@@ -200,6 +204,18 @@ impl Connection {
 
     fn client(&self) -> Client {
         self.shared.client()
+    }
+
+    /// Moves whenever a shard's master changes, as the supervisor sees the topology: a shard
+    /// that failed while its master was dead is worth trying again at once.
+    pub(crate) fn topology_generation(&self) -> u64 {
+        self.shared.masters.generation()
+    }
+
+    /// The connection for calls on `key`'s shard that must not wait for other shards: straight
+    /// to its master on a cluster (see `masters.rs`), this connection otherwise.
+    pub(crate) fn for_key(&self, key: &str) -> ShardConnection {
+        ShardConnection::new(self.clone(), key_slot(key.as_bytes()))
     }
 }
 
@@ -411,6 +427,9 @@ fn verdict(
     }
 }
 
+/// The shortest time between two rounds of the supervisor woken by a stale topology.
+const STALE_LOOK_GAP: Duration = Duration::from_millis(100);
+
 /// The supervisor: every `probe_interval`, probe the client and the nodes, record what answers,
 /// and replace a client that stays silent while Redis answers.
 async fn supervise(shared: Arc<Shared>, stop: CancellationToken, metrics: Arc<Metrics>) {
@@ -422,12 +441,19 @@ async fn supervise(shared: Arc<Shared>, stop: CancellationToken, metrics: Arc<Me
     let mut last_rebuild_ms = 0u64;
     let mut tick = tokio::time::interval(supervision.probe_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_round = Instant::now();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            // A direct call met a moved slot or a silent master: look again now, though not
+            // more often than every STALE_LOOK_GAP.
+            () = shared.masters.stale.notified() => {
+                tokio::time::sleep(STALE_LOOK_GAP.saturating_sub(last_round.elapsed())).await;
+            }
             () = stop.cancelled() => break,
         }
-        let (_, view) = tokio::join!(shared.probe(), nodes.look());
+        last_round = Instant::now();
+        let (_, view) = tokio::join!(shared.probe(), nodes.look(&shared.masters));
         let now = shared.now_ms();
         if view.answered {
             shared.node_answered_ms.store(now + 1, Ordering::Release);
@@ -470,238 +496,6 @@ async fn supervise(shared: Arc<Shared>, stop: CancellationToken, metrics: Arc<Me
             Err(error) => tracing::warn!(%error, "store client replacement failed; will retry"),
         }
     }
-}
-
-/// One round's direct view of the nodes.
-#[derive(Debug, Default)]
-struct View {
-    /// Some node answered.
-    answered: bool,
-    /// Shards (by the first slot of their range) whose master did not answer a PING.
-    unreachable: Vec<u16>,
-}
-
-/// Direct connections to the nodes, apart from the client: they tell whether Redis answers when
-/// the client does not, and which shard's master is unreachable.
-struct Nodes {
-    /// The first seed's connection settings (password, database), with each node's address.
-    template: Option<ConnectionInfo>,
-    seeds: Vec<(String, u16)>,
-    /// Every node of the last topology seen, masters first.
-    known: Vec<(String, u16)>,
-    cluster: bool,
-    connections: HashMap<(String, u16), MultiplexedConnection>,
-    config: AsyncConnectionConfig,
-}
-
-impl Nodes {
-    fn new(settings: &RedisSettings) -> Self {
-        let infos: Vec<ConnectionInfo> = settings
-            .urls
-            .iter()
-            .filter_map(|url| url.as_str().into_connection_info().ok())
-            .collect();
-        let seeds = infos.iter().filter_map(host_port).collect();
-        Self {
-            template: infos.into_iter().next(),
-            seeds,
-            known: Vec::new(),
-            cluster: settings.urls.len() > 1,
-            connections: HashMap::new(),
-            config: AsyncConnectionConfig::new()
-                .set_connection_timeout(Some(settings.connect_timeout))
-                .set_response_timeout(Some(settings.response_timeout)),
-        }
-    }
-
-    async fn look(&mut self) -> View {
-        if !self.cluster {
-            let Some(server) = self.seeds.first().cloned() else {
-                return View::default();
-            };
-            let answered = self.ask(&server, redis::cmd("PING")).await.is_some();
-            return View {
-                answered,
-                unreachable: Vec::new(),
-            };
-        }
-        let mut candidates = self.known.clone();
-        for seed in &self.seeds {
-            if !candidates.contains(seed) {
-                candidates.push(seed.clone());
-            }
-        }
-        let mut topology = None;
-        for node in &candidates {
-            let slots = self
-                .ask(node, redis::cmd("CLUSTER").arg("SLOTS").clone())
-                .await;
-            if let Some(shards) = slots.as_ref().and_then(parse_slots) {
-                topology = Some(shards);
-                break;
-            }
-        }
-        let Some(shards) = topology else {
-            return View::default();
-        };
-        let mut known: Vec<(String, u16)> = Vec::new();
-        for shard in &shards {
-            for node in std::iter::once(&shard.master).chain(&shard.replicas) {
-                if !known.contains(node) {
-                    known.push(node.clone());
-                }
-            }
-        }
-        self.known = known;
-        // PING every master at once, each on its own cached connection.
-        let mut masters: Vec<(String, u16)> = shards.iter().map(|s| s.master.clone()).collect();
-        masters.sort();
-        masters.dedup();
-        let mut pings = Vec::with_capacity(masters.len());
-        for master in masters {
-            let connection = self.connections.remove(&master);
-            let info = self.info_for(&master);
-            let config = self.config.clone();
-            pings.push(async move {
-                let (connection, reply) = ask(connection, info, config, redis::cmd("PING")).await;
-                (master, connection, reply)
-            });
-        }
-        let mut answering = Vec::new();
-        for (master, connection, reply) in join_all(pings).await {
-            if let Some(connection) = connection {
-                self.connections.insert(master.clone(), connection);
-            }
-            if matches!(reply, Some(Value::SimpleString(ref pong)) if pong == "PONG") {
-                answering.push(master);
-            }
-        }
-        self.connections
-            .retain(|node, _| self.known.contains(node) || self.seeds.contains(node));
-        View {
-            answered: true,
-            unreachable: shards
-                .iter()
-                .filter(|shard| !answering.contains(&shard.master))
-                .map(|shard| shard.first_slot)
-                .collect(),
-        }
-    }
-
-    /// Sends one command to one node on its cached connection; `None` when it did not answer.
-    async fn ask(&mut self, node: &(String, u16), cmd: Cmd) -> Option<Value> {
-        let connection = self.connections.remove(node);
-        let (connection, reply) =
-            ask(connection, self.info_for(node), self.config.clone(), cmd).await;
-        if let Some(connection) = connection {
-            self.connections.insert(node.clone(), connection);
-        }
-        reply.filter(|value| !matches!(value, Value::ServerError(_)))
-    }
-
-    fn info_for(&self, node: &(String, u16)) -> Option<ConnectionInfo> {
-        let template = self.template.clone()?;
-        let addr = match template.addr() {
-            ConnectionAddr::TcpTls {
-                insecure,
-                tls_params,
-                ..
-            } => ConnectionAddr::TcpTls {
-                host: node.0.clone(),
-                port: node.1,
-                insecure: *insecure,
-                tls_params: tls_params.clone(),
-            },
-            _ => ConnectionAddr::Tcp(node.0.clone(), node.1),
-        };
-        Some(template.set_addr(addr))
-    }
-}
-
-/// One command on a (possibly new) connection; the connection comes back unless it failed.
-async fn ask(
-    connection: Option<MultiplexedConnection>,
-    info: Option<ConnectionInfo>,
-    config: AsyncConnectionConfig,
-    cmd: Cmd,
-) -> (Option<MultiplexedConnection>, Option<Value>) {
-    let mut connection = match connection {
-        Some(connection) => connection,
-        None => {
-            let Some(info) = info else {
-                return (None, None);
-            };
-            let Ok(client) = redis::Client::open(info) else {
-                return (None, None);
-            };
-            match client
-                .get_multiplexed_async_connection_with_config(&config)
-                .await
-            {
-                Ok(connection) => connection,
-                Err(_) => return (None, None),
-            }
-        }
-    };
-    match connection.req_packed_command(&cmd).await {
-        Ok(value) => (Some(connection), Some(value)),
-        Err(_) => (None, None),
-    }
-}
-
-fn host_port(info: &ConnectionInfo) -> Option<(String, u16)> {
-    match info.addr() {
-        ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
-            Some((host.clone(), *port))
-        }
-        _ => None,
-    }
-}
-
-/// One slot range of `CLUSTER SLOTS`: who serves it.
-#[derive(Debug, PartialEq)]
-struct Shard {
-    first_slot: u16,
-    master: (String, u16),
-    replicas: Vec<(String, u16)>,
-}
-
-/// `CLUSTER SLOTS`: `[[start, end, [host, port, id, …], replica…], …]`.
-fn parse_slots(reply: &Value) -> Option<Vec<Shard>> {
-    let Value::Array(ranges) = reply else {
-        return None;
-    };
-    let node = |value: &Value| -> Option<(String, u16)> {
-        let Value::Array(parts) = value else {
-            return None;
-        };
-        let host = match parts.first()? {
-            Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok()?,
-            Value::SimpleString(text) => text.clone(),
-            _ => return None,
-        };
-        let port = match parts.get(1)? {
-            Value::Int(port) => u16::try_from(*port).ok()?,
-            _ => return None,
-        };
-        Some((host, port))
-    };
-    let mut shards = Vec::new();
-    for range in ranges {
-        let Value::Array(fields) = range else {
-            return None;
-        };
-        let Some(Value::Int(first_slot)) = fields.first() else {
-            return None;
-        };
-        let master = node(fields.get(2)?)?;
-        shards.push(Shard {
-            first_slot: u16::try_from(*first_slot).ok()?,
-            master,
-            replicas: fields.iter().skip(3).filter_map(node).collect(),
-        });
-    }
-    (!shards.is_empty()).then_some(shards)
 }
 
 #[cfg(test)]
@@ -756,43 +550,5 @@ mod tests {
             verdict(45_000, 15_000, 44_900, &supervision()),
             Verdict::Unhealthy { silent_ms: 30_000 }
         );
-    }
-
-    #[test]
-    fn cluster_slots_replies_name_each_ranges_master_and_replicas() {
-        let node = |port: i64| {
-            Value::Array(vec![
-                Value::BulkString(b"127.0.0.1".to_vec()),
-                Value::Int(port),
-                Value::BulkString(b"id".to_vec()),
-            ])
-        };
-        let reply = Value::Array(vec![
-            Value::Array(vec![
-                Value::Int(0),
-                Value::Int(5460),
-                node(7000),
-                node(7003),
-            ]),
-            Value::Array(vec![Value::Int(5461), Value::Int(10922), node(7001)]),
-        ]);
-        let shards = parse_slots(&reply).unwrap();
-        assert_eq!(
-            shards,
-            vec![
-                Shard {
-                    first_slot: 0,
-                    master: ("127.0.0.1".into(), 7000),
-                    replicas: vec![("127.0.0.1".into(), 7003)],
-                },
-                Shard {
-                    first_slot: 5461,
-                    master: ("127.0.0.1".into(), 7001),
-                    replicas: vec![],
-                },
-            ]
-        );
-        assert_eq!(parse_slots(&Value::Array(vec![])), None);
-        assert_eq!(parse_slots(&Value::Nil), None);
     }
 }

@@ -28,6 +28,7 @@ use redis::streams::{
 };
 use redis::{Script, Value};
 
+use super::connection::ShardConnection;
 use super::{store_error, RedisStore};
 use crate::phone::SHARD_COUNT;
 use crate::store::StoreError;
@@ -153,11 +154,23 @@ impl RedisStore {
         format!("{}y", self.base(shard))
     }
 
+    /// The connection for one shard's outbox calls: its master directly on a cluster, so that a
+    /// dead master holds only its own shards' reads and acknowledgements.
+    fn shard_connection(&self, key: &str) -> ShardConnection {
+        self.connection.for_key(key)
+    }
+
+    /// Moves whenever a shard's master changes (0 on a single server): shards that backed off
+    /// while their master was dead can be read again at once.
+    pub fn outbox_topology(&self) -> u64 {
+        self.connection.topology_generation()
+    }
+
     /// Creates the consumer group on one shard's stream (an existing group is left as it is).
     /// Starting at `0` keeps anything queued before the group existed; `MKSTREAM` creates the
     /// stream when Redis lost it.
     pub async fn outbox_prepare_shard(&self, shard: u8) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.shard_connection(&self.outbox_key(shard));
         let result: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(self.outbox_key(shard))
@@ -199,7 +212,7 @@ impl RedisStore {
         let options = StreamReadOptions::default()
             .group(GROUP, consumer)
             .count(count);
-        let mut connection = self.connection.clone();
+        let mut connection = self.shard_connection(&self.outbox_key(shard));
         let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
             .arg(&options)
             .arg("STREAMS")
@@ -242,7 +255,7 @@ impl RedisStore {
         round: u32,
         refused: &str,
     ) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.shard_connection(&self.outbox_key(entry.shard));
         self.outbox_scripts
             .defer
             .key(self.outbox_key(entry.shard))
@@ -265,7 +278,7 @@ impl RedisStore {
     /// how many moved. A shard that fails is skipped (its messages wait for the next call).
     pub async fn outbox_release_due(&self, now_ms: u64, per_shard: usize) -> usize {
         let releases = (0..SHARD_COUNT).map(|shard| async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.shard_connection(&self.outbox_key(shard));
             self.outbox_scripts
                 .release
                 .key(self.retry_set_key(shard))
@@ -289,7 +302,7 @@ impl RedisStore {
         per_shard: usize,
     ) -> Vec<(u8, Result<Vec<OutboxEntry>, StoreError>)> {
         let claims = (0..SHARD_COUNT).map(|shard| async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.shard_connection(&self.outbox_key(shard));
             let key = self.outbox_key(shard);
             let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
                 .arg(&key)
@@ -333,7 +346,7 @@ impl RedisStore {
         let Some(id) = crate::verify::model::VerificationId::parse(verification_id) else {
             return Ok(false);
         };
-        let mut connection = self.connection.clone();
+        let mut connection = self.shard_connection(&self.record_key(&id));
         let value: Option<String> = redis::cmd("HGET")
             .arg(self.record_key(&id))
             .arg(super::attempt_field(message_id))
@@ -345,7 +358,7 @@ impl RedisStore {
 
     /// Done: a provider accepted it (and its attempt, recorded first, says so).
     pub async fn outbox_ack(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.shard_connection(&self.outbox_key(entry.shard));
         self.outbox_scripts
             .ack
             .key(self.outbox_key(entry.shard))
@@ -362,7 +375,7 @@ impl RedisStore {
         entry: &OutboxEntry,
         reasons: &str,
     ) -> Result<(), StoreError> {
-        let mut connection = self.connection.clone();
+        let mut connection = self.shard_connection(&self.outbox_key(entry.shard));
         self.outbox_scripts
             .dead_letter
             .key(self.outbox_key(entry.shard))
@@ -382,7 +395,7 @@ impl RedisStore {
     /// the dead letters kept.
     pub async fn outbox_stats(&self, now_ms: u64) -> Result<OutboxStats, StoreError> {
         let per_shard = (0..SHARD_COUNT).map(|shard| async move {
-            let mut connection = self.connection.clone();
+            let mut connection = self.shard_connection(&self.outbox_key(shard));
             // One round trip: the three keys share the shard's hash tag.
             let (depth, dead, parked): (u64, u64, u64) = redis::pipe()
                 .cmd("XLEN")

@@ -1,0 +1,331 @@
+//! The durable worker: reads each shard's outbox stream on its own, hands what it read to the
+//! router, and settles each entry (acknowledged, deferred to the retry set, dead-lettered).
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::router::Delivery;
+use super::seal::Sealer;
+use super::{retry_within, OutgoingMessage, Payload, ReadHealth, Shared, WorkerSettings};
+use crate::phone::SHARD_COUNT;
+use crate::store::redis::outbox::{OutboxEntry, ReadFrom, ShardReadError};
+use crate::store::redis::RedisStore;
+
+pub(super) struct DurableWorker {
+    pub(super) shared: Arc<Shared>,
+    pub(super) redis: Arc<RedisStore>,
+    pub(super) settings: WorkerSettings,
+    pub(super) sealer: Sealer,
+    pub(super) wake: Arc<Notify>,
+    pub(super) consumer: String,
+    pub(super) health: Arc<ReadHealth>,
+    /// Entries this worker is handling, by shard and entry id (ids repeat across streams): a
+    /// re-read of its own pending entries, or a reclaim, skips them.
+    pub(super) held: Mutex<HashSet<(u8, String)>>,
+}
+
+/// How one shard's reads are going.
+struct ShardState {
+    /// The consumer group is known to exist.
+    group: bool,
+    /// Where the next read starts.
+    from: ReadFrom,
+    /// No read before this instant (after failures: the shard's own back-off).
+    not_before: Instant,
+    backoff: Duration,
+}
+
+/// How long a sent message's sent mark and acknowledgement are retried while its entry is
+/// held: half the reclaim time, so that no other worker takes the entry over meanwhile.
+pub(super) fn settle_within(settings: &WorkerSettings) -> Duration {
+    settings.reclaim_idle / 2
+}
+
+/// Messages read from each shard per pass.
+const READ_PER_SHARD: usize = 16;
+const STATS_EVERY: Duration = Duration::from_secs(2);
+/// How often the retry sets are looked at for messages due again.
+const RELEASE_EVERY: Duration = Duration::from_millis(250);
+/// A failing shard's first and longest wait between reads.
+const SHARD_BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const SHARD_BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+impl DurableWorker {
+    pub(super) async fn run(self, stop: CancellationToken) {
+        let worker = Arc::new(self);
+        let mut shards: Vec<ShardState> = (0..SHARD_COUNT)
+            .map(|_| ShardState {
+                group: false,
+                // At start, and after any failed read: this consumer's own pending entries first.
+                from: ReadFrom::Pending(None),
+                not_before: Instant::now(),
+                backoff: SHARD_BACKOFF_FIRST,
+            })
+            .collect();
+        let mut last_reclaim = Instant::now();
+        let mut last_stats: Option<Instant> = None;
+        let mut last_release: Option<Instant> = None;
+        let mut release_all = false;
+        let mut topology = worker.redis.outbox_topology();
+        while !stop.is_cancelled() {
+            if last_stats.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
+                worker.publish_stats().await;
+                last_stats = Some(Instant::now());
+            }
+            if release_all || last_release.is_none_or(|at| at.elapsed() >= RELEASE_EVERY) {
+                // A provider came back: what waits for it need not sit out its back-off.
+                let now = if release_all {
+                    u64::MAX
+                } else {
+                    worker.shared.clock.now_ms()
+                };
+                worker.redis.outbox_release_due(now, READ_PER_SHARD).await;
+                last_release = Some(Instant::now());
+                release_all = false;
+            }
+            let mut entries = Vec::new();
+            if last_reclaim.elapsed() >= worker.settings.reclaim_idle / 2 {
+                last_reclaim = Instant::now();
+                for (shard, reclaimed) in worker
+                    .redis
+                    .outbox_reclaim(
+                        &worker.consumer,
+                        worker.settings.reclaim_idle,
+                        READ_PER_SHARD,
+                    )
+                    .await
+                {
+                    match reclaimed {
+                        Ok(reclaimed) => {
+                            for _ in &reclaimed {
+                                worker.shared.metrics.redelivered();
+                            }
+                            entries.extend(reclaimed);
+                        }
+                        Err(error) => tracing::debug!(%error, shard, "outbox reclaim failed"),
+                    }
+                }
+            }
+            if worker.redis.outbox_topology() != topology {
+                // A shard has a new master: shards backing off after their old one died are
+                // read again now rather than after their back-off (up to 5 s).
+                topology = worker.redis.outbox_topology();
+                for state in &mut shards {
+                    state.not_before = Instant::now();
+                    state.backoff = SHARD_BACKOFF_FIRST;
+                }
+            }
+            entries.extend(worker.read_shards(&mut shards).await);
+            entries.retain(|entry| worker.hold(entry));
+            if entries.is_empty() {
+                tokio::select! {
+                    () = worker.wake.notified() => {}
+                    () = tokio::time::sleep(worker.settings.poll_interval) => {}
+                    () = worker.shared.router.recovered() => release_all = true,
+                    () = stop.cancelled() => {}
+                }
+                continue;
+            }
+            for entry in entries {
+                let Ok(permit) = worker.shared.in_flight.clone().acquire_owned().await else {
+                    return;
+                };
+                let this = worker.clone();
+                worker.shared.tasks.spawn(async move {
+                    let key = (entry.shard, entry.entry_id.clone());
+                    this.handle(entry).await;
+                    this.held_set().remove(&key);
+                    drop(permit);
+                });
+            }
+        }
+    }
+
+    /// Reads every shard that is not backing off, each on its own: a shard that fails (a dead
+    /// master, a lost group) backs off alone, and what the others gave is handled at once.
+    async fn read_shards(&self, shards: &mut [ShardState]) -> Vec<OutboxEntry> {
+        let now = Instant::now();
+        let now_ms = self.shared.clock.now_ms();
+        let due: Vec<u8> = (0..SHARD_COUNT)
+            .filter(|&shard| shards[usize::from(shard)].not_before <= now)
+            .collect();
+        // Groups to (re)create, all at once: at start, and after Redis lost them.
+        let creations = due
+            .iter()
+            .filter(|&&shard| !shards[usize::from(shard)].group)
+            .map(|&shard| async move { (shard, self.redis.outbox_prepare_shard(shard).await) });
+        for (shard, created) in futures::future::join_all(creations).await {
+            let state = &mut shards[usize::from(shard)];
+            match created {
+                Ok(()) => state.group = true,
+                Err(error) => self.shard_failed(shard, state, now_ms, &error.to_string()),
+            }
+        }
+        let wanted: Vec<(u8, ReadFrom)> = due
+            .into_iter()
+            .filter(|&shard| shards[usize::from(shard)].group)
+            .map(|shard| (shard, shards[usize::from(shard)].from.clone()))
+            .collect();
+        let mut entries = Vec::new();
+        for (shard, result) in self
+            .redis
+            .outbox_read(&self.consumer, &wanted, READ_PER_SHARD)
+            .await
+        {
+            let state = &mut shards[usize::from(shard)];
+            match result {
+                Ok(read) => {
+                    self.health.succeeded(shard);
+                    state.backoff = SHARD_BACKOFF_FIRST;
+                    if let ReadFrom::Pending(_) = state.from {
+                        // Page through the pending entries, then on to new ones.
+                        state.from = match read.last() {
+                            Some(last) if read.len() == READ_PER_SHARD => {
+                                ReadFrom::Pending(Some(last.entry_id.clone()))
+                            }
+                            _ => ReadFrom::New,
+                        };
+                    }
+                    entries.extend(read);
+                }
+                Err(ShardReadError::NoGroup) => {
+                    // Redis lost the stream and its group: the next pass makes them again (no
+                    // back-off) and reads what this consumer may still have pending first.
+                    tracing::warn!(shard, "the outbox consumer group is gone (Redis lost its data?); creating it again");
+                    self.shared.metrics.outbox_group_created();
+                    self.health.failed(shard, now_ms);
+                    state.group = false;
+                    state.from = ReadFrom::Pending(None);
+                }
+                Err(ShardReadError::Store(error)) => {
+                    self.shard_failed(shard, state, now_ms, &error.to_string())
+                }
+            }
+        }
+        let (failing_for, _) = self.health.failing(now_ms);
+        self.shared.metrics.outbox_read_failing(failing_for);
+        entries
+    }
+
+    fn shard_failed(&self, shard: u8, state: &mut ShardState, now_ms: u64, error: &str) {
+        if state.backoff == SHARD_BACKOFF_FIRST {
+            tracing::warn!(shard, %error, "outbox read failed; this shard backs off alone");
+        } else {
+            tracing::debug!(shard, %error, "outbox read failed again");
+        }
+        self.health.failed(shard, now_ms);
+        // The reply may have been lost with entries in it: they are pending on this consumer,
+        // so the next read starts with them instead of waiting for the reclaim.
+        state.from = ReadFrom::Pending(None);
+        state.not_before = Instant::now() + state.backoff;
+        state.backoff = (state.backoff * 2).min(SHARD_BACKOFF_MAX);
+    }
+
+    /// Marks an entry as being handled here; false when it already is.
+    fn hold(&self, entry: &OutboxEntry) -> bool {
+        self.held_set()
+            .insert((entry.shard, entry.entry_id.clone()))
+    }
+
+    fn held_set(&self) -> std::sync::MutexGuard<'_, HashSet<(u8, String)>> {
+        // A plain set; a poisoned lock still holds a valid one.
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn publish_stats(&self) {
+        match self.redis.outbox_stats(self.shared.clock.now_ms()).await {
+            Ok(stats) => {
+                self.shared.metrics.queue_depth().set(stats.depth as f64);
+                self.shared
+                    .metrics
+                    .oldest_queued_age(Duration::from_millis(stats.oldest_age_ms.unwrap_or(0)));
+            }
+            Err(error) => tracing::debug!(%error, "outbox stats unavailable"),
+        }
+    }
+
+    async fn handle(&self, entry: OutboxEntry) {
+        let metrics = &self.shared.metrics;
+        if entry.deliveries > self.settings.max_deliveries {
+            let reason = format!("read {} times without being acknowledged", entry.deliveries);
+            return self.dead_letter(&entry, &reason).await;
+        }
+        let message = self
+            .sealer
+            .open(&entry.sealed)
+            .and_then(|plain| serde_json::from_slice::<Payload>(&plain).ok())
+            .and_then(|payload| {
+                OutgoingMessage::from_payload(entry.verification_id.clone(), payload)
+            });
+        let Some(message) = message else {
+            return self
+                .dead_letter(&entry, "cannot open the message (another code key?)")
+                .await;
+        };
+        if entry.deliveries > 1 {
+            match self
+                .redis
+                .outbox_already_sent(&entry.verification_id, &message.id)
+                .await
+            {
+                Ok(true) => {
+                    // A provider took it before the last worker died: acknowledge, don't resend.
+                    return self.ack(&entry).await;
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "cannot check the sent-mark; the message stays queued");
+                    return;
+                }
+            }
+        }
+        let mut progress = self
+            .shared
+            .router
+            .progress_from(entry.round, &entry.refused);
+        match self.shared.deliver(&message, &mut progress).await {
+            Delivery::Accepted { .. } => self.ack(&entry).await,
+            Delivery::Failed { reason, .. } => {
+                metrics.dead_letter();
+                self.dead_letter(&entry, &reason).await
+            }
+            Delivery::Deferred { retry_at_ms, .. } => {
+                let refused = progress.refused.join(" ");
+                if let Err(error) = self
+                    .redis
+                    .outbox_defer(&entry, &message.id, retry_at_ms, progress.round, &refused)
+                    .await
+                {
+                    // Left pending: read again after a failed read, or reclaimed.
+                    tracing::warn!(%error, entry = %entry.entry_id, "cannot defer a message; it stays pending");
+                }
+            }
+        }
+    }
+
+    async fn ack(&self, entry: &OutboxEntry) {
+        // Retried through a failover while the entry is held here: left pending, it would be
+        // read again (this consumer re-reads its pending entries after a failed read) or
+        // reclaimed, and sent again if its sent mark did not make it either.
+        let within = settle_within(&self.settings);
+        if let Err(error) = retry_within(within, || self.redis.outbox_ack(entry)).await {
+            // Left pending: another worker reclaims it, finds the sent flag and acknowledges it
+            // (or, when recording the attempt failed too, sends again: a counted duplicate
+            // rather than a lost message).
+            tracing::warn!(%error, entry = %entry.entry_id, "cannot acknowledge a sent message");
+        }
+    }
+
+    async fn dead_letter(&self, entry: &OutboxEntry, reason: &str) {
+        tracing::warn!(entry = %entry.entry_id, verification = %entry.verification_id, %reason, "message dead-lettered");
+        if let Err(error) = self.redis.outbox_dead_letter(entry, reason).await {
+            tracing::warn!(%error, entry = %entry.entry_id, "cannot dead-letter; the message stays queued");
+        }
+    }
+}
