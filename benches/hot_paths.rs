@@ -24,14 +24,13 @@ use otpgate::account::user::{User, UserId, UserRole};
 use otpgate::account::{key_digest, AccountId, ApiKeyRecord, KeyDigest, Role};
 use otpgate::cache::TtlCache;
 use otpgate::clock::{rfc3339, Clock, SystemClock};
-use otpgate::directory::memory::MemoryDirectory;
 use otpgate::factors::crypto::FactorKeys;
 use otpgate::factors::totp::{self, Algorithm, Totp, TotpParams};
 use otpgate::http::routes;
+use otpgate::memory::MemoryDirectory;
+use otpgate::memory::MemoryStore;
 use otpgate::metrics::Metrics;
 use otpgate::phone::PhoneNumber;
-use otpgate::store::memory::MemoryStore;
-use otpgate::store::Store;
 use otpgate::trust::cache::{HotCache, Lookup};
 use otpgate::trust::devices::Proof;
 use otpgate::trust::metrics::HotPathMetrics;
@@ -40,6 +39,7 @@ use otpgate::verify::code::{self, CodeMac, MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use otpgate::verify::model::{
     Channel, CheckOutcome, CheckTarget, NewVerification, SendQuota, StartOutcome, VerificationId,
 };
+use otpgate::verify::store::Store;
 use otpgate::verify::Code;
 
 /// Code generation: one draw from the OS generator plus formatting, for the shortest, the

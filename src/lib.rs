@@ -6,18 +6,20 @@
 
 pub mod account;
 pub mod audit;
+pub mod backoff;
 pub mod cache;
 pub mod clock;
 pub mod config;
-pub mod directory;
 pub mod dispatch;
 pub mod factors;
 pub mod http;
 pub mod limits;
 pub mod mail;
+pub mod memory;
 pub mod metrics;
 pub mod phone;
 pub mod pin;
+pub mod redis;
 pub mod secret;
 pub mod startup;
 pub mod store;
@@ -34,14 +36,15 @@ use ring::rand::SystemRandom;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::memory::MemoryStore;
 use account::{Account, AccountId, ApiKeyRecord, KeyDigest};
 use cache::TtlCache;
 use clock::Clock;
 use config::Settings;
 use limits::Limits;
 use metrics::Metrics;
-use store::memory::MemoryStore;
-use store::{Store, StoreError};
+use store::StoreError;
+use verify::store::Store;
 use verify::Verifier;
 
 pub use http::run;

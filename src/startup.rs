@@ -12,12 +12,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::account::key_digest;
 use crate::account::service::AccountService;
+use crate::account::store::Directory;
 use crate::cache::TtlCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Settings, StoreSettings};
-use crate::directory::memory::MemoryDirectory;
-use crate::directory::redis::RedisDirectory;
-use crate::directory::Directory;
 use crate::dispatch::providers::{self, AdapterKind, Provider};
 use crate::dispatch::router::{BreakerSettings, RetrySettings, Router};
 use crate::dispatch::template::WebOtp;
@@ -26,18 +24,20 @@ use crate::factors::crypto::FactorKeys;
 use crate::factors::store::FactorStore;
 use crate::factors::FactorService;
 use crate::limits::Limits;
+use crate::memory::{MemoryDirectory, MemoryStore};
 use crate::metrics::Metrics;
 use crate::pin::service::PinService;
 use crate::pin::store::PinStore;
 use crate::pin::support::SupportDisable;
+use crate::redis::{RedisDirectory, RedisStore};
 use crate::secret::Secret;
-use crate::store::memory::MemoryStore;
-use crate::store::redis::{RedisSettings, RedisStore, Supervision};
-use crate::store::{Store, StoreError};
+use crate::store::redis::{RedisSettings, Supervision};
+use crate::store::StoreError;
 use crate::trust::cache::HotCache;
 use crate::trust::invalidation::{self, LinkSettings};
 use crate::trust::metrics::HotPathMetrics;
 use crate::verify::code::random_bytes;
+use crate::verify::store::Store;
 use crate::verify::Verifier;
 use crate::{App, AppState};
 
@@ -281,7 +281,7 @@ fn build_router(
 }
 
 /// How to reach Redis, from `[store]` (the gateway and the support command both connect).
-fn redis_settings(store: &StoreSettings) -> RedisSettings {
+pub fn redis_settings(store: &StoreSettings) -> RedisSettings {
     RedisSettings {
         urls: store.redis_urls.clone(),
         key_prefix: store.key_prefix.clone(),
@@ -307,7 +307,7 @@ fn redis_directory(settings: &Settings, redis: &RedisStore) -> RedisDirectory {
 
 /// The PIN store on the gateway's Redis connection, or in memory.
 fn pin_store(settings: &Settings, redis: Option<&RedisStore>) -> Arc<dyn PinStore> {
-    use crate::pin::{memory::MemoryPinStore, redis::RedisPinStore};
+    use crate::{memory::MemoryPinStore, redis::RedisPinStore};
     match redis {
         Some(redis) => Arc::new(
             RedisPinStore::new(redis.connection(), redis.prefix())
@@ -390,7 +390,7 @@ impl Parts<'_> {
     /// on the embedded store without keys, a random one for this process. The recovery-code key is
     /// derived from the code key with its own label.
     fn factors(&self, accounts: Arc<AccountService>) -> Result<FactorService, BuildError> {
-        use crate::factors::{memory::MemoryFactorStore, redis::RedisFactorStore};
+        use crate::{memory::MemoryFactorStore, redis::RedisFactorStore};
         let (settings, clock) = (self.settings, &self.clock);
         let config = &settings.factors;
         let mut sealing: Vec<(String, Vec<u8>)> = config

@@ -7,10 +7,10 @@ use serde_json::json;
 use crate::account::limits::{Limit, LimitReached};
 use crate::account::rules::{self, Actor, TwoFactorRequest};
 use crate::account::service::{too_busy, AccountError, AccountService, MAX_TRIES};
+use crate::account::store::{UserWrite, UserWriteOutcome};
 use crate::account::user::{Factor, Override, User, UserId, UserRole};
 use crate::account::AccountId;
 use crate::audit::{action, AuditEntry, Who};
-use crate::directory::{UserWrite, UserWriteOutcome};
 use crate::phone::PhoneNumber;
 use crate::trust::cache::Invalidation;
 

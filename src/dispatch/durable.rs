@@ -12,8 +12,8 @@ use super::router::Delivery;
 use super::seal::Sealer;
 use super::{retry_within, OutgoingMessage, Payload, ReadHealth, Shared, WorkerSettings};
 use crate::phone::SHARD_COUNT;
+use crate::redis::RedisStore;
 use crate::store::redis::outbox::{OutboxEntry, ReadFrom, ShardReadError};
-use crate::store::redis::RedisStore;
 
 pub(super) struct DurableWorker {
     pub(super) shared: Arc<Shared>,

@@ -47,9 +47,9 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
 use crate::phone::SHARD_COUNT;
-use crate::store::redis::RedisStore;
-use crate::store::Store;
+use crate::redis::RedisStore;
 use crate::verify::model::{Channel, SendAttempt, VerificationId};
+use crate::verify::store::Store;
 use router::{Delivery, Failure, Progress, Router};
 use seal::Sealer;
 

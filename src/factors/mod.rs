@@ -14,10 +14,8 @@
 //! - `crypto.rs`: sealing TOTP secrets; `store.rs`: the `FactorStore` port (`memory.rs`, `redis.rs`).
 
 pub mod crypto;
-pub mod memory;
 pub mod proof;
 pub mod recovery;
-pub mod redis;
 pub mod store;
 pub mod totp;
 pub mod webauthn;

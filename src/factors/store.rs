@@ -80,17 +80,25 @@ impl AttemptLimits {
         let left = max - failures % max;
         if failures > 0 && failures.is_multiple_of(max) {
             let rounds = failures / max;
-            let factor = 1u64 << (rounds - 1).min(32);
             (
                 max,
-                self.first_wait_ms
-                    .saturating_mul(factor)
-                    .min(self.max_wait_ms),
+                crate::backoff::backoff_ms(self.first_wait_ms, rounds - 1, self.max_wait_ms),
             )
         } else {
             (left, 0)
         }
     }
+}
+
+/// One authenticator-app code, as `FactorStore::totp_attempt` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TotpTry {
+    /// The step the code matched (found by the caller, which holds the secret); `None` when it
+    /// matched none.
+    pub matched: Option<u64>,
+    /// Confirms a pending factor when the code is accepted (the enrolment's first code).
+    pub activate: bool,
+    pub now_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -165,15 +173,12 @@ pub trait FactorStore: Send + Sync + 'static {
     /// One TOTP attempt: refuse while locked; with `matched` (the step the code matched, found
     /// by the caller, which holds the secret), accept only when it is newer than the last used
     /// step and store it; without, count a failure. `activate` confirms a pending factor.
-    #[allow(clippy::too_many_arguments)]
     async fn totp_attempt(
         &self,
         account: &AccountId,
         user: &UserId,
         id: &str,
-        matched: Option<u64>,
-        activate: bool,
-        now_ms: u64,
+        attempt: TotpTry,
         limits: &AttemptLimits,
     ) -> Result<AttemptOutcome, StoreError>;
 

@@ -10,7 +10,7 @@ use data_encoding::BASE32_NOPAD;
 use serde::Serialize;
 use serde_json::json;
 
-use super::store::{AttemptOutcome, FactorRecord, FactorStatus, TotpSecret};
+use super::store::{AttemptOutcome, FactorRecord, FactorStatus, TotpSecret, TotpTry};
 use super::{action, factor_id, ChallengeResult, Confirmed, FactorError, FactorService};
 use crate::account::user::{Factor, FactorType, UserId};
 use crate::account::{Account, AccountId};
@@ -204,9 +204,11 @@ impl FactorService {
                 account,
                 user,
                 &record.id,
-                matched,
-                activate,
-                now,
+                TotpTry {
+                    matched,
+                    activate,
+                    now_ms: now,
+                },
                 &self.settings.limits,
             )
             .await?;

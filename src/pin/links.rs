@@ -8,7 +8,7 @@ use ring::digest;
 use serde_json::json;
 
 use super::service::{PinError, PinService, OWNERS};
-use super::store::{LinkInfo, LinkIssue, LinkUse};
+use super::store::{LinkInfo, LinkIssue, LinkUse, NewLink};
 use super::{action, LinkPurpose, PhoneNumberId, Pin};
 use crate::account::{hex, AccountId, Role};
 use crate::audit::Who;
@@ -84,7 +84,16 @@ impl PinService {
         let ttl = self.settings.link_ttl.as_millis() as u64;
         let e164 = match self
             .store
-            .issue_link(account, id, purpose, &digest, now, ttl)
+            .issue_link(
+                account,
+                id,
+                &NewLink {
+                    purpose,
+                    digest,
+                    now_ms: now,
+                    ttl_ms: ttl,
+                },
+            )
             .await?
         {
             LinkIssue::Issued { e164 } => e164,

@@ -15,8 +15,6 @@
 
 pub mod hash;
 pub mod links;
-pub mod memory;
-pub mod redis;
 pub mod service;
 pub mod store;
 pub mod support;

@@ -15,6 +15,9 @@ use crate::account::AccountId;
 use crate::store::StoreError;
 
 /// A phone number as stored (never the PIN: its hash stays in the store except for checks).
+/// A used or expired link is still recognised (410 rather than 404) this long after expiry.
+pub const LINK_RETENTION_MS: u64 = 24 * 3600 * 1000;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NumberRecord {
     pub id: PhoneNumberId,
@@ -126,6 +129,16 @@ pub enum LinkIssue {
 }
 
 /// What a pending link is, read without using it.
+/// An e-mailed link to issue: what it does, the digest of its token, and how long it lives
+/// from `now_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewLink {
+    pub purpose: LinkPurpose,
+    pub digest: [u8; 32],
+    pub now_ms: u64,
+    pub ttl_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
     pub number: PhoneNumberId,
@@ -210,15 +223,11 @@ pub trait PinStore: Send + Sync + 'static {
     ) -> Result<bool, StoreError>;
 
     /// Stores a link's digest for the number, replacing any earlier link of that purpose.
-    #[allow(clippy::too_many_arguments)]
     async fn issue_link(
         &self,
         account: &AccountId,
         id: &PhoneNumberId,
-        purpose: LinkPurpose,
-        digest: &[u8; 32],
-        now_ms: u64,
-        ttl_ms: u64,
+        link: &NewLink,
     ) -> Result<LinkIssue, StoreError>;
 
     async fn peek_link(

@@ -1,19 +1,8 @@
-//! The store seam: where verifications, accounts and keys live.
-//!
-//! Each method is one atomic step of the domain, not a generic key-value call, so that Redis can
-//! run it as one script (one round trip, one slot) and memory as one lock.
+//! `StoreError`, the one failure of every store port (verify's `Store`, the directory, the
+//! PIN store, the factor store), and, until they move to `src/redis/`, the Redis connection
+//! and the outbox (`store/redis/`).
 
-pub mod memory;
 pub mod redis;
-
-use async_trait::async_trait;
-
-use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
-use crate::verify::code::Tag;
-use crate::verify::model::{
-    CancelOutcome, CheckOutcome, CheckTarget, NewVerification, SendAttempt, StartOutcome,
-    Verification, VerificationId,
-};
 
 /// A store failure: the store could not answer. Expected refusals are outcomes, not errors.
 ///
@@ -35,91 +24,4 @@ pub enum StoreError {
     /// expected refusal, but found inside the store's atomic step, so it travels this way.
     #[error(transparent)]
     AccountLimit(#[from] crate::account::limits::LimitReached),
-}
-
-#[async_trait]
-pub trait Store: Send + Sync + 'static {
-    /// Creates a verification, or resends the pending one of the same account and number, counting
-    /// the send against the number's quota and honouring the idempotency key — all atomically.
-    async fn start_verification(&self, new: &NewVerification) -> Result<StartOutcome, StoreError>;
-
-    /// Compares the tag, counts the attempt and consumes the code on success, atomically.
-    ///
-    /// With an idempotency key (scoped by account and the verification's number, like a send's),
-    /// the first check that counted records its outcome under the key in the same atomic step,
-    /// and a later check with the key answers that outcome again and counts nothing.
-    async fn check_verification(
-        &self,
-        account: &AccountId,
-        target: &CheckTarget,
-        tag: &Tag,
-        now_ms: u64,
-        idempotency_key: Option<&str>,
-    ) -> Result<CheckOutcome, StoreError>;
-
-    async fn get_verification(
-        &self,
-        account: &AccountId,
-        id: &VerificationId,
-        now_ms: u64,
-    ) -> Result<Option<Verification>, StoreError>;
-
-    async fn cancel_verification(
-        &self,
-        account: &AccountId,
-        id: &VerificationId,
-        now_ms: u64,
-    ) -> Result<CancelOutcome, StoreError>;
-
-    /// Records (or replaces, by message id) one message's delivery state, and remembers the
-    /// provider's message id so that its receipts find it.
-    async fn record_send_attempt(
-        &self,
-        verification: &VerificationId,
-        attempt: &SendAttempt,
-    ) -> Result<(), StoreError>;
-
-    /// The messages sent for a verification, oldest first.
-    async fn send_attempts(
-        &self,
-        verification: &VerificationId,
-    ) -> Result<Vec<SendAttempt>, StoreError>;
-
-    /// Applies a provider's delivery receipt; false when no message is known by that id.
-    async fn apply_receipt(
-        &self,
-        provider: &str,
-        provider_message_id: &str,
-        status: &str,
-        error: Option<&str>,
-        now_ms: u64,
-    ) -> Result<bool, StoreError>;
-
-    async fn insert_account(&self, account: &Account) -> Result<(), StoreError>;
-
-    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
-
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
-
-    async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError>;
-
-    /// Answers when the store can serve requests; `/readyz` calls it.
-    async fn ping(&self) -> Result<(), StoreError>;
-
-    /// Fails when the store's client cannot recover by itself (it has answered nothing for a
-    /// long while although the store answers), so that an orchestrator replaces the process;
-    /// `/healthz` calls it.
-    fn liveness(&self) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// Moves on every reconnect after a store outage (a call answered after calls failed):
-    /// whatever a cache holds from before may be gone after it, so caches of store data flush
-    /// when it moves. The embedded store has no outages.
-    fn epoch(&self) -> u64 {
-        0
-    }
-
-    /// Which store this is, for logs and metrics labels.
-    fn kind(&self) -> &'static str;
 }

@@ -9,10 +9,10 @@ use crate::account::limits::{Limit, LimitReached};
 use crate::account::policy::{Policy, TrustDuration};
 use crate::account::rules::{rule, Actor, Refusal};
 use crate::account::service::{AccountError, AccountService};
+use crate::account::store::{NewDevice, TrustOutcome};
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
 use crate::audit::{action, AuditEntry};
-use crate::directory::{NewDevice, TrustOutcome};
 use crate::trust::cache::Invalidation;
 use crate::verify::model::{Status, Verification};
 

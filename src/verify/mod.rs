@@ -7,6 +7,7 @@
 pub mod code;
 pub mod model;
 pub mod settings;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -19,7 +20,8 @@ use crate::dispatch::{Dispatcher, OutgoingMessage};
 use crate::limits::LimitSettings;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+use crate::verify::store::Store;
 use code::CodeMac;
 use model::{
     CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, SendQuota, StartOutcome,

@@ -40,11 +40,7 @@ impl Backend {
         match self {
             Backend::Memory => Vec::new(),
             Backend::Redis => vec![shared_redis().url()],
-            Backend::Cluster => shared_cluster()
-                .nodes
-                .iter()
-                .map(|node| node.url())
-                .collect(),
+            Backend::Cluster => shared_cluster().urls(),
             Backend::RedisAt(url) => vec![url.clone()],
             Backend::ClusterAt(urls) => urls.clone(),
         }

@@ -21,6 +21,8 @@ mod openapi;
 mod operations;
 mod pin;
 mod redis_harness;
+#[path = "../common/redis_server.rs"]
+mod redis_server;
 mod tenants;
 mod trust;
 mod twilio;

@@ -1,12 +1,10 @@
-//! The directory seam: where policies, users, trusted devices and the audit trail live.
+//! The directory port: where policies, users, trusted devices and the audit trail live. The
+//! adapters are `memory::MemoryDirectory` and `redis::RedisDirectory` (src/memory/, src/redis/).
 //!
 //! Like `Store`, each method is one atomic step (one Lua script in Redis, one lock in memory),
 //! and a write carries the versions its rules were decided on, so that a concurrent change makes
 //! it `Stale` (the caller re-reads and decides again) instead of being overwritten. Every write
 //! that changes what the hot path caches publishes its invalidation in the same step.
-
-pub mod memory;
-pub mod redis;
 
 use async_trait::async_trait;
 

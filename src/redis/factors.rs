@@ -1,7 +1,8 @@
 //! The Redis factor store: one script or command per step, on the gateway's connection.
 //!
 //! Keys live beside the directory's, under the account's hash tag, so every script touches one
-//! slot and runs unchanged on a Redis Cluster. Only this file knows these key names.
+//! slot and runs unchanged on a Redis Cluster. Key names come from `KeySpace`, scripts from
+//! `src/redis/scripts/factor_*.lua`.
 //!
 //! | key (`P:{a:<account>}:` + …) | type | holds |
 //! | --- | --- | --- |
@@ -16,143 +17,27 @@ use async_trait::async_trait;
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
 use redis::Script;
 
-use super::recovery::CodeDigest;
-use super::store::{
+use crate::factors::recovery::CodeDigest;
+use crate::factors::store::{
     AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
-    KeyCredential, PassedChallenge, RecoveryOutcome, TotpSecret,
+    KeyCredential, PassedChallenge, RecoveryOutcome, TotpSecret, TotpTry,
 };
-use super::totp::{Algorithm, TotpParams};
-use super::webauthn::CredentialKey;
+use crate::factors::totp::{Algorithm, TotpParams};
+use crate::factors::webauthn::CredentialKey;
 use std::sync::Arc;
 
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::user::{FactorType, UserId};
 use crate::account::AccountId;
 use crate::clock::Clock;
+use crate::redis::script::{corrupt, lua, query, run, words, Failure};
+use crate::redis::KeySpace;
 use crate::store::redis::Connection;
 use crate::store::StoreError;
 
-/// Bounds the account's pending entries (issue 13 §8): drops the expired, refuses past the
-/// bound, else lists `member` until `expires`. KEYS[pend] is the account's `pend`.
-const LUA_PENDING: &str = r#"
-local function pending_room(pend, member, now, expires, ttl, max)
-  redis.call('ZREMRANGEBYSCORE', pend, '-inf', now)
-  if redis.call('ZSCORE', pend, member) == false and redis.call('ZCARD', pend) >= tonumber(max) then
-    return false
-  end
-  redis.call('ZADD', pend, expires, member)
-  if redis.call('PTTL', pend) < tonumber(ttl) then redis.call('PEXPIRE', pend, ttl) end
-  return true
-end
-"#;
-
-/// KEYS: factor, pending. ARGV: ttl ms (0: none), now, max pending, then field/value pairs.
-/// 0 when the account is at its bound of pending entries.
-const LUA_PUT: &str = r#"
-local ttl = tonumber(ARGV[1])
-if ttl > 0 and not pending_room(KEYS[2], KEYS[1], ARGV[2], ARGV[2] + ttl, ttl, ARGV[3]) then
-  return 0
-end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
-if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
-return 1
-"#;
-
-/// KEYS: ceremony, pending. ARGV: state, ttl ms, now, max pending. 0 at the bound.
-const LUA_PUT_CEREMONY: &str = r#"
-local ttl = tonumber(ARGV[2])
-if not pending_room(KEYS[2], KEYS[1], ARGV[3], ARGV[3] + ttl, ttl, ARGV[4]) then return 0 end
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-return 1
-"#;
-
-/// KEYS: ceremony, pending. The state, read once.
-const LUA_TAKE_CEREMONY: &str = r#"
-redis.call('ZREM', KEYS[2], KEYS[1])
-return redis.call('GETDEL', KEYS[1])
-"#;
-
-/// KEYS: factor, pending. ARGV: now, matched step ('' when the code matched none), activate,
-/// max failures, first wait, max wait.
-const LUA_TOTP_ATTEMPT: &str = r#"
-local st = redis.call('HGET', KEYS[1], 'st')
-if not st then return {'not_found'} end
-if st == 'pending' and ARGV[3] ~= '1' then return {'not_active'} end
-local now = tonumber(ARGV[1])
-local ex = redis.call('HGET', KEYS[1], 'ex')
-if st == 'pending' and ex and tonumber(ex) <= now then return {'not_found'} end
-local until_ms = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
-if until_ms > now then return {'locked', tostring(until_ms - now)} end
-if ARGV[2] ~= '' then
-  local last = redis.call('HGET', KEYS[1], 'ls')
-  if (not last) or tonumber(ARGV[2]) > tonumber(last) then
-    redis.call('HSET', KEYS[1], 'ls', ARGV[2], 'nf', 0, 'lu', 0)
-    if ARGV[3] == '1' and st == 'pending' then
-      redis.call('HSET', KEYS[1], 'st', 'active')
-      redis.call('HDEL', KEYS[1], 'ex')
-      redis.call('PERSIST', KEYS[1])
-      redis.call('ZREM', KEYS[2], KEYS[1])
-    end
-    return {'ok'}
-  end
-  return {'replayed'}
-end
-local max = tonumber(ARGV[4])
-local fails = tonumber(redis.call('HGET', KEYS[1], 'nf') or '0') + 1
-local wait = 0
-if fails % max == 0 then
-  wait = math.min(tonumber(ARGV[5]) * math.pow(2, math.min(fails / max - 1, 32)), tonumber(ARGV[6]))
-  redis.call('HSET', KEYS[1], 'lu', string.format('%d', now + wait))
-end
-redis.call('HSET', KEYS[1], 'nf', fails)
-local left = max - fails % max
-if wait > 0 then left = max end
-return {'wrong', tostring(left), string.format('%d', wait)}
-"#;
-
-/// KEYS: factor. ARGV: counter.
-const LUA_COUNTER: &str = r#"
-local stored = redis.call('HGET', KEYS[1], 'sc')
-if not stored then return {'not_found'} end
-stored = tonumber(stored)
-local new = tonumber(ARGV[1])
-if (stored ~= 0 or new ~= 0) and new <= stored then return {'regressed', tostring(stored)} end
-redis.call('HSET', KEYS[1], 'sc', ARGV[1])
-return {'ok'}
-"#;
-
-/// KEYS: codes, lock. ARGV: digest, now, max failures, first wait, max wait.
-const LUA_USE_RECOVERY: &str = r#"
-local now = tonumber(ARGV[2])
-local until_ms = tonumber(redis.call('HGET', KEYS[2], 'lu') or '0')
-if until_ms > now then return {'locked', tostring(until_ms - now)} end
-if redis.call('SREM', KEYS[1], ARGV[1]) == 1 then
-  redis.call('DEL', KEYS[2])
-  return {'ok', tostring(redis.call('SCARD', KEYS[1]))}
-end
-local max = tonumber(ARGV[3])
-local fails = redis.call('HINCRBY', KEYS[2], 'nf', 1)
-local wait = 0
-if fails % max == 0 then
-  wait = math.min(tonumber(ARGV[4]) * math.pow(2, math.min(fails / max - 1, 32)), tonumber(ARGV[5]))
-  redis.call('HSET', KEYS[2], 'lu', string.format('%d', now + wait))
-end
-local left = max - fails % max
-if wait > 0 then left = max end
-return {'wrong', tostring(left), string.format('%d', wait)}
-"#;
-
-/// KEYS: codes. ARGV: digests.
-const LUA_REPLACE_RECOVERY: &str = r#"
-redis.call('DEL', KEYS[1])
-if #ARGV > 0 then redis.call('SADD', KEYS[1], unpack(ARGV)) end
-return 1
-"#;
-
 pub struct RedisFactorStore {
     connection: Connection,
-    prefix: String,
+    keys: KeySpace,
     /// The pending bound's clock (expiry is the gateway's, as everywhere).
     clock: Arc<dyn Clock>,
     tenants: TenantSettings,
@@ -165,70 +50,61 @@ pub struct RedisFactorStore {
     replace_recovery: Script,
 }
 
-fn unavailable(error: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(error.to_string())
-}
-
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(what.to_owned())
-}
-
 impl RedisFactorStore {
     pub(crate) fn new(connection: Connection, prefix: &str) -> Self {
-        let pending = |body: &str| Script::new(&format!("{LUA_PENDING}{body}"));
         Self {
             connection,
-            prefix: prefix.to_owned(),
+            keys: KeySpace::new(prefix),
             clock: Arc::new(crate::clock::SystemClock),
             tenants: TenantSettings::default(),
-            put: pending(LUA_PUT),
-            put_ceremony: pending(LUA_PUT_CEREMONY),
-            take_ceremony: Script::new(LUA_TAKE_CEREMONY),
-            totp_attempt: Script::new(LUA_TOTP_ATTEMPT),
-            counter: Script::new(LUA_COUNTER),
-            use_recovery: Script::new(LUA_USE_RECOVERY),
-            replace_recovery: Script::new(LUA_REPLACE_RECOVERY),
+            put: lua!("factor_put"),
+            put_ceremony: lua!("factor_put_ceremony"),
+            take_ceremony: lua!("factor_take_ceremony"),
+            totp_attempt: lua!("factor_totp_attempt"),
+            counter: lua!("factor_counter"),
+            use_recovery: lua!("factor_use_recovery"),
+            replace_recovery: lua!("factor_replace_recovery"),
         }
+    }
+
+    /// A factor store on the verification store's connection and prefix.
+    pub fn on(store: &crate::redis::RedisStore) -> Self {
+        Self::new(store.connection(), store.prefix())
     }
 
     /// The per-account bounds (`[tenants]`) and the clock they count expiry by; the
     /// documented defaults and the system clock until this is called.
-    pub(crate) fn with_tenants(mut self, tenants: TenantSettings, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_tenants(mut self, tenants: TenantSettings, clock: Arc<dyn Clock>) -> Self {
         self.tenants = tenants;
         self.clock = clock;
         self
     }
 
-    fn key(&self, account: &AccountId, name: &str) -> String {
-        format!("{}:{{a:{}}}:{name}", self.prefix, account.as_str())
-    }
-
-    fn pending_full(&self, account: &AccountId) -> StoreError {
-        LimitReached {
-            limit: Limit::PendingCeremonies,
-            max: self.tenants.limits(account).pending_ceremonies,
-        }
-        .into()
-    }
-
-    fn factor_key(&self, account: &AccountId, user: &UserId, id: &str) -> String {
-        self.key(account, &format!("fx:{user}:{id}"))
-    }
-
-    async fn run(
+    /// Runs a script that lists a pending entry (`factor_put`, `factor_put_ceremony`): `full`
+    /// when the account is at its bound of pending entries.
+    async fn store_pending(
         &self,
+        account: &AccountId,
         invocation: &redis::ScriptInvocation<'_>,
-    ) -> Result<Vec<String>, StoreError> {
-        let mut connection = self.connection.clone();
-        invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(unavailable)
+    ) -> Result<(), StoreError> {
+        match self.run(invocation).await?.as_str() {
+            "stored" => Ok(()),
+            "full" => Err(LimitReached {
+                limit: Limit::PendingCeremonies,
+                max: self.tenants.limits(account).pending_ceremonies,
+            }
+            .into()),
+            _ => Err(corrupt("unknown pending reply")),
+        }
+    }
+
+    /// Runs a script: its one-string reply (see `crate::redis::script`).
+    async fn run(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<String, StoreError> {
+        run(&self.connection, invocation, Failure::Unavailable).await
     }
 
     async fn command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        let mut connection = self.connection.clone();
-        cmd.query_async(&mut connection).await.map_err(unavailable)
+        query(&self.connection, cmd, Failure::Unavailable).await
     }
 }
 
@@ -308,7 +184,7 @@ fn decode(
     }))
 }
 
-fn limited(reply: &[String]) -> Result<(u32, u64), StoreError> {
+fn limited(reply: &[&str]) -> Result<(u32, u64), StoreError> {
     let left = reply
         .get(1)
         .and_then(|v| v.parse().ok())
@@ -320,7 +196,7 @@ fn limited(reply: &[String]) -> Result<(u32, u64), StoreError> {
     Ok((left, wait))
 }
 
-fn retry_after(reply: &[String]) -> Result<u64, StoreError> {
+fn retry_after(reply: &[&str]) -> Result<u64, StoreError> {
     reply
         .get(1)
         .and_then(|v| v.parse().ok())
@@ -338,8 +214,8 @@ impl FactorStore for RedisFactorStore {
     ) -> Result<(), StoreError> {
         let mut invocation = self.put.prepare_invoke();
         invocation
-            .key(self.factor_key(account, user, &record.id))
-            .key(self.key(account, "pend"))
+            .key(self.keys.factor(account, user, &record.id))
+            .key(self.keys.pending(account))
             .arg(ttl_ms.unwrap_or(0))
             .arg(self.clock.now_ms())
             .arg(self.tenants.limits(account).pending_ceremonies);
@@ -350,15 +226,7 @@ impl FactorStore for RedisFactorStore {
             // Expiry is decided from the gateway's clock; the key's TTL only bounds retention.
             invocation.arg("ex").arg(record.created_ms + ttl);
         }
-        let mut connection = self.connection.clone();
-        let stored = invocation
-            .invoke_async::<i64>(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        if stored == 0 {
-            return Err(self.pending_full(account));
-        }
-        Ok(())
+        self.store_pending(account, &invocation).await
     }
 
     async fn get(
@@ -368,13 +236,13 @@ impl FactorStore for RedisFactorStore {
         id: &str,
     ) -> Result<Option<FactorRecord>, StoreError> {
         let fields = self
-            .command(redis::cmd("HGETALL").arg(self.factor_key(account, user, id)))
+            .command(redis::cmd("HGETALL").arg(self.keys.factor(account, user, id)))
             .await?;
         decode(id, fields)
     }
 
     async fn delete(&self, account: &AccountId, user: &UserId, id: &str) -> Result<(), StoreError> {
-        self.command::<i64>(redis::cmd("DEL").arg(self.factor_key(account, user, id)))
+        self.command::<i64>(redis::cmd("DEL").arg(self.keys.factor(account, user, id)))
             .await
             .map(drop)
     }
@@ -384,23 +252,27 @@ impl FactorStore for RedisFactorStore {
         account: &AccountId,
         user: &UserId,
         id: &str,
-        matched: Option<u64>,
-        activate: bool,
-        now_ms: u64,
+        attempt: TotpTry,
         limits: &AttemptLimits,
     ) -> Result<AttemptOutcome, StoreError> {
+        let TotpTry {
+            matched,
+            activate,
+            now_ms,
+        } = attempt;
         let mut invocation = self.totp_attempt.prepare_invoke();
         invocation
-            .key(self.factor_key(account, user, id))
-            .key(self.key(account, "pend"))
+            .key(self.keys.factor(account, user, id))
+            .key(self.keys.pending(account))
             .arg(now_ms)
             .arg(matched.map(|step| step.to_string()).unwrap_or_default())
             .arg(if activate { "1" } else { "0" })
             .arg(limits.max_failures.max(1))
             .arg(limits.first_wait_ms)
             .arg(limits.max_wait_ms);
-        let reply = self.run(&invocation).await?;
-        Ok(match reply.first().map(String::as_str) {
+        let text = self.run(&invocation).await?;
+        let reply = words(&text);
+        Ok(match reply.first().copied() {
             Some("ok") => AttemptOutcome::Accepted,
             Some("replayed") => AttemptOutcome::Replayed,
             Some("wrong") => {
@@ -428,10 +300,11 @@ impl FactorStore for RedisFactorStore {
     ) -> Result<CounterOutcome, StoreError> {
         let mut invocation = self.counter.prepare_invoke();
         invocation
-            .key(self.factor_key(account, user, id))
+            .key(self.keys.factor(account, user, id))
             .arg(counter);
-        let reply = self.run(&invocation).await?;
-        Ok(match reply.first().map(String::as_str) {
+        let text = self.run(&invocation).await?;
+        let reply = words(&text);
+        Ok(match reply.first().copied() {
             Some("ok") => CounterOutcome::Advanced,
             Some("regressed") => CounterOutcome::Regressed {
                 stored: retry_after(&reply)? as u32,
@@ -449,27 +322,16 @@ impl FactorStore for RedisFactorStore {
         state: &str,
         ttl_ms: u64,
     ) -> Result<(), StoreError> {
-        let key = self.key(
-            account,
-            &format!("wc:{user}:{}", HEXLOWER.encode(challenge)),
-        );
+        let key = self.keys.ceremony(account, user, challenge);
         let mut invocation = self.put_ceremony.prepare_invoke();
         invocation
             .key(key)
-            .key(self.key(account, "pend"))
+            .key(self.keys.pending(account))
             .arg(state)
             .arg(ttl_ms.max(1))
             .arg(self.clock.now_ms())
             .arg(self.tenants.limits(account).pending_ceremonies);
-        let mut connection = self.connection.clone();
-        let stored = invocation
-            .invoke_async::<i64>(&mut connection)
-            .await
-            .map_err(unavailable)?;
-        if stored == 0 {
-            return Err(self.pending_full(account));
-        }
-        Ok(())
+        self.store_pending(account, &invocation).await
     }
 
     async fn take_ceremony(
@@ -478,17 +340,16 @@ impl FactorStore for RedisFactorStore {
         user: &UserId,
         challenge: &[u8],
     ) -> Result<Option<String>, StoreError> {
-        let key = self.key(
-            account,
-            &format!("wc:{user}:{}", HEXLOWER.encode(challenge)),
-        );
+        let key = self.keys.ceremony(account, user, challenge);
         let mut invocation = self.take_ceremony.prepare_invoke();
-        invocation.key(key).key(self.key(account, "pend"));
-        let mut connection = self.connection.clone();
-        invocation
-            .invoke_async(&mut connection)
-            .await
-            .map_err(unavailable)
+        invocation.key(key).key(self.keys.pending(account));
+        let text = self.run(&invocation).await?;
+        // The state is JSON: the rest of the reply, read whole.
+        match text.split_once(' ') {
+            None if text == "none" => Ok(None),
+            Some(("taken", state)) => Ok(Some(state.to_owned())),
+            _ => Err(corrupt("unknown ceremony reply")),
+        }
     }
 
     async fn replace_recovery(
@@ -498,16 +359,11 @@ impl FactorStore for RedisFactorStore {
         digests: &[CodeDigest],
     ) -> Result<(), StoreError> {
         let mut invocation = self.replace_recovery.prepare_invoke();
-        invocation.key(self.key(account, &format!("rc:{user}")));
+        invocation.key(self.keys.recovery_codes(account, user));
         for digest in digests {
             invocation.arg(HEXLOWER.encode(digest));
         }
-        let mut connection = self.connection.clone();
-        invocation
-            .invoke_async::<i64>(&mut connection)
-            .await
-            .map(drop)
-            .map_err(unavailable)
+        self.run(&invocation).await.map(drop)
     }
 
     async fn use_recovery(
@@ -520,15 +376,16 @@ impl FactorStore for RedisFactorStore {
     ) -> Result<RecoveryOutcome, StoreError> {
         let mut invocation = self.use_recovery.prepare_invoke();
         invocation
-            .key(self.key(account, &format!("rc:{user}")))
-            .key(self.key(account, &format!("rl:{user}")))
+            .key(self.keys.recovery_codes(account, user))
+            .key(self.keys.recovery_lock(account, user))
             .arg(HEXLOWER.encode(digest))
             .arg(now_ms)
             .arg(limits.max_failures.max(1))
             .arg(limits.first_wait_ms)
             .arg(limits.max_wait_ms);
-        let reply = self.run(&invocation).await?;
-        Ok(match reply.first().map(String::as_str) {
+        let text = self.run(&invocation).await?;
+        let reply = words(&text);
+        Ok(match reply.first().copied() {
             Some("ok") => RecoveryOutcome::Used {
                 remaining: retry_after(&reply)? as u32,
             },
@@ -547,7 +404,7 @@ impl FactorStore for RedisFactorStore {
     }
 
     async fn recovery_left(&self, account: &AccountId, user: &UserId) -> Result<u32, StoreError> {
-        self.command(redis::cmd("SCARD").arg(self.key(account, &format!("rc:{user}"))))
+        self.command(redis::cmd("SCARD").arg(self.keys.recovery_codes(account, user)))
             .await
     }
 
@@ -555,8 +412,8 @@ impl FactorStore for RedisFactorStore {
         // Two keys of one slot (the account's hash tag): one DEL is one step, also on Cluster.
         self.command::<i64>(
             redis::cmd("DEL")
-                .arg(self.key(account, &format!("rc:{user}")))
-                .arg(self.key(account, &format!("rl:{user}"))),
+                .arg(self.keys.recovery_codes(account, user))
+                .arg(self.keys.recovery_lock(account, user)),
         )
         .await
         .map(drop)
@@ -568,7 +425,7 @@ impl FactorStore for RedisFactorStore {
         passed: &PassedChallenge,
         ttl_ms: u64,
     ) -> Result<(), StoreError> {
-        let key = self.key(account, &format!("ch:{}", passed.id));
+        let key = self.keys.passed_challenge(account, &passed.id);
         let value = format!(
             "{}|{}|{}|{}",
             passed.user, passed.kind, passed.factor, passed.expires_ms
@@ -589,7 +446,7 @@ impl FactorStore for RedisFactorStore {
         id: &str,
     ) -> Result<Option<PassedChallenge>, StoreError> {
         let value: Option<String> = self
-            .command(redis::cmd("GET").arg(self.key(account, &format!("ch:{id}"))))
+            .command(redis::cmd("GET").arg(self.keys.passed_challenge(account, id)))
             .await?;
         let Some(value) = value else {
             return Ok(None);

@@ -10,16 +10,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::recovery::CodeDigest;
-use super::store::{
-    AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
-    PassedChallenge, RecoveryOutcome,
-};
-use super::webauthn::counter_advances;
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::user::UserId;
 use crate::account::AccountId;
 use crate::clock::Clock;
+use crate::factors::recovery::CodeDigest;
+use crate::factors::store::{
+    AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
+    PassedChallenge, RecoveryOutcome, TotpTry,
+};
+use crate::factors::webauthn::counter_advances;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
@@ -250,11 +250,14 @@ impl FactorStore for MemoryFactorStore {
         account: &AccountId,
         user: &UserId,
         id: &str,
-        matched: Option<u64>,
-        activate: bool,
-        now_ms: u64,
+        attempt: TotpTry,
         limits: &AttemptLimits,
     ) -> Result<AttemptOutcome, StoreError> {
+        let TotpTry {
+            matched,
+            activate,
+            now_ms,
+        } = attempt;
         let now = self.clock.now_ms();
         let mut inner = self.lock();
         let Some(factor) = Self::live(inner.of(account), &key(account, user, id), now) else {

@@ -9,17 +9,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 
-use super::store::{
-    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewNumber, NumberRecord, PinStore,
-    PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
-};
-use super::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::AccountId;
+use crate::pin::store::{
+    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewLink, NewNumber, NumberRecord,
+    PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome, LINK_RETENTION_MS,
+};
+use crate::pin::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use crate::store::StoreError;
-
-/// A used or expired link is still recognised (410 rather than 404) this long after expiry.
-pub const LINK_RETENTION_MS: u64 = 24 * 3600 * 1000;
 
 #[derive(Default)]
 pub struct MemoryPinStore {
@@ -316,11 +313,14 @@ impl PinStore for MemoryPinStore {
         &self,
         account: &AccountId,
         id: &PhoneNumberId,
-        purpose: LinkPurpose,
-        digest: &[u8; 32],
-        now_ms: u64,
-        ttl_ms: u64,
+        link: &NewLink,
     ) -> Result<LinkIssue, StoreError> {
+        let NewLink {
+            purpose,
+            ref digest,
+            now_ms,
+            ttl_ms,
+        } = *link;
         let mut state = self.lock();
         let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
             return Ok(LinkIssue::NotFound);

@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use dashmap::DashMap;
 
-use super::{
+use crate::account::policy::Policy;
+use crate::account::store::{
     Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome, MISSING_LISTED,
 };
-use crate::account::policy::Policy;
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
 use crate::audit::AuditEntry;

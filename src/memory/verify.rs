@@ -12,14 +12,15 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use subtle::ConstantTimeEq;
 
-use super::{Store, StoreError};
 use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
 use crate::phone::SHARD_COUNT;
+use crate::store::StoreError;
 use crate::verify::code::Tag;
 use crate::verify::model::{
     CancelOutcome, CheckOutcome, CheckTarget, NewVerification, SendAttempt, StartOutcome, Status,
     Verification, VerificationId,
 };
+use crate::verify::store::Store;
 
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,

@@ -1,0 +1,244 @@
+//! `KeySpace`: the only code that builds Redis key names.
+//!
+//! Every key starts with the configured prefix `P`. Keys that one script touches together share
+//! a hash tag, so each script touches one slot and runs unchanged on a Redis Cluster:
+//!
+//! | hash tag | whose | keys (after `P:{tag}:`) |
+//! | --- | --- | --- |
+//! | `{sNN}` | one shard of phone numbers (`phone::SHARD_COUNT`) | verifications `v:<id>`, number pointers `n:<account>:<e164>`, send idempotency `i:…`, check idempotency `c:…` (built in `verify_check.lua` from the base), the outbox streams |
+//! | `{a:<account>}` | one account | directory (`pol`, `u:<user>`, `users`, `nophone`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`) |
+//! | `{n:<e164>}` | one phone number, gateway-wide | `holder`: the PIN registry's claim |
+//!
+//! Keys without a tag (`P:a:<account>`, `P:k:<digest>`, `P:r:<provider>:<id>`) are read and
+//! written one at a time. The tables of each adapter (`src/redis/*.rs`) say what each key holds.
+//! Until `store/redis/outbox.rs` moves here, it still builds its four keys from `shard_base`;
+//! `outbox`, `dead_letters`, `retry_set` and `retry_payloads` below are the same names.
+
+use std::sync::Arc;
+
+use crate::account::user::UserId;
+use crate::account::{hex, AccountId, KeyDigest};
+use crate::phone::SHARD_COUNT;
+use crate::pin::PhoneNumberId;
+use crate::verify::model::VerificationId;
+
+#[derive(Clone)]
+pub struct KeySpace {
+    prefix: String,
+    /// `P:{sNN}:` for every shard, built once: the check path builds a key per request.
+    shard_bases: Arc<[String]>,
+}
+
+impl KeySpace {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+            shard_bases: (0..SHARD_COUNT)
+                .map(|shard| format!("{prefix}:{{s{shard:02}}}:"))
+                .collect(),
+        }
+    }
+
+    /// The configured prefix, for the parts that take it whole (the connection's settings).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The pub/sub channel every instance of this deployment (this prefix) listens on for
+    /// cache invalidations.
+    pub fn invalidation_channel(&self) -> String {
+        format!("{}:invalidate", self.prefix)
+    }
+
+    // Verifications: one number shard's tag.
+
+    /// `P:{sNN}:` — everything of one shard starts with this (scripts derive keys from it).
+    pub fn shard_base(&self, shard: u8) -> &str {
+        &self.shard_bases[usize::from(shard)]
+    }
+
+    pub fn verification(&self, id: &VerificationId) -> String {
+        [self.shard_base(id.shard()), "v:", id.as_str()].concat()
+    }
+
+    /// The number's pointer: its pending verification and its send quota.
+    pub fn number_pointer(&self, shard: u8, account: &AccountId, e164: &str) -> String {
+        [self.shard_base(shard), "n:", account.as_str(), ":", e164].concat()
+    }
+
+    /// A send's idempotency key, scoped by account and number (README, "Idempotency").
+    pub fn send_idempotency(
+        &self,
+        shard: u8,
+        account: &AccountId,
+        e164: &str,
+        key: &str,
+    ) -> String {
+        [
+            self.shard_base(shard),
+            "i:",
+            account.as_str(),
+            ":",
+            e164,
+            ":",
+            key,
+        ]
+        .concat()
+    }
+
+    /// The shard's outbox stream (consumer group `dispatch`).
+    pub fn outbox(&self, shard: u8) -> String {
+        [self.shard_base(shard), "o"].concat()
+    }
+
+    /// The shard's dead letters: messages no provider took, with the reasons.
+    pub fn dead_letters(&self, shard: u8) -> String {
+        [self.shard_base(shard), "d"].concat()
+    }
+
+    /// The shard's retry set: deferred messages by due time.
+    pub fn retry_set(&self, shard: u8) -> String {
+        [self.shard_base(shard), "z"].concat()
+    }
+
+    /// The deferred messages' payloads.
+    pub fn retry_payloads(&self, shard: u8) -> String {
+        [self.shard_base(shard), "y"].concat()
+    }
+
+    // Keys without a hash tag.
+
+    pub fn receipt(&self, provider: &str, provider_message_id: &str) -> String {
+        format!("{}:r:{provider}:{provider_message_id}", self.prefix)
+    }
+
+    pub fn account(&self, id: &AccountId) -> String {
+        format!("{}:a:{}", self.prefix, id.as_str())
+    }
+
+    pub fn api_key(&self, digest: &KeyDigest) -> String {
+        format!("{}:k:{}", self.prefix, hex(digest))
+    }
+
+    // One account's tag.
+
+    /// `P:{a:<account>}:` — every key of one account starts with this.
+    pub fn account_base(&self, account: &AccountId) -> String {
+        format!("{}:{{a:{}}}:", self.prefix, account.as_str())
+    }
+
+    fn in_account(&self, account: &AccountId, name: &str) -> String {
+        format!("{}{name}", self.account_base(account))
+    }
+
+    pub fn policy(&self, account: &AccountId) -> String {
+        self.in_account(account, "pol")
+    }
+
+    pub fn users(&self, account: &AccountId) -> String {
+        self.in_account(account, "users")
+    }
+
+    pub fn users_without_phone(&self, account: &AccountId) -> String {
+        self.in_account(account, "nophone")
+    }
+
+    pub fn audit(&self, account: &AccountId) -> String {
+        self.in_account(account, "audit")
+    }
+
+    pub fn user(&self, account: &AccountId, user: &UserId) -> String {
+        self.in_account(account, &format!("u:{user}"))
+    }
+
+    pub fn user_devices(&self, account: &AccountId, user: &UserId) -> String {
+        self.in_account(account, &format!("ud:{user}"))
+    }
+
+    pub fn account_devices(&self, account: &AccountId) -> String {
+        self.in_account(account, "devs")
+    }
+
+    pub fn device(&self, account: &AccountId, digest: &[u8; 32]) -> String {
+        self.in_account(account, &format!("d:{}", hex(digest)))
+    }
+
+    pub fn spent_proof(&self, account: &AccountId, proof: &str) -> String {
+        self.in_account(account, &format!("pf:{proof}"))
+    }
+
+    pub fn phone_number(&self, account: &AccountId, id: &PhoneNumberId) -> String {
+        self.in_account(account, &format!("pn:{}", id.as_str()))
+    }
+
+    pub fn phone_index(&self, account: &AccountId, e164: &str) -> String {
+        self.in_account(account, &format!("pnx:{e164}"))
+    }
+
+    pub fn phone_count(&self, account: &AccountId) -> String {
+        self.in_account(account, "pncount")
+    }
+
+    pub fn pin_link(&self, account: &AccountId, digest: &[u8; 32]) -> String {
+        self.in_account(account, &format!("pl:{}", hex(digest)))
+    }
+
+    pub fn pin_email(&self, account: &AccountId) -> String {
+        self.in_account(account, "pmail")
+    }
+
+    pub fn factor(&self, account: &AccountId, user: &UserId, id: &str) -> String {
+        self.in_account(account, &format!("fx:{user}:{id}"))
+    }
+
+    pub fn ceremony(&self, account: &AccountId, user: &UserId, challenge: &[u8]) -> String {
+        self.in_account(account, &format!("wc:{user}:{}", hex(challenge)))
+    }
+
+    pub fn recovery_codes(&self, account: &AccountId, user: &UserId) -> String {
+        self.in_account(account, &format!("rc:{user}"))
+    }
+
+    pub fn recovery_lock(&self, account: &AccountId, user: &UserId) -> String {
+        self.in_account(account, &format!("rl:{user}"))
+    }
+
+    pub fn passed_challenge(&self, account: &AccountId, id: &str) -> String {
+        self.in_account(account, &format!("ch:{id}"))
+    }
+
+    pub fn pending(&self, account: &AccountId) -> String {
+        self.in_account(account, "pend")
+    }
+
+    // One phone number's tag, gateway-wide.
+
+    /// The PIN registry's claim: its own hash tag, so one number's claims meet in one slot.
+    pub fn phone_registry(&self, e164: &str) -> String {
+        format!("{}:{{n:{e164}}}:holder", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_accounts_keys_share_its_hash_tag() {
+        let keys = KeySpace::new("P");
+        let account = AccountId::parse("AC0123456789abcdef0123456789abcdef").unwrap();
+        assert_eq!(
+            keys.account_base(&account),
+            format!("P:{{a:{}}}:", account.as_str())
+        );
+        assert_eq!(
+            keys.pending(&account),
+            format!("P:{{a:{}}}:pend", account.as_str())
+        );
+        assert_eq!(
+            keys.phone_registry("+14155550100"),
+            "P:{n:+14155550100}:holder"
+        );
+        assert_eq!(keys.invalidation_channel(), "P:invalidate");
+    }
+}

@@ -1,0 +1,80 @@
+-- Starts a verification, or resends the pending one of the same account and number.
+--
+-- KEYS: the number's pointer (with its quota), the new record, idempotency (or the pointer again
+-- when there is none), the shard's outbox stream.
+-- ARGV (`StartArgs` in src/redis/verify.rs): base, account, to, channel, tag, code length, now,
+-- ttl, expiry (now + ttl), the record's lifetime (ttl + retention), max attempts, max sends,
+-- quota limit, a new quota window's end (now + window), the pointer's lifetime with a new window
+-- (the longer of window and ttl), new id, has idempotency key, sealed message (or '').
+--
+-- Derived keys: `base .. 'v:' .. <id>`, the pending (or replayed) verification's record. Its id
+-- is read here, from the pointer or the idempotency key, so the caller cannot pass it; it
+-- carries the base's hash tag, so it is in the slot of KEYS.
+--
+-- The sums come from the caller as text: Redis 7.0 formats every Lua number it writes with
+-- `snprintf("%.17g")`, and the seven it formatted here were an eighth of a send's instructions
+-- in Redis (callgrind). Numbers are computed here only for a window still open.
+local base, acct, to, channel, tag, len = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local now_text, ttl, expires, lifetime = ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local max_attempts, max_sends, quota_limit = ARGV[11], tonumber(ARGV[12]), tonumber(ARGV[13])
+local window_end, pointer_ttl, new_id, has_idem = ARGV[14], ARGV[15], ARGV[16], ARGV[17] == '1'
+local outbox = ARGV[18]
+local now = tonumber(now_text)
+
+if has_idem then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then
+    local v = load_verification(base .. 'v:' .. seen)
+    if v[1] then return answer('replayed', seen, v) end
+  end
+end
+
+-- The pointer hash: v = the pending verification's id, q = sends in the quota window,
+-- w = when the window ends (the caller's clock, like every other time here).
+local ptr = redis.call('HMGET', KEYS[1], 'v', 'q', 'w')
+local used = 0
+if ptr[3] and now < tonumber(ptr[3]) then
+  used, window_end = tonumber(ptr[2]), ptr[3]
+  pointer_ttl = tonumber(window_end) - now
+  if pointer_ttl < tonumber(ttl) then pointer_ttl = ttl end
+end
+local function quota_full()
+  return used >= quota_limit
+end
+local function refuse_quota()
+  return 'quota ' .. (tonumber(window_end) - now)
+end
+-- Counts the send, remembers the id and keeps the pointer as long as either needs it.
+local function take(id)
+  local count = '1'
+  if used > 0 then count = used + 1 end
+  redis.call('HSET', KEYS[1], 'v', id, 'q', count, 'w', window_end)
+  redis.call('PEXPIRE', KEYS[1], pointer_ttl)
+  if has_idem then redis.call('SET', KEYS[3], id, 'PX', lifetime) end
+  if outbox ~= '' then redis.call('XADD', KEYS[4], '*', 'v', id, 'm', outbox) end
+end
+
+local pending = ptr[1]
+if pending then
+  local key = base .. 'v:' .. pending
+  local v = load_verification(key)
+  if v[1] == acct and v[2] == 'p' and now < tonumber(v[5]) then
+    local number, created, length, _, sends = string.match(v[6], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+    sends = tonumber(sends)
+    if sends >= max_sends then return answer('max_sends', pending, v) end
+    if quota_full() then return refuse_quota() end
+    v[5] = expires
+    v[6] = number .. ' ' .. created .. ' ' .. length .. ' ' .. channel .. ' ' .. (sends + 1)
+    redis.call('HSET', key, 'm', tag, 'e', v[5], 'p', v[6])
+    redis.call('PEXPIRE', key, lifetime)
+    take(pending)
+    return answer('resent', pending, v)
+  end
+end
+
+if quota_full() then return refuse_quota() end
+local v = {acct, 'p', '0', max_attempts, expires, to .. ' ' .. now_text .. ' ' .. len .. ' ' .. channel .. ' 1'}
+redis.call('HSET', KEYS[2], 'a', acct, 's', 'p', 'n', '0', 'M', max_attempts, 'e', expires, 'p', v[6], 'm', tag)
+redis.call('PEXPIRE', KEYS[2], lifetime)
+take(new_id)
+return answer('created', new_id, v)

@@ -1,0 +1,279 @@
+//! The factor store: authenticator-code rounds and their back-off, used steps, security-key
+//! counters, recovery codes, and the account's bound of pending ceremonies.
+
+use std::time::Duration;
+
+use otpgate::account::user::{FactorType, UserId};
+use otpgate::clock::Clock;
+use otpgate::factors::store::{
+    AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, KeyCredential,
+    RecoveryOutcome, TotpSecret, TotpTry,
+};
+use otpgate::factors::totp::{Algorithm, TotpParams};
+use otpgate::factors::webauthn::CredentialKey;
+use otpgate::store::StoreError;
+
+use crate::on_every_store;
+use crate::stores::{bounded, stores, stores_with, Backend, Stores};
+
+const LIMITS: AttemptLimits = AttemptLimits {
+    max_failures: 2,
+    first_wait_ms: 1_000,
+    max_wait_ms: 3_000,
+};
+
+fn alice() -> UserId {
+    UserId::parse("alice").unwrap()
+}
+
+fn totp(stores: &Stores, status: FactorStatus) -> FactorRecord {
+    FactorRecord {
+        id: "FA-totp".into(),
+        kind: FactorType::Totp,
+        status,
+        created_ms: stores.clock.now_ms(),
+        totp: Some(TotpSecret {
+            sealed: "k1:nonce:ciphertext".into(),
+            params: TotpParams {
+                algorithm: Algorithm::Sha1,
+                digits: 6,
+                period: 30,
+            },
+        }),
+        webauthn: None,
+    }
+}
+
+async fn attempt(stores: &Stores, matched: Option<u64>, activate: bool) -> AttemptOutcome {
+    stores
+        .factors
+        .totp_attempt(
+            &stores.account,
+            &alice(),
+            "FA-totp",
+            TotpTry {
+                matched,
+                activate,
+                now_ms: stores.clock.now_ms(),
+            },
+            &LIMITS,
+        )
+        .await
+        .unwrap()
+}
+
+async fn each_round_of_wrong_codes_doubles_the_wait_up_to_its_cap(backend: Backend) {
+    let stores = stores(backend).await;
+    let record = totp(&stores, FactorStatus::Active);
+    stores
+        .factors
+        .put(&stores.account, &alice(), &record, None)
+        .await
+        .unwrap();
+    for wait_ms in [1_000, 2_000, 3_000, 3_000] {
+        assert_eq!(
+            attempt(&stores, None, false).await,
+            AttemptOutcome::Wrong {
+                attempts_left: 1,
+                wait_ms: 0
+            }
+        );
+        assert_eq!(
+            attempt(&stores, None, false).await,
+            AttemptOutcome::Wrong {
+                attempts_left: 2,
+                wait_ms
+            }
+        );
+        // Even the right code waits.
+        assert_eq!(
+            attempt(&stores, Some(1), false).await,
+            AttemptOutcome::Locked {
+                retry_after_ms: wait_ms
+            }
+        );
+        stores.clock.advance(Duration::from_millis(wait_ms));
+    }
+    assert_eq!(
+        attempt(&stores, Some(1), false).await,
+        AttemptOutcome::Accepted
+    );
+}
+
+async fn a_used_step_is_replayed_and_a_pending_factor_waits_for_activation(backend: Backend) {
+    let stores = stores(backend).await;
+    let record = totp(&stores, FactorStatus::Pending);
+    stores
+        .factors
+        .put(&stores.account, &alice(), &record, Some(600_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        attempt(&stores, Some(5), false).await,
+        AttemptOutcome::NotActive
+    );
+    assert_eq!(
+        attempt(&stores, Some(5), true).await,
+        AttemptOutcome::Accepted
+    );
+    let active = stores
+        .factors
+        .get(&stores.account, &alice(), "FA-totp")
+        .await
+        .unwrap()
+        .expect("the factor");
+    assert_eq!(active.status, FactorStatus::Active);
+    assert_eq!(
+        attempt(&stores, Some(5), false).await,
+        AttemptOutcome::Replayed
+    );
+    assert_eq!(
+        attempt(&stores, Some(4), false).await,
+        AttemptOutcome::Replayed
+    );
+    assert_eq!(
+        attempt(&stores, Some(6), false).await,
+        AttemptOutcome::Accepted
+    );
+}
+
+async fn a_security_keys_counter_only_moves_forward(backend: Backend) {
+    let stores = stores(backend).await;
+    let record = FactorRecord {
+        id: "FA-key".into(),
+        kind: FactorType::Webauthn,
+        status: FactorStatus::Active,
+        created_ms: stores.clock.now_ms(),
+        totp: None,
+        webauthn: Some(KeyCredential {
+            credential_id: vec![1, 2, 3],
+            key: CredentialKey {
+                alg: -7,
+                bytes: vec![4, 5, 6],
+            },
+            counter: 5,
+        }),
+    };
+    stores
+        .factors
+        .put(&stores.account, &alice(), &record, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        stores
+            .factors
+            .get(&stores.account, &alice(), "FA-key")
+            .await
+            .unwrap(),
+        Some(record)
+    );
+    let advance = |counter: u32| {
+        let stores = &stores;
+        async move {
+            stores
+                .factors
+                .advance_counter(&stores.account, &alice(), "FA-key", counter)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(advance(5).await, CounterOutcome::Regressed { stored: 5 });
+    assert_eq!(advance(6).await, CounterOutcome::Advanced);
+    assert_eq!(advance(6).await, CounterOutcome::Regressed { stored: 6 });
+}
+
+async fn a_recovery_code_is_spent_once(backend: Backend) {
+    let stores = stores(backend).await;
+    let account = &stores.account;
+    stores
+        .factors
+        .replace_recovery(account, &alice(), &[[1; 32], [2; 32]])
+        .await
+        .unwrap();
+    let spend = |digest: [u8; 32]| {
+        let stores = &stores;
+        async move {
+            stores
+                .factors
+                .use_recovery(account, &alice(), &digest, stores.clock.now_ms(), &LIMITS)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(spend([1; 32]).await, RecoveryOutcome::Used { remaining: 1 });
+    assert_eq!(
+        spend([1; 32]).await,
+        RecoveryOutcome::Wrong {
+            attempts_left: 1,
+            wait_ms: 0
+        }
+    );
+    assert_eq!(
+        spend([9; 32]).await,
+        RecoveryOutcome::Wrong {
+            attempts_left: 2,
+            wait_ms: 1_000
+        }
+    );
+    assert_eq!(
+        spend([2; 32]).await,
+        RecoveryOutcome::Locked {
+            retry_after_ms: 1_000
+        }
+    );
+    stores.clock.advance(Duration::from_millis(1_000));
+    assert_eq!(spend([2; 32]).await, RecoveryOutcome::Used { remaining: 0 });
+    assert_eq!(
+        stores
+            .factors
+            .recovery_left(account, &alice())
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+async fn pending_ceremonies_are_bounded_and_taken_once(backend: Backend) {
+    let stores = stores_with(backend, bounded(|limits| limits.pending_ceremonies = 1)).await;
+    let account = &stores.account;
+    // JSON with spaces: the state comes back whole.
+    let state = r#"{"challenge": "abc", "user": "alice"}"#;
+    stores
+        .factors
+        .put_ceremony(account, &alice(), b"one", state, 60_000)
+        .await
+        .unwrap();
+    match stores
+        .factors
+        .put_ceremony(account, &alice(), b"two", state, 60_000)
+        .await
+    {
+        Err(StoreError::AccountLimit(reached)) => assert_eq!(reached.max, 1),
+        other => panic!("expected the account's bound, got {other:?}"),
+    }
+    let taken = stores
+        .factors
+        .take_ceremony(account, &alice(), b"one")
+        .await
+        .unwrap();
+    assert_eq!(taken.as_deref(), Some(state));
+    let again = stores
+        .factors
+        .take_ceremony(account, &alice(), b"one")
+        .await
+        .unwrap();
+    assert_eq!(again, None);
+    stores
+        .factors
+        .put_ceremony(account, &alice(), b"two", state, 60_000)
+        .await
+        .unwrap();
+}
+
+on_every_store!(
+    each_round_of_wrong_codes_doubles_the_wait_up_to_its_cap,
+    a_used_step_is_replayed_and_a_pending_factor_waits_for_activation,
+    a_security_keys_counter_only_moves_forward,
+    a_recovery_code_is_spent_once,
+    pending_ceremonies_are_bounded_and_taken_once,
+);
