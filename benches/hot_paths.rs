@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use ring::rand::SystemRandom;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use otpgate::account::login::{decide, AllowReason, Decision};
 use otpgate::account::policy::{Policy, TrustDuration};
@@ -27,6 +27,7 @@ use otpgate::clock::{rfc3339, Clock, SystemClock};
 use otpgate::factors::crypto::FactorKeys;
 use otpgate::factors::totp::{self, Algorithm, Totp, TotpParams};
 use otpgate::http::routes;
+use otpgate::http::wire::{CheckBody, VerificationBody};
 use otpgate::memory::MemoryDirectory;
 use otpgate::memory::MemoryStore;
 use otpgate::metrics::Metrics;
@@ -159,16 +160,6 @@ fn route_lookup(c: &mut Criterion) {
     group.finish();
 }
 
-/// The check request body as the HTTP layer reads it (mirrors `http::handlers::CheckBody`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)] // the fields are read only by serde; the bench measures the parse
-struct CheckBody {
-    id: Option<String>,
-    to: Option<String>,
-    code: String,
-}
-
 /// The same body borrowing from the input: what a zero-copy parse would cost.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -177,23 +168,6 @@ struct CheckBodyBorrowed<'a> {
     id: Option<&'a str>,
     to: Option<&'a str>,
     code: &'a str,
-}
-
-/// A verification as the API shows it (mirrors `http::handlers::VerificationBody`).
-#[derive(Serialize)]
-struct VerificationBody<'a> {
-    id: &'a str,
-    account_id: &'a str,
-    to: &'a str,
-    channel: &'static str,
-    status: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    valid: Option<bool>,
-    attempts_left: u32,
-    send_count: u32,
-    code_length: u8,
-    created_at: String,
-    expires_at: String,
 }
 
 fn json(c: &mut Criterion) {
@@ -256,6 +230,7 @@ fn verification_body(created_ms: u64, expires_ms: u64) -> VerificationBody<'stat
         code_length: 6,
         created_at: rfc3339(created_ms),
         expires_at: rfc3339(expires_ms),
+        send_attempts: None,
     }
 }
 

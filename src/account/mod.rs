@@ -7,6 +7,7 @@
 pub mod hot_path;
 pub mod limits;
 pub mod login;
+pub mod permission;
 pub mod policy;
 pub mod rules;
 pub mod service;

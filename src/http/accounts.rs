@@ -10,20 +10,24 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::{json, Value};
+use serde::Deserialize;
 
+use super::auth::Grant;
+use super::body::{json_response, query_pairs, read_json};
 use super::error::ApiError;
-use super::handlers::Caller;
 use super::routes::{Matched, Route};
-use super::{json_response, read_json};
-use crate::account::login::{Decision, Offer};
-use crate::account::policy::{ChannelSet, Policy, PolicyChannel, TrustDuration};
+use super::wire::{
+    AuditEntryBody, AuditPageBody, CheckDeviceBody, CreateUserBody, DecisionBody,
+    DeviceCheckedBody, DeviceRevokedBody, DeviceTrustedBody, DevicesRevokedBody, LoginBody,
+    PatchUserBody, PolicyBody, PutPolicyBody, TwoFactorBody, UserBody,
+};
+use crate::account::login::Decision;
+use crate::account::policy::{ChannelSet, PolicyChannel, TrustDuration};
 use crate::account::rules::{Actor, TwoFactorRequest};
 use crate::account::service::{NewUser, PolicyUpdate, UserPatch};
 use crate::account::user::{Factor, User, UserId, UserRole};
-use crate::account::{AccountId, ApiKeyRecord, Role};
-use crate::audit::{valid_cursor, AuditEntry};
+use crate::account::{AccountId, ApiKeyRecord};
+use crate::audit::valid_cursor;
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
 use crate::trust::devices::Proof;
@@ -32,43 +36,33 @@ use crate::verify::model::VerificationId;
 use crate::verify::VerifyError;
 use crate::App;
 
-const MANAGE: &[Role] = &[Role::Owner, Role::Admin, Role::Partner];
-const MANAGE_FORBIDDEN: &str = "only owner, admin and partner keys manage policy and users";
-const READ_POLICY: &[Role] = &[Role::Owner, Role::Admin, Role::Service, Role::Partner];
-const LOGIN: &[Role] = &[Role::Owner, Role::Service, Role::Partner];
-const LOGIN_FORBIDDEN: &str =
-    "only owner, service and partner keys trust devices, check them and ask for login decisions";
-const REVOKE: &[Role] = &[Role::Owner, Role::Admin, Role::Service, Role::Partner];
-const AUDIT: &[Role] = &[Role::Owner, Role::Admin, Role::Partner];
-const AUDIT_FORBIDDEN: &str = "only owner, admin and partner keys read the audit trail";
-
 const AUDIT_DEFAULT_LIMIT: usize = 50;
 const AUDIT_MAX_LIMIT: usize = 500;
 
 pub(super) async fn handle(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     matched: Matched<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let method = request.method().clone();
     match (matched.route, method) {
         (Route::Policy, Method::GET) => {
-            let (account, _) = key_for(app, caller, READ_POLICY, MANAGE_FORBIDDEN).await?;
+            let (account, _) = grant.into_key();
             let policy = app.accounts().policy(&account).await?;
             Ok(json_response(StatusCode::OK, &PolicyBody::from(&policy)))
         }
-        (Route::Policy, _) => put_policy(app, caller, request).await,
-        (Route::Users, _) => create_user(app, caller, request).await,
+        (Route::Policy, _) => put_policy(app, grant, request).await,
+        (Route::Users, _) => create_user(app, grant, request).await,
         (Route::User, Method::GET) => {
-            let (account, _) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+            let (account, _) = grant.into_key();
             let id = user_param(matched.param)?;
             let user = app.accounts().user(&account, &id).await?;
             user_response(app, &account, StatusCode::OK, &user).await
         }
-        (Route::User, _) => patch_user(app, caller, user_param(matched.param)?, request).await,
+        (Route::User, _) => patch_user(app, grant, user_param(matched.param)?, request).await,
         (Route::UserFactor, _) => {
-            let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+            let (account, key) = grant.into_key();
             let id = user_param(matched.param)?;
             let factor = matched
                 .second
@@ -81,20 +75,20 @@ pub(super) async fn handle(
             user_response(app, &account, StatusCode::OK, &user).await
         }
         (Route::UserDevices, Method::POST) => {
-            trust_device(app, caller, user_param(matched.param)?, request).await
+            trust_device(app, grant, user_param(matched.param)?, request).await
         }
         (Route::UserDevices, _) => {
-            let (account, key) = key_for(app, caller, REVOKE, LOGIN_FORBIDDEN).await?;
+            let (account, key) = grant.into_key();
             let id = user_param(matched.param)?;
             let actor = app.accounts().actor(&account, &key, None).await?;
             let revoked = app.accounts().revoke_devices(&account, &actor, &id).await?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"user": id, "revoked": revoked}),
+                &DevicesRevokedBody { user: &id, revoked },
             ))
         }
         (Route::UserDevice, _) => {
-            let (account, key) = key_for(app, caller, REVOKE, LOGIN_FORBIDDEN).await?;
+            let (account, key) = grant.into_key();
             let id = user_param(matched.param)?;
             let device = matched
                 .second
@@ -106,38 +100,18 @@ pub(super) async fn handle(
                 .await?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({"id": device.as_str(), "user": id, "revoked": true}),
+                &DeviceRevokedBody {
+                    id: device.as_str(),
+                    user: &id,
+                    revoked: true,
+                },
             ))
         }
-        (Route::CheckDevice, _) => check_device(app, caller, request).await,
-        (Route::Logins, _) => login(app, caller, request).await,
-        (Route::Audit, _) => audit(app, caller, request).await,
+        (Route::CheckDevice, _) => check_device(app, grant, request).await,
+        (Route::Logins, _) => login(app, grant, request).await,
+        (Route::Audit, _) => audit(app, grant, request).await,
         _ => Err(ApiError::Internal),
     }
-}
-
-/// The key behind the caller and its account, when its role may call the route.
-async fn key_for(
-    app: &App,
-    caller: Caller,
-    allowed: &[Role],
-    what: &'static str,
-) -> Result<(AccountId, ApiKeyRecord), ApiError> {
-    let key = match caller {
-        Caller::Root => {
-            return Err(ApiError::Forbidden(
-                "the root key only manages accounts and their keys",
-            ))
-        }
-        Caller::Key(key) => key,
-    };
-    if !allowed.contains(&key.role) {
-        return Err(ApiError::Forbidden(what));
-    }
-    app.find_account(&key.account)
-        .await?
-        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
-    Ok((key.account.clone(), key))
 }
 
 fn user_param(param: Option<&str>) -> Result<UserId, ApiError> {
@@ -164,55 +138,14 @@ fn parse_two_factor(input: &str) -> Result<TwoFactorRequest, ApiError> {
         .ok_or_else(|| ApiError::invalid("two_factor must be one of on, off, account"))
 }
 
-/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 // ---- policy ----
-
-#[derive(Serialize)]
-struct PolicyBody {
-    require_2fa: bool,
-    channels: ChannelSet,
-    sms_fallback: bool,
-    trusted_device: TrustDuration,
-    /// False until the account sets its own: the defaults for new accounts apply.
-    customised: bool,
-}
-
-impl From<&Policy> for PolicyBody {
-    fn from(policy: &Policy) -> Self {
-        Self {
-            require_2fa: policy.require_2fa,
-            channels: policy.channels,
-            sms_fallback: policy.sms_fallback,
-            trusted_device: policy.trusted_device,
-            customised: policy.version > 0,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PutPolicyBody {
-    require_2fa: Option<bool>,
-    channels: Option<Vec<String>>,
-    sms_fallback: Option<bool>,
-    trusted_device: Option<String>,
-    acting_user: Option<String>,
-}
 
 async fn put_policy(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+    let (account, key) = grant.into_key();
     let body: PutPolicyBody = read_json(request, app.settings().server.request_body_limit).await?;
     let channels = match &body.channels {
         None => None,
@@ -258,27 +191,6 @@ async fn actor(
 
 // ---- users ----
 
-#[derive(Serialize)]
-struct TwoFactorBody {
-    /// Whether this user must pass a second factor now.
-    enabled: bool,
-    /// `on`, `off`, or absent when the user follows the account's `require_2fa`.
-    #[serde(rename = "override")]
-    over: Option<&'static str>,
-    set_by: Option<String>,
-}
-
-#[derive(Serialize)]
-struct UserBody<'a> {
-    id: &'a UserId,
-    role: UserRole,
-    phone: Option<&'a str>,
-    two_factor: TwoFactorBody,
-    factors: &'a [Factor],
-    created_at: String,
-    updated_at: String,
-}
-
 async fn user_response(
     app: &App,
     account: &AccountId,
@@ -307,16 +219,6 @@ async fn user_response(
     ))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CreateUserBody {
-    id: Option<String>,
-    role: Option<String>,
-    phone: Option<String>,
-    two_factor: Option<String>,
-    acting_user: Option<String>,
-}
-
 fn parse_role(input: &str) -> Result<UserRole, ApiError> {
     UserRole::parse(input)
         .ok_or_else(|| ApiError::invalid("role must be one of owner, admin, member"))
@@ -324,10 +226,10 @@ fn parse_role(input: &str) -> Result<UserRole, ApiError> {
 
 async fn create_user(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+    let (account, key) = grant.into_key();
     let body: CreateUserBody = read_json(request, app.settings().server.request_body_limit).await?;
     let new = NewUser {
         id: body
@@ -353,23 +255,13 @@ async fn create_user(
     user_response(app, &account, StatusCode::CREATED, &user).await
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PatchUserBody {
-    role: Option<String>,
-    #[serde(default, deserialize_with = "present")]
-    phone: Option<Option<String>>,
-    two_factor: Option<String>,
-    acting_user: Option<String>,
-}
-
 async fn patch_user(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     id: UserId,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = key_for(app, caller, MANAGE, MANAGE_FORBIDDEN).await?;
+    let (account, key) = grant.into_key();
     let body: PatchUserBody = read_json(request, app.settings().server.request_body_limit).await?;
     let patch = UserPatch {
         role: body.role.as_deref().map(parse_role).transpose()?,
@@ -408,37 +300,6 @@ fn acting_user_from_query(query: Option<&str>) -> Result<Option<UserId>, ApiErro
     Ok(acting)
 }
 
-fn query_pairs(query: Option<&str>) -> Result<Vec<(String, String)>, ApiError> {
-    let Some(query) = query.filter(|query| !query.is_empty()) else {
-        return Ok(Vec::new());
-    };
-    query
-        .split('&')
-        .map(|pair| {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            Ok((percent_decode(name)?, percent_decode(value)?))
-        })
-        .collect()
-}
-
-fn percent_decode(input: &str) -> Result<String, ApiError> {
-    let bad = || ApiError::invalid("the query string is not percent-encoded UTF-8");
-    let bytes = input.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = input.get(i + 1..i + 3).ok_or_else(bad)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| bad())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| bad())
-}
-
 // ---- trusted devices ----
 
 #[derive(Deserialize)]
@@ -452,16 +313,13 @@ struct TrustBody {
 
 async fn trust_device(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     id: UserId,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account_id, key) = key_for(app, caller, LOGIN, LOGIN_FORBIDDEN).await?;
+    let Grant { account, key } = grant;
+    let account_id = account.id.clone();
     let body: TrustBody = read_json(request, app.settings().server.request_body_limit).await?;
-    let account = app
-        .find_account(&account_id)
-        .await?
-        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
     let not_a_proof = || ApiError::Refused {
         rule: crate::account::rules::rule::PROOF_MUST_BE_A_FRESH_APPROVAL_OF_THIS_USER,
         detail: "verification_id must name an approved verification of this account".into(),
@@ -521,21 +379,14 @@ fn trusted_response(
 ) -> Response<Full<Bytes>> {
     json_response(
         StatusCode::CREATED,
-        &json!({
-            "id": trusted.id.as_str(),
-            "user": id,
-            "token": trusted.token,
-            "created_at": rfc3339(trusted.created_ms),
-            "expires_at": rfc3339(trusted.expires_ms),
-        }),
+        &DeviceTrustedBody {
+            id: trusted.id.as_str(),
+            user: id,
+            token: &trusted.token,
+            created_at: rfc3339(trusted.created_ms),
+            expires_at: rfc3339(trusted.expires_ms),
+        },
     )
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckBody {
-    user: String,
-    device_token: String,
 }
 
 fn check_token(token: &str) -> Result<(), ApiError> {
@@ -550,56 +401,36 @@ fn check_token(token: &str) -> Result<(), ApiError> {
 
 async fn check_device(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, _) = key_for(app, caller, LOGIN, LOGIN_FORBIDDEN).await?;
-    let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let (account, _) = grant.into_key();
+    let body: CheckDeviceBody =
+        read_json(request, app.settings().server.request_body_limit).await?;
     let user = parse_user(&body.user, "user")?;
     check_token(&body.device_token)?;
     let checked = app
         .accounts()
         .check_device(&account, &user, &body.device_token)
         .await?;
-    let mut answer = json!({"trusted": checked.trusted});
-    if let Some(device) = &checked.device {
-        answer["id"] = json!(device.as_str());
-    }
-    if let Some(until) = checked.until_ms {
-        answer["expires_at"] = json!(rfc3339(until));
-    }
-    Ok(json_response(StatusCode::OK, &answer))
+    Ok(json_response(
+        StatusCode::OK,
+        &DeviceCheckedBody {
+            trusted: checked.trusted,
+            id: checked.device.as_ref().map(DeviceId::as_str),
+            expires_at: checked.until_ms.map(rfc3339),
+        },
+    ))
 }
 
 // ---- logins ----
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LoginBody {
-    user: String,
-    device_token: Option<String>,
-}
-
-#[derive(Serialize)]
-struct DecisionBody<'a> {
-    decision: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    factors: Option<&'a [Offer]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    fallback: Option<&'a Offer>,
-    /// For `enroll`: the channels the policy allows, to enrol one of.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    channels: Option<ChannelSet>,
-}
-
 async fn login(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, _) = key_for(app, caller, LOGIN, LOGIN_FORBIDDEN).await?;
+    let (account, _) = grant.into_key();
     let body: LoginBody = read_json(request, app.settings().server.request_body_limit).await?;
     let user = parse_user(&body.user, "user")?;
     if let Some(token) = &body.device_token {
@@ -634,10 +465,10 @@ async fn login(
 
 async fn audit(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, _) = key_for(app, caller, AUDIT, AUDIT_FORBIDDEN).await?;
+    let (account, _) = grant.into_key();
     let mut limit = AUDIT_DEFAULT_LIMIT;
     let mut cursor = None;
     for (name, value) in query_pairs(request.uri().query())? {
@@ -668,34 +499,11 @@ async fn audit(
         .accounts()
         .audit_page(&account, cursor.as_deref(), limit)
         .await?;
-    let entries: Vec<Value> = page.entries.iter().map(entry_json).collect();
     Ok(json_response(
         StatusCode::OK,
-        &json!({"entries": entries, "next_cursor": page.next_cursor}),
+        &AuditPageBody {
+            entries: page.entries.iter().map(AuditEntryBody::from).collect(),
+            next_cursor: page.next_cursor.as_deref(),
+        },
     ))
-}
-
-fn entry_json(entry: &AuditEntry) -> Value {
-    json!({
-        "id": entry.id,
-        "at": rfc3339(entry.at_ms),
-        "who": entry.who,
-        "action": entry.action,
-        "target": entry.target,
-        "details": entry.details,
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn query_strings_are_percent_decoded_and_plus_is_literal() {
-        let pairs = query_pairs(Some("acting_user=a%40b.c&x=1+2")).unwrap();
-        assert_eq!(pairs[0], ("acting_user".into(), "a@b.c".into()));
-        assert_eq!(pairs[1], ("x".into(), "1+2".into()));
-        assert!(query_pairs(Some("a=%zz")).is_err());
-        assert!(query_pairs(None).unwrap().is_empty());
-    }
 }

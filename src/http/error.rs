@@ -93,6 +93,15 @@ impl ApiError {
         ApiError::InvalidRequest(detail.into())
     }
 
+    /// 429 for too many requests from one `scope` (an address, a key).
+    pub fn rate_limited(scope: &str, retry_after_secs: u64) -> Self {
+        ApiError::Limited {
+            kind: "rate-limited",
+            detail: format!("too many requests from this {scope}; slow down"),
+            retry_after_secs,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,

@@ -10,37 +10,35 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::auth::Grant;
+use super::body::{json_response, read_json};
 use super::error::ApiError;
-use super::handlers::Caller;
 use super::routes::{Matched, Route};
-use super::{json_response, read_json};
+use super::wire_factors::{
+    ChallengeBody, ConfirmBody, ConfirmedBody, EnrolBody, RecoveryCodesBody,
+};
 use crate::account::user::{Factor, FactorType, UserId};
-use crate::account::{Account, ApiKeyRecord, Role};
+use crate::account::Account;
 use crate::audit::Who;
 use crate::clock::rfc3339;
 use crate::factors::totp::Algorithm;
 use crate::factors::{ChallengeResult, Confirmed, CredentialJson};
 use crate::App;
 
-const FACTOR_ROLES: &[Role] = &[Role::Owner, Role::Service, Role::Partner];
-const FACTOR_FORBIDDEN: &str =
-    "only owner, service and partner keys enrol factors and run challenges";
-
 pub(super) async fn handle(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     matched: Matched<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let (account, key) = key_for(app, caller).await?;
+    let who = grant.who();
+    let account = grant.account;
     let user = matched
         .param
         .and_then(UserId::parse)
         .ok_or(ApiError::NotFound("no such user in this account"))?;
-    let who = Who::key(&key.id, key.role.as_str());
     let limit = app.settings().server.request_body_limit;
     match matched.route {
         Route::UserFactors => enrol(app, &account, &user, read_json(request, limit).await?).await,
@@ -69,45 +67,18 @@ pub(super) async fn handle(
                 .await?;
             Ok(json_response(
                 StatusCode::CREATED,
-                &json!({"user": user, "recovery_codes": codes}),
+                &RecoveryCodesBody {
+                    user: &user,
+                    recovery_codes: &codes,
+                },
             ))
         }
         _ => Err(ApiError::Internal),
     }
 }
 
-async fn key_for(app: &App, caller: Caller) -> Result<(Account, ApiKeyRecord), ApiError> {
-    let key = match caller {
-        Caller::Root => {
-            return Err(ApiError::Forbidden(
-                "the root key only manages accounts and their keys",
-            ))
-        }
-        Caller::Key(key) => key,
-    };
-    if !FACTOR_ROLES.contains(&key.role) {
-        return Err(ApiError::Forbidden(FACTOR_FORBIDDEN));
-    }
-    let account = app
-        .find_account(&key.account)
-        .await?
-        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
-    Ok((account, key))
-}
-
 fn factor_type(input: &str) -> Result<FactorType, ApiError> {
     FactorType::parse(input).ok_or_else(|| ApiError::invalid("type must be one of totp, webauthn"))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EnrolBody {
-    #[serde(rename = "type")]
-    kind: String,
-    /// TOTP only: SHA1, SHA256, SHA512 (default from config).
-    algorithm: Option<String>,
-    /// TOTP only: 6 or 8 (default from config).
-    digits: Option<u8>,
 }
 
 async fn enrol(
@@ -173,27 +144,18 @@ async fn enrol(
     }
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ConfirmBody {
-    /// TOTP: the first code from the app.
-    code: Option<String>,
-    /// WebAuthn: the new credential (`PublicKeyCredential.toJSON()`).
-    credential: Option<Value>,
-}
-
 fn confirmed_response(user: &UserId, confirmed: &Confirmed) -> Response<Full<Bytes>> {
-    let mut body = json!({
-        "id": confirmed.factor.id,
-        "type": confirmed.factor.kind.as_str(),
-        "user": user,
-        "status": "active",
-        "factors": confirmed.user.factors,
-    });
-    if let Some(codes) = &confirmed.recovery_codes {
-        body["recovery_codes"] = json!(codes);
-    }
-    json_response(StatusCode::OK, &body)
+    json_response(
+        StatusCode::OK,
+        &ConfirmedBody {
+            id: &confirmed.factor.id,
+            kind: confirmed.factor.kind.as_str(),
+            user,
+            status: "active",
+            factors: &confirmed.user.factors,
+            recovery_codes: confirmed.recovery_codes.as_deref(),
+        },
+    )
 }
 
 fn parse_credential(value: Value, field: &str) -> Result<CredentialJson, ApiError> {
@@ -252,19 +214,6 @@ async fn confirm(
             "give code (totp) or credential (webauthn)",
         )),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChallengeBody {
-    #[serde(rename = "type")]
-    kind: String,
-    /// TOTP or recovery code.
-    code: Option<String>,
-    /// TOTP: which factor, when the user has several.
-    factor_id: Option<String>,
-    /// WebAuthn: the assertion; without it, the answer opens the ceremony.
-    assertion: Option<Value>,
 }
 
 fn challenge_response(result: &ChallengeResult) -> Response<Full<Bytes>> {

@@ -16,17 +16,17 @@ use std::net::IpAddr;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use ring::rand::SystemRandom;
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
+use super::auth::{credentials, identify, key_rate, AuthFailure, Caller, Grant};
+use super::body::{json_response, media_type, read_bytes, success};
 use super::error::ApiError;
-use super::read_bytes;
 use super::routes::{Matched, Route};
-use crate::account::{key_digest, ApiKeyRecord};
-use crate::audit::Who;
+use super::wire_pins::GraphNumberBody;
+use crate::account::permission::Permission;
 use crate::pin::service::PinError;
 use crate::pin::{PhoneNumberId, Pin, PinRefusal};
 use crate::App;
@@ -35,9 +35,6 @@ use crate::App;
 /// this release, including the `facebook-business` SDK 26.x default); any other version gets
 /// Graph's unknown-version error. Documented in README.md.
 pub const SUPPORTED_VERSIONS: &[&str] = &["v22.0", "v23.0", "v24.0", "v25.0", "v26.0"];
-
-/// The Graph API's answer to a PIN set or a registration, byte for byte.
-const SUCCESS: &[u8] = br#"{"success":true}"#;
 
 /// A Graph error object.
 #[derive(Debug)]
@@ -99,7 +96,7 @@ impl GraphError {
         if let Some(subcode) = self.subcode {
             error["error_subcode"] = json!(subcode);
         }
-        let mut response = super::json_response(self.status, &json!({ "error": error }));
+        let mut response = json_response(self.status, &json!({ "error": error }));
         if let Some(seconds) = self.retry_after_secs {
             response
                 .headers_mut()
@@ -237,12 +234,7 @@ async fn params(app: &App, request: Request<Incoming>) -> Result<Params, GraphEr
                 .collect()
         })
         .unwrap_or_default();
-    let media = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .map(|media| media.trim().to_ascii_lowercase());
+    let media = media_type(&request);
     let body = read_bytes(request, app.settings().server.request_body_limit)
         .await
         .map_err(GraphError::from)?;
@@ -293,12 +285,13 @@ async fn route(
             ),
         ));
     }
-    let header_token = super::handlers::credentials(&request, "Bearer").map(str::to_owned);
+    let header_token = credentials(&request, "Bearer").map(str::to_owned);
     let method = request.method().clone();
     let params = params(app, request).await?;
     let token = header_token.or_else(|| params.get("access_token").map(str::to_owned));
-    let key = authenticate(app, ip, token.as_deref()).await?;
-    let who = Who::key(&key.id, key.role.as_str());
+    let grant = authenticate(app, ip, token.as_deref()).await?;
+    let who = grant.who();
+    let key = grant.key;
     let id = matched
         .second
         .and_then(PhoneNumberId::parse)
@@ -307,12 +300,12 @@ async fn route(
     match (matched.route, method) {
         (Route::GraphPhoneNumber, Method::GET) => {
             let record = pins.number(&key.account, key.role, &id).await?;
-            Ok(super::json_response(
+            Ok(json_response(
                 StatusCode::OK,
-                &json!({
-                    "id": record.id.as_str(),
-                    "display_phone_number": record.e164,
-                }),
+                &GraphNumberBody {
+                    id: record.id.as_str(),
+                    display_phone_number: &record.e164,
+                },
             ))
         }
         (Route::GraphPhoneNumber, _) => {
@@ -351,53 +344,28 @@ fn pin(params: &Params) -> Result<Pin, GraphError> {
     Pin::parse(given).map_err(|refusal| GraphError::from(PinError::BadPin(refusal)))
 }
 
-fn success() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(SUCCESS)));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
 /// The key behind a Graph token, with the same failed-authentication limits as the v1 API.
-async fn authenticate(
-    app: &App,
-    ip: IpAddr,
-    token: Option<&str>,
-) -> Result<ApiKeyRecord, GraphError> {
-    app.limits().failed_auth_limited(ip).map_err(|retry| {
-        app.metrics().rate_limited("failed_auth");
-        GraphError::limited("(#4) Too many failed authentications", retry.seconds())
-    })?;
-    let refuse = || {
-        if let Err(retry) = app.limits().check_failed_auth(ip) {
-            app.metrics().rate_limited("failed_auth");
-            return GraphError::limited("(#4) Too many failed authentications", retry.seconds());
+async fn authenticate(app: &App, ip: IpAddr, token: Option<&str>) -> Result<Grant, GraphError> {
+    let key = match identify(app, ip, token, None).await {
+        Ok(Caller::Key(key)) => key,
+        Ok(Caller::Root) => {
+            return Err(GraphError::from(ApiError::Forbidden(
+                "the root key only manages accounts and their keys",
+            )))
         }
-        GraphError::invalid_token()
+        Err(AuthFailure::Limited(seconds)) => {
+            return Err(GraphError::limited(
+                "(#4) Too many failed authentications",
+                seconds,
+            ))
+        }
+        Err(AuthFailure::Unauthorized) => return Err(GraphError::invalid_token()),
+        Err(AuthFailure::Failed(error)) => return Err(error.into()),
     };
-    let Some(token) = token.filter(|token| !token.is_empty() && token.len() <= 256) else {
-        return Err(refuse());
-    };
-    let digest = key_digest(token);
-    if bool::from(digest.ct_eq(app.root_key_digest())) {
-        return Err(GraphError::from(ApiError::Forbidden(
-            "the root key only manages accounts and their keys",
-        )));
-    }
-    let key = match app.find_key(&digest).await.map_err(ApiError::from)? {
-        Some(key) => key,
-        None => return Err(refuse()),
-    };
-    app.limits().check_key(&key.digest).map_err(|retry| {
-        app.metrics().rate_limited("key");
-        GraphError::limited("(#4) Application request limit reached", retry.seconds())
+    key_rate(app, &key).map_err(|seconds| {
+        GraphError::limited("(#4) Application request limit reached", seconds)
     })?;
-    app.find_account(&key.account)
-        .await
-        .map_err(ApiError::from)?
-        .ok_or(GraphError::from(ApiError::Forbidden(
-            "the key's account no longer exists",
-        )))?;
-    Ok(key)
+    Ok(Caller::Key(key)
+        .require(app, Permission::PhoneNumbers)
+        .await?)
 }

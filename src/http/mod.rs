@@ -4,15 +4,24 @@
 //! turn its answer into JSON. Status codes are chosen in `error.rs`.
 
 mod accounts;
+mod auth;
+mod body;
 pub mod error;
 mod factors;
+mod fields;
 mod graph;
-mod handlers;
+mod keys;
 pub mod openapi;
 mod pins;
+mod router;
 pub mod routes;
 mod twilio;
+mod twilio_error;
+mod verifications;
 mod webhooks;
+pub mod wire;
+pub mod wire_factors;
+pub mod wire_pins;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,14 +30,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use serde::Serialize;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -37,6 +45,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::ServerSettings;
 use crate::limits::{connection_cap, ConnectionLimits, ConnectionSlot};
 use crate::App;
+use body::BodyDeadline;
 use error::ApiError;
 pub use routes::Route;
 
@@ -296,10 +305,6 @@ async fn serve_connection(
     app.metrics().connections_open(slot.release());
 }
 
-/// Read by `read_bytes` and `read_json`: the instant by which the body must have arrived.
-#[derive(Clone, Copy)]
-struct BodyDeadline(tokio::time::Instant);
-
 /// One request: route, limit, authenticate, handle, and count it.
 async fn handle(
     app: &App,
@@ -318,7 +323,7 @@ async fn handle(
     let found = routes::find(uri.path());
     let result = match found.refused {
         Some(reason) if found.route != Route::NotFound => Err(ApiError::invalid(reason)),
-        _ => handlers::dispatch(app, ip, found.matched(), request).await,
+        _ => router::dispatch(app, ip, found.matched(), request).await,
     };
     let mut response = match result {
         Ok(response) => response,
@@ -340,91 +345,4 @@ async fn handle(
         started.elapsed(),
     );
     response
-}
-
-pub(crate) fn json_response<T: Serialize>(status: StatusCode, body: &T) -> Response<Full<Bytes>> {
-    // Room for a verification's body at once (serde_json starts at 128 bytes and regrows).
-    let mut bytes = Vec::with_capacity(512);
-    match serde_json::to_writer(&mut bytes, body) {
-        Ok(()) => {
-            let mut response = Response::new(Full::new(Bytes::from(bytes)));
-            *response.status_mut() = status;
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
-        }
-        Err(error) => {
-            tracing::error!(%error, "response encoding failed");
-            ApiError::Internal.into_response()
-        }
-    }
-}
-
-/// Reads a body of any type up to `limit` bytes.
-pub(crate) async fn read_bytes(
-    request: Request<Incoming>,
-    limit: usize,
-) -> Result<Bytes, ApiError> {
-    let announced = request
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if announced.is_some_and(|length| length > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    collect_body(request, limit).await
-}
-
-/// The body, up to `limit` bytes, by the request's body deadline (set in `handle`; a request
-/// built elsewhere gets the default's ten seconds).
-async fn collect_body(request: Request<Incoming>, limit: usize) -> Result<Bytes, ApiError> {
-    let deadline = request.extensions().get::<BodyDeadline>().map_or_else(
-        || tokio::time::Instant::now() + Duration::from_secs(10),
-        |at| at.0,
-    );
-    let collected =
-        tokio::time::timeout_at(deadline, Limited::new(request.into_body(), limit).collect())
-            .await
-            .map_err(|_| ApiError::BodyTimeout)?;
-    Ok(collected
-        .map_err(|error| {
-            if error
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some()
-            {
-                ApiError::PayloadTooLarge(limit)
-            } else {
-                ApiError::invalid("the body could not be read")
-            }
-        })?
-        .to_bytes())
-}
-
-/// Reads a JSON body: refuses non-JSON content types, bodies over the limit (before reading
-/// them when the length is announced), and anything serde cannot map onto `T`.
-pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
-    request: Request<Incoming>,
-    limit: usize,
-) -> Result<T, ApiError> {
-    let headers = request.headers();
-    let is_json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"));
-    if !is_json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
-    let announced = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<usize>().ok());
-    if announced.is_some_and(|length| length > limit) {
-        return Err(ApiError::PayloadTooLarge(limit));
-    }
-    let body = collect_body(request, limit).await?;
-    serde_json::from_slice(&body)
-        .map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))
 }

@@ -1,13 +1,12 @@
 //! The OpenAPI 3.1 document of the v1 API, served at `GET /openapi.json`.
 //!
-//! Built with utoipa from mirror types declared here rather than from annotations on the
-//! handlers: the handlers stay free of documentation attributes, and the document describes the
-//! wire format (what a client sees), not Rust types. `tests/api/openapi.rs` checks that every
-//! path of the route table (except the Twilio facade, documented by Twilio) is in it, and
-//! `scripts/compat` fuzzes the running server against it with schemathesis. Response bodies
-//! list the fields the server writes; errors are `application/problem+json` under `default`.
-
-#![allow(dead_code)] // The functions below exist only to carry `#[utoipa::path]`.
+//! Built with utoipa from the wire types (`wire*.rs`: the handlers' own request and response
+//! types where they have moved there), under their published names; each operation is an empty
+//! public function below that carries its `#[utoipa::path]`. `tests/api/openapi.rs` checks that
+//! every path of the route table (except the Twilio facade, documented by Twilio) is in it and
+//! that real answers have exactly their schema's properties, and `scripts/compat` fuzzes the
+//! running server against it with schemathesis. Errors are `application/problem+json` under
+//! `default`.
 
 use std::sync::OnceLock;
 
@@ -18,6 +17,32 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
+
+// The wire types, under the names the paths below give them.
+use super::wire::{
+    AccountBody as AccountCreated, CheckBody as CheckVerification,
+    CreateAccountBody as CreateAccount, CreateKeyBody as CreateKey, CreateUserBody as CreateUser,
+    KeyBody as KeyCreated, PatchUserBody as PatchUser, PolicyBody as Policy,
+    PutPolicyBody as PolicyUpdate, StartBody as StartVerification, UserBody as User,
+    VerificationBody as Verification,
+};
+use super::wire::{
+    AuditPageBody as AuditPage, CheckDeviceBody as CheckDevice, DecisionBody as LoginDecision,
+    DeviceCheckedBody as DeviceChecked, DeviceRevokedBody as DeviceRevoked,
+    DeviceTrustedBody as DeviceTrusted, DevicesRevokedBody as DevicesRevoked,
+    LoginBody as LoginRequest, TrustDevice,
+};
+use super::wire_factors::{
+    ChallengeBody as ChallengeRequest, ChallengeOutcome, ConfirmBody as ConfirmFactor,
+    ConfirmedBody as FactorConfirmed, EnrolBody as EnrolFactor, Enrolment,
+    RecoveryCodesBody as RecoveryCodes,
+};
+use super::wire_pins::{
+    AddBody as AddPhoneNumber, EmailBody as AccountEmail, EmailSetBody as AccountEmailSet,
+    GraphErrorBody, GraphNumberBody as GraphNumber, LinkOutcomeBody as LinkOutcome,
+    LinkSentBody as LinkSent, NumberBody as PhoneNumberRecord, PinRequest,
+    ReceiptsAppliedBody as ReceiptsApplied, RegisterRequest, Success,
+};
 
 /// The document as JSON, rendered once.
 pub fn document() -> &'static str {
@@ -100,7 +125,7 @@ impl Modify for BearerAuth {
 
 /// An RFC 9457 problem.
 #[derive(Serialize, ToSchema)]
-struct Problem {
+pub struct Problem {
     /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
     /// method-not-allowed, request-timeout, conflict, payload-too-large, unsupported-media-type,
     /// rate-limited, send-quota-exceeded, max-sends-reached, refused, account-limit-reached,
@@ -109,499 +134,19 @@ struct Problem {
     /// verification-expired, verification-canceled, verification-max-attempts-reached (a check of
     /// a final verification, which counts nothing).
     #[serde(rename = "type")]
-    kind: String,
-    title: String,
-    status: u16,
-    detail: String,
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
     /// The account rule that refused a request (422 `refused`).
-    rule: Option<String>,
+    pub rule: Option<String>,
     /// Users concerned by a refusal (those without a phone).
-    users: Option<Vec<String>>,
+    pub users: Option<Vec<String>>,
     /// The account's bound that was reached (`account-limit-reached`): users, phone_numbers,
     /// factors_per_user, pending_ceremonies, verifications, factor_entries.
-    limit: Option<String>,
+    pub limit: Option<String>,
     /// That bound's value (`account-limit-reached`).
-    max: Option<u64>,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-enum KeyRole {
-    Owner,
-    Admin,
-    Service,
-    Partner,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-enum Channel {
-    Sms,
-    Whatsapp,
-}
-
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-enum VerificationStatus {
-    Pending,
-    Approved,
-    Expired,
-    MaxAttemptsReached,
-    Canceled,
-}
-
-#[derive(Serialize, ToSchema)]
-struct CreateAccount {
-    /// 1 to 100 printable characters.
-    name: String,
-    /// Digits per code, the operator's floor (`verification.min_code_length`, default 6) to 10;
-    /// default `verification.code_length` (6).
-    #[schema(minimum = 4, maximum = 10)]
-    code_length: Option<u8>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct AccountCreated {
-    /// `AC` and 32 hex digits.
-    id: String,
-    name: String,
-    code_length: u8,
-    created_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct CreateKey {
-    role: KeyRole,
-}
-
-#[derive(Serialize, ToSchema)]
-struct KeyCreated {
-    /// `KY…`: the key's public id.
-    id: String,
-    account_id: String,
-    role: KeyRole,
-    /// The key itself (`ogk_…`): shown in this answer only, stored as its SHA-256.
-    key: String,
-    created_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct StartVerification {
-    /// E.164 phone number.
-    to: String,
-    channel: Option<Channel>,
-    /// A language tag such as `en`, `de`, `pt-BR`.
-    locale: Option<String>,
-    /// More digits than the account's `code_length` if wanted, never fewer (400).
-    #[schema(minimum = 4, maximum = 10)]
-    code_length: Option<u8>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct CheckVerification {
-    /// The verification id (`VE…`); give exactly one of `id` and `to`.
-    id: Option<String>,
-    /// The number of a pending verification.
-    to: Option<String>,
-    /// 4 to 10 digits.
-    code: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct SendAttempt {
-    message_id: String,
-    provider: String,
-    /// The message's own entry: accepted, failed (given up), then from receipts queued, sent,
-    /// delivered, undelivered, read. One provider's failed try at the message (one entry per
-    /// provider, its latest error): provider_error (retryable) or refused.
-    status: String,
-    provider_message_id: Option<String>,
-    error: Option<String>,
-    created_at: String,
-    updated_at: String,
-}
-
-/// A verification.
-#[derive(Serialize, ToSchema)]
-struct Verification {
-    /// `VE` and 32 hex digits.
-    id: String,
-    account_id: String,
-    to: String,
-    channel: Channel,
-    status: VerificationStatus,
-    /// On checks only: whether this code was right.
-    valid: Option<bool>,
-    attempts_left: u32,
-    send_count: u32,
-    code_length: u8,
-    created_at: String,
-    expires_at: String,
-    /// On `GET` only: the messages sent for it.
-    send_attempts: Option<Vec<SendAttempt>>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Policy {
-    require_2fa: bool,
-    /// Subset of sms, whatsapp, totp, webauthn.
-    channels: Vec<String>,
-    sms_fallback: bool,
-    /// none, 1d, 7d, 30d.
-    trusted_device: String,
-    /// False until the account sets its own policy.
-    customised: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-struct PolicyUpdate {
-    require_2fa: Option<bool>,
-    channels: Option<Vec<String>>,
-    sms_fallback: Option<bool>,
-    trusted_device: Option<String>,
-    /// The person the key acts for (the key's role is lowered to theirs).
-    acting_user: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct CreateUser {
-    /// 1 to 64 characters; drawn when absent.
-    id: Option<String>,
-    /// owner, admin, member (default member).
-    role: Option<String>,
-    /// E.164; required while SMS is active.
-    phone: Option<String>,
-    /// on, off, account.
-    two_factor: Option<String>,
-    acting_user: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct PatchUser {
-    role: Option<String>,
-    /// E.164, or null to remove it.
-    phone: Option<String>,
-    two_factor: Option<String>,
-    acting_user: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct TwoFactor {
-    enabled: bool,
-    /// on, off, or null when the user follows the account.
-    #[serde(rename = "override")]
-    over: Option<String>,
-    set_by: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Factor {
-    /// webauthn, totp.
-    #[serde(rename = "type")]
-    kind: String,
-    id: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct User {
-    id: String,
-    /// owner, admin, member.
-    role: String,
-    phone: Option<String>,
-    two_factor: TwoFactor,
-    factors: Vec<Factor>,
-    created_at: String,
-    updated_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct TrustDevice {
-    /// An approved verification of this user's phone, used once.
-    verification_id: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct DeviceTrusted {
-    id: String,
-    user: String,
-    /// `ogd_…`: shown once.
-    token: String,
-    created_at: String,
-    expires_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct DevicesRevoked {
-    user: String,
-    revoked: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-struct DeviceRevoked {
-    id: String,
-    user: String,
-    revoked: bool,
-}
-
-#[derive(Serialize, ToSchema)]
-struct CheckDevice {
-    user: String,
-    device_token: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct DeviceChecked {
-    trusted: bool,
-    id: Option<String>,
-    expires_at: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct LoginRequest {
-    user: String,
-    device_token: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Offer {
-    /// webauthn, totp, sms, whatsapp.
-    #[serde(rename = "type")]
-    kind: String,
-    id: Option<String>,
-    /// The masked number a phone channel sends to.
-    to: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct LoginDecision {
-    /// allow, challenge, enroll.
-    decision: String,
-    /// For allow: two_factor_off, trusted_device.
-    reason: Option<String>,
-    /// For challenge: usable factors, strongest first.
-    factors: Option<Vec<Offer>>,
-    fallback: Option<Offer>,
-    /// For enroll: channels to enrol one of.
-    channels: Option<Vec<String>>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct AuditEntry {
-    id: String,
-    at: String,
-    /// `{key_id, role, acting_user?}`.
-    #[schema(value_type = Object)]
-    who: serde_json::Value,
-    action: String,
-    /// What was changed: a user id, `policy`, a key id… (any JSON value).
-    #[schema(value_type = Value)]
-    target: serde_json::Value,
-    #[schema(value_type = Value)]
-    details: serde_json::Value,
-}
-
-#[derive(Serialize, ToSchema)]
-struct AuditPage {
-    entries: Vec<AuditEntry>,
-    next_cursor: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct ReceiptsApplied {
-    received: u64,
-    applied: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-struct AccountEmail {
-    /// Where two-step disable and reset links are e-mailed.
-    email: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct AccountEmailSet {
-    id: String,
-    email: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct AddPhoneNumber {
-    /// E.164.
-    phone_number: String,
-    /// Exactly 6 digits.
-    pin: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct PinRequest {
-    /// Exactly 6 digits.
-    pin: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct RegisterRequest {
-    /// Exactly 6 digits.
-    pin: String,
-    /// Optional; when given, `whatsapp` (as Graph clients send it).
-    messaging_product: Option<String>,
-}
-
-/// Graph's error body: `{"error": {message, type, code, error_subcode, fbtrace_id}}`.
-#[derive(Serialize, ToSchema)]
-struct GraphErrorBody {
-    error: GraphErrorObject,
-}
-
-#[derive(Serialize, ToSchema)]
-struct GraphErrorObject {
-    message: String,
-    r#type: String,
-    code: u32,
-    error_subcode: Option<u32>,
-    fbtrace_id: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct GraphNumber {
-    id: String,
-    display_phone_number: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct Success {
-    success: bool,
-}
-
-/// A phone number under two-step protection.
-#[derive(Serialize, ToSchema)]
-struct PhoneNumberRecord {
-    id: String,
-    phone_number: String,
-    /// enabled, disabled.
-    two_step: String,
-    locked: bool,
-    locked_at: Option<String>,
-    consecutive_failures: u32,
-    next_attempt_at: Option<String>,
-    registered_at: Option<String>,
-    disable_link_expires_at: Option<String>,
-    reset_link_expires_at: Option<String>,
-    created_at: String,
-    updated_at: String,
-}
-
-#[derive(Serialize, ToSchema)]
-struct LinkSent {
-    phone_number_id: String,
-    /// disable, reset.
-    action: String,
-    /// The masked address the link went to.
-    sent_to: String,
-    expires_at: String,
-}
-
-/// What a one-time link did or will do.
-#[derive(Serialize, ToSchema)]
-struct LinkOutcome {
-    phone_number_id: String,
-    /// Masked.
-    phone_number: String,
-    two_step: Option<String>,
-    action: Option<String>,
-    locked: Option<bool>,
-    expires_at: Option<String>,
-    detail: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct EnrolFactor {
-    /// totp, webauthn.
-    #[serde(rename = "type")]
-    kind: String,
-    /// TOTP only: SHA1, SHA256, SHA512.
-    algorithm: Option<String>,
-    /// TOTP only: 6 or 8.
-    digits: Option<u8>,
-}
-
-/// A pending enrolment: for TOTP the secret, `otpauth_uri` and `qr_svg`; for WebAuthn the
-/// creation options in `public_key`.
-#[derive(Serialize, ToSchema)]
-struct Enrolment {
-    id: Option<String>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    user: Option<String>,
-    status: Option<String>,
-    secret: Option<String>,
-    otpauth_uri: Option<String>,
-    qr_svg: Option<String>,
-    algorithm: Option<String>,
-    digits: Option<u8>,
-    period: Option<u32>,
-    #[schema(value_type = Option<Object>)]
-    public_key: Option<serde_json::Value>,
-    expires_at: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct ConfirmFactor {
-    /// TOTP: the first code from the app.
-    code: Option<String>,
-    /// WebAuthn: the new credential (`PublicKeyCredential.toJSON()`).
-    #[schema(value_type = Option<Object>)]
-    credential: Option<serde_json::Value>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct FactorConfirmed {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    user: String,
-    /// active.
-    status: String,
-    factors: Vec<Factor>,
-    /// Shown once, with the user's first factor.
-    recovery_codes: Option<Vec<String>>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct ChallengeRequest {
-    /// totp, webauthn, recovery_code.
-    #[serde(rename = "type")]
-    kind: String,
-    code: Option<String>,
-    factor_id: Option<String>,
-    /// WebAuthn: the assertion; without it, the answer opens the ceremony.
-    #[schema(value_type = Option<Object>)]
-    assertion: Option<serde_json::Value>,
-}
-
-/// A challenge's outcome (`valid`, `reason`, `attempts_left`, `challenge_id` when passed), or
-/// the WebAuthn request options (`public_key`) when no assertion was given.
-#[derive(Serialize, ToSchema)]
-struct ChallengeOutcome {
-    valid: Option<bool>,
-    #[serde(rename = "type")]
-    kind: Option<String>,
-    factor_id: Option<String>,
-    reason: Option<String>,
-    attempts_left: Option<u32>,
-    retry_after_seconds: Option<u64>,
-    recovery_codes_left: Option<u32>,
-    challenge_id: Option<String>,
-    user: Option<String>,
-    #[schema(value_type = Option<Object>)]
-    public_key: Option<serde_json::Value>,
-    expires_at: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-struct RecoveryCodes {
-    user: String,
-    /// Shown once; each works once.
-    recovery_codes: Vec<String>,
+    pub max: Option<u64>,
 }
 
 // ---- operations ----
@@ -610,28 +155,28 @@ struct RecoveryCodes {
     responses(
         (status = 200, description = "The process is up", body = String, content_type = "text/plain"),
         (status = "default", description = "Not alive (503: the store client has answered nothing for `store.client_unhealthy_after_ms` while Redis answers; restart the process)", body = Problem, content_type = "application/problem+json")))]
-fn healthz() {}
+pub fn healthz() {}
 
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses(
         (status = 200, description = "The store answers (and, with Redis, the outbox is readable)", body = String, content_type = "text/plain"),
         (status = "default", description = "Not ready (503: the store is unreachable, a Redis Cluster shard's master has been unreachable for `store.shard_down_grace_ms`, or the outbox has not been readable for longer than dispatch.outbox_unready_after_ms)", body = Problem, content_type = "application/problem+json")))]
-fn readyz() {}
+pub fn readyz() {}
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
     responses((status = 200, description = "Prometheus text exposition", body = String, content_type = "text/plain")))]
-fn metrics() {}
+pub fn metrics() {}
 
 #[utoipa::path(get, path = "/openapi.json", tag = "operations", security(()),
     responses((status = 200, description = "This document", body = Object)))]
-fn openapi_json() {}
+pub fn openapi_json() {}
 
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts",
     request_body = CreateAccount,
     responses(
         (status = 201, description = "Created (root key only)", body = AccountCreated),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn create_account() {}
+pub fn create_account() {}
 
 #[utoipa::path(post, path = "/v1/accounts/{account}/keys", tag = "accounts",
     params(("account" = String, Path, description = "The account id (`AC…`)")),
@@ -639,7 +184,7 @@ fn create_account() {}
     responses(
         (status = 201, description = "Minted (root key or the account's owner)", body = KeyCreated),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn create_key() {}
+pub fn create_key() {}
 
 #[utoipa::path(post, path = "/v1/verifications", tag = "verifications",
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters, scoped to the account and the number `to`: a retry with the same key and number replays the first answer (`Idempotent-Replayed: true`) and sends nothing; the same key for another number starts a new verification")),
@@ -649,7 +194,7 @@ fn create_key() {}
         (status = 200, description = "A resend of the pending verification (same id, fresh code), or an idempotent replay", body = Verification),
         (status = 503, description = "`unavailable`: the store is unreachable and nothing was changed; `outcome-unknown`: the store did not answer in time, the verification may have been created (retry with the same Idempotency-Key)", body = Problem, content_type = "application/problem+json"),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn start_verification() {}
+pub fn start_verification() {}
 
 #[utoipa::path(post, path = "/v1/verifications/check", tag = "verifications",
     params(("Idempotency-Key" = Option<String>, Header, description = "1 to 255 visible ASCII characters, scoped to the account and the verification's number: the first check that counts records its outcome under the key, and a retry with the key answers that outcome again (an approval too, `Idempotent-Replayed: true`) and counts nothing; the key used for a check of another verification is refused (422)")),
@@ -659,48 +204,48 @@ fn start_verification() {}
         (status = 409, description = "The verification was already final; nothing was counted. The type names its status: `verification-already-approved`, `verification-expired`, `verification-canceled`, `verification-max-attempts-reached`", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "`unavailable`: nothing was changed; `outcome-unknown`: the check may have counted (and approved): retry with the same Idempotency-Key", body = Problem, content_type = "application/problem+json"),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn check_verification() {}
+pub fn check_verification() {}
 
 #[utoipa::path(get, path = "/v1/verifications/{id}", tag = "verifications",
     params(("id" = String, Path, description = "The verification id (`VE…`)")),
     responses(
         (status = 200, description = "The verification, with its send attempts", body = Verification),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn get_verification() {}
+pub fn get_verification() {}
 
 #[utoipa::path(post, path = "/v1/verifications/{id}/cancel", tag = "verifications",
     params(("id" = String, Path, description = "The verification id (`VE…`)")),
     responses(
         (status = 200, description = "Canceled", body = Verification),
         (status = "default", description = "A problem (409 if already final)", body = Problem, content_type = "application/problem+json")))]
-fn cancel_verification() {}
+pub fn cancel_verification() {}
 
 #[utoipa::path(get, path = "/v1/policy", tag = "policy",
     responses(
         (status = 200, description = "The account's policy", body = Policy),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn get_policy() {}
+pub fn get_policy() {}
 
 #[utoipa::path(put, path = "/v1/policy", tag = "policy",
     request_body = PolicyUpdate,
     responses(
         (status = 200, description = "The policy after the change (absent fields stay)", body = Policy),
         (status = "default", description = "A problem (422 `refused` names the rule)", body = Problem, content_type = "application/problem+json")))]
-fn put_policy() {}
+pub fn put_policy() {}
 
 #[utoipa::path(post, path = "/v1/users", tag = "users",
     request_body = CreateUser,
     responses(
         (status = 201, description = "Added", body = User),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn create_user() {}
+pub fn create_user() {}
 
 #[utoipa::path(get, path = "/v1/users/{user}", tag = "users",
     params(("user" = String, Path, description = "The user id")),
     responses(
         (status = 200, description = "The user", body = User),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn get_user() {}
+pub fn get_user() {}
 
 #[utoipa::path(patch, path = "/v1/users/{user}", tag = "users",
     params(("user" = String, Path, description = "The user id")),
@@ -708,7 +253,7 @@ fn get_user() {}
     responses(
         (status = 200, description = "The user after the change", body = User),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn patch_user() {}
+pub fn patch_user() {}
 
 #[utoipa::path(delete, path = "/v1/users/{user}/factors/{factor}", tag = "users",
     params(
@@ -718,7 +263,7 @@ fn patch_user() {}
     responses(
         (status = 200, description = "Removed; the user after it", body = User),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn delete_factor() {}
+pub fn delete_factor() {}
 
 #[utoipa::path(post, path = "/v1/users/{user}/trusted-devices", tag = "trusted-devices",
     params(("user" = String, Path, description = "The user id")),
@@ -726,14 +271,14 @@ fn delete_factor() {}
     responses(
         (status = 201, description = "Trusted; the token is shown once", body = DeviceTrusted),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn trust_device() {}
+pub fn trust_device() {}
 
 #[utoipa::path(delete, path = "/v1/users/{user}/trusted-devices", tag = "trusted-devices",
     params(("user" = String, Path, description = "The user id")),
     responses(
         (status = 200, description = "Every device of the user revoked", body = DevicesRevoked),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn revoke_devices() {}
+pub fn revoke_devices() {}
 
 #[utoipa::path(delete, path = "/v1/users/{user}/trusted-devices/{device}", tag = "trusted-devices",
     params(
@@ -742,21 +287,21 @@ fn revoke_devices() {}
     responses(
         (status = 200, description = "Revoked", body = DeviceRevoked),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn revoke_device() {}
+pub fn revoke_device() {}
 
 #[utoipa::path(post, path = "/v1/trusted-devices/check", tag = "trusted-devices",
     request_body = CheckDevice,
     responses(
         (status = 200, description = "Whether the device is trusted now", body = DeviceChecked),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn check_device() {}
+pub fn check_device() {}
 
 #[utoipa::path(post, path = "/v1/logins", tag = "trusted-devices",
     request_body = LoginRequest,
     responses(
         (status = 200, description = "allow, challenge or enroll", body = LoginDecision),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn login() {}
+pub fn login() {}
 
 #[utoipa::path(get, path = "/v1/audit", tag = "audit",
     params(
@@ -765,7 +310,7 @@ fn login() {}
     responses(
         (status = 200, description = "Newest first", body = AuditPage),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn audit() {}
+pub fn audit() {}
 
 #[utoipa::path(post, path = "/v1/receipts/{provider}", tag = "receipts", security(()),
     params(
@@ -775,7 +320,7 @@ fn audit() {}
     responses(
         (status = 200, description = "Receipts read and applied", body = ReceiptsApplied),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn receipt_post() {}
+pub fn receipt_post() {}
 
 #[utoipa::path(get, path = "/v1/receipts/{provider}", tag = "receipts", security(()),
     params(
@@ -786,7 +331,7 @@ fn receipt_post() {}
     responses(
         (status = 200, description = "Meta's subscription check: the challenge echoed", body = String, content_type = "text/plain"),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn receipt_get() {}
+pub fn receipt_get() {}
 
 #[cfg(test)]
 mod tests {
@@ -812,21 +357,21 @@ mod tests {
     responses(
         (status = 200, description = "Set", body = AccountEmailSet),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn set_account_email() {}
+pub fn set_account_email() {}
 
 #[utoipa::path(post, path = "/v1/phone-numbers", tag = "phone-numbers",
     request_body = AddPhoneNumber,
     responses(
         (status = 201, description = "Added, two-step on", body = PhoneNumberRecord),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn add_phone_number() {}
+pub fn add_phone_number() {}
 
 #[utoipa::path(get, path = "/v1/phone-numbers/{id}", tag = "phone-numbers",
     params(("id" = String, Path, description = "The phone-number id")),
     responses(
         (status = 200, description = "The number", body = PhoneNumberRecord),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn get_phone_number() {}
+pub fn get_phone_number() {}
 
 #[utoipa::path(post, path = "/v1/phone-numbers/{id}", tag = "phone-numbers",
     params(("id" = String, Path, description = "The phone-number id")),
@@ -834,7 +379,7 @@ fn get_phone_number() {}
     responses(
         (status = 200, description = "PIN set or changed", body = Success),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn set_pin() {}
+pub fn set_pin() {}
 
 #[utoipa::path(post, path = "/v1/phone-numbers/{id}/register", tag = "phone-numbers",
     params(("id" = String, Path, description = "The phone-number id")),
@@ -842,42 +387,42 @@ fn set_pin() {}
     responses(
         (status = 200, description = "Registered", body = Success),
         (status = "default", description = "A problem (wrong PINs are limited)", body = Problem, content_type = "application/problem+json")))]
-fn register_phone_number() {}
+pub fn register_phone_number() {}
 
 #[utoipa::path(post, path = "/v1/phone-numbers/{id}/two-step/disable-requests", tag = "phone-numbers",
     params(("id" = String, Path, description = "The phone-number id")),
     responses(
         (status = 202, description = "A one-time link was e-mailed (owner/admin only)", body = LinkSent),
         (status = "default", description = "A problem (partners: 403)", body = Problem, content_type = "application/problem+json")))]
-fn disable_requests() {}
+pub fn disable_requests() {}
 
 #[utoipa::path(post, path = "/v1/phone-numbers/{id}/two-step/reset-requests", tag = "phone-numbers",
     params(("id" = String, Path, description = "The phone-number id")),
     responses(
         (status = 202, description = "A one-time link was e-mailed", body = LinkSent),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn reset_requests() {}
+pub fn reset_requests() {}
 
 #[utoipa::path(get, path = "/v1/two-step/confirm", tag = "phone-numbers", security(()),
     params(("token" = String, Query, description = "The e-mailed single-use token")),
     responses(
         (status = 200, description = "Two-step disabled", body = LinkOutcome),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn confirm_link_get() {}
+pub fn confirm_link_get() {}
 
 #[utoipa::path(post, path = "/v1/two-step/confirm", tag = "phone-numbers", security(()),
     params(("token" = String, Query, description = "The e-mailed single-use token")),
     responses(
         (status = 200, description = "Two-step disabled", body = LinkOutcome),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn confirm_link_post() {}
+pub fn confirm_link_post() {}
 
 #[utoipa::path(get, path = "/v1/two-step/reset", tag = "phone-numbers", security(()),
     params(("token" = String, Query, description = "The e-mailed single-use token")),
     responses(
         (status = 200, description = "What the link will do", body = LinkOutcome),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn reset_link_get() {}
+pub fn reset_link_get() {}
 
 #[utoipa::path(post, path = "/v1/two-step/reset", tag = "phone-numbers", security(()),
     params(("token" = String, Query, description = "The e-mailed single-use token")),
@@ -885,7 +430,7 @@ fn reset_link_get() {}
     responses(
         (status = 200, description = "New PIN set, two-step on", body = LinkOutcome),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn reset_link_post() {}
+pub fn reset_link_post() {}
 
 #[utoipa::path(post, path = "/{version}/{phone_number_id}", tag = "phone-numbers",
     params(
@@ -895,7 +440,7 @@ fn reset_link_post() {}
     responses(
         (status = 200, description = "The Graph API's answer", body = Success),
         (status = "default", description = "A Graph error object (100, 190, 10, 133016, 2500)", content((GraphErrorBody = "application/json"), (Problem = "application/problem+json")))))]
-fn graph_set_pin() {}
+pub fn graph_set_pin() {}
 
 #[utoipa::path(get, path = "/{version}/{phone_number_id}", tag = "phone-numbers",
     params(
@@ -904,7 +449,7 @@ fn graph_set_pin() {}
     responses(
         (status = 200, description = "The number's Graph fields", body = GraphNumber),
         (status = "default", description = "A Graph error object", content((GraphErrorBody = "application/json"), (Problem = "application/problem+json")))))]
-fn graph_get_number() {}
+pub fn graph_get_number() {}
 
 #[utoipa::path(post, path = "/{version}/{phone_number_id}/register", tag = "phone-numbers",
     params(
@@ -914,7 +459,7 @@ fn graph_get_number() {}
     responses(
         (status = 200, description = "Registered", body = Success),
         (status = "default", description = "A Graph error object (133005 PIN mismatch, 133016 rate limit)", content((GraphErrorBody = "application/json"), (Problem = "application/problem+json")))))]
-fn graph_register() {}
+pub fn graph_register() {}
 
 // ---- authenticator apps, security keys, recovery codes ----
 
@@ -924,7 +469,7 @@ fn graph_register() {}
     responses(
         (status = 201, description = "Enrolment started (pending until confirmed)", body = Enrolment),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn enrol_factor() {}
+pub fn enrol_factor() {}
 
 #[utoipa::path(post, path = "/v1/users/{user}/factors/{factor}/confirm", tag = "users",
     params(
@@ -934,7 +479,7 @@ fn enrol_factor() {}
     responses(
         (status = 200, description = "The factor is active", body = FactorConfirmed),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn confirm_factor() {}
+pub fn confirm_factor() {}
 
 #[utoipa::path(post, path = "/v1/users/{user}/challenges", tag = "users",
     params(("user" = String, Path, description = "The user id")),
@@ -942,11 +487,11 @@ fn confirm_factor() {}
     responses(
         (status = 200, description = "The outcome, or WebAuthn options to sign", body = ChallengeOutcome),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn challenge() {}
+pub fn challenge() {}
 
 #[utoipa::path(post, path = "/v1/users/{user}/recovery-codes", tag = "users",
     params(("user" = String, Path, description = "The user id")),
     responses(
         (status = 201, description = "A new set of recovery codes (the old set is void)", body = RecoveryCodes),
         (status = "default", description = "A problem", body = Problem, content_type = "application/problem+json")))]
-fn recovery_codes() {}
+pub fn recovery_codes() {}

@@ -10,45 +10,37 @@
 //!   single-use link (owner and admin keys only).
 //! - `GET|POST /v1/two-step/confirm?token=` (disable) and `GET|POST /v1/two-step/reset?token=`
 //!   (`POST {pin}`): the links themselves, unauthenticated: the token is the credential.
-//! - `PUT /v1/accounts/{id}/email` `{email}`: the root key sets where links go.
+//!
+//! `PUT /v1/accounts/{id}/email` (where links go) is the root key's, in `keys.rs`.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Method, Request, Response, StatusCode};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Deserialize;
+
+use super::auth::Grant;
+use super::body::{json_response, read_bytes, read_json, success};
 use super::error::ApiError;
-use super::handlers::Caller;
 use super::routes::{Matched, Route};
-use super::{json_response, read_json};
-use crate::account::{AccountId, ApiKeyRecord};
-use crate::audit::Who;
+use super::wire_pins::{AddBody, LinkOutcomeBody, LinkSentBody, NumberBody};
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
 use crate::pin::service::Registered;
-use crate::pin::store::NumberRecord;
 use crate::pin::{LinkPurpose, PhoneNumberId, Pin};
 use crate::App;
 
-/// The Graph API's answer to a PIN set, byte for byte.
-const SUCCESS: &[u8] = br#"{"success":true}"#;
-
 pub(super) async fn handle(
     app: &App,
-    caller: Caller,
+    grant: Grant,
     matched: Matched<'_>,
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    if matched.route == Route::AccountEmail {
-        return set_account_email(app, caller, matched.param, request).await;
-    }
-    let key = key_of(app, caller).await?;
-    let who = Who::key(&key.id, key.role.as_str());
+    let who = grant.who();
+    let key = grant.key;
     let account = &key.account;
     let pins = app.pins();
     match (matched.route, request.method().clone()) {
@@ -120,12 +112,12 @@ pub(super) async fn handle(
                 .await?;
             Ok(json_response(
                 StatusCode::ACCEPTED,
-                &json!({
-                    "phone_number_id": id.as_str(),
-                    "action": purpose.as_str(),
-                    "sent_to": sent.sent_to,
-                    "expires_at": rfc3339(sent.expires_ms),
-                }),
+                &LinkSentBody {
+                    phone_number_id: id.as_str(),
+                    action: purpose.as_str(),
+                    sent_to: &sent.sent_to,
+                    expires_at: rfc3339(sent.expires_ms),
+                },
             ))
         }
         _ => Err(ApiError::Internal),
@@ -173,11 +165,10 @@ pub(super) async fn link(
                 .map_err(|error| refuse_unknown(error.into()))?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({
-                    "phone_number_id": done.number.as_str(),
-                    "phone_number": done.masked,
-                    "two_step": "disabled",
-                }),
+                &LinkOutcomeBody {
+                    two_step: Some("disabled"),
+                    ..LinkOutcomeBody::of(done.number.as_str(), &done.masked)
+                },
             ))
         }
         (Route::TwoStepReset, Method::GET) => {
@@ -190,13 +181,14 @@ pub(super) async fn link(
             }
             Ok(json_response(
                 StatusCode::OK,
-                &json!({
-                    "phone_number_id": info.number.as_str(),
-                    "phone_number": masked,
-                    "action": "reset",
-                    "expires_at": rfc3339(info.expires_ms),
-                    "detail": "POST {\"pin\":\"<6 digits>\"} to this same URL to set the new PIN",
-                }),
+                &LinkOutcomeBody {
+                    action: Some("reset"),
+                    expires_at: Some(rfc3339(info.expires_ms)),
+                    detail: Some(
+                        "POST {\"pin\":\"<6 digits>\"} to this same URL to set the new PIN",
+                    ),
+                    ..LinkOutcomeBody::of(info.number.as_str(), &masked)
+                },
             ))
         }
         (Route::TwoStepReset, _) => {
@@ -214,31 +206,15 @@ pub(super) async fn link(
                 .map_err(|error| refuse_unknown(error.into()))?;
             Ok(json_response(
                 StatusCode::OK,
-                &json!({
-                    "phone_number_id": done.number.as_str(),
-                    "phone_number": done.masked,
-                    "two_step": "enabled",
-                    "locked": false,
-                }),
+                &LinkOutcomeBody {
+                    two_step: Some("enabled"),
+                    locked: Some(false),
+                    ..LinkOutcomeBody::of(done.number.as_str(), &done.masked)
+                },
             ))
         }
         _ => Err(ApiError::Internal),
     }
-}
-
-async fn key_of(app: &App, caller: Caller) -> Result<ApiKeyRecord, ApiError> {
-    let key = match caller {
-        Caller::Root => {
-            return Err(ApiError::Forbidden(
-                "the root key only manages accounts and their keys; support acts through the otpgate support command",
-            ))
-        }
-        Caller::Key(key) => key,
-    };
-    app.find_account(&key.account)
-        .await?
-        .ok_or(ApiError::Forbidden("the key's account no longer exists"))?;
-    Ok(key)
 }
 
 fn number_param(param: Option<&str>) -> Result<PhoneNumberId, ApiError> {
@@ -252,17 +228,9 @@ fn parse_pin(pin: Option<&str>) -> Result<Pin, ApiError> {
     Pin::parse(pin).map_err(|refusal| crate::pin::service::PinError::BadPin(refusal).into())
 }
 
-fn success() -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(SUCCESS)));
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
-}
-
 /// Link requests take no fields: an empty body, or `{}`.
 async fn empty_or_json_object(request: Request<Incoming>, limit: usize) -> Result<(), ApiError> {
-    let body = super::read_bytes(request, limit).await?;
+    let body = read_bytes(request, limit).await?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
@@ -272,13 +240,6 @@ async fn empty_or_json_object(request: Request<Incoming>, limit: usize) -> Resul
             "this request takes no fields: send no body or {}",
         )),
     }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddBody {
-    phone_number: String,
-    pin: Option<String>,
 }
 
 /// `pin` is optional in the type so that a missing PIN gets the same clear 400 as a bad one.
@@ -294,93 +255,4 @@ struct PinBody {
 struct RegisterBody {
     pin: Option<String>,
     messaging_product: Option<String>,
-}
-
-#[derive(Serialize)]
-struct NumberBody {
-    id: String,
-    phone_number: String,
-    /// `enabled` or `disabled`.
-    two_step: &'static str,
-    /// Locked by consecutive wrong PINs until the owner or an admin sets a new PIN.
-    locked: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    locked_at: Option<String>,
-    consecutive_failures: u32,
-    /// No PIN attempt is taken before this time.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    next_attempt_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    registered_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    disable_link_expires_at: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reset_link_expires_at: Option<String>,
-    created_at: String,
-    updated_at: String,
-}
-
-impl NumberBody {
-    fn new(record: &NumberRecord, limits: &crate::pin::AttemptLimits) -> Self {
-        let time = |ms: u64| (ms > 0).then(|| rfc3339(ms));
-        let locked = record.locked(limits);
-        Self {
-            id: record.id.as_str().to_owned(),
-            phone_number: record.e164.clone(),
-            two_step: if record.two_step {
-                "enabled"
-            } else {
-                "disabled"
-            },
-            locked,
-            locked_at: time(record.locked_ms).filter(|_| locked),
-            consecutive_failures: record.failures,
-            next_attempt_at: time(record.next_attempt_ms).filter(|_| !locked),
-            registered_at: time(record.registered_ms),
-            disable_link_expires_at: time(record.disable_link_expires_ms),
-            reset_link_expires_at: time(record.reset_link_expires_ms),
-            created_at: rfc3339(record.created_ms),
-            updated_at: rfc3339(record.updated_ms),
-        }
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EmailBody {
-    email: String,
-}
-
-/// `PUT /v1/accounts/{id}/email`: the root key (the operator) sets where two-step links go. An
-/// owner key may not: redirecting the links is the first step of taking the protection off.
-async fn set_account_email(
-    app: &App,
-    caller: Caller,
-    param: Option<&str>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    if !matches!(caller, Caller::Root) {
-        return Err(ApiError::Forbidden(
-            "only the root key sets an account's e-mail address",
-        ));
-    }
-    let account = param
-        .and_then(AccountId::parse)
-        .ok_or(ApiError::NotFound("no such account"))?;
-    let body: EmailBody = read_json(request, app.settings().server.request_body_limit).await?;
-    let email = body.email.trim();
-    if !crate::mail::valid_address(email) {
-        return Err(ApiError::invalid(
-            "email must be an address such as owner@example.com",
-        ));
-    }
-    if app.find_account(&account).await?.is_none() {
-        return Err(ApiError::NotFound("no such account"));
-    }
-    app.pins().set_email(&account, email).await?;
-    tracing::info!(account = %account, email = %crate::pin::service::mask_email(email), "account e-mail set");
-    Ok(json_response(
-        StatusCode::OK,
-        &json!({"id": account.as_str(), "email": email}),
-    ))
 }

@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 
 use matchit::Router;
 
+use crate::account::permission::Permission;
+
 /// Every route, named for metrics labels (bounded: one value per variant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Route {
@@ -62,131 +64,99 @@ pub enum Route {
 }
 
 impl Route {
+    /// The route's row of the table.
+    pub fn entry(self) -> &'static Entry {
+        TABLE
+            .iter()
+            .find(|entry| entry.route == self)
+            .unwrap_or(&NOT_FOUND)
+    }
+
+    /// The metrics label.
     pub fn name(self) -> &'static str {
-        match self {
-            Route::Healthz => "healthz",
-            Route::Readyz => "readyz",
-            Route::Metrics => "metrics",
-            Route::CreateAccount => "create_account",
-            Route::CreateKey => "create_key",
-            Route::StartVerification => "start_verification",
-            Route::CheckVerification => "check_verification",
-            Route::GetVerification => "get_verification",
-            Route::CancelVerification => "cancel_verification",
-            Route::Policy => "policy",
-            Route::Users => "users",
-            Route::User => "user",
-            Route::UserFactor => "user_factor",
-            Route::UserDevices => "user_trusted_devices",
-            Route::UserDevice => "user_trusted_device",
-            Route::CheckDevice => "check_trusted_device",
-            Route::Logins => "logins",
-            Route::Audit => "audit",
-            Route::UserFactors => "user_factors",
-            Route::ConfirmFactor => "confirm_factor",
-            Route::Challenges => "challenges",
-            Route::RecoveryCodes => "recovery_codes",
-            Route::Receipt => "receipt",
-            Route::PhoneNumbers => "phone_numbers",
-            Route::PhoneNumber => "phone_number",
-            Route::RegisterPhoneNumber => "register_phone_number",
-            Route::DisableRequests => "two_step_disable_requests",
-            Route::ResetRequests => "two_step_reset_requests",
-            Route::GraphPhoneNumber => "graph_phone_number",
-            Route::GraphRegister => "graph_register",
-            Route::TwoStepConfirm => "two_step_confirm",
-            Route::TwoStepReset => "two_step_reset",
-            Route::AccountEmail => "account_email",
-            Route::OpenApi => "openapi",
-            Route::TwilioServices => "twilio_services",
-            Route::TwilioService => "twilio_service",
-            Route::TwilioVerifications => "twilio_start_verification",
-            Route::TwilioVerification => "twilio_verification",
-            Route::TwilioVerificationCheck => "twilio_check_verification",
-            Route::NotFound => "not_found",
-        }
+        self.entry().name
     }
 
-    /// The one method each route accepts, for 405 and `Allow`.
-    pub fn method(self) -> &'static str {
-        match self {
-            Route::Healthz
-            | Route::Readyz
-            | Route::Metrics
-            | Route::GetVerification
-            | Route::Policy
-            | Route::User
-            | Route::Audit
-            | Route::OpenApi
-            | Route::TwilioService
-            | Route::NotFound => "GET",
-            Route::UserFactor | Route::UserDevice => "DELETE",
-            Route::AccountEmail => "PUT",
-            Route::PhoneNumbers
-            | Route::PhoneNumber
-            | Route::RegisterPhoneNumber
-            | Route::DisableRequests
-            | Route::ResetRequests
-            | Route::GraphPhoneNumber
-            | Route::GraphRegister
-            | Route::TwoStepConfirm
-            | Route::TwoStepReset => "POST",
-            Route::CreateAccount
-            | Route::CreateKey
-            | Route::StartVerification
-            | Route::CheckVerification
-            | Route::CancelVerification
-            | Route::Users
-            | Route::UserDevices
-            | Route::CheckDevice
-            | Route::Logins
-            | Route::UserFactors
-            | Route::ConfirmFactor
-            | Route::Challenges
-            | Route::RecoveryCodes
-            | Route::Receipt
-            | Route::TwilioServices
-            | Route::TwilioVerifications
-            | Route::TwilioVerification
-            | Route::TwilioVerificationCheck => "POST",
-        }
-    }
-
-    /// Every method a route accepts, for 405 and `Allow`.
+    /// Every method the route accepts, for 405 and `Allow` (`GET, POST`).
     pub fn allow(self) -> &'static str {
-        match self {
-            Route::Policy => "GET, PUT",
-            Route::User => "GET, PATCH",
-            Route::UserDevices => "POST, DELETE",
-            Route::Receipt => "GET, POST",
-            Route::PhoneNumber
-            | Route::GraphPhoneNumber
-            | Route::TwoStepConfirm
-            | Route::TwoStepReset => "GET, POST",
-            Route::TwilioServices | Route::TwilioVerification => "GET, POST",
-            other => other.method(),
-        }
+        static ALLOW: OnceLock<Vec<String>> = OnceLock::new();
+        let allow = ALLOW.get_or_init(|| {
+            let methods = |entry: &Entry| -> Vec<&str> {
+                entry.methods.iter().map(|(method, _)| *method).collect()
+            };
+            TABLE
+                .iter()
+                .map(|entry| methods(entry).join(", "))
+                .collect()
+        });
+        TABLE
+            .iter()
+            .position(|entry| entry.route == self)
+            .map_or("GET", |index| allow[index].as_str())
+    }
+
+    /// Who may call the route with `method`; `None` for a method it does not accept.
+    pub fn access(self, method: &str) -> Option<Access> {
+        self.entry()
+            .methods
+            .iter()
+            .find(|(accepted, _)| *accepted == method)
+            .map(|(_, access)| *access)
     }
 
     /// Routes of the Graph API facade: Graph's token forms and error objects (`graph.rs`).
     pub fn is_graph(self) -> bool {
-        matches!(self, Route::GraphPhoneNumber | Route::GraphRegister)
+        self.entry().api() == Some(Access::Graph)
     }
 
     /// Routes of the Twilio Verify v2 facade: they authenticate with HTTP Basic, not Bearer.
     pub fn is_twilio(self) -> bool {
-        matches!(
-            self,
-            Route::TwilioServices
-                | Route::TwilioService
-                | Route::TwilioVerifications
-                | Route::TwilioVerification
-                | Route::TwilioVerificationCheck
-        )
+        self.entry().api() == Some(Access::Twilio)
     }
 
     pub fn accepts(self, method: &str) -> bool {
-        self.allow().split(", ").any(|allowed| allowed == method)
+        self.access(method).is_some()
+    }
+}
+
+/// Who may call a route, and so which code authenticates the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, before any limit: health, readiness, metrics, the OpenAPI document.
+    Open,
+    /// A provider's delivery receipt: checked by the vendor's signature or the receipt token.
+    Receipt,
+    /// An e-mailed link: the single-use token in it is the credential.
+    Link,
+    /// The Graph facade: a token in the header, the query or the body.
+    Graph,
+    /// The Twilio facade: HTTP Basic (account id and key).
+    Twilio,
+    /// The root key, for what only the operator does.
+    Root(Permission),
+    /// The root key or a key of the account in the path (the handler checks which account).
+    RootOrKey(Permission),
+    /// A key whose role the permission table allows.
+    Key(Permission),
+}
+
+/// One row of the route table: a path (matchit syntax: `{param}`, `{second}`), its route, its
+/// metrics name, and each method it accepts with who may call it.
+pub struct Entry {
+    pub path: &'static str,
+    pub route: Route,
+    pub name: &'static str,
+    pub methods: &'static [(&'static str, Access)],
+}
+
+impl Entry {
+    /// The facade or the unauthenticated kind the route belongs to, when all its methods share it.
+    fn api(&self) -> Option<Access> {
+        let (_, first) = self.methods.first()?;
+        self.methods
+            .iter()
+            .all(|(_, access)| access == first)
+            .then_some(*first)
     }
 }
 
@@ -241,94 +211,94 @@ fn decode_segment(raw: &str) -> Result<Cow<'_, str>, &'static str> {
     Ok(decoded)
 }
 
-static TABLE: OnceLock<Vec<(&'static str, Route)>> = OnceLock::new();
+const fn row(
+    path: &'static str,
+    route: Route,
+    name: &'static str,
+    methods: &'static [(&'static str, Access)],
+) -> Entry {
+    Entry {
+        path,
+        route,
+        name,
+        methods,
+    }
+}
 
-/// Every path of the route table with its route (matchit syntax: `{param}`, `{second}`), for the
-/// OpenAPI document's completeness test and for benches.
+use Access::{Graph, Key, Link, Open, Receipt, Root, RootOrKey, Twilio};
+use Permission::{
+    CreateAccounts, ManagePeople, MintKeys, PhoneNumbers, ReadAudit, ReadPolicy, RevokeDevices,
+    RunLogins, SendCodes, SetAccountEmail, UseFactors,
+};
+
+const NOT_FOUND: Entry = row("", Route::NotFound, "not_found", &[]);
+
+/// The routes. Adding one: a `Route` variant, a row here, its arm in `router.rs`, its handler.
+/// Static segments win over parameters (`/v2/Services` over `/{param}/{second}`).
+#[rustfmt::skip]
+pub const TABLE: &[Entry] = &[
+    row("/healthz", Route::Healthz, "healthz", &[("GET", Open)]),
+    row("/readyz", Route::Readyz, "readyz", &[("GET", Open)]),
+    row("/metrics", Route::Metrics, "metrics", &[("GET", Open)]),
+    row("/openapi.json", Route::OpenApi, "openapi", &[("GET", Open)]),
+    row("/v1/accounts", Route::CreateAccount, "create_account", &[("POST", Root(CreateAccounts))]),
+    row("/v1/accounts/{param}/keys", Route::CreateKey, "create_key", &[("POST", RootOrKey(MintKeys))]),
+    row("/v1/accounts/{param}/email", Route::AccountEmail, "account_email", &[("PUT", Root(SetAccountEmail))]),
+    row("/v1/verifications", Route::StartVerification, "start_verification", &[("POST", Key(SendCodes))]),
+    row("/v1/verifications/check", Route::CheckVerification, "check_verification", &[("POST", Key(SendCodes))]),
+    row("/v1/verifications/{param}", Route::GetVerification, "get_verification", &[("GET", Key(SendCodes))]),
+    row("/v1/verifications/{param}/cancel", Route::CancelVerification, "cancel_verification", &[("POST", Key(SendCodes))]),
+    row("/v1/policy", Route::Policy, "policy", &[("GET", Key(ReadPolicy)), ("PUT", Key(ManagePeople))]),
+    row("/v1/users", Route::Users, "users", &[("POST", Key(ManagePeople))]),
+    row("/v1/users/{param}", Route::User, "user", &[("GET", Key(ManagePeople)), ("PATCH", Key(ManagePeople))]),
+    row("/v1/users/{param}/factors/{second}", Route::UserFactor, "user_factor", &[("DELETE", Key(ManagePeople))]),
+    row("/v1/users/{param}/factors", Route::UserFactors, "user_factors", &[("POST", Key(UseFactors))]),
+    row("/v1/users/{param}/factors/{second}/confirm", Route::ConfirmFactor, "confirm_factor", &[("POST", Key(UseFactors))]),
+    row("/v1/users/{param}/challenges", Route::Challenges, "challenges", &[("POST", Key(UseFactors))]),
+    row("/v1/users/{param}/recovery-codes", Route::RecoveryCodes, "recovery_codes", &[("POST", Key(UseFactors))]),
+    row("/v1/users/{param}/trusted-devices", Route::UserDevices, "user_trusted_devices", &[("POST", Key(RunLogins)), ("DELETE", Key(RevokeDevices))]),
+    row("/v1/users/{param}/trusted-devices/{second}", Route::UserDevice, "user_trusted_device", &[("DELETE", Key(RevokeDevices))]),
+    row("/v1/trusted-devices/check", Route::CheckDevice, "check_trusted_device", &[("POST", Key(RunLogins))]),
+    row("/v1/logins", Route::Logins, "logins", &[("POST", Key(RunLogins))]),
+    row("/v1/audit", Route::Audit, "audit", &[("GET", Key(ReadAudit))]),
+    row("/v1/receipts/{param}", Route::Receipt, "receipt", &[("GET", Receipt), ("POST", Receipt)]),
+    row("/v1/phone-numbers", Route::PhoneNumbers, "phone_numbers", &[("POST", Key(PhoneNumbers))]),
+    row("/v1/phone-numbers/{param}", Route::PhoneNumber, "phone_number", &[("GET", Key(PhoneNumbers)), ("POST", Key(PhoneNumbers))]),
+    row("/v1/phone-numbers/{param}/register", Route::RegisterPhoneNumber, "register_phone_number", &[("POST", Key(PhoneNumbers))]),
+    row("/v1/phone-numbers/{param}/two-step/disable-requests", Route::DisableRequests, "two_step_disable_requests", &[("POST", Key(PhoneNumbers))]),
+    row("/v1/phone-numbers/{param}/two-step/reset-requests", Route::ResetRequests, "two_step_reset_requests", &[("POST", Key(PhoneNumbers))]),
+    row("/v1/two-step/confirm", Route::TwoStepConfirm, "two_step_confirm", &[("GET", Link), ("POST", Link)]),
+    row("/v1/two-step/reset", Route::TwoStepReset, "two_step_reset", &[("GET", Link), ("POST", Link)]),
+    // Any other two-segment path: `find` keeps it only when the first segment is a Graph version
+    // (`v24.0`); static routes win over it.
+    row("/{param}/{second}", Route::GraphPhoneNumber, "graph_phone_number", &[("GET", Graph), ("POST", Graph)]),
+    row("/{param}/{second}/register", Route::GraphRegister, "graph_register", &[("POST", Graph)]),
+    row("/v2/Services", Route::TwilioServices, "twilio_services", &[("GET", Twilio), ("POST", Twilio)]),
+    row("/v2/Services/{param}", Route::TwilioService, "twilio_service", &[("GET", Twilio)]),
+    row("/v2/Services/{param}/Verifications", Route::TwilioVerifications, "twilio_start_verification", &[("POST", Twilio)]),
+    row("/v2/Services/{param}/Verifications/{second}", Route::TwilioVerification, "twilio_verification", &[("GET", Twilio), ("POST", Twilio)]),
+    row("/v2/Services/{param}/VerificationCheck", Route::TwilioVerificationCheck, "twilio_check_verification", &[("POST", Twilio)]),
+];
+
+/// Every path of the route table with its route, for the OpenAPI document's completeness test
+/// and for benches.
 pub fn table() -> &'static [(&'static str, Route)] {
-    router();
-    TABLE.get().map(Vec::as_slice).unwrap_or_default()
+    static PATHS: OnceLock<Vec<(&'static str, Route)>> = OnceLock::new();
+    PATHS.get_or_init(|| {
+        TABLE
+            .iter()
+            .map(|entry| (entry.path, entry.route))
+            .collect()
+    })
 }
 
 fn router() -> &'static Router<Route> {
     static ROUTER: OnceLock<Router<Route>> = OnceLock::new();
     ROUTER.get_or_init(|| {
         let mut router = Router::new();
-        let table = [
-            ("/healthz", Route::Healthz),
-            ("/readyz", Route::Readyz),
-            ("/metrics", Route::Metrics),
-            ("/v1/accounts", Route::CreateAccount),
-            ("/v1/accounts/{param}/keys", Route::CreateKey),
-            ("/v1/verifications", Route::StartVerification),
-            ("/v1/verifications/check", Route::CheckVerification),
-            ("/v1/verifications/{param}", Route::GetVerification),
-            (
-                "/v1/verifications/{param}/cancel",
-                Route::CancelVerification,
-            ),
-            ("/v1/policy", Route::Policy),
-            ("/v1/users", Route::Users),
-            ("/v1/users/{param}", Route::User),
-            ("/v1/users/{param}/factors/{second}", Route::UserFactor),
-            ("/v1/users/{param}/factors", Route::UserFactors),
-            (
-                "/v1/users/{param}/factors/{second}/confirm",
-                Route::ConfirmFactor,
-            ),
-            ("/v1/users/{param}/challenges", Route::Challenges),
-            ("/v1/users/{param}/recovery-codes", Route::RecoveryCodes),
-            ("/v1/users/{param}/trusted-devices", Route::UserDevices),
-            (
-                "/v1/users/{param}/trusted-devices/{second}",
-                Route::UserDevice,
-            ),
-            ("/v1/trusted-devices/check", Route::CheckDevice),
-            ("/v1/logins", Route::Logins),
-            ("/v1/audit", Route::Audit),
-            ("/v1/receipts/{param}", Route::Receipt),
-            ("/v1/accounts/{param}/email", Route::AccountEmail),
-            ("/v1/phone-numbers", Route::PhoneNumbers),
-            ("/v1/phone-numbers/{param}", Route::PhoneNumber),
-            (
-                "/v1/phone-numbers/{param}/register",
-                Route::RegisterPhoneNumber,
-            ),
-            (
-                "/v1/phone-numbers/{param}/two-step/disable-requests",
-                Route::DisableRequests,
-            ),
-            (
-                "/v1/phone-numbers/{param}/two-step/reset-requests",
-                Route::ResetRequests,
-            ),
-            ("/v1/two-step/confirm", Route::TwoStepConfirm),
-            ("/v1/two-step/reset", Route::TwoStepReset),
-            // Any other two-segment path: `find` keeps it only when the first segment is a
-            // Graph version (`v24.0`); static routes win over it.
-            ("/{param}/{second}", Route::GraphPhoneNumber),
-            ("/{param}/{second}/register", Route::GraphRegister),
-            ("/openapi.json", Route::OpenApi),
-            // Static prefixes (`/v2/Services`) win over any `/{version}/...` parameter route.
-            ("/v2/Services", Route::TwilioServices),
-            ("/v2/Services/{param}", Route::TwilioService),
-            (
-                "/v2/Services/{param}/Verifications",
-                Route::TwilioVerifications,
-            ),
-            (
-                "/v2/Services/{param}/Verifications/{second}",
-                Route::TwilioVerification,
-            ),
-            (
-                "/v2/Services/{param}/VerificationCheck",
-                Route::TwilioVerificationCheck,
-            ),
-        ];
-        TABLE.get_or_init(|| table.to_vec());
-        for (path, route) in table {
+        for entry in TABLE {
             router
-                .insert(path, route)
+                .insert(entry.path, entry.route)
                 .expect("the route table is a constant without conflicts; the unit tests hold it");
         }
         router
@@ -494,6 +464,21 @@ mod tests {
             assert_eq!(found.refused, Some(REFUSED_PARAMETER), "{path}");
         }
         assert_eq!(find("/v1/users/alice").refused, None);
+    }
+
+    #[test]
+    fn every_route_has_one_row_and_allows_its_methods() {
+        for entry in TABLE {
+            let rows = TABLE.iter().filter(|other| other.route == entry.route);
+            assert_eq!(rows.count(), 1, "{:?}", entry.route);
+            assert!(!entry.methods.is_empty(), "{:?}", entry.route);
+        }
+        assert_eq!(Route::NotFound.name(), "not_found");
+        assert_eq!(Route::Policy.allow(), "GET, PUT");
+        assert_eq!(Route::UserDevices.allow(), "POST, DELETE");
+        assert_eq!(Route::CheckVerification.allow(), "POST");
+        assert_eq!(Route::GetVerification.allow(), "GET");
+        assert!(Route::TwilioVerification.is_twilio() && Route::GraphRegister.is_graph());
     }
 
     #[test]

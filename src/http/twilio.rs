@@ -20,26 +20,27 @@ use std::time::{Duration, UNIX_EPOCH};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER, WWW_AUTHENTICATE};
+use hyper::header::HOST;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::{json, Value};
-use subtle::ConstantTimeEq;
 
+use super::auth::{credentials, identify, key_rate, AuthFailure, Caller};
+use super::body::{json_response, media_type, read_bytes};
 use super::error::ApiError;
-use super::read_bytes;
+use super::fields::{code_length_allowed, AccountName, Locale};
+use super::keys::new_account;
 use super::routes::{Matched, Route};
-use crate::account::{is_sid, key_digest, Account, AccountId, ApiKeyRecord, Role};
+use super::twilio_error::TwilioError;
+use crate::account::permission::Permission;
+use crate::account::{is_sid, Account, AccountId};
 use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use crate::verify::model::{Channel, CheckTarget, Status, Verification, VerificationId};
-use crate::verify::{Code, StartRequest, VerifyError};
+use crate::verify::{Code, StartRequest};
 use crate::App;
 
 /// Prefix of a Twilio Verify Service SID; the rest is the account id's hex digits.
 pub const SERVICE_PREFIX: &str = "VA";
-
-/// Roles that may send and check codes through the facade (the same as on the v1 API).
-const VERIFICATION_ROLES: &[Role] = &[Role::Owner, Role::Service, Role::Partner];
 
 /// The Service SID of an account.
 pub fn service_sid(account: &AccountId) -> String {
@@ -53,146 +54,6 @@ pub fn service_account(sid: &str) -> Option<AccountId> {
     } else {
         None
     }
-}
-
-/// A Twilio error: `{code, message, more_info, status}`.
-#[derive(Debug)]
-struct TwilioError {
-    status: StatusCode,
-    code: u32,
-    message: String,
-    retry_after_secs: Option<u64>,
-}
-
-impl TwilioError {
-    fn new(status: StatusCode, code: u32, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-        }
-    }
-
-    /// 60200: Twilio names the parameter in back-quotes.
-    fn invalid(parameter: &str, detail: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_REQUEST,
-            60200,
-            format!("Invalid parameter `{parameter}`: {detail}"),
-        )
-    }
-
-    fn not_found(path: &str) -> Self {
-        Self::new(
-            StatusCode::NOT_FOUND,
-            20404,
-            format!("The requested resource {path} was not found"),
-        )
-    }
-
-    fn unauthorized() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, 20003, "Authenticate")
-    }
-
-    fn forbidden(message: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, 20403, message)
-    }
-
-    fn limited(code: u32, message: &str, retry_after_secs: u64) -> Self {
-        Self {
-            retry_after_secs: Some(retry_after_secs),
-            ..Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
-        }
-    }
-
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let body = json!({
-            "code": self.code,
-            "message": self.message,
-            "more_info": format!("https://www.twilio.com/docs/errors/{}", self.code),
-            "status": self.status.as_u16(),
-        });
-        let mut response = json(self.status, &body);
-        let headers = response.headers_mut();
-        if self.status == StatusCode::UNAUTHORIZED {
-            headers.insert(
-                WWW_AUTHENTICATE,
-                HeaderValue::from_static("Basic realm=\"otpgate\""),
-            );
-        }
-        if let Some(seconds) = self.retry_after_secs {
-            headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
-    }
-}
-
-/// Failures shared with the v1 API (store down, body too large, a bug) keep their HTTP status and
-/// take Twilio's generic code for it (20000 + status).
-impl From<ApiError> for TwilioError {
-    fn from(error: ApiError) -> Self {
-        let status = error.status();
-        let message = match &error {
-            ApiError::InvalidRequest(detail) => detail.clone(),
-            ApiError::PayloadTooLarge(limit) => {
-                format!("the body must be at most {limit} bytes")
-            }
-            ApiError::Unavailable(detail) => (*detail).to_owned(),
-            ApiError::OutcomeUnknown => "Service unavailable: the outcome of this request is unknown (the store did not answer in time); it may or may not have taken effect".to_owned(),
-            _ => status.canonical_reason().unwrap_or("Error").to_owned(),
-        };
-        let retry_after_secs = match &error {
-            ApiError::Limited {
-                retry_after_secs, ..
-            } => Some(*retry_after_secs),
-            ApiError::Unavailable(_) | ApiError::OutcomeUnknown => Some(1),
-            _ => None,
-        };
-        Self {
-            status,
-            code: 20_000 + u32::from(status.as_u16()),
-            message,
-            retry_after_secs,
-        }
-    }
-}
-
-impl From<VerifyError> for TwilioError {
-    fn from(error: VerifyError) -> Self {
-        match error {
-            VerifyError::MaxSendsReached(_) => {
-                Self::limited(60203, "Max send attempts reached", 60)
-            }
-            VerifyError::SendQuotaExceeded { retry_after_ms } => Self::limited(
-                20429,
-                "Too many requests: too many codes were sent to this number",
-                retry_after_ms.div_ceil(1000).max(1),
-            ),
-            // Twilio answers 60202 once the attempts are used up, and forgets a verification
-            // once it is otherwise final: every later call is a 404.
-            VerifyError::AlreadyFinal(verification)
-                if verification.status == Status::MaxAttemptsReached =>
-            {
-                Self::limited(60202, "Max check attempts reached", 60)
-            }
-            VerifyError::NotFound | VerifyError::NotPending(_) | VerifyError::AlreadyFinal(_) => {
-                Self::not_found("verification")
-            }
-            VerifyError::CodeTooShort { floor } => Self::invalid(
-                "CodeLength",
-                &format!("must be at least {floor}, the service's code length"),
-            ),
-            other => ApiError::from(other).into(),
-        }
-    }
-}
-
-/// Who called, from the Basic credentials.
-enum Caller {
-    /// Root key as password: creates and reads services, nothing else.
-    Root,
-    Key(ApiKeyRecord),
 }
 
 /// One facade request. Method and route were checked by the dispatcher; the flood limit per
@@ -226,21 +87,21 @@ async fn route(
         }
         (Route::TwilioServices, _) => list_services(app, caller, &base).await,
         (Route::TwilioService, _) => {
-            let account = service(app, &caller, sid, None).await?;
+            let account = service(app, &caller, sid, Permission::ReadServices).await?;
             Ok(json(StatusCode::OK, &service_json(&account, &base)))
         }
         (Route::TwilioVerifications, _) => {
-            let account = service(app, &caller, sid, Some(VERIFICATION_ROLES)).await?;
+            let account = service(app, &caller, sid, Permission::SendCodes).await?;
             let form = read_form(app, request).await?;
             start(app, &account, &form, &base).await
         }
         (Route::TwilioVerificationCheck, _) => {
-            let account = service(app, &caller, sid, Some(VERIFICATION_ROLES)).await?;
+            let account = service(app, &caller, sid, Permission::SendCodes).await?;
             let form = read_form(app, request).await?;
             check(app, &account, &form, &base).await
         }
         (Route::TwilioVerification, method) => {
-            let account = service(app, &caller, sid, Some(VERIFICATION_ROLES)).await?;
+            let account = service(app, &caller, sid, Permission::SendCodes).await?;
             let id = matched
                 .second
                 .and_then(VerificationId::parse)
@@ -267,69 +128,53 @@ async fn authenticate(
     ip: IpAddr,
     request: &Request<Incoming>,
 ) -> Result<Caller, TwilioError> {
-    let refuse = || {
-        if let Err(retry) = app.limits().check_failed_auth(ip) {
-            app.metrics().rate_limited("failed_auth");
-            return TwilioError::limited(20429, "Too many requests", retry.seconds());
-        }
-        TwilioError::unauthorized()
-    };
-    // A limited address is answered before its key is looked up (no store read per miss).
-    app.limits().failed_auth_limited(ip).map_err(|retry| {
-        app.metrics().rate_limited("failed_auth");
-        TwilioError::limited(20429, "Too many requests", retry.seconds())
-    })?;
-    let credentials = super::handlers::credentials(request, "Basic")
+    let credentials = credentials(request, "Basic")
         .and_then(|encoded| data_encoding::BASE64.decode(encoded.as_bytes()).ok())
         .and_then(|decoded| String::from_utf8(decoded).ok());
-    let Some(credentials) = credentials else {
-        return Err(refuse());
-    };
-    let Some((user, password)) = credentials.split_once(':') else {
-        return Err(refuse());
-    };
-    if password.is_empty() || password.len() > 256 {
-        return Err(refuse());
+    let (user, password) = credentials
+        .as_deref()
+        .and_then(|both| both.split_once(':'))
+        .map_or((None, None), |(user, password)| {
+            (Some(user), Some(password))
+        });
+    let caller = identify(app, ip, password, user)
+        .await
+        .map_err(|failure| match failure {
+            AuthFailure::Limited(seconds) => {
+                TwilioError::limited(20429, "Too many requests", seconds)
+            }
+            AuthFailure::Unauthorized => TwilioError::unauthorized(),
+            AuthFailure::Failed(error) => error.into(),
+        })?;
+    if let Caller::Key(key) = &caller {
+        key_rate(app, key)
+            .map_err(|seconds| TwilioError::limited(20429, "Too many requests", seconds))?;
     }
-    let digest = key_digest(password);
-    if bool::from(digest.ct_eq(app.root_key_digest())) {
-        return Ok(Caller::Root);
-    }
-    let key = match app.find_key(&digest).await.map_err(ApiError::from)? {
-        Some(key) if key.account.as_str() == user => key,
-        _ => return Err(refuse()),
-    };
-    app.limits().check_key(&key.digest).map_err(|retry| {
-        app.metrics().rate_limited("key");
-        TwilioError::limited(20429, "Too many requests", retry.seconds())
-    })?;
-    Ok(Caller::Key(key))
+    Ok(caller)
 }
 
-/// The account of a Service SID the caller may use. Another account's service is a 404, so that
-/// services cannot be probed; `roles` is `None` for reads any key of the account (or root) may do.
+/// The account of a Service SID the caller may use for `permission`. Another account's service
+/// is a 404, so that services cannot be probed.
 async fn service(
     app: &App,
     caller: &Caller,
     sid: &str,
-    roles: Option<&[Role]>,
+    permission: Permission,
 ) -> Result<Account, TwilioError> {
     let not_found = || TwilioError::not_found(&format!("/v2/Services/{sid}"));
     let account_id = service_account(sid).ok_or_else(not_found)?;
-    match (caller, roles) {
-        (Caller::Root, None) => {}
-        (Caller::Root, Some(_)) => {
+    match caller {
+        Caller::Root if permission.allows_root() => {}
+        Caller::Root => {
             return Err(TwilioError::forbidden(
                 "the root key only manages services; use a key of the service's account",
             ))
         }
-        (Caller::Key(key), _) if key.account != account_id => return Err(not_found()),
-        (Caller::Key(key), Some(roles)) if !roles.contains(&key.role) => {
-            return Err(TwilioError::forbidden(
-                "only owner, service and partner keys may send and check codes",
-            ))
+        Caller::Key(key) if key.account != account_id => return Err(not_found()),
+        Caller::Key(key) if !permission.allows(key.role) => {
+            return Err(TwilioError::forbidden(permission.refusal()))
         }
-        (Caller::Key(_), _) => {}
+        Caller::Key(_) => {}
     }
     app.find_account(&account_id)
         .await
@@ -350,12 +195,7 @@ impl Form {
 }
 
 async fn read_form(app: &App, request: Request<Incoming>) -> Result<Form, TwilioError> {
-    let content_type = request
-        .headers()
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split(';').next())
-        .map(|media| media.trim().to_ascii_lowercase());
+    let content_type = media_type(&request);
     let body = read_bytes(request, app.settings().server.request_body_limit).await?;
     match content_type.as_deref() {
         Some("application/x-www-form-urlencoded") => {}
@@ -406,7 +246,7 @@ fn twilio_date(epoch_ms: u64) -> String {
 }
 
 fn json(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
-    super::json_response(status, body)
+    json_response(status, body)
 }
 
 /// `CodeLength`, when given: `floor` to 10 digits (the operator's floor for a new service; the
@@ -418,7 +258,7 @@ fn code_length(form: &Form, name: &str, floor: u8) -> Result<Option<u8>, TwilioE
     value
         .parse::<u8>()
         .ok()
-        .filter(|length| (floor..=MAX_CODE_LENGTH).contains(length))
+        .filter(|length| code_length_allowed(*length, floor))
         .map(Some)
         .ok_or_else(|| {
             TwilioError::invalid(
@@ -434,31 +274,19 @@ async fn create_service(
     form: &Form,
     base: &str,
 ) -> Result<Response<Full<Bytes>>, TwilioError> {
-    if !matches!(caller, Caller::Root) {
+    if caller.require_root(Permission::CreateAccounts).is_err() {
         return Err(TwilioError::forbidden(
             "services are created with the root key as password",
         ));
     }
     let name = form
         .get("FriendlyName")
-        .map(str::trim)
-        .filter(|name| {
-            !name.is_empty() && name.chars().count() <= 100 && !name.chars().any(char::is_control)
-        })
-        .ok_or_else(|| TwilioError::invalid("FriendlyName", "1 to 100 printable characters"))?;
+        .and_then(AccountName::parse)
+        .ok_or_else(|| TwilioError::invalid("FriendlyName", AccountName::RULE))?;
     let settings = app.verifier().settings();
     let code_length =
         code_length(form, "CodeLength", settings.min_code_length)?.unwrap_or(settings.code_length);
-    let account = Account {
-        id: AccountId::random(app.rng()).map_err(|_| ApiError::Internal)?,
-        name: name.to_owned(),
-        created_ms: app.clock().now_ms(),
-        code_length,
-    };
-    app.store()
-        .insert_account(&account)
-        .await
-        .map_err(ApiError::from)?;
+    let account = new_account(app, name, code_length).await?;
     tracing::info!(account = %account.id, "account created through the Twilio facade");
     Ok(json(StatusCode::CREATED, &service_json(&account, base)))
 }
@@ -624,17 +452,6 @@ fn parse_to(form: &Form) -> Result<PhoneNumber, TwilioError> {
     PhoneNumber::parse(to).map_err(|error| TwilioError::invalid("To", &error.to_string()))
 }
 
-/// A locale such as `en`, `de` or `pt-BR`.
-fn valid_locale(locale: &str) -> bool {
-    let mut parts = locale.split('-');
-    let language = parts.next().unwrap_or_default();
-    (2..=3).contains(&language.len())
-        && language.bytes().all(|b| b.is_ascii_lowercase())
-        && parts.all(|part| {
-            (2..=8).contains(&part.len()) && part.bytes().all(|b| b.is_ascii_alphanumeric())
-        })
-}
-
 async fn start(
     app: &App,
     account: &Account,
@@ -649,13 +466,13 @@ async fn start(
     };
     let locale = match form.get("Locale") {
         None => None,
-        Some(locale) if valid_locale(locale) => Some(locale.to_owned()),
-        Some(_) => {
-            return Err(TwilioError::invalid(
-                "Locale",
-                "a language tag such as en, de or pt-BR",
-            ))
-        }
+        Some(locale) => Some(
+            Locale::parse(locale)
+                .ok_or_else(|| {
+                    TwilioError::invalid("Locale", "a language tag such as en, de or pt-BR")
+                })?
+                .into_string(),
+        ),
     };
     if form.get("CustomCode").is_some() {
         return Err(TwilioError::invalid(

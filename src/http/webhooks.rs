@@ -10,8 +10,9 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, Response, StatusCode};
 use subtle::ConstantTimeEq;
 
+use super::body::{json_response, read_bytes};
 use super::error::ApiError;
-use super::{json_response, read_bytes};
+use super::wire_pins::ReceiptsAppliedBody;
 use crate::dispatch::providers::{AdapterKind, ProviderSettings};
 use crate::dispatch::receipts::{self, parse_form, Receipt};
 use crate::App;
@@ -95,7 +96,10 @@ pub(super) async fn receipt(
     let applied = apply(app, &provider, &receipts).await?;
     Ok(json_response(
         StatusCode::OK,
-        &serde_json::json!({ "received": receipts.len(), "applied": applied }),
+        &ReceiptsAppliedBody {
+            received: receipts.len(),
+            applied,
+        },
     ))
 }
 

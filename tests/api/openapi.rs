@@ -1,6 +1,9 @@
 //! `GET /openapi.json`: an OpenAPI 3.1 document that covers the whole route table.
 
+use std::collections::BTreeSet;
+
 use otpgate::http::routes;
+use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, Backend};
 
@@ -78,6 +81,104 @@ async fn openapi_json_documents_every_method_of_every_route_but_the_twilio_facad
         .unwrap()
         .iter()
         .any(|parameter| parameter["name"] == "Idempotency-Key"));
+    app.stop().await;
+}
+
+/// The properties the document's schema `name` lists, and those it requires.
+fn schema_properties(document: &Value, name: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let schema = &document["components"]["schemas"][name];
+    let listed = schema["properties"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{name} has properties"))
+        .keys()
+        .cloned()
+        .collect();
+    let required = schema["required"]
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .map(|name| name.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    (listed, required)
+}
+
+/// A real answer has every property its schema requires, nothing the schema does not list, and
+/// exactly the listed ones but `absent`.
+fn assert_matches_schema(document: &Value, name: &str, body: &Value, absent: &[&str]) {
+    let (listed, required) = schema_properties(document, name);
+    let given: BTreeSet<String> = body
+        .as_object()
+        .unwrap_or_else(|| panic!("{name}: {body}"))
+        .keys()
+        .cloned()
+        .collect();
+    assert!(
+        given.is_subset(&listed),
+        "{name}: {given:?} not within {listed:?}"
+    );
+    assert!(
+        required.is_subset(&given),
+        "{name}: {required:?} not all in {given:?}"
+    );
+    let expected: BTreeSet<String> = listed
+        .iter()
+        .filter(|property| !absent.contains(&property.as_str()))
+        .cloned()
+        .collect();
+    assert_eq!(given, expected, "{name}");
+}
+
+#[tokio::test]
+async fn answers_of_verifications_policy_and_users_have_exactly_their_schemas_properties() {
+    let app = spawn_app(Backend::Memory).await;
+    let document = app
+        .request(reqwest::Method::GET, "/openapi.json", None, None)
+        .await
+        .body;
+
+    let sent = app.send("+4915112345678").await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    assert_matches_schema(
+        &document,
+        "Verification",
+        &sent.body,
+        &["valid", "send_attempts"],
+    );
+    app.wait_for_messages(1).await;
+    let read = app
+        .get(&format!("/v1/verifications/{}", sent.str("id")))
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_matches_schema(&document, "Verification", &read.body, &["valid"]);
+    let checked = app.check_id(sent.str("id"), "000000").await;
+    assert_matches_schema(&document, "Verification", &checked.body, &["send_attempts"]);
+
+    let (_, owner) = app.create_account_with_key("owner").await;
+    let policy = app
+        .request(reqwest::Method::GET, "/v1/policy", Some(&owner), None)
+        .await;
+    assert_eq!(policy.status, 200, "{}", policy.body);
+    assert_matches_schema(&document, "Policy", &policy.body, &[]);
+
+    let user = app
+        .request(
+            reqwest::Method::POST,
+            "/v1/users",
+            Some(&owner),
+            Some(json!({"id": "ada", "phone": "+4915112345679"})),
+        )
+        .await;
+    assert_eq!(user.status, 201, "{}", user.body);
+    assert_matches_schema(&document, "User", &user.body, &[]);
+    assert_matches_schema(&document, "TwoFactor", &user.body["two_factor"], &[]);
+    let read = app
+        .request(reqwest::Method::GET, "/v1/users/ada", Some(&owner), None)
+        .await;
+    assert_eq!(read.status, 200, "{}", read.body);
+    assert_matches_schema(&document, "User", &read.body, &[]);
     app.stop().await;
 }
 

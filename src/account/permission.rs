@@ -1,0 +1,224 @@
+//! Which key may do what: the one table of roles × actions. The v1 handlers, the Twilio and Graph
+//! facades ask it through `http::auth`; nothing else lists roles for an action.
+//!
+//! The root key is not a role (it lives in config): a row says whether root may act, and what a
+//! refused root or a refused role is told.
+
+use crate::account::Role;
+
+/// An action a caller may be allowed to take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Create accounts (`POST /v1/accounts`, `POST /v2/Services`).
+    CreateAccounts,
+    /// Mint keys of an account: root, or an owner key of that same account.
+    MintKeys,
+    /// Set where an account's two-step links are e-mailed: redirecting them is the first step of
+    /// taking the protection off, so only the operator may.
+    SetAccountEmail,
+    /// Send, check, read and cancel one-time codes.
+    SendCodes,
+    /// Read the account's 2FA policy.
+    ReadPolicy,
+    /// Change the policy; add, read, change people and remove their factors.
+    ManagePeople,
+    /// Trust devices, check them, ask for login decisions.
+    RunLogins,
+    /// Revoke trusted devices (any key may take trust away).
+    RevokeDevices,
+    /// Read the audit trail.
+    ReadAudit,
+    /// Enrol factors, confirm them, run challenges, regenerate recovery codes.
+    UseFactors,
+    /// Phone numbers and their PINs: any key of the account reaches the service, which decides
+    /// per operation (`pin::service`'s MANAGE and OWNERS sets).
+    PhoneNumbers,
+    /// Read a Twilio Service: root, or any key of its account.
+    ReadServices,
+}
+
+/// One row: the roles allowed, whether root is, and what a refused caller is told.
+struct Row {
+    permission: Permission,
+    roles: &'static [Role],
+    root: bool,
+    /// Said to a key whose role is not in `roles`.
+    refusal: &'static str,
+    /// Said to the root key when `root` is false.
+    root_refusal: &'static str,
+}
+
+const ALL: &[Role] = &[Role::Owner, Role::Admin, Role::Service, Role::Partner];
+const ROOT_ONLY_MANAGES: &str = "the root key only manages accounts and their keys";
+
+/// The table. Owners and admins manage people and policy; login services (service keys) send
+/// codes, run logins and factors; partners act for a client in both (the account rules refuse
+/// them any weakening by name); admins do not run logins.
+const TABLE: &[Row] = &[
+    Row {
+        permission: Permission::CreateAccounts,
+        roles: &[],
+        root: true,
+        refusal: "only the root key creates accounts",
+        root_refusal: "",
+    },
+    Row {
+        permission: Permission::MintKeys,
+        roles: &[Role::Owner],
+        root: true,
+        refusal: "only the root key or the account's owner mints keys",
+        root_refusal: "",
+    },
+    Row {
+        permission: Permission::SetAccountEmail,
+        roles: &[],
+        root: true,
+        refusal: "only the root key sets an account's e-mail address",
+        root_refusal: "",
+    },
+    Row {
+        permission: Permission::SendCodes,
+        roles: &[Role::Owner, Role::Service, Role::Partner],
+        root: false,
+        refusal: "only owner, service and partner keys may send and check codes",
+        root_refusal: ROOT_ONLY_MANAGES,
+    },
+    Row {
+        permission: Permission::ReadPolicy,
+        roles: ALL,
+        root: false,
+        refusal: "only owner, admin and partner keys manage policy and users",
+        root_refusal: ROOT_ONLY_MANAGES,
+    },
+    Row {
+        permission: Permission::ManagePeople,
+        roles: &[Role::Owner, Role::Admin, Role::Partner],
+        root: false,
+        refusal: "only owner, admin and partner keys manage policy and users",
+        root_refusal: ROOT_ONLY_MANAGES,
+    },
+    Row {
+        permission: Permission::RunLogins,
+        roles: &[Role::Owner, Role::Service, Role::Partner],
+        root: false,
+        refusal: "only owner, service and partner keys trust devices, check them and ask for login decisions",
+        root_refusal: ROOT_ONLY_MANAGES,
+    },
+    Row {
+        permission: Permission::RevokeDevices,
+        roles: ALL,
+        root: false,
+        refusal: "only owner, service and partner keys trust devices, check them and ask for login decisions",
+        root_refusal: ROOT_ONLY_MANAGES,
+    },
+    Row {
+        permission: Permission::ReadAudit,
+        roles: &[Role::Owner, Role::Admin, Role::Partner],
+        root: false,
+        refusal: "only owner, admin and partner keys read the audit trail",
+        root_refusal: ROOT_ONLY_MANAGES,
+    },
+    Row {
+        permission: Permission::UseFactors,
+        roles: &[Role::Owner, Role::Service, Role::Partner],
+        root: false,
+        refusal: "only owner, service and partner keys enrol factors and run challenges",
+        root_refusal: ROOT_ONLY_MANAGES,
+    },
+    Row {
+        permission: Permission::PhoneNumbers,
+        roles: ALL,
+        root: false,
+        refusal: "",
+        root_refusal: "the root key only manages accounts and their keys; support acts through the otpgate support command",
+    },
+    Row {
+        permission: Permission::ReadServices,
+        roles: ALL,
+        root: true,
+        refusal: "",
+        root_refusal: "",
+    },
+];
+
+impl Permission {
+    fn row(self) -> &'static Row {
+        // Every variant has its row: `every_permission_has_one_row` holds it.
+        TABLE
+            .iter()
+            .find(|row| row.permission == self)
+            .unwrap_or(&TABLE[0])
+    }
+
+    /// Whether a key of `role` may take this action (within its own account).
+    pub fn allows(self, role: Role) -> bool {
+        self.row().roles.contains(&role)
+    }
+
+    /// Whether the root key may take this action.
+    pub fn allows_root(self) -> bool {
+        self.row().root
+    }
+
+    /// What a key whose role may not take this action is told.
+    pub fn refusal(self) -> &'static str {
+        self.row().refusal
+    }
+
+    /// What the root key is told when it may not take this action.
+    pub fn root_refusal(self) -> &'static str {
+        self.row().root_refusal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EVERY: [Permission; 12] = [
+        Permission::CreateAccounts,
+        Permission::MintKeys,
+        Permission::SetAccountEmail,
+        Permission::SendCodes,
+        Permission::ReadPolicy,
+        Permission::ManagePeople,
+        Permission::RunLogins,
+        Permission::RevokeDevices,
+        Permission::ReadAudit,
+        Permission::UseFactors,
+        Permission::PhoneNumbers,
+        Permission::ReadServices,
+    ];
+
+    #[test]
+    fn every_permission_has_one_row() {
+        for permission in EVERY {
+            let rows = TABLE.iter().filter(|row| row.permission == permission);
+            assert_eq!(rows.count(), 1, "{permission:?}");
+        }
+        assert_eq!(TABLE.len(), EVERY.len());
+    }
+
+    #[test]
+    fn a_refused_caller_is_always_told_why() {
+        for permission in EVERY {
+            if permission.row().roles.len() < ALL.len() {
+                assert!(!permission.refusal().is_empty(), "{permission:?}");
+            }
+            if !permission.allows_root() {
+                assert!(!permission.root_refusal().is_empty(), "{permission:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn admins_manage_people_but_do_not_run_logins_and_services_the_reverse() {
+        assert!(Permission::ManagePeople.allows(Role::Admin));
+        assert!(!Permission::RunLogins.allows(Role::Admin));
+        assert!(!Permission::SendCodes.allows(Role::Admin));
+        assert!(Permission::RunLogins.allows(Role::Service));
+        assert!(!Permission::ManagePeople.allows(Role::Service));
+        assert!(!Permission::ReadAudit.allows(Role::Service));
+        assert!(Permission::MintKeys.allows_root() && !Permission::SendCodes.allows_root());
+    }
+}

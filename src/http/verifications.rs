@@ -1,0 +1,164 @@
+//! Handlers of the v1 verifications: send a code, check it, read and cancel a verification.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode};
+
+use super::auth::Grant;
+use super::body::{json_response, read_json};
+use super::error::ApiError;
+use super::fields::{check_code_length, Locale};
+use super::wire::{AttemptBody, CheckBody, StartBody, VerificationBody};
+use crate::phone::PhoneNumber;
+use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
+use crate::verify::model::{Channel, CheckTarget, VerificationId};
+use crate::verify::{Code, StartRequest, Started};
+use crate::App;
+
+fn parse_phone(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("{field} {error}")))
+}
+
+/// `POST /v1/verifications`: sends a code (or resends, or replays an idempotent send).
+pub(super) async fn start(
+    app: &App,
+    Grant { account, .. }: Grant,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let idempotency_key = idempotency_key(&request)?;
+    let body: StartBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let to = parse_phone(&body.to, "to")?;
+    let channel = match body.channel.as_deref() {
+        None => Channel::Sms,
+        Some(name) => Channel::parse(name)
+            .ok_or_else(|| ApiError::invalid("channel must be one of sms, whatsapp"))?,
+    };
+    let locale = body
+        .locale
+        .as_deref()
+        .map(|locale| {
+            Locale::parse(locale).ok_or_else(|| {
+                ApiError::invalid("locale must be a language tag such as en, de or pt-BR")
+            })
+        })
+        .transpose()?;
+    if let Some(length) = body.code_length {
+        // The account's own floor is the verifier's to hold; this is the API's range.
+        check_code_length(length, MIN_CODE_LENGTH)?;
+    }
+    let started = app
+        .verifier()
+        .start(
+            &account,
+            StartRequest {
+                to,
+                channel,
+                code_length: body.code_length,
+                idempotency_key,
+                locale: locale.map(Locale::into_string),
+            },
+        )
+        .await?;
+    let (status, replayed, verification) = match &started {
+        Started::Created(v) => (StatusCode::CREATED, false, v),
+        Started::Resent(v) => (StatusCode::OK, false, v),
+        Started::Replayed(v) => (StatusCode::OK, true, v),
+    };
+    let mut response = json_response(status, &VerificationBody::new(verification, None));
+    if replayed {
+        mark_replayed(&mut response);
+    }
+    Ok(response)
+}
+
+/// The `Idempotency-Key` header of a send or a check, when there is one.
+fn idempotency_key(request: &Request<Incoming>) -> Result<Option<String>, ApiError> {
+    let Some(value) = request.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .filter(|key| (1..=255).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ApiError::invalid("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        })?;
+    Ok(Some(key.to_owned()))
+}
+
+fn mark_replayed(response: &mut Response<Full<Bytes>>) {
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+}
+
+/// `POST /v1/verifications/check`.
+pub(super) async fn check(
+    app: &App,
+    Grant { account, .. }: Grant,
+    request: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let idempotency_key = idempotency_key(&request)?;
+    let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let code = Code::parse(&body.code).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "code must be {MIN_CODE_LENGTH} to {MAX_CODE_LENGTH} digits"
+        ))
+    })?;
+    let target = match (&body.id, &body.to) {
+        (Some(id), None) => CheckTarget::Id(
+            VerificationId::parse(id)
+                .ok_or(ApiError::NotFound("no such verification in this account"))?,
+        ),
+        (None, Some(to)) => CheckTarget::To(parse_phone(to, "to")?),
+        _ => return Err(ApiError::invalid("give exactly one of id and to")),
+    };
+    let checked = app
+        .verifier()
+        .check(&account, target, &code, idempotency_key.as_deref())
+        .await?;
+    let mut response = json_response(
+        StatusCode::OK,
+        &VerificationBody::new(&checked.verification, Some(checked.valid)),
+    );
+    if checked.replayed {
+        mark_replayed(&mut response);
+    }
+    Ok(response)
+}
+
+/// `GET /v1/verifications/{id}`: the verification with every message sent for it.
+pub(super) async fn get(
+    app: &App,
+    Grant { account, .. }: Grant,
+    param: Option<&str>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let id = verification_id(param)?;
+    let verification = app.verifier().get(&account, &id).await?;
+    let attempts = app.store().send_attempts(&id).await?;
+    let mut body = VerificationBody::new(&verification, None);
+    body.send_attempts = Some(attempts.iter().map(AttemptBody::from).collect());
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+/// `POST /v1/verifications/{id}/cancel`.
+pub(super) async fn cancel(
+    app: &App,
+    Grant { account, .. }: Grant,
+    param: Option<&str>,
+) -> Result<Response<Full<Bytes>>, ApiError> {
+    let id = verification_id(param)?;
+    let verification = app.verifier().cancel(&account, &id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &VerificationBody::new(&verification, None),
+    ))
+}
+
+fn verification_id(param: Option<&str>) -> Result<VerificationId, ApiError> {
+    param
+        .and_then(VerificationId::parse)
+        .ok_or(ApiError::NotFound("no such verification in this account"))
+}

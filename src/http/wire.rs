@@ -1,0 +1,450 @@
+//! The wire format of the v1 API's accounts, keys, verifications, policy and users: the request
+//! bodies the handlers read (`Deserialize`) and the answers they write (`Serialize`), each also a
+//! `ToSchema` from which `openapi.rs` writes the document. What a client sees is declared once,
+//! here; the schema names (`#[schema(as = …)]`) are those of the published document.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::account::login::Offer;
+use crate::account::policy::{ChannelSet, Policy, TrustDuration};
+use crate::account::user::{Factor, UserId, UserRole};
+use crate::audit::{AuditEntry, Who};
+use crate::clock::rfc3339;
+use crate::verify::model::{SendAttempt, Verification};
+
+// ---- accounts and keys ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateAccount)]
+pub struct CreateAccountBody {
+    /// 1 to 100 printable characters.
+    pub name: String,
+    /// Digits per code, the operator's floor (`verification.min_code_length`, default 6) to 10;
+    /// default `verification.code_length` (6).
+    #[schema(minimum = 4, maximum = 10)]
+    pub code_length: Option<u8>,
+    /// Where two-step disable and reset links are e-mailed (optional).
+    pub email: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = AccountCreated)]
+pub struct AccountBody<'a> {
+    /// `AC` and 32 hex digits.
+    pub id: &'a str,
+    pub name: &'a str,
+    pub code_length: u8,
+    pub created_at: String,
+    /// Only when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<&'a str>,
+}
+
+/// A key's role.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyRole {
+    Owner,
+    Admin,
+    Service,
+    Partner,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateKey)]
+pub struct CreateKeyBody {
+    // A string, parsed by the handler, so that a wrong role gets the API's own 400.
+    #[schema(value_type = KeyRole)]
+    pub role: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = KeyCreated)]
+pub struct KeyBody<'a> {
+    /// `KY…`: the key's public id.
+    pub id: &'a str,
+    pub account_id: &'a str,
+    #[schema(value_type = KeyRole)]
+    pub role: &'static str,
+    /// The key itself (`ogk_…`): shown in this answer only, stored as its SHA-256.
+    pub key: &'a str,
+    pub created_at: String,
+}
+
+// ---- verifications ----
+
+/// A channel a code is sent by.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Channel {
+    Sms,
+    Whatsapp,
+}
+
+/// A verification's status.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerificationStatus {
+    Pending,
+    Approved,
+    Expired,
+    MaxAttemptsReached,
+    Canceled,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = StartVerification)]
+pub struct StartBody {
+    /// E.164 phone number.
+    pub to: String,
+    #[schema(value_type = Option<Channel>)]
+    pub channel: Option<String>,
+    /// A language tag such as `en`, `de`, `pt-BR`.
+    pub locale: Option<String>,
+    /// More digits than the account's `code_length` if wanted, never fewer (400).
+    #[schema(minimum = 4, maximum = 10)]
+    pub code_length: Option<u8>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CheckVerification)]
+pub struct CheckBody {
+    /// The verification id (`VE…`); give exactly one of `id` and `to`.
+    pub id: Option<String>,
+    /// The number of a pending verification.
+    pub to: Option<String>,
+    /// 4 to 10 digits.
+    pub code: String,
+}
+
+/// A verification.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Verification)]
+pub struct VerificationBody<'a> {
+    /// `VE` and 32 hex digits.
+    pub id: &'a str,
+    pub account_id: &'a str,
+    pub to: &'a str,
+    #[schema(value_type = Channel)]
+    pub channel: &'static str,
+    #[schema(value_type = VerificationStatus)]
+    pub status: &'static str,
+    /// On checks only: whether this code was right.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid: Option<bool>,
+    pub attempts_left: u32,
+    pub send_count: u32,
+    pub code_length: u8,
+    pub created_at: String,
+    pub expires_at: String,
+    /// On `GET` only: every message sent for this verification and what became of it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_attempts: Option<Vec<AttemptBody<'a>>>,
+}
+
+impl<'a> VerificationBody<'a> {
+    pub fn new(verification: &'a Verification, valid: Option<bool>) -> Self {
+        Self {
+            id: verification.id.as_str(),
+            account_id: verification.account.as_str(),
+            to: &verification.to,
+            channel: verification.channel.as_str(),
+            status: verification.status.as_str(),
+            valid,
+            attempts_left: verification.attempts_left(),
+            send_count: verification.sends,
+            code_length: verification.code_length,
+            created_at: rfc3339(verification.created_ms),
+            expires_at: rfc3339(verification.expires_ms),
+            send_attempts: None,
+        }
+    }
+}
+
+/// One message of a verification: which provider took it and its delivery status.
+#[derive(Serialize, ToSchema)]
+#[schema(as = SendAttempt)]
+pub struct AttemptBody<'a> {
+    pub message_id: &'a str,
+    pub provider: &'a str,
+    /// The message's own entry: accepted, failed (given up), then from receipts queued, sent,
+    /// delivered, undelivered, read. One provider's failed try at the message (one entry per
+    /// provider, its latest error): provider_error (retryable) or refused.
+    pub status: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_message_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<&'a str>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl<'a> From<&'a SendAttempt> for AttemptBody<'a> {
+    fn from(attempt: &'a SendAttempt) -> Self {
+        Self {
+            message_id: &attempt.message_id,
+            provider: &attempt.provider,
+            status: &attempt.status,
+            provider_message_id: attempt.provider_message_id.as_deref(),
+            error: attempt.error.as_deref(),
+            created_at: rfc3339(attempt.created_ms),
+            updated_at: rfc3339(attempt.updated_ms),
+        }
+    }
+}
+
+// ---- policy ----
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Policy)]
+pub struct PolicyBody {
+    pub require_2fa: bool,
+    /// Subset of sms, whatsapp, totp, webauthn.
+    #[schema(value_type = Vec<String>)]
+    pub channels: ChannelSet,
+    pub sms_fallback: bool,
+    /// none, 1d, 7d, 30d.
+    #[schema(value_type = String)]
+    pub trusted_device: TrustDuration,
+    /// False until the account sets its own policy: the defaults for new accounts apply.
+    pub customised: bool,
+}
+
+impl From<&Policy> for PolicyBody {
+    fn from(policy: &Policy) -> Self {
+        Self {
+            require_2fa: policy.require_2fa,
+            channels: policy.channels,
+            sms_fallback: policy.sms_fallback,
+            trusted_device: policy.trusted_device,
+            customised: policy.version > 0,
+        }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PolicyUpdate)]
+pub struct PutPolicyBody {
+    pub require_2fa: Option<bool>,
+    pub channels: Option<Vec<String>>,
+    pub sms_fallback: Option<bool>,
+    pub trusted_device: Option<String>,
+    /// The person the key acts for (the key's role is lowered to theirs).
+    pub acting_user: Option<String>,
+}
+
+// ---- users ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CreateUser)]
+pub struct CreateUserBody {
+    /// 1 to 64 characters; drawn when absent.
+    pub id: Option<String>,
+    /// owner, admin, member (default member).
+    pub role: Option<String>,
+    /// E.164; required while SMS is active.
+    pub phone: Option<String>,
+    /// on, off, account.
+    pub two_factor: Option<String>,
+    pub acting_user: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PatchUser)]
+pub struct PatchUserBody {
+    pub role: Option<String>,
+    /// E.164, or null to remove it (absent: unchanged).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub phone: Option<Option<String>>,
+    pub two_factor: Option<String>,
+    pub acting_user: Option<String>,
+}
+
+/// Distinguishes an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = TwoFactor)]
+pub struct TwoFactorBody {
+    /// Whether this user must pass a second factor now.
+    pub enabled: bool,
+    /// on, off, or null when the user follows the account's `require_2fa`.
+    #[serde(rename = "override")]
+    #[schema(value_type = Option<String>)]
+    pub over: Option<&'static str>,
+    pub set_by: Option<String>,
+}
+
+// A user's factor: `account::user::Factor` as the document shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Factor)]
+pub struct FactorSchema {
+    /// webauthn, totp.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = User)]
+pub struct UserBody<'a> {
+    #[schema(value_type = String)]
+    pub id: &'a UserId,
+    /// owner, admin, member.
+    #[schema(value_type = String)]
+    pub role: UserRole,
+    pub phone: Option<&'a str>,
+    pub two_factor: TwoFactorBody,
+    #[schema(value_type = Vec<FactorSchema>)]
+    pub factors: &'a [Factor],
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+// ---- trusted devices, logins, audit ----
+
+// Documented only: the handler reads `verification_id` or `challenge_id` itself.
+#[derive(Serialize, ToSchema)]
+pub struct TrustDevice {
+    /// An approved verification of this user's phone, used once.
+    pub verification_id: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = DeviceTrusted)]
+pub struct DeviceTrustedBody<'a> {
+    pub id: &'a str,
+    #[schema(value_type = String)]
+    pub user: &'a UserId,
+    /// `ogd_…`: shown once.
+    pub token: &'a str,
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = DevicesRevoked)]
+pub struct DevicesRevokedBody<'a> {
+    #[schema(value_type = String)]
+    pub user: &'a UserId,
+    pub revoked: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = DeviceRevoked)]
+pub struct DeviceRevokedBody<'a> {
+    pub id: &'a str,
+    #[schema(value_type = String)]
+    pub user: &'a UserId,
+    pub revoked: bool,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CheckDevice)]
+pub struct CheckDeviceBody {
+    pub user: String,
+    pub device_token: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = DeviceChecked)]
+pub struct DeviceCheckedBody<'a> {
+    pub trusted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = LoginRequest)]
+pub struct LoginBody {
+    pub user: String,
+    pub device_token: Option<String>,
+}
+
+// A factor offered in a challenge: `account::login::Offer` as the document shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Offer)]
+pub struct OfferSchema {
+    /// webauthn, totp, sms, whatsapp.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub id: Option<String>,
+    /// The masked number a phone channel sends to.
+    pub to: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = LoginDecision)]
+pub struct DecisionBody<'a> {
+    /// allow, challenge, enroll.
+    pub decision: &'static str,
+    /// For allow: two_factor_off, trusted_device.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    /// For challenge: usable factors, strongest first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<OfferSchema>>)]
+    pub factors: Option<&'a [Offer]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<OfferSchema>)]
+    pub fallback: Option<&'a Offer>,
+    /// For enroll: channels to enrol one of.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<String>>)]
+    pub channels: Option<ChannelSet>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditEntry)]
+pub struct AuditEntryBody<'a> {
+    pub id: &'a str,
+    pub at: String,
+    /// `{key_id, role, acting_user?}`.
+    #[schema(value_type = Object)]
+    pub who: &'a Who,
+    pub action: &'a str,
+    /// What was changed: a user id, `policy`, a key id… (any JSON value).
+    #[schema(value_type = Value)]
+    pub target: &'a str,
+    #[schema(value_type = Value)]
+    pub details: &'a serde_json::Value,
+}
+
+impl<'a> From<&'a AuditEntry> for AuditEntryBody<'a> {
+    fn from(entry: &'a AuditEntry) -> Self {
+        Self {
+            id: &entry.id,
+            at: rfc3339(entry.at_ms),
+            who: &entry.who,
+            action: &entry.action,
+            target: &entry.target,
+            details: &entry.details,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = AuditPage)]
+pub struct AuditPageBody<'a> {
+    pub entries: Vec<AuditEntryBody<'a>>,
+    pub next_cursor: Option<&'a str>,
+}
