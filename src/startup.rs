@@ -19,7 +19,7 @@ use crate::config::{Settings, StoreSettings};
 use crate::dispatch::providers::{self, AdapterKind, Provider};
 use crate::dispatch::router::{BreakerSettings, RetrySettings, Router};
 use crate::dispatch::template::WebOtp;
-use crate::dispatch::{Dispatcher, WorkerSettings};
+use crate::dispatch::{Dispatcher, DurableQueue, Queue, WorkerSettings, Workers};
 use crate::factors::crypto::FactorKeys;
 use crate::factors::store::FactorStore;
 use crate::factors::FactorService;
@@ -29,9 +29,8 @@ use crate::metrics::Metrics;
 use crate::pin::service::PinService;
 use crate::pin::store::PinStore;
 use crate::pin::support::SupportDisable;
-use crate::redis::{RedisDirectory, RedisStore};
+use crate::redis::{RedisDirectory, RedisOutbox, RedisSettings, RedisStore, Supervision};
 use crate::secret::Secret;
-use crate::store::redis::{RedisSettings, Supervision};
 use crate::store::StoreError;
 use crate::trust::cache::HotCache;
 use crate::trust::invalidation::{self, LinkSettings};
@@ -163,28 +162,21 @@ impl App {
             run_workers: dispatch.workers,
             unready_after: dispatch.outbox_unready_after,
         };
-        let dispatcher = match &redis {
-            Some(redis) => Dispatcher::spawn_durable(
-                router,
-                redis.clone(),
-                worker_settings,
-                clock.clone(),
-                metrics.clone(),
-                &code_key,
-                &tasks,
-                stop.clone(),
-            ),
-            None => Dispatcher::spawn_memory(
-                router,
-                store.clone(),
-                worker_settings,
-                clock.clone(),
-                metrics.clone(),
-                &code_key,
-                &tasks,
-                stop.clone(),
-            ),
+        let queue = match &redis {
+            Some(redis) => Queue::Durable(DurableQueue {
+                store: redis.clone(),
+                outbox: Arc::new(RedisOutbox::on(redis)),
+            }),
+            None => Queue::Memory(store.clone()),
         };
+        let workers = Workers {
+            settings: worker_settings,
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            tasks: &tasks,
+            stop: stop.clone(),
+        };
+        let dispatcher = Dispatcher::spawn(router, queue, &code_key, workers);
         let web_otp = (!dispatch.web_otp_domain.is_empty()).then(|| WebOtp {
             domain: dispatch.web_otp_domain.clone(),
         });

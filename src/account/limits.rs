@@ -126,51 +126,9 @@ pub fn share_of(total: usize, percent: u8) -> usize {
     share.max(1)
 }
 
-/// Which bound an account reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Limit {
-    Users,
-    PhoneNumbers,
-    FactorsPerUser,
-    PendingCeremonies,
-    TrustedDevices,
-    /// The embedded store's share of verifications.
-    Verifications,
-    /// The embedded factor store's share (ceremonies, pending factors, proofs).
-    FactorEntries,
-}
-
-impl Limit {
-    /// The name in the problem's `limit` member and in config.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Limit::Users => "users",
-            Limit::PhoneNumbers => "phone_numbers",
-            Limit::FactorsPerUser => "factors_per_user",
-            Limit::PendingCeremonies => "pending_ceremonies",
-            Limit::TrustedDevices => "trusted_devices",
-            Limit::Verifications => "verifications",
-            Limit::FactorEntries => "factor_entries",
-        }
-    }
-
-    /// Whether the bound frees itself within minutes as entries expire (then a retry later can
-    /// succeed: 429), or only when someone removes what is stored, or after days (422).
-    pub fn frees_with_time(self) -> bool {
-        matches!(
-            self,
-            Limit::PendingCeremonies | Limit::Verifications | Limit::FactorEntries
-        )
-    }
-}
-
-/// An account reached one of its bounds; nothing was changed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("the account reached its limit of {max} {}", .limit.as_str())]
-pub struct LimitReached {
-    pub limit: Limit,
-    pub max: u64,
-}
+// `Limit` and `LimitReached` live beside `StoreError`, which carries them out of the stores'
+// atomic steps: there they depend on nothing, so no module circle runs through the error.
+pub use crate::store::{Limit, LimitReached};
 
 #[cfg(test)]
 mod tests {

@@ -8,16 +8,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use super::outbox::{Outbox, OutboxEntry, ReadFrom, ShardReadError};
 use super::router::Delivery;
 use super::seal::Sealer;
 use super::{retry_within, OutgoingMessage, Payload, ReadHealth, Shared, WorkerSettings};
 use crate::phone::SHARD_COUNT;
-use crate::redis::RedisStore;
-use crate::store::redis::outbox::{OutboxEntry, ReadFrom, ShardReadError};
 
 pub(super) struct DurableWorker {
     pub(super) shared: Arc<Shared>,
-    pub(super) redis: Arc<RedisStore>,
+    pub(super) outbox: Arc<dyn Outbox>,
     pub(super) settings: WorkerSettings,
     pub(super) sealer: Sealer,
     pub(super) wake: Arc<Notify>,
@@ -70,7 +69,7 @@ impl DurableWorker {
         let mut last_stats: Option<Instant> = None;
         let mut last_release: Option<Instant> = None;
         let mut release_all = false;
-        let mut topology = worker.redis.outbox_topology();
+        let mut topology = worker.outbox.topology();
         while !stop.is_cancelled() {
             if last_stats.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
                 worker.publish_stats().await;
@@ -83,7 +82,7 @@ impl DurableWorker {
                 } else {
                     worker.shared.clock.now_ms()
                 };
-                worker.redis.outbox_release_due(now, READ_PER_SHARD).await;
+                worker.outbox.release_due(now, READ_PER_SHARD).await;
                 last_release = Some(Instant::now());
                 release_all = false;
             }
@@ -91,8 +90,8 @@ impl DurableWorker {
             if last_reclaim.elapsed() >= worker.settings.reclaim_idle / 2 {
                 last_reclaim = Instant::now();
                 for (shard, reclaimed) in worker
-                    .redis
-                    .outbox_reclaim(
+                    .outbox
+                    .reclaim(
                         &worker.consumer,
                         worker.settings.reclaim_idle,
                         READ_PER_SHARD,
@@ -110,10 +109,10 @@ impl DurableWorker {
                     }
                 }
             }
-            if worker.redis.outbox_topology() != topology {
+            if worker.outbox.topology() != topology {
                 // A shard has a new master: shards backing off after their old one died are
                 // read again now rather than after their back-off (up to 5 s).
-                topology = worker.redis.outbox_topology();
+                topology = worker.outbox.topology();
                 for state in &mut shards {
                     state.not_before = Instant::now();
                     state.backoff = SHARD_BACKOFF_FIRST;
@@ -157,7 +156,7 @@ impl DurableWorker {
         let creations = due
             .iter()
             .filter(|&&shard| !shards[usize::from(shard)].group)
-            .map(|&shard| async move { (shard, self.redis.outbox_prepare_shard(shard).await) });
+            .map(|&shard| async move { (shard, self.outbox.prepare_shard(shard).await) });
         for (shard, created) in futures::future::join_all(creations).await {
             let state = &mut shards[usize::from(shard)];
             match created {
@@ -172,8 +171,8 @@ impl DurableWorker {
             .collect();
         let mut entries = Vec::new();
         for (shard, result) in self
-            .redis
-            .outbox_read(&self.consumer, &wanted, READ_PER_SHARD)
+            .outbox
+            .read(&self.consumer, &wanted, READ_PER_SHARD)
             .await
         {
             let state = &mut shards[usize::from(shard)];
@@ -239,7 +238,7 @@ impl DurableWorker {
     }
 
     async fn publish_stats(&self) {
-        match self.redis.outbox_stats(self.shared.clock.now_ms()).await {
+        match self.outbox.stats(self.shared.clock.now_ms()).await {
             Ok(stats) => {
                 self.shared.metrics.queue_depth().set(stats.depth as f64);
                 self.shared
@@ -270,8 +269,8 @@ impl DurableWorker {
         };
         if entry.deliveries > 1 {
             match self
-                .redis
-                .outbox_already_sent(&entry.verification_id, &message.id)
+                .outbox
+                .already_sent(&entry.verification_id, &message.id)
                 .await
             {
                 Ok(true) => {
@@ -298,8 +297,8 @@ impl DurableWorker {
             Delivery::Deferred { retry_at_ms, .. } => {
                 let refused = progress.refused.join(" ");
                 if let Err(error) = self
-                    .redis
-                    .outbox_defer(&entry, &message.id, retry_at_ms, progress.round, &refused)
+                    .outbox
+                    .defer(&entry, &message.id, retry_at_ms, progress.round, &refused)
                     .await
                 {
                     // Left pending: read again after a failed read, or reclaimed.
@@ -314,7 +313,7 @@ impl DurableWorker {
         // read again (this consumer re-reads its pending entries after a failed read) or
         // reclaimed, and sent again if its sent mark did not make it either.
         let within = settle_within(&self.settings);
-        if let Err(error) = retry_within(within, || self.redis.outbox_ack(entry)).await {
+        if let Err(error) = retry_within(within, || self.outbox.ack(entry)).await {
             // Left pending: another worker reclaims it, finds the sent flag and acknowledges it
             // (or, when recording the attempt failed too, sends again: a counted duplicate
             // rather than a lost message).
@@ -324,7 +323,7 @@ impl DurableWorker {
 
     async fn dead_letter(&self, entry: &OutboxEntry, reason: &str) {
         tracing::warn!(entry = %entry.entry_id, verification = %entry.verification_id, %reason, "message dead-lettered");
-        if let Err(error) = self.redis.outbox_dead_letter(entry, reason).await {
+        if let Err(error) = self.outbox.dead_letter(entry, reason).await {
             tracing::warn!(%error, entry = %entry.entry_id, "cannot dead-letter; the message stays queued");
         }
     }

@@ -2,7 +2,8 @@
 //!
 //! Two queues behind one `Dispatcher`:
 //! - **Durable (Redis)**: the sealed message is appended to the number's shard stream by the
-//!   same script that creates the verification (see `store/redis/outbox.rs`); workers on every
+//!   same script that creates the verification (the [`outbox::Outbox`] port, its adapter in
+//!   `redis/outbox.rs`); workers on every
 //!   instance read it with a consumer group and acknowledge only after a provider accepted it.
 //!   A dead worker's messages are reclaimed; undeliverable ones go to a dead-letter stream.
 //! - **Memory (embedded store)**: a bounded channel. The send reserves a place before it touches
@@ -14,7 +15,7 @@
 //! Workers deliver through the [`router::Router`] one round at a time (routes, failover,
 //! breakers). A round that no provider took defers the message until the time the router names
 //! (back-off, breaker probes), for as long as its code lives: in memory in a waiting list, in
-//! Redis in the shard's retry set (see `store/redis/outbox.rs`), so a restarted gateway carries
+//! Redis in the shard's retry set (see `redis/outbox.rs`), so a restarted gateway carries
 //! on. Every provider tried is recorded with its outcome, so that `GET /v1/verifications/{id}`
 //! lists them.
 //!
@@ -24,6 +25,7 @@
 //! in it), and reports how long reads have been failing, for `/readyz` and a metric.
 
 mod durable;
+pub mod outbox;
 pub mod providers;
 pub mod receipts;
 pub mod router;
@@ -47,9 +49,9 @@ use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
 use crate::phone::SHARD_COUNT;
-use crate::redis::RedisStore;
 use crate::verify::model::{Channel, SendAttempt, VerificationId};
 use crate::verify::store::Store;
+use outbox::Outbox;
 use router::{Delivery, Failure, Progress, Router};
 use seal::Sealer;
 
@@ -181,7 +183,14 @@ enum Mode {
 pub enum Ticket<'a> {
     Memory(mpsc::Permit<'a, Queued>, OwnedSemaphorePermit),
     /// The store queues the message itself; committing only wakes the local workers.
-    Durable,
+    Durable(&'a Notify),
+}
+
+/// A store that queues each message with its verification, in the same atomic step (Redis):
+/// the store the workers record sends in, and the outbox its start appends to.
+pub struct DurableQueue {
+    pub store: Arc<dyn Store>,
+    pub outbox: Arc<dyn Outbox>,
 }
 
 /// A message in the memory pipeline, with its place (freed when it is accepted or given up).
@@ -250,83 +259,86 @@ struct Shared {
     sent_mark_retry: Duration,
 }
 
+/// Where sends wait for a provider, chosen once at startup with the store.
+pub enum Queue {
+    /// The embedded store: a bounded channel in this process; the workers record sends in the
+    /// store.
+    Memory(Arc<dyn Store>),
+    /// A store that queues each message itself (Redis).
+    Durable(DurableQueue),
+}
+
+/// What the workers run with.
+pub struct Workers<'a> {
+    pub settings: WorkerSettings,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+    pub tasks: &'a TaskTracker,
+    pub stop: CancellationToken,
+}
+
 impl Dispatcher {
+    /// The dispatcher of `queue`, its workers spawned on `workers.tasks`.
+    pub fn spawn(router: Arc<Router>, queue: Queue, seal_key: &[u8], workers: Workers<'_>) -> Self {
+        match queue {
+            Queue::Memory(store) => Self::spawn_memory(router, store, seal_key, workers),
+            Queue::Durable(queue) => Self::spawn_durable(router, queue, seal_key, workers),
+        }
+    }
+
     /// The embedded queue: a bounded channel and one worker task.
-    #[allow(clippy::too_many_arguments)]
-    pub fn spawn_memory(
+    fn spawn_memory(
         router: Arc<Router>,
         store: Arc<dyn Store>,
-        settings: WorkerSettings,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
         seal_key: &[u8],
-        tasks: &TaskTracker,
-        stop: CancellationToken,
+        workers: Workers<'_>,
     ) -> Self {
-        let (queue, receiver) = mpsc::channel(settings.queue_capacity);
-        let shared = Arc::new(Shared {
-            router,
-            store,
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-            in_flight: Arc::new(Semaphore::new(settings.concurrency)),
-            tasks: tasks.clone(),
-            // Nothing reads the record to decide on a resend: one try, as for any record.
-            sent_mark_retry: Duration::ZERO,
-        });
-        tasks.spawn(run_memory(shared, receiver, settings, stop));
+        let (queue, receiver) = mpsc::channel(workers.settings.queue_capacity);
+        // Nothing reads the record to decide on a resend: one try, as for any record.
+        let shared = Shared::new(router, store, &workers, Duration::ZERO);
+        workers
+            .tasks
+            .spawn(run_memory(shared, receiver, workers.settings, workers.stop));
         Self {
             inner: Arc::new(DispatcherInner {
                 mode: Mode::Memory {
                     queue,
-                    places: Arc::new(Semaphore::new(settings.queue_capacity)),
+                    places: Arc::new(Semaphore::new(workers.settings.queue_capacity)),
                 },
                 sealer: Sealer::new(seal_key),
-                metrics,
+                metrics: workers.metrics,
                 health: None,
-                clock,
-                unready_after: settings.unready_after,
+                clock: workers.clock,
+                unready_after: workers.settings.unready_after,
             }),
         }
     }
 
     /// The durable queue on Redis Streams, read by this instance's workers (and every other's).
-    #[allow(clippy::too_many_arguments)]
-    pub fn spawn_durable(
+    fn spawn_durable(
         router: Arc<Router>,
-        redis: Arc<RedisStore>,
-        settings: WorkerSettings,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
+        queue: DurableQueue,
         seal_key: &[u8],
-        tasks: &TaskTracker,
-        stop: CancellationToken,
+        workers: Workers<'_>,
     ) -> Self {
         let wake = Arc::new(Notify::new());
         let mut health = None;
-        if settings.run_workers {
+        if workers.settings.run_workers {
             let read_health = Arc::new(ReadHealth::new());
             health = Some(read_health.clone());
-            let shared = Arc::new(Shared {
-                router,
-                store: redis.clone(),
-                clock: clock.clone(),
-                metrics: metrics.clone(),
-                in_flight: Arc::new(Semaphore::new(settings.concurrency)),
-                tasks: tasks.clone(),
-                sent_mark_retry: durable::settle_within(&settings),
-            });
+            let sent_mark_retry = durable::settle_within(&workers.settings);
+            let shared = Shared::new(router, queue.store, &workers, sent_mark_retry);
             let worker = durable::DurableWorker {
                 shared,
-                redis,
-                settings,
+                outbox: queue.outbox,
+                settings: workers.settings,
                 sealer: Sealer::new(seal_key),
                 wake: wake.clone(),
                 consumer: consumer_name(),
                 health: read_health,
                 held: Mutex::new(HashSet::new()),
             };
-            tasks.spawn(worker.run(stop));
+            workers.tasks.spawn(worker.run(workers.stop));
         } else {
             tracing::info!(
                 "dispatch.workers is off: this instance queues messages, others deliver them"
@@ -337,10 +349,10 @@ impl Dispatcher {
             inner: Arc::new(DispatcherInner {
                 mode: Mode::Durable(wake),
                 sealer,
-                metrics,
+                metrics: workers.metrics,
                 health,
-                clock,
-                unready_after: settings.unready_after,
+                clock: workers.clock,
+                unready_after: workers.settings.unready_after,
             }),
         }
     }
@@ -369,7 +381,7 @@ impl Dispatcher {
                 let permit = queue.try_reserve().map_err(|_| QueueFull)?;
                 Ok(Ticket::Memory(permit, place))
             }
-            Mode::Durable(_) => Ok(Ticket::Durable),
+            Mode::Durable(wake) => Ok(Ticket::Durable(wake)),
         }
     }
 
@@ -387,8 +399,8 @@ impl Dispatcher {
 
     /// The store accepted the send: hand the message on (memory) or wake the workers (durable).
     pub fn commit(&self, ticket: Ticket<'_>, message: OutgoingMessage) {
-        match (ticket, &self.inner.mode) {
-            (Ticket::Memory(permit, place), _) => {
+        match ticket {
+            Ticket::Memory(permit, place) => {
                 self.inner.metrics.queue_depth().increment(1.0);
                 permit.send(Queued {
                     message,
@@ -396,10 +408,7 @@ impl Dispatcher {
                     _place: place,
                 });
             }
-            (Ticket::Durable, Mode::Durable(wake)) => wake.notify_one(),
-            (Ticket::Durable, Mode::Memory { .. }) => {
-                tracing::error!("a durable ticket reached the memory queue; the message is lost")
-            }
+            Ticket::Durable(wake) => wake.notify_one(),
         }
     }
 }
@@ -411,6 +420,23 @@ fn consumer_name() -> String {
 }
 
 impl Shared {
+    fn new(
+        router: Arc<Router>,
+        store: Arc<dyn Store>,
+        workers: &Workers<'_>,
+        sent_mark_retry: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            router,
+            store,
+            clock: workers.clock.clone(),
+            metrics: workers.metrics.clone(),
+            in_flight: Arc::new(Semaphore::new(workers.settings.concurrency)),
+            tasks: workers.tasks.clone(),
+            sent_mark_retry,
+        })
+    }
+
     /// One round through the router; records every provider that failed the message and the
     /// round's outcome beside the verification.
     async fn deliver(&self, message: &OutgoingMessage, progress: &mut Progress) -> Delivery {

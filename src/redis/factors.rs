@@ -30,9 +30,9 @@ use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::user::{FactorType, UserId};
 use crate::account::AccountId;
 use crate::clock::Clock;
+use crate::redis::connection::Connection;
 use crate::redis::script::{corrupt, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
-use crate::store::redis::Connection;
 use crate::store::StoreError;
 
 pub struct RedisFactorStore {

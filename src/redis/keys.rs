@@ -11,8 +11,6 @@
 //!
 //! Keys without a tag (`P:a:<account>`, `P:k:<digest>`, `P:r:<provider>:<id>`) are read and
 //! written one at a time. The tables of each adapter (`src/redis/*.rs`) say what each key holds.
-//! Until `store/redis/outbox.rs` moves here, it still builds its four keys from `shard_base`;
-//! `outbox`, `dead_letters`, `retry_set` and `retry_payloads` below are the same names.
 
 use std::sync::Arc;
 

@@ -1,17 +1,21 @@
-//! The Redis infrastructure: key names (`keys.rs`, the only code building them), the scripts
+//! The Redis infrastructure: the connection (`connection.rs`, one client for every adapter,
+//! behind a supervisor), key names (`keys.rs`, the only code building them), the scripts
 //! (`scripts/*.lua`, loaded by `script.rs` with one prelude), the one mapping of Redis failures
-//! to `StoreError`, and one adapter per store port. The connection and the outbox are still in
-//! `store/redis/`.
+//! to `StoreError`, and one adapter per port: the store ports and dispatch's `Outbox`.
 
+pub mod connection;
 pub mod directory;
 pub mod factors;
 pub mod keys;
+pub mod outbox;
 pub mod pin;
 pub(crate) mod script;
 pub mod verify;
 
+pub use connection::{RedisSettings, Supervision};
 pub use directory::RedisDirectory;
 pub use factors::RedisFactorStore;
 pub use keys::KeySpace;
+pub use outbox::RedisOutbox;
 pub use pin::RedisPinStore;
 pub use verify::RedisStore;

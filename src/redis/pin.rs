@@ -32,9 +32,9 @@ use crate::pin::store::{
     PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome, LINK_RETENTION_MS,
 };
 use crate::pin::{AttemptLimits, LinkPurpose, PhoneNumberId};
+use crate::redis::connection::Connection;
 use crate::redis::script::{corrupt, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
-use crate::store::redis::Connection;
 use crate::store::StoreError;
 
 /// A registry claim whose record never appeared is taken over after this long (the claiming

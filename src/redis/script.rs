@@ -7,7 +7,7 @@
 
 use redis::{Cmd, FromRedisValue, RedisError, Script, ScriptInvocation};
 
-use crate::store::redis::Connection;
+use crate::redis::connection::Connection;
 use crate::store::StoreError;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");

@@ -25,9 +25,9 @@ use async_trait::async_trait;
 use redis::Script;
 
 use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest, Role};
+use crate::redis::connection::{Connection, RedisSettings};
 use crate::redis::script::{corrupt, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
-use crate::store::redis::{outbox, Connection, RedisSettings};
 use crate::store::StoreError;
 use crate::verify::code::Tag;
 use crate::verify::store::Store;
@@ -41,8 +41,8 @@ use crate::verify::model::{
 };
 
 pub struct RedisStore {
-    /// Shared with the outbox (`store/redis/outbox.rs`), which is implemented on this type.
-    pub(crate) connection: Connection,
+    /// Shared with the other adapters, the outbox's (`outbox.rs`) included.
+    connection: Connection,
     keys: KeySpace,
     cluster: bool,
     start: Script,
@@ -50,7 +50,6 @@ pub struct RedisStore {
     cancel: Script,
     record_attempt: Script,
     apply_receipt: Script,
-    pub(crate) outbox_scripts: outbox::Scripts,
 }
 
 /// The arguments of `verify_start.lua`, in its ARGV order.
@@ -178,7 +177,6 @@ impl RedisStore {
             cancel: lua!("verify_cancel"),
             record_attempt: lua!("verify_record_attempt"),
             apply_receipt: lua!("verify_apply_receipt"),
-            outbox_scripts: outbox::Scripts::new(),
         })
     }
 
@@ -207,13 +205,8 @@ impl RedisStore {
     }
 
     /// `P:{sNN}:` — everything of one shard starts with this.
-    pub(crate) fn base(&self, shard: u8) -> &str {
+    fn base(&self, shard: u8) -> &str {
         self.keys.shard_base(shard)
-    }
-
-    /// The record's key, for the outbox's scripts.
-    pub(crate) fn record_key(&self, id: &VerificationId) -> String {
-        self.keys.verification(id)
     }
 
     /// The full key of a verification record, for tests and operators inspecting Redis.
@@ -273,7 +266,7 @@ impl Store for RedisStore {
             .key(&pointer)
             .key(self.keys.verification(&new.id))
             .key(idempotency)
-            .key(self.outbox_key(shard));
+            .key(self.keys.outbox(shard));
         StartArgs {
             base: self.base(shard),
             new,

@@ -1,11 +1,13 @@
 //! The store contract suite: every port called directly (verify's `Store`, the directory, the
-//! PIN store, the factor store), each scenario run on the memory adapters, a single redis-server
-//! and a 3-node Redis Cluster. It pins down what the Lua scripts and their in-process twins must
+//! PIN store, the factor store, dispatch's `Outbox`), each scenario run on the memory adapters,
+//! a single redis-server and a 3-node Redis Cluster (the outbox's on the two Redis ones: it has
+//! no memory adapter). It pins down what the Lua scripts and their in-process twins must
 //! both do (attempts and lockouts, idempotency, stale versions, expiry by the caller's clock,
 //! bounds) without HTTP in between; the HTTP suite (`tests/api`) covers the rest.
 
 mod directory;
 mod factors;
+mod outbox;
 mod pin;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
@@ -17,25 +19,42 @@ mod verify;
 #[macro_export]
 macro_rules! on_every_store {
     ($($scenario:ident),* $(,)?) => {
-        $(
-            mod $scenario {
-                use $crate::stores::Backend;
+        $crate::on_backends!(
+            [on_memory => Memory, on_redis => Redis, on_redis_cluster => Cluster]
+            $($scenario),*
+        );
+    };
+}
 
-                #[tokio::test]
-                async fn on_memory() {
-                    super::$scenario(Backend::Memory).await
-                }
+/// Runs one outbox scenario on the stores that have an outbox: a single redis-server and a
+/// 3-node Redis Cluster.
+#[macro_export]
+macro_rules! on_every_outbox {
+    ($($scenario:ident),* $(,)?) => {
+        $crate::on_backends!([on_redis => Redis, on_redis_cluster => Cluster] $($scenario),*);
+    };
+}
 
-                #[tokio::test]
-                async fn on_redis() {
-                    super::$scenario(Backend::Redis).await
-                }
+/// One module per scenario, one test per backend: `[test name => Backend variant, …]`.
+#[macro_export]
+macro_rules! on_backends {
+    ($backends:tt $($scenario:ident),*) => {
+        $($crate::scenario_on!($scenario $backends);)*
+    };
+}
 
+#[macro_export]
+macro_rules! scenario_on {
+    ($scenario:ident [$($test:ident => $backend:ident),*]) => {
+        mod $scenario {
+            use $crate::stores::Backend;
+
+            $(
                 #[tokio::test]
-                async fn on_redis_cluster() {
-                    super::$scenario(Backend::Cluster).await
+                async fn $test() {
+                    super::$scenario(Backend::$backend).await
                 }
-            }
-        )*
+            )*
+        }
     };
 }

@@ -1,4 +1,4 @@
-//! One fresh set of the four store ports per scenario, on the backend it asks for: the memory
+//! One fresh set of the four store ports (and, on Redis, dispatch's outbox) per scenario, on the backend it asks for: the memory
 //! adapters, or the Redis adapters under a key prefix of their own on the shared server or
 //! cluster (so scenarios sharing a server never see each other's keys).
 
@@ -12,10 +12,11 @@ use otpgate::account::store::Directory;
 use otpgate::account::AccountId;
 use otpgate::clock::ManualClock;
 use otpgate::config::Settings;
+use otpgate::dispatch::outbox::Outbox;
 use otpgate::factors::store::FactorStore;
 use otpgate::memory::{MemoryDirectory, MemoryFactorStore, MemoryPinStore, MemoryStore};
 use otpgate::pin::store::PinStore;
-use otpgate::redis::{RedisDirectory, RedisFactorStore, RedisPinStore, RedisStore};
+use otpgate::redis::{RedisDirectory, RedisFactorStore, RedisOutbox, RedisPinStore, RedisStore};
 use otpgate::startup::redis_settings;
 use otpgate::verify::store::Store;
 
@@ -40,6 +41,9 @@ pub struct Stores {
     pub directory: Arc<dyn Directory>,
     pub pins: Arc<dyn PinStore>,
     pub factors: Arc<dyn FactorStore>,
+    /// The outbox the verify store queues into; none on memory (the memory dispatcher queues
+    /// in its own channel).
+    pub outbox: Option<Arc<dyn Outbox>>,
     pub clock: Arc<ManualClock>,
     pub account: AccountId,
     pub rng: SystemRandom,
@@ -64,6 +68,7 @@ pub async fn stores_with(backend: Backend, tenants: TenantSettings) -> Stores {
                 factors: Arc::new(
                     MemoryFactorStore::new(clock.clone(), 10_000).with_tenants(tenants),
                 ),
+                outbox: None,
                 clock,
                 account,
                 rng,
@@ -82,6 +87,7 @@ pub async fn stores_with(backend: Backend, tenants: TenantSettings) -> Stores {
         directory: Arc::new(RedisDirectory::on(&redis, AUDIT_CAP)),
         pins: Arc::new(RedisPinStore::on(&redis).with_tenants(tenants.clone())),
         factors: Arc::new(RedisFactorStore::on(&redis).with_tenants(tenants, clock.clone())),
+        outbox: Some(Arc::new(RedisOutbox::on(&redis))),
         verify: Arc::new(redis),
         clock,
         account,

@@ -16,7 +16,7 @@ const WRONG: Tag = [9; TAG_LENGTH];
 const TTL_MS: u64 = 600_000;
 
 /// A send to `to` at the clock's time: three attempts, three sends, ten sends an hour.
-fn send(stores: &Stores, to: &str) -> NewVerification {
+pub(crate) fn send(stores: &Stores, to: &str) -> NewVerification {
     let to = PhoneNumber::parse(to).expect("a valid number");
     NewVerification {
         id: VerificationId::random(&stores.rng, to.shard()).expect("random id"),

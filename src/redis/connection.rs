@@ -36,7 +36,7 @@ use tokio_util::task::TaskTracker;
 pub(crate) use self::masters::ShardConnection;
 use self::masters::{key_slot, Masters};
 use self::nodes::{Dialer, Nodes};
-use super::read_error;
+use super::script::unavailable as read_error;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 
