@@ -46,7 +46,7 @@ use limits::Limits;
 use metrics::Metrics;
 use store::StoreError;
 use verify::code::random_bytes;
-use verify::store::Store;
+use verify::store::{Store, StoreSendLog};
 use verify::Verifier;
 
 pub use http::run;
@@ -208,10 +208,10 @@ impl App {
         };
         let queue = match &redis {
             Some(redis) => Queue::Durable(DurableQueue {
-                store: redis.clone(),
+                store: Arc::new(StoreSendLog(redis.clone())),
                 outbox: Arc::new(RedisOutbox::on(redis)),
             }),
-            None => Queue::Memory(store.clone()),
+            None => Queue::Memory(Arc::new(StoreSendLog(store.clone()))),
         };
         let workers = Workers {
             settings: worker_settings,

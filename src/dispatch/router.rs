@@ -20,8 +20,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::providers::{valid_vendor_id, Accepted, Provider, ProviderError};
 use super::OutgoingMessage;
 use crate::clock::Clock;
+use crate::dispatch::model::Channel;
 use crate::metrics::Metrics;
-use crate::verify::model::Channel;
 
 /// One line of the routing table, as configured.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]

@@ -4,9 +4,12 @@
 //! Each method is one atomic step of the domain, not a generic key-value call, so that Redis can
 //! run it as one script (one round trip, one slot) and memory as one lock.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
+use crate::dispatch::model::SendLog;
 use crate::store::StoreError;
 use crate::verify::code::Tag;
 use crate::verify::model::{
@@ -99,4 +102,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Which store this is, for logs and metrics labels.
     fn kind(&self) -> &'static str;
+}
+
+/// Dispatch's send log kept by this store, beside each verification.
+pub struct StoreSendLog(pub Arc<dyn Store>);
+
+#[async_trait]
+impl SendLog for StoreSendLog {
+    async fn record_send_attempt(
+        &self,
+        verification_id: &str,
+        attempt: &SendAttempt,
+    ) -> Result<(), StoreError> {
+        match VerificationId::parse(verification_id) {
+            Some(id) => self.0.record_send_attempt(&id, attempt).await,
+            None => Ok(()),
+        }
+    }
 }
