@@ -36,6 +36,17 @@ impl VerificationId {
     }
 }
 
+/// One code check, as the store counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeCheck<'a> {
+    pub account: &'a AccountId,
+    pub target: &'a CheckTarget,
+    pub tag: &'a Tag,
+    pub now_ms: u64,
+    /// Scoped by account and the verification's number, like a send's.
+    pub idempotency_key: Option<&'a str>,
+}
+
 /// Where a verification stands. Every status but `Pending` is final.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
