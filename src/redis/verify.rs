@@ -292,23 +292,17 @@ impl Store for RedisStore {
     }
 
     async fn check_verification(&self, check: &CodeCheck<'_>) -> Result<CheckOutcome, StoreError> {
-        let CodeCheck {
-            account,
-            target,
-            tag,
-            now_ms,
-            idempotency_key,
-        } = *check;
+        let account = check.account;
         let mut invocation = self.check.prepare_invoke();
-        match target {
+        match check.target {
             CheckTarget::Id(id) => {
                 invocation
                     .key(self.keys.verification(id))
                     .arg(account.as_str())
-                    .arg(&tag[..])
-                    .arg(now_ms)
+                    .arg(&check.tag[..])
+                    .arg(check.now_ms)
                     .arg(id.as_str());
-                if idempotency_key.is_some() {
+                if check.idempotency_key.is_some() {
                     invocation.arg("");
                 }
             }
@@ -317,13 +311,13 @@ impl Store for RedisStore {
                 invocation
                     .key(self.keys.number_pointer(shard, account, number.e164()))
                     .arg(account.as_str())
-                    .arg(&tag[..])
-                    .arg(now_ms)
+                    .arg(&check.tag[..])
+                    .arg(check.now_ms)
                     .arg("")
                     .arg(self.base(shard));
             }
         }
-        if let Some(key) = idempotency_key {
+        if let Some(key) = check.idempotency_key {
             invocation.arg(key);
         }
         let text: String = run(&self.connection, &invocation, self.writes()).await?;
