@@ -8,13 +8,12 @@
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Response, StatusCode};
 
 use super::auth::Grant;
 use super::body::{json_response, query_pairs, read_json};
 use super::error::ApiError;
-use super::routes::{Matched, Route};
+use super::router::{Call, Reply};
 use super::wire::{
     AuditEntryBody, AuditPageBody, CheckDeviceBody, CreateUserBody, DecisionBody,
     DeviceCheckedBody, DeviceRevokedBody, DeviceTrustedBody, DevicesRevokedBody, LoginBody,
@@ -35,79 +34,73 @@ use crate::App;
 const AUDIT_DEFAULT_LIMIT: usize = 50;
 const AUDIT_MAX_LIMIT: usize = 500;
 
-pub(super) async fn handle(
-    app: &App,
-    grant: Grant,
-    matched: Matched<'_>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    let method = request.method().clone();
-    match (matched.route, method) {
-        (Route::Policy, Method::GET) => {
-            let (account, _) = grant.into_key();
-            let policy = app.accounts().policy(&account).await?;
-            Ok(json_response(StatusCode::OK, &PolicyBody::from(&policy)))
-        }
-        (Route::Policy, _) => put_policy(app, grant, request).await,
-        (Route::Users, _) => create_user(app, grant, request).await,
-        (Route::User, Method::GET) => {
-            let (account, _) = grant.into_key();
-            let id = user_param(matched.param)?;
-            let user = app.accounts().user(&account, &id).await?;
-            user_response(app, &account, StatusCode::OK, &user).await
-        }
-        (Route::User, _) => patch_user(app, grant, user_param(matched.param)?, request).await,
-        (Route::UserFactor, _) => {
-            let (account, key) = grant.into_key();
-            let id = user_param(matched.param)?;
-            let factor = matched
-                .second
-                .filter(|factor| Factor::valid_id(factor))
-                .ok_or(ApiError::NotFound("no such factor for this user"))?;
-            let acting = acting_user_from_query(request.uri().query())?;
-            let actor = app.accounts().actor(&account, &key, acting).await?;
-            // Through the factors service: the factor's material goes with it.
-            let user = app.factors().remove(&account, &actor, &id, factor).await?;
-            user_response(app, &account, StatusCode::OK, &user).await
-        }
-        (Route::UserDevices, Method::POST) => {
-            trust_device(app, grant, user_param(matched.param)?, request).await
-        }
-        (Route::UserDevices, _) => {
-            let (account, key) = grant.into_key();
-            let id = user_param(matched.param)?;
-            let actor = app.accounts().actor(&account, &key, None).await?;
-            let revoked = app.accounts().revoke_devices(&account, &actor, &id).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &DevicesRevokedBody { user: &id, revoked },
-            ))
-        }
-        (Route::UserDevice, _) => {
-            let (account, key) = grant.into_key();
-            let id = user_param(matched.param)?;
-            let device = matched
-                .second
-                .and_then(DeviceId::parse)
-                .ok_or(ApiError::NotFound("no such trusted device for this user"))?;
-            let actor = app.accounts().actor(&account, &key, None).await?;
-            app.accounts()
-                .revoke_device(&account, &actor, &id, &device)
-                .await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &DeviceRevokedBody {
-                    id: device.as_str(),
-                    user: &id,
-                    revoked: true,
-                },
-            ))
-        }
-        (Route::CheckDevice, _) => check_device(app, grant, request).await,
-        (Route::Logins, _) => login(app, grant, request).await,
-        (Route::Audit, _) => audit(app, grant, request).await,
-        _ => Err(ApiError::Internal),
-    }
+/// `GET /v1/policy`.
+pub(super) async fn get_policy(call: Call<'_>) -> Reply {
+    let (app, _, _, grant) = call.keyed()?;
+    let (account, _) = grant.into_key();
+    let policy = app.accounts().policy(&account).await?;
+    Ok(json_response(StatusCode::OK, &PolicyBody::from(&policy)))
+}
+
+/// `GET /v1/users/{user}`.
+pub(super) async fn get_user(call: Call<'_>) -> Reply {
+    let (app, matched, _, grant) = call.keyed()?;
+    let (account, _) = grant.into_key();
+    let id = user_param(matched.param)?;
+    let user = app.accounts().user(&account, &id).await?;
+    user_response(app, &account, StatusCode::OK, &user).await
+}
+
+/// `DELETE /v1/users/{user}/factors/{factor}`.
+pub(super) async fn remove_factor(call: Call<'_>) -> Reply {
+    let (app, matched, request, grant) = call.keyed()?;
+    let (account, key) = grant.into_key();
+    let id = user_param(matched.param)?;
+    let factor = matched
+        .second
+        .filter(|factor| Factor::valid_id(factor))
+        .ok_or(ApiError::NotFound("no such factor for this user"))?;
+    let acting = acting_user_from_query(request.uri().query())?;
+    let actor = app.accounts().actor(&account, &key, acting).await?;
+    // Through the factors service: the factor's material goes with it.
+    let user = app.factors().remove(&account, &actor, &id, factor).await?;
+    user_response(app, &account, StatusCode::OK, &user).await
+}
+
+/// `DELETE /v1/users/{user}/trusted-devices`.
+pub(super) async fn revoke_devices(call: Call<'_>) -> Reply {
+    let (app, matched, _, grant) = call.keyed()?;
+    let (account, key) = grant.into_key();
+    let id = user_param(matched.param)?;
+    let actor = app.accounts().actor(&account, &key, None).await?;
+    let revoked = app.accounts().revoke_devices(&account, &actor, &id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &DevicesRevokedBody { user: &id, revoked },
+    ))
+}
+
+/// `DELETE /v1/users/{user}/trusted-devices/{device}`.
+pub(super) async fn revoke_device(call: Call<'_>) -> Reply {
+    let (app, matched, _, grant) = call.keyed()?;
+    let (account, key) = grant.into_key();
+    let id = user_param(matched.param)?;
+    let device = matched
+        .second
+        .and_then(DeviceId::parse)
+        .ok_or(ApiError::NotFound("no such trusted device for this user"))?;
+    let actor = app.accounts().actor(&account, &key, None).await?;
+    app.accounts()
+        .revoke_device(&account, &actor, &id, &device)
+        .await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &DeviceRevokedBody {
+            id: device.as_str(),
+            user: &id,
+            revoked: true,
+        },
+    ))
 }
 
 fn user_param(param: Option<&str>) -> Result<UserId, ApiError> {
@@ -136,11 +129,8 @@ fn parse_two_factor(input: &str) -> Result<TwoFactorRequest, ApiError> {
 
 // ---- policy ----
 
-async fn put_policy(
-    app: &App,
-    grant: Grant,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn put_policy(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
     let (account, key) = grant.into_key();
     let body: PutPolicyBody = read_json(request, app.settings().server.request_body_limit).await?;
     let channels = match &body.channels {
@@ -220,11 +210,8 @@ fn parse_role(input: &str) -> Result<UserRole, ApiError> {
         .ok_or_else(|| ApiError::invalid("role must be one of owner, admin, member"))
 }
 
-async fn create_user(
-    app: &App,
-    grant: Grant,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn create_user(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
     let (account, key) = grant.into_key();
     let body: CreateUserBody = read_json(request, app.settings().server.request_body_limit).await?;
     let new = NewUser {
@@ -251,12 +238,9 @@ async fn create_user(
     user_response(app, &account, StatusCode::CREATED, &user).await
 }
 
-async fn patch_user(
-    app: &App,
-    grant: Grant,
-    id: UserId,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn patch_user(call: Call<'_>) -> Reply {
+    let (app, matched, request, grant) = call.keyed()?;
+    let id = user_param(matched.param)?;
     let (account, key) = grant.into_key();
     let body: PatchUserBody = read_json(request, app.settings().server.request_body_limit).await?;
     let patch = UserPatch {
@@ -298,12 +282,9 @@ fn acting_user_from_query(query: Option<&str>) -> Result<Option<UserId>, ApiErro
 
 // ---- trusted devices ----
 
-async fn trust_device(
-    app: &App,
-    grant: Grant,
-    id: UserId,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn trust_device(call: Call<'_>) -> Reply {
+    let (app, matched, request, grant) = call.keyed()?;
+    let id = user_param(matched.param)?;
     let Grant { account, key } = grant;
     let body: TrustBody = read_json(request, app.settings().server.request_body_limit).await?;
     let proof = app
@@ -349,11 +330,8 @@ fn check_token(token: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn check_device(
-    app: &App,
-    grant: Grant,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn check_device(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
     let (account, _) = grant.into_key();
     let body: CheckDeviceBody =
         read_json(request, app.settings().server.request_body_limit).await?;
@@ -375,11 +353,8 @@ async fn check_device(
 
 // ---- logins ----
 
-async fn login(
-    app: &App,
-    grant: Grant,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn login(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
     let (account, _) = grant.into_key();
     let body: LoginBody = read_json(request, app.settings().server.request_body_limit).await?;
     let user = parse_user(&body.user, "user")?;
@@ -413,11 +388,8 @@ async fn login(
 
 // ---- audit ----
 
-async fn audit(
-    app: &App,
-    grant: Grant,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn audit(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
     let (account, _) = grant.into_key();
     let mut limit = AUDIT_DEFAULT_LIMIT;
     let mut cursor = None;

@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::auth::Grant;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
-use super::routes::{Matched, Route};
+use super::router::{Call, Reply};
 use super::wire_factors::{
     ChallengeBody, ChallengeOutcome, ConfirmBody, ConfirmedBody, EnrolBody, Enrolment,
     RecoveryCodesBody,
@@ -28,54 +28,59 @@ use crate::factors::totp::Algorithm;
 use crate::factors::{ChallengeResult, Confirmed, CredentialJson};
 use crate::App;
 
-pub(super) async fn handle(
-    app: &App,
-    grant: Grant,
-    matched: Matched<'_>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    let who = grant.who();
-    let account = grant.account;
+/// What every factor route takes: the app, the path's second parameter (a factor), the
+/// request, the grant, and the user of the path.
+type Parts<'a> = (&'a App, Option<&'a str>, Request<Incoming>, Grant, UserId);
+
+fn parts(call: Call<'_>) -> Result<Parts<'_>, ApiError> {
+    let (app, matched, request, grant) = call.keyed()?;
     let user = matched
         .param
         .and_then(UserId::parse)
         .ok_or(ApiError::NotFound("no such user in this account"))?;
+    Ok((app, matched.second, request, grant, user))
+}
+
+/// `POST /v1/users/{user}/factors`.
+pub(super) async fn enrolment(call: Call<'_>) -> Reply {
+    let (app, _, request, grant, user) = parts(call)?;
     let limit = app.settings().server.request_body_limit;
-    match matched.route {
-        Route::UserFactors => enrol(app, &account, &user, read_json(request, limit).await?).await,
-        Route::ConfirmFactor => {
-            let factor = matched
-                .second
-                .filter(|factor| Factor::valid_id(factor))
-                .ok_or(ApiError::NotFound("no such factor for this user"))?;
-            confirm(
-                app,
-                &account,
-                who,
-                &user,
-                factor,
-                read_json(request, limit).await?,
-            )
-            .await
-        }
-        Route::Challenges => {
-            challenge(app, &account, who, &user, read_json(request, limit).await?).await
-        }
-        Route::RecoveryCodes => {
-            let codes = app
-                .factors()
-                .regenerate_recovery_codes(&account.id, who, &user)
-                .await?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &RecoveryCodesBody {
-                    user: &user,
-                    recovery_codes: &codes,
-                },
-            ))
-        }
-        _ => Err(ApiError::Internal),
-    }
+    enrol(app, &grant.account, &user, read_json(request, limit).await?).await
+}
+
+/// `POST /v1/users/{user}/factors/{factor}/confirm`.
+pub(super) async fn confirmation(call: Call<'_>) -> Reply {
+    let (app, factor, request, grant, user) = parts(call)?;
+    let limit = app.settings().server.request_body_limit;
+    let factor = factor
+        .filter(|factor| Factor::valid_id(factor))
+        .ok_or(ApiError::NotFound("no such factor for this user"))?;
+    let body = read_json(request, limit).await?;
+    confirm(app, &grant.account, grant.who(), &user, factor, body).await
+}
+
+/// `POST /v1/users/{user}/challenges`.
+pub(super) async fn challenges(call: Call<'_>) -> Reply {
+    let (app, _, request, grant, user) = parts(call)?;
+    let limit = app.settings().server.request_body_limit;
+    let body = read_json(request, limit).await?;
+    challenge(app, &grant.account, grant.who(), &user, body).await
+}
+
+/// `POST /v1/users/{user}/recovery-codes`.
+pub(super) async fn recovery_codes(call: Call<'_>) -> Reply {
+    let (app, _, _, grant, user) = parts(call)?;
+    let codes = app
+        .factors()
+        .regenerate_recovery_codes(&grant.account.id, grant.who(), &user)
+        .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &RecoveryCodesBody {
+            user: &user,
+            recovery_codes: &codes,
+        },
+    ))
 }
 
 fn factor_type(input: &str) -> Result<FactorType, ApiError> {

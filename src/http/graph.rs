@@ -17,14 +17,14 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, RETRY_AFTER};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use ring::rand::SystemRandom;
 use serde_json::{json, Value};
 
 use super::auth::{credentials, identify, key_rate, AuthFailure, Caller, Grant};
 use super::body::{json_response, media_type, read_bytes, success};
 use super::error::ApiError;
-use super::routes::{Matched, Route};
+use super::router::{Call, Reply};
 use super::wire_pins::GraphNumberBody;
 use crate::account::permission::Permission;
 use crate::pin::service::PinError;
@@ -199,16 +199,9 @@ impl From<ApiError> for GraphError {
     }
 }
 
-pub(super) async fn handle(
-    app: &App,
-    ip: IpAddr,
-    matched: Matched<'_>,
-    request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    match route(app, ip, matched, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
+/// A Graph answer: its error object on failure.
+fn answer(result: Result<Response<Full<Bytes>>, GraphError>) -> Reply {
+    Ok(result.unwrap_or_else(|error| error.into_response()))
 }
 
 /// The request's parameters: the query's, then the body's (JSON object or form).
@@ -267,12 +260,18 @@ async fn params(app: &App, request: Request<Incoming>) -> Result<Params, GraphEr
     Ok(Params(params))
 }
 
-async fn route(
-    app: &App,
-    ip: IpAddr,
-    matched: Matched<'_>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, GraphError> {
+/// What every Graph route does first: the version checked, the token found (header, query or
+/// body) and its key authenticated for `permission`, the phone number id of the path parsed.
+async fn prelude(
+    Call {
+        app,
+        ip,
+        matched,
+        request,
+        ..
+    }: Call<'_>,
+    permission: Permission,
+) -> Result<(Grant, PhoneNumberId, Params), GraphError> {
     let version = matched.param.unwrap_or_default();
     if !SUPPORTED_VERSIONS.contains(&version) {
         return Err(GraphError::new(
@@ -286,25 +285,24 @@ async fn route(
         ));
     }
     let header_token = credentials(&request, "Bearer").map(str::to_owned);
-    let method = request.method().clone();
     let params = params(app, request).await?;
     let token = header_token.or_else(|| params.get("access_token").map(str::to_owned));
-    let permission = match (matched.route, &method) {
-        (Route::GraphPhoneNumber, &Method::GET) => Permission::ManagePhoneNumbers,
-        (Route::GraphPhoneNumber, _) => Permission::SetPins,
-        _ => Permission::RegisterNumbers,
-    };
     let grant = authenticate(app, ip, token.as_deref(), permission).await?;
-    let who = grant.who();
-    let key = grant.key;
     let id = matched
         .second
         .and_then(PhoneNumberId::parse)
         .ok_or_else(|| GraphError::from(PinError::NotFound))?;
-    let pins = app.pins();
-    match (matched.route, method) {
-        (Route::GraphPhoneNumber, Method::GET) => {
-            let record = pins.number(&key.account, key.role, &id).await?;
+    Ok((grant, id, params))
+}
+
+/// `GET /{version}/{phone_number_id}`: the number's fields.
+pub(super) async fn get_number(call: Call<'_>) -> Reply {
+    let app = call.app;
+    answer(
+        async {
+            let (grant, id, _) = prelude(call, Permission::ManagePhoneNumbers).await?;
+            let key = grant.key;
+            let record = app.pins().number(&key.account, key.role, &id).await?;
             Ok(json_response(
                 StatusCode::OK,
                 &GraphNumberBody {
@@ -313,13 +311,36 @@ async fn route(
                 },
             ))
         }
-        (Route::GraphPhoneNumber, _) => {
+        .await,
+    )
+}
+
+/// `POST /{version}/{phone_number_id}` `{pin}`: Graph's PIN call.
+pub(super) async fn set_pin(call: Call<'_>) -> Reply {
+    let app = call.app;
+    answer(
+        async {
+            let (grant, id, params) = prelude(call, Permission::SetPins).await?;
+            let who = grant.who();
+            let key = grant.key;
             let pin = pin(&params)?;
-            pins.set_pin(&key.account, who, key.role, &id, &pin, "graph-api")
+            app.pins()
+                .set_pin(&key.account, who, key.role, &id, &pin, "graph-api")
                 .await?;
             Ok(success())
         }
-        (Route::GraphRegister, _) => {
+        .await,
+    )
+}
+
+/// `POST /{version}/{phone_number_id}/register` `{messaging_product, pin}`.
+pub(super) async fn register(call: Call<'_>) -> Reply {
+    let app = call.app;
+    answer(
+        async {
+            let (grant, id, params) = prelude(call, Permission::RegisterNumbers).await?;
+            let who = grant.who();
+            let key = grant.key;
             match params.get("messaging_product") {
                 Some("whatsapp") => {}
                 Some(_) => {
@@ -334,12 +355,13 @@ async fn route(
                 }
             }
             let pin = pin(&params)?;
-            pins.register(&key.account, who, key.role, &id, &pin)
+            app.pins()
+                .register(&key.account, who, key.role, &id, &pin)
                 .await?;
             Ok(success())
         }
-        _ => Err(GraphError::from(ApiError::NotFound("no such path"))),
-    }
+        .await,
+    )
 }
 
 fn pin(params: &Params) -> Result<Pin, GraphError> {

@@ -2,18 +2,14 @@
 //! account's owner), set the account's e-mail address (root). `new_account` is the one account
 //! insert, also the Twilio facade's `POST /v2/Services`.
 
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::StatusCode;
 
-use super::auth::Caller;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::fields::{check_code_length, AccountName, EmailAddress};
+use super::router::{Authenticated, Call, Reply};
 use super::wire::{AccountBody, CreateAccountBody, CreateKeyBody, KeyBody};
 use super::wire_pins::{EmailBody, EmailSetBody};
-use crate::account::permission::Permission;
 use crate::account::{Account, AccountId, Role};
 use crate::clock::rfc3339;
 use crate::App;
@@ -35,10 +31,7 @@ pub(super) async fn new_account(
 }
 
 /// `POST /v1/accounts`, for the root key (the dispatcher checked it).
-pub(super) async fn create_account(
-    app: &App,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn create_account(Call { app, request, .. }: Call<'_>) -> Reply {
     let body: CreateAccountBody =
         read_json(request, app.settings().server.request_body_limit).await?;
     let name = AccountName::parse(&body.name)
@@ -72,15 +65,19 @@ pub(super) async fn create_account(
 }
 
 /// `POST /v1/accounts/{id}/keys`: the root key, or a key of that account `permission` allows.
-pub(super) async fn create_key(
-    app: &App,
-    caller: Caller,
-    permission: Permission,
-    account_param: &str,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    let account_id =
-        AccountId::parse(account_param).ok_or(ApiError::NotFound("no such account"))?;
+pub(super) async fn create_key(call: Call<'_>) -> Reply {
+    let Call {
+        app,
+        matched,
+        request,
+        caller,
+        ..
+    } = call;
+    let Authenticated::Caller(caller, permission) = caller else {
+        return Err(ApiError::Internal);
+    };
+    let account_id = AccountId::parse(matched.param.unwrap_or_default())
+        .ok_or(ApiError::NotFound("no such account"))?;
     caller.require_in(permission, &account_id)?;
     let body: CreateKeyBody = read_json(request, app.settings().server.request_body_limit).await?;
     let role: Role = body
@@ -111,11 +108,15 @@ pub(super) async fn create_key(
 /// where two-step links go. An owner key may not: redirecting the links is the first step of
 /// taking the protection off.
 pub(super) async fn set_account_email(
-    app: &App,
-    param: Option<&str>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    let account = param
+    Call {
+        app,
+        matched,
+        request,
+        ..
+    }: Call<'_>,
+) -> Reply {
+    let account = matched
+        .param
         .and_then(AccountId::parse)
         .ok_or(ApiError::NotFound("no such account"))?;
     let body: EmailBody = read_json(request, app.settings().server.request_body_limit).await?;

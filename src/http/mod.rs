@@ -12,6 +12,7 @@ mod fields;
 mod graph;
 mod keys;
 pub mod openapi;
+mod operations;
 mod pins;
 mod router;
 pub mod routes;
@@ -47,7 +48,6 @@ use crate::limits::{connection_cap, ConnectionLimits, ConnectionSlot};
 use crate::App;
 use body::BodyDeadline;
 use error::ApiError;
-pub use routes::Route;
 
 /// HTTP/2 PING keep-alive: a peer that stops answering while a request is in flight is found
 /// within interval + timeout, instead of holding its streams until the body deadline.
@@ -339,7 +339,7 @@ async fn handle(
     let uri = request.uri().clone();
     let found = routes::find(uri.path());
     let result = match found.refused {
-        Some(reason) if found.route != Route::NotFound => Err(ApiError::invalid(reason)),
+        Some(reason) if !found.route.is_not_found() => Err(ApiError::invalid(reason)),
         _ => router::dispatch(app, ip, found.matched(), request).await,
     };
     let mut response = match result {
@@ -357,7 +357,7 @@ async fn handle(
         activity.close.notify_one();
     }
     app.metrics().http_request(
-        found.route.name(),
+        found.route.name,
         response.status().as_u16(),
         started.elapsed(),
     );

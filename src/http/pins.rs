@@ -15,16 +15,13 @@
 
 use std::net::IpAddr;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, StatusCode};
 
-use super::auth::Grant;
 use super::body::{json_response, read_bytes, read_json, success};
 use super::error::ApiError;
-use super::routes::{Matched, Route};
+use super::router::{Call, Reply};
 use super::wire_pins::{AddBody, LinkOutcomeBody, LinkSentBody, NumberBody, PinBody, RegisterBody};
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
@@ -32,105 +29,105 @@ use crate::pin::service::Registered;
 use crate::pin::{LinkPurpose, PhoneNumberId, Pin};
 use crate::App;
 
-pub(super) async fn handle(
-    app: &App,
-    grant: Grant,
-    matched: Matched<'_>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    let who = grant.who();
+/// `POST /v1/phone-numbers`.
+pub(super) async fn add_number(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
+    let key = &grant.key;
+    let body: AddBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let number = PhoneNumber::parse(&body.phone_number)
+        .map_err(|error| ApiError::invalid(format!("phone_number {error}")))?;
+    let pin = parse_pin(body.pin.as_deref())?;
+    let record = app
+        .pins()
+        .add_number(&key.account, grant.who(), key.role, &number, &pin)
+        .await?;
+    Ok(json_response(
+        StatusCode::CREATED,
+        &NumberBody::new(&record, &app.pins().settings().limits),
+    ))
+}
+
+/// `GET /v1/phone-numbers/{id}`.
+pub(super) async fn get_number(call: Call<'_>) -> Reply {
+    let (app, matched, _, grant) = call.keyed()?;
     let key = grant.key;
-    let account = &key.account;
-    let pins = app.pins();
-    match (matched.route, request.method().clone()) {
-        (Route::PhoneNumbers, _) => {
-            let body: AddBody =
-                read_json(request, app.settings().server.request_body_limit).await?;
-            let number = PhoneNumber::parse(&body.phone_number)
-                .map_err(|error| ApiError::invalid(format!("phone_number {error}")))?;
-            let pin = parse_pin(body.pin.as_deref())?;
-            let record = pins
-                .add_number(account, who, key.role, &number, &pin)
-                .await?;
-            Ok(json_response(
-                StatusCode::CREATED,
-                &NumberBody::new(&record, &app.pins().settings().limits),
-            ))
-        }
-        (Route::PhoneNumber, Method::GET) => {
-            let id = number_param(matched.param)?;
-            let record = pins.number(account, key.role, &id).await?;
-            Ok(json_response(
-                StatusCode::OK,
-                &NumberBody::new(&record, &app.pins().settings().limits),
-            ))
-        }
-        (Route::PhoneNumber, _) | (Route::GraphPhoneNumber, _) => {
-            let id = number_param(if matched.route == Route::GraphPhoneNumber {
-                matched.second
-            } else {
-                matched.param
-            })?;
-            let via = if matched.route == Route::GraphPhoneNumber {
-                "graph-api"
-            } else {
-                "api"
-            };
-            let body: PinBody =
-                read_json(request, app.settings().server.request_body_limit).await?;
-            let pin = parse_pin(body.pin.as_deref())?;
-            pins.set_pin(account, who, key.role, &id, &pin, via).await?;
-            Ok(success())
-        }
-        (Route::RegisterPhoneNumber, _) => {
-            let id = number_param(matched.param)?;
-            let body: RegisterBody =
-                read_json(request, app.settings().server.request_body_limit).await?;
-            if body
-                .messaging_product
-                .as_deref()
-                .is_some_and(|product| product != "whatsapp")
-            {
-                return Err(ApiError::invalid("messaging_product must be whatsapp"));
-            }
-            let pin = parse_pin(body.pin.as_deref())?;
-            match pins.register(account, who, key.role, &id, &pin).await? {
-                Registered::PinMatched | Registered::TwoStepEnabled => Ok(success()),
-            }
-        }
-        (Route::DisableRequests, _) | (Route::ResetRequests, _) => {
-            let id = number_param(matched.param)?;
-            let purpose = if matched.route == Route::DisableRequests {
-                LinkPurpose::Disable
-            } else {
-                LinkPurpose::Reset
-            };
-            empty_or_json_object(request, app.settings().server.request_body_limit).await?;
-            let sent = pins
-                .request_link(account, who, key.role, &id, purpose)
-                .await?;
-            Ok(json_response(
-                StatusCode::ACCEPTED,
-                &LinkSentBody {
-                    phone_number_id: id.as_str(),
-                    action: purpose.as_str(),
-                    sent_to: &sent.sent_to,
-                    expires_at: rfc3339(sent.expires_ms),
-                },
-            ))
-        }
-        _ => Err(ApiError::Internal),
+    let id = number_param(matched.param)?;
+    let record = app.pins().number(&key.account, key.role, &id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &NumberBody::new(&record, &app.pins().settings().limits),
+    ))
+}
+
+/// `POST /v1/phone-numbers/{id}` `{pin}`.
+pub(super) async fn set_pin(call: Call<'_>) -> Reply {
+    let (app, matched, request, grant) = call.keyed()?;
+    let key = &grant.key;
+    let id = number_param(matched.param)?;
+    let body: PinBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let pin = parse_pin(body.pin.as_deref())?;
+    app.pins()
+        .set_pin(&key.account, grant.who(), key.role, &id, &pin, "api")
+        .await?;
+    Ok(success())
+}
+
+/// `POST /v1/phone-numbers/{id}/register` `{messaging_product, pin}`.
+pub(super) async fn register(call: Call<'_>) -> Reply {
+    let (app, matched, request, grant) = call.keyed()?;
+    let key = &grant.key;
+    let id = number_param(matched.param)?;
+    let body: RegisterBody = read_json(request, app.settings().server.request_body_limit).await?;
+    if body
+        .messaging_product
+        .as_deref()
+        .is_some_and(|product| product != "whatsapp")
+    {
+        return Err(ApiError::invalid("messaging_product must be whatsapp"));
+    }
+    let pin = parse_pin(body.pin.as_deref())?;
+    match app
+        .pins()
+        .register(&key.account, grant.who(), key.role, &id, &pin)
+        .await?
+    {
+        Registered::PinMatched | Registered::TwoStepEnabled => Ok(success()),
     }
 }
 
-/// `GET|POST /v1/two-step/confirm?token=` and `GET|POST /v1/two-step/reset?token=`.
-pub(super) async fn link(
-    app: &App,
-    ip: IpAddr,
-    matched: Matched<'_>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    let token = request
+/// `POST /v1/phone-numbers/{id}/two-step/disable-requests`.
+pub(super) async fn disable_request(call: Call<'_>) -> Reply {
+    request_link(call, LinkPurpose::Disable).await
+}
+
+/// `POST /v1/phone-numbers/{id}/two-step/reset-requests`.
+pub(super) async fn reset_request(call: Call<'_>) -> Reply {
+    request_link(call, LinkPurpose::Reset).await
+}
+
+async fn request_link(call: Call<'_>, purpose: LinkPurpose) -> Reply {
+    let (app, matched, request, grant) = call.keyed()?;
+    let key = &grant.key;
+    let id = number_param(matched.param)?;
+    empty_or_json_object(request, app.settings().server.request_body_limit).await?;
+    let sent = app
+        .pins()
+        .request_link(&key.account, grant.who(), key.role, &id, purpose)
+        .await?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        &LinkSentBody {
+            phone_number_id: id.as_str(),
+            action: purpose.as_str(),
+            sent_to: &sent.sent_to,
+            expires_at: rfc3339(sent.expires_ms),
+        },
+    ))
+}
+
+/// The single-use token of an e-mailed link: `?token=`.
+fn link_token(request: &Request<Incoming>) -> String {
+    request
         .uri()
         .query()
         .and_then(|query| {
@@ -139,81 +136,99 @@ pub(super) async fn link(
                 .find_map(|pair| pair.strip_prefix("token="))
         })
         .unwrap_or_default()
-        .to_owned();
-    let refuse_unknown = |error: ApiError| {
-        // Tokens are 256-bit random, so guessing is hopeless; still, probing costs like a
-        // failed authentication.
-        if matches!(error, ApiError::NotFound(_)) {
-            if let Err(retry) = app.limits().check_failed_auth(ip) {
-                app.metrics().rate_limited("failed_auth");
-                return ApiError::Limited {
-                    kind: "rate-limited",
-                    detail: "too many unknown links from this address; slow down".to_owned(),
-                    retry_after_secs: retry.seconds(),
-                };
-            }
+        .to_owned()
+}
+
+/// Tokens are 256-bit random, so guessing is hopeless; still, probing costs like a failed
+/// authentication.
+fn refuse_unknown(app: &App, ip: IpAddr, error: ApiError) -> ApiError {
+    if matches!(error, ApiError::NotFound(_)) {
+        if let Err(retry) = app.limits().check_failed_auth(ip) {
+            app.metrics().rate_limited("failed_auth");
+            return ApiError::Limited {
+                kind: "rate-limited",
+                detail: "too many unknown links from this address; slow down".to_owned(),
+                retry_after_secs: retry.seconds(),
+            };
         }
-        error
-    };
-    let pins = app.pins();
-    match (matched.route, request.method().clone()) {
-        (Route::TwoStepConfirm, _) => {
-            let done = pins
-                .use_disable_link(&token)
-                .await
-                .map_err(|error| refuse_unknown(error.into()))?;
-            Ok(json_response(
-                StatusCode::OK,
-                &LinkOutcomeBody {
-                    two_step: Some("disabled"),
-                    ..LinkOutcomeBody::of(done.number.as_str(), &done.masked)
-                },
-            ))
-        }
-        (Route::TwoStepReset, Method::GET) => {
-            let (info, masked) = pins
-                .peek_link(&token)
-                .await
-                .map_err(|error| refuse_unknown(error.into()))?;
-            if info.purpose != LinkPurpose::Reset {
-                return Err(refuse_unknown(ApiError::NotFound("no such link")));
-            }
-            Ok(json_response(
-                StatusCode::OK,
-                &LinkOutcomeBody {
-                    action: Some("reset"),
-                    expires_at: Some(rfc3339(info.expires_ms)),
-                    detail: Some(
-                        "POST {\"pin\":\"<6 digits>\"} to this same URL to set the new PIN",
-                    ),
-                    ..LinkOutcomeBody::of(info.number.as_str(), &masked)
-                },
-            ))
-        }
-        (Route::TwoStepReset, _) => {
-            // The token is the credential: an unknown or spent link is refused from the query
-            // alone, before the body is read (edge, issue 13 item 3).
-            pins.peek_link(&token)
-                .await
-                .map_err(|error| refuse_unknown(error.into()))?;
-            let body: PinBody =
-                read_json(request, app.settings().server.request_body_limit).await?;
-            let pin = parse_pin(body.pin.as_deref())?;
-            let done = pins
-                .use_reset_link(&token, &pin)
-                .await
-                .map_err(|error| refuse_unknown(error.into()))?;
-            Ok(json_response(
-                StatusCode::OK,
-                &LinkOutcomeBody {
-                    two_step: Some("enabled"),
-                    locked: Some(false),
-                    ..LinkOutcomeBody::of(done.number.as_str(), &done.masked)
-                },
-            ))
-        }
-        _ => Err(ApiError::Internal),
     }
+    error
+}
+
+/// `GET|POST /v1/two-step/confirm?token=`.
+pub(super) async fn confirm_link(
+    Call {
+        app, ip, request, ..
+    }: Call<'_>,
+) -> Reply {
+    let token = link_token(&request);
+    let done = app
+        .pins()
+        .use_disable_link(&token)
+        .await
+        .map_err(|error| refuse_unknown(app, ip, error.into()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &LinkOutcomeBody {
+            two_step: Some("disabled"),
+            ..LinkOutcomeBody::of(done.number.as_str(), &done.masked)
+        },
+    ))
+}
+
+/// `GET /v1/two-step/reset?token=`: what the link would reset.
+pub(super) async fn peek_reset_link(
+    Call {
+        app, ip, request, ..
+    }: Call<'_>,
+) -> Reply {
+    let token = link_token(&request);
+    let (info, masked) = app
+        .pins()
+        .peek_link(&token)
+        .await
+        .map_err(|error| refuse_unknown(app, ip, error.into()))?;
+    if info.purpose != LinkPurpose::Reset {
+        return Err(refuse_unknown(app, ip, ApiError::NotFound("no such link")));
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &LinkOutcomeBody {
+            action: Some("reset"),
+            expires_at: Some(rfc3339(info.expires_ms)),
+            detail: Some("POST {\"pin\":\"<6 digits>\"} to this same URL to set the new PIN"),
+            ..LinkOutcomeBody::of(info.number.as_str(), &masked)
+        },
+    ))
+}
+
+/// `POST /v1/two-step/reset?token=` `{pin}`.
+pub(super) async fn reset_link(
+    Call {
+        app, ip, request, ..
+    }: Call<'_>,
+) -> Reply {
+    let token = link_token(&request);
+    let pins = app.pins();
+    // The token is the credential: an unknown or spent link is refused from the query alone,
+    // before the body is read (edge, issue 13 item 3).
+    pins.peek_link(&token)
+        .await
+        .map_err(|error| refuse_unknown(app, ip, error.into()))?;
+    let body: PinBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let pin = parse_pin(body.pin.as_deref())?;
+    let done = pins
+        .use_reset_link(&token, &pin)
+        .await
+        .map_err(|error| refuse_unknown(app, ip, error.into()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &LinkOutcomeBody {
+            two_step: Some("enabled"),
+            locked: Some(false),
+            ..LinkOutcomeBody::of(done.number.as_str(), &done.masked)
+        },
+    ))
 }
 
 fn number_param(param: Option<&str>) -> Result<PhoneNumberId, ApiError> {

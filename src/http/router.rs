@@ -1,119 +1,105 @@
-//! The dispatcher: a matched route's method checked, the operations endpoints answered, the
-//! address limited, the caller authenticated, and the request handed to its API's handler.
+//! The dispatcher: a matched route's method checked, the address limited, the caller
+//! authenticated as the route's access kind says, and the request handed to the row's handler.
 
 use std::net::IpAddr;
 
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response};
 
-use super::auth::authenticate;
-use super::body::text;
+use super::auth::{authenticate, Caller, Grant};
 use super::error::ApiError;
-use super::routes::{Access, Matched, Route};
-use super::{accounts, factors, graph, keys, openapi, pins, twilio, verifications, webhooks};
+use super::routes::{Access, Matched};
+use crate::account::permission::Permission;
 use crate::App;
+
+/// What every handler answers.
+pub(super) type Reply = Result<Response<Full<Bytes>>, ApiError>;
+
+/// A row's handler for one method: the request with its route, parameters and caller.
+pub(super) type Handler = for<'a> fn(Call<'a>) -> BoxFuture<'a, Reply>;
+
+/// One request as a handler takes it.
+pub(super) struct Call<'a> {
+    pub app: &'a App,
+    pub ip: IpAddr,
+    pub matched: Matched<'a>,
+    pub request: Request<Incoming>,
+    pub caller: Authenticated,
+}
+
+/// Who the dispatcher found calling, by the route's access kind.
+pub(super) enum Authenticated {
+    /// Open, receipt, link and facade routes: no one yet (the handler checks what it takes).
+    Nobody,
+    /// `RootOrKey`: the caller and the permission, the handler checking the path's account.
+    Caller(Caller, Permission),
+    /// `Key`: a key its role allows.
+    Key(Grant),
+}
+
+impl<'a> Call<'a> {
+    /// What a `Key` route's handler takes: the app, the path's parameters, the request and the
+    /// key's grant.
+    pub fn keyed(self) -> Result<(&'a App, Matched<'a>, Request<Incoming>, Grant), ApiError> {
+        match self.caller {
+            Authenticated::Key(grant) => Ok((self.app, self.matched, self.request, grant)),
+            _ => Err(ApiError::Internal),
+        }
+    }
+}
 
 pub(super) async fn dispatch(
     app: &App,
     ip: IpAddr,
     matched: Matched<'_>,
     request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    let route = matched.route;
-    if route == Route::NotFound {
+) -> Reply {
+    let entry = matched.route;
+    if entry.is_not_found() {
         return Err(ApiError::NotFound("no such path"));
     }
-    let access = route
-        .access(request.method().as_str())
-        .ok_or(ApiError::MethodNotAllowed(route.allow()))?;
+    let (access, handler) = entry
+        .method(request.method().as_str())
+        .ok_or(ApiError::MethodNotAllowed(entry.allow()))?;
     if access != Access::Open {
         app.limits().check_ip(ip).map_err(|retry| {
             app.metrics().rate_limited("ip");
             ApiError::rate_limited("ip", retry.seconds())
         })?;
     }
-    let param = matched.param;
-    match access {
-        Access::Open => operations(app, route).await,
-        // Vendors cannot hold our keys: receipts are checked by signature or token instead.
-        Access::Receipt => webhooks::receipt(app, param.unwrap_or_default(), request).await,
-        // Opened from an e-mail: the single-use token in the link is the credential.
-        Access::Link => pins::link(app, ip, matched, request).await,
-        // The Graph facade: Graph's token forms (header, query, form field) and error objects.
-        Access::Graph => Ok(graph::handle(app, ip, matched, request).await),
-        // The Twilio facade authenticates with HTTP Basic (account id and key), as Twilio does.
-        Access::Twilio => Ok(twilio::handle(app, ip, matched, request).await),
+    let caller = match access {
+        // Open: health, readiness, metrics, the document. Vendors cannot hold our keys: receipts
+        // are checked by signature or token. E-mailed links: the single-use token is the
+        // credential. The Graph facade has its token forms (header, query, form field) and error
+        // objects; the Twilio facade authenticates with HTTP Basic, as Twilio does.
+        Access::Open | Access::Receipt | Access::Link | Access::Graph | Access::Twilio => {
+            Authenticated::Nobody
+        }
         Access::Root(permission) => {
             authenticate(app, ip, &request)
                 .await?
                 .require_root(permission)?;
-            match route {
-                Route::AccountEmail => keys::set_account_email(app, param, request).await,
-                _ => keys::create_account(app, request).await,
-            }
+            Authenticated::Nobody
         }
         Access::RootOrKey(permission) => {
-            let caller = authenticate(app, ip, &request).await?;
-            keys::create_key(app, caller, permission, param.unwrap_or_default(), request).await
+            Authenticated::Caller(authenticate(app, ip, &request).await?, permission)
         }
-        Access::Key(permission) => {
-            let grant = authenticate(app, ip, &request)
+        Access::Key(permission) => Authenticated::Key(
+            authenticate(app, ip, &request)
                 .await?
                 .require(app, permission)
-                .await?;
-            match route {
-                Route::StartVerification => verifications::start(app, grant, request).await,
-                Route::CheckVerification => verifications::check(app, grant, request).await,
-                Route::GetVerification => verifications::get(app, grant, param).await,
-                Route::CancelVerification => verifications::cancel(app, grant, param).await,
-                Route::UserFactors
-                | Route::ConfirmFactor
-                | Route::Challenges
-                | Route::RecoveryCodes => factors::handle(app, grant, matched, request).await,
-                Route::PhoneNumbers
-                | Route::PhoneNumber
-                | Route::RegisterPhoneNumber
-                | Route::DisableRequests
-                | Route::ResetRequests => pins::handle(app, grant, matched, request).await,
-                _ => accounts::handle(app, grant, matched, request).await,
-            }
-        }
-    }
-}
-
-/// Health, readiness, metrics and the OpenAPI document: no caller, no limit.
-async fn operations(app: &App, route: Route) -> Result<Response<Full<Bytes>>, ApiError> {
-    match route {
-        Route::Healthz => {
-            // Liveness: the process is up, and its store client has not been stuck while
-            // Redis answers (then only a restart helps).
-            app.store().liveness()?;
-            Ok(text(
-                StatusCode::OK,
-                "text/plain; charset=utf-8",
-                "ok\n".into(),
-            ))
-        }
-        Route::Readyz => {
-            app.store().ping().await?;
-            // The outbox: reads failing for longer than the configured window.
-            app.verifier()
-                .dispatcher()
-                .readiness()
-                .map_err(ApiError::Unavailable)?;
-            Ok(text(
-                StatusCode::OK,
-                "text/plain; charset=utf-8",
-                "ready\n".into(),
-            ))
-        }
-        Route::Metrics => Ok(text(
-            StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
-            app.metrics().render(),
-        )),
-        _ => Ok(openapi::response()),
-    }
+                .await?,
+        ),
+    };
+    handler(Call {
+        app,
+        ip,
+        matched,
+        request,
+        caller,
+    })
+    .await
 }

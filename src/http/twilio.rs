@@ -21,7 +21,7 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::HOST;
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::auth::{credentials, identify, key_rate, AuthFailure, Caller};
@@ -29,7 +29,7 @@ use super::body::{json_response, media_type, read_bytes};
 use super::error::ApiError;
 use super::fields::{code_length_allowed, AccountName, Locale};
 use super::keys::new_account;
-use super::routes::{Matched, Route};
+use super::router::{Call, Reply};
 use super::twilio_error::TwilioError;
 use crate::account::permission::Permission;
 use crate::account::{is_sid, Account, AccountId};
@@ -56,69 +56,116 @@ pub fn service_account(sid: &str) -> Option<AccountId> {
     }
 }
 
-/// One facade request. Method and route were checked by the dispatcher; the flood limit per
-/// address too.
-pub(super) async fn handle(
-    app: &App,
-    ip: IpAddr,
-    matched: Matched<'_>,
-    request: Request<Incoming>,
-) -> Response<Full<Bytes>> {
-    match route(app, ip, matched, request).await {
-        Ok(response) => response,
-        Err(error) => error.into_response(),
-    }
+/// A facade answer: Twilio's error object on failure.
+fn answer(result: Result<Response<Full<Bytes>>, TwilioError>) -> Reply {
+    Ok(result.unwrap_or_else(|error| error.into_response()))
 }
 
-async fn route(
-    app: &App,
-    ip: IpAddr,
-    matched: Matched<'_>,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, TwilioError> {
-    let caller = authenticate(app, ip, &request).await?;
-    let base = base_url(&request);
-    let method = request.method().clone();
-    let sid = matched.param.unwrap_or_default();
-    match (matched.route, method) {
-        (Route::TwilioServices, Method::POST) => {
-            let form = read_form(app, request).await?;
-            create_service(app, caller, &form, &base).await
+/// `POST /v2/Services`.
+pub(super) async fn post_services(call: Call<'_>) -> Reply {
+    answer(
+        async {
+            let caller = authenticate(call.app, call.ip, &call.request).await?;
+            let base = base_url(&call.request);
+            let form = read_form(call.app, call.request).await?;
+            create_service(call.app, caller, &form, &base).await
         }
-        (Route::TwilioServices, _) => list_services(app, caller, &base).await,
-        (Route::TwilioService, _) => {
-            let account = service(app, &caller, sid, Permission::ReadServices).await?;
-            Ok(json(StatusCode::OK, &service_json(&account, &base)))
+        .await,
+    )
+}
+
+/// `GET /v2/Services`.
+pub(super) async fn get_services(call: Call<'_>) -> Reply {
+    answer(
+        async {
+            let caller = authenticate(call.app, call.ip, &call.request).await?;
+            list_services(call.app, caller, &base_url(&call.request)).await
         }
-        (Route::TwilioVerifications, _) => {
-            let account = service(app, &caller, sid, Permission::SendCodes).await?;
-            let form = read_form(app, request).await?;
-            start(app, &account, &form, &base).await
+        .await,
+    )
+}
+
+/// `GET /v2/Services/{sid}`.
+pub(super) async fn get_service(call: Call<'_>) -> Reply {
+    answer(
+        async {
+            let caller = authenticate(call.app, call.ip, &call.request).await?;
+            let sid = call.matched.param.unwrap_or_default();
+            let account = service(call.app, &caller, sid, Permission::ReadServices).await?;
+            Ok(json(
+                StatusCode::OK,
+                &service_json(&account, &base_url(&call.request)),
+            ))
         }
-        (Route::TwilioVerificationCheck, _) => {
-            let account = service(app, &caller, sid, Permission::SendCodes).await?;
-            let form = read_form(app, request).await?;
-            check(app, &account, &form, &base).await
+        .await,
+    )
+}
+
+/// The Service of the path, for a caller who may send codes with it, and the request's base URL.
+async fn sending_service(call: &Call<'_>) -> Result<(Account, String), TwilioError> {
+    let caller = authenticate(call.app, call.ip, &call.request).await?;
+    let sid = call.matched.param.unwrap_or_default();
+    let account = service(call.app, &caller, sid, Permission::SendCodes).await?;
+    Ok((account, base_url(&call.request)))
+}
+
+/// `POST /v2/Services/{sid}/Verifications`.
+pub(super) async fn post_verifications(call: Call<'_>) -> Reply {
+    answer(
+        async {
+            let (account, base) = sending_service(&call).await?;
+            let form = read_form(call.app, call.request).await?;
+            start(call.app, &account, &form, &base).await
         }
-        (Route::TwilioVerification, method) => {
-            let account = service(app, &caller, sid, Permission::SendCodes).await?;
-            let id = matched
-                .second
-                .and_then(VerificationId::parse)
-                .ok_or_else(|| TwilioError::not_found("verification"))?;
-            if method == Method::POST {
-                let form = read_form(app, request).await?;
-                update(app, &account, &id, &form, &base).await
-            } else {
-                let verification = app.verifier().get(&account, &id).await?;
-                Ok(json(
-                    StatusCode::OK,
-                    &verification_json(app, &verification, &base, &Extras::default()).await?,
-                ))
-            }
+        .await,
+    )
+}
+
+/// `POST /v2/Services/{sid}/VerificationCheck`.
+pub(super) async fn post_verification_check(call: Call<'_>) -> Reply {
+    answer(
+        async {
+            let (account, base) = sending_service(&call).await?;
+            let form = read_form(call.app, call.request).await?;
+            check(call.app, &account, &form, &base).await
         }
-        _ => Err(TwilioError::not_found("path")),
-    }
+        .await,
+    )
+}
+
+/// `POST /v2/Services/{sid}/Verifications/{sid}`: approve or cancel.
+pub(super) async fn post_verification(call: Call<'_>) -> Reply {
+    answer(
+        async {
+            let (account, base) = sending_service(&call).await?;
+            let id = verification_param(call.matched.second)?;
+            let form = read_form(call.app, call.request).await?;
+            update(call.app, &account, &id, &form, &base).await
+        }
+        .await,
+    )
+}
+
+/// `GET /v2/Services/{sid}/Verifications/{sid}`.
+pub(super) async fn get_verification(call: Call<'_>) -> Reply {
+    answer(
+        async {
+            let (account, base) = sending_service(&call).await?;
+            let id = verification_param(call.matched.second)?;
+            let verification = call.app.verifier().get(&account, &id).await?;
+            Ok(json(
+                StatusCode::OK,
+                &verification_json(call.app, &verification, &base, &Extras::default()).await?,
+            ))
+        }
+        .await,
+    )
+}
+
+fn verification_param(second: Option<&str>) -> Result<VerificationId, TwilioError> {
+    second
+        .and_then(VerificationId::parse)
+        .ok_or_else(|| TwilioError::not_found("verification"))
 }
 
 /// HTTP Basic: the user name is the account id, the password one of its keys; or any user name

@@ -10,23 +10,21 @@ use super::auth::Grant;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::fields::{check_code_length, Locale};
+use super::router::{Call, Reply};
 use super::wire::{AttemptBody, CheckBody, StartBody, VerificationBody};
 use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use crate::verify::model::{Channel, CheckTarget, VerificationId};
 use crate::verify::{Code, StartRequest, Started};
-use crate::App;
 
 fn parse_phone(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
     PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("{field} {error}")))
 }
 
 /// `POST /v1/verifications`: sends a code (or resends, or replays an idempotent send).
-pub(super) async fn start(
-    app: &App,
-    Grant { account, .. }: Grant,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn start(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
+    let Grant { account, .. } = grant;
     let idempotency_key = idempotency_key(&request)?;
     let body: StartBody = read_json(request, app.settings().server.request_body_limit).await?;
     let to = parse_phone(&body.to, "to")?;
@@ -95,11 +93,9 @@ fn mark_replayed(response: &mut Response<Full<Bytes>>) {
 }
 
 /// `POST /v1/verifications/check`.
-pub(super) async fn check(
-    app: &App,
-    Grant { account, .. }: Grant,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn check(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
+    let Grant { account, .. } = grant;
     let idempotency_key = idempotency_key(&request)?;
     let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
     let code = Code::parse(&body.code).ok_or_else(|| {
@@ -130,12 +126,10 @@ pub(super) async fn check(
 }
 
 /// `GET /v1/verifications/{id}`: the verification with every message sent for it.
-pub(super) async fn get(
-    app: &App,
-    Grant { account, .. }: Grant,
-    param: Option<&str>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    let id = verification_id(param)?;
+pub(super) async fn get(call: Call<'_>) -> Reply {
+    let (app, matched, _, grant) = call.keyed()?;
+    let Grant { account, .. } = grant;
+    let id = verification_id(matched.param)?;
     let verification = app.verifier().get(&account, &id).await?;
     let attempts = app.store().send_attempts(&id).await?;
     let mut body = VerificationBody::new(&verification, None);
@@ -144,12 +138,10 @@ pub(super) async fn get(
 }
 
 /// `POST /v1/verifications/{id}/cancel`.
-pub(super) async fn cancel(
-    app: &App,
-    Grant { account, .. }: Grant,
-    param: Option<&str>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
-    let id = verification_id(param)?;
+pub(super) async fn cancel(call: Call<'_>) -> Reply {
+    let (app, matched, _, grant) = call.keyed()?;
+    let Grant { account, .. } = grant;
+    let id = verification_id(matched.param)?;
     let verification = app.verifier().cancel(&account, &id).await?;
     Ok(json_response(
         StatusCode::OK,

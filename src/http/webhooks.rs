@@ -12,16 +12,15 @@ use subtle::ConstantTimeEq;
 
 use super::body::{json_response, read_bytes};
 use super::error::ApiError;
+use super::router::{Call, Reply};
 use super::wire_pins::ReceiptsAppliedBody;
 use crate::dispatch::providers::{AdapterKind, ProviderSettings};
 use crate::dispatch::receipts::{self, parse_form, Receipt};
 use crate::App;
 
-pub(super) async fn receipt(
-    app: &App,
-    provider_name: &str,
-    request: Request<Incoming>,
-) -> Result<Response<Full<Bytes>>, ApiError> {
+pub(super) async fn receipt(call: Call<'_>) -> Reply {
+    let (app, request) = (call.app, call.request);
+    let provider_name = call.matched.param.unwrap_or_default();
     let provider = app
         .settings()
         .dispatch

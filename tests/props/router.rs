@@ -1,7 +1,7 @@
 //! The route table: any path matches one route with single-segment parameters, or none; path
 //! parameters are percent-decoded exactly once.
 
-use otpgate::http::routes::{find, table, Route};
+use otpgate::http::routes::{find, table};
 use proptest::prelude::*;
 
 /// Percent-encodes every byte but RFC 3986's unreserved characters, as a client encodes an id.
@@ -24,7 +24,7 @@ proptest! {
     ) {
         let found = find(&path);
         let matched = found.matched();
-        if matched.route == Route::NotFound {
+        if matched.route.name == "not_found" {
             prop_assert!(matched.param.is_none() && matched.second.is_none());
         }
         for param in [matched.param, matched.second].into_iter().flatten() {
@@ -42,12 +42,12 @@ proptest! {
     ) {
         let (template, route) = *index.get(table());
         // The Graph routes exist only for `v<major>.<minor>` versions.
-        let graph = matches!(route, Route::GraphPhoneNumber | Route::GraphRegister);
+        let graph = matches!(route.name, "graph_phone_number" | "graph_register");
         let param = if graph { "v24.0".to_owned() } else { param };
         let path = template.replace("{param}", &param).replace("{second}", &second);
         let found = find(&path);
         let matched = found.matched();
-        prop_assert_eq!(matched.route, route, "{}", path);
+        prop_assert_eq!(matched.route.name, route.name, "{}", path);
         prop_assert_eq!(matched.param, template.contains("{param}").then_some(param.as_str()));
         prop_assert_eq!(matched.second, template.contains("{second}").then_some(second.as_str()));
     }
@@ -62,7 +62,7 @@ proptest! {
         } else {
             prop_assert_eq!(found.refused, None);
             let matched = found.matched();
-            prop_assert_eq!(matched.route, Route::UserFactor);
+            prop_assert_eq!(matched.route.name, "user_factor");
             prop_assert_eq!(matched.param, Some(id.as_str()));
             prop_assert_eq!(matched.second, Some(id.as_str()));
             // Encoded twice, it decodes once: `%2541` stays `%41`.
