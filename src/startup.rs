@@ -26,7 +26,7 @@ use crate::factors::FactorService;
 use crate::limits::Limits;
 use crate::memory::{MemoryDirectory, MemoryStore};
 use crate::metrics::Metrics;
-use crate::pin::service::PinService;
+use crate::pin::service::{PinParts, PinService};
 use crate::pin::store::PinStore;
 use crate::pin::support::SupportDisable;
 use crate::redis::{RedisDirectory, RedisOutbox, RedisSettings, RedisStore, Supervision};
@@ -363,15 +363,17 @@ impl Parts<'_> {
         let mailer = crate::mail::build(&settings.mail)
             .map_err(|error| BuildError::Pins(error.to_string()))?;
         Ok(PinService::new(
-            pin_store(settings, self.redis),
-            Arc::new(crate::pin::hash::PinHasher::new(
-                pepper,
-                config.settings.cost,
-            )),
-            mailer,
-            directory,
-            self.clock.clone(),
-            self.metrics.clone(),
+            PinParts {
+                store: pin_store(settings, self.redis),
+                hasher: Arc::new(crate::pin::hash::PinHasher::new(
+                    pepper,
+                    config.settings.cost,
+                )),
+                mailer,
+                directory,
+                clock: self.clock.clone(),
+                metrics: self.metrics.clone(),
+            },
             config.settings,
             &settings.mail.link_base_url,
         ))
@@ -450,15 +452,17 @@ pub async fn support_disable_two_step(
         .map_err(|error| error.to_string())?;
     // Disabling hashes nothing and mails nothing: an empty pepper and the log mailer are inert.
     let service = PinService::new(
-        pin_store(settings, Some(&redis)),
-        Arc::new(crate::pin::hash::PinHasher::new(
-            Vec::new(),
-            settings.pin.settings.cost,
-        )),
-        Arc::new(crate::mail::LogMailer::new("")),
-        Arc::new(redis_directory(settings, &redis)),
-        Arc::new(SystemClock),
-        Arc::new(Metrics::new()),
+        PinParts {
+            store: pin_store(settings, Some(&redis)),
+            hasher: Arc::new(crate::pin::hash::PinHasher::new(
+                Vec::new(),
+                settings.pin.settings.cost,
+            )),
+            mailer: Arc::new(crate::mail::LogMailer::new("")),
+            directory: Arc::new(redis_directory(settings, &redis)),
+            clock: Arc::new(SystemClock),
+            metrics: Arc::new(Metrics::new()),
+        },
         settings.pin.settings,
         "",
     );

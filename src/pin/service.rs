@@ -118,18 +118,27 @@ fn target(id: &PhoneNumberId) -> String {
     format!("phone_number:{}", id.as_str())
 }
 
+/// What the PIN service works with, built by `startup`.
+pub struct PinParts {
+    pub store: Arc<dyn PinStore>,
+    pub hasher: Arc<PinHasher>,
+    pub mailer: Arc<dyn Mailer>,
+    /// Where audit entries go.
+    pub directory: Arc<dyn Directory>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<Metrics>,
+}
+
 impl PinService {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<dyn PinStore>,
-        hasher: Arc<PinHasher>,
-        mailer: Arc<dyn Mailer>,
-        directory: Arc<dyn Directory>,
-        clock: Arc<dyn Clock>,
-        metrics: Arc<Metrics>,
-        settings: PinSettings,
-        link_base_url: &str,
-    ) -> Self {
+    pub fn new(parts: PinParts, settings: PinSettings, link_base_url: &str) -> Self {
+        let PinParts {
+            store,
+            hasher,
+            mailer,
+            directory,
+            clock,
+            metrics,
+        } = parts;
         Self {
             store,
             hasher,
