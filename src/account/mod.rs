@@ -28,18 +28,24 @@ use crate::verify::code::random_bytes;
 #[serde(transparent)]
 pub struct AccountId(String);
 
-impl AccountId {
-    pub fn random(rng: &SystemRandom) -> Result<Self, ring::error::Unspecified> {
-        random_sid(rng, "AC").map(Self)
-    }
-
-    pub fn parse(input: &str) -> Option<Self> {
-        sid(input, "AC").map(Self)
-    }
-}
-
-/// `as_str`, and `Debug` and `Display` as the bare text, for an id that wraps a `String`.
+/// `as_str`, and `Debug` and `Display` as the bare text, for an id that wraps a `String`. With
+/// a prefix, also `random` and `parse` for the prefix and 32 lowercase hex digits.
 macro_rules! text_id {
+    ($id:ident, $prefix:literal) => {
+        impl $id {
+            pub fn random(
+                rng: &ring::rand::SystemRandom,
+            ) -> Result<Self, ring::error::Unspecified> {
+                $crate::account::random_sid(rng, $prefix).map(Self)
+            }
+
+            pub fn parse(input: &str) -> Option<Self> {
+                $crate::account::sid(input, $prefix).map(Self)
+            }
+        }
+
+        $crate::account::text_id!($id);
+    };
     ($id:ident) => {
         impl $id {
             pub fn as_str(&self) -> &str {
@@ -62,7 +68,7 @@ macro_rules! text_id {
 }
 pub(crate) use text_id;
 
-text_id!(AccountId);
+text_id!(AccountId, "AC");
 
 /// `prefix` and 32 random lowercase hex digits (16 bytes).
 pub(crate) fn random_sid(

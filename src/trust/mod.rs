@@ -12,7 +12,7 @@ use ring::rand::SystemRandom;
 
 use crate::account::policy::{Policy, TrustDuration};
 use crate::account::user::{User, UserId};
-use crate::account::{random_sid, sid, text_id, AccountId};
+use crate::account::{text_id, AccountId};
 use crate::verify::code::random_bytes;
 
 /// Prefix of every device token, so that secret scanners recognise a leaked one.
@@ -71,17 +71,7 @@ pub fn valid_token_shape(token: &str) -> bool {
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct DeviceId(String);
 
-impl DeviceId {
-    pub fn random(rng: &SystemRandom) -> Result<Self, ring::error::Unspecified> {
-        random_sid(rng, "TD").map(Self)
-    }
-
-    pub fn parse(input: &str) -> Option<Self> {
-        sid(input, "TD").map(Self)
-    }
-}
-
-text_id!(DeviceId);
+text_id!(DeviceId, "TD");
 
 /// A trusted device as stored (under its digest).
 #[derive(Debug, Clone, PartialEq, Eq)]
