@@ -202,7 +202,6 @@ impl FactorService {
             }),
         };
         self.store.put(account, user_id, &record, None).await?;
-        self.metrics.factor_enrolment("webauthn", "confirmed");
         self.activated(account, who, user, id, FactorType::Webauthn)
             .await
             .map(Ok)
