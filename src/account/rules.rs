@@ -199,18 +199,14 @@ pub fn two_factor_change(
     }
     let partner = matches!(actor.kind, ActorKind::Partner | ActorKind::Service);
     if request == TwoFactorRequest::Off {
-        if partner {
-            return Err(Refusal::new(
-                rule::PARTNERS_NEVER_WEAKEN_PROTECTION,
+        weakening(
+            partner,
+            is_self,
+            [
                 "a partner may never turn 2FA off",
-            ));
-        }
-        if !is_self {
-            return Err(Refusal::new(
-                rule::ONLY_THE_OWNER_TURNS_2FA_OFF_FOR_OTHERS,
                 "only the account owner may turn 2FA off for another user",
-            ));
-        }
+            ],
+        )?;
         if account_requires {
             return Err(Refusal::new(
                 rule::REQUIRED_BY_THE_ACCOUNT,
@@ -228,18 +224,14 @@ pub fn two_factor_change(
         TwoFactorRequest::Off | TwoFactorRequest::Account => None,
     };
     if User::protection_floor(&after) < User::protection_floor(before) {
-        if partner {
-            return Err(Refusal::new(
-                rule::PARTNERS_NEVER_WEAKEN_PROTECTION,
+        weakening(
+            partner,
+            is_self,
+            [
                 "a partner may never lower a user's 2FA",
-            ));
-        }
-        if !is_self {
-            return Err(Refusal::new(
-                rule::ONLY_THE_OWNER_TURNS_2FA_OFF_FOR_OTHERS,
                 "only the account owner may lower another user's 2FA",
-            ));
-        }
+            ],
+        )?;
         let own = matches!(before, Some(Override { set_by: SetBy::User(id), .. }) if id == target);
         if !own {
             return Err(Refusal::new(
@@ -249,6 +241,28 @@ pub fn two_factor_change(
         }
     }
     Ok(after)
+}
+
+/// Below the owner, only the user themself weakens their 2FA, and a partner never does:
+/// `words` are the refusals for a partner and for anyone else.
+fn weakening(
+    partner: bool,
+    is_self: bool,
+    [for_partner, for_others]: [&str; 2],
+) -> Result<(), Refusal> {
+    if partner {
+        return Err(Refusal::new(
+            rule::PARTNERS_NEVER_WEAKEN_PROTECTION,
+            for_partner,
+        ));
+    }
+    if !is_self {
+        return Err(Refusal::new(
+            rule::ONLY_THE_OWNER_TURNS_2FA_OFF_FOR_OTHERS,
+            for_others,
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a new policy: its own consistency, then whether this actor may make the change.
