@@ -30,9 +30,21 @@ pub enum Permission {
     ReadAudit,
     /// Enrol factors, confirm them, run challenges, regenerate recovery codes.
     UseFactors,
-    /// Phone numbers and their PINs: any key of the account reaches the service, which decides
-    /// per operation (`pin::service`'s MANAGE and OWNERS sets).
-    PhoneNumbers,
+    /// Add phone numbers and read them.
+    ManagePhoneNumbers,
+    /// Set or change a number's two-step PIN.
+    SetPins,
+    /// Register a number (with its PIN while two-step is on).
+    RegisterNumbers,
+    /// Unlock a number locked by wrong PINs (by setting its PIN).
+    UnlockNumbers,
+    /// Reach the two-step link requests: every key may ask, so that a refused ask is recorded in
+    /// the audit trail; `DisableTwoStep` and `ResetTwoStep` decide who is answered.
+    AskTwoStepLinks,
+    /// Be e-mailed a link that turns a number's two-step verification off.
+    DisableTwoStep,
+    /// Be e-mailed a link that resets a number's PIN.
+    ResetTwoStep,
     /// Read a Twilio Service: root, or any key of its account.
     ReadServices,
 }
@@ -50,6 +62,11 @@ struct Row {
 
 const ALL: &[Role] = &[Role::Owner, Role::Admin, Role::Service, Role::Partner];
 const ROOT_ONLY_MANAGES: &str = "the root key only manages accounts and their keys";
+const ROOT_NOT_SUPPORT: &str = "the root key only manages accounts and their keys; support acts through the otpgate support command";
+/// Who manages phone numbers: add them, set PINs, register them.
+const NUMBER_MANAGERS: &[Role] = &[Role::Owner, Role::Admin, Role::Partner];
+/// Who may unlock a number and ask for its disable or reset links.
+const NUMBER_OWNERS: &[Role] = &[Role::Owner, Role::Admin];
 
 /// The table. Owners and admins manage people and policy; login services (service keys) send
 /// codes, run logins and factors; partners act for a client in both (the account rules refuse
@@ -126,11 +143,53 @@ const TABLE: &[Row] = &[
         root_refusal: ROOT_ONLY_MANAGES,
     },
     Row {
-        permission: Permission::PhoneNumbers,
+        permission: Permission::ManagePhoneNumbers,
+        roles: NUMBER_MANAGERS,
+        root: false,
+        refusal: "only owner, admin and partner keys manage phone numbers",
+        root_refusal: ROOT_NOT_SUPPORT,
+    },
+    Row {
+        permission: Permission::SetPins,
+        roles: NUMBER_MANAGERS,
+        root: false,
+        refusal: "only owner, admin and partner keys set two-step PINs",
+        root_refusal: ROOT_NOT_SUPPORT,
+    },
+    Row {
+        permission: Permission::RegisterNumbers,
+        roles: NUMBER_MANAGERS,
+        root: false,
+        refusal: "only owner, admin and partner keys register phone numbers",
+        root_refusal: ROOT_NOT_SUPPORT,
+    },
+    Row {
+        permission: Permission::UnlockNumbers,
+        roles: NUMBER_OWNERS,
+        root: false,
+        refusal: "only the number's owner or an account admin unlocks a locked number",
+        root_refusal: ROOT_NOT_SUPPORT,
+    },
+    Row {
+        permission: Permission::AskTwoStepLinks,
         roles: ALL,
         root: false,
         refusal: "",
-        root_refusal: "the root key only manages accounts and their keys; support acts through the otpgate support command",
+        root_refusal: ROOT_NOT_SUPPORT,
+    },
+    Row {
+        permission: Permission::DisableTwoStep,
+        roles: NUMBER_OWNERS,
+        root: false,
+        refusal: "only the number's owner or an account admin may ask to turn two-step verification off; a partner never may",
+        root_refusal: ROOT_NOT_SUPPORT,
+    },
+    Row {
+        permission: Permission::ResetTwoStep,
+        roles: NUMBER_OWNERS,
+        root: false,
+        refusal: "only the number's owner or an account admin may ask for a PIN reset link",
+        root_refusal: ROOT_NOT_SUPPORT,
     },
     Row {
         permission: Permission::ReadServices,
@@ -175,7 +234,7 @@ impl Permission {
 mod tests {
     use super::*;
 
-    const EVERY: [Permission; 12] = [
+    const EVERY: [Permission; 18] = [
         Permission::CreateAccounts,
         Permission::MintKeys,
         Permission::SetAccountEmail,
@@ -186,7 +245,13 @@ mod tests {
         Permission::RevokeDevices,
         Permission::ReadAudit,
         Permission::UseFactors,
-        Permission::PhoneNumbers,
+        Permission::ManagePhoneNumbers,
+        Permission::SetPins,
+        Permission::RegisterNumbers,
+        Permission::UnlockNumbers,
+        Permission::AskTwoStepLinks,
+        Permission::DisableTwoStep,
+        Permission::ResetTwoStep,
         Permission::ReadServices,
     ];
 

@@ -19,7 +19,7 @@ use crate::account::rules::{self, rule, Actor, Refusal};
 use crate::account::store::{Directory, PolicyWrite};
 use crate::account::user::UserId;
 pub use crate::account::users::{NewUser, UserPatch};
-use crate::account::{AccountId, ApiKeyRecord};
+use crate::account::{mint_key, AccountId, ApiKeyRecord, MintedKey, Role};
 use crate::audit::{action, AuditEntry, AuditPage, Who};
 use crate::clock::Clock;
 use crate::config::DirectorySettings;
@@ -28,6 +28,7 @@ use crate::trust::cache::{HotCache, Invalidation};
 pub use crate::trust::devices::{DeviceCheck, TrustedDevice};
 use crate::trust::metrics::HotPathMetrics;
 use crate::trust::DeviceKey;
+use crate::verify::store::Store;
 
 /// A write that keeps meeting concurrent changes gives up after this many tries (409).
 pub(crate) const MAX_TRIES: usize = 5;
@@ -222,21 +223,28 @@ impl AccountService {
         })
     }
 
-    /// Records a minted key (its id and role, never the key).
-    pub async fn key_minted(
+    /// Mints a key of `role` for `account` and stores it in `keys`. The audit entry (its id and
+    /// role, never the key) goes first: a key never exists without its entry (a failed insert
+    /// leaves an entry for a key nobody received, which the entry's key id shows).
+    pub async fn mint_key(
         &self,
+        keys: &dyn Store,
         account: &AccountId,
         who: Who,
-        key: &ApiKeyRecord,
-    ) -> Result<(), AccountError> {
+        role: Role,
+    ) -> Result<MintedKey, AccountError> {
+        let minted = mint_key(&self.rng, account, role, self.clock.now_ms())
+            .map_err(|_| AccountError::Random)?;
         let entry = AuditEntry::new(
             self.clock.now_ms(),
             who,
             action::KEY_MINTED,
-            format!("key:{}", key.id),
-            json!({"role": key.role}),
+            format!("key:{}", minted.record.id),
+            json!({"role": minted.record.role}),
         );
-        Ok(self.directory.append_audit(account, &entry).await?)
+        self.directory.append_audit(account, &entry).await?;
+        keys.insert_api_key(&minted.record).await?;
+        Ok(minted)
     }
 }
 

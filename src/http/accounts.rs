@@ -10,7 +10,6 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
 
 use super::auth::Grant;
 use super::body::{json_response, query_pairs, read_json};
@@ -19,7 +18,7 @@ use super::routes::{Matched, Route};
 use super::wire::{
     AuditEntryBody, AuditPageBody, CheckDeviceBody, CreateUserBody, DecisionBody,
     DeviceCheckedBody, DeviceRevokedBody, DeviceTrustedBody, DevicesRevokedBody, LoginBody,
-    PatchUserBody, PolicyBody, PutPolicyBody, TwoFactorBody, UserBody,
+    PatchUserBody, PolicyBody, PutPolicyBody, TrustBody, TwoFactorBody, UserBody,
 };
 use crate::account::login::Decision;
 use crate::account::policy::{ChannelSet, PolicyChannel, TrustDuration};
@@ -30,10 +29,7 @@ use crate::account::{AccountId, ApiKeyRecord};
 use crate::audit::valid_cursor;
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
-use crate::trust::devices::Proof;
 use crate::trust::{valid_token_shape, DeviceId};
-use crate::verify::model::VerificationId;
-use crate::verify::VerifyError;
 use crate::App;
 
 const AUDIT_DEFAULT_LIMIT: usize = 50;
@@ -302,15 +298,6 @@ fn acting_user_from_query(query: Option<&str>) -> Result<Option<UserId>, ApiErro
 
 // ---- trusted devices ----
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TrustBody {
-    /// An approved verification of this user's phone (SMS, WhatsApp)…
-    verification_id: Option<String>,
-    /// …or a second-factor challenge this user passed (TOTP, security key, recovery code).
-    challenge_id: Option<String>,
-}
-
 async fn trust_device(
     app: &App,
     grant: Grant,
@@ -318,57 +305,20 @@ async fn trust_device(
     request: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let Grant { account, key } = grant;
-    let account_id = account.id.clone();
     let body: TrustBody = read_json(request, app.settings().server.request_body_limit).await?;
-    let not_a_proof = || ApiError::Refused {
-        rule: crate::account::rules::rule::PROOF_MUST_BE_A_FRESH_APPROVAL_OF_THIS_USER,
-        detail: "verification_id must name an approved verification of this account".into(),
-        users: Vec::new(),
-    };
-    let verification_id = match (&body.verification_id, &body.challenge_id) {
-        (Some(id), None) => id,
-        (None, Some(challenge_id)) => {
-            let passed = app
-                .factors()
-                .passed(&account_id, challenge_id)
-                .await?
-                .ok_or_else(|| ApiError::Refused {
-                    rule: crate::account::rules::rule::PROOF_MUST_BE_A_FRESH_APPROVAL_OF_THIS_USER,
-                    detail: "challenge_id must name a challenge passed in this account, within its lifetime".into(),
-                    users: Vec::new(),
-                })?;
-            let actor = app.accounts().actor(&account_id, &key, None).await?;
-            let trusted = app
-                .accounts()
-                .trust_device(
-                    &account_id,
-                    &actor,
-                    &id,
-                    &Proof::Challenge {
-                        id: passed.id,
-                        user: passed.user,
-                        expires_ms: passed.expires_ms,
-                    },
-                )
-                .await?;
-            return Ok(trusted_response(&id, &trusted));
-        }
-        _ => {
-            return Err(ApiError::invalid(
-                "give exactly one of verification_id and challenge_id",
-            ))
-        }
-    };
-    let verification_id = VerificationId::parse(verification_id).ok_or_else(not_a_proof)?;
-    let verification = match app.verifier().get(&account, &verification_id).await {
-        Ok(verification) => verification,
-        Err(VerifyError::NotFound) => return Err(not_a_proof()),
-        Err(error) => return Err(error.into()),
-    };
-    let actor = app.accounts().actor(&account_id, &key, None).await?;
+    let proof = app
+        .factors()
+        .device_proof(
+            app.verifier(),
+            &account,
+            body.verification_id.as_deref(),
+            body.challenge_id.as_deref(),
+        )
+        .await?;
+    let actor = app.accounts().actor(&account.id, &key, None).await?;
     let trusted = app
         .accounts()
-        .trust_device(&account_id, &actor, &id, &Proof::Verification(verification))
+        .trust_device(&account.id, &actor, &id, &proof)
         .await?;
     Ok(trusted_response(&id, &trusted))
 }

@@ -439,6 +439,16 @@ impl From<crate::pin::service::PinError> for ApiError {
     }
 }
 
+impl From<crate::factors::proof::ProofError> for ApiError {
+    fn from(error: crate::factors::proof::ProofError) -> Self {
+        use crate::factors::proof::ProofError;
+        match error {
+            ProofError::Factor(error) => error.into(),
+            ProofError::Verify(error) => error.into(),
+        }
+    }
+}
+
 impl From<crate::factors::FactorError> for ApiError {
     fn from(error: crate::factors::FactorError) -> Self {
         use crate::factors::FactorError;

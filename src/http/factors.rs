@@ -10,14 +10,15 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::auth::Grant;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::routes::{Matched, Route};
 use super::wire_factors::{
-    ChallengeBody, ConfirmBody, ConfirmedBody, EnrolBody, RecoveryCodesBody,
+    ChallengeBody, ChallengeOutcome, ConfirmBody, ConfirmedBody, EnrolBody, Enrolment,
+    RecoveryCodesBody,
 };
 use crate::account::user::{Factor, FactorType, UserId};
 use crate::account::Account;
@@ -107,19 +108,15 @@ async fn enrol(
                 .await?;
             Ok(json_response(
                 StatusCode::CREATED,
-                &json!({
-                    "id": enrolment.factor_id,
-                    "type": "totp",
-                    "user": user,
-                    "status": "pending",
-                    "secret": enrolment.secret,
-                    "otpauth_uri": enrolment.uri,
-                    "qr_svg": enrolment.qr_svg,
-                    "algorithm": enrolment.algorithm,
-                    "digits": enrolment.digits,
-                    "period": enrolment.period,
-                    "expires_at": rfc3339(enrolment.expires_ms),
-                }),
+                &Enrolment {
+                    secret: Some(&enrolment.secret),
+                    otpauth_uri: Some(&enrolment.uri),
+                    qr_svg: Some(&enrolment.qr_svg),
+                    algorithm: Some(enrolment.algorithm),
+                    digits: Some(enrolment.digits),
+                    period: Some(enrolment.period),
+                    ..Enrolment::pending(&enrolment.factor_id, "totp", user, enrolment.expires_ms)
+                },
             ))
         }
         FactorType::Webauthn => {
@@ -131,14 +128,15 @@ async fn enrol(
             let enrolment = app.factors().enrol_webauthn(account, user).await?;
             Ok(json_response(
                 StatusCode::CREATED,
-                &json!({
-                    "id": enrolment.factor_id,
-                    "type": "webauthn",
-                    "user": user,
-                    "status": "pending",
-                    "public_key": enrolment.options,
-                    "expires_at": rfc3339(enrolment.expires_ms),
-                }),
+                &Enrolment {
+                    public_key: Some(&enrolment.options),
+                    ..Enrolment::pending(
+                        &enrolment.factor_id,
+                        "webauthn",
+                        user,
+                        enrolment.expires_ms,
+                    )
+                },
             ))
         }
     }
@@ -217,28 +215,23 @@ async fn confirm(
 }
 
 fn challenge_response(result: &ChallengeResult) -> Response<Full<Bytes>> {
-    let mut body = json!({
-        "valid": result.valid,
-        "type": result.kind,
-        "factor_id": result.factor_id,
-    });
-    if let Some(reason) = result.reason {
-        body["reason"] = json!(reason);
-    }
-    if let Some(left) = result.attempts_left {
-        body["attempts_left"] = json!(left);
-    }
-    if let Some(wait) = result.retry_after_ms {
-        body["retry_after_seconds"] = json!(wait.div_ceil(1000));
-    }
-    if let Some(left) = result.recovery_codes_left {
-        body["recovery_codes_left"] = json!(left);
-    }
-    if let Some(passed) = &result.passed {
-        body["challenge_id"] = json!(passed.id);
-        body["expires_at"] = json!(rfc3339(passed.expires_ms));
-    }
-    json_response(StatusCode::OK, &body)
+    let passed = result.passed.as_ref();
+    json_response(
+        StatusCode::OK,
+        &ChallengeOutcome {
+            valid: Some(result.valid),
+            kind: Some(result.kind),
+            factor_id: Some(result.factor_id.as_deref()),
+            reason: result.reason,
+            attempts_left: result.attempts_left,
+            retry_after_seconds: result.retry_after_ms.map(|wait| wait.div_ceil(1000)),
+            recovery_codes_left: result.recovery_codes_left,
+            challenge_id: passed.map(|passed| passed.id.as_str()),
+            user: None,
+            public_key: None,
+            expires_at: passed.map(|passed| rfc3339(passed.expires_ms)),
+        },
+    )
 }
 
 async fn challenge(
@@ -282,12 +275,7 @@ async fn challenge(
                     let (options, expires_ms) = factors.begin_webauthn(&account.id, user).await?;
                     return Ok(json_response(
                         StatusCode::OK,
-                        &json!({
-                            "type": "webauthn",
-                            "user": user,
-                            "public_key": options,
-                            "expires_at": rfc3339(expires_ms),
-                        }),
+                        &ChallengeOutcome::options(user, &options, expires_ms),
                     ));
                 }
                 Some(assertion) => {

@@ -289,7 +289,12 @@ async fn route(
     let method = request.method().clone();
     let params = params(app, request).await?;
     let token = header_token.or_else(|| params.get("access_token").map(str::to_owned));
-    let grant = authenticate(app, ip, token.as_deref()).await?;
+    let permission = match (matched.route, &method) {
+        (Route::GraphPhoneNumber, &Method::GET) => Permission::ManagePhoneNumbers,
+        (Route::GraphPhoneNumber, _) => Permission::SetPins,
+        _ => Permission::RegisterNumbers,
+    };
+    let grant = authenticate(app, ip, token.as_deref(), permission).await?;
     let who = grant.who();
     let key = grant.key;
     let id = matched
@@ -345,7 +350,12 @@ fn pin(params: &Params) -> Result<Pin, GraphError> {
 }
 
 /// The key behind a Graph token, with the same failed-authentication limits as the v1 API.
-async fn authenticate(app: &App, ip: IpAddr, token: Option<&str>) -> Result<Grant, GraphError> {
+async fn authenticate(
+    app: &App,
+    ip: IpAddr,
+    token: Option<&str>,
+    permission: Permission,
+) -> Result<Grant, GraphError> {
     let key = match identify(app, ip, token, None).await {
         Ok(Caller::Key(key)) => key,
         Ok(Caller::Root) => {
@@ -365,7 +375,5 @@ async fn authenticate(app: &App, ip: IpAddr, token: Option<&str>) -> Result<Gran
     key_rate(app, &key).map_err(|seconds| {
         GraphError::limited("(#4) Application request limit reached", seconds)
     })?;
-    Ok(Caller::Key(key)
-        .require(app, Permission::PhoneNumbers)
-        .await?)
+    Ok(Caller::Key(key).require(app, permission).await?)
 }

@@ -14,7 +14,7 @@ use super::fields::{check_code_length, AccountName, EmailAddress};
 use super::wire::{AccountBody, CreateAccountBody, CreateKeyBody, KeyBody};
 use super::wire_pins::{EmailBody, EmailSetBody};
 use crate::account::permission::Permission;
-use crate::account::{mint_key, Account, AccountId, Role};
+use crate::account::{Account, AccountId, Role};
 use crate::clock::rfc3339;
 use crate::App;
 
@@ -90,14 +90,10 @@ pub(super) async fn create_key(
     if app.find_account(&account_id).await?.is_none() {
         return Err(ApiError::NotFound("no such account"));
     }
-    let minted = mint_key(app.rng(), &account_id, role, app.clock().now_ms())
-        .map_err(|_| ApiError::Internal)?;
-    // The audit entry goes first: a key never exists without its entry (a failed insert leaves
-    // an entry for a key nobody received, which the entry's key id shows).
-    app.accounts()
-        .key_minted(&account_id, caller.who(), &minted.record)
+    let minted = app
+        .accounts()
+        .mint_key(app.store().as_ref(), &account_id, caller.who(), role)
         .await?;
-    app.store().insert_api_key(&minted.record).await?;
     tracing::info!(account = %account_id, key = %minted.record.id, role = role.as_str(), "key minted");
     Ok(json_response(
         StatusCode::CREATED,

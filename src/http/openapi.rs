@@ -30,7 +30,7 @@ use super::wire::{
     AuditPageBody as AuditPage, CheckDeviceBody as CheckDevice, DecisionBody as LoginDecision,
     DeviceCheckedBody as DeviceChecked, DeviceRevokedBody as DeviceRevoked,
     DeviceTrustedBody as DeviceTrusted, DevicesRevokedBody as DevicesRevoked,
-    LoginBody as LoginRequest, TrustDevice,
+    LoginBody as LoginRequest, TrustBody as TrustDevice,
 };
 use super::wire_factors::{
     ChallengeBody as ChallengeRequest, ChallengeOutcome, ConfirmBody as ConfirmFactor,
@@ -40,8 +40,8 @@ use super::wire_factors::{
 use super::wire_pins::{
     AddBody as AddPhoneNumber, EmailBody as AccountEmail, EmailSetBody as AccountEmailSet,
     GraphErrorBody, GraphNumberBody as GraphNumber, LinkOutcomeBody as LinkOutcome,
-    LinkSentBody as LinkSent, NumberBody as PhoneNumberRecord, PinRequest,
-    ReceiptsAppliedBody as ReceiptsApplied, RegisterRequest, Success,
+    LinkSentBody as LinkSent, NumberBody as PhoneNumberRecord, PinBody as PinRequest,
+    ReceiptsAppliedBody as ReceiptsApplied, RegisterBody as RegisterRequest, Success,
 };
 
 /// The document as JSON, rendered once.

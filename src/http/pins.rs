@@ -20,13 +20,12 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 
 use hyper::{Method, Request, Response, StatusCode};
-use serde::Deserialize;
 
 use super::auth::Grant;
 use super::body::{json_response, read_bytes, read_json, success};
 use super::error::ApiError;
 use super::routes::{Matched, Route};
-use super::wire_pins::{AddBody, LinkOutcomeBody, LinkSentBody, NumberBody};
+use super::wire_pins::{AddBody, LinkOutcomeBody, LinkSentBody, NumberBody, PinBody, RegisterBody};
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
 use crate::pin::service::Registered;
@@ -240,19 +239,4 @@ async fn empty_or_json_object(request: Request<Incoming>, limit: usize) -> Resul
             "this request takes no fields: send no body or {}",
         )),
     }
-}
-
-/// `pin` is optional in the type so that a missing PIN gets the same clear 400 as a bad one.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PinBody {
-    pin: Option<String>,
-}
-
-/// Registration, also as Graph clients send it (`messaging_product: "whatsapp"`).
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RegisterBody {
-    pin: Option<String>,
-    messaging_product: Option<String>,
 }

@@ -227,8 +227,9 @@ const fn row(
 
 use Access::{Graph, Key, Link, Open, Receipt, Root, RootOrKey, Twilio};
 use Permission::{
-    CreateAccounts, ManagePeople, MintKeys, PhoneNumbers, ReadAudit, ReadPolicy, RevokeDevices,
-    RunLogins, SendCodes, SetAccountEmail, UseFactors,
+    AskTwoStepLinks, CreateAccounts, ManagePeople, ManagePhoneNumbers, MintKeys, ReadAudit,
+    ReadPolicy, RegisterNumbers, RevokeDevices, RunLogins, SendCodes, SetAccountEmail, SetPins,
+    UseFactors,
 };
 
 const NOT_FOUND: Entry = row("", Route::NotFound, "not_found", &[]);
@@ -262,11 +263,11 @@ pub const TABLE: &[Entry] = &[
     row("/v1/logins", Route::Logins, "logins", &[("POST", Key(RunLogins))]),
     row("/v1/audit", Route::Audit, "audit", &[("GET", Key(ReadAudit))]),
     row("/v1/receipts/{param}", Route::Receipt, "receipt", &[("GET", Receipt), ("POST", Receipt)]),
-    row("/v1/phone-numbers", Route::PhoneNumbers, "phone_numbers", &[("POST", Key(PhoneNumbers))]),
-    row("/v1/phone-numbers/{param}", Route::PhoneNumber, "phone_number", &[("GET", Key(PhoneNumbers)), ("POST", Key(PhoneNumbers))]),
-    row("/v1/phone-numbers/{param}/register", Route::RegisterPhoneNumber, "register_phone_number", &[("POST", Key(PhoneNumbers))]),
-    row("/v1/phone-numbers/{param}/two-step/disable-requests", Route::DisableRequests, "two_step_disable_requests", &[("POST", Key(PhoneNumbers))]),
-    row("/v1/phone-numbers/{param}/two-step/reset-requests", Route::ResetRequests, "two_step_reset_requests", &[("POST", Key(PhoneNumbers))]),
+    row("/v1/phone-numbers", Route::PhoneNumbers, "phone_numbers", &[("POST", Key(ManagePhoneNumbers))]),
+    row("/v1/phone-numbers/{param}", Route::PhoneNumber, "phone_number", &[("GET", Key(ManagePhoneNumbers)), ("POST", Key(SetPins))]),
+    row("/v1/phone-numbers/{param}/register", Route::RegisterPhoneNumber, "register_phone_number", &[("POST", Key(RegisterNumbers))]),
+    row("/v1/phone-numbers/{param}/two-step/disable-requests", Route::DisableRequests, "two_step_disable_requests", &[("POST", Key(AskTwoStepLinks))]),
+    row("/v1/phone-numbers/{param}/two-step/reset-requests", Route::ResetRequests, "two_step_reset_requests", &[("POST", Key(AskTwoStepLinks))]),
     row("/v1/two-step/confirm", Route::TwoStepConfirm, "two_step_confirm", &[("GET", Link), ("POST", Link)]),
     row("/v1/two-step/reset", Route::TwoStepReset, "two_step_reset", &[("GET", Link), ("POST", Link)]),
     // Any other two-segment path: `find` keeps it only when the first segment is a Graph version

@@ -318,11 +318,15 @@ pub struct UserBody<'a> {
 
 // ---- trusted devices, logins, audit ----
 
-// Documented only: the handler reads `verification_id` or `challenge_id` itself.
-#[derive(Serialize, ToSchema)]
-pub struct TrustDevice {
-    /// An approved verification of this user's phone, used once.
-    pub verification_id: String,
+/// Exactly one of the two proofs.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = TrustDevice)]
+pub struct TrustBody {
+    /// An approved verification of this user's phone (SMS, WhatsApp), used once…
+    pub verification_id: Option<String>,
+    /// …or a second-factor challenge this user passed (TOTP, security key, recovery code).
+    pub challenge_id: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]

@@ -1,7 +1,6 @@
 //! The wire format of the second-factor API (enrolment, confirmation, challenges, recovery
 //! codes): what the handlers read and write, and what `openapi.rs` documents. `Enrolment` and
-//! `ChallengeOutcome` (each the union of several answers) are documented only: the handlers
-//! still write those with `json!`.
+//! `ChallengeOutcome` are each the union of several answers: every field is optional in them.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -9,6 +8,7 @@ use utoipa::ToSchema;
 
 use super::wire::FactorSchema;
 use crate::account::user::{Factor, UserId};
+use crate::clock::rfc3339;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -77,40 +77,106 @@ pub struct RecoveryCodesBody<'a> {
 }
 
 /// A pending enrolment: for TOTP the secret, `otpauth_uri` and `qr_svg`; for WebAuthn the
-/// creation options in `public_key`.
+/// creation options in `public_key`. Absent fields are left out.
 #[derive(Serialize, ToSchema)]
-pub struct Enrolment {
-    pub id: Option<String>,
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub user: Option<String>,
-    pub status: Option<String>,
-    pub secret: Option<String>,
-    pub otpauth_uri: Option<String>,
-    pub qr_svg: Option<String>,
-    pub algorithm: Option<String>,
+pub struct Enrolment<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub user: Option<&'a UserId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otpauth_uri: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qr_svg: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub digits: Option<u8>,
-    pub period: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<u32>)]
+    pub period: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub public_key: Option<serde_json::Value>,
+    pub public_key: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
 }
 
+impl<'a> Enrolment<'a> {
+    /// The fields both kinds of enrolment answer with; the kind's own are set on it.
+    pub fn pending(id: &'a str, kind: &'static str, user: &'a UserId, expires_ms: u64) -> Self {
+        Self {
+            id: Some(id),
+            kind: Some(kind),
+            user: Some(user),
+            status: Some("pending"),
+            secret: None,
+            otpauth_uri: None,
+            qr_svg: None,
+            algorithm: None,
+            digits: None,
+            period: None,
+            public_key: None,
+            expires_at: Some(rfc3339(expires_ms)),
+        }
+    }
+}
+
 /// A challenge's outcome (`valid`, `reason`, `attempts_left`, `challenge_id` when passed), or
-/// the WebAuthn request options (`public_key`) when no assertion was given.
+/// the WebAuthn request options (`public_key`) when no assertion was given. Absent fields are
+/// left out; an outcome always has `valid`, `type` and `factor_id` (null when no factor was
+/// tried).
 #[derive(Serialize, ToSchema)]
-pub struct ChallengeOutcome {
+pub struct ChallengeOutcome<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub valid: Option<bool>,
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
-    pub factor_id: Option<String>,
-    pub reason: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub factor_id: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub attempts_left: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub recovery_codes_left: Option<u32>,
-    pub challenge_id: Option<String>,
-    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub challenge_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub user: Option<&'a UserId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub public_key: Option<serde_json::Value>,
+    pub public_key: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<String>,
+}
+
+impl<'a> ChallengeOutcome<'a> {
+    /// The WebAuthn request options to sign, when no assertion was given.
+    pub fn options(user: &'a UserId, public_key: &'a Value, expires_ms: u64) -> Self {
+        Self {
+            valid: None,
+            kind: Some("webauthn"),
+            factor_id: None,
+            reason: None,
+            attempts_left: None,
+            retry_after_seconds: None,
+            recovery_codes_left: None,
+            challenge_id: None,
+            user: Some(user),
+            public_key: Some(public_key),
+            expires_at: Some(rfc3339(expires_ms)),
+        }
+    }
 }

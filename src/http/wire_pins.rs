@@ -1,7 +1,6 @@
 //! The wire format of the phone-number two-step PINs, the e-mailed links, the Graph facade and
-//! the receipts: what the handlers read and write, and what `openapi.rs` documents. The PIN
-//! requests and the Graph error are documented only (the handlers read a PIN as optional, to
-//! answer its absence with the PIN's own 400; `graph.rs` builds Graph's error object).
+//! the receipts: what the handlers read and write, and what `openapi.rs` documents. The Graph
+//! error is documented only (`graph.rs` builds Graph's error object).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -148,16 +147,23 @@ impl<'a> LinkOutcomeBody<'a> {
     }
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct PinRequest {
+// `pin` is optional in the type so that a missing PIN gets the same clear 400 as a bad one.
+/// A new PIN; one missing is refused (400) as a malformed one is.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PinRequest)]
+pub struct PinBody {
     /// Exactly 6 digits.
-    pub pin: String,
+    pub pin: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct RegisterRequest {
+/// Registration, also as Graph clients send it (`messaging_product: "whatsapp"`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RegisterRequest)]
+pub struct RegisterBody {
     /// Exactly 6 digits.
-    pub pin: String,
+    pub pin: Option<String>,
     /// Optional; when given, `whatsapp` (as Graph clients send it).
     pub messaging_product: Option<String>,
 }

@@ -7,9 +7,10 @@
 use ring::digest;
 use serde_json::json;
 
-use super::service::{PinError, PinService, OWNERS};
+use super::service::{PinError, PinService};
 use super::store::{LinkInfo, LinkIssue, LinkUse, NewLink};
 use super::{action, LinkPurpose, PhoneNumberId, Pin};
+use crate::account::permission::Permission;
 use crate::account::{hex, AccountId, Role};
 use crate::audit::Who;
 use crate::mail::Mail;
@@ -51,11 +52,11 @@ impl PinService {
         id: &PhoneNumberId,
         purpose: LinkPurpose,
     ) -> Result<LinkSent, PinError> {
-        if !OWNERS.contains(&role) {
-            let what = match purpose {
-                LinkPurpose::Disable => action::DISABLE_REFUSED,
-                LinkPurpose::Reset => action::RESET_REFUSED,
-            };
+        let (permission, what) = match purpose {
+            LinkPurpose::Disable => (Permission::DisableTwoStep, action::DISABLE_REFUSED),
+            LinkPurpose::Reset => (Permission::ResetTwoStep, action::RESET_REFUSED),
+        };
+        if !permission.allows(role) {
             self.metrics
                 .two_step_link_request(purpose.as_str(), "refused");
             tracing::warn!(account = %account, number = %id, role = role.as_str(), "two-step {} link refused", purpose.as_str());
@@ -67,10 +68,7 @@ impl PinService {
                 json!({"role": role.as_str(), "reason": "only the owner or an admin may ask"}),
             )
             .await?;
-            return Err(PinError::Forbidden(match purpose {
-                LinkPurpose::Disable => "only the number's owner or an account admin may ask to turn two-step verification off; a partner never may",
-                LinkPurpose::Reset => "only the number's owner or an account admin may ask for a PIN reset link",
-            }));
+            return Err(PinError::Forbidden(permission.refusal()));
         }
         let Some(email) = self.store.email(account).await? else {
             self.metrics

@@ -21,6 +21,7 @@ use super::store::{
     PinWriteOutcome, Reservation, TransferOutcome,
 };
 use super::{action, AttemptLimits, PhoneNumberId, Pin, PinRefusal};
+use crate::account::permission::Permission;
 use crate::account::store::Directory;
 use crate::account::{AccountId, Role};
 use crate::audit::{AuditEntry, Who};
@@ -40,11 +41,6 @@ pub struct PinSettings {
     /// The embedded store refuses new numbers beyond this many.
     pub memory_max_numbers: usize,
 }
-
-/// Roles that manage phone numbers: add them, set PINs, register them.
-pub const MANAGE: &[Role] = &[Role::Owner, Role::Admin, Role::Partner];
-/// Roles that may ask for a disable or reset link, and unlock a locked number.
-pub const OWNERS: &[Role] = &[Role::Owner, Role::Admin];
 
 #[derive(Debug, thiserror::Error)]
 pub enum PinError {
@@ -211,11 +207,12 @@ impl PinService {
         done
     }
 
-    fn allowed(role: Role, roles: &[Role], what: &'static str) -> Result<(), PinError> {
-        if roles.contains(&role) {
+    /// Whether `role` may take `permission` (the one roles × actions table).
+    fn allowed(role: Role, permission: Permission) -> Result<(), PinError> {
+        if permission.allows(role) {
             Ok(())
         } else {
-            Err(PinError::Forbidden(what))
+            Err(PinError::Forbidden(permission.refusal()))
         }
     }
 
@@ -228,11 +225,7 @@ impl PinService {
         number: &PhoneNumber,
         pin: &Pin,
     ) -> Result<NumberRecord, PinError> {
-        Self::allowed(
-            role,
-            MANAGE,
-            "only owner, admin and partner keys manage phone numbers",
-        )?;
+        Self::allowed(role, Permission::ManagePhoneNumbers)?;
         pin.check_against_number(number.e164())
             .map_err(PinError::BadPin)?;
         let pin_hash = self.hash(pin).await?;
@@ -374,11 +367,7 @@ impl PinService {
         role: Role,
         id: &PhoneNumberId,
     ) -> Result<NumberRecord, PinError> {
-        Self::allowed(
-            role,
-            MANAGE,
-            "only owner, admin and partner keys manage phone numbers",
-        )?;
+        Self::allowed(role, Permission::ManagePhoneNumbers)?;
         self.record(account, id).await
     }
 
@@ -393,13 +382,9 @@ impl PinService {
         pin: &Pin,
         via: &'static str,
     ) -> Result<NumberRecord, PinError> {
-        Self::allowed(
-            role,
-            MANAGE,
-            "only owner, admin and partner keys set two-step PINs",
-        )?;
+        Self::allowed(role, Permission::SetPins)?;
         let current = self.checked_against(account, id, pin).await?;
-        if current.locked(&self.settings.limits) && !OWNERS.contains(&role) {
+        if current.locked(&self.settings.limits) && !Permission::UnlockNumbers.allows(role) {
             return Err(PinError::Locked);
         }
         let pin_hash = self.hash(pin).await?;
@@ -410,7 +395,7 @@ impl PinService {
                 id,
                 &pin_hash,
                 PinWriteMode::Set {
-                    unlock: OWNERS.contains(&role),
+                    unlock: Permission::UnlockNumbers.allows(role),
                 },
                 &self.settings.limits,
                 self.now(),
@@ -454,11 +439,7 @@ impl PinService {
         id: &PhoneNumberId,
         pin: &Pin,
     ) -> Result<Registered, PinError> {
-        Self::allowed(
-            role,
-            MANAGE,
-            "only owner, admin and partner keys register phone numbers",
-        )?;
+        Self::allowed(role, Permission::RegisterNumbers)?;
         let limits = self.settings.limits;
         // Two rounds at most: two-step may come on between "it is off" and the write.
         for _ in 0..2 {
