@@ -1,7 +1,8 @@
 //! otpgate: a two-factor verification gateway.
 //!
-//! [`App::build`] assembles the gateway from [`Settings`]; [`run`] serves it on a listener the
-//! caller binds, until a shutdown future resolves. `main.rs` and the tests use exactly this.
+//! [`App::build`] (in [`startup`], the composition root) assembles the gateway from
+//! [`Settings`]; [`run`] serves it on a listener the caller binds, until a shutdown future
+//! resolves. `main.rs` and the tests use exactly this.
 
 pub mod account;
 pub mod audit;
@@ -19,10 +20,14 @@ pub mod metrics;
 pub mod phone;
 pub mod pin;
 pub mod redis;
+pub mod secret;
+pub mod startup;
 pub mod store;
 pub mod trust;
 pub mod verify;
 
+use std::future::Future;
+use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,28 +37,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::memory::MemoryStore;
-use crate::redis::RedisSettings;
-use crate::redis::{RedisOutbox, RedisStore};
-use account::{key_digest, Account, AccountId, ApiKeyRecord, KeyDigest};
+use account::{Account, AccountId, ApiKeyRecord, KeyDigest};
 use cache::TtlCache;
-use clock::{Clock, SystemClock};
+use clock::Clock;
 use config::Settings;
-use dispatch::providers::Provider;
-use dispatch::router::{BreakerSettings, RetrySettings, Router};
-use dispatch::template::WebOtp;
-use dispatch::{Dispatcher, DurableQueue, Queue, WorkerSettings, Workers};
 use limits::Limits;
 use metrics::Metrics;
 use store::StoreError;
-use verify::code::random_bytes;
 use verify::store::Store;
 use verify::Verifier;
 
 pub use http::run;
-
-/// How long a key or account read from the store is trusted before it is read again.
-const AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
-const AUTH_CACHE_MAX_ENTRIES: usize = 100_000;
+pub use startup::{BuildError, Overrides};
 
 /// The assembled gateway; cheap to clone (one `Arc`).
 #[derive(Clone)]
@@ -82,219 +77,7 @@ pub struct AppState {
     stop: CancellationToken,
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error("auth.root_key is empty; set OTPGATE_ROOT_KEY")]
-    NoRootKey,
-    #[error("the system random generator failed")]
-    Random,
-    #[error("cannot reach the store: {0}")]
-    Store(#[from] StoreError),
-    #[error("cannot set up the provider: {0}")]
-    Provider(String),
-    #[error("cannot set up two-step PINs or the mailer: {0}")]
-    Pins(String),
-    #[error("cannot set up second factors: {0}")]
-    Factors(String),
-}
-
-/// What a test (or an embedder) may swap in; production uses the defaults.
-#[derive(Default)]
-pub struct Overrides {
-    pub clock: Option<Arc<dyn Clock>>,
-    pub provider: Option<Arc<dyn Provider>>,
-}
-
-/// The providers from config (or the one override a test gives) behind the routing table.
-fn build_router(
-    settings: &Settings,
-    override_provider: Option<Arc<dyn Provider>>,
-    clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-) -> Result<Router, BuildError> {
-    let dispatch = &settings.dispatch;
-    let providers: Vec<(Arc<dyn Provider>, Option<u32>)> = match override_provider {
-        Some(provider) => vec![(provider, None)],
-        None => {
-            let mut built = Vec::new();
-            for provider in dispatch.effective_providers() {
-                if provider.kind == dispatch::providers::AdapterKind::Log {
-                    tracing::warn!("the log provider is active: codes are printed on standard output; use it for development only");
-                }
-                let rate = dispatch.rates.get(&provider.name).copied();
-                built.push((
-                    dispatch::providers::build(&provider).map_err(BuildError::Provider)?,
-                    rate,
-                ));
-            }
-            built
-        }
-    };
-    Router::new(
-        providers,
-        &dispatch.routes,
-        BreakerSettings {
-            failures_to_open: dispatch.breaker_failures,
-            open_for: dispatch.breaker_open,
-        },
-        RetrySettings {
-            base_backoff: dispatch.retry_base,
-            max_backoff: dispatch.retry_max,
-        },
-        clock,
-        metrics,
-    )
-    .map_err(|errors| BuildError::Provider(errors.join("; ")))
-}
-
 impl App {
-    pub async fn build(settings: Settings) -> Result<Self, BuildError> {
-        Self::build_with(settings, Overrides::default()).await
-    }
-
-    pub async fn build_with(settings: Settings, overrides: Overrides) -> Result<Self, BuildError> {
-        if settings.auth.root_key.is_empty() {
-            return Err(BuildError::NoRootKey);
-        }
-        // reqwest is built without a default TLS crypto provider so that ring stays the only
-        // crypto stack; installing it twice is harmless, hence the ignored result.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let rng = SystemRandom::new();
-        let tasks = TaskTracker::new();
-        let stop = CancellationToken::new();
-        let metrics = Arc::new(Metrics::new());
-
-        // Without Redis there is one instance, so a per-process MAC key is as good as any.
-        let code_key = if settings.verification.code_key.is_empty() {
-            random_bytes::<32>(&rng)
-                .map_err(|_| BuildError::Random)?
-                .to_vec()
-        } else {
-            settings.verification.code_key.expose().to_vec()
-        };
-
-        let mut redis: Option<Arc<RedisStore>> = None;
-        let (store, memory): (Arc<dyn Store>, Option<Arc<MemoryStore>>) =
-            if settings.store.redis_urls.is_empty() {
-                let memory = Arc::new(
-                    MemoryStore::new(settings.store.memory_max_verifications)
-                        .with_account_share(settings.tenants.memory_account_share_percent),
-                );
-                (memory.clone(), Some(memory))
-            } else {
-                let connected = Arc::new(
-                    RedisStore::connect(&RedisSettings::from_store(&settings.store)).await?,
-                );
-                connected.spawn_supervisor(&tasks, stop.clone(), metrics.clone());
-                redis = Some(connected.clone());
-                (connected, None)
-            };
-
-        let router = Arc::new(build_router(
-            &settings,
-            overrides.provider,
-            clock.clone(),
-            metrics.clone(),
-        )?);
-        let worker_settings = WorkerSettings {
-            concurrency: settings.dispatch.concurrency,
-            queue_capacity: settings.dispatch.queue_capacity,
-            reclaim_idle: settings.dispatch.reclaim_idle,
-            max_deliveries: settings.dispatch.max_deliveries,
-            poll_interval: settings.dispatch.poll_interval,
-            run_workers: settings.dispatch.workers,
-            unready_after: settings.dispatch.outbox_unready_after,
-        };
-        let queue = match &redis {
-            Some(redis) => Queue::Durable(DurableQueue {
-                store: redis.clone(),
-                outbox: Arc::new(RedisOutbox::on(redis)),
-            }),
-            None => Queue::Memory(store.clone()),
-        };
-        let workers = Workers {
-            settings: worker_settings,
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-            tasks: &tasks,
-            stop: stop.clone(),
-        };
-        let dispatcher = Dispatcher::spawn(router, queue, &code_key, workers);
-        let web_otp = (!settings.dispatch.web_otp_domain.is_empty()).then(|| WebOtp {
-            domain: settings.dispatch.web_otp_domain.clone(),
-        });
-        let verifier = Verifier::new(
-            store.clone(),
-            clock.clone(),
-            dispatcher,
-            metrics.clone(),
-            &code_key,
-            settings.verification.clone(),
-            &settings.limits,
-            web_otp,
-        );
-
-        let account_service = account::service::assemble(
-            &settings,
-            redis.as_deref(),
-            &code_key,
-            &rng,
-            clock.clone(),
-            &metrics,
-            &tasks,
-            stop.clone(),
-        )
-        .map(Arc::new)
-        .map_err(|_| BuildError::Random)?;
-        let pins = pin::assemble(
-            &settings,
-            redis.as_deref(),
-            &code_key,
-            &rng,
-            clock.clone(),
-            metrics.clone(),
-            account_service.directory().clone(),
-        )
-        .map_err(BuildError::Pins)?;
-
-        let factors = factors::assemble(
-            &settings,
-            redis.as_deref(),
-            &code_key,
-            &rng,
-            clock.clone(),
-            metrics.clone(),
-            account_service.clone(),
-        )
-        .map_err(BuildError::Factors)?;
-
-        let root_key_digest = key_digest(
-            std::str::from_utf8(settings.auth.root_key.expose())
-                .map_err(|_| BuildError::NoRootKey)?,
-        );
-        let app = App(Arc::new(AppState {
-            limits: Limits::new(&settings.limits),
-            keys: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
-            accounts: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
-            auth_epoch: AtomicU64::new(store.epoch()),
-            settings,
-            store,
-            clock,
-            verifier,
-            account_service,
-            pins,
-            factors,
-            metrics,
-            root_key_digest,
-            rng,
-            tasks,
-            stop,
-        }));
-        app.spawn_housekeeping(memory);
-        Ok(app)
-    }
-
     /// Once a second: expire memory-store records, forget idle rate-limit keys, drain metrics.
     fn spawn_housekeeping(&self, memory: Option<Arc<MemoryStore>>) {
         let state = self.0.clone();
@@ -380,32 +163,33 @@ impl App {
 
     /// A key by its digest, through the cache.
     pub async fn find_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let now = self.0.clock.now_ms();
-        let epoch = self.sync_auth_caches();
-        if let Some(key) = self.0.keys.get(digest, now) {
-            return Ok(Some(key));
-        }
-        let found = self.0.store.find_api_key(digest).await?;
-        if let Some(key) = &found {
-            // A read that straddles a reconnect may predate a loss: not kept.
-            if self.0.store.epoch() == epoch {
-                self.0.keys.insert(*digest, key.clone(), now);
-            }
-        }
-        Ok(found)
+        self.through_cache(&self.0.keys, digest, self.0.store.find_api_key(digest))
+            .await
     }
 
     /// An account by id, through the cache.
     pub async fn find_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
+        self.through_cache(&self.0.accounts, id, self.0.store.get_account(id))
+            .await
+    }
+
+    /// `key` from `cache`, else from `read` (kept for next time).
+    async fn through_cache<K: Eq + Hash + Clone, V: Clone>(
+        &self,
+        cache: &TtlCache<K, V>,
+        key: &K,
+        read: impl Future<Output = Result<Option<V>, StoreError>>,
+    ) -> Result<Option<V>, StoreError> {
         let now = self.0.clock.now_ms();
         let epoch = self.sync_auth_caches();
-        if let Some(account) = self.0.accounts.get(id, now) {
-            return Ok(Some(account));
+        if let Some(value) = cache.get(key, now) {
+            return Ok(Some(value));
         }
-        let found = self.0.store.get_account(id).await?;
-        if let Some(account) = &found {
+        let found = read.await?;
+        if let Some(value) = &found {
+            // A read that straddles a reconnect may predate a loss: not kept.
             if self.0.store.epoch() == epoch {
-                self.0.accounts.insert(id.clone(), account.clone(), now);
+                cache.insert(key.clone(), value.clone(), now);
             }
         }
         Ok(found)

@@ -20,9 +20,18 @@ use governor::state::keyed::DashMapStateStore;
 use governor::{Quota, RateLimiter};
 
 use crate::account::KeyDigest;
-use crate::config::LimitSettings;
 
 type Keyed<K> = RateLimiter<K, DashMapStateStore<K>, DefaultClock>;
+
+/// `[limits]`: request rates per number, client address and key.
+#[derive(Debug, Clone)]
+pub struct LimitSettings {
+    pub send_per_number: u32,
+    pub send_per_number_window: Duration,
+    pub per_ip_per_second: u32,
+    pub per_key_per_second: u32,
+    pub failed_auth_per_ip_per_second: u32,
+}
 
 pub struct Limits {
     per_ip: Keyed<IpAddr>,

@@ -2,11 +2,12 @@
 
 use std::future::Future;
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use otpgate::account::KEY_PREFIX;
-use otpgate::config::{Secret, Settings};
+use otpgate::config::Settings;
+use otpgate::secret::Secret;
 use otpgate::App;
 use ring::rand::{SecureRandom, SystemRandom};
 use tokio::net::TcpListener;
@@ -39,12 +40,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut settings = match Settings::load(config_file.as_deref()) {
+    let mut settings = match load_settings(config_file.as_deref()) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("otpgate: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     if settings.auth.root_key.is_empty() {
         let Some(generated) = generate_root_key() else {
@@ -55,15 +53,9 @@ fn main() -> ExitCode {
         eprintln!("otpgate: no OTPGATE_ROOT_KEY set; this run's root key is:\n\n    {generated}\n");
         settings.auth.root_key = Secret::new(generated);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match start_runtime(tokio::runtime::Builder::new_multi_thread()) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("otpgate: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(serve(settings)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -144,22 +136,13 @@ fn support(args: &[String]) -> ExitCode {
     let (Some(account), Some(phone_number), Some(reason)) = (account, number, reason) else {
         return usage("--account, --phone-number and --reason are required");
     };
-    let settings = match Settings::load(config.as_deref().map(std::path::Path::new)) {
+    let settings = match load_settings(config.as_deref().map(Path::new)) {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("otpgate: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match start_runtime(tokio::runtime::Builder::new_current_thread()) {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("otpgate: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let request = otpgate::pin::support::SupportDisable {
         account: account.clone(),
@@ -167,7 +150,9 @@ fn support(args: &[String]) -> ExitCode {
         reason,
         operator: operator.clone(),
     };
-    match runtime.block_on(otpgate::pin::support::disable_two_step(&settings, &request)) {
+    match runtime.block_on(otpgate::startup::support_disable_two_step(
+        &settings, &request,
+    )) {
         Ok(masked) => {
             println!(
                 "two-step verification disabled for {masked} (id {phone_number}) in account {account}, by {operator}; the audit trail has the entry"
@@ -179,6 +164,23 @@ fn support(args: &[String]) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The settings from defaults, `file` and the environment; on error, the message is printed.
+fn load_settings(file: Option<&Path>) -> Result<Settings, ExitCode> {
+    Settings::load(file).map_err(|error| {
+        eprintln!("otpgate: {error}");
+        ExitCode::from(2)
+    })
+}
+
+fn start_runtime(
+    mut builder: tokio::runtime::Builder,
+) -> Result<tokio::runtime::Runtime, ExitCode> {
+    builder.enable_all().build().map_err(|error| {
+        eprintln!("otpgate: cannot start the runtime: {error}");
+        ExitCode::FAILURE
+    })
 }
 
 fn generate_root_key() -> Option<String> {

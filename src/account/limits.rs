@@ -66,6 +66,50 @@ impl Default for TenantSettings {
 }
 
 impl TenantSettings {
+    /// `[tenants.accounts.<account id>]` tables: each field overrides the default; unknown ids,
+    /// fields, or zeros add a line to `errors`.
+    pub fn overrides(
+        defaults: AccountLimits,
+        tables: HashMap<String, HashMap<String, u64>>,
+        errors: &mut Vec<String>,
+    ) -> HashMap<AccountId, AccountLimits> {
+        let mut accounts = HashMap::new();
+        for (id, fields) in tables {
+            let key = format!("tenants.accounts.{id}");
+            // The loader may lower-case keys; account ids are `AC` and lowercase hex.
+            let Some(account) = id
+                .get(2..)
+                .and_then(|hex| AccountId::parse(&format!("AC{}", hex.to_lowercase())))
+                .filter(|_| id.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("ac")))
+            else {
+                errors.push(format!("{key}: not an account id (AC and 32 hex digits)"));
+                continue;
+            };
+            let mut limits = defaults;
+            for (field, value) in fields {
+                let slot = match field.as_str() {
+                    "max_users" => &mut limits.users,
+                    "max_phone_numbers" => &mut limits.phone_numbers,
+                    "max_factors_per_user" => &mut limits.factors_per_user,
+                    "max_pending_ceremonies" => &mut limits.pending_ceremonies,
+                    "max_trusted_devices" => &mut limits.trusted_devices,
+                    other => {
+                        errors.push(format!(
+                            "{key}.{other}: unknown (max_users, max_phone_numbers, max_factors_per_user, max_pending_ceremonies, max_trusted_devices)"
+                        ));
+                        continue;
+                    }
+                };
+                if value == 0 {
+                    errors.push(format!("{key}.{field}: must be greater than 0"));
+                }
+                *slot = value;
+            }
+            accounts.insert(account, limits);
+        }
+        accounts
+    }
+
     pub fn limits(&self, account: &AccountId) -> AccountLimits {
         self.accounts.get(account).copied().unwrap_or(self.defaults)
     }
@@ -89,56 +133,6 @@ pub use crate::store::{Limit, LimitReached};
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-
-    fn load(env: &[(&str, &str)]) -> Result<crate::config::Settings, crate::config::ConfigError> {
-        crate::config::Settings::load_from(
-            None,
-            env.iter()
-                .map(|(name, value)| (name.to_string(), value.to_string())),
-        )
-    }
-
-    #[test]
-    fn the_operator_raises_one_accounts_bound_and_the_others_keep_the_defaults() {
-        let settings = load(&[
-            (
-                "OTPGATE_TENANTS__ACCOUNTS__AC0123456789ABCDEF0123456789ABCDEF__MAX_USERS",
-                "500000",
-            ),
-            ("OTPGATE_TENANTS__MAX_FACTORS_PER_USER", "4"),
-        ])
-        .unwrap();
-        let tenants = &settings.tenants;
-        let raised = tenants.limits(&AccountId::parse(ACCOUNT).unwrap());
-        assert_eq!(raised.users, 500_000);
-        assert_eq!(raised.factors_per_user, 4, "unset fields keep the defaults");
-        let other = AccountId::parse("AC00000000000000000000000000000000").unwrap();
-        assert_eq!(tenants.limits(&other).users, AccountLimits::DEFAULT.users);
-        assert_eq!(
-            crate::config::Settings::defaults().tenants.defaults,
-            AccountLimits::DEFAULT,
-            "config/default.toml and the constant agree"
-        );
-    }
-
-    #[test]
-    fn bad_overrides_are_all_reported() {
-        let error = load(&[
-            ("OTPGATE_TENANTS__ACCOUNTS__NOTANACCOUNT__MAX_USERS", "5"),
-            (
-                "OTPGATE_TENANTS__ACCOUNTS__AC0123456789ABCDEF0123456789ABCDEF__MAX_USER",
-                "5",
-            ),
-            ("OTPGATE_TENANTS__MEMORY_ACCOUNT_SHARE_PERCENT", "0"),
-        ])
-        .unwrap_err()
-        .to_string();
-        assert!(error.contains("not an account id"), "{error}");
-        assert!(error.contains("max_user: unknown"), "{error}");
-        assert!(error.contains("memory_account_share_percent"), "{error}");
-    }
 
     #[test]
     fn a_share_is_a_percentage_of_the_total_and_never_zero() {

@@ -11,6 +11,7 @@ pub mod permission;
 pub mod policy;
 pub mod rules;
 pub mod service;
+pub mod settings;
 pub mod store;
 pub mod user;
 pub mod users;

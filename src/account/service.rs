@@ -16,13 +16,13 @@ use serde_json::json;
 use crate::account::limits::{LimitReached, TenantSettings};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal};
+use crate::account::settings::DirectorySettings;
 use crate::account::store::{Directory, PolicyWrite};
 use crate::account::user::UserId;
 pub use crate::account::users::{NewUser, UserPatch};
 use crate::account::{mint_key, AccountId, ApiKeyRecord, MintedKey, Role};
 use crate::audit::{action, AuditEntry, AuditPage, Who};
 use crate::clock::Clock;
-use crate::config::DirectorySettings;
 use crate::store::StoreError;
 use crate::trust::cache::{HotCache, Invalidation};
 pub use crate::trust::devices::{DeviceCheck, TrustedDevice};
@@ -250,72 +250,4 @@ impl AccountService {
 
 pub(crate) fn too_busy() -> AccountError {
     AccountError::Conflict("the record kept changing under this request; try again".into())
-}
-
-/// Builds the service for `App::build_with`: the directory on the gateway's Redis connection
-/// (or in memory), the hot-path cache, and, with Redis, the invalidation link as a background
-/// task that ends with `stop`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn assemble(
-    settings: &crate::config::Settings,
-    redis: Option<&crate::redis::RedisStore>,
-    code_key: &[u8],
-    rng: &SystemRandom,
-    clock: Arc<dyn Clock>,
-    metrics: &crate::metrics::Metrics,
-    tasks: &tokio_util::task::TaskTracker,
-    stop: tokio_util::sync::CancellationToken,
-) -> Result<AccountService, ring::error::Unspecified> {
-    use crate::trust::invalidation::{self, LinkSettings};
-    use crate::{memory::MemoryDirectory, redis::RedisDirectory};
-
-    let config = &settings.directory;
-    let device_key = if !settings.auth.device_key.is_empty() {
-        settings.auth.device_key.expose().to_vec()
-    } else if redis.is_some() {
-        // Only reachable when `Settings` were built by hand: the loader requires the key with
-        // Redis. Every instance shares the code key, so a key derived from it is shared too,
-        // and domain separation keeps the two uses apart.
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, code_key);
-        ring::hmac::sign(&key, b"otpgate trusted-device key")
-            .as_ref()
-            .to_vec()
-    } else {
-        crate::verify::code::random_bytes::<32>(rng)?.to_vec()
-    };
-    let cache = Arc::new(HotCache::new(config.cache_ttl, config.cache_max_entries));
-    let hot_metrics = Arc::new(HotPathMetrics::new(metrics));
-    let directory: Arc<dyn Directory> = match redis {
-        None => {
-            Arc::new(MemoryDirectory::new(config.audit_max_entries).with_bounds(&settings.tenants))
-        }
-        Some(redis) => {
-            let link = LinkSettings {
-                urls: settings.store.redis_urls.clone(),
-                channel: RedisDirectory::channel(redis.prefix()),
-                connect_timeout: settings.store.connect_timeout,
-                ping_interval: config.invalidation_ping,
-            };
-            tasks.spawn(invalidation::run(
-                link,
-                cache.clone(),
-                hot_metrics.clone(),
-                stop,
-            ));
-            Arc::new(RedisDirectory::new(
-                redis.connection(),
-                redis.prefix(),
-                config.audit_max_entries,
-            ))
-        }
-    };
-    Ok(AccountService::new(
-        directory,
-        cache,
-        hot_metrics,
-        clock,
-        &device_key,
-        config.clone(),
-    )
-    .with_tenants(settings.tenants.clone()))
 }

@@ -30,6 +30,7 @@ pub mod providers;
 pub mod receipts;
 pub mod router;
 pub mod seal;
+pub mod settings;
 pub mod template;
 
 use std::collections::{BTreeMap, HashSet};

@@ -10,6 +10,40 @@ use data_encoding::BASE64URL_NOPAD;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use ring::rand::{SecureRandom, SystemRandom};
 
+use crate::secret::Secret;
+
+/// `factors.keys`: `id:key` items separated by commas, each key 32 bytes as hex or base64, ids
+/// distinct; each malformed item adds a line to `errors`.
+pub fn parse_keys(text: &str, errors: &mut Vec<String>) -> Vec<(String, Secret)> {
+    let mut keys: Vec<(String, Secret)> = Vec::new();
+    for item in text
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+    {
+        let Some((id, key)) = item.split_once(':') else {
+            errors.push(
+                "factors.keys: each key is written id:key (hex or base64), such as k1:<64 hex digits>"
+                    .to_owned(),
+            );
+            continue;
+        };
+        if !valid_key_id(id) || keys.iter().any(|(known, _)| known == id) {
+            errors.push(format!(
+                "factors.keys: key id '{id}' must be 1 to 16 letters, digits, _ or -, and distinct"
+            ));
+            continue;
+        }
+        match Secret::decode_key(key, 32).filter(|key| key.expose().len() == 32) {
+            Some(key) => keys.push((id.to_owned(), key)),
+            None => errors.push(format!(
+                "factors.keys: key '{id}' must be exactly 32 bytes, as hex or base64"
+            )),
+        }
+    }
+    keys
+}
+
 /// A key id: 1 to 16 characters of `A-Z a-z 0-9 _ -` (it is stored before the first `:`).
 pub fn valid_key_id(id: &str) -> bool {
     (1..=16).contains(&id.len())

@@ -32,8 +32,8 @@ use crate::account::user::{Factor, FactorType, User, UserId};
 use crate::account::{hex, AccountId};
 use crate::audit::{AuditEntry, Who};
 use crate::clock::Clock;
-use crate::config::Secret;
 use crate::metrics::Metrics;
+use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::verify::code::random_bytes;
 use crypto::{FactorKeys, SealError};
@@ -74,6 +74,41 @@ pub struct FactorSettings {
     pub relying_party: RelyingParty,
     pub ceremony_ttl: Duration,
     pub memory_max_entries: usize,
+}
+
+impl FactorSettings {
+    /// The rules on values that parsed; each broken one adds a line to `errors`.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        if !matches!(self.totp_digits, 6 | 8) {
+            errors.push("factors.totp_digits: must be 6 or 8".to_owned());
+        }
+        if self.limits.max_failures > 10 {
+            errors.push(
+                "factors.max_failures: must be at most 10 (RFC 4226 §7.3: as low as possible)"
+                    .to_owned(),
+            );
+        }
+        let rp_id = &self.relying_party.id;
+        let rp_ok = !rp_id.is_empty()
+            && rp_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !rp_ok {
+            errors.push(
+                "factors.rp_id: must be a domain name such as example.com (or localhost)"
+                    .to_owned(),
+            );
+        }
+        let origins = &self.relying_party.origins;
+        let origins_ok = !origins.is_empty()
+            && origins.iter().all(|origin| {
+                reqwest::Url::parse(origin)
+                    .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.path() == "/")
+            });
+        if !origins_ok {
+            errors.push("factors.origins: must list origins such as https://login.example.com (scheme, host, optional port)".to_owned());
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -285,64 +320,4 @@ impl FactorService {
         // The account's trail lives in the directory.
         self.accounts.directory().append_audit(account, entry).await
     }
-}
-
-/// Builds the service for `App::build_with`. Keys: the configured ones, current first; with
-/// Redis, then one derived from the code key every instance shares (id `derived`: it seals
-/// when nothing is configured); on the embedded store without keys, a random one for this
-/// process. The recovery-code key is derived from the code key with its own label.
-pub(crate) fn assemble(
-    settings: &crate::config::Settings,
-    redis: Option<&crate::redis::RedisStore>,
-    code_key: &[u8],
-    rng: &SystemRandom,
-    clock: Arc<dyn Clock>,
-    metrics: Arc<Metrics>,
-    accounts: Arc<AccountService>,
-) -> Result<FactorService, String> {
-    use ring::hmac;
-    let config = &settings.factors;
-    let derive = |label: &[u8]| {
-        let key = hmac::Key::new(hmac::HMAC_SHA256, code_key);
-        hmac::sign(&key, label).as_ref().to_vec()
-    };
-    let mut keys: Vec<(String, Vec<u8>)> = config
-        .keys
-        .iter()
-        .map(|(id, key)| (id.clone(), key.expose().to_vec()))
-        .collect();
-    if redis.is_some() {
-        if keys.is_empty() {
-            tracing::warn!("factors.keys is empty: TOTP secrets are sealed under a key derived from the code key; set OTPGATE_FACTOR_KEYS to rotate it");
-        }
-        // The derived key seals when none is configured, and keeps opening what it sealed after
-        // keys are configured (listed last, unless an operator reused its id).
-        if !keys.iter().any(|(id, _)| id == "derived") {
-            keys.push(("derived".to_owned(), derive(b"otpgate factor secret key")));
-        }
-    } else if keys.is_empty() {
-        let key = random_bytes::<32>(rng).map_err(|_| "the random generator failed".to_owned())?;
-        keys.push(("local".to_owned(), key.to_vec()));
-    }
-    let keys = FactorKeys::new(&keys)
-        .ok_or_else(|| "factors.keys: each key needs a distinct id and 32 bytes".to_owned())?;
-    let store: Arc<dyn FactorStore> = match redis {
-        Some(redis) => Arc::new(
-            crate::redis::RedisFactorStore::new(redis.connection(), redis.prefix())
-                .with_tenants(settings.tenants.clone(), clock.clone()),
-        ),
-        None => Arc::new(
-            crate::memory::MemoryFactorStore::new(clock.clone(), config.memory_max_entries)
-                .with_tenants(settings.tenants.clone()),
-        ),
-    };
-    Ok(FactorService::new(
-        store,
-        accounts,
-        keys,
-        &derive(b"otpgate recovery-code key"),
-        clock,
-        metrics,
-        config.clone(),
-    ))
 }

@@ -47,7 +47,7 @@ pub(super) async fn receipt(
             let token = provider
                 .auth_token
                 .as_ref()
-                .map(|t| t.expose().to_owned())
+                .map(|t| t.expose_str().into_owned())
                 .unwrap_or_default();
             let params = parse_form(&body);
             let signed = twilio_signature.is_some_and(|signature| {
@@ -61,7 +61,10 @@ pub(super) async fn receipt(
             receipts::parse_twilio(&body)
         }
         AdapterKind::Whatsapp => {
-            let secret = provider.app_secret.as_ref().map(|s| s.expose().to_owned());
+            let secret = provider
+                .app_secret
+                .as_ref()
+                .map(|s| s.expose_str().into_owned());
             let signed = matches!((secret, meta_signature), (Some(secret), Some(signature))
                 if receipts::verify_meta_signature(&body, &signature, &secret));
             if !signed {

@@ -14,7 +14,7 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// One mail: plain text, one recipient.
 #[derive(Clone)]
@@ -97,6 +97,31 @@ pub struct MailSettings {
     pub smtp_username: String,
     pub smtp_password: Secret,
     pub smtp_timeout: Duration,
+}
+
+impl MailSettings {
+    /// The rules on values that parsed; each broken one adds a line to `errors`.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        let address = self
+            .from
+            .rsplit_once('<')
+            .map(|(_, rest)| rest.trim_end_matches('>'))
+            .unwrap_or(&self.from);
+        if !valid_address(address.trim()) {
+            errors.push("mail.from: must be an address such as no-reply@example.com or 'otpgate <no-reply@example.com>'".to_owned());
+        }
+        let ok = reqwest::Url::parse(&self.link_base_url)
+            .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.query().is_none());
+        if !ok {
+            errors.push("mail.link_base_url: must be an http:// or https:// URL such as https://gateway.example.com".to_owned());
+        }
+        if self.transport == MailTransport::Smtp && self.smtp_host.is_empty() {
+            errors.push("mail.smtp_host: the smtp transport needs a host".to_owned());
+        }
+        if self.smtp_port == 0 {
+            errors.push("mail.smtp_port: must be a port number".to_owned());
+        }
+    }
 }
 
 /// Builds the configured mailer; warns when it is the `log` mailer.

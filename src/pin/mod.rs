@@ -213,7 +213,7 @@ pub struct PinConfig {
     pub settings: service::PinSettings,
     /// The server-side pepper (argon2's secret input): 32+ bytes, the same on every instance.
     /// Empty with the embedded store: a random per-process pepper is drawn.
-    pub pepper: crate::config::Secret,
+    pub pepper: crate::secret::Secret,
 }
 
 impl Default for PinConfig {
@@ -230,60 +230,28 @@ impl Default for PinConfig {
                 link_ttl: Duration::from_secs(24 * 3600),
                 memory_max_numbers: 100_000,
             },
-            pepper: crate::config::Secret::default(),
+            pepper: crate::secret::Secret::default(),
         }
     }
 }
 
-/// Builds the service for `App::build_with`: the store on the gateway's Redis connection (or in
-/// memory), the hasher with the pepper, the configured mailer, audit through the directory.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn assemble(
-    settings: &crate::config::Settings,
-    redis: Option<&crate::redis::RedisStore>,
-    code_key: &[u8],
-    rng: &SystemRandom,
-    clock: std::sync::Arc<dyn crate::clock::Clock>,
-    metrics: std::sync::Arc<crate::metrics::Metrics>,
-    directory: std::sync::Arc<dyn crate::account::store::Directory>,
-) -> Result<service::PinService, String> {
-    use std::sync::Arc;
-    let config = &settings.pin;
-    let pepper = if !config.pepper.is_empty() {
-        config.pepper.expose().to_vec()
-    } else if redis.is_some() {
-        // Only reachable when `Settings` were built by hand: the loader requires the pepper with
-        // Redis. Every instance shares the code key, so a pepper derived from it is shared too,
-        // and domain separation keeps the two uses apart.
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, code_key);
-        ring::hmac::sign(&key, b"otpgate two-step PIN pepper")
-            .as_ref()
-            .to_vec()
-    } else {
-        random_bytes::<32>(rng)
-            .map_err(|_| "the system random generator failed".to_owned())?
-            .to_vec()
-    };
-    let store: Arc<dyn store::PinStore> = match redis {
-        Some(redis) => Arc::new(
-            crate::redis::RedisPinStore::new(redis.connection(), redis.prefix())
-                .with_tenants(settings.tenants.clone()),
-        ),
-        None => {
-            Arc::new(crate::memory::MemoryPinStore::new().with_tenants(settings.tenants.clone()))
+impl PinConfig {
+    /// The rules on values that parsed; each broken one adds a line to `errors`.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        let settings = &self.settings;
+        if let Err(problem) = settings.cost.validate() {
+            errors.push(format!("pin: {problem}"));
         }
-    };
-    let mailer = crate::mail::build(&settings.mail).map_err(|error| error.to_string())?;
-    Ok(service::PinService::new(
-        store,
-        Arc::new(hash::PinHasher::new(pepper, config.settings.cost)),
-        mailer,
-        directory,
-        clock,
-        metrics,
-        config.settings,
-        &settings.mail.link_base_url,
-    ))
+        if settings.limits.max_failures > 10 {
+            errors.push("pin.max_failures: must be at most 10 (NIST SP 800-63B: at most 10 consecutive failed attempts)".to_owned());
+        }
+        if settings.limits.free_attempts > settings.limits.max_failures {
+            errors.push("pin.free_attempts: must be at most pin.max_failures".to_owned());
+        }
+        if settings.link_ttl > Duration::from_secs(7 * 24 * 3600) {
+            errors.push("pin.link_ttl_seconds: must be at most 604800 (7 days)".to_owned());
+        }
+    }
 }
 
 /// What a link sent by e-mail does once opened.

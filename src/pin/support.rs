@@ -1,22 +1,13 @@
 //! The operator's way to turn two-step off on an owner's behalf (an owner who lost access to
 //! their account's mailbox or keys): `otpgate support disable-two-step`, never the public API.
 //!
-//! It connects to the configured Redis (the embedded store lives inside the server process, so
-//! there is nothing to connect to without Redis), writes the audit entry with the operator and
-//! the reason, then disables, and exits.
+//! The request is checked here; `startup::support_disable_two_step` connects to the configured
+//! Redis and builds the service, which writes the audit entry with the operator and the reason,
+//! then disables.
 
-use std::sync::Arc;
-
-use super::service::PinService;
+use super::service::{PinError, PinService};
 use super::PhoneNumberId;
 use crate::account::AccountId;
-use crate::clock::SystemClock;
-use crate::config::Settings;
-use crate::mail::LogMailer;
-use crate::metrics::Metrics;
-use crate::redis::RedisDirectory;
-use crate::redis::RedisSettings;
-use crate::redis::RedisStore;
 
 /// What the support command was asked to do.
 #[derive(Debug, Clone)]
@@ -28,56 +19,47 @@ pub struct SupportDisable {
     pub operator: String,
 }
 
-/// Disables two-step for one number; the masked number on success, a message otherwise.
-pub async fn disable_two_step(
-    settings: &Settings,
-    request: &SupportDisable,
-) -> Result<String, String> {
-    let account = AccountId::parse(&request.account)
-        .ok_or("--account must be an account id (AC and 32 hex digits)")?;
-    let id = PhoneNumberId::parse(&request.phone_number)
-        .ok_or("--phone-number must be a phone-number id (15 digits)")?;
-    let reason = request.reason.trim();
-    if reason.len() < 5 || reason.len() > 500 || reason.chars().any(char::is_control) {
-        return Err("--reason must say why, in 5 to 500 printable characters".into());
-    }
-    if settings.store.redis_urls.is_empty() {
-        return Err("no Redis is configured: the embedded store lives inside the server process; point --config or OTPGATE_REDIS_URL at the deployment's Redis".into());
-    }
-    let redis = RedisStore::connect(&RedisSettings::from_store(&settings.store))
-        .await
-        .map_err(|error| error.to_string())?;
-    let directory = Arc::new(RedisDirectory::new(
-        redis.connection(),
-        redis.prefix(),
-        settings.directory.audit_max_entries,
-    ));
-    let store = Arc::new(crate::redis::RedisPinStore::new(
-        redis.connection(),
-        redis.prefix(),
-    ));
-    // Disabling hashes nothing and mails nothing: an empty pepper and the log mailer are inert.
-    let service = PinService::new(
-        store,
-        Arc::new(super::hash::PinHasher::new(
-            Vec::new(),
-            settings.pin.settings.cost,
-        )),
-        Arc::new(LogMailer::new("")),
-        directory,
-        Arc::new(SystemClock),
-        Arc::new(Metrics::new()),
-        settings.pin.settings,
-        "",
-    );
-    service
-        .support_disable(&account, &id, &request.operator, reason)
-        .await
-        .map_err(|error| match error {
-            super::service::PinError::NotFound => "no such phone number in that account".to_owned(),
-            super::service::PinError::AlreadyDisabled => {
-                "two-step verification is already off for that number".to_owned()
-            }
-            other => other.to_string(),
+/// A request whose ids and reason have been checked.
+#[derive(Debug)]
+pub struct CheckedDisable<'a> {
+    account: AccountId,
+    id: PhoneNumberId,
+    reason: &'a str,
+    operator: &'a str,
+}
+
+impl SupportDisable {
+    /// Parses the ids and checks the reason, before anything connects.
+    pub fn check(&self) -> Result<CheckedDisable<'_>, String> {
+        let account = AccountId::parse(&self.account)
+            .ok_or("--account must be an account id (AC and 32 hex digits)")?;
+        let id = PhoneNumberId::parse(&self.phone_number)
+            .ok_or("--phone-number must be a phone-number id (15 digits)")?;
+        let reason = self.reason.trim();
+        if reason.len() < 5 || reason.len() > 500 || reason.chars().any(char::is_control) {
+            return Err("--reason must say why, in 5 to 500 printable characters".into());
+        }
+        Ok(CheckedDisable {
+            account,
+            id,
+            reason,
+            operator: &self.operator,
         })
+    }
+}
+
+impl CheckedDisable<'_> {
+    /// Disables two-step for the number; the masked number on success, a message otherwise.
+    pub async fn run(&self, service: &PinService) -> Result<String, String> {
+        service
+            .support_disable(&self.account, &self.id, self.operator, self.reason)
+            .await
+            .map_err(|error| match error {
+                PinError::NotFound => "no such phone number in that account".to_owned(),
+                PinError::AlreadyDisabled => {
+                    "two-step verification is already off for that number".to_owned()
+                }
+                other => other.to_string(),
+            })
+    }
 }

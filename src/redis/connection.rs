@@ -52,24 +52,6 @@ pub struct RedisSettings {
     pub supervision: Supervision,
 }
 
-impl RedisSettings {
-    /// The `[store]` settings, as the gateway and the support command both connect.
-    pub fn from_store(store: &crate::config::StoreSettings) -> Self {
-        Self {
-            urls: store.redis_urls.clone(),
-            key_prefix: store.key_prefix.clone(),
-            connect_timeout: store.connect_timeout,
-            response_timeout: store.response_timeout,
-            supervision: Supervision {
-                probe_interval: store.probe_interval,
-                rebuild_after: store.client_rebuild_after,
-                unhealthy_after: store.client_unhealthy_after,
-                shard_down_grace: store.shard_down_grace,
-            },
-        }
-    }
-}
-
 /// What the supervisor watches for, and how long it waits before acting.
 #[derive(Debug, Clone)]
 pub struct Supervision {

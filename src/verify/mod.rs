@@ -6,6 +6,7 @@
 
 pub mod code;
 pub mod model;
+pub mod settings;
 pub mod store;
 
 use std::sync::Arc;
@@ -14,9 +15,9 @@ use ring::rand::SystemRandom;
 
 use crate::account::Account;
 use crate::clock::Clock;
-use crate::config::{LimitSettings, VerificationSettings};
 use crate::dispatch::template::{self, WebOtp};
 use crate::dispatch::{Dispatcher, OutgoingMessage};
+use crate::limits::LimitSettings;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
 use crate::store::StoreError;
@@ -26,6 +27,7 @@ use model::{
     CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, SendQuota, StartOutcome,
     Verification, VerificationId,
 };
+pub use settings::VerificationSettings;
 
 pub use code::Code;
 

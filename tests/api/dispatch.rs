@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{self, StreamExt};
 use otpgate::config::Settings;
-use otpgate::dispatch::providers::{AdapterKind, ProviderSettings, SecretString};
+use otpgate::dispatch::providers::{AdapterKind, ProviderSettings};
 use otpgate::dispatch::router::RouteSettings;
+use otpgate::secret::Secret;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -464,7 +465,7 @@ async fn a_receipt_with_a_bad_signature_is_refused_and_a_signed_one_updates_the_
     let mut provider = ProviderSettings::new("twilio-main", AdapterKind::Twilio);
     provider.base_url = Some(twilio.uri());
     provider.account_sid = Some(SID.into());
-    provider.auth_token = Some(SecretString::new("twilio-auth-token"));
+    provider.auth_token = Some(Secret::from("twilio-auth-token"));
     provider.from = Some("+15017122661".into());
     let app = spawn_app_with(Backend::Memory, |settings| {
         failover(settings, vec![provider], &["twilio-main"])
@@ -929,8 +930,8 @@ async fn a_receipt_over_the_provider_body_limit_is_refused_unread() {
     let vonage_api = MockServer::start().await;
     let mut provider = ProviderSettings::new("vonage", AdapterKind::Vonage);
     provider.base_url = Some(vonage_api.uri());
-    provider.api_key = Some(SecretString::new("k"));
-    provider.api_secret = Some(SecretString::new("s"));
+    provider.api_key = Some(Secret::from("k"));
+    provider.api_secret = Some(Secret::from("s"));
     provider.from = Some("Acme".into());
     let app = spawn_app_with(Backend::Memory, |settings| {
         failover(settings, vec![provider], &["vonage"]);

@@ -622,7 +622,7 @@ async fn percent_encoded_phone_number_ids_and_provider_names_reach_their_resourc
         otpgate::dispatch::providers::AdapterKind::Twilio,
     );
     provider.account_sid = Some("AC00000000000000000000000000000001".into());
-    provider.auth_token = Some(otpgate::dispatch::providers::SecretString::new("token"));
+    provider.auth_token = Some(otpgate::secret::Secret::from("token"));
     provider.from = Some("+15017122661".into());
     let app = spawn_app_with(Backend::Memory, |settings| {
         settings.dispatch.providers = vec![provider];

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otpgate::clock::{Clock, ManualClock};
-use otpgate::config::{Secret, Settings};
+use otpgate::config::Settings;
+use otpgate::secret::Secret;
 use otpgate::{App as Gateway, Overrides};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;

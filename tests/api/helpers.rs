@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use otpgate::clock::ManualClock;
-use otpgate::config::{ProviderKind, Secret, Settings};
+use otpgate::config::Settings;
+use otpgate::dispatch::settings::ProviderKind;
+use otpgate::secret::Secret;
 use otpgate::{App, Overrides};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;

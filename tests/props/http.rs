@@ -6,10 +6,11 @@
 use std::sync::{Arc, LazyLock};
 
 use async_trait::async_trait;
-use otpgate::config::{Secret, Settings};
+use otpgate::config::Settings;
 use otpgate::dispatch::providers::{Accepted, Provider, ProviderError};
 use otpgate::dispatch::OutgoingMessage;
 use otpgate::http::routes::table;
+use otpgate::secret::Secret;
 use otpgate::{App, Overrides};
 use proptest::prelude::*;
 use reqwest::Method;

@@ -1,10 +1,11 @@
 //! Vendor adapters against fake vendor servers on loopback (wiremock), each checking the
 //! vendor's documented wire format; delivery-receipt parsers and signature checks; provider
-//! settings.
+//! settings; the configuration loader.
 
 mod bounded;
 mod helpers;
 mod infobip;
+mod loader;
 mod messagebird;
 mod receipts;
 mod settings;

@@ -16,8 +16,8 @@ use otpgate::dispatch::outbox::Outbox;
 use otpgate::factors::store::FactorStore;
 use otpgate::memory::{MemoryDirectory, MemoryFactorStore, MemoryPinStore, MemoryStore};
 use otpgate::pin::store::PinStore;
-use otpgate::redis::RedisSettings;
 use otpgate::redis::{RedisDirectory, RedisFactorStore, RedisOutbox, RedisPinStore, RedisStore};
+use otpgate::startup::redis_settings;
 use otpgate::verify::store::Store;
 
 use crate::redis_server::{shared_cluster, shared_redis};
@@ -80,7 +80,7 @@ pub async fn stores_with(backend: Backend, tenants: TenantSettings) -> Stores {
     let mut settings = Settings::defaults();
     settings.store.redis_urls = urls;
     settings.store.key_prefix = unique_prefix();
-    let redis = RedisStore::connect(&RedisSettings::from_store(&settings.store))
+    let redis = RedisStore::connect(&redis_settings(&settings.store))
         .await
         .expect("connect to the test Redis");
     Stores {

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::settings::Infobip;
 use super::{
     by_status, client, digits_only, endpoint, leak_name, read_body, transport_error, vendor_text,
     Accepted, Provider, ProviderError, ProviderSettings,
@@ -88,22 +89,14 @@ struct ServiceException {
 }
 
 impl InfobipProvider {
-    pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
-        let missing = |field: &str| format!("provider '{}': '{field}' is required", settings.name);
-        let base = settings
-            .effective_base_url()
-            .ok_or_else(|| missing("base_url"))?;
-        let key = settings
-            .api_key
-            .as_ref()
-            .ok_or_else(|| missing("api_key"))?;
+    pub(crate) fn new(settings: &ProviderSettings, vendor: Infobip<'_>) -> Result<Self, String> {
         Ok(Self {
             name: leak_name(&settings.name),
             client: client(settings)?,
             body_limit: settings.body_limit,
-            url: endpoint(base, "/sms/2/text/advanced")?,
-            authorization: format!("App {}", key.expose()),
-            from: settings.from.clone().ok_or_else(|| missing("from"))?,
+            url: endpoint(vendor.base, "/sms/2/text/advanced")?,
+            authorization: format!("App {}", vendor.api_key.expose_str()),
+            from: vendor.from.to_owned(),
             notify_url: settings.notify_url.clone(),
         })
     }

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use super::settings::Messagebird;
 use super::{
     by_status, client, digits_only, endpoint, leak_name, read_body, transport_error, vendor_text,
     Accepted, Provider, ProviderError, ProviderSettings,
@@ -54,25 +55,17 @@ struct ErrorItem {
 }
 
 impl MessagebirdProvider {
-    pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
-        let missing = |field: &str| format!("provider '{}': '{field}' is required", settings.name);
-        let base = settings
-            .effective_base_url()
-            .ok_or_else(|| missing("base_url"))?;
-        let key = settings
-            .access_key
-            .as_ref()
-            .ok_or_else(|| missing("access_key"))?;
+    pub(crate) fn new(
+        settings: &ProviderSettings,
+        vendor: Messagebird<'_>,
+    ) -> Result<Self, String> {
         Ok(Self {
             name: leak_name(&settings.name),
             client: client(settings)?,
             body_limit: settings.body_limit,
-            url: endpoint(base, "/messages")?,
-            authorization: format!("AccessKey {}", key.expose()),
-            originator: settings
-                .originator
-                .clone()
-                .ok_or_else(|| missing("originator"))?,
+            url: endpoint(vendor.base, "/messages")?,
+            authorization: format!("AccessKey {}", vendor.access_key.expose_str()),
+            originator: vendor.originator.to_owned(),
             report_url: settings.report_url.clone(),
         })
     }

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::settings::{Twilio, TwilioSender};
 use super::{
     by_status, client, endpoint, form_encode, leak_name, read_body, transport_error, vendor_text,
     Accepted, Provider, ProviderError, ProviderSettings,
@@ -18,13 +19,8 @@ pub struct TwilioProvider {
     url: reqwest::Url,
     account_sid: String,
     auth_token: String,
-    sender: Sender,
+    sender: TwilioSender,
     status_callback: Option<String>,
-}
-
-enum Sender {
-    From(String),
-    MessagingService(String),
 }
 
 /// The Message resource as created; only its SID matters here.
@@ -41,28 +37,10 @@ struct TwilioError {
 }
 
 impl TwilioProvider {
-    pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
-        let missing = |field: &str| format!("provider '{}': '{field}' is required", settings.name);
-        let account_sid = settings
-            .account_sid
-            .clone()
-            .ok_or_else(|| missing("account_sid"))?;
-        let auth_token = settings
-            .auth_token
-            .as_ref()
-            .ok_or_else(|| missing("auth_token"))?
-            .expose()
-            .to_owned();
-        let sender = match (&settings.messaging_service_sid, &settings.from) {
-            (Some(service), _) => Sender::MessagingService(service.clone()),
-            (None, Some(from)) => Sender::From(from.clone()),
-            (None, None) => return Err(missing("from")),
-        };
-        let base = settings
-            .effective_base_url()
-            .ok_or_else(|| missing("base_url"))?;
+    pub(crate) fn new(settings: &ProviderSettings, vendor: Twilio<'_>) -> Result<Self, String> {
+        let account_sid = vendor.account_sid.to_owned();
         let url = endpoint(
-            base,
+            vendor.base,
             &format!("/2010-04-01/Accounts/{account_sid}/Messages.json"),
         )?;
         Ok(Self {
@@ -71,8 +49,8 @@ impl TwilioProvider {
             body_limit: settings.body_limit,
             url,
             account_sid,
-            auth_token,
-            sender,
+            auth_token: vendor.auth_token.expose_str().into_owned(),
+            sender: vendor.sender,
             status_callback: settings.status_callback.clone(),
         })
     }
@@ -87,8 +65,8 @@ impl Provider for TwilioProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
         let mut form = vec![("To", message.to.e164())];
         match &self.sender {
-            Sender::From(from) => form.push(("From", from.as_str())),
-            Sender::MessagingService(sid) => form.push(("MessagingServiceSid", sid.as_str())),
+            TwilioSender::From(from) => form.push(("From", from.as_str())),
+            TwilioSender::MessagingService(sid) => form.push(("MessagingServiceSid", sid.as_str())),
         }
         form.push(("Body", message.body.as_str()));
         if let Some(callback) = &self.status_callback {

@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use serde::Deserialize;
 
+use super::settings::Vonage;
 use super::{
     by_status, client, digits_only, endpoint, form_encode, leak_name, read_body, transport_error,
     vendor_text, Accepted, Provider, ProviderError, ProviderSettings,
@@ -40,25 +41,15 @@ struct Part {
 }
 
 impl VonageProvider {
-    pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
-        let missing = |field: &str| format!("provider '{}': '{field}' is required", settings.name);
-        let secret = |value: &Option<super::SecretString>, field: &str| {
-            value
-                .as_ref()
-                .map(|secret| secret.expose().to_owned())
-                .ok_or_else(|| missing(field))
-        };
-        let base = settings
-            .effective_base_url()
-            .ok_or_else(|| missing("base_url"))?;
+    pub(crate) fn new(settings: &ProviderSettings, vendor: Vonage<'_>) -> Result<Self, String> {
         Ok(Self {
             name: leak_name(&settings.name),
             client: client(settings)?,
             body_limit: settings.body_limit,
-            url: endpoint(base, "/sms/json")?,
-            api_key: secret(&settings.api_key, "api_key")?,
-            api_secret: secret(&settings.api_secret, "api_secret")?,
-            from: settings.from.clone().ok_or_else(|| missing("from"))?,
+            url: endpoint(vendor.base, "/sms/json")?,
+            api_key: vendor.api_key.expose_str().into_owned(),
+            api_secret: vendor.api_secret.expose_str().into_owned(),
+            from: vendor.from.to_owned(),
             callback: settings.callback.clone(),
         })
     }

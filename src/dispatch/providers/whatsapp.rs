@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::settings::Whatsapp;
 use super::{
     by_status, client, endpoint, leak_name, read_body, transport_error, vendor_text, Accepted,
     Provider, ProviderError, ProviderSettings,
@@ -54,31 +55,20 @@ struct ErrorData {
 }
 
 impl WhatsappProvider {
-    pub fn new(settings: &ProviderSettings) -> Result<Self, String> {
-        let missing = |field: &str| format!("provider '{}': '{field}' is required", settings.name);
-        let base = settings
-            .effective_base_url()
-            .ok_or_else(|| missing("base_url"))?;
-        let token = settings
-            .access_token
-            .as_ref()
-            .ok_or_else(|| missing("access_token"))?;
-        let phone_number_id = settings
-            .phone_number_id
-            .as_deref()
-            .ok_or_else(|| missing("phone_number_id"))?;
+    pub(crate) fn new(settings: &ProviderSettings, vendor: Whatsapp<'_>) -> Result<Self, String> {
         Ok(Self {
             name: leak_name(&settings.name),
             client: client(settings)?,
             body_limit: settings.body_limit,
             url: endpoint(
-                base,
+                vendor.base,
                 &format!(
-                    "/{}/{phone_number_id}/messages",
-                    settings.whatsapp_api_version()
+                    "/{}/{}/messages",
+                    settings.whatsapp_api_version(),
+                    vendor.phone_number_id
                 ),
             )?,
-            authorization: format!("Bearer {}", token.expose()),
+            authorization: format!("Bearer {}", vendor.access_token.expose_str()),
             template_name: settings.whatsapp_template_name().to_owned(),
             template_languages: settings
                 .template_languages

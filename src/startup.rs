@@ -1,0 +1,466 @@
+//! The composition root: the only code that reads [`Settings`] to build the services. It picks
+//! the store (Redis or the embedded one), the keys every service needs, the providers, and wires
+//! them into an [`App`]; the support command's service comes from the same builders.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ring::rand::SystemRandom;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::account::key_digest;
+use crate::account::service::AccountService;
+use crate::account::store::Directory;
+use crate::cache::TtlCache;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Settings, StoreSettings};
+use crate::dispatch::providers::{self, AdapterKind, Provider};
+use crate::dispatch::router::{BreakerSettings, RetrySettings, Router};
+use crate::dispatch::template::WebOtp;
+use crate::dispatch::{Dispatcher, DurableQueue, Queue, WorkerSettings, Workers};
+use crate::factors::crypto::FactorKeys;
+use crate::factors::store::FactorStore;
+use crate::factors::FactorService;
+use crate::limits::Limits;
+use crate::memory::{MemoryDirectory, MemoryStore};
+use crate::metrics::Metrics;
+use crate::pin::service::PinService;
+use crate::pin::store::PinStore;
+use crate::pin::support::SupportDisable;
+use crate::redis::{RedisDirectory, RedisOutbox, RedisSettings, RedisStore, Supervision};
+use crate::secret::Secret;
+use crate::store::StoreError;
+use crate::trust::cache::HotCache;
+use crate::trust::invalidation::{self, LinkSettings};
+use crate::trust::metrics::HotPathMetrics;
+use crate::verify::code::random_bytes;
+use crate::verify::store::Store;
+use crate::verify::Verifier;
+use crate::{App, AppState};
+
+/// How long a key or account read from the store is trusted before it is read again.
+const AUTH_CACHE_TTL: Duration = Duration::from_secs(30);
+const AUTH_CACHE_MAX_ENTRIES: usize = 100_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("auth.root_key is empty; set OTPGATE_ROOT_KEY")]
+    NoRootKey,
+    #[error("the system random generator failed")]
+    Random,
+    #[error("cannot reach the store: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot set up the provider: {0}")]
+    Provider(String),
+    #[error("cannot set up two-step PINs or the mailer: {0}")]
+    Pins(String),
+    #[error("cannot set up second factors: {0}")]
+    Factors(String),
+}
+
+/// What a test (or an embedder) may swap in; production uses the defaults.
+#[derive(Default)]
+pub struct Overrides {
+    pub clock: Option<Arc<dyn Clock>>,
+    pub provider: Option<Arc<dyn Provider>>,
+}
+
+/// An HMAC-SHA256 of `label` under `root_secret`: a key for one use, derived from a secret every
+/// instance shares, with the label keeping the uses apart.
+pub fn derive_key(root_secret: &[u8], label: &[u8]) -> Vec<u8> {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, root_secret);
+    ring::hmac::sign(&key, label).as_ref().to_vec()
+}
+
+/// What the service builders read: the settings, the Redis connection (none: the embedded
+/// store), the code key, the random generator, the clock and the metrics.
+struct Parts<'a> {
+    settings: &'a Settings,
+    redis: Option<&'a RedisStore>,
+    code_key: &'a [u8],
+    rng: &'a SystemRandom,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+}
+
+/// A key drawn for this process.
+fn drawn_key(rng: &SystemRandom) -> Result<Vec<u8>, BuildError> {
+    Ok(random_bytes::<32>(rng)
+        .map_err(|_| BuildError::Random)?
+        .to_vec())
+}
+
+impl Parts<'_> {
+    /// The configured key, else (with Redis) one derived from the code key every instance
+    /// shares, else one drawn for this process. The loader requires the key with Redis, so the
+    /// derived one serves embedders building `Settings` by hand.
+    fn key(&self, configured: &Secret, label: &[u8]) -> Result<Vec<u8>, BuildError> {
+        if !configured.is_empty() {
+            Ok(configured.expose().to_vec())
+        } else if self.redis.is_some() {
+            Ok(derive_key(self.code_key, label))
+        } else {
+            drawn_key(self.rng)
+        }
+    }
+}
+
+impl App {
+    pub async fn build(settings: Settings) -> Result<Self, BuildError> {
+        Self::build_with(settings, Overrides::default()).await
+    }
+
+    pub async fn build_with(settings: Settings, overrides: Overrides) -> Result<Self, BuildError> {
+        if settings.auth.root_key.is_empty() {
+            return Err(BuildError::NoRootKey);
+        }
+        // reqwest is built without a default TLS crypto provider so that ring stays the only
+        // crypto stack; installing it twice is harmless, hence the ignored result.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let clock = overrides.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let rng = SystemRandom::new();
+        let tasks = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let metrics = Arc::new(Metrics::new());
+
+        let mut redis: Option<Arc<RedisStore>> = None;
+        let (store, memory): (Arc<dyn Store>, Option<Arc<MemoryStore>>) =
+            if settings.store.redis_urls.is_empty() {
+                let memory = Arc::new(
+                    MemoryStore::new(settings.store.memory_max_verifications)
+                        .with_account_share(settings.tenants.memory_account_share_percent),
+                );
+                (memory.clone(), Some(memory))
+            } else {
+                let connected =
+                    Arc::new(RedisStore::connect(&redis_settings(&settings.store)).await?);
+                connected.spawn_supervisor(&tasks, stop.clone(), metrics.clone());
+                redis = Some(connected.clone());
+                (connected, None)
+            };
+        // Without Redis there is one instance, so a per-process MAC key is as good as any.
+        let code_key = match &settings.verification.code_key {
+            configured if configured.is_empty() => drawn_key(&rng)?,
+            configured => configured.expose().to_vec(),
+        };
+
+        let router = Arc::new(build_router(
+            &settings,
+            overrides.provider,
+            clock.clone(),
+            metrics.clone(),
+        )?);
+        let dispatch = &settings.dispatch;
+        let worker_settings = WorkerSettings {
+            concurrency: dispatch.concurrency,
+            queue_capacity: dispatch.queue_capacity,
+            reclaim_idle: dispatch.reclaim_idle,
+            max_deliveries: dispatch.max_deliveries,
+            poll_interval: dispatch.poll_interval,
+            run_workers: dispatch.workers,
+            unready_after: dispatch.outbox_unready_after,
+        };
+        let queue = match &redis {
+            Some(redis) => Queue::Durable(DurableQueue {
+                store: redis.clone(),
+                outbox: Arc::new(RedisOutbox::on(redis)),
+            }),
+            None => Queue::Memory(store.clone()),
+        };
+        let workers = Workers {
+            settings: worker_settings,
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            tasks: &tasks,
+            stop: stop.clone(),
+        };
+        let dispatcher = Dispatcher::spawn(router, queue, &code_key, workers);
+        let web_otp = (!dispatch.web_otp_domain.is_empty()).then(|| WebOtp {
+            domain: dispatch.web_otp_domain.clone(),
+        });
+        let verifier = Verifier::new(
+            store.clone(),
+            clock.clone(),
+            dispatcher,
+            metrics.clone(),
+            &code_key,
+            settings.verification.clone(),
+            &settings.limits,
+            web_otp,
+        );
+
+        let parts = Parts {
+            settings: &settings,
+            redis: redis.as_deref(),
+            code_key: &code_key,
+            rng: &rng,
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        };
+        let account_service = Arc::new(parts.accounts(&tasks, stop.clone())?);
+        let pins = parts.pins(account_service.directory().clone())?;
+        let factors = parts.factors(account_service.clone())?;
+
+        let root_key_digest = key_digest(
+            std::str::from_utf8(settings.auth.root_key.expose())
+                .map_err(|_| BuildError::NoRootKey)?,
+        );
+        let app = App(Arc::new(AppState {
+            limits: Limits::new(&settings.limits),
+            keys: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
+            accounts: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
+            auth_epoch: AtomicU64::new(store.epoch()),
+            settings,
+            store,
+            clock,
+            verifier,
+            account_service,
+            pins,
+            factors,
+            metrics,
+            root_key_digest,
+            rng,
+            tasks,
+            stop,
+        }));
+        app.spawn_housekeeping(memory);
+        Ok(app)
+    }
+}
+
+/// The providers from config (or the one override a test gives) behind the routing table.
+fn build_router(
+    settings: &Settings,
+    override_provider: Option<Arc<dyn Provider>>,
+    clock: Arc<dyn Clock>,
+    metrics: Arc<Metrics>,
+) -> Result<Router, BuildError> {
+    let dispatch = &settings.dispatch;
+    let providers: Vec<(Arc<dyn Provider>, Option<u32>)> = match override_provider {
+        Some(provider) => vec![(provider, None)],
+        None => {
+            let mut built = Vec::new();
+            for provider in dispatch.effective_providers() {
+                if provider.kind == AdapterKind::Log {
+                    tracing::warn!("the log provider is active: codes are printed on standard output; use it for development only");
+                }
+                let rate = dispatch.rates.get(&provider.name).copied();
+                built.push((
+                    providers::build(&provider).map_err(BuildError::Provider)?,
+                    rate,
+                ));
+            }
+            built
+        }
+    };
+    Router::new(
+        providers,
+        &dispatch.routes,
+        BreakerSettings {
+            failures_to_open: dispatch.breaker_failures,
+            open_for: dispatch.breaker_open,
+        },
+        RetrySettings {
+            base_backoff: dispatch.retry_base,
+            max_backoff: dispatch.retry_max,
+        },
+        clock,
+        metrics,
+    )
+    .map_err(|errors| BuildError::Provider(errors.join("; ")))
+}
+
+/// How to reach Redis, from `[store]` (the gateway and the support command both connect).
+pub fn redis_settings(store: &StoreSettings) -> RedisSettings {
+    RedisSettings {
+        urls: store.redis_urls.clone(),
+        key_prefix: store.key_prefix.clone(),
+        connect_timeout: store.connect_timeout,
+        response_timeout: store.response_timeout,
+        supervision: Supervision {
+            probe_interval: store.probe_interval,
+            rebuild_after: store.client_rebuild_after,
+            unhealthy_after: store.client_unhealthy_after,
+            shard_down_grace: store.shard_down_grace,
+        },
+    }
+}
+
+/// The directory on Redis (shared with the support command).
+fn redis_directory(settings: &Settings, redis: &RedisStore) -> RedisDirectory {
+    RedisDirectory::new(
+        redis.connection(),
+        redis.prefix(),
+        settings.directory.audit_max_entries,
+    )
+}
+
+/// The PIN store on the gateway's Redis connection, or in memory.
+fn pin_store(settings: &Settings, redis: Option<&RedisStore>) -> Arc<dyn PinStore> {
+    use crate::{memory::MemoryPinStore, redis::RedisPinStore};
+    match redis {
+        Some(redis) => Arc::new(
+            RedisPinStore::new(redis.connection(), redis.prefix())
+                .with_tenants(settings.tenants.clone()),
+        ),
+        None => Arc::new(MemoryPinStore::new().with_tenants(settings.tenants.clone())),
+    }
+}
+
+impl Parts<'_> {
+    /// The accounts service: the directory on the gateway's Redis connection (or in memory), the
+    /// hot-path cache, and, with Redis, the invalidation link as a background task that ends with
+    /// `stop`.
+    fn accounts(
+        &self,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
+    ) -> Result<AccountService, BuildError> {
+        let settings = self.settings;
+        let config = &settings.directory;
+        let device_key = self.key(&settings.auth.device_key, b"otpgate trusted-device key")?;
+        let cache = Arc::new(HotCache::new(config.cache_ttl, config.cache_max_entries));
+        let hot_metrics = Arc::new(HotPathMetrics::new(&self.metrics));
+        let directory: Arc<dyn Directory> = match self.redis {
+            None => Arc::new(
+                MemoryDirectory::new(config.audit_max_entries).with_bounds(&settings.tenants),
+            ),
+            Some(redis) => {
+                let link = LinkSettings {
+                    urls: settings.store.redis_urls.clone(),
+                    channel: RedisDirectory::channel(redis.prefix()),
+                    connect_timeout: settings.store.connect_timeout,
+                    ping_interval: config.invalidation_ping,
+                };
+                tasks.spawn(invalidation::run(
+                    link,
+                    cache.clone(),
+                    hot_metrics.clone(),
+                    stop,
+                ));
+                Arc::new(redis_directory(settings, redis))
+            }
+        };
+        Ok(AccountService::new(
+            directory,
+            cache,
+            hot_metrics,
+            self.clock.clone(),
+            &device_key,
+            config.clone(),
+        )
+        .with_tenants(settings.tenants.clone()))
+    }
+
+    /// The PIN service: the store, the hasher with the pepper, the configured mailer, audit through
+    /// the directory.
+    fn pins(&self, directory: Arc<dyn Directory>) -> Result<PinService, BuildError> {
+        let settings = self.settings;
+        let config = &settings.pin;
+        let pepper = self.key(&config.pepper, b"otpgate two-step PIN pepper")?;
+        let mailer = crate::mail::build(&settings.mail)
+            .map_err(|error| BuildError::Pins(error.to_string()))?;
+        Ok(PinService::new(
+            pin_store(settings, self.redis),
+            Arc::new(crate::pin::hash::PinHasher::new(
+                pepper,
+                config.settings.cost,
+            )),
+            mailer,
+            directory,
+            self.clock.clone(),
+            self.metrics.clone(),
+            config.settings,
+            &settings.mail.link_base_url,
+        ))
+    }
+
+    /// The factor service. Keys: the configured ones, current first; with Redis, then one derived
+    /// from the code key every instance shares (id `derived`: it seals when nothing is configured);
+    /// on the embedded store without keys, a random one for this process. The recovery-code key is
+    /// derived from the code key with its own label.
+    fn factors(&self, accounts: Arc<AccountService>) -> Result<FactorService, BuildError> {
+        use crate::{memory::MemoryFactorStore, redis::RedisFactorStore};
+        let (settings, clock) = (self.settings, &self.clock);
+        let config = &settings.factors;
+        let mut sealing: Vec<(String, Vec<u8>)> = config
+            .keys
+            .iter()
+            .map(|(id, key)| (id.clone(), key.expose().to_vec()))
+            .collect();
+        if self.redis.is_some() {
+            if sealing.is_empty() {
+                tracing::warn!("factors.keys is empty: TOTP secrets are sealed under a key derived from the code key; set OTPGATE_FACTOR_KEYS to rotate it");
+            }
+            // The derived key seals when none is configured, and keeps opening what it sealed after
+            // keys are configured (listed last, unless an operator reused its id).
+            if !sealing.iter().any(|(id, _)| id == "derived") {
+                sealing.push((
+                    "derived".to_owned(),
+                    derive_key(self.code_key, b"otpgate factor secret key"),
+                ));
+            }
+        } else if sealing.is_empty() {
+            let key = drawn_key(self.rng)
+                .map_err(|_| BuildError::Factors("the random generator failed".to_owned()))?;
+            sealing.push(("local".to_owned(), key));
+        }
+        let sealing = FactorKeys::new(&sealing).ok_or_else(|| {
+            BuildError::Factors(
+                "factors.keys: each key needs a distinct id and 32 bytes".to_owned(),
+            )
+        })?;
+        let store: Arc<dyn FactorStore> = match self.redis {
+            Some(redis) => Arc::new(
+                RedisFactorStore::new(redis.connection(), redis.prefix())
+                    .with_tenants(settings.tenants.clone(), clock.clone()),
+            ),
+            None => Arc::new(
+                MemoryFactorStore::new(clock.clone(), config.memory_max_entries)
+                    .with_tenants(settings.tenants.clone()),
+            ),
+        };
+        Ok(FactorService::new(
+            store,
+            accounts,
+            sealing,
+            &derive_key(self.code_key, b"otpgate recovery-code key"),
+            clock.clone(),
+            self.metrics.clone(),
+            config.clone(),
+        ))
+    }
+}
+
+/// `otpgate support disable-two-step`: checks the request, connects to the configured Redis
+/// (the embedded store lives inside the server process, so there is nothing to connect to
+/// without it), and disables through a PIN service built here; the masked number on success.
+pub async fn support_disable_two_step(
+    settings: &Settings,
+    request: &SupportDisable,
+) -> Result<String, String> {
+    let checked = request.check()?;
+    if settings.store.redis_urls.is_empty() {
+        return Err("no Redis is configured: the embedded store lives inside the server process; point --config or OTPGATE_REDIS_URL at the deployment's Redis".into());
+    }
+    let redis = RedisStore::connect(&redis_settings(&settings.store))
+        .await
+        .map_err(|error| error.to_string())?;
+    // Disabling hashes nothing and mails nothing: an empty pepper and the log mailer are inert.
+    let service = PinService::new(
+        pin_store(settings, Some(&redis)),
+        Arc::new(crate::pin::hash::PinHasher::new(
+            Vec::new(),
+            settings.pin.settings.cost,
+        )),
+        Arc::new(crate::mail::LogMailer::new("")),
+        Arc::new(redis_directory(settings, &redis)),
+        Arc::new(SystemClock),
+        Arc::new(Metrics::new()),
+        settings.pin.settings,
+        "",
+    );
+    checked.run(&service).await
+}
