@@ -38,7 +38,8 @@ use otpgate::trust::metrics::HotPathMetrics;
 use otpgate::trust::{mint_token, DeviceId, DeviceKey, DeviceRecord};
 use otpgate::verify::code::{self, CodeMac, MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use otpgate::verify::model::{
-    Channel, CheckOutcome, CheckTarget, NewVerification, SendQuota, StartOutcome, VerificationId,
+    Channel, CheckOutcome, CheckTarget, CodeCheck, NewVerification, SendQuota, StartOutcome,
+    VerificationId,
 };
 use otpgate::verify::store::Store;
 use otpgate::verify::Code;
@@ -296,7 +297,13 @@ fn memory_store_check(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("wrong_code", name), target, |b, target| {
             b.iter(|| {
                 let outcome = runtime
-                    .block_on(store.check_verification(&account, target, &wrong, now_ms, None))
+                    .block_on(store.check_verification(&CodeCheck {
+                        account: &account,
+                        target,
+                        tag: &wrong,
+                        now_ms,
+                        idempotency_key: None,
+                    }))
                     .expect("the memory store answers");
                 debug_assert!(matches!(
                     outcome,
@@ -312,7 +319,13 @@ fn memory_store_check(c: &mut Criterion) {
             let code = Code::parse(black_box("000000")).expect("valid");
             let tag = mac.tag(account.as_str(), &code);
             runtime
-                .block_on(store.check_verification(&account, &by_id, &tag, now_ms, None))
+                .block_on(store.check_verification(&CodeCheck {
+                    account: &account,
+                    target: &by_id,
+                    tag: &tag,
+                    now_ms,
+                    idempotency_key: None,
+                }))
                 .expect("the memory store answers")
         })
     });

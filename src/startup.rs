@@ -36,7 +36,7 @@ use crate::trust::cache::HotCache;
 use crate::trust::invalidation::{self, LinkSettings};
 use crate::trust::metrics::HotPathMetrics;
 use crate::verify::code::random_bytes;
-use crate::verify::store::Store;
+use crate::verify::store::{Store, StoreSendLog};
 use crate::verify::Verifier;
 use crate::{App, AppState};
 
@@ -164,10 +164,10 @@ impl App {
         };
         let queue = match &redis {
             Some(redis) => Queue::Durable(DurableQueue {
-                store: redis.clone(),
+                store: Arc::new(StoreSendLog(redis.clone())),
                 outbox: Arc::new(RedisOutbox::on(redis)),
             }),
-            None => Queue::Memory(store.clone()),
+            None => Queue::Memory(Arc::new(StoreSendLog(store.clone()))),
         };
         let workers = Workers {
             settings: worker_settings,

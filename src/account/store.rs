@@ -61,6 +61,14 @@ pub enum UserWriteOutcome {
     NotFound,
 }
 
+/// One trusted device of a user to revoke, with its audit entry.
+#[derive(Debug, Clone, Copy)]
+pub struct DeviceRevocation<'a> {
+    pub user: &'a UserId,
+    pub device: &'a DeviceId,
+    pub audit: &'a AuditEntry,
+}
+
 #[derive(Debug, Clone)]
 pub struct NewDevice {
     pub digest: DeviceDigest,
@@ -122,9 +130,7 @@ pub trait Directory: Send + Sync + 'static {
     async fn revoke_device(
         &self,
         account: &AccountId,
-        user: &UserId,
-        device: &DeviceId,
-        audit: &AuditEntry,
+        revocation: &DeviceRevocation<'_>,
     ) -> Result<Option<DeviceDigest>, StoreError>;
 
     /// Revokes every device of the user (bumps the device epoch); how many were listed, or

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::outbox::{Outbox, OutboxEntry, ReadFrom, ShardReadError};
+use super::outbox::{Deferral, Outbox, OutboxEntry, ReadFrom, ShardReadError};
 use super::router::Delivery;
 use super::seal::Sealer;
 use super::{retry_within, OutgoingMessage, Payload, ReadHealth, Shared, WorkerSettings};
@@ -296,11 +296,13 @@ impl DurableWorker {
             }
             Delivery::Deferred { retry_at_ms, .. } => {
                 let refused = progress.refused.join(" ");
-                if let Err(error) = self
-                    .outbox
-                    .defer(&entry, &message.id, retry_at_ms, progress.round, &refused)
-                    .await
-                {
+                let deferral = Deferral {
+                    message_id: &message.id,
+                    due_ms: retry_at_ms,
+                    round: progress.round,
+                    refused: &refused,
+                };
+                if let Err(error) = self.outbox.defer(&entry, &deferral).await {
                     // Left pending: read again after a failed read, or reclaimed.
                     tracing::warn!(%error, entry = %entry.entry_id, "cannot defer a message; it stays pending");
                 }

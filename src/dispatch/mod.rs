@@ -25,6 +25,7 @@
 //! in it), and reports how long reads have been failing, for `/readyz` and a metric.
 
 mod durable;
+pub mod model;
 pub mod outbox;
 pub mod providers;
 pub mod receipts;
@@ -38,19 +39,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use data_encoding::HEXLOWER;
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::account::hex;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
 use crate::phone::SHARD_COUNT;
-use crate::verify::model::{Channel, SendAttempt, VerificationId};
-use crate::verify::store::Store;
+use model::{Channel, SendAttempt, SendLog};
 use outbox::Outbox;
 use router::{Delivery, Failure, Progress, Router};
 use seal::Sealer;
@@ -132,7 +132,7 @@ impl OutgoingMessage {
     pub fn new_id(rng: &SystemRandom) -> Result<String, ring::error::Unspecified> {
         let mut bytes = [0u8; 16];
         rng.fill(&mut bytes)?;
-        Ok(format!("MS{}", hex(&bytes)))
+        Ok(format!("MS{}", HEXLOWER.encode(&bytes)))
     }
 }
 
@@ -189,7 +189,7 @@ pub enum Ticket<'a> {
 /// A store that queues each message with its verification, in the same atomic step (Redis):
 /// the store the workers record sends in, and the outbox its start appends to.
 pub struct DurableQueue {
-    pub store: Arc<dyn Store>,
+    pub store: Arc<dyn SendLog>,
     pub outbox: Arc<dyn Outbox>,
 }
 
@@ -249,7 +249,7 @@ impl ReadHealth {
 /// What every worker needs.
 struct Shared {
     router: Arc<Router>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn SendLog>,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
     in_flight: Arc<Semaphore>,
@@ -263,7 +263,7 @@ struct Shared {
 pub enum Queue {
     /// The embedded store: a bounded channel in this process; the workers record sends in the
     /// store.
-    Memory(Arc<dyn Store>),
+    Memory(Arc<dyn SendLog>),
     /// A store that queues each message itself (Redis).
     Durable(DurableQueue),
 }
@@ -289,7 +289,7 @@ impl Dispatcher {
     /// The embedded queue: a bounded channel and one worker task.
     fn spawn_memory(
         router: Arc<Router>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn SendLog>,
         seal_key: &[u8],
         workers: Workers<'_>,
     ) -> Self {
@@ -416,13 +416,13 @@ impl Dispatcher {
 fn consumer_name() -> String {
     let mut bytes = [0u8; 8];
     let _ = SystemRandom::new().fill(&mut bytes);
-    format!("worker-{}", hex(&bytes))
+    format!("worker-{}", HEXLOWER.encode(&bytes))
 }
 
 impl Shared {
     fn new(
         router: Arc<Router>,
-        store: Arc<dyn Store>,
+        store: Arc<dyn SendLog>,
         workers: &Workers<'_>,
         sent_mark_retry: Duration,
     ) -> Arc<Self> {
@@ -489,20 +489,20 @@ impl Shared {
                 tracing::info!(message = %message.id, round = progress.round, in_ms = retry_at_ms.saturating_sub(now), "no provider took the message yet; it waits for the next round");
             }
         }
-        if let Some(id) = VerificationId::parse(&message.verification_id) {
-            for attempt in &attempts {
-                // The accepted attempt is the sent mark: a redelivery that finds it acknowledges
-                // instead of sending again, so it is retried (through a failover) until stored.
-                let within = if attempt.status == "accepted" {
-                    self.sent_mark_retry
-                } else {
-                    Duration::ZERO
-                };
-                let recorded =
-                    retry_within(within, || self.store.record_send_attempt(&id, attempt));
-                if let Err(error) = recorded.await {
-                    tracing::warn!(%error, message = %message.id, "could not record the send");
-                }
+        for attempt in &attempts {
+            // The accepted attempt is the sent mark: a redelivery that finds it acknowledges
+            // instead of sending again, so it is retried (through a failover) until stored.
+            let within = if attempt.status == "accepted" {
+                self.sent_mark_retry
+            } else {
+                Duration::ZERO
+            };
+            let recorded = retry_within(within, || {
+                self.store
+                    .record_send_attempt(&message.verification_id, attempt)
+            });
+            if let Err(error) = recorded.await {
+                tracing::warn!(%error, message = %message.id, "could not record the send");
             }
         }
         delivery

@@ -30,6 +30,17 @@ pub struct OutboxEntry {
     pub refused: String,
 }
 
+/// How a message is parked: until `due_ms` (gateway clock), with the rounds made and the
+/// providers that refused it.
+#[derive(Debug, Clone, Copy)]
+pub struct Deferral<'a> {
+    pub message_id: &'a str,
+    pub due_ms: u64,
+    pub round: u32,
+    /// Space-separated, as `OutboxEntry::refused`.
+    pub refused: &'a str,
+}
+
 /// Where a shard read starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadFrom {
@@ -82,16 +93,8 @@ pub trait Outbox: Send + Sync {
         count: usize,
     ) -> ShardResults<ShardReadError>;
 
-    /// Ends this delivery of `entry` and parks the message until `due_ms` (gateway clock), with
-    /// the rounds made and the providers that refused it.
-    async fn defer(
-        &self,
-        entry: &OutboxEntry,
-        message_id: &str,
-        due_ms: u64,
-        round: u32,
-        refused: &str,
-    ) -> Result<(), StoreError>;
+    /// Ends this delivery of `entry` and parks the message as `deferral` says.
+    async fn defer(&self, entry: &OutboxEntry, deferral: &Deferral<'_>) -> Result<(), StoreError>;
 
     /// Makes messages due by `now_ms` readable again as new; returns how many. A shard that
     /// fails is skipped (its messages wait for the next call).

@@ -111,6 +111,11 @@ fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .filter(|value| !value.is_empty())
 }
 
+/// A provider's optional text, an empty one as none.
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|value| !value.is_empty())
+}
+
 fn looks_like_json(body: &[u8]) -> bool {
     body.iter()
         .find(|b| !b.is_ascii_whitespace())
@@ -231,10 +236,7 @@ pub fn parse_vonage(body: &[u8]) -> Result<Vec<Receipt>, String> {
             client_ref: get("client-ref"),
         }
     };
-    let id = dlr
-        .message_id
-        .filter(|id| !id.is_empty())
-        .ok_or("no messageId")?;
+    let id = non_empty(dlr.message_id).ok_or("no messageId")?;
     let status = match dlr.status.as_deref().ok_or("no status")? {
         "delivered" => DeliveryStatus::Delivered,
         // Accepted and buffered by the carrier, or no outcome known: handed over, still open.
@@ -251,7 +253,7 @@ pub fn parse_vonage(body: &[u8]) -> Result<Vec<Receipt>, String> {
         provider_message_id: id,
         status,
         error,
-        reference: dlr.client_ref.filter(|r| !r.is_empty()),
+        reference: non_empty(dlr.client_ref),
     }])
 }
 
@@ -322,10 +324,7 @@ pub fn parse_infobip(body: &[u8]) -> Result<Vec<Receipt>, String> {
         .results
         .into_iter()
         .map(|report| {
-            let id = report
-                .message_id
-                .filter(|id| !id.is_empty())
-                .ok_or("a result has no messageId")?;
+            let id = non_empty(report.message_id).ok_or("a result has no messageId")?;
             let group = report.status.and_then(|status| status.group_name);
             let status = match group.as_deref().ok_or("a result has no status.groupName")? {
                 "PENDING" => DeliveryStatus::Sent,
@@ -382,7 +381,7 @@ pub fn parse_messagebird(body_or_query: &[u8]) -> Result<Vec<Receipt>, String> {
             status_error_code: get("statusErrorCode").map(serde_json::Value::String),
         }
     };
-    let id = report.id.filter(|id| !id.is_empty()).ok_or("no id")?;
+    let id = non_empty(report.id).ok_or("no id")?;
     let status = match report.status.as_deref().ok_or("no status")? {
         "scheduled" => DeliveryStatus::Queued,
         "sent" | "buffered" => DeliveryStatus::Sent,
@@ -400,7 +399,7 @@ pub fn parse_messagebird(body_or_query: &[u8]) -> Result<Vec<Receipt>, String> {
         provider_message_id: id,
         status,
         error: error.map(|code| format!("messagebird statusErrorCode {code}")),
-        reference: report.reference.filter(|r| !r.is_empty()),
+        reference: non_empty(report.reference),
     }])
 }
 
@@ -459,10 +458,7 @@ pub fn parse_whatsapp(body: &[u8]) -> Result<Vec<Receipt>, String> {
         .filter_map(|change| change.value)
         .flat_map(|value| value.statuses)
     {
-        let id = status
-            .id
-            .filter(|id| !id.is_empty())
-            .ok_or("a status has no id")?;
+        let id = non_empty(status.id).ok_or("a status has no id")?;
         let delivery = match status.status.as_deref().ok_or("a status has no status")? {
             "sent" => DeliveryStatus::Sent,
             "delivered" => DeliveryStatus::Delivered,
@@ -481,7 +477,7 @@ pub fn parse_whatsapp(body: &[u8]) -> Result<Vec<Receipt>, String> {
             provider_message_id: id,
             status: delivery,
             error,
-            reference: status.biz_opaque_callback_data.filter(|r| !r.is_empty()),
+            reference: non_empty(status.biz_opaque_callback_data),
         });
     }
     Ok(receipts)

@@ -20,8 +20,8 @@ use ring::rand::{SecureRandom, SystemRandom};
 use super::providers::{valid_vendor_id, Accepted, Provider, ProviderError};
 use super::OutgoingMessage;
 use crate::clock::Clock;
+use crate::dispatch::model::Channel;
 use crate::metrics::Metrics;
-use crate::verify::model::Channel;
 
 /// One line of the routing table, as configured.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -589,16 +589,31 @@ mod tests {
     }
 
     fn router(providers: Vec<Arc<Scripted>>, routes: &[RouteSettings], backoff_ms: u32) -> Router {
+        let breaker = breaker(2, Duration::from_secs(3600));
+        build(providers, routes, breaker, backoff_ms).unwrap()
+    }
+
+    fn breaker(failures_to_open: u32, open_for: Duration) -> BreakerSettings {
+        BreakerSettings {
+            failures_to_open,
+            open_for,
+        }
+    }
+
+    /// A router on a clock standing at 0, its back-off starting at `backoff_ms`, at most 1 s.
+    fn build(
+        providers: Vec<Arc<Scripted>>,
+        routes: &[RouteSettings],
+        breaker: BreakerSettings,
+        backoff_ms: u32,
+    ) -> Result<Router, Vec<String>> {
         Router::new(
             providers
                 .into_iter()
                 .map(|p| (p as Arc<dyn Provider>, None))
                 .collect(),
             routes,
-            BreakerSettings {
-                failures_to_open: 2,
-                open_for: Duration::from_secs(3600),
-            },
+            breaker,
             RetrySettings {
                 base_backoff: Duration::from_millis(backoff_ms.into()),
                 max_backoff: Duration::from_secs(1),
@@ -606,7 +621,6 @@ mod tests {
             Arc::new(ManualClock::new(0)),
             Arc::new(Metrics::new()),
         )
-        .unwrap()
     }
 
     fn route(prefix: &str, providers: &[&str]) -> RouteSettings {
@@ -713,19 +727,11 @@ mod tests {
     async fn a_round_that_fails_defers_the_message_with_a_growing_back_off_until_a_provider_recovers(
     ) {
         let a = scripted("a", 2);
-        let router = Router::new(
-            vec![(a.clone() as Arc<dyn Provider>, None)],
+        let router = build(
+            vec![a.clone()],
             &[],
-            BreakerSettings {
-                failures_to_open: 10,
-                open_for: Duration::from_secs(1),
-            },
-            RetrySettings {
-                base_backoff: Duration::from_millis(100),
-                max_backoff: Duration::from_secs(1),
-            },
-            Arc::new(ManualClock::new(0)),
-            Arc::new(Metrics::new()),
+            breaker(10, Duration::from_secs(1)),
+            100,
         )
         .unwrap();
         let message = message("+4915112345678");
@@ -852,22 +858,11 @@ mod tests {
 
     #[test]
     fn unknown_providers_in_routes_are_reported() {
-        let errors = Router::new(
-            vec![(scripted("a", 0) as Arc<dyn Provider>, None)],
-            &[route("+49", &["nope"]), route("49", &["a"])],
-            BreakerSettings {
-                failures_to_open: 1,
-                open_for: Duration::from_secs(1),
-            },
-            RetrySettings {
-                base_backoff: Duration::from_millis(1),
-                max_backoff: Duration::from_secs(1),
-            },
-            Arc::new(ManualClock::new(0)),
-            Arc::new(Metrics::new()),
-        )
-        .err()
-        .unwrap();
+        let routes = [route("+49", &["nope"]), route("49", &["a"])];
+        let breaker = breaker(1, Duration::from_secs(1));
+        let errors = build(vec![scripted("a", 0)], &routes, breaker, 1)
+            .err()
+            .unwrap();
         assert!(
             errors.iter().any(|e| e.contains("unknown provider 'nope'")),
             "{errors:?}"

@@ -175,6 +175,16 @@ enum Deadline {
     Idle,
 }
 
+impl Deadline {
+    /// The `reason` label of `otpgate_connections_timed_out_total`.
+    fn label(self) -> &'static str {
+        match self {
+            Deadline::FirstRequest => "first_request",
+            Deadline::Idle => "idle",
+        }
+    }
+}
+
 impl Activity {
     fn new() -> Self {
         Self {
@@ -270,7 +280,17 @@ async fn serve_connection(
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(error) = result {
-                    tracing::debug!(%error, "connection ended with an error");
+                    // HTTP/1's idle deadline is hyper's header-read timeout, which can fire just
+                    // before the watchdog's: it is the same deadline, counted the same way.
+                    let timed_out = error
+                        .downcast_ref::<hyper::Error>()
+                        .is_some_and(hyper::Error::is_timeout);
+                    match activity.deadline(server) {
+                        Some((_, why)) if timed_out && closing_until.is_none() => {
+                            app.metrics().connection_timed_out(why.label());
+                        }
+                        _ => tracing::debug!(%error, "connection ended with an error"),
+                    }
                 }
                 break;
             }
@@ -291,10 +311,7 @@ async fn serve_connection(
                 }
                 if let Some((at, why)) = activity.deadline(server) {
                     if Instant::now() >= at {
-                        app.metrics().connection_timed_out(match why {
-                            Deadline::FirstRequest => "first_request",
-                            Deadline::Idle => "idle",
-                        });
+                        app.metrics().connection_timed_out(why.label());
                         connection.as_mut().graceful_shutdown();
                         closing_until = Some(tokio::time::Instant::now() + CLOSE_GRACE);
                     }

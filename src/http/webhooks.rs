@@ -115,13 +115,7 @@ async fn apply(
             .receipt(provider.kind.as_str(), receipt.status.as_str());
         let found = app
             .store()
-            .apply_receipt(
-                &provider.name,
-                &receipt.provider_message_id,
-                receipt.status.as_str(),
-                receipt.error.as_deref(),
-                now,
-            )
+            .apply_receipt(&provider.name, receipt, now)
             .await?;
         applied += usize::from(found);
     }

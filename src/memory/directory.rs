@@ -13,7 +13,8 @@ use dashmap::DashMap;
 
 use crate::account::policy::Policy;
 use crate::account::store::{
-    Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome, MISSING_LISTED,
+    DeviceRevocation, Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
+    MISSING_LISTED,
 };
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
@@ -327,10 +328,13 @@ impl Directory for MemoryDirectory {
     async fn revoke_device(
         &self,
         account: &AccountId,
-        user: &UserId,
-        device: &DeviceId,
-        audit: &AuditEntry,
+        revocation: &DeviceRevocation<'_>,
     ) -> Result<Option<DeviceDigest>, StoreError> {
+        let DeviceRevocation {
+            user,
+            device,
+            audit,
+        } = *revocation;
         let state = self.account(account);
         let mut state = Self::lock(&state);
         let Some((digest, _)) = state

@@ -27,15 +27,38 @@ struct Factor {
     record: FactorRecord,
     expires_ms: Option<u64>,
     last_step: Option<u64>,
-    failures: u32,
-    locked_until_ms: u64,
+    lockout: Lockout,
 }
 
 #[derive(Debug, Default)]
 struct Recovery {
     codes: HashSet<CodeDigest>,
+    lockout: Lockout,
+}
+
+/// Wrong attempts in a row and the lock they earned (a TOTP factor's, a user's recovery codes').
+#[derive(Debug, Clone, Copy, Default)]
+struct Lockout {
     failures: u32,
     locked_until_ms: u64,
+}
+
+impl Lockout {
+    /// How long the lock still holds at `now_ms`; `None` when it does not.
+    fn holds(&self, now_ms: u64) -> Option<u64> {
+        (self.locked_until_ms > now_ms).then(|| self.locked_until_ms - now_ms)
+    }
+
+    /// Counts a wrong attempt; one that uses up a round locks for the limits' wait. How many
+    /// attempts are left, and the wait.
+    fn fail(&mut self, limits: &AttemptLimits, now_ms: u64) -> (u32, u64) {
+        self.failures += 1;
+        let (attempts_left, wait_ms) = limits.after(self.failures);
+        if wait_ms > 0 {
+            self.locked_until_ms = now_ms + wait_ms;
+        }
+        (attempts_left, wait_ms)
+    }
 }
 
 /// One account's entries.
@@ -219,8 +242,7 @@ impl FactorStore for MemoryFactorStore {
                 record: record.clone(),
                 expires_ms: ttl_ms.map(|ttl| now + ttl),
                 last_step: None,
-                failures: 0,
-                locked_until_ms: 0,
+                lockout: Lockout::default(),
             },
         );
         Ok(())
@@ -266,16 +288,13 @@ impl FactorStore for MemoryFactorStore {
         if factor.record.status == FactorStatus::Pending && !activate {
             return Ok(AttemptOutcome::NotActive);
         }
-        if factor.locked_until_ms > now_ms {
-            return Ok(AttemptOutcome::Locked {
-                retry_after_ms: factor.locked_until_ms - now_ms,
-            });
+        if let Some(retry_after_ms) = factor.lockout.holds(now_ms) {
+            return Ok(AttemptOutcome::Locked { retry_after_ms });
         }
         match matched {
             Some(step) if factor.last_step.is_none_or(|last| step > last) => {
                 factor.last_step = Some(step);
-                factor.failures = 0;
-                factor.locked_until_ms = 0;
+                factor.lockout = Lockout::default();
                 if activate {
                     factor.record.status = FactorStatus::Active;
                     factor.expires_ms = None;
@@ -284,11 +303,7 @@ impl FactorStore for MemoryFactorStore {
             }
             Some(_) => Ok(AttemptOutcome::Replayed),
             None => {
-                factor.failures += 1;
-                let (attempts_left, wait_ms) = limits.after(factor.failures);
-                if wait_ms > 0 {
-                    factor.locked_until_ms = now_ms + wait_ms;
-                }
+                let (attempts_left, wait_ms) = factor.lockout.fail(limits, now_ms);
                 Ok(AttemptOutcome::Wrong {
                     attempts_left,
                     wait_ms,
@@ -384,22 +399,16 @@ impl FactorStore for MemoryFactorStore {
             .recovery
             .entry((account.clone(), user.clone()))
             .or_default();
-        if entry.locked_until_ms > now_ms {
-            return Ok(RecoveryOutcome::Locked {
-                retry_after_ms: entry.locked_until_ms - now_ms,
-            });
+        if let Some(retry_after_ms) = entry.lockout.holds(now_ms) {
+            return Ok(RecoveryOutcome::Locked { retry_after_ms });
         }
         if entry.codes.remove(digest) {
-            entry.failures = 0;
+            entry.lockout.failures = 0;
             return Ok(RecoveryOutcome::Used {
                 remaining: entry.codes.len() as u32,
             });
         }
-        entry.failures += 1;
-        let (attempts_left, wait_ms) = limits.after(entry.failures);
-        if wait_ms > 0 {
-            entry.locked_until_ms = now_ms + wait_ms;
-        }
+        let (attempts_left, wait_ms) = entry.lockout.fail(limits, now_ms);
         Ok(RecoveryOutcome::Wrong {
             attempts_left,
             wait_ms,

@@ -13,12 +13,13 @@ use dashmap::DashMap;
 use subtle::ConstantTimeEq;
 
 use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
+use crate::dispatch::receipts::Receipt;
 use crate::phone::SHARD_COUNT;
 use crate::store::StoreError;
 use crate::verify::code::Tag;
 use crate::verify::model::{
-    CancelOutcome, CheckOutcome, CheckTarget, NewVerification, SendAttempt, StartOutcome, Status,
-    Verification, VerificationId,
+    CancelOutcome, CheckOutcome, CheckTarget, CodeCheck, NewVerification, SendAttempt,
+    StartOutcome, Status, Verification, VerificationId,
 };
 use crate::verify::store::Store;
 
@@ -338,14 +339,14 @@ impl Store for MemoryStore {
         Ok(StartOutcome::Created(state))
     }
 
-    async fn check_verification(
-        &self,
-        account: &AccountId,
-        target: &CheckTarget,
-        tag: &Tag,
-        now_ms: u64,
-        idempotency_key: Option<&str>,
-    ) -> Result<CheckOutcome, StoreError> {
+    async fn check_verification(&self, check: &CodeCheck<'_>) -> Result<CheckOutcome, StoreError> {
+        let CodeCheck {
+            account,
+            target,
+            tag,
+            now_ms,
+            idempotency_key,
+        } = *check;
         let shard_index = match target {
             CheckTarget::Id(id) => id.shard(),
             CheckTarget::To(number) => number.shard(),
@@ -520,11 +521,12 @@ impl Store for MemoryStore {
     async fn apply_receipt(
         &self,
         provider: &str,
-        provider_message_id: &str,
-        status: &str,
-        error: Option<&str>,
+        receipt: &Receipt,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
+        let provider_message_id = receipt.provider_message_id.as_str();
+        let status = receipt.status.as_str();
+        let error = receipt.error.as_deref();
         let Some(target) = self
             .receipts
             .get(&(provider.to_owned(), provider_message_id.to_owned()))

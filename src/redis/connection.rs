@@ -502,26 +502,23 @@ async fn supervise(shared: Arc<Shared>, stop: CancellationToken, metrics: Arc<Me
 mod tests {
     use super::*;
 
-    fn supervision() -> Supervision {
-        Supervision::default()
+    /// The verdict under the default supervision, at `now_ms`, the client and a node last
+    /// answering at the times given.
+    fn judge(now_ms: u64, client_answered_ms: u64, node_answered_ms: u64) -> Verdict {
+        let supervision = Supervision::default();
+        verdict(now_ms, client_answered_ms, node_answered_ms, &supervision)
     }
 
     #[test]
     fn a_client_that_answered_recently_is_serving() {
-        assert_eq!(
-            verdict(10_000, 9_000, 10_001, &supervision()),
-            Verdict::Serving
-        );
+        assert_eq!(judge(10_000, 9_000, 10_001), Verdict::Serving);
     }
 
     #[test]
     fn a_client_silent_for_three_seconds_while_a_node_answers_is_rebuilt() {
+        assert_eq!(judge(17_900, 15_000, 17_800), Verdict::Serving);
         assert_eq!(
-            verdict(17_900, 15_000, 17_800, &supervision()),
-            Verdict::Serving
-        );
-        assert_eq!(
-            verdict(18_000, 15_000, 17_800, &supervision()),
+            judge(18_000, 15_000, 17_800),
             Verdict::Rebuild { silent_ms: 3_000 }
         );
     }
@@ -529,25 +526,16 @@ mod tests {
     #[test]
     fn a_silent_client_is_not_blamed_while_no_node_answers_either() {
         // The last node answer is older than the client's: Redis is down, not the client.
-        assert_eq!(
-            verdict(20_000, 15_000, 14_000, &supervision()),
-            Verdict::RedisDown
-        );
+        assert_eq!(judge(20_000, 15_000, 14_000), Verdict::RedisDown);
         // A node answered after the client went silent, but long ago.
-        assert_eq!(
-            verdict(60_000, 15_000, 16_001, &supervision()),
-            Verdict::RedisDown
-        );
-        assert_eq!(
-            verdict(20_000, 15_000, 0, &supervision()),
-            Verdict::RedisDown
-        );
+        assert_eq!(judge(60_000, 15_000, 16_001), Verdict::RedisDown);
+        assert_eq!(judge(20_000, 15_000, 0), Verdict::RedisDown);
     }
 
     #[test]
     fn a_client_silent_for_thirty_seconds_while_nodes_answer_is_unhealthy() {
         assert_eq!(
-            verdict(45_000, 15_000, 44_900, &supervision()),
+            judge(45_000, 15_000, 44_900),
             Verdict::Unhealthy { silent_ms: 30_000 }
         );
     }

@@ -24,7 +24,8 @@ use redis::{Script, Value};
 
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::store::{
-    Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome, MISSING_LISTED,
+    DeviceRevocation, Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
+    MISSING_LISTED,
 };
 use crate::account::user::{Override, SetBy, User, UserId, UserRole};
 use crate::account::{hex, AccountId};
@@ -468,10 +469,13 @@ impl Directory for RedisDirectory {
     async fn revoke_device(
         &self,
         account: &AccountId,
-        user: &UserId,
-        device: &DeviceId,
-        audit: &AuditEntry,
+        revocation: &DeviceRevocation<'_>,
     ) -> Result<Option<DeviceDigest>, StoreError> {
+        let DeviceRevocation {
+            user,
+            device,
+            audit,
+        } = *revocation;
         let mut invocation = self.revoke_one.prepare_invoke();
         invocation
             .key(self.keys.user_devices(account, user))

@@ -196,6 +196,15 @@ fn limited(reply: &[&str]) -> Result<(u32, u64), StoreError> {
     Ok((left, wait))
 }
 
+/// The lock-out limits, the last arguments of every attempt script.
+fn limit_args(limits: &AttemptLimits) -> (u32, u64, u64) {
+    (
+        limits.max_failures.max(1),
+        limits.first_wait_ms,
+        limits.max_wait_ms,
+    )
+}
+
 fn retry_after(reply: &[&str]) -> Result<u64, StoreError> {
     reply
         .get(1)
@@ -267,9 +276,7 @@ impl FactorStore for RedisFactorStore {
             .arg(now_ms)
             .arg(matched.map(|step| step.to_string()).unwrap_or_default())
             .arg(if activate { "1" } else { "0" })
-            .arg(limits.max_failures.max(1))
-            .arg(limits.first_wait_ms)
-            .arg(limits.max_wait_ms);
+            .arg(limit_args(limits));
         let text = self.run(&invocation).await?;
         let reply = words(&text);
         Ok(match reply.first().copied() {
@@ -380,9 +387,7 @@ impl FactorStore for RedisFactorStore {
             .key(self.keys.recovery_lock(account, user))
             .arg(HEXLOWER.encode(digest))
             .arg(now_ms)
-            .arg(limits.max_failures.max(1))
-            .arg(limits.first_wait_ms)
-            .arg(limits.max_wait_ms);
+            .arg(limit_args(limits));
         let text = self.run(&invocation).await?;
         let reply = words(&text);
         Ok(match reply.first().copied() {

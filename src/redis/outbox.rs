@@ -44,7 +44,7 @@ use super::script::{corrupt, lua, store_error, words};
 use super::verify::{attempt_field, attempt_was_sent};
 use super::{KeySpace, RedisStore};
 use crate::dispatch::outbox::{
-    Outbox, OutboxEntry, OutboxStats, ReadFrom, ShardReadError, ShardResults,
+    Deferral, Outbox, OutboxEntry, OutboxStats, ReadFrom, ShardReadError, ShardResults,
 };
 use crate::phone::SHARD_COUNT;
 use crate::store::StoreError;
@@ -188,14 +188,7 @@ impl Outbox for RedisOutbox {
     }
 
     /// Parks the message in the shard's retry set (acknowledged on the stream, atomically).
-    async fn defer(
-        &self,
-        entry: &OutboxEntry,
-        message_id: &str,
-        due_ms: u64,
-        round: u32,
-        refused: &str,
-    ) -> Result<(), StoreError> {
+    async fn defer(&self, entry: &OutboxEntry, deferral: &Deferral<'_>) -> Result<(), StoreError> {
         let shard = entry.shard;
         let mut invocation = self.defer.prepare_invoke();
         invocation
@@ -204,12 +197,12 @@ impl Outbox for RedisOutbox {
             .key(self.keys.retry_payloads(shard))
             .arg(GROUP)
             .arg(&entry.entry_id)
-            .arg(message_id)
-            .arg(due_ms)
+            .arg(deferral.message_id)
+            .arg(deferral.due_ms)
             .arg(&entry.verification_id)
             .arg(&entry.sealed[..])
-            .arg(round)
-            .arg(refused);
+            .arg(deferral.round)
+            .arg(deferral.refused);
         self.settle(&invocation, shard, "deferred").await
     }
 

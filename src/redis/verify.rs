@@ -25,19 +25,19 @@ use async_trait::async_trait;
 use redis::Script;
 
 use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest, Role};
+use crate::dispatch::receipts::Receipt;
 use crate::redis::connection::{Connection, RedisSettings};
 use crate::redis::script::{corrupt, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
 use crate::store::StoreError;
-use crate::verify::code::Tag;
 use crate::verify::store::Store;
 
 /// How long a provider's message id still finds its message for receipts.
 const RECEIPT_MAPPING_TTL_MS: u64 = 24 * 3600 * 1000;
 
 use crate::verify::model::{
-    CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, SendAttempt, StartOutcome,
-    Status, Verification, VerificationId,
+    CancelOutcome, Channel, CheckOutcome, CheckTarget, CodeCheck, NewVerification, SendAttempt,
+    StartOutcome, Status, Verification, VerificationId,
 };
 
 pub struct RedisStore {
@@ -291,24 +291,18 @@ impl Store for RedisStore {
         }
     }
 
-    async fn check_verification(
-        &self,
-        account: &AccountId,
-        target: &CheckTarget,
-        tag: &Tag,
-        now_ms: u64,
-        idempotency_key: Option<&str>,
-    ) -> Result<CheckOutcome, StoreError> {
+    async fn check_verification(&self, check: &CodeCheck<'_>) -> Result<CheckOutcome, StoreError> {
+        let account = check.account;
         let mut invocation = self.check.prepare_invoke();
-        match target {
+        match check.target {
             CheckTarget::Id(id) => {
                 invocation
                     .key(self.keys.verification(id))
                     .arg(account.as_str())
-                    .arg(&tag[..])
-                    .arg(now_ms)
+                    .arg(&check.tag[..])
+                    .arg(check.now_ms)
                     .arg(id.as_str());
-                if idempotency_key.is_some() {
+                if check.idempotency_key.is_some() {
                     invocation.arg("");
                 }
             }
@@ -317,13 +311,13 @@ impl Store for RedisStore {
                 invocation
                     .key(self.keys.number_pointer(shard, account, number.e164()))
                     .arg(account.as_str())
-                    .arg(&tag[..])
-                    .arg(now_ms)
+                    .arg(&check.tag[..])
+                    .arg(check.now_ms)
                     .arg("")
                     .arg(self.base(shard));
             }
         }
-        if let Some(key) = idempotency_key {
+        if let Some(key) = check.idempotency_key {
             invocation.arg(key);
         }
         let text: String = run(&self.connection, &invocation, self.writes()).await?;
@@ -479,11 +473,12 @@ impl Store for RedisStore {
     async fn apply_receipt(
         &self,
         provider: &str,
-        provider_message_id: &str,
-        status: &str,
-        error: Option<&str>,
+        receipt: &Receipt,
         now_ms: u64,
     ) -> Result<bool, StoreError> {
+        let provider_message_id = receipt.provider_message_id.as_str();
+        let status = receipt.status.as_str();
+        let error = receipt.error.as_deref();
         let target: Option<String> = query(
             &self.connection,
             redis::cmd("GET").arg(self.keys.receipt(provider, provider_message_id)),

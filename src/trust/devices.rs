@@ -9,7 +9,7 @@ use crate::account::limits::{Limit, LimitReached};
 use crate::account::policy::{Policy, TrustDuration};
 use crate::account::rules::{rule, Actor, Refusal};
 use crate::account::service::{AccountError, AccountService};
-use crate::account::store::{NewDevice, TrustOutcome};
+use crate::account::store::{DeviceRevocation, NewDevice, TrustOutcome};
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
 use crate::audit::{action, AuditEntry};
@@ -244,7 +244,14 @@ impl AccountService {
         );
         let digest = self
             .directory
-            .revoke_device(account, id, device, &audit)
+            .revoke_device(
+                account,
+                &DeviceRevocation {
+                    user: id,
+                    device,
+                    audit: &audit,
+                },
+            )
             .await?
             .ok_or(AccountError::NotFound(
                 "no such trusted device for this user",

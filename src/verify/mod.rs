@@ -24,8 +24,8 @@ use crate::store::StoreError;
 use crate::verify::store::Store;
 use code::CodeMac;
 use model::{
-    CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, SendQuota, StartOutcome,
-    Verification, VerificationId,
+    CancelOutcome, Channel, CheckOutcome, CheckTarget, CodeCheck, NewVerification, SendQuota,
+    StartOutcome, Verification, VerificationId,
 };
 pub use settings::VerificationSettings;
 
@@ -263,13 +263,13 @@ impl Verifier {
         let tag = self.mac.tag(account.id.as_str(), code);
         let outcome = self
             .store
-            .check_verification(
-                &account.id,
-                &target,
-                &tag,
-                self.clock.now_ms(),
+            .check_verification(&CodeCheck {
+                account: &account.id,
+                target: &target,
+                tag: &tag,
+                now_ms: self.clock.now_ms(),
                 idempotency_key,
-            )
+            })
             .await
             .inspect_err(|_| self.metrics.store_error("check"))?;
         match outcome {

@@ -1,9 +1,10 @@
 //! The verification as the domain sees it: ids, channels, statuses and the state a store returns.
 
 use ring::rand::SystemRandom;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::account::{hex, is_sid, AccountId};
+pub use crate::dispatch::model::{Channel, SendAttempt};
 use crate::phone::{PhoneNumber, SHARD_COUNT};
 use crate::verify::code::{random_bytes, Tag};
 
@@ -35,28 +36,15 @@ impl VerificationId {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Channel {
-    Sms,
-    Whatsapp,
-}
-
-impl Channel {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Channel::Sms => "sms",
-            Channel::Whatsapp => "whatsapp",
-        }
-    }
-
-    pub fn parse(input: &str) -> Option<Self> {
-        match input {
-            "sms" => Some(Channel::Sms),
-            "whatsapp" => Some(Channel::Whatsapp),
-            _ => None,
-        }
-    }
+/// One code check, as the store counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeCheck<'a> {
+    pub account: &'a AccountId,
+    pub target: &'a CheckTarget,
+    pub tag: &'a Tag,
+    pub now_ms: u64,
+    /// Scoped by account and the verification's number, like a send's.
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Where a verification stands. Every status but `Pending` is final.
@@ -162,33 +150,6 @@ pub struct NewVerification {
     /// The sealed outgoing message, for stores that queue it durably in the same atomic step
     /// (Redis); `None` when the dispatcher queues in memory.
     pub outbox: Option<Vec<u8>>,
-}
-
-/// One message sent (or being sent) for a verification, as `GET /v1/verifications/{id}` lists it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SendAttempt {
-    pub message_id: String,
-    /// The provider that took it, or the last one tried when none did (for a provider's own
-    /// failed try: that provider).
-    pub provider: String,
-    /// accepted, failed (given up), then from receipts: queued, sent, delivered, undelivered,
-    /// read; for one provider's failed try: provider_error or refused.
-    pub status: String,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub provider_message_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub error: Option<String>,
-    pub created_ms: u64,
-    pub updated_ms: u64,
-}
-
-impl SendAttempt {
-    /// A failed try at one provider (`provider_error`: it may take the message later;
-    /// `refused`: it never will), listed beside the message's own entry: one per provider and
-    /// message, holding that provider's latest failure.
-    pub fn is_provider_try(&self) -> bool {
-        matches!(self.status.as_str(), "provider_error" | "refused")
-    }
 }
 
 /// Sends allowed per account and number in a fixed window, counted in the store so that the

@@ -4,13 +4,16 @@
 //! Each method is one atomic step of the domain, not a generic key-value call, so that Redis can
 //! run it as one script (one round trip, one slot) and memory as one lock.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 
 use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
+use crate::dispatch::model::SendLog;
+use crate::dispatch::receipts::Receipt;
 use crate::store::StoreError;
-use crate::verify::code::Tag;
 use crate::verify::model::{
-    CancelOutcome, CheckOutcome, CheckTarget, NewVerification, SendAttempt, StartOutcome,
+    CancelOutcome, CheckOutcome, CodeCheck, NewVerification, SendAttempt, StartOutcome,
     Verification, VerificationId,
 };
 
@@ -25,14 +28,7 @@ pub trait Store: Send + Sync + 'static {
     /// With an idempotency key (scoped by account and the verification's number, like a send's),
     /// the first check that counted records its outcome under the key in the same atomic step,
     /// and a later check with the key answers that outcome again and counts nothing.
-    async fn check_verification(
-        &self,
-        account: &AccountId,
-        target: &CheckTarget,
-        tag: &Tag,
-        now_ms: u64,
-        idempotency_key: Option<&str>,
-    ) -> Result<CheckOutcome, StoreError>;
+    async fn check_verification(&self, check: &CodeCheck<'_>) -> Result<CheckOutcome, StoreError>;
 
     async fn get_verification(
         &self,
@@ -66,9 +62,7 @@ pub trait Store: Send + Sync + 'static {
     async fn apply_receipt(
         &self,
         provider: &str,
-        provider_message_id: &str,
-        status: &str,
-        error: Option<&str>,
+        receipt: &Receipt,
         now_ms: u64,
     ) -> Result<bool, StoreError>;
 
@@ -99,4 +93,21 @@ pub trait Store: Send + Sync + 'static {
 
     /// Which store this is, for logs and metrics labels.
     fn kind(&self) -> &'static str;
+}
+
+/// Dispatch's send log kept by this store, beside each verification.
+pub struct StoreSendLog(pub Arc<dyn Store>);
+
+#[async_trait]
+impl SendLog for StoreSendLog {
+    async fn record_send_attempt(
+        &self,
+        verification_id: &str,
+        attempt: &SendAttempt,
+    ) -> Result<(), StoreError> {
+        match VerificationId::parse(verification_id) {
+            Some(id) => self.0.record_send_attempt(&id, attempt).await,
+            None => Ok(()),
+        }
+    }
 }

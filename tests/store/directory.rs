@@ -2,7 +2,9 @@
 //! devices bounded per user and per account, the audit trail.
 
 use otpgate::account::policy::Policy;
-use otpgate::account::store::{NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome};
+use otpgate::account::store::{
+    DeviceRevocation, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
+};
 use otpgate::account::user::{User, UserId, UserRole};
 use otpgate::audit::{AuditEntry, Who};
 use otpgate::clock::Clock;
@@ -202,9 +204,11 @@ async fn a_proof_trusts_one_device_and_the_account_bound_holds(backend: Backend)
         .directory
         .revoke_device(
             account,
-            &alice,
-            &third.record.id,
-            &entry(&stores, "device.revoke"),
+            &DeviceRevocation {
+                user: &alice,
+                device: &third.record.id,
+                audit: &entry(&stores, "device.revoke"),
+            },
         )
         .await
         .unwrap();

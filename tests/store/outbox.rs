@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use otpgate::clock::Clock;
-use otpgate::dispatch::outbox::{Outbox, OutboxEntry, ReadFrom, ShardReadError};
+use otpgate::dispatch::outbox::{Deferral, Outbox, OutboxEntry, ReadFrom, ShardReadError};
 use otpgate::verify::model::{NewVerification, SendAttempt, StartOutcome, VerificationId};
 
 use crate::on_every_outbox;
@@ -111,7 +111,15 @@ async fn a_deferred_message_comes_back_as_new_when_due_with_its_round(backend: B
     let entry = read_once(&stores).await;
     let due = stores.clock.now_ms() + 30_000;
     outbox
-        .defer(&entry, "MS1", due, 2, "vonage infobip")
+        .defer(
+            &entry,
+            &Deferral {
+                message_id: "MS1",
+                due_ms: due,
+                round: 2,
+                refused: "vonage infobip",
+            },
+        )
         .await
         .unwrap();
     assert!(read(&*outbox, A, entry.shard, ReadFrom::Pending(None))

@@ -1,11 +1,12 @@
 //! Verify's `Store`: one atomic step per send, check and cancel.
 
 use otpgate::clock::Clock;
+use otpgate::dispatch::receipts::{DeliveryStatus, Receipt};
 use otpgate::phone::PhoneNumber;
 use otpgate::verify::code::{Tag, TAG_LENGTH};
 use otpgate::verify::model::{
-    CancelOutcome, Channel, CheckOutcome, CheckTarget, NewVerification, SendAttempt, SendQuota,
-    StartOutcome, Status, Verification, VerificationId,
+    CancelOutcome, Channel, CheckOutcome, CheckTarget, CodeCheck, NewVerification, SendAttempt,
+    SendQuota, StartOutcome, Status, Verification, VerificationId,
 };
 
 use crate::on_every_store;
@@ -49,13 +50,13 @@ async fn created(stores: &Stores, new: &NewVerification) -> Verification {
 async fn check(stores: &Stores, id: &VerificationId, tag: &Tag, key: Option<&str>) -> CheckOutcome {
     stores
         .verify
-        .check_verification(
-            &stores.account,
-            &CheckTarget::Id(id.clone()),
+        .check_verification(&CodeCheck {
+            account: &stores.account,
+            target: &CheckTarget::Id(id.clone()),
             tag,
-            stores.clock.now_ms(),
-            key,
-        )
+            now_ms: stores.clock.now_ms(),
+            idempotency_key: key,
+        })
         .await
         .unwrap()
 }
@@ -111,13 +112,13 @@ async fn the_right_code_approves_once_and_frees_the_number(backend: Backend) {
     // next send creates a new verification instead of resending.
     let by_number = stores
         .verify
-        .check_verification(
-            &stores.account,
-            &CheckTarget::To(new.to.clone()),
-            &RIGHT,
-            stores.clock.now_ms(),
-            None,
-        )
+        .check_verification(&CodeCheck {
+            account: &stores.account,
+            target: &CheckTarget::To(new.to.clone()),
+            tag: &RIGHT,
+            now_ms: stores.clock.now_ms(),
+            idempotency_key: None,
+        })
         .await
         .unwrap();
     assert_eq!(by_number, CheckOutcome::NotFound);
@@ -295,13 +296,13 @@ async fn a_receipt_updates_the_message_it_names(backend: Backend) {
         .unwrap();
     let applied = stores
         .verify
-        .apply_receipt("twilio-main", "SMvendor1", "delivered", None, now + 5)
+        .apply_receipt("twilio-main", &delivered("SMvendor1"), now + 5)
         .await
         .unwrap();
     assert!(applied);
     let unknown = stores
         .verify
-        .apply_receipt("twilio-main", "SMnobody", "delivered", None, now + 5)
+        .apply_receipt("twilio-main", &delivered("SMnobody"), now + 5)
         .await
         .unwrap();
     assert!(!unknown);
@@ -323,3 +324,12 @@ on_every_store!(
     a_canceled_verification_is_no_longer_pending,
     a_receipt_updates_the_message_it_names,
 );
+
+fn delivered(provider_message_id: &str) -> Receipt {
+    Receipt {
+        provider_message_id: provider_message_id.into(),
+        status: DeliveryStatus::Delivered,
+        error: None,
+        reference: None,
+    }
+}
