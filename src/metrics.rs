@@ -91,10 +91,10 @@ static METADATA: Metadata<'static> =
     Metadata::new("otpgate", Level::INFO, Some("otpgate::metrics"));
 
 /// (metric, three label values, status): enough to key every series this file defines.
-type SeriesKey = (&'static str, &'static str, &'static str, &'static str, u16);
+type SeriesKey = (&'static str, [&'static str; 3], u16);
 
 /// The label names that go with a `SeriesKey`'s values; empty names are skipped.
-type LabelNames = [&'static str; 4];
+type LabelNames = [&'static str; 3];
 
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -155,226 +155,167 @@ impl Metrics {
         self.handle.run_upkeep();
     }
 
-    fn counter(&self, key: SeriesKey, labels: LabelNames) -> Ref<'_, SeriesKey, Counter> {
-        handle(&self.counters, key, || {
-            self.recorder
-                .register_counter(&series(key, labels), &METADATA)
+    fn counter(&self, series: Series) -> Ref<'_, SeriesKey, Counter> {
+        handle(&self.counters, series.key, || {
+            self.recorder.register_counter(&series.key(), &METADATA)
         })
     }
 
-    fn gauge(&self, key: SeriesKey, labels: LabelNames) -> Ref<'_, SeriesKey, Gauge> {
-        handle(&self.gauges, key, || {
-            self.recorder
-                .register_gauge(&series(key, labels), &METADATA)
+    fn gauge(&self, series: Series) -> Ref<'_, SeriesKey, Gauge> {
+        handle(&self.gauges, series.key, || {
+            self.recorder.register_gauge(&series.key(), &METADATA)
         })
     }
 
-    fn histogram(&self, key: SeriesKey, labels: LabelNames) -> Ref<'_, SeriesKey, Histogram> {
-        handle(&self.histograms, key, || {
-            self.recorder
-                .register_histogram(&series(key, labels), &METADATA)
+    fn histogram(&self, series: Series) -> Ref<'_, SeriesKey, Histogram> {
+        handle(&self.histograms, series.key, || {
+            self.recorder.register_histogram(&series.key(), &METADATA)
         })
+    }
+
+    fn count(&self, series: Series) {
+        self.counter(series).increment(1);
     }
 
     pub fn http_request(&self, route: &'static str, status: u16, elapsed: Duration) {
-        self.counter(
-            (HTTP_REQUESTS, route, "", "", status),
-            ["route", "", "", "status"],
-        )
-        .increment(1);
-        self.histogram((HTTP_DURATION, route, "", "", 0), ["route", "", "", ""])
+        let by_route = Series::of(HTTP_REQUESTS).by("route", route);
+        self.count(by_route.status(status));
+        self.histogram(Series::of(HTTP_DURATION).by("route", route))
             .record(elapsed.as_secs_f64());
     }
 
     /// `outcome`: created, resent, replayed, max_sends_reached, send_quota_exceeded.
     pub fn verification_started(&self, channel: &'static str, outcome: &'static str) {
-        self.counter(
-            (VERIFICATIONS_STARTED, channel, outcome, "", 0),
-            ["channel", "outcome", "", ""],
-        )
-        .increment(1);
+        let series = Series::of(VERIFICATIONS_STARTED).by("channel", channel);
+        self.count(series.by("outcome", outcome));
     }
 
     /// `outcome`: the status a check left (approved, pending, …), or not_found, already_final
     /// (nothing counted), replayed (an idempotency key's recorded outcome) or key_reused.
     pub fn verification_checked(&self, outcome: &'static str) {
-        self.counter(
-            (VERIFICATION_CHECKS, outcome, "", "", 0),
-            ["outcome", "", "", ""],
-        )
-        .increment(1);
+        self.count(Series::of(VERIFICATION_CHECKS).by("outcome", outcome));
     }
 
     pub fn store_error(&self, operation: &'static str) {
-        self.counter(
-            (STORE_ERRORS, operation, "", "", 0),
-            ["operation", "", "", ""],
-        )
-        .increment(1);
+        self.count(Series::of(STORE_ERRORS).by("operation", operation));
     }
 
     /// One provider attempt. `outcome`: accepted, failed (retryable), refused (permanent).
     /// `country`: the calling code of the destination.
     pub fn message(&self, provider: &'static str, country: &'static str, outcome: &'static str) {
-        self.counter(
-            (MESSAGES, provider, country, outcome, 0),
-            ["provider", "country_code", "outcome", ""],
-        )
-        .increment(1);
+        let series = Series::of(MESSAGES).by("provider", provider);
+        let series = series.by("country_code", country).by("outcome", outcome);
+        self.count(series);
     }
 
     pub fn provider_latency(&self, provider: &'static str, elapsed: Duration) {
-        self.histogram(
-            (PROVIDER_DURATION, provider, "", "", 0),
-            ["provider", "", "", ""],
-        )
-        .record(elapsed.as_secs_f64());
+        self.histogram(Series::of(PROVIDER_DURATION).by("provider", provider))
+            .record(elapsed.as_secs_f64());
     }
 
     /// `scope`: ip, key, failed_auth.
     pub fn rate_limited(&self, scope: &'static str) {
-        self.counter((RATE_LIMITED, scope, "", "", 0), ["scope", "", "", ""])
-            .increment(1);
+        self.count(Series::of(RATE_LIMITED).by("scope", scope));
     }
 
     /// A connection closed at accept. `reason`: process, ip.
     pub fn connection_refused(&self, reason: &'static str) {
-        self.counter(
-            (CONNECTIONS_REFUSED, reason, "", "", 0),
-            ["reason", "", "", ""],
-        )
-        .increment(1);
+        self.count(Series::of(CONNECTIONS_REFUSED).by("reason", reason));
     }
 
     /// A connection closed by a deadline. `reason`: first_request, idle, body_timeout.
     pub fn connection_timed_out(&self, reason: &'static str) {
-        self.counter(
-            (CONNECTIONS_TIMED_OUT, reason, "", "", 0),
-            ["reason", "", "", ""],
-        )
-        .increment(1);
+        self.count(Series::of(CONNECTIONS_TIMED_OUT).by("reason", reason));
     }
 
     pub fn connections_open(&self, open: usize) {
-        self.gauge((CONNECTIONS_OPEN, "", "", "", 0), ["", "", "", ""])
-            .set(open as f64);
+        self.gauge(Series::of(CONNECTIONS_OPEN)).set(open as f64);
     }
 
     pub fn accept_error(&self) {
-        self.counter((ACCEPT_ERRORS, "", "", "", 0), ["", "", "", ""])
-            .increment(1);
+        self.count(Series::of(ACCEPT_ERRORS));
     }
 
     /// 0 closed, 1 half-open, 2 open.
     pub fn breaker_state(&self, provider: &'static str, state: f64) {
-        self.gauge(
-            (PROVIDER_BREAKER_STATE, provider, "", "", 0),
-            ["provider", "", "", ""],
-        )
-        .set(state);
+        self.gauge(Series::of(PROVIDER_BREAKER_STATE).by("provider", provider))
+            .set(state);
     }
 
     pub fn oldest_queued_age(&self, age: Duration) {
-        self.gauge((DISPATCH_OLDEST_AGE, "", "", "", 0), ["", "", "", ""])
+        self.gauge(Series::of(DISPATCH_OLDEST_AGE))
             .set(age.as_secs_f64());
     }
 
     pub fn dead_letter(&self) {
-        self.counter((DEAD_LETTERS, "", "", "", 0), ["", "", "", ""])
-            .increment(1);
+        self.count(Series::of(DEAD_LETTERS));
     }
 
     pub fn outbox_read_failing(&self, failing_for: Duration) {
-        self.gauge((OUTBOX_READ_FAILING, "", "", "", 0), ["", "", "", ""])
+        self.gauge(Series::of(OUTBOX_READ_FAILING))
             .set(failing_for.as_secs_f64());
     }
 
     pub fn outbox_group_created(&self) {
-        self.counter((OUTBOX_GROUPS_RECREATED, "", "", "", 0), ["", "", "", ""])
-            .increment(1);
+        self.count(Series::of(OUTBOX_GROUPS_RECREATED));
     }
 
     /// A message delivered again after its worker died before acknowledging it.
     pub fn redelivered(&self) {
-        self.counter((REDELIVERIES, "", "", "", 0), ["", "", "", ""])
-            .increment(1);
+        self.count(Series::of(REDELIVERIES));
     }
 
     /// SMS segments per message, by encoding (gsm7, ucs2).
     pub fn segments(&self, encoding: &'static str, segments: u32) {
-        self.counter(
-            (MESSAGE_SEGMENTS, encoding, "", "", 0),
-            ["encoding", "", "", ""],
-        )
-        .increment(u64::from(segments));
+        self.counter(Series::of(MESSAGE_SEGMENTS).by("encoding", encoding))
+            .increment(u64::from(segments));
     }
 
     /// A delivery receipt from a provider. `status`: the normalized delivery status.
     pub fn receipt(&self, provider: &'static str, status: &'static str) {
-        self.counter(
-            (RECEIPTS, provider, status, "", 0),
-            ["provider", "status", "", ""],
-        )
-        .increment(1);
+        let series = Series::of(RECEIPTS).by("provider", provider);
+        self.count(series.by("status", status));
     }
 
     /// `outcome`: match, mismatch, wait, locked, changed, disabled, transferred (issue 14).
     pub fn pin_checked(&self, outcome: &'static str) {
-        self.counter((PIN_CHECKS, outcome, "", "", 0), ["outcome", "", "", ""])
-            .increment(1);
+        self.count(Series::of(PIN_CHECKS).by("outcome", outcome));
     }
 
     pub fn pin_locked(&self) {
-        self.counter((PIN_LOCKS, "", "", "", 0), ["", "", "", ""])
-            .increment(1);
+        self.count(Series::of(PIN_LOCKS));
     }
 
     /// `purpose`: disable, reset. `outcome`: sent, refused, no_email, mail_failed.
     pub fn two_step_link_request(&self, purpose: &'static str, outcome: &'static str) {
-        self.counter(
-            (TWO_STEP_LINK_REQUESTS, purpose, outcome, "", 0),
-            ["purpose", "outcome", "", ""],
-        )
-        .increment(1);
+        let series = Series::of(TWO_STEP_LINK_REQUESTS).by("purpose", purpose);
+        self.count(series.by("outcome", outcome));
         if purpose == "disable" {
-            self.counter(
-                (TWO_STEP_DISABLE_REQUESTS, outcome, "", "", 0),
-                ["outcome", "", "", ""],
-            )
-            .increment(1);
+            self.count(Series::of(TWO_STEP_DISABLE_REQUESTS).by("outcome", outcome));
         }
     }
 
     /// `purpose`: disable, reset, support. `outcome`: used, replayed, expired, superseded,
     /// unknown, already_disabled.
     pub fn two_step_link_used(&self, purpose: &'static str, outcome: &'static str) {
-        self.counter(
-            (TWO_STEP_LINKS_USED, purpose, outcome, "", 0),
-            ["purpose", "outcome", "", ""],
-        )
-        .increment(1);
+        let series = Series::of(TWO_STEP_LINKS_USED).by("purpose", purpose);
+        self.count(series.by("outcome", outcome));
     }
 
     /// `kind`: totp, webauthn, recovery_code. `outcome`: see `FACTOR_CHALLENGES`.
     pub fn factor_challenge(&self, kind: &'static str, outcome: &'static str) {
-        self.counter(
-            (FACTOR_CHALLENGES, kind, outcome, "", 0),
-            ["type", "outcome", "", ""],
-        )
-        .increment(1);
+        let series = Series::of(FACTOR_CHALLENGES).by("type", kind);
+        self.count(series.by("outcome", outcome));
     }
 
     /// `kind`: totp, webauthn. `outcome`: started, confirmed, or a refusal reason.
     pub fn factor_enrolment(&self, kind: &'static str, outcome: &'static str) {
-        self.counter(
-            (FACTOR_ENROLMENTS, kind, outcome, "", 0),
-            ["type", "outcome", "", ""],
-        )
-        .increment(1);
+        let series = Series::of(FACTOR_ENROLMENTS).by("type", kind);
+        self.count(series.by("outcome", outcome));
     }
 
     pub fn pin_hash_time(&self, elapsed: Duration) {
-        self.histogram((PIN_HASH_DURATION, "", "", "", 0), ["", "", "", ""])
+        self.histogram(Series::of(PIN_HASH_DURATION))
             .record(elapsed.as_secs_f64());
     }
 
@@ -400,24 +341,51 @@ impl Metrics {
     }
 }
 
-fn series(
-    (name, first, second, third, status): SeriesKey,
-    [first_name, second_name, third_name, status_name]: LabelNames,
-) -> Key {
-    let mut labels = Vec::with_capacity(4);
-    for (label, value) in [
-        (first_name, first),
-        (second_name, second),
-        (third_name, third),
-    ] {
-        if !label.is_empty() {
-            labels.push(Label::new(label, value));
+/// A series to record into: its cache key, and the label names that go with the key's values.
+#[derive(Clone, Copy)]
+struct Series {
+    key: SeriesKey,
+    names: LabelNames,
+    with_status: bool,
+}
+
+impl Series {
+    /// The metric `name` with no labels yet.
+    fn of(name: &'static str) -> Self {
+        Self {
+            key: (name, [""; 3], 0),
+            names: [""; 3],
+            with_status: false,
         }
     }
-    if !status_name.is_empty() {
-        labels.push(Label::new(status_name, status.to_string()));
+
+    /// Adds the label `name` = `value` in the next free place.
+    fn by(mut self, name: &'static str, value: &'static str) -> Self {
+        let slot = self.names.iter().position(|name| name.is_empty());
+        let slot = slot.expect("a series has three text labels at most");
+        self.names[slot] = name;
+        self.key.1[slot] = value;
+        self
     }
-    Key::from_parts(name, labels)
+
+    /// Adds the numeric label `status`.
+    fn status(mut self, status: u16) -> Self {
+        self.key.2 = status;
+        self.with_status = true;
+        self
+    }
+
+    fn key(&self) -> Key {
+        let (metric, values, status) = self.key;
+        let mut labels: Vec<Label> = (self.names.iter().zip(values))
+            .filter(|(name, _)| !name.is_empty())
+            .map(|(name, value)| Label::new(*name, value))
+            .collect();
+        if self.with_status {
+            labels.push(Label::new("status", status.to_string()));
+        }
+        Key::from_parts(metric, labels)
+    }
 }
 
 #[cfg(test)]

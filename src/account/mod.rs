@@ -19,7 +19,6 @@ pub mod users;
 use ring::digest;
 use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::str::FromStr;
 
 use crate::verify::code::random_bytes;
@@ -30,30 +29,59 @@ use crate::verify::code::random_bytes;
 #[serde(transparent)]
 pub struct AccountId(String);
 
-impl AccountId {
-    pub fn random(rng: &SystemRandom) -> Result<Self, ring::error::Unspecified> {
-        Ok(Self(format!("AC{}", hex(&random_bytes::<16>(rng)?))))
-    }
+/// `as_str`, and `Debug` and `Display` as the bare text, for an id that wraps a `String`. With
+/// a prefix, also `random` and `parse` for the prefix and 32 lowercase hex digits.
+macro_rules! text_id {
+    ($id:ident, $prefix:literal) => {
+        impl $id {
+            pub fn random(
+                rng: &ring::rand::SystemRandom,
+            ) -> Result<Self, ring::error::Unspecified> {
+                $crate::account::random_sid(rng, $prefix).map(Self)
+            }
 
-    pub fn parse(input: &str) -> Option<Self> {
-        is_sid(input, "AC").then(|| Self(input.to_owned()))
-    }
+            pub fn parse(input: &str) -> Option<Self> {
+                $crate::account::sid(input, $prefix).map(Self)
+            }
+        }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        $crate::account::text_id!($id);
+    };
+    ($id:ident) => {
+        impl $id {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl std::fmt::Debug for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl std::fmt::Display for $id {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
+}
+pub(crate) use text_id;
+
+text_id!(AccountId, "AC");
+
+/// `prefix` and 32 random lowercase hex digits (16 bytes).
+pub(crate) fn random_sid(
+    rng: &SystemRandom,
+    prefix: &str,
+) -> Result<String, ring::error::Unspecified> {
+    Ok(format!("{prefix}{}", hex(&random_bytes::<16>(rng)?)))
 }
 
-impl fmt::Debug for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for AccountId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
+/// `input` as an owned id when it has the shape `is_sid` checks.
+pub(crate) fn sid(input: &str, prefix: &str) -> Option<String> {
+    is_sid(input, prefix).then(|| input.to_owned())
 }
 
 /// True when `input` is `prefix` followed by 32 lowercase hex digits.

@@ -199,18 +199,14 @@ pub fn two_factor_change(
     }
     let partner = matches!(actor.kind, ActorKind::Partner | ActorKind::Service);
     if request == TwoFactorRequest::Off {
-        if partner {
-            return Err(Refusal::new(
-                rule::PARTNERS_NEVER_WEAKEN_PROTECTION,
+        weakening(
+            partner,
+            is_self,
+            [
                 "a partner may never turn 2FA off",
-            ));
-        }
-        if !is_self {
-            return Err(Refusal::new(
-                rule::ONLY_THE_OWNER_TURNS_2FA_OFF_FOR_OTHERS,
                 "only the account owner may turn 2FA off for another user",
-            ));
-        }
+            ],
+        )?;
         if account_requires {
             return Err(Refusal::new(
                 rule::REQUIRED_BY_THE_ACCOUNT,
@@ -228,18 +224,14 @@ pub fn two_factor_change(
         TwoFactorRequest::Off | TwoFactorRequest::Account => None,
     };
     if User::protection_floor(&after) < User::protection_floor(before) {
-        if partner {
-            return Err(Refusal::new(
-                rule::PARTNERS_NEVER_WEAKEN_PROTECTION,
+        weakening(
+            partner,
+            is_self,
+            [
                 "a partner may never lower a user's 2FA",
-            ));
-        }
-        if !is_self {
-            return Err(Refusal::new(
-                rule::ONLY_THE_OWNER_TURNS_2FA_OFF_FOR_OTHERS,
                 "only the account owner may lower another user's 2FA",
-            ));
-        }
+            ],
+        )?;
         let own = matches!(before, Some(Override { set_by: SetBy::User(id), .. }) if id == target);
         if !own {
             return Err(Refusal::new(
@@ -249,6 +241,28 @@ pub fn two_factor_change(
         }
     }
     Ok(after)
+}
+
+/// Below the owner, only the user themself weakens their 2FA, and a partner never does:
+/// `words` are the refusals for a partner and for anyone else.
+fn weakening(
+    partner: bool,
+    is_self: bool,
+    [for_partner, for_others]: [&str; 2],
+) -> Result<(), Refusal> {
+    if partner {
+        return Err(Refusal::new(
+            rule::PARTNERS_NEVER_WEAKEN_PROTECTION,
+            for_partner,
+        ));
+    }
+    if !is_self {
+        return Err(Refusal::new(
+            rule::ONLY_THE_OWNER_TURNS_2FA_OFF_FOR_OTHERS,
+            for_others,
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a new policy: its own consistency, then whether this actor may make the change.
@@ -335,25 +349,22 @@ pub fn phone_change(
     phone: Option<&PhoneNumber>,
     policy: &Policy,
 ) -> Result<(), Refusal> {
-    match actor.kind {
-        ActorKind::Partner | ActorKind::Service => Err(Refusal::new(
-            rule::PARTNERS_NEVER_WEAKEN_PROTECTION,
-            "a partner may not change a phone number: it binds a new authenticator",
-        )),
-        ActorKind::Member if !actor.is(&target.id) => Err(Refusal::new(
-            rule::MEMBERS_CHANGE_ONLY_THEMSELVES,
-            "a member may change only their own phone number",
-        )),
-        _ if !may_rebind_authenticators(actor, target) => Err(Refusal::new(
-            rule::PROTECTED_USERS_MANAGE_THEIR_OWN_AUTHENTICATORS,
-            "only the user themself or the account owner may change the phone number of an owner or an admin",
-        )),
-        _ if phone.is_none() && policy.sms_active() => Err(Refusal::new(
+    rebinding(
+        actor,
+        target,
+        RebindRefusals {
+            partner: "a partner may not change a phone number: it binds a new authenticator",
+            member: "a member may change only their own phone number",
+            protected: "only the user themself or the account owner may change the phone number of an owner or an admin",
+        },
+    )?;
+    if phone.is_none() && policy.sms_active() {
+        return Err(Refusal::new(
             rule::A_PHONE_IS_REQUIRED_WHILE_SMS_IS_ACTIVE,
             "SMS is an active 2FA channel of this account: a user cannot be left without a phone number",
-        )),
-        _ => Ok(()),
+        ));
     }
+    Ok(())
 }
 
 pub fn role_change(actor: &Actor, target: &User, role: UserRole) -> Result<(), Refusal> {
@@ -391,31 +402,48 @@ fn partners_never_grant_admin_rights() -> Refusal {
     )
 }
 
+/// The words of `rebinding`'s three refusals, for one kind of change.
+struct RebindRefusals {
+    partner: &'static str,
+    member: &'static str,
+    protected: &'static str,
+}
+
 /// Whether `actor` may bind or unbind an authenticator (phone, factor) of `target`. Binding an
 /// authenticator is the subscriber's act (NIST SP 800-63B 6.1): for an owner or an admin only
 /// they themself or the account's owner may do it, so that an admin cannot redirect the
 /// owner's or another admin's login codes to a phone or app they hold. Admins still manage
 /// members' authenticators.
-fn may_rebind_authenticators(actor: &Actor, target: &User) -> bool {
-    actor.kind == ActorKind::Owner || target.role == UserRole::Member || actor.is(&target.id)
-}
-
-pub fn factor_removal(actor: &Actor, target: &User) -> Result<(), Refusal> {
+fn rebinding(actor: &Actor, target: &User, refusals: RebindRefusals) -> Result<(), Refusal> {
+    let protected =
+        actor.kind != ActorKind::Owner && target.role != UserRole::Member && !actor.is(&target.id);
     match actor.kind {
         ActorKind::Partner | ActorKind::Service => Err(Refusal::new(
             rule::PARTNERS_NEVER_WEAKEN_PROTECTION,
-            "a partner may not remove a user's factor",
+            refusals.partner,
         )),
         ActorKind::Member if !actor.is(&target.id) => Err(Refusal::new(
             rule::MEMBERS_CHANGE_ONLY_THEMSELVES,
-            "a member may remove only their own factors",
+            refusals.member,
         )),
-        _ if !may_rebind_authenticators(actor, target) => Err(Refusal::new(
+        _ if protected => Err(Refusal::new(
             rule::PROTECTED_USERS_MANAGE_THEIR_OWN_AUTHENTICATORS,
-            "only the user themself or the account owner may remove a factor of an owner or an admin",
+            refusals.protected,
         )),
         _ => Ok(()),
     }
+}
+
+pub fn factor_removal(actor: &Actor, target: &User) -> Result<(), Refusal> {
+    rebinding(
+        actor,
+        target,
+        RebindRefusals {
+            partner: "a partner may not remove a user's factor",
+            member: "a member may remove only their own factors",
+            protected: "only the user themself or the account owner may remove a factor of an owner or an admin",
+        },
+    )
 }
 
 #[cfg(test)]

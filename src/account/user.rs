@@ -3,14 +3,11 @@
 //! A user's 2FA state is the account's `require_2fa` unless the user carries an override; the
 //! override remembers who set it, because a user may undo only what they set themselves.
 
-use std::fmt;
-
 use ring::rand::SystemRandom;
 use serde::Serialize;
 
-use crate::account::hex;
+use crate::account::{random_sid, text_id};
 use crate::phone::PhoneNumber;
-use crate::verify::code::random_bytes;
 
 /// A user id: chosen by the caller (its own user id, an e-mail address) or generated (`US…`).
 ///
@@ -24,7 +21,7 @@ impl UserId {
     pub const MAX_LENGTH: usize = 64;
 
     pub fn random(rng: &SystemRandom) -> Result<Self, ring::error::Unspecified> {
-        Ok(Self(format!("US{}", hex(&random_bytes::<16>(rng)?))))
+        random_sid(rng, "US").map(Self)
     }
 
     pub fn parse(input: &str) -> Option<Self> {
@@ -34,23 +31,9 @@ impl UserId {
             });
         ok.then(|| Self(input.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Debug for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for UserId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_id!(UserId);
 
 /// A person's role inside the account (not an API key's role).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

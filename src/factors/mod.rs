@@ -228,6 +228,8 @@ impl FactorService {
         .into())
     }
 
+    /// A confirmed factor, counted and added to the user; the first one also mints the user's
+    /// recovery codes.
     async fn activated(
         &self,
         account: &AccountId,
@@ -236,6 +238,7 @@ impl FactorService {
         id: &str,
         kind: FactorType,
     ) -> Result<Confirmed, FactorError> {
+        self.metrics.factor_enrolment(kind.as_str(), "confirmed");
         let first = user.factors.is_empty();
         let factor = Factor {
             kind,

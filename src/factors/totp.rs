@@ -126,7 +126,6 @@ impl FactorService {
         if !result.valid {
             return Ok(Err(result));
         }
-        self.metrics.factor_enrolment("totp", "confirmed");
         self.activated(account, who, user, id, FactorType::Totp)
             .await
             .map(Ok)

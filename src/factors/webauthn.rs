@@ -47,6 +47,44 @@ pub struct CredentialResponseJson {
     pub signature: Option<String>,
 }
 
+impl CredentialJson {
+    /// A registration's `clientDataJSON` and `attestationObject`, decoded.
+    fn attestation(&self) -> Result<(Vec<u8>, Vec<u8>), FactorError> {
+        let response = &self.response;
+        Ok((
+            b64(&response.client_data_json, "clientDataJSON")?,
+            b64_member(
+                response.attestation_object.as_deref(),
+                "credential",
+                "attestationObject",
+            )?,
+        ))
+    }
+
+    /// An authentication's binary members, decoded.
+    fn assertion(&self) -> Result<Assertion, FactorError> {
+        let response = &self.response;
+        Ok(Assertion {
+            client_data: b64(&response.client_data_json, "clientDataJSON")?,
+            authenticator_data: b64_member(
+                response.authenticator_data.as_deref(),
+                "assertion",
+                "authenticatorData",
+            )?,
+            signature: b64_member(response.signature.as_deref(), "assertion", "signature")?,
+            credential_id: b64(&self.id, "assertion.id")?,
+        })
+    }
+}
+
+/// The decoded members of an authentication response.
+struct Assertion {
+    client_data: Vec<u8>,
+    authenticator_data: Vec<u8>,
+    signature: Vec<u8>,
+    credential_id: Vec<u8>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct CeremonyState {
     /// `register` or `authenticate`.
@@ -144,12 +182,7 @@ impl FactorService {
         credential: &CredentialJson,
     ) -> Result<Result<Confirmed, &'static str>, FactorError> {
         let user = self.accounts.user(account, user_id).await?;
-        let client_data = b64(&credential.response.client_data_json, "clientDataJSON")?;
-        let attestation = b64_member(
-            credential.response.attestation_object.as_deref(),
-            "credential",
-            "attestationObject",
-        )?;
+        let (client_data, attestation) = credential.attestation()?;
         let refuse = |reason: &'static str| {
             self.metrics.factor_enrolment("webauthn", reason);
             Ok(Err(reason))
@@ -202,7 +235,6 @@ impl FactorService {
             }),
         };
         self.store.put(account, user_id, &record, None).await?;
-        self.metrics.factor_enrolment("webauthn", "confirmed");
         self.activated(account, who, user, id, FactorType::Webauthn)
             .await
             .map(Ok)
@@ -248,18 +280,12 @@ impl FactorService {
     ) -> Result<ChallengeResult, FactorError> {
         self.allowed(account, FactorType::Webauthn).await?;
         let user = self.accounts.user(account, user_id).await?;
-        let client_data = b64(&assertion.response.client_data_json, "clientDataJSON")?;
-        let authenticator_data = b64_member(
-            assertion.response.authenticator_data.as_deref(),
-            "assertion",
-            "authenticatorData",
-        )?;
-        let signature = b64_member(
-            assertion.response.signature.as_deref(),
-            "assertion",
-            "signature",
-        )?;
-        let credential_id = b64(&assertion.id, "assertion.id")?;
+        let Assertion {
+            client_data,
+            authenticator_data,
+            signature,
+            credential_id,
+        } = assertion.assertion()?;
         let mut result = ChallengeResult {
             kind: "webauthn",
             ..ChallengeResult::default()

@@ -272,7 +272,7 @@ fn encode_token(account: &AccountId, secret: &[u8; 32]) -> String {
     let mut bytes = Vec::with_capacity(48);
     bytes.extend_from_slice(
         &data_encoding::HEXLOWER
-            .decode(account.as_str()[2..].as_bytes())
+            .decode(&account.as_str().as_bytes()[2..])
             .unwrap_or_default(),
     );
     bytes.extend_from_slice(secret);

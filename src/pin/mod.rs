@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use ring::rand::SystemRandom;
 
+use crate::account::text_id;
 use crate::verify::code::random_bytes;
 
 /// The audit actions of this module (entries go to the account's audit trail).
@@ -160,23 +161,9 @@ impl PhoneNumberId {
             && input.bytes().all(|b| b.is_ascii_digit()))
         .then(|| Self(input.to_owned()))
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Debug for PhoneNumberId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Display for PhoneNumberId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+text_id!(PhoneNumberId);
 
 /// A Graph API version segment: `v` then digits, a dot, digits (`v24.0`).
 pub fn is_graph_version(segment: &str) -> bool {

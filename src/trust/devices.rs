@@ -122,7 +122,7 @@ impl AccountService {
             )
             .into());
         }
-        self.trust_with_proof(account, actor, id, &policy, proof.id(), proof.expires_ms())
+        self.trust_with_proof(account, actor, id, &policy, proof)
             .await
     }
 
@@ -134,8 +134,7 @@ impl AccountService {
         actor: &Actor,
         id: &UserId,
         policy: &Policy,
-        proof: &str,
-        proof_expires_ms: u64,
+        proof: &Proof,
     ) -> Result<TrustedDevice, AccountError> {
         let now = self.clock.now_ms();
         let token = mint_token(&self.rng).map_err(|_| AccountError::Random)?;
@@ -150,9 +149,9 @@ impl AccountService {
                 expires_ms,
                 epoch: 0,
             },
-            proof: proof.to_owned(),
+            proof: proof.id().to_owned(),
             // Spent for as long as it could be presented, with a margin for clock skew.
-            proof_ttl_ms: proof_expires_ms.saturating_sub(now) + 60_000,
+            proof_ttl_ms: proof.expires_ms().saturating_sub(now) + 60_000,
             max_devices: self.settings.max_devices_per_user,
             max_account_devices: self.tenants.limits(account).trusted_devices,
             audit: AuditEntry::new(
@@ -163,7 +162,7 @@ impl AccountService {
                 json!({
                     "user": id,
                     "duration": policy.trusted_device,
-                    "proof": proof,
+                    "proof": proof.id(),
                 }),
             ),
         };

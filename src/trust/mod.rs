@@ -12,7 +12,7 @@ use ring::rand::SystemRandom;
 
 use crate::account::policy::{Policy, TrustDuration};
 use crate::account::user::{User, UserId};
-use crate::account::{hex, is_sid, AccountId};
+use crate::account::{text_id, AccountId};
 use crate::verify::code::random_bytes;
 
 /// Prefix of every device token, so that secret scanners recognise a leaked one.
@@ -68,22 +68,10 @@ pub fn valid_token_shape(token: &str) -> bool {
 }
 
 /// `TD` and 32 hex digits: a device's public id, for listing and revoking it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct DeviceId(String);
 
-impl DeviceId {
-    pub fn random(rng: &SystemRandom) -> Result<Self, ring::error::Unspecified> {
-        Ok(Self(format!("TD{}", hex(&random_bytes::<16>(rng)?))))
-    }
-
-    pub fn parse(input: &str) -> Option<Self> {
-        is_sid(input, "TD").then(|| Self(input.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
+text_id!(DeviceId, "TD");
 
 /// A trusted device as stored (under its digest).
 #[derive(Debug, Clone, PartialEq, Eq)]
