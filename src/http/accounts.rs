@@ -2,7 +2,7 @@
 //! the audit trail. They parse, check the key's role, call `AccountService`, and shape JSON;
 //! the rules themselves live in `account::rules`.
 //!
-//! Key roles per route (ARCHITECTURE.md has the table): owner and admin keys manage policy and
+//! Key roles per route (`account::permission` is the table): owner and admin keys manage policy and
 //! people, service keys run logins, partner keys act for a client and never weaken protection
 //! (the rules refuse it by name, so partners reach the management routes).
 

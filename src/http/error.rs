@@ -13,7 +13,7 @@ use crate::store::StoreError;
 use crate::verify::model::Status;
 use crate::verify::VerifyError;
 
-/// Prefix of every problem `type`; the slugs are listed in ARCHITECTURE.md.
+/// Prefix of every problem `type`; the slugs are listed in docs/decisions.md.
 pub const PROBLEM_BASE: &str = "urn:otpgate:problem:";
 
 #[derive(Debug)]

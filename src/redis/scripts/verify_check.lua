@@ -69,7 +69,7 @@ if now >= tonumber(v[5]) then
 else
   v[3] = redis.call('HINCRBY', key, 'n', '1')
   -- A plain comparison: the tags are MACs under the server's key, so how long it takes tells a
-  -- caller nothing it could steer (see ARCHITECTURE.md, "The code MAC").
+  -- caller nothing it could steer (see docs/decisions.md, "The code MAC").
   if v[7] == tag then
     finish('a')
     outcome = 'valid'
