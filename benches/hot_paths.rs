@@ -26,7 +26,7 @@ use otpgate::cache::TtlCache;
 use otpgate::clock::{rfc3339, Clock, SystemClock};
 use otpgate::factors::crypto::FactorKeys;
 use otpgate::factors::totp::{self, Algorithm, Totp, TotpParams};
-use otpgate::http::routes;
+use otpgate::http::table as routes;
 use otpgate::http::wire::{CheckBody, VerificationBody};
 use otpgate::memory::MemoryDirectory;
 use otpgate::memory::MemoryStore;

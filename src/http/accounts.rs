@@ -13,7 +13,7 @@ use hyper::{Response, StatusCode};
 use super::auth::Grant;
 use super::body::{json_response, query_pairs, read_json};
 use super::error::ApiError;
-use super::router::{Call, Reply};
+use super::routes::{Call, Reply};
 use super::wire::{
     AuditEntryBody, AuditPageBody, CheckDeviceBody, CreateUserBody, DecisionBody,
     DeviceCheckedBody, DeviceRevokedBody, DeviceTrustedBody, DevicesRevokedBody, LoginBody,

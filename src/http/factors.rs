@@ -15,7 +15,7 @@ use serde_json::Value;
 use super::auth::Grant;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
-use super::router::{Call, Reply};
+use super::routes::{Call, Reply};
 use super::wire_factors::{
     ChallengeBody, ChallengeOutcome, ConfirmBody, ConfirmedBody, EnrolBody, Enrolment,
     RecoveryCodesBody,

@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use super::auth::{credentials, identify, key_rate, AuthFailure, Caller, Grant};
 use super::body::{json_response, media_type, read_bytes, success};
 use super::error::ApiError;
-use super::router::{Call, Reply};
+use super::routes::{Call, Reply};
 use super::wire_pins::GraphNumberBody;
 use crate::account::permission::Permission;
 use crate::pin::service::PinError;

@@ -7,7 +7,7 @@ use hyper::StatusCode;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::fields::{check_code_length, AccountName, EmailAddress};
-use super::router::{Authenticated, Call, Reply};
+use super::routes::{Authenticated, Call, Reply};
 use super::wire::{AccountBody, CreateAccountBody, CreateKeyBody, KeyBody};
 use super::wire_pins::{EmailBody, EmailSetBody};
 use crate::account::{Account, AccountId, Role};

@@ -16,6 +16,7 @@ mod operations;
 mod pins;
 mod router;
 pub mod routes;
+pub mod table;
 mod twilio;
 mod twilio_error;
 mod verifications;
@@ -337,7 +338,7 @@ async fn handle(
     let version = request.version();
     // The Uri shares its bytes; cloning it lets the route borrow the path while the request moves.
     let uri = request.uri().clone();
-    let found = routes::find(uri.path());
+    let found = table::find(uri.path());
     let result = match found.refused {
         Some(reason) if !found.route.is_not_found() => Err(ApiError::invalid(reason)),
         _ => router::dispatch(app, ip, found.matched(), request).await,

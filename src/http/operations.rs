@@ -5,7 +5,7 @@ use hyper::StatusCode;
 use super::body::text;
 use super::error::ApiError;
 use super::openapi;
-use super::router::{Call, Reply};
+use super::routes::{Call, Reply};
 
 /// `GET /healthz`. Liveness: the process is up, and its store client has not been stuck while
 /// Redis answers (then only a restart helps).

@@ -21,7 +21,7 @@ use hyper::{Request, StatusCode};
 
 use super::body::{json_response, read_bytes, read_json, success};
 use super::error::ApiError;
-use super::router::{Call, Reply};
+use super::routes::{Call, Reply};
 use super::wire_pins::{AddBody, LinkOutcomeBody, LinkSentBody, NumberBody, PinBody, RegisterBody};
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;

@@ -3,53 +3,13 @@
 
 use std::net::IpAddr;
 
-use bytes::Bytes;
-use futures::future::BoxFuture;
-use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::{Request, Response};
+use hyper::Request;
 
-use super::auth::{authenticate, Caller, Grant};
+use super::auth::authenticate;
 use super::error::ApiError;
-use super::routes::{Access, Matched};
-use crate::account::permission::Permission;
+use super::routes::{Access, Authenticated, Call, Matched, Reply};
 use crate::App;
-
-/// What every handler answers.
-pub(super) type Reply = Result<Response<Full<Bytes>>, ApiError>;
-
-/// A row's handler for one method: the request with its route, parameters and caller.
-pub(super) type Handler = for<'a> fn(Call<'a>) -> BoxFuture<'a, Reply>;
-
-/// One request as a handler takes it.
-pub(super) struct Call<'a> {
-    pub app: &'a App,
-    pub ip: IpAddr,
-    pub matched: Matched<'a>,
-    pub request: Request<Incoming>,
-    pub caller: Authenticated,
-}
-
-/// Who the dispatcher found calling, by the route's access kind.
-pub(super) enum Authenticated {
-    /// Open, receipt, link and facade routes: no one yet (the handler checks what it takes).
-    Nobody,
-    /// `RootOrKey`: the caller and the permission, the handler checking the path's account.
-    Caller(Caller, Permission),
-    /// `Key`: a key its role allows.
-    Key(Grant),
-}
-
-impl<'a> Call<'a> {
-    /// What a `Key` route's handler takes: the app, the path's parameters, the request and the
-    /// key's grant.
-    pub fn keyed(self) -> Result<(&'a App, Matched<'a>, Request<Incoming>, Grant), ApiError> {
-        match self.caller {
-            Authenticated::Key(grant) => Ok((self.app, self.matched, self.request, grant)),
-            _ => Err(ApiError::Internal),
-        }
-    }
-}
 
 pub(super) async fn dispatch(
     app: &App,

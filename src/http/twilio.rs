@@ -29,7 +29,7 @@ use super::body::{json_response, media_type, read_bytes};
 use super::error::ApiError;
 use super::fields::{code_length_allowed, AccountName, Locale};
 use super::keys::new_account;
-use super::router::{Call, Reply};
+use super::routes::{Call, Reply};
 use super::twilio_error::TwilioError;
 use crate::account::permission::Permission;
 use crate::account::{is_sid, Account, AccountId};

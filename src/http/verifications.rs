@@ -10,7 +10,7 @@ use super::auth::Grant;
 use super::body::{json_response, read_json};
 use super::error::ApiError;
 use super::fields::{check_code_length, Locale};
-use super::router::{Call, Reply};
+use super::routes::{Call, Reply};
 use super::wire::{AttemptBody, CheckBody, StartBody, VerificationBody};
 use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};

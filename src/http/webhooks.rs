@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::body::{json_response, read_bytes};
 use super::error::ApiError;
-use super::router::{Call, Reply};
+use super::routes::{Call, Reply};
 use super::wire_pins::ReceiptsAppliedBody;
 use crate::dispatch::providers::{AdapterKind, ProviderSettings};
 use crate::dispatch::receipts::{self, parse_form, Receipt};

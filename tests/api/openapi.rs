@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use otpgate::http::routes;
+use otpgate::http::table as routes;
 use serde_json::{json, Value};
 
 use crate::helpers::{spawn_app, Backend};

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use otpgate::config::Settings;
 use otpgate::dispatch::providers::{Accepted, Provider, ProviderError};
 use otpgate::dispatch::OutgoingMessage;
-use otpgate::http::routes::table;
+use otpgate::http::table::table;
 use otpgate::secret::Secret;
 use otpgate::{App, Overrides};
 use proptest::prelude::*;

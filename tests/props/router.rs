@@ -1,7 +1,7 @@
 //! The route table: any path matches one route with single-segment parameters, or none; path
 //! parameters are percent-decoded exactly once.
 
-use otpgate::http::routes::{find, table};
+use otpgate::http::table::{find, table};
 use proptest::prelude::*;
 
 /// Percent-encodes every byte but RFC 3986's unreserved characters, as a client encodes an id.
