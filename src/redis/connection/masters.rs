@@ -199,18 +199,7 @@ pub(super) fn key_slot(key: &[u8]) -> u16 {
             (close > 0).then(|| &rest[..close])
         })
         .unwrap_or(key);
-    let mut crc: u16 = 0;
-    for &byte in tagged {
-        crc ^= u16::from(byte) << 8;
-        for _ in 0..8 {
-            crc = if crc & 0x8000 != 0 {
-                (crc << 1) ^ 0x1021
-            } else {
-                crc << 1
-            };
-        }
-    }
-    crc % 16384
+    crc16::State::<crc16::XMODEM>::calculate(tagged) % 16384
 }
 
 /// The connection for one key's shard: its master directly on a cluster whose topology the
@@ -282,7 +271,9 @@ mod tests {
         assert_eq!(key_slot(b"somekey"), 11058);
         // Only the hash tag counts, and an empty tag does not.
         assert_eq!(key_slot(b"otp:{foo}:v:VE1"), 12182);
-        assert_eq!(key_slot(b"{}foo"), key_slot(b"{}foo"));
+        // An empty tag is no tag: the whole key is hashed (CLUSTER KEYSLOT {}foo = 9500).
+        assert_eq!(key_slot(b"{}foo"), 9500);
+        assert_eq!(key_slot(b"{s07}:o"), 633);
         assert_ne!(key_slot(b"{}foo"), key_slot(b"foo"));
     }
 
