@@ -23,7 +23,7 @@ pub(super) async fn dispatch(
     }
     let (access, handler) = entry
         .method(request.method().as_str())
-        .ok_or(ApiError::MethodNotAllowed(entry.allow()))?;
+        .ok_or(ApiError::MethodNotAllowed(super::table::allow(entry)))?;
     if access != Access::Open {
         app.limits().check_ip(ip).map_err(|retry| {
             app.metrics().rate_limited("ip");

@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::{Mutex, PoisonError};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -50,18 +49,9 @@ impl Entry {
             .map(|(_, access, handler)| (*access, *handler))
     }
 
-    /// Every method the route accepts, for 405 and `Allow` (`GET, POST`): joined once per route
-    /// (the table is static, so this holds one string per row).
-    pub fn allow(&self) -> &'static str {
-        static ALLOW: Mutex<Vec<(&'static str, &'static str)>> = Mutex::new(Vec::new());
-        let mut known = ALLOW.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((_, allow)) = known.iter().find(|(name, _)| *name == self.name) {
-            return allow;
-        }
-        let methods: Vec<&str> = self.methods.iter().map(|(method, _, _)| *method).collect();
-        let allow: &'static str = Box::leak(methods.join(", ").into_boxed_str());
-        known.push((self.name, allow));
-        allow
+    /// Every method the route accepts, in the table's order.
+    pub fn methods(&self) -> impl Iterator<Item = &'static str> {
+        self.methods.iter().map(|(method, _, _)| *method)
     }
 
     /// Who may call the route with `method`; `None` for a method it does not accept.

@@ -1,6 +1,7 @@
 //! The route table: every path, its name, and per method who may call it and its handler.
 //! Adding a route is one row here, its handler and its wire types.
 
+use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use matchit::Router;
@@ -71,6 +72,19 @@ pub static TABLE: &[Entry] = &[
     row("/v2/Services/{param}/Verifications/{second}", "twilio_verification", &[("GET", Twilio, to!(twilio::get_verification)), ("POST", Twilio, to!(twilio::post_verification))]),
     row("/v2/Services/{param}/VerificationCheck", "twilio_check_verification", &[("POST", Twilio, to!(twilio::post_verification_check))]),
 ];
+
+/// Every method `entry` accepts, for 405 and `Allow` (`GET, POST`): joined once for the whole
+/// table, beside the matcher.
+pub fn allow(entry: &Entry) -> &'static str {
+    static ALLOW: OnceLock<HashMap<&'static str, String>> = OnceLock::new();
+    let allow = ALLOW.get_or_init(|| {
+        TABLE
+            .iter()
+            .map(|row| (row.name, row.methods().collect::<Vec<_>>().join(", ")))
+            .collect()
+    });
+    allow.get(entry.name).map_or("GET", String::as_str)
+}
 
 /// Every path of the route table with its row, for the OpenAPI document's completeness test
 /// and for benches.
@@ -269,10 +283,10 @@ mod tests {
             assert!(!entry.is_not_found(), "{}", entry.name);
         }
         assert_eq!(NOT_FOUND.name, "not_found");
-        assert_eq!(named("policy").allow(), "GET, PUT");
-        assert_eq!(named("user_trusted_devices").allow(), "POST, DELETE");
-        assert_eq!(named("check_verification").allow(), "POST");
-        assert_eq!(named("get_verification").allow(), "GET");
+        assert_eq!(allow(named("policy")), "GET, PUT");
+        assert_eq!(allow(named("user_trusted_devices")), "POST, DELETE");
+        assert_eq!(allow(named("check_verification")), "POST");
+        assert_eq!(allow(named("get_verification")), "GET");
         assert!(named("twilio_verification").is_twilio() && named("graph_register").is_graph());
     }
 

@@ -40,7 +40,7 @@ async fn openapi_json_documents_every_method_of_every_route_but_the_twilio_facad
         let documented = paths
             .iter()
             .find(|(documented, _)| shape(documented) == shape(path));
-        for method in route.allow().split(", ") {
+        for method in routes::allow(route).split(", ") {
             let operation = documented.map(|(_, item)| &item[method.to_lowercase()]);
             match operation {
                 Some(operation) if operation.is_object() => {
