@@ -3,9 +3,9 @@
 //! Every invalid value is collected and reported in one message before the port opens, so an
 //! operator fixes a deployment in one round rather than one error per restart.
 //!
-//! Each module owns its settings type and the rules on its values (`validate`); this file reads
-//! the keys into those types and composes them into [`Settings`]. It builds nothing: that is
-//! `startup`'s.
+//! Each module owns its settings type and the rules on its values (`validate`: the server's in
+//! `http/settings.rs`, the store's in `store.rs`, ...); this file reads the keys into those types
+//! and composes them into [`Settings`]. It builds nothing: that is `startup`'s.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -16,8 +16,10 @@ use config::{Config, Environment, File, FileFormat};
 use crate::account::settings::DirectorySettings;
 use crate::dispatch::providers::ProviderSettings;
 use crate::dispatch::settings::{DispatchSettings, ProviderKind};
+use crate::http::settings::ServerSettings;
 use crate::limits::LimitSettings;
 use crate::secret::Secret;
+use crate::store::StoreSettings;
 use crate::verify::VerificationSettings;
 use serde::de::DeserializeOwned;
 
@@ -58,26 +60,6 @@ pub struct Settings {
 }
 
 #[derive(Debug, Clone)]
-pub struct ServerSettings {
-    pub listen: SocketAddr,
-    pub request_body_limit: usize,
-    pub shutdown_grace: Duration,
-    /// From accept to the first request's head, whatever the protocol: a socket that sends
-    /// nothing (or only half of the HTTP/2 preface) holds a file descriptor for no longer.
-    pub first_request_timeout: Duration,
-    /// Between requests (HTTP/1 keep-alive and HTTP/2 alike): an idle connection is closed.
-    pub idle_timeout: Duration,
-    /// From a request's head to the end of its body; past it the request gets 408.
-    pub body_read_timeout: Duration,
-    /// Open connections per process; 0 derives the cap from the file-descriptor limit
-    /// (`limits::connection_cap`), so that the accept loop can never take the descriptors
-    /// Redis and the providers need.
-    pub max_connections: usize,
-    /// Open connections per client address: one host cannot take the whole process cap.
-    pub max_connections_per_ip: usize,
-}
-
-#[derive(Debug, Clone)]
 pub struct AuthSettings {
     /// Empty when not configured: the binary then generates one and prints it once.
     pub root_key: Secret,
@@ -85,25 +67,6 @@ pub struct AuthSettings {
     /// random per-process key is drawn (and, for embedders building `Settings` by hand with
     /// Redis, one derived from the code key).
     pub device_key: Secret,
-}
-
-#[derive(Debug, Clone)]
-pub struct StoreSettings {
-    /// Empty: the embedded store.
-    pub redis_urls: Vec<String>,
-    pub key_prefix: String,
-    pub connect_timeout: Duration,
-    pub response_timeout: Duration,
-    pub memory_max_verifications: usize,
-    /// How often the store client and the nodes are probed (Redis only).
-    pub probe_interval: Duration,
-    /// A store client that answers nothing for this long while Redis answers is replaced.
-    pub client_rebuild_after: Duration,
-    /// `/healthz` fails when the store client has answered nothing for this long while Redis
-    /// answers.
-    pub client_unhealthy_after: Duration,
-    /// `/readyz` fails when a cluster shard's master has been unreachable for this long.
-    pub shard_down_grace: Duration,
 }
 
 /// All the problems found in a configuration, one per line.
@@ -231,16 +194,6 @@ impl Reader {
             "server.header_read_timeout_ms",
             "replaced by server.first_request_timeout_ms (from accept to the first request) and server.idle_timeout_ms (between requests)",
         );
-        self.check(
-            server.max_connections_per_ip > 0,
-            "server.max_connections_per_ip",
-            "must be greater than 0",
-        );
-        self.check(
-            (256..=1_048_576).contains(&server.request_body_limit),
-            "server.request_body_limit_bytes",
-            "must be between 256 and 1048576",
-        );
 
         let root_key: String = self.get("auth.root_key");
         self.check(
@@ -256,24 +209,9 @@ impl Reader {
             .filter(|url| !url.is_empty())
             .map(str::to_owned)
             .collect();
-        for url in &redis_urls {
-            let ok = (url.starts_with("redis://") || url.starts_with("rediss://"))
-                && redis::Client::open(url.as_str()).is_ok();
-            self.check(
-                ok,
-                "store.redis_url",
-                &format!("'{url}' is not a redis:// URL"),
-            );
-        }
-        let key_prefix: String = self.get("store.key_prefix");
-        self.check(
-            !key_prefix.is_empty() && !key_prefix.contains(['{', '}', ' ']),
-            "store.key_prefix",
-            "must be non-empty, without braces or spaces",
-        );
         let store = StoreSettings {
             redis_urls,
-            key_prefix,
+            key_prefix: self.get("store.key_prefix"),
             connect_timeout: self.millis("store.connect_timeout_ms"),
             response_timeout: self.millis("store.response_timeout_ms"),
             memory_max_verifications: self.get("store.memory_max_verifications"),
@@ -375,6 +313,8 @@ impl Reader {
         let tenants = self.tenants();
 
         let mut errors = self.errors;
+        server.validate(&mut errors);
+        store.validate(&mut errors);
         verification.validate(&mut errors);
         dispatch.validate(&mut errors);
         directory.validate(&mut errors);

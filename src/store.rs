@@ -1,7 +1,46 @@
 //! `StoreError`, the one failure of every store port (verify's `Store`, the directory, the
 //! PIN store, the factor store, dispatch's `Outbox`), and the account bound it may carry
-//! (`LimitReached`, issue 13 §8; `account::limits` names it too). A leaf: it depends on no
-//! other module, so every port and adapter can use it without a circle.
+//! (`LimitReached`, issue 13 §8; `account::limits` names it too); `StoreSettings` (`[store]`),
+//! which picks the embedded store or Redis, with the rules on its values. A leaf: it depends on
+//! no other module, so every port and adapter can use it without a circle.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    /// Empty: the embedded store.
+    pub redis_urls: Vec<String>,
+    pub key_prefix: String,
+    pub connect_timeout: Duration,
+    pub response_timeout: Duration,
+    pub memory_max_verifications: usize,
+    /// How often the store client and the nodes are probed (Redis only).
+    pub probe_interval: Duration,
+    /// A store client that answers nothing for this long while Redis answers is replaced.
+    pub client_rebuild_after: Duration,
+    /// `/healthz` fails when the store client has answered nothing for this long while Redis
+    /// answers.
+    pub client_unhealthy_after: Duration,
+    /// `/readyz` fails when a cluster shard's master has been unreachable for this long.
+    pub shard_down_grace: Duration,
+}
+
+impl StoreSettings {
+    /// Adds a line to `errors` for each URL that is not a Redis URL and for a key prefix that
+    /// would break the keys' hash tags.
+    pub fn validate(&self, errors: &mut Vec<String>) {
+        for url in &self.redis_urls {
+            let ok = (url.starts_with("redis://") || url.starts_with("rediss://"))
+                && redis::Client::open(url.as_str()).is_ok();
+            if !ok {
+                errors.push(format!("store.redis_url: '{url}' is not a redis:// URL"));
+            }
+        }
+        if self.key_prefix.is_empty() || self.key_prefix.contains(['{', '}', ' ']) {
+            errors.push("store.key_prefix: must be non-empty, without braces or spaces".to_owned());
+        }
+    }
+}
 
 /// A store failure: the store could not answer. Expected refusals are outcomes, not errors.
 ///

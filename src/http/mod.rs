@@ -16,6 +16,7 @@ mod operations;
 mod pins;
 mod router;
 pub mod routes;
+pub mod settings;
 pub mod table;
 mod twilio;
 mod twilio_error;
@@ -44,11 +45,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ServerSettings;
 use crate::limits::{connection_cap, ConnectionLimits, ConnectionSlot};
 use crate::App;
 use body::BodyDeadline;
 use error::ApiError;
+use settings::ServerSettings;
 
 /// HTTP/2 PING keep-alive: a peer that stops answering while a request is in flight is found
 /// within interval + timeout, instead of holding its streams until the body deadline.
