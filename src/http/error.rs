@@ -8,6 +8,7 @@ use http_body_util::Full;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER, WWW_AUTHENTICATE};
 use hyper::{Response, StatusCode};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::store::StoreError;
 use crate::verify::model::Status;
@@ -66,24 +67,35 @@ pub enum ApiError {
     Internal,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem.
+#[derive(Serialize, ToSchema)]
+pub struct Problem<'a> {
+    /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
+    /// method-not-allowed, request-timeout, conflict, payload-too-large, unsupported-media-type,
+    /// rate-limited, send-quota-exceeded, max-sends-reached, refused, account-limit-reached,
+    /// internal, unavailable (nothing was changed), outcome-unknown (the request may or may not
+    /// have taken effect: retry it with the same Idempotency-Key), verification-already-approved,
+    /// verification-expired, verification-canceled, verification-max-attempts-reached (a check of
+    /// a final verification, which counts nothing).
     #[serde(rename = "type")]
     kind: String,
     title: &'a str,
     status: u16,
     detail: String,
-    /// Extension members of `Refused` problems.
+    /// The account rule that refused a request (422 `refused`).
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<&'static str>,
+    /// Users concerned by a refusal (those without a phone).
     #[serde(skip_serializing_if = "Option::is_none")]
     users: Option<&'a [String]>,
-    /// Extension member of `pin-mismatch` problems.
+    /// The PIN attempts left before the number is locked (`pin-mismatch`).
     #[serde(skip_serializing_if = "Option::is_none")]
     attempts_left: Option<u32>,
-    /// Extension members of `account-limit-reached` problems: the bound's name and value.
+    /// The account's bound that was reached (`account-limit-reached`): users, phone_numbers,
+    /// factors_per_user, pending_ceremonies, verifications, factor_entries.
     #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<&'static str>,
+    /// That bound's value (`account-limit-reached`).
     #[serde(skip_serializing_if = "Option::is_none")]
     max: Option<u64>,
 }

@@ -6,6 +6,7 @@
 mod accounts;
 mod auth;
 mod body;
+pub mod doc;
 pub mod error;
 mod factors;
 mod fields;

@@ -4,7 +4,6 @@ use hyper::StatusCode;
 
 use super::body::text;
 use super::error::ApiError;
-use super::openapi;
 use super::routes::{Call, Reply};
 
 /// `GET /healthz`. Liveness: the process is up, and its store client has not been stuck while
@@ -41,9 +40,4 @@ pub(super) async fn metrics(call: Call<'_>) -> Reply {
         "text/plain; version=0.0.4; charset=utf-8",
         call.app.metrics().render(),
     ))
-}
-
-/// `GET /openapi.json`.
-pub(super) async fn document(_call: Call<'_>) -> Reply {
-    Ok(openapi::response())
 }

@@ -12,12 +12,19 @@ use hyper::body::Incoming;
 use hyper::{Request, Response};
 
 use super::auth::{Caller, Grant};
+use super::doc::Doc;
 use super::error::ApiError;
 use crate::account::permission::Permission;
 use crate::App;
 
-/// One method of a row: who may call it, and its handler.
-type Method = (&'static str, Access, Handler);
+/// One method of a row: who may call it, its handler, and what the OpenAPI document says of it
+/// (`None` for the Twilio facade, which Twilio documents).
+pub struct Method {
+    verb: &'static str,
+    access: Access,
+    handler: Handler,
+    doc: Option<Doc>,
+}
 
 /// One row of the route table: a path (matchit syntax: `{param}`, `{second}`), its name (the
 /// route's identity and metrics label), and each method it accepts with who may call it and
@@ -45,13 +52,21 @@ impl Entry {
     pub(super) fn method(&self, method: &str) -> Option<(Access, Handler)> {
         self.methods
             .iter()
-            .find(|(accepted, _, _)| *accepted == method)
-            .map(|(_, access, handler)| (*access, *handler))
+            .find(|accepted| accepted.verb == method)
+            .map(|found| (found.access, found.handler))
     }
 
     /// Every method the route accepts, in the table's order.
     pub fn methods(&self) -> impl Iterator<Item = &'static str> {
-        self.methods.iter().map(|(method, _, _)| *method)
+        self.methods.iter().map(|method| method.verb)
+    }
+
+    /// Every documented method with who may call it and its documentation, in the table's
+    /// order.
+    pub fn documented(&self) -> impl Iterator<Item = (&'static str, Access, &'static Doc)> {
+        self.methods
+            .iter()
+            .filter_map(|method| Some((method.verb, method.access, method.doc.as_ref()?)))
     }
 
     /// Who may call the route with `method`; `None` for a method it does not accept.
@@ -75,11 +90,11 @@ impl Entry {
 
     /// The facade or the unauthenticated kind the route belongs to, when all its methods share it.
     fn api(&self) -> Option<Access> {
-        let (_, first, _) = self.methods.first()?;
+        let first = self.methods.first()?.access;
         self.methods
             .iter()
-            .all(|(_, access, _)| access == first)
-            .then_some(*first)
+            .all(|method| method.access == first)
+            .then_some(first)
     }
 }
 
@@ -102,6 +117,14 @@ pub enum Access {
     RootOrKey(Permission),
     /// A key whose role the permission table allows.
     Key(Permission),
+}
+
+impl Access {
+    /// Whether the caller shows a key as a bearer token (the Graph facade takes one in the
+    /// header too); open, receipt and link routes have their own credential or none.
+    pub fn takes_bearer_key(self) -> bool {
+        !matches!(self, Access::Open | Access::Receipt | Access::Link)
+    }
 }
 
 /// A matched route and its path parameters (account, verification or user id; then a device or
@@ -188,6 +211,26 @@ impl<'a> Call<'a> {
             Authenticated::Key(grant) => Ok((self.app, self.matched, self.request, grant)),
             _ => Err(ApiError::Internal),
         }
+    }
+}
+
+/// A documented method of a row.
+pub(super) const fn op(verb: &'static str, access: Access, handler: Handler, doc: Doc) -> Method {
+    Method {
+        verb,
+        access,
+        handler,
+        doc: Some(doc),
+    }
+}
+
+/// A method of a row that the document leaves out (the Twilio facade).
+pub(super) const fn undocumented(verb: &'static str, access: Access, handler: Handler) -> Method {
+    Method {
+        verb,
+        access,
+        handler,
+        doc: None,
     }
 }
 

@@ -1,12 +1,20 @@
-//! The route table: every path, its name, and per method who may call it and its handler.
-//! Adding a route is one row here, its handler and its wire types.
+//! The route table: every path, its name, and per method who may call it, its handler and what
+//! the OpenAPI document says of it. Adding a route is one row here, its handler and its wire
+//! types; the matcher, the 405s and the document's paths are built from the rows.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use matchit::Router;
 
-use super::routes::{decode_segment, row, Access, Entry, Found};
+use super::doc::{
+    answer, body, json, named, path, query, Answer, Body, Content, Doc, Param, Place, Schema,
+};
+use super::error::Problem;
+use super::routes::{decode_segment, op, row, undocumented, Access, Call, Entry, Found, Reply};
+use super::wire::*;
+use super::wire_factors::*;
+use super::wire_pins::*;
 use crate::account::permission::Permission;
 
 /// A handler of the table: an `async fn(Call) -> Reply`, boxed.
@@ -26,52 +34,375 @@ use Permission::{
 
 static NOT_FOUND: Entry = row("", "not_found", &[]);
 
+const PROBLEM_JSON: Content = Content {
+    media: "application/problem+json",
+    schema: named::<Problem>(),
+};
+
+/// A problem answer.
+const fn problem(status: &'static str, description: &'static str) -> Answer {
+    answer(status, description, &[PROBLEM_JSON])
+}
+
+/// What most operations answer besides their success.
+const PROBLEM: Answer = problem("default", "A problem");
+
+/// A Graph route's error: Graph's error object, or a problem before the facade took the call.
+const fn graph_error(description: &'static str) -> Answer {
+    const GRAPH_ERROR: &[Content] = &[json::<GraphErrorBody>(), PROBLEM_JSON];
+    answer("default", description, GRAPH_ERROR)
+}
+
+const TEXT: Content = Content {
+    media: "text/plain",
+    schema: Schema::Text,
+};
+
+const ACCOUNT: Param = path("account", "The account id (`AC…`)");
+const VERIFICATION: Param = path("id", "The verification id (`VE…`)");
+const USER: Param = path("user", "The user id");
+const DEVICE: Param = path("device", "The device id");
+const NUMBER: Param = path("id", "The phone-number id");
+const PROVIDER: Param = path("provider", "The provider's configured name");
+const GRAPH_VERSION: Param = path("version", "A Graph API version: v22.0 to v26.0");
+const GRAPH_NUMBER: Param = path("phone_number_id", "The phone-number id");
+const LINK_TOKEN: Param = query("token", true, "The e-mailed single-use token");
+const IDEMPOTENT_SEND: Param = Param {
+    name: "Idempotency-Key",
+    place: Place::Header,
+    required: false,
+    description: "1 to 255 visible ASCII characters, scoped to the account and the number `to`: a retry with the same key and number replays the first answer (`Idempotent-Replayed: true`) and sends nothing; the same key for another number starts a new verification",
+    schema: Schema::Text,
+};
+const IDEMPOTENT_CHECK: Param = Param {
+    description: "1 to 255 visible ASCII characters, scoped to the account and the verification's number: the first check that counts records its outcome under the key, and a retry with the key answers that outcome again (an approval too, `Idempotent-Replayed: true`) and counts nothing; the key used for a check of another verification is refused (422)",
+    ..IDEMPOTENT_SEND
+};
+const AUDIT_LIMIT: Param = Param {
+    schema: Schema::Integer {
+        minimum: 1,
+        maximum: 500,
+    },
+    ..query("limit", false, "1 to 500, default 50")
+};
+
 /// The routes. Adding one: a row here and its handler. Static segments win over parameters
-/// (`/v2/Services` over `/{param}/{second}`).
+/// (`/v2/Services` over `/{param}/{second}`). Each documented method's path parameters are
+/// named in the order of the path's `{param}` and `{second}`.
 #[rustfmt::skip]
 pub static TABLE: &[Entry] = &[
-    row("/healthz", "healthz", &[("GET", Open, to!(operations::healthz))]),
-    row("/readyz", "readyz", &[("GET", Open, to!(operations::readyz))]),
-    row("/metrics", "metrics", &[("GET", Open, to!(operations::metrics))]),
-    row("/openapi.json", "openapi", &[("GET", Open, to!(operations::document))]),
-    row("/v1/accounts", "create_account", &[("POST", Root(CreateAccounts), to!(keys::create_account))]),
-    row("/v1/accounts/{param}/keys", "create_key", &[("POST", RootOrKey(MintKeys), to!(keys::create_key))]),
-    row("/v1/accounts/{param}/email", "account_email", &[("PUT", Root(SetAccountEmail), to!(keys::set_account_email))]),
-    row("/v1/verifications", "start_verification", &[("POST", Key(SendCodes), to!(verifications::start))]),
-    row("/v1/verifications/check", "check_verification", &[("POST", Key(SendCodes), to!(verifications::check))]),
-    row("/v1/verifications/{param}", "get_verification", &[("GET", Key(SendCodes), to!(verifications::get))]),
-    row("/v1/verifications/{param}/cancel", "cancel_verification", &[("POST", Key(SendCodes), to!(verifications::cancel))]),
-    row("/v1/policy", "policy", &[("GET", Key(ReadPolicy), to!(accounts::get_policy)), ("PUT", Key(ManagePeople), to!(accounts::put_policy))]),
-    row("/v1/users", "users", &[("POST", Key(ManagePeople), to!(accounts::create_user))]),
-    row("/v1/users/{param}", "user", &[("GET", Key(ManagePeople), to!(accounts::get_user)), ("PATCH", Key(ManagePeople), to!(accounts::patch_user))]),
-    row("/v1/users/{param}/factors/{second}", "user_factor", &[("DELETE", Key(ManagePeople), to!(accounts::remove_factor))]),
-    row("/v1/users/{param}/factors", "user_factors", &[("POST", Key(UseFactors), to!(factors::enrolment))]),
-    row("/v1/users/{param}/factors/{second}/confirm", "confirm_factor", &[("POST", Key(UseFactors), to!(factors::confirmation))]),
-    row("/v1/users/{param}/challenges", "challenges", &[("POST", Key(UseFactors), to!(factors::challenges))]),
-    row("/v1/users/{param}/recovery-codes", "recovery_codes", &[("POST", Key(UseFactors), to!(factors::recovery_codes))]),
-    row("/v1/users/{param}/trusted-devices", "user_trusted_devices", &[("POST", Key(RunLogins), to!(accounts::trust_device)), ("DELETE", Key(RevokeDevices), to!(accounts::revoke_devices))]),
-    row("/v1/users/{param}/trusted-devices/{second}", "user_trusted_device", &[("DELETE", Key(RevokeDevices), to!(accounts::revoke_device))]),
-    row("/v1/trusted-devices/check", "check_trusted_device", &[("POST", Key(RunLogins), to!(accounts::check_device))]),
-    row("/v1/logins", "logins", &[("POST", Key(RunLogins), to!(accounts::login))]),
-    row("/v1/audit", "audit", &[("GET", Key(ReadAudit), to!(accounts::audit))]),
-    row("/v1/receipts/{param}", "receipt", &[("GET", Receipt, to!(webhooks::receipt)), ("POST", Receipt, to!(webhooks::receipt))]),
-    row("/v1/phone-numbers", "phone_numbers", &[("POST", Key(ManagePhoneNumbers), to!(pins::add_number))]),
-    row("/v1/phone-numbers/{param}", "phone_number", &[("GET", Key(ManagePhoneNumbers), to!(pins::get_number)), ("POST", Key(SetPins), to!(pins::set_pin))]),
-    row("/v1/phone-numbers/{param}/register", "register_phone_number", &[("POST", Key(RegisterNumbers), to!(pins::register))]),
-    row("/v1/phone-numbers/{param}/two-step/disable-requests", "two_step_disable_requests", &[("POST", Key(AskTwoStepLinks), to!(pins::disable_request))]),
-    row("/v1/phone-numbers/{param}/two-step/reset-requests", "two_step_reset_requests", &[("POST", Key(AskTwoStepLinks), to!(pins::reset_request))]),
-    row("/v1/two-step/confirm", "two_step_confirm", &[("GET", Link, to!(pins::confirm_link)), ("POST", Link, to!(pins::confirm_link))]),
-    row("/v1/two-step/reset", "two_step_reset", &[("GET", Link, to!(pins::peek_reset_link)), ("POST", Link, to!(pins::reset_link))]),
+    row("/healthz", "healthz", &[
+        op("GET", Open, to!(operations::healthz), Doc {
+            id: "healthz", summary: "Liveness", tag: "operations", params: &[], request: None,
+            answers: &[
+                answer("200", "The process is up", &[TEXT]),
+                problem("default", "Not alive (503: the store client has answered nothing for `store.client_unhealthy_after_ms` while Redis answers; restart the process)"),
+            ],
+        }),
+    ]),
+    row("/readyz", "readyz", &[
+        op("GET", Open, to!(operations::readyz), Doc {
+            id: "readyz", summary: "Readiness", tag: "operations", params: &[], request: None,
+            answers: &[
+                answer("200", "The store answers (and, with Redis, the outbox is readable)", &[TEXT]),
+                problem("default", "Not ready (503: the store is unreachable, a Redis Cluster shard's master has been unreachable for `store.shard_down_grace_ms`, or the outbox has not been readable for longer than dispatch.outbox_unready_after_ms)"),
+            ],
+        }),
+    ]),
+    row("/metrics", "metrics", &[
+        op("GET", Open, to!(operations::metrics), Doc {
+            id: "metrics", summary: "Prometheus metrics", tag: "operations", params: &[], request: None,
+            answers: &[answer("200", "Prometheus text exposition", &[TEXT])],
+        }),
+    ]),
+    row("/openapi.json", "openapi", &[
+        op("GET", Open, to!(openapi_json), Doc {
+            id: "openapi_json", summary: "This document", tag: "operations", params: &[], request: None,
+            answers: &[answer("200", "This document", &[Content { media: "application/json", schema: Schema::Object }])],
+        }),
+    ]),
+    row("/v1/accounts", "create_account", &[
+        op("POST", Root(CreateAccounts), to!(keys::create_account), Doc {
+            id: "create_account", summary: "Create an account", tag: "accounts", params: &[],
+            request: body::<CreateAccountBody>(),
+            answers: &[answer("201", "Created (root key only)", &[json::<AccountBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/accounts/{param}/keys", "create_key", &[
+        op("POST", RootOrKey(MintKeys), to!(keys::create_key), Doc {
+            id: "create_key", summary: "Mint a key", tag: "accounts", params: &[ACCOUNT],
+            request: body::<CreateKeyBody>(),
+            answers: &[answer("201", "Minted (root key or the account's owner)", &[json::<KeyBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/accounts/{param}/email", "account_email", &[
+        op("PUT", Root(SetAccountEmail), to!(keys::set_account_email), Doc {
+            id: "set_account_email", summary: "Set the account's e-mail address", tag: "phone-numbers", params: &[ACCOUNT],
+            request: body::<EmailBody>(),
+            answers: &[answer("200", "Set", &[json::<EmailSetBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/verifications", "start_verification", &[
+        op("POST", Key(SendCodes), to!(verifications::start), Doc {
+            id: "start_verification", summary: "Send a code", tag: "verifications", params: &[IDEMPOTENT_SEND],
+            request: body::<StartBody>(),
+            answers: &[
+                answer("201", "A new verification; the code is on its way", &[json::<VerificationBody>()]),
+                answer("200", "A resend of the pending verification (same id, fresh code), or an idempotent replay", &[json::<VerificationBody>()]),
+                problem("503", "`unavailable`: the store is unreachable and nothing was changed; `outcome-unknown`: the store did not answer in time, the verification may have been created (retry with the same Idempotency-Key)"),
+                PROBLEM,
+            ],
+        }),
+    ]),
+    row("/v1/verifications/check", "check_verification", &[
+        op("POST", Key(SendCodes), to!(verifications::check), Doc {
+            id: "check_verification", summary: "Check a code", tag: "verifications", params: &[IDEMPOTENT_CHECK],
+            request: body::<CheckBody>(),
+            answers: &[
+                answer("200", "The outcome of this check: `approved` (with `valid`) only to the check that approved it, `pending` with one attempt less after a wrong code, `expired` or `max_attempts_reached` when this check found or caused it", &[json::<VerificationBody>()]),
+                problem("409", "The verification was already final; nothing was counted. The type names its status: `verification-already-approved`, `verification-expired`, `verification-canceled`, `verification-max-attempts-reached`"),
+                problem("503", "`unavailable`: nothing was changed; `outcome-unknown`: the check may have counted (and approved): retry with the same Idempotency-Key"),
+                PROBLEM,
+            ],
+        }),
+    ]),
+    row("/v1/verifications/{param}", "get_verification", &[
+        op("GET", Key(SendCodes), to!(verifications::get), Doc {
+            id: "get_verification", summary: "Read a verification", tag: "verifications", params: &[VERIFICATION], request: None,
+            answers: &[answer("200", "The verification, with its send attempts", &[json::<VerificationBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/verifications/{param}/cancel", "cancel_verification", &[
+        op("POST", Key(SendCodes), to!(verifications::cancel), Doc {
+            id: "cancel_verification", summary: "Cancel a verification", tag: "verifications", params: &[VERIFICATION], request: None,
+            answers: &[answer("200", "Canceled", &[json::<VerificationBody>()]), problem("default", "A problem (409 if already final)")],
+        }),
+    ]),
+    row("/v1/policy", "policy", &[
+        op("GET", Key(ReadPolicy), to!(accounts::get_policy), Doc {
+            id: "get_policy", summary: "Read the 2FA policy", tag: "policy", params: &[], request: None,
+            answers: &[answer("200", "The account's policy", &[json::<PolicyBody>()]), PROBLEM],
+        }),
+        op("PUT", Key(ManagePeople), to!(accounts::put_policy), Doc {
+            id: "put_policy", summary: "Change the 2FA policy", tag: "policy", params: &[],
+            request: body::<PutPolicyBody>(),
+            answers: &[
+                answer("200", "The policy after the change (absent fields stay)", &[json::<PolicyBody>()]),
+                problem("default", "A problem (422 `refused` names the rule)"),
+            ],
+        }),
+    ]),
+    row("/v1/users", "users", &[
+        op("POST", Key(ManagePeople), to!(accounts::create_user), Doc {
+            id: "create_user", summary: "Add a user", tag: "users", params: &[],
+            request: body::<CreateUserBody>(),
+            answers: &[answer("201", "Added", &[json::<UserBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/users/{param}", "user", &[
+        op("GET", Key(ManagePeople), to!(accounts::get_user), Doc {
+            id: "get_user", summary: "Read a user", tag: "users", params: &[USER], request: None,
+            answers: &[answer("200", "The user", &[json::<UserBody>()]), PROBLEM],
+        }),
+        op("PATCH", Key(ManagePeople), to!(accounts::patch_user), Doc {
+            id: "patch_user", summary: "Change a user", tag: "users", params: &[USER],
+            request: body::<PatchUserBody>(),
+            answers: &[answer("200", "The user after the change", &[json::<UserBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/users/{param}/factors/{second}", "user_factor", &[
+        op("DELETE", Key(ManagePeople), to!(accounts::remove_factor), Doc {
+            id: "delete_factor", summary: "Remove a factor", tag: "users", request: None,
+            params: &[USER, path("factor", "The factor id"), query("acting_user", false, "The person the key acts for")],
+            answers: &[answer("200", "Removed; the user after it", &[json::<UserBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/users/{param}/factors", "user_factors", &[
+        op("POST", Key(UseFactors), to!(factors::enrolment), Doc {
+            id: "enrol_factor", summary: "Start enrolling a factor", tag: "users", params: &[USER],
+            request: body::<EnrolBody>(),
+            answers: &[answer("201", "Enrolment started (pending until confirmed)", &[json::<Enrolment>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/users/{param}/factors/{second}/confirm", "confirm_factor", &[
+        op("POST", Key(UseFactors), to!(factors::confirmation), Doc {
+            id: "confirm_factor", summary: "Confirm a factor", tag: "users",
+            params: &[USER, path("factor", "The pending factor's id")],
+            request: body::<ConfirmBody>(),
+            answers: &[answer("200", "The factor is active", &[json::<ConfirmedBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/users/{param}/challenges", "challenges", &[
+        op("POST", Key(UseFactors), to!(factors::challenges), Doc {
+            id: "challenge", summary: "Challenge a factor", tag: "users", params: &[USER],
+            request: body::<ChallengeBody>(),
+            answers: &[answer("200", "The outcome, or WebAuthn options to sign", &[json::<ChallengeOutcome>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/users/{param}/recovery-codes", "recovery_codes", &[
+        op("POST", Key(UseFactors), to!(factors::recovery_codes), Doc {
+            id: "recovery_codes", summary: "Draw new recovery codes", tag: "users", params: &[USER], request: None,
+            answers: &[answer("201", "A new set of recovery codes (the old set is void)", &[json::<RecoveryCodesBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/users/{param}/trusted-devices", "user_trusted_devices", &[
+        op("POST", Key(RunLogins), to!(accounts::trust_device), Doc {
+            id: "trust_device", summary: "Trust a device", tag: "trusted-devices", params: &[USER],
+            request: body::<TrustBody>(),
+            answers: &[answer("201", "Trusted; the token is shown once", &[json::<DeviceTrustedBody>()]), PROBLEM],
+        }),
+        op("DELETE", Key(RevokeDevices), to!(accounts::revoke_devices), Doc {
+            id: "revoke_devices", summary: "Revoke every device of a user", tag: "trusted-devices", params: &[USER], request: None,
+            answers: &[answer("200", "Every device of the user revoked", &[json::<DevicesRevokedBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/users/{param}/trusted-devices/{second}", "user_trusted_device", &[
+        op("DELETE", Key(RevokeDevices), to!(accounts::revoke_device), Doc {
+            id: "revoke_device", summary: "Revoke a device", tag: "trusted-devices", params: &[USER, DEVICE], request: None,
+            answers: &[answer("200", "Revoked", &[json::<DeviceRevokedBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/trusted-devices/check", "check_trusted_device", &[
+        op("POST", Key(RunLogins), to!(accounts::check_device), Doc {
+            id: "check_device", summary: "Check a trusted device", tag: "trusted-devices", params: &[],
+            request: body::<CheckDeviceBody>(),
+            answers: &[answer("200", "Whether the device is trusted now", &[json::<DeviceCheckedBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/logins", "logins", &[
+        op("POST", Key(RunLogins), to!(accounts::login), Doc {
+            id: "login", summary: "Decide a login", tag: "trusted-devices", params: &[],
+            request: body::<LoginBody>(),
+            answers: &[answer("200", "allow, challenge or enroll", &[json::<DecisionBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/audit", "audit", &[
+        op("GET", Key(ReadAudit), to!(accounts::audit), Doc {
+            id: "audit", summary: "Read the audit log", tag: "audit", request: None,
+            params: &[AUDIT_LIMIT, query("cursor", false, "`next_cursor` of an earlier page")],
+            answers: &[answer("200", "Newest first", &[json::<AuditPageBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/receipts/{param}", "receipt", &[
+        op("GET", Receipt, to!(webhooks::receipt), Doc {
+            id: "receipt_get", summary: "Meta's subscription check", tag: "receipts", request: None,
+            params: &[
+                PROVIDER,
+                query("hub.mode", false, "Meta's subscription check: subscribe"),
+                query("hub.verify_token", false, "Must equal dispatch.receipt_token"),
+                query("hub.challenge", false, "Echoed back"),
+            ],
+            answers: &[answer("200", "Meta's subscription check: the challenge echoed", &[TEXT]), PROBLEM],
+        }),
+        op("POST", Receipt, to!(webhooks::receipt), Doc {
+            id: "receipt_post", summary: "Apply delivery receipts", tag: "receipts",
+            params: &[PROVIDER, query("token", false, "The receipt token, for vendors that do not sign")],
+            request: Some(Body {
+                description: Some("The vendor's own callback body (form or JSON)"),
+                content: Content { media: "application/x-www-form-urlencoded", schema: Schema::Text },
+            }),
+            answers: &[answer("200", "Receipts read and applied", &[json::<ReceiptsAppliedBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/phone-numbers", "phone_numbers", &[
+        op("POST", Key(ManagePhoneNumbers), to!(pins::add_number), Doc {
+            id: "add_phone_number", summary: "Add a phone number", tag: "phone-numbers", params: &[],
+            request: body::<AddBody>(),
+            answers: &[answer("201", "Added, two-step on", &[json::<NumberBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/phone-numbers/{param}", "phone_number", &[
+        op("GET", Key(ManagePhoneNumbers), to!(pins::get_number), Doc {
+            id: "get_phone_number", summary: "Read a phone number", tag: "phone-numbers", params: &[NUMBER], request: None,
+            answers: &[answer("200", "The number", &[json::<NumberBody>()]), PROBLEM],
+        }),
+        op("POST", Key(SetPins), to!(pins::set_pin), Doc {
+            id: "set_pin", summary: "Set or change the PIN", tag: "phone-numbers", params: &[NUMBER],
+            request: body::<PinBody>(),
+            answers: &[answer("200", "PIN set or changed", &[json::<Success>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/phone-numbers/{param}/register", "register_phone_number", &[
+        op("POST", Key(RegisterNumbers), to!(pins::register), Doc {
+            id: "register_phone_number", summary: "Register a phone number", tag: "phone-numbers", params: &[NUMBER],
+            request: body::<RegisterBody>(),
+            answers: &[answer("200", "Registered", &[json::<Success>()]), problem("default", "A problem (wrong PINs are limited)")],
+        }),
+    ]),
+    row("/v1/phone-numbers/{param}/two-step/disable-requests", "two_step_disable_requests", &[
+        op("POST", Key(AskTwoStepLinks), to!(pins::disable_request), Doc {
+            id: "disable_requests", summary: "E-mail a link that disables two-step", tag: "phone-numbers", params: &[NUMBER], request: None,
+            answers: &[
+                answer("202", "A one-time link was e-mailed (owner/admin only)", &[json::<LinkSentBody>()]),
+                problem("default", "A problem (partners: 403)"),
+            ],
+        }),
+    ]),
+    row("/v1/phone-numbers/{param}/two-step/reset-requests", "two_step_reset_requests", &[
+        op("POST", Key(AskTwoStepLinks), to!(pins::reset_request), Doc {
+            id: "reset_requests", summary: "E-mail a link that resets the PIN", tag: "phone-numbers", params: &[NUMBER], request: None,
+            answers: &[answer("202", "A one-time link was e-mailed", &[json::<LinkSentBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/two-step/confirm", "two_step_confirm", &[
+        op("GET", Link, to!(pins::confirm_link), Doc {
+            id: "confirm_link_get", summary: "Disable two-step by the e-mailed link", tag: "phone-numbers", params: &[LINK_TOKEN], request: None,
+            answers: &[answer("200", "Two-step disabled", &[json::<LinkOutcomeBody>()]), PROBLEM],
+        }),
+        op("POST", Link, to!(pins::confirm_link), Doc {
+            id: "confirm_link_post", summary: "Disable two-step by the e-mailed link", tag: "phone-numbers", params: &[LINK_TOKEN], request: None,
+            answers: &[answer("200", "Two-step disabled", &[json::<LinkOutcomeBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/two-step/reset", "two_step_reset", &[
+        op("GET", Link, to!(pins::peek_reset_link), Doc {
+            id: "reset_link_get", summary: "Read what a reset link will do", tag: "phone-numbers", params: &[LINK_TOKEN], request: None,
+            answers: &[answer("200", "What the link will do", &[json::<LinkOutcomeBody>()]), PROBLEM],
+        }),
+        op("POST", Link, to!(pins::reset_link), Doc {
+            id: "reset_link_post", summary: "Reset the PIN by the e-mailed link", tag: "phone-numbers", params: &[LINK_TOKEN],
+            request: body::<PinBody>(),
+            answers: &[answer("200", "New PIN set, two-step on", &[json::<LinkOutcomeBody>()]), PROBLEM],
+        }),
+    ]),
     // Any other two-segment path: `find` keeps it only when the first segment is a Graph version
     // (`v24.0`); static routes win over it.
-    row("/{param}/{second}", "graph_phone_number", &[("GET", Graph, to!(graph::get_number)), ("POST", Graph, to!(graph::set_pin))]),
-    row("/{param}/{second}/register", "graph_register", &[("POST", Graph, to!(graph::register))]),
-    row("/v2/Services", "twilio_services", &[("GET", Twilio, to!(twilio::get_services)), ("POST", Twilio, to!(twilio::post_services))]),
-    row("/v2/Services/{param}", "twilio_service", &[("GET", Twilio, to!(twilio::get_service))]),
-    row("/v2/Services/{param}/Verifications", "twilio_start_verification", &[("POST", Twilio, to!(twilio::post_verifications))]),
-    row("/v2/Services/{param}/Verifications/{second}", "twilio_verification", &[("GET", Twilio, to!(twilio::get_verification)), ("POST", Twilio, to!(twilio::post_verification))]),
-    row("/v2/Services/{param}/VerificationCheck", "twilio_check_verification", &[("POST", Twilio, to!(twilio::post_verification_check))]),
+    row("/{param}/{second}", "graph_phone_number", &[
+        op("GET", Graph, to!(graph::get_number), Doc {
+            id: "graph_get_number", summary: "Read a number (Graph API)", tag: "phone-numbers", params: &[GRAPH_VERSION, GRAPH_NUMBER], request: None,
+            answers: &[answer("200", "The number's Graph fields", &[json::<GraphNumberBody>()]), graph_error("A Graph error object")],
+        }),
+        op("POST", Graph, to!(graph::set_pin), Doc {
+            id: "graph_set_pin", summary: "Set the PIN (Graph API)", tag: "phone-numbers", params: &[GRAPH_VERSION, GRAPH_NUMBER],
+            request: body::<PinBody>(),
+            answers: &[answer("200", "The Graph API's answer", &[json::<Success>()]), graph_error("A Graph error object (100, 190, 10, 133016, 2500)")],
+        }),
+    ]),
+    row("/{param}/{second}/register", "graph_register", &[
+        op("POST", Graph, to!(graph::register), Doc {
+            id: "graph_register", summary: "Register a number (Graph API)", tag: "phone-numbers", params: &[GRAPH_VERSION, GRAPH_NUMBER],
+            request: body::<RegisterBody>(),
+            answers: &[answer("200", "Registered", &[json::<Success>()]), graph_error("A Graph error object (133005 PIN mismatch, 133016 rate limit)")],
+        }),
+    ]),
+    // The Twilio Verify v2 facade: Twilio documents it.
+    row("/v2/Services", "twilio_services", &[undocumented("GET", Twilio, to!(twilio::get_services)), undocumented("POST", Twilio, to!(twilio::post_services))]),
+    row("/v2/Services/{param}", "twilio_service", &[undocumented("GET", Twilio, to!(twilio::get_service))]),
+    row("/v2/Services/{param}/Verifications", "twilio_start_verification", &[undocumented("POST", Twilio, to!(twilio::post_verifications))]),
+    row("/v2/Services/{param}/Verifications/{second}", "twilio_verification", &[undocumented("GET", Twilio, to!(twilio::get_verification)), undocumented("POST", Twilio, to!(twilio::post_verification))]),
+    row("/v2/Services/{param}/VerificationCheck", "twilio_check_verification", &[undocumented("POST", Twilio, to!(twilio::post_verification_check))]),
 ];
+
+/// `GET /openapi.json`: the document of this table.
+async fn openapi_json(_: Call<'_>) -> Reply {
+    Ok(super::openapi::response(document()))
+}
+
+/// The OpenAPI document of the table, rendered once.
+pub fn document() -> &'static str {
+    static DOCUMENT: OnceLock<String> = OnceLock::new();
+    DOCUMENT.get_or_init(|| super::openapi::render(TABLE))
+}
 
 /// Every method `entry` accepts, for 405 and `Allow` (`GET, POST`): joined once for the whole
 /// table, beside the matcher.
@@ -288,6 +619,48 @@ mod tests {
         assert_eq!(allow(named("check_verification")), "POST");
         assert_eq!(allow(named("get_verification")), "GET");
         assert!(named("twilio_verification").is_twilio() && named("graph_register").is_graph());
+    }
+
+    #[test]
+    fn each_documented_method_names_its_path_parameters_and_has_a_unique_id() {
+        let mut ids = std::collections::HashSet::new();
+        for entry in TABLE {
+            let in_path = entry.path.matches('{').count();
+            for (verb, _, doc) in entry.documented() {
+                let named = doc.params.iter().filter(|param| param.place == Place::Path);
+                assert_eq!(named.count(), in_path, "{verb} {}", entry.path);
+                assert!(ids.insert(doc.id), "{} twice", doc.id);
+            }
+            // Only the Twilio facade is left out, and it is left out whole.
+            assert_eq!(
+                entry.documented().count() == 0,
+                entry.is_twilio(),
+                "{}",
+                entry.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_document_is_openapi_3_1_with_the_bearer_scheme_and_open_routes_need_no_key() {
+        let document: serde_json::Value = serde_json::from_str(document()).unwrap();
+        assert!(document["openapi"].as_str().unwrap().starts_with("3.1"));
+        assert_eq!(
+            document["components"]["securitySchemes"]["bearer"]["scheme"],
+            "bearer"
+        );
+        assert!(document["paths"]["/v1/verifications"]["post"].is_object());
+        let open = &document["paths"]["/healthz"]["get"]["security"];
+        assert_eq!(open, &serde_json::json!([{}]));
+        assert!(
+            document["paths"]["/v1/users/{user}/factors/{factor}"]["delete"]["security"].is_null()
+        );
+        for schema in ["Problem", "Verification", "GraphErrorBody", "SendAttempt"] {
+            assert!(
+                document["components"]["schemas"][schema].is_object(),
+                "{schema}"
+            );
+        }
     }
 
     #[test]
