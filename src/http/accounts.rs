@@ -11,8 +11,9 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
 use super::auth::Grant;
-use super::body::{json_response, query_pairs, read_json};
+use super::body::{json_body, json_response, query_pairs};
 use super::error::ApiError;
+use super::fields::optional;
 use super::routes::{Call, Reply};
 use super::wire::{
     AuditEntryBody, AuditPageBody, CheckDeviceBody, CreateUserBody, DecisionBody,
@@ -122,17 +123,16 @@ fn parse_phone(input: &str) -> Result<PhoneNumber, ApiError> {
     PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("phone {error}")))
 }
 
-fn parse_two_factor(input: &str) -> Result<TwoFactorRequest, ApiError> {
-    TwoFactorRequest::parse(input)
-        .ok_or_else(|| ApiError::invalid("two_factor must be one of on, off, account"))
+fn parse_two_factor(input: Option<&str>) -> Result<Option<TwoFactorRequest>, ApiError> {
+    let expected = "two_factor must be one of on, off, account";
+    optional(input, TwoFactorRequest::parse, expected)
 }
 
 // ---- policy ----
 
 pub(super) async fn put_policy(call: Call<'_>) -> Reply {
-    let (app, _, request, grant) = call.keyed()?;
+    let (app, _, grant, body) = call.keyed_json::<PutPolicyBody>().await?;
     let (account, key) = grant.into_key();
-    let body: PutPolicyBody = read_json(request, app.settings().server.request_body_limit).await?;
     let channels = match &body.channels {
         None => None,
         Some(names) => {
@@ -205,33 +205,20 @@ async fn user_response(
     ))
 }
 
-fn parse_role(input: &str) -> Result<UserRole, ApiError> {
-    UserRole::parse(input)
-        .ok_or_else(|| ApiError::invalid("role must be one of owner, admin, member"))
-}
+const ROLE: &str = "role must be one of owner, admin, member";
 
 pub(super) async fn create_user(call: Call<'_>) -> Reply {
-    let (app, _, request, grant) = call.keyed()?;
+    let (app, _, grant, body) = call.keyed_json::<CreateUserBody>().await?;
     let (account, key) = grant.into_key();
-    let body: CreateUserBody = read_json(request, app.settings().server.request_body_limit).await?;
     let new = NewUser {
         id: body
             .id
             .as_deref()
             .map(|id| parse_user(id, "id"))
             .transpose()?,
-        role: body
-            .role
-            .as_deref()
-            .map(parse_role)
-            .transpose()?
-            .unwrap_or(UserRole::Member),
+        role: optional(body.role.as_deref(), UserRole::parse, ROLE)?.unwrap_or(UserRole::Member),
         phone: body.phone.as_deref().map(parse_phone).transpose()?,
-        two_factor: body
-            .two_factor
-            .as_deref()
-            .map(parse_two_factor)
-            .transpose()?,
+        two_factor: parse_two_factor(body.two_factor.as_deref())?,
     };
     let actor = actor(app, &account, &key, body.acting_user.as_deref()).await?;
     let user = app.accounts().create_user(&account, &actor, &new).await?;
@@ -242,19 +229,15 @@ pub(super) async fn patch_user(call: Call<'_>) -> Reply {
     let (app, matched, request, grant) = call.keyed()?;
     let id = user_param(matched.param)?;
     let (account, key) = grant.into_key();
-    let body: PatchUserBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let body: PatchUserBody = json_body(app, request).await?;
     let patch = UserPatch {
-        role: body.role.as_deref().map(parse_role).transpose()?,
+        role: optional(body.role.as_deref(), UserRole::parse, ROLE)?,
         phone: match body.phone {
             None => None,
             Some(None) => Some(None),
             Some(Some(phone)) => Some(Some(parse_phone(&phone)?)),
         },
-        two_factor: body
-            .two_factor
-            .as_deref()
-            .map(parse_two_factor)
-            .transpose()?,
+        two_factor: parse_two_factor(body.two_factor.as_deref())?,
     };
     let actor = actor(app, &account, &key, body.acting_user.as_deref()).await?;
     let user = app
@@ -286,7 +269,7 @@ pub(super) async fn trust_device(call: Call<'_>) -> Reply {
     let (app, matched, request, grant) = call.keyed()?;
     let id = user_param(matched.param)?;
     let Grant { account, key } = grant;
-    let body: TrustBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let body: TrustBody = json_body(app, request).await?;
     let proof = app
         .factors()
         .device_proof(
@@ -331,10 +314,8 @@ fn check_token(token: &str) -> Result<(), ApiError> {
 }
 
 pub(super) async fn check_device(call: Call<'_>) -> Reply {
-    let (app, _, request, grant) = call.keyed()?;
+    let (app, _, grant, body) = call.keyed_json::<CheckDeviceBody>().await?;
     let (account, _) = grant.into_key();
-    let body: CheckDeviceBody =
-        read_json(request, app.settings().server.request_body_limit).await?;
     let user = parse_user(&body.user, "user")?;
     check_token(&body.device_token)?;
     let checked = app
@@ -354,9 +335,8 @@ pub(super) async fn check_device(call: Call<'_>) -> Reply {
 // ---- logins ----
 
 pub(super) async fn login(call: Call<'_>) -> Reply {
-    let (app, _, request, grant) = call.keyed()?;
+    let (app, _, grant, body) = call.keyed_json::<LoginBody>().await?;
     let (account, _) = grant.into_key();
-    let body: LoginBody = read_json(request, app.settings().server.request_body_limit).await?;
     let user = parse_user(&body.user, "user")?;
     if let Some(token) = &body.device_token {
         check_token(token)?;

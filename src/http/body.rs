@@ -76,6 +76,14 @@ async fn collect_body(request: Request<Incoming>, limit: usize) -> Result<Bytes,
         .to_bytes())
 }
 
+/// The request's JSON body, within the server's `request_body_limit` (see [`read_json`]).
+pub(crate) async fn json_body<T: serde::de::DeserializeOwned>(
+    app: &crate::App,
+    request: Request<Incoming>,
+) -> Result<T, ApiError> {
+    read_json(request, app.settings().server.request_body_limit).await
+}
+
 /// Reads a JSON body: refuses non-JSON content types, bodies over the limit (before reading
 /// them when the length is announced), and anything serde cannot map onto `T`.
 pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(

@@ -114,6 +114,12 @@ impl ApiError {
         }
     }
 
+    /// The system random generator failed: logged, and the client gets an opaque 500.
+    fn random_failed() -> Self {
+        tracing::error!("the system random generator failed");
+        ApiError::Internal
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
@@ -345,10 +351,7 @@ impl From<VerifyError> for ApiError {
                 "code_length must be at least {floor}, this account's code length"
             )),
             VerifyError::QueueFull => ApiError::Unavailable("the message queue is full; nothing was sent, try again"),
-            VerifyError::Random => {
-                tracing::error!("the system random generator failed");
-                ApiError::Internal
-            }
+            VerifyError::Random => ApiError::random_failed(),
             VerifyError::Store(error) => error.into(),
         }
     }
@@ -370,10 +373,7 @@ impl From<crate::account::service::AccountError> for ApiError {
             AccountError::NotFound(detail) => ApiError::NotFound(detail),
             AccountError::Conflict(detail) => ApiError::Conflict(detail),
             AccountError::Invalid(detail) => ApiError::InvalidRequest(detail),
-            AccountError::Random => {
-                tracing::error!("the system random generator failed");
-                ApiError::Internal
-            }
+            AccountError::Random => ApiError::random_failed(),
             AccountError::Limit(reached) => ApiError::AccountLimit(reached),
             AccountError::Store(error) => error.into(),
         }
@@ -442,10 +442,7 @@ impl From<crate::pin::service::PinError> for ApiError {
                 tracing::error!(%error, "PIN hashing failed");
                 ApiError::Internal
             }
-            PinError::Random => {
-                tracing::error!("the system random generator failed");
-                ApiError::Internal
-            }
+            PinError::Random => ApiError::random_failed(),
             PinError::Store(error) => error.into(),
         }
     }
@@ -480,10 +477,7 @@ impl From<crate::factors::FactorError> for ApiError {
                 tracing::error!(%error, "a factor secret could not be opened (is its key still configured in factors.keys?)");
                 ApiError::Internal
             }
-            FactorError::Random => {
-                tracing::error!("the system random generator failed");
-                ApiError::Internal
-            }
+            FactorError::Random => ApiError::random_failed(),
             FactorError::Store(error) => error.into(),
         }
     }

@@ -13,8 +13,9 @@ use hyper::{Request, Response, StatusCode};
 use serde_json::Value;
 
 use super::auth::Grant;
-use super::body::{json_response, read_json};
+use super::body::{json_body, json_response};
 use super::error::ApiError;
+use super::fields::optional;
 use super::routes::{Call, Reply};
 use super::wire_factors::{
     ChallengeBody, ChallengeOutcome, ConfirmBody, ConfirmedBody, EnrolBody, Enrolment,
@@ -44,26 +45,23 @@ fn parts(call: Call<'_>) -> Result<Parts<'_>, ApiError> {
 /// `POST /v1/users/{user}/factors`.
 pub(super) async fn enrolment(call: Call<'_>) -> Reply {
     let (app, _, request, grant, user) = parts(call)?;
-    let limit = app.settings().server.request_body_limit;
-    enrol(app, &grant.account, &user, read_json(request, limit).await?).await
+    enrol(app, &grant.account, &user, json_body(app, request).await?).await
 }
 
 /// `POST /v1/users/{user}/factors/{factor}/confirm`.
 pub(super) async fn confirmation(call: Call<'_>) -> Reply {
     let (app, factor, request, grant, user) = parts(call)?;
-    let limit = app.settings().server.request_body_limit;
     let factor = factor
         .filter(|factor| Factor::valid_id(factor))
         .ok_or(ApiError::NotFound("no such factor for this user"))?;
-    let body = read_json(request, limit).await?;
+    let body = json_body(app, request).await?;
     confirm(app, &grant.account, grant.who(), &user, factor, body).await
 }
 
 /// `POST /v1/users/{user}/challenges`.
 pub(super) async fn challenges(call: Call<'_>) -> Reply {
     let (app, _, request, grant, user) = parts(call)?;
-    let limit = app.settings().server.request_body_limit;
-    let body = read_json(request, limit).await?;
+    let body = json_body(app, request).await?;
     challenge(app, &grant.account, grant.who(), &user, body).await
 }
 
@@ -95,15 +93,11 @@ async fn enrol(
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     match factor_type(&body.kind)? {
         FactorType::Totp => {
-            let algorithm = body
-                .algorithm
-                .as_deref()
-                .map(|name| {
-                    Algorithm::parse(name).ok_or_else(|| {
-                        ApiError::invalid("algorithm must be one of SHA1, SHA256, SHA512")
-                    })
-                })
-                .transpose()?;
+            let algorithm = optional(
+                body.algorithm.as_deref(),
+                Algorithm::parse,
+                "algorithm must be one of SHA1, SHA256, SHA512",
+            )?;
             if body.digits.is_some_and(|digits| !matches!(digits, 6 | 8)) {
                 return Err(ApiError::invalid("digits must be 6 or 8"));
             }

@@ -5,6 +5,17 @@
 use super::error::ApiError;
 use crate::verify::code::MAX_CODE_LENGTH;
 
+/// An optional field parsed by `parse`; a value it refuses is a 400 saying `expected`.
+pub fn optional<T>(
+    input: Option<&str>,
+    parse: impl FnOnce(&str) -> Option<T>,
+    expected: &'static str,
+) -> Result<Option<T>, ApiError> {
+    input
+        .map(|text| parse(text).ok_or_else(|| ApiError::invalid(expected)))
+        .transpose()
+}
+
 /// An account's display name: 1 to 100 printable characters, trimmed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountName(String);

@@ -4,9 +4,9 @@
 
 use hyper::StatusCode;
 
-use super::body::{json_response, read_json};
+use super::body::{json_body, json_response};
 use super::error::ApiError;
-use super::fields::{check_code_length, AccountName, EmailAddress};
+use super::fields::{check_code_length, optional, AccountName, EmailAddress};
 use super::routes::{Authenticated, Call, Reply};
 use super::wire::{AccountBody, CreateAccountBody, CreateKeyBody, KeyBody};
 use super::wire_pins::{EmailBody, EmailSetBody};
@@ -32,21 +32,18 @@ pub(super) async fn new_account(
 
 /// `POST /v1/accounts`, for the root key (the dispatcher checked it).
 pub(super) async fn create_account(Call { app, request, .. }: Call<'_>) -> Reply {
-    let body: CreateAccountBody =
-        read_json(request, app.settings().server.request_body_limit).await?;
+    let body: CreateAccountBody = json_body(app, request).await?;
     let name = AccountName::parse(&body.name)
         .ok_or_else(|| ApiError::invalid(format!("name must be {}", AccountName::RULE)))?;
     let settings = app.verifier().settings();
     let code_length = body.code_length.unwrap_or(settings.code_length);
     // The operator's floor: accounts with 4 or 5 digits only where the operator lowered it.
     check_code_length(code_length, settings.min_code_length)?;
-    let email = body
-        .email
-        .as_deref()
-        .map(|email| {
-            EmailAddress::parse(email).ok_or_else(|| ApiError::invalid(EmailAddress::EXPECTED))
-        })
-        .transpose()?;
+    let email = optional(
+        body.email.as_deref(),
+        EmailAddress::parse,
+        EmailAddress::EXPECTED,
+    )?;
     let account = new_account(app, name, code_length).await?;
     if let Some(email) = &email {
         app.pins().set_email(&account.id, email.as_str()).await?;
@@ -79,7 +76,7 @@ pub(super) async fn create_key(call: Call<'_>) -> Reply {
     let account_id = AccountId::parse(matched.param.unwrap_or_default())
         .ok_or(ApiError::NotFound("no such account"))?;
     caller.require_in(permission, &account_id)?;
-    let body: CreateKeyBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let body: CreateKeyBody = json_body(app, request).await?;
     let role: Role = body
         .role
         .parse()
@@ -119,7 +116,7 @@ pub(super) async fn set_account_email(
         .param
         .and_then(AccountId::parse)
         .ok_or(ApiError::NotFound("no such account"))?;
-    let body: EmailBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let body: EmailBody = json_body(app, request).await?;
     let email = EmailAddress::parse(&body.email)
         .ok_or_else(|| ApiError::invalid(EmailAddress::EXPECTED))?;
     if app.find_account(&account).await?.is_none() {

@@ -19,7 +19,7 @@ use hyper::body::Incoming;
 
 use hyper::{Request, StatusCode};
 
-use super::body::{json_response, read_bytes, read_json, success};
+use super::body::{json_body, json_response, read_bytes, success};
 use super::error::ApiError;
 use super::routes::{Call, Reply};
 use super::wire_pins::{AddBody, LinkOutcomeBody, LinkSentBody, NumberBody, PinBody, RegisterBody};
@@ -31,9 +31,8 @@ use crate::App;
 
 /// `POST /v1/phone-numbers`.
 pub(super) async fn add_number(call: Call<'_>) -> Reply {
-    let (app, _, request, grant) = call.keyed()?;
+    let (app, _, grant, body) = call.keyed_json::<AddBody>().await?;
     let key = &grant.key;
-    let body: AddBody = read_json(request, app.settings().server.request_body_limit).await?;
     let number = PhoneNumber::parse(&body.phone_number)
         .map_err(|error| ApiError::invalid(format!("phone_number {error}")))?;
     let pin = parse_pin(body.pin.as_deref())?;
@@ -64,7 +63,7 @@ pub(super) async fn set_pin(call: Call<'_>) -> Reply {
     let (app, matched, request, grant) = call.keyed()?;
     let key = &grant.key;
     let id = number_param(matched.param)?;
-    let body: PinBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let body: PinBody = json_body(app, request).await?;
     let pin = parse_pin(body.pin.as_deref())?;
     app.pins()
         .set_pin(&key.account, grant.who(), key.role, &id, &pin, "api")
@@ -77,7 +76,7 @@ pub(super) async fn register(call: Call<'_>) -> Reply {
     let (app, matched, request, grant) = call.keyed()?;
     let key = &grant.key;
     let id = number_param(matched.param)?;
-    let body: RegisterBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let body: RegisterBody = json_body(app, request).await?;
     if body
         .messaging_product
         .as_deref()
@@ -215,7 +214,7 @@ pub(super) async fn reset_link(
     pins.peek_link(&token)
         .await
         .map_err(|error| refuse_unknown(app, ip, error.into()))?;
-    let body: PinBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let body: PinBody = json_body(app, request).await?;
     let pin = parse_pin(body.pin.as_deref())?;
     let done = pins
         .use_reset_link(&token, &pin)

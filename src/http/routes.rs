@@ -11,7 +11,10 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 
+use serde::de::DeserializeOwned;
+
 use super::auth::{Caller, Grant};
+use super::body::json_body;
 use super::doc::Doc;
 use super::error::ApiError;
 use crate::account::permission::Permission;
@@ -211,6 +214,15 @@ impl<'a> Call<'a> {
             Authenticated::Key(grant) => Ok((self.app, self.matched, self.request, grant)),
             _ => Err(ApiError::Internal),
         }
+    }
+
+    /// What a `Key` route's handler that checks nothing before the body takes: the app, the
+    /// path's parameters, the key's grant and the JSON body (within the server's limit).
+    pub async fn keyed_json<T: DeserializeOwned>(
+        self,
+    ) -> Result<(&'a App, Matched<'a>, Grant, T), ApiError> {
+        let (app, matched, request, grant) = self.keyed()?;
+        Ok((app, matched, grant, json_body(app, request).await?))
     }
 }
 

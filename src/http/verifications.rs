@@ -7,9 +7,9 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode};
 
 use super::auth::Grant;
-use super::body::{json_response, read_json};
+use super::body::{json_body, json_response};
 use super::error::ApiError;
-use super::fields::{check_code_length, Locale};
+use super::fields::{check_code_length, optional, Locale};
 use super::routes::{Call, Reply};
 use super::wire::{AttemptBody, CheckBody, StartBody, VerificationBody};
 use crate::phone::PhoneNumber;
@@ -26,22 +26,18 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
     let (app, _, request, grant) = call.keyed()?;
     let Grant { account, .. } = grant;
     let idempotency_key = idempotency_key(&request)?;
-    let body: StartBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let body: StartBody = json_body(app, request).await?;
     let to = parse_phone(&body.to, "to")?;
     let channel = match body.channel.as_deref() {
         None => Channel::Sms,
         Some(name) => Channel::parse(name)
             .ok_or_else(|| ApiError::invalid("channel must be one of sms, whatsapp"))?,
     };
-    let locale = body
-        .locale
-        .as_deref()
-        .map(|locale| {
-            Locale::parse(locale).ok_or_else(|| {
-                ApiError::invalid("locale must be a language tag such as en, de or pt-BR")
-            })
-        })
-        .transpose()?;
+    let locale = optional(
+        body.locale.as_deref(),
+        Locale::parse,
+        "locale must be a language tag such as en, de or pt-BR",
+    )?;
     if let Some(length) = body.code_length {
         // The account's own floor is the verifier's to hold; this is the API's range.
         check_code_length(length, MIN_CODE_LENGTH)?;
@@ -97,7 +93,7 @@ pub(super) async fn check(call: Call<'_>) -> Reply {
     let (app, _, request, grant) = call.keyed()?;
     let Grant { account, .. } = grant;
     let idempotency_key = idempotency_key(&request)?;
-    let body: CheckBody = read_json(request, app.settings().server.request_body_limit).await?;
+    let body: CheckBody = json_body(app, request).await?;
     let code = Code::parse(&body.code).ok_or_else(|| {
         ApiError::invalid(format!(
             "code must be {MIN_CODE_LENGTH} to {MAX_CODE_LENGTH} digits"
