@@ -27,8 +27,8 @@ use otpgate::account::AccountId;
 use otpgate::clock::{Clock, ManualClock};
 use otpgate::config::Settings;
 use otpgate::events::store::{
-    AttemptOutcome, Claim, Claimed, Enqueued, LogBounds, Outcome, QueuedEvent, Recipients,
-    Registered, Settled, WebhookBounds,
+    AttemptOutcome, Claim, Claimed, Deliveries, DueAccount, Enqueued, LogBounds, Outcome,
+    QueuedEvent, Recipients, Registered, Settled, WebhookBounds,
 };
 use otpgate::events::{
     Deliverer, Emitted, EmitterSettings, Event, EventData, EventFilter, EventId, EventType, Events,
@@ -179,13 +179,29 @@ impl Fixture {
             .unwrap()
     }
 
-    async fn due(&self) -> bool {
+    /// This account's entry among the due ones, if it is due.
+    async fn due_entry(&self) -> Option<DueAccount> {
         self.store
             .due_accounts(self.clock.now_ms(), 1_000)
             .await
             .unwrap()
-            .iter()
-            .any(|due| due.account == self.account)
+            .into_iter()
+            .find(|due| due.account == self.account)
+    }
+
+    async fn due(&self) -> bool {
+        self.due_entry().await.is_some()
+    }
+
+    /// Queues a new event of `kind` about verification `n`.
+    async fn queue_new(&self, kind: EventType, n: u32) -> QueuedEvent {
+        let event = self.event(kind, n);
+        self.enqueue(&event).await;
+        event
+    }
+
+    async fn log(&self, webhook: &WebhookId) -> Deliveries {
+        self.store.deliveries(&self.account, webhook).await.unwrap()
     }
 }
 
@@ -336,11 +352,7 @@ async fn an_event_goes_to_the_webhooks_whose_filter_takes_it_in_order(
         of(&everything),
         vec![created.id.clone(), approved.id.clone(), canceled.id.clone()]
     );
-    let log = fixture
-        .store
-        .deliveries(&fixture.account, &everything.id)
-        .await
-        .unwrap();
+    let log = fixture.log(&everything.id).await;
     assert_eq!(log.queued, 0);
     assert_eq!(log.attempts.len(), 3);
     assert_eq!(log.attempts[0].event_id, canceled.id, "latest first");
@@ -356,9 +368,7 @@ async fn a_leased_webhook_is_not_claimed_again_until_its_lease_ends(
 ) {
     let fixture = Fixture::new(backend).await;
     fixture.registered("https://hooks.example.com/", ALL).await;
-    fixture
-        .enqueue(&fixture.event(EventType::VerificationCreated, 1))
-        .await;
+    fixture.queue_new(EventType::VerificationCreated, 1).await;
     let first = fixture.claimed("instance-a").await;
     let lease_end = fixture.clock.now_ms() + LEASE_MS;
     match fixture.claim("instance-b").await {
@@ -404,9 +414,7 @@ async fn a_failed_head_holds_the_events_behind_it_until_its_retry_is_due(
         } if at == retry_at
     ));
     // A new event does not make the waiting webhook due earlier.
-    fixture
-        .enqueue(&fixture.event(EventType::VerificationCanceled, 2))
-        .await;
+    fixture.queue_new(EventType::VerificationCanceled, 2).await;
     assert!(matches!(fixture.claim("w").await, Claimed::Nothing { .. }));
     fixture.clock.advance(Duration::from_millis(1));
     let again = fixture.claimed("w").await;
@@ -423,9 +431,7 @@ async fn a_failed_head_holds_the_events_behind_it_until_its_retry_is_due(
 async fn a_settle_after_the_lease_was_taken_over_changes_nothing(backend: crate::stores::Backend) {
     let fixture = Fixture::new(backend).await;
     let webhook = fixture.registered("https://hooks.example.com/", ALL).await;
-    fixture
-        .enqueue(&fixture.event(EventType::VerificationCreated, 1))
-        .await;
+    fixture.queue_new(EventType::VerificationCreated, 1).await;
     let slow = fixture.claimed("slow").await;
     fixture.clock.advance(Duration::from_millis(LEASE_MS));
     let fast = fixture.claimed("fast").await;
@@ -433,11 +439,7 @@ async fn a_settle_after_the_lease_was_taken_over_changes_nothing(backend: crate:
         fixture.settle(&slow, Outcome::Delivered).await,
         Settled::LeaseLost
     );
-    let log = fixture
-        .store
-        .deliveries(&fixture.account, &webhook.id)
-        .await
-        .unwrap();
+    let log = fixture.log(&webhook.id).await;
     assert_eq!(log.queued, 1, "the head is still queued");
     assert!(log.attempts.is_empty());
     assert!(matches!(
@@ -464,11 +466,7 @@ async fn attempts_and_dead_letters_are_kept_bounded_latest_first(backend: crate:
         let claim = fixture.claimed("w").await;
         fixture.settle(&claim, Outcome::DeadLettered).await;
     }
-    let log = fixture
-        .store
-        .deliveries(&fixture.account, &webhook.id)
-        .await
-        .unwrap();
+    let log = fixture.log(&webhook.id).await;
     assert_eq!(log.queued, 0);
     assert_eq!(log.dead_letters.len(), LOG.dead_letters);
     assert_eq!(log.dead_letters[0].event, events[2]);
@@ -480,17 +478,11 @@ async fn attempts_and_dead_letters_are_kept_bounded_latest_first(backend: crate:
     assert_eq!(log.dead_letters[0].last_attempt.status, Some(500));
     assert_eq!(log.attempts.len(), 3);
     for n in 3..8 {
-        fixture
-            .enqueue(&fixture.event(EventType::MessageFailed, n))
-            .await;
+        fixture.queue_new(EventType::MessageFailed, n).await;
         let claim = fixture.claimed("w").await;
         fixture.settle(&claim, Outcome::Delivered).await;
     }
-    let log = fixture
-        .store
-        .deliveries(&fixture.account, &webhook.id)
-        .await
-        .unwrap();
+    let log = fixture.log(&webhook.id).await;
     assert_eq!(log.attempts.len(), LOG.attempts);
     assert_eq!(log.dead_letters.len(), LOG.dead_letters);
 }
@@ -545,9 +537,7 @@ async fn removing_a_webhook_drops_its_queue_and_frees_its_place(backend: crate::
                 .await,
         );
     }
-    fixture
-        .enqueue(&fixture.event(EventType::VerificationCreated, 1))
-        .await;
+    fixture.queue_new(EventType::VerificationCreated, 1).await;
     assert!(fixture
         .store
         .remove(&fixture.account, &webhooks[0].id)
@@ -558,11 +548,7 @@ async fn removing_a_webhook_drops_its_queue_and_frees_its_place(backend: crate::
         .remove(&fixture.account, &webhooks[0].id)
         .await
         .unwrap());
-    let log = fixture
-        .store
-        .deliveries(&fixture.account, &webhooks[0].id)
-        .await
-        .unwrap();
+    let log = fixture.log(&webhooks[0].id).await;
     assert_eq!(log.queued, 0);
     fixture.registered("https://hooks.example.com/3", ALL).await;
     let mut claimed = Vec::new();
@@ -578,17 +564,8 @@ async fn a_parked_account_is_due_again_when_signalled_even_by_a_stale_worker(
 ) {
     let fixture = Fixture::new(backend).await;
     fixture.registered("https://hooks.example.com/", ALL).await;
-    fixture
-        .enqueue(&fixture.event(EventType::VerificationCreated, 1))
-        .await;
-    let due = fixture
-        .store
-        .due_accounts(fixture.clock.now_ms(), 1_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|due| due.account == fixture.account)
-        .expect("the account is due");
+    fixture.queue_new(EventType::VerificationCreated, 1).await;
+    let due = fixture.due_entry().await.expect("the account is due");
     let claim = fixture.claimed("w").await;
     let Claimed::Nothing { next_ms } = fixture.claim("w").await else {
         panic!("one webhook, one claim");
@@ -599,22 +576,11 @@ async fn a_parked_account_is_due_again_when_signalled_even_by_a_stale_worker(
 
     // A worker reads the account, an event is queued meanwhile, then it parks what it found
     // before: the account stays due.
-    fixture
-        .enqueue(&fixture.event(EventType::VerificationApproved, 1))
-        .await;
-    let stale = fixture
-        .store
-        .due_accounts(fixture.clock.now_ms(), 1_000)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|due| due.account == fixture.account)
-        .expect("due after the enqueue");
+    fixture.queue_new(EventType::VerificationApproved, 1).await;
+    let stale = fixture.due_entry().await.expect("due after the enqueue");
     let claim = fixture.claimed("w").await;
     fixture.settle(&claim, Outcome::Delivered).await;
-    fixture
-        .enqueue(&fixture.event(EventType::VerificationCanceled, 1))
-        .await;
+    fixture.queue_new(EventType::VerificationCanceled, 1).await;
     fixture.store.park(&stale, None).await.unwrap();
     assert!(fixture.due().await, "the signal after the read is kept");
 }
@@ -898,12 +864,7 @@ impl Delivery {
     }
 
     async fn queued(&self) -> usize {
-        self.fixture
-            .store
-            .deliveries(&self.fixture.account, &self.webhook.id)
-            .await
-            .unwrap()
-            .queued
+        self.fixture.log(&self.webhook.id).await.queued
     }
 
     async fn pass(&self) -> otpgate::events::PassReport {
@@ -955,12 +916,7 @@ async fn a_receiver_answering_500_then_200_gets_the_event_exactly_once_more(
         requests[0].timestamp + 5,
         "signed per attempt"
     );
-    let log = delivery
-        .fixture
-        .store
-        .deliveries(&delivery.fixture.account, &delivery.webhook.id)
-        .await
-        .unwrap();
+    let log = delivery.fixture.log(&delivery.webhook.id).await;
     assert_eq!(log.attempts.len(), 2);
     assert_eq!(log.attempts[0].outcome, AttemptOutcome::Delivered);
     assert_eq!(log.attempts[0].attempt, 2);
@@ -1023,12 +979,7 @@ async fn an_event_past_the_retry_schedule_is_dead_lettered_and_listed(
         delivery.fixture.clock.advance(Duration::from_secs(3_600));
     }
     assert!(attempts > 20, "{attempts} attempts in a day");
-    let log = delivery
-        .fixture
-        .store
-        .deliveries(&delivery.fixture.account, &delivery.webhook.id)
-        .await
-        .unwrap();
+    let log = delivery.fixture.log(&delivery.webhook.id).await;
     assert_eq!(log.dead_letters.len(), 1);
     assert_eq!(
         log.dead_letters[0].event.kind,
@@ -1055,12 +1006,7 @@ async fn a_private_target_is_refused_at_delivery_and_logged(backend: crate::stor
         "the loopback receiver, allowed in tests"
     );
     assert_eq!(report.retried, 1, "the private target");
-    let log = delivery
-        .fixture
-        .store
-        .deliveries(&delivery.fixture.account, &private.id)
-        .await
-        .unwrap();
+    let log = delivery.fixture.log(&private.id).await;
     assert_eq!(log.attempts[0].error.as_deref(), Some("refused-target"));
     assert_eq!(log.attempts[0].status, None);
     delivery.finish().await;
