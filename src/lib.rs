@@ -19,6 +19,7 @@ pub mod memory;
 pub mod metrics;
 pub mod phone;
 pub mod pin;
+pub mod random;
 pub mod redis;
 pub mod secret;
 pub mod startup;

@@ -21,7 +21,7 @@ use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-use crate::verify::code::random_bytes;
+use crate::random::random_bytes;
 
 /// `AC` and 32 lowercase hex digits: Twilio's account-SID shape, so that the Twilio facade can use
 /// account ids as they are.

@@ -15,8 +15,8 @@ use super::{action, factor_id, ChallengeResult, Confirmed, FactorError, FactorSe
 use crate::account::user::{Factor, FactorType, UserId};
 use crate::account::{Account, AccountId};
 use crate::audit::{AuditEntry, Who};
+use crate::random::random_bytes;
 use crate::store::StoreError;
-use crate::verify::code::random_bytes;
 
 /// A TOTP enrolment: everything the enrolment page shows, once.
 #[derive(Debug, Serialize)]

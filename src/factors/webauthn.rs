@@ -16,7 +16,7 @@ use super::{action, factor_id, ChallengeResult, Confirmed, FactorError, FactorSe
 use crate::account::user::{FactorType, User, UserId};
 use crate::account::{Account, AccountId};
 use crate::audit::{AuditEntry, Who};
-use crate::verify::code::random_bytes;
+use crate::random::random_bytes;
 
 /// A security-key enrolment: `PublicKeyCredentialCreationOptions` as JSON (binary fields in
 /// base64url, as `PublicKeyCredential.parseCreationOptionsFromJSON` reads them).

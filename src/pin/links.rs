@@ -15,7 +15,7 @@ use crate::account::{hex, AccountId, Role};
 use crate::audit::Who;
 use crate::mail::Mail;
 use crate::phone::mask;
-use crate::verify::code::random_bytes;
+use crate::random::random_bytes;
 
 /// A link's consequence, for the answer to whoever opened it.
 #[derive(Debug, Clone)]

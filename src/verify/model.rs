@@ -6,7 +6,8 @@ use serde::Serialize;
 use crate::account::{hex, is_sid, AccountId};
 pub use crate::dispatch::model::{Channel, SendAttempt};
 use crate::phone::{PhoneNumber, SHARD_COUNT};
-use crate::verify::code::{random_bytes, Tag};
+use crate::random::random_bytes;
+use crate::verify::code::Tag;
 
 /// `VE` and 32 hex digits, the first two of which are the shard of the number it was sent to:
 /// a check by id finds its keys (and its Redis Cluster slot) without a lookup.
