@@ -5,7 +5,6 @@
 //! resolves. `main.rs` and the tests use exactly this.
 
 pub mod account;
-pub mod audit;
 pub mod backoff;
 pub mod cache;
 pub mod clock;

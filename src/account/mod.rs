@@ -4,6 +4,7 @@
 //! An account is what a login service belongs to. Keys are 256-bit random strings shown once and
 //! stored only as their SHA-256 digest: a key has full entropy, so a slow hash would buy nothing.
 
+pub mod audit;
 pub mod hot_path;
 pub mod limits;
 pub mod login;

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use ring::rand::SystemRandom;
 use serde_json::json;
 
+use crate::account::audit::{action, AuditEntry, AuditPage, Who};
 use crate::account::limits::{LimitReached, TenantSettings};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal};
@@ -21,7 +22,6 @@ use crate::account::store::{Directory, PolicyWrite};
 use crate::account::user::UserId;
 pub use crate::account::users::{NewUser, UserPatch};
 use crate::account::{mint_key, AccountId, ApiKeyRecord, MintedKey, Role};
-use crate::audit::{action, AuditEntry, AuditPage, Who};
 use crate::clock::Clock;
 use crate::store::StoreError;
 use crate::trust::cache::{HotCache, Invalidation};

@@ -8,10 +8,10 @@
 
 use async_trait::async_trait;
 
+use crate::account::audit::AuditEntry;
 use crate::account::policy::Policy;
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
-use crate::audit::AuditEntry;
 use crate::store::StoreError;
 use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
 

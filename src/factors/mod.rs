@@ -25,12 +25,12 @@ use std::time::Duration;
 
 use ring::rand::SystemRandom;
 
+use crate::account::audit::{AuditEntry, Who};
 use crate::account::policy::PolicyChannel;
 use crate::account::rules::Refusal;
 use crate::account::service::{AccountError, AccountService};
 use crate::account::user::{Factor, FactorType, User, UserId};
 use crate::account::{hex, AccountId};
-use crate::audit::{AuditEntry, Who};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::random::random_bytes;

@@ -12,9 +12,9 @@ use serde_json::json;
 
 use super::store::{AttemptOutcome, FactorRecord, FactorStatus, TotpSecret, TotpTry};
 use super::{action, factor_id, ChallengeResult, Confirmed, FactorError, FactorService};
+use crate::account::audit::{AuditEntry, Who};
 use crate::account::user::{Factor, FactorType, UserId};
 use crate::account::{Account, AccountId};
-use crate::audit::{AuditEntry, Who};
 use crate::random::random_bytes;
 use crate::store::StoreError;
 

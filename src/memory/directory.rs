@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use dashmap::DashMap;
 
+use crate::account::audit::AuditEntry;
 use crate::account::policy::Policy;
 use crate::account::store::{
     DeviceRevocation, Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
@@ -18,7 +19,6 @@ use crate::account::store::{
 };
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
-use crate::audit::AuditEntry;
 use crate::store::StoreError;
 use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
 

@@ -22,6 +22,7 @@
 use async_trait::async_trait;
 use redis::{Script, Value};
 
+use crate::account::audit::{AuditEntry, Who};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::store::{
     DeviceRevocation, Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
@@ -29,7 +30,6 @@ use crate::account::store::{
 };
 use crate::account::user::{Override, SetBy, User, UserId, UserRole};
 use crate::account::{hex, AccountId};
-use crate::audit::{AuditEntry, Who};
 use crate::phone::PhoneNumber;
 use crate::redis::connection::Connection;
 use crate::redis::script::{corrupt, lua, query, run, words, Failure};

@@ -5,6 +5,7 @@
 use serde_json::json;
 
 use super::{mint_token, DeviceId, DeviceRecord};
+use crate::account::audit::{action, AuditEntry};
 use crate::account::limits::{Limit, LimitReached};
 use crate::account::policy::{Policy, TrustDuration};
 use crate::account::rules::{rule, Actor, Refusal};
@@ -12,7 +13,6 @@ use crate::account::service::{AccountError, AccountService};
 use crate::account::store::{DeviceRevocation, NewDevice, TrustOutcome};
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
-use crate::audit::{action, AuditEntry};
 use crate::trust::cache::Invalidation;
 use crate::verify::model::{Status, Verification};
 
