@@ -23,7 +23,6 @@ pub mod redis;
 pub mod secret;
 pub mod startup;
 pub mod store;
-pub mod trust;
 pub mod verify;
 
 use std::future::Future;

@@ -14,6 +14,7 @@ pub mod rules;
 pub mod service;
 pub mod settings;
 pub mod store;
+pub mod trust;
 pub mod user;
 pub mod users;
 

@@ -19,15 +19,15 @@ use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal};
 use crate::account::settings::DirectorySettings;
 use crate::account::store::{Directory, PolicyWrite};
+use crate::account::trust::cache::{HotCache, Invalidation};
+pub use crate::account::trust::devices::{DeviceCheck, TrustedDevice};
+use crate::account::trust::metrics::HotPathMetrics;
+use crate::account::trust::DeviceKey;
 use crate::account::user::UserId;
 pub use crate::account::users::{NewUser, UserPatch};
 use crate::account::{mint_key, AccountId, ApiKeyRecord, MintedKey, Role};
 use crate::clock::Clock;
 use crate::store::StoreError;
-use crate::trust::cache::{HotCache, Invalidation};
-pub use crate::trust::devices::{DeviceCheck, TrustedDevice};
-use crate::trust::metrics::HotPathMetrics;
-use crate::trust::DeviceKey;
 use crate::verify::store::Store;
 
 /// A write that keeps meeting concurrent changes gives up after this many tries (409).

@@ -10,10 +10,10 @@ use async_trait::async_trait;
 
 use crate::account::audit::AuditEntry;
 use crate::account::policy::Policy;
+use crate::account::trust::{DeviceDigest, DeviceId, DeviceRecord};
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
 use crate::store::StoreError;
-use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyWrite {

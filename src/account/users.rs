@@ -9,10 +9,10 @@ use crate::account::limits::{Limit, LimitReached};
 use crate::account::rules::{self, Actor, TwoFactorRequest};
 use crate::account::service::{too_busy, AccountError, AccountService, MAX_TRIES};
 use crate::account::store::{UserWrite, UserWriteOutcome};
+use crate::account::trust::cache::Invalidation;
 use crate::account::user::{Factor, Override, User, UserId, UserRole};
 use crate::account::AccountId;
 use crate::phone::PhoneNumber;
-use crate::trust::cache::Invalidation;
 
 #[derive(Debug, Clone)]
 pub struct NewUser {

@@ -8,8 +8,8 @@
 use super::{FactorError, FactorService};
 use crate::account::rules::{rule, Refusal};
 use crate::account::service::AccountError;
+use crate::account::trust::devices::Proof;
 use crate::account::Account;
-use crate::trust::devices::Proof;
 use crate::verify::model::VerificationId;
 use crate::verify::{Verifier, VerifyError};
 

@@ -17,10 +17,10 @@ use crate::account::store::{
     DeviceRevocation, Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
     MISSING_LISTED,
 };
+use crate::account::trust::{DeviceDigest, DeviceId, DeviceRecord};
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
 use crate::store::StoreError;
-use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
 
 /// Spent proofs are swept once there are this many.
 const PROOF_SWEEP_AT: usize = 1024;

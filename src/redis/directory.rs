@@ -28,6 +28,8 @@ use crate::account::store::{
     DeviceRevocation, Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
     MISSING_LISTED,
 };
+use crate::account::trust::cache::Invalidation;
+use crate::account::trust::{DeviceDigest, DeviceId, DeviceRecord};
 use crate::account::user::{Override, SetBy, User, UserId, UserRole};
 use crate::account::{hex, AccountId};
 use crate::phone::PhoneNumber;
@@ -35,8 +37,6 @@ use crate::redis::connection::Connection;
 use crate::redis::script::{corrupt, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
 use crate::store::StoreError;
-use crate::trust::cache::Invalidation;
-use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
 
 pub struct RedisDirectory {
     connection: Connection,

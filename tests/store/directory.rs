@@ -6,9 +6,9 @@ use otpgate::account::policy::Policy;
 use otpgate::account::store::{
     DeviceRevocation, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
 };
+use otpgate::account::trust::{DeviceId, DeviceRecord};
 use otpgate::account::user::{User, UserId, UserRole};
 use otpgate::clock::Clock;
-use otpgate::trust::{DeviceId, DeviceRecord};
 
 use crate::on_every_store;
 use crate::stores::{stores, Backend, Stores};

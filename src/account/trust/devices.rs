@@ -11,9 +11,9 @@ use crate::account::policy::{Policy, TrustDuration};
 use crate::account::rules::{rule, Actor, Refusal};
 use crate::account::service::{AccountError, AccountService};
 use crate::account::store::{DeviceRevocation, NewDevice, TrustOutcome};
+use crate::account::trust::cache::Invalidation;
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
-use crate::trust::cache::Invalidation;
 use crate::verify::model::{Status, Verification};
 
 /// What vouches for a device being trusted: a fresh proof that this user is present, spent on
