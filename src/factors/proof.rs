@@ -47,7 +47,7 @@ impl FactorService {
                 };
                 let id = VerificationId::parse(id).ok_or_else(not_a_proof)?;
                 match verifier.get(account, &id).await {
-                    Ok(verification) => Ok(Proof::Verification(verification)),
+                    Ok(verification) => Ok(Proof::Verification((&verification).into())),
                     Err(VerifyError::NotFound) => Err(not_a_proof().into()),
                     Err(error) => Err(ProofError::Verify(error)),
                 }

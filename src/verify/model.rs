@@ -3,6 +3,7 @@
 use ring::rand::SystemRandom;
 use serde::Serialize;
 
+use crate::account::trust::devices::PhoneApproval;
 use crate::account::{hex, is_sid, AccountId};
 pub use crate::dispatch::model::{Channel, SendAttempt};
 use crate::phone::{PhoneNumber, SHARD_COUNT};
@@ -109,6 +110,18 @@ pub struct Verification {
     pub created_ms: u64,
     pub expires_ms: u64,
     pub code_length: u8,
+}
+
+impl From<&Verification> for PhoneApproval {
+    /// What trusting a device on this verification needs of it.
+    fn from(verification: &Verification) -> Self {
+        PhoneApproval {
+            id: verification.id.as_str().to_owned(),
+            e164: verification.to.clone(),
+            approved: verification.status == Status::Approved,
+            expires_ms: verification.expires_ms,
+        }
+    }
 }
 
 impl Verification {
