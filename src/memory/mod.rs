@@ -3,12 +3,14 @@
 
 pub mod accounts;
 pub mod directory;
+pub mod events;
 pub mod factors;
 pub mod pin;
 pub mod verify;
 
 pub use accounts::MemoryAccounts;
 pub use directory::MemoryDirectory;
+pub use events::MemoryWebhookStore;
 pub use factors::MemoryFactorStore;
 pub use pin::MemoryPinStore;
 pub use verify::MemoryStore;

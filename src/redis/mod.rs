@@ -6,6 +6,7 @@
 pub mod accounts;
 pub mod connection;
 pub mod directory;
+pub mod events;
 pub mod factors;
 pub mod keys;
 pub mod outbox;
@@ -16,6 +17,7 @@ pub mod verify;
 pub use accounts::RedisAccounts;
 pub use connection::{RedisSettings, Supervision};
 pub use directory::RedisDirectory;
+pub use events::RedisWebhookStore;
 pub use factors::RedisFactorStore;
 pub use keys::KeySpace;
 pub use outbox::RedisOutbox;

@@ -8,6 +8,7 @@
 
 mod accounts;
 mod directory;
+mod events;
 mod factors;
 mod outbox;
 mod pin;
