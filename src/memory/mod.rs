@@ -1,12 +1,14 @@
 //! The in-process adapters of every store port: one process, bounded, with expiry, and the same
 //! contract as the Redis adapters (the store suite, `tests/store/`, runs both).
 
+pub mod accounts;
 pub mod directory;
 pub mod events;
 pub mod factors;
 pub mod pin;
 pub mod verify;
 
+pub use accounts::MemoryAccounts;
 pub use directory::MemoryDirectory;
 pub use events::MemoryWebhookStore;
 pub use factors::MemoryFactorStore;
