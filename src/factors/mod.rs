@@ -38,7 +38,7 @@ use crate::store::StoreError;
 use crate::verify::code::random_bytes;
 use crypto::{FactorKeys, SealError};
 use recovery::RecoveryHasher;
-use store::{AttemptLimits, FactorStore, PassedChallenge};
+use store::{AttemptLimits, FactorStore, PassedChallenge, UserRef};
 use totp::Algorithm;
 
 pub use totp::TotpEnrolment;
@@ -82,7 +82,7 @@ impl FactorSettings {
         if !matches!(self.totp_digits, 6 | 8) {
             errors.push("factors.totp_digits: must be 6 or 8".to_owned());
         }
-        if self.limits.max_failures > 10 {
+        if self.limits.free_attempts > 10 {
             errors.push(
                 "factors.max_failures: must be at most 10 (RFC 4226 §7.3: as low as possible)"
                     .to_owned(),
@@ -309,9 +309,10 @@ impl FactorService {
             .accounts
             .remove_factor(account, actor, user_id, id)
             .await?;
-        self.store.delete(account, user_id, id).await?;
+        let owner = UserRef::new(account, user_id);
+        self.store.delete(owner.factor(id)).await?;
         if user.factors.is_empty() {
-            self.store.delete_recovery(account, user_id).await?;
+            self.store.delete_recovery(owner).await?;
         }
         Ok(user)
     }
