@@ -229,15 +229,15 @@ impl FactorService {
     }
 
     /// A confirmed factor, counted and added to the user; the first one also mints the user's
-    /// recovery codes.
-    async fn activated(
+    /// recovery codes. Answered as the confirming flow's success (`E`: its refusal).
+    async fn activated<E>(
         &self,
         account: &AccountId,
         who: Who,
         user: User,
         id: &str,
         kind: FactorType,
-    ) -> Result<Confirmed, FactorError> {
+    ) -> Result<Result<Confirmed, E>, FactorError> {
         self.metrics.factor_enrolment(kind.as_str(), "confirmed");
         let first = user.factors.is_empty();
         let factor = Factor {
@@ -253,11 +253,11 @@ impl FactorService {
         } else {
             None
         };
-        Ok(Confirmed {
+        Ok(Ok(Confirmed {
             factor,
             user,
             recovery_codes,
-        })
+        }))
     }
 
     async fn pass(

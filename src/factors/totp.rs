@@ -134,7 +134,6 @@ impl FactorService {
         }
         self.activated(account, who, user, id, FactorType::Totp)
             .await
-            .map(Ok)
     }
 
     /// Checks a TOTP code against one of the user's confirmed TOTP factors (`factor_id`, or

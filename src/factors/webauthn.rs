@@ -244,7 +244,6 @@ impl FactorService {
         self.store.put(factor).await?;
         self.activated(account, who, user, id, FactorType::Webauthn)
             .await
-            .map(Ok)
     }
 
     /// Opens an authentication ceremony: request options for the user's registered keys.

@@ -247,11 +247,7 @@ fn factor_key(factor: FactorRef<'_>) -> (UserId, String) {
 #[async_trait]
 impl FactorStore for MemoryFactorStore {
     async fn put(&self, factor: NewFactor<'_>) -> Result<(), StoreError> {
-        let NewFactor {
-            owner,
-            record,
-            pending_ttl_ms: ttl_ms,
-        } = factor;
+        let (owner, record, ttl_ms) = (factor.owner, factor.record, factor.pending_ttl_ms);
         let entry = match ttl_ms {
             Some(_) => Entry::Pending,
             None => Entry::Other,
@@ -282,15 +278,9 @@ impl FactorStore for MemoryFactorStore {
     }
 
     async fn totp_attempt(&self, attempt: TotpTry<'_>) -> Result<AttemptOutcome, StoreError> {
-        let TotpTry {
-            factor,
-            matched,
-            activate,
-            now_ms,
-            limits,
-        } = attempt;
-        Ok(self.with(factor.owner.account, |maps, now| {
-            let Some(factor) = maps.live(factor, now) else {
+        let (matched, activate, now_ms) = (attempt.matched, attempt.activate, attempt.now_ms);
+        Ok(self.with(attempt.factor.owner.account, |maps, now| {
+            let Some(factor) = maps.live(attempt.factor, now) else {
                 return AttemptOutcome::NotFound;
             };
             if factor.record.status == FactorStatus::Pending && !activate {
@@ -311,7 +301,7 @@ impl FactorStore for MemoryFactorStore {
                 }
                 Some(_) => AttemptOutcome::Replayed,
                 None => {
-                    let (attempts_left, wait_ms) = factor.lockout.fail(&limits, now_ms);
+                    let (attempts_left, wait_ms) = factor.lockout.fail(&attempt.limits, now_ms);
                     AttemptOutcome::Wrong {
                         attempts_left,
                         wait_ms,
@@ -375,23 +365,18 @@ impl FactorStore for MemoryFactorStore {
     }
 
     async fn use_recovery(&self, attempt: RecoveryTry<'_>) -> Result<RecoveryOutcome, StoreError> {
-        let RecoveryTry {
-            owner,
-            digest,
-            now_ms,
-            limits,
-        } = attempt;
-        Ok(self.with(owner.account, |maps, _| {
-            let recovery = maps.recovery(owner);
+        let now_ms = attempt.now_ms;
+        Ok(self.with(attempt.owner.account, |maps, _| {
+            let recovery = maps.recovery(attempt.owner);
             if let Some(retry_after_ms) = recovery.lockout.holds(now_ms) {
                 return RecoveryOutcome::Locked { retry_after_ms };
             }
-            if recovery.codes.remove(digest) {
+            if recovery.codes.remove(attempt.digest) {
                 recovery.lockout.failures = 0;
                 let remaining = recovery.codes.len() as u32;
                 return RecoveryOutcome::Used { remaining };
             }
-            let (attempts_left, wait_ms) = recovery.lockout.fail(&limits, now_ms);
+            let (attempts_left, wait_ms) = recovery.lockout.fail(&attempt.limits, now_ms);
             RecoveryOutcome::Wrong {
                 attempts_left,
                 wait_ms,

@@ -245,13 +245,9 @@ impl PinStore for MemoryPinStore {
     }
 
     async fn reserve_attempt(&self, attempt: PinAttempt<'_>) -> Result<Reservation, StoreError> {
-        let PinAttempt {
-            number,
-            limits,
-            now_ms,
-        } = attempt;
+        let (limits, now_ms) = (attempt.limits, attempt.now_ms);
         let mut state = self.lock();
-        let Some(number) = state.number(number) else {
+        let Some(number) = state.number(attempt.number) else {
             return Ok(Reservation::NotFound);
         };
         let Some(pin_hash) = number.pin_hash.clone().filter(|_| number.record.two_step) else {
@@ -340,13 +336,8 @@ impl PinStore for MemoryPinStore {
     }
 
     async fn use_link(&self, opening: &LinkOpening<'_>) -> Result<LinkUse, StoreError> {
-        let LinkOpening {
-            account,
-            digest,
-            purpose,
-            new_pin_hash,
-            now_ms,
-        } = *opening;
+        let (account, digest, purpose) = (opening.account, opening.digest, opening.purpose);
+        let now_ms = opening.now_ms;
         let mut guard = self.lock();
         let state = &mut *guard;
         let Some(link) = state.links.get_mut(&(account.clone(), *digest)) else {
@@ -384,7 +375,7 @@ impl PinStore for MemoryPinStore {
                 number.disable(now_ms);
             }
             LinkPurpose::Reset => {
-                let Some(hash) = new_pin_hash else {
+                let Some(hash) = opening.new_pin_hash else {
                     return Err(StoreError::Corrupt("a reset needs the new PIN".into()));
                 };
                 number.set_pin(Some(hash), now_ms);

@@ -196,18 +196,18 @@ fn wrong(reply: &Reply) -> Result<(u32, u64), StoreError> {
 #[async_trait]
 impl FactorStore for RedisFactorStore {
     async fn put(&self, factor: NewFactor<'_>) -> Result<(), StoreError> {
-        let NewFactor {
-            owner,
-            record,
-            pending_ttl_ms: ttl_ms,
-        } = factor;
+        let (owner, record) = (factor.owner, factor.record);
         let key = self.factor_key(owner.factor(&record.id));
-        let mut invocation =
-            self.pending_invocation(&self.scripts.put, owner.account, key, ttl_ms.unwrap_or(0));
+        let mut invocation = self.pending_invocation(
+            &self.scripts.put,
+            owner.account,
+            key,
+            factor.pending_ttl_ms.unwrap_or(0),
+        );
         for (name, value) in encode(record) {
             invocation.arg(name).arg(value);
         }
-        if let Some(ttl) = ttl_ms {
+        if let Some(ttl) = factor.pending_ttl_ms {
             // Expiry is decided from the gateway's clock; the key's TTL only bounds retention.
             invocation.arg("ex").arg(record.created_ms + ttl);
         }
