@@ -97,13 +97,14 @@ pub enum PinWriteMode {
     EnableOnRegister,
 }
 
-/// A PIN to write (its hash), how, and the wrong-PIN limits that say whether the number is
-/// locked.
+/// A PIN to write (its hash) to a number, and how.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PinWrite<'a> {
     pub number: NumberRef<'a>,
     pub pin_hash: &'a str,
     pub mode: PinWriteMode,
+    /// The wrong-PIN limits, which say whether the number is locked (then only an unlocking
+    /// `Set` writes).
     pub limits: AttemptLimits,
     pub now_ms: u64,
 }
