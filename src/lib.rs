@@ -11,6 +11,7 @@ pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
+pub mod events;
 pub mod factors;
 pub mod http;
 pub mod limits;

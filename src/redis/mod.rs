@@ -5,6 +5,7 @@
 
 pub mod connection;
 pub mod directory;
+pub mod events;
 pub mod factors;
 pub mod keys;
 pub mod outbox;
@@ -14,6 +15,7 @@ pub mod verify;
 
 pub use connection::{RedisSettings, Supervision};
 pub use directory::RedisDirectory;
+pub use events::RedisWebhookStore;
 pub use factors::RedisFactorStore;
 pub use keys::KeySpace;
 pub use outbox::RedisOutbox;

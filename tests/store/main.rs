@@ -6,6 +6,7 @@
 //! bounds) without HTTP in between; the HTTP suite (`tests/api`) covers the rest.
 
 mod directory;
+mod events;
 mod factors;
 mod outbox;
 mod pin;
