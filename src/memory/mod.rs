@@ -1,11 +1,13 @@
 //! The in-process adapters of every store port: one process, bounded, with expiry, and the same
 //! contract as the Redis adapters (the store suite, `tests/store/`, runs both).
 
+pub mod abuse;
 pub mod directory;
 pub mod factors;
 pub mod pin;
 pub mod verify;
 
+pub use abuse::MemoryAbuseStore;
 pub use directory::MemoryDirectory;
 pub use factors::MemoryFactorStore;
 pub use pin::MemoryPinStore;
