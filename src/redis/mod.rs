@@ -3,6 +3,7 @@
 //! (`scripts/*.lua`, loaded by `script.rs` with one prelude), the one mapping of Redis failures
 //! to `StoreError`, and one adapter per port: the store ports and dispatch's `Outbox`.
 
+pub mod abuse;
 pub mod connection;
 pub mod directory;
 pub mod factors;
@@ -12,6 +13,7 @@ pub mod pin;
 pub(crate) mod script;
 pub mod verify;
 
+pub use abuse::RedisAbuseStore;
 pub use connection::{RedisSettings, Supervision};
 pub use directory::RedisDirectory;
 pub use factors::RedisFactorStore;
