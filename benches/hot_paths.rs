@@ -20,6 +20,10 @@ use otpgate::account::policy::{Policy, TrustDuration};
 use otpgate::account::rules::Actor;
 use otpgate::account::service::{AccountService, NewUser, PolicyUpdate};
 use otpgate::account::settings::DirectorySettings;
+use otpgate::account::trust::cache::{HotCache, Lookup};
+use otpgate::account::trust::devices::Proof;
+use otpgate::account::trust::metrics::HotPathMetrics;
+use otpgate::account::trust::{mint_token, DeviceId, DeviceKey, DeviceRecord};
 use otpgate::account::user::{User, UserId, UserRole};
 use otpgate::account::{key_digest, AccountId, ApiKeyRecord, KeyDigest, Role};
 use otpgate::cache::TtlCache;
@@ -32,10 +36,6 @@ use otpgate::memory::MemoryDirectory;
 use otpgate::memory::MemoryStore;
 use otpgate::metrics::Metrics;
 use otpgate::phone::PhoneNumber;
-use otpgate::trust::cache::{HotCache, Lookup};
-use otpgate::trust::devices::Proof;
-use otpgate::trust::metrics::HotPathMetrics;
-use otpgate::trust::{mint_token, DeviceId, DeviceKey, DeviceRecord};
 use otpgate::verify::code::{self, CodeMac, MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use otpgate::verify::model::{
     Channel, CheckOutcome, CheckTarget, CodeCheck, NewVerification, SendQuota, StartOutcome,

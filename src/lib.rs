@@ -6,12 +6,12 @@
 
 pub mod abuse;
 pub mod account;
-pub mod audit;
 pub mod backoff;
 pub mod cache;
 pub mod clock;
 pub mod config;
 pub mod dispatch;
+pub mod events;
 pub mod factors;
 pub mod http;
 pub mod limits;
@@ -20,11 +20,11 @@ pub mod memory;
 pub mod metrics;
 pub mod phone;
 pub mod pin;
+pub mod random;
 pub mod redis;
 pub mod secret;
 pub mod startup;
 pub mod store;
-pub mod trust;
 pub mod verify;
 
 use std::future::Future;
@@ -38,6 +38,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::memory::MemoryStore;
+use account::store::Accounts;
 use account::{Account, AccountId, ApiKeyRecord, KeyDigest};
 use cache::TtlCache;
 use clock::Clock;
@@ -58,6 +59,8 @@ pub struct App(Arc<AppState>);
 pub struct AppState {
     settings: Settings,
     store: Arc<dyn Store>,
+    /// Accounts and their API keys, read through `keys` and `accounts` below.
+    account_records: Arc<dyn Accounts>,
     clock: Arc<dyn Clock>,
     verifier: Verifier,
     /// Users, policy, trusted devices, login decisions, audit.
@@ -70,7 +73,8 @@ pub struct AppState {
     limits: Limits,
     keys: TtlCache<KeyDigest, ApiKeyRecord>,
     accounts: TtlCache<AccountId, Account>,
-    /// The store's epoch the two caches above were filled under (see `Store::epoch`).
+    /// The epoch of `account_records` the two caches above were filled under (see
+    /// `Accounts::epoch`).
     auth_epoch: AtomicU64,
     root_key_digest: KeyDigest,
     rng: SystemRandom,
@@ -123,6 +127,12 @@ impl App {
         &self.0.store
     }
 
+    /// Accounts and their API keys (uncached; `find_key` and `find_account` read through the
+    /// caches).
+    pub fn account_records(&self) -> &Arc<dyn Accounts> {
+        &self.0.account_records
+    }
+
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.0.clock
     }
@@ -164,13 +174,17 @@ impl App {
 
     /// A key by its digest, through the cache.
     pub async fn find_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.through_cache(&self.0.keys, digest, self.0.store.find_api_key(digest))
-            .await
+        self.through_cache(
+            &self.0.keys,
+            digest,
+            self.0.account_records.find_api_key(digest),
+        )
+        .await
     }
 
     /// An account by id, through the cache.
     pub async fn find_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        self.through_cache(&self.0.accounts, id, self.0.store.get_account(id))
+        self.through_cache(&self.0.accounts, id, self.0.account_records.get_account(id))
             .await
     }
 
@@ -189,7 +203,7 @@ impl App {
         let found = read.await?;
         if let Some(value) = &found {
             // A read that straddles a reconnect may predate a loss: not kept.
-            if self.0.store.epoch() == epoch {
+            if self.0.account_records.epoch() == epoch {
                 cache.insert(key.clone(), value.clone(), now);
             }
         }
@@ -201,7 +215,7 @@ impl App {
     /// persistence, a failover to a replica that missed the last writes). The hot-path cache
     /// does the same when its invalidation link returns.
     fn sync_auth_caches(&self) -> u64 {
-        let epoch = self.0.store.epoch();
+        let epoch = self.0.account_records.epoch();
         if self.0.auth_epoch.load(Ordering::Acquire) != epoch {
             // Cleared before the epoch is recorded, so no caller sees the new epoch and an
             // old entry together.

@@ -12,7 +12,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::account::key_digest;
 use crate::account::service::AccountService;
-use crate::account::store::Directory;
+use crate::account::store::{Accounts, Directory};
+use crate::account::trust::cache::HotCache;
+use crate::account::trust::invalidation::{self, LinkSettings};
+use crate::account::trust::metrics::HotPathMetrics;
 use crate::cache::TtlCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Settings, StoreSettings};
@@ -24,18 +27,17 @@ use crate::factors::crypto::FactorKeys;
 use crate::factors::store::FactorStore;
 use crate::factors::FactorService;
 use crate::limits::Limits;
-use crate::memory::{MemoryDirectory, MemoryStore};
+use crate::memory::{MemoryAccounts, MemoryDirectory, MemoryStore};
 use crate::metrics::Metrics;
 use crate::pin::service::{PinParts, PinService};
 use crate::pin::store::PinStore;
 use crate::pin::support::SupportDisable;
-use crate::redis::{RedisDirectory, RedisOutbox, RedisSettings, RedisStore, Supervision};
+use crate::random::random_bytes;
+use crate::redis::{
+    RedisAccounts, RedisDirectory, RedisOutbox, RedisSettings, RedisStore, Supervision,
+};
 use crate::secret::Secret;
 use crate::store::StoreError;
-use crate::trust::cache::HotCache;
-use crate::trust::invalidation::{self, LinkSettings};
-use crate::trust::metrics::HotPathMetrics;
-use crate::verify::code::random_bytes;
 use crate::verify::store::{Store, StoreSendLog};
 use crate::verify::Verifier;
 use crate::{App, AppState};
@@ -140,6 +142,10 @@ impl App {
                 redis = Some(connected.clone());
                 (connected, None)
             };
+        let account_records: Arc<dyn Accounts> = match &redis {
+            Some(redis) => Arc::new(RedisAccounts::on(redis)),
+            None => Arc::new(MemoryAccounts::new()),
+        };
         // Without Redis there is one instance, so a per-process MAC key is as good as any.
         let code_key = match &settings.verification.code_key {
             configured if configured.is_empty() => drawn_key(&rng)?,
@@ -211,9 +217,10 @@ impl App {
             limits: Limits::new(&settings.limits),
             keys: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
             accounts: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
-            auth_epoch: AtomicU64::new(store.epoch()),
+            auth_epoch: AtomicU64::new(account_records.epoch()),
             settings,
             store,
+            account_records,
             clock,
             verifier,
             account_service,

@@ -5,12 +5,12 @@
 use crate::account::login::{decide, Decision};
 use crate::account::policy::Policy;
 use crate::account::service::{AccountError, AccountService};
+use crate::account::trust::cache::Lookup;
+use crate::account::trust::metrics::{CacheKind, LookupResult};
+use crate::account::trust::{DeviceDigest, DeviceRecord};
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
 use crate::store::StoreError;
-use crate::trust::cache::Lookup;
-use crate::trust::metrics::{CacheKind, LookupResult};
-use crate::trust::{DeviceDigest, DeviceRecord};
 
 impl AccountService {
     pub async fn login(

@@ -4,6 +4,7 @@
 //! An account is what a login service belongs to. Keys are 256-bit random strings shown once and
 //! stored only as their SHA-256 digest: a key has full entropy, so a slow hash would buy nothing.
 
+pub mod audit;
 pub mod hot_path;
 pub mod limits;
 pub mod login;
@@ -13,6 +14,7 @@ pub mod rules;
 pub mod service;
 pub mod settings;
 pub mod store;
+pub mod trust;
 pub mod user;
 pub mod users;
 
@@ -21,7 +23,7 @@ use ring::rand::SystemRandom;
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
-use crate::verify::code::random_bytes;
+use crate::random::random_bytes;
 
 /// `AC` and 32 lowercase hex digits: Twilio's account-SID shape, so that the Twilio facade can use
 /// account ids as they are.

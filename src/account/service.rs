@@ -13,22 +13,21 @@ use std::sync::Arc;
 use ring::rand::SystemRandom;
 use serde_json::json;
 
+use crate::account::audit::{action, AuditEntry, AuditPage, Who};
 use crate::account::limits::{LimitReached, TenantSettings};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal};
 use crate::account::settings::DirectorySettings;
-use crate::account::store::{Directory, PolicyWrite};
+use crate::account::store::{Accounts, Directory, PolicyWrite};
+use crate::account::trust::cache::{HotCache, Invalidation};
+pub use crate::account::trust::devices::{DeviceCheck, TrustedDevice};
+use crate::account::trust::metrics::HotPathMetrics;
+use crate::account::trust::DeviceKey;
 use crate::account::user::UserId;
 pub use crate::account::users::{NewUser, UserPatch};
 use crate::account::{mint_key, AccountId, ApiKeyRecord, MintedKey, Role};
-use crate::audit::{action, AuditEntry, AuditPage, Who};
 use crate::clock::Clock;
 use crate::store::StoreError;
-use crate::trust::cache::{HotCache, Invalidation};
-pub use crate::trust::devices::{DeviceCheck, TrustedDevice};
-use crate::trust::metrics::HotPathMetrics;
-use crate::trust::DeviceKey;
-use crate::verify::store::Store;
 
 /// A write that keeps meeting concurrent changes gives up after this many tries (409).
 pub(crate) const MAX_TRIES: usize = 5;
@@ -228,7 +227,7 @@ impl AccountService {
     /// leaves an entry for a key nobody received, which the entry's key id shows).
     pub async fn mint_key(
         &self,
-        keys: &dyn Store,
+        keys: &dyn Accounts,
         account: &AccountId,
         who: Who,
         role: Role,

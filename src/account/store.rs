@@ -1,19 +1,41 @@
-//! The directory port: where policies, users, trusted devices and the audit trail live. The
-//! adapters are `memory::MemoryDirectory` and `redis::RedisDirectory` (src/memory/, src/redis/).
+//! The account's two ports: `Accounts`, where accounts and their API keys live (adapters
+//! `memory::MemoryAccounts` and `redis::RedisAccounts`), and `Directory`, where policies, users,
+//! trusted devices and the audit trail live (adapters `memory::MemoryDirectory` and
+//! `redis::RedisDirectory`; src/memory/, src/redis/).
 //!
-//! Like `Store`, each method is one atomic step (one Lua script in Redis, one lock in memory),
+//! Like verify's `Store`, each method is one atomic step (one Lua script in Redis, one lock in memory),
 //! and a write carries the versions its rules were decided on, so that a concurrent change makes
 //! it `Stale` (the caller re-reads and decides again) instead of being overwritten. Every write
 //! that changes what the hot path caches publishes its invalidation in the same step.
 
 use async_trait::async_trait;
 
+use crate::account::audit::AuditEntry;
 use crate::account::policy::Policy;
+use crate::account::trust::{DeviceDigest, DeviceId, DeviceRecord};
 use crate::account::user::{User, UserId};
-use crate::account::AccountId;
-use crate::audit::AuditEntry;
+use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
 use crate::store::StoreError;
-use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
+
+/// Accounts and their API keys (stored as digests). Read on every authenticated request, through
+/// the gateway's caches (`App::find_key`, `App::find_account`).
+#[async_trait]
+pub trait Accounts: Send + Sync + 'static {
+    async fn insert_account(&self, account: &Account) -> Result<(), StoreError>;
+
+    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
+
+    async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError>;
+
+    /// Moves on every reconnect after a store outage (a call answered after calls failed), so
+    /// that the caches of keys and accounts flush: Redis may have come back without what they
+    /// hold. The embedded store has no outages.
+    fn epoch(&self) -> u64 {
+        0
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PolicyWrite {

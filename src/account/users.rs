@@ -4,15 +4,15 @@
 
 use serde_json::json;
 
+use crate::account::audit::{action, AuditEntry, Who};
 use crate::account::limits::{Limit, LimitReached};
 use crate::account::rules::{self, Actor, TwoFactorRequest};
 use crate::account::service::{too_busy, AccountError, AccountService, MAX_TRIES};
 use crate::account::store::{UserWrite, UserWriteOutcome};
+use crate::account::trust::cache::Invalidation;
 use crate::account::user::{Factor, Override, User, UserId, UserRole};
 use crate::account::AccountId;
-use crate::audit::{action, AuditEntry, Who};
 use crate::phone::PhoneNumber;
-use crate::trust::cache::Invalidation;
 
 #[derive(Debug, Clone)]
 pub struct NewUser {

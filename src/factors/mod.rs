@@ -25,17 +25,17 @@ use std::time::Duration;
 
 use ring::rand::SystemRandom;
 
+use crate::account::audit::{AuditEntry, Who};
 use crate::account::policy::PolicyChannel;
 use crate::account::rules::Refusal;
 use crate::account::service::{AccountError, AccountService};
 use crate::account::user::{Factor, FactorType, User, UserId};
 use crate::account::{hex, AccountId};
-use crate::audit::{AuditEntry, Who};
 use crate::clock::Clock;
 use crate::metrics::Metrics;
+use crate::random::random_bytes;
 use crate::secret::Secret;
 use crate::store::StoreError;
-use crate::verify::code::random_bytes;
 use crypto::{FactorKeys, SealError};
 use recovery::RecoveryHasher;
 use store::{AttemptLimits, FactorStore, PassedChallenge};

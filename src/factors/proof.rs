@@ -8,8 +8,8 @@
 use super::{FactorError, FactorService};
 use crate::account::rules::{rule, Refusal};
 use crate::account::service::AccountError;
+use crate::account::trust::devices::Proof;
 use crate::account::Account;
-use crate::trust::devices::Proof;
 use crate::verify::model::VerificationId;
 use crate::verify::{Verifier, VerifyError};
 
@@ -47,7 +47,7 @@ impl FactorService {
                 };
                 let id = VerificationId::parse(id).ok_or_else(not_a_proof)?;
                 match verifier.get(account, &id).await {
-                    Ok(verification) => Ok(Proof::Verification(verification)),
+                    Ok(verification) => Ok(Proof::Verification((&verification).into())),
                     Err(VerifyError::NotFound) => Err(not_a_proof().into()),
                     Err(error) => Err(ProofError::Verify(error)),
                 }

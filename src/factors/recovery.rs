@@ -9,9 +9,9 @@ use serde_json::json;
 
 use super::store::RecoveryOutcome;
 use super::{action, ChallengeResult, FactorError, FactorService};
+use crate::account::audit::{AuditEntry, Who};
 use crate::account::user::UserId;
 use crate::account::AccountId;
-use crate::audit::{AuditEntry, Who};
 
 impl FactorService {
     /// Uses one recovery code.

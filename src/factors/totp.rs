@@ -12,11 +12,11 @@ use serde_json::json;
 
 use super::store::{AttemptOutcome, FactorRecord, FactorStatus, TotpSecret, TotpTry};
 use super::{action, factor_id, ChallengeResult, Confirmed, FactorError, FactorService};
+use crate::account::audit::{AuditEntry, Who};
 use crate::account::user::{Factor, FactorType, UserId};
 use crate::account::{Account, AccountId};
-use crate::audit::{AuditEntry, Who};
+use crate::random::random_bytes;
 use crate::store::StoreError;
-use crate::verify::code::random_bytes;
 
 /// A TOTP enrolment: everything the enrolment page shows, once.
 #[derive(Debug, Serialize)]

@@ -13,10 +13,10 @@ use serde_json::{json, Value};
 
 use super::store::{CounterOutcome, FactorRecord, FactorStatus, KeyCredential};
 use super::{action, factor_id, ChallengeResult, Confirmed, FactorError, FactorService};
+use crate::account::audit::{AuditEntry, Who};
 use crate::account::user::{FactorType, User, UserId};
 use crate::account::{Account, AccountId};
-use crate::audit::{AuditEntry, Who};
-use crate::verify::code::random_bytes;
+use crate::random::random_bytes;
 
 /// A security-key enrolment: `PublicKeyCredentialCreationOptions` as JSON (binary fields in
 /// base64url, as `PublicKeyCredential.parseCreationOptionsFromJSON` reads them).

@@ -19,16 +19,16 @@ use super::wire::{
     DeviceCheckedBody, DeviceRevokedBody, DeviceTrustedBody, DevicesRevokedBody, LoginBody,
     PatchUserBody, PolicyBody, PutPolicyBody, TrustBody, TwoFactorBody, UserBody,
 };
+use crate::account::audit::valid_cursor;
 use crate::account::login::Decision;
 use crate::account::policy::{ChannelSet, PolicyChannel, TrustDuration};
 use crate::account::rules::{Actor, TwoFactorRequest};
 use crate::account::service::{NewUser, PolicyUpdate, UserPatch};
+use crate::account::trust::{valid_token_shape, DeviceId};
 use crate::account::user::{Factor, User, UserId, UserRole};
 use crate::account::{AccountId, ApiKeyRecord};
-use crate::audit::valid_cursor;
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
-use crate::trust::{valid_token_shape, DeviceId};
 use crate::App;
 
 const AUDIT_DEFAULT_LIMIT: usize = 50;

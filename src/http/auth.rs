@@ -11,9 +11,9 @@ use hyper::Request;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use crate::account::audit::Who;
 use crate::account::permission::Permission;
 use crate::account::{key_digest, Account, AccountId, ApiKeyRecord};
-use crate::audit::Who;
 use crate::App;
 
 /// Who is calling.

@@ -20,9 +20,9 @@ use super::wire_factors::{
     ChallengeBody, ChallengeOutcome, ConfirmBody, ConfirmedBody, EnrolBody, Enrolment,
     RecoveryCodesBody,
 };
+use crate::account::audit::Who;
 use crate::account::user::{Factor, FactorType, UserId};
 use crate::account::Account;
-use crate::audit::Who;
 use crate::clock::rfc3339;
 use crate::factors::totp::Algorithm;
 use crate::factors::{ChallengeResult, Confirmed, CredentialJson};

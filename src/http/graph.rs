@@ -108,7 +108,7 @@ impl GraphError {
 
 /// A random trace id, as Graph gives each error (nothing is traced by it here).
 fn fbtrace_id() -> String {
-    crate::verify::code::random_bytes::<8>(&SystemRandom::new())
+    crate::random::random_bytes::<8>(&SystemRandom::new())
         .map(|bytes| data_encoding::BASE64URL_NOPAD.encode(&bytes))
         .unwrap_or_default()
 }

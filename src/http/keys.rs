@@ -26,7 +26,7 @@ pub(super) async fn new_account(
         created_ms: app.clock().now_ms(),
         code_length,
     };
-    app.store().insert_account(&account).await?;
+    app.account_records().insert_account(&account).await?;
     Ok(account)
 }
 
@@ -89,7 +89,12 @@ pub(super) async fn create_key(call: Call<'_>) -> Reply {
     }
     let minted = app
         .accounts()
-        .mint_key(app.store().as_ref(), &account_id, caller.who(), role)
+        .mint_key(
+            app.account_records().as_ref(),
+            &account_id,
+            caller.who(),
+            role,
+        )
         .await?;
     tracing::info!(account = %account_id, key = %minted.record.id, role = role.as_str(), "key minted");
     Ok(json_response(

@@ -6,10 +6,10 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::account::audit::{AuditEntry, Who};
 use crate::account::login::Offer;
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::user::{Factor, UserId, UserRole};
-use crate::audit::{AuditEntry, Who};
 use crate::clock::rfc3339;
 use crate::verify::model::{SendAttempt, Verification};
 

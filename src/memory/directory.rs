@@ -11,16 +11,16 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use async_trait::async_trait;
 use dashmap::DashMap;
 
+use crate::account::audit::AuditEntry;
 use crate::account::policy::Policy;
 use crate::account::store::{
     DeviceRevocation, Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
     MISSING_LISTED,
 };
+use crate::account::trust::{DeviceDigest, DeviceId, DeviceRecord};
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
-use crate::audit::AuditEntry;
 use crate::store::StoreError;
-use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
 
 /// Spent proofs are swept once there are this many.
 const PROOF_SWEEP_AT: usize = 1024;

@@ -2,13 +2,17 @@
 //! contract as the Redis adapters (the store suite, `tests/store/`, runs both).
 
 pub mod abuse;
+pub mod accounts;
 pub mod directory;
+pub mod events;
 pub mod factors;
 pub mod pin;
 pub mod verify;
 
 pub use abuse::MemoryAbuseStore;
+pub use accounts::MemoryAccounts;
 pub use directory::MemoryDirectory;
+pub use events::MemoryWebhookStore;
 pub use factors::MemoryFactorStore;
 pub use pin::MemoryPinStore;
 pub use verify::MemoryStore;

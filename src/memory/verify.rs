@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use dashmap::DashMap;
 use subtle::ConstantTimeEq;
 
-use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
+use crate::account::AccountId;
 use crate::dispatch::receipts::Receipt;
 use crate::phone::SHARD_COUNT;
 use crate::store::StoreError;
@@ -31,8 +31,6 @@ pub struct MemoryStore {
     /// share leaves the rest of `max_verifications` to the others.
     per_account: DashMap<AccountId, usize>,
     account_share: usize,
-    accounts: DashMap<AccountId, Account>,
-    keys: DashMap<KeyDigest, ApiKeyRecord>,
     /// Verification id → its messages. Bounded with the verifications: swept with them.
     attempts: DashMap<String, Vec<SendAttempt>>,
     /// (provider, provider message id) → (verification id, message id).
@@ -86,8 +84,6 @@ impl MemoryStore {
             max_verifications,
             per_account: DashMap::new(),
             account_share: max_verifications,
-            accounts: DashMap::new(),
-            keys: DashMap::new(),
             attempts: DashMap::new(),
             receipts: DashMap::new(),
         }
@@ -548,24 +544,6 @@ impl Store for MemoryStore {
         attempt.error = error.map(str::to_owned);
         attempt.updated_ms = now_ms;
         Ok(true)
-    }
-
-    async fn insert_account(&self, account: &Account) -> Result<(), StoreError> {
-        self.accounts.insert(account.id.clone(), account.clone());
-        Ok(())
-    }
-
-    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        Ok(self.accounts.get(id).map(|entry| entry.clone()))
-    }
-
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        self.keys.insert(key.digest, key.clone());
-        Ok(())
-    }
-
-    async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
-        Ok(self.keys.get(digest).map(|entry| entry.clone()))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -12,7 +12,7 @@ use ring::rand::SystemRandom;
 use subtle::ConstantTimeEq;
 
 use super::Pin;
-use crate::verify::code::random_bytes;
+use crate::random::random_bytes;
 
 const TAG: &str = "a2id";
 const SALT_BYTES: usize = 16;

@@ -10,12 +10,12 @@ use serde_json::json;
 use super::service::{PinError, PinService};
 use super::store::{LinkInfo, LinkIssue, LinkUse, NewLink};
 use super::{action, LinkPurpose, PhoneNumberId, Pin};
+use crate::account::audit::Who;
 use crate::account::permission::Permission;
 use crate::account::{hex, AccountId, Role};
-use crate::audit::Who;
 use crate::mail::Mail;
 use crate::phone::mask;
-use crate::verify::code::random_bytes;
+use crate::random::random_bytes;
 
 /// A link's consequence, for the answer to whoever opened it.
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use std::time::Duration;
 use ring::rand::SystemRandom;
 
 use crate::account::text_id;
-use crate::verify::code::random_bytes;
+use crate::random::random_bytes;
 
 /// The audit actions of this module (entries go to the account's audit trail).
 pub mod action {

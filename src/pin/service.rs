@@ -21,10 +21,10 @@ use super::store::{
     PinWriteOutcome, Reservation, TransferOutcome,
 };
 use super::{action, AttemptLimits, PhoneNumberId, Pin, PinRefusal};
+use crate::account::audit::{AuditEntry, Who};
 use crate::account::permission::Permission;
 use crate::account::store::Directory;
 use crate::account::{AccountId, Role};
-use crate::audit::{AuditEntry, Who};
 use crate::clock::Clock;
 use crate::mail::{MailError, Mailer};
 use crate::metrics::Metrics;

@@ -22,21 +22,21 @@
 use async_trait::async_trait;
 use redis::{Script, Value};
 
+use crate::account::audit::{AuditEntry, Who};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::store::{
     DeviceRevocation, Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
     MISSING_LISTED,
 };
+use crate::account::trust::cache::Invalidation;
+use crate::account::trust::{DeviceDigest, DeviceId, DeviceRecord};
 use crate::account::user::{Override, SetBy, User, UserId, UserRole};
 use crate::account::{hex, AccountId};
-use crate::audit::{AuditEntry, Who};
 use crate::phone::PhoneNumber;
 use crate::redis::connection::Connection;
 use crate::redis::script::{corrupt, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
 use crate::store::StoreError;
-use crate::trust::cache::Invalidation;
-use crate::trust::{DeviceDigest, DeviceId, DeviceRecord};
 
 pub struct RedisDirectory {
     connection: Connection,

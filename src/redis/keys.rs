@@ -9,6 +9,8 @@
 //! | `{a:<account>}` | one account | directory (`pol`, `u:<user>`, `users`, `nophone`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`) |
 //! | `{n:<e164>}` | one phone number, gateway-wide | `holder`: the PIN registry's claim |
 //! | `{a:<account>}` (abuse) | one account | abuse store (`ab:p:<prefix>`, `ab:c:<country>`, `ab:idx`, `ab:blk`, `ab:d:<day>`: `src/redis/abuse.rs`) |
+//! | `{a:<account>}` | one account's webhooks | `whr`, `whz`, `whq:<id>`, `whs:<id>`, `whl:<id>`, `whx:<id>` (src/redis/events.rs) |
+//! | `{wh}` | webhooks, gateway-wide | `due`, `gen`, `accounts`, `count` |
 //!
 //! Keys without a tag (`P:a:<account>`, `P:k:<digest>`, `P:r:<provider>:<id>`) are read and
 //! written one at a time. The tables of each adapter (`src/redis/*.rs`) say what each key holds.
@@ -17,6 +19,7 @@ use std::sync::Arc;
 
 use crate::account::user::UserId;
 use crate::account::{hex, AccountId, KeyDigest};
+use crate::events::store::WebhookId;
 use crate::phone::SHARD_COUNT;
 use crate::pin::PhoneNumberId;
 use crate::verify::model::VerificationId;
@@ -248,6 +251,54 @@ impl KeySpace {
     /// The account's messages of one UTC day (days since the epoch).
     pub fn abuse_day(&self, account: &AccountId, day: u64) -> String {
         self.in_account(account, &format!("ab:d:{day}"))
+    }
+
+    // Webhooks (src/redis/events.rs): each account's under its tag, the due accounts under `{wh}`.
+
+    /// The account's webhooks; the scripts derive each webhook's keys from it (`whq:<id>` queue,
+    /// `whs:<id>` state, `whl:<id>` attempts, `whx:<id>` dead letters), so it must end in `whr`.
+    pub fn webhooks(&self, account: &AccountId) -> String {
+        self.in_account(account, "whr")
+    }
+
+    /// A webhook's queue of events (the scripts build the same name from `webhooks`).
+    pub fn webhook_queue(&self, account: &AccountId, id: &WebhookId) -> String {
+        self.in_account(account, &format!("whq:{id}"))
+    }
+
+    /// A webhook's latest attempts.
+    pub fn webhook_attempts(&self, account: &AccountId, id: &WebhookId) -> String {
+        self.in_account(account, &format!("whl:{id}"))
+    }
+
+    /// A webhook's dead letters.
+    pub fn webhook_dead_letters(&self, account: &AccountId, id: &WebhookId) -> String {
+        self.in_account(account, &format!("whx:{id}"))
+    }
+
+    /// The account's webhooks by when each needs the worker (due head or end of lease).
+    pub fn webhook_schedule(&self, account: &AccountId) -> String {
+        self.in_account(account, "whz")
+    }
+
+    /// The accounts with something due, by time; gateway-wide.
+    pub fn webhook_due(&self) -> String {
+        format!("{}:{{wh}}:due", self.prefix)
+    }
+
+    /// The due accounts' signal generations.
+    pub fn webhook_generations(&self) -> String {
+        format!("{}:{{wh}}:gen", self.prefix)
+    }
+
+    /// Every account that registered a webhook (the sweep's list).
+    pub fn webhook_accounts(&self) -> String {
+        format!("{}:{{wh}}:accounts", self.prefix)
+    }
+
+    /// How many webhooks the gateway has (its bound).
+    pub fn webhook_count(&self) -> String {
+        format!("{}:{{wh}}:count", self.prefix)
     }
 }
 

@@ -4,8 +4,10 @@
 //! to `StoreError`, and one adapter per port: the store ports and dispatch's `Outbox`.
 
 pub mod abuse;
+pub mod accounts;
 pub mod connection;
 pub mod directory;
+pub mod events;
 pub mod factors;
 pub mod keys;
 pub mod outbox;
@@ -14,8 +16,10 @@ pub(crate) mod script;
 pub mod verify;
 
 pub use abuse::RedisAbuseStore;
+pub use accounts::RedisAccounts;
 pub use connection::{RedisSettings, Supervision};
 pub use directory::RedisDirectory;
+pub use events::RedisWebhookStore;
 pub use factors::RedisFactorStore;
 pub use keys::KeySpace;
 pub use outbox::RedisOutbox;

@@ -10,11 +10,9 @@
 //! | `P:{sNN}:n:<account>:<e164>` | hash | the number: `v` id of its pending verification, `q` sends in the quota window, `w` when the window ends |
 //! | `P:{sNN}:i:<account>:<e164>:<key>` | string | id answered for a send's idempotency key |
 //! | `P:{sNN}:c:<account>:<e164>:<key>` | string | the reply recorded for a check's idempotency key (`verify_check.lua`'s reply) |
-//! | `P:a:<account>` | hash | the account |
 //! | `P:{sNN}:o` | stream | outgoing messages of the shard, consumer group `dispatch` (see `outbox.rs`) |
 //! | `P:{sNN}:d` | stream | dead letters: messages no provider took, with the reasons |
 //! | `P:r:<provider>:<provider message id>` | string | `<verification id> <message id>`, for receipts |
-//! | `P:k:<sha256 hex>` | hash | an API key's record |
 //!
 //! Time comes from the caller's clock (an argument), not Redis `TIME`, so that tests move it and
 //! every instance decides expiry the same way; key TTLs only bound how long records are kept.
@@ -24,7 +22,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redis::Script;
 
-use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest, Role};
+use crate::account::AccountId;
 use crate::dispatch::receipts::Receipt;
 use crate::redis::connection::{Connection, RedisSettings};
 use crate::redis::script::{corrupt, lua, query, run, words, Failure};
@@ -504,100 +502,12 @@ impl Store for RedisStore {
         Ok(applied == "applied")
     }
 
-    async fn insert_account(&self, account: &Account) -> Result<(), StoreError> {
-        query::<()>(
-            &self.connection,
-            redis::cmd("HSET")
-                .arg(self.keys.account(&account.id))
-                .arg(&["name", &account.name])
-                .arg("created")
-                .arg(account.created_ms)
-                .arg("code_length")
-                .arg(account.code_length),
-            self.writes(),
-        )
-        .await
-    }
-
-    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        let (name, created, code_length): (Option<String>, Option<u64>, Option<u8>) = query(
-            &self.connection,
-            redis::cmd("HMGET")
-                .arg(self.keys.account(id))
-                .arg(&["name", "created", "code_length"]),
-            Failure::Unavailable,
-        )
-        .await?;
-        Ok(match (name, created, code_length) {
-            (Some(name), Some(created_ms), Some(code_length)) => Some(Account {
-                id: id.clone(),
-                name,
-                created_ms,
-                code_length,
-            }),
-            _ => None,
-        })
-    }
-
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
-        query(
-            &self.connection,
-            redis::cmd("HSET")
-                .arg(self.keys.api_key(&key.digest))
-                .arg(&[
-                    "id",
-                    &key.id,
-                    "account",
-                    key.account.as_str(),
-                    "role",
-                    key.role.as_str(),
-                ])
-                .arg("created")
-                .arg(key.created_ms),
-            self.writes(),
-        )
-        .await
-    }
-
-    async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
-        let (id, account, role, created): (
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<u64>,
-        ) = query(
-            &self.connection,
-            redis::cmd("HMGET")
-                .arg(self.keys.api_key(digest))
-                .arg(&["id", "account", "role", "created"]),
-            Failure::Unavailable,
-        )
-        .await?;
-        let (Some(id), Some(account), Some(role), Some(created_ms)) = (id, account, role, created)
-        else {
-            return Ok(None);
-        };
-        Ok(Some(ApiKeyRecord {
-            id,
-            account: AccountId::parse(&account).ok_or_else(|| corrupt("bad account id on key"))?,
-            role: role
-                .parse::<Role>()
-                .map_err(|()| corrupt("bad role on key"))?,
-            digest: *digest,
-            created_ms,
-        }))
-    }
-
     async fn ping(&self) -> Result<(), StoreError> {
         self.connection.readiness().await
     }
 
     fn liveness(&self) -> Result<(), StoreError> {
         self.connection.liveness()
-    }
-
-    fn epoch(&self) -> u64 {
-        self.connection.epoch()
     }
 
     fn kind(&self) -> &'static str {

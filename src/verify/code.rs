@@ -82,15 +82,6 @@ impl CodeMac {
     }
 }
 
-/// Fills `N` random bytes from the OS generator.
-pub fn random_bytes<const N: usize>(
-    rng: &SystemRandom,
-) -> Result<[u8; N], ring::error::Unspecified> {
-    let mut bytes = [0u8; N];
-    rng.fill(&mut bytes)?;
-    Ok(bytes)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,10 +3,12 @@
 use ring::rand::SystemRandom;
 use serde::Serialize;
 
+use crate::account::trust::devices::PhoneApproval;
 use crate::account::{hex, is_sid, AccountId};
 pub use crate::dispatch::model::{Channel, SendAttempt};
 use crate::phone::{PhoneNumber, SHARD_COUNT};
-use crate::verify::code::{random_bytes, Tag};
+use crate::random::random_bytes;
+use crate::verify::code::Tag;
 
 /// `VE` and 32 hex digits, the first two of which are the shard of the number it was sent to:
 /// a check by id finds its keys (and its Redis Cluster slot) without a lookup.
@@ -108,6 +110,18 @@ pub struct Verification {
     pub created_ms: u64,
     pub expires_ms: u64,
     pub code_length: u8,
+}
+
+impl From<&Verification> for PhoneApproval {
+    /// What trusting a device on this verification needs of it.
+    fn from(verification: &Verification) -> Self {
+        PhoneApproval {
+            id: verification.id.as_str().to_owned(),
+            e164: verification.to.clone(),
+            approved: verification.status == Status::Approved,
+            expires_ms: verification.expires_ms,
+        }
+    }
 }
 
 impl Verification {

@@ -1,4 +1,5 @@
-//! Verify's store port: where verifications, accounts and keys live. The adapters are
+//! Verify's store port: where verifications and their messages live (accounts and keys are the
+//! account's port, `account::store::Accounts`). The adapters are
 //! `memory::MemoryStore` and `redis::RedisStore` (src/memory/, src/redis/).
 //!
 //! Each method is one atomic step of the domain, not a generic key-value call, so that Redis can
@@ -8,7 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest};
+use crate::account::AccountId;
 use crate::dispatch::model::SendLog;
 use crate::dispatch::receipts::Receipt;
 use crate::store::StoreError;
@@ -66,14 +67,6 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<bool, StoreError>;
 
-    async fn insert_account(&self, account: &Account) -> Result<(), StoreError>;
-
-    async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
-
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
-
-    async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError>;
-
     /// Answers when the store can serve requests; `/readyz` calls it.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -82,13 +75,6 @@ pub trait Store: Send + Sync + 'static {
     /// `/healthz` calls it.
     fn liveness(&self) -> Result<(), StoreError> {
         Ok(())
-    }
-
-    /// Moves on every reconnect after a store outage (a call answered after calls failed):
-    /// whatever a cache holds from before may be gone after it, so caches of store data flush
-    /// when it moves. The embedded store has no outages.
-    fn epoch(&self) -> u64 {
-        0
     }
 
     /// Which store this is, for logs and metrics labels.

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
+use otpgate::account::audit::Who;
 use otpgate::account::user::{Factor, FactorType, UserId};
 use otpgate::account::AccountId;
-use otpgate::audit::Who;
 use reqwest::Method;
 use serde_json::{json, Value};
 

@@ -1,14 +1,14 @@
 //! The directory: policies and users written on the versions they were decided on, trusted
 //! devices bounded per user and per account, the audit trail.
 
+use otpgate::account::audit::{AuditEntry, Who};
 use otpgate::account::policy::Policy;
 use otpgate::account::store::{
     DeviceRevocation, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
 };
+use otpgate::account::trust::{DeviceId, DeviceRecord};
 use otpgate::account::user::{User, UserId, UserRole};
-use otpgate::audit::{AuditEntry, Who};
 use otpgate::clock::Clock;
-use otpgate::trust::{DeviceId, DeviceRecord};
 
 use crate::on_every_store;
 use crate::stores::{stores, Backend, Stores};

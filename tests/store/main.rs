@@ -1,12 +1,15 @@
-//! The store contract suite: every port called directly (verify's `Store`, the directory, the
-//! PIN store, the factor store, dispatch's `Outbox`), each scenario run on the memory adapters,
+//! The store contract suite: every port called directly (verify's `Store`, the account's
+//! `Accounts` and directory, the PIN store, the factor store, dispatch's `Outbox`), each scenario
+//! run on the memory adapters,
 //! a single redis-server and a 3-node Redis Cluster (the outbox's on the two Redis ones: it has
 //! no memory adapter). It pins down what the Lua scripts and their in-process twins must
 //! both do (attempts and lockouts, idempotency, stale versions, expiry by the caller's clock,
 //! bounds) without HTTP in between; the HTTP suite (`tests/api`) covers the rest.
 
 mod abuse;
+mod accounts;
 mod directory;
+mod events;
 mod factors;
 mod outbox;
 mod pin;

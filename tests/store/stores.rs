@@ -1,4 +1,4 @@
-//! One fresh set of the four store ports (and, on Redis, dispatch's outbox) per scenario, on the backend it asks for: the memory
+//! One fresh set of the five store ports (and, on Redis, dispatch's outbox) per scenario, on the backend it asks for: the memory
 //! adapters, or the Redis adapters under a key prefix of their own on the shared server or
 //! cluster (so scenarios sharing a server never see each other's keys).
 
@@ -8,15 +8,19 @@ use std::sync::Arc;
 use ring::rand::SystemRandom;
 
 use otpgate::account::limits::TenantSettings;
-use otpgate::account::store::Directory;
+use otpgate::account::store::{Accounts, Directory};
 use otpgate::account::AccountId;
 use otpgate::clock::ManualClock;
 use otpgate::config::Settings;
 use otpgate::dispatch::outbox::Outbox;
 use otpgate::factors::store::FactorStore;
-use otpgate::memory::{MemoryDirectory, MemoryFactorStore, MemoryPinStore, MemoryStore};
+use otpgate::memory::{
+    MemoryAccounts, MemoryDirectory, MemoryFactorStore, MemoryPinStore, MemoryStore,
+};
 use otpgate::pin::store::PinStore;
-use otpgate::redis::{RedisDirectory, RedisFactorStore, RedisOutbox, RedisPinStore, RedisStore};
+use otpgate::redis::{
+    RedisAccounts, RedisDirectory, RedisFactorStore, RedisOutbox, RedisPinStore, RedisStore,
+};
 use otpgate::startup::redis_settings;
 use otpgate::verify::store::Store;
 
@@ -35,9 +39,10 @@ pub enum Backend {
     Cluster,
 }
 
-/// The four ports of one backend, an account of their own and the clock the scenario moves.
+/// The five ports of one backend, an account of their own and the clock the scenario moves.
 pub struct Stores {
     pub verify: Arc<dyn Store>,
+    pub accounts: Arc<dyn Accounts>,
     pub directory: Arc<dyn Directory>,
     pub pins: Arc<dyn PinStore>,
     pub factors: Arc<dyn FactorStore>,
@@ -63,6 +68,7 @@ pub async fn stores_with(backend: Backend, tenants: TenantSettings) -> Stores {
         Backend::Memory => {
             return Stores {
                 verify: Arc::new(MemoryStore::new(10_000)),
+                accounts: Arc::new(MemoryAccounts::new()),
                 directory: Arc::new(MemoryDirectory::new(AUDIT_CAP)),
                 pins: Arc::new(MemoryPinStore::new().with_tenants(tenants.clone())),
                 factors: Arc::new(
@@ -84,6 +90,7 @@ pub async fn stores_with(backend: Backend, tenants: TenantSettings) -> Stores {
         .await
         .expect("connect to the test Redis");
     Stores {
+        accounts: Arc::new(RedisAccounts::on(&redis)),
         directory: Arc::new(RedisDirectory::on(&redis, AUDIT_CAP)),
         pins: Arc::new(RedisPinStore::on(&redis).with_tenants(tenants.clone())),
         factors: Arc::new(RedisFactorStore::on(&redis).with_tenants(tenants, clock.clone())),

@@ -17,9 +17,9 @@ use std::time::Duration;
 use dashmap::DashMap;
 
 use crate::account::policy::Policy;
+use crate::account::trust::{DeviceDigest, DeviceRecord};
 use crate::account::user::{User, UserId};
 use crate::account::{hex, AccountId};
-use crate::trust::{DeviceDigest, DeviceRecord};
 
 /// One invalidation, as published on the Redis channel: `p|<account>`, `u|<account>|<user>`,
 /// `d|<digest hex>`.

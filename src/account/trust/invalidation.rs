@@ -13,8 +13,8 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::trust::cache::{HotCache, Invalidation};
-use crate::trust::metrics::HotPathMetrics;
+use crate::account::trust::cache::{HotCache, Invalidation};
+use crate::account::trust::metrics::HotPathMetrics;
 
 #[derive(Debug, Clone)]
 pub struct LinkSettings {

@@ -5,23 +5,22 @@
 use serde_json::json;
 
 use super::{mint_token, DeviceId, DeviceRecord};
+use crate::account::audit::{action, AuditEntry};
 use crate::account::limits::{Limit, LimitReached};
 use crate::account::policy::{Policy, TrustDuration};
 use crate::account::rules::{rule, Actor, Refusal};
 use crate::account::service::{AccountError, AccountService};
 use crate::account::store::{DeviceRevocation, NewDevice, TrustOutcome};
+use crate::account::trust::cache::Invalidation;
 use crate::account::user::{User, UserId};
 use crate::account::AccountId;
-use crate::audit::{action, AuditEntry};
-use crate::trust::cache::Invalidation;
-use crate::verify::model::{Status, Verification};
 
 /// What vouches for a device being trusted: a fresh proof that this user is present, spent on
 /// one device only.
 #[derive(Debug, Clone)]
 pub enum Proof {
     /// An approved verification of the user's phone (SMS, WhatsApp).
-    Verification(Verification),
+    Verification(PhoneApproval),
     /// A second-factor challenge the user passed (TOTP, security key, recovery code).
     Challenge {
         id: String,
@@ -30,11 +29,24 @@ pub enum Proof {
     },
 }
 
+/// A phone verification as a proof needs it, built by whoever resolved the verification
+/// (`From<&Verification>` in `verify::model`), so that trust does not depend on verify.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhoneApproval {
+    /// The verification's id, marked spent by the directory.
+    pub id: String,
+    /// The number it was sent to (E.164).
+    pub e164: String,
+    /// Whether its code was approved.
+    pub approved: bool,
+    pub expires_ms: u64,
+}
+
 impl Proof {
     /// The id the directory marks spent (a verification or challenge id).
     pub fn id(&self) -> &str {
         match self {
-            Proof::Verification(verification) => verification.id.as_str(),
+            Proof::Verification(approval) => &approval.id,
             Proof::Challenge { id, .. } => id,
         }
     }
@@ -42,7 +54,7 @@ impl Proof {
     /// Until when it may be presented.
     pub fn expires_ms(&self) -> u64 {
         match self {
-            Proof::Verification(verification) => verification.expires_ms,
+            Proof::Verification(approval) => approval.expires_ms,
             Proof::Challenge { expires_ms, .. } => *expires_ms,
         }
     }
@@ -51,14 +63,13 @@ impl Proof {
     /// the user, and within its lifetime.
     pub fn vouches_for(&self, user: &User, now_ms: u64) -> bool {
         match self {
-            Proof::Verification(verification) => {
-                let fresh =
-                    verification.status == Status::Approved && now_ms < verification.expires_ms;
+            Proof::Verification(approval) => {
+                let fresh = approval.approved && now_ms < approval.expires_ms;
                 fresh
                     && user
                         .phone
                         .as_ref()
-                        .is_some_and(|phone| phone.e164() == verification.to)
+                        .is_some_and(|phone| phone.e164() == approval.e164)
             }
             Proof::Challenge {
                 user: passed_by,

@@ -13,7 +13,7 @@ use ring::rand::SystemRandom;
 use crate::account::policy::{Policy, TrustDuration};
 use crate::account::user::{User, UserId};
 use crate::account::{text_id, AccountId};
-use crate::verify::code::random_bytes;
+use crate::random::random_bytes;
 
 /// Prefix of every device token, so that secret scanners recognise a leaked one.
 pub const TOKEN_PREFIX: &str = "ogd_";

@@ -1,0 +1,27 @@
+//! Events out: signed webhooks. The domain emits an [`Event`] through the [`Events`] handle
+//! (never blocking its request); the event is stamped and rendered as a CloudEvents 1.0 JSON
+//! envelope (`model.rs`), queued durably per webhook (`store.rs`, the `WebhookStore` port; its
+//! adapters in `memory/events.rs` and `redis/events.rs`), and delivered in order per webhook by
+//! the worker (`deliver.rs`), signed the Standard Webhooks way (`sign.rs`), only to targets the
+//! SSRF rules allow (`target.rs`), retried on a schedule and dead-lettered after it
+//! (`settings.rs`). docs/events.md is the user's view.
+//!
+//! A leaf-side module: it imports the account id, the clock, the secret type, the store error
+//! and the phone number's masking, and nothing of http, verify or dispatch.
+
+pub mod deliver;
+pub mod emit;
+pub mod model;
+pub mod settings;
+pub mod sign;
+pub mod store;
+pub mod target;
+
+pub use deliver::{Deliverer, PassReport};
+pub use emit::{Emitted, EmitterSettings, Events};
+pub use model::{
+    Event, EventData, EventFilter, EventId, EventType, Label, MaskedNumber, SubjectId, SubjectKind,
+};
+pub use settings::EventsSettings;
+pub use sign::WebhookSecret;
+pub use store::{Webhook, WebhookId, WebhookStore};
