@@ -7,11 +7,11 @@ max_line_length = 120
 -- src/redis/script.rs prepends prelude.lua to every script: the other files see its locals.
 files["src/redis/scripts"] = {
   read_globals = {
-    "words", "int", "backoff",
+    "words", "int", "backoff", "limits_from", "wait_after", "attempts_left", "locks",
     "VERIFICATION_FIELDS", "load_verification", "answer", "pointer_of", "release",
     "audit", "digest_of", "forget_devices",
     "NUMBER_FIELDS", "load_number",
-    "pending_room",
+    "lock_held", "count_wrong", "pending_room",
   },
 }
 -- Each script uses some of the prelude's helpers, none uses all.

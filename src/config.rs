@@ -544,9 +544,10 @@ impl Reader {
         };
         let limits = AttemptLimits {
             free_attempts: self.positive("pin.free_attempts"),
-            first_wait: self.seconds("pin.first_wait_seconds"),
-            max_wait: self.seconds("pin.max_wait_seconds"),
-            max_failures: self.positive("pin.max_failures"),
+            attempts_per_wait: 1,
+            first_wait_ms: self.seconds("pin.first_wait_seconds").as_millis() as u64,
+            max_wait_ms: self.seconds("pin.max_wait_seconds").as_millis() as u64,
+            lock_after: Some(self.positive("pin.max_failures")),
         };
         let link_ttl = self.seconds("pin.link_ttl_seconds");
         crate::pin::PinConfig {
@@ -612,11 +613,11 @@ impl Reader {
             ));
             Algorithm::Sha1
         });
-        let limits = AttemptLimits {
-            max_failures: self.positive("factors.max_failures"),
-            first_wait_ms: self.seconds("factors.first_wait_seconds").as_millis() as u64,
-            max_wait_ms: self.seconds("factors.max_wait_seconds").as_millis() as u64,
-        };
+        let limits = AttemptLimits::in_rounds(
+            self.positive("factors.max_failures"),
+            self.seconds("factors.first_wait_seconds").as_millis() as u64,
+            self.seconds("factors.max_wait_seconds").as_millis() as u64,
+        );
         let origins_text: String = self.get("factors.origins");
         let origins: Vec<String> = origins_text
             .split(',')

@@ -50,6 +50,26 @@ pub fn language(locale: &str) -> &'static str {
         .unwrap_or("en")
 }
 
+/// One language's text around its four blanks, in this order: before the brand, between the
+/// brand and the code, between the code and the lifetime, and after the lifetime's unit; then
+/// the unit, singular and plural.
+struct Text {
+    language: &'static str,
+    parts: [&'static str; 4],
+    minute: (&'static str, &'static str),
+}
+
+/// Every written text, one a line; the last is English, the fallback.
+#[rustfmt::skip]
+const TEXTS: [Text; 6] = [
+    Text { language: "de", parts: ["Ihr Code für ", " lautet ", ". Er ist ", " gültig. Geben Sie ihn an niemanden weiter."], minute: ("Minute", "Minuten") },
+    Text { language: "fr", parts: ["Votre code de vérification ", " est ", ". Il expire dans ", ". Ne le communiquez à personne."], minute: ("minute", "minutes") },
+    Text { language: "es", parts: ["Tu clave de ", " es ", ". Caduca en ", ". No la compartas con nadie."], minute: ("minuto", "minutos") },
+    Text { language: "pt", parts: ["Sua senha ", " é ", ". Ela expira em ", ". Nunca a compartilhe com ninguém."], minute: ("minuto", "minutos") },
+    Text { language: "it", parts: ["Il tuo codice di verifica ", " è ", ". Scade tra ", ". Non condividerlo con nessuno."], minute: ("minuto", "minuti") },
+    Text { language: "en", parts: ["Your ", " verification code is ", ". It expires in ", ". Do not share it with anyone."], minute: ("minute", "minutes") },
+];
+
 /// The message text: brand, code, lifetime in minutes and a do-not-share line, in the locale's
 /// language; with `web_otp`, followed by the `@domain #code` line.
 pub fn render(
@@ -59,33 +79,19 @@ pub fn render(
     minutes: u32,
     web_otp: Option<&WebOtp>,
 ) -> String {
-    let one = minutes == 1;
-    let mut text = match language(locale) {
-        "de" => format!(
-            "Ihr Code für {brand} lautet {code}. Er ist {minutes} {} gültig. Geben Sie ihn an niemanden weiter.",
-            if one { "Minute" } else { "Minuten" }
-        ),
-        "fr" => format!(
-            "Votre code de vérification {brand} est {code}. Il expire dans {minutes} {}. Ne le communiquez à personne.",
-            if one { "minute" } else { "minutes" }
-        ),
-        "es" => format!(
-            "Tu clave de {brand} es {code}. Caduca en {minutes} {}. No la compartas con nadie.",
-            if one { "minuto" } else { "minutos" }
-        ),
-        "pt" => format!(
-            "Sua senha {brand} é {code}. Ela expira em {minutes} {}. Nunca a compartilhe com ninguém.",
-            if one { "minuto" } else { "minutos" }
-        ),
-        "it" => format!(
-            "Il tuo codice di verifica {brand} è {code}. Scade tra {minutes} {}. Non condividerlo con nessuno.",
-            if one { "minuto" } else { "minuti" }
-        ),
-        _ => format!(
-            "Your {brand} verification code is {code}. It expires in {minutes} {}. Do not share it with anyone.",
-            if one { "minute" } else { "minutes" }
-        ),
+    let language = language(locale);
+    let text = TEXTS
+        .iter()
+        .find(|text| text.language == language)
+        .unwrap_or(&TEXTS[TEXTS.len() - 1]);
+    let [before_brand, before_code, before_minutes, after] = text.parts;
+    let unit = if minutes == 1 {
+        text.minute.0
+    } else {
+        text.minute.1
     };
+    let mut text =
+        format!("{before_brand}{brand}{before_code}{code}{before_minutes}{minutes} {unit}{after}");
     if let Some(web_otp) = web_otp {
         text.push_str(&format!("\n\n@{} #{code}", web_otp.domain));
     }

@@ -38,7 +38,7 @@ use crate::secret::Secret;
 use crate::store::StoreError;
 use crypto::{FactorKeys, SealError};
 use recovery::RecoveryHasher;
-use store::{AttemptLimits, FactorStore, PassedChallenge};
+use store::{AttemptLimits, FactorStore, PassedChallenge, UserRef};
 use totp::Algorithm;
 
 pub use totp::TotpEnrolment;
@@ -82,7 +82,7 @@ impl FactorSettings {
         if !matches!(self.totp_digits, 6 | 8) {
             errors.push("factors.totp_digits: must be 6 or 8".to_owned());
         }
-        if self.limits.max_failures > 10 {
+        if self.limits.free_attempts > 10 {
             errors.push(
                 "factors.max_failures: must be at most 10 (RFC 4226 §7.3: as low as possible)"
                     .to_owned(),
@@ -229,15 +229,15 @@ impl FactorService {
     }
 
     /// A confirmed factor, counted and added to the user; the first one also mints the user's
-    /// recovery codes.
-    async fn activated(
+    /// recovery codes. Answered as the confirming flow's success (`E`: its refusal).
+    async fn activated<E>(
         &self,
         account: &AccountId,
         who: Who,
         user: User,
         id: &str,
         kind: FactorType,
-    ) -> Result<Confirmed, FactorError> {
+    ) -> Result<Result<Confirmed, E>, FactorError> {
         self.metrics.factor_enrolment(kind.as_str(), "confirmed");
         let first = user.factors.is_empty();
         let factor = Factor {
@@ -253,11 +253,11 @@ impl FactorService {
         } else {
             None
         };
-        Ok(Confirmed {
+        Ok(Ok(Confirmed {
             factor,
             user,
             recovery_codes,
-        })
+        }))
     }
 
     async fn pass(
@@ -309,9 +309,10 @@ impl FactorService {
             .accounts
             .remove_factor(account, actor, user_id, id)
             .await?;
-        self.store.delete(account, user_id, id).await?;
+        let owner = UserRef::new(account, user_id);
+        self.store.delete(owner.factor(id)).await?;
         if user.factors.is_empty() {
-            self.store.delete_recovery(account, user_id).await?;
+            self.store.delete_recovery(owner).await?;
         }
         Ok(user)
     }

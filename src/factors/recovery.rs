@@ -7,7 +7,7 @@ pub use codes::*;
 
 use serde_json::json;
 
-use super::store::RecoveryOutcome;
+use super::store::{RecoveryOutcome, RecoveryTry, UserRef};
 use super::{action, ChallengeResult, FactorError, FactorService};
 use crate::account::audit::{AuditEntry, Who};
 use crate::account::user::UserId;
@@ -34,7 +34,12 @@ impl FactorService {
         let now = self.clock.now_ms();
         match self
             .store
-            .use_recovery(account, user_id, &digest, now, &self.settings.limits)
+            .use_recovery(RecoveryTry {
+                owner: UserRef::new(account, user_id),
+                digest: &digest,
+                now_ms: now,
+                limits: self.settings.limits,
+            })
             .await?
         {
             RecoveryOutcome::Used { remaining } => {
@@ -86,7 +91,9 @@ impl FactorService {
                 codes.push(code);
             }
         }
-        self.store.replace_recovery(account, user, &digests).await?;
+        self.store
+            .replace_recovery(UserRef::new(account, user), &digests)
+            .await?;
         Ok(codes)
     }
 

@@ -63,42 +63,73 @@ pub struct FactorRecord {
     pub webauthn: Option<KeyCredential>,
 }
 
-/// Wrong attempts per factor (and per user's recovery codes): `max_failures` in a row, then a
-/// wait of `first_wait_ms`, doubled after each further round, at most `max_wait_ms`.
+/// Wrong attempts per factor (and per user's recovery codes): rounds of
+/// `AttemptLimits::in_rounds`, a doubling wait after each.
+pub use crate::backoff::AttemptLimits;
+
+/// One user of one account: whose factors, ceremonies and recovery codes a step touches.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttemptLimits {
-    pub max_failures: u32,
-    pub first_wait_ms: u64,
-    pub max_wait_ms: u64,
+pub struct UserRef<'a> {
+    pub account: &'a AccountId,
+    pub user: &'a UserId,
 }
 
-impl AttemptLimits {
-    /// After `failures` consecutive wrong attempts: how many are left in this round, and how
-    /// long to wait (0 until a round is used up).
-    pub fn after(&self, failures: u32) -> (u32, u64) {
-        let max = self.max_failures.max(1);
-        let left = max - failures % max;
-        if failures > 0 && failures.is_multiple_of(max) {
-            let rounds = failures / max;
-            (
-                max,
-                crate::backoff::backoff_ms(self.first_wait_ms, rounds - 1, self.max_wait_ms),
-            )
-        } else {
-            (left, 0)
-        }
+impl<'a> UserRef<'a> {
+    pub fn new(account: &'a AccountId, user: &'a UserId) -> Self {
+        Self { account, user }
     }
+
+    /// One of this user's factors.
+    pub fn factor(self, id: &'a str) -> FactorRef<'a> {
+        FactorRef { owner: self, id }
+    }
+}
+
+/// One factor of one user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FactorRef<'a> {
+    pub owner: UserRef<'a>,
+    pub id: &'a str,
+}
+
+/// A factor record to write whole, for its owner; `pending_ttl_ms` for a pending one (it
+/// expires unconfirmed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewFactor<'a> {
+    pub owner: UserRef<'a>,
+    pub record: &'a FactorRecord,
+    pub pending_ttl_ms: Option<u64>,
 }
 
 /// One authenticator-app code, as `FactorStore::totp_attempt` counts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TotpTry {
+pub struct TotpTry<'a> {
+    pub factor: FactorRef<'a>,
     /// The step the code matched (found by the caller, which holds the secret); `None` when it
     /// matched none.
     pub matched: Option<u64>,
     /// Confirms a pending factor when the code is accepted (the enrolment's first code).
     pub activate: bool,
     pub now_ms: u64,
+    pub limits: AttemptLimits,
+}
+
+/// One recovery code, as `FactorStore::use_recovery` counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryTry<'a> {
+    pub owner: UserRef<'a>,
+    pub digest: &'a CodeDigest,
+    pub now_ms: u64,
+    pub limits: AttemptLimits,
+}
+
+/// A WebAuthn ceremony's state, kept under its owner and challenge for `ttl_ms`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewCeremony<'a> {
+    pub owner: UserRef<'a>,
+    pub challenge: &'a [u8],
+    pub state: &'a str,
+    pub ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,84 +183,48 @@ pub struct PassedChallenge {
 
 #[async_trait]
 pub trait FactorStore: Send + Sync + 'static {
-    /// Writes a factor record whole; `ttl_ms` for a pending one (it expires unconfirmed).
-    async fn put(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        record: &FactorRecord,
-        ttl_ms: Option<u64>,
-    ) -> Result<(), StoreError>;
+    /// Writes a factor record whole (a pending one expires unconfirmed).
+    async fn put(&self, factor: NewFactor<'_>) -> Result<(), StoreError>;
 
-    async fn get(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        id: &str,
-    ) -> Result<Option<FactorRecord>, StoreError>;
+    async fn get(&self, factor: FactorRef<'_>) -> Result<Option<FactorRecord>, StoreError>;
 
-    async fn delete(&self, account: &AccountId, user: &UserId, id: &str) -> Result<(), StoreError>;
+    async fn delete(&self, factor: FactorRef<'_>) -> Result<(), StoreError>;
 
     /// One TOTP attempt: refuse while locked; with `matched` (the step the code matched, found
     /// by the caller, which holds the secret), accept only when it is newer than the last used
     /// step and store it; without, count a failure. `activate` confirms a pending factor.
-    async fn totp_attempt(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        id: &str,
-        attempt: TotpTry,
-        limits: &AttemptLimits,
-    ) -> Result<AttemptOutcome, StoreError>;
+    async fn totp_attempt(&self, attempt: TotpTry<'_>) -> Result<AttemptOutcome, StoreError>;
 
     /// Stores `counter` if it advances on the stored one (see `webauthn::counter_advances`).
     async fn advance_counter(
         &self,
-        account: &AccountId,
-        user: &UserId,
-        id: &str,
+        factor: FactorRef<'_>,
         counter: u32,
     ) -> Result<CounterOutcome, StoreError>;
 
-    /// Keeps a ceremony's state under its challenge for `ttl_ms`.
-    async fn put_ceremony(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        challenge: &[u8],
-        state: &str,
-        ttl_ms: u64,
-    ) -> Result<(), StoreError>;
+    /// Keeps a ceremony's state under its challenge for its `ttl_ms`.
+    async fn put_ceremony(&self, ceremony: NewCeremony<'_>) -> Result<(), StoreError>;
 
     /// Reads and deletes a ceremony's state in one step: a challenge is answered at most once.
     async fn take_ceremony(
         &self,
-        account: &AccountId,
-        user: &UserId,
+        owner: UserRef<'_>,
         challenge: &[u8],
     ) -> Result<Option<String>, StoreError>;
 
     /// Replaces the user's recovery codes (the old set stops working in the same step).
     async fn replace_recovery(
         &self,
-        account: &AccountId,
-        user: &UserId,
+        owner: UserRef<'_>,
         digests: &[CodeDigest],
     ) -> Result<(), StoreError>;
 
     /// Uses one recovery code (removes its digest), counting wrong ones like TOTP codes.
-    async fn use_recovery(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        digest: &CodeDigest,
-        now_ms: u64,
-        limits: &AttemptLimits,
-    ) -> Result<RecoveryOutcome, StoreError>;
+    async fn use_recovery(&self, attempt: RecoveryTry<'_>) -> Result<RecoveryOutcome, StoreError>;
 
-    async fn recovery_left(&self, account: &AccountId, user: &UserId) -> Result<u32, StoreError>;
+    async fn recovery_left(&self, owner: UserRef<'_>) -> Result<u32, StoreError>;
 
-    async fn delete_recovery(&self, account: &AccountId, user: &UserId) -> Result<(), StoreError>;
+    async fn delete_recovery(&self, owner: UserRef<'_>) -> Result<(), StoreError>;
 
     async fn put_passed(
         &self,
@@ -243,25 +238,4 @@ pub trait FactorStore: Send + Sync + 'static {
         account: &AccountId,
         id: &str,
     ) -> Result<Option<PassedChallenge>, StoreError>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn waits_start_after_a_round_and_double_up_to_the_cap() {
-        let limits = AttemptLimits {
-            max_failures: 5,
-            first_wait_ms: 30_000,
-            max_wait_ms: 100_000,
-        };
-        assert_eq!(limits.after(1), (4, 0));
-        assert_eq!(limits.after(4), (1, 0));
-        assert_eq!(limits.after(5), (5, 30_000));
-        assert_eq!(limits.after(6), (4, 0));
-        assert_eq!(limits.after(10), (5, 60_000));
-        assert_eq!(limits.after(15), (5, 100_000));
-        assert_eq!(limits.after(500), (5, 100_000));
-    }
 }

@@ -10,7 +10,9 @@ use data_encoding::BASE32_NOPAD;
 use serde::Serialize;
 use serde_json::json;
 
-use super::store::{AttemptOutcome, FactorRecord, FactorStatus, TotpSecret, TotpTry};
+use super::store::{
+    AttemptOutcome, FactorRecord, FactorStatus, NewFactor, TotpSecret, TotpTry, UserRef,
+};
 use super::{action, factor_id, ChallengeResult, Confirmed, FactorError, FactorService};
 use crate::account::audit::{AuditEntry, Who};
 use crate::account::user::{Factor, FactorType, UserId};
@@ -70,7 +72,11 @@ impl FactorService {
         };
         let ttl = self.settings.pending_ttl.as_millis() as u64;
         self.store
-            .put(&account.id, user, &record, Some(ttl))
+            .put(NewFactor {
+                owner: UserRef::new(&account.id, user),
+                record: &record,
+                pending_ttl_ms: Some(ttl),
+            })
             .await?;
         let issuer = if self.settings.totp_issuer.is_empty() {
             account.name.as_str()
@@ -114,7 +120,7 @@ impl FactorService {
         }
         let record = self
             .store
-            .get(account, user_id, id)
+            .get(UserRef::new(account, user_id).factor(id))
             .await?
             .filter(|record| record.kind == FactorType::Totp)
             .ok_or(FactorError::NotFound(
@@ -128,7 +134,6 @@ impl FactorService {
         }
         self.activated(account, who, user, id, FactorType::Totp)
             .await
-            .map(Ok)
     }
 
     /// Checks a TOTP code against one of the user's confirmed TOTP factors (`factor_id`, or
@@ -164,7 +169,7 @@ impl FactorService {
         };
         let record = self
             .store
-            .get(account, user_id, &id)
+            .get(UserRef::new(account, user_id).factor(&id))
             .await?
             .ok_or(FactorError::NotFound("no such TOTP factor for this user"))?;
         let mut result = self
@@ -199,17 +204,13 @@ impl FactorService {
         let matched = Totp::new(&secret, secret_record.params).matching_step(code, now);
         let outcome = self
             .store
-            .totp_attempt(
-                account,
-                user,
-                &record.id,
-                TotpTry {
-                    matched,
-                    activate,
-                    now_ms: now,
-                },
-                &self.settings.limits,
-            )
+            .totp_attempt(TotpTry {
+                factor: UserRef::new(account, user).factor(&record.id),
+                matched,
+                activate,
+                now_ms: now,
+                limits: self.settings.limits,
+            })
             .await?;
         let mut result = ChallengeResult {
             kind: "totp",

@@ -11,7 +11,9 @@ use ring::digest::{digest, SHA256};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::store::{CounterOutcome, FactorRecord, FactorStatus, KeyCredential};
+use super::store::{
+    CounterOutcome, FactorRecord, FactorStatus, KeyCredential, NewCeremony, NewFactor, UserRef,
+};
 use super::{action, factor_id, ChallengeResult, Confirmed, FactorError, FactorService};
 use crate::account::audit::{AuditEntry, Who};
 use crate::account::user::{FactorType, User, UserId};
@@ -192,7 +194,7 @@ impl FactorService {
         };
         let state = self
             .store
-            .take_ceremony(account, user_id, &challenge)
+            .take_ceremony(UserRef::new(account, user_id), &challenge)
             .await?;
         let Some(state) = state.and_then(|s| serde_json::from_str::<CeremonyState>(&s).ok()) else {
             return refuse("unknown_challenge");
@@ -234,10 +236,14 @@ impl FactorService {
                 counter: registered.counter,
             }),
         };
-        self.store.put(account, user_id, &record, None).await?;
+        let factor = NewFactor {
+            owner: UserRef::new(account, user_id),
+            record: &record,
+            pending_ttl_ms: None,
+        };
+        self.store.put(factor).await?;
         self.activated(account, who, user, id, FactorType::Webauthn)
             .await
-            .map(Ok)
     }
 
     /// Opens an authentication ceremony: request options for the user's registered keys.
@@ -300,7 +306,7 @@ impl FactorService {
         };
         let state = self
             .store
-            .take_ceremony(account, user_id, &challenge)
+            .take_ceremony(UserRef::new(account, user_id), &challenge)
             .await?
             .and_then(|s| serde_json::from_str::<CeremonyState>(&s).ok());
         let now = self.clock.now_ms();
@@ -329,7 +335,7 @@ impl FactorService {
         };
         match self
             .store
-            .advance_counter(account, user_id, &id, asserted.counter)
+            .advance_counter(UserRef::new(account, user_id).factor(&id), asserted.counter)
             .await?
         {
             CounterOutcome::Advanced => {}
@@ -374,7 +380,12 @@ impl FactorService {
         })
         .map_err(|_| FactorError::Random)?;
         self.store
-            .put_ceremony(account, user, &challenge, &state, ttl)
+            .put_ceremony(NewCeremony {
+                owner: UserRef::new(account, user),
+                challenge: &challenge,
+                state: &state,
+                ttl_ms: ttl,
+            })
             .await?;
         Ok((challenge, ttl))
     }
@@ -391,7 +402,11 @@ impl FactorService {
             .iter()
             .filter(|f| f.kind == FactorType::Webauthn)
         {
-            if let Some(record) = self.store.get(account, &user.id, &factor.id).await? {
+            let found_record = self
+                .store
+                .get(UserRef::new(account, &user.id).factor(&factor.id))
+                .await?;
+            if let Some(record) = found_record {
                 if let Some(credential) = record.webauthn {
                     found.push((factor.id.clone(), credential));
                 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use dashmap::DashMap;
@@ -130,14 +130,16 @@ impl MemoryDirectory {
         self.accounts.entry(id.clone()).or_default().clone()
     }
 
-    /// The map's guard is released before locking the account, and no lock is held across an
-    /// await: every method body is synchronous.
-    fn lock(state: &Mutex<AccountState>) -> MutexGuard<'_, AccountState> {
+    /// Runs `step` on the account's state under its lock. The map's guard is released before
+    /// locking the account, and no lock is held across an await: every step is synchronous.
+    fn with<T>(&self, account: &AccountId, step: impl FnOnce(&mut AccountState) -> T) -> T {
+        let state = self.account(account);
         // A panic while holding the lock leaves a consistent state (every step writes last),
         // so a poisoned lock is still usable.
-        state
+        let mut state = state
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        step(&mut state)
     }
 }
 
@@ -149,9 +151,7 @@ fn audit_seq(id: &str) -> Option<u64> {
 #[async_trait]
 impl Directory for MemoryDirectory {
     async fn policy(&self, account: &AccountId) -> Result<Policy, StoreError> {
-        let state = self.account(account);
-        let state = Self::lock(&state);
-        Ok(state.policy())
+        self.with(account, |state| Ok(state.policy()))
     }
 
     async fn write_policy(
@@ -160,33 +160,31 @@ impl Directory for MemoryDirectory {
         policy: &Policy,
         audit: &AuditEntry,
     ) -> Result<PolicyWrite, StoreError> {
-        let state = self.account(account);
-        let mut state = Self::lock(&state);
-        let current = state.policy();
-        if current.version != policy.version {
-            return Ok(PolicyWrite::Stale);
-        }
-        if policy.sms_active() && !state.without_phone.is_empty() {
-            return Ok(PolicyWrite::MissingPhones {
-                count: state.without_phone.len(),
-                users: state
-                    .without_phone
-                    .iter()
-                    .take(MISSING_LISTED)
-                    .cloned()
-                    .collect(),
-            });
-        }
-        let version = current.version + 1;
-        state.policy = Some(Policy { version, ..*policy });
-        state.audit(audit, self.audit_cap);
-        Ok(PolicyWrite::Written { version })
+        self.with(account, |state| {
+            let current = state.policy();
+            if current.version != policy.version {
+                return Ok(PolicyWrite::Stale);
+            }
+            if policy.sms_active() && !state.without_phone.is_empty() {
+                return Ok(PolicyWrite::MissingPhones {
+                    count: state.without_phone.len(),
+                    users: state
+                        .without_phone
+                        .iter()
+                        .take(MISSING_LISTED)
+                        .cloned()
+                        .collect(),
+                });
+            }
+            let version = current.version + 1;
+            state.policy = Some(Policy { version, ..*policy });
+            state.audit(audit, self.audit_cap);
+            Ok(PolicyWrite::Written { version })
+        })
     }
 
     async fn user(&self, account: &AccountId, user: &UserId) -> Result<Option<User>, StoreError> {
-        let state = self.account(account);
-        let state = Self::lock(&state);
-        Ok(state.users.get(user).cloned())
+        self.with(account, |state| Ok(state.users.get(user).cloned()))
     }
 
     async fn write_user(
@@ -194,53 +192,53 @@ impl Directory for MemoryDirectory {
         account: &AccountId,
         write: &UserWrite,
     ) -> Result<UserWriteOutcome, StoreError> {
-        let state = self.account(account);
-        let mut state = Self::lock(&state);
-        if state.policy().version != write.policy_version {
-            return Ok(UserWriteOutcome::Stale);
-        }
-        let id = &write.user.id;
-        let (version, mut epoch) = match (state.users.get(id), write.create) {
-            (Some(_), true) => return Ok(UserWriteOutcome::Exists),
-            (None, false) => return Ok(UserWriteOutcome::NotFound),
-            (Some(current), false) if current.version != write.user.version => {
-                return Ok(UserWriteOutcome::Stale)
+        self.with(account, |state| {
+            if state.policy().version != write.policy_version {
+                return Ok(UserWriteOutcome::Stale);
             }
-            (Some(current), false) => (current.version + 1, current.device_epoch),
-            (None, true) => {
-                let max = write.max_users.min(self.account_share as u64);
-                if state.users.len() as u64 >= max {
-                    return Ok(UserWriteOutcome::TooManyUsers { max });
+            let id = &write.user.id;
+            let (version, mut epoch) = match (state.users.get(id), write.create) {
+                (Some(_), true) => return Ok(UserWriteOutcome::Exists),
+                (None, false) => return Ok(UserWriteOutcome::NotFound),
+                (Some(current), false) if current.version != write.user.version => {
+                    return Ok(UserWriteOutcome::Stale)
                 }
-                // Users are never removed, so the total only grows: reserve under this lock.
-                if self.users.fetch_add(1, Ordering::Relaxed) >= self.max_users {
-                    self.users.fetch_sub(1, Ordering::Relaxed);
-                    return Err(StoreError::Full(self.max_users));
+                (Some(current), false) => (current.version + 1, current.device_epoch),
+                (None, true) => {
+                    let max = write.max_users.min(self.account_share as u64);
+                    if state.users.len() as u64 >= max {
+                        return Ok(UserWriteOutcome::TooManyUsers { max });
+                    }
+                    // Users are never removed, so the total only grows: reserve under this lock.
+                    if self.users.fetch_add(1, Ordering::Relaxed) >= self.max_users {
+                        self.users.fetch_sub(1, Ordering::Relaxed);
+                        return Err(StoreError::Full(self.max_users));
+                    }
+                    (1, 0)
                 }
-                (1, 0)
+            };
+            if write.revoke_devices {
+                epoch += 1;
+                let before = state.devices.len();
+                state.drop_devices_of(id);
+                self.settle(before, state.devices.len());
             }
-        };
-        if write.revoke_devices {
-            epoch += 1;
-            let before = state.devices.len();
-            state.drop_devices_of(id);
-            self.settle(before, state.devices.len());
-        }
-        let mut user = write.user.clone();
-        user.version = version;
-        user.device_epoch = epoch;
-        if user.phone.is_none() {
-            state.without_phone.insert(id.clone());
-        } else {
-            state.without_phone.remove(id);
-        }
-        state.users.insert(id.clone(), user);
-        for entry in &write.audit {
-            state.audit(entry, self.audit_cap);
-        }
-        Ok(UserWriteOutcome::Written {
-            version,
-            device_epoch: epoch,
+            let mut user = write.user.clone();
+            user.version = version;
+            user.device_epoch = epoch;
+            if user.phone.is_none() {
+                state.without_phone.insert(id.clone());
+            } else {
+                state.without_phone.remove(id);
+            }
+            state.users.insert(id.clone(), user);
+            for entry in &write.audit {
+                state.audit(entry, self.audit_cap);
+            }
+            Ok(UserWriteOutcome::Written {
+                version,
+                device_epoch: epoch,
+            })
         })
     }
 
@@ -249,70 +247,70 @@ impl Directory for MemoryDirectory {
         account: &AccountId,
         new: &NewDevice,
     ) -> Result<TrustOutcome, StoreError> {
-        let state = self.account(account);
-        let mut state = Self::lock(&state);
-        let now = new.record.created_ms;
-        let Some(epoch) = state.users.get(&new.record.user).map(|u| u.device_epoch) else {
-            return Ok(TrustOutcome::NoSuchUser);
-        };
-        if state
-            .proofs
-            .get(&new.proof)
-            .is_some_and(|until| now < *until)
-        {
-            return Ok(TrustOutcome::ProofUsed);
-        }
-        let before = state.devices.len();
-        let max = new.max_account_devices.min(self.device_share as u64);
-        let full = || self.devices.load(Ordering::Relaxed) >= self.max_devices;
-        if before as u64 >= max || full() {
-            state.drop_expired_devices(now);
-            self.settle(before, state.devices.len());
-            if full() {
-                return Err(StoreError::Full(self.max_devices));
-            }
-            if state.devices.len() as u64 >= max {
-                return Ok(TrustOutcome::TooManyDevices { max });
-            }
-        }
-        let before = state.devices.len();
-        if state.proofs.len() >= PROOF_SWEEP_AT {
-            state.proofs.retain(|_, until| now < *until);
-        }
-        state
-            .proofs
-            .insert(new.proof.clone(), now + new.proof_ttl_ms);
-        let mut record = new.record.clone();
-        record.epoch = epoch;
-        let mut evicted = Vec::new();
-        let devices = state.user_devices.entry(record.user.clone()).or_default();
-        devices.retain(|_, (digest, expires)| {
-            let keep = now < *expires;
-            if !keep {
-                evicted.push(*digest);
-            }
-            keep
-        });
-        while devices.len() >= new.max_devices.max(1) {
-            let Some(first) = devices
-                .iter()
-                .min_by_key(|(_, (_, expires))| *expires)
-                .map(|(id, _)| id.clone())
-            else {
-                break;
+        self.with(account, |state| {
+            let now = new.record.created_ms;
+            let Some(epoch) = state.users.get(&new.record.user).map(|u| u.device_epoch) else {
+                return Ok(TrustOutcome::NoSuchUser);
             };
-            if let Some((digest, _)) = devices.remove(&first) {
-                evicted.push(digest);
+            if state
+                .proofs
+                .get(&new.proof)
+                .is_some_and(|until| now < *until)
+            {
+                return Ok(TrustOutcome::ProofUsed);
             }
-        }
-        devices.insert(record.id.clone(), (new.digest, record.expires_ms));
-        for digest in evicted {
-            state.devices.remove(&digest);
-        }
-        state.devices.insert(new.digest, record);
-        self.settle(before, state.devices.len());
-        state.audit(&new.audit, self.audit_cap);
-        Ok(TrustOutcome::Trusted { epoch })
+            let before = state.devices.len();
+            let max = new.max_account_devices.min(self.device_share as u64);
+            let full = || self.devices.load(Ordering::Relaxed) >= self.max_devices;
+            if before as u64 >= max || full() {
+                state.drop_expired_devices(now);
+                self.settle(before, state.devices.len());
+                if full() {
+                    return Err(StoreError::Full(self.max_devices));
+                }
+                if state.devices.len() as u64 >= max {
+                    return Ok(TrustOutcome::TooManyDevices { max });
+                }
+            }
+            let before = state.devices.len();
+            if state.proofs.len() >= PROOF_SWEEP_AT {
+                state.proofs.retain(|_, until| now < *until);
+            }
+            state
+                .proofs
+                .insert(new.proof.clone(), now + new.proof_ttl_ms);
+            let mut record = new.record.clone();
+            record.epoch = epoch;
+            let mut evicted = Vec::new();
+            let devices = state.user_devices.entry(record.user.clone()).or_default();
+            devices.retain(|_, (digest, expires)| {
+                let keep = now < *expires;
+                if !keep {
+                    evicted.push(*digest);
+                }
+                keep
+            });
+            while devices.len() >= new.max_devices.max(1) {
+                let Some(first) = devices
+                    .iter()
+                    .min_by_key(|(_, (_, expires))| *expires)
+                    .map(|(id, _)| id.clone())
+                else {
+                    break;
+                };
+                if let Some((digest, _)) = devices.remove(&first) {
+                    evicted.push(digest);
+                }
+            }
+            devices.insert(record.id.clone(), (new.digest, record.expires_ms));
+            for digest in evicted {
+                state.devices.remove(&digest);
+            }
+            state.devices.insert(new.digest, record);
+            self.settle(before, state.devices.len());
+            state.audit(&new.audit, self.audit_cap);
+            Ok(TrustOutcome::Trusted { epoch })
+        })
     }
 
     async fn device(
@@ -320,9 +318,7 @@ impl Directory for MemoryDirectory {
         account: &AccountId,
         digest: &DeviceDigest,
     ) -> Result<Option<DeviceRecord>, StoreError> {
-        let state = self.account(account);
-        let state = Self::lock(&state);
-        Ok(state.devices.get(digest).cloned())
+        self.with(account, |state| Ok(state.devices.get(digest).cloned()))
     }
 
     async fn revoke_device(
@@ -335,20 +331,20 @@ impl Directory for MemoryDirectory {
             device,
             audit,
         } = *revocation;
-        let state = self.account(account);
-        let mut state = Self::lock(&state);
-        let Some((digest, _)) = state
-            .user_devices
-            .get_mut(user)
-            .and_then(|devices| devices.remove(device))
-        else {
-            return Ok(None);
-        };
-        if state.devices.remove(&digest).is_some() {
-            self.settle(1, 0);
-        }
-        state.audit(audit, self.audit_cap);
-        Ok(Some(digest))
+        self.with(account, |state| {
+            let Some((digest, _)) = state
+                .user_devices
+                .get_mut(user)
+                .and_then(|devices| devices.remove(device))
+            else {
+                return Ok(None);
+            };
+            if state.devices.remove(&digest).is_some() {
+                self.settle(1, 0);
+            }
+            state.audit(audit, self.audit_cap);
+            Ok(Some(digest))
+        })
     }
 
     async fn revoke_devices(
@@ -357,17 +353,17 @@ impl Directory for MemoryDirectory {
         user: &UserId,
         audit: &AuditEntry,
     ) -> Result<Option<u64>, StoreError> {
-        let state = self.account(account);
-        let mut state = Self::lock(&state);
-        let Some(found) = state.users.get_mut(user) else {
-            return Ok(None);
-        };
-        found.device_epoch += 1;
-        let before = state.devices.len();
-        let count = state.drop_devices_of(user);
-        self.settle(before, state.devices.len());
-        state.audit(audit, self.audit_cap);
-        Ok(Some(count))
+        self.with(account, |state| {
+            let Some(found) = state.users.get_mut(user) else {
+                return Ok(None);
+            };
+            found.device_epoch += 1;
+            let before = state.devices.len();
+            let count = state.drop_devices_of(user);
+            self.settle(before, state.devices.len());
+            state.audit(audit, self.audit_cap);
+            Ok(Some(count))
+        })
     }
 
     async fn append_audit(
@@ -375,10 +371,10 @@ impl Directory for MemoryDirectory {
         account: &AccountId,
         entry: &AuditEntry,
     ) -> Result<(), StoreError> {
-        let state = self.account(account);
-        let mut state = Self::lock(&state);
-        state.audit(entry, self.audit_cap);
-        Ok(())
+        self.with(account, |state| {
+            state.audit(entry, self.audit_cap);
+            Ok(())
+        })
     }
 
     async fn audit(
@@ -387,17 +383,17 @@ impl Directory for MemoryDirectory {
         before: Option<&str>,
         limit: usize,
     ) -> Result<Vec<AuditEntry>, StoreError> {
-        let state = self.account(account);
-        let state = Self::lock(&state);
-        let before = before.and_then(audit_seq).unwrap_or(u64::MAX);
-        Ok(state
-            .audit
-            .iter()
-            .rev()
-            .filter(|entry| audit_seq(&entry.id).is_some_and(|seq| seq < before))
-            .take(limit)
-            .cloned()
-            .collect())
+        self.with(account, |state| {
+            let before = before.and_then(audit_seq).unwrap_or(u64::MAX);
+            Ok(state
+                .audit
+                .iter()
+                .rev()
+                .filter(|entry| audit_seq(&entry.id).is_some_and(|seq| seq < before))
+                .take(limit)
+                .cloned()
+                .collect())
+        })
     }
 
     fn shared(&self) -> bool {

@@ -16,8 +16,9 @@ use crate::account::AccountId;
 use crate::clock::Clock;
 use crate::factors::recovery::CodeDigest;
 use crate::factors::store::{
-    AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
-    PassedChallenge, RecoveryOutcome, TotpTry,
+    AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorRef, FactorStatus,
+    FactorStore, NewCeremony, NewFactor, PassedChallenge, RecoveryOutcome, RecoveryTry, TotpTry,
+    UserRef,
 };
 use crate::factors::webauthn::counter_advances;
 use crate::store::StoreError;
@@ -53,7 +54,8 @@ impl Lockout {
     /// attempts are left, and the wait.
     fn fail(&mut self, limits: &AttemptLimits, now_ms: u64) -> (u32, u64) {
         self.failures += 1;
-        let (attempts_left, wait_ms) = limits.after(self.failures);
+        let attempts_left = limits.attempts_left(self.failures);
+        let wait_ms = limits.wait_after(self.failures);
         if wait_ms > 0 {
             self.locked_until_ms = now_ms + wait_ms;
         }
@@ -64,10 +66,10 @@ impl Lockout {
 /// One account's entries.
 #[derive(Default)]
 struct Maps {
-    factors: HashMap<(AccountId, UserId, String), Factor>,
-    ceremonies: HashMap<(AccountId, UserId, Vec<u8>), (String, u64)>,
-    recovery: HashMap<(AccountId, UserId), Recovery>,
-    passed: HashMap<(AccountId, String), (PassedChallenge, u64)>,
+    factors: HashMap<(UserId, String), Factor>,
+    ceremonies: HashMap<(UserId, Vec<u8>), (String, u64)>,
+    recovery: HashMap<UserId, Recovery>,
+    passed: HashMap<String, (PassedChallenge, u64)>,
 }
 
 impl Maps {
@@ -199,236 +201,198 @@ impl MemoryFactorStore {
         }
     }
 
-    fn live<'a>(
-        inner: &'a mut Maps,
-        key: &(AccountId, UserId, String),
-        now: u64,
-    ) -> Option<&'a mut Factor> {
-        let expired = inner
-            .factors
-            .get(key)
-            .is_some_and(|factor| factor.expires_ms.is_some_and(|at| at <= now));
-        if expired {
-            inner.factors.remove(key);
-        }
-        inner.factors.get_mut(key)
+    /// Runs `step` on the account's maps, under the lock, at the store's clock's now.
+    fn with<T>(&self, account: &AccountId, step: impl FnOnce(&mut Maps, u64) -> T) -> T {
+        let now = self.clock.now_ms();
+        step(self.lock().of(account), now)
+    }
+
+    /// Like `with`, for a step that adds an `entry`: refused when there is no room for it.
+    fn insert<T>(
+        &self,
+        account: &AccountId,
+        entry: Entry,
+        step: impl FnOnce(&mut Maps, u64) -> T,
+    ) -> Result<T, StoreError> {
+        let now = self.clock.now_ms();
+        let mut inner = self.lock();
+        self.room(&mut inner, account, entry)?;
+        Ok(step(inner.of(account), now))
     }
 }
 
-fn key(account: &AccountId, user: &UserId, id: &str) -> (AccountId, UserId, String) {
-    (account.clone(), user.clone(), id.to_owned())
+impl Maps {
+    /// A factor that has not expired (an expired one is forgotten on the way).
+    fn live(&mut self, factor: FactorRef<'_>, now: u64) -> Option<&mut Factor> {
+        let key = factor_key(factor);
+        let expired = self
+            .factors
+            .get(&key)
+            .is_some_and(|factor| factor.expires_ms.is_some_and(|at| at <= now));
+        if expired {
+            self.factors.remove(&key);
+        }
+        self.factors.get_mut(&key)
+    }
+
+    fn recovery(&mut self, owner: UserRef<'_>) -> &mut Recovery {
+        self.recovery.entry(owner.user.clone()).or_default()
+    }
+}
+
+fn factor_key(factor: FactorRef<'_>) -> (UserId, String) {
+    (factor.owner.user.clone(), factor.id.to_owned())
 }
 
 #[async_trait]
 impl FactorStore for MemoryFactorStore {
-    async fn put(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        record: &FactorRecord,
-        ttl_ms: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
-        let mut inner = self.lock();
-        let entry = if ttl_ms.is_some() {
-            Entry::Pending
-        } else {
-            Entry::Other
+    async fn put(&self, factor: NewFactor<'_>) -> Result<(), StoreError> {
+        let (owner, record, ttl_ms) = (factor.owner, factor.record, factor.pending_ttl_ms);
+        let entry = match ttl_ms {
+            Some(_) => Entry::Pending,
+            None => Entry::Other,
         };
-        self.room(&mut inner, account, entry)?;
-        inner.of(account).factors.insert(
-            key(account, user, &record.id),
-            Factor {
+        self.insert(owner.account, entry, |maps, now| {
+            let factor = Factor {
                 record: record.clone(),
                 expires_ms: ttl_ms.map(|ttl| now + ttl),
                 last_step: None,
                 lockout: Lockout::default(),
-            },
-        );
+            };
+            let key = factor_key(owner.factor(&record.id));
+            maps.factors.insert(key, factor);
+        })
+    }
+
+    async fn get(&self, factor: FactorRef<'_>) -> Result<Option<FactorRecord>, StoreError> {
+        Ok(self.with(factor.owner.account, |maps, now| {
+            maps.live(factor, now).map(|found| found.record.clone())
+        }))
+    }
+
+    async fn delete(&self, factor: FactorRef<'_>) -> Result<(), StoreError> {
+        self.with(factor.owner.account, |maps, _| {
+            maps.factors.remove(&factor_key(factor))
+        });
         Ok(())
     }
 
-    async fn get(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        id: &str,
-    ) -> Result<Option<FactorRecord>, StoreError> {
-        let now = self.clock.now_ms();
-        let mut inner = self.lock();
-        Ok(Self::live(inner.of(account), &key(account, user, id), now).map(|f| f.record.clone()))
-    }
-
-    async fn delete(&self, account: &AccountId, user: &UserId, id: &str) -> Result<(), StoreError> {
-        self.lock()
-            .of(account)
-            .factors
-            .remove(&key(account, user, id));
-        Ok(())
-    }
-
-    async fn totp_attempt(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        id: &str,
-        attempt: TotpTry,
-        limits: &AttemptLimits,
-    ) -> Result<AttemptOutcome, StoreError> {
-        let TotpTry {
-            matched,
-            activate,
-            now_ms,
-        } = attempt;
-        let now = self.clock.now_ms();
-        let mut inner = self.lock();
-        let Some(factor) = Self::live(inner.of(account), &key(account, user, id), now) else {
-            return Ok(AttemptOutcome::NotFound);
-        };
-        if factor.record.status == FactorStatus::Pending && !activate {
-            return Ok(AttemptOutcome::NotActive);
-        }
-        if let Some(retry_after_ms) = factor.lockout.holds(now_ms) {
-            return Ok(AttemptOutcome::Locked { retry_after_ms });
-        }
-        match matched {
-            Some(step) if factor.last_step.is_none_or(|last| step > last) => {
-                factor.last_step = Some(step);
-                factor.lockout = Lockout::default();
-                if activate {
-                    factor.record.status = FactorStatus::Active;
-                    factor.expires_ms = None;
+    async fn totp_attempt(&self, attempt: TotpTry<'_>) -> Result<AttemptOutcome, StoreError> {
+        let (matched, activate, now_ms) = (attempt.matched, attempt.activate, attempt.now_ms);
+        Ok(self.with(attempt.factor.owner.account, |maps, now| {
+            let Some(factor) = maps.live(attempt.factor, now) else {
+                return AttemptOutcome::NotFound;
+            };
+            if factor.record.status == FactorStatus::Pending && !activate {
+                return AttemptOutcome::NotActive;
+            }
+            if let Some(retry_after_ms) = factor.lockout.holds(now_ms) {
+                return AttemptOutcome::Locked { retry_after_ms };
+            }
+            match matched {
+                Some(step) if factor.last_step.is_none_or(|last| step > last) => {
+                    factor.last_step = Some(step);
+                    factor.lockout = Lockout::default();
+                    if activate {
+                        factor.record.status = FactorStatus::Active;
+                        factor.expires_ms = None;
+                    }
+                    AttemptOutcome::Accepted
                 }
-                Ok(AttemptOutcome::Accepted)
+                Some(_) => AttemptOutcome::Replayed,
+                None => {
+                    let (attempts_left, wait_ms) = factor.lockout.fail(&attempt.limits, now_ms);
+                    AttemptOutcome::Wrong {
+                        attempts_left,
+                        wait_ms,
+                    }
+                }
             }
-            Some(_) => Ok(AttemptOutcome::Replayed),
-            None => {
-                let (attempts_left, wait_ms) = factor.lockout.fail(limits, now_ms);
-                Ok(AttemptOutcome::Wrong {
-                    attempts_left,
-                    wait_ms,
-                })
-            }
-        }
+        }))
     }
 
     async fn advance_counter(
         &self,
-        account: &AccountId,
-        user: &UserId,
-        id: &str,
+        factor: FactorRef<'_>,
         counter: u32,
     ) -> Result<CounterOutcome, StoreError> {
-        let now = self.clock.now_ms();
-        let mut inner = self.lock();
-        let Some(credential) = Self::live(inner.of(account), &key(account, user, id), now)
-            .and_then(|factor| factor.record.webauthn.as_mut())
-        else {
-            return Ok(CounterOutcome::NotFound);
-        };
-        if !counter_advances(credential.counter, counter) {
-            return Ok(CounterOutcome::Regressed {
-                stored: credential.counter,
-            });
-        }
-        credential.counter = counter;
-        Ok(CounterOutcome::Advanced)
+        Ok(self.with(factor.owner.account, |maps, now| {
+            let Some(credential) = maps
+                .live(factor, now)
+                .and_then(|factor| factor.record.webauthn.as_mut())
+            else {
+                return CounterOutcome::NotFound;
+            };
+            if !counter_advances(credential.counter, counter) {
+                return CounterOutcome::Regressed {
+                    stored: credential.counter,
+                };
+            }
+            credential.counter = counter;
+            CounterOutcome::Advanced
+        }))
     }
 
-    async fn put_ceremony(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        challenge: &[u8],
-        state: &str,
-        ttl_ms: u64,
-    ) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
-        let mut inner = self.lock();
-        self.room(&mut inner, account, Entry::Pending)?;
-        inner.of(account).ceremonies.insert(
-            (account.clone(), user.clone(), challenge.to_vec()),
-            (state.to_owned(), now + ttl_ms),
-        );
-        Ok(())
+    async fn put_ceremony(&self, ceremony: NewCeremony<'_>) -> Result<(), StoreError> {
+        let owner = ceremony.owner;
+        self.insert(owner.account, Entry::Pending, |maps, now| {
+            let key = (owner.user.clone(), ceremony.challenge.to_vec());
+            let state = (ceremony.state.to_owned(), now + ceremony.ttl_ms);
+            maps.ceremonies.insert(key, state);
+        })
     }
 
     async fn take_ceremony(
         &self,
-        account: &AccountId,
-        user: &UserId,
+        owner: UserRef<'_>,
         challenge: &[u8],
     ) -> Result<Option<String>, StoreError> {
-        let now = self.clock.now_ms();
-        let taken = self.lock().of(account).ceremonies.remove(&(
-            account.clone(),
-            user.clone(),
-            challenge.to_vec(),
-        ));
-        Ok(taken.filter(|(_, at)| *at > now).map(|(state, _)| state))
+        Ok(self.with(owner.account, |maps, now| {
+            let key = (owner.user.clone(), challenge.to_vec());
+            let taken = maps.ceremonies.remove(&key);
+            taken.filter(|(_, at)| *at > now).map(|(state, _)| state)
+        }))
     }
 
     async fn replace_recovery(
         &self,
-        account: &AccountId,
-        user: &UserId,
+        owner: UserRef<'_>,
         digests: &[CodeDigest],
     ) -> Result<(), StoreError> {
-        let mut inner = self.lock();
-        self.room(&mut inner, account, Entry::Other)?;
-        let entry = inner
-            .of(account)
-            .recovery
-            .entry((account.clone(), user.clone()))
-            .or_default();
-        entry.codes = digests.iter().copied().collect();
-        Ok(())
-    }
-
-    async fn use_recovery(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        digest: &CodeDigest,
-        now_ms: u64,
-        limits: &AttemptLimits,
-    ) -> Result<RecoveryOutcome, StoreError> {
-        let mut inner = self.lock();
-        let entry = inner
-            .of(account)
-            .recovery
-            .entry((account.clone(), user.clone()))
-            .or_default();
-        if let Some(retry_after_ms) = entry.lockout.holds(now_ms) {
-            return Ok(RecoveryOutcome::Locked { retry_after_ms });
-        }
-        if entry.codes.remove(digest) {
-            entry.lockout.failures = 0;
-            return Ok(RecoveryOutcome::Used {
-                remaining: entry.codes.len() as u32,
-            });
-        }
-        let (attempts_left, wait_ms) = entry.lockout.fail(limits, now_ms);
-        Ok(RecoveryOutcome::Wrong {
-            attempts_left,
-            wait_ms,
+        self.insert(owner.account, Entry::Other, |maps, _| {
+            maps.recovery(owner).codes = digests.iter().copied().collect();
         })
     }
 
-    async fn recovery_left(&self, account: &AccountId, user: &UserId) -> Result<u32, StoreError> {
-        Ok(self
-            .lock()
-            .of(account)
-            .recovery
-            .get(&(account.clone(), user.clone()))
-            .map_or(0, |entry| entry.codes.len() as u32))
+    async fn use_recovery(&self, attempt: RecoveryTry<'_>) -> Result<RecoveryOutcome, StoreError> {
+        let now_ms = attempt.now_ms;
+        Ok(self.with(attempt.owner.account, |maps, _| {
+            let recovery = maps.recovery(attempt.owner);
+            if let Some(retry_after_ms) = recovery.lockout.holds(now_ms) {
+                return RecoveryOutcome::Locked { retry_after_ms };
+            }
+            if recovery.codes.remove(attempt.digest) {
+                recovery.lockout.failures = 0;
+                let remaining = recovery.codes.len() as u32;
+                return RecoveryOutcome::Used { remaining };
+            }
+            let (attempts_left, wait_ms) = recovery.lockout.fail(&attempt.limits, now_ms);
+            RecoveryOutcome::Wrong {
+                attempts_left,
+                wait_ms,
+            }
+        }))
     }
 
-    async fn delete_recovery(&self, account: &AccountId, user: &UserId) -> Result<(), StoreError> {
-        self.lock()
-            .of(account)
-            .recovery
-            .remove(&(account.clone(), user.clone()));
+    async fn recovery_left(&self, owner: UserRef<'_>) -> Result<u32, StoreError> {
+        Ok(self.with(owner.account, |maps, _| {
+            let codes = maps.recovery.get(owner.user);
+            codes.map_or(0, |recovery| recovery.codes.len() as u32)
+        }))
+    }
+
+    async fn delete_recovery(&self, owner: UserRef<'_>) -> Result<(), StoreError> {
+        self.with(owner.account, |maps, _| maps.recovery.remove(owner.user));
         Ok(())
     }
 
@@ -438,14 +402,10 @@ impl FactorStore for MemoryFactorStore {
         passed: &PassedChallenge,
         ttl_ms: u64,
     ) -> Result<(), StoreError> {
-        let now = self.clock.now_ms();
-        let mut inner = self.lock();
-        self.room(&mut inner, account, Entry::Other)?;
-        inner.of(account).passed.insert(
-            (account.clone(), passed.id.clone()),
-            (passed.clone(), now + ttl_ms),
-        );
-        Ok(())
+        self.insert(account, Entry::Other, |maps, now| {
+            let entry = (passed.clone(), now + ttl_ms);
+            maps.passed.insert(passed.id.clone(), entry);
+        })
     }
 
     async fn passed(
@@ -453,13 +413,9 @@ impl FactorStore for MemoryFactorStore {
         account: &AccountId,
         id: &str,
     ) -> Result<Option<PassedChallenge>, StoreError> {
-        let now = self.clock.now_ms();
-        Ok(self
-            .lock()
-            .of(account)
-            .passed
-            .get(&(account.clone(), id.to_owned()))
-            .filter(|(_, at)| *at > now)
-            .map(|(passed, _)| passed.clone()))
+        Ok(self.with(account, |maps, now| {
+            let entry = maps.passed.get(id).filter(|(_, at)| *at > now);
+            entry.map(|(passed, _)| passed.clone())
+        }))
     }
 }

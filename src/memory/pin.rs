@@ -12,10 +12,11 @@ use async_trait::async_trait;
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::AccountId;
 use crate::pin::store::{
-    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewLink, NewNumber, NumberRecord,
-    PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome, LINK_RETENTION_MS,
+    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkOpening, LinkUse, Matched, NewLink,
+    NewNumber, NumberRecord, NumberRef, PinAttempt, PinStore, PinWrite, PinWriteMode,
+    PinWriteOutcome, Reservation, TransferOutcome, LINK_RETENTION_MS,
 };
-use crate::pin::{AttemptLimits, LinkPurpose, PhoneNumberId};
+use crate::pin::{LinkPurpose, PhoneNumberId};
 use crate::store::StoreError;
 
 #[derive(Default)]
@@ -101,18 +102,28 @@ impl Number {
         self.record.locked_ms = 0;
     }
 
-    fn disable(&mut self, now_ms: u64) {
-        self.record.two_step = false;
-        self.pin_hash = None;
+    /// Sets the PIN (or, without one, turns two-step off), clearing the attempts.
+    fn set_pin(&mut self, pin_hash: Option<&str>, now_ms: u64) {
+        self.pin_hash = pin_hash.map(str::to_owned);
         self.pin_version += 1;
+        self.record.two_step = pin_hash.is_some();
         self.clear_attempts();
         self.record.updated_ms = now_ms;
+    }
+
+    fn disable(&mut self, now_ms: u64) {
+        self.set_pin(None, now_ms);
         self.disable_link = None;
         self.record.disable_link_expires_ms = 0;
     }
 }
 
 impl State {
+    fn number(&mut self, number: NumberRef<'_>) -> Option<&mut Number> {
+        self.numbers
+            .get_mut(&(number.account.clone(), number.id.clone()))
+    }
+
     /// Stores `new` as a fresh number of its account (two-step on, no failures, no links) in
     /// every index, counts it, and returns its record. A transfer passes `registered_ms`: the
     /// number is registered as it moves.
@@ -177,12 +188,12 @@ impl PinStore for MemoryPinStore {
 
     async fn transfer(
         &self,
-        from: &AccountId,
-        from_id: &PhoneNumberId,
+        from: NumberRef<'_>,
         new: &NewNumber,
     ) -> Result<TransferOutcome, StoreError> {
         let mut state = self.lock();
-        if state.registry.get(&new.e164) != Some(&(from.clone(), from_id.clone())) {
+        let holder = (from.account.clone(), from.id.clone());
+        if state.registry.get(&new.e164) != Some(&holder) {
             return Ok(TransferOutcome::Lost);
         }
         let key = (new.account.clone(), new.id.clone());
@@ -192,43 +203,27 @@ impl PinStore for MemoryPinStore {
             ));
         }
         self.check_account_bound(&state, new)?;
-        state.numbers.remove(&(from.clone(), from_id.clone()));
-        state.by_e164.remove(&(from.clone(), new.e164.clone()));
-        if let Some(count) = state.per_account.get_mut(from) {
+        state.numbers.remove(&holder);
+        state.by_e164.remove(&(holder.0, new.e164.clone()));
+        if let Some(count) = state.per_account.get_mut(from.account) {
             *count = count.saturating_sub(1);
         }
         let record = state.place(new, new.now_ms);
         Ok(TransferOutcome::Transferred(record))
     }
 
-    async fn get(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-    ) -> Result<Option<NumberRecord>, StoreError> {
-        Ok(self
-            .lock()
-            .numbers
-            .get(&(account.clone(), id.clone()))
-            .map(|number| number.record.clone()))
+    async fn get(&self, number: NumberRef<'_>) -> Result<Option<NumberRecord>, StoreError> {
+        Ok(self.lock().number(number).map(|found| found.record.clone()))
     }
 
-    async fn write_pin(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        pin_hash: &str,
-        mode: PinWriteMode,
-        limits: &AttemptLimits,
-        now_ms: u64,
-    ) -> Result<PinWriteOutcome, StoreError> {
+    async fn write_pin(&self, write: &PinWrite<'_>) -> Result<PinWriteOutcome, StoreError> {
         let mut state = self.lock();
-        let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
+        let Some(number) = state.number(write.number) else {
             return Ok(PinWriteOutcome::NotFound);
         };
         let was_enabled = number.record.two_step;
-        let was_locked = number.record.locked(limits);
-        match mode {
+        let was_locked = number.record.locked(&write.limits);
+        match write.mode {
             PinWriteMode::Set { unlock } => {
                 if was_locked && !unlock {
                     return Ok(PinWriteOutcome::Locked);
@@ -238,14 +233,10 @@ impl PinStore for MemoryPinStore {
                 if was_enabled {
                     return Ok(PinWriteOutcome::Enabled);
                 }
-                number.record.registered_ms = now_ms;
+                number.record.registered_ms = write.now_ms;
             }
         }
-        number.pin_hash = Some(pin_hash.to_owned());
-        number.pin_version += 1;
-        number.record.two_step = true;
-        number.clear_attempts();
-        number.record.updated_ms = now_ms;
+        number.set_pin(Some(write.pin_hash), write.now_ms);
         Ok(PinWriteOutcome::Written {
             was_enabled,
             was_locked,
@@ -253,22 +244,17 @@ impl PinStore for MemoryPinStore {
         })
     }
 
-    async fn reserve_attempt(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        limits: &AttemptLimits,
-        now_ms: u64,
-    ) -> Result<Reservation, StoreError> {
+    async fn reserve_attempt(&self, attempt: PinAttempt<'_>) -> Result<Reservation, StoreError> {
+        let (limits, now_ms) = (attempt.limits, attempt.now_ms);
         let mut state = self.lock();
-        let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
+        let Some(number) = state.number(attempt.number) else {
             return Ok(Reservation::NotFound);
         };
         let Some(pin_hash) = number.pin_hash.clone().filter(|_| number.record.two_step) else {
             return Ok(Reservation::Disabled);
         };
         let record = &mut number.record;
-        if record.failures >= limits.max_failures {
+        if limits.locks(record.failures) {
             return Ok(Reservation::Locked);
         }
         if record.next_attempt_ms > now_ms {
@@ -277,9 +263,9 @@ impl PinStore for MemoryPinStore {
             });
         }
         record.failures += 1;
-        let wait = limits.wait_after(record.failures).as_millis() as u64;
+        let wait = limits.wait_after(record.failures);
         record.next_attempt_ms = if wait > 0 { now_ms + wait } else { 0 };
-        if record.failures >= limits.max_failures {
+        if limits.locks(record.failures) {
             record.locked_ms = now_ms;
         }
         Ok(Reservation::Go {
@@ -289,62 +275,46 @@ impl PinStore for MemoryPinStore {
         })
     }
 
-    async fn attempt_succeeded(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        pin_version: u64,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
+    async fn attempt_succeeded(&self, matched: Matched<'_>) -> Result<bool, StoreError> {
         let mut state = self.lock();
-        let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
+        let Some(number) = state.number(matched.number) else {
             return Ok(false);
         };
-        if number.pin_version != pin_version {
+        if number.pin_version != matched.pin_version {
             return Ok(false);
         }
         number.clear_attempts();
-        number.record.registered_ms = now_ms;
-        number.record.updated_ms = now_ms;
+        number.record.registered_ms = matched.now_ms;
+        number.record.updated_ms = matched.now_ms;
         Ok(true)
     }
 
-    async fn issue_link(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        link: &NewLink,
-    ) -> Result<LinkIssue, StoreError> {
-        let NewLink {
-            purpose,
-            ref digest,
-            now_ms,
-            ttl_ms,
-        } = *link;
+    async fn issue_link(&self, link: &NewLink<'_>) -> Result<LinkIssue, StoreError> {
+        let key = (link.number.account.clone(), link.digest);
+        let id = link.number.id.clone();
         let mut state = self.lock();
-        let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
+        let Some(number) = state.number(link.number) else {
             return Ok(LinkIssue::NotFound);
         };
-        if purpose == LinkPurpose::Disable && !number.record.two_step {
+        if link.purpose == LinkPurpose::Disable && !number.record.two_step {
             return Ok(LinkIssue::AlreadyDisabled);
         }
         // The earlier link stays readable until it is forgotten, so that opening it answers
         // "replaced by a newer link" rather than "unknown".
-        *number.link_slot(purpose) = Some(*digest);
-        match purpose {
-            LinkPurpose::Disable => number.record.disable_link_expires_ms = now_ms + ttl_ms,
-            LinkPurpose::Reset => number.record.reset_link_expires_ms = now_ms + ttl_ms,
+        *number.link_slot(link.purpose) = Some(link.digest);
+        let expires_ms = link.now_ms + link.ttl_ms;
+        match link.purpose {
+            LinkPurpose::Disable => number.record.disable_link_expires_ms = expires_ms,
+            LinkPurpose::Reset => number.record.reset_link_expires_ms = expires_ms,
         }
         let e164 = number.record.e164.clone();
-        state.links.insert(
-            (account.clone(), *digest),
-            Link {
-                number: id.clone(),
-                purpose,
-                expires_ms: now_ms + ttl_ms,
-                used: false,
-            },
-        );
+        let stored = Link {
+            number: id,
+            purpose: link.purpose,
+            expires_ms,
+            used: false,
+        };
+        state.links.insert(key, stored);
         Ok(LinkIssue::Issued { e164 })
     }
 
@@ -365,14 +335,9 @@ impl PinStore for MemoryPinStore {
             }))
     }
 
-    async fn use_link(
-        &self,
-        account: &AccountId,
-        digest: &[u8; 32],
-        purpose: LinkPurpose,
-        new_pin_hash: Option<&str>,
-        now_ms: u64,
-    ) -> Result<LinkUse, StoreError> {
+    async fn use_link(&self, opening: &LinkOpening<'_>) -> Result<LinkUse, StoreError> {
+        let (account, digest, purpose) = (opening.account, opening.digest, opening.purpose);
+        let now_ms = opening.now_ms;
         let mut guard = self.lock();
         let state = &mut *guard;
         let Some(link) = state.links.get_mut(&(account.clone(), *digest)) else {
@@ -410,14 +375,10 @@ impl PinStore for MemoryPinStore {
                 number.disable(now_ms);
             }
             LinkPurpose::Reset => {
-                let Some(hash) = new_pin_hash else {
+                let Some(hash) = opening.new_pin_hash else {
                     return Err(StoreError::Corrupt("a reset needs the new PIN".into()));
                 };
-                number.pin_hash = Some(hash.to_owned());
-                number.pin_version += 1;
-                number.record.two_step = true;
-                number.clear_attempts();
-                number.record.updated_ms = now_ms;
+                number.set_pin(Some(hash), now_ms);
                 number.record.reset_link_expires_ms = 0;
             }
         }
@@ -430,12 +391,11 @@ impl PinStore for MemoryPinStore {
 
     async fn disable(
         &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
+        number: NumberRef<'_>,
         now_ms: u64,
     ) -> Result<DisableOutcome, StoreError> {
         let mut state = self.lock();
-        let Some(number) = state.numbers.get_mut(&(account.clone(), id.clone())) else {
+        let Some(number) = state.number(number) else {
             return Ok(DisableOutcome::NotFound);
         };
         if !number.record.two_step {
@@ -448,7 +408,6 @@ impl PinStore for MemoryPinStore {
             was_locked,
         })
     }
-
     async fn set_email(&self, account: &AccountId, email: &str) -> Result<(), StoreError> {
         self.lock().emails.insert(account.clone(), email.to_owned());
         Ok(())

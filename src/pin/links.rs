@@ -8,7 +8,7 @@ use ring::digest;
 use serde_json::json;
 
 use super::service::{PinError, PinService};
-use super::store::{LinkInfo, LinkIssue, LinkUse, NewLink};
+use super::store::{LinkInfo, LinkIssue, LinkOpening, LinkUse, NewLink, NumberRef};
 use super::{action, LinkPurpose, PhoneNumberId, Pin};
 use crate::account::audit::Who;
 use crate::account::permission::Permission;
@@ -82,16 +82,13 @@ impl PinService {
         let ttl = self.settings.link_ttl.as_millis() as u64;
         let e164 = match self
             .store
-            .issue_link(
-                account,
-                id,
-                &NewLink {
-                    purpose,
-                    digest,
-                    now_ms: now,
-                    ttl_ms: ttl,
-                },
-            )
+            .issue_link(&NewLink {
+                number: NumberRef { account, id },
+                purpose,
+                digest,
+                now_ms: now,
+                ttl_ms: ttl,
+            })
             .await?
         {
             LinkIssue::Issued { e164 } => e164,
@@ -177,10 +174,11 @@ impl PinService {
         if self.now() >= info.expires_ms {
             return Err(PinError::LinkExpired);
         }
-        let masked = self
-            .store
-            .get(&account, &info.number)
-            .await?
+        let number = NumberRef {
+            account: &account,
+            id: &info.number,
+        };
+        let masked = (self.store.get(number).await?)
             .map(|record| mask(&record.e164))
             .ok_or(PinError::LinkUnknown)?;
         Ok((info, masked))
@@ -199,11 +197,11 @@ impl PinService {
         }
         // Checked before the slow hash, so unknown tokens cost a store read, not a hash.
         let (account, _) = decode_token(token).ok_or(PinError::LinkUnknown)?;
-        let record = self
-            .store
-            .get(&account, &info.number)
-            .await?
-            .ok_or(PinError::LinkUnknown)?;
+        let number = NumberRef {
+            account: &account,
+            id: &info.number,
+        };
+        let record = (self.store.get(number).await?).ok_or(PinError::LinkUnknown)?;
         pin.check_against_number(&record.e164)
             .map_err(PinError::BadPin)?;
         let pin_hash = self.hash(pin).await?;
@@ -220,7 +218,13 @@ impl PinService {
         let (account, digest) = decode_token(token).ok_or(PinError::LinkUnknown)?;
         let outcome = self
             .store
-            .use_link(&account, &digest, purpose, new_pin_hash, self.now())
+            .use_link(&LinkOpening {
+                account: &account,
+                digest: &digest,
+                purpose,
+                new_pin_hash,
+                now_ms: self.now(),
+            })
             .await?;
         let outcome_label = match &outcome {
             LinkUse::Done { .. } => "used",

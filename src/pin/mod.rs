@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use ring::rand::SystemRandom;
 
+pub use crate::backoff::AttemptLimits;
+
 use crate::account::text_id;
 use crate::random::random_bytes;
 
@@ -179,34 +181,6 @@ pub fn is_graph_version(segment: &str) -> bool {
     digits(major) && digits(minor)
 }
 
-/// How wrong PINs are limited (`[pin]` in config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AttemptLimits {
-    /// Consecutive wrong PINs answered without a wait; from this many on, each failure makes
-    /// the next attempt wait.
-    pub free_attempts: u32,
-    /// The wait after the `free_attempts`-th failure; doubled after each further one.
-    pub first_wait: Duration,
-    /// No wait is longer than this.
-    pub max_wait: Duration,
-    /// Consecutive wrong PINs that lock the number until its owner acts (10: NIST SP 800-63B
-    /// Rev. 4 draft §5.2.11 for activation secrets).
-    pub max_failures: u32,
-}
-
-impl AttemptLimits {
-    /// The wait before the next attempt after `failures` consecutive wrong PINs.
-    pub fn wait_after(&self, failures: u32) -> Duration {
-        if failures < self.free_attempts.max(1) {
-            return Duration::ZERO;
-        }
-        let doublings = (failures - self.free_attempts.max(1)).min(30);
-        self.first_wait
-            .saturating_mul(1u32 << doublings)
-            .min(self.max_wait)
-    }
-}
-
 /// `[pin]` in config: the service's settings and the pepper.
 #[derive(Debug, Clone)]
 pub struct PinConfig {
@@ -223,9 +197,10 @@ impl Default for PinConfig {
                 cost: hash::HashCost::DEFAULT,
                 limits: AttemptLimits {
                     free_attempts: 3,
-                    first_wait: Duration::from_secs(30),
-                    max_wait: Duration::from_secs(3600),
-                    max_failures: 10,
+                    attempts_per_wait: 1,
+                    first_wait_ms: 30_000,
+                    max_wait_ms: 3_600_000,
+                    lock_after: Some(10),
                 },
                 link_ttl: Duration::from_secs(24 * 3600),
                 memory_max_numbers: 100_000,
@@ -242,10 +217,11 @@ impl PinConfig {
         if let Err(problem) = settings.cost.validate() {
             errors.push(format!("pin: {problem}"));
         }
-        if settings.limits.max_failures > 10 {
+        let max_failures = settings.limits.lock_after.unwrap_or(u32::MAX);
+        if max_failures > 10 {
             errors.push("pin.max_failures: must be at most 10 (NIST SP 800-63B: at most 10 consecutive failed attempts)".to_owned());
         }
-        if settings.limits.free_attempts > settings.limits.max_failures {
+        if settings.limits.free_attempts > max_failures {
             errors.push("pin.free_attempts: must be at most pin.max_failures".to_owned());
         }
         if settings.link_ttl > Duration::from_secs(7 * 24 * 3600) {
@@ -294,17 +270,11 @@ mod tests {
     #[test]
     fn pins_are_exactly_six_digits() {
         assert!(Pin::parse("482915").is_ok());
-        for bad in [
-            "",
-            "48291",
-            "4829150",
-            "48291a",
-            " 482915",
-            "４８２９１５",
-            "48 915",
-        ] {
+        for bad in ["", "48291", "4829150", "48291a", " 482915", "48 915"] {
             assert_eq!(Pin::parse(bad), Err(PinRefusal::Format), "{bad:?}");
         }
+        // Full-width digits are digits to Unicode, not to a PIN.
+        assert_eq!(Pin::parse("４８２９１５"), Err(PinRefusal::Format));
     }
 
     #[test]
@@ -341,15 +311,10 @@ mod tests {
             assert_eq!(PhoneNumberId::parse(id.as_str()), Some(id.clone()));
         }
         assert!(PhoneNumberId::parse("106540352242922").is_some());
-        for bad in [
-            "",
-            "06540352242922",
-            "016540352242922",
-            "10654035224292a",
-            "1065403522429221",
-        ] {
-            assert!(PhoneNumberId::parse(bad).is_none(), "{bad}");
-        }
+        let refused = |text: &str| PhoneNumberId::parse(text).is_none();
+        // Empty, 14 digits, a leading zero, a letter, 16 digits.
+        assert!(refused("") && refused("06540352242922") && refused("016540352242922"));
+        assert!(refused("10654035224292a") && refused("1065403522429221"));
     }
 
     #[test]
@@ -362,17 +327,5 @@ mod tests {
         ] {
             assert!(!is_graph_version(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn waits_start_after_the_free_attempts_and_double() {
-        let limits = AttemptLimits {
-            free_attempts: 3,
-            first_wait: Duration::from_secs(30),
-            max_wait: Duration::from_secs(3600),
-            max_failures: 10,
-        };
-        let waits: Vec<u64> = (0..=10).map(|f| limits.wait_after(f).as_secs()).collect();
-        assert_eq!(waits, [0, 0, 0, 30, 60, 120, 240, 480, 960, 1920, 3600]);
     }
 }

@@ -17,8 +17,8 @@ use serde_json::json;
 use super::hash::{HashCost, HashError, PinHasher};
 pub use super::links::{mask_email, LinkDone, LinkSent};
 use super::store::{
-    CreateOutcome, DisableOutcome, NewNumber, NumberRecord, PinStore, PinWriteMode,
-    PinWriteOutcome, Reservation, TransferOutcome,
+    CreateOutcome, DisableOutcome, Matched, NewNumber, NumberRecord, NumberRef, PinAttempt,
+    PinStore, PinWrite, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome,
 };
 use super::{action, AttemptLimits, PhoneNumberId, Pin, PinRefusal};
 use crate::account::audit::{AuditEntry, Who};
@@ -131,21 +131,13 @@ pub struct PinParts {
 
 impl PinService {
     pub fn new(parts: PinParts, settings: PinSettings, link_base_url: &str) -> Self {
-        let PinParts {
-            store,
-            hasher,
-            mailer,
-            directory,
-            clock,
-            metrics,
-        } = parts;
         Self {
-            store,
-            hasher,
-            mailer,
-            directory,
-            clock,
-            metrics,
+            store: parts.store,
+            hasher: parts.hasher,
+            mailer: parts.mailer,
+            directory: parts.directory,
+            clock: parts.clock,
+            metrics: parts.metrics,
             rng: SystemRandom::new(),
             settings,
             link_base_url: link_base_url.trim_end_matches('/').to_owned(),
@@ -169,6 +161,15 @@ impl PinService {
 
     pub(super) fn now(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// One PIN attempt on `number` now, under the configured limits.
+    fn attempt<'a>(&self, number: NumberRef<'a>) -> PinAttempt<'a> {
+        PinAttempt {
+            number,
+            limits: self.settings.limits,
+            now_ms: self.now(),
+        }
     }
 
     pub(super) async fn audit(
@@ -294,7 +295,6 @@ impl PinService {
         held: &PhoneNumberId,
     ) -> Result<NumberRecord, PinError> {
         let account = &new.account;
-        let limits = self.settings.limits;
         let refused = |reason: &'static str| {
             let who = who.clone();
             async move {
@@ -320,7 +320,10 @@ impl PinService {
         };
         let via = match self
             .store
-            .reserve_attempt(holder, held, &limits, self.now())
+            .reserve_attempt(self.attempt(NumberRef {
+                account: holder,
+                id: held,
+            }))
             .await?
         {
             Reservation::NotFound => return Err(PinError::HeldElsewhere),
@@ -345,7 +348,11 @@ impl PinService {
                 "holder_pin"
             }
         };
-        let record = match self.store.transfer(holder, held, &new).await? {
+        let from = NumberRef {
+            account: holder,
+            id: held,
+        };
+        let record = match self.store.transfer(from, &new).await? {
             TransferOutcome::Transferred(record) => record,
             TransferOutcome::Lost => return Err(PinError::HeldElsewhere),
         };
@@ -399,16 +406,15 @@ impl PinService {
         let pin_hash = self.hash(pin).await?;
         let outcome = self
             .store
-            .write_pin(
-                account,
-                id,
-                &pin_hash,
-                PinWriteMode::Set {
+            .write_pin(&PinWrite {
+                number: NumberRef { account, id },
+                pin_hash: &pin_hash,
+                mode: PinWriteMode::Set {
                     unlock: Permission::UnlockNumbers.allows(role),
                 },
-                &self.settings.limits,
-                self.now(),
-            )
+                limits: self.settings.limits,
+                now_ms: self.now(),
+            })
             .await?;
         match outcome {
             PinWriteOutcome::Written {
@@ -449,14 +455,10 @@ impl PinService {
         pin: &Pin,
     ) -> Result<Registered, PinError> {
         Self::allowed(role, Permission::RegisterNumbers)?;
-        let limits = self.settings.limits;
+        let number = NumberRef { account, id };
         // Two rounds at most: two-step may come on between "it is off" and the write.
         for _ in 0..2 {
-            match self
-                .store
-                .reserve_attempt(account, id, &limits, self.now())
-                .await?
-            {
+            match self.store.reserve_attempt(self.attempt(number)).await? {
                 Reservation::NotFound => return Err(PinError::NotFound),
                 Reservation::Locked => {
                     self.metrics.pin_checked("locked");
@@ -474,7 +476,11 @@ impl PinService {
                     if self.verify(pin, pin_hash).await? {
                         if !self
                             .store
-                            .attempt_succeeded(account, id, pin_version, self.now())
+                            .attempt_succeeded(Matched {
+                                number,
+                                pin_version,
+                                now_ms: self.now(),
+                            })
                             .await?
                         {
                             self.metrics.pin_checked("changed");
@@ -493,14 +499,13 @@ impl PinService {
                     let pin_hash = self.hash(pin).await?;
                     match self
                         .store
-                        .write_pin(
-                            account,
-                            id,
-                            &pin_hash,
-                            PinWriteMode::EnableOnRegister,
-                            &limits,
-                            self.now(),
-                        )
+                        .write_pin(&PinWrite {
+                            number,
+                            pin_hash: &pin_hash,
+                            mode: PinWriteMode::EnableOnRegister,
+                            limits: self.settings.limits,
+                            now_ms: self.now(),
+                        })
                         .await?
                     {
                         PinWriteOutcome::Written { .. } => {
@@ -538,7 +543,7 @@ impl PinService {
         attempt: u32,
     ) -> Result<PinError, PinError> {
         let limits = self.settings.limits;
-        if attempt >= limits.max_failures {
+        if limits.locks(attempt) {
             self.metrics.pin_locked();
             tracing::warn!(account = %account, number = %id, "phone number locked after {attempt} wrong PINs");
             self.audit(
@@ -551,8 +556,8 @@ impl PinService {
             .await?;
         }
         Ok(PinError::Mismatch {
-            attempts_left: limits.max_failures.saturating_sub(attempt),
-            retry_after_ms: limits.wait_after(attempt).as_millis() as u64,
+            attempts_left: (limits.lock_after).map_or(u32::MAX, |max| max.saturating_sub(attempt)),
+            retry_after_ms: limits.wait_after(attempt),
         })
     }
 
@@ -561,7 +566,7 @@ impl PinService {
         account: &AccountId,
         id: &PhoneNumberId,
     ) -> Result<NumberRecord, PinError> {
-        self.store.get(account, id).await?.ok_or(PinError::NotFound)
+        (self.store.get(NumberRef { account, id }).await?).ok_or(PinError::NotFound)
     }
 
     /// The number's record, once `pin` is checked against it (a PIN may not spell the number).
@@ -603,7 +608,11 @@ impl PinService {
             json!({"reason": reason, "operator": operator}),
         )
         .await?;
-        match self.store.disable(account, id, self.now()).await? {
+        match self
+            .store
+            .disable(NumberRef { account, id }, self.now())
+            .await?
+        {
             DisableOutcome::Disabled { e164, .. } => {
                 self.metrics.two_step_link_used("support", "used");
                 Ok(mask(&e164))

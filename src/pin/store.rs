@@ -14,9 +14,17 @@ use super::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use crate::account::AccountId;
 use crate::store::StoreError;
 
-/// A phone number as stored (never the PIN: its hash stays in the store except for checks).
 /// A used or expired link is still recognised (410 rather than 404) this long after expiry.
 pub const LINK_RETENTION_MS: u64 = 24 * 3600 * 1000;
+
+/// One phone number of one account: the number a step touches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NumberRef<'a> {
+    pub account: &'a AccountId,
+    pub id: &'a PhoneNumberId,
+}
+
+/// A phone number as stored (never the PIN: its hash stays in the store except for checks).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NumberRecord {
@@ -39,7 +47,7 @@ pub struct NumberRecord {
 
 impl NumberRecord {
     pub fn locked(&self, limits: &AttemptLimits) -> bool {
-        self.failures >= limits.max_failures
+        limits.locks(self.failures)
     }
 }
 
@@ -89,6 +97,18 @@ pub enum PinWriteMode {
     EnableOnRegister,
 }
 
+/// A PIN to write (its hash) to a number, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinWrite<'a> {
+    pub number: NumberRef<'a>,
+    pub pin_hash: &'a str,
+    pub mode: PinWriteMode,
+    /// The wrong-PIN limits, which say whether the number is locked (then only an unlocking
+    /// `Set` writes).
+    pub limits: AttemptLimits,
+    pub now_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PinWriteOutcome {
     Written {
@@ -99,6 +119,23 @@ pub enum PinWriteOutcome {
     Locked,
     Enabled,
     NotFound,
+}
+
+/// One PIN attempt on a number, to count at `now_ms` under `limits`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PinAttempt<'a> {
+    pub number: NumberRef<'a>,
+    pub limits: AttemptLimits,
+    pub now_ms: u64,
+}
+
+/// A reserved attempt whose PIN matched: the number, the PIN version it was compared against,
+/// and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Matched<'a> {
+    pub number: NumberRef<'a>,
+    pub pin_version: u64,
+    pub now_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -128,23 +165,35 @@ pub enum LinkIssue {
     NotFound,
 }
 
-/// What a pending link is, read without using it.
-/// An e-mailed link to issue: what it does, the digest of its token, and how long it lives
-/// from `now_ms`.
+/// An e-mailed link to issue for a number: what it does, the digest of its token, and how long
+/// it lives from `now_ms`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NewLink {
+pub struct NewLink<'a> {
+    pub number: NumberRef<'a>,
     pub purpose: LinkPurpose,
     pub digest: [u8; 32],
     pub now_ms: u64,
     pub ttl_ms: u64,
 }
 
+/// What a pending link is, read without using it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinkInfo {
     pub number: PhoneNumberId,
     pub purpose: LinkPurpose,
     pub expires_ms: u64,
     pub used: bool,
+}
+
+/// An e-mailed link of an account being opened: its digest, what the opener asks it to do, and
+/// the new PIN's hash for a reset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkOpening<'a> {
+    pub account: &'a AccountId,
+    pub digest: &'a [u8; 32],
+    pub purpose: LinkPurpose,
+    pub new_pin_hash: Option<&'a str>,
+    pub now_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,59 +225,29 @@ pub enum DisableOutcome {
 pub trait PinStore: Send + Sync + 'static {
     async fn create(&self, new: &NewNumber) -> Result<CreateOutcome, StoreError>;
 
-    /// Moves a number another account holds to `new.account` (its PIN matched, or its
-    /// two-step is off): the registry names the new holder first (the one step that decides a
-    /// race: exactly one concurrent claim wins), then the holder's record goes and the new
-    /// record is written.
+    /// Moves a number another account holds (`from`) to `new.account` (its PIN matched, or
+    /// its two-step is off): the registry names the new holder first (the one step that
+    /// decides a race: exactly one concurrent claim wins), then the holder's record goes and
+    /// the new record is written.
     async fn transfer(
         &self,
-        from: &AccountId,
-        from_id: &PhoneNumberId,
+        from: NumberRef<'_>,
         new: &NewNumber,
     ) -> Result<TransferOutcome, StoreError>;
 
-    async fn get(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-    ) -> Result<Option<NumberRecord>, StoreError>;
+    async fn get(&self, number: NumberRef<'_>) -> Result<Option<NumberRecord>, StoreError>;
 
-    async fn write_pin(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        pin_hash: &str,
-        mode: PinWriteMode,
-        limits: &AttemptLimits,
-        now_ms: u64,
-    ) -> Result<PinWriteOutcome, StoreError>;
+    async fn write_pin(&self, write: &PinWrite<'_>) -> Result<PinWriteOutcome, StoreError>;
 
     /// Counts one attempt before the PIN is compared (see the module doc).
-    async fn reserve_attempt(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        limits: &AttemptLimits,
-        now_ms: u64,
-    ) -> Result<Reservation, StoreError>;
+    async fn reserve_attempt(&self, attempt: PinAttempt<'_>) -> Result<Reservation, StoreError>;
 
     /// The reserved attempt matched: clears the count and the wait and marks the number
     /// registered, unless the PIN changed since (`false`).
-    async fn attempt_succeeded(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        pin_version: u64,
-        now_ms: u64,
-    ) -> Result<bool, StoreError>;
+    async fn attempt_succeeded(&self, matched: Matched<'_>) -> Result<bool, StoreError>;
 
     /// Stores a link's digest for the number, replacing any earlier link of that purpose.
-    async fn issue_link(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        link: &NewLink,
-    ) -> Result<LinkIssue, StoreError>;
+    async fn issue_link(&self, link: &NewLink<'_>) -> Result<LinkIssue, StoreError>;
 
     async fn peek_link(
         &self,
@@ -236,21 +255,13 @@ pub trait PinStore: Send + Sync + 'static {
         digest: &[u8; 32],
     ) -> Result<Option<LinkInfo>, StoreError>;
 
-    /// Uses a link once: disables two-step, or sets `new_pin_hash` (reset).
-    async fn use_link(
-        &self,
-        account: &AccountId,
-        digest: &[u8; 32],
-        purpose: LinkPurpose,
-        new_pin_hash: Option<&str>,
-        now_ms: u64,
-    ) -> Result<LinkUse, StoreError>;
+    /// Uses a link once: disables two-step, or sets the new PIN (reset).
+    async fn use_link(&self, opening: &LinkOpening<'_>) -> Result<LinkUse, StoreError>;
 
     /// The operator's disable (the support command): no link, same effect.
     async fn disable(
         &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
+        number: NumberRef<'_>,
         now_ms: u64,
     ) -> Result<DisableOutcome, StoreError>;
 

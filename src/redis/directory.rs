@@ -20,7 +20,7 @@
 //! Invalidations go to the channel `P:invalidate`.
 
 use async_trait::async_trait;
-use redis::{Script, Value};
+use redis::Value;
 
 use crate::account::audit::{AuditEntry, Who};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
@@ -34,32 +34,24 @@ use crate::account::user::{Override, SetBy, User, UserId, UserRole};
 use crate::account::{hex, AccountId};
 use crate::phone::PhoneNumber;
 use crate::redis::connection::Connection;
-use crate::redis::script::{corrupt, lua, query, run, words, Failure};
+use crate::redis::script::{corrupt, flag, scripts, Adapter};
 use crate::redis::KeySpace;
 use crate::store::StoreError;
 
+scripts! { DirectoryScripts = "directory_": write_policy, write_user, trust, revoke_one, revoke_all }
+
 pub struct RedisDirectory {
-    connection: Connection,
-    keys: KeySpace,
+    redis: Adapter,
+    scripts: DirectoryScripts,
     audit_cap: usize,
-    write_policy: Script,
-    write_user: Script,
-    trust: Script,
-    revoke_one: Script,
-    revoke_all: Script,
 }
 
 impl RedisDirectory {
     pub(crate) fn new(connection: Connection, prefix: &str, audit_cap: usize) -> Self {
         Self {
-            connection,
-            keys: KeySpace::new(prefix),
+            redis: Adapter::new(connection, prefix),
+            scripts: DirectoryScripts::load(),
             audit_cap: audit_cap.max(1),
-            write_policy: lua!("directory_write_policy"),
-            write_user: lua!("directory_write_user"),
-            trust: lua!("directory_trust"),
-            revoke_one: lua!("directory_revoke_one"),
-            revoke_all: lua!("directory_revoke_all"),
         }
     }
 
@@ -71,11 +63,6 @@ impl RedisDirectory {
     /// The pub/sub channel every instance of this deployment (this prefix) listens on.
     pub fn channel(prefix: &str) -> String {
         KeySpace::new(prefix).invalidation_channel()
-    }
-
-    /// Runs a script: its one-string reply (see `crate::redis::script`).
-    async fn run(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<String, StoreError> {
-        run(&self.connection, invocation, Failure::Unavailable).await
     }
 }
 
@@ -174,14 +161,6 @@ impl TrustArgs<'_> {
     }
 }
 
-fn flag(on: bool) -> &'static str {
-    if on {
-        "1"
-    } else {
-        "0"
-    }
-}
-
 /// Appends one audit entry's seven script arguments.
 fn audit_args(invocation: &mut redis::ScriptInvocation<'_>, entry: &AuditEntry) {
     invocation
@@ -269,14 +248,14 @@ impl Directory for RedisDirectory {
             Option<String>,
             Option<String>,
             Option<u64>,
-        ) = query(
-            &self.connection,
-            redis::cmd("HMGET")
-                .arg(self.keys.policy(account))
-                .arg(&["r", "c", "f", "t", "v"]),
-            Failure::Unavailable,
-        )
-        .await?;
+        ) = self
+            .redis
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.redis.keys.policy(account))
+                    .arg(&["r", "c", "f", "t", "v"]),
+            )
+            .await?;
         let (Some(require), Some(channels), Some(fallback), Some(trust), Some(version)) =
             (require, channels, fallback, trust, version)
         else {
@@ -297,52 +276,46 @@ impl Directory for RedisDirectory {
         policy: &Policy,
         audit: &AuditEntry,
     ) -> Result<PolicyWrite, StoreError> {
-        let mut invocation = self.write_policy.prepare_invoke();
+        let mut invocation = self.scripts.write_policy.prepare_invoke();
         invocation
-            .key(self.keys.policy(account))
-            .key(self.keys.users_without_phone(account))
-            .key(self.keys.audit(account));
+            .key(self.redis.keys.policy(account))
+            .key(self.redis.keys.users_without_phone(account))
+            .key(self.redis.keys.audit(account));
         PolicyArgs {
             policy,
             audit_cap: self.audit_cap,
-            channel: self.keys.invalidation_channel(),
+            channel: self.redis.keys.invalidation_channel(),
             invalidation: Invalidation::Policy(account.clone()).encode(),
             audit,
         }
         .append(&mut invocation);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        let number = |index: usize, what: &str| -> Result<u64, StoreError> {
-            reply
-                .get(index)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| corrupt(what))
-        };
-        match reply.first().copied() {
-            Some("ok") => Ok(PolicyWrite::Written {
-                version: number(1, "policy version")?,
+        let reply = self.redis.call(&invocation, "policy").await?;
+        match reply.outcome() {
+            "ok" => Ok(PolicyWrite::Written {
+                version: reply.parse(1)?,
             }),
-            Some("stale") => Ok(PolicyWrite::Stale),
-            Some("missing") => Ok(PolicyWrite::MissingPhones {
-                count: number(1, "missing count")? as usize,
-                users: reply[2..]
+            "stale" => Ok(PolicyWrite::Stale),
+            "missing" => Ok(PolicyWrite::MissingPhones {
+                count: reply.parse(1)?,
+                users: reply
+                    .rest(2)
                     .iter()
                     .filter_map(|id| UserId::parse(id))
                     .collect(),
             }),
-            _ => Err(corrupt("unknown policy reply")),
+            _ => Err(reply.unknown()),
         }
     }
 
     async fn user(&self, account: &AccountId, user: &UserId) -> Result<Option<User>, StoreError> {
-        let fields: Vec<Option<String>> = query(
-            &self.connection,
-            redis::cmd("HMGET")
-                .arg(self.keys.user(account, user))
-                .arg(&["ro", "ph", "ov", "ob", "fa", "cr", "up", "v", "ep"]),
-            Failure::Unavailable,
-        )
-        .await?;
+        let fields: Vec<Option<String>> = self
+            .redis
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.redis.keys.user(account, user))
+                    .arg(&["ro", "ph", "ov", "ob", "fa", "cr", "up", "v", "ep"]),
+            )
+            .await?;
         parse_user(user, fields)
     }
 
@@ -352,43 +325,36 @@ impl Directory for RedisDirectory {
         write: &UserWrite,
     ) -> Result<UserWriteOutcome, StoreError> {
         let user = &write.user;
-        let mut invocation = self.write_user.prepare_invoke();
+        let mut invocation = self.scripts.write_user.prepare_invoke();
         invocation
-            .key(self.keys.user(account, &user.id))
-            .key(self.keys.policy(account))
-            .key(self.keys.users(account))
-            .key(self.keys.users_without_phone(account))
-            .key(self.keys.audit(account))
-            .key(self.keys.user_devices(account, &user.id))
-            .key(self.keys.account_devices(account));
+            .key(self.redis.keys.user(account, &user.id))
+            .key(self.redis.keys.policy(account))
+            .key(self.redis.keys.users(account))
+            .key(self.redis.keys.users_without_phone(account))
+            .key(self.redis.keys.audit(account))
+            .key(self.redis.keys.user_devices(account, &user.id))
+            .key(self.redis.keys.account_devices(account));
         UserArgs {
             write,
             audit_cap: self.audit_cap,
-            channel: self.keys.invalidation_channel(),
+            channel: self.redis.keys.invalidation_channel(),
             invalidation: Invalidation::User(account.clone(), user.id.clone()).encode(),
-            base: self.keys.account_base(account),
+            base: self.redis.keys.account_base(account),
         }
         .append(&mut invocation);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        let number = |index: usize| -> Result<u64, StoreError> {
-            reply
-                .get(index)
-                .and_then(|v| v.parse().ok())
-                .ok_or_else(|| corrupt("user write reply"))
-        };
-        match reply.first().copied() {
-            Some("ok") => Ok(UserWriteOutcome::Written {
-                version: number(1)?,
-                device_epoch: number(2)?,
+        let reply = self.redis.call(&invocation, "user write").await?;
+        match reply.outcome() {
+            "ok" => Ok(UserWriteOutcome::Written {
+                version: reply.parse(1)?,
+                device_epoch: reply.parse(2)?,
             }),
-            Some("stale") => Ok(UserWriteOutcome::Stale),
-            Some("too_many_users") => Ok(UserWriteOutcome::TooManyUsers {
+            "stale" => Ok(UserWriteOutcome::Stale),
+            "too_many_users" => Ok(UserWriteOutcome::TooManyUsers {
                 max: write.max_users,
             }),
-            Some("exists") => Ok(UserWriteOutcome::Exists),
-            Some("not_found") => Ok(UserWriteOutcome::NotFound),
-            _ => Err(corrupt("unknown user write reply")),
+            "exists" => Ok(UserWriteOutcome::Exists),
+            "not_found" => Ok(UserWriteOutcome::NotFound),
+            _ => Err(reply.unknown()),
         }
     }
 
@@ -399,37 +365,33 @@ impl Directory for RedisDirectory {
     ) -> Result<TrustOutcome, StoreError> {
         let record = &new.record;
         let digest = hex(&new.digest);
-        let mut invocation = self.trust.prepare_invoke();
+        let mut invocation = self.scripts.trust.prepare_invoke();
         invocation
-            .key(self.keys.user(account, &record.user))
-            .key(self.keys.device(account, &new.digest))
-            .key(self.keys.user_devices(account, &record.user))
-            .key(self.keys.spent_proof(account, &new.proof))
-            .key(self.keys.audit(account))
-            .key(self.keys.account_devices(account));
+            .key(self.redis.keys.user(account, &record.user))
+            .key(self.redis.keys.device(account, &new.digest))
+            .key(self.redis.keys.user_devices(account, &record.user))
+            .key(self.redis.keys.spent_proof(account, &new.proof))
+            .key(self.redis.keys.audit(account))
+            .key(self.redis.keys.account_devices(account));
         TrustArgs {
             new,
             digest: &digest,
-            base: self.keys.account_base(account),
+            base: self.redis.keys.account_base(account),
             audit_cap: self.audit_cap,
-            channel: self.keys.invalidation_channel(),
+            channel: self.redis.keys.invalidation_channel(),
         }
         .append(&mut invocation);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        match reply.first().copied() {
-            Some("too_many_devices") => Ok(TrustOutcome::TooManyDevices {
+        let reply = self.redis.call(&invocation, "trust").await?;
+        match reply.outcome() {
+            "too_many_devices" => Ok(TrustOutcome::TooManyDevices {
                 max: new.max_account_devices,
             }),
-            Some("ok") => Ok(TrustOutcome::Trusted {
-                epoch: reply
-                    .get(1)
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| corrupt("trust epoch"))?,
+            "ok" => Ok(TrustOutcome::Trusted {
+                epoch: reply.parse(1)?,
             }),
-            Some("no_user") => Ok(TrustOutcome::NoSuchUser),
-            Some("proof_used") => Ok(TrustOutcome::ProofUsed),
-            _ => Err(corrupt("unknown trust reply")),
+            "no_user" => Ok(TrustOutcome::NoSuchUser),
+            "proof_used" => Ok(TrustOutcome::ProofUsed),
+            _ => Err(reply.unknown()),
         }
     }
 
@@ -444,14 +406,14 @@ impl Directory for RedisDirectory {
             Option<u64>,
             Option<u64>,
             Option<u64>,
-        ) = query(
-            &self.connection,
-            redis::cmd("HMGET")
-                .arg(self.keys.device(account, digest))
-                .arg(&["id", "u", "cr", "ex", "ep"]),
-            Failure::Unavailable,
-        )
-        .await?;
+        ) = self
+            .redis
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.redis.keys.device(account, digest))
+                    .arg(&["id", "u", "cr", "ex", "ep"]),
+            )
+            .await?;
         let (Some(id), Some(user), Some(created_ms), Some(expires_ms), Some(epoch)) =
             (id, user, created, expires, epoch)
         else {
@@ -476,30 +438,25 @@ impl Directory for RedisDirectory {
             device,
             audit,
         } = *revocation;
-        let mut invocation = self.revoke_one.prepare_invoke();
+        let mut invocation = self.scripts.revoke_one.prepare_invoke();
         invocation
-            .key(self.keys.user_devices(account, user))
-            .key(self.keys.audit(account))
-            .key(self.keys.account_devices(account))
+            .key(self.redis.keys.user_devices(account, user))
+            .key(self.redis.keys.audit(account))
+            .key(self.redis.keys.account_devices(account))
             .arg(device.as_str())
-            .arg(self.keys.account_base(account))
+            .arg(self.redis.keys.account_base(account))
             .arg(self.audit_cap)
-            .arg(self.keys.invalidation_channel());
+            .arg(self.redis.keys.invalidation_channel());
         audit_args(&mut invocation, audit);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        match reply.first().copied() {
-            Some("ok") => {
-                let bytes = reply
-                    .get(1)
-                    .and_then(|digest| data_encoding::HEXLOWER.decode(digest.as_bytes()).ok())
-                    .ok_or_else(|| corrupt("revoked digest"))?;
-                Ok(Some(
-                    bytes.try_into().map_err(|_| corrupt("revoked digest"))?,
-                ))
+        let reply = self.redis.call(&invocation, "revoke").await?;
+        match reply.outcome() {
+            "ok" => {
+                let digest = data_encoding::HEXLOWER.decode(reply.word(1)?.as_bytes());
+                let digest = digest.ok().and_then(|bytes| bytes.try_into().ok());
+                Ok(Some(digest.ok_or_else(|| reply.corrupt())?))
             }
-            Some("not_found") => Ok(None),
-            _ => Err(corrupt("unknown revoke reply")),
+            "not_found" => Ok(None),
+            _ => Err(reply.unknown()),
         }
     }
 
@@ -509,28 +466,22 @@ impl Directory for RedisDirectory {
         user: &UserId,
         audit: &AuditEntry,
     ) -> Result<Option<u64>, StoreError> {
-        let mut invocation = self.revoke_all.prepare_invoke();
+        let mut invocation = self.scripts.revoke_all.prepare_invoke();
         invocation
-            .key(self.keys.user(account, user))
-            .key(self.keys.user_devices(account, user))
-            .key(self.keys.audit(account))
-            .key(self.keys.account_devices(account))
-            .arg(self.keys.account_base(account))
+            .key(self.redis.keys.user(account, user))
+            .key(self.redis.keys.user_devices(account, user))
+            .key(self.redis.keys.audit(account))
+            .key(self.redis.keys.account_devices(account))
+            .arg(self.redis.keys.account_base(account))
             .arg(self.audit_cap)
-            .arg(self.keys.invalidation_channel())
+            .arg(self.redis.keys.invalidation_channel())
             .arg(Invalidation::User(account.clone(), user.clone()).encode());
         audit_args(&mut invocation, audit);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        match reply.first().copied() {
-            Some("ok") => Ok(Some(
-                reply
-                    .get(1)
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| corrupt("revoke count"))?,
-            )),
-            Some("no_user") => Ok(None),
-            _ => Err(corrupt("unknown revoke-all reply")),
+        let reply = self.redis.call(&invocation, "revoke-all").await?;
+        match reply.outcome() {
+            "ok" => Ok(Some(reply.parse(1)?)),
+            "no_user" => Ok(None),
+            _ => Err(reply.unknown()),
         }
     }
 
@@ -539,25 +490,24 @@ impl Directory for RedisDirectory {
         account: &AccountId,
         entry: &AuditEntry,
     ) -> Result<(), StoreError> {
-        query::<Value>(
-            &self.connection,
-            redis::cmd("XADD")
-                .arg(self.keys.audit(account))
-                .arg("MAXLEN")
-                .arg(self.audit_cap)
-                .arg("*")
-                .arg("at")
-                .arg(entry.at_ms)
-                .arg(&["k", &entry.who.key_id, "r", &entry.who.role])
-                .arg("u")
-                .arg(entry.who.acting_user.as_deref().unwrap_or(""))
-                .arg(&["a", &entry.action, "t", &entry.target])
-                .arg("d")
-                .arg(entry.details.to_string()),
-            Failure::Unavailable,
-        )
-        .await
-        .map(drop)
+        self.redis
+            .query::<Value>(
+                redis::cmd("XADD")
+                    .arg(self.redis.keys.audit(account))
+                    .arg("MAXLEN")
+                    .arg(self.audit_cap)
+                    .arg("*")
+                    .arg("at")
+                    .arg(entry.at_ms)
+                    .arg(&["k", &entry.who.key_id, "r", &entry.who.role])
+                    .arg("u")
+                    .arg(entry.who.acting_user.as_deref().unwrap_or(""))
+                    .arg(&["a", &entry.action, "t", &entry.target])
+                    .arg("d")
+                    .arg(entry.details.to_string()),
+            )
+            .await
+            .map(drop)
     }
 
     async fn audit(
@@ -570,17 +520,17 @@ impl Directory for RedisDirectory {
             Some(cursor) => format!("({cursor}"),
             None => "+".to_owned(),
         };
-        let rows: Vec<(String, Vec<String>)> = query(
-            &self.connection,
-            redis::cmd("XREVRANGE")
-                .arg(self.keys.audit(account))
-                .arg(end)
-                .arg("-")
-                .arg("COUNT")
-                .arg(limit),
-            Failure::Unavailable,
-        )
-        .await?;
+        let rows: Vec<(String, Vec<String>)> = self
+            .redis
+            .query(
+                redis::cmd("XREVRANGE")
+                    .arg(self.redis.keys.audit(account))
+                    .arg(end)
+                    .arg("-")
+                    .arg("COUNT")
+                    .arg(limit),
+            )
+            .await?;
         rows.into_iter()
             .map(|(id, fields)| parse_audit(id, fields))
             .collect()

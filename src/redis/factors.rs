@@ -13,57 +13,45 @@
 //! | `ch:<challenge id>` | string | a passed challenge (proof for trusting a device): user, kind, factor, expiry, joined by bars |
 //! | `pend` | sorted set | the account's pending entries (unconfirmed factors' and ceremonies' key names), scored by expiry, against `tenants.max_pending_ceremonies` |
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
-use redis::Script;
-
-use crate::factors::recovery::CodeDigest;
-use crate::factors::store::{
-    AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, FactorStore,
-    KeyCredential, PassedChallenge, RecoveryOutcome, TotpSecret, TotpTry,
-};
-use crate::factors::totp::{Algorithm, TotpParams};
-use crate::factors::webauthn::CredentialKey;
-use std::sync::Arc;
+use redis::{Script, ScriptInvocation};
 
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::user::{FactorType, UserId};
 use crate::account::AccountId;
 use crate::clock::Clock;
+use crate::factors::recovery::CodeDigest;
+use crate::factors::store::{
+    AttemptOutcome, CounterOutcome, FactorRecord, FactorRef, FactorStatus, FactorStore,
+    KeyCredential, NewCeremony, NewFactor, PassedChallenge, RecoveryOutcome, RecoveryTry,
+    TotpSecret, TotpTry, UserRef,
+};
+use crate::factors::totp::{Algorithm, TotpParams};
+use crate::factors::webauthn::CredentialKey;
 use crate::redis::connection::Connection;
-use crate::redis::script::{corrupt, lua, query, run, words, Failure};
-use crate::redis::KeySpace;
+use crate::redis::script::{corrupt, flag, scripts, Adapter, Reply};
 use crate::store::StoreError;
 
+scripts! { FactorScripts = "factor_": put, put_ceremony, take_ceremony, totp_attempt, counter, use_recovery, replace_recovery }
+
 pub struct RedisFactorStore {
-    connection: Connection,
-    keys: KeySpace,
+    redis: Adapter,
+    scripts: FactorScripts,
     /// The pending bound's clock (expiry is the gateway's, as everywhere).
     clock: Arc<dyn Clock>,
     tenants: TenantSettings,
-    put: Script,
-    put_ceremony: Script,
-    take_ceremony: Script,
-    totp_attempt: Script,
-    counter: Script,
-    use_recovery: Script,
-    replace_recovery: Script,
 }
 
 impl RedisFactorStore {
     pub(crate) fn new(connection: Connection, prefix: &str) -> Self {
         Self {
-            connection,
-            keys: KeySpace::new(prefix),
+            redis: Adapter::new(connection, prefix),
+            scripts: FactorScripts::load(),
             clock: Arc::new(crate::clock::SystemClock),
             tenants: TenantSettings::default(),
-            put: lua!("factor_put"),
-            put_ceremony: lua!("factor_put_ceremony"),
-            take_ceremony: lua!("factor_take_ceremony"),
-            totp_attempt: lua!("factor_totp_attempt"),
-            counter: lua!("factor_counter"),
-            use_recovery: lua!("factor_use_recovery"),
-            replace_recovery: lua!("factor_replace_recovery"),
         }
     }
 
@@ -80,31 +68,47 @@ impl RedisFactorStore {
         self
     }
 
-    /// Runs a script that lists a pending entry (`factor_put`, `factor_put_ceremony`): `full`
-    /// when the account is at its bound of pending entries.
+    fn factor_key(&self, factor: FactorRef<'_>) -> String {
+        let UserRef { account, user } = factor.owner;
+        self.redis.keys.factor(account, user, factor.id)
+    }
+
+    /// Starts a script that lists a pending entry of `account` (`factor_put`,
+    /// `factor_put_ceremony`): its keys, the entry's then the account's pending list, and its
+    /// first arguments, the entry's TTL (0: not pending), now and the account's bound.
+    fn pending_invocation<'a>(
+        &self,
+        script: &'a Script,
+        account: &AccountId,
+        key: String,
+        ttl_ms: u64,
+    ) -> ScriptInvocation<'a> {
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .key(key)
+            .key(self.redis.keys.pending(account))
+            .arg(ttl_ms)
+            .arg(self.clock.now_ms())
+            .arg(self.tenants.limits(account).pending_ceremonies);
+        invocation
+    }
+
+    /// Runs a `pending_invocation`: `full` when the account is at its bound of pending entries.
     async fn store_pending(
         &self,
         account: &AccountId,
-        invocation: &redis::ScriptInvocation<'_>,
+        invocation: &ScriptInvocation<'_>,
     ) -> Result<(), StoreError> {
-        match self.run(invocation).await?.as_str() {
+        let reply = self.redis.call(invocation, "pending entry").await?;
+        match reply.outcome() {
             "stored" => Ok(()),
             "full" => Err(LimitReached {
                 limit: Limit::PendingCeremonies,
                 max: self.tenants.limits(account).pending_ceremonies,
             }
             .into()),
-            _ => Err(corrupt("unknown pending reply")),
+            _ => Err(reply.unknown()),
         }
-    }
-
-    /// Runs a script: its one-string reply (see `crate::redis::script`).
-    async fn run(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<String, StoreError> {
-        run(&self.connection, invocation, Failure::Unavailable).await
-    }
-
-    async fn command<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, StoreError> {
-        query(&self.connection, cmd, Failure::Unavailable).await
     }
 }
 
@@ -184,244 +188,184 @@ fn decode(
     }))
 }
 
-fn limited(reply: &[&str]) -> Result<(u32, u64), StoreError> {
-    let left = reply
-        .get(1)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| corrupt("attempts left"))?;
-    let wait = reply
-        .get(2)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| corrupt("wait"))?;
-    Ok((left, wait))
-}
-
-/// The lock-out limits, the last arguments of every attempt script.
-fn limit_args(limits: &AttemptLimits) -> (u32, u64, u64) {
-    (
-        limits.max_failures.max(1),
-        limits.first_wait_ms,
-        limits.max_wait_ms,
-    )
-}
-
-fn retry_after(reply: &[&str]) -> Result<u64, StoreError> {
-    reply
-        .get(1)
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| corrupt("retry after"))
+/// `wrong <attempts left> <wait ms>`: its two numbers.
+fn wrong(reply: &Reply) -> Result<(u32, u64), StoreError> {
+    Ok((reply.parse(1)?, reply.parse(2)?))
 }
 
 #[async_trait]
 impl FactorStore for RedisFactorStore {
-    async fn put(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        record: &FactorRecord,
-        ttl_ms: Option<u64>,
-    ) -> Result<(), StoreError> {
-        let mut invocation = self.put.prepare_invoke();
-        invocation
-            .key(self.keys.factor(account, user, &record.id))
-            .key(self.keys.pending(account))
-            .arg(ttl_ms.unwrap_or(0))
-            .arg(self.clock.now_ms())
-            .arg(self.tenants.limits(account).pending_ceremonies);
+    async fn put(&self, factor: NewFactor<'_>) -> Result<(), StoreError> {
+        let (owner, record) = (factor.owner, factor.record);
+        let key = self.factor_key(owner.factor(&record.id));
+        let mut invocation = self.pending_invocation(
+            &self.scripts.put,
+            owner.account,
+            key,
+            factor.pending_ttl_ms.unwrap_or(0),
+        );
         for (name, value) in encode(record) {
             invocation.arg(name).arg(value);
         }
-        if let Some(ttl) = ttl_ms {
+        if let Some(ttl) = factor.pending_ttl_ms {
             // Expiry is decided from the gateway's clock; the key's TTL only bounds retention.
             invocation.arg("ex").arg(record.created_ms + ttl);
         }
-        self.store_pending(account, &invocation).await
+        self.store_pending(owner.account, &invocation).await
     }
 
-    async fn get(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        id: &str,
-    ) -> Result<Option<FactorRecord>, StoreError> {
-        let fields = self
-            .command(redis::cmd("HGETALL").arg(self.keys.factor(account, user, id)))
-            .await?;
-        decode(id, fields)
+    async fn get(&self, factor: FactorRef<'_>) -> Result<Option<FactorRecord>, StoreError> {
+        let command = redis::cmd("HGETALL").arg(self.factor_key(factor)).clone();
+        decode(factor.id, self.redis.query(&command).await?)
     }
 
-    async fn delete(&self, account: &AccountId, user: &UserId, id: &str) -> Result<(), StoreError> {
-        self.command::<i64>(redis::cmd("DEL").arg(self.keys.factor(account, user, id)))
-            .await
-            .map(drop)
+    async fn delete(&self, factor: FactorRef<'_>) -> Result<(), StoreError> {
+        let command = redis::cmd("DEL").arg(self.factor_key(factor)).clone();
+        self.redis.query::<i64>(&command).await.map(drop)
     }
 
-    async fn totp_attempt(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        id: &str,
-        attempt: TotpTry,
-        limits: &AttemptLimits,
-    ) -> Result<AttemptOutcome, StoreError> {
-        let TotpTry {
-            matched,
-            activate,
-            now_ms,
-        } = attempt;
-        let mut invocation = self.totp_attempt.prepare_invoke();
+    async fn totp_attempt(&self, attempt: TotpTry<'_>) -> Result<AttemptOutcome, StoreError> {
+        let factor = attempt.factor;
+        let mut invocation = self.scripts.totp_attempt.prepare_invoke();
         invocation
-            .key(self.keys.factor(account, user, id))
-            .key(self.keys.pending(account))
-            .arg(now_ms)
-            .arg(matched.map(|step| step.to_string()).unwrap_or_default())
-            .arg(if activate { "1" } else { "0" })
-            .arg(limit_args(limits));
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        Ok(match reply.first().copied() {
-            Some("ok") => AttemptOutcome::Accepted,
-            Some("replayed") => AttemptOutcome::Replayed,
-            Some("wrong") => {
-                let (attempts_left, wait_ms) = limited(&reply)?;
+            .key(self.factor_key(factor))
+            .key(self.redis.keys.pending(factor.owner.account))
+            .arg(attempt.now_ms)
+            .arg(
+                attempt
+                    .matched
+                    .map(|step| step.to_string())
+                    .unwrap_or_default(),
+            )
+            .arg(flag(attempt.activate))
+            .arg(attempt.limits);
+        let reply = self.redis.call(&invocation, "TOTP attempt").await?;
+        Ok(match reply.outcome() {
+            "ok" => AttemptOutcome::Accepted,
+            "replayed" => AttemptOutcome::Replayed,
+            "wrong" => {
+                let (attempts_left, wait_ms) = wrong(&reply)?;
                 AttemptOutcome::Wrong {
                     attempts_left,
                     wait_ms,
                 }
             }
-            Some("locked") => AttemptOutcome::Locked {
-                retry_after_ms: retry_after(&reply)?,
+            "locked" => AttemptOutcome::Locked {
+                retry_after_ms: reply.parse(1)?,
             },
-            Some("not_found") => AttemptOutcome::NotFound,
-            Some("not_active") => AttemptOutcome::NotActive,
-            _ => return Err(corrupt("unknown TOTP attempt reply")),
+            "not_found" => AttemptOutcome::NotFound,
+            "not_active" => AttemptOutcome::NotActive,
+            _ => return Err(reply.unknown()),
         })
     }
 
     async fn advance_counter(
         &self,
-        account: &AccountId,
-        user: &UserId,
-        id: &str,
+        factor: FactorRef<'_>,
         counter: u32,
     ) -> Result<CounterOutcome, StoreError> {
-        let mut invocation = self.counter.prepare_invoke();
-        invocation
-            .key(self.keys.factor(account, user, id))
-            .arg(counter);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        Ok(match reply.first().copied() {
-            Some("ok") => CounterOutcome::Advanced,
-            Some("regressed") => CounterOutcome::Regressed {
-                stored: retry_after(&reply)? as u32,
+        let mut invocation = self.scripts.counter.prepare_invoke();
+        invocation.key(self.factor_key(factor)).arg(counter);
+        let reply = self.redis.call(&invocation, "counter").await?;
+        Ok(match reply.outcome() {
+            "ok" => CounterOutcome::Advanced,
+            "regressed" => CounterOutcome::Regressed {
+                stored: reply.parse(1)?,
             },
-            Some("not_found") => CounterOutcome::NotFound,
-            _ => return Err(corrupt("unknown counter reply")),
+            "not_found" => CounterOutcome::NotFound,
+            _ => return Err(reply.unknown()),
         })
     }
 
-    async fn put_ceremony(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        challenge: &[u8],
-        state: &str,
-        ttl_ms: u64,
-    ) -> Result<(), StoreError> {
-        let key = self.keys.ceremony(account, user, challenge);
-        let mut invocation = self.put_ceremony.prepare_invoke();
-        invocation
-            .key(key)
-            .key(self.keys.pending(account))
-            .arg(state)
-            .arg(ttl_ms.max(1))
-            .arg(self.clock.now_ms())
-            .arg(self.tenants.limits(account).pending_ceremonies);
+    async fn put_ceremony(&self, ceremony: NewCeremony<'_>) -> Result<(), StoreError> {
+        let UserRef { account, user } = ceremony.owner;
+        let key = self.redis.keys.ceremony(account, user, ceremony.challenge);
+        let ttl_ms = ceremony.ttl_ms.max(1);
+        let mut invocation =
+            self.pending_invocation(&self.scripts.put_ceremony, account, key, ttl_ms);
+        invocation.arg(ceremony.state);
         self.store_pending(account, &invocation).await
     }
 
     async fn take_ceremony(
         &self,
-        account: &AccountId,
-        user: &UserId,
+        owner: UserRef<'_>,
         challenge: &[u8],
     ) -> Result<Option<String>, StoreError> {
-        let key = self.keys.ceremony(account, user, challenge);
-        let mut invocation = self.take_ceremony.prepare_invoke();
-        invocation.key(key).key(self.keys.pending(account));
-        let text = self.run(&invocation).await?;
+        let mut invocation = self.scripts.take_ceremony.prepare_invoke();
+        invocation
+            .key(
+                self.redis
+                    .keys
+                    .ceremony(owner.account, owner.user, challenge),
+            )
+            .key(self.redis.keys.pending(owner.account));
+        let reply = self.redis.call(&invocation, "ceremony").await?;
         // The state is JSON: the rest of the reply, read whole.
-        match text.split_once(' ') {
-            None if text == "none" => Ok(None),
-            Some(("taken", state)) => Ok(Some(state.to_owned())),
-            _ => Err(corrupt("unknown ceremony reply")),
+        match reply.outcome() {
+            "none" => Ok(None),
+            "taken" => Ok(Some(reply.tail()?.to_owned())),
+            _ => Err(reply.unknown()),
         }
     }
 
     async fn replace_recovery(
         &self,
-        account: &AccountId,
-        user: &UserId,
+        owner: UserRef<'_>,
         digests: &[CodeDigest],
     ) -> Result<(), StoreError> {
-        let mut invocation = self.replace_recovery.prepare_invoke();
-        invocation.key(self.keys.recovery_codes(account, user));
+        let mut invocation = self.scripts.replace_recovery.prepare_invoke();
+        invocation.key(self.redis.keys.recovery_codes(owner.account, owner.user));
         for digest in digests {
             invocation.arg(HEXLOWER.encode(digest));
         }
-        self.run(&invocation).await.map(drop)
+        self.redis
+            .call(&invocation, "replace recovery")
+            .await
+            .map(drop)
     }
 
-    async fn use_recovery(
-        &self,
-        account: &AccountId,
-        user: &UserId,
-        digest: &CodeDigest,
-        now_ms: u64,
-        limits: &AttemptLimits,
-    ) -> Result<RecoveryOutcome, StoreError> {
-        let mut invocation = self.use_recovery.prepare_invoke();
+    async fn use_recovery(&self, attempt: RecoveryTry<'_>) -> Result<RecoveryOutcome, StoreError> {
+        let UserRef { account, user } = attempt.owner;
+        let mut invocation = self.scripts.use_recovery.prepare_invoke();
         invocation
-            .key(self.keys.recovery_codes(account, user))
-            .key(self.keys.recovery_lock(account, user))
-            .arg(HEXLOWER.encode(digest))
-            .arg(now_ms)
-            .arg(limit_args(limits));
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        Ok(match reply.first().copied() {
-            Some("ok") => RecoveryOutcome::Used {
-                remaining: retry_after(&reply)? as u32,
+            .key(self.redis.keys.recovery_codes(account, user))
+            .key(self.redis.keys.recovery_lock(account, user))
+            .arg(HEXLOWER.encode(attempt.digest))
+            .arg(attempt.now_ms)
+            .arg(attempt.limits);
+        let reply = self.redis.call(&invocation, "recovery").await?;
+        Ok(match reply.outcome() {
+            "ok" => RecoveryOutcome::Used {
+                remaining: reply.parse(1)?,
             },
-            Some("wrong") => {
-                let (attempts_left, wait_ms) = limited(&reply)?;
+            "wrong" => {
+                let (attempts_left, wait_ms) = wrong(&reply)?;
                 RecoveryOutcome::Wrong {
                     attempts_left,
                     wait_ms,
                 }
             }
-            Some("locked") => RecoveryOutcome::Locked {
-                retry_after_ms: retry_after(&reply)?,
+            "locked" => RecoveryOutcome::Locked {
+                retry_after_ms: reply.parse(1)?,
             },
-            _ => return Err(corrupt("unknown recovery reply")),
+            _ => return Err(reply.unknown()),
         })
     }
 
-    async fn recovery_left(&self, account: &AccountId, user: &UserId) -> Result<u32, StoreError> {
-        self.command(redis::cmd("SCARD").arg(self.keys.recovery_codes(account, user)))
-            .await
+    async fn recovery_left(&self, owner: UserRef<'_>) -> Result<u32, StoreError> {
+        let key = self.redis.keys.recovery_codes(owner.account, owner.user);
+        self.redis.query(redis::cmd("SCARD").arg(key)).await
     }
 
-    async fn delete_recovery(&self, account: &AccountId, user: &UserId) -> Result<(), StoreError> {
+    async fn delete_recovery(&self, owner: UserRef<'_>) -> Result<(), StoreError> {
+        let UserRef { account, user } = owner;
         // Two keys of one slot (the account's hash tag): one DEL is one step, also on Cluster.
-        self.command::<i64>(
-            redis::cmd("DEL")
-                .arg(self.keys.recovery_codes(account, user))
-                .arg(self.keys.recovery_lock(account, user)),
-        )
-        .await
-        .map(drop)
+        let command = redis::cmd("DEL")
+            .arg(self.redis.keys.recovery_codes(account, user))
+            .arg(self.redis.keys.recovery_lock(account, user))
+            .clone();
+        self.redis.query::<i64>(&command).await.map(drop)
     }
 
     async fn put_passed(
@@ -430,19 +374,18 @@ impl FactorStore for RedisFactorStore {
         passed: &PassedChallenge,
         ttl_ms: u64,
     ) -> Result<(), StoreError> {
-        let key = self.keys.passed_challenge(account, &passed.id);
+        let key = self.redis.keys.passed_challenge(account, &passed.id);
         let value = format!(
             "{}|{}|{}|{}",
             passed.user, passed.kind, passed.factor, passed.expires_ms
         );
-        self.command::<()>(
-            redis::cmd("SET")
-                .arg(key)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl_ms.max(1)),
-        )
-        .await
+        let command = redis::cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl_ms.max(1))
+            .clone();
+        self.redis.query(&command).await
     }
 
     async fn passed(
@@ -450,9 +393,8 @@ impl FactorStore for RedisFactorStore {
         account: &AccountId,
         id: &str,
     ) -> Result<Option<PassedChallenge>, StoreError> {
-        let value: Option<String> = self
-            .command(redis::cmd("GET").arg(self.keys.passed_challenge(account, id)))
-            .await?;
+        let key = self.redis.keys.passed_challenge(account, id);
+        let value: Option<String> = self.redis.query(redis::cmd("GET").arg(key)).await?;
         let Some(value) = value else {
             return Ok(None);
         };

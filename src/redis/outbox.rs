@@ -37,10 +37,10 @@ use futures::future::join_all;
 use redis::streams::{
     StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadOptions, StreamReadReply,
 };
-use redis::{Script, Value};
+use redis::Value;
 
 use super::connection::{Connection, ShardConnection};
-use super::script::{corrupt, lua, store_error, words};
+use super::script::{corrupt, scripts, store_error, words};
 use super::verify::{attempt_field, attempt_was_sent};
 use super::{KeySpace, RedisStore};
 use crate::dispatch::outbox::{
@@ -53,13 +53,12 @@ use crate::verify::model::VerificationId;
 /// The consumer group every gateway instance reads with.
 pub const GROUP: &str = "dispatch";
 
+scripts! { OutboxScripts = "outbox_": ack, dead_letter, defer, release }
+
 pub struct RedisOutbox {
     connection: Connection,
     keys: KeySpace,
-    ack: Script,
-    dead_letter: Script,
-    defer: Script,
-    release: Script,
+    scripts: OutboxScripts,
 }
 
 impl RedisOutbox {
@@ -67,10 +66,7 @@ impl RedisOutbox {
         Self {
             connection,
             keys: KeySpace::new(prefix),
-            ack: lua!("outbox_ack"),
-            dead_letter: lua!("outbox_dead_letter"),
-            defer: lua!("outbox_defer"),
-            release: lua!("outbox_release"),
+            scripts: OutboxScripts::load(),
         }
     }
 
@@ -190,7 +186,7 @@ impl Outbox for RedisOutbox {
     /// Parks the message in the shard's retry set (acknowledged on the stream, atomically).
     async fn defer(&self, entry: &OutboxEntry, deferral: &Deferral<'_>) -> Result<(), StoreError> {
         let shard = entry.shard;
-        let mut invocation = self.defer.prepare_invoke();
+        let mut invocation = self.scripts.defer.prepare_invoke();
         invocation
             .key(self.keys.outbox(shard))
             .key(self.keys.retry_set(shard))
@@ -210,8 +206,7 @@ impl Outbox for RedisOutbox {
     async fn release_due(&self, now_ms: u64, per_shard: usize) -> usize {
         let releases = (0..SHARD_COUNT).map(|shard| async move {
             let mut connection = self.shard_connection(&self.keys.outbox(shard));
-            let reply: Option<String> = self
-                .release
+            let reply: Option<String> = (self.scripts.release)
                 .key(self.keys.retry_set(shard))
                 .key(self.keys.retry_payloads(shard))
                 .key(self.keys.outbox(shard))
@@ -289,7 +284,7 @@ impl Outbox for RedisOutbox {
     }
 
     async fn ack(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        let mut invocation = self.ack.prepare_invoke();
+        let mut invocation = self.scripts.ack.prepare_invoke();
         invocation
             .key(self.keys.outbox(entry.shard))
             .arg(GROUP)
@@ -300,7 +295,7 @@ impl Outbox for RedisOutbox {
     /// The shard's dead-letter stream keeps the message, its reasons and its deliveries.
     async fn dead_letter(&self, entry: &OutboxEntry, reasons: &str) -> Result<(), StoreError> {
         let shard = entry.shard;
-        let mut invocation = self.dead_letter.prepare_invoke();
+        let mut invocation = self.scripts.dead_letter.prepare_invoke();
         invocation
             .key(self.keys.outbox(shard))
             .key(self.keys.dead_letters(shard))

@@ -23,18 +23,18 @@
 //! died between the steps) is taken over after `ORPHAN_CLAIM_MS`.
 
 use async_trait::async_trait;
-use redis::Script;
+use redis::{Script, ToRedisArgs};
 
 use crate::account::limits::{Limit, LimitReached, TenantSettings};
 use crate::account::{hex, AccountId};
 use crate::pin::store::{
-    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkUse, NewLink, NewNumber, NumberRecord,
-    PinStore, PinWriteMode, PinWriteOutcome, Reservation, TransferOutcome, LINK_RETENTION_MS,
+    CreateOutcome, DisableOutcome, LinkInfo, LinkIssue, LinkOpening, LinkUse, Matched, NewLink,
+    NewNumber, NumberRecord, NumberRef, PinAttempt, PinStore, PinWrite, PinWriteMode,
+    PinWriteOutcome, Reservation, TransferOutcome, LINK_RETENTION_MS,
 };
-use crate::pin::{AttemptLimits, LinkPurpose, PhoneNumberId};
+use crate::pin::{LinkPurpose, PhoneNumberId};
 use crate::redis::connection::Connection;
-use crate::redis::script::{corrupt, lua, query, run, words, Failure};
-use crate::redis::KeySpace;
+use crate::redis::script::{corrupt, flag, scripts, Adapter, Reply};
 use crate::store::StoreError;
 
 /// A registry claim whose record never appeared is taken over after this long (the claiming
@@ -45,19 +45,11 @@ const ORPHAN_CLAIM_MS: u64 = 60_000;
 /// (`NUMBER_FIELDS` in `scripts/prelude.lua`).
 const RECORD_FIELDS: [&str; 10] = ["e", "ts", "n", "nx", "lk", "rg", "cr", "up", "dx", "rx"];
 
+scripts! { PinScripts = "pin_": create, write_pin, reserve, succeeded, issue_link, use_link, disable, claim, swap, remove }
+
 pub struct RedisPinStore {
-    connection: Connection,
-    keys: KeySpace,
-    create: Script,
-    write_pin: Script,
-    reserve: Script,
-    succeeded: Script,
-    issue_link: Script,
-    use_link: Script,
-    disable: Script,
-    claim: Script,
-    swap: Script,
-    remove: Script,
+    redis: Adapter,
+    scripts: PinScripts,
     /// The per-account bound on numbers (issue 13 §8).
     tenants: TenantSettings,
 }
@@ -65,18 +57,8 @@ pub struct RedisPinStore {
 impl RedisPinStore {
     pub(crate) fn new(connection: Connection, prefix: &str) -> Self {
         Self {
-            connection,
-            keys: KeySpace::new(prefix),
-            create: lua!("pin_create"),
-            write_pin: lua!("pin_write_pin"),
-            reserve: lua!("pin_reserve"),
-            succeeded: lua!("pin_succeeded"),
-            issue_link: lua!("pin_issue_link"),
-            use_link: lua!("pin_use_link"),
-            disable: lua!("pin_disable"),
-            claim: lua!("pin_claim"),
-            swap: lua!("pin_swap"),
-            remove: lua!("pin_remove"),
+            redis: Adapter::new(connection, prefix),
+            scripts: PinScripts::load(),
             tenants: TenantSettings::default(),
         }
     }
@@ -105,49 +87,65 @@ impl RedisPinStore {
         expected: &str,
         value: &str,
     ) -> Result<bool, StoreError> {
-        let mut invocation = self.swap.prepare_invoke();
+        let mut invocation = self.scripts.swap.prepare_invoke();
         invocation
-            .key(self.keys.phone_registry(e164))
+            .key(self.redis.keys.phone_registry(e164))
             .arg(expected)
             .arg(value);
-        Ok(self.run(&invocation).await? == "swapped")
+        let reply = self.redis.call(&invocation, "swap").await?;
+        Ok(reply.outcome() == "swapped")
     }
 
     /// Writes the account's record (the pre-registry create script).
     async fn create_record(&self, new: &NewNumber) -> Result<CreateOutcome, StoreError> {
-        let mut invocation = self.create.prepare_invoke();
+        let mut invocation = self.scripts.create.prepare_invoke();
         invocation
-            .key(self.keys.phone_number(&new.account, &new.id))
-            .key(self.keys.phone_index(&new.account, &new.e164))
-            .key(self.keys.phone_count(&new.account))
+            .key(self.redis.keys.phone_number(&new.account, &new.id))
+            .key(self.redis.keys.phone_index(&new.account, &new.e164))
+            .key(self.redis.keys.phone_count(&new.account))
             .arg(new.id.as_str())
             .arg(&new.e164)
             .arg(&new.pin_hash)
             .arg(new.now_ms)
             .arg(self.tenants.limits(&new.account).phone_numbers);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        match reply.first().copied() {
-            Some("limit") => Err(LimitReached {
+        let reply = self.redis.call(&invocation, "create").await?;
+        match reply.outcome() {
+            "limit" => Err(LimitReached {
                 limit: Limit::PhoneNumbers,
                 max: self.tenants.limits(&new.account).phone_numbers,
             }
             .into()),
-            Some("created") => Ok(CreateOutcome::Created(parse_record(&new.id, &reply[1..])?)),
-            Some("exists") => Ok(CreateOutcome::Exists(parse_id(reply.get(1).copied())?)),
-            Some("id_taken") => Ok(CreateOutcome::IdTaken),
-            _ => Err(corrupt("unknown create reply")),
+            "created" => Ok(CreateOutcome::Created(parse_record(
+                &new.id,
+                &reply.rest(1),
+            )?)),
+            "exists" => Ok(CreateOutcome::Exists(parse_id(reply.word(1)?)?)),
+            "id_taken" => Ok(CreateOutcome::IdTaken),
+            _ => Err(reply.unknown()),
         }
     }
 
     /// The full key of a number's record, for tests and operators inspecting Redis.
     pub fn number_record_key(&self, account: &AccountId, id: &PhoneNumberId) -> String {
-        self.keys.phone_number(account, id)
+        self.redis.keys.phone_number(account, id)
     }
 
-    /// Runs a script: its one-string reply (see `crate::redis::script`).
-    async fn run(&self, invocation: &redis::ScriptInvocation<'_>) -> Result<String, StoreError> {
-        run(&self.connection, invocation, Failure::Unavailable).await
+    fn number_key(&self, number: NumberRef<'_>) -> String {
+        self.redis.keys.phone_number(number.account, number.id)
+    }
+
+    /// Runs a script on one number's record (`KEYS[1]`) with `args`; its reply, `what` naming
+    /// the step in errors.
+    async fn on_number(
+        &self,
+        script: &Script,
+        what: &'static str,
+        number: NumberRef<'_>,
+        args: impl ToRedisArgs,
+    ) -> Result<Reply, StoreError> {
+        let mut invocation = script.prepare_invoke();
+        invocation.key(self.number_key(number)).arg(args);
+        self.redis.call(&invocation, what).await
     }
 }
 
@@ -176,9 +174,8 @@ fn parse_record(id: &PhoneNumberId, values: &[&str]) -> Result<NumberRecord, Sto
     })
 }
 
-fn parse_id(text: Option<&str>) -> Result<PhoneNumberId, StoreError> {
-    text.and_then(PhoneNumberId::parse)
-        .ok_or_else(|| corrupt("bad phone-number id"))
+fn parse_id(text: &str) -> Result<PhoneNumberId, StoreError> {
+    PhoneNumberId::parse(text).ok_or_else(|| corrupt("bad phone-number id"))
 }
 
 #[async_trait]
@@ -189,16 +186,16 @@ impl PinStore for RedisPinStore {
             Self::holder_prefix(&new.account, &new.id),
             new.now_ms
         );
-        let mut invocation = self.claim.prepare_invoke();
+        let mut invocation = self.scripts.claim.prepare_invoke();
         invocation
-            .key(self.keys.phone_registry(&new.e164))
+            .key(self.redis.keys.phone_registry(&new.e164))
             .arg(&ours);
-        let text = self.run(&invocation).await?;
+        let reply = self.redis.call(&invocation, "claim").await?;
         // The holder's value holds spaces: it is the rest of the reply, read whole.
-        let held = match text.split_once(' ') {
-            None if text == "claimed" => None,
-            Some(("held", value)) => Some(value.to_owned()),
-            _ => return Err(corrupt("unknown claim reply")),
+        let held = match reply.outcome() {
+            "claimed" => None,
+            "held" => Some(reply.tail()?.to_owned()),
+            _ => return Err(reply.unknown()),
         };
         let Some(held) = held else {
             let outcome = self.create_record(new).await;
@@ -217,7 +214,11 @@ impl PinStore for RedisPinStore {
             return Err(corrupt("bad phone-number registry entry"));
         };
         let prefix = Self::holder_prefix(&account, &id);
-        let exists = self.get(&account, &id).await?.is_some();
+        let holder = NumberRef {
+            account: &account,
+            id: &id,
+        };
+        let exists = self.get(holder).await?.is_some();
         if account == new.account {
             if exists {
                 return Ok(CreateOutcome::Exists(id));
@@ -244,17 +245,13 @@ impl PinStore for RedisPinStore {
 
     async fn transfer(
         &self,
-        from: &AccountId,
-        from_id: &PhoneNumberId,
+        from: NumberRef<'_>,
         new: &NewNumber,
     ) -> Result<TransferOutcome, StoreError> {
         // The new account's bound first: after the swap there is no way back.
-        let count: Option<u64> = query(
-            &self.connection,
-            redis::cmd("GET").arg(self.keys.phone_count(&new.account)),
-            Failure::Unavailable,
-        )
-        .await?;
+        let count: Option<u64> = (self.redis)
+            .query(redis::cmd("GET").arg(self.redis.keys.phone_count(&new.account)))
+            .await?;
         let max = self.tenants.limits(&new.account).phone_numbers;
         if count.unwrap_or(0) >= max {
             return Err(LimitReached {
@@ -268,52 +265,39 @@ impl PinStore for RedisPinStore {
             Self::holder_prefix(&new.account, &new.id),
             new.now_ms
         );
-        if !self
-            .swap_holder(&new.e164, &Self::holder_prefix(from, from_id), &ours)
-            .await?
-        {
+        let holder = Self::holder_prefix(from.account, from.id);
+        if !self.swap_holder(&new.e164, &holder, &ours).await? {
             return Ok(TransferOutcome::Lost);
         }
-        let mut invocation = self.remove.prepare_invoke();
+        let mut invocation = self.scripts.remove.prepare_invoke();
         invocation
-            .key(self.keys.phone_number(from, from_id))
-            .key(self.keys.phone_index(from, &new.e164))
-            .key(self.keys.phone_count(from))
-            .arg(from_id.as_str());
-        self.run(&invocation).await?;
-        match self.create_record(new).await? {
-            CreateOutcome::Created(mut record) => {
-                // A transferred number counts as registered: its PIN was proven (or two-step
-                // was off and the new PIN is set).
-                query::<()>(
-                    &self.connection,
-                    redis::cmd("HSET")
-                        .arg(self.keys.phone_number(&new.account, &new.id))
-                        .arg("rg")
-                        .arg(new.now_ms),
-                    Failure::Unavailable,
-                )
-                .await?;
-                record.registered_ms = new.now_ms;
-                Ok(TransferOutcome::Transferred(record))
-            }
-            _ => Err(corrupt("the transferred number could not be written")),
-        }
+            .key(self.number_key(from))
+            .key(self.redis.keys.phone_index(from.account, &new.e164))
+            .key(self.redis.keys.phone_count(from.account))
+            .arg(from.id.as_str());
+        self.redis.call(&invocation, "remove").await?;
+        let CreateOutcome::Created(mut record) = self.create_record(new).await? else {
+            return Err(corrupt("the transferred number could not be written"));
+        };
+        // A transferred number counts as registered: its PIN was proven (or two-step was off
+        // and the new PIN is set).
+        let key = self.redis.keys.phone_number(&new.account, &new.id);
+        let command = redis::cmd("HSET")
+            .arg(key)
+            .arg("rg")
+            .arg(new.now_ms)
+            .clone();
+        self.redis.query::<()>(&command).await?;
+        record.registered_ms = new.now_ms;
+        Ok(TransferOutcome::Transferred(record))
     }
 
-    async fn get(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-    ) -> Result<Option<NumberRecord>, StoreError> {
-        let values: Vec<Option<String>> = query(
-            &self.connection,
-            redis::cmd("HMGET")
-                .arg(self.keys.phone_number(account, id))
-                .arg(&RECORD_FIELDS),
-            Failure::Unavailable,
-        )
-        .await?;
+    async fn get(&self, number: NumberRef<'_>) -> Result<Option<NumberRecord>, StoreError> {
+        let command = redis::cmd("HMGET")
+            .arg(self.number_key(number))
+            .arg(&RECORD_FIELDS)
+            .clone();
+        let values: Vec<Option<String>> = self.redis.query(&command).await?;
         if values.first().is_none_or(Option::is_none) {
             return Ok(None);
         }
@@ -321,130 +305,83 @@ impl PinStore for RedisPinStore {
             .iter()
             .map(|value| value.as_deref().unwrap_or("0"))
             .collect();
-        parse_record(id, &values).map(Some)
+        parse_record(number.id, &values).map(Some)
     }
 
-    async fn write_pin(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        pin_hash: &str,
-        mode: PinWriteMode,
-        limits: &AttemptLimits,
-        now_ms: u64,
-    ) -> Result<PinWriteOutcome, StoreError> {
-        let (mode_word, unlock) = match mode {
+    async fn write_pin(&self, write: &PinWrite<'_>) -> Result<PinWriteOutcome, StoreError> {
+        let number = write.number;
+        let (mode, unlock) = match write.mode {
             PinWriteMode::Set { unlock } => ("set", unlock),
             PinWriteMode::EnableOnRegister => ("register", false),
         };
-        let mut invocation = self.write_pin.prepare_invoke();
-        invocation
-            .key(self.keys.phone_number(account, id))
-            .arg(pin_hash)
-            .arg(mode_word)
-            .arg(if unlock { "1" } else { "0" })
-            .arg(limits.max_failures)
-            .arg(now_ms);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        match reply.first().copied() {
-            Some("written") if reply.len() >= 3 => Ok(PinWriteOutcome::Written {
-                was_enabled: reply[1] == "1",
-                was_locked: reply[2] == "1",
-                record: parse_record(id, &reply[3..])?,
+        let args = (write.pin_hash, mode, flag(unlock), write.now_ms);
+        let script = &self.scripts.write_pin;
+        let reply = (self.on_number(script, "write_pin", number, (args, write.limits))).await?;
+        match reply.outcome() {
+            "written" => Ok(PinWriteOutcome::Written {
+                was_enabled: reply.flag(1)?,
+                was_locked: reply.flag(2)?,
+                record: parse_record(number.id, &reply.rest(3))?,
             }),
-            Some("locked") => Ok(PinWriteOutcome::Locked),
-            Some("enabled") => Ok(PinWriteOutcome::Enabled),
-            Some("not_found") => Ok(PinWriteOutcome::NotFound),
-            _ => Err(corrupt("unknown write_pin reply")),
+            "locked" => Ok(PinWriteOutcome::Locked),
+            "enabled" => Ok(PinWriteOutcome::Enabled),
+            "not_found" => Ok(PinWriteOutcome::NotFound),
+            _ => Err(reply.unknown()),
         }
     }
 
-    async fn reserve_attempt(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        limits: &AttemptLimits,
-        now_ms: u64,
-    ) -> Result<Reservation, StoreError> {
-        let mut invocation = self.reserve.prepare_invoke();
-        invocation
-            .key(self.keys.phone_number(account, id))
-            .arg(now_ms)
-            .arg(limits.free_attempts)
-            .arg(limits.first_wait.as_millis() as u64)
-            .arg(limits.max_wait.as_millis() as u64)
-            .arg(limits.max_failures);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        let number = |index: usize| -> Result<u64, StoreError> {
-            reply
-                .get(index)
-                .and_then(|text| text.parse().ok())
-                .ok_or_else(|| corrupt("reserve reply"))
-        };
-        match reply.first().copied() {
-            Some("go") => Ok(Reservation::Go {
-                pin_hash: reply.get(1).copied().unwrap_or_default().to_owned(),
-                attempt: number(2)? as u32,
-                pin_version: number(3)?,
+    async fn reserve_attempt(&self, attempt: PinAttempt<'_>) -> Result<Reservation, StoreError> {
+        let (script, args) = (&self.scripts.reserve, (attempt.now_ms, attempt.limits));
+        let reply = self
+            .on_number(script, "reserve", attempt.number, args)
+            .await?;
+        match reply.outcome() {
+            "go" => Ok(Reservation::Go {
+                pin_hash: reply.word(1)?.to_owned(),
+                attempt: reply.parse(2)?,
+                pin_version: reply.parse(3)?,
             }),
-            Some("wait") => Ok(Reservation::Wait {
-                retry_after_ms: number(1)?,
+            "wait" => Ok(Reservation::Wait {
+                retry_after_ms: reply.parse(1)?,
             }),
-            Some("locked") => Ok(Reservation::Locked),
-            Some("disabled") => Ok(Reservation::Disabled),
-            Some("not_found") => Ok(Reservation::NotFound),
-            _ => Err(corrupt("unknown reserve reply")),
+            "locked" => Ok(Reservation::Locked),
+            "disabled" => Ok(Reservation::Disabled),
+            "not_found" => Ok(Reservation::NotFound),
+            _ => Err(reply.unknown()),
         }
     }
 
-    async fn attempt_succeeded(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        pin_version: u64,
-        now_ms: u64,
-    ) -> Result<bool, StoreError> {
-        let mut invocation = self.succeeded.prepare_invoke();
-        invocation
-            .key(self.keys.phone_number(account, id))
-            .arg(pin_version)
-            .arg(now_ms);
-        Ok(self.run(&invocation).await? == "cleared")
+    async fn attempt_succeeded(&self, matched: Matched<'_>) -> Result<bool, StoreError> {
+        let (script, args) = (
+            &self.scripts.succeeded,
+            (matched.pin_version, matched.now_ms),
+        );
+        let reply = self
+            .on_number(script, "succeeded", matched.number, args)
+            .await?;
+        Ok(reply.outcome() == "cleared")
     }
 
-    async fn issue_link(
-        &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
-        link: &NewLink,
-    ) -> Result<LinkIssue, StoreError> {
-        let NewLink {
-            purpose,
-            ref digest,
-            now_ms,
-            ttl_ms,
-        } = *link;
-        let mut invocation = self.issue_link.prepare_invoke();
+    async fn issue_link(&self, link: &NewLink<'_>) -> Result<LinkIssue, StoreError> {
+        let number = link.number;
+        let mut invocation = self.scripts.issue_link.prepare_invoke();
         invocation
-            .key(self.keys.phone_number(account, id))
-            .key(self.keys.pin_link(account, digest))
-            .arg(purpose.code())
-            .arg(hex(digest))
-            .arg(now_ms)
-            .arg(ttl_ms)
+            .key(self.number_key(number))
+            .key(self.redis.keys.pin_link(number.account, &link.digest))
+            .arg(link.purpose.code())
+            .arg(hex(&link.digest))
+            .arg(link.now_ms)
+            .arg(link.ttl_ms)
             .arg(LINK_RETENTION_MS)
-            .arg(id.as_str());
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        match reply.first().copied() {
-            Some("issued") => Ok(LinkIssue::Issued {
-                e164: reply.get(1).copied().unwrap_or_default().to_owned(),
+            .arg(number.id.as_str());
+        let reply = self.redis.call(&invocation, "issue_link").await?;
+        match reply.outcome() {
+            "issued" => Ok(LinkIssue::Issued {
+                e164: reply.word(1)?.to_owned(),
             }),
-            Some("already_disabled") => Ok(LinkIssue::AlreadyDisabled),
-            Some("not_found") => Ok(LinkIssue::NotFound),
-            _ => Err(corrupt("unknown issue_link reply")),
+            "already_disabled" => Ok(LinkIssue::AlreadyDisabled),
+            "not_found" => Ok(LinkIssue::NotFound),
+            _ => Err(reply.unknown()),
         }
     }
 
@@ -453,105 +390,82 @@ impl PinStore for RedisPinStore {
         account: &AccountId,
         digest: &[u8; 32],
     ) -> Result<Option<LinkInfo>, StoreError> {
+        let command = redis::cmd("HMGET")
+            .arg(self.redis.keys.pin_link(account, digest))
+            .arg(&["id", "p", "ex", "u"])
+            .clone();
         let (id, purpose, expires, used): (
             Option<String>,
             Option<String>,
             Option<u64>,
             Option<u64>,
-        ) = query(
-            &self.connection,
-            redis::cmd("HMGET")
-                .arg(self.keys.pin_link(account, digest))
-                .arg(&["id", "p", "ex", "u"]),
-            Failure::Unavailable,
-        )
-        .await?;
+        ) = self.redis.query(&command).await?;
         let (Some(id), Some(purpose), Some(expires_ms)) = (id, purpose, expires) else {
             return Ok(None);
         };
         Ok(Some(LinkInfo {
-            number: parse_id(Some(&id))?,
+            number: parse_id(&id)?,
             purpose: LinkPurpose::from_code(&purpose).ok_or_else(|| corrupt("link purpose"))?,
             expires_ms,
             used: used.unwrap_or(0) != 0,
         }))
     }
 
-    async fn use_link(
-        &self,
-        account: &AccountId,
-        digest: &[u8; 32],
-        purpose: LinkPurpose,
-        new_pin_hash: Option<&str>,
-        now_ms: u64,
-    ) -> Result<LinkUse, StoreError> {
-        let mut invocation = self.use_link.prepare_invoke();
+    async fn use_link(&self, opening: &LinkOpening<'_>) -> Result<LinkUse, StoreError> {
+        let account = opening.account;
+        let mut invocation = self.scripts.use_link.prepare_invoke();
         invocation
-            .key(self.keys.pin_link(account, digest))
-            .arg(self.keys.account_base(account))
-            .arg(purpose.code())
-            .arg(hex(digest))
-            .arg(new_pin_hash.unwrap_or(""))
-            .arg(now_ms);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        match reply.first().copied() {
-            Some("done") if reply.len() >= 4 => Ok(LinkUse::Done {
-                number: parse_id(reply.get(1).copied())?,
-                e164: reply[2].to_owned(),
-                was_locked: reply[3] == "1",
+            .key(self.redis.keys.pin_link(account, opening.digest))
+            .arg(self.redis.keys.account_base(account))
+            .arg(opening.purpose.code())
+            .arg(hex(opening.digest))
+            .arg(opening.new_pin_hash.unwrap_or(""))
+            .arg(opening.now_ms);
+        let reply = self.redis.call(&invocation, "use_link").await?;
+        match reply.outcome() {
+            "done" => Ok(LinkUse::Done {
+                number: parse_id(reply.word(1)?)?,
+                e164: reply.word(2)?.to_owned(),
+                was_locked: reply.flag(3)?,
             }),
-            Some("already_disabled") => Ok(LinkUse::AlreadyDisabled {
-                number: parse_id(reply.get(1).copied())?,
+            "already_disabled" => Ok(LinkUse::AlreadyDisabled {
+                number: parse_id(reply.word(1)?)?,
             }),
-            Some("unknown") => Ok(LinkUse::Unknown),
-            Some("used") => Ok(LinkUse::Used),
-            Some("expired") => Ok(LinkUse::Expired),
-            Some("superseded") => Ok(LinkUse::Superseded),
-            _ => Err(corrupt("unknown use_link reply")),
+            "unknown" => Ok(LinkUse::Unknown),
+            "used" => Ok(LinkUse::Used),
+            "expired" => Ok(LinkUse::Expired),
+            "superseded" => Ok(LinkUse::Superseded),
+            _ => Err(reply.unknown()),
         }
     }
 
     async fn disable(
         &self,
-        account: &AccountId,
-        id: &PhoneNumberId,
+        number: NumberRef<'_>,
         now_ms: u64,
     ) -> Result<DisableOutcome, StoreError> {
-        let mut invocation = self.disable.prepare_invoke();
-        invocation
-            .key(self.keys.phone_number(account, id))
-            .arg(now_ms);
-        let text = self.run(&invocation).await?;
-        let reply = words(&text);
-        match reply.first().copied() {
-            Some("disabled") if reply.len() >= 3 => Ok(DisableOutcome::Disabled {
-                e164: reply[1].to_owned(),
-                was_locked: reply[2] == "1",
+        let script = &self.scripts.disable;
+        let reply = self.on_number(script, "disable", number, now_ms).await?;
+        match reply.outcome() {
+            "disabled" => Ok(DisableOutcome::Disabled {
+                e164: reply.word(1)?.to_owned(),
+                was_locked: reply.flag(2)?,
             }),
-            Some("already_disabled") => Ok(DisableOutcome::AlreadyDisabled),
-            Some("not_found") => Ok(DisableOutcome::NotFound),
-            _ => Err(corrupt("unknown disable reply")),
+            "already_disabled" => Ok(DisableOutcome::AlreadyDisabled),
+            "not_found" => Ok(DisableOutcome::NotFound),
+            _ => Err(reply.unknown()),
         }
     }
 
     async fn set_email(&self, account: &AccountId, email: &str) -> Result<(), StoreError> {
-        query(
-            &self.connection,
-            redis::cmd("SET")
-                .arg(self.keys.pin_email(account))
-                .arg(email),
-            Failure::Unavailable,
-        )
-        .await
+        let key = self.redis.keys.pin_email(account);
+        self.redis
+            .query(redis::cmd("SET").arg(key).arg(email))
+            .await
     }
 
     async fn email(&self, account: &AccountId) -> Result<Option<String>, StoreError> {
-        query(
-            &self.connection,
-            redis::cmd("GET").arg(self.keys.pin_email(account)),
-            Failure::Unavailable,
-        )
-        .await
+        let key = self.redis.keys.pin_email(account);
+        self.redis.query(redis::cmd("GET").arg(key)).await
     }
 }

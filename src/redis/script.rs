@@ -5,9 +5,13 @@
 //! `prelude.lua` it uses (written once there), and answers one string: an outcome word, then its fields, joined by
 //! single spaces (see the prelude).
 
-use redis::{Cmd, FromRedisValue, RedisError, Script, ScriptInvocation};
+use std::str::FromStr;
 
+use redis::{Cmd, FromRedisValue, RedisError, RedisWrite, Script, ScriptInvocation, ToRedisArgs};
+
+use crate::backoff::AttemptLimits;
 use crate::redis::connection::Connection;
+use crate::redis::KeySpace;
 use crate::store::StoreError;
 
 const PRELUDE: &str = include_str!("scripts/prelude.lua");
@@ -24,6 +28,33 @@ macro_rules! lua {
     };
 }
 pub(crate) use lua;
+
+/// One adapter's scripts as a struct whose fields name the files: `scripts! { PinScripts =
+/// "pin_": create, reserve }` loads `pin_create.lua` into `create` and `pin_reserve.lua` into
+/// `reserve`, so the names are listed once.
+macro_rules! scripts {
+    ($name:ident = $prefix:literal: $($script:ident),+ $(,)?) => {
+        /// This adapter's scripts (`src/redis/scripts/`), each loaded once with its prelude.
+        struct $name {
+            $($script: ::redis::Script,)+
+        }
+
+        impl $name {
+            fn load() -> Self {
+                Self {
+                    $($script: $crate::redis::script::load(include_str!(concat!(
+                        env!("CARGO_MANIFEST_DIR"),
+                        "/src/redis/scripts/",
+                        $prefix,
+                        stringify!($script),
+                        ".lua"
+                    ))),)+
+                }
+            }
+        }
+    };
+}
+pub(crate) use scripts;
 
 /// A script: the prelude's helpers it uses, then its body.
 pub(crate) fn load(body: &str) -> Script {
@@ -92,6 +123,114 @@ fn mentions(text: &str, name: &str) -> bool {
 /// A reply's outcome word and fields.
 pub(crate) fn words(reply: &str) -> Vec<&str> {
     reply.split(' ').collect()
+}
+
+/// A script's reply read as its outcome word and fields; `what` names the step in the error of a
+/// reply of a shape the script never gives.
+pub(crate) struct Reply {
+    text: String,
+    what: &'static str,
+}
+
+impl Reply {
+    pub(crate) fn new(text: String, what: &'static str) -> Self {
+        Self { text, what }
+    }
+
+    /// The outcome word.
+    pub(crate) fn outcome(&self) -> &str {
+        self.text.split(' ').next().unwrap_or_default()
+    }
+
+    /// The field at `index` (the outcome word is 0).
+    pub(crate) fn word(&self, index: usize) -> Result<&str, StoreError> {
+        self.text
+            .split(' ')
+            .nth(index)
+            .ok_or_else(|| self.corrupt())
+    }
+
+    /// The field at `index`, parsed (a number, an id).
+    pub(crate) fn parse<T: FromStr>(&self, index: usize) -> Result<T, StoreError> {
+        self.word(index)?.parse().map_err(|_| self.corrupt())
+    }
+
+    /// Whether the field at `index` is the flag `1`.
+    pub(crate) fn flag(&self, index: usize) -> Result<bool, StoreError> {
+        Ok(self.word(index)? == "1")
+    }
+
+    /// The fields from `index` on.
+    pub(crate) fn rest(&self, index: usize) -> Vec<&str> {
+        self.text.split(' ').skip(index).collect()
+    }
+
+    /// Everything after the outcome word, read whole (a last field that may hold spaces).
+    pub(crate) fn tail(&self) -> Result<&str, StoreError> {
+        let tail = self.text.split_once(' ').map(|(_, tail)| tail);
+        tail.ok_or_else(|| self.corrupt())
+    }
+
+    /// The error of a reply that does not have the shape its outcome promises.
+    pub(crate) fn corrupt(&self) -> StoreError {
+        StoreError::Corrupt(format!("{} reply", self.what))
+    }
+
+    /// The error of an outcome word the script never answers.
+    pub(crate) fn unknown(&self) -> StoreError {
+        StoreError::Corrupt(format!("unknown {} reply: {}", self.what, self.outcome()))
+    }
+}
+
+/// What every adapter on the gateway's connection holds, and its calls: failures reported as
+/// `Failure::Unavailable` (the adapters whose callers answer every store failure alike).
+#[derive(Clone)]
+pub(crate) struct Adapter {
+    pub(crate) connection: Connection,
+    pub(crate) keys: KeySpace,
+}
+
+impl Adapter {
+    pub(crate) fn new(connection: Connection, prefix: &str) -> Self {
+        Self {
+            connection,
+            keys: KeySpace::new(prefix),
+        }
+    }
+
+    /// Runs a script: its reply, `what` naming the step in errors.
+    pub(crate) async fn call(
+        &self,
+        invocation: &ScriptInvocation<'_>,
+        what: &'static str,
+    ) -> Result<Reply, StoreError> {
+        let text = run(&self.connection, invocation, Failure::Unavailable).await?;
+        Ok(Reply::new(text, what))
+    }
+
+    /// Runs one command.
+    pub(crate) async fn query<T: FromRedisValue>(&self, command: &Cmd) -> Result<T, StoreError> {
+        query(&self.connection, command, Failure::Unavailable).await
+    }
+}
+
+/// The flag arguments scripts take: `1` or `0`.
+pub(crate) fn flag(on: bool) -> &'static str {
+    if on {
+        "1"
+    } else {
+        "0"
+    }
+}
+
+/// The five arguments of `limits_from` in `scripts/prelude.lua`: free attempts, attempts per
+/// wait, first wait, max wait, lock after (0: never).
+impl ToRedisArgs for AttemptLimits {
+    fn write_redis_args<W: ?Sized + RedisWrite>(&self, out: &mut W) {
+        let lock_after = self.lock_after.unwrap_or(0);
+        let (free, per) = (self.free_attempts, self.attempts_per_wait);
+        (free, per, self.first_wait_ms, self.max_wait_ms, lock_after).write_redis_args(out);
+    }
 }
 
 /// How a failed call is reported to the caller.

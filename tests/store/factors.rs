@@ -7,7 +7,7 @@ use otpgate::account::user::{FactorType, UserId};
 use otpgate::clock::Clock;
 use otpgate::factors::store::{
     AttemptLimits, AttemptOutcome, CounterOutcome, FactorRecord, FactorStatus, KeyCredential,
-    RecoveryOutcome, TotpSecret, TotpTry,
+    NewCeremony, NewFactor, RecoveryOutcome, RecoveryTry, TotpSecret, TotpTry, UserRef,
 };
 use otpgate::factors::totp::{Algorithm, TotpParams};
 use otpgate::factors::webauthn::CredentialKey;
@@ -17,9 +17,11 @@ use crate::on_every_store;
 use crate::stores::{bounded, stores, stores_with, Backend, Stores};
 
 const LIMITS: AttemptLimits = AttemptLimits {
-    max_failures: 2,
+    free_attempts: 2,
+    attempts_per_wait: 2,
     first_wait_ms: 1_000,
     max_wait_ms: 3_000,
+    lock_after: None,
 };
 
 fn alice() -> UserId {
@@ -47,17 +49,13 @@ fn totp(stores: &Stores, status: FactorStatus) -> FactorRecord {
 async fn attempt(stores: &Stores, matched: Option<u64>, activate: bool) -> AttemptOutcome {
     stores
         .factors
-        .totp_attempt(
-            &stores.account,
-            &alice(),
-            "FA-totp",
-            TotpTry {
-                matched,
-                activate,
-                now_ms: stores.clock.now_ms(),
-            },
-            &LIMITS,
-        )
+        .totp_attempt(TotpTry {
+            factor: UserRef::new(&stores.account, &alice()).factor("FA-totp"),
+            matched,
+            activate,
+            now_ms: stores.clock.now_ms(),
+            limits: LIMITS,
+        })
         .await
         .unwrap()
 }
@@ -67,7 +65,11 @@ async fn each_round_of_wrong_codes_doubles_the_wait_up_to_its_cap(backend: Backe
     let record = totp(&stores, FactorStatus::Active);
     stores
         .factors
-        .put(&stores.account, &alice(), &record, None)
+        .put(NewFactor {
+            owner: UserRef::new(&stores.account, &alice()),
+            record: &record,
+            pending_ttl_ms: None,
+        })
         .await
         .unwrap();
     for wait_ms in [1_000, 2_000, 3_000, 3_000] {
@@ -105,7 +107,11 @@ async fn a_used_step_is_replayed_and_a_pending_factor_waits_for_activation(backe
     let record = totp(&stores, FactorStatus::Pending);
     stores
         .factors
-        .put(&stores.account, &alice(), &record, Some(600_000))
+        .put(NewFactor {
+            owner: UserRef::new(&stores.account, &alice()),
+            record: &record,
+            pending_ttl_ms: Some(600_000),
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -118,7 +124,7 @@ async fn a_used_step_is_replayed_and_a_pending_factor_waits_for_activation(backe
     );
     let active = stores
         .factors
-        .get(&stores.account, &alice(), "FA-totp")
+        .get(UserRef::new(&stores.account, &alice()).factor("FA-totp"))
         .await
         .unwrap()
         .expect("the factor");
@@ -156,13 +162,17 @@ async fn a_security_keys_counter_only_moves_forward(backend: Backend) {
     };
     stores
         .factors
-        .put(&stores.account, &alice(), &record, None)
+        .put(NewFactor {
+            owner: UserRef::new(&stores.account, &alice()),
+            record: &record,
+            pending_ttl_ms: None,
+        })
         .await
         .unwrap();
     assert_eq!(
         stores
             .factors
-            .get(&stores.account, &alice(), "FA-key")
+            .get(UserRef::new(&stores.account, &alice()).factor("FA-key"))
             .await
             .unwrap(),
         Some(record)
@@ -172,7 +182,10 @@ async fn a_security_keys_counter_only_moves_forward(backend: Backend) {
         async move {
             stores
                 .factors
-                .advance_counter(&stores.account, &alice(), "FA-key", counter)
+                .advance_counter(
+                    UserRef::new(&stores.account, &alice()).factor("FA-key"),
+                    counter,
+                )
                 .await
                 .unwrap()
         }
@@ -187,7 +200,7 @@ async fn a_recovery_code_is_spent_once(backend: Backend) {
     let account = &stores.account;
     stores
         .factors
-        .replace_recovery(account, &alice(), &[[1; 32], [2; 32]])
+        .replace_recovery(UserRef::new(account, &alice()), &[[1; 32], [2; 32]])
         .await
         .unwrap();
     let spend = |digest: [u8; 32]| {
@@ -195,7 +208,12 @@ async fn a_recovery_code_is_spent_once(backend: Backend) {
         async move {
             stores
                 .factors
-                .use_recovery(account, &alice(), &digest, stores.clock.now_ms(), &LIMITS)
+                .use_recovery(RecoveryTry {
+                    owner: UserRef::new(account, &alice()),
+                    digest: &digest,
+                    now_ms: stores.clock.now_ms(),
+                    limits: LIMITS,
+                })
                 .await
                 .unwrap()
         }
@@ -226,7 +244,7 @@ async fn a_recovery_code_is_spent_once(backend: Backend) {
     assert_eq!(
         stores
             .factors
-            .recovery_left(account, &alice())
+            .recovery_left(UserRef::new(account, &alice()))
             .await
             .unwrap(),
         0
@@ -240,12 +258,22 @@ async fn pending_ceremonies_are_bounded_and_taken_once(backend: Backend) {
     let state = r#"{"challenge": "abc", "user": "alice"}"#;
     stores
         .factors
-        .put_ceremony(account, &alice(), b"one", state, 60_000)
+        .put_ceremony(NewCeremony {
+            owner: UserRef::new(account, &alice()),
+            challenge: b"one",
+            state,
+            ttl_ms: 60_000,
+        })
         .await
         .unwrap();
     match stores
         .factors
-        .put_ceremony(account, &alice(), b"two", state, 60_000)
+        .put_ceremony(NewCeremony {
+            owner: UserRef::new(account, &alice()),
+            challenge: b"two",
+            state,
+            ttl_ms: 60_000,
+        })
         .await
     {
         Err(StoreError::AccountLimit(reached)) => assert_eq!(reached.max, 1),
@@ -253,19 +281,24 @@ async fn pending_ceremonies_are_bounded_and_taken_once(backend: Backend) {
     }
     let taken = stores
         .factors
-        .take_ceremony(account, &alice(), b"one")
+        .take_ceremony(UserRef::new(account, &alice()), b"one")
         .await
         .unwrap();
     assert_eq!(taken.as_deref(), Some(state));
     let again = stores
         .factors
-        .take_ceremony(account, &alice(), b"one")
+        .take_ceremony(UserRef::new(account, &alice()), b"one")
         .await
         .unwrap();
     assert_eq!(again, None);
     stores
         .factors
-        .put_ceremony(account, &alice(), b"two", state, 60_000)
+        .put_ceremony(NewCeremony {
+            owner: UserRef::new(account, &alice()),
+            challenge: b"two",
+            state,
+            ttl_ms: 60_000,
+        })
         .await
         .unwrap();
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 
 use otpgate::account::AccountId;
 use otpgate::clock::Clock;
-use otpgate::pin::store::{CreateOutcome, LinkIssue, LinkUse, NewLink, NewNumber, Reservation};
+use otpgate::pin::store::{
+    CreateOutcome, LinkIssue, LinkOpening, LinkUse, Matched, NewLink, NewNumber, NumberRef,
+    PinAttempt, Reservation,
+};
 use otpgate::pin::{AttemptLimits, LinkPurpose, PhoneNumberId};
 use otpgate::store::StoreError;
 
@@ -14,9 +17,10 @@ use crate::stores::{bounded, stores, stores_with, Backend, Stores};
 
 const LIMITS: AttemptLimits = AttemptLimits {
     free_attempts: 2,
-    first_wait: Duration::from_secs(30),
-    max_wait: Duration::from_secs(45),
-    max_failures: 4,
+    attempts_per_wait: 1,
+    first_wait_ms: 30_000,
+    max_wait_ms: 45_000,
+    lock_after: Some(4),
 };
 
 fn number(stores: &Stores, account: &AccountId, e164: &str) -> NewNumber {
@@ -30,6 +34,14 @@ fn number(stores: &Stores, account: &AccountId, e164: &str) -> NewNumber {
     }
 }
 
+/// The stored number `new` made.
+fn at(new: &NewNumber) -> NumberRef<'_> {
+    NumberRef {
+        account: &new.account,
+        id: &new.id,
+    }
+}
+
 async fn created(stores: &Stores, new: &NewNumber) {
     match stores.pins.create(new).await.unwrap() {
         CreateOutcome::Created(record) => assert!(record.two_step),
@@ -40,7 +52,11 @@ async fn created(stores: &Stores, new: &NewNumber) {
 async fn reserve(stores: &Stores, new: &NewNumber) -> Reservation {
     stores
         .pins
-        .reserve_attempt(&new.account, &new.id, &LIMITS, stores.clock.now_ms())
+        .reserve_attempt(PinAttempt {
+            number: at(new),
+            limits: LIMITS,
+            now_ms: stores.clock.now_ms(),
+        })
         .await
         .unwrap()
 }
@@ -77,7 +93,7 @@ async fn wrong_pins_wait_longer_each_time_then_lock(backend: Backend) {
     assert_eq!(reserve(&stores, &new).await, Reservation::Locked);
     let record = stores
         .pins
-        .get(&new.account, &new.id)
+        .get(at(&new))
         .await
         .unwrap()
         .expect("the number");
@@ -94,22 +110,25 @@ async fn a_matching_pin_clears_its_reservation_only_on_the_same_pin(backend: Bac
     let now = stores.clock.now_ms();
     let stale = stores
         .pins
-        .attempt_succeeded(&new.account, &new.id, pin_version + 1, now)
+        .attempt_succeeded(Matched {
+            number: at(&new),
+            pin_version: pin_version + 1,
+            now_ms: now,
+        })
         .await
         .unwrap();
     assert!(!stale, "a PIN changed since the reservation clears nothing");
     let cleared = stores
         .pins
-        .attempt_succeeded(&new.account, &new.id, pin_version, now)
+        .attempt_succeeded(Matched {
+            number: at(&new),
+            pin_version,
+            now_ms: now,
+        })
         .await
         .unwrap();
     assert!(cleared);
-    let record = stores
-        .pins
-        .get(&new.account, &new.id)
-        .await
-        .unwrap()
-        .unwrap();
+    let record = stores.pins.get(at(&new)).await.unwrap().unwrap();
     assert_eq!((record.failures, record.registered_ms), (0, now));
 }
 
@@ -124,16 +143,13 @@ async fn an_emailed_link_is_used_once_and_only_while_it_is_the_newest(backend: B
         async move {
             stores
                 .pins
-                .issue_link(
-                    account,
-                    &new.id,
-                    &NewLink {
-                        purpose: LinkPurpose::Reset,
-                        digest,
-                        now_ms: stores.clock.now_ms(),
-                        ttl_ms: 600_000,
-                    },
-                )
+                .issue_link(&NewLink {
+                    number: at(new),
+                    purpose: LinkPurpose::Reset,
+                    digest,
+                    now_ms: stores.clock.now_ms(),
+                    ttl_ms: 600_000,
+                })
                 .await
                 .unwrap()
         }
@@ -143,13 +159,13 @@ async fn an_emailed_link_is_used_once_and_only_while_it_is_the_newest(backend: B
         async move {
             stores
                 .pins
-                .use_link(
+                .use_link(&LinkOpening {
                     account,
-                    &digest,
-                    LinkPurpose::Reset,
-                    Some("$argon2id$new"),
-                    stores.clock.now_ms(),
-                )
+                    digest: &digest,
+                    purpose: LinkPurpose::Reset,
+                    new_pin_hash: Some("$argon2id$new"),
+                    now_ms: stores.clock.now_ms(),
+                })
                 .await
                 .unwrap()
         }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{read_body, Accepted, Provider, ProviderError};
+use super::{by_status, read_body, Accepted, Provider, ProviderError};
 use crate::dispatch::OutgoingMessage;
 
 pub struct HttpProvider {
@@ -78,11 +78,6 @@ impl Provider for HttpProvider {
                 provider_message_id: reply.id,
             });
         }
-        let reason = format!("answered {status}");
-        if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {
-            Err(ProviderError::Retryable(reason))
-        } else {
-            Err(ProviderError::Permanent(reason))
-        }
+        Err(by_status(status, format!("answered {status}")))
     }
 }

@@ -4,19 +4,15 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::settings::Infobip;
+use super::settings::Keyed;
 use super::{
-    by_status, client, digits_only, endpoint, leak_name, read_body, transport_error, vendor_text,
-    Accepted, Provider, ProviderError, ProviderSettings,
+    by_status, digits_only, endpoint, json_with_key, success_body, vendor_text, Accepted, Provider,
+    ProviderError, ProviderSettings, VendorApi,
 };
 use crate::dispatch::OutgoingMessage;
 
 pub struct InfobipProvider {
-    /// The most of an answer that is read.
-    body_limit: usize,
-    name: &'static str,
-    client: reqwest::Client,
-    url: reqwest::Url,
+    api: VendorApi,
     authorization: String,
     from: String,
     notify_url: Option<String>,
@@ -89,14 +85,12 @@ struct ServiceException {
 }
 
 impl InfobipProvider {
-    pub(crate) fn new(settings: &ProviderSettings, vendor: Infobip<'_>) -> Result<Self, String> {
+    pub(crate) fn new(settings: &ProviderSettings, vendor: Keyed<'_>) -> Result<Self, String> {
+        let url = endpoint(vendor.base, "/sms/2/text/advanced")?;
         Ok(Self {
-            name: leak_name(&settings.name),
-            client: client(settings)?,
-            body_limit: settings.body_limit,
-            url: endpoint(vendor.base, "/sms/2/text/advanced")?,
-            authorization: format!("App {}", vendor.api_key.expose_str()),
-            from: vendor.from.to_owned(),
+            api: VendorApi::new(settings, url)?,
+            authorization: format!("App {}", vendor.key.expose_str()),
+            from: vendor.sender.to_owned(),
             notify_url: settings.notify_url.clone(),
         })
     }
@@ -105,7 +99,7 @@ impl InfobipProvider {
 #[async_trait]
 impl Provider for InfobipProvider {
     fn name(&self) -> &'static str {
-        self.name
+        self.api.name()
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
@@ -121,17 +115,9 @@ impl Provider for InfobipProvider {
                 notify_content_type: self.notify_url.as_ref().map(|_| "application/json"),
             }],
         };
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .json(&request)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let bytes = read_body(response, self.body_limit).await?;
+        let (status, bytes) = (self.api)
+            .post(|post| json_with_key(post, &self.authorization, &request))
+            .await?;
         if !status.is_success() {
             let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
             let exception = body.request_error.and_then(|error| error.service_exception);
@@ -143,9 +129,7 @@ impl Provider for InfobipProvider {
                 format!("answered {status}, {id}: {}", vendor_text(message, &text)),
             ));
         }
-        let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| {
-            ProviderError::Retryable(format!("answered {status} with an unreadable body"))
-        })?;
+        let answer: Answer = success_body(status, &bytes)?;
         let Some(sent) = answer.messages.into_iter().next() else {
             return Err(ProviderError::Retryable(format!(
                 "answered {status} without any message"

@@ -3,20 +3,16 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::settings::Messagebird;
+use super::settings::Keyed;
 use super::{
-    by_status, client, digits_only, endpoint, leak_name, read_body, transport_error, vendor_text,
-    Accepted, Provider, ProviderError, ProviderSettings,
+    accepted, digits_only, endpoint, json_with_key, refusal, Accepted, Provider, ProviderError,
+    ProviderSettings, VendorApi,
 };
 use crate::dispatch::template::{encoding, Encoding};
 use crate::dispatch::OutgoingMessage;
 
 pub struct MessagebirdProvider {
-    /// The most of an answer that is read.
-    body_limit: usize,
-    name: &'static str,
-    client: reqwest::Client,
-    url: reqwest::Url,
+    api: VendorApi,
     authorization: String,
     originator: String,
     report_url: Option<String>,
@@ -55,17 +51,11 @@ struct ErrorItem {
 }
 
 impl MessagebirdProvider {
-    pub(crate) fn new(
-        settings: &ProviderSettings,
-        vendor: Messagebird<'_>,
-    ) -> Result<Self, String> {
+    pub(crate) fn new(settings: &ProviderSettings, vendor: Keyed<'_>) -> Result<Self, String> {
         Ok(Self {
-            name: leak_name(&settings.name),
-            client: client(settings)?,
-            body_limit: settings.body_limit,
-            url: endpoint(vendor.base, "/messages")?,
-            authorization: format!("AccessKey {}", vendor.access_key.expose_str()),
-            originator: vendor.originator.to_owned(),
+            api: VendorApi::new(settings, endpoint(vendor.base, "/messages")?)?,
+            authorization: format!("AccessKey {}", vendor.key.expose_str()),
+            originator: vendor.sender.to_owned(),
             report_url: settings.report_url.clone(),
         })
     }
@@ -74,7 +64,7 @@ impl MessagebirdProvider {
 #[async_trait]
 impl Provider for MessagebirdProvider {
     fn name(&self) -> &'static str {
-        self.name
+        self.api.name()
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
@@ -93,48 +83,30 @@ impl Provider for MessagebirdProvider {
             },
             report_url: self.report_url.as_deref(),
         };
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .header(reqwest::header::ACCEPT, "application/json")
-            .json(&request)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let bytes = read_body(response, self.body_limit).await?;
+        let (status, bytes) = (self.api)
+            .post(|post| json_with_key(post, &self.authorization, &request))
+            .await?;
         if status.is_success() {
-            return match serde_json::from_slice::<Created>(&bytes) {
-                Ok(Created { id: Some(id) }) if !id.is_empty() => Ok(Accepted {
-                    provider_message_id: Some(id),
-                }),
-                _ => Err(ProviderError::Retryable(format!(
-                    "answered {status} without a message id"
-                ))),
-            };
+            let id = serde_json::from_slice::<Created>(&bytes)
+                .ok()
+                .and_then(|created| created.id);
+            return accepted(status, id, "id");
         }
         let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
         let first = body.errors.into_iter().next();
         let code = first.as_ref().and_then(|error| error.code);
-        let reason = format!(
-            "answered {status}, code {}: {}",
-            code.map_or_else(|| "none".to_owned(), |c| c.to_string()),
-            vendor_text(
-                message,
-                first
-                    .as_ref()
-                    .and_then(|error| error.description.as_deref())
-                    .unwrap_or("")
-            )
-        );
-        Err(match code {
-            // MessageBird's "internal error".
-            Some(99) => ProviderError::Retryable(reason),
-            // 2 request not allowed (bad access key), 9 no correct recipients, 25 not enough
-            // balance: another try changes nothing.
-            Some(2 | 9 | 25) if status.as_u16() != 429 => ProviderError::Permanent(reason),
-            _ => by_status(status, reason),
-        })
+        let text = first
+            .as_ref()
+            .and_then(|error| error.description.as_deref());
+        Err(refusal(status, message, code, text.unwrap_or(""), |code| {
+            match code {
+                // MessageBird's "internal error".
+                99 => Some(ProviderError::Retryable),
+                // 2 request not allowed (bad access key), 9 no correct recipients, 25 not
+                // enough balance: another try changes nothing.
+                2 | 9 | 25 if status.as_u16() != 429 => Some(ProviderError::Permanent),
+                _ => None,
+            }
+        }))
     }
 }

@@ -190,6 +190,117 @@ pub(crate) fn transport_error(error: reqwest::Error) -> ProviderError {
     }
 }
 
+/// What every vendor adapter holds: its configured name (the metrics label), one client, the
+/// endpoint it POSTs to, and how much of an answer it reads.
+pub(crate) struct VendorApi {
+    name: &'static str,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    body_limit: usize,
+}
+
+impl VendorApi {
+    pub(crate) fn new(settings: &ProviderSettings, url: reqwest::Url) -> Result<Self, String> {
+        Ok(Self {
+            name: leak_name(&settings.name),
+            client: client(settings)?,
+            url,
+            body_limit: settings.body_limit,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// POSTs one request (`build` adds its headers and body) and reads the answer: its status
+    /// and at most the body limit of its body. A request that got no answer is retryable.
+    pub(crate) async fn post(
+        &self,
+        build: impl FnOnce(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), ProviderError> {
+        let request = build(self.client.post(self.url.clone()));
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        Ok((status, read_body(response, self.body_limit).await?))
+    }
+}
+
+/// A form-encoded body (`application/x-www-form-urlencoded`).
+pub(crate) fn with_form(
+    request: reqwest::RequestBuilder,
+    pairs: &[(&str, &str)],
+) -> reqwest::RequestBuilder {
+    request
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(form_encode(pairs))
+}
+
+/// A JSON body, with the vendor's `Authorization` header and asking for JSON back (Infobip,
+/// MessageBird).
+pub(crate) fn json_with_key(
+    request: reqwest::RequestBuilder,
+    authorization: &str,
+    body: &impl serde::Serialize,
+) -> reqwest::RequestBuilder {
+    request
+        .header(reqwest::header::AUTHORIZATION, authorization)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .json(body)
+}
+
+/// A successful answer's JSON body; one that cannot be read is retryable.
+pub(crate) fn success_body<T: serde::de::DeserializeOwned>(
+    status: reqwest::StatusCode,
+    bytes: &[u8],
+) -> Result<T, ProviderError> {
+    serde_json::from_slice(bytes)
+        .map_err(|_| ProviderError::Retryable(format!("answered {status} with an unreadable body")))
+}
+
+/// An accepted answer's message id. Without one nothing says the message exists: retrying
+/// (or failing over) beats reporting a send that may not have happened.
+pub(crate) fn accepted(
+    status: reqwest::StatusCode,
+    id: Option<String>,
+    what: &str,
+) -> Result<Accepted, ProviderError> {
+    match id.filter(|id| !id.is_empty()) {
+        Some(id) => Ok(Accepted {
+            provider_message_id: Some(id),
+        }),
+        None => Err(ProviderError::Retryable(format!(
+            "answered {status} without a message {what}"
+        ))),
+    }
+}
+
+/// A verdict a vendor's error code decides, overriding the HTTP status.
+pub(crate) type Verdict = fn(String) -> ProviderError;
+
+/// A refusal with the vendor's error code and text: the code's verdict where `classify` (the
+/// vendor's table) has one, else the status's.
+pub(crate) fn refusal<C: std::fmt::Display + Copy>(
+    status: reqwest::StatusCode,
+    message: &OutgoingMessage,
+    code: Option<C>,
+    text: &str,
+    classify: impl Fn(C) -> Option<Verdict>,
+) -> ProviderError {
+    let reason = format!(
+        "answered {status}, code {}: {}",
+        code.map_or_else(|| "none".to_owned(), |code| code.to_string()),
+        vendor_text(message, text)
+    );
+    match code.and_then(classify) {
+        Some(verdict) => verdict(reason),
+        None => by_status(status, reason),
+    }
+}
+
 /// The default verdict from an HTTP status alone, for answers whose body says nothing more.
 pub(crate) fn by_status(status: reqwest::StatusCode, reason: String) -> ProviderError {
     if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 408 {

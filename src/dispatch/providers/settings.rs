@@ -417,9 +417,9 @@ impl ProviderSettings {
 pub(crate) enum Vendor<'a> {
     Twilio(Twilio<'a>),
     Vonage(Vonage<'a>),
-    Infobip(Infobip<'a>),
-    Messagebird(Messagebird<'a>),
-    Whatsapp(Whatsapp<'a>),
+    Infobip(Keyed<'a>),
+    Messagebird(Keyed<'a>),
+    Whatsapp(Keyed<'a>),
     Http { url: &'a str },
     Log,
 }
@@ -443,22 +443,12 @@ pub(crate) struct Vonage<'a> {
     pub from: &'a str,
 }
 
-pub(crate) struct Infobip<'a> {
+/// A vendor reached with one secret key and one sender: Infobip (`api_key`, `from`),
+/// MessageBird (`access_key`, `originator`), WhatsApp (`access_token`, `phone_number_id`).
+pub(crate) struct Keyed<'a> {
     pub base: &'a str,
-    pub api_key: &'a Secret,
-    pub from: &'a str,
-}
-
-pub(crate) struct Messagebird<'a> {
-    pub base: &'a str,
-    pub access_key: &'a Secret,
-    pub originator: &'a str,
-}
-
-pub(crate) struct Whatsapp<'a> {
-    pub base: &'a str,
-    pub access_token: &'a Secret,
-    pub phone_number_id: &'a str,
+    pub key: &'a Secret,
+    pub sender: &'a str,
 }
 
 impl ProviderSettings {
@@ -483,27 +473,31 @@ impl ProviderSettings {
                 api_secret: self.api_secret.as_ref()?,
                 from: self.from.as_deref()?,
             }),
-            AdapterKind::Infobip => Vendor::Infobip(Infobip {
-                base: base?,
-                api_key: self.api_key.as_ref()?,
-                from: self.from.as_deref()?,
-            }),
-            AdapterKind::Messagebird => Vendor::Messagebird(Messagebird {
-                base: base?,
-                access_key: self.access_key.as_ref()?,
-                originator: self.originator.as_deref()?,
-            }),
-            AdapterKind::Whatsapp => Vendor::Whatsapp(Whatsapp {
-                base: base?,
-                access_token: self.access_token.as_ref()?,
-                phone_number_id: self.phone_number_id.as_deref()?,
-            }),
+            AdapterKind::Infobip => Vendor::Infobip(keyed(base, &self.api_key, &self.from)?),
+            AdapterKind::Messagebird => {
+                Vendor::Messagebird(keyed(base, &self.access_key, &self.originator)?)
+            }
+            AdapterKind::Whatsapp => {
+                Vendor::Whatsapp(keyed(base, &self.access_token, &self.phone_number_id)?)
+            }
             AdapterKind::Http => Vendor::Http {
                 url: self.url.as_deref()?,
             },
             AdapterKind::Log => Vendor::Log,
         })
     }
+}
+
+fn keyed<'a>(
+    base: Option<&'a str>,
+    key: &'a Option<Secret>,
+    sender: &'a Option<String>,
+) -> Option<Keyed<'a>> {
+    Some(Keyed {
+        base: base?,
+        key: key.as_ref()?,
+        sender: sender.as_deref()?,
+    })
 }
 
 #[cfg(test)]

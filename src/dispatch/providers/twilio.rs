@@ -6,17 +6,13 @@ use serde::Deserialize;
 
 use super::settings::{Twilio, TwilioSender};
 use super::{
-    by_status, client, endpoint, form_encode, leak_name, read_body, transport_error, vendor_text,
-    Accepted, Provider, ProviderError, ProviderSettings,
+    accepted, endpoint, refusal, with_form, Accepted, Provider, ProviderError, ProviderSettings,
+    VendorApi, Verdict,
 };
 use crate::dispatch::OutgoingMessage;
 
 pub struct TwilioProvider {
-    /// The most of an answer that is read.
-    body_limit: usize,
-    name: &'static str,
-    client: reqwest::Client,
-    url: reqwest::Url,
+    api: VendorApi,
     account_sid: String,
     auth_token: String,
     sender: TwilioSender,
@@ -44,10 +40,7 @@ impl TwilioProvider {
             &format!("/2010-04-01/Accounts/{account_sid}/Messages.json"),
         )?;
         Ok(Self {
-            name: leak_name(&settings.name),
-            client: client(settings)?,
-            body_limit: settings.body_limit,
-            url,
+            api: VendorApi::new(settings, url)?,
             account_sid,
             auth_token: vendor.auth_token.expose_str().into_owned(),
             sender: vendor.sender,
@@ -59,7 +52,7 @@ impl TwilioProvider {
 #[async_trait]
 impl Provider for TwilioProvider {
     fn name(&self) -> &'static str {
-        self.name
+        self.api.name()
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
@@ -72,49 +65,25 @@ impl Provider for TwilioProvider {
         if let Some(callback) = &self.status_callback {
             form.push(("StatusCallback", callback.as_str()));
         }
-        let response = self
-            .client
-            .post(self.url.clone())
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .header(reqwest::header::ACCEPT, "application/json")
-            .body(form_encode(&form))
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let bytes = read_body(response, self.body_limit).await?;
+        let (status, bytes) = (self.api)
+            .post(|request| {
+                let request = request
+                    .basic_auth(&self.account_sid, Some(&self.auth_token))
+                    .header(reqwest::header::ACCEPT, "application/json");
+                with_form(request, &form)
+            })
+            .await?;
         if status.is_success() {
-            return match serde_json::from_slice::<Created>(&bytes) {
-                Ok(Created { sid: Some(sid) }) if !sid.is_empty() => Ok(Accepted {
-                    provider_message_id: Some(sid),
-                }),
-                // Without a SID nothing says the message exists; retrying (or failing over)
-                // beats reporting a send that may not have happened.
-                _ => Err(ProviderError::Retryable(format!(
-                    "answered {status} without a message sid"
-                ))),
-            };
+            let sid = serde_json::from_slice::<Created>(&bytes)
+                .ok()
+                .and_then(|created| created.sid);
+            return accepted(status, sid, "sid");
         }
         let error: TwilioError = serde_json::from_slice(&bytes).unwrap_or_default();
-        let reason = format!(
-            "answered {status}, code {}: {}",
-            error
-                .code
-                .map_or_else(|| "none".to_owned(), |c| c.to_string()),
-            vendor_text(message, error.message.as_deref().unwrap_or(""))
-        );
-        Err(match error.code.and_then(classify) {
-            Some(verdict) => verdict(reason),
-            None => by_status(status, reason),
-        })
+        let text = error.message.as_deref().unwrap_or("");
+        Err(refusal(status, message, error.code, text, classify))
     }
 }
-
-type Verdict = fn(String) -> ProviderError;
 
 /// Twilio error codes whose meaning overrides the HTTP status.
 fn classify(code: u32) -> Option<Verdict> {

@@ -6,18 +6,14 @@ use serde::Deserialize;
 
 use super::settings::Vonage;
 use super::{
-    by_status, client, digits_only, endpoint, form_encode, leak_name, read_body, transport_error,
-    vendor_text, Accepted, Provider, ProviderError, ProviderSettings,
+    by_status, digits_only, endpoint, success_body, vendor_text, with_form, Accepted, Provider,
+    ProviderError, ProviderSettings, VendorApi,
 };
 use crate::dispatch::template::{encoding, Encoding};
 use crate::dispatch::OutgoingMessage;
 
 pub struct VonageProvider {
-    /// The most of an answer that is read.
-    body_limit: usize,
-    name: &'static str,
-    client: reqwest::Client,
-    url: reqwest::Url,
+    api: VendorApi,
     api_key: String,
     api_secret: String,
     from: String,
@@ -43,10 +39,7 @@ struct Part {
 impl VonageProvider {
     pub(crate) fn new(settings: &ProviderSettings, vendor: Vonage<'_>) -> Result<Self, String> {
         Ok(Self {
-            name: leak_name(&settings.name),
-            client: client(settings)?,
-            body_limit: settings.body_limit,
-            url: endpoint(vendor.base, "/sms/json")?,
+            api: VendorApi::new(settings, endpoint(vendor.base, "/sms/json")?)?,
             api_key: vendor.api_key.expose_str().into_owned(),
             api_secret: vendor.api_secret.expose_str().into_owned(),
             from: vendor.from.to_owned(),
@@ -58,7 +51,7 @@ impl VonageProvider {
 #[async_trait]
 impl Provider for VonageProvider {
     fn name(&self) -> &'static str {
-        self.name
+        self.api.name()
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
@@ -79,25 +72,11 @@ impl Provider for VonageProvider {
         if let Some(callback) = &self.callback {
             form.push(("callback", callback.as_str()));
         }
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(form_encode(&form))
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let bytes = read_body(response, self.body_limit).await?;
+        let (status, bytes) = self.api.post(|request| with_form(request, &form)).await?;
         if !status.is_success() {
             return Err(by_status(status, format!("answered {status}")));
         }
-        let answer: Answer = serde_json::from_slice(&bytes).map_err(|_| {
-            ProviderError::Retryable(format!("answered {status} with an unreadable body"))
-        })?;
+        let answer: Answer = success_body(status, &bytes)?;
         if answer.messages.is_empty() {
             return Err(ProviderError::Retryable(format!(
                 "answered {status} without any message status"

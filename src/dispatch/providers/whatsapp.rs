@@ -7,19 +7,15 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::settings::Whatsapp;
+use super::settings::Keyed;
 use super::{
-    by_status, client, endpoint, leak_name, read_body, transport_error, vendor_text, Accepted,
-    Provider, ProviderError, ProviderSettings,
+    accepted, endpoint, refusal, Accepted, Provider, ProviderError, ProviderSettings, VendorApi,
+    Verdict,
 };
 use crate::dispatch::OutgoingMessage;
 
 pub struct WhatsappProvider {
-    /// The most of an answer that is read.
-    body_limit: usize,
-    name: &'static str,
-    client: reqwest::Client,
-    url: reqwest::Url,
+    api: VendorApi,
     authorization: String,
     template_name: String,
     template_languages: Vec<String>,
@@ -55,20 +51,15 @@ struct ErrorData {
 }
 
 impl WhatsappProvider {
-    pub(crate) fn new(settings: &ProviderSettings, vendor: Whatsapp<'_>) -> Result<Self, String> {
+    pub(crate) fn new(settings: &ProviderSettings, vendor: Keyed<'_>) -> Result<Self, String> {
+        let path = format!(
+            "/{}/{}/messages",
+            settings.whatsapp_api_version(),
+            vendor.sender
+        );
         Ok(Self {
-            name: leak_name(&settings.name),
-            client: client(settings)?,
-            body_limit: settings.body_limit,
-            url: endpoint(
-                vendor.base,
-                &format!(
-                    "/{}/{}/messages",
-                    settings.whatsapp_api_version(),
-                    vendor.phone_number_id
-                ),
-            )?,
-            authorization: format!("Bearer {}", vendor.access_token.expose_str()),
+            api: VendorApi::new(settings, endpoint(vendor.base, &path)?)?,
+            authorization: format!("Bearer {}", vendor.key.expose_str()),
             template_name: settings.whatsapp_template_name().to_owned(),
             template_languages: settings
                 .template_languages
@@ -81,7 +72,7 @@ impl WhatsappProvider {
 #[async_trait]
 impl Provider for WhatsappProvider {
     fn name(&self) -> &'static str {
-        self.name
+        self.api.name()
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
@@ -115,30 +106,18 @@ impl Provider for WhatsappProvider {
             // Echoed in status webhooks, so receipts can be matched to our message.
             "biz_opaque_callback_data": message.id,
         });
-        let response = self
-            .client
-            .post(self.url.clone())
-            .header(reqwest::header::AUTHORIZATION, &self.authorization)
-            .json(&request)
-            .send()
-            .await
-            .map_err(transport_error)?;
-        let status = response.status();
-        let bytes = read_body(response, self.body_limit).await?;
+        let (status, bytes) = (self.api)
+            .post(|post| {
+                post.header(reqwest::header::AUTHORIZATION, &self.authorization)
+                    .json(&request)
+            })
+            .await?;
         if status.is_success() {
             let id = serde_json::from_slice::<Answer>(&bytes)
                 .ok()
                 .and_then(|answer| answer.messages.into_iter().next())
-                .and_then(|sent| sent.id)
-                .filter(|id| !id.is_empty());
-            return match id {
-                Some(id) => Ok(Accepted {
-                    provider_message_id: Some(id),
-                }),
-                None => Err(ProviderError::Retryable(format!(
-                    "answered {status} without a message id"
-                ))),
-            };
+                .and_then(|sent| sent.id);
+            return accepted(status, id, "id");
         }
         let error = serde_json::from_slice::<ErrorBody>(&bytes)
             .unwrap_or_default()
@@ -155,21 +134,13 @@ impl Provider for WhatsappProvider {
                 format!("{} {details}", error.message.as_deref().unwrap_or(""))
             })
             .unwrap_or_default();
-        let reason = format!(
-            "answered {status}, code {}: {}",
-            code.map_or_else(|| "none".to_owned(), |c| c.to_string()),
-            vendor_text(message, text.trim())
-        );
-        Err(match code.and_then(classify) {
-            Some(verdict) => verdict(reason),
-            None => by_status(status, reason),
-        })
+        Err(refusal(status, message, code, text.trim(), classify))
     }
 }
 
 /// Meta's error codes (Cloud API "Error codes" reference), where they decide more than the
 /// HTTP status does.
-fn classify(code: i64) -> Option<fn(String) -> ProviderError> {
+fn classify(code: i64) -> Option<Verdict> {
     match code {
         // 1 unknown (possibly a server error), 2 service temporarily down, 4 app call rate,
         // 80007 WABA rate limit, 130429 throughput reached, 131000 something went wrong,

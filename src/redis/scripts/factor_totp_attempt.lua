@@ -3,7 +3,7 @@
 -- lockout back-off.
 --
 -- KEYS: factor, pending. ARGV: now, matched step ('' when the code matched none), activate,
--- max failures, first wait, max wait.
+-- the five limits (`limits_from`).
 -- Answers `ok`, `replayed`, `wrong <attempts left> <wait ms>`, `locked <retry after ms>`,
 -- `not_found` or `not_active`.
 local st = redis.call('HGET', KEYS[1], 'st')
@@ -12,8 +12,8 @@ if st == 'pending' and ARGV[3] ~= '1' then return 'not_active' end
 local now = tonumber(ARGV[1])
 local ex = redis.call('HGET', KEYS[1], 'ex')
 if st == 'pending' and ex and tonumber(ex) <= now then return 'not_found' end
-local until_ms = tonumber(redis.call('HGET', KEYS[1], 'lu') or '0')
-if until_ms > now then return words('locked', tostring(until_ms - now)) end
+local locked = lock_held(KEYS[1], now)
+if locked then return locked end
 if ARGV[2] ~= '' then
   local last = redis.call('HGET', KEYS[1], 'ls')
   if (not last) or tonumber(ARGV[2]) > tonumber(last) then
@@ -28,14 +28,4 @@ if ARGV[2] ~= '' then
   end
   return 'replayed'
 end
-local max = tonumber(ARGV[4])
-local fails = tonumber(redis.call('HGET', KEYS[1], 'nf') or '0') + 1
-local wait = 0
-if fails % max == 0 then
-  wait = backoff(tonumber(ARGV[5]), fails / max - 1, tonumber(ARGV[6]))
-  redis.call('HSET', KEYS[1], 'lu', int(now + wait))
-end
-redis.call('HSET', KEYS[1], 'nf', fails)
-local left = max - fails % max
-if wait > 0 then left = max end
-return words('wrong', tostring(left), int(wait))
+return count_wrong(KEYS[1], limits_from(4), now)

@@ -25,6 +25,24 @@ local function backoff(first, doublings, max_wait)
   return math.min(first * (2 ^ doublings), max_wait)
 end
 
+-- How wrong attempts in a row are limited, the twin of `AttemptLimits` in src/backoff.rs: its
+-- five arguments from ARGV[i] (free attempts, attempts per wait, first wait, max wait, lock
+-- after: 0 for never); the wait the `n`-th wrong attempt in a row starts (0: none); the wrong
+-- attempts left before the next wait; whether `n` wrong attempts lock until the owner acts.
+local function limits_from(i)
+  return {free = math.max(tonumber(ARGV[i]), 1), per = math.max(tonumber(ARGV[i + 1]), 1),
+    first = tonumber(ARGV[i + 2]), max_wait = tonumber(ARGV[i + 3]), lock = tonumber(ARGV[i + 4])}
+end
+local function wait_after(l, n)
+  if n < l.free or (n - l.free) % l.per ~= 0 then return 0 end
+  return backoff(l.first, (n - l.free) / l.per, l.max_wait)
+end
+local function attempts_left(l, n)
+  if n < l.free then return l.free - n end
+  return l.per - (n - l.free) % l.per
+end
+local function locks(l, n) return l.lock > 0 and n >= l.lock end
+
 -- Verifications (verify_*.lua): the reply of a verification is
 -- `<outcome> <id> <status> <attempts> <max attempts> <expires> <to> <created> <length>
 -- <channel> <sends>`: the last five are the record's packed field `p`, answered as stored.
@@ -73,6 +91,22 @@ end
 -- outcome word.
 local NUMBER_FIELDS = {'e', 'ts', 'n', 'nx', 'lk', 'rg', 'cr', 'up', 'dx', 'rx'}
 local function load_number(key) return redis.call('HMGET', key, unpack(NUMBER_FIELDS)) end
+
+-- Factors (factor_*.lua): the wait a factor's or a user's recovery codes' wrong attempts hold
+-- at `now` (`lu` in `key`): `locked <retry after ms>`, or nil when none holds.
+local function lock_held(key, now)
+  local until_ms = tonumber(redis.call('HGET', key, 'lu') or '0')
+  if until_ms > now then return words('locked', tostring(until_ms - now)) end
+  return nil
+end
+-- Counts a wrong code in `key` (`nf`), starts the wait the limits `l` give (`lu`), and answers
+-- `wrong <attempts left> <wait ms>`.
+local function count_wrong(key, l, now)
+  local fails = redis.call('HINCRBY', key, 'nf', 1)
+  local wait = wait_after(l, fails)
+  if wait > 0 then redis.call('HSET', key, 'lu', int(now + wait)) end
+  return words('wrong', tostring(attempts_left(l, fails)), int(wait))
+end
 
 -- Factors (factor_*.lua): bounds the account's pending entries (issue 13 §8): drops the expired,
 -- refuses past the bound, else lists `member` until `expires`. `pend` is the account's `pend`.
