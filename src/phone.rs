@@ -431,6 +431,26 @@ impl fmt::Display for PhoneNumber {
 mod tests {
     use super::*;
 
+    /// A region's example numbers (national significant numbers), one per type it lists.
+    fn examples(meta: &Metadata) -> impl Iterator<Item = &str> {
+        let descriptors = meta.descriptors();
+        [
+            descriptors.fixed_line(),
+            descriptors.mobile(),
+            descriptors.toll_free(),
+            descriptors.premium_rate(),
+            descriptors.shared_cost(),
+            descriptors.voip(),
+            descriptors.personal_number(),
+            descriptors.pager(),
+            descriptors.uan(),
+            descriptors.voicemail(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(Descriptor::example)
+    }
+
     #[test]
     fn accepts_a_valid_german_mobile_number() {
         let number = PhoneNumber::parse("+4915112345678").unwrap();
@@ -487,18 +507,7 @@ mod tests {
         };
         for meta in DATABASE.iter() {
             let code = meta.country_code();
-            let descriptors = meta.descriptors();
-            let examples = [
-                descriptors.fixed_line(),
-                descriptors.mobile(),
-                descriptors.toll_free(),
-                descriptors.premium_rate(),
-                descriptors.voip(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter_map(Descriptor::example);
-            for example in examples {
+            for example in examples(meta) {
                 let last = example.as_bytes()[example.len() - 1];
                 let changed = char::from(b'0' + (last - b'0' + 1) % 10);
                 inputs.push(format!("+{code}{example}"));
@@ -608,23 +617,7 @@ mod tests {
     fn the_classification_agrees_with_phonenumber() {
         let mut checked = 0;
         for meta in DATABASE.iter() {
-            let descriptors = meta.descriptors();
-            let examples = [
-                descriptors.fixed_line(),
-                descriptors.mobile(),
-                descriptors.toll_free(),
-                descriptors.premium_rate(),
-                descriptors.shared_cost(),
-                descriptors.voip(),
-                descriptors.personal_number(),
-                descriptors.pager(),
-                descriptors.uan(),
-                descriptors.voicemail(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter_map(Descriptor::example);
-            for example in examples {
+            for example in examples(meta) {
                 let input = format!("+{}{example}", meta.country_code());
                 let (Ok(ours), Ok(theirs)) =
                     (PhoneNumber::parse(&input), phonenumber::parse(None, &input))
