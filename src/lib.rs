@@ -4,6 +4,7 @@
 //! [`Settings`]; [`run`] serves it on a listener the caller binds, until a shutdown future
 //! resolves. `main.rs` and the tests use exactly this.
 
+pub mod abuse;
 pub mod account;
 pub mod backoff;
 pub mod cache;

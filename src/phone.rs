@@ -1,7 +1,10 @@
-//! Phone numbers, parsed once at the edge into E.164 and masked whenever they are shown.
+//! Phone numbers, parsed once at the edge into E.164 and masked whenever they are shown; what
+//! kind of line a number is (`NumberType`) and which region it belongs to (`Region`), read from
+//! libphonenumber's metadata with patterns compiled once.
 
 use std::fmt;
-use std::sync::LazyLock;
+use std::hash::{Hash, Hasher};
+use std::sync::{LazyLock, OnceLock};
 
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
@@ -15,10 +18,145 @@ pub const SHARD_COUNT: u8 = 64;
 /// A validated phone number in E.164 form (`+4915112345678`).
 ///
 /// `Debug` and `Display` print the masked form: a number only appears in full where it is sent.
-#[derive(Clone, PartialEq, Eq, Hash)]
+/// Two numbers are equal when their E.164 forms are.
+#[derive(Clone)]
 pub struct PhoneNumber {
     e164: String,
     country_code: u16,
+    /// Found while parsing (the same metadata lookup that validates the number); a number the
+    /// gateway trusted from its own queue finds it on first use.
+    class: OnceLock<Class>,
+}
+
+/// What kind of line a number is: libphonenumber's number types, less the kinds that are never
+/// a whole subscriber number (emergency, short codes, carrier codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NumberType {
+    Mobile,
+    FixedLine,
+    /// A number of a plan where fixed and mobile ranges cannot be told apart (NANP, +1).
+    FixedLineOrMobile,
+    TollFree,
+    PremiumRate,
+    SharedCost,
+    Voip,
+    Personal,
+    Pager,
+    /// Universal access ("company") numbers.
+    Uan,
+    Voicemail,
+    Unknown,
+}
+
+impl NumberType {
+    pub const ALL: [NumberType; 12] = [
+        NumberType::Mobile,
+        NumberType::FixedLine,
+        NumberType::FixedLineOrMobile,
+        NumberType::TollFree,
+        NumberType::PremiumRate,
+        NumberType::SharedCost,
+        NumberType::Voip,
+        NumberType::Personal,
+        NumberType::Pager,
+        NumberType::Uan,
+        NumberType::Voicemail,
+        NumberType::Unknown,
+    ];
+
+    /// The name in policies and problem bodies (libphonenumber's, in snake case).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NumberType::Mobile => "mobile",
+            NumberType::FixedLine => "fixed_line",
+            NumberType::FixedLineOrMobile => "fixed_line_or_mobile",
+            NumberType::TollFree => "toll_free",
+            NumberType::PremiumRate => "premium_rate",
+            NumberType::SharedCost => "shared_cost",
+            NumberType::Voip => "voip",
+            NumberType::Personal => "personal",
+            NumberType::Pager => "pager",
+            NumberType::Uan => "uan",
+            NumberType::Voicemail => "voicemail",
+            NumberType::Unknown => "unknown",
+        }
+    }
+
+    pub fn parse(input: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == input)
+    }
+}
+
+impl fmt::Display for NumberType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The region a number belongs to: an ISO 3166-1 alpha-2 code as libphonenumber's metadata
+/// names it (`DE`, and the few territories it lists: `AC`, `TA`, `XK`), `001` for the
+/// non-geographic calling codes (+800 freephone, +808 shared cost, +870 Inmarsat, +881 satellite,
+/// +882/+883 international networks, +979 international premium rate), or `ZZ` (unknown).
+///
+/// `Copy`, and free to compare: it points at the region's name in the static metadata.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Region(&'static str);
+
+impl Region {
+    /// The non-geographic calling codes (UN M.49 "World", as libphonenumber names them).
+    pub const NON_GEOGRAPHIC: Region = Region("001");
+    /// A number whose region cannot be told (libphonenumber's "unknown region").
+    pub const UNKNOWN: Region = Region("ZZ");
+
+    /// An upper-case region name the metadata knows (`DE`, `001`); anything else is `None`.
+    pub fn parse(input: &str) -> Option<Self> {
+        if input == Self::NON_GEOGRAPHIC.0 {
+            return Some(Self::NON_GEOGRAPHIC);
+        }
+        REGIONS.iter().find(|region| region.0 == input).copied()
+    }
+
+    /// Every region of the metadata (not `001` or `ZZ`), sorted.
+    pub fn all() -> &'static [Region] {
+        &REGIONS
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.0
+    }
+}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+/// The metadata's regions with a country id the crate knows, sorted, found once.
+static REGIONS: LazyLock<Vec<Region>> = LazyLock::new(|| {
+    let database: &'static Database = &DATABASE;
+    let mut regions: Vec<Region> = database
+        .iter()
+        .map(Metadata::id)
+        .filter(|id| id.parse::<phonenumber::country::Id>().is_ok())
+        .map(Region)
+        .collect();
+    regions.sort_unstable();
+    regions.dedup();
+    regions
+});
+
+/// A number's type and region, found together from the metadata entry of its region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Class {
+    number_type: NumberType,
+    region: Region,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -41,19 +179,45 @@ impl PhoneNumber {
             return Err(PhoneNumberError::NotE164);
         }
         let parsed = phonenumber::parse(None, input).map_err(|_| PhoneNumberError::Invalid)?;
-        if !is_valid(&DATABASE, &parsed) {
-            return Err(PhoneNumberError::Invalid);
-        }
+        let class = classify(&DATABASE, &parsed).ok_or(PhoneNumberError::Invalid)?;
         Ok(Self {
             e164: input.to_owned(),
             country_code: parsed.code().value(),
+            class: OnceLock::from(class),
         })
     }
 
     /// A number this gateway validated earlier and sealed into its own queue: no second
-    /// metadata lookup (it costs microseconds per message on the dispatch path).
+    /// metadata lookup (it costs microseconds per message on the dispatch path) unless its type
+    /// or region is asked for.
     pub(crate) fn trusted(e164: String, country_code: u16) -> Self {
-        Self { e164, country_code }
+        Self {
+            e164,
+            country_code,
+            class: OnceLock::new(),
+        }
+    }
+
+    /// What kind of line this is (mobile, fixed line, premium rate, …), from the metadata.
+    pub fn number_type(&self) -> NumberType {
+        self.class().number_type
+    }
+
+    /// The region the number belongs to (`DE`; `001` for non-geographic codes).
+    pub fn region(&self) -> Region {
+        self.class().region
+    }
+
+    fn class(&self) -> &Class {
+        self.class.get_or_init(|| {
+            phonenumber::parse(None, &self.e164)
+                .ok()
+                .and_then(|parsed| classify(&DATABASE, &parsed))
+                .unwrap_or(Class {
+                    number_type: NumberType::Unknown,
+                    region: Region::UNKNOWN,
+                })
+        })
     }
 
     /// The number in full. Call it only to deliver a message or to key a record.
@@ -102,17 +266,31 @@ pub(crate) fn shard_of(e164: &str) -> u8 {
 
 /// `phonenumber::is_valid`, with the same metadata and the same rules: the number's region
 /// (by leading digits where a calling code has several), then its national number must match the
-/// general pattern and the pattern of at least one number type.
+/// general pattern and the pattern of at least one number type. `Some` (the type and the region)
+/// exactly when the number is valid.
 ///
 /// The crate looks each pattern up by its text in a global, mutex-guarded LRU of 100 compiled
 /// patterns on every match, and recompiles what the LRU dropped; that was three quarters of a
 /// number's validation and a sixth of a send's instructions (callgrind). Here each pattern is
 /// compiled once and found by the address of its text in the static metadata.
 /// `the_validation_agrees_with_phonenumber` holds the two to the same answers.
-fn is_valid(database: &Database, number: &phonenumber::PhoneNumber) -> bool {
+fn classify(database: &'static Database, number: &phonenumber::PhoneNumber) -> Option<Class> {
     let national = number.national().to_string();
-    region_metadata(database, number.code().value(), &national)
-        .is_some_and(|meta| has_a_type(meta, &national))
+    let meta = region_metadata(database, number.code().value(), &national)?;
+    let number_type = type_of(meta, &national);
+    let region = match meta.id() {
+        "001" => Region::NON_GEOGRAPHIC,
+        id => Region(id),
+    };
+    (number_type != NumberType::Unknown).then_some(Class {
+        number_type,
+        region,
+    })
+}
+
+#[cfg(test)]
+fn is_valid(database: &'static Database, number: &phonenumber::PhoneNumber) -> bool {
+    classify(database, number).is_some()
 }
 
 /// phonenumber's `source_for` and the lookup that follows it in `is_valid_with`: a region
@@ -130,7 +308,7 @@ fn region_metadata<'a>(database: &'a Database, code: u16, national: &str) -> Opt
         let meta = database.by_id(region)?;
         let selected = match meta.leading_digits() {
             Some(pattern) => matches_at_start(pattern.as_str(), national),
-            None => has_a_type(meta, national),
+            None => type_of(meta, national) != NumberType::Unknown,
         };
         if selected {
             return known(region).then_some(meta);
@@ -139,27 +317,48 @@ fn region_metadata<'a>(database: &'a Database, code: u16, national: &str) -> Opt
     None
 }
 
-/// `number_type(meta, national) != Type::Unknown`.
-fn has_a_type(meta: &Metadata, national: &str) -> bool {
+/// `phonenumber::validator::number_type`: the same descriptors in the same order (the first
+/// that matches wins, so a premium-rate range inside a fixed-line plan is premium rate), with
+/// the patterns compiled once.
+fn type_of(meta: &Metadata, national: &str) -> NumberType {
     let descriptors = meta.descriptors();
     if !descriptor_matches(descriptors.general(), national) {
-        return false;
+        return NumberType::Unknown;
     }
-    [
-        descriptors.premium_rate(),
-        descriptors.toll_free(),
-        descriptors.shared_cost(),
-        descriptors.voip(),
-        descriptors.personal_number(),
-        descriptors.pager(),
-        descriptors.uan(),
-        descriptors.voicemail(),
-        descriptors.fixed_line(),
-        descriptors.mobile(),
-    ]
-    .into_iter()
-    .flatten()
-    .any(|descriptor| descriptor_matches(descriptor, national))
+    let matches = |descriptor: Option<&Descriptor>| {
+        descriptor.is_some_and(|descriptor| descriptor_matches(descriptor, national))
+    };
+    let ordered = [
+        (descriptors.premium_rate(), NumberType::PremiumRate),
+        (descriptors.toll_free(), NumberType::TollFree),
+        (descriptors.shared_cost(), NumberType::SharedCost),
+        (descriptors.voip(), NumberType::Voip),
+        (descriptors.personal_number(), NumberType::Personal),
+        (descriptors.pager(), NumberType::Pager),
+        (descriptors.uan(), NumberType::Uan),
+        (descriptors.voicemail(), NumberType::Voicemail),
+    ];
+    if let Some((_, kind)) = ordered
+        .into_iter()
+        .find(|(descriptor, _)| matches(*descriptor))
+    {
+        return kind;
+    }
+    if matches(descriptors.fixed_line()) {
+        let same_patterns = descriptors
+            .fixed_line()
+            .map(|d| d.national_number().as_str())
+            == descriptors.mobile().map(|d| d.national_number().as_str());
+        return if same_patterns || matches(descriptors.mobile()) {
+            NumberType::FixedLineOrMobile
+        } else {
+            NumberType::FixedLine
+        };
+    }
+    if matches(descriptors.mobile()) {
+        return NumberType::Mobile;
+    }
+    NumberType::Unknown
 }
 
 /// `Descriptor::is_match`: a possible length, and the pattern matching from the first digit.
@@ -202,6 +401,20 @@ fn matches_at_start(source: &str, text: &str) -> bool {
     found(&regex)
 }
 
+impl PartialEq for PhoneNumber {
+    fn eq(&self, other: &Self) -> bool {
+        self.e164 == other.e164
+    }
+}
+
+impl Eq for PhoneNumber {}
+
+impl Hash for PhoneNumber {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.e164.hash(state);
+    }
+}
+
 impl fmt::Debug for PhoneNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.masked())
@@ -217,6 +430,26 @@ impl fmt::Display for PhoneNumber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A region's example numbers (national significant numbers), one per type it lists.
+    fn examples(meta: &Metadata) -> impl Iterator<Item = &str> {
+        let descriptors = meta.descriptors();
+        [
+            descriptors.fixed_line(),
+            descriptors.mobile(),
+            descriptors.toll_free(),
+            descriptors.premium_rate(),
+            descriptors.shared_cost(),
+            descriptors.voip(),
+            descriptors.personal_number(),
+            descriptors.pager(),
+            descriptors.uan(),
+            descriptors.voicemail(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(Descriptor::example)
+    }
 
     #[test]
     fn accepts_a_valid_german_mobile_number() {
@@ -274,18 +507,7 @@ mod tests {
         };
         for meta in DATABASE.iter() {
             let code = meta.country_code();
-            let descriptors = meta.descriptors();
-            let examples = [
-                descriptors.fixed_line(),
-                descriptors.mobile(),
-                descriptors.toll_free(),
-                descriptors.premium_rate(),
-                descriptors.voip(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter_map(Descriptor::example);
-            for example in examples {
+            for example in examples(meta) {
                 let last = example.as_bytes()[example.len() - 1];
                 let changed = char::from(b'0' + (last - b'0' + 1) % 10);
                 inputs.push(format!("+{code}{example}"));
@@ -319,5 +541,115 @@ mod tests {
         for n in 0..1000 {
             assert!(shard_of(&format!("+49151{n:08}")) < SHARD_COUNT);
         }
+    }
+
+    /// libphonenumber's own example numbers (the metadata's `exampleNumber`), per type, for
+    /// several plans: each classified as that type and region.
+    #[test]
+    fn example_numbers_are_classified_by_type_and_region() {
+        use NumberType::*;
+        let table = [
+            ("+4915123456789", Mobile, "DE"),
+            ("+4930123456", FixedLine, "DE"),
+            ("+498001234567890", TollFree, "DE"),
+            ("+499001234567", PremiumRate, "DE"),
+            ("+4918012345", SharedCost, "DE"),
+            ("+4970012345678", Personal, "DE"),
+            ("+4916412345", Pager, "DE"),
+            ("+4918500123456", Uan, "DE"),
+            ("+49177991234567", Voicemail, "DE"),
+            ("+447400123456", Mobile, "GB"),
+            ("+441212345678", FixedLine, "GB"),
+            ("+448001234567", TollFree, "GB"),
+            ("+449012345678", PremiumRate, "GB"),
+            ("+445612345678", Voip, "GB"),
+            ("+447012345678", Personal, "GB"),
+            ("+447640123456", Pager, "GB"),
+            ("+445512345678", Uan, "GB"),
+            ("+12015550123", FixedLineOrMobile, "US"),
+            ("+18002345678", TollFree, "US"),
+            ("+19002345678", PremiumRate, "US"),
+            ("+15002345678", Personal, "US"),
+            ("+33612345678", Mobile, "FR"),
+            ("+33123456789", FixedLine, "FR"),
+            ("+33891123456", PremiumRate, "FR"),
+            ("+33884012345", SharedCost, "FR"),
+            ("+33912345678", Voip, "FR"),
+            ("+393123456789", Mobile, "IT"),
+            ("+390212345678", FixedLine, "IT"),
+            ("+39899123456", PremiumRate, "IT"),
+            ("+39848123456", SharedCost, "IT"),
+            ("+3933101234501", Voicemail, "IT"),
+            ("+819012345678", Mobile, "JP"),
+            ("+81570123456", Uan, "JP"),
+            ("+812012345678", Pager, "JP"),
+            ("+61412345678", Mobile, "AU"),
+            ("+611900123456", PremiumRate, "AU"),
+            ("+61147101234", Voip, "AU"),
+            ("+917410410123", FixedLineOrMobile, "IN"),
+            ("+911861123456789", PremiumRate, "IN"),
+            ("+41860123456789", Voicemail, "CH"),
+            ("+43780123456", Voip, "AT"),
+            ("+5511961234567", Mobile, "BR"),
+            ("+5540041234", SharedCost, "BR"),
+            ("+688901234", Mobile, "TV"),
+            ("+68820123", FixedLine, "TV"),
+            ("+80012345678", TollFree, "001"),
+            ("+80812345678", SharedCost, "001"),
+            ("+881612345678", Mobile, "001"),
+            ("+883510012345", Voip, "001"),
+            ("+979123456789", PremiumRate, "001"),
+        ];
+        for (e164, number_type, region) in table {
+            let number = PhoneNumber::parse(e164).unwrap();
+            assert_eq!(number.number_type(), number_type, "{e164}");
+            assert_eq!(number.region().as_str(), region, "{e164}");
+            let trusted = PhoneNumber::trusted(e164.to_owned(), number.country_code());
+            assert_eq!(trusted.number_type(), number_type, "{e164} read back");
+            assert_eq!(trusted.region(), number.region(), "{e164} read back");
+        }
+    }
+
+    /// Every region's example numbers: the same type and region as phonenumber finds, except
+    /// for national numbers with leading zeros (Italy's fixed lines, Tonga's 0800): the crate's
+    /// `number_type` drops the zeros before matching (its `is_valid` keeps them, and so do we).
+    #[test]
+    fn the_classification_agrees_with_phonenumber() {
+        let mut checked = 0;
+        for meta in DATABASE.iter() {
+            for example in examples(meta) {
+                let input = format!("+{}{example}", meta.country_code());
+                let (Ok(ours), Ok(theirs)) =
+                    (PhoneNumber::parse(&input), phonenumber::parse(None, &input))
+                else {
+                    continue;
+                };
+                if theirs.national().to_string() != theirs.national().value().to_string() {
+                    continue;
+                }
+                let expected = theirs.number_type(&DATABASE);
+                assert_eq!(
+                    format!("{:?}", ours.number_type()).replace("Personal", "PersonalNumber"),
+                    format!("{expected:?}"),
+                    "{input}"
+                );
+                let region = theirs.country().id().map(|id| format!("{id:?}"));
+                if ours.region() != Region::NON_GEOGRAPHIC {
+                    assert_eq!(Some(ours.region().as_str().to_owned()), region, "{input}");
+                }
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "only {checked} examples");
+    }
+
+    #[test]
+    fn regions_parse_from_the_metadata_names_only() {
+        assert_eq!(Region::parse("DE").unwrap().as_str(), "DE");
+        assert_eq!(Region::parse("001"), Some(Region::NON_GEOGRAPHIC));
+        for unknown in ["de", "XX", "ZZ", "DEU", ""] {
+            assert_eq!(Region::parse(unknown), None, "{unknown}");
+        }
+        assert!(Region::all().len() > 200);
     }
 }

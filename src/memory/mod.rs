@@ -1,6 +1,7 @@
 //! The in-process adapters of every store port: one process, bounded, with expiry, and the same
 //! contract as the Redis adapters (the store suite, `tests/store/`, runs both).
 
+pub mod abuse;
 pub mod accounts;
 pub mod directory;
 pub mod events;
@@ -8,6 +9,7 @@ pub mod factors;
 pub mod pin;
 pub mod verify;
 
+pub use abuse::MemoryAbuseStore;
 pub use accounts::MemoryAccounts;
 pub use directory::MemoryDirectory;
 pub use events::MemoryWebhookStore;

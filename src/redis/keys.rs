@@ -8,6 +8,7 @@
 //! | `{sNN}` | one shard of phone numbers (`phone::SHARD_COUNT`) | verifications `v:<id>`, number pointers `n:<account>:<e164>`, send idempotency `i:…`, check idempotency `c:…` (built in `verify_check.lua` from the base), the outbox streams |
 //! | `{a:<account>}` | one account | directory (`pol`, `u:<user>`, `users`, `nophone`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`) |
 //! | `{n:<e164>}` | one phone number, gateway-wide | `holder`: the PIN registry's claim |
+//! | `{a:<account>}` (abuse) | one account | abuse store (`ab:p:<prefix>`, `ab:c:<country>`, `ab:idx`, `ab:blk`, `ab:d:<day>`: `src/redis/abuse.rs`) |
 //! | `{a:<account>}` | one account's webhooks | `whr`, `whz`, `whq:<id>`, `whs:<id>`, `whl:<id>`, `whx:<id>` (src/redis/events.rs) |
 //! | `{wh}` | webhooks, gateway-wide | `due`, `gen`, `accounts`, `count` |
 //!
@@ -217,6 +218,39 @@ impl KeySpace {
     /// The PIN registry's claim: its own hash tag, so one number's claims meet in one slot.
     pub fn phone_registry(&self, e164: &str) -> String {
         format!("{}:{{n:{e164}}}:holder", self.prefix)
+    }
+
+    // Abuse protection (src/redis/abuse.rs): one account's tag, under `ab:`.
+
+    /// `P:{a:<account>}:ab:` — the abuse script finds an evicted entry's counters as this base
+    /// and the entry's index member (`p:<prefix>`, `c:<country>`).
+    pub fn abuse_base(&self, account: &AccountId) -> String {
+        self.in_account(account, "ab:")
+    }
+
+    /// One prefix's counters: `<base>p:<prefix>`.
+    pub fn abuse_prefix(&self, account: &AccountId, prefix: &str) -> String {
+        self.in_account(account, &format!("ab:p:{prefix}"))
+    }
+
+    /// One country's counters: `<base>c:<region>`.
+    pub fn abuse_country(&self, account: &AccountId, region: &str) -> String {
+        self.in_account(account, &format!("ab:c:{region}"))
+    }
+
+    /// The tracked prefixes and countries by last count (the per-account bound).
+    pub fn abuse_tracked(&self, account: &AccountId) -> String {
+        self.in_account(account, "ab:idx")
+    }
+
+    /// The account's running cool-downs.
+    pub fn abuse_blocks(&self, account: &AccountId) -> String {
+        self.in_account(account, "ab:blk")
+    }
+
+    /// The account's messages of one UTC day (days since the epoch).
+    pub fn abuse_day(&self, account: &AccountId, day: u64) -> String {
+        self.in_account(account, &format!("ab:d:{day}"))
     }
 
     // Webhooks (src/redis/events.rs): each account's under its tag, the due accounts under `{wh}`.

@@ -3,6 +3,7 @@
 //! (`scripts/*.lua`, loaded by `script.rs` with one prelude), the one mapping of Redis failures
 //! to `StoreError`, and one adapter per port: the store ports and dispatch's `Outbox`.
 
+pub mod abuse;
 pub mod accounts;
 pub mod connection;
 pub mod directory;
@@ -14,6 +15,7 @@ pub mod pin;
 pub(crate) mod script;
 pub mod verify;
 
+pub use abuse::RedisAbuseStore;
 pub use accounts::RedisAccounts;
 pub use connection::{RedisSettings, Supervision};
 pub use directory::RedisDirectory;

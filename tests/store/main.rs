@@ -6,6 +6,7 @@
 //! both do (attempts and lockouts, idempotency, stale versions, expiry by the caller's clock,
 //! bounds) without HTTP in between; the HTTP suite (`tests/api`) covers the rest.
 
+mod abuse;
 mod accounts;
 mod directory;
 mod events;

@@ -1,0 +1,211 @@
+//! The Redis abuse store: the pumping guard's counters, cool-downs and daily counts of each
+//! account, in the account's slot (hash tag `{a:<account>}`), so `admit_send` is one script
+//! (`scripts/abuse_admit.lua`) on one node, also on a Redis Cluster. Time is the caller's clock.
+//!
+//! | key (`P:{a:<account>}:ab:` + …) | type | holds |
+//! | --- | --- | --- |
+//! | `p:<prefix>`, `c:<region>` | hash | counters: `m<minute>` sends, `a<minute>` approvals (last 60 minutes), `h<hour>` sends (this hour and the 24 before), their running sums `S`, `A`, `B` at minute `W` and hour `H` (`scripts/abuse_window.lua`); expires 25 h after the last count |
+//! | `idx` | sorted set | tracked entries (`p:<prefix>`, `c:<region>`) by last count; at most `abuse.max_tracked`, the least recently counted evicted with its counters |
+//! | `blk` | hash | running cool-downs: `p:<prefix>` / `c:<region>` → `<until ms> <region>`; at most `abuse.max_tracked` |
+//! | `d:<day>` | hash | one UTC day's messages: `*` all, `<region>` per country, `!*` / `!<region>` once a cap refused; expires an hour after the next day ends |
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use redis::Script;
+
+use crate::abuse::guard::{Thresholds, DAY_MS, HOUR_MS};
+use crate::abuse::settings::AbuseSettings;
+use crate::abuse::store::{
+    AbuseStore, ActiveBlock, Admission, Block, BlockRule, Scope, SendCheck, Usage,
+};
+use crate::abuse::Prefix;
+use crate::account::AccountId;
+use crate::phone::Region;
+use crate::redis::connection::Connection;
+use crate::redis::script::{corrupt, load, query, run, words, Failure};
+use crate::redis::KeySpace;
+use crate::store::StoreError;
+
+/// Counters, the index and the cool-downs live this long after their last write: the 24-hour
+/// baseline, an hour of slack, and a minute (the script renews them once a minute).
+const COUNTERS_TTL_MS: u64 = DAY_MS + HOUR_MS + 60_000;
+
+pub struct RedisAbuseStore {
+    connection: Connection,
+    keys: KeySpace,
+    admit: Script,
+    approve: Script,
+    max_tracked: usize,
+}
+
+impl RedisAbuseStore {
+    pub(crate) fn new(connection: Connection, prefix: &str, settings: &AbuseSettings) -> Self {
+        Self {
+            connection,
+            keys: KeySpace::new(prefix),
+            admit: with_window(include_str!("scripts/abuse_admit.lua")),
+            approve: with_window(include_str!("scripts/abuse_approve.lua")),
+            max_tracked: settings.max_tracked.max(1),
+        }
+    }
+
+    /// An abuse store on the verification store's connection and prefix.
+    pub fn on(store: &crate::redis::RedisStore, settings: &AbuseSettings) -> Self {
+        Self::new(store.connection(), store.prefix(), settings)
+    }
+
+    /// How many prefixes and countries `account` has tracked (for the tests of the bound).
+    pub async fn tracked(&self, account: &AccountId) -> Result<usize, StoreError> {
+        query(
+            &self.connection,
+            redis::cmd("ZCARD").arg(self.keys.abuse_tracked(account)),
+            Failure::Unavailable,
+        )
+        .await
+    }
+}
+
+/// A script of this store: `abuse_window.lua` (the counters' helper both use), then `body`.
+fn with_window(body: &str) -> Script {
+    load(&[include_str!("scripts/abuse_window.lua"), body].join("\n"))
+}
+
+fn rules(invocation: &mut redis::ScriptInvocation<'_>, rules: &Thresholds) {
+    invocation
+        .arg(rules.min_sends)
+        .arg(rules.min_conversion_percent)
+        .arg(rules.surge_factor)
+        .arg(rules.surge_min_sends)
+        .arg(rules.cooldown.as_millis() as u64);
+}
+
+#[async_trait]
+impl AbuseStore for RedisAbuseStore {
+    async fn admit_send(&self, check: &SendCheck) -> Result<Admission, StoreError> {
+        let account = &check.account;
+        let day = check.now_ms / DAY_MS;
+        let mut invocation = self.admit.prepare_invoke();
+        invocation
+            .key(self.keys.abuse_prefix(account, check.prefix.as_str()))
+            .key(self.keys.abuse_country(account, check.country.as_str()))
+            .key(self.keys.abuse_tracked(account))
+            .key(self.keys.abuse_blocks(account))
+            .key(self.keys.abuse_day(account, day))
+            .arg(check.now_ms)
+            .arg(if check.guarded { "1" } else { "0" })
+            .arg(check.country.as_str())
+            .arg(check.prefix.as_str());
+        rules(&mut invocation, &check.prefix_rules);
+        rules(&mut invocation, &check.country_rules);
+        invocation
+            .arg(check.caps.total.unwrap_or(0))
+            .arg(check.caps.per_country.unwrap_or(0))
+            .arg(self.max_tracked)
+            .arg(COUNTERS_TTL_MS)
+            .arg((day + 2) * DAY_MS + HOUR_MS - check.now_ms)
+            .arg(self.keys.abuse_base(account));
+        let text: String = run(&self.connection, &invocation, Failure::Unavailable).await?;
+        let reply = words(&text);
+        match reply[..] {
+            ["admitted"] => Ok(Admission::Admitted),
+            ["refused", rule, scope, retry_after, started] => {
+                let rule = match rule {
+                    "cap" => BlockRule::DailyMessageCap,
+                    "pumping" => BlockRule::SuspectedPumping,
+                    _ => return Err(corrupt("unknown abuse rule")),
+                };
+                let scope = match scope {
+                    "account" => Scope::Account,
+                    "country" => Scope::Country,
+                    "prefix" => Scope::Prefix,
+                    _ => return Err(corrupt("unknown abuse scope")),
+                };
+                Ok(Admission::Refused(Block {
+                    rule,
+                    scope,
+                    country: check.country,
+                    prefix: (scope == Scope::Prefix).then(|| check.prefix.clone()),
+                    retry_after_ms: retry_after
+                        .parse()
+                        .map_err(|_| corrupt("abuse retry after"))?,
+                    started: started == "1",
+                }))
+            }
+            _ => Err(corrupt("unknown abuse reply")),
+        }
+    }
+
+    async fn record_approval(
+        &self,
+        account: &AccountId,
+        country: Region,
+        prefix: &Prefix,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut invocation = self.approve.prepare_invoke();
+        invocation
+            .key(self.keys.abuse_prefix(account, prefix.as_str()))
+            .key(self.keys.abuse_country(account, country.as_str()))
+            .key(self.keys.abuse_tracked(account))
+            .arg(now_ms)
+            .arg(COUNTERS_TTL_MS)
+            .arg(format!("p:{prefix}"))
+            .arg(format!("c:{country}"));
+        let _: String = run(&self.connection, &invocation, Failure::Unavailable).await?;
+        Ok(())
+    }
+
+    async fn usage(&self, account: &AccountId, day: u64, now_ms: u64) -> Result<Usage, StoreError> {
+        let counts: HashMap<String, u64> = query(
+            &self.connection,
+            redis::cmd("HGETALL").arg(self.keys.abuse_day(account, day)),
+            Failure::Unavailable,
+        )
+        .await?;
+        let running: HashMap<String, String> = query(
+            &self.connection,
+            redis::cmd("HGETALL").arg(self.keys.abuse_blocks(account)),
+            Failure::Unavailable,
+        )
+        .await?;
+        let mut usage = Usage {
+            day,
+            total: counts.get("*").copied().unwrap_or(0),
+            ..Usage::default()
+        };
+        for (field, count) in &counts {
+            if let Some(region) = Region::parse(field) {
+                usage.countries.insert(region, *count);
+            }
+        }
+        for (member, value) in &running {
+            let (until, region) = value
+                .split_once(' ')
+                .ok_or_else(|| corrupt("abuse cool-down"))?;
+            let until_ms: u64 = until.parse().map_err(|_| corrupt("abuse cool-down"))?;
+            if until_ms <= now_ms {
+                continue;
+            }
+            let country = Region::parse(region).unwrap_or(Region::UNKNOWN);
+            let block = match member.split_once(':') {
+                Some(("p", prefix)) => ActiveBlock {
+                    scope: Scope::Prefix,
+                    country,
+                    prefix: Some(Prefix::parse(prefix).ok_or_else(|| corrupt("abuse prefix"))?),
+                    until_ms,
+                },
+                Some(("c", _)) => ActiveBlock {
+                    scope: Scope::Country,
+                    country,
+                    prefix: None,
+                    until_ms,
+                },
+                _ => return Err(corrupt("abuse cool-down member")),
+            };
+            usage.blocks.push(block);
+        }
+        usage.blocks.sort();
+        Ok(usage)
+    }
+}
