@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::phone::Region;
 use dashmap::mapref::one::Ref;
 use dashmap::DashMap;
 use foldhash::fast::RandomState;
@@ -71,6 +72,17 @@ pub const STORE_CLIENT_REBUILDS: &str = "otpgate_store_client_rebuilds_total";
 /// Redis Cluster shards whose master does not answer this instance (0 on a single server).
 pub const STORE_SHARDS_UNREACHABLE: &str = "otpgate_store_shards_unreachable";
 
+/// Sends abuse protection admitted, by destination: `country_code` (ISO 3166-1 alpha-2, or
+/// `other` for numbers of no country). With the approvals below, conversion per country.
+pub const SENDS_ADMITTED: &str = "otpgate_sends_admitted_total";
+/// Approved verifications by destination: `country_code` (as above).
+pub const APPROVALS: &str = "otpgate_verification_approvals_total";
+/// Blocks abuse protection started (a pumping cool-down of a prefix or country, a daily cap
+/// reached): `country` (as `country_code` above) x `rule` (suspected-pumping,
+/// daily-message-cap). Counted once per block, by the refusal that started it; every refusal
+/// is also counted in `otpgate_verifications_started_total` with the rule as its outcome.
+pub const ABUSE_BLOCKS: &str = "otpgate_abuse_blocks_total";
+
 /// Connections closed at accept because a cap was reached: `reason` (process, ip).
 pub const CONNECTIONS_REFUSED: &str = "otpgate_connections_refused_total";
 /// Connections closed by the server's own deadlines: `reason` (first_request, idle,
@@ -86,6 +98,15 @@ pub const ACCEPT_ERRORS: &str = "otpgate_accept_errors_total";
 const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
+
+/// A country label: the region's ISO code (about 250 values), `other` for the non-geographic
+/// codes and unknown regions.
+fn country_label(country: Region) -> &'static str {
+    match country {
+        Region::NON_GEOGRAPHIC | Region::UNKNOWN => "other",
+        region => region.as_str(),
+    }
+}
 
 static METADATA: Metadata<'static> =
     Metadata::new("otpgate", Level::INFO, Some("otpgate::metrics"));
@@ -194,6 +215,19 @@ impl Metrics {
     /// (nothing counted), replayed (an idempotency key's recorded outcome) or key_reused.
     pub fn verification_checked(&self, outcome: &'static str) {
         self.count(Series::of(VERIFICATION_CHECKS).by("outcome", outcome));
+    }
+
+    pub fn send_admitted(&self, country: Region) {
+        self.count(Series::of(SENDS_ADMITTED).by("country_code", country_label(country)));
+    }
+
+    pub fn approval(&self, country: Region) {
+        self.count(Series::of(APPROVALS).by("country_code", country_label(country)));
+    }
+
+    pub fn abuse_block(&self, country: Region, rule: &'static str) {
+        let series = Series::of(ABUSE_BLOCKS).by("country", country_label(country));
+        self.count(series.by("rule", rule));
     }
 
     pub fn store_error(&self, operation: &'static str) {

@@ -10,6 +10,7 @@ use ring::rand::SystemRandom;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::abuse::{AbuseGuard, AbuseStore};
 use crate::account::key_digest;
 use crate::account::service::AccountService;
 use crate::account::store::{Accounts, Directory};
@@ -27,20 +28,21 @@ use crate::factors::crypto::FactorKeys;
 use crate::factors::store::FactorStore;
 use crate::factors::FactorService;
 use crate::limits::Limits;
-use crate::memory::{MemoryAccounts, MemoryDirectory, MemoryStore};
+use crate::memory::{MemoryAbuseStore, MemoryAccounts, MemoryDirectory, MemoryStore};
 use crate::metrics::Metrics;
 use crate::pin::service::{PinParts, PinService};
 use crate::pin::store::PinStore;
 use crate::pin::support::SupportDisable;
 use crate::random::random_bytes;
 use crate::redis::{
-    RedisAccounts, RedisDirectory, RedisOutbox, RedisSettings, RedisStore, Supervision,
+    RedisAbuseStore, RedisAccounts, RedisDirectory, RedisOutbox, RedisSettings, RedisStore,
+    Supervision,
 };
 use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::store::StoreSettings;
 use crate::verify::store::{Store, StoreSendLog};
-use crate::verify::Verifier;
+use crate::verify::{SendGuard, Verifier};
 use crate::{App, AppState};
 
 /// How long a key or account read from the store is trusted before it is read again.
@@ -187,6 +189,20 @@ impl App {
         let web_otp = (!dispatch.web_otp_domain.is_empty()).then(|| WebOtp {
             domain: dispatch.web_otp_domain.clone(),
         });
+        let parts = Parts {
+            settings: &settings,
+            redis: redis.as_deref(),
+            code_key: &code_key,
+            rng: &rng,
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        };
+        let abuse_settings = Arc::new(settings.abuse.clone());
+        let account_service = Arc::new(
+            parts
+                .accounts(&tasks, stop.clone())?
+                .with_abuse(abuse_settings.clone()),
+        );
         let verifier = Verifier::new(
             store.clone(),
             clock.clone(),
@@ -196,17 +212,11 @@ impl App {
             settings.verification.clone(),
             &settings.limits,
             web_otp,
-        );
-
-        let parts = Parts {
-            settings: &settings,
-            redis: redis.as_deref(),
-            code_key: &code_key,
-            rng: &rng,
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-        };
-        let account_service = Arc::new(parts.accounts(&tasks, stop.clone())?);
+        )
+        .with_abuse(SendGuard {
+            guard: parts.abuse(),
+            accounts: account_service.clone(),
+        });
         let pins = parts.pins(account_service.directory().clone())?;
         let factors = parts.factors(account_service.clone())?;
 
@@ -318,6 +328,17 @@ fn pin_store(settings: &Settings, redis: Option<&RedisStore>) -> Arc<dyn PinStor
 }
 
 impl Parts<'_> {
+    /// Abuse protection: `[abuse]` over the counters in Redis (on the gateway's connection, so
+    /// every instance shares them) or in the embedded store.
+    fn abuse(&self) -> AbuseGuard {
+        let settings = &self.settings.abuse;
+        let store: Arc<dyn AbuseStore> = match self.redis {
+            Some(redis) => Arc::new(RedisAbuseStore::on(redis, settings)),
+            None => Arc::new(MemoryAbuseStore::new(settings)),
+        };
+        AbuseGuard::new(settings.clone(), store)
+    }
+
     /// The accounts service: the directory on the gateway's Redis connection (or in memory), the
     /// hot-path cache, and, with Redis, the invalidation link as a background task that ends with
     /// `stop`.

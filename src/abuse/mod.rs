@@ -22,13 +22,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::account::AccountId;
 use crate::phone::{NumberType, PhoneNumber, Region};
 use crate::store::StoreError;
 use guard::DAY_MS;
 pub use prefix::Prefix;
 pub use settings::{AbusePolicy, AbuseSettings};
-pub use store::{AbuseStore, Admission, Block, BlockRule, Scope, SendCheck, Usage};
+pub use store::{AbuseStore, Admission, Approval, Block, BlockRule, Scope, SendCheck, Usage};
 
 /// A channel a message goes out on, as abuse protection tells them apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -73,7 +72,8 @@ impl Refusal {
 /// One send, as the send path knows it.
 #[derive(Debug, Clone, Copy)]
 pub struct Send<'a> {
-    pub account: &'a AccountId,
+    /// The account's id (`AC…`).
+    pub account: &'a str,
     /// The account's overrides (the default policy when it has none).
     pub policy: &'a AbusePolicy,
     pub channel: Channel,
@@ -130,7 +130,7 @@ impl AbuseGuard {
     /// What the store decides on for `send`.
     pub fn check(&self, send: &Send<'_>) -> SendCheck {
         SendCheck {
-            account: send.account.clone(),
+            account: send.account.to_owned(),
             country: send.to.region(),
             prefix: Prefix::of(send.to),
             guarded: !send.policy.safe_list.covers(send.to),
@@ -145,7 +145,7 @@ impl AbuseGuard {
     /// conversion, unless the safe list covers it (its sends were not counted either).
     pub async fn approved(
         &self,
-        account: &AccountId,
+        account: &str,
         policy: &AbusePolicy,
         to: &PhoneNumber,
         now_ms: u64,
@@ -154,12 +154,17 @@ impl AbuseGuard {
             return Ok(());
         }
         self.store
-            .record_approval(account, to.region(), &Prefix::of(to), now_ms)
+            .record_approval(&Approval {
+                account,
+                country: to.region(),
+                prefix: &Prefix::of(to),
+                now_ms,
+            })
             .await
     }
 
     /// Today's (UTC) messages and the cool-downs running.
-    pub async fn usage(&self, account: &AccountId, now_ms: u64) -> Result<Usage, StoreError> {
+    pub async fn usage(&self, account: &str, now_ms: u64) -> Result<Usage, StoreError> {
         self.store.usage(account, now_ms / DAY_MS, now_ms).await
     }
 }
@@ -175,8 +180,8 @@ mod tests {
         AbuseGuard::new(settings, store)
     }
 
-    fn account() -> AccountId {
-        AccountId::parse("AC0123456789abcdef0123456789abcdef").unwrap()
+    fn account() -> &'static str {
+        "AC0123456789abcdef0123456789abcdef"
     }
 
     async fn decide(
@@ -188,7 +193,7 @@ mod tests {
         let to = PhoneNumber::parse(to).unwrap();
         guard
             .admit(&Send {
-                account: &account(),
+                account: account(),
                 policy,
                 channel,
                 to: &to,
@@ -221,7 +226,7 @@ mod tests {
         // Refused before the store: nothing counted.
         assert_eq!(
             guard
-                .usage(&account(), 1_764_000_000_000)
+                .usage(account(), 1_764_000_000_000)
                 .await
                 .unwrap()
                 .total,

@@ -114,6 +114,46 @@ impl AbuseSettings {
     }
 }
 
+/// `[abuse]` as the config writes it (config/default.toml documents each key): `geo` and
+/// `number_types` name only the channels whose shipped default they replace.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SettingsWire {
+    #[serde(default)]
+    geo: BTreeMap<Channel, GeoPermission>,
+    #[serde(default)]
+    number_types: BTreeMap<Channel, TypeSet>,
+    prefix: Thresholds,
+    country: Thresholds,
+    #[serde(default)]
+    caps: DailyCaps,
+    max_tracked: usize,
+    memory_max_tracked: usize,
+    max_safe_list: usize,
+}
+
+impl<'de> Deserialize<'de> for AbuseSettings {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = SettingsWire::deserialize(deserializer)?;
+        let mut settings = AbuseSettings {
+            prefix_rules: wire.prefix,
+            country_rules: wire.country,
+            caps: wire.caps,
+            max_tracked: wire.max_tracked,
+            memory_max_tracked: wire.memory_max_tracked,
+            max_safe_list: wire.max_safe_list,
+            ..AbuseSettings::default()
+        };
+        for (channel, geo) in wire.geo {
+            *settings.geo.get_mut(channel) = geo;
+        }
+        for (channel, types) in wire.number_types {
+            *settings.number_types.get_mut(channel) = types;
+        }
+        Ok(settings)
+    }
+}
+
 /// One value per channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PerChannel<T> {
@@ -138,6 +178,14 @@ impl<T> PerChannel<T> {
             Channel::Sms => &self.sms,
             Channel::Whatsapp => &self.whatsapp,
             Channel::Call => &self.call,
+        }
+    }
+
+    pub fn get_mut(&mut self, channel: Channel) -> &mut T {
+        match channel {
+            Channel::Sms => &mut self.sms,
+            Channel::Whatsapp => &mut self.whatsapp,
+            Channel::Call => &mut self.call,
         }
     }
 }

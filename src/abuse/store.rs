@@ -10,7 +10,6 @@ use async_trait::async_trait;
 use super::guard::Thresholds;
 use super::prefix::Prefix;
 use super::settings::DailyCaps;
-use crate::account::AccountId;
 use crate::phone::Region;
 use crate::store::StoreError;
 
@@ -18,7 +17,9 @@ use crate::store::StoreError;
 /// need no store); the safe list too (`guarded`).
 #[derive(Debug, Clone)]
 pub struct SendCheck {
-    pub account: AccountId,
+    /// The account's id (`AC…`): abuse protection keys its counters by it and needs nothing
+    /// else of the account (so that the account's policy can carry [`super::AbusePolicy`]).
+    pub account: String,
     pub country: Region,
     pub prefix: Prefix,
     /// False for a safe-listed destination: the caps count it, the guard neither checks nor
@@ -27,6 +28,15 @@ pub struct SendCheck {
     pub prefix_rules: Thresholds,
     pub country_rules: Thresholds,
     pub caps: DailyCaps,
+    pub now_ms: u64,
+}
+
+/// An approved verification, as `record_approval` counts it.
+#[derive(Debug, Clone, Copy)]
+pub struct Approval<'a> {
+    pub account: &'a str,
+    pub country: Region,
+    pub prefix: &'a Prefix,
     pub now_ms: u64,
 }
 
@@ -50,7 +60,7 @@ pub struct Block {
     pub prefix: Option<Prefix>,
     pub retry_after_ms: u64,
     /// This refusal started the block: a cool-down that began now, or the first refusal by a
-    /// daily cap today. Phase 2 writes the audit entry, the event and
+    /// daily cap today. The send path writes the audit entry and counts
     /// `otpgate_abuse_blocks_total` on exactly these.
     pub started: bool,
 }
@@ -117,15 +127,9 @@ pub trait AbuseStore: Send + Sync {
 
     /// Counts an approved verification towards its prefix's and country's conversion (only
     /// where they are tracked: an approval alone starts no tracking).
-    async fn record_approval(
-        &self,
-        account: &AccountId,
-        country: Region,
-        prefix: &Prefix,
-        now_ms: u64,
-    ) -> Result<(), StoreError>;
+    async fn record_approval(&self, approval: &Approval<'_>) -> Result<(), StoreError>;
 
     /// The account's messages on `day` (days since the epoch, UTC; today and yesterday are
     /// kept), and the cool-downs running at `now_ms`.
-    async fn usage(&self, account: &AccountId, day: u64, now_ms: u64) -> Result<Usage, StoreError>;
+    async fn usage(&self, account: &str, day: u64, now_ms: u64) -> Result<Usage, StoreError>;
 }

@@ -23,6 +23,8 @@ pub mod action {
     pub const DEVICE_REVOKED: &str = "device.revoked";
     pub const DEVICES_REVOKED: &str = "devices.revoked_all";
     pub const KEY_MINTED: &str = "key.minted";
+    /// Abuse protection started a block (a pumping cool-down, or a daily cap reached).
+    pub const ABUSE_BLOCKED: &str = "abuse.blocked";
 }
 
 /// Who made a change: the key (by its public id), the key's role, and the user it acted for.
@@ -41,6 +43,15 @@ impl Who {
         Self {
             key_id: "another-account".into(),
             role: "claimant".into(),
+            acting_user: None,
+        }
+    }
+
+    /// The gateway itself (abuse protection), acting on no key's request but its own rules.
+    pub fn gateway() -> Self {
+        Self {
+            key_id: "gateway".into(),
+            role: "gateway".into(),
             acting_user: None,
         }
     }

@@ -45,7 +45,7 @@ impl AccountService {
             return Ok(policy);
         }
         let policy = self.directory.policy(account).await?;
-        self.cache.put_policy(ticket, account, policy, now);
+        self.cache.put_policy(ticket, account, policy.clone(), now);
         Ok(policy)
     }
 

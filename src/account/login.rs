@@ -137,6 +137,7 @@ mod tests {
             channels: ChannelSet::of(channels),
             sms_fallback: fallback,
             trusted_device: TrustDuration::OneDay,
+            abuse: Default::default(),
             version: 1,
         }
     }

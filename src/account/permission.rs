@@ -28,6 +28,8 @@ pub enum Permission {
     RevokeDevices,
     /// Read the audit trail.
     ReadAudit,
+    /// Read today's message counts, the caps and the blocks running (`GET /v1/usage`).
+    ReadUsage,
     /// Enrol factors, confirm them, run challenges, regenerate recovery codes.
     UseFactors,
     /// Add phone numbers and read them.
@@ -136,6 +138,13 @@ const TABLE: &[Row] = &[
         root_refusal: ROOT_ONLY_MANAGES,
     },
     Row {
+        permission: Permission::ReadUsage,
+        roles: NUMBER_OWNERS,
+        root: false,
+        refusal: "only owner and admin keys read the account's usage",
+        root_refusal: ROOT_ONLY_MANAGES,
+    },
+    Row {
         permission: Permission::UseFactors,
         roles: &[Role::Owner, Role::Service, Role::Partner],
         root: false,
@@ -234,7 +243,7 @@ impl Permission {
 mod tests {
     use super::*;
 
-    const EVERY: [Permission; 18] = [
+    const EVERY: [Permission; 19] = [
         Permission::CreateAccounts,
         Permission::MintKeys,
         Permission::SetAccountEmail,
@@ -244,6 +253,7 @@ mod tests {
         Permission::RunLogins,
         Permission::RevokeDevices,
         Permission::ReadAudit,
+        Permission::ReadUsage,
         Permission::UseFactors,
         Permission::ManagePhoneNumbers,
         Permission::SetPins,
@@ -284,6 +294,8 @@ mod tests {
         assert!(Permission::RunLogins.allows(Role::Service));
         assert!(!Permission::ManagePeople.allows(Role::Service));
         assert!(!Permission::ReadAudit.allows(Role::Service));
+        assert!(Permission::ReadUsage.allows(Role::Admin));
+        assert!(!Permission::ReadUsage.allows(Role::Partner));
         assert!(Permission::MintKeys.allows_root() && !Permission::SendCodes.allows_root());
     }
 }

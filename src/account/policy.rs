@@ -1,9 +1,12 @@
 //! The account-wide 2FA policy: whether 2FA is required, the allowed channels, SMS as the
-//! fallback of an app or a key, and how long a device stays trusted.
+//! fallback of an app or a key, how long a device stays trusted, and the account's abuse
+//! protection (its overrides of the operator's `[abuse]` defaults).
 
 use std::time::Duration;
 
 use serde::Serialize;
+
+use crate::abuse::AbusePolicy;
 
 /// A second-factor channel the policy may allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -148,13 +151,16 @@ impl Serialize for TrustDuration {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Policy {
     pub require_2fa: bool,
     pub channels: ChannelSet,
     /// Offer SMS as the alternative when the primary factor is an app or a key.
     pub sms_fallback: bool,
     pub trusted_device: TrustDuration,
+    /// Geo permissions, number types, the pumping guard's rules, daily caps and the safe list,
+    /// where the account overrides the operator's defaults (empty: the defaults apply).
+    pub abuse: AbusePolicy,
     /// 0 for an account that never set its policy (the defaults apply); bumped by every write.
     #[serde(skip)]
     pub version: u64,
@@ -168,6 +174,7 @@ impl Policy {
             channels: ChannelSet::of(&[PolicyChannel::Sms]),
             sms_fallback: false,
             trusted_device: TrustDuration::EveryLogin,
+            abuse: AbusePolicy::default(),
             version: 0,
         }
     }
@@ -224,6 +231,7 @@ mod tests {
             channels: ChannelSet::of(&[PolicyChannel::Sms, PolicyChannel::Totp]),
             sms_fallback: true,
             trusted_device: TrustDuration::OneWeek,
+            abuse: AbusePolicy::default(),
             version: 3,
         };
         let stricter = Policy {
@@ -231,6 +239,7 @@ mod tests {
             channels: ChannelSet::of(&[PolicyChannel::Totp]),
             sms_fallback: false,
             trusted_device: TrustDuration::OneDay,
+            abuse: AbusePolicy::default(),
             version: 3,
         };
         assert!(base.weakenings(&stricter).is_empty());

@@ -282,6 +282,15 @@ pub fn policy_change(actor: &Actor, before: &Policy, after: &Policy) -> Result<(
         ));
     }
     let weakenings = before.weakenings(after);
+    if before.abuse != after.abuse && matches!(actor.kind, ActorKind::Partner | ActorKind::Service)
+    {
+        // Telling a stricter abuse policy from a weaker one would take a rule per member; a
+        // partner acts for a client and never takes protection off, so it changes none of it.
+        return Err(Refusal::new(
+            rule::PARTNERS_NEVER_WEAKEN_PROTECTION,
+            "a partner may not change the account's abuse protection (owners and admins do)",
+        ));
+    }
     match actor.kind {
         ActorKind::Owner => Ok(()),
         ActorKind::Member => Err(Refusal::new(

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use ring::rand::SystemRandom;
 use serde_json::json;
 
+use crate::abuse::{AbusePolicy, AbuseSettings};
 use crate::account::audit::{action, AuditEntry, AuditPage, Who};
 use crate::account::limits::{LimitReached, TenantSettings};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
@@ -63,6 +64,8 @@ pub struct PolicyUpdate {
     pub channels: Option<ChannelSet>,
     pub sms_fallback: Option<bool>,
     pub trusted_device: Option<TrustDuration>,
+    /// Replaces the account's abuse protection whole.
+    pub abuse: Option<AbusePolicy>,
 }
 
 /// Its fields are visible to the crate because its methods are spread over `account/users.rs`,
@@ -76,6 +79,8 @@ pub struct AccountService {
     pub(crate) rng: SystemRandom,
     pub(crate) settings: DirectorySettings,
     pub(crate) tenants: TenantSettings,
+    /// The operator's `[abuse]`: the bounds an account's abuse protection is checked against.
+    pub(crate) abuse: Arc<AbuseSettings>,
 }
 
 impl AccountService {
@@ -101,7 +106,14 @@ impl AccountService {
             rng: SystemRandom::new(),
             settings,
             tenants: TenantSettings::default(),
+            abuse: Arc::default(),
         }
+    }
+
+    /// The operator's `[abuse]`; the shipped defaults until this is called.
+    pub fn with_abuse(mut self, abuse: Arc<AbuseSettings>) -> Self {
+        self.abuse = abuse;
+        self
     }
 
     /// The per-account bounds (`[tenants]`); the documented defaults until this is called.
@@ -155,6 +167,13 @@ impl AccountService {
         actor: &Actor,
         update: &PolicyUpdate,
     ) -> Result<Policy, AccountError> {
+        if let Some(abuse) = &update.abuse {
+            let mut errors = Vec::new();
+            abuse.validate(&self.abuse, &mut errors);
+            if !errors.is_empty() {
+                return Err(AccountError::Invalid(errors.join("; ")));
+            }
+        }
         for _ in 0..MAX_TRIES {
             let before = self.directory.policy(account).await?;
             let after = Policy {
@@ -162,6 +181,7 @@ impl AccountService {
                 channels: update.channels.unwrap_or(before.channels),
                 sms_fallback: update.sms_fallback.unwrap_or(before.sms_fallback),
                 trusted_device: update.trusted_device.unwrap_or(before.trusted_device),
+                abuse: update.abuse.clone().unwrap_or_else(|| before.abuse.clone()),
                 version: before.version,
             };
             rules::policy_change(actor, &before, &after)?;

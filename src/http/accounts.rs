@@ -157,6 +157,7 @@ pub(super) async fn put_policy(call: Call<'_>) -> Reply {
         channels,
         sms_fallback: body.sms_fallback,
         trusted_device,
+        abuse: body.abuse,
     };
     let actor = actor(app, &account, &key, body.acting_user.as_deref()).await?;
     let policy = app.accounts().set_policy(&account, &actor, &update).await?;

@@ -10,6 +10,7 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::abuse::Refusal;
 use crate::store::StoreError;
 use crate::verify::model::Status;
 use crate::verify::VerifyError;
@@ -64,6 +65,10 @@ pub enum ApiError {
     OutcomeUnknown,
     /// A check of a verification that was already final (409): the slug names its status.
     VerificationFinal(Status),
+    /// A send refused by abuse protection: 422 `refused` for a destination the channel may not
+    /// reach (geo permission, number type), 429 with `Retry-After` for a block (a pumping
+    /// cool-down, a daily cap), its type the rule. Nothing was stored, sent or counted.
+    Abuse(Refusal),
     Internal,
 }
 
@@ -98,6 +103,18 @@ pub struct Problem<'a> {
     /// That bound's value (`account-limit-reached`).
     #[serde(skip_serializing_if = "Option::is_none")]
     max: Option<u64>,
+    /// The destination's country (ISO 3166-1 alpha-2, `001` non-geographic, `ZZ` unknown) of a
+    /// send refused by abuse protection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<&'static str>,
+    /// The destination's number type (rule `number-type`): mobile, fixed_line,
+    /// fixed_line_or_mobile, toll_free, premium_rate, shared_cost, voip, personal, pager, uan,
+    /// voicemail, unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number_type: Option<&'static str>,
+    /// What a block holds (suspected-pumping, daily-message-cap): prefix, country, account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<&'static str>,
 }
 
 impl ApiError {
@@ -143,6 +160,8 @@ impl ApiError {
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::OutcomeUnknown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::VerificationFinal(_) => StatusCode::CONFLICT,
+            ApiError::Abuse(Refusal::Blocked(_)) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Abuse(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -226,6 +245,7 @@ impl ApiError {
                     ),
                 )
             }
+            ApiError::Abuse(refusal) => abuse_slug_and_detail(refusal),
             ApiError::Internal => (
                 "internal",
                 "the server failed; the cause is in its log".to_owned(),
@@ -243,6 +263,7 @@ impl ApiError {
             detail,
             rule: match &self {
                 ApiError::Refused { rule, .. } => Some(*rule),
+                ApiError::Abuse(refusal) => Some(refusal.rule()),
                 _ => None,
             },
             users: match &self {
@@ -259,6 +280,19 @@ impl ApiError {
             },
             max: match &self {
                 ApiError::AccountLimit(reached) => Some(reached.max),
+                _ => None,
+            },
+            country: match &self {
+                ApiError::Abuse(Refusal::Geo { country }) => Some(country.as_str()),
+                ApiError::Abuse(Refusal::Blocked(block)) => Some(block.country.as_str()),
+                _ => None,
+            },
+            number_type: match &self {
+                ApiError::Abuse(Refusal::NumberType { number_type }) => Some(number_type.as_str()),
+                _ => None,
+            },
+            scope: match &self {
+                ApiError::Abuse(Refusal::Blocked(block)) => Some(block.scope.as_str()),
                 _ => None,
             },
         })
@@ -294,9 +328,42 @@ impl ApiError {
             } if retry_after_secs > 0 => {
                 headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
+            ApiError::Abuse(Refusal::Blocked(block)) => {
+                let seconds = block.retry_after_ms.div_ceil(1000).max(1);
+                headers.insert(RETRY_AFTER, HeaderValue::from(seconds));
+            }
             _ => {}
         }
         response
+    }
+}
+
+/// A refusal by abuse protection: 422s are `refused` like every rule's refusal, a block's type
+/// is its rule (docs/abuse.md).
+fn abuse_slug_and_detail(refusal: &Refusal) -> (&'static str, String) {
+    match refusal {
+        Refusal::Geo { country } => (
+            "refused",
+            format!("refused by rule 'geo-permission': this account does not send to {country} on this channel (the policy's abuse.geo); nothing was sent"),
+        ),
+        Refusal::NumberType { number_type } => (
+            "refused",
+            format!("refused by rule 'number-type': this account does not send to {} numbers on this channel (the policy's abuse.number_types; premium_rate and shared_cost never); nothing was sent", number_type.as_str()),
+        ),
+        Refusal::Blocked(block) => {
+            let rule = block.rule.as_str();
+            let detail = match block.rule {
+                crate::abuse::BlockRule::SuspectedPumping => format!(
+                    "sends to this {} look like SMS pumping (many codes, few approved) and are paused; nothing was sent, try again after Retry-After or safe-list the numbers in the policy",
+                    block.scope.as_str()
+                ),
+                crate::abuse::BlockRule::DailyMessageCap => format!(
+                    "this account reached its daily message cap ({}); nothing was sent until midnight UTC",
+                    if block.scope == crate::abuse::Scope::Account { "all destinations" } else { "this country" }
+                ),
+            };
+            (rule, detail)
+        }
     }
 }
 
@@ -350,6 +417,7 @@ impl From<VerifyError> for ApiError {
             VerifyError::CodeTooShort { floor } => ApiError::invalid(format!(
                 "code_length must be at least {floor}, this account's code length"
             )),
+            VerifyError::Abuse(refusal) => ApiError::Abuse(refusal),
             VerifyError::QueueFull => ApiError::Unavailable("the message queue is full; nothing was sent, try again"),
             VerifyError::Random => ApiError::random_failed(),
             VerifyError::Store(error) => error.into(),

@@ -21,6 +21,7 @@ pub mod settings;
 pub mod table;
 mod twilio;
 mod twilio_error;
+mod usage;
 mod verifications;
 mod webhooks;
 pub mod wire;

@@ -24,12 +24,14 @@ macro_rules! to {
     };
 }
 
-use super::{accounts, factors, graph, keys, operations, pins, twilio, verifications, webhooks};
+use super::{
+    accounts, factors, graph, keys, operations, pins, twilio, usage, verifications, webhooks,
+};
 use Access::{Graph, Key, Link, Open, Receipt, Root, RootOrKey, Twilio};
 use Permission::{
     AskTwoStepLinks, CreateAccounts, ManagePeople, ManagePhoneNumbers, MintKeys, ReadAudit,
-    ReadPolicy, RegisterNumbers, RevokeDevices, RunLogins, SendCodes, SetAccountEmail, SetPins,
-    UseFactors,
+    ReadPolicy, ReadUsage, RegisterNumbers, RevokeDevices, RunLogins, SendCodes, SetAccountEmail,
+    SetPins, UseFactors,
 };
 
 static NOT_FOUND: Entry = row("", "not_found", &[]);
@@ -190,6 +192,12 @@ pub static TABLE: &[Entry] = &[
                 answer("200", "The policy after the change (absent fields stay)", &[json::<PolicyBody>()]),
                 problem("default", "A problem (422 `refused` names the rule)"),
             ],
+        }),
+    ]),
+    row("/v1/usage", "usage", &[
+        op("GET", Key(ReadUsage), to!(usage::get_usage), Doc {
+            id: "get_usage", summary: "Today's messages, caps and abuse blocks", tag: "policy", params: &[], request: None,
+            answers: &[answer("200", "Today's (UTC) messages overall and per country, the daily caps, the blocks running", &[json::<UsageBody>()]), PROBLEM],
         }),
     ]),
     row("/v1/users", "users", &[

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use super::body::json_response;
 use super::error::ApiError;
+use crate::abuse::{BlockRule, Refusal};
 use crate::verify::model::Status;
 use crate::verify::VerifyError;
 
@@ -115,6 +116,45 @@ impl From<ApiError> for TwilioError {
     }
 }
 
+impl TwilioError {
+    /// Abuse protection's refusals as Twilio Verify answers them: 60605 (geo permissions, 403),
+    /// 60205 (a number SMS cannot reach: Twilio's landline code, 400), 60410 (Fraud Guard's
+    /// prefix block, 403, with our `Retry-After`), and for a daily cap 20429 (Twilio's code for a
+    /// usage limit, 429).
+    fn abuse(refusal: &Refusal) -> Self {
+        match refusal {
+            Refusal::Geo { country } => Self::new(
+                StatusCode::FORBIDDEN,
+                60605,
+                format!("Verification delivery attempt blocked: permission to send to {country} is not enabled for this service (geo permissions)"),
+            ),
+            Refusal::NumberType { number_type } => Self::new(
+                StatusCode::BAD_REQUEST,
+                60205,
+                format!("SMS is not supported by this {} phone number", number_type.as_str()),
+            ),
+            Refusal::Blocked(block) => {
+                let seconds = block.retry_after_ms.div_ceil(1000).max(1);
+                match block.rule {
+                    BlockRule::SuspectedPumping => Self {
+                        retry_after_secs: Some(seconds),
+                        ..Self::new(
+                            StatusCode::FORBIDDEN,
+                            60410,
+                            "Verification delivery attempt blocked: suspected SMS pumping to this destination; the block is temporary",
+                        )
+                    },
+                    BlockRule::DailyMessageCap => Self::limited(
+                        20429,
+                        "Too many requests: the service reached its daily message cap",
+                        seconds,
+                    ),
+                }
+            }
+        }
+    }
+}
+
 impl From<VerifyError> for TwilioError {
     fn from(error: VerifyError) -> Self {
         match error {
@@ -136,6 +176,7 @@ impl From<VerifyError> for TwilioError {
             VerifyError::NotFound | VerifyError::NotPending(_) | VerifyError::AlreadyFinal(_) => {
                 Self::not_found("verification")
             }
+            VerifyError::Abuse(refusal) => Self::abuse(&refusal),
             VerifyError::CodeTooShort { floor } => Self::invalid(
                 "CodeLength",
                 &format!("must be at least {floor}, the service's code length"),

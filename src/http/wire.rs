@@ -3,9 +3,14 @@
 //! `ToSchema` from which `openapi.rs` writes the document. What a client sees is declared once,
 //! here; the schema names (`#[schema(as = …)]`) are those of the published document.
 
+use std::collections::{BTreeMap, HashMap};
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::abuse::guard::DAY_MS;
+use crate::abuse::settings::DailyCaps;
+use crate::abuse::{AbusePolicy, BlockRule, Usage};
 use crate::account::audit::{AuditEntry, Who};
 use crate::account::login::Offer;
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
@@ -211,6 +216,10 @@ pub struct PolicyBody {
     /// none, 1d, 7d, 30d.
     #[schema(value_type = String)]
     pub trusted_device: TrustDuration,
+    /// The account's own abuse protection: only the members it overrides (`{}`: the
+    /// operator's defaults throughout).
+    #[schema(value_type = AbuseProtectionSchema)]
+    pub abuse: AbusePolicy,
     /// False until the account sets its own policy: the defaults for new accounts apply.
     pub customised: bool,
 }
@@ -222,6 +231,7 @@ impl From<&Policy> for PolicyBody {
             channels: policy.channels,
             sms_fallback: policy.sms_fallback,
             trusted_device: policy.trusted_device,
+            abuse: policy.abuse.clone(),
             customised: policy.version > 0,
         }
     }
@@ -235,8 +245,158 @@ pub struct PutPolicyBody {
     pub channels: Option<Vec<String>>,
     pub sms_fallback: Option<bool>,
     pub trusted_device: Option<String>,
+    /// Replaces the account's abuse protection whole (`{}`: back to the operator's defaults).
+    /// Owners and admins only; a bad member answers 400 and changes nothing.
+    #[schema(value_type = Option<AbuseProtectionSchema>)]
+    pub abuse: Option<AbusePolicy>,
     /// The person the key acts for (the key's role is lowered to theirs).
     pub acting_user: Option<String>,
+}
+
+/// An account's abuse protection (docs/abuse.md). Each member left out takes the operator's
+/// default (`[abuse]`); a member given replaces it whole. Unknown members are refused. (The
+/// schema only: the service parses `abuse::AbusePolicy`.)
+#[derive(ToSchema)]
+#[schema(as = AbuseProtection)]
+#[allow(dead_code)]
+pub struct AbuseProtectionSchema {
+    /// Per channel (`sms`, `whatsapp`, `call`): the destination regions allowed.
+    pub geo: Option<HashMap<String, GeoSchema>>,
+    /// Per channel: the number types allowed, of mobile, fixed_line, fixed_line_or_mobile,
+    /// toll_free, voip, personal, pager, uan, voicemail, unknown (premium_rate and shared_cost
+    /// never).
+    pub number_types: Option<HashMap<String, Vec<String>>>,
+    /// The pumping guard's rules per prefix and per country.
+    pub guard: Option<GuardSchema>,
+    pub caps: Option<CapsSchema>,
+    /// Numbers in E.164 and prefixes ending in `*` (`+4915112*`) the pumping guard lets through;
+    /// at most `abuse.max_safe_list` (100).
+    pub safe_list: Option<Vec<String>>,
+}
+
+/// `{"countries": ["DE", "AT"]}` (only these) or `{"countries": ["*"], "except": ["CU"]}`.
+#[derive(ToSchema)]
+#[schema(as = GeoPermission)]
+#[allow(dead_code)]
+pub struct GeoSchema {
+    /// ISO 3166-1 alpha-2 codes in upper case (`001`: non-geographic codes), or `["*"]`.
+    pub countries: Vec<String>,
+    /// Only with `["*"]`: the regions taken out.
+    pub except: Option<Vec<String>>,
+}
+
+#[derive(ToSchema)]
+#[schema(as = GuardRules)]
+#[allow(dead_code)]
+pub struct GuardSchema {
+    pub prefix: Option<ThresholdsSchema>,
+    pub country: Option<ThresholdsSchema>,
+}
+
+/// A send is refused (429 `suspected-pumping`) and the scope paused when the last hour holds at
+/// least `min_sends` with approvals under `min_conversion_percent`, or at least
+/// `surge_min_sends` and more than `surge_factor` × the hourly average of the 24 hours before.
+#[derive(ToSchema)]
+#[schema(as = GuardThresholds)]
+#[allow(dead_code)]
+pub struct ThresholdsSchema {
+    #[schema(minimum = 1)]
+    pub min_sends: u64,
+    #[schema(maximum = 100)]
+    pub min_conversion_percent: u64,
+    #[schema(minimum = 1)]
+    pub surge_factor: u64,
+    #[schema(minimum = 1)]
+    pub surge_min_sends: u64,
+    #[schema(minimum = 60, maximum = 86400)]
+    pub cooldown_seconds: u64,
+}
+
+/// Messages per UTC day; absent: unlimited. Past one, 429 `daily-message-cap`.
+#[derive(ToSchema)]
+#[schema(as = DailyCaps)]
+#[allow(dead_code)]
+pub struct CapsSchema {
+    #[schema(minimum = 1)]
+    pub total: Option<u64>,
+    #[schema(minimum = 1)]
+    pub per_country: Option<u64>,
+}
+
+// ---- usage ----
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = Usage)]
+pub struct UsageBody {
+    /// The UTC day counted, `YYYY-MM-DD`.
+    pub day: String,
+    /// Messages admitted today, all destinations.
+    pub total: u64,
+    /// Messages admitted today per destination country (ISO 3166-1 alpha-2; `001`
+    /// non-geographic, `ZZ` unknown).
+    pub countries: BTreeMap<&'static str, u64>,
+    /// The daily caps in force (the account's, else the operator's); absent members: no cap.
+    pub caps: CapsBody,
+    /// The blocks running now: pumping cool-downs of a prefix or a country.
+    pub blocks: Vec<BlockBody>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = DailyCapsInForce)]
+pub struct CapsBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub per_country: Option<u64>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = AbuseBlock)]
+pub struct BlockBody {
+    /// `suspected-pumping`.
+    pub rule: &'static str,
+    /// prefix or country.
+    pub scope: &'static str,
+    pub country: &'static str,
+    /// The prefix blocked (`+` and digits: the number less its last four), for a prefix.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// RFC 3339, UTC.
+    pub until: String,
+    pub retry_after_seconds: u64,
+}
+
+impl UsageBody {
+    pub fn new(usage: &Usage, caps: DailyCaps, now_ms: u64) -> Self {
+        Self {
+            day: rfc3339(usage.day * DAY_MS)[..10].to_owned(),
+            total: usage.total,
+            countries: usage
+                .countries
+                .iter()
+                .map(|(region, count)| (region.as_str(), *count))
+                .collect(),
+            caps: CapsBody {
+                total: caps.total,
+                per_country: caps.per_country,
+            },
+            blocks: usage
+                .blocks
+                .iter()
+                .map(|block| BlockBody {
+                    rule: BlockRule::SuspectedPumping.as_str(),
+                    scope: block.scope.as_str(),
+                    country: block.country.as_str(),
+                    prefix: block
+                        .prefix
+                        .as_ref()
+                        .map(|prefix| prefix.as_str().to_owned()),
+                    until: rfc3339(block.until_ms),
+                    retry_after_seconds: block.until_ms.saturating_sub(now_ms).div_ceil(1000),
+                })
+                .collect(),
+        }
+    }
 }
 
 // ---- users ----

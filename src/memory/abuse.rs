@@ -16,12 +16,14 @@ use async_trait::async_trait;
 use crate::abuse::guard::{Counters, Thresholds, Window, DAY_MS};
 use crate::abuse::settings::AbuseSettings;
 use crate::abuse::store::{
-    AbuseStore, ActiveBlock, Admission, Block, BlockRule, Scope, SendCheck, Usage,
+    AbuseStore, ActiveBlock, Admission, Approval, Block, BlockRule, Scope, SendCheck, Usage,
 };
 use crate::abuse::Prefix;
-use crate::account::AccountId;
 use crate::phone::Region;
 use crate::store::StoreError;
+
+/// An account's id, as abuse protection keys by it.
+type AccountId = String;
 
 pub struct MemoryAbuseStore {
     state: Mutex<State>,
@@ -88,7 +90,7 @@ impl MemoryAbuseStore {
 
     /// How many prefixes and countries are tracked, for `account` and in all (for the tests of
     /// the bounds).
-    pub fn tracked(&self, account: &AccountId) -> (usize, usize) {
+    pub fn tracked(&self, account: &str) -> (usize, usize) {
         let state = self.lock();
         let mine = state.per_account.get(account).map_or(0, BTreeMap::len);
         (mine, state.tracked.len())
@@ -345,15 +347,13 @@ impl AbuseStore for MemoryAbuseStore {
         Ok(Admission::Admitted)
     }
 
-    async fn record_approval(
-        &self,
-        account: &AccountId,
-        country: Region,
-        prefix: &Prefix,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
+    async fn record_approval(&self, approval: &Approval<'_>) -> Result<(), StoreError> {
         let mut state = self.lock();
-        for key in [Key::Country(country), Key::Prefix(prefix.clone())] {
+        let (account, now_ms) = (&approval.account.to_owned(), approval.now_ms);
+        for key in [
+            Key::Country(approval.country),
+            Key::Prefix(approval.prefix.clone()),
+        ] {
             if state.tracked.contains_key(&(account.clone(), key.clone())) {
                 let limits = (self.max_tracked, self.max_total);
                 state.touch(account, key, now_ms, limits, |counters| {
@@ -364,13 +364,13 @@ impl AbuseStore for MemoryAbuseStore {
         Ok(())
     }
 
-    async fn usage(&self, account: &AccountId, day: u64, now_ms: u64) -> Result<Usage, StoreError> {
+    async fn usage(&self, account: &str, day: u64, now_ms: u64) -> Result<Usage, StoreError> {
         let state = self.lock();
         let mut usage = Usage {
             day,
             ..Usage::default()
         };
-        if let Some(counts) = state.days.get(&(account.clone(), day)) {
+        if let Some(counts) = state.days.get(&(account.to_owned(), day)) {
             usage.total = counts.total;
             usage.countries = counts.countries.iter().map(|(r, n)| (*r, *n)).collect();
         }

@@ -56,7 +56,9 @@ struct AccountState {
 
 impl AccountState {
     fn policy(&self) -> Policy {
-        self.policy.unwrap_or_else(Policy::default_for_new_accounts)
+        self.policy
+            .clone()
+            .unwrap_or_else(Policy::default_for_new_accounts)
     }
 
     fn audit(&mut self, entry: &AuditEntry, cap: usize) {
@@ -177,7 +179,10 @@ impl Directory for MemoryDirectory {
                 });
             }
             let version = current.version + 1;
-            state.policy = Some(Policy { version, ..*policy });
+            state.policy = Some(Policy {
+                version,
+                ..policy.clone()
+            });
             state.audit(audit, self.audit_cap);
             Ok(PolicyWrite::Written { version })
         })

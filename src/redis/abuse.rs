@@ -17,10 +17,9 @@ use redis::Script;
 use crate::abuse::guard::{Thresholds, DAY_MS, HOUR_MS};
 use crate::abuse::settings::AbuseSettings;
 use crate::abuse::store::{
-    AbuseStore, ActiveBlock, Admission, Block, BlockRule, Scope, SendCheck, Usage,
+    AbuseStore, ActiveBlock, Admission, Approval, Block, BlockRule, Scope, SendCheck, Usage,
 };
 use crate::abuse::Prefix;
-use crate::account::AccountId;
 use crate::phone::Region;
 use crate::redis::connection::Connection;
 use crate::redis::script::{corrupt, load, query, run, words, Failure};
@@ -56,7 +55,7 @@ impl RedisAbuseStore {
     }
 
     /// How many prefixes and countries `account` has tracked (for the tests of the bound).
-    pub async fn tracked(&self, account: &AccountId) -> Result<usize, StoreError> {
+    pub async fn tracked(&self, account: &str) -> Result<usize, StoreError> {
         query(
             &self.connection,
             redis::cmd("ZCARD").arg(self.keys.abuse_tracked(account)),
@@ -136,13 +135,13 @@ impl AbuseStore for RedisAbuseStore {
         }
     }
 
-    async fn record_approval(
-        &self,
-        account: &AccountId,
-        country: Region,
-        prefix: &Prefix,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
+    async fn record_approval(&self, approval: &Approval<'_>) -> Result<(), StoreError> {
+        let Approval {
+            account,
+            country,
+            prefix,
+            now_ms,
+        } = *approval;
         let mut invocation = self.approve.prepare_invoke();
         invocation
             .key(self.keys.abuse_prefix(account, prefix.as_str()))
@@ -156,7 +155,7 @@ impl AbuseStore for RedisAbuseStore {
         Ok(())
     }
 
-    async fn usage(&self, account: &AccountId, day: u64, now_ms: u64) -> Result<Usage, StoreError> {
+    async fn usage(&self, account: &str, day: u64, now_ms: u64) -> Result<Usage, StoreError> {
         let counts: HashMap<String, u64> = query(
             &self.connection,
             redis::cmd("HGETALL").arg(self.keys.abuse_day(account, day)),

@@ -7,7 +7,7 @@
 //!
 //! | key (`P:{a:<account>}:` + …) | type | holds |
 //! | --- | --- | --- |
-//! | `pol` | hash | the policy: `r` require, `c` channels, `f` sms fallback, `t` trust, `v` version |
+//! | `pol` | hash | the policy: `r` require, `c` channels, `f` sms fallback, `t` trust, `ab` abuse protection (JSON, `src/abuse/settings.rs` `AbusePolicy`; absent or empty: the operator's defaults), `v` version |
 //! | `u:<user>` | hash | a user: `ro` role, `ph` phone, `ov`/`ob` override and who set it, `fa` factors, `cr`/`up` times, `v` version, `ep` device epoch |
 //! | `users` | set | every user id |
 //! | `nophone` | set | users without a phone (the SMS readiness check) |
@@ -22,6 +22,7 @@
 use async_trait::async_trait;
 use redis::Value;
 
+use crate::abuse::AbusePolicy;
 use crate::account::audit::{AuditEntry, Who};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::store::{
@@ -90,6 +91,23 @@ impl PolicyArgs<'_> {
             .arg(&self.channel)
             .arg(&self.invalidation);
         audit_args(invocation, self.audit);
+        invocation.arg(encode_abuse(&policy.abuse));
+    }
+}
+
+/// The policy's `ab` field: empty for an account that overrides nothing.
+fn encode_abuse(abuse: &AbusePolicy) -> String {
+    if *abuse == AbusePolicy::default() {
+        return String::new();
+    }
+    // A value of plain maps, lists and numbers: serialising it cannot fail.
+    serde_json::to_string(abuse).unwrap_or_default()
+}
+
+fn decode_abuse(field: Option<&str>) -> Result<AbusePolicy, StoreError> {
+    match field {
+        None | Some("") => Ok(AbusePolicy::default()),
+        Some(text) => serde_json::from_str(text).map_err(|_| corrupt("abuse policy")),
     }
 }
 
@@ -242,18 +260,19 @@ fn parse_audit(id: String, fields: Vec<String>) -> Result<AuditEntry, StoreError
 #[async_trait]
 impl Directory for RedisDirectory {
     async fn policy(&self, account: &AccountId) -> Result<Policy, StoreError> {
-        let (require, channels, fallback, trust, version): (
+        let (require, channels, fallback, trust, version, abuse): (
             Option<String>,
             Option<String>,
             Option<String>,
             Option<String>,
             Option<u64>,
+            Option<String>,
         ) = self
             .redis
             .query(
                 redis::cmd("HMGET")
                     .arg(self.redis.keys.policy(account))
-                    .arg(&["r", "c", "f", "t", "v"]),
+                    .arg(&["r", "c", "f", "t", "v", "ab"]),
             )
             .await?;
         let (Some(require), Some(channels), Some(fallback), Some(trust), Some(version)) =
@@ -266,6 +285,7 @@ impl Directory for RedisDirectory {
             channels: ChannelSet::decode(&channels).ok_or_else(|| corrupt("channels"))?,
             sms_fallback: fallback == "1",
             trusted_device: TrustDuration::parse(&trust).ok_or_else(|| corrupt("trust"))?,
+            abuse: decode_abuse(abuse.as_deref())?,
             version,
         })
     }

@@ -222,35 +222,40 @@ impl KeySpace {
 
     // Abuse protection (src/redis/abuse.rs): one account's tag, under `ab:`.
 
+    /// `P:{a:<account>}:<name>`: abuse protection knows an account by its id's text only.
+    fn abuse_key(&self, account: &str, name: &str) -> String {
+        format!("{}:{{a:{account}}}:{name}", self.prefix)
+    }
+
     /// `P:{a:<account>}:ab:` — the abuse script finds an evicted entry's counters as this base
     /// and the entry's index member (`p:<prefix>`, `c:<country>`).
-    pub fn abuse_base(&self, account: &AccountId) -> String {
-        self.in_account(account, "ab:")
+    pub fn abuse_base(&self, account: &str) -> String {
+        self.abuse_key(account, "ab:")
     }
 
     /// One prefix's counters: `<base>p:<prefix>`.
-    pub fn abuse_prefix(&self, account: &AccountId, prefix: &str) -> String {
-        self.in_account(account, &format!("ab:p:{prefix}"))
+    pub fn abuse_prefix(&self, account: &str, prefix: &str) -> String {
+        self.abuse_key(account, &format!("ab:p:{prefix}"))
     }
 
     /// One country's counters: `<base>c:<region>`.
-    pub fn abuse_country(&self, account: &AccountId, region: &str) -> String {
-        self.in_account(account, &format!("ab:c:{region}"))
+    pub fn abuse_country(&self, account: &str, region: &str) -> String {
+        self.abuse_key(account, &format!("ab:c:{region}"))
     }
 
     /// The tracked prefixes and countries by last count (the per-account bound).
-    pub fn abuse_tracked(&self, account: &AccountId) -> String {
-        self.in_account(account, "ab:idx")
+    pub fn abuse_tracked(&self, account: &str) -> String {
+        self.abuse_key(account, "ab:idx")
     }
 
     /// The account's running cool-downs.
-    pub fn abuse_blocks(&self, account: &AccountId) -> String {
-        self.in_account(account, "ab:blk")
+    pub fn abuse_blocks(&self, account: &str) -> String {
+        self.abuse_key(account, "ab:blk")
     }
 
     /// The account's messages of one UTC day (days since the epoch).
-    pub fn abuse_day(&self, account: &AccountId, day: u64) -> String {
-        self.in_account(account, &format!("ab:d:{day}"))
+    pub fn abuse_day(&self, account: &str, day: u64) -> String {
+        self.abuse_key(account, &format!("ab:d:{day}"))
     }
 
     // Webhooks (src/redis/events.rs): each account's under its tag, the due accounts under `{wh}`.

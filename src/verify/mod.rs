@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 use ring::rand::SystemRandom;
 
+use crate::abuse::{self, AbuseGuard, Decision, Refusal};
+use crate::account::audit::{action, AuditEntry, Who};
+use crate::account::service::AccountService;
 use crate::account::Account;
 use crate::clock::Clock;
 use crate::dispatch::template::{self, WebOtp};
@@ -25,7 +28,7 @@ use crate::verify::store::Store;
 use code::CodeMac;
 use model::{
     CancelOutcome, Channel, CheckOutcome, CheckTarget, CodeCheck, NewVerification, SendQuota,
-    StartOutcome, Verification, VerificationId,
+    StartOutcome, Status, Verification, VerificationId,
 };
 pub use settings::VerificationSettings;
 
@@ -42,6 +45,16 @@ pub struct Verifier {
     quota: SendQuota,
     /// The `@domain #code` line for Web OTP / SMS Retriever, when configured.
     web_otp: Option<WebOtp>,
+    /// Abuse protection (`with_abuse`; startup always sets it, an embedder may leave it out).
+    abuse: Option<SendGuard>,
+}
+
+/// Abuse protection on the send path: the guard, and the accounts service whose hot-path cache
+/// serves each send its account's policy (a cache hit on the hot path, no store call).
+#[derive(Clone)]
+pub struct SendGuard {
+    pub guard: AbuseGuard,
+    pub accounts: Arc<AccountService>,
 }
 
 /// A send as the HTTP layer parsed it.
@@ -93,6 +106,9 @@ pub enum VerifyError {
     CodeTooShort { floor: u8 },
     #[error("the message queue is full")]
     QueueFull,
+    /// Refused by abuse protection before anything was stored, sent or counted.
+    #[error("refused by abuse protection ({})", .0.rule())]
+    Abuse(Refusal),
     #[error("the random generator failed")]
     Random,
     #[error(transparent)]
@@ -123,7 +139,19 @@ impl Verifier {
             },
             settings,
             web_otp,
+            abuse: None,
         }
+    }
+
+    /// Turns abuse protection on for every send (and counts approvals towards its conversion).
+    pub fn with_abuse(mut self, abuse: SendGuard) -> Self {
+        self.abuse = Some(abuse);
+        self
+    }
+
+    /// The abuse guard, for the usage API.
+    pub fn abuse(&self) -> Option<&AbuseGuard> {
+        self.abuse.as_ref().map(|abuse| &abuse.guard)
     }
 
     /// The message queue (for readiness).
@@ -157,8 +185,9 @@ impl Verifier {
             .dispatcher
             .ticket()
             .map_err(|_| VerifyError::QueueFull)?;
-        let code = code::generate(&self.rng, length).map_err(|_| VerifyError::Random)?;
         let now_ms = self.clock.now_ms();
+        self.admit(account, &request, now_ms).await?;
+        let code = code::generate(&self.rng, length).map_err(|_| VerifyError::Random)?;
         let ttl_ms = self.settings.ttl.as_millis() as u64;
         let locale = request.locale.unwrap_or_else(|| "en".to_owned());
         let mut message = OutgoingMessage {
@@ -240,6 +269,100 @@ impl Verifier {
         Ok(started)
     }
 
+    /// Abuse protection's word on a send, before anything is stored: geo permission and number
+    /// type in Rust, then one store step (caps, cool-downs, the pumping guard) that counts an
+    /// admitted send. A refusal counts nothing; the one that starts a block is audited and
+    /// counted in `otpgate_abuse_blocks_total` once.
+    async fn admit(
+        &self,
+        account: &Account,
+        request: &StartRequest,
+        now_ms: u64,
+    ) -> Result<(), VerifyError> {
+        let Some(abuse) = &self.abuse else {
+            return Ok(());
+        };
+        let policy = abuse
+            .accounts
+            .cached_policy(&account.id)
+            .await
+            .inspect_err(|_| self.metrics.store_error("policy"))?;
+        let send = abuse::Send {
+            account: account.id.as_str(),
+            policy: &policy.abuse,
+            channel: abuse_channel(request.channel),
+            to: &request.to,
+            now_ms,
+        };
+        let decision = abuse
+            .guard
+            .admit(&send)
+            .await
+            .inspect_err(|_| self.metrics.store_error("abuse_admit"))?;
+        let Decision::Refused(refusal) = decision else {
+            self.metrics.send_admitted(request.to.region());
+            return Ok(());
+        };
+        self.metrics
+            .verification_started(request.channel.as_str(), refusal.rule());
+        if let Refusal::Blocked(block) = &refusal {
+            if block.started {
+                self.metrics.abuse_block(block.country, block.rule.as_str());
+                let audit = AuditEntry::new(
+                    now_ms,
+                    Who::gateway(),
+                    action::ABUSE_BLOCKED,
+                    format!("abuse:{}", block.scope.as_str()),
+                    serde_json::json!({
+                        "rule": block.rule.as_str(),
+                        "scope": block.scope.as_str(),
+                        "country": block.country.as_str(),
+                        "prefix": block.prefix.as_ref().map(abuse::Prefix::as_str),
+                        "retry_after_seconds": block.retry_after_ms.div_ceil(1000),
+                    }),
+                );
+                // The refusal stands either way; a lost entry is logged, not the send's failure.
+                if let Err(error) = abuse
+                    .accounts
+                    .directory()
+                    .append_audit(&account.id, &audit)
+                    .await
+                {
+                    self.metrics.store_error("abuse_audit");
+                    tracing::warn!(%error, "could not audit an abuse block");
+                }
+            }
+        }
+        Err(VerifyError::Abuse(refusal))
+    }
+
+    /// An approval counts towards its prefix's and country's conversion, off the check's path:
+    /// the check has answered by the time it is counted, and a failure is logged and counted,
+    /// never the check's.
+    fn approved(&self, account: &Account, verification: &Verification) {
+        let Ok(to) = PhoneNumber::parse(&verification.to) else {
+            return;
+        };
+        self.metrics.approval(to.region());
+        let Some(abuse) = self.abuse.clone() else {
+            return;
+        };
+        let (account, metrics, now_ms) = (account.id.clone(), self.metrics.clone(), self.now_ms());
+        tokio::spawn(async move {
+            let counted = async {
+                let policy = abuse.accounts.cached_policy(&account).await?;
+                abuse
+                    .guard
+                    .approved(account.as_str(), &policy.abuse, &to, now_ms)
+                    .await
+            };
+            if let Err(error) = counted.await {
+                metrics.store_error("abuse_approval");
+                tracing::warn!(%error, "could not count an approval towards abuse protection");
+            }
+        });
+    }
+
     fn message_body(&self, locale: &str, code: &Code) -> String {
         let minutes = self.settings.ttl.as_secs().div_ceil(60).max(1) as u32;
         template::render(
@@ -302,6 +425,9 @@ impl Verifier {
             } => {
                 self.metrics
                     .verification_checked(verification.status.as_str());
+                if verification.status == Status::Approved {
+                    self.approved(account, &verification);
+                }
                 Ok(Checked {
                     verification,
                     valid,
@@ -348,5 +474,13 @@ impl Verifier {
 
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+}
+
+/// The channel as abuse protection tells them apart.
+fn abuse_channel(channel: Channel) -> abuse::Channel {
+    match channel {
+        Channel::Sms => abuse::Channel::Sms,
+        Channel::Whatsapp => abuse::Channel::Whatsapp,
     }
 }

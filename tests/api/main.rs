@@ -1,6 +1,7 @@
 //! The one integration-test binary: the real server over HTTP, real redis-server processes, a
 //! fake provider on loopback.
 
+mod abuse;
 mod accounts;
 mod accounts_logins;
 mod accounts_support;

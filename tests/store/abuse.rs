@@ -10,7 +10,7 @@ use ring::rand::SystemRandom;
 
 use otpgate::abuse::guard::DAY_MS;
 use otpgate::abuse::settings::{AbuseSettings, DailyCaps};
-use otpgate::abuse::store::{ActiveBlock, Admission, Block, BlockRule, Scope, SendCheck};
+use otpgate::abuse::store::{ActiveBlock, Admission, Approval, Block, BlockRule, Scope, SendCheck};
 use otpgate::abuse::{AbuseStore, Prefix};
 use otpgate::account::AccountId;
 use otpgate::clock::{Clock, ManualClock};
@@ -37,12 +37,15 @@ struct Abuse {
     redis: Option<Arc<RedisAbuseStore>>,
     prefix: String,
     clock: ManualClock,
-    account: AccountId,
+    /// The account's id (`AC…`): abuse protection knows accounts by it.
+    account: String,
 }
 
 async fn abuse(backend: Backend, settings: &AbuseSettings) -> Abuse {
     let clock = ManualClock::new(START_MS);
-    let account = AccountId::random(&SystemRandom::new()).expect("random account id");
+    let account = AccountId::random(&SystemRandom::new())
+        .expect("random account id")
+        .to_string();
     let urls = match backend {
         Backend::Memory => {
             let memory = Arc::new(MemoryAbuseStore::new(settings));
@@ -110,12 +113,12 @@ impl Abuse {
     async fn approve(&self, e164: &str) {
         let number = PhoneNumber::parse(e164).unwrap();
         self.store
-            .record_approval(
-                &self.account,
-                number.region(),
-                &Prefix::of(&number),
-                self.clock.now_ms(),
-            )
+            .record_approval(&Approval {
+                account: self.account.as_str(),
+                country: number.region(),
+                prefix: &Prefix::of(&number),
+                now_ms: self.clock.now_ms(),
+            })
             .await
             .unwrap();
     }
@@ -426,7 +429,7 @@ async fn the_embedded_store_bounds_all_accounts_together(backend: Backend) {
     let memory = abuse.memory.clone().expect("the memory backend");
     let rng = SystemRandom::new();
     for _ in 0..5 {
-        let account = AccountId::random(&rng).unwrap();
+        let account = AccountId::random(&rng).unwrap().to_string();
         for n in 0..8 {
             let mut check = abuse.check(&format!("+491511{n}234567"));
             check.account = account.clone();
