@@ -4,10 +4,10 @@
 //!
 //! | key (`P:{a:<account>}:ab:` + …) | type | holds |
 //! | --- | --- | --- |
-//! | `p:<prefix>`, `c:<region>` | hash | counters: `m<minute>` sends, `a<minute>` approvals (last 60 minutes), `h<hour>` sends (this hour and the 24 before), their running sums `S`, `A`, `B` at minute `W` and hour `H` (`scripts/abuse_window.lua`); expires 25 h after the last count |
+//! | `p:<prefix>`, `c:<region>` | hash | counters: `m<minute>` sends, `a<minute>` approvals (the last 60 minutes), `h<hour>` sends (the 24 whole hours before this one, derived from the minutes when the hour ends), the running sums `S`, `A` (minutes before `W`), `B` (hours before `H`); a country's `K`: the latest cool-down's end in it (`scripts/abuse_window.lua`); expires 25 h after the last count |
 //! | `idx` | sorted set | tracked entries (`p:<prefix>`, `c:<region>`) by last count; at most `abuse.max_tracked`, the least recently counted evicted with its counters |
 //! | `blk` | hash | running cool-downs: `p:<prefix>` / `c:<region>` → `<until ms> <region>`; at most `abuse.max_tracked` |
-//! | `d:<day>` | hash | one UTC day's messages: `*` all, `<region>` per country, `!*` / `!<region>` once a cap refused; expires an hour after the next day ends |
+//! | `d:<day>` | hash | one UTC day's messages: `<region>` per country (the total is their sum), `!*` / `!<region>` once a cap refused; expires an hour after the next day ends |
 
 use std::collections::HashMap;
 
@@ -170,12 +170,13 @@ impl AbuseStore for RedisAbuseStore {
         .await?;
         let mut usage = Usage {
             day,
-            total: counts.get("*").copied().unwrap_or(0),
             ..Usage::default()
         };
+        // The day's total is the sum of its countries (one field written per send).
         for (field, count) in &counts {
             if let Some(region) = Region::parse(field) {
                 usage.countries.insert(region, *count);
+                usage.total += count;
             }
         }
         for (member, value) in &running {

@@ -13,8 +13,10 @@
 -- Counters: a hash per prefix or country (abuse_window.lua, put before this file). The tracked
 -- index (sorted set, members `p:<prefix>` and `c:<country>` by last count) bounds the entries per
 -- account: past the bound the least recently counted is deleted (its key is `base .. member`).
--- Cool-downs: a hash `<member>` -> `<until> <country>`.
--- Today's counts: a hash `*` (all) and `<country>`, and `!*`/`!<country>` once a cap refused.
+-- Cool-downs: a hash `<member>` -> `<until> <country>`, read only while the country's counters
+-- say one may run (`K`).
+-- Today's counts: a hash `<country>` (the day's total is their sum), and `!*`/`!<country>` once a
+-- cap refused.
 --
 -- luacheck: read globals advance
 --
@@ -28,31 +30,37 @@ local minute, hour = math.floor(now / 60000), math.floor(now / 3600000)
 local prefix_key, country_key, index, blocks, today = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 -- The minute and hour each counters hash counts this send in (`advance` may hold them at its own),
 -- and its state (`advance`'s last answer).
-local country_at, country_hour, prefix_at, prefix_hour = minute, hour, minute, hour
+local country_at, prefix_at = minute, minute
 local country_state, prefix_state = 'new', 'new'
 
--- The daily caps: the first refusal of a cap in a day reports that it started.
-local counts = {}
-if cap_total > 0 or cap_country > 0 then counts = redis.call('HMGET', today, '*', country) end
+-- The daily caps (read only when the account has one): the first refusal of a cap in a day
+-- reports that it started.
 local retry_tomorrow = int((math.floor(now / 86400000) + 1) * 86400000 - now)
 local function capped(field, count, cap, scope)
-  if cap > 0 and tonumber(count or '0') >= cap then
+  if cap > 0 and count >= cap then
     local started = redis.call('HSETNX', today, '!' .. field, '1')
     return words('refused', 'cap', scope, retry_tomorrow, started)
   end
 end
-local refusal = capped('*', counts[1], cap_total, 'account')
-  or capped(country, counts[2], cap_country, 'country')
-if refusal then return refusal end
-
--- The window of one counters hash (`advance`, abuse_window.lua) with this send counted.
-local function window(key)
-  local sends, approvals, baseline, at, at_hour, state = advance(key, minute, hour)
-  return sends + 1, approvals, baseline, at, at_hour, state
+if cap_total > 0 or cap_country > 0 then
+  local all = redis.call('HGETALL', today)
+  local total, in_country = 0, 0
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 1) ~= '!' then
+      local count = tonumber(all[i + 1])
+      total = total + count
+      if all[i] == country then in_country = count end
+    end
+  end
+  local refusal = capped('*', total, cap_total, 'account')
+    or capped(country, in_country, cap_country, 'country')
+  if refusal then return refusal end
 end
 
--- `src/abuse/guard.rs` `Thresholds::trips`, on the rules at ARGV[at .. at + 3].
+-- `src/abuse/guard.rs` `Thresholds::trips`, on the rules at ARGV[at .. at + 3], with this send
+-- counted in `sends`.
 local function trips(at, sends, approvals, baseline)
+  sends = sends + 1
   local min_sends, min_conversion = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
   local surge_factor, surge_min_sends = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
   return (sends >= min_sends and approvals * 100 < min_conversion * sends)
@@ -60,47 +68,56 @@ local function trips(at, sends, approvals, baseline)
 end
 
 -- Starts a cool-down of `member`; past the bound, finished ones go, then the one ending first.
-local function block(member, scope, cooldown)
-  redis.call('HSET', blocks, member, int(now + cooldown) .. ' ' .. country)
+-- The country's counters learn that one may run (`K`).
+local function block(member, scope, cooldown, running_until)
+  local ends = now + cooldown
+  redis.call('HSET', blocks, member, int(ends) .. ' ' .. country)
   if redis.call('HLEN', blocks) > max_tracked then
     local all = redis.call('HGETALL', blocks)
     local first, first_until, finished = nil, nil, {}
     for i = 1, #all, 2 do
-      local ends = tonumber(string.match(all[i + 1], '^%d+'))
-      if ends <= now then finished[#finished + 1] = all[i]
-      elseif first_until == nil or ends < first_until then first, first_until = all[i], ends end
+      local until_ms = tonumber(string.match(all[i + 1], '^%d+'))
+      if until_ms <= now then finished[#finished + 1] = all[i]
+      elseif first_until == nil or until_ms < first_until then first, first_until = all[i], until_ms end
     end
     if #finished > 0 then redis.call('HDEL', blocks, unpack(finished))
     elseif first then redis.call('HDEL', blocks, first) end
   end
   redis.call('PEXPIRE', blocks, ttl)
+  if ends > running_until then
+    redis.call('HSET', country_key, 'K', int(ends))
+    redis.call('PEXPIRE', country_key, ttl)
+  end
   return words('refused', 'pumping', scope, int(cooldown), '1')
 end
 
 if guarded then
-  local running = redis.call('HMGET', blocks, 'c:' .. country, 'p:' .. prefix)
-  for i, scope in ipairs({'country', 'prefix'}) do
-    local ends = running[i] and tonumber(string.match(running[i], '^%d+'))
-    if ends and ends > now then return words('refused', 'pumping', scope, int(ends - now), '0') end
+  local sends, approvals, baseline, running_until, _
+  sends, approvals, baseline, country_at, _, country_state, running_until = advance(country_key, minute, hour)
+  if running_until > now then
+    local running = redis.call('HMGET', blocks, 'c:' .. country, 'p:' .. prefix)
+    for i, scope in ipairs({'country', 'prefix'}) do
+      local ends = running[i] and tonumber(string.match(running[i], '^%d+'))
+      if ends and ends > now then return words('refused', 'pumping', scope, int(ends - now), '0') end
+    end
   end
-  local sends, approvals, baseline
-  sends, approvals, baseline, country_at, country_hour, country_state = window(country_key)
-  if trips(10, sends, approvals, baseline) then return block('c:' .. country, 'country', tonumber(ARGV[14])) end
-  sends, approvals, baseline, prefix_at, prefix_hour, prefix_state = window(prefix_key)
-  if trips(5, sends, approvals, baseline) then return block('p:' .. prefix, 'prefix', tonumber(ARGV[9])) end
+  if trips(10, sends, approvals, baseline) then
+    return block('c:' .. country, 'country', tonumber(ARGV[14]), running_until)
+  end
+  sends, approvals, baseline, prefix_at, _, prefix_state = advance(prefix_key, minute, hour)
+  if trips(5, sends, approvals, baseline) then
+    return block('p:' .. prefix, 'prefix', tonumber(ARGV[9]), running_until)
+  end
 end
 
-if redis.call('HINCRBY', today, '*', 1) == 1 then redis.call('PEXPIRE', today, day_ttl) end
-redis.call('HINCRBY', today, country, 1)
+if redis.call('HINCRBY', today, country, 1) == 1 then redis.call('PEXPIRE', today, day_ttl) end
 if guarded then
-  -- Counts the send in `key`'s counters at `at` and `at_hour`. Once a minute (or when new) it
-  -- also tracks `member` (bounded; recency to the minute) and renews the key's lifetime.
-  local function count(key, member, at, at_hour, state)
+  -- Counts the send in `key`'s minute `at`. Once a minute (or when new) it also tracks `member`
+  -- (bounded; recency to the minute) and renews the key's lifetime.
+  local function count(key, member, at, state)
     redis.call('HINCRBY', key, 'm' .. int(at), 1)
-    redis.call('HINCRBY', key, 'h' .. int(at_hour), 1)
-    redis.call('HINCRBY', key, 'S', 1)
     if state == 'same' then return end
-    if state == 'new' then redis.call('HSET', key, 'W', int(at), 'H', int(at_hour)) end
+    if state == 'new' then redis.call('HSET', key, 'W', int(at), 'H', int(hour)) end
     redis.call('PEXPIRE', key, ttl)
     if redis.call('ZADD', index, now, member) == 1 and redis.call('ZCARD', index) > max_tracked then
       redis.call('ZREMRANGEBYSCORE', index, '-inf', now - tonumber(ttl))
@@ -114,7 +131,7 @@ if guarded then
     end
     redis.call('PEXPIRE', index, ttl)
   end
-  count(country_key, 'c:' .. country, country_at, country_hour, country_state)
-  count(prefix_key, 'p:' .. prefix, prefix_at, prefix_hour, prefix_state)
+  count(country_key, 'c:' .. country, country_at, country_state)
+  count(prefix_key, 'p:' .. prefix, prefix_at, prefix_state)
 end
 return 'admitted'

@@ -11,7 +11,6 @@ for i, member in ipairs({ARGV[3], ARGV[4]}) do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     local _, _, _, at = advance(KEYS[i], minute, hour)
     redis.call('HINCRBY', KEYS[i], 'a' .. int(at), 1)
-    redis.call('HINCRBY', KEYS[i], 'A', 1)
     redis.call('PEXPIRE', KEYS[i], ttl)
     redis.call('ZADD', KEYS[3], 'XX', now, member)
   end

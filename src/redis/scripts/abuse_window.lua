@@ -2,51 +2,84 @@
 -- abuse_approve.lua (src/redis/abuse.rs puts this file before each). The twin of `Counters` in
 -- src/abuse/guard.rs.
 --
--- Buckets: `m<minute>` sends and `a<minute>` approvals, `h<hour>` sends. Running sums, so that a
--- send reads five fields rather than the whole hash: `S` and `A` the sends and approvals of the
--- minutes W-59..W, `B` the sends of the hours H-24..H-1, `W` and `H` the minute and hour they are
--- at. Counts are only ever written at W and H (after `advance`), so no bucket outside those
--- windows holds anything but what `advance` deletes as it moves. A caller's clock behind W (another
--- instance's) counts in W's bucket.
+-- Fields: `m<minute>` sends and `a<minute>` approvals, kept for the minutes W-59..W; `h<hour>`
+-- sends of a whole hour, for the hours H-24..H-1; `S` and `A` the sends and approvals of the
+-- minutes W-59..W-1 (the current minute W left out, so that a send or an approval writes one
+-- field, its minute's); `B` the sends of the hours H-24..H-1; `W` and `H` the minute and hour
+-- they are at; on a country's hash `K`, the end of the latest cool-down started in that country
+-- (of the country or of one of its prefixes: admit_send reads the cool-downs only while one may
+-- run). An hour's `h` is derived from its minutes when the hash moves past it (its minutes are
+-- all still kept then), never written per send. Counts are only ever written at W (after
+-- `advance`). A caller's clock behind W (another instance's) counts in W's bucket.
 -- luacheck: ignore 211
 
--- The sums moved to `minute` and `hour` (never back), the buckets that left them deleted.
--- Answers the sends, approvals and baseline there, the minute and hour to count in, and whether
--- the hash is `new` (nothing counted yet), `moved` (to a later minute) or the `same`.
+-- The hash moved to `minute` and `hour` (never back), what left the windows deleted. One HMGET
+-- when the minute is the same; once a minute, one more HMGET, an HDEL and an HSET. Answers the
+-- sends, approvals and baseline there, the minute and hour to count in, whether the hash is
+-- `new` (nothing counted yet), `moved` (to a later minute) or the `same`, and `K` (0: none).
 local function advance(key, minute, hour)
-  local f = redis.call('HMGET', key, 'S', 'A', 'W', 'B', 'H')
-  if not f[3] then return 0, 0, 0, minute, hour, 'new' end
+  local f = redis.call('HMGET', key, 'S', 'A', 'W', 'B', 'H', 'K', 'm' .. int(minute), 'a' .. int(minute))
+  local blocked = tonumber(f[6] or '0')
+  if not f[3] then return 0, 0, 0, minute, hour, 'new', blocked end
   local sends, approvals, at = tonumber(f[1] or '0'), tonumber(f[2] or '0'), tonumber(f[3])
   local baseline, at_hour = tonumber(f[4] or '0'), tonumber(f[5])
-  if minute <= at and hour <= at_hour then return sends, approvals, baseline, at, at_hour, 'same' end
-  minute, hour = math.max(minute, at), math.max(hour, at_hour)
-  local gone = {}
-  -- Minutes at-59 .. minute-60 leave the window.
-  for k = at - 59, math.min(minute - 60, at) do
-    gone[#gone + 1] = 'm' .. int(k)
-    gone[#gone + 1] = 'a' .. int(k)
+  if minute == at then
+    return sends + tonumber(f[7] or '0'), approvals + tonumber(f[8] or '0'), baseline, at, at_hour,
+      'same', blocked
   end
-  local minutes = #gone
-  -- Hours at_hour-24 .. hour-25 leave the baseline; at_hour enters it, or leaves too.
-  for k = at_hour - 24, math.min(hour - 25, at_hour - 1) do gone[#gone + 1] = 'h' .. int(k) end
-  if hour > at_hour then gone[#gone + 1] = 'h' .. int(at_hour) end
-  if #gone > 0 then
-    local counts = redis.call('HMGET', key, unpack(gone))
-    for i = 1, minutes, 2 do
-      sends = sends - tonumber(counts[i] or '0')
-      approvals = approvals - tonumber(counts[i + 1] or '0')
+  if minute < at then
+    local now = redis.call('HMGET', key, 'm' .. int(at), 'a' .. int(at))
+    return sends + tonumber(now[1] or '0'), approvals + tonumber(now[2] or '0'), baseline, at,
+      at_hour, 'same', blocked
+  end
+  -- Every kept minute (at-59..at), and, when the hour moves, the hours that may stay in the
+  -- baseline: one read.
+  local fields = {}
+  for k = at - 59, at do
+    fields[#fields + 1] = 'm' .. int(k)
+    fields[#fields + 1] = 'a' .. int(k)
+  end
+  local moved_hour = hour > at_hour
+  if moved_hour then
+    for k = hour - 24, hour - 1 do fields[#fields + 1] = 'h' .. int(k) end
+  end
+  local counts = redis.call('HMGET', key, unpack(fields))
+  local gone = {}
+  sends, approvals = 0, 0
+  local hour_sends = 0
+  for i = 0, 59 do
+    local k = at - 59 + i
+    local s, a = tonumber(counts[2 * i + 1] or '0'), tonumber(counts[2 * i + 2] or '0')
+    if k <= minute - 60 then
+      gone[#gone + 1] = 'm' .. int(k)
+      gone[#gone + 1] = 'a' .. int(k)
+    else
+      sends, approvals = sends + s, approvals + a
     end
-    local last = #gone
-    if hour > at_hour then
-      last = last - 1
-      if at_hour >= hour - 24 then
-        baseline = baseline + tonumber(counts[#gone] or '0')
-        gone[#gone] = nil
+    if k >= at_hour * 60 then hour_sends = hour_sends + s end
+  end
+  local update = {'S', sends, 'A', approvals, 'W', int(minute), 'H', int(hour)}
+  if moved_hour then
+    -- The baseline afresh: the kept hours of H-24..H-1, with the hour just left derived.
+    baseline = 0
+    for i = 1, 24 do
+      local k = hour - 25 + i
+      if k == at_hour then
+        baseline = baseline + hour_sends
+      else
+        baseline = baseline + tonumber(counts[120 + i] or '0')
       end
     end
-    for i = minutes + 1, last do baseline = baseline - tonumber(counts[i] or '0') end
-    if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+    if at_hour >= hour - 24 and hour_sends > 0 then
+      update[#update + 1] = 'h' .. int(at_hour)
+      update[#update + 1] = hour_sends
+    end
+    -- Hours at_hour-24 .. hour-25 leave the baseline.
+    for k = at_hour - 24, math.min(hour - 25, at_hour - 1) do gone[#gone + 1] = 'h' .. int(k) end
   end
-  redis.call('HSET', key, 'S', sends, 'A', approvals, 'W', int(minute), 'B', baseline, 'H', int(hour))
-  return sends, approvals, baseline, minute, hour, 'moved'
+  update[#update + 1] = 'B'
+  update[#update + 1] = baseline
+  if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
+  redis.call('HSET', key, unpack(update))
+  return sends, approvals, baseline, minute, hour, 'moved', blocked
 end
