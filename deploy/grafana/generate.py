@@ -59,6 +59,17 @@ ts("Sends by country code vs yesterday (pumping)", [(f'topk(10, sum by (country_
 ts("SMS segments by encoding", [(f'sum by (encoding) (rate(otpgate_message_segments_total{{{SEL}}}[{R}]))', "{{encoding}}")], 12, unit="ops")
 nextrow()
 
+row("Abuse protection (docs/abuse.md)")
+ts("Abuse blocks started by country and rule", [(f'sum by (country, rule) (increase(otpgate_abuse_blocks_total{{{SEL}}}[1h]))', "{{country}} {{rule}}")], 0, unit="short",
+    desc="Blocks started in the last hour: a prefix or country paused as suspected SMS pumping, or a daily cap reached. Each block counts once; GET /v1/usage lists the ones running per account.")
+ts("Sends refused by abuse protection, by rule", [(f'sum by (outcome) (rate(otpgate_verifications_started_total{{{SEL},outcome=~"geo-permission|number-type|suspected-pumping|daily-message-cap"}}[{R}]))', "{{outcome}}")], 12, unit="ops",
+    desc="Every refusal (nothing stored, sent or counted): geo permission and number type (422), pumping cool-downs and daily caps (429).")
+nextrow()
+ts("Conversion by country (approved / admitted, 1h, top 10 by sends)", [(f'sum by (country_code) (rate(otpgate_verification_approvals_total{{{SEL}}}[1h])) / clamp_min(sum by (country_code) (rate(otpgate_sends_admitted_total{{{SEL}}}[1h])), 1e-9) and on (country_code) topk(10, sum by (country_code) (rate(otpgate_sends_admitted_total{{{SEL}}}[1h])))', "{{country_code}}")], 0, unit="percentunit", max_=1,
+    desc="Approvals per admitted send by destination country (ISO code; other: non-geographic or unknown). A country whose conversion falls while its sends rise is the pumping guard's signal; a block follows once a prefix or the country crosses its rules.")
+ts("Sends admitted by country (top 10)", [(f'topk(10, sum by (country_code) (rate(otpgate_sends_admitted_total{{{SEL}}}[{R}])))', "{{country_code}}")], 12, unit="ops")
+nextrow()
+
 row("Providers")
 ts("Provider attempts by outcome", [(f'sum by (provider, outcome) (rate(otpgate_messages_total{{{SEL}}}[{R}]))', "{{provider}} {{outcome}}")], 0, unit="ops")
 ts("Provider latency (p50, p95)", [

@@ -5,9 +5,11 @@ form bodies, HTTP Basic, its JSON parsing and its `TwilioRestException` from our
 Run by scripts/compat with a gateway and a message sink already up; runs under pytest too.
 """
 
+import json
 import random
 import sys
 import traceback
+import urllib.request
 
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
@@ -150,6 +152,31 @@ def test_wrong_credentials_raise_20003():
         401,
         20003,
     )
+
+
+def test_a_country_the_service_does_not_allow_raises_60605():
+    service, login = new_service()
+    account_sid = service.account_sid
+    # The owner allows SMS to Germany and Austria only (abuse protection, docs/abuse.md).
+    request = urllib.request.Request(
+        f"{GATEWAY}/v1/policy",
+        data=json.dumps({"abuse": {"geo": {"sms": {"countries": ["DE", "AT"]}}}}).encode(),
+        headers={
+            "Authorization": f"Bearer {mint_key(account_sid, 'owner')}",
+            "Content-Type": "application/json",
+        },
+        method="PUT",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 200
+    verify = login.verify.v2.services(service.sid)
+    error = expect_error(
+        lambda: verify.verifications.create(to="+14155552671", channel="sms"), 403, 60605
+    )
+    assert "geo" in error.msg, error.msg
+    # Germany still works; a premium-rate number never does (60205, as for a landline).
+    assert verify.verifications.create(to=number(), channel="sms").status == "pending"
+    expect_error(lambda: verify.verifications.create(to="+499001234567", channel="sms"), 400, 60205)
 
 
 def main():
