@@ -251,38 +251,22 @@ mod tests {
         );
     }
 
+    /// Premium rate is refused on every channel; texting refuses fixed lines, calls take them.
     #[tokio::test]
-    async fn premium_rate_numbers_are_refused_with_their_type() {
+    async fn number_types_are_refused_per_channel_with_their_type() {
         let guard = guard();
-        let refused = decide(
-            &guard,
-            &AbusePolicy::default(),
-            Channel::Call,
-            "+499001234567",
-        )
-        .await;
-        assert_eq!(
-            refused,
-            Decision::Refused(Refusal::NumberType {
-                number_type: NumberType::PremiumRate
-            })
-        );
-    }
-
-    #[tokio::test]
-    async fn texting_refuses_fixed_lines_and_calls_take_them() {
-        let guard = guard();
-        let berlin = "+49301234567";
-        let refused = decide(&guard, &AbusePolicy::default(), Channel::Sms, berlin).await;
-        assert_eq!(
-            refused,
-            Decision::Refused(Refusal::NumberType {
-                number_type: NumberType::FixedLine
-            })
-        );
-        assert_eq!(
-            decide(&guard, &AbusePolicy::default(), Channel::Call, berlin).await,
-            Decision::Admitted
-        );
+        let none = AbusePolicy::default();
+        let refused = |number_type| Decision::Refused(Refusal::NumberType { number_type });
+        for (channel, to, decision) in [
+            (
+                Channel::Call,
+                "+499001234567",
+                refused(NumberType::PremiumRate),
+            ),
+            (Channel::Sms, "+49301234567", refused(NumberType::FixedLine)),
+            (Channel::Call, "+49301234567", Decision::Admitted),
+        ] {
+            assert_eq!(decide(&guard, &none, channel, to).await, decision, "{to}");
+        }
     }
 }

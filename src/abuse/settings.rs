@@ -334,8 +334,7 @@ impl Serialize for SafeList {
 
 impl<'de> Deserialize<'de> for SafeList {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let entries = Vec::<String>::deserialize(deserializer)?;
-        SafeList::parse(&entries).map_err(serde::de::Error::custom)
+        super::types::parsed_list(deserializer, SafeList::parse)
     }
 }
 
@@ -350,24 +349,41 @@ mod tests {
         PhoneNumber::parse(e164).unwrap()
     }
 
-    #[test]
-    fn the_shipped_defaults_are_valid() {
+    fn problems(settings: &AbuseSettings) -> Vec<String> {
         let mut errors = Vec::new();
-        AbuseSettings::default().validate(&mut errors);
-        assert!(errors.is_empty(), "{errors:?}");
+        settings.validate(&mut errors);
+        errors
     }
 
+    /// The shipped defaults are valid, and every broken setting is reported in one run.
     #[test]
-    fn every_broken_setting_is_reported_in_one_run() {
+    fn settings_are_checked_whole() {
+        assert_eq!(problems(&AbuseSettings::default()), Vec::<String>::new());
         let mut settings = AbuseSettings::default();
         settings.prefix_rules.min_sends = 0;
         settings.country_rules.cooldown = Duration::ZERO;
         settings.caps.total = Some(0);
         settings.max_tracked = 1;
         settings.max_safe_list = 1_000_000;
-        let mut errors = Vec::new();
-        settings.validate(&mut errors);
-        assert_eq!(errors.len(), 5, "{errors:?}");
+        assert_eq!(problems(&settings).len(), 5, "{:?}", problems(&settings));
+    }
+
+    #[test]
+    fn the_config_form_overrides_only_the_channels_it_names() {
+        let settings: AbuseSettings = serde_json::from_str(
+            r#"{"geo": {"sms": {"countries": ["DE"]}},
+                "prefix": {"min_sends": 50, "min_conversion_percent": 20, "surge_factor": 10,
+                    "surge_min_sends": 100, "cooldown_seconds": 3600},
+                "country": {"min_sends": 200, "min_conversion_percent": 20, "surge_factor": 10,
+                    "surge_min_sends": 1000, "cooldown_seconds": 3600},
+                "max_tracked": 1000, "memory_max_tracked": 100000, "max_safe_list": 100}"#,
+        )
+        .unwrap();
+        let none = AbusePolicy::default();
+        let us = Region::parse("US").unwrap();
+        assert!(!settings.geo(&none, Channel::Sms).allows(us));
+        assert!(settings.geo(&none, Channel::Whatsapp).allows(us));
+        assert_eq!(settings.country_rules, Thresholds::country_default());
     }
 
     #[test]

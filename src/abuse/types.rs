@@ -75,9 +75,16 @@ impl Serialize for TypeSet {
 
 impl<'de> Deserialize<'de> for TypeSet {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let names = Vec::<String>::deserialize(deserializer)?;
-        TypeSet::parse(&names).map_err(serde::de::Error::custom)
+        parsed_list(deserializer, TypeSet::parse)
     }
+}
+
+/// A value whose wire form is a list of strings, read with `parse` (which names what is wrong).
+pub(super) fn parsed_list<'de, D: Deserializer<'de>, T>(
+    deserializer: D,
+    parse: impl FnOnce(&[String]) -> Result<T, String>,
+) -> Result<T, D::Error> {
+    parse(&Vec::<String>::deserialize(deserializer)?).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

@@ -49,12 +49,10 @@ async fn audited(app: &TestApp, key: &str, action: &str) -> Vec<Value> {
         .request(reqwest::Method::GET, "/v1/audit?limit=500", Some(key), None)
         .await;
     assert_eq!(page.status, 200, "{}", page.body);
-    page.body["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let entries = page.body["entries"].as_array().cloned().unwrap_or_default();
+    entries
+        .into_iter()
         .filter(|entry| entry["action"] == action)
-        .cloned()
         .collect()
 }
 
@@ -397,33 +395,23 @@ async fn the_twilio_facade_answers_twilios_codes() {
     let owner = owner(&app).await;
     let only = json!({"geo": {"sms": {"countries": ["DE"]}}});
     assert_eq!(put_abuse(&app, &owner, only).await.status, 200);
-    let geo = twilio_send(&app, "+14155552671").await;
-    assert_eq!(
-        (geo.status, geo.body["code"].clone()),
-        (403, json!(60605)),
-        "{}",
-        geo.body
-    );
-    let landline = twilio_send(&app, "+4930123456").await;
-    assert_eq!(
-        (landline.status, landline.body["code"].clone()),
-        (400, json!(60205)),
-        "{}",
-        landline.body
-    );
+    for (to, status, code) in [("+14155552671", 403, 60605), ("+4930123456", 400, 60205)] {
+        let refused = twilio_send(&app, to).await;
+        assert_twilio(&refused, status, code);
+    }
     let mut last = None;
     for n in 0..50 {
         last = Some(twilio_send(&app, &format!("+491519999{n:04}")).await);
     }
     let pumped = last.unwrap();
-    assert_eq!(
-        (pumped.status, pumped.body["code"].clone()),
-        (403, json!(60410)),
-        "{}",
-        pumped.body
-    );
+    assert_twilio(&pumped, 403, 60410);
     assert!(pumped.headers.contains_key("retry-after"));
     app.stop().await;
+}
+
+fn assert_twilio(reply: &Reply, status: u16, code: u64) {
+    assert_eq!(reply.status, status, "{}", reply.body);
+    assert_eq!(reply.body["code"], code, "{}", reply.body);
 }
 
 /// A Twilio Verify start, as the SDKs send it.
