@@ -151,6 +151,20 @@ pub enum TargetError {
     Unresolvable,
 }
 
+impl TargetError {
+    /// The rule a refused registration names (the problem's `rule`).
+    pub fn rule(&self) -> &'static str {
+        match self {
+            TargetError::NotUrl | TargetError::Credentials | TargetError::Fragment => {
+                "webhook-url-malformed"
+            }
+            TargetError::Scheme => "webhook-url-must-be-https",
+            TargetError::Refused(_) => "webhook-target-not-public",
+            TargetError::Unresolvable => "webhook-host-unresolvable",
+        }
+    }
+}
+
 impl TargetRules {
     /// Whether a connection to `ip` is allowed.
     pub fn check_address(&self, ip: IpAddr) -> Result<(), TargetError> {

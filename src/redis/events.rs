@@ -30,13 +30,18 @@
 //! | `accounts` | set | accounts that registered a webhook (the sweep's list) |
 //! | `count` | string | webhooks in the gateway, against `max_webhooks_total` |
 //!
-//! Webhook secrets are kept as written (`whsec_…`): they sign requests, so they cannot be
-//! hashed; sealing them at rest is left to the API that creates them.
+//! Webhook secrets sign requests, so they cannot be hashed: they are sealed (AES-256-GCM, the
+//! outbox's `Sealer` under a key of their own, `sealed:<base64url>`) when the gateway gives a
+//! sealer (`with_sealer`, as startup does), and kept as written (`whsec_…`) otherwise; either
+//! form is read back.
 
 use async_trait::async_trait;
 use redis::Script;
 
+use std::sync::Arc;
+
 use crate::account::AccountId;
+use crate::dispatch::seal::Sealer;
 use crate::events::model::{EventFilter, EventId, EventType};
 use crate::events::sign::WebhookSecret;
 use crate::events::store::{
@@ -61,7 +66,11 @@ pub struct RedisWebhookStore {
     signal: Script,
     due: Script,
     park: Script,
+    sealer: Option<Arc<Sealer>>,
 }
+
+/// The prefix of a sealed secret in a registration.
+const SEALED: &str = "sealed:";
 
 impl RedisWebhookStore {
     pub(crate) fn new(connection: Connection, prefix: &str) -> Self {
@@ -77,7 +86,63 @@ impl RedisWebhookStore {
             signal: lua!("events_signal"),
             due: lua!("events_due"),
             park: lua!("events_park"),
+            sealer: None,
         }
+    }
+
+    /// Seals webhook secrets at rest with `sealer` (which opens them again on any instance built
+    /// with the same key).
+    pub fn with_sealer(mut self, sealer: Arc<Sealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// A secret as a registration keeps it.
+    fn seal(&self, secret: &WebhookSecret) -> Result<String, StoreError> {
+        let text = secret.expose_text();
+        match &self.sealer {
+            None => Ok(text),
+            Some(sealer) => sealer
+                .seal(text.as_bytes())
+                .map(|sealed| format!("{SEALED}{}", data_encoding::BASE64URL_NOPAD.encode(&sealed)))
+                .map_err(|_| StoreError::Unavailable("the random generator failed".into())),
+        }
+    }
+
+    /// The inverse of `seal` (a secret kept as written reads too).
+    fn open(&self, kept: &str) -> Option<WebhookSecret> {
+        match (kept.strip_prefix(SEALED), &self.sealer) {
+            (None, _) => WebhookSecret::parse(kept),
+            (Some(sealed), Some(sealer)) => {
+                let sealed = data_encoding::BASE64URL_NOPAD
+                    .decode(sealed.as_bytes())
+                    .ok()?;
+                WebhookSecret::parse(std::str::from_utf8(&sealer.open(&sealed)?).ok()?)
+            }
+            (Some(_), None) => None,
+        }
+    }
+
+    fn registration(&self, webhook: &Webhook) -> Result<String, StoreError> {
+        Ok(format!(
+            "{} {} {} {}",
+            webhook.created_ms,
+            self.seal(&webhook.secret)?,
+            webhook.url,
+            webhook.events.to_words()
+        ))
+    }
+
+    fn parse_registration(&self, account: &AccountId, id: &str, value: &str) -> Option<Webhook> {
+        let mut fields = value.splitn(4, ' ');
+        Some(Webhook {
+            created_ms: fields.next()?.parse().ok()?,
+            secret: self.open(fields.next()?)?,
+            url: fields.next()?.to_owned(),
+            events: EventFilter::from_words(fields.next()?)?,
+            id: WebhookId::parse(id)?,
+            account: account.clone(),
+        })
     }
 
     /// A webhook store on the verification store's connection and prefix.
@@ -113,28 +178,6 @@ impl RedisWebhookStore {
             tracing::warn!(%error, account = %account, "webhook due signal failed; the sweep repairs it");
         }
     }
-}
-
-fn registration(webhook: &Webhook) -> String {
-    format!(
-        "{} {} {} {}",
-        webhook.created_ms,
-        webhook.secret.expose_text(),
-        webhook.url,
-        webhook.events.to_words()
-    )
-}
-
-fn parse_registration(account: &AccountId, id: &str, value: &str) -> Option<Webhook> {
-    let mut fields = value.splitn(4, ' ');
-    Some(Webhook {
-        created_ms: fields.next()?.parse().ok()?,
-        secret: WebhookSecret::parse(fields.next()?)?,
-        url: fields.next()?.to_owned(),
-        events: EventFilter::from_words(fields.next()?)?,
-        id: WebhookId::parse(id)?,
-        account: account.clone(),
-    })
 }
 
 fn queue_entry(event: &QueuedEvent) -> [String; 4] {
@@ -225,7 +268,7 @@ impl WebhookStore for RedisWebhookStore {
         invocation
             .key(self.keys.webhooks(&webhook.account))
             .arg(webhook.id.as_str())
-            .arg(registration(webhook))
+            .arg(self.registration(webhook)?)
             .arg(bounds.per_account);
         let outcome = match self.run(&invocation).await {
             Ok(outcome) => outcome,
@@ -261,7 +304,8 @@ impl WebhookStore for RedisWebhookStore {
         let mut webhooks = all
             .iter()
             .map(|(id, value)| {
-                parse_registration(account, id, value).ok_or_else(|| corrupt("webhook record"))
+                self.parse_registration(account, id, value)
+                    .ok_or_else(|| corrupt("webhook record"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         webhooks.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
@@ -283,7 +327,7 @@ impl WebhookStore for RedisWebhookStore {
         .await?;
         value
             .map(|value| {
-                parse_registration(account, id.as_str(), &value)
+                self.parse_registration(account, id.as_str(), &value)
                     .ok_or_else(|| corrupt("webhook record"))
             })
             .transpose()
@@ -429,7 +473,9 @@ impl WebhookStore for RedisWebhookStore {
             ms => Some(ms.parse().map_err(|_| corrupt("claim first attempt"))?),
         };
         let url = field()?.to_owned();
-        let secret = WebhookSecret::parse(field()?).ok_or_else(|| corrupt("webhook secret"))?;
+        let secret = self
+            .open(field()?)
+            .ok_or_else(|| corrupt("webhook secret"))?;
         let event = parse_queue_entry(field()?).ok_or_else(|| corrupt("queued event"))?;
         Ok(Claimed::One(Box::new(Claim {
             account: account.clone(),

@@ -813,6 +813,8 @@ impl Delivery {
             EmitterSettings {
                 buffer: 100,
                 max_queued_per_webhook: 100,
+                watch: None,
+                metrics: Arc::new(otpgate::metrics::Metrics::new()),
             },
             &tasks,
             stop.clone(),
