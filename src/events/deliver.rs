@@ -22,7 +22,8 @@ use super::model::CONTENT_TYPE;
 use super::settings::{EventsSettings, RetrySchedule};
 use super::sign::SignedHeaders;
 use super::store::{
-    Attempt, AttemptOutcome, Claim, Claimed, DueAccount, LogBounds, Outcome, Settled, WebhookStore,
+    Attempt, AttemptOutcome, Claim, Claimed, DueAccount, Lease, LogBounds, Outcome, Settle,
+    Settled, WebhookStore,
 };
 use super::target::{check_url, CheckedResolver, TargetError, TargetRules};
 use crate::clock::Clock;
@@ -169,7 +170,12 @@ impl Deliverer {
             let next_ms = loop {
                 match self
                     .store
-                    .claim(&due.account, &self.owner, now_ms, lease_until)
+                    .claim(Lease {
+                        account: &due.account,
+                        owner: &self.owner,
+                        now_ms,
+                        until_ms: lease_until,
+                    })
                     .await?
                 {
                     Claimed::One(claim) => claims.push(claim),
@@ -218,7 +224,13 @@ impl Deliverer {
         };
         let settled = self
             .store
-            .settle(claim, outcome, &attempt, self.clock.now_ms(), self.log)
+            .settle(Settle {
+                claim,
+                outcome,
+                attempt: &attempt,
+                now_ms: self.clock.now_ms(),
+                log: self.log,
+            })
             .await?;
         if let (Settled::Done { .. }, Some(metrics)) = (settled, &self.metrics) {
             metrics.webhook_delivery(attempt.outcome.as_str(), started.elapsed());

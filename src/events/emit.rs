@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::model::{Event, EventId};
-use super::store::{QueuedEvent, Recipients, WebhookId, WebhookStore};
+use super::store::{Enqueue, QueuedEvent, Recipients, WebhookId, WebhookStore};
 use super::watch::Watched;
 use crate::account::AccountId;
 use crate::clock::Clock;
@@ -202,16 +202,14 @@ async fn forward(
             None => Recipients::Subscribed,
         };
         for attempt in 1..=ENQUEUE_TRIES {
-            match store
-                .enqueue(
-                    &stamped.account,
-                    &stamped.event,
-                    recipients,
-                    clock.now_ms(),
-                    max_queued,
-                )
-                .await
-            {
+            let request = Enqueue {
+                account: &stamped.account,
+                event: &stamped.event,
+                recipients,
+                now_ms: clock.now_ms(),
+                max_queued,
+            };
+            match store.enqueue(request).await {
                 Ok(enqueued) => {
                     if enqueued.dropped > 0 {
                         metrics.event("dropped", enqueued.dropped as u64);

@@ -1,8 +1,8 @@
 //! The domain's side of events: one method per kind of thing that happens, taking the domain's
 //! own words and values (events imports none of verify, factors, pin or dispatch: they import
 //! it), and the account's `Notices` port. Each builds its event only when the account has a
-//! webhook, and never fails: an id that cannot go out in an event (see `SubjectId`) drops the
-//! event, logged.
+//! webhook, and never fails: a word that names no event emits nothing, and an id that cannot go
+//! out in an event (see `SubjectId`) drops the event, logged.
 
 use serde_json::Value;
 
@@ -13,10 +13,18 @@ use crate::account::user::UserId;
 use crate::account::AccountId;
 use crate::phone::PhoneNumber;
 
+/// What an event is about, and how the domain words what happened to it: `io.otpgate.` +
+/// `family` + `.` + the word is the event's type.
+struct About<'a> {
+    family: &'static str,
+    subject_kind: SubjectKind,
+    subject: &'a str,
+}
+
 impl Events {
     /// A verification's event. `happened`: created, approved, canceled, expired,
-    /// max_attempts_reached (a verification's status words; any other, such as pending, emits
-    /// nothing). `to` is the number as stored (E.164); it goes out masked.
+    /// max_attempts_reached (a verification's status words; any other, such as pending or
+    /// resent, emits nothing). `to` is the number as stored (E.164); it goes out masked.
     pub fn verification(
         &self,
         account: &AccountId,
@@ -26,28 +34,22 @@ impl Events {
         channel: &'static str,
         attempts: u32,
     ) {
-        let kind = match happened {
-            "created" => EventType::VerificationCreated,
-            "approved" => EventType::VerificationApproved,
-            "canceled" => EventType::VerificationCanceled,
-            "expired" => EventType::VerificationExpired,
-            "max_attempts_reached" => EventType::VerificationMaxAttemptsReached,
-            _ => return,
+        let about = About {
+            family: "verification",
+            subject_kind: SubjectKind::Verification,
+            subject: id,
         };
-        if !self.watches(account) {
-            return;
-        }
-        let data = EventData {
-            to: PhoneNumber::parse(to).ok().as_ref().map(MaskedNumber::of),
+        self.about(account, about, happened, || EventData {
+            to: masked(to),
             channel: Some(Label::new(channel)),
-            attempts: (kind != EventType::VerificationCreated).then_some(attempts),
+            attempts: (happened != "created").then_some(attempts),
             ..EventData::default()
-        };
-        self.about(account, kind, SubjectKind::Verification, id, data);
+        });
     }
 
-    /// A message of a verification: `happened` accepted (by `provider`), delivered or failed
-    /// (its receipt, or no provider took it); `reason` a word for a failure.
+    /// A message of a verification: `happened` accepted (by `provider`), delivered or failed;
+    /// `reason` a word for a failure.
+    #[allow(clippy::too_many_arguments)] // The message's own fields, as dispatch words them.
     pub fn message(
         &self,
         account: &AccountId,
@@ -58,116 +60,108 @@ impl Events {
         provider: &str,
         reason: Option<&'static str>,
     ) {
-        let kind = match happened {
-            "accepted" => EventType::MessageAccepted,
-            "delivered" => EventType::MessageDelivered,
-            "failed" => EventType::MessageFailed,
-            _ => return,
+        let about = About {
+            family: "message",
+            subject_kind: SubjectKind::Verification,
+            subject: verification,
         };
-        if !self.watches(account) {
-            return;
-        }
-        let data = EventData {
+        self.about(account, about, happened, || EventData {
             to: Some(MaskedNumber::of(to)),
             channel: Some(Label::new(channel)),
             provider: Label::parse(provider),
             reason: reason.map(Label::new),
             ..EventData::default()
-        };
-        self.about(account, kind, SubjectKind::Verification, verification, data);
+        });
     }
 
     /// A phone number's two-step PIN: `happened` changed (set, changed or reset), locked (by
     /// wrong PINs), disabled (by an e-mailed link or support); `to` the number (E.164) when
     /// known, which goes out masked.
     pub fn pin(&self, account: &AccountId, happened: &str, number: &str, to: Option<&str>) {
-        let kind = match happened {
-            "changed" => EventType::PinChanged,
-            "locked" => EventType::PinLocked,
-            "disabled" => EventType::PinDisabled,
-            _ => return,
+        let about = About {
+            family: "pin",
+            subject_kind: SubjectKind::PhoneNumber,
+            subject: number,
         };
-        if !self.watches(account) {
-            return;
-        }
-        let data = EventData {
-            to: to
-                .and_then(|to| PhoneNumber::parse(to).ok())
-                .as_ref()
-                .map(MaskedNumber::of),
+        self.about(account, about, happened, || EventData {
+            to: to.and_then(masked),
             ..EventData::default()
-        };
-        self.about(account, kind, SubjectKind::PhoneNumber, number, data);
+        });
     }
 
     fn about(
         &self,
         account: &AccountId,
-        kind: EventType,
-        subject_kind: SubjectKind,
-        subject: &str,
-        data: EventData,
+        about: About<'_>,
+        happened: &str,
+        data: impl FnOnce() -> EventData,
     ) {
         if !self.watches(account) {
             return;
         }
-        let Some(subject) = SubjectId::parse(subject) else {
+        let Some(kind) = EventType::parse(&format!("io.otpgate.{}.{happened}", about.family))
+        else {
+            return;
+        };
+        let Some(subject) = SubjectId::parse(about.subject) else {
             tracing::debug!(
                 event = kind.as_str(),
                 "event dropped: its subject's id cannot go out"
             );
             return;
         };
-        self.emit(account, Event::new(kind, subject_kind, subject).with(data));
+        self.emit(
+            account,
+            Event::new(kind, about.subject_kind, subject).with(data()),
+        );
     }
+
+    fn about_user(&self, account: &AccountId, user: &UserId, happened: &str) {
+        let about = About {
+            family: "device",
+            subject_kind: SubjectKind::User,
+            subject: user.as_str(),
+        };
+        self.about(account, about, happened, EventData::default);
+    }
+}
+
+/// A number as stored (E.164), masked; `None` when it does not parse.
+fn masked(e164: &str) -> Option<MaskedNumber> {
+    PhoneNumber::parse(e164).ok().as_ref().map(MaskedNumber::of)
 }
 
 impl Notices for Events {
     fn policy_changed(&self, account: &AccountId, change: &Value) {
-        if !self.watches(account) {
-            return;
-        }
-        let (before, after) = (&change["before"], &change["after"]);
-        let changed = after
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(field, value)| {
-                field.as_str() != "version" && before.get(field) != Some(value)
-            })
-            .filter_map(|(field, _)| Label::parse(field))
-            .collect();
-        let data = EventData {
-            changed,
-            ..EventData::default()
+        let about = About {
+            family: "policy",
+            subject_kind: SubjectKind::Account,
+            subject: account.as_str(),
         };
-        self.about(
-            account,
-            EventType::PolicyChanged,
-            SubjectKind::Account,
-            account.as_str(),
-            data,
-        );
+        self.about(account, about, "changed", || {
+            let (before, after) = (&change["before"], &change["after"]);
+            let changed = after
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(field, value)| {
+                    field.as_str() != "version" && before.get(field) != Some(value)
+                })
+                .filter_map(|(field, _)| Label::parse(field))
+                .collect();
+            EventData {
+                changed,
+                ..EventData::default()
+            }
+        });
     }
 
     fn device_trusted(&self, account: &AccountId, user: &UserId) {
-        self.about(
-            account,
-            EventType::DeviceTrusted,
-            SubjectKind::User,
-            user.as_str(),
-            EventData::default(),
-        );
+        self.about_user(account, user, "trusted");
     }
 
     fn devices_revoked(&self, account: &AccountId, user: &UserId) {
-        self.about(
-            account,
-            EventType::DeviceRevoked,
-            SubjectKind::User,
-            user.as_str(),
-            EventData::default(),
-        );
+        self.about_user(account, user, "revoked");
     }
 
     fn factor_changed(
@@ -178,19 +172,16 @@ impl Notices for Events {
         factor_type: &'static str,
         added: bool,
     ) {
-        let kind = if added {
-            EventType::FactorEnrolled
-        } else {
-            EventType::FactorRemoved
+        let about = About {
+            family: "factor",
+            subject_kind: SubjectKind::Factor,
+            subject: factor,
         };
-        if !self.watches(account) {
-            return;
-        }
-        let data = EventData {
+        let happened = if added { "enrolled" } else { "removed" };
+        self.about(account, about, happened, || EventData {
             user_id: SubjectId::parse(user.as_str()),
             factor_type: Some(Label::new(factor_type)),
             ..EventData::default()
-        };
-        self.about(account, kind, SubjectKind::Factor, factor, data);
+        });
     }
 }

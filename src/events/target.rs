@@ -312,7 +312,7 @@ mod tests {
     }
 
     #[test]
-    fn ipv4_ranges_are_classified() {
+    fn ipv4_and_ipv6_ranges_are_classified_and_mapped_v4_is_judged_as_v4() {
         for (ip, expected) in [
             ("93.184.216.34", AddressClass::Public),
             ("127.0.0.1", AddressClass::Loopback),
@@ -333,14 +333,7 @@ mod tests {
             ("192.0.2.1", AddressClass::Reserved),
             ("198.18.0.1", AddressClass::Reserved),
             ("240.0.0.1", AddressClass::Reserved),
-        ] {
-            assert_eq!(class(ip), expected, "{ip}");
-        }
-    }
-
-    #[test]
-    fn ipv6_ranges_are_classified_and_mapped_v4_is_judged_as_v4() {
-        for (ip, expected) in [
+            // IPv6, and mapped IPv4 judged as IPv4.
             ("2606:4700::1111", AddressClass::Public),
             ("::1", AddressClass::Loopback),
             ("::", AddressClass::Unspecified),

@@ -45,8 +45,8 @@ use crate::dispatch::seal::Sealer;
 use crate::events::model::{EventFilter, EventId, EventType};
 use crate::events::sign::WebhookSecret;
 use crate::events::store::{
-    Attempt, AttemptOutcome, Claim, Claimed, DeadLetter, Deliveries, DueAccount, Enqueued,
-    LogBounds, Outcome, QueuedEvent, Recipients, Registered, Settled, Webhook, WebhookBounds,
+    Attempt, AttemptOutcome, Claim, Claimed, DeadLetter, Deliveries, DueAccount, Enqueue, Enqueued,
+    Lease, Outcome, QueuedEvent, Recipients, Registered, Settle, Settled, Webhook, WebhookBounds,
     WebhookId, WebhookStore,
 };
 use crate::redis::connection::Connection;
@@ -349,26 +349,22 @@ impl WebhookStore for RedisWebhookStore {
         }
     }
 
-    async fn enqueue(
-        &self,
-        account: &AccountId,
-        event: &QueuedEvent,
-        recipients: Recipients<'_>,
-        now_ms: u64,
-        max_queued: usize,
-    ) -> Result<Enqueued, StoreError> {
-        let only = match recipients {
+    async fn enqueue(&self, request: Enqueue<'_>) -> Result<Enqueued, StoreError> {
+        let only = match request.recipients {
             Recipients::Subscribed => "",
             Recipients::Only(id) => id.as_str(),
         };
         let mut invocation = self.enqueue.prepare_invoke();
         invocation
-            .key(self.keys.webhooks(account))
-            .key(self.keys.webhook_schedule(account));
-        for field in queue_entry(event) {
+            .key(self.keys.webhooks(request.account))
+            .key(self.keys.webhook_schedule(request.account));
+        for field in queue_entry(request.event) {
             invocation.arg(field);
         }
-        invocation.arg(now_ms).arg(max_queued).arg(only);
+        invocation
+            .arg(request.now_ms)
+            .arg(request.max_queued)
+            .arg(only);
         let reply = self.run(&invocation).await?;
         let enqueued = match words(&reply).as_slice() {
             ["queued", queued, dropped] => Enqueued {
@@ -378,7 +374,8 @@ impl WebhookStore for RedisWebhookStore {
             _ => return Err(corrupt("unexpected enqueue reply")),
         };
         if enqueued.queued > 0 {
-            self.signal_after_write(account, now_ms).await;
+            self.signal_after_write(request.account, request.now_ms)
+                .await;
         }
         Ok(enqueued)
     }
@@ -441,20 +438,14 @@ impl WebhookStore for RedisWebhookStore {
             .collect())
     }
 
-    async fn claim(
-        &self,
-        account: &AccountId,
-        owner: &str,
-        now_ms: u64,
-        lease_until_ms: u64,
-    ) -> Result<Claimed, StoreError> {
+    async fn claim(&self, lease: Lease<'_>) -> Result<Claimed, StoreError> {
         let mut invocation = self.claim.prepare_invoke();
         invocation
-            .key(self.keys.webhooks(account))
-            .key(self.keys.webhook_schedule(account))
-            .arg(owner)
-            .arg(now_ms)
-            .arg(lease_until_ms);
+            .key(self.keys.webhooks(lease.account))
+            .key(self.keys.webhook_schedule(lease.account))
+            .arg(lease.owner)
+            .arg(lease.now_ms)
+            .arg(lease.until_ms);
         let reply = self.run(&invocation).await?;
         if let Some(next) = reply.strip_prefix("none ") {
             return Ok(Claimed::Nothing {
@@ -478,51 +469,45 @@ impl WebhookStore for RedisWebhookStore {
             .ok_or_else(|| corrupt("webhook secret"))?;
         let event = parse_queue_entry(field()?).ok_or_else(|| corrupt("queued event"))?;
         Ok(Claimed::One(Box::new(Claim {
-            account: account.clone(),
+            account: lease.account.clone(),
             webhook,
             url,
             secret,
             event,
             failures,
             first_attempt_ms,
-            owner: owner.to_owned(),
+            owner: lease.owner.to_owned(),
         })))
     }
 
-    async fn settle(
-        &self,
-        claim: &Claim,
-        outcome: Outcome,
-        attempt: &Attempt,
-        now_ms: u64,
-        log: LogBounds,
-    ) -> Result<Settled, StoreError> {
-        let (word, due_ms) = match outcome {
+    async fn settle(&self, request: Settle<'_>) -> Result<Settled, StoreError> {
+        let (word, due_ms) = match request.outcome {
             Outcome::Delivered => ("delivered", 0),
             Outcome::RetryAt(due_ms) => ("retry", due_ms),
             Outcome::DeadLettered => ("dead", 0),
         };
         let mut invocation = self.settle.prepare_invoke();
         invocation
-            .key(self.keys.webhooks(&claim.account))
-            .key(self.keys.webhook_schedule(&claim.account))
-            .arg(claim.webhook.as_str())
-            .arg(&claim.owner)
-            .arg(claim.event.id.as_str())
+            .key(self.keys.webhooks(&request.claim.account))
+            .key(self.keys.webhook_schedule(&request.claim.account))
+            .arg(request.claim.webhook.as_str())
+            .arg(&request.claim.owner)
+            .arg(request.claim.event.id.as_str())
             .arg(word)
-            .arg(now_ms)
+            .arg(request.now_ms)
             .arg(due_ms)
-            .arg(attempt.at_ms)
-            .arg(attempt_entry(attempt))
-            .arg(log.attempts)
-            .arg(log.dead_letters);
+            .arg(request.attempt.at_ms)
+            .arg(attempt_entry(request.attempt))
+            .arg(request.log.attempts)
+            .arg(request.log.dead_letters);
         let reply = self.run(&invocation).await?;
         match words(&reply).as_slice() {
             ["lost"] => Ok(Settled::LeaseLost),
             ["settled", next] => {
                 let next_ms = next_due(next)?;
                 if let Some(due_ms) = next_ms {
-                    self.signal_after_write(&claim.account, due_ms).await;
+                    self.signal_after_write(&request.claim.account, due_ms)
+                        .await;
                 }
                 Ok(Settled::Done { next_ms })
             }

@@ -70,49 +70,44 @@ impl Hooked {
         }
     }
 
-    async fn owner(&self, method: Method, path: &str) -> Reply {
-        as_owner(&self.app, &self.owner, method, path, None).await
+    /// A call of this webhook's own routes (`suffix`: "", "/test", "/deliveries").
+    async fn call(&self, method: Method, suffix: &str) -> Reply {
+        let path = format!("/v1/webhooks/{}{suffix}", self.webhook);
+        as_owner(&self.app, &self.owner, method, &path, None).await
     }
 
-    /// Waits until the receiver got `count` requests (the worker is asynchronous); polls, so
-    /// it ends as soon as they arrived.
+    /// Waits until the receiver got `count` requests (the worker is asynchronous).
     async fn received(&self, count: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        eventually(|| async {
             let requests = self.receiver.requests();
-            if requests.len() >= count {
-                return requests;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "only {} of {count} requests arrived",
-                requests.len()
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+            (requests.len() >= count).then_some(requests)
+        })
+        .await
     }
 
     /// Waits until the webhook's log satisfies `done`.
     async fn deliveries_until(&self, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let log = self
-                .owner(
-                    Method::GET,
-                    &format!("/v1/webhooks/{}/deliveries", self.webhook),
-                )
-                .await;
+        eventually(|| async {
+            let log = self.call(Method::GET, "/deliveries").await;
             assert_eq!(log.status, 200, "{}", log.body);
-            if done(&log.body) {
-                return log.body;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the log never got there: {}",
-                log.body
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            done(&log.body).then_some(log.body)
+        })
+        .await
+    }
+}
+
+/// The first `Some` of `probe`, polled every 5 ms of real time for at most 10 s: it waits for
+/// asynchronous work (the worker, the receiver), never for time to pass.
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+    mut probe: impl FnMut() -> F,
+) -> T {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(found) = probe().await {
+            return found;
         }
+        assert!(Instant::now() < deadline, "it never happened");
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
@@ -178,12 +173,7 @@ on_every_store!(a_receiver_answering_500_then_200_gets_the_event_exactly_once_mo
 async fn a_receiver_answering_500_then_200_gets_the_event_exactly_once_more(backend: Backend) {
     let hooked = Hooked::new(backend, json!(["*"])).await;
     hooked.receiver.answer(&[500]);
-    let test = hooked
-        .owner(
-            Method::POST,
-            &format!("/v1/webhooks/{}/test", hooked.webhook),
-        )
-        .await;
+    let test = hooked.call(Method::POST, "/test").await;
     assert_eq!(test.status, 202, "{}", test.body);
     hooked.received(1).await;
     hooked.app.clock.advance(Duration::from_secs(5));
@@ -247,11 +237,7 @@ async fn events_queued_in_redis_by_a_gateway_that_is_gone_are_delivered_by_a_new
     // The new instance shares the store, the prefix and the clock; the first one goes away.
     let peer = spawn_peer_with(&app, Backend::Redis, loopback).await;
     app.stop().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while receiver.requests().len() < 3 {
-        assert!(Instant::now() < deadline, "the new gateway never delivered");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(|| async { (receiver.requests().len() >= 3).then_some(()) }).await;
     let requests = receiver.requests();
     assert!(requests.iter().all(|r| r.signature_valid));
     let subjects: Vec<String> = requests.into_iter().map(|r| r.subject).collect();
@@ -326,14 +312,9 @@ async fn a_webhook_is_listed_without_its_secret_audited_and_removed() {
     assert_eq!(created.status, 201, "{}", created.body);
     assert!(created.str("secret").starts_with("whsec_"));
     let id = created.str("id");
-    let read = as_owner(
-        &app,
-        &owner,
-        Method::GET,
-        &format!("/v1/webhooks/{id}"),
-        None,
-    )
-    .await;
+    let path = format!("/v1/webhooks/{id}");
+    let webhook = |method| as_owner(&app, &owner, method, &path, None);
+    let read = webhook(Method::GET).await;
     assert_eq!(
         read.body["events"],
         json!(["io.otpgate.verification.approved"])
@@ -342,23 +323,9 @@ async fn a_webhook_is_listed_without_its_secret_audited_and_removed() {
     let listed = as_owner(&app, &owner, Method::GET, "/v1/webhooks", None).await;
     assert_eq!(listed.body["webhooks"][0]["id"], id);
     assert!(listed.body["webhooks"][0].get("secret").is_none());
-    let removed = as_owner(
-        &app,
-        &owner,
-        Method::DELETE,
-        &format!("/v1/webhooks/{id}"),
-        None,
-    )
-    .await;
+    let removed = webhook(Method::DELETE).await;
     assert_eq!(removed.status, 200, "{}", removed.body);
-    let gone = as_owner(
-        &app,
-        &owner,
-        Method::GET,
-        &format!("/v1/webhooks/{id}"),
-        None,
-    )
-    .await;
+    let gone = webhook(Method::GET).await;
     gone.assert_problem(404, "not-found");
     let audit = as_owner(&app, &owner, Method::GET, "/v1/audit", None).await;
     let actions: Vec<&str> = audit.body["entries"]
@@ -383,12 +350,7 @@ async fn the_deliveries_show_each_attempt_and_the_dead_letter_after_the_schedule
     })
     .await;
     hooked.receiver.answer(&[500, 503, 500, 500]);
-    let test = hooked
-        .owner(
-            Method::POST,
-            &format!("/v1/webhooks/{}/test", hooked.webhook),
-        )
-        .await;
+    let test = hooked.call(Method::POST, "/test").await;
     hooked.received(1).await;
     // Second attempt after 5 s; the next would be 10 s later, past the 10 s from the first.
     hooked.app.clock.advance(Duration::from_secs(5));

@@ -5,19 +5,16 @@ a code and checks it, and the receiver gets the verification's events, each of w
 verifies (signature and timestamp). Run by scripts/compat with a gateway up.
 """
 
-import json
 import random
 import sys
 import threading
 import time
 import traceback
-import urllib.error
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook
 
-from twilio_common import GATEWAY, ROOT_KEY, code_sent_to
+from twilio_common import ROOT_KEY, code_sent_to, v1
 
 RECEIVED = []
 LOCK = threading.Lock()
@@ -34,20 +31,6 @@ class Receiver(BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def v1(method, path, key, body=None):
-    request = urllib.request.Request(
-        f"{GATEWAY}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        method=method,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
 
 
 def received(count, timeout=20.0):

@@ -17,8 +17,8 @@ use otpgate::account::AccountId;
 use otpgate::clock::{Clock, ManualClock};
 use otpgate::config::Settings;
 use otpgate::events::store::{
-    AttemptOutcome, Claim, Claimed, Deliveries, DueAccount, Enqueued, LogBounds, Outcome,
-    QueuedEvent, Recipients, Registered, Settled, WebhookBounds,
+    AttemptOutcome, Claim, Claimed, Deliveries, DueAccount, Enqueue, Enqueued, Lease, LogBounds,
+    Outcome, QueuedEvent, Recipients, Registered, Settle, Settled, WebhookBounds,
 };
 use otpgate::events::{
     Deliverer, Emitted, EmitterSettings, Event, EventData, EventFilter, EventId, EventType, Events,
@@ -122,13 +122,13 @@ impl Fixture {
 
     async fn enqueue(&self, event: &QueuedEvent) -> Enqueued {
         self.store
-            .enqueue(
-                &self.account,
-                event,
-                Recipients::Subscribed,
-                self.clock.now_ms(),
-                100,
-            )
+            .enqueue(Enqueue {
+                account: &self.account,
+                event: event,
+                recipients: Recipients::Subscribed,
+                now_ms: self.clock.now_ms(),
+                max_queued: 100,
+            })
             .await
             .unwrap()
     }
@@ -136,7 +136,12 @@ impl Fixture {
     async fn claim(&self, owner: &str) -> Claimed {
         let now = self.clock.now_ms();
         self.store
-            .claim(&self.account, owner, now, now + LEASE_MS)
+            .claim(Lease {
+                account: &self.account,
+                owner,
+                now_ms: now,
+                until_ms: now + LEASE_MS,
+            })
             .await
             .unwrap()
     }
@@ -165,7 +170,13 @@ impl Fixture {
             duration_ms: 3,
         };
         self.store
-            .settle(claim, outcome, &attempt, now, LOG)
+            .settle(Settle {
+                claim,
+                outcome,
+                attempt: &attempt,
+                now_ms: now,
+                log: LOG,
+            })
             .await
             .unwrap()
     }
@@ -487,26 +498,26 @@ async fn a_full_queue_drops_new_events_for_that_webhook_only(backend: crate::sto
         let event = fixture.event(EventType::WebhookTest, n);
         fixture
             .store
-            .enqueue(
-                &fixture.account,
-                &event,
-                Recipients::Only(&small.id),
-                fixture.clock.now_ms(),
-                2,
-            )
+            .enqueue(Enqueue {
+                account: &fixture.account,
+                event: &event,
+                recipients: Recipients::Only(&small.id),
+                now_ms: fixture.clock.now_ms(),
+                max_queued: 2,
+            })
             .await
             .unwrap();
     }
     let event = fixture.event(EventType::VerificationCreated, 9);
     let enqueued = fixture
         .store
-        .enqueue(
-            &fixture.account,
-            &event,
-            Recipients::Subscribed,
-            fixture.clock.now_ms(),
-            2,
-        )
+        .enqueue(Enqueue {
+            account: &fixture.account,
+            event: &event,
+            recipients: Recipients::Subscribed,
+            now_ms: fixture.clock.now_ms(),
+            max_queued: 2,
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -590,13 +601,13 @@ async fn the_test_event_goes_to_one_webhook_whatever_its_filter(backend: crate::
     let test = fixture.event(EventType::WebhookTest, 0);
     let enqueued = fixture
         .store
-        .enqueue(
-            &fixture.account,
-            &test,
-            Recipients::Only(&pins.id),
-            fixture.clock.now_ms(),
-            10,
-        )
+        .enqueue(Enqueue {
+            account: &fixture.account,
+            event: &test,
+            recipients: Recipients::Only(&pins.id),
+            now_ms: fixture.clock.now_ms(),
+            max_queued: 10,
+        })
         .await
         .unwrap();
     assert_eq!(enqueued.queued, 1);
@@ -852,7 +863,12 @@ async fn a_new_worker_delivers_what_a_dropped_worker_left_queued(backend: crate:
     let orphan = delivery
         .fixture
         .store
-        .claim(&account, "killed-gateway", now, now + 60_000)
+        .claim(Lease {
+            account: &account,
+            owner: "killed-gateway",
+            now_ms: now,
+            until_ms: now + 60_000,
+        })
         .await
         .unwrap();
     assert!(matches!(orphan, Claimed::One(_)));
