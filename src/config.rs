@@ -57,6 +57,8 @@ pub struct Settings {
     pub factors: crate::factors::FactorSettings,
     /// Per-account bounds and the embedded store's per-account shares (`[tenants]`).
     pub tenants: crate::account::limits::TenantSettings,
+    /// Webhooks out (`[events]`, read whole: docs/events.md).
+    pub events: crate::events::EventsSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -311,6 +313,7 @@ impl Reader {
         let mail = self.mail();
         let factors = self.factors();
         let tenants = self.tenants();
+        let events: crate::events::EventsSettings = self.get("events");
 
         let mut errors = self.errors;
         server.validate(&mut errors);
@@ -321,6 +324,7 @@ impl Reader {
         pin.validate(&mut errors);
         mail.validate(&mut errors);
         factors.validate(&mut errors);
+        events.validate(with_redis, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -339,6 +343,7 @@ impl Reader {
             mail,
             factors,
             tenants,
+            events,
         })
     }
 }

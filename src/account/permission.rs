@@ -47,6 +47,8 @@ pub enum Permission {
     ResetTwoStep,
     /// Read a Twilio Service: root, or any key of its account.
     ReadServices,
+    /// Register, read, test and remove the account's webhooks (events out).
+    ManageWebhooks,
 }
 
 /// One row: the roles allowed, whether root is, and what a refused caller is told.
@@ -198,6 +200,13 @@ const TABLE: &[Row] = &[
         refusal: "",
         root_refusal: "",
     },
+    Row {
+        permission: Permission::ManageWebhooks,
+        roles: NUMBER_OWNERS,
+        root: false,
+        refusal: "only owner and admin keys manage webhooks",
+        root_refusal: ROOT_ONLY_MANAGES,
+    },
 ];
 
 impl Permission {
@@ -234,7 +243,7 @@ impl Permission {
 mod tests {
     use super::*;
 
-    const EVERY: [Permission; 18] = [
+    const EVERY: [Permission; 19] = [
         Permission::CreateAccounts,
         Permission::MintKeys,
         Permission::SetAccountEmail,
@@ -253,6 +262,7 @@ mod tests {
         Permission::DisableTwoStep,
         Permission::ResetTwoStep,
         Permission::ReadServices,
+        Permission::ManageWebhooks,
     ];
 
     #[test]

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::account::audit::{action, AuditEntry, AuditPage, Who};
 use crate::account::limits::{LimitReached, TenantSettings};
+use crate::account::notices::{Notices, Silent};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal};
 use crate::account::settings::DirectorySettings;
@@ -76,6 +77,8 @@ pub struct AccountService {
     pub(crate) rng: SystemRandom,
     pub(crate) settings: DirectorySettings,
     pub(crate) tenants: TenantSettings,
+    /// Told of each change once it is stored (webhooks out).
+    pub(crate) notices: Arc<dyn Notices>,
 }
 
 impl AccountService {
@@ -101,7 +104,14 @@ impl AccountService {
             rng: SystemRandom::new(),
             settings,
             tenants: TenantSettings::default(),
+            notices: Arc::new(Silent),
         }
+    }
+
+    /// Who is told of changes (webhooks out); no one until this is called.
+    pub fn with_notices(mut self, notices: Arc<dyn Notices>) -> Self {
+        self.notices = notices;
+        self
     }
 
     /// The per-account bounds (`[tenants]`); the documented defaults until this is called.
@@ -179,6 +189,7 @@ impl AccountService {
                 PolicyWrite::Written { version } => {
                     self.cache
                         .invalidate(&Invalidation::Policy(account.clone()));
+                    self.notices.policy_changed(account, &audit.details);
                     return Ok(Policy { version, ..after });
                 }
                 PolicyWrite::Stale => continue,

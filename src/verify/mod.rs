@@ -17,6 +17,7 @@ use crate::account::Account;
 use crate::clock::Clock;
 use crate::dispatch::template::{self, WebOtp};
 use crate::dispatch::{Dispatcher, OutgoingMessage};
+use crate::events::Events;
 use crate::limits::LimitSettings;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
@@ -42,6 +43,8 @@ pub struct Verifier {
     quota: SendQuota,
     /// The `@domain #code` line for Web OTP / SMS Retriever, when configured.
     web_otp: Option<WebOtp>,
+    /// Webhooks out: created, approved, canceled, expired, max_attempts_reached.
+    events: Events,
 }
 
 /// A send as the HTTP layer parsed it.
@@ -123,7 +126,14 @@ impl Verifier {
             },
             settings,
             web_otp,
+            events: Events::disabled(),
         }
+    }
+
+    /// Emits the verifications' events through `events` (none until this is called).
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// The message queue (for readiness).
@@ -165,6 +175,7 @@ impl Verifier {
             id: OutgoingMessage::new_id(&self.rng).map_err(|_| VerifyError::Random)?,
             // Known once the store answers: a resend keeps the pending verification's id.
             verification_id: String::new(),
+            account: account.id.as_str().to_owned(),
             to: request.to.clone(),
             channel: request.channel,
             body: self.message_body(&locale, &code),
@@ -230,6 +241,7 @@ impl Verifier {
             };
             self.metrics.verification_started(channel, label);
             message.verification_id = verification.id.as_str().to_owned();
+            self.emit(label, verification);
         }
         if message.channel == Channel::Sms {
             let encoding = template::encoding(&message.body);
@@ -302,6 +314,7 @@ impl Verifier {
             } => {
                 self.metrics
                     .verification_checked(verification.status.as_str());
+                self.emit(verification.status.as_str(), &verification);
                 Ok(Checked {
                     verification,
                     valid,
@@ -338,7 +351,10 @@ impl Verifier {
             .await
             .inspect_err(|_| self.metrics.store_error("cancel"))?;
         match outcome {
-            CancelOutcome::Canceled(verification) => Ok(verification),
+            CancelOutcome::Canceled(verification) => {
+                self.emit("canceled", &verification);
+                Ok(verification)
+            }
             CancelOutcome::NotPending(verification) => {
                 Err(VerifyError::NotPending(Box::new(verification)))
             }
@@ -348,5 +364,16 @@ impl Verifier {
 
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// The event of what just `happened` to `verification` (created, approved, canceled,
+    /// expired, max_attempts_reached; other words emit nothing). Expiry is noticed by the check
+    /// that finds it: a code nobody checks again expires without an event.
+    fn emit(&self, happened: &str, verification: &Verification) {
+        let (id, to) = (verification.id.as_str(), &verification.to);
+        let channel = verification.channel.as_str();
+        let attempts = verification.attempts;
+        self.events
+            .verification(&verification.account, happened, id, to, channel, attempts);
     }
 }
