@@ -59,6 +59,8 @@ pub struct Settings {
     pub tenants: crate::account::limits::TenantSettings,
     /// Abuse protection's defaults for every account and its stores' bounds (`[abuse]`).
     pub abuse: crate::abuse::AbuseSettings,
+    /// Webhooks out (`[events]`, read whole: docs/events.md).
+    pub events: crate::events::EventsSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -314,6 +316,7 @@ impl Reader {
         let factors = self.factors();
         let tenants = self.tenants();
         let abuse: crate::abuse::AbuseSettings = self.get("abuse");
+        let events: crate::events::EventsSettings = self.get("events");
 
         let mut errors = self.errors;
         server.validate(&mut errors);
@@ -325,6 +328,7 @@ impl Reader {
         mail.validate(&mut errors);
         factors.validate(&mut errors);
         abuse.validate(&mut errors);
+        events.validate(with_redis, &mut errors);
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -344,6 +348,7 @@ impl Reader {
             factors,
             tenants,
             abuse,
+            events,
         })
     }
 }

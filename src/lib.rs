@@ -69,6 +69,8 @@ pub struct AppState {
     pins: pin::service::PinService,
     /// Authenticator apps, security keys, recovery codes.
     factors: factors::FactorService,
+    /// Webhooks out: registrations, tests, deliveries.
+    webhooks: events::WebhookService,
     metrics: Arc<Metrics>,
     limits: Limits,
     keys: TtlCache<KeyDigest, ApiKeyRecord>,
@@ -154,6 +156,11 @@ impl App {
     /// Authenticator apps (TOTP), security keys (WebAuthn) and recovery codes.
     pub fn factors(&self) -> &factors::FactorService {
         &self.0.factors
+    }
+
+    /// Webhooks out: the account's registrations and their deliveries.
+    pub fn webhooks(&self) -> &events::WebhookService {
+        &self.0.webhooks
     }
 
     pub fn metrics(&self) -> &Metrics {

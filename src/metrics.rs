@@ -93,6 +93,15 @@ pub const CONNECTIONS_OPEN: &str = "otpgate_connections_open";
 /// Failed `accept` calls (out of file descriptors and the like), each followed by a back-off.
 pub const ACCEPT_ERRORS: &str = "otpgate_accept_errors_total";
 
+/// Events out (webhooks): `outcome` emitted (handed to the queue's buffer) or dropped (the
+/// buffer or a webhook's queue was full, or the store did not take it). Accounts without webhooks
+/// emit nothing and count nothing.
+pub const EVENTS: &str = "otpgate_events_total";
+/// Webhook delivery attempts: `outcome` delivered, failed (retried later), dead_lettered.
+pub const WEBHOOK_DELIVERIES: &str = "otpgate_webhook_deliveries_total";
+/// Time of one webhook delivery attempt (the receiver's answer, or the failure).
+pub const WEBHOOK_DURATION: &str = "otpgate_webhook_delivery_duration_seconds";
+
 /// Latency buckets from 100 µs to 5 s: a check served from memory takes tens of microseconds,
 /// one through Redis under a millisecond, a provider call up to seconds.
 const LATENCY_BUCKETS: &[f64] = &[
@@ -346,6 +355,19 @@ impl Metrics {
     pub fn factor_enrolment(&self, kind: &'static str, outcome: &'static str) {
         let series = Series::of(FACTOR_ENROLMENTS).by("type", kind);
         self.count(series.by("outcome", outcome));
+    }
+
+    /// `outcome`: emitted, dropped.
+    pub fn event(&self, outcome: &'static str, count: u64) {
+        self.counter(Series::of(EVENTS).by("outcome", outcome))
+            .increment(count);
+    }
+
+    /// `outcome`: delivered, failed, dead_lettered.
+    pub fn webhook_delivery(&self, outcome: &'static str, elapsed: Duration) {
+        self.count(Series::of(WEBHOOK_DELIVERIES).by("outcome", outcome));
+        self.histogram(Series::of(WEBHOOK_DURATION))
+            .record(elapsed.as_secs_f64());
     }
 
     pub fn pin_hash_time(&self, elapsed: Duration) {

@@ -22,13 +22,18 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::dispatch::providers::{self, AdapterKind, Provider};
 use crate::dispatch::router::{BreakerSettings, RetrySettings, Router};
+use crate::dispatch::seal::Sealer;
 use crate::dispatch::template::WebOtp;
 use crate::dispatch::{Dispatcher, DurableQueue, Queue, WorkerSettings, Workers};
+use crate::events::store::{WebhookBounds, WebhookStore};
+use crate::events::{Deliverer, EmitterSettings, Events, WebhookParts, WebhookService};
 use crate::factors::crypto::FactorKeys;
 use crate::factors::store::FactorStore;
 use crate::factors::FactorService;
 use crate::limits::Limits;
-use crate::memory::{MemoryAbuseStore, MemoryAccounts, MemoryDirectory, MemoryStore};
+use crate::memory::{
+    MemoryAbuseStore, MemoryAccounts, MemoryDirectory, MemoryStore, MemoryWebhookStore,
+};
 use crate::metrics::Metrics;
 use crate::pin::service::{PinParts, PinService};
 use crate::pin::store::PinStore;
@@ -36,7 +41,7 @@ use crate::pin::support::SupportDisable;
 use crate::random::random_bytes;
 use crate::redis::{
     RedisAbuseStore, RedisAccounts, RedisDirectory, RedisOutbox, RedisSettings, RedisStore,
-    Supervision,
+    RedisWebhookStore, Supervision,
 };
 use crate::secret::Secret;
 use crate::store::StoreError;
@@ -63,6 +68,8 @@ pub enum BuildError {
     Pins(String),
     #[error("cannot set up second factors: {0}")]
     Factors(String),
+    #[error("cannot set up webhooks: {0}")]
+    Events(String),
 }
 
 /// What a test (or an embedder) may swap in; production uses the defaults.
@@ -155,6 +162,16 @@ impl App {
             configured => configured.expose().to_vec(),
         };
 
+        let (webhook_store, events) = start_events(
+            &settings,
+            redis.as_deref(),
+            &code_key,
+            &clock,
+            &metrics,
+            &tasks,
+            &stop,
+        );
+
         let router = Arc::new(build_router(
             &settings,
             overrides.provider,
@@ -173,10 +190,10 @@ impl App {
         };
         let queue = match &redis {
             Some(redis) => Queue::Durable(DurableQueue {
-                store: Arc::new(StoreSendLog(redis.clone())),
+                store: Arc::new(StoreSendLog(redis.clone(), events.clone())),
                 outbox: Arc::new(RedisOutbox::on(redis)),
             }),
-            None => Queue::Memory(Arc::new(StoreSendLog(store.clone()))),
+            None => Queue::Memory(Arc::new(StoreSendLog(store.clone(), events.clone()))),
         };
         let workers = Workers {
             settings: worker_settings,
@@ -197,11 +214,11 @@ impl App {
             clock: clock.clone(),
             metrics: metrics.clone(),
         };
-        let abuse_settings = Arc::new(settings.abuse.clone());
         let account_service = Arc::new(
             parts
                 .accounts(&tasks, stop.clone())?
-                .with_abuse(abuse_settings.clone()),
+                .with_notices(Arc::new(events.clone()))
+                .with_abuse(Arc::new(settings.abuse.clone())),
         );
         let verifier = Verifier::new(
             store.clone(),
@@ -213,12 +230,22 @@ impl App {
             &settings.limits,
             web_otp,
         )
+        .with_events(events.clone())
         .with_abuse(SendGuard {
             guard: parts.abuse(),
             accounts: account_service.clone(),
         });
-        let pins = parts.pins(account_service.directory().clone())?;
+        let pins = parts
+            .pins(account_service.directory().clone())?
+            .with_events(events.clone());
         let factors = parts.factors(account_service.clone())?;
+        let webhooks = parts.webhooks(webhook_store, account_service.directory(), events)?;
+        if settings.events.enabled && settings.events.workers {
+            let worker = Deliverer::new(webhooks.store().clone(), clock.clone(), &settings.events)
+                .map_err(BuildError::Events)?
+                .with_metrics(metrics.clone());
+            tasks.spawn(Arc::new(worker).run(stop.clone()));
+        }
 
         let root_key_digest = key_digest(
             std::str::from_utf8(settings.auth.root_key.expose())
@@ -237,6 +264,7 @@ impl App {
             account_service,
             pins,
             factors,
+            webhooks,
             metrics,
             root_key_digest,
             rng,
@@ -246,6 +274,39 @@ impl App {
         app.spawn_housekeeping(memory);
         Ok(app)
     }
+}
+
+/// The webhook store (on the gateway's Redis, its secrets sealed under a key derived from the
+/// code key; or in memory) and the handle the domain emits through, whose task queues events in
+/// the store until `stop`.
+fn start_events(
+    settings: &Settings,
+    redis: Option<&RedisStore>,
+    code_key: &[u8],
+    clock: &Arc<dyn Clock>,
+    metrics: &Arc<Metrics>,
+    tasks: &TaskTracker,
+    stop: &CancellationToken,
+) -> (Arc<dyn WebhookStore>, Events) {
+    let config = &settings.events;
+    let store: Arc<dyn WebhookStore> = match redis {
+        Some(redis) => {
+            let key = derive_key(code_key, b"otpgate webhook secret key");
+            Arc::new(RedisWebhookStore::on(redis).with_sealer(Arc::new(Sealer::new(&key))))
+        }
+        None => Arc::new(MemoryWebhookStore::new(config.max_queued_total)),
+    };
+    if !config.enabled {
+        return (store, Events::disabled());
+    }
+    let emitter = EmitterSettings {
+        buffer: config.emit_buffer,
+        max_queued_per_webhook: config.max_queued_per_webhook,
+        watch: Some(config.poll_interval),
+        metrics: metrics.clone(),
+    };
+    let events = Events::start(store.clone(), clock.clone(), emitter, tasks, stop.clone());
+    (store, events)
 }
 
 /// The providers from config (or the one override a test gives) behind the routing table.
@@ -337,6 +398,28 @@ impl Parts<'_> {
             None => Arc::new(MemoryAbuseStore::new(settings)),
         };
         AbuseGuard::new(settings.clone(), store)
+    }
+
+    /// The webhooks' service: registrations within `[events]`'s bounds, audited in the directory.
+    fn webhooks(
+        &self,
+        store: Arc<dyn WebhookStore>,
+        directory: &Arc<dyn Directory>,
+        events: Events,
+    ) -> Result<WebhookService, BuildError> {
+        let config = &self.settings.events;
+        Ok(WebhookService::new(WebhookParts {
+            store,
+            directory: directory.clone(),
+            events,
+            clock: self.clock.clone(),
+            rules: config.target_rules(),
+            bounds: WebhookBounds {
+                per_account: config.max_webhooks_per_account,
+                total: config.max_webhooks_total,
+            },
+            enabled: config.enabled,
+        }))
     }
 
     /// The accounts service: the directory on the gateway's Redis connection (or in memory), the

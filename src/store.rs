@@ -76,6 +76,10 @@ pub enum Limit {
     Verifications,
     /// The embedded factor store's share (ceremonies, pending factors, proofs).
     FactorEntries,
+    /// Webhooks of one account (`events.max_webhooks_per_account`), and of the whole gateway
+    /// (`events.max_webhooks_total`).
+    Webhooks,
+    GatewayWebhooks,
 }
 
 impl Limit {
@@ -89,6 +93,8 @@ impl Limit {
             Limit::TrustedDevices => "trusted_devices",
             Limit::Verifications => "verifications",
             Limit::FactorEntries => "factor_entries",
+            Limit::Webhooks => "webhooks",
+            Limit::GatewayWebhooks => "gateway_webhooks",
         }
     }
 

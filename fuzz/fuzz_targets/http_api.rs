@@ -5,7 +5,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use otpgate::http::routes::table;
+use otpgate::http::table::table;
 use otpgate_fuzz::server::{
     bearer, check_answer, header_value, target_text, Harness, Json, Method, PHONE, ROOT_KEY,
 };

@@ -10,9 +10,10 @@ use std::time::Duration;
 
 use arbitrary::Arbitrary;
 use async_trait::async_trait;
-use otpgate::config::{Secret, Settings};
+use otpgate::config::Settings;
 use otpgate::dispatch::providers::{Accepted, Provider, ProviderError};
 use otpgate::dispatch::OutgoingMessage;
+use otpgate::secret::Secret;
 use otpgate::{App, Overrides};
 
 pub const ROOT_KEY: &str = "fuzz-root-key-of-at-least-32-characters";

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod hot_path;
 pub mod limits;
 pub mod login;
+pub mod notices;
 pub mod permission;
 pub mod policy;
 pub mod rules;

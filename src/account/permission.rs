@@ -49,6 +49,8 @@ pub enum Permission {
     ResetTwoStep,
     /// Read a Twilio Service: root, or any key of its account.
     ReadServices,
+    /// Register, read, test and remove the account's webhooks (events out).
+    ManageWebhooks,
 }
 
 /// One row: the roles allowed, whether root is, and what a refused caller is told.
@@ -207,6 +209,13 @@ const TABLE: &[Row] = &[
         refusal: "",
         root_refusal: "",
     },
+    Row {
+        permission: Permission::ManageWebhooks,
+        roles: NUMBER_OWNERS,
+        root: false,
+        refusal: "only owner and admin keys manage webhooks",
+        root_refusal: ROOT_ONLY_MANAGES,
+    },
 ];
 
 impl Permission {
@@ -243,7 +252,7 @@ impl Permission {
 mod tests {
     use super::*;
 
-    const EVERY: [Permission; 19] = [
+    const EVERY: [Permission; 20] = [
         Permission::CreateAccounts,
         Permission::MintKeys,
         Permission::SetAccountEmail,
@@ -263,6 +272,7 @@ mod tests {
         Permission::DisableTwoStep,
         Permission::ResetTwoStep,
         Permission::ReadServices,
+        Permission::ManageWebhooks,
     ];
 
     #[test]

@@ -16,6 +16,7 @@ use serde_json::json;
 use crate::abuse::{AbusePolicy, AbuseSettings};
 use crate::account::audit::{action, AuditEntry, AuditPage, Who};
 use crate::account::limits::{LimitReached, TenantSettings};
+use crate::account::notices::{Notices, Silent};
 use crate::account::policy::{ChannelSet, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal};
 use crate::account::settings::DirectorySettings;
@@ -81,6 +82,8 @@ pub struct AccountService {
     pub(crate) tenants: TenantSettings,
     /// The operator's `[abuse]`: the bounds an account's abuse protection is checked against.
     pub(crate) abuse: Arc<AbuseSettings>,
+    /// Told of each change once it is stored (webhooks out).
+    pub(crate) notices: Arc<dyn Notices>,
 }
 
 impl AccountService {
@@ -107,12 +110,19 @@ impl AccountService {
             settings,
             tenants: TenantSettings::default(),
             abuse: Arc::default(),
+            notices: Arc::new(Silent),
         }
     }
 
     /// The operator's `[abuse]`; the shipped defaults until this is called.
     pub fn with_abuse(mut self, abuse: Arc<AbuseSettings>) -> Self {
         self.abuse = abuse;
+        self
+    }
+
+    /// Who is told of changes (webhooks out); no one until this is called.
+    pub fn with_notices(mut self, notices: Arc<dyn Notices>) -> Self {
+        self.notices = notices;
         self
     }
 
@@ -199,6 +209,7 @@ impl AccountService {
                 PolicyWrite::Written { version } => {
                     self.cache
                         .invalidate(&Invalidation::Policy(account.clone()));
+                    self.notices.policy_changed(account, &audit.details);
                     return Ok(Policy { version, ..after });
                 }
                 PolicyWrite::Stale => continue,

@@ -232,6 +232,9 @@ impl AccountService {
                 .write_user(account, user, policy.version, false, audit)
                 .await?
             {
+                let kind = factor.kind.as_str();
+                self.notices
+                    .factor_changed(account, id, &factor.id, kind, true);
                 return Ok(user);
             }
         }
@@ -268,6 +271,7 @@ impl AccountService {
                 return Err(AccountError::NotFound("no such factor for this user"));
             };
             let factor = user.factors.remove(index);
+            let (factor_id, kind) = (factor.id.clone(), factor.kind.as_str());
             let now = self.clock.now_ms();
             user.updated_ms = now;
             let audit = vec![AuditEntry::new(
@@ -281,6 +285,8 @@ impl AccountService {
                 .write_user(account, user, policy.version, true, audit)
                 .await?
             {
+                self.notices
+                    .factor_changed(account, id, &factor_id, kind, false);
                 return Ok(user);
             }
         }

@@ -61,6 +61,9 @@ pub struct OutgoingMessage {
     /// Unique per send (a resend is a new message); providers may use it to drop duplicates.
     pub id: String,
     pub verification_id: String,
+    /// The account the verification belongs to (`AC…`), for the events its fate emits; empty
+    /// for a message queued by a gateway that did not carry it.
+    pub account: String,
     pub to: PhoneNumber,
     pub channel: Channel,
     /// The rendered text, code included.
@@ -90,6 +93,8 @@ impl std::fmt::Debug for OutgoingMessage {
 #[derive(Serialize, Deserialize)]
 struct Payload {
     id: String,
+    #[serde(default)]
+    account: String,
     to: String,
     /// Carried so that the worker need not parse the number again.
     country_code: u16,
@@ -104,6 +109,7 @@ impl OutgoingMessage {
     fn payload(&self) -> Payload {
         Payload {
             id: self.id.clone(),
+            account: self.account.clone(),
             to: self.to.e164().to_owned(),
             country_code: self.to.country_code(),
             channel: self.channel,
@@ -118,6 +124,7 @@ impl OutgoingMessage {
         Some(Self {
             id: payload.id,
             verification_id,
+            account: payload.account,
             // Sealed by this gateway after validation: authenticated encryption vouches for it.
             to: PhoneNumber::trusted(payload.to, payload.country_code),
             channel: payload.channel,
@@ -503,6 +510,9 @@ impl Shared {
             });
             if let Err(error) = recorded.await {
                 tracing::warn!(%error, message = %message.id, "could not record the send");
+            }
+            if !attempt.is_provider_try() {
+                self.store.settled(message, attempt);
             }
         }
         delivery

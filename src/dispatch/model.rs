@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+use crate::dispatch::OutgoingMessage;
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,4 +69,8 @@ pub trait SendLog: Send + Sync + 'static {
         verification_id: &str,
         attempt: &SendAttempt,
     ) -> Result<(), StoreError>;
+
+    /// Told once a message's fate is known and recorded: `attempt` is the message's own entry
+    /// (`accepted` by its provider, or `failed`: given up). Nothing by default.
+    fn settled(&self, _message: &OutgoingMessage, _attempt: &SendAttempt) {}
 }

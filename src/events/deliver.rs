@@ -22,10 +22,12 @@ use super::model::CONTENT_TYPE;
 use super::settings::{EventsSettings, RetrySchedule};
 use super::sign::SignedHeaders;
 use super::store::{
-    Attempt, AttemptOutcome, Claim, Claimed, DueAccount, LogBounds, Outcome, Settled, WebhookStore,
+    Attempt, AttemptOutcome, Claim, Claimed, DueAccount, Lease, LogBounds, Outcome, Settle,
+    Settled, WebhookStore,
 };
 use super::target::{check_url, CheckedResolver, TargetError, TargetRules};
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::store::StoreError;
 
 /// Rounds of claims one account gets per pass (each round delivers one event per due webhook).
@@ -47,6 +49,7 @@ pub struct Deliverer {
     owner: String,
     /// When the last sweep ran (clock ms); 0: never, so the first pass sweeps.
     last_sweep_ms: AtomicU64,
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What one pass did.
@@ -107,7 +110,14 @@ impl Deliverer {
             sweep_interval: settings.sweep_interval,
             owner: format!("w{}", data_encoding::HEXLOWER.encode(&name)),
             last_sweep_ms: AtomicU64::new(0),
+            metrics: None,
         })
+    }
+
+    /// Counts each settled attempt and its duration.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Passes every `poll_interval` until `stop`.
@@ -160,7 +170,12 @@ impl Deliverer {
             let next_ms = loop {
                 match self
                     .store
-                    .claim(&due.account, &self.owner, now_ms, lease_until)
+                    .claim(Lease {
+                        account: &due.account,
+                        owner: &self.owner,
+                        now_ms,
+                        until_ms: lease_until,
+                    })
                     .await?
                 {
                     Claimed::One(claim) => claims.push(claim),
@@ -209,8 +224,17 @@ impl Deliverer {
         };
         let settled = self
             .store
-            .settle(claim, outcome, &attempt, self.clock.now_ms(), self.log)
+            .settle(Settle {
+                claim,
+                outcome,
+                attempt: &attempt,
+                now_ms: self.clock.now_ms(),
+                log: self.log,
+            })
             .await?;
+        if let (Settled::Done { .. }, Some(metrics)) = (settled, &self.metrics) {
+            metrics.webhook_delivery(attempt.outcome.as_str(), started.elapsed());
+        }
         let mut report = PassReport::default();
         match (settled, outcome) {
             (Settled::LeaseLost, _) => report.lease_lost += 1,

@@ -1,7 +1,8 @@
 //! `Events`: what the domain calls to send an event out. `emit` never waits: it stamps the event
 //! (id, time) and hands it to a bounded in-process channel, and a background task queues it in
 //! the webhook store. A full channel (the store is down or slow for long) refuses the event and
-//! says so; the caller's request goes on either way.
+//! says so; the caller's request goes on either way. An account without webhooks is known in
+//! process (`watch.rs`): its events stop at a set lookup.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::model::{Event, EventId};
-use super::store::{QueuedEvent, Recipients, WebhookId, WebhookStore};
+use super::store::{Enqueue, QueuedEvent, Recipients, WebhookId, WebhookStore};
+use super::watch::Watched;
 use crate::account::AccountId;
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 
 /// Tries of one event's enqueue before it is given up (logged): a store that fails this long is
 /// down, and `emit` starts refusing once the channel fills behind it.
@@ -27,6 +30,8 @@ pub enum Emitted {
     Accepted(EventId),
     /// Events are off (`events.enabled = false`).
     Disabled,
+    /// The account has no webhook: nothing was done.
+    Unwatched,
     /// The in-process buffer is full: the store has not kept up. The event is dropped.
     Full,
 }
@@ -41,6 +46,9 @@ struct Inner {
     sender: mpsc::Sender<Stamped>,
     clock: Arc<dyn Clock>,
     rng: SystemRandom,
+    /// `None`: every account's events go to the store (the store contract tests).
+    watched: Option<Arc<Watched>>,
+    metrics: Arc<Metrics>,
 }
 
 struct Stamped {
@@ -53,6 +61,10 @@ struct Stamped {
 pub struct EmitterSettings {
     pub buffer: usize,
     pub max_queued_per_webhook: usize,
+    /// How often the accounts with webhooks are read again (`watch.rs`); `None`: no such
+    /// filter, every event goes to the store.
+    pub watch: Option<Duration>,
+    pub metrics: Arc<Metrics>,
 }
 
 impl Events {
@@ -71,11 +83,17 @@ impl Events {
         stop: CancellationToken,
     ) -> Self {
         let (sender, receiver) = mpsc::channel(settings.buffer);
+        let watched = settings.watch.map(|interval| {
+            let watched = Arc::new(Watched::default());
+            tasks.spawn(watched.clone().run(store.clone(), interval, stop.clone()));
+            watched
+        });
         tasks.spawn(forward(
             receiver,
             store,
             clock.clone(),
             settings.max_queued_per_webhook,
+            settings.metrics.clone(),
             stop,
         ));
         Self {
@@ -83,12 +101,36 @@ impl Events {
                 sender,
                 clock,
                 rng: SystemRandom::new(),
+                watched,
+                metrics: settings.metrics,
             })),
+        }
+    }
+
+    /// Whether an event of `account` would be queued: events are on and the account has a
+    /// webhook (as far as this instance knows). The domain's helpers ask first, so that an
+    /// account without webhooks does not even build its events.
+    pub fn watches(&self, account: &AccountId) -> bool {
+        self.inner.as_ref().is_some_and(|inner| {
+            inner
+                .watched
+                .as_ref()
+                .is_none_or(|watched| watched.contains(account))
+        })
+    }
+
+    /// `account` just registered a webhook: its events are queued from now on.
+    pub fn watch(&self, account: &AccountId) {
+        if let Some(watched) = self.inner.as_ref().and_then(|inner| inner.watched.as_ref()) {
+            watched.add(account);
         }
     }
 
     /// Sends `event` to every webhook of `account` that subscribed to its type.
     pub fn emit(&self, account: &AccountId, event: Event) -> Emitted {
+        if self.inner.is_some() && !self.watches(account) {
+            return Emitted::Unwatched;
+        }
         self.stamp_and_send(account, event, None)
     }
 
@@ -124,8 +166,14 @@ impl Events {
             only,
         };
         match inner.sender.try_send(stamped) {
-            Ok(()) => Emitted::Accepted(id),
-            Err(_) => Emitted::Full,
+            Ok(()) => {
+                inner.metrics.event("emitted", 1);
+                Emitted::Accepted(id)
+            }
+            Err(_) => {
+                inner.metrics.event("dropped", 1);
+                Emitted::Full
+            }
         }
     }
 }
@@ -135,6 +183,7 @@ async fn forward(
     store: Arc<dyn WebhookStore>,
     clock: Arc<dyn Clock>,
     max_queued: usize,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
     loop {
@@ -153,18 +202,17 @@ async fn forward(
             None => Recipients::Subscribed,
         };
         for attempt in 1..=ENQUEUE_TRIES {
-            match store
-                .enqueue(
-                    &stamped.account,
-                    &stamped.event,
-                    recipients,
-                    clock.now_ms(),
-                    max_queued,
-                )
-                .await
-            {
+            let request = Enqueue {
+                account: &stamped.account,
+                event: &stamped.event,
+                recipients,
+                now_ms: clock.now_ms(),
+                max_queued,
+            };
+            match store.enqueue(request).await {
                 Ok(enqueued) => {
                     if enqueued.dropped > 0 {
+                        metrics.event("dropped", enqueued.dropped as u64);
                         tracing::warn!(
                             account = %stamped.account,
                             event = stamped.event.id.as_str(),
@@ -182,6 +230,7 @@ async fn forward(
                     tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 }
                 Err(error) => {
+                    metrics.event("dropped", 1);
                     tracing::error!(
                         %error,
                         account = %stamped.account,

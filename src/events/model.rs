@@ -170,8 +170,9 @@ impl SubjectKind {
     }
 }
 
-/// An id that may go out in an event: 1 to 64 ASCII letters, digits, `_` or `-`, not all
-/// digits (so that a phone number without its `+` cannot pass for one).
+/// An id that may go out in an event: 1 to 64 ASCII letters, digits, `_`, `-`, `.`, `@` or `+`
+/// (a user id may be an e-mail address), and not digits alone with or without a leading `+`
+/// (so that a phone number cannot pass for one).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct SubjectId(String);
@@ -179,11 +180,14 @@ pub struct SubjectId(String);
 impl SubjectId {
     pub fn parse(text: &str) -> Option<Self> {
         let shaped = (1..=64).contains(&text.len())
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        let all_digits = text.bytes().all(|b| b.is_ascii_digit());
-        (shaped && !all_digits).then(|| Self(text.to_owned()))
+            && text.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'@' | b'+')
+            });
+        let number = text
+            .trim_start_matches('+')
+            .bytes()
+            .all(|b| b.is_ascii_digit());
+        (shaped && !number).then(|| Self(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -471,6 +475,8 @@ mod tests {
         assert!(SubjectId::parse("4915112345678").is_none());
         assert!(SubjectId::parse("+4915112345678").is_none());
         assert!(SubjectId::parse("VE0123").is_some());
+        assert!(SubjectId::parse("ada.lovelace+2fa@example.com").is_some());
+        assert!(SubjectId::parse("++4915112345678").is_none());
         assert!(SubjectId::parse(&"a".repeat(65)).is_none());
     }
 

@@ -1,32 +1,47 @@
 //! `[events]`: webhooks out. Whether events are queued at all, the retry schedule, the delivery
-//! timeouts and lease, the bounds, and the operator's two SSRF exceptions.
+//! timeouts and lease, the bounds, and the operator's two SSRF exceptions. The section is read
+//! whole (durations in milliseconds, keys ending `_ms`); an unknown key is refused.
 
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use super::target::TargetRules;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct EventsSettings {
     /// Off: `Events::emit` accepts nothing and no worker runs.
     pub enabled: bool,
+    /// Whether this instance runs the delivery worker. Off (Redis only): an API-only instance
+    /// that queues events for the instances that deliver them.
+    pub workers: bool,
     /// The wait before the first retry; each further one waits `retry_multiplier` times the
     /// last, at most `max_retry_interval`.
+    #[serde(rename = "first_retry_ms", deserialize_with = "millis")]
     pub first_retry: Duration,
     pub retry_multiplier: u32,
+    #[serde(rename = "max_retry_interval_ms", deserialize_with = "millis")]
     pub max_retry_interval: Duration,
     /// An event that no attempt delivered within this long of its first attempt is
     /// dead-lettered (the last attempt is the last one due within it).
+    #[serde(rename = "give_up_after_ms", deserialize_with = "millis")]
     pub give_up_after: Duration,
     /// The whole request, connection included; a slower receiver is a failed attempt.
+    #[serde(rename = "request_timeout_ms", deserialize_with = "millis")]
     pub request_timeout: Duration,
+    #[serde(rename = "connect_timeout_ms", deserialize_with = "millis")]
     pub connect_timeout: Duration,
     /// How long one instance holds an endpoint while it delivers to it; another instance takes
     /// the endpoint over after this (the first one died). Longer than `request_timeout`.
+    #[serde(rename = "lease_ms", deserialize_with = "millis")]
     pub lease: Duration,
     /// How often the worker looks for due deliveries.
+    #[serde(rename = "poll_interval_ms", deserialize_with = "millis")]
     pub poll_interval: Duration,
     /// How often the worker looks at every account with webhooks, whatever the due set says:
     /// what repairs a due signal lost with a crashed instance (Redis).
+    #[serde(rename = "sweep_interval_ms", deserialize_with = "millis")]
     pub sweep_interval: Duration,
     /// Accounts whose due endpoints one pass handles.
     pub accounts_per_pass: usize,
@@ -51,6 +66,7 @@ impl Default for EventsSettings {
     fn default() -> Self {
         Self {
             enabled: true,
+            workers: true,
             first_retry: Duration::from_secs(5),
             retry_multiplier: 2,
             max_retry_interval: Duration::from_secs(3_600),
@@ -74,9 +90,18 @@ impl Default for EventsSettings {
     }
 }
 
+/// A duration written in milliseconds.
+fn millis<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    u64::deserialize(deserializer).map(Duration::from_millis)
+}
+
 impl EventsSettings {
-    /// The rules on values that parsed; each broken one adds a line to `errors`.
-    pub fn validate(&self, errors: &mut Vec<String>) {
+    /// The rules on values that parsed; each broken one adds a line to `errors`. `with_redis`:
+    /// whether the gateway runs on Redis (an instance without workers needs other instances).
+    pub fn validate(&self, with_redis: bool, errors: &mut Vec<String>) {
+        if !self.workers && !with_redis {
+            errors.push("events.workers: can be false only with Redis (the embedded queue has no other reader)".to_owned());
+        }
         let mut refuse = |problem: &str| errors.push(format!("events.{problem}"));
         if self.first_retry.is_zero() {
             refuse("first_retry_ms: must be more than 0");
@@ -176,7 +201,7 @@ mod tests {
     #[test]
     fn the_default_settings_are_valid() {
         let mut errors = Vec::new();
-        EventsSettings::default().validate(&mut errors);
+        EventsSettings::default().validate(false, &mut errors);
         assert!(errors.is_empty(), "{errors:?}");
     }
 
@@ -191,7 +216,7 @@ mod tests {
             ..EventsSettings::default()
         };
         let mut errors = Vec::new();
-        settings.validate(&mut errors);
+        settings.validate(true, &mut errors);
         for expected in [
             "first_retry_ms",
             "retry_multiplier",

@@ -77,6 +77,36 @@ pub enum Recipients<'a> {
     Only(&'a WebhookId),
 }
 
+/// An event to queue (`enqueue`): on which of the account's webhooks, when, and each webhook's
+/// bound (`max_queued` events waiting).
+#[derive(Debug, Clone, Copy)]
+pub struct Enqueue<'a> {
+    pub account: &'a AccountId,
+    pub event: &'a QueuedEvent,
+    pub recipients: Recipients<'a>,
+    pub now_ms: u64,
+    pub max_queued: usize,
+}
+
+/// What `claim` asks: the next due webhook of `account`, leased to `owner` until `until_ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct Lease<'a> {
+    pub account: &'a AccountId,
+    pub owner: &'a str,
+    pub now_ms: u64,
+    pub until_ms: u64,
+}
+
+/// What `settle` records: the claim's attempt and what became of it, and how much log to keep.
+#[derive(Debug, Clone, Copy)]
+pub struct Settle<'a> {
+    pub claim: &'a Claim,
+    pub outcome: Outcome,
+    pub attempt: &'a Attempt,
+    pub now_ms: u64,
+    pub log: LogBounds,
+}
+
 /// How many webhooks an event was queued on, and how many refused it for a full queue.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Enqueued {
@@ -222,14 +252,7 @@ pub trait WebhookStore: Send + Sync {
 
     /// Queues `event` (see the module's contract) and makes the account due at `now_ms`.
     /// `max_queued` bounds each webhook's queue.
-    async fn enqueue(
-        &self,
-        account: &AccountId,
-        event: &QueuedEvent,
-        recipients: Recipients<'_>,
-        now_ms: u64,
-        max_queued: usize,
-    ) -> Result<Enqueued, StoreError>;
+    async fn enqueue(&self, request: Enqueue<'_>) -> Result<Enqueued, StoreError>;
 
     /// Up to `limit` accounts with something due at `now_ms`.
     async fn due_accounts(&self, now_ms: u64, limit: usize) -> Result<Vec<DueAccount>, StoreError>;
@@ -245,23 +268,10 @@ pub trait WebhookStore: Send + Sync {
     async fn accounts_with_webhooks(&self) -> Result<Vec<AccountId>, StoreError>;
 
     /// Leases the next due webhook of the account to `owner` until `lease_until_ms`.
-    async fn claim(
-        &self,
-        account: &AccountId,
-        owner: &str,
-        now_ms: u64,
-        lease_until_ms: u64,
-    ) -> Result<Claimed, StoreError>;
+    async fn claim(&self, lease: Lease<'_>) -> Result<Claimed, StoreError>;
 
     /// Settles the claim's attempt (needs its lease) and logs it.
-    async fn settle(
-        &self,
-        claim: &Claim,
-        outcome: Outcome,
-        attempt: &Attempt,
-        now_ms: u64,
-        log: LogBounds,
-    ) -> Result<Settled, StoreError>;
+    async fn settle(&self, request: Settle<'_>) -> Result<Settled, StoreError>;
 
     async fn deliveries(
         &self,

@@ -551,3 +551,24 @@ impl From<crate::factors::FactorError> for ApiError {
         }
     }
 }
+
+impl From<crate::events::WebhookError> for ApiError {
+    fn from(error: crate::events::WebhookError) -> Self {
+        use crate::events::WebhookError;
+        let refused = |rule, detail| ApiError::Refused {
+            rule,
+            detail,
+            users: Vec::new(),
+        };
+        match error {
+            WebhookError::UnknownEvent(_) => ApiError::InvalidRequest(error.to_string()),
+            WebhookError::Target(target) => refused(target.rule(), format!("url {target}")),
+            WebhookError::Limit(reached) => ApiError::AccountLimit(reached),
+            WebhookError::NotFound => ApiError::NotFound("no such webhook"),
+            WebhookError::Disabled => refused("events-are-off", error.to_string()),
+            WebhookError::Busy => ApiError::Unavailable("the events queue is full; try again"),
+            WebhookError::Random => ApiError::random_failed(),
+            WebhookError::Store(error) => error.into(),
+        }
+    }
+}

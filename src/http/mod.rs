@@ -8,6 +8,7 @@ mod auth;
 mod body;
 pub mod doc;
 pub mod error;
+mod events;
 mod factors;
 mod fields;
 mod graph;
@@ -25,6 +26,7 @@ mod usage;
 mod verifications;
 mod webhooks;
 pub mod wire;
+pub mod wire_events;
 pub mod wire_factors;
 pub mod wire_pins;
 

@@ -13,6 +13,7 @@ use super::doc::{
 use super::error::Problem;
 use super::routes::{decode_segment, op, row, undocumented, Access, Call, Entry, Found, Reply};
 use super::wire::*;
+use super::wire_events::*;
 use super::wire_factors::*;
 use super::wire_pins::*;
 use crate::account::permission::Permission;
@@ -25,13 +26,14 @@ macro_rules! to {
 }
 
 use super::{
-    accounts, factors, graph, keys, operations, pins, twilio, usage, verifications, webhooks,
+    accounts, events, factors, graph, keys, operations, pins, twilio, usage, verifications,
+    webhooks,
 };
 use Access::{Graph, Key, Link, Open, Receipt, Root, RootOrKey, Twilio};
 use Permission::{
-    AskTwoStepLinks, CreateAccounts, ManagePeople, ManagePhoneNumbers, MintKeys, ReadAudit,
-    ReadPolicy, ReadUsage, RegisterNumbers, RevokeDevices, RunLogins, SendCodes, SetAccountEmail,
-    SetPins, UseFactors,
+    AskTwoStepLinks, CreateAccounts, ManagePeople, ManagePhoneNumbers, ManageWebhooks, MintKeys,
+    ReadAudit, ReadPolicy, ReadUsage, RegisterNumbers, RevokeDevices, RunLogins, SendCodes,
+    SetAccountEmail, SetPins, UseFactors,
 };
 
 static NOT_FOUND: Entry = row("", "not_found", &[]);
@@ -80,6 +82,7 @@ const IDEMPOTENT_CHECK: Param = Param {
     description: "1 to 255 visible ASCII characters, scoped to the account and the verification's number: the first check that counts records its outcome under the key, and a retry with the key answers that outcome again (an approval too, `Idempotent-Replayed: true`) and counts nothing; the key used for a check of another verification is refused (422)",
     ..IDEMPOTENT_SEND
 };
+const WEBHOOK: Param = path("id", "The webhook id (`WH…`)");
 const AUDIT_LIMIT: Param = Param {
     schema: Schema::Integer {
         minimum: 1,
@@ -289,6 +292,42 @@ pub static TABLE: &[Entry] = &[
             id: "audit", summary: "Read the audit log", tag: "audit", request: None,
             params: &[AUDIT_LIMIT, query("cursor", false, "`next_cursor` of an earlier page")],
             answers: &[answer("200", "Newest first", &[json::<AuditPageBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/webhooks", "webhooks", &[
+        op("POST", Key(ManageWebhooks), to!(events::create), Doc {
+            id: "create_webhook", summary: "Register a webhook", tag: "webhooks", params: &[],
+            request: body::<CreateWebhookBody>(),
+            answers: &[
+                answer("201", "Registered; the signing secret is shown once (owner and admin keys)", &[json::<WebhookBody>()]),
+                problem("default", "A problem (422 `refused` names the URL rule broken: webhook-url-must-be-https, webhook-target-not-public, webhook-host-unresolvable, webhook-url-malformed; 422 account-limit-reached past events.max_webhooks_per_account)"),
+            ],
+        }),
+        op("GET", Key(ManageWebhooks), to!(events::list), Doc {
+            id: "list_webhooks", summary: "List the webhooks", tag: "webhooks", params: &[], request: None,
+            answers: &[answer("200", "The account's webhooks, oldest first (no secrets)", &[json::<WebhookListBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/webhooks/{param}", "webhook", &[
+        op("GET", Key(ManageWebhooks), to!(events::get), Doc {
+            id: "get_webhook", summary: "Read a webhook", tag: "webhooks", params: &[WEBHOOK], request: None,
+            answers: &[answer("200", "The webhook (no secret)", &[json::<WebhookBody>()]), PROBLEM],
+        }),
+        op("DELETE", Key(ManageWebhooks), to!(events::delete), Doc {
+            id: "delete_webhook", summary: "Remove a webhook", tag: "webhooks", params: &[WEBHOOK], request: None,
+            answers: &[answer("200", "Removed, with its queue and log", &[json::<WebhookDeletedBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/webhooks/{param}/test", "webhook_test", &[
+        op("POST", Key(ManageWebhooks), to!(events::test), Doc {
+            id: "test_webhook", summary: "Send the test event", tag: "webhooks", params: &[WEBHOOK], request: None,
+            answers: &[answer("202", "`io.otpgate.webhook.test` queued for this webhook only", &[json::<WebhookTestBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/webhooks/{param}/deliveries", "webhook_deliveries", &[
+        op("GET", Key(ManageWebhooks), to!(events::deliveries), Doc {
+            id: "webhook_deliveries", summary: "Read a webhook's deliveries", tag: "webhooks", params: &[WEBHOOK], request: None,
+            answers: &[answer("200", "The latest attempts and dead letters, newest first", &[json::<DeliveriesBody>()]), PROBLEM],
         }),
     ]),
     row("/v1/receipts/{param}", "receipt", &[

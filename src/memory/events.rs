@@ -14,8 +14,9 @@ use async_trait::async_trait;
 
 use crate::account::AccountId;
 use crate::events::store::{
-    Attempt, Claim, Claimed, DeadLetter, Deliveries, DueAccount, Enqueued, LogBounds, Outcome,
-    QueuedEvent, Recipients, Registered, Settled, Webhook, WebhookBounds, WebhookId, WebhookStore,
+    Attempt, Claim, Claimed, DeadLetter, Deliveries, DueAccount, Enqueue, Enqueued, Lease, Outcome,
+    QueuedEvent, Recipients, Registered, Settle, Settled, Webhook, WebhookBounds, WebhookId,
+    WebhookStore,
 };
 use crate::store::StoreError;
 
@@ -135,14 +136,7 @@ impl WebhookStore for MemoryWebhookStore {
         Ok(true)
     }
 
-    async fn enqueue(
-        &self,
-        account: &AccountId,
-        event: &QueuedEvent,
-        recipients: Recipients<'_>,
-        now_ms: u64,
-        max_queued: usize,
-    ) -> Result<Enqueued, StoreError> {
+    async fn enqueue(&self, request: Enqueue<'_>) -> Result<Enqueued, StoreError> {
         let mut state = self.state();
         let State {
             webhooks,
@@ -151,22 +145,23 @@ impl WebhookStore for MemoryWebhookStore {
             ..
         } = &mut *state;
         let mut enqueued = Enqueued::default();
-        for webhook in webhooks.get(account).into_iter().flatten() {
-            let wanted = match recipients {
-                Recipients::Subscribed => webhook.events.accepts(event.kind),
+        for webhook in webhooks.get(request.account).into_iter().flatten() {
+            let wanted = match request.recipients {
+                Recipients::Subscribed => webhook.events.accepts(request.event.kind),
                 Recipients::Only(id) => &webhook.id == id,
             };
             let Some(endpoint) = endpoints.get_mut(&webhook.id).filter(|_| wanted) else {
                 continue;
             };
-            if endpoint.queue.len() >= max_queued || *queued_total >= self.max_queued_total {
+            if endpoint.queue.len() >= request.max_queued || *queued_total >= self.max_queued_total
+            {
                 enqueued.dropped += 1;
                 continue;
             }
-            endpoint.queue.push_back(event.clone());
+            endpoint.queue.push_back(request.event.clone());
             *queued_total += 1;
             // A webhook waiting for a retry or leased keeps its time: its head comes first.
-            endpoint.due_ms.get_or_insert(now_ms);
+            endpoint.due_ms.get_or_insert(request.now_ms);
             enqueued.queued += 1;
         }
         Ok(enqueued)
@@ -198,13 +193,7 @@ impl WebhookStore for MemoryWebhookStore {
         Ok(self.state().webhooks.keys().cloned().collect())
     }
 
-    async fn claim(
-        &self,
-        account: &AccountId,
-        owner: &str,
-        now_ms: u64,
-        lease_until_ms: u64,
-    ) -> Result<Claimed, StoreError> {
+    async fn claim(&self, lease: Lease<'_>) -> Result<Claimed, StoreError> {
         let mut state = self.state();
         let State {
             webhooks,
@@ -212,14 +201,14 @@ impl WebhookStore for MemoryWebhookStore {
             ..
         } = &mut *state;
         let mut due: Vec<&Webhook> = webhooks
-            .get(account)
+            .get(lease.account)
             .into_iter()
             .flatten()
             .filter(|webhook| {
                 endpoints
                     .get(&webhook.id)
                     .and_then(|endpoint| endpoint.due_ms)
-                    .is_some_and(|due| due <= now_ms)
+                    .is_some_and(|due| due <= lease.now_ms)
             })
             .collect();
         due.sort_by_key(|webhook| endpoints[&webhook.id].due_ms);
@@ -231,71 +220,66 @@ impl WebhookStore for MemoryWebhookStore {
                 endpoint.due_ms = None;
                 continue;
             };
-            endpoint.lease_owner = Some(owner.to_owned());
-            endpoint.due_ms = Some(lease_until_ms);
+            endpoint.lease_owner = Some(lease.owner.to_owned());
+            endpoint.due_ms = Some(lease.until_ms);
             return Ok(Claimed::One(Box::new(Claim {
-                account: account.clone(),
+                account: lease.account.clone(),
                 webhook: webhook.id.clone(),
                 url: webhook.url.clone(),
                 secret: webhook.secret.clone(),
                 event: head,
                 failures: endpoint.failures,
                 first_attempt_ms: endpoint.first_attempt_ms,
-                owner: owner.to_owned(),
+                owner: lease.owner.to_owned(),
             })));
         }
         Ok(Claimed::Nothing {
-            next_ms: state.next_due(account),
+            next_ms: state.next_due(lease.account),
         })
     }
 
-    async fn settle(
-        &self,
-        claim: &Claim,
-        outcome: Outcome,
-        attempt: &Attempt,
-        now_ms: u64,
-        log: LogBounds,
-    ) -> Result<Settled, StoreError> {
+    async fn settle(&self, request: Settle<'_>) -> Result<Settled, StoreError> {
         let mut state = self.state();
-        let Some(endpoint) = state.endpoints.get_mut(&claim.webhook) else {
+        let Some(endpoint) = state.endpoints.get_mut(&request.claim.webhook) else {
             return Ok(Settled::LeaseLost);
         };
-        let holds = endpoint.lease_owner.as_deref() == Some(claim.owner.as_str())
-            && endpoint.queue.front().map(|head| &head.id) == Some(&claim.event.id);
+        let holds = endpoint.lease_owner.as_deref() == Some(request.claim.owner.as_str())
+            && endpoint.queue.front().map(|head| &head.id) == Some(&request.claim.event.id);
         if !holds {
             return Ok(Settled::LeaseLost);
         }
         endpoint.lease_owner = None;
         let mut taken = false;
-        match outcome {
+        match request.outcome {
             Outcome::RetryAt(due_ms) => {
                 endpoint.failures += 1;
-                endpoint.first_attempt_ms.get_or_insert(attempt.at_ms);
+                endpoint
+                    .first_attempt_ms
+                    .get_or_insert(request.attempt.at_ms);
                 endpoint.due_ms = Some(due_ms);
             }
             Outcome::Delivered | Outcome::DeadLettered => {
                 let head = endpoint.queue.pop_front();
                 taken = true;
-                if let (Outcome::DeadLettered, Some(event)) = (outcome, head) {
+                if let (Outcome::DeadLettered, Some(event)) = (request.outcome, head) {
                     endpoint.dead_letters.push_front(DeadLetter {
                         event,
-                        last_attempt: attempt.clone(),
+                        last_attempt: request.attempt.clone(),
                     });
-                    endpoint.dead_letters.truncate(log.dead_letters);
+                    endpoint.dead_letters.truncate(request.log.dead_letters);
                 }
                 endpoint.failures = 0;
                 endpoint.first_attempt_ms = None;
-                endpoint.due_ms = (!endpoint.queue.is_empty()).then_some(now_ms);
+                endpoint.due_ms = (!endpoint.queue.is_empty()).then_some(request.now_ms);
             }
         }
-        endpoint.attempts.push_front(attempt.clone());
-        endpoint.attempts.truncate(log.attempts);
+        endpoint.attempts.push_front(request.attempt.clone());
+        endpoint.attempts.truncate(request.log.attempts);
         if taken {
             state.queued_total -= 1;
         }
         Ok(Settled::Done {
-            next_ms: state.next_due(&claim.account),
+            next_ms: state.next_due(&request.claim.account),
         })
     }
 

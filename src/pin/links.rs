@@ -255,6 +255,13 @@ impl PinService {
                 )
                 .await?;
                 tracing::info!(account = %account, number = %number, "two-step {} link used", purpose.as_str());
+                let happened = if purpose == LinkPurpose::Disable {
+                    "disabled"
+                } else {
+                    "changed"
+                };
+                self.events
+                    .pin(&account, happened, number.as_str(), Some(&e164));
                 Ok(LinkDone {
                     account,
                     number,

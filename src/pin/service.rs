@@ -26,6 +26,7 @@ use crate::account::permission::Permission;
 use crate::account::store::Directory;
 use crate::account::{AccountId, Role};
 use crate::clock::Clock;
+use crate::events::Events;
 use crate::mail::{MailError, Mailer};
 use crate::metrics::Metrics;
 use crate::phone::{mask, PhoneNumber};
@@ -112,6 +113,8 @@ pub struct PinService {
     /// milliseconds, so a flood of PIN requests waits here instead of filling the blocking pool
     /// (up to 512 threads) with 19 MiB each.
     hashing: tokio::sync::Semaphore,
+    /// Webhooks out: PIN changed, locked, disabled.
+    pub(super) events: Events,
 }
 
 fn target(id: &PhoneNumberId) -> String {
@@ -144,7 +147,14 @@ impl PinService {
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2),
             ),
+            events: Events::disabled(),
         }
+    }
+
+    /// Emits the PINs' events through `events` (none until this is called).
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     pub fn settings(&self) -> &PinSettings {
@@ -436,6 +446,8 @@ impl PinService {
                 )
                 .await?;
                 tracing::info!(account = %account, number = %id, unlocked = was_locked, "two-step PIN set");
+                let to = Some(record.e164.as_str());
+                self.events.pin(account, "changed", id.as_str(), to);
                 Ok(record)
             }
             PinWriteOutcome::Locked => Err(PinError::Locked),
@@ -554,6 +566,7 @@ impl PinService {
                 json!({"consecutive_failures": attempt}),
             )
             .await?;
+            self.events.pin(account, "locked", id.as_str(), None);
         }
         Ok(PinError::Mismatch {
             attempts_left: (limits.lock_after).map_or(u32::MAX, |max| max.saturating_sub(attempt)),
@@ -615,6 +628,8 @@ impl PinService {
         {
             DisableOutcome::Disabled { e164, .. } => {
                 self.metrics.two_step_link_used("support", "used");
+                self.events
+                    .pin(account, "disabled", id.as_str(), Some(&e164));
                 Ok(mask(&e164))
             }
             DisableOutcome::AlreadyDisabled => Err(PinError::AlreadyDisabled),

@@ -30,18 +30,23 @@
 //! | `accounts` | set | accounts that registered a webhook (the sweep's list) |
 //! | `count` | string | webhooks in the gateway, against `max_webhooks_total` |
 //!
-//! Webhook secrets are kept as written (`whsec_…`): they sign requests, so they cannot be
-//! hashed; sealing them at rest is left to the API that creates them.
+//! Webhook secrets sign requests, so they cannot be hashed: they are sealed (AES-256-GCM, the
+//! outbox's `Sealer` under a key of their own, `sealed:<base64url>`) when the gateway gives a
+//! sealer (`with_sealer`, as startup does), and kept as written (`whsec_…`) otherwise; either
+//! form is read back.
 
 use async_trait::async_trait;
 use redis::Script;
 
+use std::sync::Arc;
+
 use crate::account::AccountId;
+use crate::dispatch::seal::Sealer;
 use crate::events::model::{EventFilter, EventId, EventType};
 use crate::events::sign::WebhookSecret;
 use crate::events::store::{
-    Attempt, AttemptOutcome, Claim, Claimed, DeadLetter, Deliveries, DueAccount, Enqueued,
-    LogBounds, Outcome, QueuedEvent, Recipients, Registered, Settled, Webhook, WebhookBounds,
+    Attempt, AttemptOutcome, Claim, Claimed, DeadLetter, Deliveries, DueAccount, Enqueue, Enqueued,
+    Lease, Outcome, QueuedEvent, Recipients, Registered, Settle, Settled, Webhook, WebhookBounds,
     WebhookId, WebhookStore,
 };
 use crate::redis::connection::Connection;
@@ -61,7 +66,11 @@ pub struct RedisWebhookStore {
     signal: Script,
     due: Script,
     park: Script,
+    sealer: Option<Arc<Sealer>>,
 }
+
+/// The prefix of a sealed secret in a registration.
+const SEALED: &str = "sealed:";
 
 impl RedisWebhookStore {
     pub(crate) fn new(connection: Connection, prefix: &str) -> Self {
@@ -77,7 +86,63 @@ impl RedisWebhookStore {
             signal: lua!("events_signal"),
             due: lua!("events_due"),
             park: lua!("events_park"),
+            sealer: None,
         }
+    }
+
+    /// Seals webhook secrets at rest with `sealer` (which opens them again on any instance built
+    /// with the same key).
+    pub fn with_sealer(mut self, sealer: Arc<Sealer>) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// A secret as a registration keeps it.
+    fn seal(&self, secret: &WebhookSecret) -> Result<String, StoreError> {
+        let text = secret.expose_text();
+        match &self.sealer {
+            None => Ok(text),
+            Some(sealer) => sealer
+                .seal(text.as_bytes())
+                .map(|sealed| format!("{SEALED}{}", data_encoding::BASE64URL_NOPAD.encode(&sealed)))
+                .map_err(|_| StoreError::Unavailable("the random generator failed".into())),
+        }
+    }
+
+    /// The inverse of `seal` (a secret kept as written reads too).
+    fn open(&self, kept: &str) -> Option<WebhookSecret> {
+        match (kept.strip_prefix(SEALED), &self.sealer) {
+            (None, _) => WebhookSecret::parse(kept),
+            (Some(sealed), Some(sealer)) => {
+                let sealed = data_encoding::BASE64URL_NOPAD
+                    .decode(sealed.as_bytes())
+                    .ok()?;
+                WebhookSecret::parse(std::str::from_utf8(&sealer.open(&sealed)?).ok()?)
+            }
+            (Some(_), None) => None,
+        }
+    }
+
+    fn registration(&self, webhook: &Webhook) -> Result<String, StoreError> {
+        Ok(format!(
+            "{} {} {} {}",
+            webhook.created_ms,
+            self.seal(&webhook.secret)?,
+            webhook.url,
+            webhook.events.to_words()
+        ))
+    }
+
+    fn parse_registration(&self, account: &AccountId, id: &str, value: &str) -> Option<Webhook> {
+        let mut fields = value.splitn(4, ' ');
+        Some(Webhook {
+            created_ms: fields.next()?.parse().ok()?,
+            secret: self.open(fields.next()?)?,
+            url: fields.next()?.to_owned(),
+            events: EventFilter::from_words(fields.next()?)?,
+            id: WebhookId::parse(id)?,
+            account: account.clone(),
+        })
     }
 
     /// A webhook store on the verification store's connection and prefix.
@@ -113,28 +178,6 @@ impl RedisWebhookStore {
             tracing::warn!(%error, account = %account, "webhook due signal failed; the sweep repairs it");
         }
     }
-}
-
-fn registration(webhook: &Webhook) -> String {
-    format!(
-        "{} {} {} {}",
-        webhook.created_ms,
-        webhook.secret.expose_text(),
-        webhook.url,
-        webhook.events.to_words()
-    )
-}
-
-fn parse_registration(account: &AccountId, id: &str, value: &str) -> Option<Webhook> {
-    let mut fields = value.splitn(4, ' ');
-    Some(Webhook {
-        created_ms: fields.next()?.parse().ok()?,
-        secret: WebhookSecret::parse(fields.next()?)?,
-        url: fields.next()?.to_owned(),
-        events: EventFilter::from_words(fields.next()?)?,
-        id: WebhookId::parse(id)?,
-        account: account.clone(),
-    })
 }
 
 fn queue_entry(event: &QueuedEvent) -> [String; 4] {
@@ -225,7 +268,7 @@ impl WebhookStore for RedisWebhookStore {
         invocation
             .key(self.keys.webhooks(&webhook.account))
             .arg(webhook.id.as_str())
-            .arg(registration(webhook))
+            .arg(self.registration(webhook)?)
             .arg(bounds.per_account);
         let outcome = match self.run(&invocation).await {
             Ok(outcome) => outcome,
@@ -261,7 +304,8 @@ impl WebhookStore for RedisWebhookStore {
         let mut webhooks = all
             .iter()
             .map(|(id, value)| {
-                parse_registration(account, id, value).ok_or_else(|| corrupt("webhook record"))
+                self.parse_registration(account, id, value)
+                    .ok_or_else(|| corrupt("webhook record"))
             })
             .collect::<Result<Vec<_>, _>>()?;
         webhooks.sort_by(|a, b| (a.created_ms, &a.id).cmp(&(b.created_ms, &b.id)));
@@ -283,7 +327,7 @@ impl WebhookStore for RedisWebhookStore {
         .await?;
         value
             .map(|value| {
-                parse_registration(account, id.as_str(), &value)
+                self.parse_registration(account, id.as_str(), &value)
                     .ok_or_else(|| corrupt("webhook record"))
             })
             .transpose()
@@ -305,26 +349,22 @@ impl WebhookStore for RedisWebhookStore {
         }
     }
 
-    async fn enqueue(
-        &self,
-        account: &AccountId,
-        event: &QueuedEvent,
-        recipients: Recipients<'_>,
-        now_ms: u64,
-        max_queued: usize,
-    ) -> Result<Enqueued, StoreError> {
-        let only = match recipients {
+    async fn enqueue(&self, request: Enqueue<'_>) -> Result<Enqueued, StoreError> {
+        let only = match request.recipients {
             Recipients::Subscribed => "",
             Recipients::Only(id) => id.as_str(),
         };
         let mut invocation = self.enqueue.prepare_invoke();
         invocation
-            .key(self.keys.webhooks(account))
-            .key(self.keys.webhook_schedule(account));
-        for field in queue_entry(event) {
+            .key(self.keys.webhooks(request.account))
+            .key(self.keys.webhook_schedule(request.account));
+        for field in queue_entry(request.event) {
             invocation.arg(field);
         }
-        invocation.arg(now_ms).arg(max_queued).arg(only);
+        invocation
+            .arg(request.now_ms)
+            .arg(request.max_queued)
+            .arg(only);
         let reply = self.run(&invocation).await?;
         let enqueued = match words(&reply).as_slice() {
             ["queued", queued, dropped] => Enqueued {
@@ -334,7 +374,8 @@ impl WebhookStore for RedisWebhookStore {
             _ => return Err(corrupt("unexpected enqueue reply")),
         };
         if enqueued.queued > 0 {
-            self.signal_after_write(account, now_ms).await;
+            self.signal_after_write(request.account, request.now_ms)
+                .await;
         }
         Ok(enqueued)
     }
@@ -397,20 +438,14 @@ impl WebhookStore for RedisWebhookStore {
             .collect())
     }
 
-    async fn claim(
-        &self,
-        account: &AccountId,
-        owner: &str,
-        now_ms: u64,
-        lease_until_ms: u64,
-    ) -> Result<Claimed, StoreError> {
+    async fn claim(&self, lease: Lease<'_>) -> Result<Claimed, StoreError> {
         let mut invocation = self.claim.prepare_invoke();
         invocation
-            .key(self.keys.webhooks(account))
-            .key(self.keys.webhook_schedule(account))
-            .arg(owner)
-            .arg(now_ms)
-            .arg(lease_until_ms);
+            .key(self.keys.webhooks(lease.account))
+            .key(self.keys.webhook_schedule(lease.account))
+            .arg(lease.owner)
+            .arg(lease.now_ms)
+            .arg(lease.until_ms);
         let reply = self.run(&invocation).await?;
         if let Some(next) = reply.strip_prefix("none ") {
             return Ok(Claimed::Nothing {
@@ -429,54 +464,50 @@ impl WebhookStore for RedisWebhookStore {
             ms => Some(ms.parse().map_err(|_| corrupt("claim first attempt"))?),
         };
         let url = field()?.to_owned();
-        let secret = WebhookSecret::parse(field()?).ok_or_else(|| corrupt("webhook secret"))?;
+        let secret = self
+            .open(field()?)
+            .ok_or_else(|| corrupt("webhook secret"))?;
         let event = parse_queue_entry(field()?).ok_or_else(|| corrupt("queued event"))?;
         Ok(Claimed::One(Box::new(Claim {
-            account: account.clone(),
+            account: lease.account.clone(),
             webhook,
             url,
             secret,
             event,
             failures,
             first_attempt_ms,
-            owner: owner.to_owned(),
+            owner: lease.owner.to_owned(),
         })))
     }
 
-    async fn settle(
-        &self,
-        claim: &Claim,
-        outcome: Outcome,
-        attempt: &Attempt,
-        now_ms: u64,
-        log: LogBounds,
-    ) -> Result<Settled, StoreError> {
-        let (word, due_ms) = match outcome {
+    async fn settle(&self, request: Settle<'_>) -> Result<Settled, StoreError> {
+        let (word, due_ms) = match request.outcome {
             Outcome::Delivered => ("delivered", 0),
             Outcome::RetryAt(due_ms) => ("retry", due_ms),
             Outcome::DeadLettered => ("dead", 0),
         };
         let mut invocation = self.settle.prepare_invoke();
         invocation
-            .key(self.keys.webhooks(&claim.account))
-            .key(self.keys.webhook_schedule(&claim.account))
-            .arg(claim.webhook.as_str())
-            .arg(&claim.owner)
-            .arg(claim.event.id.as_str())
+            .key(self.keys.webhooks(&request.claim.account))
+            .key(self.keys.webhook_schedule(&request.claim.account))
+            .arg(request.claim.webhook.as_str())
+            .arg(&request.claim.owner)
+            .arg(request.claim.event.id.as_str())
             .arg(word)
-            .arg(now_ms)
+            .arg(request.now_ms)
             .arg(due_ms)
-            .arg(attempt.at_ms)
-            .arg(attempt_entry(attempt))
-            .arg(log.attempts)
-            .arg(log.dead_letters);
+            .arg(request.attempt.at_ms)
+            .arg(attempt_entry(request.attempt))
+            .arg(request.log.attempts)
+            .arg(request.log.dead_letters);
         let reply = self.run(&invocation).await?;
         match words(&reply).as_slice() {
             ["lost"] => Ok(Settled::LeaseLost),
             ["settled", next] => {
                 let next_ms = next_due(next)?;
                 if let Some(due_ms) = next_ms {
-                    self.signal_after_write(&claim.account, due_ms).await;
+                    self.signal_after_write(&request.claim.account, due_ms)
+                        .await;
                 }
                 Ok(Settled::Done { next_ms })
             }

@@ -20,6 +20,7 @@ use crate::account::Account;
 use crate::clock::Clock;
 use crate::dispatch::template::{self, WebOtp};
 use crate::dispatch::{Dispatcher, OutgoingMessage};
+use crate::events::Events;
 use crate::limits::LimitSettings;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
@@ -45,6 +46,8 @@ pub struct Verifier {
     quota: SendQuota,
     /// The `@domain #code` line for Web OTP / SMS Retriever, when configured.
     web_otp: Option<WebOtp>,
+    /// Webhooks out: created, approved, canceled, expired, max_attempts_reached.
+    events: Events,
     /// Abuse protection (`with_abuse`; startup always sets it, an embedder may leave it out).
     abuse: Option<SendGuard>,
 }
@@ -139,8 +142,15 @@ impl Verifier {
             },
             settings,
             web_otp,
+            events: Events::disabled(),
             abuse: None,
         }
+    }
+
+    /// Emits the verifications' events through `events` (none until this is called).
+    pub fn with_events(mut self, events: Events) -> Self {
+        self.events = events;
+        self
     }
 
     /// Turns abuse protection on for every send (and counts approvals towards its conversion).
@@ -194,6 +204,7 @@ impl Verifier {
             id: OutgoingMessage::new_id(&self.rng).map_err(|_| VerifyError::Random)?,
             // Known once the store answers: a resend keeps the pending verification's id.
             verification_id: String::new(),
+            account: account.id.as_str().to_owned(),
             to: request.to.clone(),
             channel: request.channel,
             body: self.message_body(&locale, &code),
@@ -259,6 +270,7 @@ impl Verifier {
             };
             self.metrics.verification_started(channel, label);
             message.verification_id = verification.id.as_str().to_owned();
+            self.emit(label, verification);
         }
         if message.channel == Channel::Sms {
             let encoding = template::encoding(&message.body);
@@ -425,6 +437,7 @@ impl Verifier {
             } => {
                 self.metrics
                     .verification_checked(verification.status.as_str());
+                self.emit(verification.status.as_str(), &verification);
                 if verification.status == Status::Approved {
                     self.approved(account, &verification);
                 }
@@ -464,7 +477,10 @@ impl Verifier {
             .await
             .inspect_err(|_| self.metrics.store_error("cancel"))?;
         match outcome {
-            CancelOutcome::Canceled(verification) => Ok(verification),
+            CancelOutcome::Canceled(verification) => {
+                self.emit("canceled", &verification);
+                Ok(verification)
+            }
             CancelOutcome::NotPending(verification) => {
                 Err(VerifyError::NotPending(Box::new(verification)))
             }
@@ -474,6 +490,17 @@ impl Verifier {
 
     pub fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// The event of what just `happened` to `verification` (created, approved, canceled,
+    /// expired, max_attempts_reached; other words emit nothing). Expiry is noticed by the check
+    /// that finds it: a code nobody checks again expires without an event.
+    fn emit(&self, happened: &str, verification: &Verification) {
+        let (id, to) = (verification.id.as_str(), &verification.to);
+        let channel = verification.channel.as_str();
+        let attempts = verification.attempts;
+        self.events
+            .verification(&verification.account, happened, id, to, channel, attempts);
     }
 }
 

@@ -12,6 +12,8 @@ use async_trait::async_trait;
 use crate::account::AccountId;
 use crate::dispatch::model::SendLog;
 use crate::dispatch::receipts::Receipt;
+use crate::dispatch::OutgoingMessage;
+use crate::events::Events;
 use crate::store::StoreError;
 use crate::verify::model::{
     CancelOutcome, CheckOutcome, CodeCheck, NewVerification, SendAttempt, StartOutcome,
@@ -81,8 +83,9 @@ pub trait Store: Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
-/// Dispatch's send log kept by this store, beside each verification.
-pub struct StoreSendLog(pub Arc<dyn Store>);
+/// Dispatch's send log kept by this store, beside each verification; a message's fate also
+/// goes out as an event (accepted, failed).
+pub struct StoreSendLog(pub Arc<dyn Store>, pub Events);
 
 #[async_trait]
 impl SendLog for StoreSendLog {
@@ -95,5 +98,22 @@ impl SendLog for StoreSendLog {
             Some(id) => self.0.record_send_attempt(&id, attempt).await,
             None => Ok(()),
         }
+    }
+
+    fn settled(&self, message: &OutgoingMessage, attempt: &SendAttempt) {
+        let Some(account) = AccountId::parse(&message.account) else {
+            return;
+        };
+        let reason = (attempt.status == "failed").then_some("no-provider-took-it");
+        let channel = message.channel.as_str();
+        self.1.message(
+            &account,
+            &attempt.status,
+            &message.verification_id,
+            &message.to,
+            channel,
+            &attempt.provider,
+            reason,
+        );
     }
 }

@@ -120,8 +120,18 @@ pub async fn spawn_without_account(backend: Backend) -> TestApp {
 /// A second server on the same store, prefix, clock and provider as `first`: another instance
 /// of the same deployment.
 pub async fn spawn_peer(first: &TestApp, backend: Backend) -> TestApp {
+    spawn_peer_with(first, backend, |_| {}).await
+}
+
+/// Like `spawn_peer`, with a chance to change the settings first.
+pub async fn spawn_peer_with(
+    first: &TestApp,
+    backend: Backend,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
     let provider_url = format!("{}/messages", first.provider.uri());
-    let settings = settings_for(&backend, &first.prefix, &provider_url);
+    let mut settings = settings_for(&backend, &first.prefix, &provider_url);
+    adjust(&mut settings);
     let provider = MockServer::builder().start().await;
     let mut peer = start(settings, first.clock.clone(), provider).await;
     peer.account_id = first.account_id.clone();

@@ -11,6 +11,7 @@ mod concurrency;
 mod contract;
 mod dispatch;
 mod edge;
+mod events;
 mod factors;
 mod factors_authenticator;
 mod factors_stores;
@@ -27,6 +28,8 @@ mod redis_server;
 mod tenants;
 mod trust;
 mod twilio;
+#[path = "../common/webhook_receiver.rs"]
+mod webhook_receiver;
 
 /// Runs one contract scenario (an `async fn(Backend)`) on every store: the embedded memory
 /// store, a single redis-server and a 3-node Redis Cluster.

@@ -17,25 +17,10 @@ import urllib.request
 from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 
-from twilio_common import GATEWAY, ROOT_KEY
+from twilio_common import GATEWAY, ROOT_KEY, v1
 
 VERSION = "v26.0"
 PINS = ["482915", "730164", "592047"]
-
-
-def v1(method, path, key, body=None):
-    """A v1 call (the operator's and the owner's side: accounts, keys, numbers)."""
-    request = urllib.request.Request(
-        f"{GATEWAY}{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-        method=method,
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
 
 
 def setup():

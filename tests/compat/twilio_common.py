@@ -5,6 +5,7 @@ import json
 import os
 import re
 import time
+import urllib.error
 import urllib.request
 
 GATEWAY = os.environ.get("OTPGATE_URL", "http://127.0.0.1:8080")
@@ -39,3 +40,18 @@ def code_sent_to(number, count=1, timeout=10.0):
 
 def wrong(code):
     return "".join(str((int(digit) + 1) % 10) for digit in code)
+
+
+def v1(method, path, key, body=None):
+    """A v1 call (the operator's and the owner's side: accounts, keys, numbers)."""
+    request = urllib.request.Request(
+        f"{GATEWAY}{path}",
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        method=method,
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)

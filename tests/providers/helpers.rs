@@ -27,6 +27,7 @@ pub fn message_with(channel: Channel, body: &str, locale: &str) -> OutgoingMessa
     OutgoingMessage {
         id: MESSAGE_ID.to_owned(),
         verification_id: "VE0123456789".to_owned(),
+        account: String::new(),
         to: PhoneNumber::parse(TO).expect("a valid German mobile number"),
         channel,
         body: body.to_owned(),

@@ -5,21 +5,11 @@
 //! event exactly once more; one that is down for a while gets every event after it is back, in
 //! order; a worker dropped with events queued in Redis leaves them to a new worker.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use ring::hmac;
 use ring::rand::SystemRandom;
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -27,8 +17,8 @@ use otpgate::account::AccountId;
 use otpgate::clock::{Clock, ManualClock};
 use otpgate::config::Settings;
 use otpgate::events::store::{
-    AttemptOutcome, Claim, Claimed, Deliveries, DueAccount, Enqueued, LogBounds, Outcome,
-    QueuedEvent, Recipients, Registered, Settled, WebhookBounds,
+    AttemptOutcome, Claim, Claimed, Deliveries, DueAccount, Enqueue, Enqueued, Lease, LogBounds,
+    Outcome, QueuedEvent, Recipients, Registered, Settle, Settled, WebhookBounds,
 };
 use otpgate::events::{
     Deliverer, Emitted, EmitterSettings, Event, EventData, EventFilter, EventId, EventType, Events,
@@ -39,6 +29,7 @@ use otpgate::redis::{RedisStore, RedisWebhookStore};
 use otpgate::startup::redis_settings;
 
 use crate::redis_server::{shared_cluster, shared_redis};
+use crate::webhook_receiver::Receiver;
 use crate::{on_backends, on_every_store};
 
 const BOUNDS: WebhookBounds = WebhookBounds {
@@ -131,13 +122,13 @@ impl Fixture {
 
     async fn enqueue(&self, event: &QueuedEvent) -> Enqueued {
         self.store
-            .enqueue(
-                &self.account,
-                event,
-                Recipients::Subscribed,
-                self.clock.now_ms(),
-                100,
-            )
+            .enqueue(Enqueue {
+                account: &self.account,
+                event: event,
+                recipients: Recipients::Subscribed,
+                now_ms: self.clock.now_ms(),
+                max_queued: 100,
+            })
             .await
             .unwrap()
     }
@@ -145,7 +136,12 @@ impl Fixture {
     async fn claim(&self, owner: &str) -> Claimed {
         let now = self.clock.now_ms();
         self.store
-            .claim(&self.account, owner, now, now + LEASE_MS)
+            .claim(Lease {
+                account: &self.account,
+                owner,
+                now_ms: now,
+                until_ms: now + LEASE_MS,
+            })
             .await
             .unwrap()
     }
@@ -174,7 +170,13 @@ impl Fixture {
             duration_ms: 3,
         };
         self.store
-            .settle(claim, outcome, &attempt, now, LOG)
+            .settle(Settle {
+                claim,
+                outcome,
+                attempt: &attempt,
+                now_ms: now,
+                log: LOG,
+            })
             .await
             .unwrap()
     }
@@ -496,26 +498,26 @@ async fn a_full_queue_drops_new_events_for_that_webhook_only(backend: crate::sto
         let event = fixture.event(EventType::WebhookTest, n);
         fixture
             .store
-            .enqueue(
-                &fixture.account,
-                &event,
-                Recipients::Only(&small.id),
-                fixture.clock.now_ms(),
-                2,
-            )
+            .enqueue(Enqueue {
+                account: &fixture.account,
+                event: &event,
+                recipients: Recipients::Only(&small.id),
+                now_ms: fixture.clock.now_ms(),
+                max_queued: 2,
+            })
             .await
             .unwrap();
     }
     let event = fixture.event(EventType::VerificationCreated, 9);
     let enqueued = fixture
         .store
-        .enqueue(
-            &fixture.account,
-            &event,
-            Recipients::Subscribed,
-            fixture.clock.now_ms(),
-            2,
-        )
+        .enqueue(Enqueue {
+            account: &fixture.account,
+            event: &event,
+            recipients: Recipients::Subscribed,
+            now_ms: fixture.clock.now_ms(),
+            max_queued: 2,
+        })
         .await
         .unwrap();
     assert_eq!(
@@ -599,13 +601,13 @@ async fn the_test_event_goes_to_one_webhook_whatever_its_filter(backend: crate::
     let test = fixture.event(EventType::WebhookTest, 0);
     let enqueued = fixture
         .store
-        .enqueue(
-            &fixture.account,
-            &test,
-            Recipients::Only(&pins.id),
-            fixture.clock.now_ms(),
-            10,
-        )
+        .enqueue(Enqueue {
+            account: &fixture.account,
+            event: &test,
+            recipients: Recipients::Only(&pins.id),
+            now_ms: fixture.clock.now_ms(),
+            max_queued: 10,
+        })
         .await
         .unwrap();
     assert_eq!(enqueued.queued, 1);
@@ -614,169 +616,7 @@ async fn the_test_event_goes_to_one_webhook_whatever_its_filter(backend: crate::
     assert!(matches!(fixture.claim("w").await, Claimed::Nothing { .. }));
 }
 
-// The delivery worker against a real receiver.
-
-/// A webhook receiver on loopback: answers each request with the next scripted status (200
-/// when none is left), records what it was sent, and checks every signature itself.
-struct Receiver {
-    addr: SocketAddr,
-    state: Arc<Mutex<ReceiverState>>,
-    server: Option<tokio::task::JoinHandle<()>>,
-}
-
-#[derive(Default)]
-struct ReceiverState {
-    answers: VecDeque<u16>,
-    /// Every request: its `webhook-id` and the event's `data.verification_id`.
-    requests: Vec<Received>,
-}
-
-#[derive(Debug, Clone)]
-struct Received {
-    webhook_id: String,
-    timestamp: u64,
-    subject: String,
-    signature_valid: bool,
-}
-
-impl Receiver {
-    async fn start(secret: Arc<Mutex<Option<String>>>) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let state = Arc::new(Mutex::new(ReceiverState::default()));
-        let mut receiver = Self {
-            addr,
-            state,
-            server: None,
-        };
-        receiver.serve(listener, secret);
-        receiver
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/hooks/otpgate", self.addr)
-    }
-
-    fn answer(&self, statuses: &[u16]) {
-        self.state.lock().unwrap().answers.extend(statuses);
-    }
-
-    fn requests(&self) -> Vec<Received> {
-        self.state.lock().unwrap().requests.clone()
-    }
-
-    /// Down: the listener and every open connection close (connections are refused).
-    fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.abort();
-        }
-    }
-
-    /// Up again on the same port.
-    async fn restart(&mut self, secret: Arc<Mutex<Option<String>>>) {
-        let mut tries = 0;
-        let listener = loop {
-            match TcpListener::bind(self.addr).await {
-                Ok(listener) => break listener,
-                // The aborted server's socket may take a moment to close.
-                Err(_) if tries < 100 => {
-                    tries += 1;
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Err(error) => panic!("rebind {}: {error}", self.addr),
-            }
-        };
-        self.serve(listener, secret);
-    }
-
-    fn serve(&mut self, listener: TcpListener, secret: Arc<Mutex<Option<String>>>) {
-        let state = self.state.clone();
-        self.server = Some(tokio::spawn(async move {
-            // Dropped with the task: every connection closes when the receiver stops.
-            let mut connections = JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let (state, secret) = (state.clone(), secret.clone());
-                connections.spawn(async move {
-                    let service = service_fn(move |request: Request<hyper::body::Incoming>| {
-                        let (state, secret) = (state.clone(), secret.clone());
-                        async move {
-                            let headers = request.headers().clone();
-                            let body = request.into_body().collect().await?.to_bytes();
-                            let received =
-                                check(&headers, &body, secret.lock().unwrap().as_deref());
-                            let status = {
-                                let mut state = state.lock().unwrap();
-                                state.requests.push(received);
-                                state.answers.pop_front().unwrap_or(200)
-                            };
-                            Ok::<_, hyper::Error>(
-                                Response::builder()
-                                    .status(status)
-                                    .body(Full::new(Bytes::new()))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        }));
-    }
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
-/// The receiver's own Standard Webhooks check, written from the spec: the secret is base64
-/// after `whsec_`; the signed content is `{id}.{timestamp}.{body}`; the header lists
-/// space-separated `v1,<base64>` signatures, one of which must match.
-fn check(headers: &hyper::HeaderMap, body: &[u8], secret: Option<&str>) -> Received {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let (id, timestamp, signatures) = (
-        header("webhook-id"),
-        header("webhook-timestamp"),
-        header("webhook-signature"),
-    );
-    let key = secret
-        .and_then(|secret| secret.strip_prefix("whsec_"))
-        .and_then(|key| data_encoding::BASE64.decode(key.as_bytes()).ok())
-        .unwrap_or_default();
-    let key = hmac::Key::new(hmac::HMAC_SHA256, &key);
-    let mut signed = format!("{id}.{timestamp}.").into_bytes();
-    signed.extend_from_slice(body);
-    let signature_valid = signatures.split(' ').any(|candidate| {
-        candidate
-            .strip_prefix("v1,")
-            .and_then(|b64| data_encoding::BASE64.decode(b64.as_bytes()).ok())
-            .is_some_and(|mac| hmac::verify(&key, &signed, &mac).is_ok())
-    });
-    let event: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
-    assert_eq!(header("content-type"), "application/cloudevents+json");
-    assert_eq!(event["id"], id.as_str(), "webhook-id is the event id");
-    Received {
-        webhook_id: id,
-        timestamp: timestamp.parse().unwrap_or_default(),
-        subject: event["data"]["verification_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        signature_valid,
-    }
-}
+// The delivery worker against a real receiver (tests/common/webhook_receiver.rs).
 
 fn worker_settings() -> EventsSettings {
     EventsSettings {
@@ -813,6 +653,8 @@ impl Delivery {
             EmitterSettings {
                 buffer: 100,
                 max_queued_per_webhook: 100,
+                watch: None,
+                metrics: Arc::new(otpgate::metrics::Metrics::new()),
             },
             &tasks,
             stop.clone(),
@@ -1021,7 +863,12 @@ async fn a_new_worker_delivers_what_a_dropped_worker_left_queued(backend: crate:
     let orphan = delivery
         .fixture
         .store
-        .claim(&account, "killed-gateway", now, now + 60_000)
+        .claim(Lease {
+            account: &account,
+            owner: "killed-gateway",
+            now_ms: now,
+            until_ms: now + 60_000,
+        })
         .await
         .unwrap();
     assert!(matches!(orphan, Claimed::One(_)));

@@ -17,6 +17,8 @@ mod pin;
 mod redis_server;
 mod stores;
 mod verify;
+#[path = "../common/webhook_receiver.rs"]
+mod webhook_receiver;
 
 /// Runs one scenario (an `async fn(Backend)`) on every store: memory, a single redis-server and
 /// a 3-node Redis Cluster.

@@ -178,12 +178,15 @@ impl AccountService {
             ),
         };
         match self.directory.trust_device(account, &new).await? {
-            TrustOutcome::Trusted { .. } => Ok(TrustedDevice {
-                id: device,
-                token,
-                created_ms: now,
-                expires_ms,
-            }),
+            TrustOutcome::Trusted { .. } => {
+                self.notices.device_trusted(account, id);
+                Ok(TrustedDevice {
+                    id: device,
+                    token,
+                    created_ms: now,
+                    expires_ms,
+                })
+            }
             TrustOutcome::NoSuchUser => Err(AccountError::NotFound("no such user in this account")),
             TrustOutcome::TooManyDevices { max } => Err(LimitReached {
                 limit: Limit::TrustedDevices,
@@ -268,6 +271,7 @@ impl AccountService {
                 "no such trusted device for this user",
             ))?;
         self.cache.invalidate(&Invalidation::Device(digest));
+        self.notices.devices_revoked(account, id);
         Ok(())
     }
 
@@ -292,6 +296,7 @@ impl AccountService {
             .ok_or(AccountError::NotFound("no such user in this account"))?;
         self.cache
             .invalidate(&Invalidation::User(account.clone(), id.clone()));
+        self.notices.devices_revoked(account, id);
         Ok(count)
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use super::{by_status, read_body, Accepted, Provider, ProviderError};
+use super::{by_status, read_body, Accepted, Adapter, ProviderError};
 use crate::dispatch::OutgoingMessage;
 
 pub struct HttpProvider {
@@ -48,11 +48,7 @@ impl HttpProvider {
 }
 
 #[async_trait]
-impl Provider for HttpProvider {
-    fn name(&self) -> &'static str {
-        "http"
-    }
-
+impl Adapter for HttpProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
         let payload = Payload {
             to: message.to.e164(),

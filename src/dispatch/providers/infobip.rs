@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::settings::Keyed;
 use super::{
-    by_status, digits_only, endpoint, json_with_key, success_body, vendor_text, Accepted, Provider,
+    by_status, digits_only, endpoint, json_with_key, success_body, vendor_text, Accepted, Adapter,
     ProviderError, ProviderSettings, VendorApi,
 };
 use crate::dispatch::OutgoingMessage;
@@ -97,11 +97,7 @@ impl InfobipProvider {
 }
 
 #[async_trait]
-impl Provider for InfobipProvider {
-    fn name(&self) -> &'static str {
-        self.api.name()
-    }
-
+impl Adapter for InfobipProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
         let request = Request {
             messages: [Message {

@@ -4,7 +4,7 @@
 
 use async_trait::async_trait;
 
-use super::{Accepted, Provider, ProviderError};
+use super::{Accepted, Adapter, ProviderError};
 use crate::dispatch::OutgoingMessage;
 use crate::phone::mask;
 
@@ -12,11 +12,7 @@ use crate::phone::mask;
 pub struct LogProvider;
 
 #[async_trait]
-impl Provider for LogProvider {
-    fn name(&self) -> &'static str {
-        "log"
-    }
-
+impl Adapter for LogProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
         println!(
             "[otpgate log provider] {} to {} (verification {}): {}",

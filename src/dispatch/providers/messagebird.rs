@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::settings::Keyed;
 use super::{
-    accepted, digits_only, endpoint, json_with_key, refusal, Accepted, Provider, ProviderError,
+    accepted, digits_only, endpoint, json_with_key, refusal, Accepted, Adapter, ProviderError,
     ProviderSettings, VendorApi,
 };
 use crate::dispatch::template::{encoding, Encoding};
@@ -62,11 +62,7 @@ impl MessagebirdProvider {
 }
 
 #[async_trait]
-impl Provider for MessagebirdProvider {
-    fn name(&self) -> &'static str {
-        self.api.name()
-    }
-
+impl Adapter for MessagebirdProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
         // E.164 has at most 15 digits, so the number always fits.
         let recipient: u64 = digits_only(message)
@@ -87,10 +83,7 @@ impl Provider for MessagebirdProvider {
             .post(|post| json_with_key(post, &self.authorization, &request))
             .await?;
         if status.is_success() {
-            let id = serde_json::from_slice::<Created>(&bytes)
-                .ok()
-                .and_then(|created| created.id);
-            return accepted(status, id, "id");
+            return accepted(status, &bytes, "id", |created: Created| created.id);
         }
         let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_default();
         let first = body.errors.into_iter().next();

@@ -45,6 +45,13 @@ pub trait Provider: Send + Sync + 'static {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError>;
 }
 
+/// What each adapter in this folder implements: the delivery alone. `build` names every adapter
+/// after its configured provider (`Named`), so no adapter carries or repeats its name.
+#[async_trait]
+pub trait Adapter: Send + Sync + 'static {
+    async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError>;
+}
+
 /// The longest vendor message id kept; longer ones, or ids with anything but printable ASCII,
 /// are not stored (an id is written into Redis and into receipt lookups).
 pub const MAX_VENDOR_ID_LEN: usize = 128;
@@ -92,41 +99,42 @@ pub fn build(settings: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
     let vendor = settings
         .vendor()
         .ok_or_else(|| format!("provider '{}': a required field is missing", settings.name))?;
-    let provider: Arc<dyn Provider> = match vendor {
-        Vendor::Twilio(vendor) => Arc::new(twilio::TwilioProvider::new(settings, vendor)?),
-        Vendor::Vonage(vendor) => Arc::new(vonage::VonageProvider::new(settings, vendor)?),
-        Vendor::Infobip(vendor) => Arc::new(infobip::InfobipProvider::new(settings, vendor)?),
+    let adapter: Box<dyn Adapter> = match vendor {
+        Vendor::Twilio(vendor) => Box::new(twilio::TwilioProvider::new(settings, vendor)?),
+        Vendor::Vonage(vendor) => Box::new(vonage::VonageProvider::new(settings, vendor)?),
+        Vendor::Infobip(vendor) => Box::new(infobip::InfobipProvider::new(settings, vendor)?),
         Vendor::Messagebird(vendor) => {
-            Arc::new(messagebird::MessagebirdProvider::new(settings, vendor)?)
+            Box::new(messagebird::MessagebirdProvider::new(settings, vendor)?)
         }
-        Vendor::Whatsapp(vendor) => Arc::new(whatsapp::WhatsappProvider::new(settings, vendor)?),
-        Vendor::Http { url } => Arc::new(Named {
-            name: leak_name(&settings.name),
-            inner: http::HttpProvider::new(url, settings.timeout(), settings.body_limit)?,
-        }),
-        Vendor::Log => Arc::new(Named {
-            name: leak_name(&settings.name),
-            inner: log::LogProvider,
-        }),
+        Vendor::Whatsapp(vendor) => Box::new(whatsapp::WhatsappProvider::new(settings, vendor)?),
+        Vendor::Http { url } => Box::new(http::HttpProvider::new(
+            url,
+            settings.timeout(),
+            settings.body_limit,
+        )?),
+        Vendor::Log => Box::new(log::LogProvider),
     };
-    Ok(provider)
+    Ok(Arc::new(Named {
+        name: leak_name(&settings.name),
+        adapter,
+    }))
 }
 
-/// Gives an existing adapter its configured name, so two `http` providers are told apart in
-/// metrics.
-struct Named<P> {
+/// An adapter under its configured name, so that two providers of one kind (two `http`
+/// receivers, two Twilio accounts) are told apart in metrics.
+struct Named {
     name: &'static str,
-    inner: P,
+    adapter: Box<dyn Adapter>,
 }
 
 #[async_trait]
-impl<P: Provider> Provider for Named<P> {
+impl Provider for Named {
     fn name(&self) -> &'static str {
         self.name
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
-        self.inner.send(message).await
+        self.adapter.send(message).await
     }
 }
 
@@ -190,10 +198,9 @@ pub(crate) fn transport_error(error: reqwest::Error) -> ProviderError {
     }
 }
 
-/// What every vendor adapter holds: its configured name (the metrics label), one client, the
-/// endpoint it POSTs to, and how much of an answer it reads.
+/// What every vendor adapter holds: one client, the endpoint it POSTs to, and how much of an
+/// answer it reads.
 pub(crate) struct VendorApi {
-    name: &'static str,
     client: reqwest::Client,
     url: reqwest::Url,
     body_limit: usize,
@@ -202,15 +209,10 @@ pub(crate) struct VendorApi {
 impl VendorApi {
     pub(crate) fn new(settings: &ProviderSettings, url: reqwest::Url) -> Result<Self, String> {
         Ok(Self {
-            name: leak_name(&settings.name),
             client: client(settings)?,
             url,
             body_limit: settings.body_limit,
         })
-    }
-
-    pub(crate) fn name(&self) -> &'static str {
-        self.name
     }
 
     /// POSTs one request (`build` adds its headers and body) and reads the answer: its status
@@ -261,13 +263,16 @@ pub(crate) fn success_body<T: serde::de::DeserializeOwned>(
         .map_err(|_| ProviderError::Retryable(format!("answered {status} with an unreadable body")))
 }
 
-/// An accepted answer's message id. Without one nothing says the message exists: retrying
-/// (or failing over) beats reporting a send that may not have happened.
-pub(crate) fn accepted(
+/// An accepted answer's message id (its `what`), which `id` picks from the JSON body `T`.
+/// Without one nothing says the message exists: retrying (or failing over) beats reporting a
+/// send that may not have happened.
+pub(crate) fn accepted<T: serde::de::DeserializeOwned>(
     status: reqwest::StatusCode,
-    id: Option<String>,
+    bytes: &[u8],
     what: &str,
+    id: impl FnOnce(T) -> Option<String>,
 ) -> Result<Accepted, ProviderError> {
+    let id = serde_json::from_slice(bytes).ok().and_then(id);
     match id.filter(|id| !id.is_empty()) {
         Some(id) => Ok(Accepted {
             provider_message_id: Some(id),

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::settings::{Twilio, TwilioSender};
 use super::{
-    accepted, endpoint, refusal, with_form, Accepted, Provider, ProviderError, ProviderSettings,
+    accepted, endpoint, refusal, with_form, Accepted, Adapter, ProviderError, ProviderSettings,
     VendorApi, Verdict,
 };
 use crate::dispatch::OutgoingMessage;
@@ -50,11 +50,7 @@ impl TwilioProvider {
 }
 
 #[async_trait]
-impl Provider for TwilioProvider {
-    fn name(&self) -> &'static str {
-        self.api.name()
-    }
-
+impl Adapter for TwilioProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
         let mut form = vec![("To", message.to.e164())];
         match &self.sender {
@@ -74,10 +70,7 @@ impl Provider for TwilioProvider {
             })
             .await?;
         if status.is_success() {
-            let sid = serde_json::from_slice::<Created>(&bytes)
-                .ok()
-                .and_then(|created| created.sid);
-            return accepted(status, sid, "sid");
+            return accepted(status, &bytes, "sid", |created: Created| created.sid);
         }
         let error: TwilioError = serde_json::from_slice(&bytes).unwrap_or_default();
         let text = error.message.as_deref().unwrap_or("");

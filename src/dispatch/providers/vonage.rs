@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::settings::Vonage;
 use super::{
-    by_status, digits_only, endpoint, success_body, vendor_text, with_form, Accepted, Provider,
+    by_status, digits_only, endpoint, success_body, vendor_text, with_form, Accepted, Adapter,
     ProviderError, ProviderSettings, VendorApi,
 };
 use crate::dispatch::template::{encoding, Encoding};
@@ -49,11 +49,7 @@ impl VonageProvider {
 }
 
 #[async_trait]
-impl Provider for VonageProvider {
-    fn name(&self) -> &'static str {
-        self.api.name()
-    }
-
+impl Adapter for VonageProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
         let mut form = vec![
             ("api_key", self.api_key.as_str()),

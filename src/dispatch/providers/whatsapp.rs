@@ -9,7 +9,7 @@ use serde_json::json;
 
 use super::settings::Keyed;
 use super::{
-    accepted, endpoint, refusal, Accepted, Provider, ProviderError, ProviderSettings, VendorApi,
+    accepted, endpoint, refusal, Accepted, Adapter, ProviderError, ProviderSettings, VendorApi,
     Verdict,
 };
 use crate::dispatch::OutgoingMessage;
@@ -70,11 +70,7 @@ impl WhatsappProvider {
 }
 
 #[async_trait]
-impl Provider for WhatsappProvider {
-    fn name(&self) -> &'static str {
-        self.api.name()
-    }
-
+impl Adapter for WhatsappProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
         if message.code.is_empty() {
             return Err(ProviderError::Permanent(
@@ -113,11 +109,9 @@ impl Provider for WhatsappProvider {
             })
             .await?;
         if status.is_success() {
-            let id = serde_json::from_slice::<Answer>(&bytes)
-                .ok()
-                .and_then(|answer| answer.messages.into_iter().next())
-                .and_then(|sent| sent.id);
-            return accepted(status, id, "id");
+            return accepted(status, &bytes, "id", |answer: Answer| {
+                answer.messages.into_iter().next().and_then(|sent| sent.id)
+            });
         }
         let error = serde_json::from_slice::<ErrorBody>(&bytes)
             .unwrap_or_default()

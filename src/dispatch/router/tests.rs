@@ -48,6 +48,7 @@ fn message(to: &str) -> OutgoingMessage {
     OutgoingMessage {
         id: "MS1".into(),
         verification_id: "VE1".into(),
+        account: String::new(),
         to: PhoneNumber::parse(to).unwrap(),
         channel: Channel::Sms,
         body: "code".into(),

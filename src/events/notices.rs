@@ -1,0 +1,187 @@
+//! The domain's side of events: one method per kind of thing that happens, taking the domain's
+//! own words and values (events imports none of verify, factors, pin or dispatch: they import
+//! it), and the account's `Notices` port. Each builds its event only when the account has a
+//! webhook, and never fails: a word that names no event emits nothing, and an id that cannot go
+//! out in an event (see `SubjectId`) drops the event, logged.
+
+use serde_json::Value;
+
+use super::emit::Events;
+use super::model::{Event, EventData, EventType, Label, MaskedNumber, SubjectId, SubjectKind};
+use crate::account::notices::Notices;
+use crate::account::user::UserId;
+use crate::account::AccountId;
+use crate::phone::PhoneNumber;
+
+/// What an event is about, and how the domain words what happened to it: `io.otpgate.` +
+/// `family` + `.` + the word is the event's type.
+struct About<'a> {
+    family: &'static str,
+    subject_kind: SubjectKind,
+    subject: &'a str,
+}
+
+impl Events {
+    /// A verification's event. `happened`: created, approved, canceled, expired,
+    /// max_attempts_reached (a verification's status words; any other, such as pending or
+    /// resent, emits nothing). `to` is the number as stored (E.164); it goes out masked.
+    pub fn verification(
+        &self,
+        account: &AccountId,
+        happened: &str,
+        id: &str,
+        to: &str,
+        channel: &'static str,
+        attempts: u32,
+    ) {
+        let about = About {
+            family: "verification",
+            subject_kind: SubjectKind::Verification,
+            subject: id,
+        };
+        self.about(account, about, happened, || EventData {
+            to: masked(to),
+            channel: Some(Label::new(channel)),
+            attempts: (happened != "created").then_some(attempts),
+            ..EventData::default()
+        });
+    }
+
+    /// A message of a verification: `happened` accepted (by `provider`), delivered or failed;
+    /// `reason` a word for a failure.
+    #[allow(clippy::too_many_arguments)] // The message's own fields, as dispatch words them.
+    pub fn message(
+        &self,
+        account: &AccountId,
+        happened: &str,
+        verification: &str,
+        to: &PhoneNumber,
+        channel: &'static str,
+        provider: &str,
+        reason: Option<&'static str>,
+    ) {
+        let about = About {
+            family: "message",
+            subject_kind: SubjectKind::Verification,
+            subject: verification,
+        };
+        self.about(account, about, happened, || EventData {
+            to: Some(MaskedNumber::of(to)),
+            channel: Some(Label::new(channel)),
+            provider: Label::parse(provider),
+            reason: reason.map(Label::new),
+            ..EventData::default()
+        });
+    }
+
+    /// A phone number's two-step PIN: `happened` changed (set, changed or reset), locked (by
+    /// wrong PINs), disabled (by an e-mailed link or support); `to` the number (E.164) when
+    /// known, which goes out masked.
+    pub fn pin(&self, account: &AccountId, happened: &str, number: &str, to: Option<&str>) {
+        let about = About {
+            family: "pin",
+            subject_kind: SubjectKind::PhoneNumber,
+            subject: number,
+        };
+        self.about(account, about, happened, || EventData {
+            to: to.and_then(masked),
+            ..EventData::default()
+        });
+    }
+
+    fn about(
+        &self,
+        account: &AccountId,
+        about: About<'_>,
+        happened: &str,
+        data: impl FnOnce() -> EventData,
+    ) {
+        if !self.watches(account) {
+            return;
+        }
+        let Some(kind) = EventType::parse(&format!("io.otpgate.{}.{happened}", about.family))
+        else {
+            return;
+        };
+        let Some(subject) = SubjectId::parse(about.subject) else {
+            tracing::debug!(
+                event = kind.as_str(),
+                "event dropped: its subject's id cannot go out"
+            );
+            return;
+        };
+        self.emit(
+            account,
+            Event::new(kind, about.subject_kind, subject).with(data()),
+        );
+    }
+
+    fn about_user(&self, account: &AccountId, user: &UserId, happened: &str) {
+        let about = About {
+            family: "device",
+            subject_kind: SubjectKind::User,
+            subject: user.as_str(),
+        };
+        self.about(account, about, happened, EventData::default);
+    }
+}
+
+/// A number as stored (E.164), masked; `None` when it does not parse.
+fn masked(e164: &str) -> Option<MaskedNumber> {
+    PhoneNumber::parse(e164).ok().as_ref().map(MaskedNumber::of)
+}
+
+impl Notices for Events {
+    fn policy_changed(&self, account: &AccountId, change: &Value) {
+        let about = About {
+            family: "policy",
+            subject_kind: SubjectKind::Account,
+            subject: account.as_str(),
+        };
+        self.about(account, about, "changed", || {
+            let (before, after) = (&change["before"], &change["after"]);
+            let changed = after
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(field, value)| {
+                    field.as_str() != "version" && before.get(field) != Some(value)
+                })
+                .filter_map(|(field, _)| Label::parse(field))
+                .collect();
+            EventData {
+                changed,
+                ..EventData::default()
+            }
+        });
+    }
+
+    fn device_trusted(&self, account: &AccountId, user: &UserId) {
+        self.about_user(account, user, "trusted");
+    }
+
+    fn devices_revoked(&self, account: &AccountId, user: &UserId) {
+        self.about_user(account, user, "revoked");
+    }
+
+    fn factor_changed(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        factor: &str,
+        factor_type: &'static str,
+        added: bool,
+    ) {
+        let about = About {
+            family: "factor",
+            subject_kind: SubjectKind::Factor,
+            subject: factor,
+        };
+        let happened = if added { "enrolled" } else { "removed" };
+        self.about(account, about, happened, || EventData {
+            user_id: SubjectId::parse(user.as_str()),
+            factor_type: Some(Label::new(factor_type)),
+            ..EventData::default()
+        });
+    }
+}
