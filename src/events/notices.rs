@@ -15,6 +15,15 @@ use crate::phone::PhoneNumber;
 
 /// What an event is about, and how the domain words what happened to it: `io.otpgate.` +
 /// `family` + `.` + the word is the event's type.
+/// A message's side of its event, as dispatch words it; `reason` a word for a failure.
+pub struct MessageNotice<'a> {
+    pub verification: &'a str,
+    pub to: &'a PhoneNumber,
+    pub channel: &'static str,
+    pub provider: &'a str,
+    pub reason: Option<&'static str>,
+}
+
 struct About<'a> {
     family: &'static str,
     subject_kind: SubjectKind,
@@ -47,29 +56,40 @@ impl Events {
         });
     }
 
-    /// A message of a verification: `happened` accepted (by `provider`), delivered or failed;
-    /// `reason` a word for a failure.
-    #[allow(clippy::too_many_arguments)] // The message's own fields, as dispatch words them.
-    pub fn message(
-        &self,
-        account: &AccountId,
-        happened: &str,
-        verification: &str,
-        to: &PhoneNumber,
-        channel: &'static str,
-        provider: &str,
-        reason: Option<&'static str>,
-    ) {
+    /// A message of a verification: `happened` accepted (by its provider), delivered or failed.
+    pub fn message(&self, account: &AccountId, happened: &str, message: &MessageNotice<'_>) {
         let about = About {
             family: "message",
             subject_kind: SubjectKind::Verification,
-            subject: verification,
+            subject: message.verification,
         };
         self.about(account, about, happened, || EventData {
+            to: Some(MaskedNumber::of(message.to)),
+            channel: Some(Label::new(message.channel)),
+            provider: Label::parse(message.provider),
+            reason: message.reason.map(Label::new),
+            ..EventData::default()
+        });
+    }
+
+    /// A send refused by abuse protection before any verification existed: the subject is the
+    /// account, the data the masked number, the channel and the rule that refused it.
+    pub fn blocked(
+        &self,
+        account: &AccountId,
+        to: &PhoneNumber,
+        channel: &'static str,
+        rule: &'static str,
+    ) {
+        let about = About {
+            family: "verification",
+            subject_kind: SubjectKind::Account,
+            subject: account.as_str(),
+        };
+        self.about(account, about, "blocked", || EventData {
             to: Some(MaskedNumber::of(to)),
             channel: Some(Label::new(channel)),
-            provider: Label::parse(provider),
-            reason: reason.map(Label::new),
+            rule: Some(Label::new(rule)),
             ..EventData::default()
         });
     }

@@ -317,6 +317,11 @@ impl Verifier {
         };
         self.metrics
             .verification_started(request.channel.as_str(), refusal.rule());
+        if !matches!(&refusal, Refusal::Blocked(block) if !block.started) {
+            let channel = request.channel.as_str();
+            self.events
+                .blocked(&account.id, &request.to, channel, refusal.rule());
+        }
         if let Refusal::Blocked(block) = &refusal {
             if block.started {
                 self.metrics.abuse_block(block.country, block.rule.as_str());

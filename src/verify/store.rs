@@ -13,6 +13,7 @@ use crate::account::AccountId;
 use crate::dispatch::model::SendLog;
 use crate::dispatch::receipts::Receipt;
 use crate::dispatch::OutgoingMessage;
+use crate::events::notices::MessageNotice;
 use crate::events::Events;
 use crate::store::StoreError;
 use crate::verify::model::{
@@ -106,14 +107,13 @@ impl SendLog for StoreSendLog {
         };
         let reason = (attempt.status == "failed").then_some("no-provider-took-it");
         let channel = message.channel.as_str();
-        self.1.message(
-            &account,
-            &attempt.status,
-            &message.verification_id,
-            &message.to,
+        let notice = MessageNotice {
+            verification: &message.verification_id,
+            to: &message.to,
             channel,
-            &attempt.provider,
+            provider: &attempt.provider,
             reason,
-        );
+        };
+        self.1.message(&account, &attempt.status, &notice);
     }
 }

@@ -375,3 +375,29 @@ async fn the_deliveries_show_each_attempt_and_the_dead_letter_after_the_schedule
         .await
         .contains("otpgate_webhook_deliveries_total{outcome=\"dead_lettered\"} 1"));
 }
+
+on_every_store!(a_send_refused_by_abuse_protection_is_a_blocked_event_with_its_rule);
+
+async fn a_send_refused_by_abuse_protection_is_a_blocked_event_with_its_rule(backend: Backend) {
+    let hooked = Hooked::new(backend, json!(["io.otpgate.verification.blocked"])).await;
+    let premium = "+499001234567";
+    let refused = hooked.app.send(premium).await;
+    assert_eq!(refused.status, 422, "{}", refused.body);
+    let received = hooked.received(1).await;
+    let event: Value = serde_json::from_str(&received[0].body).unwrap();
+    assert_eq!(event["type"], "io.otpgate.verification.blocked");
+    assert_eq!(event["data"]["rule"], "number-type");
+    assert_eq!(event["data"]["channel"], "sms");
+    assert_eq!(event["data"]["to"]["calling_code"], 49);
+    assert_eq!(event["subject"], hooked.app.account_id.as_str());
+    assert!(received[0].signature_valid);
+    assert!(
+        !received[0].body.contains("9001234567"),
+        "{}",
+        received[0].body
+    );
+    // An admitted send is not a blocked event: nothing more arrives for it.
+    assert_eq!(hooked.app.send(TO).await.status, 201);
+    assert_eq!(hooked.app.send(premium).await.status, 422);
+    assert_eq!(hooked.received(2).await.len(), 2);
+}
