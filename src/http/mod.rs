@@ -20,6 +20,7 @@ mod router;
 pub mod routes;
 pub mod settings;
 pub mod table;
+mod table_parts;
 mod twilio;
 mod twilio_error;
 mod usage;

@@ -7,11 +7,9 @@ use std::sync::OnceLock;
 
 use matchit::Router;
 
-use super::doc::{
-    answer, body, json, named, path, query, Answer, Body, Content, Doc, Param, Place, Schema,
-};
-use super::error::Problem;
+use super::doc::{answer, body, json, path, query, Body, Content, Doc, Schema};
 use super::routes::{decode_segment, op, row, undocumented, Access, Call, Entry, Found, Reply};
+use super::table_parts::*;
 use super::wire::*;
 use super::wire_events::*;
 use super::wire_factors::*;
@@ -37,59 +35,6 @@ use Permission::{
 };
 
 static NOT_FOUND: Entry = row("", "not_found", &[]);
-
-const PROBLEM_JSON: Content = Content {
-    media: "application/problem+json",
-    schema: named::<Problem>(),
-};
-
-/// A problem answer.
-const fn problem(status: &'static str, description: &'static str) -> Answer {
-    answer(status, description, &[PROBLEM_JSON])
-}
-
-/// What most operations answer besides their success.
-const PROBLEM: Answer = problem("default", "A problem");
-
-/// A Graph route's error: Graph's error object, or a problem before the facade took the call.
-const fn graph_error(description: &'static str) -> Answer {
-    const GRAPH_ERROR: &[Content] = &[json::<GraphErrorBody>(), PROBLEM_JSON];
-    answer("default", description, GRAPH_ERROR)
-}
-
-const TEXT: Content = Content {
-    media: "text/plain",
-    schema: Schema::Text,
-};
-
-const ACCOUNT: Param = path("account", "The account id (`AC…`)");
-const VERIFICATION: Param = path("id", "The verification id (`VE…`)");
-const USER: Param = path("user", "The user id");
-const DEVICE: Param = path("device", "The device id");
-const NUMBER: Param = path("id", "The phone-number id");
-const PROVIDER: Param = path("provider", "The provider's configured name");
-const GRAPH_VERSION: Param = path("version", "A Graph API version: v22.0 to v26.0");
-const GRAPH_NUMBER: Param = path("phone_number_id", "The phone-number id");
-const LINK_TOKEN: Param = query("token", true, "The e-mailed single-use token");
-const IDEMPOTENT_SEND: Param = Param {
-    name: "Idempotency-Key",
-    place: Place::Header,
-    required: false,
-    description: "1 to 255 visible ASCII characters, scoped to the account and the number `to`: a retry with the same key and number replays the first answer (`Idempotent-Replayed: true`) and sends nothing; the same key for another number starts a new verification",
-    schema: Schema::Text,
-};
-const IDEMPOTENT_CHECK: Param = Param {
-    description: "1 to 255 visible ASCII characters, scoped to the account and the verification's number: the first check that counts records its outcome under the key, and a retry with the key answers that outcome again (an approval too, `Idempotent-Replayed: true`) and counts nothing; the key used for a check of another verification is refused (422)",
-    ..IDEMPOTENT_SEND
-};
-const WEBHOOK: Param = path("id", "The webhook id (`WH…`)");
-const AUDIT_LIMIT: Param = Param {
-    schema: Schema::Integer {
-        minimum: 1,
-        maximum: 500,
-    },
-    ..query("limit", false, "1 to 500, default 50")
-};
 
 /// The routes. Adding one: a row here and its handler. Static segments win over parameters
 /// (`/v2/Services` over `/{param}/{second}`). Each documented method's path parameters are
@@ -530,6 +475,7 @@ fn graph_version_or_other(matched: &matchit::Match<'_, '_, &&'static Entry>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::doc::Place;
     use crate::http::routes::*;
 
     fn named(name: &str) -> &'static Entry {
