@@ -356,14 +356,9 @@ mod tests {
     fn only_https_urls_to_public_addresses_pass_by_default() {
         assert!(check_url("https://hooks.example.com/otpgate", &STRICT).is_ok());
         assert!(check_url("https://93.184.216.34:8443/x", &STRICT).is_ok());
-        assert_eq!(
-            check_url("http://hooks.example.com/", &STRICT),
-            Err(TargetError::Scheme)
-        );
-        assert_eq!(
-            check_url("ftp://example.com/", &STRICT),
-            Err(TargetError::Scheme)
-        );
+        for url in ["http://hooks.example.com/", "ftp://example.com/"] {
+            assert_eq!(check_url(url, &STRICT), Err(TargetError::Scheme), "{url}");
+        }
         assert_eq!(check_url("not a url", &STRICT), Err(TargetError::NotUrl));
         assert_eq!(
             check_url("https://user:pw@example.com/", &STRICT),
@@ -411,23 +406,15 @@ mod tests {
         assert!(check_url("http://[::1]:8080/hook", &LOOPBACK).is_ok());
         assert!(check_url("http://localhost:8080/hook", &LOOPBACK).is_ok());
         assert!(check_url("https://127.0.0.1/hook", &LOOPBACK).is_ok());
-        assert_eq!(
-            check_url("http://127.0.0.1:8080/", &STRICT),
-            Err(TargetError::Scheme)
-        );
-        assert_eq!(
-            check_url("http://10.0.0.1/", &LOOPBACK),
-            Err(TargetError::Scheme)
-        );
-        assert_eq!(
-            check_url("http://example.com/", &LOOPBACK),
-            Err(TargetError::Scheme)
-        );
-        // Private targets allowed does not allow plain http.
-        assert_eq!(
-            check_url("http://10.0.0.1/", &PRIVATE),
-            Err(TargetError::Scheme)
-        );
+        for (url, policy) in [
+            ("http://127.0.0.1:8080/", &STRICT),
+            ("http://10.0.0.1/", &LOOPBACK),
+            ("http://example.com/", &LOOPBACK),
+            // Private targets allowed does not allow plain http.
+            ("http://10.0.0.1/", &PRIVATE),
+        ] {
+            assert_eq!(check_url(url, policy), Err(TargetError::Scheme), "{url}");
+        }
     }
 
     #[tokio::test]

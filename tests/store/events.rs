@@ -121,13 +121,23 @@ impl Fixture {
     }
 
     async fn enqueue(&self, event: &QueuedEvent) -> Enqueued {
+        self.enqueue_to(event, Recipients::Subscribed, 100).await
+    }
+
+    /// Queues `event` to `recipients`, each queue holding at most `max_queued`.
+    async fn enqueue_to(
+        &self,
+        event: &QueuedEvent,
+        recipients: Recipients<'_>,
+        max_queued: usize,
+    ) -> Enqueued {
         self.store
             .enqueue(Enqueue {
                 account: &self.account,
-                event: event,
-                recipients: Recipients::Subscribed,
+                event,
+                recipients,
                 now_ms: self.clock.now_ms(),
-                max_queued: 100,
+                max_queued,
             })
             .await
             .unwrap()
@@ -497,29 +507,11 @@ async fn a_full_queue_drops_new_events_for_that_webhook_only(backend: crate::sto
     for n in 0..2 {
         let event = fixture.event(EventType::WebhookTest, n);
         fixture
-            .store
-            .enqueue(Enqueue {
-                account: &fixture.account,
-                event: &event,
-                recipients: Recipients::Only(&small.id),
-                now_ms: fixture.clock.now_ms(),
-                max_queued: 2,
-            })
-            .await
-            .unwrap();
+            .enqueue_to(&event, Recipients::Only(&small.id), 2)
+            .await;
     }
     let event = fixture.event(EventType::VerificationCreated, 9);
-    let enqueued = fixture
-        .store
-        .enqueue(Enqueue {
-            account: &fixture.account,
-            event: &event,
-            recipients: Recipients::Subscribed,
-            now_ms: fixture.clock.now_ms(),
-            max_queued: 2,
-        })
-        .await
-        .unwrap();
+    let enqueued = fixture.enqueue_to(&event, Recipients::Subscribed, 2).await;
     assert_eq!(
         enqueued,
         Enqueued {
@@ -600,16 +592,8 @@ async fn the_test_event_goes_to_one_webhook_whatever_its_filter(backend: crate::
         .await;
     let test = fixture.event(EventType::WebhookTest, 0);
     let enqueued = fixture
-        .store
-        .enqueue(Enqueue {
-            account: &fixture.account,
-            event: &test,
-            recipients: Recipients::Only(&pins.id),
-            now_ms: fixture.clock.now_ms(),
-            max_queued: 10,
-        })
-        .await
-        .unwrap();
+        .enqueue_to(&test, Recipients::Only(&pins.id), 10)
+        .await;
     assert_eq!(enqueued.queued, 1);
     let claim = fixture.claimed("w").await;
     assert_eq!(claim.webhook, pins.id);
