@@ -85,6 +85,13 @@ impl Hooked {
         .await
     }
 
+    /// The scrape of `/metrics` counts `count` deliveries of `outcome`.
+    async fn assert_deliveries_counted(&self, outcome: &str, count: u64) {
+        let line = format!("otpgate_webhook_deliveries_total{{outcome=\"{outcome}\"}} {count}");
+        let scrape = self.app.metrics().await;
+        assert!(scrape.contains(&line), "no '{line}' in\n{scrape}");
+    }
+
     /// Waits until the webhook's log satisfies `done`.
     async fn deliveries_until(&self, done: impl Fn(&Value) -> bool) -> Value {
         eventually(|| async {
@@ -161,11 +168,7 @@ async fn a_send_and_a_check_reach_the_receiver_in_order_signed_and_masked(backen
     let ids: std::collections::HashSet<&str> =
         received.iter().map(|r| r.webhook_id.as_str()).collect();
     assert_eq!(ids.len(), 3, "each event has its own webhook-id");
-    assert!(hooked
-        .app
-        .metrics()
-        .await
-        .contains("otpgate_webhook_deliveries_total{outcome=\"delivered\"} 3"));
+    hooked.assert_deliveries_counted("delivered", 3).await;
 }
 
 on_every_store!(a_receiver_answering_500_then_200_gets_the_event_exactly_once_more);
@@ -369,11 +372,7 @@ async fn the_deliveries_show_each_attempt_and_the_dead_letter_after_the_schedule
     let dead = &log["dead_letters"][0];
     assert_eq!(dead["event_id"], test.str("event_id"));
     assert_eq!(dead["event_type"], "io.otpgate.webhook.test");
-    assert!(hooked
-        .app
-        .metrics()
-        .await
-        .contains("otpgate_webhook_deliveries_total{outcome=\"dead_lettered\"} 1"));
+    hooked.assert_deliveries_counted("dead_lettered", 1).await;
 }
 
 on_every_store!(a_send_refused_by_abuse_protection_is_a_blocked_event_with_its_rule);
