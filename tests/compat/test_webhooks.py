@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from standardwebhooks.webhooks import Webhook
 
-from twilio_common import ROOT_KEY, code_sent_to, v1
+from twilio_common import ROOT_KEY, code_sent_to, mint_key, v1
 
 RECEIVED = []
 LOCK = threading.Lock()
@@ -49,11 +49,7 @@ def test_a_verification_s_events_verify_with_the_standard_webhooks_library():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     status, account = v1("POST", "/v1/accounts", ROOT_KEY, {"name": "Webhooks"})
     assert status == 201, account
-    keys = {}
-    for role in ("owner", "service"):
-        status, key = v1("POST", f"/v1/accounts/{account['id']}/keys", ROOT_KEY, {"role": role})
-        assert status == 201, key
-        keys[role] = key["key"]
+    keys = {role: mint_key(account["id"], role) for role in ("owner", "service")}
     url = f"http://127.0.0.1:{server.server_address[1]}/otpgate"
     status, webhook = v1("POST", "/v1/webhooks", keys["owner"], {"url": url, "events": ["*"]})
     assert status == 201, webhook
