@@ -1,8 +1,8 @@
-//! The domain's side of events: one method per kind of thing that happens, taking the domain's
-//! own words and values (events imports none of verify, factors, pin or dispatch: they import
-//! it), and the account's `Notices` port. Each builds its event only when the account has a
-//! webhook, and never fails: a word that names no event emits nothing, and an id that cannot go
-//! out in an event (see `SubjectId`) drops the event, logged.
+//! The domain's side of events: one method per kind of thing that happens, taking its
+//! `EventType` (or dispatch's status word for a message) and the domain's values (events imports
+//! none of verify, factors, pin or dispatch: they import it), and the account's `Notices` port. Each builds its event only when the account has a
+//! webhook, and never fails: an id that cannot go out in an event (see `SubjectId`) drops the
+//! event, logged.
 
 use serde_json::Value;
 
@@ -13,8 +13,6 @@ use crate::account::user::UserId;
 use crate::account::AccountId;
 use crate::phone::PhoneNumber;
 
-/// What an event is about, and how the domain words what happened to it: `io.otpgate.` +
-/// `family` + `.` + the word is the event's type.
 /// A message's side of its event, as dispatch words it; `reason` a word for a failure.
 pub struct MessageNotice<'a> {
     pub verification: &'a str,
@@ -24,46 +22,50 @@ pub struct MessageNotice<'a> {
     pub reason: Option<&'static str>,
 }
 
+/// What an event is about.
 struct About<'a> {
-    family: &'static str,
     subject_kind: SubjectKind,
     subject: &'a str,
 }
 
 impl Events {
-    /// A verification's event. `happened`: created, approved, canceled, expired,
-    /// max_attempts_reached (a verification's status words; any other, such as pending or
-    /// resent, emits nothing). `to` is the number as stored (E.164); it goes out masked.
+    /// A verification's event (`kind` one of the `Verification…` types). `to` is the number as
+    /// stored (E.164); it goes out masked.
     pub fn verification(
         &self,
         account: &AccountId,
-        happened: &str,
+        kind: EventType,
         id: &str,
         to: &str,
         channel: &'static str,
         attempts: u32,
     ) {
         let about = About {
-            family: "verification",
             subject_kind: SubjectKind::Verification,
             subject: id,
         };
-        self.about(account, about, happened, || EventData {
+        self.about(account, kind, about, || EventData {
             to: masked(to),
             channel: Some(Label::new(channel)),
-            attempts: (happened != "created").then_some(attempts),
+            attempts: (kind != EventType::VerificationCreated).then_some(attempts),
             ..EventData::default()
         });
     }
 
-    /// A message of a verification: `happened` accepted (by its provider), delivered or failed.
+    /// A message of a verification: `happened` accepted (by its provider), delivered or failed
+    /// (dispatch's status words; any other emits nothing).
     pub fn message(&self, account: &AccountId, happened: &str, message: &MessageNotice<'_>) {
+        let kind = match happened {
+            "accepted" => EventType::MessageAccepted,
+            "delivered" => EventType::MessageDelivered,
+            "failed" => EventType::MessageFailed,
+            _ => return,
+        };
         let about = About {
-            family: "message",
             subject_kind: SubjectKind::Verification,
             subject: message.verification,
         };
-        self.about(account, about, happened, || EventData {
+        self.about(account, kind, about, || EventData {
             to: Some(MaskedNumber::of(message.to)),
             channel: Some(Label::new(message.channel)),
             provider: Label::parse(message.provider),
@@ -82,28 +84,28 @@ impl Events {
         rule: &'static str,
     ) {
         let about = About {
-            family: "verification",
             subject_kind: SubjectKind::Account,
             subject: account.as_str(),
         };
-        self.about(account, about, "blocked", || EventData {
-            to: Some(MaskedNumber::of(to)),
-            channel: Some(Label::new(channel)),
-            rule: Some(Label::new(rule)),
-            ..EventData::default()
+        self.about(account, EventType::VerificationBlocked, about, || {
+            EventData {
+                to: Some(MaskedNumber::of(to)),
+                channel: Some(Label::new(channel)),
+                rule: Some(Label::new(rule)),
+                ..EventData::default()
+            }
         });
     }
 
-    /// A phone number's two-step PIN: `happened` changed (set, changed or reset), locked (by
-    /// wrong PINs), disabled (by an e-mailed link or support); `to` the number (E.164) when
+    /// A phone number's two-step PIN: `kind` PinChanged (set, changed or reset), PinLocked (by
+    /// wrong PINs), PinDisabled (by an e-mailed link or support); `to` the number (E.164) when
     /// known, which goes out masked.
-    pub fn pin(&self, account: &AccountId, happened: &str, number: &str, to: Option<&str>) {
+    pub fn pin(&self, account: &AccountId, kind: EventType, number: &str, to: Option<&str>) {
         let about = About {
-            family: "pin",
             subject_kind: SubjectKind::PhoneNumber,
             subject: number,
         };
-        self.about(account, about, happened, || EventData {
+        self.about(account, kind, about, || EventData {
             to: to.and_then(masked),
             ..EventData::default()
         });
@@ -112,17 +114,13 @@ impl Events {
     fn about(
         &self,
         account: &AccountId,
+        kind: EventType,
         about: About<'_>,
-        happened: &str,
         data: impl FnOnce() -> EventData,
     ) {
         if !self.watches(account) {
             return;
         }
-        let Some(kind) = EventType::parse(&format!("io.otpgate.{}.{happened}", about.family))
-        else {
-            return;
-        };
         let Some(subject) = SubjectId::parse(about.subject) else {
             tracing::debug!(
                 event = kind.as_str(),
@@ -136,13 +134,12 @@ impl Events {
         );
     }
 
-    fn about_user(&self, account: &AccountId, user: &UserId, happened: &str) {
+    fn about_user(&self, account: &AccountId, user: &UserId, kind: EventType) {
         let about = About {
-            family: "device",
             subject_kind: SubjectKind::User,
             subject: user.as_str(),
         };
-        self.about(account, about, happened, EventData::default);
+        self.about(account, kind, about, EventData::default);
     }
 }
 
@@ -154,11 +151,10 @@ fn masked(e164: &str) -> Option<MaskedNumber> {
 impl Notices for Events {
     fn policy_changed(&self, account: &AccountId, change: &Value) {
         let about = About {
-            family: "policy",
             subject_kind: SubjectKind::Account,
             subject: account.as_str(),
         };
-        self.about(account, about, "changed", || {
+        self.about(account, EventType::PolicyChanged, about, || {
             let (before, after) = (&change["before"], &change["after"]);
             let changed = after
                 .as_object()
@@ -177,11 +173,11 @@ impl Notices for Events {
     }
 
     fn device_trusted(&self, account: &AccountId, user: &UserId) {
-        self.about_user(account, user, "trusted");
+        self.about_user(account, user, EventType::DeviceTrusted);
     }
 
     fn devices_revoked(&self, account: &AccountId, user: &UserId) {
-        self.about_user(account, user, "revoked");
+        self.about_user(account, user, EventType::DeviceRevoked);
     }
 
     fn factor_changed(
@@ -193,12 +189,15 @@ impl Notices for Events {
         added: bool,
     ) {
         let about = About {
-            family: "factor",
             subject_kind: SubjectKind::Factor,
             subject: factor,
         };
-        let happened = if added { "enrolled" } else { "removed" };
-        self.about(account, about, happened, || EventData {
+        let kind = if added {
+            EventType::FactorEnrolled
+        } else {
+            EventType::FactorRemoved
+        };
+        self.about(account, kind, about, || EventData {
             user_id: SubjectId::parse(user.as_str()),
             factor_type: Some(Label::new(factor_type)),
             ..EventData::default()

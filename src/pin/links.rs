@@ -13,6 +13,7 @@ use super::{action, LinkPurpose, PhoneNumberId, Pin};
 use crate::account::audit::Who;
 use crate::account::permission::Permission;
 use crate::account::{hex, AccountId, Role};
+use crate::events::EventType;
 use crate::mail::Mail;
 use crate::phone::mask;
 use crate::random::random_bytes;
@@ -255,13 +256,13 @@ impl PinService {
                 )
                 .await?;
                 tracing::info!(account = %account, number = %number, "two-step {} link used", purpose.as_str());
-                let happened = if purpose == LinkPurpose::Disable {
-                    "disabled"
+                let kind = if purpose == LinkPurpose::Disable {
+                    EventType::PinDisabled
                 } else {
-                    "changed"
+                    EventType::PinChanged
                 };
                 self.events
-                    .pin(&account, happened, number.as_str(), Some(&e164));
+                    .pin(&account, kind, number.as_str(), Some(&e164));
                 Ok(LinkDone {
                     account,
                     number,

@@ -26,7 +26,7 @@ use crate::account::permission::Permission;
 use crate::account::store::Directory;
 use crate::account::{AccountId, Role};
 use crate::clock::Clock;
-use crate::events::Events;
+use crate::events::{EventType, Events};
 use crate::mail::{MailError, Mailer};
 use crate::metrics::Metrics;
 use crate::phone::{mask, PhoneNumber};
@@ -447,7 +447,8 @@ impl PinService {
                 .await?;
                 tracing::info!(account = %account, number = %id, unlocked = was_locked, "two-step PIN set");
                 let to = Some(record.e164.as_str());
-                self.events.pin(account, "changed", id.as_str(), to);
+                self.events
+                    .pin(account, EventType::PinChanged, id.as_str(), to);
                 Ok(record)
             }
             PinWriteOutcome::Locked => Err(PinError::Locked),
@@ -566,7 +567,8 @@ impl PinService {
                 json!({"consecutive_failures": attempt}),
             )
             .await?;
-            self.events.pin(account, "locked", id.as_str(), None);
+            self.events
+                .pin(account, EventType::PinLocked, id.as_str(), None);
         }
         Ok(PinError::Mismatch {
             attempts_left: (limits.lock_after).map_or(u32::MAX, |max| max.saturating_sub(attempt)),
@@ -629,7 +631,7 @@ impl PinService {
             DisableOutcome::Disabled { e164, .. } => {
                 self.metrics.two_step_link_used("support", "used");
                 self.events
-                    .pin(account, "disabled", id.as_str(), Some(&e164));
+                    .pin(account, EventType::PinDisabled, id.as_str(), Some(&e164));
                 Ok(mask(&e164))
             }
             DisableOutcome::AlreadyDisabled => Err(PinError::AlreadyDisabled),

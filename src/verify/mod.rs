@@ -20,7 +20,7 @@ use crate::account::Account;
 use crate::clock::Clock;
 use crate::dispatch::template::{self, WebOtp};
 use crate::dispatch::{Dispatcher, OutgoingMessage};
-use crate::events::Events;
+use crate::events::{EventType, Events};
 use crate::limits::LimitSettings;
 use crate::metrics::Metrics;
 use crate::phone::PhoneNumber;
@@ -270,7 +270,9 @@ impl Verifier {
             };
             self.metrics.verification_started(channel, label);
             message.verification_id = verification.id.as_str().to_owned();
-            self.emit(label, verification);
+            if matches!(started, Started::Created(_)) {
+                self.emit(EventType::VerificationCreated, verification);
+            }
         }
         if message.channel == Channel::Sms {
             let encoding = template::encoding(&message.body);
@@ -442,7 +444,9 @@ impl Verifier {
             } => {
                 self.metrics
                     .verification_checked(verification.status.as_str());
-                self.emit(verification.status.as_str(), &verification);
+                if let Some(kind) = event_of(verification.status) {
+                    self.emit(kind, &verification);
+                }
                 if verification.status == Status::Approved {
                     self.approved(account, &verification);
                 }
@@ -483,7 +487,7 @@ impl Verifier {
             .inspect_err(|_| self.metrics.store_error("cancel"))?;
         match outcome {
             CancelOutcome::Canceled(verification) => {
-                self.emit("canceled", &verification);
+                self.emit(EventType::VerificationCanceled, &verification);
                 Ok(verification)
             }
             CancelOutcome::NotPending(verification) => {
@@ -497,15 +501,25 @@ impl Verifier {
         self.clock.now_ms()
     }
 
-    /// The event of what just `happened` to `verification` (created, approved, canceled,
-    /// expired, max_attempts_reached; other words emit nothing). Expiry is noticed by the check
-    /// that finds it: a code nobody checks again expires without an event.
-    fn emit(&self, happened: &str, verification: &Verification) {
+    /// The event of what just happened to `verification`. Expiry is noticed by the check that
+    /// finds it: a code nobody checks again expires without an event.
+    fn emit(&self, kind: EventType, verification: &Verification) {
         let (id, to) = (verification.id.as_str(), &verification.to);
         let channel = verification.channel.as_str();
         let attempts = verification.attempts;
         self.events
-            .verification(&verification.account, happened, id, to, channel, attempts);
+            .verification(&verification.account, kind, id, to, channel, attempts);
+    }
+}
+
+/// The event of a status a check left (a pending verification has none).
+fn event_of(status: Status) -> Option<EventType> {
+    match status {
+        Status::Pending => None,
+        Status::Approved => Some(EventType::VerificationApproved),
+        Status::Expired => Some(EventType::VerificationExpired),
+        Status::MaxAttemptsReached => Some(EventType::VerificationMaxAttemptsReached),
+        Status::Canceled => Some(EventType::VerificationCanceled),
     }
 }
 
