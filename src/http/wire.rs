@@ -258,7 +258,6 @@ pub struct PutPolicyBody {
 /// schema only: the service parses `abuse::AbusePolicy`.)
 #[derive(ToSchema)]
 #[schema(as = AbuseProtection)]
-#[allow(dead_code)]
 pub struct AbuseProtectionSchema {
     /// Per channel (`sms`, `whatsapp`, `call`): the destination regions allowed.
     pub geo: Option<HashMap<String, GeoSchema>>,
@@ -277,7 +276,6 @@ pub struct AbuseProtectionSchema {
 /// `{"countries": ["DE", "AT"]}` (only these) or `{"countries": ["*"], "except": ["CU"]}`.
 #[derive(ToSchema)]
 #[schema(as = GeoPermission)]
-#[allow(dead_code)]
 pub struct GeoSchema {
     /// ISO 3166-1 alpha-2 codes in upper case (`001`: non-geographic codes), or `["*"]`.
     pub countries: Vec<String>,
@@ -287,7 +285,6 @@ pub struct GeoSchema {
 
 #[derive(ToSchema)]
 #[schema(as = GuardRules)]
-#[allow(dead_code)]
 pub struct GuardSchema {
     pub prefix: Option<ThresholdsSchema>,
     pub country: Option<ThresholdsSchema>,
@@ -298,7 +295,6 @@ pub struct GuardSchema {
 /// `surge_min_sends` and more than `surge_factor` × the hourly average of the 24 hours before.
 #[derive(ToSchema)]
 #[schema(as = GuardThresholds)]
-#[allow(dead_code)]
 pub struct ThresholdsSchema {
     #[schema(minimum = 1)]
     pub min_sends: u64,
@@ -315,7 +311,6 @@ pub struct ThresholdsSchema {
 /// Messages per UTC day; absent: unlimited. Past one, 429 `daily-message-cap`.
 #[derive(ToSchema)]
 #[schema(as = DailyCaps)]
-#[allow(dead_code)]
 pub struct CapsSchema {
     #[schema(minimum = 1)]
     pub total: Option<u64>,

@@ -16,7 +16,7 @@ use ring::rand::SystemRandom;
 use crate::abuse::{self, AbuseGuard, Decision, Refusal};
 use crate::account::audit::{action, AuditEntry, Who};
 use crate::account::service::AccountService;
-use crate::account::Account;
+use crate::account::{Account, AccountId};
 use crate::clock::Clock;
 use crate::dispatch::template::{self, WebOtp};
 use crate::dispatch::{Dispatcher, OutgoingMessage};
@@ -317,42 +317,56 @@ impl Verifier {
             self.metrics.send_admitted(request.to.region());
             return Ok(());
         };
-        self.metrics
-            .verification_started(request.channel.as_str(), refusal.rule());
-        if !matches!(&refusal, Refusal::Blocked(block) if !block.started) {
-            let channel = request.channel.as_str();
+        let channel = request.channel.as_str();
+        self.metrics.verification_started(channel, refusal.rule());
+        // A cool-down or a cap is reported when it starts; a geo or number-type refusal each time.
+        let block = match &refusal {
+            Refusal::Blocked(block) => Some(block),
+            Refusal::Geo { .. } | Refusal::NumberType { .. } => None,
+        };
+        if block.is_none_or(|block| block.started) {
             self.events
                 .blocked(&account.id, &request.to, channel, refusal.rule());
         }
-        if let Refusal::Blocked(block) = &refusal {
-            if block.started {
-                self.metrics.abuse_block(block.country, block.rule.as_str());
-                let audit = AuditEntry::new(
-                    now_ms,
-                    Who::gateway(),
-                    action::ABUSE_BLOCKED,
-                    format!("abuse:{}", block.scope.as_str()),
-                    serde_json::json!({
-                        "rule": block.rule.as_str(),
-                        "scope": block.scope.as_str(),
-                        "country": block.country.as_str(),
-                        "prefix": block.prefix.as_ref().map(abuse::Prefix::as_str),
-                        "retry_after_seconds": block.retry_after_ms.div_ceil(1000),
-                    }),
-                );
-                // The refusal stands either way; a lost entry is logged, not the send's failure.
-                if let Err(error) = abuse
-                    .accounts
-                    .directory()
-                    .append_audit(&account.id, &audit)
-                    .await
-                {
-                    self.metrics.store_error("abuse_audit");
-                    tracing::warn!(%error, "could not audit an abuse block");
-                }
-            }
+        if let Some(block) = block.filter(|block| block.started) {
+            self.audit_block(abuse, &account.id, block, now_ms).await;
         }
         Err(VerifyError::Abuse(refusal))
+    }
+
+    /// A block that started: counted in `otpgate_abuse_blocks_total` and written to the
+    /// account's audit log. The refusal stands either way; a lost entry is logged, not the
+    /// send's failure.
+    async fn audit_block(
+        &self,
+        abuse: &SendGuard,
+        account: &AccountId,
+        block: &abuse::Block,
+        now_ms: u64,
+    ) {
+        self.metrics.abuse_block(block.country, block.rule.as_str());
+        let audit = AuditEntry::new(
+            now_ms,
+            Who::gateway(),
+            action::ABUSE_BLOCKED,
+            format!("abuse:{}", block.scope.as_str()),
+            serde_json::json!({
+                "rule": block.rule.as_str(),
+                "scope": block.scope.as_str(),
+                "country": block.country.as_str(),
+                "prefix": block.prefix.as_ref().map(abuse::Prefix::as_str),
+                "retry_after_seconds": block.retry_after_ms.div_ceil(1000),
+            }),
+        );
+        if let Err(error) = abuse
+            .accounts
+            .directory()
+            .append_audit(account, &audit)
+            .await
+        {
+            self.metrics.store_error("abuse_audit");
+            tracing::warn!(%error, "could not audit an abuse block");
+        }
     }
 
     /// An approval counts towards its prefix's and country's conversion, off the check's path:

@@ -26,9 +26,9 @@ local now = tonumber(ARGV[1])
 local guarded, country, prefix = ARGV[2] == '1', ARGV[3], ARGV[4]
 local cap_total, cap_country = tonumber(ARGV[15]), tonumber(ARGV[16])
 local max_tracked, ttl, day_ttl, base = tonumber(ARGV[17]), ARGV[18], ARGV[19], ARGV[20]
-local minute, hour = math.floor(now / 60000), math.floor(now / 3600000)
+local minute = math.floor(now / 60000)
 local prefix_key, country_key, index, blocks, today = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
--- The minute and hour each counters hash counts this send in (`advance` may hold them at its own),
+-- The minute each counters hash counts this send in (`advance` may hold it at its own),
 -- and its state (`advance`'s last answer).
 local country_at, prefix_at = minute, minute
 local country_state, prefix_state = 'new', 'new'
@@ -92,8 +92,8 @@ local function block(member, scope, cooldown, running_until)
 end
 
 if guarded then
-  local sends, approvals, baseline, running_until, _
-  sends, approvals, baseline, country_at, _, country_state, running_until = advance(country_key, minute, hour)
+  local sends, approvals, baseline, running_until
+  sends, approvals, baseline, country_at, country_state, running_until = advance(country_key, minute)
   if running_until > now then
     local running = redis.call('HMGET', blocks, 'c:' .. country, 'p:' .. prefix)
     for i, scope in ipairs({'country', 'prefix'}) do
@@ -104,7 +104,7 @@ if guarded then
   if trips(10, sends, approvals, baseline) then
     return block('c:' .. country, 'country', tonumber(ARGV[14]), running_until)
   end
-  sends, approvals, baseline, prefix_at, _, prefix_state = advance(prefix_key, minute, hour)
+  sends, approvals, baseline, prefix_at, prefix_state = advance(prefix_key, minute)
   if trips(5, sends, approvals, baseline) then
     return block('p:' .. prefix, 'prefix', tonumber(ARGV[9]), running_until)
   end
@@ -117,7 +117,7 @@ if guarded then
   local function count(key, member, at, state)
     redis.call('HINCRBY', key, 'm' .. int(at), 1)
     if state == 'same' then return end
-    if state == 'new' then redis.call('HSET', key, 'W', int(at), 'H', int(hour)) end
+    if state == 'new' then redis.call('HSET', key, 'W', int(at)) end
     redis.call('PEXPIRE', key, ttl)
     if redis.call('ZADD', index, now, member) == 1 and redis.call('ZCARD', index) > max_tracked then
       redis.call('ZREMRANGEBYSCORE', index, '-inf', now - tonumber(ttl))

@@ -6,10 +6,10 @@
 -- ARGV: now, the counters' lifetime (ms), the index members of the prefix and of the country.
 -- luacheck: read globals advance
 local now, ttl = tonumber(ARGV[1]), ARGV[2]
-local minute, hour = math.floor(now / 60000), math.floor(now / 3600000)
+local minute = math.floor(now / 60000)
 for i, member in ipairs({ARGV[3], ARGV[4]}) do
   if redis.call('EXISTS', KEYS[i]) == 1 then
-    local _, _, _, at = advance(KEYS[i], minute, hour)
+    local _, _, _, at = advance(KEYS[i], minute)
     redis.call('HINCRBY', KEYS[i], 'a' .. int(at), 1)
     redis.call('PEXPIRE', KEYS[i], ttl)
     redis.call('ZADD', KEYS[3], 'XX', now, member)

@@ -5,33 +5,34 @@
 -- Fields: `m<minute>` sends and `a<minute>` approvals, kept for the minutes W-59..W; `h<hour>`
 -- sends of a whole hour, for the hours H-24..H-1; `S` and `A` the sends and approvals of the
 -- minutes W-59..W-1 (the current minute W left out, so that a send or an approval writes one
--- field, its minute's); `B` the sends of the hours H-24..H-1; `W` and `H` the minute and hour
--- they are at; on a country's hash `K`, the end of the latest cool-down started in that country
+-- field, its minute's); `B` the sends of the hours H-24..H-1; `W` the minute they are at (H, the
+-- hour, is W's); on a country's hash `K`, the end of the latest cool-down started in that country
 -- (of the country or of one of its prefixes: admit_send reads the cool-downs only while one may
 -- run). An hour's `h` is derived from its minutes when the hash moves past it (its minutes are
 -- all still kept then), never written per send. Counts are only ever written at W (after
 -- `advance`). A caller's clock behind W (another instance's) counts in W's bucket.
 -- luacheck: ignore 211
 
--- The hash moved to `minute` and `hour` (never back), what left the windows deleted. One HMGET
--- when the minute is the same; once a minute, one more HMGET, an HDEL and an HSET. Answers the
--- sends, approvals and baseline there, the minute and hour to count in, whether the hash is
--- `new` (nothing counted yet), `moved` (to a later minute) or the `same`, and `K` (0: none).
-local function advance(key, minute, hour)
-  local f = redis.call('HMGET', key, 'S', 'A', 'W', 'B', 'H', 'K', 'm' .. int(minute), 'a' .. int(minute))
-  local blocked = tonumber(f[6] or '0')
-  if not f[3] then return 0, 0, 0, minute, hour, 'new', blocked end
+-- The hash moved to `minute` (never back), what left the windows deleted. One HMGET when the
+-- minute is the same; once a minute, one more HMGET, an HDEL and an HSET. Answers the sends,
+-- approvals and baseline there, the minute to count in, whether the hash is `new` (nothing
+-- counted yet), `moved` (to a later minute) or the `same`, and `K` (0: none).
+local function advance(key, minute)
+  local f = redis.call('HMGET', key, 'S', 'A', 'W', 'B', 'K', 'm' .. int(minute), 'a' .. int(minute))
+  local blocked = tonumber(f[5] or '0')
+  if not f[3] then return 0, 0, 0, minute, 'new', blocked end
   local sends, approvals, at = tonumber(f[1] or '0'), tonumber(f[2] or '0'), tonumber(f[3])
-  local baseline, at_hour = tonumber(f[4] or '0'), tonumber(f[5])
+  local baseline = tonumber(f[4] or '0')
   if minute == at then
-    return sends + tonumber(f[7] or '0'), approvals + tonumber(f[8] or '0'), baseline, at, at_hour,
-      'same', blocked
+    return sends + tonumber(f[6] or '0'), approvals + tonumber(f[7] or '0'), baseline, at, 'same',
+      blocked
   end
   if minute < at then
     local now = redis.call('HMGET', key, 'm' .. int(at), 'a' .. int(at))
     return sends + tonumber(now[1] or '0'), approvals + tonumber(now[2] or '0'), baseline, at,
-      at_hour, 'same', blocked
+      'same', blocked
   end
+  local hour, at_hour = math.floor(minute / 60), math.floor(at / 60)
   -- Every kept minute (at-59..at), and, when the hour moves, the hours that may stay in the
   -- baseline: one read.
   local fields = {}
@@ -58,7 +59,7 @@ local function advance(key, minute, hour)
     end
     if k >= at_hour * 60 then hour_sends = hour_sends + s end
   end
-  local update = {'S', sends, 'A', approvals, 'W', int(minute), 'H', int(hour)}
+  local update = {'S', sends, 'A', approvals, 'W', int(minute)}
   if moved_hour then
     -- The baseline afresh: the kept hours of H-24..H-1, with the hour just left derived.
     baseline = 0
@@ -81,5 +82,5 @@ local function advance(key, minute, hour)
   update[#update + 1] = baseline
   if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
   redis.call('HSET', key, unpack(update))
-  return sends, approvals, baseline, minute, hour, 'moved', blocked
+  return sends, approvals, baseline, minute, 'moved', blocked
 end
