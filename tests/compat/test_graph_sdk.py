@@ -7,7 +7,6 @@ scripts/compat with a gateway up; runs under pytest too.
 """
 
 import json
-import random
 import sys
 import traceback
 import urllib.error
@@ -17,7 +16,7 @@ import urllib.request
 from facebook_business.api import FacebookAdsApi
 from facebook_business.exceptions import FacebookRequestError
 
-from twilio_common import GATEWAY, ROOT_KEY, v1
+from twilio_common import GATEWAY, ROOT_KEY, number as fresh_number, v1
 
 VERSION = "v26.0"
 PINS = ["482915", "730164", "592047"]
@@ -32,7 +31,7 @@ def setup():
         status, key = v1("POST", f"/v1/accounts/{account['id']}/keys", ROOT_KEY, {"role": role})
         assert status == 201, key
         keys[role] = key["key"]
-    number = "+49151" + "".join(random.choice("0123456789") for _ in range(8))
+    number = fresh_number()
     status, added = v1("POST", "/v1/phone-numbers", keys["owner"], {"phone_number": number, "pin": PINS[0]})
     assert status == 201, added
     return keys, added["id"]

@@ -6,7 +6,6 @@ Run by scripts/compat with a gateway and a message sink already up; runs under p
 """
 
 import json
-import random
 import sys
 import traceback
 import urllib.request
@@ -14,11 +13,7 @@ import urllib.request
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from twilio_common import GATEWAY, ROOT_KEY, code_sent_to, mint_key, wrong
-
-
-def number():
-    return "+49151" + "".join(random.choice("0123456789") for _ in range(8))
+from twilio_common import GATEWAY, ROOT_KEY, code_sent_to, mint_key, number, wrong
 
 
 def client(username, password):
