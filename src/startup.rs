@@ -10,7 +10,7 @@ use ring::rand::SystemRandom;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::abuse::{AbuseGuard, AbuseStore};
+use crate::abuse::{AbuseGuard, AbuseSettings, AbuseStore};
 use crate::account::key_digest;
 use crate::account::service::AccountService;
 use crate::account::store::{Accounts, Directory};
@@ -162,15 +162,15 @@ impl App {
             configured => configured.expose().to_vec(),
         };
 
-        let (webhook_store, events) = start_events(
-            &settings,
-            redis.as_deref(),
-            &code_key,
-            &clock,
-            &metrics,
-            &tasks,
-            &stop,
-        );
+        let parts = Parts {
+            settings: &settings,
+            redis: redis.as_deref(),
+            code_key: &code_key,
+            rng: &rng,
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        };
+        let (webhook_store, events) = parts.events(&tasks, &stop);
 
         let router = Arc::new(build_router(
             &settings,
@@ -206,19 +206,12 @@ impl App {
         let web_otp = (!dispatch.web_otp_domain.is_empty()).then(|| WebOtp {
             domain: dispatch.web_otp_domain.clone(),
         });
-        let parts = Parts {
-            settings: &settings,
-            redis: redis.as_deref(),
-            code_key: &code_key,
-            rng: &rng,
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-        };
+        let abuse = Arc::new(settings.abuse.clone());
         let account_service = Arc::new(
             parts
                 .accounts(&tasks, stop.clone())?
                 .with_notices(Arc::new(events.clone()))
-                .with_abuse(Arc::new(settings.abuse.clone())),
+                .with_abuse(abuse.clone()),
         );
         let verifier = Verifier::new(
             store.clone(),
@@ -232,7 +225,7 @@ impl App {
         )
         .with_events(events.clone())
         .with_abuse(SendGuard {
-            guard: parts.abuse(),
+            guard: parts.abuse(abuse),
             accounts: account_service.clone(),
         });
         let pins = parts
@@ -274,39 +267,6 @@ impl App {
         app.spawn_housekeeping(memory);
         Ok(app)
     }
-}
-
-/// The webhook store (on the gateway's Redis, its secrets sealed under a key derived from the
-/// code key; or in memory) and the handle the domain emits through, whose task queues events in
-/// the store until `stop`.
-fn start_events(
-    settings: &Settings,
-    redis: Option<&RedisStore>,
-    code_key: &[u8],
-    clock: &Arc<dyn Clock>,
-    metrics: &Arc<Metrics>,
-    tasks: &TaskTracker,
-    stop: &CancellationToken,
-) -> (Arc<dyn WebhookStore>, Events) {
-    let config = &settings.events;
-    let store: Arc<dyn WebhookStore> = match redis {
-        Some(redis) => {
-            let key = derive_key(code_key, b"otpgate webhook secret key");
-            Arc::new(RedisWebhookStore::on(redis).with_sealer(Arc::new(Sealer::new(&key))))
-        }
-        None => Arc::new(MemoryWebhookStore::new(config.max_queued_total)),
-    };
-    if !config.enabled {
-        return (store, Events::disabled());
-    }
-    let emitter = EmitterSettings {
-        buffer: config.emit_buffer,
-        max_queued_per_webhook: config.max_queued_per_webhook,
-        watch: Some(config.poll_interval),
-        metrics: metrics.clone(),
-    };
-    let events = Events::start(store.clone(), clock.clone(), emitter, tasks, stop.clone());
-    (store, events)
 }
 
 /// The providers from config (or the one override a test gives) behind the routing table.
@@ -391,13 +351,47 @@ fn pin_store(settings: &Settings, redis: Option<&RedisStore>) -> Arc<dyn PinStor
 impl Parts<'_> {
     /// Abuse protection: `[abuse]` over the counters in Redis (on the gateway's connection, so
     /// every instance shares them) or in the embedded store.
-    fn abuse(&self) -> AbuseGuard {
-        let settings = &self.settings.abuse;
+    fn abuse(&self, settings: Arc<AbuseSettings>) -> AbuseGuard {
         let store: Arc<dyn AbuseStore> = match self.redis {
-            Some(redis) => Arc::new(RedisAbuseStore::on(redis, settings)),
-            None => Arc::new(MemoryAbuseStore::new(settings)),
+            Some(redis) => Arc::new(RedisAbuseStore::on(redis, &settings)),
+            None => Arc::new(MemoryAbuseStore::new(&settings)),
         };
-        AbuseGuard::new(settings.clone(), store)
+        AbuseGuard::new(settings, store)
+    }
+
+    /// The webhook store (on the gateway's Redis, its secrets sealed under a key derived from the
+    /// code key; or in memory) and the handle the domain emits through, whose task queues events
+    /// in the store until `stop`.
+    fn events(
+        &self,
+        tasks: &TaskTracker,
+        stop: &CancellationToken,
+    ) -> (Arc<dyn WebhookStore>, Events) {
+        let config = &self.settings.events;
+        let store: Arc<dyn WebhookStore> = match self.redis {
+            Some(redis) => {
+                let key = derive_key(self.code_key, b"otpgate webhook secret key");
+                Arc::new(RedisWebhookStore::on(redis).with_sealer(Arc::new(Sealer::new(&key))))
+            }
+            None => Arc::new(MemoryWebhookStore::new(config.max_queued_total)),
+        };
+        if !config.enabled {
+            return (store, Events::disabled());
+        }
+        let emitter = EmitterSettings {
+            buffer: config.emit_buffer,
+            max_queued_per_webhook: config.max_queued_per_webhook,
+            watch: Some(config.poll_interval),
+            metrics: self.metrics.clone(),
+        };
+        let events = Events::start(
+            store.clone(),
+            self.clock.clone(),
+            emitter,
+            tasks,
+            stop.clone(),
+        );
+        (store, events)
     }
 
     /// The webhooks' service: registrations within `[events]`'s bounds, audited in the directory.

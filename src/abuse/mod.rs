@@ -89,11 +89,8 @@ pub struct AbuseGuard {
 }
 
 impl AbuseGuard {
-    pub fn new(settings: AbuseSettings, store: Arc<dyn AbuseStore>) -> Self {
-        Self {
-            settings: Arc::new(settings),
-            store,
-        }
+    pub fn new(settings: Arc<AbuseSettings>, store: Arc<dyn AbuseStore>) -> Self {
+        Self { settings, store }
     }
 
     pub fn settings(&self) -> &AbuseSettings {
@@ -128,9 +125,9 @@ impl AbuseGuard {
     }
 
     /// What the store decides on for `send`.
-    pub fn check(&self, send: &Send<'_>) -> SendCheck {
+    pub fn check<'a>(&self, send: &Send<'a>) -> SendCheck<'a> {
         SendCheck {
-            account: send.account.to_owned(),
+            account: send.account,
             country: send.to.region(),
             prefix: Prefix::of(send.to),
             guarded: !send.policy.safe_list.covers(send.to),
@@ -177,7 +174,7 @@ mod tests {
     fn guard() -> AbuseGuard {
         let settings = AbuseSettings::default();
         let store = Arc::new(MemoryAbuseStore::new(&settings));
-        AbuseGuard::new(settings, store)
+        AbuseGuard::new(Arc::new(settings), store)
     }
 
     fn account() -> &'static str {

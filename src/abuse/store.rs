@@ -16,10 +16,10 @@ use crate::store::StoreError;
 /// What `admit_send` decides on. Geo permissions and number types are checked before (they
 /// need no store); the safe list too (`guarded`).
 #[derive(Debug, Clone)]
-pub struct SendCheck {
+pub struct SendCheck<'a> {
     /// The account's id (`AC…`): abuse protection keys its counters by it and needs nothing
     /// else of the account (so that the account's policy can carry [`super::AbusePolicy`]).
-    pub account: String,
+    pub account: &'a str,
     pub country: Region,
     pub prefix: Prefix,
     /// False for a safe-listed destination: the caps count it, the guard neither checks nor
@@ -123,7 +123,7 @@ pub trait AbuseStore: Send + Sync {
     /// Checks the daily caps, the cool-downs and (when `check.guarded`) the guard's rules with
     /// this send counted; admits and counts it, or refuses and counts nothing. A guard's rule
     /// that trips starts a cool-down of its scope (the country's when both trip).
-    async fn admit_send(&self, check: &SendCheck) -> Result<Admission, StoreError>;
+    async fn admit_send(&self, check: &SendCheck<'_>) -> Result<Admission, StoreError>;
 
     /// Counts an approved verification towards its prefix's and country's conversion (only
     /// where they are tracked: an approval alone starts no tracking).

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use std::sync::Arc;
+
 use crate::abuse::AbusePolicy;
 
 /// A second-factor channel the policy may allow.
@@ -160,7 +162,8 @@ pub struct Policy {
     pub trusted_device: TrustDuration,
     /// Geo permissions, number types, the pumping guard's rules, daily caps and the safe list,
     /// where the account overrides the operator's defaults (empty: the defaults apply).
-    pub abuse: AbusePolicy,
+    /// Shared: the policy is copied out of the hot cache on every send, the abuse part is not.
+    pub abuse: Arc<AbusePolicy>,
     /// 0 for an account that never set its policy (the defaults apply); bumped by every write.
     #[serde(skip)]
     pub version: u64,
@@ -174,7 +177,7 @@ impl Policy {
             channels: ChannelSet::of(&[PolicyChannel::Sms]),
             sms_fallback: false,
             trusted_device: TrustDuration::EveryLogin,
-            abuse: AbusePolicy::default(),
+            abuse: Arc::default(),
             version: 0,
         }
     }
@@ -231,7 +234,7 @@ mod tests {
             channels: ChannelSet::of(&[PolicyChannel::Sms, PolicyChannel::Totp]),
             sms_fallback: true,
             trusted_device: TrustDuration::OneWeek,
-            abuse: AbusePolicy::default(),
+            abuse: Arc::default(),
             version: 3,
         };
         let stricter = Policy {
@@ -239,7 +242,7 @@ mod tests {
             channels: ChannelSet::of(&[PolicyChannel::Totp]),
             sms_fallback: false,
             trusted_device: TrustDuration::OneDay,
-            abuse: AbusePolicy::default(),
+            abuse: Arc::default(),
             version: 3,
         };
         assert!(base.weakenings(&stricter).is_empty());

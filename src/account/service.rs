@@ -191,7 +191,11 @@ impl AccountService {
                 channels: update.channels.unwrap_or(before.channels),
                 sms_fallback: update.sms_fallback.unwrap_or(before.sms_fallback),
                 trusted_device: update.trusted_device.unwrap_or(before.trusted_device),
-                abuse: update.abuse.clone().unwrap_or_else(|| before.abuse.clone()),
+                abuse: update
+                    .abuse
+                    .clone()
+                    .map(Arc::new)
+                    .unwrap_or_else(|| before.abuse.clone()),
                 version: before.version,
             };
             rules::policy_change(actor, &before, &after)?;

@@ -231,7 +231,7 @@ impl From<&Policy> for PolicyBody {
             channels: policy.channels,
             sms_fallback: policy.sms_fallback,
             trusted_device: policy.trusted_device,
-            abuse: policy.abuse.clone(),
+            abuse: AbusePolicy::clone(&policy.abuse),
             customised: policy.version > 0,
         }
     }

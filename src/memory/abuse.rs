@@ -239,7 +239,7 @@ fn cap_refusal(
     which: Option<Region>,
     count: u64,
     cap: Option<u64>,
-    check: &SendCheck,
+    check: &SendCheck<'_>,
 ) -> Option<Block> {
     let cap = cap?;
     if count < cap {
@@ -260,7 +260,7 @@ fn cap_refusal(
     })
 }
 
-fn pumping(check: &SendCheck, scope: Scope, retry_after_ms: u64, started: bool) -> Admission {
+fn pumping(check: &SendCheck<'_>, scope: Scope, retry_after_ms: u64, started: bool) -> Admission {
     Admission::Refused(Block {
         rule: BlockRule::SuspectedPumping,
         scope,
@@ -278,10 +278,10 @@ fn trips(rules: &Thresholds, mut window: Window) -> bool {
 
 #[async_trait]
 impl AbuseStore for MemoryAbuseStore {
-    async fn admit_send(&self, check: &SendCheck) -> Result<Admission, StoreError> {
+    async fn admit_send(&self, check: &SendCheck<'_>) -> Result<Admission, StoreError> {
         let mut state = self.lock();
         let now = check.now_ms;
-        let account = &check.account;
+        let account = &check.account.to_owned();
         let country = Key::Country(check.country);
         let prefix = Key::Prefix(check.prefix.clone());
         let today = now / DAY_MS;

@@ -81,8 +81,8 @@ fn rules(invocation: &mut redis::ScriptInvocation<'_>, rules: &Thresholds) {
 
 #[async_trait]
 impl AbuseStore for RedisAbuseStore {
-    async fn admit_send(&self, check: &SendCheck) -> Result<Admission, StoreError> {
-        let account = &check.account;
+    async fn admit_send(&self, check: &SendCheck<'_>) -> Result<Admission, StoreError> {
+        let account = check.account;
         let day = check.now_ms / DAY_MS;
         let mut invocation = self.admit.prepare_invoke();
         invocation

@@ -285,7 +285,7 @@ impl Directory for RedisDirectory {
             channels: ChannelSet::decode(&channels).ok_or_else(|| corrupt("channels"))?,
             sms_fallback: fallback == "1",
             trusted_device: TrustDuration::parse(&trust).ok_or_else(|| corrupt("trust"))?,
-            abuse: decode_abuse(abuse.as_deref())?,
+            abuse: std::sync::Arc::new(decode_abuse(abuse.as_deref())?),
             version,
         })
     }

@@ -92,10 +92,10 @@ fn unique_prefix() -> String {
 }
 
 impl Abuse {
-    fn check(&self, e164: &str) -> SendCheck {
+    fn check(&self, e164: &str) -> SendCheck<'_> {
         let number = PhoneNumber::parse(e164).unwrap();
         SendCheck {
-            account: self.account.clone(),
+            account: &self.account,
             country: number.region(),
             prefix: Prefix::of(&number),
             guarded: true,
@@ -432,7 +432,7 @@ async fn the_embedded_store_bounds_all_accounts_together(backend: Backend) {
         let account = AccountId::random(&rng).unwrap().to_string();
         for n in 0..8 {
             let mut check = abuse.check(&format!("+491511{n}234567"));
-            check.account = account.clone();
+            check.account = &account;
             assert_eq!(
                 memory.admit_send(&check).await.unwrap(),
                 Admission::Admitted
