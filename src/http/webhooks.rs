@@ -107,14 +107,13 @@ async fn apply(
     provider: &ProviderSettings,
     receipts: &[Receipt],
 ) -> Result<usize, ApiError> {
-    let now = app.clock().now_ms();
     let mut applied = 0;
     for receipt in receipts {
         app.metrics()
             .receipt(provider.kind.as_str(), receipt.status.as_str());
         let found = app
-            .store()
-            .apply_receipt(&provider.name, receipt, now)
+            .verifier()
+            .apply_receipt(&provider.name, receipt)
             .await?;
         applied += usize::from(found);
     }

@@ -21,7 +21,7 @@ use crate::verify::model::{
     CancelOutcome, CheckOutcome, CheckTarget, CodeCheck, NewVerification, SendAttempt,
     StartOutcome, Status, Verification, VerificationId,
 };
-use crate::verify::store::Store;
+use crate::verify::store::{ReceiptApplied, Store};
 
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
@@ -519,31 +519,45 @@ impl Store for MemoryStore {
         provider: &str,
         receipt: &Receipt,
         now_ms: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<ReceiptApplied>, StoreError> {
         let provider_message_id = receipt.provider_message_id.as_str();
-        let status = receipt.status.as_str();
-        let error = receipt.error.as_deref();
-        let Some(target) = self
+        let Some((verification, message_id)) = self
             .receipts
             .get(&(provider.to_owned(), provider_message_id.to_owned()))
             .map(|entry| entry.clone())
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        let (verification, message_id) = target;
+        let Some(id) = VerificationId::parse(&verification) else {
+            return Ok(None);
+        };
+        let Some(record) = self
+            .shard(id.shard())
+            .records
+            .get(id.as_str())
+            .map(|record| record.state.clone())
+        else {
+            return Ok(None);
+        };
         let Some(mut attempts) = self.attempts.get_mut(&verification) else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(attempt) = attempts
             .iter_mut()
             .find(|known| known.message_id == message_id && !known.is_provider_try())
         else {
-            return Ok(false);
+            return Ok(None);
         };
-        attempt.status = status.to_owned();
-        attempt.error = error.map(str::to_owned);
+        let previous = std::mem::replace(&mut attempt.status, receipt.status.as_str().to_owned());
+        attempt.error = receipt.error.clone();
         attempt.updated_ms = now_ms;
-        Ok(true)
+        Ok(Some(ReceiptApplied {
+            account: record.account,
+            verification: id,
+            to: record.to,
+            channel: record.channel,
+            previous,
+        }))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

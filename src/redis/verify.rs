@@ -28,7 +28,7 @@ use crate::redis::connection::{Connection, RedisSettings};
 use crate::redis::script::{corrupt, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
 use crate::store::StoreError;
-use crate::verify::store::Store;
+use crate::verify::store::{ReceiptApplied, Store};
 
 /// How long a provider's message id still finds its message for receipts.
 const RECEIPT_MAPPING_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -473,7 +473,7 @@ impl Store for RedisStore {
         provider: &str,
         receipt: &Receipt,
         now_ms: u64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<ReceiptApplied>, StoreError> {
         let provider_message_id = receipt.provider_message_id.as_str();
         let status = receipt.status.as_str();
         let error = receipt.error.as_deref();
@@ -486,10 +486,10 @@ impl Store for RedisStore {
         let Some((verification, message_id)) =
             target.as_deref().and_then(|value| value.split_once(' '))
         else {
-            return Ok(false);
+            return Ok(None);
         };
         let Some(verification) = VerificationId::parse(verification) else {
-            return Ok(false);
+            return Ok(None);
         };
         let mut invocation = self.apply_receipt.prepare_invoke();
         invocation
@@ -499,7 +499,17 @@ impl Store for RedisStore {
             .arg(error.unwrap_or_default())
             .arg(now_ms);
         let applied: String = run(&self.connection, &invocation, self.writes()).await?;
-        Ok(applied == "applied")
+        match words(&applied)[..] {
+            ["unknown"] => Ok(None),
+            ["applied", previous, account, to, channel] => Ok(Some(ReceiptApplied {
+                account: AccountId::parse(account).ok_or_else(|| corrupt("receipt account"))?,
+                verification,
+                to: to.to_owned(),
+                channel: Channel::parse(channel).ok_or_else(|| corrupt("receipt channel"))?,
+                previous: previous.to_owned(),
+            })),
+            _ => Err(corrupt("unexpected receipt reply")),
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

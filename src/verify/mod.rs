@@ -6,6 +6,7 @@
 
 pub mod code;
 pub mod model;
+mod receipts;
 pub mod settings;
 pub mod store;
 

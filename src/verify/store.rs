@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::account::AccountId;
-use crate::dispatch::model::SendLog;
+use crate::dispatch::model::{Channel, SendLog};
 use crate::dispatch::receipts::Receipt;
 use crate::dispatch::OutgoingMessage;
 use crate::events::notices::MessageNotice;
@@ -62,13 +62,14 @@ pub trait Store: Send + Sync + 'static {
         verification: &VerificationId,
     ) -> Result<Vec<SendAttempt>, StoreError>;
 
-    /// Applies a provider's delivery receipt; false when no message is known by that id.
+    /// Applies a provider's delivery receipt: the message it was applied to, or none when no
+    /// message is known by that id (or its verification is gone).
     async fn apply_receipt(
         &self,
         provider: &str,
         receipt: &Receipt,
         now_ms: u64,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<ReceiptApplied>, StoreError>;
 
     /// Answers when the store can serve requests; `/readyz` calls it.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -82,6 +83,18 @@ pub trait Store: Send + Sync + 'static {
 
     /// Which store this is, for logs and metrics labels.
     fn kind(&self) -> &'static str;
+}
+
+/// The message a receipt was applied to, for the event it may make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReceiptApplied {
+    pub account: AccountId,
+    pub verification: VerificationId,
+    /// E.164, as stored.
+    pub to: String,
+    pub channel: Channel,
+    /// The message's status before the receipt (`accepted`, or an earlier receipt's).
+    pub previous: String,
 }
 
 /// Dispatch's send log kept by this store, beside each verification; a message's fate also

@@ -35,7 +35,7 @@ async fn provider_answering(status: u16, delay: Duration) -> MockServer {
 }
 
 /// Routes every number to `names` in failover order.
-fn failover(settings: &mut Settings, providers: Vec<ProviderSettings>, names: &[&str]) {
+pub(crate) fn failover(settings: &mut Settings, providers: Vec<ProviderSettings>, names: &[&str]) {
     settings.dispatch.providers = providers;
     settings.dispatch.routes = vec![RouteSettings {
         prefix: "*".into(),
@@ -72,7 +72,7 @@ async fn wait_for(server: &MockServer, count: usize, within: Duration) -> Vec<Va
 }
 
 /// Polls the verification until one of its send attempts has `status`; returns that attempt.
-async fn wait_for_attempt(app: &TestApp, id: &str, status: &str) -> Value {
+pub(crate) async fn wait_for_attempt(app: &TestApp, id: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let attempts = send_attempts(app, id).await;
@@ -437,7 +437,7 @@ async fn an_outage_survives_a_gateway_killed_while_its_messages_wait() {
     second.stop().await;
 }
 
-fn twilio_signature(url: &str, params: &[(&str, &str)], token: &str) -> String {
+pub(crate) fn twilio_signature(url: &str, params: &[(&str, &str)], token: &str) -> String {
     let mut sorted = params.to_vec();
     sorted.sort();
     let mut data = url.to_owned();

@@ -9,6 +9,12 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
+use otpgate::dispatch::providers::{AdapterKind, ProviderSettings};
+use otpgate::secret::Secret;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::dispatch::{failover, twilio_signature, wait_for_attempt};
 use crate::helpers::{spawn_app_with, spawn_peer_with, Backend, Reply, TestApp};
 use crate::on_every_store;
 use crate::webhook_receiver::{Received, Receiver};
@@ -399,4 +405,86 @@ async fn a_send_refused_by_abuse_protection_is_a_blocked_event_with_its_rule(bac
     assert_eq!(hooked.app.send(TO).await.status, 201);
     assert_eq!(hooked.app.send(premium).await.status, 422);
     assert_eq!(hooked.received(2).await.len(), 2);
+}
+
+on_every_store!(receipts_make_one_event_per_new_outcome_of_a_message);
+
+/// A Twilio status callback for `message_sid`, signed as Twilio signs it.
+async fn twilio_receipt(app: &TestApp, message_sid: &str, status: &str) {
+    let url = format!("{}/v1/receipts/twilio-main", app.address);
+    let params = [("MessageSid", message_sid), ("MessageStatus", status)];
+    let answer = app
+        .http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header(
+            "x-twilio-signature",
+            twilio_signature(&url, &params, "twilio-auth-token"),
+        )
+        .body(format!("MessageSid={message_sid}&MessageStatus={status}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+}
+
+async fn receipts_make_one_event_per_new_outcome_of_a_message(backend: Backend) {
+    const SID: &str = "AC00000000000000000000000000000001";
+    const DELIVERED: &str = "SM11111111111111111111111111111111";
+    const UNDELIVERED: &str = "SM22222222222222222222222222222222";
+    let twilio = MockServer::start().await;
+    for message_sid in [DELIVERED, UNDELIVERED] {
+        Mock::given(method("POST"))
+            .and(path(format!("/2010-04-01/Accounts/{SID}/Messages.json")))
+            .respond_with(
+                ResponseTemplate::new(201)
+                    .set_body_json(json!({"sid": message_sid, "status": "queued"})),
+            )
+            .up_to_n_times(1)
+            .mount(&twilio)
+            .await;
+    }
+    let mut provider = ProviderSettings::new("twilio-main", AdapterKind::Twilio);
+    provider.base_url = Some(twilio.uri());
+    provider.account_sid = Some(SID.into());
+    provider.auth_token = Some(Secret::from("twilio-auth-token"));
+    provider.from = Some("+15017122661".into());
+    let events = json!(["io.otpgate.message.delivered", "io.otpgate.message.failed"]);
+    let hooked = Hooked::with(backend, events, |settings| {
+        failover(settings, vec![provider], &["twilio-main"])
+    })
+    .await;
+    let mut ids = Vec::new();
+    for (to, message_sid) in [(TO, DELIVERED), ("+4915112345679", UNDELIVERED)] {
+        let sent = hooked.app.send(to).await;
+        assert_eq!(sent.status, 201, "{}", sent.body);
+        let id = sent.str("id").to_owned();
+        let attempt = wait_for_attempt(&hooked.app, &id, "accepted").await;
+        assert_eq!(attempt["provider_message_id"], message_sid);
+        ids.push(id);
+    }
+    // Sent, delivered, delivered again (a retried callback), read: one delivery. Then the other
+    // message's failure. Events of one webhook arrive in order, so a second delivered event
+    // would arrive before the failure.
+    for status in ["sent", "delivered", "delivered", "read"] {
+        twilio_receipt(&hooked.app, DELIVERED, status).await;
+    }
+    twilio_receipt(&hooked.app, UNDELIVERED, "undelivered").await;
+    let received = hooked.received(2).await;
+    let events: Vec<Value> = received
+        .iter()
+        .map(|request| serde_json::from_str(&request.body).unwrap())
+        .collect();
+    assert_eq!(events[0]["type"], "io.otpgate.message.delivered");
+    assert_eq!(events[0]["subject"], ids[0].as_str());
+    assert_eq!(events[1]["type"], "io.otpgate.message.failed");
+    assert_eq!(events[1]["subject"], ids[1].as_str());
+    assert_eq!(events[1]["data"]["reason"], "undelivered");
+    for (request, event) in received.iter().zip(&events) {
+        assert!(request.signature_valid, "{}", request.body);
+        assert_eq!(event["data"]["provider"], "twilio-main");
+        assert_eq!(event["data"]["channel"], "sms");
+        assert_eq!(event["data"]["to"]["calling_code"], 49);
+        assert!(!request.body.contains("4915112345"), "{}", request.body);
+    }
 }

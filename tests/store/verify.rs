@@ -298,14 +298,30 @@ async fn a_receipt_updates_the_message_it_names(backend: Backend) {
         .verify
         .apply_receipt("twilio-main", &delivered("SMvendor1"), now + 5)
         .await
-        .unwrap();
-    assert!(applied);
+        .unwrap()
+        .expect("the message is known");
+    assert_eq!(
+        (
+            applied.account.as_str(),
+            applied.verification.as_str(),
+            applied.to.as_str(),
+            applied.channel.as_str(),
+            applied.previous.as_str()
+        ),
+        (
+            new.account.as_str(),
+            new.id.as_str(),
+            "+14155552671",
+            "sms",
+            "accepted"
+        )
+    );
     let unknown = stores
         .verify
         .apply_receipt("twilio-main", &delivered("SMnobody"), now + 5)
         .await
         .unwrap();
-    assert!(!unknown);
+    assert_eq!(unknown, None);
     let attempts = stores.verify.send_attempts(&new.id).await.unwrap();
     assert_eq!(attempts.len(), 1);
     assert_eq!(
