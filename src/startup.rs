@@ -146,8 +146,13 @@ impl App {
                 );
                 (memory.clone(), Some(memory))
             } else {
-                let connected =
-                    Arc::new(RedisStore::connect(&redis_settings(&settings.store)).await?);
+                // Abuse protection's counters are on this connection (`Parts::abuse`): on a
+                // single server the start script admits each send itself.
+                let connected = Arc::new(
+                    RedisStore::connect(&redis_settings(&settings.store))
+                        .await?
+                        .admitting_sends(settings.abuse.max_tracked),
+                );
                 connected.spawn_supervisor(&tasks, stop.clone(), metrics.clone());
                 redis = Some(connected.clone());
                 (connected, None)

@@ -71,13 +71,13 @@ impl Refusal {
 
 /// One send, as the send path knows it.
 #[derive(Debug, Clone, Copy)]
-pub struct Send<'a> {
-    /// The account's id (`AC…`).
+pub struct Send<'a, 'p> {
+    /// The account's id (`AC…`), which the store's check borrows.
     pub account: &'a str,
     /// The account's overrides (the default policy when it has none).
-    pub policy: &'a AbusePolicy,
+    pub policy: &'p AbusePolicy,
     pub channel: Channel,
-    pub to: &'a PhoneNumber,
+    pub to: &'p PhoneNumber,
     pub now_ms: u64,
 }
 
@@ -99,19 +99,24 @@ impl AbuseGuard {
 
     /// The one call before a send stores anything: the pure checks, then one store step that
     /// checks and counts. A store failure counts nothing (the caller fails closed).
-    pub async fn admit(&self, send: &Send<'_>) -> Result<Decision, StoreError> {
+    pub async fn admit(&self, send: &Send<'_, '_>) -> Result<Decision, StoreError> {
         if let Some(refusal) = self.screen(send) {
             return Ok(Decision::Refused(refusal));
         }
-        let check = self.check(send);
-        Ok(match self.store.admit_send(&check).await? {
+        Ok(match self.admit_checked(&self.check(send)).await? {
             Admission::Admitted => Decision::Admitted,
             Admission::Refused(block) => Decision::Refused(Refusal::Blocked(block)),
         })
     }
 
+    /// The store step of `admit` alone, on a check built by [`Self::check`] from a send the
+    /// pure checks (`screen`) passed.
+    pub async fn admit_checked(&self, check: &SendCheck<'_>) -> Result<Admission, StoreError> {
+        self.store.admit_send(check).await
+    }
+
     /// The checks that need no store: geo permission, then number type.
-    pub fn screen(&self, send: &Send<'_>) -> Option<Refusal> {
+    pub fn screen(&self, send: &Send<'_, '_>) -> Option<Refusal> {
         let country = send.to.region();
         if !self.settings.geo(send.policy, send.channel).allows(country) {
             return Some(Refusal::Geo { country });
@@ -125,7 +130,7 @@ impl AbuseGuard {
     }
 
     /// What the store decides on for `send`.
-    pub fn check<'a>(&self, send: &Send<'a>) -> SendCheck<'a> {
+    pub fn check<'a>(&self, send: &Send<'a, '_>) -> SendCheck<'a> {
         SendCheck {
             account: send.account,
             country: send.to.region(),

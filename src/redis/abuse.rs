@@ -43,7 +43,7 @@ impl RedisAbuseStore {
         Self {
             connection,
             keys: KeySpace::new(prefix),
-            admit: with_window(include_str!("scripts/abuse_admit.lua")),
+            admit: load(&admit_source()),
             approve: with_window(include_str!("scripts/abuse_approve.lua")),
             max_tracked: settings.max_tracked.max(1),
         }
@@ -70,6 +70,85 @@ fn with_window(body: &str) -> Script {
     load(&[include_str!("scripts/abuse_window.lua"), body].join("\n"))
 }
 
+/// The admission script's source (`abuse_window.lua`, then `abuse_admit.lua`), unloaded: the
+/// verify store wraps it in the script that admits and starts in one step (`verify.rs`).
+pub(crate) fn admit_source() -> String {
+    [
+        include_str!("scripts/abuse_window.lua"),
+        include_str!("scripts/abuse_admit.lua"),
+    ]
+    .join("\n")
+}
+
+/// How many keys and arguments `admit_arguments` appends (`abuse_admit.lua`'s KEYS and ARGV).
+pub(crate) const ADMIT_KEYS: usize = 5;
+pub(crate) const ADMIT_ARGS: usize = 20;
+
+/// Appends `check`'s keys and arguments to `invocation`, in `abuse_admit.lua`'s order.
+pub(crate) fn admit_arguments(
+    keys: &KeySpace,
+    max_tracked: usize,
+    check: &SendCheck<'_>,
+    invocation: &mut redis::ScriptInvocation<'_>,
+) {
+    let account = check.account;
+    let day = check.now_ms / DAY_MS;
+    invocation
+        .key(keys.abuse_prefix(account, check.prefix.as_str()))
+        .key(keys.abuse_country(account, check.country.as_str()))
+        .key(keys.abuse_tracked(account))
+        .key(keys.abuse_blocks(account))
+        .key(keys.abuse_day(account, day))
+        .arg(check.now_ms)
+        .arg(if check.guarded { "1" } else { "0" })
+        .arg(check.country.as_str())
+        .arg(check.prefix.as_str());
+    rules(invocation, &check.prefix_rules);
+    rules(invocation, &check.country_rules);
+    invocation
+        .arg(check.caps.total.unwrap_or(0))
+        .arg(check.caps.per_country.unwrap_or(0))
+        .arg(max_tracked.max(1))
+        .arg(COUNTERS_TTL_MS)
+        .arg((day + 2) * DAY_MS + HOUR_MS - check.now_ms)
+        .arg(keys.abuse_base(account));
+}
+
+/// The admission script's reply: admitted, refused with its block, or none when the reply is
+/// neither (the start script's, when the two ran as one).
+pub(crate) fn admission(
+    reply: &[&str],
+    check: &SendCheck<'_>,
+) -> Result<Option<Admission>, StoreError> {
+    match *reply {
+        ["admitted"] => Ok(Some(Admission::Admitted)),
+        ["refused", rule, scope, retry_after, started] => {
+            let rule = match rule {
+                "cap" => BlockRule::DailyMessageCap,
+                "pumping" => BlockRule::SuspectedPumping,
+                _ => return Err(corrupt("unknown abuse rule")),
+            };
+            let scope = match scope {
+                "account" => Scope::Account,
+                "country" => Scope::Country,
+                "prefix" => Scope::Prefix,
+                _ => return Err(corrupt("unknown abuse scope")),
+            };
+            Ok(Some(Admission::Refused(Block {
+                rule,
+                scope,
+                country: check.country,
+                prefix: (scope == Scope::Prefix).then(|| check.prefix.clone()),
+                retry_after_ms: retry_after
+                    .parse()
+                    .map_err(|_| corrupt("abuse retry after"))?,
+                started: started == "1",
+            })))
+        }
+        _ => Ok(None),
+    }
+}
+
 fn rules(invocation: &mut redis::ScriptInvocation<'_>, rules: &Thresholds) {
     invocation
         .arg(rules.min_sends)
@@ -82,57 +161,10 @@ fn rules(invocation: &mut redis::ScriptInvocation<'_>, rules: &Thresholds) {
 #[async_trait]
 impl AbuseStore for RedisAbuseStore {
     async fn admit_send(&self, check: &SendCheck<'_>) -> Result<Admission, StoreError> {
-        let account = check.account;
-        let day = check.now_ms / DAY_MS;
         let mut invocation = self.admit.prepare_invoke();
-        invocation
-            .key(self.keys.abuse_prefix(account, check.prefix.as_str()))
-            .key(self.keys.abuse_country(account, check.country.as_str()))
-            .key(self.keys.abuse_tracked(account))
-            .key(self.keys.abuse_blocks(account))
-            .key(self.keys.abuse_day(account, day))
-            .arg(check.now_ms)
-            .arg(if check.guarded { "1" } else { "0" })
-            .arg(check.country.as_str())
-            .arg(check.prefix.as_str());
-        rules(&mut invocation, &check.prefix_rules);
-        rules(&mut invocation, &check.country_rules);
-        invocation
-            .arg(check.caps.total.unwrap_or(0))
-            .arg(check.caps.per_country.unwrap_or(0))
-            .arg(self.max_tracked)
-            .arg(COUNTERS_TTL_MS)
-            .arg((day + 2) * DAY_MS + HOUR_MS - check.now_ms)
-            .arg(self.keys.abuse_base(account));
+        admit_arguments(&self.keys, self.max_tracked, check, &mut invocation);
         let text: String = run(&self.connection, &invocation, Failure::Unavailable).await?;
-        let reply = words(&text);
-        match reply[..] {
-            ["admitted"] => Ok(Admission::Admitted),
-            ["refused", rule, scope, retry_after, started] => {
-                let rule = match rule {
-                    "cap" => BlockRule::DailyMessageCap,
-                    "pumping" => BlockRule::SuspectedPumping,
-                    _ => return Err(corrupt("unknown abuse rule")),
-                };
-                let scope = match scope {
-                    "account" => Scope::Account,
-                    "country" => Scope::Country,
-                    "prefix" => Scope::Prefix,
-                    _ => return Err(corrupt("unknown abuse scope")),
-                };
-                Ok(Admission::Refused(Block {
-                    rule,
-                    scope,
-                    country: check.country,
-                    prefix: (scope == Scope::Prefix).then(|| check.prefix.clone()),
-                    retry_after_ms: retry_after
-                        .parse()
-                        .map_err(|_| corrupt("abuse retry after"))?,
-                    started: started == "1",
-                }))
-            }
-            _ => Err(corrupt("unknown abuse reply")),
-        }
+        admission(&words(&text), check)?.ok_or_else(|| corrupt("unknown abuse reply"))
     }
 
     async fn record_approval(&self, approval: &Approval<'_>) -> Result<(), StoreError> {

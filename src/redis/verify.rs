@@ -22,10 +22,12 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redis::Script;
 
+use crate::abuse::{Admission, SendCheck};
 use crate::account::AccountId;
 use crate::dispatch::receipts::Receipt;
+use crate::redis::abuse;
 use crate::redis::connection::{Connection, RedisSettings};
-use crate::redis::script::{corrupt, lua, query, run, words, Failure};
+use crate::redis::script::{corrupt, load, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
 use crate::store::StoreError;
 use crate::verify::store::{ReceiptApplied, Store};
@@ -48,6 +50,8 @@ pub struct RedisStore {
     cancel: Script,
     record_attempt: Script,
     apply_receipt: Script,
+    /// The admission and the start as one script, with `abuse.max_tracked` (`admitting_sends`).
+    start_admitted: Option<(Script, usize)>,
 }
 
 /// The arguments of `verify_start.lua`, in its ARGV order.
@@ -175,6 +179,7 @@ impl RedisStore {
             cancel: lua!("verify_cancel"),
             record_attempt: lua!("verify_record_attempt"),
             apply_receipt: lua!("verify_apply_receipt"),
+            start_admitted: None,
         })
     }
 
@@ -212,12 +217,82 @@ impl RedisStore {
         self.keys.verification(id)
     }
 
+    /// The start script's keys and arguments (`verify_start.lua`), appended to `invocation`.
+    fn start_arguments(&self, new: &NewVerification, invocation: &mut redis::ScriptInvocation<'_>) {
+        let shard = new.to.shard();
+        let (account, to) = (&new.account, new.to.e164());
+        let pointer = self.keys.number_pointer(shard, account, to);
+        // Scoped by account and number (README, "Idempotency"): the same key for another
+        // number is another request.
+        let idempotency = match &new.idempotency_key {
+            Some(key) => self.keys.send_idempotency(shard, account, to, key),
+            None => pointer.clone(),
+        };
+        invocation
+            .key(&pointer)
+            .key(self.keys.verification(&new.id))
+            .key(idempotency)
+            .key(self.keys.outbox(shard));
+        StartArgs {
+            base: self.base(shard),
+            new,
+        }
+        .append(invocation);
+    }
+
+    /// Sends are admitted by abuse protection in the start script itself (`start_admitted`),
+    /// with `max_tracked` entries per account (`abuse.max_tracked`), on a single server only: on
+    /// a cluster the account's counters and the number's records are in different slots.
+    pub fn admitting_sends(mut self, max_tracked: usize) -> Self {
+        if !self.cluster {
+            self.start_admitted = Some((admit_then_start(), max_tracked));
+        }
+        self
+    }
+
     /// How a failed write is reported (see `Failure::Sorted`).
     fn writes(&self) -> Failure {
         Failure::Sorted {
             cluster: self.cluster,
         }
     }
+}
+
+/// The start script's reply.
+fn parse_start(reply: &[&str], account: &AccountId) -> Result<StartOutcome, StoreError> {
+    match reply.first().copied() {
+        Some("created") => Ok(StartOutcome::Created(parse_verification(reply, account)?)),
+        Some("resent") => Ok(StartOutcome::Resent(parse_verification(reply, account)?)),
+        Some("replayed") => Ok(StartOutcome::Replayed(parse_verification(reply, account)?)),
+        Some("max_sends") => Ok(StartOutcome::MaxSendsReached(parse_verification(
+            reply, account,
+        )?)),
+        Some("quota") => Ok(StartOutcome::SendQuotaExceeded {
+            retry_after_ms: reply
+                .get(1)
+                .and_then(|ms| ms.parse().ok())
+                .ok_or_else(|| corrupt("quota reply"))?,
+        }),
+        _ => Err(corrupt("unknown start reply")),
+    }
+}
+
+/// `abuse_admit.lua` and `verify_start.lua` as one script, each body a function of its own KEYS
+/// and ARGV (the first `ADMIT_KEYS` keys and `ADMIT_ARGS` arguments are the admission's): the
+/// admission's refusal is the answer, else the start's.
+fn admit_then_start() -> Script {
+    let script = format!(
+        "local function admit(KEYS, ARGV)\n{admit}\nend\n\n\
+         local function start(KEYS, ARGV)\n{start}\nend\n\n\
+         local verdict = admit({{unpack(KEYS, 1, {keys})}}, {{unpack(ARGV, 1, {args})}})\n\
+         if verdict ~= 'admitted' then return verdict end\n\
+         return start({{unpack(KEYS, {keys} + 1)}}, {{unpack(ARGV, {args} + 1)}})\n",
+        admit = abuse::admit_source(),
+        start = include_str!("scripts/verify_start.lua"),
+        keys = abuse::ADMIT_KEYS,
+        args = abuse::ADMIT_ARGS,
+    );
+    load(&script)
 }
 
 /// Reads the verification that follows the outcome word in a script reply (see `answer` in `scripts/prelude.lua`).
@@ -249,43 +324,35 @@ fn parse_verification(reply: &[&str], account: &AccountId) -> Result<Verificatio
 #[async_trait]
 impl Store for RedisStore {
     async fn start_verification(&self, new: &NewVerification) -> Result<StartOutcome, StoreError> {
-        let shard = new.to.shard();
-        let account = &new.account;
-        let to = new.to.e164();
-        let pointer = self.keys.number_pointer(shard, account, to);
-        // Scoped by account and number (README, "Idempotency"): the same key for another
-        // number is another request.
-        let idempotency = match &new.idempotency_key {
-            Some(key) => self.keys.send_idempotency(shard, account, to, key),
-            None => pointer.clone(),
-        };
         let mut invocation = self.start.prepare_invoke();
-        invocation
-            .key(&pointer)
-            .key(self.keys.verification(&new.id))
-            .key(idempotency)
-            .key(self.keys.outbox(shard));
-        StartArgs {
-            base: self.base(shard),
-            new,
-        }
-        .append(&mut invocation);
+        self.start_arguments(new, &mut invocation);
+        let text: String = run(&self.connection, &invocation, self.writes()).await?;
+        parse_start(&words(&text), &new.account)
+    }
+
+    fn admits_sends(&self) -> bool {
+        self.start_admitted.is_some()
+    }
+
+    async fn start_admitted(
+        &self,
+        new: &NewVerification,
+        check: &SendCheck<'_>,
+    ) -> Result<StartOutcome, StoreError> {
+        let Some((script, max_tracked)) = &self.start_admitted else {
+            return Err(StoreError::Unavailable(
+                "this store does not admit sends".into(),
+            ));
+        };
+        let mut invocation = script.prepare_invoke();
+        abuse::admit_arguments(&self.keys, *max_tracked, check, &mut invocation);
+        self.start_arguments(new, &mut invocation);
         let text: String = run(&self.connection, &invocation, self.writes()).await?;
         let reply = words(&text);
-        match reply.first().copied() {
-            Some("created") => Ok(StartOutcome::Created(parse_verification(&reply, account)?)),
-            Some("resent") => Ok(StartOutcome::Resent(parse_verification(&reply, account)?)),
-            Some("replayed") => Ok(StartOutcome::Replayed(parse_verification(&reply, account)?)),
-            Some("max_sends") => Ok(StartOutcome::MaxSendsReached(parse_verification(
-                &reply, account,
-            )?)),
-            Some("quota") => Ok(StartOutcome::SendQuotaExceeded {
-                retry_after_ms: reply
-                    .get(1)
-                    .and_then(|ms| ms.parse().ok())
-                    .ok_or_else(|| corrupt("quota reply"))?,
-            }),
-            _ => Err(corrupt("unknown start reply")),
+        match abuse::admission(&reply, check)? {
+            Some(Admission::Refused(block)) => Ok(StartOutcome::Refused(block)),
+            Some(Admission::Admitted) => Err(corrupt("admitted without a start")),
+            None => parse_start(&reply, &new.account),
         }
     }
 

@@ -14,8 +14,9 @@ use std::sync::Arc;
 
 use ring::rand::SystemRandom;
 
-use crate::abuse::{self, AbuseGuard, Decision, Refusal};
+use crate::abuse::{self, AbuseGuard, Refusal};
 use crate::account::audit::{action, AuditEntry, Who};
+use crate::account::policy::Policy;
 use crate::account::service::AccountService;
 use crate::account::{Account, AccountId};
 use crate::clock::Clock;
@@ -197,7 +198,22 @@ impl Verifier {
             .ticket()
             .map_err(|_| VerifyError::QueueFull)?;
         let now_ms = self.clock.now_ms();
-        self.admit(account, &request, now_ms).await?;
+        let policy = self.screen(account, &request, now_ms).await?;
+        let check = policy.as_ref().map(|(guard, policy)| {
+            guard.check(&abuse::Send {
+                account: account.id.as_str(),
+                policy: &policy.abuse,
+                channel: abuse_channel(request.channel),
+                to: &request.to,
+                now_ms,
+            })
+        });
+        // On a single Redis the admission is part of the start script: one call per send.
+        let admitted_with_start = check.is_some() && self.store.admits_sends();
+        if let (Some(check), false) = (&check, admitted_with_start) {
+            self.admit(account, &request.to, request.channel, check)
+                .await?;
+        }
         let code = code::generate(&self.rng, length).map_err(|_| VerifyError::Random)?;
         let ttl_ms = self.settings.ttl.as_millis() as u64;
         let locale = request.locale.unwrap_or_else(|| "en".to_owned());
@@ -234,17 +250,20 @@ impl Verifier {
                 .map_err(|_| VerifyError::Random)?,
         };
         let channel = new.channel.as_str();
-        let outcome = self
-            .store
-            .start_verification(&new)
-            .await
-            .inspect_err(|error| {
-                // An account at its share of the embedded store is that account's refusal,
-                // not a failing store: it must not page the operator.
-                if !matches!(error, crate::store::StoreError::AccountLimit(_)) {
-                    self.metrics.store_error("start");
-                }
-            })?;
+        let outcome = match &check {
+            Some(check) if admitted_with_start => self.store.start_admitted(&new, check).await,
+            _ => self.store.start_verification(&new).await,
+        }
+        .inspect_err(|error| {
+            // An account at its share of the embedded store is that account's refusal,
+            // not a failing store: it must not page the operator.
+            if !matches!(error, crate::store::StoreError::AccountLimit(_)) {
+                self.metrics.store_error("start");
+            }
+        })?;
+        if admitted_with_start && !matches!(outcome, StartOutcome::Refused(_)) {
+            self.metrics.send_admitted(new.to.region());
+        }
         let started = match outcome {
             StartOutcome::Created(verification) => Started::Created(verification),
             StartOutcome::Resent(verification) => Started::Resent(verification),
@@ -261,6 +280,10 @@ impl Verifier {
                 self.metrics
                     .verification_started(channel, "send_quota_exceeded");
                 return Err(VerifyError::SendQuotaExceeded { retry_after_ms });
+            }
+            StartOutcome::Refused(block) => {
+                let refusal = Refusal::Blocked(block);
+                return Err(self.refused(account, &new.to, new.channel, refusal).await);
             }
         };
         if let Started::Created(verification) | Started::Resent(verification) = &started {
@@ -284,18 +307,17 @@ impl Verifier {
         Ok(started)
     }
 
-    /// Abuse protection's word on a send, before anything is stored: geo permission and number
-    /// type in Rust, then one store step (caps, cool-downs, the pumping guard) that counts an
-    /// admitted send. A refusal counts nothing; the one that starts a block is audited and
-    /// counted in `otpgate_abuse_blocks_total` once.
-    async fn admit(
+    /// Abuse protection's checks that need no store (geo permission, number type) on the
+    /// account's cached policy: the guard and the policy when the send may go on to admission,
+    /// none without abuse protection.
+    async fn screen(
         &self,
         account: &Account,
         request: &StartRequest,
         now_ms: u64,
-    ) -> Result<(), VerifyError> {
+    ) -> Result<Option<(&AbuseGuard, Policy)>, VerifyError> {
         let Some(abuse) = &self.abuse else {
-            return Ok(());
+            return Ok(None);
         };
         let policy = abuse
             .accounts
@@ -309,30 +331,67 @@ impl Verifier {
             to: &request.to,
             now_ms,
         };
-        let decision = abuse
-            .guard
-            .admit(&send)
-            .await
-            .inspect_err(|_| self.metrics.store_error("abuse_admit"))?;
-        let Decision::Refused(refusal) = decision else {
-            self.metrics.send_admitted(request.to.region());
+        if let Some(refusal) = abuse.guard.screen(&send) {
+            return Err(self
+                .refused(account, &request.to, request.channel, refusal)
+                .await);
+        }
+        Ok(Some((&abuse.guard, policy)))
+    }
+
+    /// Abuse protection's store step on a send, before anything is stored (caps, cool-downs,
+    /// the pumping guard), when the start script does not take it: it counts an admitted send.
+    async fn admit(
+        &self,
+        account: &Account,
+        to: &PhoneNumber,
+        channel: Channel,
+        check: &abuse::SendCheck<'_>,
+    ) -> Result<(), VerifyError> {
+        let Some(abuse) = &self.abuse else {
             return Ok(());
         };
-        let channel = request.channel.as_str();
+        let admission = abuse
+            .guard
+            .admit_checked(check)
+            .await
+            .inspect_err(|_| self.metrics.store_error("abuse_admit"))?;
+        match admission {
+            abuse::Admission::Admitted => {
+                self.metrics.send_admitted(to.region());
+                Ok(())
+            }
+            abuse::Admission::Refused(block) => Err(self
+                .refused(account, to, channel, Refusal::Blocked(block))
+                .await),
+        }
+    }
+
+    /// A send abuse protection refused: counted, its event emitted, and a block that started
+    /// audited; a geo or number-type refusal is an event each time, a cool-down or a cap when it
+    /// starts.
+    async fn refused(
+        &self,
+        account: &Account,
+        to: &PhoneNumber,
+        channel: Channel,
+        refusal: Refusal,
+    ) -> VerifyError {
+        let channel = channel.as_str();
         self.metrics.verification_started(channel, refusal.rule());
-        // A cool-down or a cap is reported when it starts; a geo or number-type refusal each time.
         let block = match &refusal {
             Refusal::Blocked(block) => Some(block),
             Refusal::Geo { .. } | Refusal::NumberType { .. } => None,
         };
         if block.is_none_or(|block| block.started) {
             self.events
-                .blocked(&account.id, &request.to, channel, refusal.rule());
+                .blocked(&account.id, to, channel, refusal.rule());
         }
-        if let Some(block) = block.filter(|block| block.started) {
-            self.audit_block(abuse, &account.id, block, now_ms).await;
+        if let (Some(abuse), Some(block)) = (&self.abuse, block.filter(|block| block.started)) {
+            self.audit_block(abuse, &account.id, block, self.clock.now_ms())
+                .await;
         }
-        Err(VerifyError::Abuse(refusal))
+        VerifyError::Abuse(refusal)
     }
 
     /// A block that started: counted in `otpgate_abuse_blocks_total` and written to the

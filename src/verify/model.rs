@@ -187,6 +187,9 @@ pub enum StartOutcome {
     SendQuotaExceeded {
         retry_after_ms: u64,
     },
+    /// Abuse protection refused the send, in the same step (`Store::start_admitted`): nothing
+    /// was stored or counted.
+    Refused(crate::abuse::Block),
 }
 
 /// How a check names its verification.

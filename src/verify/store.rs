@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::abuse::SendCheck;
 use crate::account::AccountId;
 use crate::dispatch::model::{Channel, SendLog};
 use crate::dispatch::receipts::Receipt;
@@ -26,6 +27,26 @@ pub trait Store: Send + Sync + 'static {
     /// Creates a verification, or resends the pending one of the same account and number, counting
     /// the send against the number's quota and honouring the idempotency key — all atomically.
     async fn start_verification(&self, new: &NewVerification) -> Result<StartOutcome, StoreError>;
+
+    /// Whether `start_admitted` is this store's: abuse protection's counters live beside the
+    /// verifications where one atomic step can name both (a single Redis server), so a send
+    /// costs one store call instead of two.
+    fn admits_sends(&self) -> bool {
+        false
+    }
+
+    /// Abuse protection's admission of `check` (`AbuseStore::admit_send`), then, admitted,
+    /// `start_verification`, as one atomic step; a refusal is `StartOutcome::Refused` and
+    /// starts nothing. Only called when `admits_sends`.
+    async fn start_admitted(
+        &self,
+        _new: &NewVerification,
+        _check: &SendCheck<'_>,
+    ) -> Result<StartOutcome, StoreError> {
+        Err(StoreError::Unavailable(
+            "this store does not admit sends".into(),
+        ))
+    }
 
     /// Compares the tag, counts the attempt and consumes the code on success, atomically.
     ///

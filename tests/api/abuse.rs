@@ -9,8 +9,11 @@ use std::time::Duration;
 use otpgate::clock::Clock;
 use serde_json::{json, Value};
 
-use crate::helpers::{reply, spawn_app, spawn_peer, Backend, Reply, TestApp, ROOT_KEY};
+use crate::helpers::{
+    reply, spawn_app, spawn_app_with, spawn_peer, Backend, Reply, TestApp, ROOT_KEY,
+};
 use crate::on_every_store;
+use crate::redis_harness::RedisServer;
 
 on_every_store!(
     an_account_allowing_only_de_and_at_refuses_other_countries_and_stores_and_sends_nothing,
@@ -430,4 +433,38 @@ async fn twilio_send(app: &TestApp, to: &str) -> Reply {
         .header("content-type", "application/x-www-form-urlencoded")
         .body(body);
     reply(request.send().await.expect("the server answers")).await
+}
+
+/// On a single Redis a send is one script call, abuse protection's admission included (the
+/// issue's bound: no second round trip), and a refused one too (the account's policy is a cache
+/// hit, and no worker runs here; background tasks' pings and polls are not scripts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_on_a_single_redis_is_one_script_call_admission_included() {
+    let redis = RedisServer::start(&[]);
+    let app = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        settings.dispatch.workers = false;
+    })
+    .await;
+    let owner = owner(&app).await;
+    let caps = json!({"caps": {"total": 2}});
+    assert_eq!(put_abuse(&app, &owner, caps).await.status, 200);
+    // The first send loads the script and fills the policy cache.
+    assert_eq!(app.send("+4915112340001").await.status, 201);
+    let calls = || {
+        let stats = redis.command(&["INFO", "commandstats"]);
+        let count = |command: &str| -> u64 {
+            stats
+                .lines()
+                .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+                .and_then(|rest| rest.split(',').next())
+                .map_or(0, |calls| calls.parse().unwrap())
+        };
+        (count("evalsha"), count("eval"), count("script|load"))
+    };
+    assert!(redis.command(&["CONFIG", "RESETSTAT"]).starts_with("+OK"));
+    assert_eq!(app.send("+4915112340002").await.status, 201);
+    assert_eq!(calls(), (1, 0, 0), "one EVALSHA and no other script");
+    assert_eq!(app.send("+4915112340003").await.status, 429);
+    assert_eq!(calls(), (2, 0, 0), "a refused send is the same one call");
+    app.stop().await;
 }
