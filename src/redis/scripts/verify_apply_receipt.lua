@@ -6,7 +6,8 @@
 -- receipt's event needs), or `unknown` when the record has no such message.
 local value = redis.call('HGET', KEYS[1], ARGV[1])
 if not value then return 'unknown' end
-local sent, created, _, previous, provider, vendor, err = string.match(value, '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) ?(.*)$')
+local packed = '^(%S+) (%S+) (%S+) (%S+) (%S+) (%S+) ?(.*)$'
+local sent, created, _, previous, provider, vendor, err = string.match(value, packed)
 if not sent then return 'unknown' end
 if ARGV[3] ~= '' then err = ARGV[3] end
 redis.call('HSET', KEYS[1], ARGV[1],
