@@ -94,8 +94,19 @@ impl Hooked {
     /// The scrape of `/metrics` counts `count` deliveries of `outcome`.
     async fn assert_deliveries_counted(&self, outcome: &str, count: u64) {
         let line = format!("otpgate_webhook_deliveries_total{{outcome=\"{outcome}\"}} {count}");
-        let scrape = self.app.metrics().await;
-        assert!(scrape.contains(&line), "no '{line}' in\n{scrape}");
+        // The worker counts a delivery once the receiver has answered, so the scrape may lag
+        // what the receiver saw: wait for the line, and show the last scrape if it never comes.
+        let last = Mutex::new(String::new());
+        waited_for(
+            || format!("no '{line}' in\n{}", last.lock().unwrap()),
+            || async {
+                let scrape = self.app.metrics().await;
+                let found = scrape.contains(&line).then_some(());
+                *last.lock().unwrap() = scrape;
+                found
+            },
+        )
+        .await;
     }
 
     /// Waits until the webhook's log satisfies `done`.
@@ -111,7 +122,13 @@ impl Hooked {
 
 /// The first `Some` of `probe`, polled every 5 ms of real time for at most 10 s: it waits for
 /// asynchronous work (the worker, the receiver), never for time to pass.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(probe: impl FnMut() -> F) -> T {
+    waited_for(|| "it never happened".to_owned(), probe).await
+}
+
+/// `eventually`, failing with `what` (read when the time is up) instead of a bare message.
+async fn waited_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: impl Fn() -> String,
     mut probe: impl FnMut() -> F,
 ) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -119,7 +136,7 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
         if let Some(found) = probe().await {
             return found;
         }
-        assert!(Instant::now() < deadline, "it never happened");
+        assert!(Instant::now() < deadline, "{}", what());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
