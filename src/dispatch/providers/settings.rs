@@ -19,6 +19,7 @@ pub enum AdapterKind {
     Messagebird,
     Whatsapp,
     Http,
+    Smpp,
     Log,
 }
 
@@ -31,6 +32,7 @@ impl AdapterKind {
             AdapterKind::Messagebird => "messagebird",
             AdapterKind::Whatsapp => "whatsapp",
             AdapterKind::Http => "http",
+            AdapterKind::Smpp => "smpp",
             AdapterKind::Log => "log",
         }
     }
@@ -43,7 +45,7 @@ impl AdapterKind {
             AdapterKind::Vonage => Some("https://rest.nexmo.com"),
             AdapterKind::Messagebird => Some("https://rest.messagebird.com"),
             AdapterKind::Whatsapp => Some("https://graph.facebook.com"),
-            AdapterKind::Infobip | AdapterKind::Http | AdapterKind::Log => None,
+            AdapterKind::Infobip | AdapterKind::Http | AdapterKind::Smpp | AdapterKind::Log => None,
         }
     }
 }
@@ -137,6 +139,30 @@ pub struct ProviderSettings {
     #[serde(default)]
     pub url: Option<String>,
 
+    // smpp (`from` is the source address)
+    /// The SMSC as `host:port` (SMPP's usual port is 2775).
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub system_id: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub system_type: Option<String>,
+    /// `transceiver` (one session both ways, the default) or `transmitter_receiver` (one
+    /// session that submits and one that takes receipts, for SMSCs without transceivers).
+    #[serde(default)]
+    pub bind: Option<SmppBind>,
+    /// submit_sm in flight at once on the session (default 10).
+    #[serde(default)]
+    pub window: Option<u32>,
+    /// How often an idle session sends enquire_link (default 30000).
+    #[serde(default)]
+    pub enquire_link_ms: Option<u64>,
+    /// The longest wait between two reconnection attempts (default 30000; the first is 250).
+    #[serde(default)]
+    pub reconnect_max_ms: Option<u64>,
+
     /// The most of an answer that is read: `dispatch.provider_body_limit_bytes`, not a key of
     /// the provider table (set when the providers are built).
     #[serde(skip, default = "default_body_limit")]
@@ -170,6 +196,14 @@ impl ProviderSettings {
             api_version: None,
             app_secret: None,
             url: None,
+            address: None,
+            system_id: None,
+            password: None,
+            system_type: None,
+            bind: None,
+            window: None,
+            enquire_link_ms: None,
+            reconnect_max_ms: None,
             body_limit: DEFAULT_BODY_LIMIT,
         }
     }
@@ -240,6 +274,17 @@ impl ProviderSettings {
                 "app_secret",
             ],
             AdapterKind::Http => &["url"],
+            AdapterKind::Smpp => &[
+                "address",
+                "system_id",
+                "password",
+                "system_type",
+                "from",
+                "bind",
+                "window",
+                "enquire_link_ms",
+                "reconnect_max_ms",
+            ],
             AdapterKind::Log => &[],
         };
         for (field, set) in self.fields_set() {
@@ -378,12 +423,66 @@ impl ProviderSettings {
                 require("url", self.url.as_deref(), &mut problem);
                 url("url", self.url.as_deref(), &mut problem);
             }
+            AdapterKind::Smpp => self.validate_smpp(&mut problem),
             AdapterKind::Log => {}
         }
         problems
     }
 
-    fn fields_set(&self) -> [(&'static str, bool); 20] {
+    /// SMPP 3.4's field sizes (section 5.2: system_id 16, password 9, system_type 13 and
+    /// source_addr 21 octets, each with its terminating NUL) and sane bounds on the session.
+    fn validate_smpp(&self, problem: &mut dyn FnMut(String)) {
+        match self.address.as_deref().map(str::trim) {
+            None | Some("") => problem("'address' is required (host:port of the SMSC)".into()),
+            Some(address) => {
+                let port = address
+                    .rsplit_once(':')
+                    .map(|(host, port)| (host, port.parse::<u16>()));
+                if !matches!(port, Some((host, Ok(port))) if !host.is_empty() && port != 0) {
+                    problem("'address' must be host:port, such as smsc.example.net:2775".into());
+                }
+            }
+        }
+        let sized = |field: &str, value: Option<&str>, max: usize, required: bool| match value {
+            None | Some("") if required => Some(format!("'{field}' is required")),
+            Some(value) if value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) => {
+                Some(format!(
+                    "'{field}' must be at most {max} printable ASCII characters"
+                ))
+            }
+            _ => None,
+        };
+        let password = self.password.as_ref().map(Secret::expose_str);
+        let checks = [
+            sized("system_id", self.system_id.as_deref(), 15, true),
+            sized("password", password.as_deref(), 8, false),
+            sized("system_type", self.system_type.as_deref(), 12, false),
+            sized("from", self.from.as_deref(), 20, true),
+        ];
+        for found in checks.into_iter().flatten() {
+            problem(found);
+        }
+        if self
+            .window
+            .is_some_and(|window| !(1..=1000).contains(&window))
+        {
+            problem("'window' must be between 1 and 1000".into());
+        }
+        if self
+            .enquire_link_ms
+            .is_some_and(|every| !(1000..=600_000).contains(&every))
+        {
+            problem("'enquire_link_ms' must be between 1000 and 600000".into());
+        }
+        if self
+            .reconnect_max_ms
+            .is_some_and(|max| !(250..=600_000).contains(&max))
+        {
+            problem("'reconnect_max_ms' must be between 250 and 600000".into());
+        }
+    }
+
+    fn fields_set(&self) -> [(&'static str, bool); 28] {
         [
             ("base_url", self.base_url.is_some()),
             ("account_sid", self.account_sid.is_some()),
@@ -408,6 +507,14 @@ impl ProviderSettings {
             ("api_version", self.api_version.is_some()),
             ("app_secret", self.app_secret.is_some()),
             ("url", self.url.is_some()),
+            ("address", self.address.is_some()),
+            ("system_id", self.system_id.is_some()),
+            ("password", self.password.is_some()),
+            ("system_type", self.system_type.is_some()),
+            ("bind", self.bind.is_some()),
+            ("window", self.window.is_some()),
+            ("enquire_link_ms", self.enquire_link_ms.is_some()),
+            ("reconnect_max_ms", self.reconnect_max_ms.is_some()),
         ]
     }
 }
@@ -421,7 +528,32 @@ pub(crate) enum Vendor<'a> {
     Messagebird(Keyed<'a>),
     Whatsapp(Keyed<'a>),
     Http { url: &'a str },
+    Smpp(Smpp<'a>),
     Log,
+}
+
+/// How an SMPP provider binds to its SMSC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmppBind {
+    Transceiver,
+    TransmitterReceiver,
+}
+
+pub const DEFAULT_SMPP_WINDOW: u32 = 10;
+pub const DEFAULT_SMPP_ENQUIRE_LINK_MS: u64 = 30_000;
+pub const DEFAULT_SMPP_RECONNECT_MAX_MS: u64 = 30_000;
+
+pub(crate) struct Smpp<'a> {
+    pub address: &'a str,
+    pub system_id: &'a str,
+    pub password: Option<&'a Secret>,
+    pub system_type: &'a str,
+    pub source: &'a str,
+    pub bind: SmppBind,
+    pub window: u32,
+    pub enquire_link: Duration,
+    pub reconnect_max: Duration,
 }
 
 pub(crate) struct Twilio<'a> {
@@ -483,6 +615,22 @@ impl ProviderSettings {
             AdapterKind::Http => Vendor::Http {
                 url: self.url.as_deref()?,
             },
+            AdapterKind::Smpp => Vendor::Smpp(Smpp {
+                address: self.address.as_deref()?.trim(),
+                system_id: self.system_id.as_deref()?,
+                password: self.password.as_ref(),
+                system_type: self.system_type.as_deref().unwrap_or(""),
+                source: self.from.as_deref()?,
+                bind: self.bind.unwrap_or(SmppBind::Transceiver),
+                window: self.window.unwrap_or(DEFAULT_SMPP_WINDOW),
+                enquire_link: Duration::from_millis(
+                    self.enquire_link_ms.unwrap_or(DEFAULT_SMPP_ENQUIRE_LINK_MS),
+                ),
+                reconnect_max: Duration::from_millis(
+                    self.reconnect_max_ms
+                        .unwrap_or(DEFAULT_SMPP_RECONNECT_MAX_MS),
+                ),
+            }),
             AdapterKind::Log => Vendor::Log,
         })
     }
