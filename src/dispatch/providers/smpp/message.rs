@@ -9,7 +9,7 @@ use rusmpp::extra::concatenation::SubmitSmMultipartExt;
 use rusmpp::extra::encoding::ucs2::Ucs2;
 use rusmpp::pdus::SubmitSm;
 use rusmpp::types::COctetString;
-use rusmpp::values::{Npi, RegisteredDelivery, Ton};
+use rusmpp::values::{EsmClass, Npi, RegisteredDelivery, Ton};
 use rusmpp::CommandStatus;
 
 use crate::dispatch::providers::ProviderError;
@@ -37,6 +37,9 @@ pub fn parts(
         .source_addr(
             COctetString::from_str_checked(source_digits).ok_or_else(|| invalid("source"))?,
         )
+        // rusmpp's default esm_class has the ANSI-41 "delivery acknowledgement" bit (0x08) set;
+        // a plain message in the SMSC's default mode is 0 (SMPP 3.4 section 5.2.12).
+        .esm_class(EsmClass::from(0))
         .dest_addr_ton(Ton::International)
         .dest_addr_npi(Npi::Isdn)
         .destination_addr(
@@ -75,7 +78,7 @@ trait FromStrChecked: Sized {
 
 impl<const MIN: usize, const MAX: usize> FromStrChecked for COctetString<MIN, MAX> {
     fn from_str_checked(text: &str) -> Option<Self> {
-        COctetString::from_vec(text.as_bytes().to_vec()).ok()
+        text.parse().ok()
     }
 }
 

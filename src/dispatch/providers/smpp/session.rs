@@ -179,7 +179,8 @@ fn field<const MIN: usize, const MAX: usize>(
     name: &str,
     value: &str,
 ) -> Result<COctetString<MIN, MAX>, String> {
-    COctetString::from_vec(value.as_bytes().to_vec())
+    value
+        .parse()
         .map_err(|error| format!("'{name}' does not fit SMPP: {error}"))
 }
 
