@@ -5,7 +5,7 @@
 # It listens on a free loopback port and prints "PORT <n>" on standard output; it accepts any
 # bind, answers enquire_link, answers each submit_sm with a message id and, when the submit_sm
 # asks for one (registered_delivery bit 0), sends a delivery receipt as deliver_sm: the SMPP 3.4
-# appendix B text, and with --tlvs the receipted_message_id and message_state TLVs too. A
+# appendix B text, or with --tlvs the receipted_message_id and message_state TLVs alone. A
 # receipt answered with an error status is sent again (every 200 ms, at most 50 times), as real
 # SMSCs redeliver. Every PDU it takes is written to the --log file as one JSON line.
 #
@@ -14,7 +14,7 @@
 #   --throttle N      answer the first N submit_sm with ESME_RTHROTTLED (0x58)
 #   --queue-full N    answer the first N submit_sm with ESME_RMSGQFUL (0x14)
 #   --drop-after N    close the connection, unanswered, on the N-th submit_sm (once)
-#   --tlvs            put the receipt TLVs in each receipt as well as the text
+#   --tlvs            receipts carry the TLVs and no text
 #   --stat STAT       the receipt's stat (default DELIVRD)
 use strict;
 use warnings;
@@ -59,7 +59,7 @@ sub send_receipt {
     my $seq = $smpp->deliver_sm(
         source_addr_ton => 1, source_addr_npi => 1, source_addr => $receipt->{to},
         dest_addr_ton => 0, dest_addr_npi => 0, destination_addr => $receipt->{from},
-        esm_class => 0x04, data_coding => 0, short_message => $receipt->{text},
+        esm_class => 0x04, data_coding => 0, short_message => $tlvs ? '' : $receipt->{text},
         @tlv, async => 1,
     );
     $pending{ fileno($smpp) . ':' . $seq } = $receipt if defined $seq;
