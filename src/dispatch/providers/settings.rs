@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::check_url;
+use super::smpp::settings::Smpp;
+pub use super::smpp::settings::SmppBind;
 use crate::secret::Secret;
 
 /// Which adapter a `[[dispatch.providers]]` entry builds.
@@ -429,59 +431,6 @@ impl ProviderSettings {
         problems
     }
 
-    /// SMPP 3.4's field sizes (section 5.2: system_id 16, password 9, system_type 13 and
-    /// source_addr 21 octets, each with its terminating NUL) and sane bounds on the session.
-    fn validate_smpp(&self, problem: &mut dyn FnMut(String)) {
-        match self.address.as_deref().map(str::trim) {
-            None | Some("") => problem("'address' is required (host:port of the SMSC)".into()),
-            Some(address) => {
-                let port = address
-                    .rsplit_once(':')
-                    .map(|(host, port)| (host, port.parse::<u16>()));
-                if !matches!(port, Some((host, Ok(port))) if !host.is_empty() && port != 0) {
-                    problem("'address' must be host:port, such as smsc.example.net:2775".into());
-                }
-            }
-        }
-        let sized = |field: &str, value: Option<&str>, max: usize, required: bool| match value {
-            None | Some("") if required => Some(format!("'{field}' is required")),
-            Some(value) if value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) => {
-                Some(format!(
-                    "'{field}' must be at most {max} printable ASCII characters"
-                ))
-            }
-            _ => None,
-        };
-        let password = self.password.as_ref().map(Secret::expose_str);
-        let checks = [
-            sized("system_id", self.system_id.as_deref(), 15, true),
-            sized("password", password.as_deref(), 8, false),
-            sized("system_type", self.system_type.as_deref(), 12, false),
-            sized("from", self.from.as_deref(), 20, true),
-        ];
-        for found in checks.into_iter().flatten() {
-            problem(found);
-        }
-        if self
-            .window
-            .is_some_and(|window| !(1..=1000).contains(&window))
-        {
-            problem("'window' must be between 1 and 1000".into());
-        }
-        if self
-            .enquire_link_ms
-            .is_some_and(|every| !(1000..=600_000).contains(&every))
-        {
-            problem("'enquire_link_ms' must be between 1000 and 600000".into());
-        }
-        if self
-            .reconnect_max_ms
-            .is_some_and(|max| !(250..=600_000).contains(&max))
-        {
-            problem("'reconnect_max_ms' must be between 250 and 600000".into());
-        }
-    }
-
     fn fields_set(&self) -> [(&'static str, bool); 28] {
         [
             ("base_url", self.base_url.is_some()),
@@ -530,30 +479,6 @@ pub(crate) enum Vendor<'a> {
     Http { url: &'a str },
     Smpp(Smpp<'a>),
     Log,
-}
-
-/// How an SMPP provider binds to its SMSC.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SmppBind {
-    Transceiver,
-    TransmitterReceiver,
-}
-
-pub const DEFAULT_SMPP_WINDOW: u32 = 10;
-pub const DEFAULT_SMPP_ENQUIRE_LINK_MS: u64 = 30_000;
-pub const DEFAULT_SMPP_RECONNECT_MAX_MS: u64 = 30_000;
-
-pub(crate) struct Smpp<'a> {
-    pub address: &'a str,
-    pub system_id: &'a str,
-    pub password: Option<&'a Secret>,
-    pub system_type: &'a str,
-    pub source: &'a str,
-    pub bind: SmppBind,
-    pub window: u32,
-    pub enquire_link: Duration,
-    pub reconnect_max: Duration,
 }
 
 pub(crate) struct Twilio<'a> {
@@ -615,22 +540,7 @@ impl ProviderSettings {
             AdapterKind::Http => Vendor::Http {
                 url: self.url.as_deref()?,
             },
-            AdapterKind::Smpp => Vendor::Smpp(Smpp {
-                address: self.address.as_deref()?.trim(),
-                system_id: self.system_id.as_deref()?,
-                password: self.password.as_ref(),
-                system_type: self.system_type.as_deref().unwrap_or(""),
-                source: self.from.as_deref()?,
-                bind: self.bind.unwrap_or(SmppBind::Transceiver),
-                window: self.window.unwrap_or(DEFAULT_SMPP_WINDOW),
-                enquire_link: Duration::from_millis(
-                    self.enquire_link_ms.unwrap_or(DEFAULT_SMPP_ENQUIRE_LINK_MS),
-                ),
-                reconnect_max: Duration::from_millis(
-                    self.reconnect_max_ms
-                        .unwrap_or(DEFAULT_SMPP_RECONNECT_MAX_MS),
-                ),
-            }),
+            AdapterKind::Smpp => Vendor::Smpp(self.smpp()?),
             AdapterKind::Log => Vendor::Log,
         })
     }

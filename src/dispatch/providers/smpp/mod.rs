@@ -6,6 +6,7 @@
 mod message;
 mod receipt;
 mod session;
+pub mod settings;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -17,11 +18,11 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::inbound::ReceiptSink;
-use super::settings::{Smpp, SmppBind};
 use super::{valid_vendor_id, Accepted, Adapter, ProviderError, ProviderSettings};
 use crate::dispatch::OutgoingMessage;
 pub use receipt::{from_stat, parse_text, ReceiptText};
 use session::{keep_bound, Role, SessionSettings};
+use settings::{Smpp, SmppBind};
 
 pub struct SmppProvider {
     source: String,
