@@ -198,3 +198,21 @@ async fn a_bind_dropped_under_load_loses_no_message() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_for_no_known_message_is_answered_so_that_the_smsc_delivers_it_again() {
+    let smsc = FakeSmsc::start(&["--stray-receipt"]);
+    let app = spawn_on(Backend::Memory, &smsc).await;
+    let answers = smsc.wait_for("deliver_sm_resp", 3, WAIT).await;
+    assert!(
+        answers
+            .iter()
+            .all(|answer| answer["status"] == 0x64 && answer["id"] == "stray000001"),
+        "ESME_RX_T_APPN each time, never taken as kept: {answers:?}"
+    );
+    assert!(!app
+        .metrics()
+        .await
+        .contains("otpgate_delivery_receipts_total{provider=\"smpp\""));
+    app.stop().await;
+}

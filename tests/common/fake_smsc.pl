@@ -16,6 +16,7 @@
 #   --drop-after N    close the connection, unanswered, on the N-th submit_sm (once)
 #   --tlvs            receipts carry the TLVs and no text
 #   --stat STAT       the receipt's stat (default DELIVRD)
+#   --stray-receipt   on each bind, send a receipt for a message id nobody was given
 use strict;
 use warnings;
 use Getopt::Long;
@@ -25,7 +26,7 @@ use JSON::PP;
 use Net::SMPP;
 use Time::HiRes qw(time);
 
-my ($log_path, $throttle, $queue_full, $drop_after, $tlvs, $stat) = (undef, 0, 0, 0, 0, 'DELIVRD');
+my ($log_path, $throttle, $queue_full, $drop_after, $tlvs, $stat, $stray) = (undef, 0, 0, 0, 0, 'DELIVRD', 0);
 GetOptions(
     'log=s'        => \$log_path,
     'throttle=i'   => \$throttle,
@@ -33,6 +34,7 @@ GetOptions(
     'drop-after=i' => \$drop_after,
     'tlvs'         => \$tlvs,
     'stat=s'       => \$stat,
+    'stray-receipt' => \$stray,
 ) or die "bad options\n";
 die "--log is required\n" unless $log_path;
 
@@ -40,6 +42,8 @@ open(my $log, '>>', $log_path) or die "cannot open $log_path: $!\n";
 $log->autoflush(1);
 my $json = JSON::PP->new->canonical;
 sub note { print {$log} $json->encode({@_}), "\n" }
+# Net::SMPP warns when a peer closes mid-read (a dropped session, the gateway stopping): logged.
+$SIG{__WARN__} = sub { my $text = join('', @_); chomp $text; note(event => 'warning', text => $text) };
 
 my $listener = Net::SMPP->new_listen('127.0.0.1', port => 0, smpp_version => 0x34)
     or die "cannot listen: $!\n";
@@ -94,6 +98,12 @@ while (1) {
                  password => $pdu->{password}, interface_version => $pdu->{interface_version});
             my $resp = $cmd == 9 ? 'bind_transceiver_resp' : $cmd == 1 ? 'bind_receiver_resp' : 'bind_transmitter_resp';
             $ready->$resp(seq => $pdu->{seq}, system_id => 'fakesmsc');
+            if ($stray && $cmd != 2) {
+                send_receipt($ready, {
+                    id => 'stray000001', to => '4915100000000', from => 'Acme', state => 2, tries => 0,
+                    text => 'id:stray000001 sub:001 dlvrd:001 submit date:2612030800 done date:2612030800 stat:DELIVRD err:000 text:',
+                });
+            }
         } elsif ($cmd == 0x00000015) {
             note(event => 'enquire_link');
             $ready->enquire_link_resp(seq => $pdu->{seq});

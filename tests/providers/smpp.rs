@@ -5,6 +5,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
+use otpgate::config::Settings;
+use otpgate::dispatch::providers::settings::SmppBind;
 use otpgate::dispatch::providers::{Accepted, ProviderError};
 use otpgate::verify::model::Channel;
 use serde_json::{json, Value};
@@ -238,4 +240,41 @@ fn smpp_settings_report_every_mistake() {
         !all.contains("s3cret") && !all.contains("longer-than-8"),
         "{all}"
     );
+}
+
+#[test]
+fn the_readme_smpp_table_loads_with_its_password_from_the_environment() {
+    let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    let table = "[[dispatch.providers]]\nname = \"smsc-direct\"\nkind = \"smpp\"\n\
+        address = \"smsc.example.net:2775\"\nsystem_id = \"acme\"\npassword = \"env:SMSC_PASSWORD\"\n\
+        from = \"Acme\"\nbind = \"transmitter_receiver\"\nwindow = 20\nenquire_link_ms = 15000\n";
+    std::fs::write(file.path(), table).unwrap();
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect()
+    };
+    let password = |settings: &Settings| {
+        settings.dispatch.providers[0]
+            .password
+            .as_ref()
+            .map(|secret| secret.expose_str().into_owned())
+    };
+    let loaded = Settings::load_from(Some(file.path()), env(&[("SMSC_PASSWORD", "pw-1")])).unwrap();
+    assert_eq!(password(&loaded).as_deref(), Some("pw-1"));
+    let provider = &loaded.dispatch.providers[0];
+    assert_eq!(provider.window, Some(20));
+    assert_eq!(provider.bind, Some(SmppBind::TransmitterReceiver));
+    let overridden = Settings::load_from(
+        Some(file.path()),
+        env(&[
+            ("SMSC_PASSWORD", "pw-1"),
+            ("OTPGATE_PROVIDER_SMSC_DIRECT_PASSWORD", "pw-2"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(password(&overridden).as_deref(), Some("pw-2"));
+    let missing = Settings::load_from(Some(file.path()), env(&[])).unwrap_err();
+    assert!(missing.to_string().contains("SMSC_PASSWORD"), "{missing}");
 }
