@@ -18,7 +18,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::inbound::ReceiptSink;
-use super::{valid_vendor_id, Accepted, Adapter, ProviderError, ProviderSettings};
+use super::{Accepted, Adapter, ProviderError, ProviderSettings};
 use crate::dispatch::OutgoingMessage;
 pub use receipt::{from_stat, parse_text, ReceiptText};
 use session::{keep_bound, Role, SessionSettings};
@@ -133,15 +133,10 @@ impl Adapter for SmppProvider {
             let answer = client.submit_sm(part).await.map_err(session_error)?;
             last_id = Some(answer.message_id().as_str().to_owned());
         }
-        match last_id.filter(|id| valid_vendor_id(id)) {
-            Some(id) => Ok(Accepted {
-                provider_message_id: Some(id),
-            }),
-            // Accepted, with an id no receipt can be matched to: still sent.
-            None => Ok(Accepted {
-                provider_message_id: None,
-            }),
-        }
+        // The router judges the id (`valid_vendor_id`) as it does every vendor's.
+        Ok(Accepted {
+            provider_message_id: last_id,
+        })
     }
 }
 

@@ -49,7 +49,9 @@ impl ProviderSettings {
         }
         let sized = |field: &str, value: Option<&str>, max: usize, required: bool| match value {
             None | Some("") if required => Some(format!("'{field}' is required")),
-            Some(value) if value.len() > max || !value.bytes().all(|b| b.is_ascii_graphic()) => {
+            Some(value)
+                if value.len() > max || !value.bytes().all(|b| (b' '..=b'~').contains(&b)) =>
+            {
                 Some(format!(
                     "'{field}' must be at most {max} printable ASCII characters"
                 ))
@@ -65,6 +67,13 @@ impl ProviderSettings {
         ];
         for found in checks.into_iter().flatten() {
             problem(found);
+        }
+        if let Some(from) = self.from.as_deref() {
+            let digits = from.strip_prefix('+').unwrap_or(from);
+            let numeric = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+            if !numeric && from.chars().count() > 11 {
+                problem("'from' must be a number or at most 11 characters (GSM's limit for a named sender)".into());
+            }
         }
         if self
             .window
