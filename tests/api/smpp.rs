@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use otpgate::dispatch::providers::settings::SmppBind;
 use otpgate::dispatch::providers::{AdapterKind, ProviderSettings};
 use otpgate::secret::Secret;
 use serde_json::Value;
@@ -214,5 +215,28 @@ async fn a_receipt_for_no_known_message_is_answered_so_that_the_smsc_delivers_it
         .metrics()
         .await
         .contains("otpgate_delivery_receipts_total{provider=\"smpp\""));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_transmitter_and_a_receiver_the_receipt_comes_over_the_receiver() {
+    let smsc = FakeSmsc::start(&[]);
+    let mut provider = smpp_provider(&smsc);
+    provider.bind = Some(SmppBind::TransmitterReceiver);
+    let app = spawn_app_with(Backend::Memory, |settings| {
+        failover(settings, vec![provider], &["smsc"])
+    })
+    .await;
+    let id = app.send("+4915112349504").await.str("id").to_owned();
+    let submit = smsc.wait_for("submit_sm", 1, WAIT).await[0].clone();
+    let attempt = wait_for_attempt(&app, &id, "delivered").await;
+    assert_eq!(attempt["provider_message_id"], submit["message_id"]);
+    let answers = smsc.named("deliver_sm_resp");
+    assert!(
+        answers
+            .iter()
+            .any(|answer| answer["status"] == 0 && answer["over"] == "receiver"),
+        "{answers:?}"
+    );
     app.stop().await;
 }

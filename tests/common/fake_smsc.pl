@@ -54,9 +54,24 @@ my $select = IO::Select->new($listener);
 my ($submits, $next_id) = (0, 0);
 my %pending;    # "fileno:seq" => receipt waiting for its deliver_sm_resp, or its next try
 my @retries;    # receipts to send again: [due, connection, receipt]
+my %bound;      # fileno => [kind, system_id] of each bound connection
 
+# Receipts go to the connection that may take deliver_sm: the submitting one when it is a
+# transceiver, else a receiver bound with the same system_id (none yet: tried again shortly).
 sub send_receipt {
     my ($smpp, $receipt) = @_;
+    my $bind = $bound{ fileno($smpp) } // ['', ''];
+    if ($bind->[0] eq 'transmitter') {
+        my ($receiver) = grep {
+            my $other = $bound{ fileno($_) };
+            $other && $other->[0] eq 'receiver' && $other->[1] eq $bind->[1]
+        } grep { $_ != $listener } $select->handles;
+        if (!$receiver) {
+            push @retries, [time + 0.2, $smpp, $receipt];
+            return;
+        }
+        $smpp = $receiver;
+    }
     my @tlv = $tlvs
         ? (receipted_message_id => $receipt->{id} . "\0", message_state => pack('C', $receipt->{state}))
         : ();
@@ -86,6 +101,7 @@ while (1) {
         }
         my $pdu = $ready->read_pdu;
         if (!$pdu) {
+            delete $bound{ fileno($ready) };
             $select->remove($ready);
             close $ready;
             note(event => 'closed');
@@ -96,6 +112,7 @@ while (1) {
             my %kind = (9 => 'transceiver', 1 => 'receiver', 2 => 'transmitter');
             note(event => 'bind', kind => $kind{$cmd}, system_id => $pdu->{system_id},
                  password => $pdu->{password}, interface_version => $pdu->{interface_version});
+            $bound{ fileno($ready) } = [$kind{$cmd}, $pdu->{system_id}];
             my $resp = $cmd == 9 ? 'bind_transceiver_resp' : $cmd == 1 ? 'bind_receiver_resp' : 'bind_transmitter_resp';
             $ready->$resp(seq => $pdu->{seq}, system_id => 'fakesmsc');
             if ($stray && $cmd != 2) {
@@ -112,7 +129,8 @@ while (1) {
             $ready->unbind_resp(seq => $pdu->{seq});
         } elsif ($cmd == 0x80000005) {
             my $receipt = delete $pending{ fileno($ready) . ':' . $pdu->{seq} };
-            note(event => 'deliver_sm_resp', status => $pdu->{status}, id => $receipt ? $receipt->{id} : undef);
+            note(event => 'deliver_sm_resp', status => $pdu->{status}, id => $receipt ? $receipt->{id} : undef,
+                 over => ($bound{ fileno($ready) } // [''])->[0]);
             if ($receipt && $pdu->{status} != 0 && ++$receipt->{tries} < 50) {
                 push @retries, [time + 0.2, $ready, $receipt];
             }
@@ -128,6 +146,7 @@ while (1) {
             if ($drop_after && $submits == $drop_after) {
                 $drop_after = 0;
                 note(%submit, answer => 'dropped');
+                delete $bound{ fileno($ready) };
                 $select->remove($ready);
                 close $ready;
                 next;
