@@ -17,6 +17,7 @@
 #   --tlvs            receipts carry the TLVs and no text
 #   --stat STAT       the receipt's stat (default DELIVRD)
 #   --stray-receipt   on each bind, send a receipt for a message id nobody was given
+#   --mute-enquire    never answer enquire_link (a silent link)
 use strict;
 use warnings;
 use Getopt::Long;
@@ -26,7 +27,7 @@ use JSON::PP;
 use Net::SMPP;
 use Time::HiRes qw(time);
 
-my ($log_path, $throttle, $queue_full, $drop_after, $tlvs, $stat, $stray) = (undef, 0, 0, 0, 0, 'DELIVRD', 0);
+my ($log_path, $throttle, $queue_full, $drop_after, $tlvs, $stat, $stray, $mute) = (undef, 0, 0, 0, 0, 'DELIVRD', 0, 0);
 GetOptions(
     'log=s'        => \$log_path,
     'throttle=i'   => \$throttle,
@@ -35,6 +36,7 @@ GetOptions(
     'tlvs'         => \$tlvs,
     'stat=s'       => \$stat,
     'stray-receipt' => \$stray,
+    'mute-enquire' => \$mute,
 ) or die "bad options\n";
 die "--log is required\n" unless $log_path;
 
@@ -123,7 +125,7 @@ while (1) {
             }
         } elsif ($cmd == 0x00000015) {
             note(event => 'enquire_link');
-            $ready->enquire_link_resp(seq => $pdu->{seq});
+            $ready->enquire_link_resp(seq => $pdu->{seq}) unless $mute;
         } elsif ($cmd == 0x00000006) {
             note(event => 'unbind');
             $ready->unbind_resp(seq => $pdu->{seq});

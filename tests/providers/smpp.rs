@@ -162,6 +162,33 @@ async fn an_idle_session_keeps_alive_with_enquire_link() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_smsc_stops_answering_enquire_link_is_bound_again() {
+    let smsc = FakeSmsc::start(&["--mute-enquire"]);
+    let sender = provider(smpp(
+        &smsc,
+        json!({"enquire_link_ms": 1000, "timeout_ms": 500, "reconnect_max_ms": 250}),
+    ));
+    accepted_id(sender.send(&message()).await);
+    smsc.wait_for("bind", 2, WAIT).await;
+    assert!(!smsc.named("enquire_link").is_empty());
+    let closed_first = smsc
+        .events()
+        .iter()
+        .position(|event| event["event"] == "closed")
+        .expect("the silent session was closed");
+    let second_bind = smsc
+        .events()
+        .iter()
+        .enumerate()
+        .filter(|(_, event)| event["event"] == "bind")
+        .nth(1)
+        .map(|(at, _)| at)
+        .unwrap();
+    assert!(closed_first < second_bind, "closed, then bound anew");
+    accepted_id(sender.send(&message()).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_session_is_bound_again_and_the_next_send_goes_through() {
     let smsc = FakeSmsc::start(&["--drop-after", "1"]);
     let sender = provider(smpp(&smsc, json!({"reconnect_max_ms": 500})));
