@@ -15,6 +15,7 @@ use crate::dispatch::{failover, wait_for_attempt};
 use crate::fake_smsc::{short_message, FakeSmsc};
 use crate::helpers::{extract_code, spawn_app_with, Backend, TestApp};
 use crate::on_every_store;
+use crate::redis_harness::RedisServer;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -238,5 +239,33 @@ async fn with_a_transmitter_and_a_receiver_the_receipt_comes_over_the_receiver()
             .any(|answer| answer["status"] == 0 && answer["over"] == "receiver"),
         "{answers:?}"
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_that_finds_redis_down_is_redelivered_and_kept_once_redis_is_back() {
+    let smsc = FakeSmsc::start(&["--hold-receipts"]);
+    let mut redis = RedisServer::start(&[]);
+    let provider = smpp_provider(&smsc);
+    let app = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        failover(settings, vec![provider], &["smsc"]);
+        settings.store.response_timeout = Duration::from_millis(300);
+        settings.store.connect_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let id = app.send("+4915112349505").await.str("id").to_owned();
+    smsc.wait_for("submit_sm", 1, WAIT).await;
+    wait_for_attempt(&app, &id, "accepted").await;
+
+    redis.stop();
+    smsc.release_receipts();
+    let refused = smsc.wait_for("deliver_sm_resp", 1, WAIT).await;
+    assert_eq!(refused[0]["status"], 0x64, "not kept: redeliver later");
+    redis.restart();
+    wait_for_attempt(&app, &id, "delivered").await;
+    assert!(smsc
+        .named("deliver_sm_resp")
+        .iter()
+        .any(|answer| answer["status"] == 0));
     app.stop().await;
 }

@@ -18,6 +18,7 @@
 #   --stat STAT       the receipt's stat (default DELIVRD)
 #   --stray-receipt   on each bind, send a receipt for a message id nobody was given
 #   --mute-enquire    never answer enquire_link (a silent link)
+#   --hold-receipts   keep receipts until the file <log>.release exists
 use strict;
 use warnings;
 use Getopt::Long;
@@ -27,7 +28,8 @@ use JSON::PP;
 use Net::SMPP;
 use Time::HiRes qw(time);
 
-my ($log_path, $throttle, $queue_full, $drop_after, $tlvs, $stat, $stray, $mute) = (undef, 0, 0, 0, 0, 'DELIVRD', 0, 0);
+my ($log_path, $throttle, $queue_full, $drop_after, $tlvs, $stat, $stray, $mute, $hold) =
+    (undef, 0, 0, 0, 0, 'DELIVRD', 0, 0, 0);
 GetOptions(
     'log=s'        => \$log_path,
     'throttle=i'   => \$throttle,
@@ -37,6 +39,7 @@ GetOptions(
     'stat=s'       => \$stat,
     'stray-receipt' => \$stray,
     'mute-enquire' => \$mute,
+    'hold-receipts' => \$hold,
 ) or die "bad options\n";
 die "--log is required\n" unless $log_path;
 
@@ -62,6 +65,10 @@ my %bound;      # fileno => [kind, system_id] of each bound connection
 # transceiver, else a receiver bound with the same system_id (none yet: tried again shortly).
 sub send_receipt {
     my ($smpp, $receipt) = @_;
+    if ($hold && !-e "$log_path.release") {
+        push @retries, [time + 0.2, $smpp, $receipt];
+        return;
+    }
     my $bind = $bound{ fileno($smpp) } // ['', ''];
     if ($bind->[0] eq 'transmitter') {
         my ($receiver) = grep {

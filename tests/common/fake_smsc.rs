@@ -2,6 +2,9 @@
 //! libnet-smpp-perl, which scripts/test installs), run as a child process. Every PDU it takes
 //! is a JSON line in its log, which the tests read.
 
+// Each test binary uses its part.
+#![allow(dead_code)]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -53,6 +56,13 @@ impl FakeSmsc {
     /// `host:port`, as the provider's `address`.
     pub fn address(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Lets receipts held by `--hold-receipts` go.
+    pub fn release_receipts(&self) {
+        let mut release = self.log.clone().into_os_string();
+        release.push(".release");
+        std::fs::write(release, b"").expect("the release file is written");
     }
 
     /// Every PDU taken so far, oldest first.
