@@ -16,6 +16,8 @@ mod factors;
 mod factors_authenticator;
 mod factors_stores;
 mod failover;
+#[path = "../common/fake_smsc.rs"]
+mod fake_smsc;
 mod faults;
 mod graph;
 mod helpers;
@@ -25,6 +27,7 @@ mod pin;
 mod redis_harness;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
+mod smpp;
 mod tenants;
 mod trust;
 mod twilio;
