@@ -16,6 +16,7 @@ use crate::helpers::{
     extract_code, reply, spawn_app, spawn_app_with, spawn_peer, Backend, Reply, TestApp,
 };
 use crate::on_every_store;
+use crate::openapi::assert_matches_schema;
 
 const TO: &str = "+4915112347001";
 
@@ -358,6 +359,30 @@ async fn the_account_default_workflow_serves_sends_that_name_no_channel(backend:
     let workflow = workflow_of(&app, started.str("id")).await;
     assert_eq!(workflow["fallback_after_seconds"], 20);
     assert_eq!(workflow["steps"][1]["channel"], "sms");
+
+    // The answers are what the OpenAPI document says.
+    let document = app
+        .request(reqwest::Method::GET, "/openapi.json", None, None)
+        .await
+        .body;
+    let read = app
+        .get(&format!("/v1/verifications/{}", started.str("id")))
+        .await;
+    assert_matches_schema(&document, "Verification", &read.body, &["valid"]);
+    assert_matches_schema(&document, "Workflow", &workflow, &[]);
+    assert_matches_schema(
+        &document,
+        "WorkflowStep",
+        &workflow["steps"][0],
+        &["fell_back"],
+    );
+    assert_matches_schema(&document, "Policy", &set.body, &[]);
+    assert_matches_schema(
+        &document,
+        "DefaultWorkflow",
+        &set.body["default_workflow"],
+        &[],
+    );
     // A named channel is one channel, not the default.
     let single = app
         .post(
