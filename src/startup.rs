@@ -215,6 +215,7 @@ impl App {
             clock: clock.clone(),
             metrics: metrics.clone(),
             dispatcher: dispatcher.clone(),
+            events: events.clone(),
         };
         tasks.spawn(sweeper.run(stop.clone()));
         let web_otp = (!dispatch.web_otp_domain.is_empty()).then(|| WebOtp {

@@ -138,11 +138,14 @@ impl MemoryStore {
                 let due_ms = later.then(|| now_ms + stored.workflow.fallback_after_ms);
                 stored.due_ms = due_ms;
                 record.state.channel = to;
+                let (account, to_number) = (record.state.account.clone(), record.state.to.clone());
                 if let Some(due_ms) = due_ms {
                     shard.due.insert((due_ms, id.clone()));
                 }
                 Some(Fired {
                     verification: VerificationId::parse(&id)?,
+                    account,
+                    to_number,
                     from,
                     to,
                     reason,

@@ -5,6 +5,7 @@
 //! shard's outbox stream, in one step on the shard's slot, so it works unchanged on a Cluster
 //! and a step fires once however many instances sweep.
 
+use crate::account::AccountId;
 use crate::dispatch::model::Channel;
 use crate::redis::script::{corrupt, query, run, words, Failure};
 use crate::store::StoreError;
@@ -106,15 +107,17 @@ impl RedisStore {
             return Err(corrupt("unknown fallback reply"));
         };
         fired
-            .chunks(4)
+            .chunks(6)
             .map(|fallback| {
-                let [id, from, to, reason] = fallback else {
+                let [id, from, to, reason, account, number] = fallback else {
                     return Err(corrupt("fallback reply of the wrong shape"));
                 };
                 let channel = |name| Channel::parse(name).ok_or_else(|| corrupt("channel"));
                 Ok(Fired {
                     verification: VerificationId::parse(id)
                         .ok_or_else(|| corrupt("verification id"))?,
+                    account: AccountId::parse(account).ok_or_else(|| corrupt("account"))?,
+                    to_number: (*number).to_owned(),
                     from: channel(from)?,
                     to: channel(to)?,
                     reason: Reason::parse(reason).ok_or_else(|| corrupt("fallback reason"))?,

@@ -19,10 +19,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::account::policy::{Policy, PolicyChannel};
-use crate::account::Account;
+use crate::account::{Account, AccountId};
 use crate::clock::Clock;
 use crate::dispatch::model::{Channel, SendAttempt};
 use crate::dispatch::OutgoingMessage;
+use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::phone::SHARD_COUNT;
 use crate::verify::model::{Status, Verification, VerificationId};
@@ -178,6 +179,9 @@ impl Workflow {
 #[derive(Debug, Clone)]
 pub struct Fired {
     pub verification: VerificationId,
+    pub account: AccountId,
+    /// E.164, as stored.
+    pub to_number: String,
     pub from: Channel,
     pub to: Channel,
     pub reason: Reason,
@@ -192,6 +196,7 @@ pub struct Sweeper {
     pub clock: Arc<dyn Clock>,
     pub metrics: Arc<Metrics>,
     pub dispatcher: crate::dispatch::Dispatcher,
+    pub events: Events,
 }
 
 impl Sweeper {
@@ -239,6 +244,9 @@ impl Sweeper {
             "workflow fell back to its next channel"
         );
         let id = fired.verification.as_str();
+        let (channel, reason) = (fired.to.as_str(), fired.reason.as_str());
+        self.events
+            .fallback(&fired.account, id, &fired.to_number, channel, reason);
         let sealed = fired.message.unwrap_or_default();
         if let Err(error) = self.dispatcher.queue_step(id, &sealed) {
             // The embedded queue is full: the step is recorded as reached, its message is not

@@ -14,7 +14,7 @@
 -- step's message is appended to the outbox, the record's channel becomes the next step's, and
 -- the verification is due again while a later step remains. A second sweep of the same due
 -- entry finds it gone: a step fires once. Answers `fired` then, per fallback,
--- `<id> <from channel> <to channel> <reason>`.
+-- `<id> <from channel> <to channel> <reason> <account> <number>`.
 local base, now_text = ARGV[1], ARGV[2]
 local now = tonumber(now_text)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_text, 'LIMIT', 0, ARGV[3])
@@ -22,7 +22,7 @@ local out = {'fired'}
 
 local function fire(id)
   local key = base .. 'v:' .. id
-  local f = redis.call('HMGET', key, 's', 'e', 'wi', 'wn', 'wf', 'p')
+  local f = redis.call('HMGET', key, 's', 'e', 'wi', 'wn', 'wf', 'p', 'a')
   if f[1] ~= 'p' or not f[2] or now >= tonumber(f[2]) or not f[3] then return end
   local i, n = tonumber(f[3]), tonumber(f[4])
   if i + 1 >= n then return end
@@ -44,7 +44,7 @@ local function fire(id)
     next_step, to .. ' ' .. next_msg .. ' ' .. now_text .. ' -', 'wi', tostring(i + 1),
     'p', number .. ' ' .. created .. ' ' .. length .. ' ' .. to .. ' ' .. sends)
   if i + 2 < n then redis.call('ZADD', KEYS[1], int(now + tonumber(f[5])), id) end
-  out[#out + 1] = words(id, ch, to, reason)
+  out[#out + 1] = words(id, ch, to, reason, f[7], number)
 end
 
 for _, id in ipairs(due) do
