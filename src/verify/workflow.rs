@@ -283,6 +283,10 @@ impl Verifier {
     ) -> Result<Plan, VerifyError> {
         let (channels, seconds) = match channels {
             Channels::One(channel) => return Ok(Plan::one(*channel)),
+            // The edge refuses an empty list (400); an embedder's goes by SMS.
+            Channels::Workflow { channels, .. } if channels.is_empty() => {
+                return Ok(Plan::one(Channel::Sms))
+            }
             Channels::Workflow {
                 channels,
                 fallback_after_seconds,
