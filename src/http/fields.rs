@@ -89,42 +89,6 @@ pub fn check_code_length(length: u8, floor: u8) -> Result<(), ApiError> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locales_are_language_tags() {
-        for good in ["en", "de", "pt-BR", "zh-Hant-TW", "fil"] {
-            assert!(Locale::parse(good).is_some(), "{good}");
-        }
-        for bad in ["", "EN", "e", "english", "de_DE", "de-", "de-D"] {
-            assert!(Locale::parse(bad).is_none(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn account_names_are_trimmed_printable_and_at_most_100_characters() {
-        assert_eq!(
-            AccountName::parse("  Acme  ").map(AccountName::into_string),
-            Some("Acme".to_owned())
-        );
-        assert!(AccountName::parse(&"é".repeat(100)).is_some());
-        for bad in ["", "   ", "a\nb", &"x".repeat(101)] {
-            assert!(AccountName::parse(bad).is_none(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn email_addresses_are_trimmed() {
-        assert_eq!(
-            EmailAddress::parse(" owner@example.com ").map(|email| email.as_str().to_owned()),
-            Some("owner@example.com".to_owned())
-        );
-        assert!(EmailAddress::parse("owner").is_none());
-    }
-}
-
 /// A workflow's channels and timeout as a request gives them (`POST /v1/verifications`
 /// `channels`, `PUT /v1/policy` `default_workflow`): 1 to `MAX_STEPS` names, each read by the
 /// one channel enum and none twice (400), `fallback_after_seconds` in range (400). A name the
@@ -165,4 +129,40 @@ pub fn workflow(
         }
     }
     Ok(channels)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locales_are_language_tags() {
+        for good in ["en", "de", "pt-BR", "zh-Hant-TW", "fil"] {
+            assert!(Locale::parse(good).is_some(), "{good}");
+        }
+        for bad in ["", "EN", "e", "english", "de_DE", "de-", "de-D"] {
+            assert!(Locale::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn account_names_are_trimmed_printable_and_at_most_100_characters() {
+        assert_eq!(
+            AccountName::parse("  Acme  ").map(AccountName::into_string),
+            Some("Acme".to_owned())
+        );
+        assert!(AccountName::parse(&"é".repeat(100)).is_some());
+        for bad in ["", "   ", "a\nb", &"x".repeat(101)] {
+            assert!(AccountName::parse(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn email_addresses_are_trimmed() {
+        assert_eq!(
+            EmailAddress::parse(" owner@example.com ").map(|email| email.as_str().to_owned()),
+            Some("owner@example.com".to_owned())
+        );
+        assert!(EmailAddress::parse("owner").is_none());
+    }
 }
