@@ -37,7 +37,8 @@ local function fire(id)
   local to, next_msg = string.match(redis.call('HGET', key, next_step) or '', '^(%S+) (%S+)')
   local sealed = redis.call('HGET', key, 'b' .. (i + 1))
   if not to or not sealed then return end
-  local number, created, length, _, sends = string.match(f[6], '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  local number, created, length, _, sends = string.match(f[6] or '', '^(%S+) (%S+) (%S+) (%S+) (%S+)$')
+  if not number or not f[7] then return end
   redis.call('XADD', KEYS[2], '*', 'v', id, 'm', sealed)
   redis.call('HDEL', key, 'b' .. (i + 1))
   redis.call('HSET', key, 'w' .. i, ch .. ' ' .. msg .. ' ' .. queued .. ' ' .. reason,
