@@ -25,12 +25,14 @@
 //! in it), and reports how long reads have been failing, for `/readyz` and a metric.
 
 mod durable;
+pub mod mail_template;
 pub mod model;
 pub mod outbox;
 pub mod providers;
 pub mod receipts;
 pub mod router;
 pub mod seal;
+pub mod sendgrid_events;
 pub mod settings;
 pub mod template;
 
@@ -47,8 +49,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
+use crate::destination::Destination;
 use crate::metrics::Metrics;
-use crate::phone::PhoneNumber;
 use crate::phone::SHARD_COUNT;
 use model::{Channel, SendAttempt, SendLog};
 use outbox::Outbox;
@@ -64,7 +66,7 @@ pub struct OutgoingMessage {
     /// The account the verification belongs to (`AC…`), for the events its fate emits; empty
     /// for a message queued by a gateway that did not carry it.
     pub account: String,
-    pub to: PhoneNumber,
+    pub to: Destination,
     pub channel: Channel,
     /// The rendered text, code included.
     pub body: String,
@@ -96,7 +98,7 @@ struct Payload {
     #[serde(default)]
     account: String,
     to: String,
-    /// Carried so that the worker need not parse the number again.
+    /// Carried so that the worker need not parse the number again (0 for an e-mail address).
     country_code: u16,
     channel: Channel,
     body: String,
@@ -110,7 +112,7 @@ impl OutgoingMessage {
         Payload {
             id: self.id.clone(),
             account: self.account.clone(),
-            to: self.to.e164().to_owned(),
+            to: self.to.as_str().to_owned(),
             country_code: self.to.country_code(),
             channel: self.channel,
             body: self.body.clone(),
@@ -126,7 +128,7 @@ impl OutgoingMessage {
             verification_id,
             account: payload.account,
             // Sealed by this gateway after validation: authenticated encryption vouches for it.
-            to: PhoneNumber::trusted(payload.to, payload.country_code),
+            to: Destination::trusted(payload.to, payload.country_code),
             channel: payload.channel,
             body: payload.body,
             code: payload.code,

@@ -12,6 +12,8 @@ use crate::store::StoreError;
 pub enum Channel {
     Sms,
     Whatsapp,
+    /// A mail to an e-mail address (the destination is an address, not a number).
+    Email,
 }
 
 impl Channel {
@@ -19,6 +21,7 @@ impl Channel {
         match self {
             Channel::Sms => "sms",
             Channel::Whatsapp => "whatsapp",
+            Channel::Email => "email",
         }
     }
 
@@ -26,8 +29,14 @@ impl Channel {
         match input {
             "sms" => Some(Channel::Sms),
             "whatsapp" => Some(Channel::Whatsapp),
+            "email" => Some(Channel::Email),
             _ => None,
         }
+    }
+
+    /// Whether this channel's destination is an e-mail address (else a phone number).
+    pub fn is_email(self) -> bool {
+        self == Channel::Email
     }
 }
 

@@ -232,7 +232,7 @@ impl Router {
     /// The providers to try for `message`, in order: a weighted pick first, then the rest of the
     /// route in its configured order.
     pub fn plan(&self, message: &OutgoingMessage) -> Vec<usize> {
-        let number = message.to.e164();
+        let number = message.to.as_str();
         let Some(route) = self.routes.iter().find(|route| {
             number.starts_with(&route.prefix)
                 && route

@@ -419,6 +419,10 @@ impl From<VerifyError> for ApiError {
                 "code_length must be at least {floor}, this account's code length"
             )),
             VerifyError::Abuse(refusal) => ApiError::Abuse(refusal),
+            VerifyError::WrongDestination(channel) => ApiError::invalid(format!(
+                "to must be {} for the {channel} channel",
+                if channel == "email" { "an e-mail address" } else { "a phone number in E.164" }
+            )),
             VerifyError::QueueFull => ApiError::Unavailable("the message queue is full; nothing was sent, try again"),
             VerifyError::Random => ApiError::random_failed(),
             VerifyError::Store(error) => error.into(),

@@ -9,17 +9,12 @@ use hyper::{Request, Response, StatusCode};
 use super::auth::Grant;
 use super::body::{json_body, json_response};
 use super::error::ApiError;
-use super::fields::{check_code_length, optional, Locale};
+use super::fields::{check_code_length, destination, destination_for, optional, Locale};
 use super::routes::{Call, Reply};
 use super::wire::{AttemptBody, CheckBody, StartBody, VerificationBody};
-use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use crate::verify::model::{Channel, CheckTarget, VerificationId};
 use crate::verify::{Code, StartRequest, Started};
-
-fn parse_phone(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
-    PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("{field} {error}")))
-}
 
 /// `POST /v1/verifications`: sends a code (or resends, or replays an idempotent send).
 pub(super) async fn start(call: Call<'_>) -> Reply {
@@ -27,12 +22,12 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
     let Grant { account, .. } = grant;
     let idempotency_key = idempotency_key(&request)?;
     let body: StartBody = json_body(app, request).await?;
-    let to = parse_phone(&body.to, "to")?;
     let channel = match body.channel.as_deref() {
         None => Channel::Sms,
         Some(name) => Channel::parse(name)
-            .ok_or_else(|| ApiError::invalid("channel must be one of sms, whatsapp"))?,
+            .ok_or_else(|| ApiError::invalid("channel must be one of sms, whatsapp, email"))?,
     };
+    let to = destination_for(channel, &body.to, "to").map_err(ApiError::invalid)?;
     let locale = optional(
         body.locale.as_deref(),
         Locale::parse,
@@ -104,7 +99,7 @@ pub(super) async fn check(call: Call<'_>) -> Reply {
             VerificationId::parse(id)
                 .ok_or(ApiError::NotFound("no such verification in this account"))?,
         ),
-        (None, Some(to)) => CheckTarget::To(parse_phone(to, "to")?),
+        (None, Some(to)) => CheckTarget::To(destination(to, "to").map_err(ApiError::invalid)?),
         _ => return Err(ApiError::invalid("give exactly one of id and to")),
     };
     let checked = app

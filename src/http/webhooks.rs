@@ -1,6 +1,7 @@
 //! Delivery-receipt webhooks: `POST /v1/receipts/{provider}` for each configured provider,
 //! checked by the vendor's signature (Twilio, WhatsApp) or by the shared receipt token in the
-//! query (`?token=`) for vendors whose callbacks are unsigned (Vonage, Infobip, MessageBird).
+//! query (`?token=`) for vendors whose callbacks are unsigned (Vonage, Infobip, MessageBird);
+//! SendGrid's Event Webhook by its ECDSA signature.
 //! `GET` answers Meta's subscription challenge for WhatsApp.
 
 use bytes::Bytes;
@@ -16,6 +17,7 @@ use super::routes::{Call, Reply};
 use super::wire_pins::ReceiptsAppliedBody;
 use crate::dispatch::providers::{AdapterKind, ProviderSettings};
 use crate::dispatch::receipts::{self, parse_form, Receipt};
+use crate::dispatch::sendgrid_events;
 use crate::App;
 
 pub(super) async fn receipt(call: Call<'_>) -> Reply {
@@ -38,6 +40,8 @@ pub(super) async fn receipt(call: Call<'_>) -> Reply {
     let url = public_url(app, &request);
     let twilio_signature = header(&request, "x-twilio-signature");
     let meta_signature = header(&request, "x-hub-signature-256");
+    let sendgrid_signature = header(&request, "x-twilio-email-event-webhook-signature");
+    let sendgrid_timestamp = header(&request, "x-twilio-email-event-webhook-timestamp");
     // Receipts may batch many messages (Infobip, WhatsApp): the providers' limit, not the API's.
     let body = read_bytes(request, app.settings().dispatch.provider_body_limit).await?;
 
@@ -86,7 +90,18 @@ pub(super) async fn receipt(call: Call<'_>) -> Reply {
                 _ => receipts::parse_messagebird(&payload),
             }
         }
-        AdapterKind::Http | AdapterKind::Log => {
+        AdapterKind::Sendgrid => {
+            let key = provider.verification_key.as_deref().unwrap_or_default();
+            let signed = matches!((sendgrid_signature, sendgrid_timestamp), (Some(signature), Some(timestamp))
+                if sendgrid_events::verify_signature(key, &timestamp, &body, &signature));
+            if !signed {
+                return Err(ApiError::Forbidden(
+                    "the X-Twilio-Email-Event-Webhook-Signature does not match this request (or the provider has no verification_key)",
+                ));
+            }
+            sendgrid_events::parse(&body)
+        }
+        AdapterKind::Http | AdapterKind::Log | AdapterKind::Smtp => {
             return Err(ApiError::NotFound("this provider sends no receipts"));
         }
     };

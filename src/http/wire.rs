@@ -87,6 +87,8 @@ pub struct KeyBody<'a> {
 pub enum Channel {
     Sms,
     Whatsapp,
+    /// A mail; `to` is then an e-mail address.
+    Email,
 }
 
 /// A verification's status.
@@ -104,7 +106,8 @@ pub enum VerificationStatus {
 #[serde(deny_unknown_fields)]
 #[schema(as = StartVerification)]
 pub struct StartBody {
-    /// E.164 phone number.
+    /// An E.164 phone number, or an e-mail address for `channel: "email"` (normalised: the
+    /// domain lower-cased, in its IDNA ASCII form).
     pub to: String,
     #[schema(value_type = Option<Channel>)]
     pub channel: Option<String>,
@@ -121,7 +124,7 @@ pub struct StartBody {
 pub struct CheckBody {
     /// The verification id (`VE…`); give exactly one of `id` and `to`.
     pub id: Option<String>,
-    /// The number of a pending verification.
+    /// The number (or e-mail address) of a pending verification.
     pub to: Option<String>,
     /// 4 to 10 digits.
     pub code: String,

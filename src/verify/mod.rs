@@ -20,6 +20,8 @@ use crate::account::policy::Policy;
 use crate::account::service::AccountService;
 use crate::account::{Account, AccountId};
 use crate::clock::Clock;
+use crate::destination::Destination;
+use crate::dispatch::mail_template;
 use crate::dispatch::template::{self, WebOtp};
 use crate::dispatch::{Dispatcher, OutgoingMessage};
 use crate::events::{EventType, Events};
@@ -65,7 +67,9 @@ pub struct SendGuard {
 /// A send as the HTTP layer parsed it.
 #[derive(Debug)]
 pub struct StartRequest {
-    pub to: PhoneNumber,
+    /// A phone number for SMS and WhatsApp, an e-mail address for e-mail (the edge matches
+    /// them; [`Verifier::start`] refuses a mismatch as well).
+    pub to: Destination,
     pub channel: Channel,
     /// Digits for this verification; the account's length when absent. Never fewer than the
     /// account's length (see [`Verifier::code_length_floor`]).
@@ -111,6 +115,10 @@ pub enum VerifyError {
     CodeTooShort { floor: u8 },
     #[error("the message queue is full")]
     QueueFull,
+    /// The channel sends to the other kind of destination (an address by SMS, a number by
+    /// e-mail).
+    #[error("the {0} channel cannot send to this destination")]
+    WrongDestination(&'static str),
     /// Refused by abuse protection before anything was stored, sent or counted.
     #[error("refused by abuse protection ({})", .0.rule())]
     Abuse(Refusal),
@@ -186,6 +194,9 @@ impl Verifier {
         account: &Account,
         request: StartRequest,
     ) -> Result<Started, VerifyError> {
+        if request.channel.is_email() != request.to.email().is_some() {
+            return Err(VerifyError::WrongDestination(request.channel.as_str()));
+        }
         let floor = self.code_length_floor(account);
         let length = match request.code_length {
             Some(length) if length < floor => return Err(VerifyError::CodeTooShort { floor }),
@@ -199,20 +210,19 @@ impl Verifier {
             .map_err(|_| VerifyError::QueueFull)?;
         let now_ms = self.clock.now_ms();
         let policy = self.screen(account, &request, now_ms).await?;
-        let check = policy.as_ref().map(|(guard, policy)| {
-            guard.check(&abuse::Send {
+        let check = policy.as_ref().and_then(|(guard, policy)| {
+            Some(guard.check(&abuse::Send {
                 account: account.id.as_str(),
                 policy: &policy.abuse,
-                channel: abuse_channel(request.channel),
-                to: &request.to,
+                channel: abuse_channel(request.channel)?,
+                to: request.to.phone()?,
                 now_ms,
-            })
+            }))
         });
         // On a single Redis the admission is part of the start script: one call per send.
         let admitted_with_start = check.is_some() && self.store.admits_sends();
-        if let (Some(check), false) = (&check, admitted_with_start) {
-            self.admit(account, &request.to, request.channel, check)
-                .await?;
+        if let (Some(check), false, Some(to)) = (&check, admitted_with_start, request.to.phone()) {
+            self.admit(account, to, request.channel, check).await?;
         }
         let code = code::generate(&self.rng, length).map_err(|_| VerifyError::Random)?;
         let ttl_ms = self.settings.ttl.as_millis() as u64;
@@ -224,7 +234,7 @@ impl Verifier {
             account: account.id.as_str().to_owned(),
             to: request.to.clone(),
             channel: request.channel,
-            body: self.message_body(&locale, &code),
+            body: self.message_body(request.channel, &locale, &code),
             code: code.as_str().to_owned(),
             locale,
             not_after_ms: now_ms + ttl_ms,
@@ -261,8 +271,10 @@ impl Verifier {
                 self.metrics.store_error("start");
             }
         })?;
-        if admitted_with_start && !matches!(outcome, StartOutcome::Refused(_)) {
-            self.metrics.send_admitted(new.to.region());
+        if let (true, Some(to)) = (admitted_with_start, new.to.phone()) {
+            if !matches!(outcome, StartOutcome::Refused(_)) {
+                self.metrics.send_admitted(to.region());
+            }
         }
         let started = match outcome {
             StartOutcome::Created(verification) => Started::Created(verification),
@@ -283,7 +295,10 @@ impl Verifier {
             }
             StartOutcome::Refused(block) => {
                 let refusal = Refusal::Blocked(block);
-                return Err(self.refused(account, &new.to, new.channel, refusal).await);
+                return Err(match new.to.phone() {
+                    Some(to) => self.refused(account, to, new.channel, refusal).await,
+                    None => VerifyError::Abuse(refusal),
+                });
             }
         };
         if let Started::Created(verification) | Started::Resent(verification) = &started {
@@ -309,7 +324,8 @@ impl Verifier {
 
     /// Abuse protection's checks that need no store (geo permission, number type) on the
     /// account's cached policy: the guard and the policy when the send may go on to admission,
-    /// none without abuse protection.
+    /// none without abuse protection or for an e-mail (abuse protection guards phone numbers:
+    /// docs/decisions.md).
     async fn screen(
         &self,
         account: &Account,
@@ -317,6 +333,9 @@ impl Verifier {
         now_ms: u64,
     ) -> Result<Option<(&AbuseGuard, Policy)>, VerifyError> {
         let Some(abuse) = &self.abuse else {
+            return Ok(None);
+        };
+        let (Some(to), Some(channel)) = (request.to.phone(), abuse_channel(request.channel)) else {
             return Ok(None);
         };
         let policy = abuse
@@ -327,14 +346,12 @@ impl Verifier {
         let send = abuse::Send {
             account: account.id.as_str(),
             policy: &policy.abuse,
-            channel: abuse_channel(request.channel),
-            to: &request.to,
+            channel,
+            to,
             now_ms,
         };
         if let Some(refusal) = abuse.guard.screen(&send) {
-            return Err(self
-                .refused(account, &request.to, request.channel, refusal)
-                .await);
+            return Err(self.refused(account, to, request.channel, refusal).await);
         }
         Ok(Some((&abuse.guard, policy)))
     }
@@ -456,8 +473,13 @@ impl Verifier {
         });
     }
 
-    fn message_body(&self, locale: &str, code: &Code) -> String {
+    fn message_body(&self, channel: Channel, locale: &str, code: &Code) -> String {
         let minutes = self.settings.ttl.as_secs().div_ceil(60).max(1) as u32;
+        if channel.is_email() {
+            // A mail's plain-text part; its subject and HTML part are made from it, per locale,
+            // where it is sent (dispatch::mail_template).
+            return mail_template::text(locale, &self.settings.brand, code.as_str(), minutes);
+        }
         template::render(
             locale,
             &self.settings.brand,
@@ -597,10 +619,11 @@ fn event_of(status: Status) -> Option<EventType> {
     }
 }
 
-/// The channel as abuse protection tells them apart.
-fn abuse_channel(channel: Channel) -> abuse::Channel {
+/// The channel as abuse protection tells them apart; none for e-mail, which it does not guard.
+fn abuse_channel(channel: Channel) -> Option<abuse::Channel> {
     match channel {
-        Channel::Sms => abuse::Channel::Sms,
-        Channel::Whatsapp => abuse::Channel::Whatsapp,
+        Channel::Sms => Some(abuse::Channel::Sms),
+        Channel::Whatsapp => Some(abuse::Channel::Whatsapp),
+        Channel::Email => None,
     }
 }

@@ -5,7 +5,9 @@ pub mod http;
 pub mod infobip;
 pub mod log;
 pub mod messagebird;
+pub mod sendgrid;
 pub mod settings;
+pub mod smtp;
 pub mod twilio;
 pub mod vonage;
 pub mod whatsapp;
@@ -107,6 +109,8 @@ pub fn build(settings: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
             Box::new(messagebird::MessagebirdProvider::new(settings, vendor)?)
         }
         Vendor::Whatsapp(vendor) => Box::new(whatsapp::WhatsappProvider::new(settings, vendor)?),
+        Vendor::Smtp(vendor) => Box::new(smtp::SmtpProvider::new(settings, vendor)?),
+        Vendor::Sendgrid(vendor) => Box::new(sendgrid::SendgridProvider::new(settings, vendor)?),
         Vendor::Http { url } => Box::new(http::HttpProvider::new(
             url,
             settings.timeout(),
@@ -362,7 +366,7 @@ fn encode_component(input: &str, out: &mut String) {
 
 /// The E.164 number without its '+', for vendors that want digits only.
 pub(crate) fn digits_only(message: &OutgoingMessage) -> &str {
-    message.to.e164().trim_start_matches('+')
+    message.to.as_str().trim_start_matches('+')
 }
 
 #[cfg(test)]

@@ -18,6 +18,10 @@ pub enum AdapterKind {
     Infobip,
     Messagebird,
     Whatsapp,
+    /// E-mail through an SMTP server (`url`: `smtp://host:port` or `smtps://host:port`).
+    Smtp,
+    /// E-mail through SendGrid's v3 Mail Send API.
+    Sendgrid,
     Http,
     Log,
 }
@@ -30,6 +34,8 @@ impl AdapterKind {
             AdapterKind::Infobip => "infobip",
             AdapterKind::Messagebird => "messagebird",
             AdapterKind::Whatsapp => "whatsapp",
+            AdapterKind::Smtp => "smtp",
+            AdapterKind::Sendgrid => "sendgrid",
             AdapterKind::Http => "http",
             AdapterKind::Log => "log",
         }
@@ -43,7 +49,8 @@ impl AdapterKind {
             AdapterKind::Vonage => Some("https://rest.nexmo.com"),
             AdapterKind::Messagebird => Some("https://rest.messagebird.com"),
             AdapterKind::Whatsapp => Some("https://graph.facebook.com"),
-            AdapterKind::Infobip | AdapterKind::Http | AdapterKind::Log => None,
+            AdapterKind::Sendgrid => Some("https://api.sendgrid.com"),
+            AdapterKind::Infobip | AdapterKind::Smtp | AdapterKind::Http | AdapterKind::Log => None,
         }
     }
 }
@@ -133,9 +140,18 @@ pub struct ProviderSettings {
     #[serde(default)]
     pub app_secret: Option<Secret>,
 
-    // http
+    // http; smtp (`smtp://[user@]host[:port][?tls=none|starttls]`, `smtps://[user@]host[:port]`)
     #[serde(default)]
     pub url: Option<String>,
+
+    // smtp: the password of the URL's user (`env:NAME` to read it from the environment)
+    #[serde(default)]
+    pub password: Option<Secret>,
+
+    // sendgrid: the Event Webhook's verification key (base64 of the ECDSA P-256 public key,
+    // as SendGrid's settings page shows it); without it, event webhooks are refused
+    #[serde(default)]
+    pub verification_key: Option<String>,
 
     /// The most of an answer that is read: `dispatch.provider_body_limit_bytes`, not a key of
     /// the provider table (set when the providers are built).
@@ -170,6 +186,8 @@ impl ProviderSettings {
             api_version: None,
             app_secret: None,
             url: None,
+            password: None,
+            verification_key: None,
             body_limit: DEFAULT_BODY_LIMIT,
         }
     }
@@ -239,6 +257,8 @@ impl ProviderSettings {
                 "api_version",
                 "app_secret",
             ],
+            AdapterKind::Smtp => &["url", "from", "password"],
+            AdapterKind::Sendgrid => &["base_url", "api_key", "from", "verification_key"],
             AdapterKind::Http => &["url"],
             AdapterKind::Log => &[],
         };
@@ -374,6 +394,25 @@ impl ProviderSettings {
                     problem("'api_version' must look like v21.0".into());
                 }
             }
+            AdapterKind::Smtp => {
+                require("url", self.url.as_deref(), &mut problem);
+                if let Some(Err(reason)) = self.url.as_deref().map(super::smtp::parse_url) {
+                    problem(format!("'url' {reason}"));
+                }
+                require("from", self.from.as_deref(), &mut problem);
+                check_sender(self.from.as_deref(), &mut problem);
+            }
+            AdapterKind::Sendgrid => {
+                require_secret("api_key", &self.api_key, &mut problem);
+                require("from", self.from.as_deref(), &mut problem);
+                check_sender(self.from.as_deref(), &mut problem);
+                let key = self.verification_key.as_deref();
+                if key
+                    .is_some_and(|key| crate::dispatch::sendgrid_events::public_key(key).is_none())
+                {
+                    problem("'verification_key' must be the base64 ECDSA P-256 public key SendGrid shows for its Event Webhook".into());
+                }
+            }
             AdapterKind::Http => {
                 require("url", self.url.as_deref(), &mut problem);
                 url("url", self.url.as_deref(), &mut problem);
@@ -383,7 +422,7 @@ impl ProviderSettings {
         problems
     }
 
-    fn fields_set(&self) -> [(&'static str, bool); 20] {
+    fn fields_set(&self) -> [(&'static str, bool); 22] {
         [
             ("base_url", self.base_url.is_some()),
             ("account_sid", self.account_sid.is_some()),
@@ -408,6 +447,8 @@ impl ProviderSettings {
             ("api_version", self.api_version.is_some()),
             ("app_secret", self.app_secret.is_some()),
             ("url", self.url.is_some()),
+            ("password", self.password.is_some()),
+            ("verification_key", self.verification_key.is_some()),
         ]
     }
 }
@@ -420,8 +461,26 @@ pub(crate) enum Vendor<'a> {
     Infobip(Keyed<'a>),
     Messagebird(Keyed<'a>),
     Whatsapp(Keyed<'a>),
+    Smtp(Smtp<'a>),
+    Sendgrid(Keyed<'a>),
     Http { url: &'a str },
     Log,
+}
+
+/// An SMTP server: its URL, the sender, and the URL user's password when it has one.
+pub(crate) struct Smtp<'a> {
+    pub url: &'a str,
+    pub from: &'a str,
+    pub password: Option<&'a Secret>,
+}
+
+/// A sender such as `no-reply@example.com` or `Acme <no-reply@example.com>`.
+fn check_sender(from: Option<&str>, problem: &mut dyn FnMut(String)) {
+    if let Some(from) = from {
+        if from.parse::<lettre::message::Mailbox>().is_err() {
+            problem("'from' must be an address such as no-reply@example.com or 'Acme <no-reply@example.com>'".into());
+        }
+    }
 }
 
 pub(crate) struct Twilio<'a> {
@@ -480,6 +539,12 @@ impl ProviderSettings {
             AdapterKind::Whatsapp => {
                 Vendor::Whatsapp(keyed(base, &self.access_token, &self.phone_number_id)?)
             }
+            AdapterKind::Smtp => Vendor::Smtp(Smtp {
+                url: self.url.as_deref()?,
+                from: self.from.as_deref()?,
+                password: self.password.as_ref(),
+            }),
+            AdapterKind::Sendgrid => Vendor::Sendgrid(keyed(base, &self.api_key, &self.from)?),
             AdapterKind::Http => Vendor::Http {
                 url: self.url.as_deref()?,
             },

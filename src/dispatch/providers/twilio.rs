@@ -52,7 +52,7 @@ impl TwilioProvider {
 #[async_trait]
 impl Adapter for TwilioProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
-        let mut form = vec![("To", message.to.e164())];
+        let mut form = vec![("To", message.to.as_str())];
         match &self.sender {
             TwilioSender::From(from) => form.push(("From", from.as_str())),
             TwilioSender::MessagingService(sid) => form.push(("MessagingServiceSid", sid.as_str())),
