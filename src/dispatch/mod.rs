@@ -33,6 +33,7 @@ pub mod router;
 pub mod seal;
 pub mod settings;
 pub mod template;
+pub mod voice;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,6 +170,8 @@ pub struct Dispatcher {
 
 struct DispatcherInner {
     mode: Mode,
+    /// Asked before a send whether any provider carries its channel to its number.
+    router: Arc<Router>,
     sealer: Sealer,
     metrics: Arc<Metrics>,
     /// Durable mode with workers: how the outbox reads are going.
@@ -302,12 +305,13 @@ impl Dispatcher {
     ) -> Self {
         let (queue, receiver) = mpsc::channel(workers.settings.queue_capacity);
         // Nothing reads the record to decide on a resend: one try, as for any record.
-        let shared = Shared::new(router, store, &workers, Duration::ZERO);
+        let shared = Shared::new(router.clone(), store, &workers, Duration::ZERO);
         workers
             .tasks
             .spawn(run_memory(shared, receiver, workers.settings, workers.stop));
         Self {
             inner: Arc::new(DispatcherInner {
+                router,
                 mode: Mode::Memory {
                     queue,
                     places: Arc::new(Semaphore::new(workers.settings.queue_capacity)),
@@ -334,7 +338,7 @@ impl Dispatcher {
             let read_health = Arc::new(ReadHealth::new());
             health = Some(read_health.clone());
             let sent_mark_retry = durable::settle_within(&workers.settings);
-            let shared = Shared::new(router, queue.store, &workers, sent_mark_retry);
+            let shared = Shared::new(router.clone(), queue.store, &workers, sent_mark_retry);
             let worker = durable::DurableWorker {
                 shared,
                 outbox: queue.outbox,
@@ -354,6 +358,7 @@ impl Dispatcher {
         let sealer = Sealer::new(seal_key);
         Self {
             inner: Arc::new(DispatcherInner {
+                router,
                 mode: Mode::Durable(wake),
                 sealer,
                 metrics: workers.metrics,
@@ -362,6 +367,11 @@ impl Dispatcher {
                 unready_after: workers.settings.unready_after,
             }),
         }
+    }
+
+    /// Whether a configured provider carries `channel` to `to` (see `Router::routable`).
+    pub fn routable(&self, to: &PhoneNumber, channel: Channel) -> bool {
+        self.inner.router.routable(to.e164(), channel)
     }
 
     pub fn is_durable(&self) -> bool {

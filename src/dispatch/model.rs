@@ -12,22 +12,36 @@ use crate::store::StoreError;
 pub enum Channel {
     Sms,
     Whatsapp,
+    /// A voice call that reads the code out.
+    Call,
 }
 
 impl Channel {
+    /// Every channel, in the order the API lists them.
+    pub const ALL: [Channel; 3] = [Channel::Sms, Channel::Whatsapp, Channel::Call];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
             Channel::Whatsapp => "whatsapp",
+            Channel::Call => "call",
         }
     }
 
     pub fn parse(input: &str) -> Option<Self> {
-        match input {
-            "sms" => Some(Channel::Sms),
-            "whatsapp" => Some(Channel::Whatsapp),
-            _ => None,
-        }
+        Self::ALL
+            .into_iter()
+            .find(|channel| channel.as_str() == input)
+    }
+
+    /// Every channel's name, for error messages: `sms, whatsapp, call`.
+    pub fn names() -> String {
+        Self::ALL.map(Channel::as_str).join(", ")
+    }
+
+    /// Whether the destination is a phone number (every channel so far).
+    pub fn is_phone(self) -> bool {
+        matches!(self, Channel::Sms | Channel::Whatsapp | Channel::Call)
     }
 }
 

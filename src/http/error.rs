@@ -419,6 +419,14 @@ impl From<VerifyError> for ApiError {
                 "code_length must be at least {floor}, this account's code length"
             )),
             VerifyError::Abuse(refusal) => ApiError::Abuse(refusal),
+            VerifyError::ChannelNotConfigured(channel) => ApiError::Refused {
+                rule: "channel-not-configured",
+                detail: format!(
+                    "no provider of this gateway carries the '{}' channel to this number (the providers' 'channels' and dispatch.routes); nothing was sent",
+                    channel.as_str()
+                ),
+                users: Vec::new(),
+            },
             VerifyError::QueueFull => ApiError::Unavailable("the message queue is full; nothing was sent, try again"),
             VerifyError::Random => ApiError::random_failed(),
             VerifyError::Store(error) => error.into(),

@@ -508,8 +508,9 @@ async fn start(
     let to = parse_to(form)?;
     let channel = match form.get("Channel") {
         None => return Err(TwilioError::invalid("Channel", "required")),
-        Some(name) => Channel::parse(name)
-            .ok_or_else(|| TwilioError::invalid("Channel", "otpgate sends by sms or whatsapp"))?,
+        Some(name) => Channel::parse(name).ok_or_else(|| {
+            TwilioError::invalid("Channel", &format!("otpgate sends by {}", Channel::names()))
+        })?,
     };
     let locale = match form.get("Locale") {
         None => None,

@@ -30,8 +30,9 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
     let to = parse_phone(&body.to, "to")?;
     let channel = match body.channel.as_deref() {
         None => Channel::Sms,
-        Some(name) => Channel::parse(name)
-            .ok_or_else(|| ApiError::invalid("channel must be one of sms, whatsapp"))?,
+        Some(name) => Channel::parse(name).ok_or_else(|| {
+            ApiError::invalid(format!("channel must be one of {}", Channel::names()))
+        })?,
     };
     let locale = optional(
         body.locale.as_deref(),

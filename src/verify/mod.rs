@@ -111,6 +111,9 @@ pub enum VerifyError {
     CodeTooShort { floor: u8 },
     #[error("the message queue is full")]
     QueueFull,
+    /// No configured provider carries this channel (to this number): nothing was stored.
+    #[error("no provider is configured for the {} channel", .0.as_str())]
+    ChannelNotConfigured(Channel),
     /// Refused by abuse protection before anything was stored, sent or counted.
     #[error("refused by abuse protection ({})", .0.rule())]
     Abuse(Refusal),
@@ -192,6 +195,11 @@ impl Verifier {
             Some(length) => length,
             None => floor,
         };
+        if !self.dispatcher.routable(&request.to, request.channel) {
+            self.metrics
+                .verification_started(request.channel.as_str(), "channel_not_configured");
+            return Err(VerifyError::ChannelNotConfigured(request.channel));
+        }
         // Take the message's place first: a verification is only created if it can be sent.
         let ticket = self
             .dispatcher
@@ -224,7 +232,7 @@ impl Verifier {
             account: account.id.as_str().to_owned(),
             to: request.to.clone(),
             channel: request.channel,
-            body: self.message_body(&locale, &code),
+            body: self.message_body(request.channel, &locale, &code),
             code: code.as_str().to_owned(),
             locale,
             not_after_ms: now_ms + ttl_ms,
@@ -456,7 +464,12 @@ impl Verifier {
         });
     }
 
-    fn message_body(&self, locale: &str, code: &Code) -> String {
+    /// The message's text: a call's spoken words (the code digit by digit, twice), else the
+    /// SMS / WhatsApp text.
+    fn message_body(&self, channel: Channel, locale: &str, code: &Code) -> String {
+        if channel == Channel::Call {
+            return crate::dispatch::voice::render(locale, &self.settings.brand, code.as_str());
+        }
         let minutes = self.settings.ttl.as_secs().div_ceil(60).max(1) as u32;
         template::render(
             locale,
@@ -602,5 +615,6 @@ fn abuse_channel(channel: Channel) -> abuse::Channel {
     match channel {
         Channel::Sms => abuse::Channel::Sms,
         Channel::Whatsapp => abuse::Channel::Whatsapp,
+        Channel::Call => abuse::Channel::Call,
     }
 }
