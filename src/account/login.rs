@@ -40,11 +40,12 @@ impl AllowReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow(AllowReason),
-    /// `factors` strongest first (the first is the primary); `fallback` is SMS as the
-    /// alternative of an app or a key, where the policy allows it.
+    /// `factors` strongest first (the first is the primary); `fallbacks` the alternatives
+    /// after them, in order: SMS as the alternative of an app or a key (`sms_fallback`), then
+    /// a voice call wherever the policy allows calls.
     Challenge {
         factors: Vec<Offer>,
-        fallback: Option<Offer>,
+        fallbacks: Vec<Offer>,
     },
     /// 1send: the account requires 2FA and the user has no usable factor: enrol before access.
     Enroll {
@@ -97,30 +98,37 @@ pub fn decide(policy: &Policy, user: &User, device_trusted: bool) -> Decision {
             to: Some(mask(phone.e164())),
         })
     };
+    // A call reads the code to a landline or a phone without coverage: never the primary
+    // factor while a stronger one is there, always offered after it where the policy allows.
+    let call = phone_offer(PolicyChannel::Call);
     if !strong.is_empty() {
-        let fallback = if policy.sms_fallback {
-            phone_offer(PolicyChannel::Sms)
-        } else {
-            None
-        };
+        let sms = policy
+            .sms_fallback
+            .then(|| phone_offer(PolicyChannel::Sms))
+            .flatten();
         return Decision::Challenge {
             factors: strong,
-            fallback,
+            fallbacks: sms.into_iter().chain(call).collect(),
         };
     }
-    // No app or key: the phone channels are the factors, SMS (the default channel) first.
+    // No app or key: the texting channels are the factors, SMS (the default channel) first,
+    // and the call their fallback (the factor itself when it is the only phone channel).
     let phone: Vec<Offer> = [PolicyChannel::Sms, PolicyChannel::Whatsapp]
         .into_iter()
         .filter_map(phone_offer)
         .collect();
-    if phone.is_empty() {
-        return Decision::Enroll {
+    match (phone.is_empty(), call) {
+        (true, None) => Decision::Enroll {
             channels: policy.channels,
-        };
-    }
-    Decision::Challenge {
-        factors: phone,
-        fallback: None,
+        },
+        (true, Some(call)) => Decision::Challenge {
+            factors: vec![call],
+            fallbacks: Vec::new(),
+        },
+        (false, call) => Decision::Challenge {
+            factors: phone,
+            fallbacks: call.into_iter().collect(),
+        },
     }
 }
 
@@ -171,12 +179,50 @@ mod tests {
             &user(true, &[FactorType::Totp, FactorType::Webauthn]),
             false,
         );
-        let Decision::Challenge { factors, fallback } = decision else {
+        let Decision::Challenge { factors, fallbacks } = decision else {
             panic!("{decision:?}")
         };
         let kinds: Vec<_> = factors.iter().map(|offer| offer.kind).collect();
         assert_eq!(kinds, ["webauthn", "totp"]);
-        assert_eq!(fallback.unwrap().kind, "sms");
+        let fallback_kinds: Vec<_> = fallbacks.iter().map(|offer| offer.kind).collect();
+        assert_eq!(fallback_kinds, ["sms"]);
+    }
+
+    #[test]
+    fn a_call_is_offered_after_the_strongest_factor_where_the_policy_allows_it() {
+        use PolicyChannel::*;
+        let app_user = user(true, &[FactorType::Totp]);
+        let decision = decide(&policy(&[Sms, Call, Totp], true, true), &app_user, false);
+        let Decision::Challenge { factors, fallbacks } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(factors[0].kind, "totp");
+        let kinds: Vec<_> = fallbacks.iter().map(|offer| offer.kind).collect();
+        assert_eq!(kinds, ["sms", "call"]);
+        assert_eq!(fallbacks[1].to.as_deref(), Some("+491*******678"));
+
+        // A phone-only user: SMS is the factor, the call its fallback.
+        let decision = decide(&policy(&[Sms, Call], true, false), &user(true, &[]), false);
+        let Decision::Challenge { factors, fallbacks } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(factors.iter().map(|o| o.kind).collect::<Vec<_>>(), ["sms"]);
+        assert_eq!(
+            fallbacks.iter().map(|o| o.kind).collect::<Vec<_>>(),
+            ["call"]
+        );
+
+        // Calls alone: the call is the factor; without calls in the policy, none is offered.
+        let decision = decide(&policy(&[Call], true, false), &user(true, &[]), false);
+        assert!(
+            matches!(&decision, Decision::Challenge { factors, fallbacks } if factors[0].kind == "call" && fallbacks.is_empty()),
+            "{decision:?}"
+        );
+        let decision = decide(&policy(&[Sms, Totp], true, false), &app_user, false);
+        assert!(
+            matches!(&decision, Decision::Challenge { fallbacks, .. } if fallbacks.is_empty()),
+            "{decision:?}"
+        );
     }
 
     #[test]
@@ -189,7 +235,7 @@ mod tests {
         );
         assert!(matches!(
             decision,
-            Decision::Challenge { fallback: None, .. }
+            Decision::Challenge { fallbacks, .. } if fallbacks.is_empty()
         ));
     }
 

@@ -16,22 +16,33 @@ use crate::abuse::AbusePolicy;
 pub enum PolicyChannel {
     Sms,
     Whatsapp,
+    /// A voice call reading the code (a phone channel, like SMS).
+    Call,
     Totp,
     Webauthn,
 }
 
 impl PolicyChannel {
-    pub const ALL: [PolicyChannel; 4] = [
+    pub const ALL: [PolicyChannel; 5] = [
         PolicyChannel::Sms,
         PolicyChannel::Whatsapp,
+        PolicyChannel::Call,
         PolicyChannel::Totp,
         PolicyChannel::Webauthn,
+    ];
+
+    /// The channels that send to the user's phone number.
+    pub const PHONE: [PolicyChannel; 3] = [
+        PolicyChannel::Sms,
+        PolicyChannel::Whatsapp,
+        PolicyChannel::Call,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             PolicyChannel::Sms => "sms",
             PolicyChannel::Whatsapp => "whatsapp",
+            PolicyChannel::Call => "call",
             PolicyChannel::Totp => "totp",
             PolicyChannel::Webauthn => "webauthn",
         }
@@ -184,6 +195,14 @@ impl Policy {
 
     pub fn sms_active(&self) -> bool {
         self.channels.contains(PolicyChannel::Sms)
+    }
+
+    /// Whether a channel that sends to the user's phone (SMS, WhatsApp, a call) is allowed:
+    /// then every user needs a phone number.
+    pub fn phone_channel_active(&self) -> bool {
+        PolicyChannel::PHONE
+            .into_iter()
+            .any(|channel| self.channels.contains(channel))
     }
 
     /// The ways in which `new` protects less than `self`; empty when it is at least as strict.

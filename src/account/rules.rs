@@ -339,10 +339,10 @@ pub fn new_user(
             "only the account owner may add a user with the owner role",
         ));
     }
-    if phone.is_none() && policy.sms_active() {
+    if phone.is_none() && policy.phone_channel_active() {
         return Err(Refusal::new(
             rule::A_PHONE_IS_REQUIRED_WHILE_SMS_IS_ACTIVE,
-            "SMS is an active 2FA channel of this account: a new user needs a phone number",
+            "a phone channel (SMS, WhatsApp or call) is an active 2FA channel of this account: a new user needs a phone number",
         ));
     }
     match two_factor {
@@ -367,10 +367,10 @@ pub fn phone_change(
             protected: "only the user themself or the account owner may change the phone number of an owner or an admin",
         },
     )?;
-    if phone.is_none() && policy.sms_active() {
+    if phone.is_none() && policy.phone_channel_active() {
         return Err(Refusal::new(
             rule::A_PHONE_IS_REQUIRED_WHILE_SMS_IS_ACTIVE,
-            "SMS is an active 2FA channel of this account: a user cannot be left without a phone number",
+            "a phone channel (SMS, WhatsApp or call) is an active 2FA channel of this account: a user cannot be left without a phone number",
         ));
     }
     Ok(())

@@ -221,7 +221,7 @@ impl AccountService {
                     return Err(AccountError::Refused(Refusal {
                         rule: rule::SMS_NEEDS_EVERY_USER_TO_HAVE_A_PHONE,
                         detail: format!(
-                            "SMS needs a phone number for every user; {count} have none: {}",
+                            "the phone channels (SMS, WhatsApp, call) need a phone number for every user; {count} have none: {}",
                             users
                                 .iter()
                                 .map(UserId::as_str)

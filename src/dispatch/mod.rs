@@ -35,6 +35,7 @@ pub mod seal;
 pub mod sendgrid_events;
 pub mod settings;
 pub mod template;
+pub mod voice;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -171,6 +172,8 @@ pub struct Dispatcher {
 
 struct DispatcherInner {
     mode: Mode,
+    /// Asked before a send whether any provider carries its channel to its number.
+    router: Arc<Router>,
     sealer: Sealer,
     metrics: Arc<Metrics>,
     /// Durable mode with workers: how the outbox reads are going.
@@ -304,12 +307,13 @@ impl Dispatcher {
     ) -> Self {
         let (queue, receiver) = mpsc::channel(workers.settings.queue_capacity);
         // Nothing reads the record to decide on a resend: one try, as for any record.
-        let shared = Shared::new(router, store, &workers, Duration::ZERO);
+        let shared = Shared::new(router.clone(), store, &workers, Duration::ZERO);
         workers
             .tasks
             .spawn(run_memory(shared, receiver, workers.settings, workers.stop));
         Self {
             inner: Arc::new(DispatcherInner {
+                router,
                 mode: Mode::Memory {
                     queue,
                     places: Arc::new(Semaphore::new(workers.settings.queue_capacity)),
@@ -336,7 +340,7 @@ impl Dispatcher {
             let read_health = Arc::new(ReadHealth::new());
             health = Some(read_health.clone());
             let sent_mark_retry = durable::settle_within(&workers.settings);
-            let shared = Shared::new(router, queue.store, &workers, sent_mark_retry);
+            let shared = Shared::new(router.clone(), queue.store, &workers, sent_mark_retry);
             let worker = durable::DurableWorker {
                 shared,
                 outbox: queue.outbox,
@@ -356,6 +360,7 @@ impl Dispatcher {
         let sealer = Sealer::new(seal_key);
         Self {
             inner: Arc::new(DispatcherInner {
+                router,
                 mode: Mode::Durable(wake),
                 sealer,
                 metrics: workers.metrics,
@@ -364,6 +369,11 @@ impl Dispatcher {
                 unready_after: workers.settings.unready_after,
             }),
         }
+    }
+
+    /// Whether a configured provider carries `channel` to `to` (see `Router::routable`).
+    pub fn routable(&self, to: &Destination, channel: Channel) -> bool {
+        self.inner.router.routable(to.as_str(), channel)
     }
 
     pub fn is_durable(&self) -> bool {

@@ -184,6 +184,19 @@ impl Router {
                     route.prefix
                 ));
             }
+            if let Some(channel) = route.channel {
+                if !providers.is_empty()
+                    && !providers
+                        .iter()
+                        .any(|(index, _)| slots[*index].provider.carries(channel))
+                {
+                    errors.push(format!(
+                        "dispatch.routes: '{}' is for {} but lists no provider that carries it (see each provider's 'channels')",
+                        route.prefix,
+                        channel.as_str()
+                    ));
+                }
+            }
             table.push(Route {
                 prefix: if route.prefix == "*" {
                     String::new()
@@ -229,25 +242,46 @@ impl Router {
         &self.slots
     }
 
+    /// The route of a message to `number` on `channel`: the longest matching prefix (a route
+    /// for the channel before a general one) among routes with a provider that carries the
+    /// channel, with those providers alone.
+    fn route_for(&self, number: &str, channel: Channel) -> Option<Vec<(usize, u32)>> {
+        self.routes
+            .iter()
+            .filter(|route| {
+                number.starts_with(&route.prefix)
+                    && route.channel.is_none_or(|only| only == channel)
+            })
+            .map(|route| {
+                route
+                    .providers
+                    .iter()
+                    .copied()
+                    .filter(|(index, _)| self.slots[*index].provider.carries(channel))
+                    .collect::<Vec<_>>()
+            })
+            .find(|providers| !providers.is_empty())
+    }
+
+    /// Whether some configured provider would carry a message to `number` on `channel`: a send
+    /// that none would is refused before anything is stored.
+    pub fn routable(&self, number: &str, channel: Channel) -> bool {
+        self.route_for(number, channel).is_some()
+    }
+
     /// The providers to try for `message`, in order: a weighted pick first, then the rest of the
-    /// route in its configured order.
+    /// route in its configured order. Providers that do not carry the message's channel are
+    /// never in it.
     pub fn plan(&self, message: &OutgoingMessage) -> Vec<usize> {
-        let number = message.to.as_str();
-        let Some(route) = self.routes.iter().find(|route| {
-            number.starts_with(&route.prefix)
-                && route
-                    .channel
-                    .is_none_or(|channel| channel == message.channel)
-        }) else {
+        let Some(providers) = self.route_for(message.to.as_str(), message.channel) else {
             return Vec::new();
         };
-        let total: u32 = route.providers.iter().map(|(_, weight)| weight).sum();
+        let total: u32 = providers.iter().map(|(_, weight)| weight).sum();
         let first = if total == 0 {
             0
         } else {
             let mut pick = self.random_below(total);
-            route
-                .providers
+            providers
                 .iter()
                 .position(|(_, weight)| {
                     if pick < *weight {
@@ -259,10 +293,9 @@ impl Router {
                 })
                 .unwrap_or(0)
         };
-        let mut order = vec![route.providers[first].0];
+        let mut order = vec![providers[first].0];
         order.extend(
-            route
-                .providers
+            providers
                 .iter()
                 .enumerate()
                 .filter(|(position, _)| *position != first)

@@ -351,13 +351,15 @@ pub(super) async fn login(call: Call<'_>) -> Reply {
         reason: None,
         factors: None,
         fallback: None,
+        fallbacks: None,
         channels: None,
     };
     match &decision {
         Decision::Allow(reason) => answer.reason = Some(reason.as_str()),
-        Decision::Challenge { factors, fallback } => {
+        Decision::Challenge { factors, fallbacks } => {
             answer.factors = Some(factors);
-            answer.fallback = fallback.as_ref();
+            answer.fallback = fallbacks.first();
+            answer.fallbacks = Some(fallbacks.as_slice()).filter(|fallbacks| !fallbacks.is_empty());
         }
         Decision::Enroll { channels } => {
             answer.reason = Some("no_enrolled_factor");

@@ -423,6 +423,14 @@ impl From<VerifyError> for ApiError {
                 "to must be {} for the {channel} channel",
                 if channel == "email" { "an e-mail address" } else { "a phone number in E.164" }
             )),
+            VerifyError::ChannelNotConfigured(channel) => ApiError::Refused {
+                rule: "channel-not-configured",
+                detail: format!(
+                    "no provider of this gateway carries the '{}' channel to this number (the providers' 'channels' and dispatch.routes); nothing was sent",
+                    channel.as_str()
+                ),
+                users: Vec::new(),
+            },
             VerifyError::QueueFull => ApiError::Unavailable("the message queue is full; nothing was sent, try again"),
             VerifyError::Random => ApiError::random_failed(),
             VerifyError::Store(error) => error.into(),

@@ -514,7 +514,7 @@ async fn start(
     let channel = match form.get("Channel") {
         None => return Err(TwilioError::invalid("Channel", "required")),
         Some(name) => Channel::parse(name).ok_or_else(|| {
-            TwilioError::invalid("Channel", "otpgate sends by sms, whatsapp or email")
+            TwilioError::invalid("Channel", &format!("otpgate sends by {}", Channel::names()))
         })?,
     };
     let to = parse_to(form, Some(channel))?;

@@ -24,8 +24,9 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
     let body: StartBody = json_body(app, request).await?;
     let channel = match body.channel.as_deref() {
         None => Channel::Sms,
-        Some(name) => Channel::parse(name)
-            .ok_or_else(|| ApiError::invalid("channel must be one of sms, whatsapp, email"))?,
+        Some(name) => Channel::parse(name).ok_or_else(|| {
+            ApiError::invalid(format!("channel must be one of {}", Channel::names()))
+        })?,
     };
     let to = destination_for(channel, &body.to, "to").map_err(ApiError::invalid)?;
     let locale = optional(

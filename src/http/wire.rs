@@ -87,6 +87,8 @@ pub struct KeyBody<'a> {
 pub enum Channel {
     Sms,
     Whatsapp,
+    /// A voice call that reads the code digit by digit, twice, in the request's locale.
+    Call,
     /// A mail; `to` is then an e-mail address.
     Email,
 }
@@ -566,9 +568,15 @@ pub struct DecisionBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<OfferSchema>>)]
     pub factors: Option<&'a [Offer]>,
+    /// For challenge: the first of `fallbacks` (kept for clients that read one alternative).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<OfferSchema>)]
     pub fallback: Option<&'a Offer>,
+    /// For challenge: the alternatives after the factors, in order: `sms` (the policy's
+    /// `sms_fallback`, for a user with an app or a key), then `call` where the policy allows it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<OfferSchema>>)]
+    pub fallbacks: Option<&'a [Offer]>,
     /// For enroll: channels to enrol one of.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]

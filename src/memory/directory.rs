@@ -167,7 +167,7 @@ impl Directory for MemoryDirectory {
             if current.version != policy.version {
                 return Ok(PolicyWrite::Stale);
             }
-            if policy.sms_active() && !state.without_phone.is_empty() {
+            if policy.phone_channel_active() && !state.without_phone.is_empty() {
                 return Ok(PolicyWrite::MissingPhones {
                     count: state.without_phone.len(),
                     users: state

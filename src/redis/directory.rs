@@ -85,7 +85,7 @@ impl PolicyArgs<'_> {
             .arg(policy.channels.encode())
             .arg(flag(policy.sms_fallback))
             .arg(policy.trusted_device.as_str())
-            .arg(flag(policy.sms_active()))
+            .arg(flag(policy.phone_channel_active()))
             .arg(MISSING_LISTED)
             .arg(self.audit_cap)
             .arg(&self.channel)

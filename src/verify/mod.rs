@@ -119,6 +119,9 @@ pub enum VerifyError {
     /// e-mail).
     #[error("the {0} channel cannot send to this destination")]
     WrongDestination(&'static str),
+    /// No configured provider carries this channel (to this number): nothing was stored.
+    #[error("no provider is configured for the {} channel", .0.as_str())]
+    ChannelNotConfigured(Channel),
     /// Refused by abuse protection before anything was stored, sent or counted.
     #[error("refused by abuse protection ({})", .0.rule())]
     Abuse(Refusal),
@@ -203,6 +206,11 @@ impl Verifier {
             Some(length) => length,
             None => floor,
         };
+        if !self.dispatcher.routable(&request.to, request.channel) {
+            self.metrics
+                .verification_started(request.channel.as_str(), "channel_not_configured");
+            return Err(VerifyError::ChannelNotConfigured(request.channel));
+        }
         // Take the message's place first: a verification is only created if it can be sent.
         let ticket = self
             .dispatcher
@@ -473,7 +481,12 @@ impl Verifier {
         });
     }
 
+    /// The message's text: a call's spoken words (the code digit by digit, twice), else the
+    /// SMS / WhatsApp text.
     fn message_body(&self, channel: Channel, locale: &str, code: &Code) -> String {
+        if channel == Channel::Call {
+            return crate::dispatch::voice::render(locale, &self.settings.brand, code.as_str());
+        }
         let minutes = self.settings.ttl.as_secs().div_ceil(60).max(1) as u32;
         if channel.is_email() {
             // A mail's plain-text part; its subject and HTML part are made from it, per locale,
@@ -624,6 +637,7 @@ fn abuse_channel(channel: Channel) -> Option<abuse::Channel> {
     match channel {
         Channel::Sms => Some(abuse::Channel::Sms),
         Channel::Whatsapp => Some(abuse::Channel::Whatsapp),
+        Channel::Call => Some(abuse::Channel::Call),
         Channel::Email => None,
     }
 }

@@ -7,6 +7,7 @@ mod accounts_logins;
 mod accounts_support;
 mod audit;
 mod bad_input;
+mod calls;
 mod concurrency;
 mod contract;
 mod dispatch;

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::dispatch::model::Channel;
 use crate::dispatch::OutgoingMessage;
 use settings::Vendor;
 pub use settings::{
@@ -43,6 +44,12 @@ pub struct Accepted {
 pub trait Provider: Send + Sync + 'static {
     /// A short, fixed name: it labels metrics.
     fn name(&self) -> &'static str;
+
+    /// Whether this provider delivers messages of `channel` (its `channels` setting); the
+    /// router hands it no other. Every channel unless the provider says otherwise.
+    fn carries(&self, _channel: Channel) -> bool {
+        true
+    }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError>;
 }
@@ -120,14 +127,16 @@ pub fn build(settings: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
     };
     Ok(Arc::new(Named {
         name: leak_name(&settings.name),
+        channels: settings.carried(),
         adapter,
     }))
 }
 
 /// An adapter under its configured name, so that two providers of one kind (two `http`
-/// receivers, two Twilio accounts) are told apart in metrics.
+/// receivers, two Twilio accounts) are told apart in metrics, with the channels it carries.
 struct Named {
     name: &'static str,
+    channels: Vec<Channel>,
     adapter: Box<dyn Adapter>,
 }
 
@@ -135,6 +144,10 @@ struct Named {
 impl Provider for Named {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn carries(&self, channel: Channel) -> bool {
+        self.channels.contains(&channel)
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::check_url;
+use crate::dispatch::model::Channel;
 use crate::secret::Secret;
 
 /// Which adapter a `[[dispatch.providers]]` entry builds.
@@ -41,6 +42,17 @@ impl AdapterKind {
         }
     }
 
+    /// The channels this kind of adapter can carry at all.
+    pub fn capable(self) -> &'static [Channel] {
+        match self {
+            AdapterKind::Twilio | AdapterKind::Vonage => &[Channel::Sms, Channel::Call],
+            AdapterKind::Infobip | AdapterKind::Messagebird => &[Channel::Sms],
+            AdapterKind::Whatsapp => &[Channel::Whatsapp],
+            AdapterKind::Smtp | AdapterKind::Sendgrid => &[Channel::Email],
+            AdapterKind::Http | AdapterKind::Log => &Channel::ALL,
+        }
+    }
+
     /// The vendor's public API host, or `None` where there is no single one: Infobip gives every
     /// customer their own base URL, and the `http` provider is given a whole URL.
     pub fn default_base_url(self) -> Option<&'static str> {
@@ -56,6 +68,8 @@ impl AdapterKind {
 }
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
+/// The Vonage Voice API's host (the SMS API lives on `rest.nexmo.com`).
+pub const DEFAULT_VONAGE_VOICE_BASE_URL: &str = "https://api.nexmo.com";
 /// Meta gives no template a default name; this is the name its own authentication-template
 /// examples use, so a template created from them works without more configuration.
 pub const DEFAULT_WHATSAPP_TEMPLATE: &str = "verification_code";
@@ -87,6 +101,11 @@ pub struct ProviderSettings {
     /// provider).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// The channels this provider carries (`["sms", "call"]`); by default every channel its
+    /// kind can carry with the fields given (see [`ProviderSettings::carried`]). The router
+    /// never hands it a message of another channel.
+    #[serde(default)]
+    pub channels: Option<Vec<Channel>>,
 
     // twilio
     #[serde(default)]
@@ -110,6 +129,23 @@ pub struct ProviderSettings {
     pub api_secret: Option<Secret>,
     #[serde(default)]
     pub callback: Option<String>,
+    /// Voice API (calls): the Vonage application the calls belong to, and its RSA private key
+    /// (PEM, PKCS#8) that signs the RS256 JWT each request carries.
+    #[serde(default)]
+    pub application_id: Option<String>,
+    #[serde(default)]
+    pub private_key: Option<Secret>,
+    /// The Voice API host (default `https://api.nexmo.com`).
+    #[serde(default)]
+    pub voice_base_url: Option<String>,
+    /// Where Vonage posts a call's events (the receipt route); the application's own event URL
+    /// when absent.
+    #[serde(default)]
+    pub event_url: Option<String>,
+    /// The account's signature secret: a call event must carry a JWT (HS256) signed with it;
+    /// without one, call events need `?token=` like the SMS receipts.
+    #[serde(default)]
+    pub signature_secret: Option<Secret>,
 
     // infobip
     #[serde(default)]
@@ -167,6 +203,7 @@ impl ProviderSettings {
             kind,
             base_url: None,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            channels: None,
             account_sid: None,
             auth_token: None,
             messaging_service_sid: None,
@@ -175,6 +212,11 @@ impl ProviderSettings {
             api_key: None,
             api_secret: None,
             callback: None,
+            application_id: None,
+            private_key: None,
+            voice_base_url: None,
+            event_url: None,
+            signature_secret: None,
             notify_url: None,
             access_key: None,
             originator: None,
@@ -201,6 +243,49 @@ impl ProviderSettings {
         self.base_url
             .as_deref()
             .or_else(|| self.kind.default_base_url())
+    }
+
+    /// The channels this provider carries: the configured list, else what its kind can carry
+    /// with the fields it was given (a Twilio account with a `from` number also calls; a
+    /// Vonage entry sends SMS with `api_key`/`api_secret` and calls with `application_id`/
+    /// `private_key`).
+    pub fn carried(&self) -> Vec<Channel> {
+        if let Some(channels) = &self.channels {
+            return channels.clone();
+        }
+        match self.kind {
+            AdapterKind::Twilio => {
+                let mut channels = vec![Channel::Sms];
+                if self.from.is_some() {
+                    channels.push(Channel::Call);
+                }
+                channels
+            }
+            AdapterKind::Vonage => {
+                let mut channels = Vec::new();
+                if self.api_key.is_some() || self.api_secret.is_some() {
+                    channels.push(Channel::Sms);
+                }
+                if self.application_id.is_some() || self.private_key.is_some() {
+                    channels.push(Channel::Call);
+                }
+                if channels.is_empty() {
+                    channels.push(Channel::Sms);
+                }
+                channels
+            }
+            kind => kind.capable().to_vec(),
+        }
+    }
+
+    pub fn carries(&self, channel: Channel) -> bool {
+        self.carried().contains(&channel)
+    }
+
+    pub fn vonage_voice_base_url(&self) -> &str {
+        self.voice_base_url
+            .as_deref()
+            .unwrap_or(DEFAULT_VONAGE_VOICE_BASE_URL)
     }
 
     pub fn whatsapp_template_name(&self) -> &str {
@@ -245,7 +330,18 @@ impl ProviderSettings {
                 "messaging_service_sid",
                 "status_callback",
             ],
-            AdapterKind::Vonage => &["base_url", "api_key", "api_secret", "from", "callback"],
+            AdapterKind::Vonage => &[
+                "base_url",
+                "api_key",
+                "api_secret",
+                "from",
+                "callback",
+                "application_id",
+                "private_key",
+                "voice_base_url",
+                "event_url",
+                "signature_secret",
+            ],
             AdapterKind::Infobip => &["base_url", "api_key", "from", "notify_url"],
             AdapterKind::Messagebird => &["base_url", "access_key", "originator", "report_url"],
             AdapterKind::Whatsapp => &[
@@ -292,6 +388,28 @@ impl ProviderSettings {
             }
         };
         url("base_url", self.base_url.as_deref(), &mut problem);
+        if let Some(channels) = &self.channels {
+            if channels.is_empty() {
+                problem("'channels' must list at least one channel".into());
+            }
+            for channel in channels {
+                if !self.kind.capable().contains(channel) {
+                    problem(format!(
+                        "the {} kind cannot carry '{}' (it carries {})",
+                        self.kind.as_str(),
+                        channel.as_str(),
+                        self.kind
+                            .capable()
+                            .iter()
+                            .map(|c| c.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+        let calls = self.carries(Channel::Call);
+        let texts = self.carries(Channel::Sms);
         match self.kind {
             AdapterKind::Twilio => {
                 require("account_sid", self.account_sid.as_deref(), &mut problem);
@@ -326,12 +444,41 @@ impl ProviderSettings {
                     self.status_callback.as_deref(),
                     &mut problem,
                 );
+                if calls && self.from.is_none() {
+                    problem("calls need 'from', a Twilio voice number (a messaging service cannot place calls)".into());
+                }
             }
             AdapterKind::Vonage => {
-                require_secret("api_key", &self.api_key, &mut problem);
-                require_secret("api_secret", &self.api_secret, &mut problem);
+                if texts {
+                    require_secret("api_key", &self.api_key, &mut problem);
+                    require_secret("api_secret", &self.api_secret, &mut problem);
+                }
                 require("from", self.from.as_deref(), &mut problem);
                 url("callback", self.callback.as_deref(), &mut problem);
+                if calls {
+                    require(
+                        "application_id",
+                        self.application_id.as_deref(),
+                        &mut problem,
+                    );
+                    require_secret("private_key", &self.private_key, &mut problem);
+                    let numeric = self.from.as_deref().is_some_and(|from| {
+                        let digits = from.trim_start_matches('+');
+                        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                    });
+                    if self.from.is_some() && !numeric {
+                        problem(
+                            "calls need 'from' to be a Vonage number (digits), not a sender name"
+                                .into(),
+                        );
+                    }
+                }
+                url(
+                    "voice_base_url",
+                    self.voice_base_url.as_deref(),
+                    &mut problem,
+                );
+                url("event_url", self.event_url.as_deref(), &mut problem);
             }
             AdapterKind::Infobip => {
                 if self.base_url.is_none() {
@@ -422,7 +569,7 @@ impl ProviderSettings {
         problems
     }
 
-    fn fields_set(&self) -> [(&'static str, bool); 22] {
+    fn fields_set(&self) -> [(&'static str, bool); 27] {
         [
             ("base_url", self.base_url.is_some()),
             ("account_sid", self.account_sid.is_some()),
@@ -436,6 +583,11 @@ impl ProviderSettings {
             ("api_key", self.api_key.is_some()),
             ("api_secret", self.api_secret.is_some()),
             ("callback", self.callback.is_some()),
+            ("application_id", self.application_id.is_some()),
+            ("private_key", self.private_key.is_some()),
+            ("voice_base_url", self.voice_base_url.is_some()),
+            ("event_url", self.event_url.is_some()),
+            ("signature_secret", self.signature_secret.is_some()),
             ("notify_url", self.notify_url.is_some()),
             ("access_key", self.access_key.is_some()),
             ("originator", self.originator.is_some()),
@@ -497,8 +649,9 @@ pub(crate) enum TwilioSender {
 
 pub(crate) struct Vonage<'a> {
     pub base: &'a str,
-    pub api_key: &'a Secret,
-    pub api_secret: &'a Secret,
+    /// SMS API credentials (absent on a calls-only entry).
+    pub api_key: Option<&'a Secret>,
+    pub api_secret: Option<&'a Secret>,
     pub from: &'a str,
 }
 
@@ -528,8 +681,8 @@ impl ProviderSettings {
             }),
             AdapterKind::Vonage => Vendor::Vonage(Vonage {
                 base: base?,
-                api_key: self.api_key.as_ref()?,
-                api_secret: self.api_secret.as_ref()?,
+                api_key: self.api_key.as_ref(),
+                api_secret: self.api_secret.as_ref(),
                 from: self.from.as_deref()?,
             }),
             AdapterKind::Infobip => Vendor::Infobip(keyed(base, &self.api_key, &self.from)?),

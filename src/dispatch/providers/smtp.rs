@@ -42,9 +42,11 @@ pub fn parse_url(value: &str) -> Result<SmtpTarget, String> {
     for (key, value) in url.query_pairs() {
         match key.as_ref() {
             "tls" if url.scheme() == "smtp" => tls_asked = Some(value.into_owned()),
-            _ => return Err(format!(
+            _ => {
+                return Err(format!(
                 "has an unknown parameter '{key}' (smtp:// takes only ?tls=none or ?tls=starttls)"
-            )),
+            ))
+            }
         }
     }
     let (tls, default_port) = match (url.scheme(), tls_asked.as_deref()) {

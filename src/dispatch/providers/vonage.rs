@@ -14,6 +14,7 @@ use crate::dispatch::OutgoingMessage;
 
 pub struct VonageProvider {
     api: VendorApi,
+    /// Empty on a calls-only entry, which the router never hands an SMS.
     api_key: String,
     api_secret: String,
     from: String,
@@ -40,8 +41,14 @@ impl VonageProvider {
     pub(crate) fn new(settings: &ProviderSettings, vendor: Vonage<'_>) -> Result<Self, String> {
         Ok(Self {
             api: VendorApi::new(settings, endpoint(vendor.base, "/sms/json")?)?,
-            api_key: vendor.api_key.expose_str().into_owned(),
-            api_secret: vendor.api_secret.expose_str().into_owned(),
+            api_key: vendor
+                .api_key
+                .map(|key| key.expose_str().into_owned())
+                .unwrap_or_default(),
+            api_secret: vendor
+                .api_secret
+                .map(|secret| secret.expose_str().into_owned())
+                .unwrap_or_default(),
             from: vendor.from.to_owned(),
             callback: settings.callback.clone(),
         })
