@@ -8,6 +8,7 @@ mod infobip;
 mod loader;
 mod messagebird;
 mod receipts;
+mod sendgrid;
 mod settings;
 mod twilio;
 mod vonage;
