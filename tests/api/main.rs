@@ -12,6 +12,7 @@ mod concurrency;
 mod contract;
 mod dispatch;
 mod edge;
+mod email;
 mod events;
 mod factors;
 mod factors_authenticator;
