@@ -564,6 +564,7 @@ impl ServiceFixture {
                         id: Some(id.clone()),
                         role: UserRole::Member,
                         phone: Some(PhoneNumber::parse(&format!("+49151{n:08}")).expect("valid")),
+                        email: None,
                         two_factor: None,
                     },
                 )

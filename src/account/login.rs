@@ -17,7 +17,7 @@ pub struct Offer {
     /// The enrolled factor's id (TOTP, WebAuthn); absent for the phone channels.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// The masked number a phone channel sends to.
+    /// The masked number a phone channel sends to, or the masked address of e-mail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
 }
@@ -42,7 +42,7 @@ pub enum Decision {
     Allow(AllowReason),
     /// `factors` strongest first (the first is the primary); `fallbacks` the alternatives
     /// after them, in order: SMS as the alternative of an app or a key (`sms_fallback`), then
-    /// a voice call wherever the policy allows calls.
+    /// a voice call wherever the policy allows calls, then e-mail wherever it allows e-mail.
     Challenge {
         factors: Vec<Offer>,
         fallbacks: Vec<Offer>,
@@ -101,6 +101,17 @@ pub fn decide(policy: &Policy, user: &User, device_trusted: bool) -> Decision {
     // A call reads the code to a landline or a phone without coverage: never the primary
     // factor while a stronger one is there, always offered after it where the policy allows.
     let call = phone_offer(PolicyChannel::Call);
+    // E-mail is the weakest (a mailbox is often the account-recovery path itself): always a
+    // fallback while any other factor is there, the factor only when it is the last one.
+    let email = user
+        .email
+        .as_ref()
+        .filter(|_| policy.channels.contains(PolicyChannel::Email))
+        .map(|address| Offer {
+            kind: PolicyChannel::Email.as_str(),
+            id: None,
+            to: Some(address.masked()),
+        });
     if !strong.is_empty() {
         let sms = policy
             .sms_fallback
@@ -108,7 +119,7 @@ pub fn decide(policy: &Policy, user: &User, device_trusted: bool) -> Decision {
             .flatten();
         return Decision::Challenge {
             factors: strong,
-            fallbacks: sms.into_iter().chain(call).collect(),
+            fallbacks: sms.into_iter().chain(call).chain(email).collect(),
         };
     }
     // No app or key: the texting channels are the factors, SMS (the default channel) first,
@@ -117,17 +128,20 @@ pub fn decide(policy: &Policy, user: &User, device_trusted: bool) -> Decision {
         .into_iter()
         .filter_map(phone_offer)
         .collect();
-    match (phone.is_empty(), call) {
-        (true, None) => Decision::Enroll {
+    let mut rest = call.into_iter().chain(email);
+    if !phone.is_empty() {
+        return Decision::Challenge {
+            factors: phone,
+            fallbacks: rest.collect(),
+        };
+    }
+    match rest.next() {
+        None => Decision::Enroll {
             channels: policy.channels,
         },
-        (true, Some(call)) => Decision::Challenge {
-            factors: vec![call],
-            fallbacks: Vec::new(),
-        },
-        (false, call) => Decision::Challenge {
-            factors: phone,
-            fallbacks: call.into_iter().collect(),
+        Some(factor) => Decision::Challenge {
+            factors: vec![factor],
+            fallbacks: rest.collect(),
         },
     }
 }
@@ -155,6 +169,7 @@ mod tests {
             id: UserId::parse("u").unwrap(),
             role: UserRole::Member,
             phone: phone.then(|| PhoneNumber::parse("+4915112345678").unwrap()),
+            email: None,
             two_factor: None,
             factors: factors
                 .iter()
@@ -186,6 +201,49 @@ mod tests {
         assert_eq!(kinds, ["webauthn", "totp"]);
         let fallback_kinds: Vec<_> = fallbacks.iter().map(|offer| offer.kind).collect();
         assert_eq!(fallback_kinds, ["sms"]);
+    }
+
+    #[test]
+    fn email_is_a_fallback_after_every_other_factor_and_the_factor_only_when_alone() {
+        use PolicyChannel::*;
+        let with_email = |mut user: User| {
+            user.email = Some(crate::destination::EmailAddress::parse("jane@example.com").unwrap());
+            user
+        };
+        let kinds = |offers: &[Offer]| offers.iter().map(|o| o.kind).collect::<Vec<_>>();
+        let all = policy(&[Sms, Call, Email, Totp], true, true);
+        let decision = decide(&all, &with_email(user(true, &[FactorType::Totp])), false);
+        let Decision::Challenge { factors, fallbacks } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(kinds(&factors), ["totp"]);
+        assert_eq!(kinds(&fallbacks), ["sms", "call", "email"]);
+        assert_eq!(fallbacks[2].to.as_deref(), Some("j***@example.com"));
+
+        let decision = decide(&all, &with_email(user(true, &[])), false);
+        let Decision::Challenge { factors, fallbacks } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(
+            (kinds(&factors), kinds(&fallbacks)),
+            (vec!["sms"], vec!["call", "email"])
+        );
+
+        // No phone: the address is the factor; without e-mail in the policy, enrol.
+        let decision = decide(&all, &with_email(user(false, &[])), false);
+        let Decision::Challenge { factors, fallbacks } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!((kinds(&factors), fallbacks.len()), (vec!["email"], 0));
+        let no_email = policy(&[Sms, Totp], true, true);
+        let decision = decide(&no_email, &with_email(user(false, &[])), false);
+        assert!(matches!(decision, Decision::Enroll { .. }), "{decision:?}");
+        // Allowed by the policy, but the user has no address: not offered.
+        let decision = decide(&all, &user(false, &[FactorType::Totp]), false);
+        assert!(
+            matches!(&decision, Decision::Challenge { fallbacks, .. } if fallbacks.is_empty()),
+            "{decision:?}"
+        );
     }
 
     #[test]

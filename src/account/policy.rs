@@ -18,15 +18,18 @@ pub enum PolicyChannel {
     Whatsapp,
     /// A voice call reading the code (a phone channel, like SMS).
     Call,
+    /// A mail with the code, to the user's e-mail address.
+    Email,
     Totp,
     Webauthn,
 }
 
 impl PolicyChannel {
-    pub const ALL: [PolicyChannel; 5] = [
+    pub const ALL: [PolicyChannel; 6] = [
         PolicyChannel::Sms,
         PolicyChannel::Whatsapp,
         PolicyChannel::Call,
+        PolicyChannel::Email,
         PolicyChannel::Totp,
         PolicyChannel::Webauthn,
     ];
@@ -43,6 +46,7 @@ impl PolicyChannel {
             PolicyChannel::Sms => "sms",
             PolicyChannel::Whatsapp => "whatsapp",
             PolicyChannel::Call => "call",
+            PolicyChannel::Email => "email",
             PolicyChannel::Totp => "totp",
             PolicyChannel::Webauthn => "webauthn",
         }
@@ -203,6 +207,11 @@ impl Policy {
         PolicyChannel::PHONE
             .into_iter()
             .any(|channel| self.channels.contains(channel))
+    }
+
+    /// Whether e-mail is an allowed channel: every user then needs an e-mail address.
+    pub fn email_channel_active(&self) -> bool {
+        self.channels.contains(PolicyChannel::Email)
     }
 
     /// The ways in which `new` protects less than `self`; empty when it is at least as strict.

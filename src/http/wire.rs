@@ -411,6 +411,9 @@ pub struct CreateUserBody {
     pub role: Option<String>,
     /// E.164; required while SMS is active.
     pub phone: Option<String>,
+    /// Where e-mail codes go; required while e-mail is an allowed channel. Normalised (the
+    /// domain lower-cased, in its IDNA ASCII form).
+    pub email: Option<String>,
     /// on, off, account.
     pub two_factor: Option<String>,
     pub acting_user: Option<String>,
@@ -425,6 +428,10 @@ pub struct PatchUserBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub phone: Option<Option<String>>,
+    /// An e-mail address, or null to remove it (absent: unchanged).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
     pub two_factor: Option<String>,
     pub acting_user: Option<String>,
 }
@@ -469,6 +476,7 @@ pub struct UserBody<'a> {
     #[schema(value_type = String)]
     pub role: UserRole,
     pub phone: Option<&'a str>,
+    pub email: Option<&'a str>,
     pub two_factor: TwoFactorBody,
     #[schema(value_type = Vec<FactorSchema>)]
     pub factors: &'a [Factor],

@@ -178,6 +178,24 @@ impl Directory for MemoryDirectory {
                         .collect(),
                 });
             }
+            if policy.email_channel_active() {
+                // Bounded by the account's user cap; policy writes are rare.
+                let mut missing: Vec<UserId> = state
+                    .users
+                    .values()
+                    .filter(|user| user.email.is_none())
+                    .map(|user| user.id.clone())
+                    .collect();
+                if !missing.is_empty() {
+                    missing.sort_unstable();
+                    let count = missing.len();
+                    missing.truncate(MISSING_LISTED);
+                    return Ok(PolicyWrite::MissingEmails {
+                        count,
+                        users: missing,
+                    });
+                }
+            }
             let version = current.version + 1;
             state.policy = Some(Policy {
                 version,
