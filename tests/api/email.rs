@@ -353,3 +353,85 @@ async fn wait_for_status(app: &TestApp, path: &str, status: &str) -> Value {
 }
 
 on_every_store!(sendgrid_delivers_and_its_signed_events_become_receipts);
+
+// ---- users' addresses, the policy's email channel, the login decision ----
+
+async fn users_get_an_address_and_enabling_email_lists_those_without_one(backend: Backend) {
+    use crate::accounts_support::{assert_refused, Org};
+    let org = Org::new(backend).await;
+    org.policy(json!({"channels": ["totp"]})).await;
+    let added = org
+        .add_user(
+            "owner",
+            json!({"id": "ann", "role": "member", "email": " Ann@Example.COM "}),
+        )
+        .await;
+    assert_eq!(added.status, 201, "{}", added.body);
+    assert_eq!(added.body["email"], "Ann@example.com");
+    org.user("bob", "member", None).await;
+    org.user("cy", "member", None).await;
+    for bad in ["ann", "ann@", "Ann <ann@example.com>", "ann@localhost"] {
+        org.add_user("owner", json!({"id": "dee", "email": bad}))
+            .await
+            .assert_problem(400, "invalid-request");
+        org.patch_user("owner", "bob", json!({"email": bad}))
+            .await
+            .assert_problem(400, "invalid-request");
+    }
+    assert_eq!(
+        org.get_user("dee").await.status,
+        404,
+        "a refused user is not added"
+    );
+
+    let refused = org
+        .put_policy("owner", json!({"channels": ["totp", "email"]}))
+        .await;
+    assert_refused(&refused, "email-needs-every-user-to-have-an-address");
+    assert_eq!(refused.body["users"], json!(["bob", "cy"]));
+    let unchanged = org
+        .call(reqwest::Method::GET, "/v1/policy", "owner", None)
+        .await;
+    assert_eq!(
+        unchanged.body["channels"],
+        json!(["totp"]),
+        "a refusal changes nothing"
+    );
+
+    for id in refused.body["users"].as_array().unwrap() {
+        let id = id.as_str().unwrap();
+        let patched = org
+            .patch_user("owner", id, json!({"email": format!("{id}@example.com")}))
+            .await;
+        assert_eq!(patched.status, 200, "{}", patched.body);
+    }
+    org.policy(json!({"channels": ["totp", "email"]})).await;
+    // While e-mail is active, nobody is added or left without an address.
+    let refused = org.add_user("owner", json!({"id": "eve"})).await;
+    assert_refused(&refused, "an-address-is-required-while-email-is-active");
+    let refused = org.patch_user("owner", "ann", json!({"email": null})).await;
+    assert_refused(&refused, "an-address-is-required-while-email-is-active");
+
+    // No app yet: the address is ann's factor; with an app, e-mail is its fallback.
+    let decision = org.login("ann", None).await;
+    assert_eq!(decision.body["decision"], "challenge", "{}", decision.body);
+    assert_eq!(
+        decision.body["factors"],
+        json!([{"type": "email", "to": "A***@example.com"}])
+    );
+    org.enrol("ann", otpgate::account::user::FactorType::Totp, "FA-totp")
+        .await;
+    let decision = org.login("ann", None).await;
+    assert_eq!(
+        decision.body["factors"][0]["type"], "totp",
+        "{}",
+        decision.body
+    );
+    assert_eq!(
+        decision.body["fallbacks"],
+        json!([{"type": "email", "to": "A***@example.com"}])
+    );
+    org.app.stop().await;
+}
+
+on_every_store!(users_get_an_address_and_enabling_email_lists_those_without_one);
