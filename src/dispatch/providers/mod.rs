@@ -8,6 +8,7 @@ pub mod messagebird;
 pub mod settings;
 pub mod twilio;
 pub mod vonage;
+pub mod vonage_voice;
 pub mod whatsapp;
 
 use std::sync::Arc;
