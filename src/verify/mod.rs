@@ -444,7 +444,8 @@ impl Verifier {
         let Ok(to) = PhoneNumber::parse(&verification.to) else {
             return;
         };
-        self.metrics.approval(to.region());
+        self.metrics
+            .approval(to.region(), verification.channel.as_str());
         let Some(abuse) = self.abuse.clone() else {
             return;
         };

@@ -86,6 +86,23 @@ async fn a_call_reads_the_code_digit_by_digit_twice_and_the_code_approves(backen
     let checked = app.check_id(started.str("id"), &code).await;
     assert_eq!(checked.status, 200, "{}", checked.body);
     assert_eq!(checked.str("status"), "approved");
+
+    // Messages, latency and conversion per channel.
+    let metrics = app.metrics().await;
+    for line in [
+        r#"otpgate_verifications_started_total{channel="call",outcome="created"} 1"#,
+        r#"otpgate_messages_total{provider="http",channel="call",country_code="49",outcome="accepted"} 1"#,
+        r#"otpgate_provider_request_duration_seconds_count{provider="http",channel="call"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let approvals = r#"otpgate_verification_approvals_total{country_code="DE",channel="call"} 1"#;
+    // Approvals are counted off the check's path: wait for the count, do not sleep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.metrics().await.contains(approvals) {
+        assert!(std::time::Instant::now() < deadline, "{approvals}");
+        tokio::task::yield_now().await;
+    }
     app.stop().await;
 }
 
