@@ -12,8 +12,17 @@ use serde::Deserialize;
 
 use super::receipts::{DeliveryStatus, Receipt};
 
-/// A Twilio call status callback, from its form fields (`parse_twilio` hands over the ones that
-/// carry a `CallSid` and no `MessageSid`).
+/// Whether a Twilio callback's form fields are a call's (a `CallSid`, no `MessageSid`).
+pub fn is_twilio_call(pairs: &[(String, String)]) -> bool {
+    let has = |name: &str| {
+        pairs
+            .iter()
+            .any(|(key, value)| key == name && !value.is_empty())
+    };
+    has("CallSid") && !has("MessageSid")
+}
+
+/// A Twilio call status callback, from its form fields.
 pub fn parse_twilio_call(pairs: &[(String, String)]) -> Result<Vec<Receipt>, String> {
     let field = |name: &str| {
         pairs

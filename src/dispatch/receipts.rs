@@ -126,12 +126,8 @@ fn looks_like_json(body: &[u8]) -> bool {
 // Twilio
 
 /// A Twilio status callback (form-encoded POST): `MessageSid`, `MessageStatus`, `ErrorCode`.
-/// A call's status callback (`CallSid`, `CallStatus`) goes to `call_receipts`.
 pub fn parse_twilio(form_body: &[u8]) -> Result<Vec<Receipt>, String> {
     let pairs = parse_form(form_body);
-    if field(&pairs, "MessageSid").is_none() && field(&pairs, "CallSid").is_some() {
-        return super::call_receipts::parse_twilio_call(&pairs);
-    }
     let sid = field(&pairs, "MessageSid")
         .or_else(|| field(&pairs, "SmsSid"))
         .ok_or("no MessageSid")?;

@@ -59,7 +59,11 @@ pub(super) async fn receipt(call: Call<'_>) -> Reply {
                     "the X-Twilio-Signature does not match this request",
                 ));
             }
-            receipts::parse_twilio(&body)
+            if call_receipts::is_twilio_call(&params) {
+                call_receipts::parse_twilio_call(&params)
+            } else {
+                receipts::parse_twilio(&body)
+            }
         }
         AdapterKind::Whatsapp => {
             let secret = provider

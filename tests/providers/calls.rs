@@ -7,7 +7,8 @@
 
 use std::process::Command;
 
-use otpgate::dispatch::receipts::{parse_form, parse_twilio, DeliveryStatus};
+use otpgate::dispatch::call_receipts::{is_twilio_call, parse_twilio_call};
+use otpgate::dispatch::receipts::{parse_form, DeliveryStatus};
 use otpgate::dispatch::voice;
 use otpgate::verify::model::Channel;
 use ring::signature::{KeyPair, RsaKeyPair, UnparsedPublicKey, RSA_PKCS1_2048_8192_SHA256};
@@ -143,13 +144,24 @@ fn twilio_call_status_callbacks_become_receipts() {
     let answered = format!(
         "AccountSid={SID}&CallSid={CALL_SID}&CallStatus=in-progress&Direction=outbound-api&To=%2B4915112345678"
     );
-    let receipts = parse_twilio(answered.as_bytes()).unwrap();
+    let parse = |body: &str| {
+        let pairs = parse_form(body.as_bytes());
+        assert!(is_twilio_call(&pairs));
+        parse_twilio_call(&pairs)
+    };
+    let receipts = parse(&answered).unwrap();
     assert_eq!(receipts[0].provider_message_id, CALL_SID);
     assert_eq!(receipts[0].status, DeliveryStatus::Delivered);
     let unanswered = format!("CallSid={CALL_SID}&CallStatus=no-answer&CallDuration=0");
-    let receipts = parse_twilio(unanswered.as_bytes()).unwrap();
-    assert_eq!(receipts[0].status, DeliveryStatus::Undelivered);
-    assert!(parse_twilio(format!("CallSid={CALL_SID}&CallStatus=dancing").as_bytes()).is_err());
+    assert_eq!(
+        parse(&unanswered).unwrap()[0].status,
+        DeliveryStatus::Undelivered
+    );
+    assert!(parse(&format!("CallSid={CALL_SID}&CallStatus=dancing")).is_err());
+    // An SMS callback (it may carry a CallSid-less MessageSid) is not a call's.
+    assert!(!is_twilio_call(&parse_form(
+        b"MessageSid=SM1&MessageStatus=sent"
+    )));
 }
 
 // ---- Vonage ----
