@@ -385,6 +385,8 @@ impl Reader {
             ("ACCESS_KEY", &mut provider.access_key),
             ("ACCESS_TOKEN", &mut provider.access_token),
             ("APP_SECRET", &mut provider.app_secret),
+            ("PRIVATE_KEY", &mut provider.private_key),
+            ("SIGNATURE_SECRET", &mut provider.signature_secret),
         ] {
             if let Some(secret) = lookup(&format!("OTPGATE_PROVIDER_{name}_{field}")) {
                 *slot = Some(secret);

@@ -24,6 +24,7 @@
 //! its own pending entries after a failed read (the reply may have been lost with the entries
 //! in it), and reports how long reads have been failing, for `/readyz` and a metric.
 
+pub mod call_receipts;
 mod durable;
 pub mod mail_template;
 pub mod model;

@@ -342,7 +342,11 @@ impl Router {
         let mut tried = false;
         // When every provider left is behind an open breaker, the earliest probe.
         let mut earliest_probe: Option<u64> = None;
-        let country = country_label(message.to.country_code());
+        // An e-mail address has no calling code: its sends count under `none`.
+        let country = match message.to.phone() {
+            Some(number) => country_label(number.country_code()),
+            None => "none",
+        };
         for &index in &plan {
             let slot = &self.slots[index];
             let name = slot.provider.name();
@@ -366,13 +370,15 @@ impl Router {
             tried = true;
             let started = Instant::now();
             let result = slot.provider.send(message).await;
-            self.metrics.provider_latency(name, started.elapsed());
+            self.metrics
+                .provider_latency(name, message.channel.as_str(), started.elapsed());
             match result {
                 Ok(Accepted {
                     provider_message_id,
                 }) => {
                     self.closed(slot);
-                    self.metrics.message(name, country, "accepted");
+                    self.metrics
+                        .message(name, message.channel.as_str(), country, "accepted");
                     let invalid_id = provider_message_id
                         .as_deref()
                         .is_some_and(|id| !valid_vendor_id(id));
@@ -387,7 +393,8 @@ impl Router {
                     // A refusal says nothing about the provider's health; the next provider
                     // may still accept (another account, another network).
                     self.closed(slot);
-                    self.metrics.message(name, country, "refused");
+                    self.metrics
+                        .message(name, message.channel.as_str(), country, "refused");
                     progress.refused.push(name);
                     failures.push(Failure {
                         provider: name,
@@ -397,7 +404,8 @@ impl Router {
                 }
                 Err(ProviderError::Retryable(reason)) => {
                     slot.breaker.failed(self.clock.now_ms());
-                    self.metrics.message(name, country, "failed");
+                    self.metrics
+                        .message(name, message.channel.as_str(), country, "failed");
                     self.metrics.breaker_state(name, slot.breaker.state_code());
                     failures.push(Failure {
                         provider: name,

@@ -459,9 +459,14 @@ impl Verifier {
     /// never the check's.
     fn approved(&self, account: &Account, verification: &Verification) {
         let Ok(to) = PhoneNumber::parse(&verification.to) else {
+            // An e-mail address has no region (and abuse protection does not guard it): its
+            // approval counts per channel under the `other` country.
+            self.metrics
+                .approval(crate::phone::Region::UNKNOWN, verification.channel.as_str());
             return;
         };
-        self.metrics.approval(to.region());
+        self.metrics
+            .approval(to.region(), verification.channel.as_str());
         let Some(abuse) = self.abuse.clone() else {
             return;
         };

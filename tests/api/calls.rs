@@ -1,6 +1,7 @@
 //! Voice calls (issue 17): `channel: "call"` end to end through the real server, and the
 //! providers' `channels` (a send on a channel no provider carries is refused, changing nothing).
 
+use otpgate::clock::Clock;
 use otpgate::config::Settings;
 use otpgate::dispatch::model::Channel;
 use otpgate::dispatch::providers::{AdapterKind, ProviderSettings};
@@ -9,8 +10,10 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{spawn_app, spawn_app_with, Backend, TestApp};
+use crate::dispatch::{twilio_signature, wait_for_attempt};
+use crate::helpers::{reply, spawn_app, spawn_app_with, Backend, TestApp};
 use crate::on_every_store;
+use otpgate::secret::Secret;
 
 const TO: &str = "+4915112345678";
 
@@ -83,6 +86,23 @@ async fn a_call_reads_the_code_digit_by_digit_twice_and_the_code_approves(backen
     let checked = app.check_id(started.str("id"), &code).await;
     assert_eq!(checked.status, 200, "{}", checked.body);
     assert_eq!(checked.str("status"), "approved");
+
+    // Messages, latency and conversion per channel.
+    let metrics = app.metrics().await;
+    for line in [
+        r#"otpgate_verifications_started_total{channel="call",outcome="created"} 1"#,
+        r#"otpgate_messages_total{provider="http",channel="call",country_code="49",outcome="accepted"} 1"#,
+        r#"otpgate_provider_request_duration_seconds_count{provider="http",channel="call"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    let approvals = r#"otpgate_verification_approvals_total{country_code="DE",channel="call"} 1"#;
+    // Approvals are counted off the check's path: wait for the count, do not sleep.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !app.metrics().await.contains(approvals) {
+        assert!(std::time::Instant::now() < deadline, "{approvals}");
+        tokio::task::yield_now().await;
+    }
     app.stop().await;
 }
 
@@ -103,7 +123,7 @@ async fn a_call_no_provider_carries_is_refused_and_changes_nothing(backend: Back
 
     let sms = app.send(TO).await;
     assert_eq!(sms.status, 201, "{}", sms.body);
-    let delivered = crate::dispatch::wait_for_attempt(&app, sms.str("id"), "accepted").await;
+    let delivered = wait_for_attempt(&app, sms.str("id"), "accepted").await;
     assert_eq!(delivered["provider"], "texts");
     assert_eq!(bodies(&server).await.len(), 1, "only the SMS went out");
     assert!(app
@@ -132,11 +152,11 @@ async fn the_router_hands_each_channel_to_the_providers_that_carry_it(backend: B
     .await;
     let call = start_call(&app, None).await;
     assert_eq!(call.status, 201, "{}", call.body);
-    let accepted = crate::dispatch::wait_for_attempt(&app, call.str("id"), "accepted").await;
+    let accepted = wait_for_attempt(&app, call.str("id"), "accepted").await;
     assert_eq!(accepted["provider"], "voice");
     let sms = app.send("+4915112345679").await;
     assert_eq!(sms.status, 201, "{}", sms.body);
-    let accepted = crate::dispatch::wait_for_attempt(&app, sms.str("id"), "accepted").await;
+    let accepted = wait_for_attempt(&app, sms.str("id"), "accepted").await;
     assert_eq!(accepted["provider"], "texts");
 
     let calls = bodies(&voice).await;
@@ -148,10 +168,212 @@ async fn the_router_hands_each_channel_to_the_providers_that_carry_it(backend: B
     app.stop().await;
 }
 
+const ACCOUNT_SID: &str = "AC00000000000000000000000000000001";
+const CALL_SID: &str = "CA11111111111111111111111111111111";
+
+async fn a_twilio_call_status_callback_signed_by_twilio_marks_the_call_delivered(backend: Backend) {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+        )))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"sid": CALL_SID, "status": "queued"})),
+        )
+        .mount(&twilio)
+        .await;
+    let mut provider = ProviderSettings::new("twilio-voice", AdapterKind::Twilio);
+    provider.base_url = Some(twilio.uri());
+    provider.account_sid = Some(ACCOUNT_SID.into());
+    provider.auth_token = Some(Secret::from("twilio-auth-token"));
+    provider.from = Some("+15017122661".into());
+    provider.status_callback = Some("https://otp.example.com/v1/receipts/twilio-voice".into());
+    let app = spawn_app_with(backend, |settings: &mut Settings| {
+        settings.dispatch.providers = vec![provider];
+    })
+    .await;
+    let started = start_call(&app, Some("it")).await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    let id = started.str("id").to_owned();
+    let attempt = wait_for_attempt(&app, &id, "accepted").await;
+    assert_eq!(attempt["provider_message_id"], CALL_SID);
+    let calls = twilio.received_requests().await.unwrap();
+    let form = otpgate::dispatch::receipts::parse_form(&calls[0].body);
+    let twiml = &form.iter().find(|(key, _)| key == "Twiml").unwrap().1;
+    assert!(
+        twiml.contains(r#"<Say language="it-IT">Il tuo codice"#),
+        "{twiml}"
+    );
+
+    let url = format!("{}/v1/receipts/twilio-voice", app.address);
+    let params = [
+        ("CallSid", CALL_SID),
+        ("CallStatus", "in-progress"),
+        ("AccountSid", ACCOUNT_SID),
+    ];
+    let body = format!("CallSid={CALL_SID}&CallStatus=in-progress&AccountSid={ACCOUNT_SID}");
+    let post = |signature: String| {
+        let request = app
+            .http
+            .post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", signature)
+            .body(body.clone());
+        async move { reply(request.send().await.unwrap()).await }
+    };
+    post(twilio_signature(&url, &params, "wrong-token"))
+        .await
+        .assert_problem(403, "forbidden");
+    let applied = post(twilio_signature(&url, &params, "twilio-auth-token")).await;
+    assert_eq!(applied.status, 200, "{}", applied.body);
+    assert_eq!(applied.body["applied"], 1);
+    wait_for_attempt(&app, &id, "delivered").await;
+    app.stop().await;
+}
+
+/// A fresh RSA key (PKCS#8 PEM) from the openssl command line: none is kept in the repository.
+fn rsa_test_key() -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("private.key");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&file)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("the openssl command runs");
+    assert!(status.success());
+    std::fs::read_to_string(file).unwrap()
+}
+
+/// `Authorization: Bearer` a JWT as Vonage signs its webhooks: HS256 with the signature secret,
+/// `iat` and the body's SHA-256 as `payload_hash`.
+fn vonage_signed(secret: &[u8], iat_secs: u64, body: &[u8]) -> String {
+    use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
+    let hash = HEXLOWER.encode(ring::digest::digest(&ring::digest::SHA256, body).as_ref());
+    let header = BASE64URL_NOPAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = json!({"iat": iat_secs, "jti": "j-1", "iss": "Vonage", "payload_hash": hash,
+        "api_key": "abcd1234", "application_id": "aaaaaaaa-bbbb-cccc-dddd-0123456789ab"});
+    let input = format!(
+        "{header}.{}",
+        BASE64URL_NOPAD.encode(claims.to_string().as_bytes())
+    );
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret);
+    let tag = ring::hmac::sign(&key, input.as_bytes());
+    format!("Bearer {input}.{}", BASE64URL_NOPAD.encode(tag.as_ref()))
+}
+
+async fn a_vonage_call_event_signed_with_the_signature_secret_marks_the_call(backend: Backend) {
+    const UUID: &str = "63f61863-4a51-4f6b-86e1-46edebcf9356";
+    let vonage = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/v1/calls"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(
+            json!({"uuid": UUID, "status": "started", "direction": "outbound",
+                   "conversation_uuid": "CON-f972836a-550f-45fa-956c-12a2ab5b7d22"}),
+        ))
+        .mount(&vonage)
+        .await;
+    let mut provider = ProviderSettings::new("vonage-voice", AdapterKind::Vonage);
+    provider.voice_base_url = Some(vonage.uri());
+    provider.application_id = Some("aaaaaaaa-bbbb-cccc-dddd-0123456789ab".into());
+    provider.private_key = Some(Secret::from(rsa_test_key().as_str()));
+    provider.from = Some("447700900000".into());
+    provider.signature_secret = Some(Secret::from("vonage-signature-secret"));
+    let app = spawn_app_with(backend, |settings: &mut Settings| {
+        settings.dispatch.providers = vec![provider];
+    })
+    .await;
+    let started = start_call(&app, None).await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    let id = started.str("id").to_owned();
+    assert_eq!(
+        wait_for_attempt(&app, &id, "accepted").await["provider_message_id"],
+        UUID
+    );
+
+    let url = format!("{}/v1/receipts/vonage-voice", app.address);
+    let now_secs = app.clock.now_ms() / 1000;
+    let event = |status: &str| {
+        json!({"uuid": UUID, "conversation_uuid": "CON-f972836a-550f-45fa-956c-12a2ab5b7d22",
+               "status": status, "direction": "outbound", "timestamp": "2026-12-03T08:00:00.000Z"})
+        .to_string()
+    };
+    let post = |body: String, authorization: String| {
+        let request = app
+            .http
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("authorization", authorization)
+            .body(body);
+        async move { reply(request.send().await.unwrap()).await }
+    };
+    let answered = event("answered");
+    // Signed with another secret, or for another body: refused, nothing applied.
+    post(
+        answered.clone(),
+        vonage_signed(b"other-secret", now_secs, answered.as_bytes()),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    post(
+        answered.clone(),
+        vonage_signed(
+            b"vonage-signature-secret",
+            now_secs,
+            event("ringing").as_bytes(),
+        ),
+    )
+    .await
+    .assert_problem(403, "forbidden");
+    assert_eq!(
+        wait_for_attempt(&app, &id, "accepted").await["status"],
+        "accepted"
+    );
+    let applied = post(
+        answered.clone(),
+        vonage_signed(b"vonage-signature-secret", now_secs, answered.as_bytes()),
+    )
+    .await;
+    assert_eq!(applied.status, 200, "{}", applied.body);
+    assert_eq!(applied.body["applied"], 1);
+    wait_for_attempt(&app, &id, "delivered").await;
+    app.stop().await;
+}
+
+/// A landline: calls reach it by default, texts do not (the abuse policy's number types).
+async fn a_fixed_line_gets_a_call_but_not_an_sms_by_default(backend: Backend) {
+    const LANDLINE: &str = "+493012345678";
+    let app = spawn_app(backend).await;
+    let sms = app.send(LANDLINE).await;
+    sms.assert_problem(422, "refused");
+    assert_eq!(sms.body["rule"], "number-type");
+    let call = app
+        .post(
+            "/v1/verifications",
+            json!({"to": LANDLINE, "channel": "call"}),
+        )
+        .await;
+    assert_eq!(call.status, 201, "{}", call.body);
+    let messages = app.wait_for_messages(1).await;
+    assert_eq!(messages[0]["to"], LANDLINE);
+    assert_eq!(messages[0]["channel"], "call");
+    app.stop().await;
+}
+
 on_every_store!(
     a_call_reads_the_code_digit_by_digit_twice_and_the_code_approves,
     a_call_no_provider_carries_is_refused_and_changes_nothing,
     the_router_hands_each_channel_to_the_providers_that_carry_it,
+    a_twilio_call_status_callback_signed_by_twilio_marks_the_call_delivered,
+    a_vonage_call_event_signed_with_the_signature_secret_marks_the_call,
+    a_fixed_line_gets_a_call_but_not_an_sms_by_default,
 );
 
 #[tokio::test]

@@ -111,6 +111,29 @@ async fn an_email_code_reaches_the_smtp_sink_and_is_approved(backend: Backend) {
     let read = app.get(&format!("/v1/verifications/{id}")).await;
     assert_eq!(read.body["send_attempts"][0]["provider"], "mail");
     assert_eq!(read.body["send_attempts"][0]["status"], "accepted");
+
+    // Metrics per channel: the mail sent, the verification started and approved.
+    let metrics = app.metrics().await;
+    let value = |name: &str, labels: &[&str]| -> f64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with(name) && labels.iter().all(|l| line.contains(l)))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let mail = [
+        "provider=\"mail\"",
+        "channel=\"email\"",
+        "outcome=\"accepted\"",
+    ];
+    assert_eq!(value("otpgate_messages_total", &mail), 1.0, "{metrics}");
+    let started = ["channel=\"email\"", "outcome=\"created\""];
+    assert_eq!(value("otpgate_verifications_started_total", &started), 1.0);
+    let approved = ["channel=\"email\""];
+    assert_eq!(
+        value("otpgate_verification_approvals_total", &approved),
+        1.0
+    );
     app.stop().await;
 }
 

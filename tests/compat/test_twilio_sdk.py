@@ -13,7 +13,16 @@ import urllib.request
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from twilio_common import GATEWAY, ROOT_KEY, code_sent_to, mint_key, number, wrong
+from twilio_common import (
+    GATEWAY,
+    ROOT_KEY,
+    code_sent_to,
+    code_spoken_to,
+    message_to,
+    mint_key,
+    number,
+    wrong,
+)
 
 
 def client(username, password):
@@ -86,6 +95,22 @@ def test_check_by_verification_sid():
     assert check.status == "approved" and check.valid is True
 
 
+def test_call_reads_the_code_and_the_check_approves():
+    service, login = new_service()
+    verify = login.verify.v2.services(service.sid)
+    to = number()
+    verification = verify.verifications.create(to=to, channel="call", locale="de")
+    assert verification.channel == "call" and verification.status == "pending"
+    message = message_to(to)
+    assert message["channel"] == "call", message
+    assert message["body"].startswith("Ihr Bestätigungscode"), message["body"]
+    code = code_spoken_to(to)
+    assert message["body"].count(", ".join(code)) == 2, message["body"]
+    check = verify.verification_checks.create(to=to, code=code)
+    assert check.status == "approved" and check.valid is True, (check.status, check.valid)
+    assert check.channel == "call"
+
+
 def test_too_many_wrong_codes_raise_60202():
     service, login = new_service()
     verify = login.verify.v2.services(service.sid)
@@ -114,7 +139,7 @@ def test_too_many_sends_raise_60203():
 def test_unsupported_channel_raises_60200():
     service, login = new_service()
     verify = login.verify.v2.services(service.sid)
-    expect_error(lambda: verify.verifications.create(to=number(), channel="call"), 400, 60200)
+    expect_error(lambda: verify.verifications.create(to=number(), channel="fax"), 400, 60200)
     expect_error(lambda: verify.verifications.create(to="12345", channel="sms"), 400, 60200)
 
 

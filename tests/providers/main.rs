@@ -3,6 +3,7 @@
 //! settings; the configuration loader.
 
 mod bounded;
+mod calls;
 mod helpers;
 mod infobip;
 mod loader;

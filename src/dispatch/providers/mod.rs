@@ -10,6 +10,7 @@ pub mod settings;
 pub mod smtp;
 pub mod twilio;
 pub mod vonage;
+pub mod vonage_voice;
 pub mod whatsapp;
 
 use std::sync::Arc;
