@@ -88,12 +88,12 @@ async fn an_email_code_reaches_the_smtp_sink_and_is_approved(backend: Backend) {
     let started = send_email(&app, "Jane.Doe@Example.COM", Some("de")).await;
     assert_eq!(started.status, 201, "{}", started.body);
     assert_eq!(started.body["channel"], "email");
-    // The domain is lower-cased; the local part is the mail server's and stays as typed.
-    assert_eq!(started.body["to"], "Jane.Doe@example.com");
+    // One inbox, one key: the address is lower-cased whole.
+    assert_eq!(started.body["to"], "jane.doe@example.com");
     let id = started.str("id").to_owned();
 
     let mails = sink.wait_for(1).await;
-    assert_eq!(mails[0].recipients, ["Jane.Doe@example.com"]);
+    assert_eq!(mails[0].recipients, ["jane.doe@example.com"]);
     let text = text_of(&mails[0]);
     let code = code_in(&mails[0]);
     assert_eq!(subject_of(&text), format!("Ihr Bestätigungscode: {code}"));
@@ -390,7 +390,7 @@ async fn users_get_an_address_and_enabling_email_lists_those_without_one(backend
         )
         .await;
     assert_eq!(added.status, 201, "{}", added.body);
-    assert_eq!(added.body["email"], "Ann@example.com");
+    assert_eq!(added.body["email"], "ann@example.com");
     org.user("bob", "member", None).await;
     org.user("cy", "member", None).await;
     for bad in ["ann", "ann@", "Ann <ann@example.com>", "ann@localhost"] {
@@ -440,7 +440,7 @@ async fn users_get_an_address_and_enabling_email_lists_those_without_one(backend
     assert_eq!(decision.body["decision"], "challenge", "{}", decision.body);
     assert_eq!(
         decision.body["factors"],
-        json!([{"type": "email", "to": "A***@example.com"}])
+        json!([{"type": "email", "to": "a***@example.com"}])
     );
     org.enrol("ann", otpgate::account::user::FactorType::Totp, "FA-totp")
         .await;
@@ -452,9 +452,80 @@ async fn users_get_an_address_and_enabling_email_lists_those_without_one(backend
     );
     assert_eq!(
         decision.body["fallbacks"],
-        json!([{"type": "email", "to": "A***@example.com"}])
+        json!([{"type": "email", "to": "a***@example.com"}])
     );
     org.app.stop().await;
 }
 
 on_every_store!(users_get_an_address_and_enabling_email_lists_those_without_one);
+
+// ---- the Twilio Verify facade: Channel=email with To an address, as Twilio has it ----
+
+async fn twilio_form(app: &TestApp, path: &str, form: &[(&str, &str)]) -> Reply {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form)
+        .finish();
+    let service = format!("VA{}", &app.account_id[2..]);
+    let request = app
+        .http
+        .post(format!("{}/v2/Services/{service}/{path}", app.address))
+        .basic_auth(&app.account_id, Some(&app.key))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(body);
+    reply(request.send().await.unwrap()).await
+}
+
+async fn the_twilio_facade_sends_channel_email_and_checks_it_by_address(backend: Backend) {
+    let (app, sink) = spawn_with_sink(backend).await;
+    let sent = twilio_form(
+        &app,
+        "Verifications",
+        &[
+            ("To", "Jane.Doe@Example.com"),
+            ("Channel", "email"),
+            ("Locale", "fr"),
+        ],
+    )
+    .await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    assert_eq!(sent.body["channel"], "email");
+    assert_eq!(sent.body["to"], "jane.doe@example.com");
+    assert_eq!(sent.body["status"], "pending");
+    let mail = &sink.wait_for(1).await[0];
+    assert_eq!(
+        subject_of(&text_of(mail)),
+        format!("Votre code de vérification: {}", code_in(mail))
+    );
+
+    // Twilio's 60200 for an address on a phone channel and a number on e-mail; nothing sent.
+    for (to, channel) in [
+        (ADDRESS, "sms"),
+        ("+4915112345678", "email"),
+        ("jane@", "email"),
+    ] {
+        let refused = twilio_form(&app, "Verifications", &[("To", to), ("Channel", channel)]).await;
+        assert_eq!(refused.status, 400, "{}", refused.body);
+        assert_eq!(refused.body["code"], 60200, "{}", refused.body);
+    }
+    let checked = twilio_form(
+        &app,
+        "VerificationCheck",
+        &[("To", "JANE.DOE@example.com"), ("Code", "000000")],
+    )
+    .await;
+    assert_eq!(checked.body["status"], "pending", "{}", checked.body);
+    assert_eq!(checked.body["valid"], false);
+    let checked = twilio_form(
+        &app,
+        "VerificationCheck",
+        &[("To", "jane.doe@example.com"), ("Code", &code_in(mail))],
+    )
+    .await;
+    assert_eq!(checked.status, 200, "{}", checked.body);
+    assert_eq!(checked.body["status"], "approved");
+    assert_eq!(checked.body["valid"], true);
+    assert_eq!(sink.mails().len(), 1);
+    app.stop().await;
+}
+
+on_every_store!(the_twilio_facade_sends_channel_email_and_checks_it_by_address);
