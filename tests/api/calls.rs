@@ -367,7 +367,69 @@ async fn a_fixed_line_gets_a_call_but_not_an_sms_by_default(backend: Backend) {
     app.stop().await;
 }
 
+async fn the_login_decision_offers_a_call_after_the_strongest_factor(backend: Backend) {
+    use otpgate::account::user::FactorType;
+    let org = crate::accounts_support::Org::new(backend).await;
+    org.policy(json!({"channels": ["sms", "call", "totp"], "sms_fallback": true}))
+        .await;
+    org.user("ann", "member", Some("+4915112360041")).await;
+    org.enrol("ann", FactorType::Totp, "FA-totp").await;
+    let decision = org.login("ann", None).await;
+    assert_eq!(decision.body["decision"], "challenge", "{}", decision.body);
+    assert_eq!(
+        decision.body["factors"],
+        json!([{"type": "totp", "id": "FA-totp"}])
+    );
+    assert_eq!(
+        decision.body["fallbacks"],
+        json!([{"type": "sms", "to": "+491*******041"}, {"type": "call", "to": "+491*******041"}])
+    );
+    assert_eq!(
+        decision.body["fallback"]["type"], "sms",
+        "the first fallback, as before"
+    );
+
+    // Without calls in the policy, no call is offered.
+    org.policy(json!({"channels": ["sms", "totp"]})).await;
+    let decision = org.login("ann", None).await;
+    assert_eq!(
+        decision.body["fallbacks"],
+        json!([{"type": "sms", "to": "+491*******041"}])
+    );
+    org.app.stop().await;
+}
+
+async fn calls_need_every_user_to_have_a_phone(backend: Backend) {
+    let org = crate::accounts_support::Org::new(backend).await;
+    org.policy(json!({"channels": ["totp"]})).await;
+    org.user("bob", "member", None).await;
+    // Allowing calls lists the users without a phone, and changes nothing.
+    let refused = org
+        .put_policy("owner", json!({"channels": ["totp", "call"]}))
+        .await;
+    refused.assert_problem(422, "refused");
+    assert_eq!(refused.body["rule"], "sms-needs-every-user-to-have-a-phone");
+    assert_eq!(refused.body["users"], json!(["bob"]));
+    let patched = org
+        .patch_user("owner", "bob", json!({"phone": "+4915112360051"}))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    org.policy(json!({"channels": ["totp", "call"]})).await;
+    // While calls are allowed, a new user needs a phone.
+    let no_phone = org
+        .add_user("owner", json!({"id": "cy", "role": "member"}))
+        .await;
+    no_phone.assert_problem(422, "refused");
+    assert_eq!(
+        no_phone.body["rule"],
+        "a-phone-is-required-while-sms-is-active"
+    );
+    org.app.stop().await;
+}
+
 on_every_store!(
+    the_login_decision_offers_a_call_after_the_strongest_factor,
+    calls_need_every_user_to_have_a_phone,
     a_call_reads_the_code_digit_by_digit_twice_and_the_code_approves,
     a_call_no_provider_carries_is_refused_and_changes_nothing,
     the_router_hands_each_channel_to_the_providers_that_carry_it,
@@ -405,4 +467,21 @@ async fn a_provider_kind_cannot_be_given_a_channel_it_cannot_carry() {
     whatsapp.channels = Some(vec![Channel::Call]);
     let problems = whatsapp.validate().join("\n");
     assert!(problems.contains("cannot carry 'call'"), "{problems}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_calls_and_the_fallbacks() {
+    let app = spawn_app(Backend::Memory).await;
+    let document = app.get("/openapi.json").await.body;
+    let schemas = &document["components"]["schemas"];
+    let channels = schemas["Channel"]["enum"]
+        .as_array()
+        .expect("a Channel enum");
+    assert!(channels.contains(&json!("call")), "{channels:?}");
+    assert!(
+        schemas["LoginDecision"]["properties"]["fallbacks"].is_object(),
+        "{}",
+        schemas["LoginDecision"]
+    );
+    app.stop().await;
 }
