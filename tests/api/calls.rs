@@ -485,3 +485,47 @@ async fn the_openapi_document_describes_calls_and_the_fallbacks() {
     );
     app.stop().await;
 }
+
+/// The Twilio facade takes `Channel=call` as Twilio does, and answers Twilio's 60223 when no
+/// provider of this gateway places calls.
+#[tokio::test]
+async fn the_twilio_facade_places_calls_and_answers_60223_without_a_call_provider() {
+    let post = |app: &TestApp| {
+        let path = format!(
+            "{}/v2/Services/VA{}/Verifications",
+            app.address,
+            &app.account_id[2..]
+        );
+        app.http
+            .post(path)
+            .basic_auth(&app.account_id, Some(&app.key))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("To=%2B4915112345678&Channel=call&Locale=pt-BR"))
+    };
+    let app = spawn_app(Backend::Memory).await;
+    let created = reply(post(&app).send().await.unwrap()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["channel"], "call");
+    let messages = app.wait_for_messages(1).await;
+    assert!(
+        messages[0]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Seu código"),
+        "{}",
+        messages[0]
+    );
+    app.stop().await;
+
+    let server = accepting_server().await;
+    let texts = http_carrying("texts", &server, &[Channel::Sms]);
+    let app = spawn_app_with(Backend::Memory, |settings: &mut Settings| {
+        settings.dispatch.providers = vec![texts];
+    })
+    .await;
+    let refused = reply(post(&app).send().await.unwrap()).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.body["code"], 60223, "{}", refused.body);
+    assert_eq!(refused.body["message"], "Delivery channel disabled: CALL");
+    app.stop().await;
+}
