@@ -144,7 +144,9 @@ pub(super) async fn put_policy(call: Call<'_>) -> Reply {
             let mut channels = Vec::with_capacity(names.len());
             for name in names {
                 channels.push(PolicyChannel::parse(name).ok_or_else(|| {
-                    ApiError::invalid("channels must be a list of sms, whatsapp, totp, webauthn")
+                    ApiError::invalid(
+                        "channels must be a list of sms, whatsapp, call, totp, webauthn",
+                    )
                 })?);
             }
             Some(ChannelSet::of(&channels))

@@ -214,7 +214,8 @@ impl<'a> From<&'a SendAttempt> for AttemptBody<'a> {
 #[schema(as = Policy)]
 pub struct PolicyBody {
     pub require_2fa: bool,
-    /// Subset of sms, whatsapp, totp, webauthn.
+    /// Subset of sms, whatsapp, call, totp, webauthn (any phone channel needs every user to
+    /// have a phone number).
     #[schema(value_type = Vec<String>)]
     pub channels: ChannelSet,
     pub sms_fallback: bool,
@@ -247,6 +248,7 @@ impl From<&Policy> for PolicyBody {
 #[schema(as = PolicyUpdate)]
 pub struct PutPolicyBody {
     pub require_2fa: Option<bool>,
+    /// Subset of sms, whatsapp, call, totp, webauthn.
     pub channels: Option<Vec<String>>,
     pub sms_fallback: Option<bool>,
     pub trusted_device: Option<String>,
@@ -556,7 +558,7 @@ pub struct LoginBody {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Offer)]
 pub struct OfferSchema {
-    /// webauthn, totp, sms, whatsapp.
+    /// webauthn, totp, sms, whatsapp, call.
     #[serde(rename = "type")]
     pub kind: String,
     pub id: Option<String>,

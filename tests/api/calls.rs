@@ -367,7 +367,69 @@ async fn a_fixed_line_gets_a_call_but_not_an_sms_by_default(backend: Backend) {
     app.stop().await;
 }
 
+async fn the_login_decision_offers_a_call_after_the_strongest_factor(backend: Backend) {
+    use otpgate::account::user::FactorType;
+    let org = crate::accounts_support::Org::new(backend).await;
+    org.policy(json!({"channels": ["sms", "call", "totp"], "sms_fallback": true}))
+        .await;
+    org.user("ann", "member", Some("+4915112360041")).await;
+    org.enrol("ann", FactorType::Totp, "FA-totp").await;
+    let decision = org.login("ann", None).await;
+    assert_eq!(decision.body["decision"], "challenge", "{}", decision.body);
+    assert_eq!(
+        decision.body["factors"],
+        json!([{"type": "totp", "id": "FA-totp"}])
+    );
+    assert_eq!(
+        decision.body["fallbacks"],
+        json!([{"type": "sms", "to": "+491*******041"}, {"type": "call", "to": "+491*******041"}])
+    );
+    assert_eq!(
+        decision.body["fallback"]["type"], "sms",
+        "the first fallback, as before"
+    );
+
+    // Without calls in the policy, no call is offered.
+    org.policy(json!({"channels": ["sms", "totp"]})).await;
+    let decision = org.login("ann", None).await;
+    assert_eq!(
+        decision.body["fallbacks"],
+        json!([{"type": "sms", "to": "+491*******041"}])
+    );
+    org.app.stop().await;
+}
+
+async fn calls_need_every_user_to_have_a_phone(backend: Backend) {
+    let org = crate::accounts_support::Org::new(backend).await;
+    org.policy(json!({"channels": ["totp"]})).await;
+    org.user("bob", "member", None).await;
+    // Allowing calls lists the users without a phone, and changes nothing.
+    let refused = org
+        .put_policy("owner", json!({"channels": ["totp", "call"]}))
+        .await;
+    refused.assert_problem(422, "refused");
+    assert_eq!(refused.body["rule"], "sms-needs-every-user-to-have-a-phone");
+    assert_eq!(refused.body["users"], json!(["bob"]));
+    let patched = org
+        .patch_user("owner", "bob", json!({"phone": "+4915112360051"}))
+        .await;
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    org.policy(json!({"channels": ["totp", "call"]})).await;
+    // While calls are allowed, a new user needs a phone.
+    let no_phone = org
+        .add_user("owner", json!({"id": "cy", "role": "member"}))
+        .await;
+    no_phone.assert_problem(422, "refused");
+    assert_eq!(
+        no_phone.body["rule"],
+        "a-phone-is-required-while-sms-is-active"
+    );
+    org.app.stop().await;
+}
+
 on_every_store!(
+    the_login_decision_offers_a_call_after_the_strongest_factor,
+    calls_need_every_user_to_have_a_phone,
     a_call_reads_the_code_digit_by_digit_twice_and_the_code_approves,
     a_call_no_provider_carries_is_refused_and_changes_nothing,
     the_router_hands_each_channel_to_the_providers_that_carry_it,
@@ -405,4 +467,65 @@ async fn a_provider_kind_cannot_be_given_a_channel_it_cannot_carry() {
     whatsapp.channels = Some(vec![Channel::Call]);
     let problems = whatsapp.validate().join("\n");
     assert!(problems.contains("cannot carry 'call'"), "{problems}");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_calls_and_the_fallbacks() {
+    let app = spawn_app(Backend::Memory).await;
+    let document = app.get("/openapi.json").await.body;
+    let schemas = &document["components"]["schemas"];
+    let channels = schemas["Channel"]["enum"]
+        .as_array()
+        .expect("a Channel enum");
+    assert!(channels.contains(&json!("call")), "{channels:?}");
+    assert!(
+        schemas["LoginDecision"]["properties"]["fallbacks"].is_object(),
+        "{}",
+        schemas["LoginDecision"]
+    );
+    app.stop().await;
+}
+
+/// The Twilio facade takes `Channel=call` as Twilio does, and answers Twilio's 60223 when no
+/// provider of this gateway places calls.
+#[tokio::test]
+async fn the_twilio_facade_places_calls_and_answers_60223_without_a_call_provider() {
+    let post = |app: &TestApp| {
+        let path = format!(
+            "{}/v2/Services/VA{}/Verifications",
+            app.address,
+            &app.account_id[2..]
+        );
+        app.http
+            .post(path)
+            .basic_auth(&app.account_id, Some(&app.key))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("To=%2B4915112345678&Channel=call&Locale=pt-BR"))
+    };
+    let app = spawn_app(Backend::Memory).await;
+    let created = reply(post(&app).send().await.unwrap()).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["channel"], "call");
+    let messages = app.wait_for_messages(1).await;
+    assert!(
+        messages[0]["body"]
+            .as_str()
+            .unwrap()
+            .starts_with("Seu código"),
+        "{}",
+        messages[0]
+    );
+    app.stop().await;
+
+    let server = accepting_server().await;
+    let texts = http_carrying("texts", &server, &[Channel::Sms]);
+    let app = spawn_app_with(Backend::Memory, |settings: &mut Settings| {
+        settings.dispatch.providers = vec![texts];
+    })
+    .await;
+    let refused = reply(post(&app).send().await.unwrap()).await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert_eq!(refused.body["code"], 60223, "{}", refused.body);
+    assert_eq!(refused.body["message"], "Delivery channel disabled: CALL");
+    app.stop().await;
 }

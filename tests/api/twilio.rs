@@ -258,7 +258,7 @@ async fn bad_parameters_answer_60200_and_name_the_parameter() {
     let creds = (app.account_id.as_str(), app.key.as_str());
     for (form, parameter) in [
         (
-            vec![("To", "+4915112345673"), ("Channel", "call")],
+            vec![("To", "+4915112345673"), ("Channel", "fax")],
             "Channel",
         ),
         (
