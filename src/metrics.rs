@@ -246,7 +246,7 @@ impl Metrics {
         self.count(Series::of(STORE_ERRORS).by("operation", operation));
     }
 
-    /// One provider attempt. `channel`: sms, whatsapp, call. `outcome`: accepted, failed
+    /// One provider attempt. `channel`: sms, whatsapp, call, email. `outcome`: accepted, failed
     /// (retryable), refused (permanent). `country`: the calling code of the destination.
     pub fn message(
         &self,

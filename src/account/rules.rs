@@ -275,7 +275,7 @@ pub fn policy_change(actor: &Actor, before: &Policy, after: &Policy) -> Result<(
     if after.channels.is_empty() {
         return Err(Refusal::new(
             rule::A_POLICY_ALLOWS_A_CHANNEL,
-            "channels must name at least one of sms, whatsapp, call, totp, webauthn",
+            "channels must name at least one of sms, whatsapp, call, email, totp, webauthn",
         ));
     }
     let has_app_or_key = after.channels.contains(PolicyChannel::Totp)

@@ -145,7 +145,7 @@ pub(super) async fn put_policy(call: Call<'_>) -> Reply {
             for name in names {
                 channels.push(PolicyChannel::parse(name).ok_or_else(|| {
                     ApiError::invalid(
-                        "channels must be a list of sms, whatsapp, call, totp, webauthn",
+                        "channels must be a list of sms, whatsapp, call, email, totp, webauthn",
                     )
                 })?);
             }

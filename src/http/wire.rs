@@ -214,8 +214,8 @@ impl<'a> From<&'a SendAttempt> for AttemptBody<'a> {
 #[schema(as = Policy)]
 pub struct PolicyBody {
     pub require_2fa: bool,
-    /// Subset of sms, whatsapp, call, totp, webauthn (any phone channel needs every user to
-    /// have a phone number).
+    /// Subset of sms, whatsapp, call, email, totp, webauthn (any phone channel needs every user
+    /// to have a phone number, email every user an e-mail address).
     #[schema(value_type = Vec<String>)]
     pub channels: ChannelSet,
     pub sms_fallback: bool,
@@ -248,7 +248,7 @@ impl From<&Policy> for PolicyBody {
 #[schema(as = PolicyUpdate)]
 pub struct PutPolicyBody {
     pub require_2fa: Option<bool>,
-    /// Subset of sms, whatsapp, call, totp, webauthn.
+    /// Subset of sms, whatsapp, call, email, totp, webauthn.
     pub channels: Option<Vec<String>>,
     pub sms_fallback: Option<bool>,
     pub trusted_device: Option<String>,
@@ -558,11 +558,11 @@ pub struct LoginBody {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Offer)]
 pub struct OfferSchema {
-    /// webauthn, totp, sms, whatsapp, call.
+    /// webauthn, totp, sms, whatsapp, call, email.
     #[serde(rename = "type")]
     pub kind: String,
     pub id: Option<String>,
-    /// The masked number a phone channel sends to.
+    /// The masked number a phone channel sends to, or the masked address of email.
     pub to: Option<String>,
 }
 
@@ -583,7 +583,8 @@ pub struct DecisionBody<'a> {
     #[schema(value_type = Option<OfferSchema>)]
     pub fallback: Option<&'a Offer>,
     /// For challenge: the alternatives after the factors, in order: `sms` (the policy's
-    /// `sms_fallback`, for a user with an app or a key), then `call` where the policy allows it.
+    /// `sms_fallback`, for a user with an app or a key), then `call`, then `email`, where the
+    /// policy allows them.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<OfferSchema>>)]
     pub fallbacks: Option<&'a [Offer]>,

@@ -529,3 +529,29 @@ async fn the_twilio_facade_sends_channel_email_and_checks_it_by_address(backend:
 }
 
 on_every_store!(the_twilio_facade_sends_channel_email_and_checks_it_by_address);
+
+#[tokio::test]
+async fn the_openapi_document_describes_email_as_a_channel_and_a_users_address() {
+    let app = crate::helpers::spawn_app(Backend::Memory).await;
+    let document = app.get("/openapi.json").await.body;
+    let schemas = &document["components"]["schemas"];
+    let channels = &schemas["Channel"]["enum"];
+    assert!(
+        channels
+            .as_array()
+            .is_some_and(|all| all.contains(&json!("email"))),
+        "{channels}"
+    );
+    for schema in ["User", "CreateUser", "PatchUser"] {
+        assert!(
+            schemas[schema]["properties"]["email"].is_object(),
+            "{schema}: {}",
+            schemas[schema]
+        );
+    }
+    let to = schemas["StartVerification"]["properties"]["to"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(to.contains("e-mail address"), "{to}");
+    app.stop().await;
+}
