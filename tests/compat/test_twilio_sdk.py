@@ -6,6 +6,8 @@ Run by scripts/compat with a gateway and a message sink already up; runs under p
 """
 
 import json
+import random
+import re
 import sys
 import traceback
 import urllib.request
@@ -18,6 +20,7 @@ from twilio_common import (
     ROOT_KEY,
     code_sent_to,
     code_spoken_to,
+    mail_to,
     message_to,
     mint_key,
     number,
@@ -109,6 +112,23 @@ def test_call_reads_the_code_and_the_check_approves():
     check = verify.verification_checks.create(to=to, code=code)
     assert check.status == "approved" and check.valid is True, (check.status, check.valid)
     assert check.channel == "call"
+
+
+def test_email_code_is_mailed_and_the_check_approves():
+    service, login = new_service()
+    verify = login.verify.v2.services(service.sid)
+    address = "Compat.%d@Example.com" % random.randrange(10**9)
+    verification = verify.verifications.create(to=address, channel="email", locale="es")
+    assert verification.channel == "email" and verification.status == "pending"
+    assert verification.to == address.lower(), verification.to
+    mail = mail_to(address.lower())
+    code = re.search(r"\d{4,10}", mail["text"]).group(0)
+    assert mail["subject"] == f"Tu código de verificación: {code}", mail["subject"]
+    assert f"<strong>{code}</strong>" in mail["html"] and "<img" not in mail["html"]
+    expect_error(lambda: verify.verifications.create(to=address, channel="sms"), 400, 60200)
+    check = verify.verification_checks.create(to=address, code=code)
+    assert check.status == "approved" and check.valid is True, (check.status, check.valid)
+    assert check.channel == "email"
 
 
 def test_too_many_wrong_codes_raise_60202():

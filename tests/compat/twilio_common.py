@@ -55,6 +55,19 @@ def code_spoken_to(number, count=1, timeout=10.0):
     return re.sub(r"\D", "", re.search(r"\d(?:, \d){3,9}", body).group(0))
 
 
+def mail_to(address, count=1, timeout=10.0):
+    """The newest of at least `count` mails the sink's SMTP side received for `address`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"{SINK}/mails", timeout=10) as response:
+            mails = [m for m in json.load(response) if m.get("to") == address]
+        if len(mails) >= count:
+            return mails[-1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(mails)} of {count} mails reached {address}")
+        time.sleep(0.02)
+
+
 def wrong(code):
     return "".join(str((int(digit) + 1) % 10) for digit in code)
 
