@@ -1,6 +1,7 @@
 //! The provider seam: one adapter per way of delivering a message, behind one trait, and the
 //! settings that choose and configure the adapters.
 
+mod email_settings;
 pub mod http;
 pub mod infobip;
 pub mod log;

@@ -541,24 +541,8 @@ impl ProviderSettings {
                     problem("'api_version' must look like v21.0".into());
                 }
             }
-            AdapterKind::Smtp => {
-                require("url", self.url.as_deref(), &mut problem);
-                if let Some(Err(reason)) = self.url.as_deref().map(super::smtp::parse_url) {
-                    problem(format!("'url' {reason}"));
-                }
-                require("from", self.from.as_deref(), &mut problem);
-                check_sender(self.from.as_deref(), &mut problem);
-            }
-            AdapterKind::Sendgrid => {
-                require_secret("api_key", &self.api_key, &mut problem);
-                require("from", self.from.as_deref(), &mut problem);
-                check_sender(self.from.as_deref(), &mut problem);
-                let key = self.verification_key.as_deref();
-                if key
-                    .is_some_and(|key| crate::dispatch::sendgrid_events::public_key(key).is_none())
-                {
-                    problem("'verification_key' must be the base64 ECDSA P-256 public key SendGrid shows for its Event Webhook".into());
-                }
+            AdapterKind::Smtp | AdapterKind::Sendgrid => {
+                super::email_settings::validate(self, &mut problem)
             }
             AdapterKind::Http => {
                 require("url", self.url.as_deref(), &mut problem);
@@ -619,21 +603,7 @@ pub(crate) enum Vendor<'a> {
     Log,
 }
 
-/// An SMTP server: its URL, the sender, and the URL user's password when it has one.
-pub(crate) struct Smtp<'a> {
-    pub url: &'a str,
-    pub from: &'a str,
-    pub password: Option<&'a Secret>,
-}
-
-/// A sender such as `no-reply@example.com` or `Acme <no-reply@example.com>`.
-fn check_sender(from: Option<&str>, problem: &mut dyn FnMut(String)) {
-    if let Some(from) = from {
-        if from.parse::<lettre::message::Mailbox>().is_err() {
-            problem("'from' must be an address such as no-reply@example.com or 'Acme <no-reply@example.com>'".into());
-        }
-    }
-}
+pub(crate) use super::email_settings::Smtp;
 
 pub(crate) struct Twilio<'a> {
     pub base: &'a str,
