@@ -262,10 +262,7 @@ async fn bad_parameters_answer_60200_and_name_the_parameter() {
             "Channel",
         ),
         // E-mail is a channel, and it takes an address, not a number.
-        (
-            vec![("To", "+4915112345673"), ("Channel", "email")],
-            "To",
-        ),
+        (vec![("To", "+4915112345673"), ("Channel", "email")], "To"),
         (vec![("To", "12345"), ("Channel", "sms")], "To"),
         (vec![("Channel", "sms")], "To"),
         (
