@@ -74,8 +74,8 @@ pub struct StartRequest {
     /// Digits for this verification; the account's length when absent. Never fewer than the
     /// account's length (see [`Verifier::code_length_floor`]).
     pub code_length: Option<u8>,
-    /// Scoped to the account and the destination number: a retry with the same key and number
-    /// gets the first answer and sends nothing.
+    /// Scoped to the account and the destination (number or address): a retry with the same
+    /// key and destination gets the first answer and sends nothing.
     pub idempotency_key: Option<String>,
     /// Language of the message; English when absent or without a text of its own.
     pub locale: Option<String>,

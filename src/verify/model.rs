@@ -100,7 +100,7 @@ impl Status {
 pub struct Verification {
     pub id: VerificationId,
     pub account: AccountId,
-    /// E.164, as stored; masked whenever it is logged.
+    /// E.164 or a normalised e-mail address, as stored; masked whenever it is logged.
     pub to: String,
     pub channel: Channel,
     /// The stored status. A pending one past `expires_ms` is expired: see [`Self::status_at`].
