@@ -38,11 +38,6 @@ impl Channel {
     pub fn names() -> String {
         Self::ALL.map(Channel::as_str).join(", ")
     }
-
-    /// Whether the destination is a phone number (every channel so far).
-    pub fn is_phone(self) -> bool {
-        matches!(self, Channel::Sms | Channel::Whatsapp | Channel::Call)
-    }
 }
 
 /// One message sent (or being sent) for a verification, as `GET /v1/verifications/{id}` lists it.
