@@ -547,7 +547,7 @@ async fn the_twilio_facade_places_calls_and_answers_60223_without_a_call_provide
             .post(path)
             .basic_auth(&app.account_id, Some(&app.key))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("To=%2B4915112345678&Channel=call&Locale=pt-BR"))
+            .body("To=%2B4915112345678&Channel=call&Locale=pt-BR")
     };
     let app = spawn_app(Backend::Memory).await;
     let created = reply(post(&app).send().await.unwrap()).await;
