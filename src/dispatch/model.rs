@@ -47,11 +47,6 @@ impl Channel {
         Self::ALL.map(Channel::as_str).join(", ")
     }
 
-    /// Whether the destination is a phone number (every channel but e-mail).
-    pub fn is_phone(self) -> bool {
-        matches!(self, Channel::Sms | Channel::Whatsapp | Channel::Call)
-    }
-
     /// Whether this channel's destination is an e-mail address (else a phone number).
     pub fn is_email(self) -> bool {
         self == Channel::Email

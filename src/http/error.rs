@@ -78,7 +78,8 @@ pub struct Problem<'a> {
     /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
     /// method-not-allowed, request-timeout, conflict, payload-too-large, unsupported-media-type,
     /// rate-limited, send-quota-exceeded, max-sends-reached, suspected-pumping,
-    /// daily-message-cap, refused (a rule, also geo-permission and number-type), account-limit-reached,
+    /// daily-message-cap, refused (a rule, also geo-permission, number-type and
+    /// channel-not-configured), account-limit-reached,
     /// internal, unavailable (nothing was changed), outcome-unknown (the request may or may not
     /// have taken effect: retry it with the same Idempotency-Key), verification-already-approved,
     /// verification-expired, verification-canceled, verification-max-attempts-reached (a check of

@@ -427,7 +427,54 @@ async fn calls_need_every_user_to_have_a_phone(backend: Backend) {
     org.app.stop().await;
 }
 
+/// A vendor that cannot place the call (503) fails over to the next provider that carries calls,
+/// as a text does; its failed try is listed beside the accepted one.
+async fn a_call_fails_over_to_the_next_provider_that_places_calls(backend: Backend) {
+    let twilio = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/2010-04-01/Accounts/{ACCOUNT_SID}/Calls.json"
+        )))
+        .respond_with(ResponseTemplate::new(503))
+        .mount(&twilio)
+        .await;
+    let mut primary = ProviderSettings::new("twilio-voice", AdapterKind::Twilio);
+    primary.base_url = Some(twilio.uri());
+    primary.account_sid = Some(ACCOUNT_SID.into());
+    primary.auth_token = Some(Secret::from("twilio-auth-token"));
+    primary.from = Some("+15017122661".into());
+    let backup_server = accepting_server().await;
+    let backup = http_carrying("backup", &backup_server, &[Channel::Call]);
+    let app = spawn_app_with(backend, |settings: &mut Settings| {
+        settings.dispatch.providers = vec![primary, backup];
+        settings.dispatch.routes = vec![RouteSettings {
+            prefix: "*".into(),
+            channel: Some(Channel::Call),
+            providers: vec!["twilio-voice".into(), "backup".into()],
+        }];
+    })
+    .await;
+    let started = start_call(&app, None).await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    let id = started.str("id").to_owned();
+    assert_eq!(
+        wait_for_attempt(&app, &id, "accepted").await["provider"],
+        "backup"
+    );
+    let failed = wait_for_attempt(&app, &id, "provider_error").await;
+    assert_eq!(failed["provider"], "twilio-voice");
+    assert_eq!(twilio.received_requests().await.unwrap().len(), 1);
+    let calls = bodies(&backup_server).await;
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0]["channel"], "call");
+    let code = spoken_code(calls[0]["body"].as_str().unwrap());
+    let checked = app.check_id(&id, &code).await;
+    assert_eq!(checked.str("status"), "approved", "{}", checked.body);
+    app.stop().await;
+}
+
 on_every_store!(
+    a_call_fails_over_to_the_next_provider_that_places_calls,
     the_login_decision_offers_a_call_after_the_strongest_factor,
     calls_need_every_user_to_have_a_phone,
     a_call_reads_the_code_digit_by_digit_twice_and_the_code_approves,
@@ -500,7 +547,7 @@ async fn the_twilio_facade_places_calls_and_answers_60223_without_a_call_provide
             .post(path)
             .basic_auth(&app.account_id, Some(&app.key))
             .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("To=%2B4915112345678&Channel=call&Locale=pt-BR"))
+            .body("To=%2B4915112345678&Channel=call&Locale=pt-BR")
     };
     let app = spawn_app(Backend::Memory).await;
     let created = reply(post(&app).send().await.unwrap()).await;
