@@ -254,7 +254,7 @@ fn memory_store_check(c: &mut Criterion) {
     let new = NewVerification {
         id: VerificationId::random(&rng, to.shard()).expect("the OS generator works"),
         account: account.clone(),
-        to: to.clone(),
+        to: to.clone().into(),
         channel: Channel::Sms,
         code_tag: mac.tag(account.as_str(), &Code::parse("123456").expect("valid")),
         code_length: 6,
@@ -284,7 +284,7 @@ fn memory_store_check(c: &mut Criterion) {
         let number = PhoneNumber::parse(&format!("+49151{n:08}")).expect("valid");
         let filler = NewVerification {
             id: VerificationId::random(&rng, number.shard()).expect("the OS generator works"),
-            to: number,
+            to: number.into(),
             ..new.clone()
         };
         runtime
@@ -293,7 +293,7 @@ fn memory_store_check(c: &mut Criterion) {
     }
     let wrong = mac.tag(account.as_str(), &Code::parse("000000").expect("valid"));
     let by_id = CheckTarget::Id(id);
-    let by_number = CheckTarget::To(to);
+    let by_number = CheckTarget::To(to.into());
 
     let mut group = c.benchmark_group("memory_store_check");
     group.throughput(Throughput::Elements(1));
@@ -566,6 +566,7 @@ impl ServiceFixture {
                         id: Some(id.clone()),
                         role: UserRole::Member,
                         phone: Some(PhoneNumber::parse(&format!("+49151{n:08}")).expect("valid")),
+                        email: None,
                         two_factor: None,
                     },
                 )

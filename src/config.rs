@@ -386,6 +386,8 @@ impl Reader {
             ("ACCESS_TOKEN", &mut provider.access_token),
             ("APP_SECRET", &mut provider.app_secret),
             ("PASSWORD", &mut provider.password),
+            ("PRIVATE_KEY", &mut provider.private_key),
+            ("SIGNATURE_SECRET", &mut provider.signature_secret),
         ] {
             if let Some(secret) = lookup(&format!("OTPGATE_PROVIDER_{name}_{field}")) {
                 *slot = Some(secret);

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod destination;
 pub mod dispatch;
 pub mod events;
 pub mod factors;

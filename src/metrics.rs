@@ -123,11 +123,11 @@ fn country_label(country: Region) -> &'static str {
 static METADATA: Metadata<'static> =
     Metadata::new("otpgate", Level::INFO, Some("otpgate::metrics"));
 
-/// (metric, three label values, status): enough to key every series this file defines.
-type SeriesKey = (&'static str, [&'static str; 3], u16);
+/// (metric, four label values, status): enough to key every series this file defines.
+type SeriesKey = (&'static str, [&'static str; 4], u16);
 
 /// The label names that go with a `SeriesKey`'s values; empty names are skipped.
-type LabelNames = [&'static str; 3];
+type LabelNames = [&'static str; 4];
 
 pub struct Metrics {
     recorder: PrometheusRecorder,
@@ -239,8 +239,11 @@ impl Metrics {
         self.count(series.by("reason", reason));
     }
 
-    pub fn approval(&self, country: Region) {
-        self.count(Series::of(APPROVALS).by("country_code", country_label(country)));
+    /// An approved verification, by destination country and by the channel its code went out
+    /// on: with `otpgate_verifications_started_total`, conversion per channel.
+    pub fn approval(&self, country: Region, channel: &'static str) {
+        let series = Series::of(APPROVALS).by("country_code", country_label(country));
+        self.count(series.by("channel", channel));
     }
 
     pub fn abuse_block(&self, country: Region, rule: &'static str) {
@@ -252,16 +255,30 @@ impl Metrics {
         self.count(Series::of(STORE_ERRORS).by("operation", operation));
     }
 
-    /// One provider attempt. `outcome`: accepted, failed (retryable), refused (permanent).
-    /// `country`: the calling code of the destination.
-    pub fn message(&self, provider: &'static str, country: &'static str, outcome: &'static str) {
+    /// One provider attempt. `channel`: sms, whatsapp, call, email. `outcome`: accepted, failed
+    /// (retryable), refused (permanent). `country`: the calling code of the destination.
+    pub fn message(
+        &self,
+        provider: &'static str,
+        channel: &'static str,
+        country: &'static str,
+        outcome: &'static str,
+    ) {
         let series = Series::of(MESSAGES).by("provider", provider);
-        let series = series.by("country_code", country).by("outcome", outcome);
-        self.count(series);
+        let series = series.by("channel", channel).by("country_code", country);
+        self.count(series.by("outcome", outcome));
     }
 
-    pub fn provider_latency(&self, provider: &'static str, elapsed: Duration) {
-        self.histogram(Series::of(PROVIDER_DURATION).by("provider", provider))
+    /// How long one provider request took, by provider and channel (a call is placed by
+    /// another API than a text).
+    pub fn provider_latency(
+        &self,
+        provider: &'static str,
+        channel: &'static str,
+        elapsed: Duration,
+    ) {
+        let series = Series::of(PROVIDER_DURATION).by("provider", provider);
+        self.histogram(series.by("channel", channel))
             .record(elapsed.as_secs_f64());
     }
 
@@ -418,8 +435,8 @@ impl Series {
     /// The metric `name` with no labels yet.
     fn of(name: &'static str) -> Self {
         Self {
-            key: (name, [""; 3], 0),
-            names: [""; 3],
+            key: (name, [""; 4], 0),
+            names: [""; 4],
             with_status: false,
         }
     }
@@ -427,7 +444,7 @@ impl Series {
     /// Adds the label `name` = `value` in the next free place.
     fn by(mut self, name: &'static str, value: &'static str) -> Self {
         let slot = self.names.iter().position(|name| name.is_empty());
-        let slot = slot.expect("a series has three text labels at most");
+        let slot = slot.expect("a series has four text labels at most");
         self.names[slot] = name;
         self.key.1[slot] = value;
         self

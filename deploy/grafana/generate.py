@@ -70,6 +70,15 @@ ts("Conversion by country (approved / admitted, 1h, top 10 by sends)", [(f'sum b
 ts("Sends admitted by country (top 10)", [(f'topk(10, sum by (country_code) (rate(otpgate_sends_admitted_total{{{SEL}}}[{R}])))', "{{country_code}}")], 12, unit="ops")
 nextrow()
 
+row("Channels (sms, whatsapp, call)")
+ts("Provider attempts by channel and outcome", [(f'sum by (channel, outcome) (rate(otpgate_messages_total{{{SEL}}}[{R}]))', "{{channel}} {{outcome}}")], 0, w=8, unit="ops",
+    desc="Every provider attempt by the channel it carried (alert OtpgateChannelFailing when one channel fails on every provider).")
+ts("Provider latency by channel (p95)", [(f'histogram_quantile(0.95, sum by (channel, le) (rate(otpgate_provider_request_duration_seconds_bucket{{{SEL}}}[{R}])))', "p95 {{channel}}")], 8, w=8, unit="s",
+    desc="Placing a call is a different API from sending a text: compare them apart.")
+ts("Conversion by channel (approved / created, 1h)", [(f'sum by (channel) (rate(otpgate_verification_approvals_total{{{SEL}}}[1h])) / clamp_min(sum by (channel) (rate(otpgate_verifications_started_total{{{SEL},outcome="created"}}[1h])), 1e-9)', "{{channel}}")], 16, w=8, unit="percentunit", max_=1,
+    desc="Approvals per verification created, by the channel its code went out on.")
+nextrow()
+
 row("Providers")
 ts("Provider attempts by outcome", [(f'sum by (provider, outcome) (rate(otpgate_messages_total{{{SEL}}}[{R}]))', "{{provider}} {{outcome}}")], 0, unit="ops")
 ts("Provider latency (p50, p95)", [

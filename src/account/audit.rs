@@ -16,6 +16,7 @@ pub mod action {
     pub const USER_CREATED: &str = "user.created";
     pub const TWO_FACTOR_CHANGED: &str = "user.two_factor_changed";
     pub const PHONE_CHANGED: &str = "user.phone_changed";
+    pub const EMAIL_CHANGED: &str = "user.email_changed";
     pub const ROLE_CHANGED: &str = "user.role_changed";
     pub const FACTOR_ADDED: &str = "user.factor_added";
     pub const FACTOR_REMOVED: &str = "user.factor_removed";

@@ -17,7 +17,7 @@ pub struct Offer {
     /// The enrolled factor's id (TOTP, WebAuthn); absent for the phone channels.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// The masked number a phone channel sends to.
+    /// The masked number a phone channel sends to, or the masked address of e-mail.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<String>,
 }
@@ -40,11 +40,12 @@ impl AllowReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Allow(AllowReason),
-    /// `factors` strongest first (the first is the primary); `fallback` is SMS as the
-    /// alternative of an app or a key, where the policy allows it.
+    /// `factors` strongest first (the first is the primary); `fallbacks` the alternatives
+    /// after them, in order: SMS as the alternative of an app or a key (`sms_fallback`), then
+    /// a voice call wherever the policy allows calls, then e-mail wherever it allows e-mail.
     Challenge {
         factors: Vec<Offer>,
-        fallback: Option<Offer>,
+        fallbacks: Vec<Offer>,
     },
     /// 1send: the account requires 2FA and the user has no usable factor: enrol before access.
     Enroll {
@@ -97,30 +98,51 @@ pub fn decide(policy: &Policy, user: &User, device_trusted: bool) -> Decision {
             to: Some(mask(phone.e164())),
         })
     };
+    // A call reads the code to a landline or a phone without coverage: never the primary
+    // factor while a stronger one is there, always offered after it where the policy allows.
+    let call = phone_offer(PolicyChannel::Call);
+    // E-mail is the weakest (a mailbox is often the account-recovery path itself): always a
+    // fallback while any other factor is there, the factor only when it is the last one.
+    let email = user
+        .email
+        .as_ref()
+        .filter(|_| policy.channels.contains(PolicyChannel::Email))
+        .map(|address| Offer {
+            kind: PolicyChannel::Email.as_str(),
+            id: None,
+            to: Some(address.masked()),
+        });
     if !strong.is_empty() {
-        let fallback = if policy.sms_fallback {
-            phone_offer(PolicyChannel::Sms)
-        } else {
-            None
-        };
+        let sms = policy
+            .sms_fallback
+            .then(|| phone_offer(PolicyChannel::Sms))
+            .flatten();
         return Decision::Challenge {
             factors: strong,
-            fallback,
+            fallbacks: sms.into_iter().chain(call).chain(email).collect(),
         };
     }
-    // No app or key: the phone channels are the factors, SMS (the default channel) first.
+    // No app or key: the texting channels are the factors, SMS (the default channel) first,
+    // and the call their fallback (the factor itself when it is the only phone channel).
     let phone: Vec<Offer> = [PolicyChannel::Sms, PolicyChannel::Whatsapp]
         .into_iter()
         .filter_map(phone_offer)
         .collect();
-    if phone.is_empty() {
-        return Decision::Enroll {
-            channels: policy.channels,
+    let mut rest = call.into_iter().chain(email);
+    if !phone.is_empty() {
+        return Decision::Challenge {
+            factors: phone,
+            fallbacks: rest.collect(),
         };
     }
-    Decision::Challenge {
-        factors: phone,
-        fallback: None,
+    match rest.next() {
+        None => Decision::Enroll {
+            channels: policy.channels,
+        },
+        Some(factor) => Decision::Challenge {
+            factors: vec![factor],
+            fallbacks: rest.collect(),
+        },
     }
 }
 
@@ -148,6 +170,7 @@ mod tests {
             id: UserId::parse("u").unwrap(),
             role: UserRole::Member,
             phone: phone.then(|| PhoneNumber::parse("+4915112345678").unwrap()),
+            email: None,
             two_factor: None,
             factors: factors
                 .iter()
@@ -172,12 +195,93 @@ mod tests {
             &user(true, &[FactorType::Totp, FactorType::Webauthn]),
             false,
         );
-        let Decision::Challenge { factors, fallback } = decision else {
+        let Decision::Challenge { factors, fallbacks } = decision else {
             panic!("{decision:?}")
         };
         let kinds: Vec<_> = factors.iter().map(|offer| offer.kind).collect();
         assert_eq!(kinds, ["webauthn", "totp"]);
-        assert_eq!(fallback.unwrap().kind, "sms");
+        let fallback_kinds: Vec<_> = fallbacks.iter().map(|offer| offer.kind).collect();
+        assert_eq!(fallback_kinds, ["sms"]);
+    }
+
+    #[test]
+    fn email_is_a_fallback_after_every_other_factor_and_the_factor_only_when_alone() {
+        use PolicyChannel::*;
+        let with_email = |mut user: User| {
+            user.email = Some(crate::destination::EmailAddress::parse("jane@example.com").unwrap());
+            user
+        };
+        let kinds = |offers: &[Offer]| offers.iter().map(|o| o.kind).collect::<Vec<_>>();
+        let all = policy(&[Sms, Call, Email, Totp], true, true);
+        let decision = decide(&all, &with_email(user(true, &[FactorType::Totp])), false);
+        let Decision::Challenge { factors, fallbacks } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(kinds(&factors), ["totp"]);
+        assert_eq!(kinds(&fallbacks), ["sms", "call", "email"]);
+        assert_eq!(fallbacks[2].to.as_deref(), Some("j***@example.com"));
+
+        let decision = decide(&all, &with_email(user(true, &[])), false);
+        let Decision::Challenge { factors, fallbacks } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(
+            (kinds(&factors), kinds(&fallbacks)),
+            (vec!["sms"], vec!["call", "email"])
+        );
+
+        // No phone: the address is the factor; without e-mail in the policy, enrol.
+        let decision = decide(&all, &with_email(user(false, &[])), false);
+        let Decision::Challenge { factors, fallbacks } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!((kinds(&factors), fallbacks.len()), (vec!["email"], 0));
+        let no_email = policy(&[Sms, Totp], true, true);
+        let decision = decide(&no_email, &with_email(user(false, &[])), false);
+        assert!(matches!(decision, Decision::Enroll { .. }), "{decision:?}");
+        // Allowed by the policy, but the user has no address: not offered.
+        let decision = decide(&all, &user(false, &[FactorType::Totp]), false);
+        assert!(
+            matches!(&decision, Decision::Challenge { fallbacks, .. } if fallbacks.is_empty()),
+            "{decision:?}"
+        );
+    }
+
+    #[test]
+    fn a_call_is_offered_after_the_strongest_factor_where_the_policy_allows_it() {
+        use PolicyChannel::*;
+        let app_user = user(true, &[FactorType::Totp]);
+        let decision = decide(&policy(&[Sms, Call, Totp], true, true), &app_user, false);
+        let Decision::Challenge { factors, fallbacks } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(factors[0].kind, "totp");
+        let kinds: Vec<_> = fallbacks.iter().map(|offer| offer.kind).collect();
+        assert_eq!(kinds, ["sms", "call"]);
+        assert_eq!(fallbacks[1].to.as_deref(), Some("+491*******678"));
+
+        // A phone-only user: SMS is the factor, the call its fallback.
+        let decision = decide(&policy(&[Sms, Call], true, false), &user(true, &[]), false);
+        let Decision::Challenge { factors, fallbacks } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(factors.iter().map(|o| o.kind).collect::<Vec<_>>(), ["sms"]);
+        assert_eq!(
+            fallbacks.iter().map(|o| o.kind).collect::<Vec<_>>(),
+            ["call"]
+        );
+
+        // Calls alone: the call is the factor; without calls in the policy, none is offered.
+        let decision = decide(&policy(&[Call], true, false), &user(true, &[]), false);
+        assert!(
+            matches!(&decision, Decision::Challenge { factors, fallbacks } if factors[0].kind == "call" && fallbacks.is_empty()),
+            "{decision:?}"
+        );
+        let decision = decide(&policy(&[Sms, Totp], true, false), &app_user, false);
+        assert!(
+            matches!(&decision, Decision::Challenge { fallbacks, .. } if fallbacks.is_empty()),
+            "{decision:?}"
+        );
     }
 
     #[test]
@@ -190,7 +294,7 @@ mod tests {
         );
         assert!(matches!(
             decision,
-            Decision::Challenge { fallback: None, .. }
+            Decision::Challenge { fallbacks, .. } if fallbacks.is_empty()
         ));
     }
 

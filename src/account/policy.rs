@@ -16,22 +16,37 @@ use crate::abuse::AbusePolicy;
 pub enum PolicyChannel {
     Sms,
     Whatsapp,
+    /// A voice call reading the code (a phone channel, like SMS).
+    Call,
+    /// A mail with the code, to the user's e-mail address.
+    Email,
     Totp,
     Webauthn,
 }
 
 impl PolicyChannel {
-    pub const ALL: [PolicyChannel; 4] = [
+    pub const ALL: [PolicyChannel; 6] = [
         PolicyChannel::Sms,
         PolicyChannel::Whatsapp,
+        PolicyChannel::Call,
+        PolicyChannel::Email,
         PolicyChannel::Totp,
         PolicyChannel::Webauthn,
+    ];
+
+    /// The channels that send to the user's phone number.
+    pub const PHONE: [PolicyChannel; 3] = [
+        PolicyChannel::Sms,
+        PolicyChannel::Whatsapp,
+        PolicyChannel::Call,
     ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             PolicyChannel::Sms => "sms",
             PolicyChannel::Whatsapp => "whatsapp",
+            PolicyChannel::Call => "call",
+            PolicyChannel::Email => "email",
             PolicyChannel::Totp => "totp",
             PolicyChannel::Webauthn => "webauthn",
         }
@@ -214,6 +229,19 @@ impl Policy {
 
     pub fn sms_active(&self) -> bool {
         self.channels.contains(PolicyChannel::Sms)
+    }
+
+    /// Whether a channel that sends to the user's phone (SMS, WhatsApp, a call) is allowed:
+    /// then every user needs a phone number.
+    pub fn phone_channel_active(&self) -> bool {
+        PolicyChannel::PHONE
+            .into_iter()
+            .any(|channel| self.channels.contains(channel))
+    }
+
+    /// Whether e-mail is an allowed channel: every user then needs an e-mail address.
+    pub fn email_channel_active(&self) -> bool {
+        self.channels.contains(PolicyChannel::Email)
     }
 
     /// The ways in which `new` protects less than `self`; empty when it is at least as strict.

@@ -9,6 +9,7 @@
 use crate::account::policy::{Policy, PolicyChannel};
 use crate::account::user::{Override, SetBy, User, UserId, UserRole};
 use crate::account::Role;
+use crate::destination::EmailAddress;
 use crate::phone::PhoneNumber;
 
 /// Rule names, as they appear in refusals (`rule` and `detail`).
@@ -31,6 +32,10 @@ pub mod rule {
     pub const SMS_NEEDS_EVERY_USER_TO_HAVE_A_PHONE: &str = "sms-needs-every-user-to-have-a-phone";
     pub const A_PHONE_IS_REQUIRED_WHILE_SMS_IS_ACTIVE: &str =
         "a-phone-is-required-while-sms-is-active";
+    pub const EMAIL_NEEDS_EVERY_USER_TO_HAVE_AN_ADDRESS: &str =
+        "email-needs-every-user-to-have-an-address";
+    pub const AN_ADDRESS_IS_REQUIRED_WHILE_EMAIL_IS_ACTIVE: &str =
+        "an-address-is-required-while-email-is-active";
     pub const SMS_FALLBACK_NEEDS_SMS_AND_AN_APP_OR_KEY: &str =
         "sms-fallback-needs-sms-and-an-app-or-key";
     pub const A_POLICY_ALLOWS_A_CHANNEL: &str = "a-policy-allows-at-least-one-channel";
@@ -272,7 +277,7 @@ pub fn policy_change(actor: &Actor, before: &Policy, after: &Policy) -> Result<(
     if after.channels.is_empty() {
         return Err(Refusal::new(
             rule::A_POLICY_ALLOWS_A_CHANNEL,
-            "channels must name at least one of sms, whatsapp, totp, webauthn",
+            "channels must name at least one of sms, whatsapp, call, email, totp, webauthn",
         ));
     }
     let has_app_or_key = after.channels.contains(PolicyChannel::Totp)
@@ -356,10 +361,10 @@ pub fn new_user(
             "only the account owner may add a user with the owner role",
         ));
     }
-    if phone.is_none() && policy.sms_active() {
+    if phone.is_none() && policy.phone_channel_active() {
         return Err(Refusal::new(
             rule::A_PHONE_IS_REQUIRED_WHILE_SMS_IS_ACTIVE,
-            "SMS is an active 2FA channel of this account: a new user needs a phone number",
+            "a phone channel (SMS, WhatsApp or call) is an active 2FA channel of this account: a new user needs a phone number",
         ));
     }
     match two_factor {
@@ -384,13 +389,45 @@ pub fn phone_change(
             protected: "only the user themself or the account owner may change the phone number of an owner or an admin",
         },
     )?;
-    if phone.is_none() && policy.sms_active() {
+    if phone.is_none() && policy.phone_channel_active() {
         return Err(Refusal::new(
             rule::A_PHONE_IS_REQUIRED_WHILE_SMS_IS_ACTIVE,
-            "SMS is an active 2FA channel of this account: a user cannot be left without a phone number",
+            "a phone channel (SMS, WhatsApp or call) is an active 2FA channel of this account: a user cannot be left without a phone number",
         ));
     }
     Ok(())
+}
+
+/// A user about to be added or left without an e-mail address while e-mail is an allowed
+/// channel (as a phone is needed while a phone channel is).
+pub fn email_required(email: Option<&EmailAddress>, policy: &Policy) -> Result<(), Refusal> {
+    if email.is_none() && policy.email_channel_active() {
+        return Err(Refusal::new(
+            rule::AN_ADDRESS_IS_REQUIRED_WHILE_EMAIL_IS_ACTIVE,
+            "e-mail is an active 2FA channel of this account: every user needs an e-mail address",
+        ));
+    }
+    Ok(())
+}
+
+/// Changing the e-mail address codes go to binds a new authenticator: the rules of a phone
+/// change.
+pub fn email_change(
+    actor: &Actor,
+    target: &User,
+    email: Option<&EmailAddress>,
+    policy: &Policy,
+) -> Result<(), Refusal> {
+    rebinding(
+        actor,
+        target,
+        RebindRefusals {
+            partner: "a partner may not change an e-mail address: it binds a new authenticator",
+            member: "a member may change only their own e-mail address",
+            protected: "only the user themself or the account owner may change the e-mail address of an owner or an admin",
+        },
+    )?;
+    email_required(email, policy)
 }
 
 pub fn role_change(actor: &Actor, target: &User, role: UserRole) -> Result<(), Refusal> {

@@ -223,11 +223,25 @@ impl AccountService {
                     return Ok(Policy { version, ..after });
                 }
                 PolicyWrite::Stale => continue,
+                PolicyWrite::MissingEmails { count, users } => {
+                    return Err(AccountError::Refused(Refusal {
+                        rule: rule::EMAIL_NEEDS_EVERY_USER_TO_HAVE_AN_ADDRESS,
+                        detail: format!(
+                            "the email channel needs an e-mail address for every user; {count} have none: {}",
+                            users
+                                .iter()
+                                .map(UserId::as_str)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        users,
+                    }))
+                }
                 PolicyWrite::MissingPhones { count, users } => {
                     return Err(AccountError::Refused(Refusal {
                         rule: rule::SMS_NEEDS_EVERY_USER_TO_HAVE_A_PHONE,
                         detail: format!(
-                            "SMS needs a phone number for every user; {count} have none: {}",
+                            "the phone channels (SMS, WhatsApp, call) need a phone number for every user; {count} have none: {}",
                             users
                                 .iter()
                                 .map(UserId::as_str)

@@ -50,6 +50,12 @@ pub enum PolicyWrite {
         count: usize,
         users: Vec<UserId>,
     },
+    /// The new policy allows e-mail and these users have no e-mail address (listed like
+    /// `MissingPhones`).
+    MissingEmails {
+        count: usize,
+        users: Vec<UserId>,
+    },
 }
 
 /// How many users without a phone a refusal lists.

@@ -7,6 +7,7 @@ use ring::rand::SystemRandom;
 use serde::Serialize;
 
 use crate::account::{random_sid, text_id};
+use crate::destination::EmailAddress;
 use crate::phone::PhoneNumber;
 
 /// A user id: chosen by the caller (its own user id, an e-mail address) or generated (`US…`).
@@ -151,6 +152,8 @@ pub struct User {
     pub id: UserId,
     pub role: UserRole,
     pub phone: Option<PhoneNumber>,
+    /// Where e-mail codes go (normalised; masked wherever it is shown).
+    pub email: Option<EmailAddress>,
     pub two_factor: Option<Override>,
     pub factors: Vec<Factor>,
     /// Trusted devices carry the epoch current when they were trusted; bumping it revokes them
@@ -216,6 +219,7 @@ impl User {
             id,
             role,
             phone: None,
+            email: None,
             two_factor: None,
             factors: vec![],
             device_epoch: 0,

@@ -12,6 +12,7 @@ use crate::account::store::{UserWrite, UserWriteOutcome};
 use crate::account::trust::cache::Invalidation;
 use crate::account::user::{Factor, Override, User, UserId, UserRole};
 use crate::account::AccountId;
+use crate::destination::EmailAddress;
 use crate::phone::PhoneNumber;
 
 #[derive(Debug, Clone)]
@@ -19,14 +20,17 @@ pub struct NewUser {
     pub id: Option<UserId>,
     pub role: UserRole,
     pub phone: Option<PhoneNumber>,
+    pub email: Option<EmailAddress>,
     pub two_factor: Option<TwoFactorRequest>,
 }
 
-/// A user change as requested: absent fields stay as they are; `phone: Some(None)` removes it.
+/// A user change as requested: absent fields stay as they are; `phone: Some(None)` removes it
+/// (and `email: Some(None)` the address).
 #[derive(Debug, Clone, Default)]
 pub struct UserPatch {
     pub role: Option<UserRole>,
     pub phone: Option<Option<PhoneNumber>>,
+    pub email: Option<Option<EmailAddress>>,
     pub two_factor: Option<TwoFactorRequest>,
 }
 
@@ -58,11 +62,13 @@ impl AccountService {
                 new.two_factor,
                 &policy,
             )?;
+            rules::email_required(new.email.as_ref(), &policy)?;
             let now = self.clock.now_ms();
             let user = User {
                 id: id.clone(),
                 role: new.role,
                 phone: new.phone.clone(),
+                email: new.email.clone(),
                 two_factor,
                 factors: Vec::new(),
                 device_epoch: 0,
@@ -79,6 +85,7 @@ impl AccountService {
                 json!({
                     "role": user.role,
                     "phone": user.phone.as_ref().map(|p| p.masked()),
+                    "email": user.email.as_ref().map(|e| e.masked()),
                     "two_factor": user.two_factor_enabled(policy.require_2fa),
                 }),
             )];
@@ -162,6 +169,23 @@ impl AccountService {
                     json!({
                         "before": before.phone.as_ref().map(|p| p.masked()),
                         "after": phone.as_ref().map(|p| p.masked()),
+                        "devices_revoked": true,
+                    }),
+                ));
+            }
+            if let Some(email) = patch.email.as_ref().filter(|email| **email != before.email) {
+                rules::email_change(actor, &before, email.as_ref(), &policy)?;
+                after.email = email.clone();
+                // A new address is a new authenticator, as a new number is.
+                revoke_devices = true;
+                audit.push(AuditEntry::new(
+                    now,
+                    actor.into(),
+                    action::EMAIL_CHANGED,
+                    target.clone(),
+                    json!({
+                        "before": before.email.as_ref().map(|e| e.masked()),
+                        "after": email.as_ref().map(|e| e.masked()),
                         "devices_revoked": true,
                     }),
                 ));

@@ -24,16 +24,20 @@
 //! its own pending entries after a failed read (the reply may have been lost with the entries
 //! in it), and reports how long reads have been failing, for `/readyz` and a metric.
 
+pub mod call_receipts;
 mod durable;
+pub mod mail_template;
 pub mod model;
 pub mod outbox;
 pub mod providers;
 pub mod receipts;
 pub mod router;
 pub mod seal;
+pub mod sendgrid_events;
 pub mod settings;
 pub mod steps;
 pub mod template;
+pub mod voice;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -48,8 +52,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::clock::Clock;
+use crate::destination::Destination;
 use crate::metrics::Metrics;
-use crate::phone::PhoneNumber;
 use crate::phone::SHARD_COUNT;
 use model::{Channel, SendAttempt, SendLog};
 use outbox::Outbox;
@@ -65,7 +69,7 @@ pub struct OutgoingMessage {
     /// The account the verification belongs to (`AC…`), for the events its fate emits; empty
     /// for a message queued by a gateway that did not carry it.
     pub account: String,
-    pub to: PhoneNumber,
+    pub to: Destination,
     pub channel: Channel,
     /// The rendered text, code included.
     pub body: String,
@@ -97,7 +101,7 @@ struct Payload {
     #[serde(default)]
     account: String,
     to: String,
-    /// Carried so that the worker need not parse the number again.
+    /// Carried so that the worker need not parse the number again (0 for an e-mail address).
     country_code: u16,
     channel: Channel,
     body: String,
@@ -111,7 +115,7 @@ impl OutgoingMessage {
         Payload {
             id: self.id.clone(),
             account: self.account.clone(),
-            to: self.to.e164().to_owned(),
+            to: self.to.as_str().to_owned(),
             country_code: self.to.country_code(),
             channel: self.channel,
             body: self.body.clone(),
@@ -127,7 +131,7 @@ impl OutgoingMessage {
             verification_id,
             account: payload.account,
             // Sealed by this gateway after validation: authenticated encryption vouches for it.
-            to: PhoneNumber::trusted(payload.to, payload.country_code),
+            to: Destination::trusted(payload.to, payload.country_code),
             channel: payload.channel,
             body: payload.body,
             code: payload.code,
@@ -170,6 +174,8 @@ pub struct Dispatcher {
 
 struct DispatcherInner {
     mode: Mode,
+    /// Asked before a send whether any provider carries its channel to its number.
+    router: Arc<Router>,
     sealer: Sealer,
     metrics: Arc<Metrics>,
     /// Durable mode with workers: how the outbox reads are going.
@@ -303,12 +309,13 @@ impl Dispatcher {
     ) -> Self {
         let (queue, receiver) = mpsc::channel(workers.settings.queue_capacity);
         // Nothing reads the record to decide on a resend: one try, as for any record.
-        let shared = Shared::new(router, store, &workers, Duration::ZERO);
+        let shared = Shared::new(router.clone(), store, &workers, Duration::ZERO);
         workers
             .tasks
             .spawn(run_memory(shared, receiver, workers.settings, workers.stop));
         Self {
             inner: Arc::new(DispatcherInner {
+                router,
                 mode: Mode::Memory {
                     queue,
                     places: Arc::new(Semaphore::new(workers.settings.queue_capacity)),
@@ -335,7 +342,7 @@ impl Dispatcher {
             let read_health = Arc::new(ReadHealth::new());
             health = Some(read_health.clone());
             let sent_mark_retry = durable::settle_within(&workers.settings);
-            let shared = Shared::new(router, queue.store, &workers, sent_mark_retry);
+            let shared = Shared::new(router.clone(), queue.store, &workers, sent_mark_retry);
             let worker = durable::DurableWorker {
                 shared,
                 outbox: queue.outbox,
@@ -355,6 +362,7 @@ impl Dispatcher {
         let sealer = Sealer::new(seal_key);
         Self {
             inner: Arc::new(DispatcherInner {
+                router,
                 mode: Mode::Durable(wake),
                 sealer,
                 metrics: workers.metrics,
@@ -363,6 +371,11 @@ impl Dispatcher {
                 unready_after: workers.settings.unready_after,
             }),
         }
+    }
+
+    /// Whether a configured provider carries `channel` to `to` (see `Router::routable`).
+    pub fn routable(&self, to: &Destination, channel: Channel) -> bool {
+        self.inner.router.routable(to.as_str(), channel)
     }
 
     pub fn is_durable(&self) -> bool {
@@ -642,45 +655,4 @@ async fn deliver_queued(shared: &Shared, waiting: &Waiting, mut queued: Queued) 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_zero_bound_makes_one_try() {
-        let mut tries = 0;
-        let result: Result<(), &str> = retry_within(Duration::ZERO, || {
-            tries += 1;
-            async { Err("down") }
-        })
-        .await;
-        assert_eq!((result, tries), (Err("down"), 1));
-    }
-
-    #[tokio::test]
-    async fn failures_are_retried_until_one_succeeds_within_the_bound() {
-        let mut tries = 0;
-        let result = retry_within(Duration::from_secs(5), || {
-            tries += 1;
-            let answer = if tries < 3 { Err("down") } else { Ok(tries) };
-            async move { answer }
-        })
-        .await;
-        assert_eq!(result, Ok(3));
-    }
-
-    #[tokio::test]
-    async fn the_last_error_comes_back_once_the_bound_has_passed() {
-        let started = std::time::Instant::now();
-        let mut tries = 0;
-        let result: Result<(), u32> = retry_within(Duration::from_millis(300), || {
-            tries += 1;
-            let attempt = tries;
-            async move { Err(attempt) }
-        })
-        .await;
-        // 50 ms, then 100 ms between tries; the next pause (200 ms) would end past the bound.
-        assert!(tries >= 2, "{tries} tries");
-        assert_eq!(result, Err(tries));
-        assert!(started.elapsed() < Duration::from_secs(1));
-    }
-}
+mod tests;

@@ -12,22 +12,44 @@ use crate::store::StoreError;
 pub enum Channel {
     Sms,
     Whatsapp,
+    /// A voice call that reads the code out.
+    Call,
+    /// A mail to an e-mail address (the destination is an address, not a number).
+    Email,
 }
 
 impl Channel {
+    /// Every channel, in the order the API lists them.
+    pub const ALL: [Channel; 4] = [
+        Channel::Sms,
+        Channel::Whatsapp,
+        Channel::Call,
+        Channel::Email,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Sms => "sms",
             Channel::Whatsapp => "whatsapp",
+            Channel::Call => "call",
+            Channel::Email => "email",
         }
     }
 
     pub fn parse(input: &str) -> Option<Self> {
-        match input {
-            "sms" => Some(Channel::Sms),
-            "whatsapp" => Some(Channel::Whatsapp),
-            _ => None,
-        }
+        Self::ALL
+            .into_iter()
+            .find(|channel| channel.as_str() == input)
+    }
+
+    /// Every channel's name, for error messages: `sms, whatsapp, call, email`.
+    pub fn names() -> String {
+        Self::ALL.map(Channel::as_str).join(", ")
+    }
+
+    /// Whether this channel's destination is an e-mail address (else a phone number).
+    pub fn is_email(self) -> bool {
+        self == Channel::Email
     }
 }
 

@@ -184,6 +184,19 @@ impl Router {
                     route.prefix
                 ));
             }
+            if let Some(channel) = route.channel {
+                if !providers.is_empty()
+                    && !providers
+                        .iter()
+                        .any(|(index, _)| slots[*index].provider.carries(channel))
+                {
+                    errors.push(format!(
+                        "dispatch.routes: '{}' is for {} but lists no provider that carries it (see each provider's 'channels')",
+                        route.prefix,
+                        channel.as_str()
+                    ));
+                }
+            }
             table.push(Route {
                 prefix: if route.prefix == "*" {
                     String::new()
@@ -229,25 +242,46 @@ impl Router {
         &self.slots
     }
 
+    /// The route of a message to `number` on `channel`: the longest matching prefix (a route
+    /// for the channel before a general one) among routes with a provider that carries the
+    /// channel, with those providers alone.
+    fn route_for(&self, number: &str, channel: Channel) -> Option<Vec<(usize, u32)>> {
+        self.routes
+            .iter()
+            .filter(|route| {
+                number.starts_with(&route.prefix)
+                    && route.channel.is_none_or(|only| only == channel)
+            })
+            .map(|route| {
+                route
+                    .providers
+                    .iter()
+                    .copied()
+                    .filter(|(index, _)| self.slots[*index].provider.carries(channel))
+                    .collect::<Vec<_>>()
+            })
+            .find(|providers| !providers.is_empty())
+    }
+
+    /// Whether some configured provider would carry a message to `number` on `channel`: a send
+    /// that none would is refused before anything is stored.
+    pub fn routable(&self, number: &str, channel: Channel) -> bool {
+        self.route_for(number, channel).is_some()
+    }
+
     /// The providers to try for `message`, in order: a weighted pick first, then the rest of the
-    /// route in its configured order.
+    /// route in its configured order. Providers that do not carry the message's channel are
+    /// never in it.
     pub fn plan(&self, message: &OutgoingMessage) -> Vec<usize> {
-        let number = message.to.e164();
-        let Some(route) = self.routes.iter().find(|route| {
-            number.starts_with(&route.prefix)
-                && route
-                    .channel
-                    .is_none_or(|channel| channel == message.channel)
-        }) else {
+        let Some(providers) = self.route_for(message.to.as_str(), message.channel) else {
             return Vec::new();
         };
-        let total: u32 = route.providers.iter().map(|(_, weight)| weight).sum();
+        let total: u32 = providers.iter().map(|(_, weight)| weight).sum();
         let first = if total == 0 {
             0
         } else {
             let mut pick = self.random_below(total);
-            route
-                .providers
+            providers
                 .iter()
                 .position(|(_, weight)| {
                     if pick < *weight {
@@ -259,10 +293,9 @@ impl Router {
                 })
                 .unwrap_or(0)
         };
-        let mut order = vec![route.providers[first].0];
+        let mut order = vec![providers[first].0];
         order.extend(
-            route
-                .providers
+            providers
                 .iter()
                 .enumerate()
                 .filter(|(position, _)| *position != first)
@@ -309,7 +342,11 @@ impl Router {
         let mut tried = false;
         // When every provider left is behind an open breaker, the earliest probe.
         let mut earliest_probe: Option<u64> = None;
-        let country = country_label(message.to.country_code());
+        // An e-mail address has no calling code: its sends count under `none`.
+        let country = match message.to.phone() {
+            Some(number) => country_label(number.country_code()),
+            None => "none",
+        };
         for &index in &plan {
             let slot = &self.slots[index];
             let name = slot.provider.name();
@@ -333,13 +370,15 @@ impl Router {
             tried = true;
             let started = Instant::now();
             let result = slot.provider.send(message).await;
-            self.metrics.provider_latency(name, started.elapsed());
+            self.metrics
+                .provider_latency(name, message.channel.as_str(), started.elapsed());
             match result {
                 Ok(Accepted {
                     provider_message_id,
                 }) => {
                     self.closed(slot);
-                    self.metrics.message(name, country, "accepted");
+                    self.metrics
+                        .message(name, message.channel.as_str(), country, "accepted");
                     let invalid_id = provider_message_id
                         .as_deref()
                         .is_some_and(|id| !valid_vendor_id(id));
@@ -354,7 +393,8 @@ impl Router {
                     // A refusal says nothing about the provider's health; the next provider
                     // may still accept (another account, another network).
                     self.closed(slot);
-                    self.metrics.message(name, country, "refused");
+                    self.metrics
+                        .message(name, message.channel.as_str(), country, "refused");
                     progress.refused.push(name);
                     failures.push(Failure {
                         provider: name,
@@ -364,7 +404,8 @@ impl Router {
                 }
                 Err(ProviderError::Retryable(reason)) => {
                     slot.breaker.failed(self.clock.now_ms());
-                    self.metrics.message(name, country, "failed");
+                    self.metrics
+                        .message(name, message.channel.as_str(), country, "failed");
                     self.metrics.breaker_state(name, slot.breaker.state_code());
                     failures.push(Failure {
                         provider: name,

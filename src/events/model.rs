@@ -13,6 +13,7 @@ use serde::{Serialize, Serializer};
 
 use crate::account::AccountId;
 use crate::clock::rfc3339;
+use crate::destination::Destination;
 use crate::phone::PhoneNumber;
 
 /// Every event type, its name on the wire (`type`), and the subscription filter's vocabulary.
@@ -240,17 +241,29 @@ impl Label {
 
 /// A phone number as events show it: masked (`+49151*****678`) with its calling code. Only
 /// built from a parsed [`PhoneNumber`], and it keeps nothing else of it.
+/// An e-mail address goes out the same way, masked (`j***@example.com`), without a calling code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MaskedNumber {
     masked: String,
-    calling_code: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    calling_code: Option<u16>,
 }
 
 impl MaskedNumber {
     pub fn of(number: &PhoneNumber) -> Self {
         Self {
             masked: number.masked(),
-            calling_code: number.country_code(),
+            calling_code: Some(number.country_code()),
+        }
+    }
+
+    pub fn of_destination(to: &Destination) -> Self {
+        match to {
+            Destination::Phone(number) => Self::of(number),
+            Destination::Email(address) => Self {
+                masked: address.masked(),
+                calling_code: None,
+            },
         }
     }
 }

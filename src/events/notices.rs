@@ -11,12 +11,13 @@ use super::model::{Event, EventData, EventType, Label, MaskedNumber, SubjectId, 
 use crate::account::notices::Notices;
 use crate::account::user::UserId;
 use crate::account::AccountId;
+use crate::destination::Destination;
 use crate::phone::PhoneNumber;
 
 /// A message's side of its event, as dispatch words it; `reason` a word for a failure.
 pub struct MessageNotice<'a> {
     pub verification: &'a str,
-    pub to: &'a PhoneNumber,
+    pub to: &'a Destination,
     pub channel: &'static str,
     pub provider: &'a str,
     pub reason: Option<&'static str>,
@@ -66,7 +67,7 @@ impl Events {
             subject: message.verification,
         };
         self.about(account, kind, about, || EventData {
-            to: Some(MaskedNumber::of(message.to)),
+            to: Some(MaskedNumber::of_destination(message.to)),
             channel: Some(Label::new(message.channel)),
             provider: Label::parse(message.provider),
             reason: message.reason.map(Label::new),
@@ -167,9 +168,12 @@ impl Events {
     }
 }
 
-/// A number as stored (E.164), masked; `None` when it does not parse.
-fn masked(e164: &str) -> Option<MaskedNumber> {
-    PhoneNumber::parse(e164).ok().as_ref().map(MaskedNumber::of)
+/// A number (E.164) or an e-mail address as stored, masked; `None` when it does not parse.
+fn masked(to: &str) -> Option<MaskedNumber> {
+    Destination::parse(to)
+        .ok()
+        .as_ref()
+        .map(MaskedNumber::of_destination)
 }
 
 impl Notices for Events {

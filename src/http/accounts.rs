@@ -29,6 +29,7 @@ use crate::account::trust::{valid_token_shape, DeviceId};
 use crate::account::user::{Factor, User, UserId, UserRole};
 use crate::account::{AccountId, ApiKeyRecord};
 use crate::clock::rfc3339;
+use crate::destination::EmailAddress;
 use crate::phone::PhoneNumber;
 use crate::verify::workflow::DEFAULT_FALLBACK_AFTER_SECONDS;
 use crate::App;
@@ -124,6 +125,10 @@ fn parse_phone(input: &str) -> Result<PhoneNumber, ApiError> {
     PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("phone {error}")))
 }
 
+fn parse_email(input: &str) -> Result<EmailAddress, ApiError> {
+    EmailAddress::parse(input).map_err(|error| ApiError::invalid(format!("email {error}")))
+}
+
 fn parse_two_factor(input: Option<&str>) -> Result<Option<TwoFactorRequest>, ApiError> {
     let expected = "two_factor must be one of on, off, account";
     optional(input, TwoFactorRequest::parse, expected)
@@ -140,7 +145,9 @@ pub(super) async fn put_policy(call: Call<'_>) -> Reply {
             let mut channels = Vec::with_capacity(names.len());
             for name in names {
                 channels.push(PolicyChannel::parse(name).ok_or_else(|| {
-                    ApiError::invalid("channels must be a list of sms, whatsapp, totp, webauthn")
+                    ApiError::invalid(
+                        "channels must be a list of sms, whatsapp, call, email, totp, webauthn",
+                    )
                 })?);
             }
             Some(ChannelSet::of(&channels))
@@ -216,6 +223,7 @@ async fn user_response(
             id: &user.id,
             role: user.role,
             phone: user.phone.as_ref().map(PhoneNumber::e164),
+            email: user.email.as_ref().map(EmailAddress::as_str),
             two_factor: TwoFactorBody {
                 enabled: user.two_factor_enabled(policy.require_2fa),
                 over: user
@@ -244,6 +252,7 @@ pub(super) async fn create_user(call: Call<'_>) -> Reply {
             .transpose()?,
         role: optional(body.role.as_deref(), UserRole::parse, ROLE)?.unwrap_or(UserRole::Member),
         phone: body.phone.as_deref().map(parse_phone).transpose()?,
+        email: body.email.as_deref().map(parse_email).transpose()?,
         two_factor: parse_two_factor(body.two_factor.as_deref())?,
     };
     let actor = actor(app, &account, &key, body.acting_user.as_deref()).await?;
@@ -262,6 +271,11 @@ pub(super) async fn patch_user(call: Call<'_>) -> Reply {
             None => None,
             Some(None) => Some(None),
             Some(Some(phone)) => Some(Some(parse_phone(&phone)?)),
+        },
+        email: match body.email {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(email)) => Some(Some(parse_email(&email)?)),
         },
         two_factor: parse_two_factor(body.two_factor.as_deref())?,
     };
@@ -376,13 +390,15 @@ pub(super) async fn login(call: Call<'_>) -> Reply {
         reason: None,
         factors: None,
         fallback: None,
+        fallbacks: None,
         channels: None,
     };
     match &decision {
         Decision::Allow(reason) => answer.reason = Some(reason.as_str()),
-        Decision::Challenge { factors, fallback } => {
+        Decision::Challenge { factors, fallbacks } => {
             answer.factors = Some(factors);
-            answer.fallback = fallback.as_ref();
+            answer.fallback = fallbacks.first();
+            answer.fallbacks = Some(fallbacks.as_slice()).filter(|fallbacks| !fallbacks.is_empty());
         }
         Decision::Enroll { channels } => {
             answer.reason = Some("no_enrolled_factor");

@@ -78,7 +78,8 @@ pub struct Problem<'a> {
     /// `urn:otpgate:problem:<slug>`: invalid-request, unauthorized, forbidden, not-found,
     /// method-not-allowed, request-timeout, conflict, payload-too-large, unsupported-media-type,
     /// rate-limited, send-quota-exceeded, max-sends-reached, suspected-pumping,
-    /// daily-message-cap, refused (a rule, also geo-permission and number-type), account-limit-reached,
+    /// daily-message-cap, refused (a rule, also geo-permission, number-type and
+    /// channel-not-configured), account-limit-reached,
     /// internal, unavailable (nothing was changed), outcome-unknown (the request may or may not
     /// have taken effect: retry it with the same Idempotency-Key), verification-already-approved,
     /// verification-expired, verification-canceled, verification-max-attempts-reached (a check of
@@ -422,6 +423,18 @@ impl From<VerifyError> for ApiError {
             VerifyError::ChannelNotAllowed(channel) => ApiError::Refused {
                 rule: crate::account::rules::rule::WORKFLOW_CHANNELS_ARE_ALLOWED,
                 detail: format!("the account's policy does not allow {channel}: a workflow uses the policy's channels (PUT /v1/policy)"),
+                users: Vec::new(),
+            },
+            VerifyError::WrongDestination(channel) => ApiError::invalid(format!(
+                "to must be {} for the {channel} channel",
+                if channel == "email" { "an e-mail address" } else { "a phone number in E.164" }
+            )),
+            VerifyError::ChannelNotConfigured(channel) => ApiError::Refused {
+                rule: "channel-not-configured",
+                detail: format!(
+                    "no provider of this gateway carries the '{}' channel to this number (the providers' 'channels' and dispatch.routes); nothing was sent",
+                    channel.as_str()
+                ),
                 users: Vec::new(),
             },
             VerifyError::QueueFull => ApiError::Unavailable("the message queue is full; nothing was sent, try again"),

@@ -3,7 +3,48 @@
 //! parse.
 
 use super::error::ApiError;
+use crate::destination::{Destination, DestinationError, EmailAddress as Address};
+use crate::dispatch::model::Channel;
+use crate::phone::PhoneNumber;
 use crate::verify::code::MAX_CODE_LENGTH;
+
+/// A destination of either kind (a check by `to`); the reason, naming `field`, when it is
+/// neither.
+pub fn destination(input: &str, field: &str) -> Result<Destination, String> {
+    Destination::parse(input).map_err(|error| {
+        let reason = match error {
+            DestinationError::Phone(error) => error.to_string(),
+            DestinationError::Email(error) => error.to_string(),
+        };
+        format!("{field} {reason}")
+    })
+}
+
+/// The destination `channel` sends to: an e-mail address for `email`, a phone number in E.164
+/// for every other channel; the other kind is refused with a reason that says which one the
+/// channel takes.
+pub fn destination_for(channel: Channel, input: &str, field: &str) -> Result<Destination, String> {
+    let name = channel.as_str();
+    if channel.is_email() {
+        if !input.contains('@') {
+            return Err(format!(
+                "{field} must be an e-mail address for the {name} channel"
+            ));
+        }
+        Address::parse(input)
+            .map(Destination::Email)
+            .map_err(|error| format!("{field} {error}"))
+    } else {
+        if input.contains('@') {
+            return Err(format!(
+                "{field} must be a phone number in E.164 for the {name} channel; e-mail addresses take channel email"
+            ));
+        }
+        PhoneNumber::parse(input)
+            .map(Destination::Phone)
+            .map_err(|error| format!("{field} {error}"))
+    }
+}
 
 /// An optional field parsed by `parse`; a value it refuses is a 400 saying `expected`.
 pub fn optional<T>(

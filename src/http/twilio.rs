@@ -27,13 +27,13 @@ use serde_json::{json, Value};
 use super::auth::{credentials, identify, key_rate, AuthFailure, Caller};
 use super::body::{json_response, media_type, read_bytes};
 use super::error::ApiError;
-use super::fields::{code_length_allowed, AccountName, Locale};
+use super::fields::{code_length_allowed, destination, destination_for, AccountName, Locale};
 use super::keys::new_account;
 use super::routes::{Call, Reply};
 use super::twilio_error::TwilioError;
 use crate::account::permission::Permission;
 use crate::account::{is_sid, Account, AccountId};
-use crate::phone::PhoneNumber;
+use crate::destination::Destination;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use crate::verify::model::{Channel, CheckTarget, Status, Verification, VerificationId};
 use crate::verify::{Channels, Code, StartRequest};
@@ -492,11 +492,17 @@ fn check_json(verification: &Verification, valid: bool, extras: &Extras) -> Valu
     })
 }
 
-fn parse_to(form: &Form) -> Result<PhoneNumber, TwilioError> {
+/// `To`: for a send, the kind the channel takes (an e-mail address for `Channel=email`, as
+/// Twilio has it, else a number in E.164); for a check, either.
+fn parse_to(form: &Form, channel: Option<Channel>) -> Result<Destination, TwilioError> {
     let to = form
         .get("To")
         .ok_or_else(|| TwilioError::invalid("To", "required"))?;
-    PhoneNumber::parse(to).map_err(|error| TwilioError::invalid("To", &error.to_string()))
+    let parsed = match channel {
+        Some(channel) => destination_for(channel, to, "To"),
+        None => destination(to, "To"),
+    };
+    parsed.map_err(|detail| TwilioError::invalid("To", detail.trim_start_matches("To ")))
 }
 
 async fn start(
@@ -505,12 +511,13 @@ async fn start(
     form: &Form,
     base: &str,
 ) -> Result<Response<Full<Bytes>>, TwilioError> {
-    let to = parse_to(form)?;
     let channel = match form.get("Channel") {
         None => return Err(TwilioError::invalid("Channel", "required")),
-        Some(name) => Channel::parse(name)
-            .ok_or_else(|| TwilioError::invalid("Channel", "otpgate sends by sms or whatsapp"))?,
+        Some(name) => Channel::parse(name).ok_or_else(|| {
+            TwilioError::invalid("Channel", &format!("otpgate sends by {}", Channel::names()))
+        })?,
     };
+    let to = parse_to(form, Some(channel))?;
     let locale = match form.get("Locale") {
         None => None,
         Some(locale) => Some(
@@ -572,7 +579,7 @@ async fn check(
         (Some(sid), _) => CheckTarget::Id(
             VerificationId::parse(sid).ok_or_else(|| TwilioError::not_found("verification"))?,
         ),
-        (None, Some(_)) => CheckTarget::To(parse_to(form)?),
+        (None, Some(_)) => CheckTarget::To(parse_to(form, None)?),
         (None, None) => {
             return Err(TwilioError::invalid(
                 "To",

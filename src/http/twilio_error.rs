@@ -177,6 +177,15 @@ impl From<VerifyError> for TwilioError {
                 Self::not_found("verification")
             }
             VerifyError::Abuse(refusal) => Self::abuse(&refusal),
+            // Twilio's answer for a channel the service has not enabled.
+            VerifyError::ChannelNotConfigured(channel) => Self::new(
+                StatusCode::BAD_REQUEST,
+                60223,
+                format!(
+                    "Delivery channel disabled: {}",
+                    channel.as_str().to_ascii_uppercase()
+                ),
+            ),
             VerifyError::CodeTooShort { floor } => Self::invalid(
                 "CodeLength",
                 &format!("must be at least {floor}, the service's code length"),

@@ -9,18 +9,13 @@ use hyper::{Request, Response, StatusCode};
 use super::auth::Grant;
 use super::body::{json_body, json_response};
 use super::error::ApiError;
-use super::fields::{check_code_length, optional, workflow, Locale};
+use super::fields::{check_code_length, destination, destination_for, optional, workflow, Locale};
 use super::routes::{Call, Reply};
 use super::wire::{AttemptBody, CheckBody, StartBody, VerificationBody};
 use super::wire_workflows::WorkflowBody;
-use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use crate::verify::model::{Channel, CheckTarget, VerificationId};
 use crate::verify::{Channels, Code, StartRequest, Started};
-
-fn parse_phone(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
-    PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("{field} {error}")))
-}
 
 /// `POST /v1/verifications`: sends a code (or resends, or replays an idempotent send).
 pub(super) async fn start(call: Call<'_>) -> Reply {
@@ -28,17 +23,15 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
     let Grant { account, .. } = grant;
     let idempotency_key = idempotency_key(&request)?;
     let body: StartBody = json_body(app, request).await?;
-    let to = parse_phone(&body.to, "to")?;
     let channels = match (body.channel.as_deref(), &body.channels) {
         (Some(_), Some(_)) => {
             return Err(ApiError::invalid(
                 "give channel or channels, not both: channels is an ordered workflow",
             ))
         }
-        (Some(name), None) => Channels::One(
-            Channel::parse(name)
-                .ok_or_else(|| ApiError::invalid("channel must be one of sms, whatsapp"))?,
-        ),
+        (Some(name), None) => Channels::One(Channel::parse(name).ok_or_else(|| {
+            ApiError::invalid(format!("channel must be one of {}", Channel::names()))
+        })?),
         (None, Some(names)) => Channels::Workflow {
             channels: workflow(names, body.fallback_after_seconds)?,
             fallback_after_seconds: body.fallback_after_seconds,
@@ -50,6 +43,13 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
             "fallback_after_seconds goes with channels, an ordered workflow",
         ));
     }
+    // One channel says which kind `to` must be; a workflow's channels are matched to it by the
+    // verifier (WrongDestination).
+    let to = match &channels {
+        Channels::One(channel) => destination_for(*channel, &body.to, "to"),
+        _ => destination(&body.to, "to"),
+    }
+    .map_err(ApiError::invalid)?;
     let locale = optional(
         body.locale.as_deref(),
         Locale::parse,
@@ -121,7 +121,7 @@ pub(super) async fn check(call: Call<'_>) -> Reply {
             VerificationId::parse(id)
                 .ok_or(ApiError::NotFound("no such verification in this account"))?,
         ),
-        (None, Some(to)) => CheckTarget::To(parse_phone(to, "to")?),
+        (None, Some(to)) => CheckTarget::To(destination(to, "to").map_err(ApiError::invalid)?),
         _ => return Err(ApiError::invalid("give exactly one of id and to")),
     };
     let checked = app

@@ -1,6 +1,7 @@
 //! Delivery-receipt webhooks: `POST /v1/receipts/{provider}` for each configured provider,
 //! checked by the vendor's signature (Twilio, WhatsApp) or by the shared receipt token in the
-//! query (`?token=`) for vendors whose callbacks are unsigned (Vonage, Infobip, MessageBird).
+//! query (`?token=`) for vendors whose callbacks are unsigned (Vonage, Infobip, MessageBird);
+//! SendGrid's Event Webhook by its ECDSA signature.
 //! `GET` answers Meta's subscription challenge for WhatsApp.
 
 use bytes::Bytes;
@@ -14,8 +15,10 @@ use super::body::{json_response, read_bytes};
 use super::error::ApiError;
 use super::routes::{Call, Reply};
 use super::wire_pins::ReceiptsAppliedBody;
+use crate::dispatch::call_receipts;
 use crate::dispatch::providers::{AdapterKind, ProviderSettings};
 use crate::dispatch::receipts::{self, parse_form, Receipt};
+use crate::dispatch::sendgrid_events;
 use crate::App;
 
 pub(super) async fn receipt(call: Call<'_>) -> Reply {
@@ -38,6 +41,9 @@ pub(super) async fn receipt(call: Call<'_>) -> Reply {
     let url = public_url(app, &request);
     let twilio_signature = header(&request, "x-twilio-signature");
     let meta_signature = header(&request, "x-hub-signature-256");
+    let sendgrid_signature = header(&request, "x-twilio-email-event-webhook-signature");
+    let sendgrid_timestamp = header(&request, "x-twilio-email-event-webhook-timestamp");
+    let authorization = header(&request, "authorization");
     // Receipts may batch many messages (Infobip, WhatsApp): the providers' limit, not the API's.
     let body = read_bytes(request, app.settings().dispatch.provider_body_limit).await?;
 
@@ -57,7 +63,11 @@ pub(super) async fn receipt(call: Call<'_>) -> Reply {
                     "the X-Twilio-Signature does not match this request",
                 ));
             }
-            receipts::parse_twilio(&body)
+            if call_receipts::is_twilio_call(&params) {
+                call_receipts::parse_twilio_call(&params)
+            } else {
+                receipts::parse_twilio(&body)
+            }
         }
         AdapterKind::Whatsapp => {
             let secret = provider
@@ -73,6 +83,10 @@ pub(super) async fn receipt(call: Call<'_>) -> Reply {
             }
             receipts::parse_whatsapp(&body)
         }
+        AdapterKind::Vonage if call_receipts::is_vonage_call_event(&body) => {
+            vonage_call_signed(app, &provider, authorization.as_deref(), &body, &query)?;
+            call_receipts::parse_vonage_call(&body)
+        }
         AdapterKind::Vonage | AdapterKind::Infobip | AdapterKind::Messagebird => {
             check_token(app, &query)?;
             let payload = if body.is_empty() {
@@ -86,7 +100,18 @@ pub(super) async fn receipt(call: Call<'_>) -> Reply {
                 _ => receipts::parse_messagebird(&payload),
             }
         }
-        AdapterKind::Http | AdapterKind::Log => {
+        AdapterKind::Sendgrid => {
+            let key = provider.verification_key.as_deref().unwrap_or_default();
+            let signed = matches!((sendgrid_signature, sendgrid_timestamp), (Some(signature), Some(timestamp))
+                if sendgrid_events::verify_signature(key, &timestamp, &body, &signature));
+            if !signed {
+                return Err(ApiError::Forbidden(
+                    "the X-Twilio-Email-Event-Webhook-Signature does not match this request (or the provider has no verification_key)",
+                ));
+            }
+            sendgrid_events::parse(&body)
+        }
+        AdapterKind::Http | AdapterKind::Log | AdapterKind::Smtp => {
             return Err(ApiError::NotFound("this provider sends no receipts"));
         }
         AdapterKind::Smpp => {
@@ -168,6 +193,31 @@ fn check_token(app: &App, query: &str) -> Result<(), ApiError> {
     if expected.is_empty() || !bool::from(given.as_bytes().ct_eq(expected)) {
         return Err(ApiError::Forbidden(
             "receipts from this provider need ?token=<dispatch.receipt_token>",
+        ));
+    }
+    Ok(())
+}
+
+/// A Vonage call event is signed (a JWT in `Authorization`, see `call_receipts`) when the
+/// provider has a `signature_secret`; without one it must present the receipt token, as the
+/// SMS receipts do.
+fn vonage_call_signed(
+    app: &App,
+    provider: &ProviderSettings,
+    authorization: Option<&str>,
+    body: &[u8],
+    query: &str,
+) -> Result<(), ApiError> {
+    let Some(secret) = &provider.signature_secret else {
+        return check_token(app, query);
+    };
+    let now_secs = app.clock().now_ms() / 1000;
+    let signed = authorization.is_some_and(|authorization| {
+        call_receipts::verify_vonage_signature(authorization, body, secret.expose(), now_secs)
+    });
+    if !signed {
+        return Err(ApiError::Forbidden(
+            "the call event's signature (Authorization: Bearer JWT) does not match",
         ));
     }
     Ok(())

@@ -88,6 +88,10 @@ pub struct KeyBody<'a> {
 pub enum Channel {
     Sms,
     Whatsapp,
+    /// A voice call that reads the code digit by digit, twice, in the request's locale.
+    Call,
+    /// A mail; `to` is then an e-mail address.
+    Email,
 }
 
 /// A verification's status.
@@ -105,7 +109,8 @@ pub enum VerificationStatus {
 #[serde(deny_unknown_fields)]
 #[schema(as = StartVerification)]
 pub struct StartBody {
-    /// E.164 phone number.
+    /// An E.164 phone number, or an e-mail address for `channel: "email"` (normalised: the
+    /// domain lower-cased, in its IDNA ASCII form).
     pub to: String,
     /// The one channel to send by (default: the account's default workflow, else sms).
     /// Exclusive with `channels`.
@@ -133,7 +138,7 @@ pub struct StartBody {
 pub struct CheckBody {
     /// The verification id (`VE…`); give exactly one of `id` and `to`.
     pub id: Option<String>,
-    /// The number of a pending verification.
+    /// The number (or e-mail address) of a pending verification.
     pub to: Option<String>,
     /// 4 to 10 digits.
     pub code: String,
@@ -225,7 +230,8 @@ impl<'a> From<&'a SendAttempt> for AttemptBody<'a> {
 #[schema(as = Policy)]
 pub struct PolicyBody {
     pub require_2fa: bool,
-    /// Subset of sms, whatsapp, totp, webauthn.
+    /// Subset of sms, whatsapp, call, email, totp, webauthn (any phone channel needs every user
+    /// to have a phone number, email every user an e-mail address).
     #[schema(value_type = Vec<String>)]
     pub channels: ChannelSet,
     pub sms_fallback: bool,
@@ -272,6 +278,7 @@ impl From<&Policy> for PolicyBody {
 #[schema(as = PolicyUpdate)]
 pub struct PutPolicyBody {
     pub require_2fa: Option<bool>,
+    /// Subset of sms, whatsapp, call, email, totp, webauthn.
     pub channels: Option<Vec<String>>,
     pub sms_fallback: Option<bool>,
     pub trusted_device: Option<String>,
@@ -438,6 +445,9 @@ pub struct CreateUserBody {
     pub role: Option<String>,
     /// E.164; required while SMS is active.
     pub phone: Option<String>,
+    /// Where e-mail codes go; required while e-mail is an allowed channel. Normalised (the
+    /// domain lower-cased, in its IDNA ASCII form).
+    pub email: Option<String>,
     /// on, off, account.
     pub two_factor: Option<String>,
     pub acting_user: Option<String>,
@@ -452,6 +462,10 @@ pub struct PatchUserBody {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     pub phone: Option<Option<String>>,
+    /// An e-mail address, or null to remove it (absent: unchanged).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub email: Option<Option<String>>,
     pub two_factor: Option<String>,
     pub acting_user: Option<String>,
 }
@@ -496,6 +510,7 @@ pub struct UserBody<'a> {
     #[schema(value_type = String)]
     pub role: UserRole,
     pub phone: Option<&'a str>,
+    pub email: Option<&'a str>,
     pub two_factor: TwoFactorBody,
     #[schema(value_type = Vec<FactorSchema>)]
     pub factors: &'a [Factor],
@@ -575,11 +590,11 @@ pub struct LoginBody {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Offer)]
 pub struct OfferSchema {
-    /// webauthn, totp, sms, whatsapp.
+    /// webauthn, totp, sms, whatsapp, call, email.
     #[serde(rename = "type")]
     pub kind: String,
     pub id: Option<String>,
-    /// The masked number a phone channel sends to.
+    /// The masked number a phone channel sends to, or the masked address of email.
     pub to: Option<String>,
 }
 
@@ -595,9 +610,16 @@ pub struct DecisionBody<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<OfferSchema>>)]
     pub factors: Option<&'a [Offer]>,
+    /// For challenge: the first of `fallbacks` (kept for clients that read one alternative).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<OfferSchema>)]
     pub fallback: Option<&'a Offer>,
+    /// For challenge: the alternatives after the factors, in order: `sms` (the policy's
+    /// `sms_fallback`, for a user with an app or a key), then `call`, then `email`, where the
+    /// policy allows them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<OfferSchema>>)]
+    pub fallbacks: Option<&'a [Offer]>,
     /// For enroll: channels to enrol one of.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Vec<String>>)]

@@ -9,19 +9,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettre::message::header::ContentType;
-use lettre::message::Mailbox;
+use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 use crate::secret::Secret;
 
-/// One mail: plain text, one recipient.
+/// One mail to one recipient: a plain-text part, and an HTML alternative when `html` is set.
 #[derive(Clone)]
 pub struct Mail {
     pub to: String,
     pub subject: String,
     pub body: String,
+    pub html: Option<String>,
 }
 
 impl std::fmt::Debug for Mail {
@@ -31,6 +32,7 @@ impl std::fmt::Debug for Mail {
             .field("to", &self.to)
             .field("subject", &self.subject)
             .field("body", &"<hidden>")
+            .field("html", &self.html.as_ref().map(|_| "<hidden>"))
             .finish()
     }
 }
@@ -206,13 +208,20 @@ impl Mailer for SmtpMailer {
             .to
             .parse()
             .map_err(|error| MailError::Build(format!("recipient: {error}")))?;
-        let message = Message::builder()
+        let builder = Message::builder()
             .from(self.from.clone())
             .to(to)
-            .subject(mail.subject.as_str())
-            .header(ContentType::TEXT_PLAIN)
-            .body(mail.body.clone())
-            .map_err(|error| MailError::Build(error.to_string()))?;
+            .subject(mail.subject.as_str());
+        let message = match &mail.html {
+            None => builder
+                .header(ContentType::TEXT_PLAIN)
+                .body(mail.body.clone()),
+            Some(html) => builder.multipart(MultiPart::alternative_plain_html(
+                mail.body.clone(),
+                html.clone(),
+            )),
+        }
+        .map_err(|error| MailError::Build(error.to_string()))?;
         self.transport
             .send(message)
             .await
@@ -272,6 +281,7 @@ mod tests {
             to: "owner@example.com".into(),
             subject: "s".into(),
             body: "token-abc".into(),
+            html: Some("<p>token-abc</p>".into()),
         };
         assert!(!format!("{mail:?}").contains("token-abc"));
     }

@@ -167,7 +167,7 @@ impl Directory for MemoryDirectory {
             if current.version != policy.version {
                 return Ok(PolicyWrite::Stale);
             }
-            if policy.sms_active() && !state.without_phone.is_empty() {
+            if policy.phone_channel_active() && !state.without_phone.is_empty() {
                 return Ok(PolicyWrite::MissingPhones {
                     count: state.without_phone.len(),
                     users: state
@@ -177,6 +177,24 @@ impl Directory for MemoryDirectory {
                         .cloned()
                         .collect(),
                 });
+            }
+            if policy.email_channel_active() {
+                // Bounded by the account's user cap; policy writes are rare.
+                let mut missing: Vec<UserId> = state
+                    .users
+                    .values()
+                    .filter(|user| user.email.is_none())
+                    .map(|user| user.id.clone())
+                    .collect();
+                if !missing.is_empty() {
+                    missing.sort_unstable();
+                    let count = missing.len();
+                    missing.truncate(MISSING_LISTED);
+                    return Ok(PolicyWrite::MissingEmails {
+                        count,
+                        users: missing,
+                    });
+                }
             }
             let version = current.version + 1;
             state.policy = Some(Policy {

@@ -265,7 +265,7 @@ impl Shard {
 fn idempotency_scope(new: &NewVerification, key: &str) -> IdempotencyKey {
     (
         new.account.clone(),
-        new.to.e164().to_owned(),
+        new.to.as_str().to_owned(),
         key.to_owned(),
     )
 }
@@ -285,7 +285,7 @@ impl Store for MemoryStore {
             }
         }
 
-        let number: NumberKey = (new.account.clone(), new.to.e164().to_owned());
+        let number: NumberKey = (new.account.clone(), new.to.as_str().to_owned());
         if let Some(id) = shard.pending(&number, now).cloned() {
             let sends = shard.records[&id].state.sends;
             if sends >= new.max_sends {
@@ -318,7 +318,7 @@ impl Store for MemoryStore {
         let state = Verification {
             id: new.id.clone(),
             account: new.account.clone(),
-            to: new.to.e164().to_owned(),
+            to: new.to.as_str().to_owned(),
             channel: new.channel,
             status: Status::Pending,
             attempts: 0,
@@ -365,7 +365,7 @@ impl Store for MemoryStore {
             None => None,
             Some(key) => {
                 let number = match target {
-                    CheckTarget::To(number) => number.e164().to_owned(),
+                    CheckTarget::To(number) => number.as_str().to_owned(),
                     CheckTarget::Id(id) => match shard
                         .records
                         .get(id.as_str())
@@ -397,7 +397,7 @@ impl Store for MemoryStore {
         let id = match target {
             CheckTarget::Id(id) => id.as_str().to_owned(),
             CheckTarget::To(number) => {
-                match shard.pending(&(account.clone(), number.e164().to_owned()), now_ms) {
+                match shard.pending(&(account.clone(), number.as_str().to_owned()), now_ms) {
                     Some(id) => id.clone(),
                     None => return Ok(CheckOutcome::NotFound),
                 }

@@ -150,6 +150,7 @@ impl PinService {
         Mail {
             to: to.to_owned(),
             subject,
+            html: None,
             body: format!(
                 "An {role} key of your otpgate account asked to {what} for the phone number {masked} (id {id}).\n\n\
                  Open this link within {hours} hours to do it; it works once:\n\n{base}/v1/two-step/{path}?token={token}\n\n\

@@ -8,9 +8,10 @@
 //! | key (`P:{a:<account>}:` + …) | type | holds |
 //! | --- | --- | --- |
 //! | `pol` | hash | the policy: `r` require, `c` channels, `f` sms fallback, `t` trust, `ab` abuse protection (JSON, `src/abuse/settings.rs` `AbusePolicy`; absent or empty: the operator's defaults), `wf` default workflow (`DefaultWorkflow::encode`; empty: none), `v` version |
-//! | `u:<user>` | hash | a user: `ro` role, `ph` phone, `ov`/`ob` override and who set it, `fa` factors, `cr`/`up` times, `v` version, `ep` device epoch |
+//! | `u:<user>` | hash | a user: `ro` role, `ph` phone, `em` e-mail address, `ov`/`ob` override and who set it, `fa` factors, `cr`/`up` times, `v` version, `ep` device epoch |
 //! | `users` | set | every user id |
 //! | `nophone` | set | users without a phone (the SMS readiness check) |
+//! | `withmail` | set | users with an e-mail address (`users` less these lack one: the e-mail readiness check) |
 //! | `d:<digest hex>` | hash | a trusted device: `id`, `u` user, `cr`, `ex`, `ep`; expires with the device |
 //! | `ud:<user>` | hash | a user's devices: device id -> `<digest hex>:<expires>` |
 //! | `pf:<verification id>` | string | a spent proof (trusts one device only) |
@@ -33,6 +34,7 @@ use crate::account::trust::cache::Invalidation;
 use crate::account::trust::{DeviceDigest, DeviceId, DeviceRecord};
 use crate::account::user::{Override, SetBy, User, UserId, UserRole};
 use crate::account::{hex, AccountId};
+use crate::destination::EmailAddress;
 use crate::phone::PhoneNumber;
 use crate::redis::connection::Connection;
 use crate::redis::script::{corrupt, flag, scripts, Adapter};
@@ -85,20 +87,22 @@ impl PolicyArgs<'_> {
             .arg(policy.channels.encode())
             .arg(flag(policy.sms_fallback))
             .arg(policy.trusted_device.as_str())
-            .arg(flag(policy.sms_active()))
+            .arg(flag(policy.phone_channel_active()))
             .arg(MISSING_LISTED)
             .arg(self.audit_cap)
             .arg(&self.channel)
             .arg(&self.invalidation);
         audit_args(invocation, self.audit);
-        invocation.arg(encode_abuse(&policy.abuse));
-        invocation.arg(
-            policy
-                .workflow
-                .as_ref()
-                .map(DefaultWorkflow::encode)
-                .unwrap_or_default(),
-        );
+        invocation
+            .arg(encode_abuse(&policy.abuse))
+            .arg(
+                policy
+                    .workflow
+                    .as_ref()
+                    .map(DefaultWorkflow::encode)
+                    .unwrap_or_default(),
+            )
+            .arg(flag(policy.email_channel_active()));
     }
 }
 
@@ -154,6 +158,7 @@ impl UserArgs<'_> {
         for entry in &write.audit {
             audit_args(invocation, entry);
         }
+        invocation.arg(user.email.as_ref().map(EmailAddress::as_str).unwrap_or(""));
     }
 }
 
@@ -206,8 +211,9 @@ fn encode_override(two_factor: &Option<Override>) -> (&'static str, String) {
 }
 
 fn parse_user(id: &UserId, fields: Vec<Option<String>>) -> Result<Option<User>, StoreError> {
-    let [role, phone, over, set_by, factors, created, updated, version, epoch]: [Option<String>;
-        9] = fields.try_into().map_err(|_| corrupt("short user reply"))?;
+    let [role, phone, over, set_by, factors, created, updated, version, epoch, email]: [Option<
+        String,
+    >; 10] = fields.try_into().map_err(|_| corrupt("short user reply"))?;
     let Some(role) = role else { return Ok(None) };
     let number = |value: Option<String>| -> Result<u64, StoreError> {
         value
@@ -218,6 +224,12 @@ fn parse_user(id: &UserId, fields: Vec<Option<String>>) -> Result<Option<User>, 
     let phone = match phone.as_deref() {
         None | Some("") => None,
         Some(e164) => Some(PhoneNumber::parse(e164).map_err(|_| corrupt("stored phone"))?),
+    };
+    let email = match email.as_deref() {
+        None | Some("") => None,
+        Some(address) => {
+            Some(EmailAddress::parse(address).map_err(|_| corrupt("stored e-mail address"))?)
+        }
     };
     let two_factor = match over.as_deref() {
         None | Some("") => None,
@@ -231,6 +243,7 @@ fn parse_user(id: &UserId, fields: Vec<Option<String>>) -> Result<Option<User>, 
         id: id.clone(),
         role: UserRole::parse(&role).ok_or_else(|| corrupt("user role"))?,
         phone,
+        email,
         two_factor,
         factors: User::decode_factors(factors.as_deref().unwrap_or(""))
             .ok_or_else(|| corrupt("user factors"))?,
@@ -314,7 +327,9 @@ impl Directory for RedisDirectory {
         invocation
             .key(self.redis.keys.policy(account))
             .key(self.redis.keys.users_without_phone(account))
-            .key(self.redis.keys.audit(account));
+            .key(self.redis.keys.audit(account))
+            .key(self.redis.keys.users(account))
+            .key(self.redis.keys.users_with_email(account));
         PolicyArgs {
             policy,
             audit_cap: self.audit_cap,
@@ -337,6 +352,14 @@ impl Directory for RedisDirectory {
                     .filter_map(|id| UserId::parse(id))
                     .collect(),
             }),
+            "missing_email" => Ok(PolicyWrite::MissingEmails {
+                count: reply.parse(1)?,
+                users: reply
+                    .rest(2)
+                    .iter()
+                    .filter_map(|id| UserId::parse(id))
+                    .collect(),
+            }),
             _ => Err(reply.unknown()),
         }
     }
@@ -347,7 +370,7 @@ impl Directory for RedisDirectory {
             .query(
                 redis::cmd("HMGET")
                     .arg(self.redis.keys.user(account, user))
-                    .arg(&["ro", "ph", "ov", "ob", "fa", "cr", "up", "v", "ep"]),
+                    .arg(&["ro", "ph", "ov", "ob", "fa", "cr", "up", "v", "ep", "em"]),
             )
             .await?;
         parse_user(user, fields)
@@ -367,7 +390,8 @@ impl Directory for RedisDirectory {
             .key(self.redis.keys.users_without_phone(account))
             .key(self.redis.keys.audit(account))
             .key(self.redis.keys.user_devices(account, &user.id))
-            .key(self.redis.keys.account_devices(account));
+            .key(self.redis.keys.account_devices(account))
+            .key(self.redis.keys.users_with_email(account));
         UserArgs {
             write,
             audit_cap: self.audit_cap,

@@ -75,7 +75,7 @@ impl StartArgs<'_> {
         invocation
             .arg(self.base)
             .arg(new.account.as_str())
-            .arg(new.to.e164())
+            .arg(new.to.as_str())
             .arg(new.channel.as_str())
             .arg(&new.code_tag[..])
             .arg(new.code_length)
@@ -228,7 +228,7 @@ impl RedisStore {
     /// The start script's keys and arguments (`verify_start.lua`), appended to `invocation`.
     fn start_arguments(&self, new: &NewVerification, invocation: &mut redis::ScriptInvocation<'_>) {
         let shard = new.to.shard();
-        let (account, to) = (&new.account, new.to.e164());
+        let (account, to) = (&new.account, new.to.as_str());
         let pointer = self.keys.number_pointer(shard, account, to);
         // Scoped by account and number (README, "Idempotency"): the same key for another
         // number is another request.
@@ -383,7 +383,7 @@ impl Store for RedisStore {
             CheckTarget::To(number) => {
                 let shard = number.shard();
                 invocation
-                    .key(self.keys.number_pointer(shard, account, number.e164()))
+                    .key(self.keys.number_pointer(shard, account, number.as_str()))
                     .arg(account.as_str())
                     .arg(&check.tag[..])
                     .arg(check.now_ms)

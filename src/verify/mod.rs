@@ -21,6 +21,8 @@ use crate::account::policy::Policy;
 use crate::account::service::AccountService;
 use crate::account::{Account, AccountId};
 use crate::clock::Clock;
+use crate::destination::Destination;
+use crate::dispatch::mail_template;
 use crate::dispatch::template::{self, WebOtp};
 use crate::dispatch::{Dispatcher, OutgoingMessage};
 use crate::events::{EventType, Events};
@@ -66,13 +68,15 @@ pub struct SendGuard {
 /// A send as the HTTP layer parsed it.
 #[derive(Debug)]
 pub struct StartRequest {
-    pub to: PhoneNumber,
+    /// A phone number for SMS, WhatsApp and calls, an e-mail address for e-mail (the edge
+    /// matches them to `channels`; [`Verifier::start`] refuses a mismatch as well).
+    pub to: Destination,
     pub channels: Channels,
     /// Digits for this verification; the account's length when absent. Never fewer than the
     /// account's length (see [`Verifier::code_length_floor`]).
     pub code_length: Option<u8>,
-    /// Scoped to the account and the destination number: a retry with the same key and number
-    /// gets the first answer and sends nothing.
+    /// Scoped to the account and the destination (number or address): a retry with the same
+    /// key and destination gets the first answer and sends nothing.
     pub idempotency_key: Option<String>,
     /// Language of the message; English when absent or without a text of its own.
     pub locale: Option<String>,
@@ -130,6 +134,13 @@ pub enum VerifyError {
     /// A workflow names a channel the account's policy does not allow.
     #[error("the account's policy does not allow the channel {0}")]
     ChannelNotAllowed(&'static str),
+    /// The channel sends to the other kind of destination (an address by SMS, a number by
+    /// e-mail).
+    #[error("the {0} channel cannot send to this destination")]
+    WrongDestination(&'static str),
+    /// No configured provider carries this channel (to this number): nothing was stored.
+    #[error("no provider is configured for the {} channel", .0.as_str())]
+    ChannelNotConfigured(Channel),
     /// Refused by abuse protection before anything was stored, sent or counted.
     #[error("refused by abuse protection ({})", .0.rule())]
     Abuse(Refusal),
@@ -211,30 +222,40 @@ impl Verifier {
             Some(length) => length,
             None => floor,
         };
+        let plan = self.plan(account, &request.channels).await?;
+        let channel = plan.channels[0];
+        for step in &plan.channels {
+            if step.is_email() != request.to.email().is_some() {
+                return Err(VerifyError::WrongDestination(step.as_str()));
+            }
+            if !self.dispatcher.routable(&request.to, *step) {
+                self.metrics
+                    .verification_started(step.as_str(), "channel_not_configured");
+                return Err(VerifyError::ChannelNotConfigured(*step));
+            }
+        }
         // Take the message's place first: a verification is only created if it can be sent.
         let ticket = self
             .dispatcher
             .ticket()
             .map_err(|_| VerifyError::QueueFull)?;
         let now_ms = self.clock.now_ms();
-        let plan = self.plan(account, &request.channels).await?;
-        let channel = plan.channels[0];
         let policy = self
             .screen(account, &request.to, &plan.channels, now_ms)
             .await?;
-        let check = policy.as_ref().map(|(guard, policy)| {
-            guard.check(&abuse::Send {
+        let check = policy.as_ref().and_then(|(guard, policy)| {
+            Some(guard.check(&abuse::Send {
                 account: account.id.as_str(),
                 policy: &policy.abuse,
-                channel: abuse_channel(channel),
-                to: &request.to,
+                channel: abuse_channel(channel)?,
+                to: request.to.phone()?,
                 now_ms,
-            })
+            }))
         });
         // On a single Redis the admission is part of the start script: one call per send.
         let admitted_with_start = check.is_some() && self.store.admits_sends();
-        if let (Some(check), false) = (&check, admitted_with_start) {
-            self.admit(account, &request.to, channel, check).await?;
+        if let (Some(check), false, Some(to)) = (&check, admitted_with_start, request.to.phone()) {
+            self.admit(account, to, channel, check).await?;
         }
         let code = code::generate(&self.rng, length).map_err(|_| VerifyError::Random)?;
         let ttl_ms = self.settings.ttl.as_millis() as u64;
@@ -246,7 +267,7 @@ impl Verifier {
             account: account.id.as_str().to_owned(),
             to: request.to.clone(),
             channel,
-            body: self.message_body(&locale, &code),
+            body: self.message_body(channel, &locale, &code),
             code: code.as_str().to_owned(),
             locale,
             not_after_ms: now_ms + ttl_ms,
@@ -285,8 +306,10 @@ impl Verifier {
                 self.metrics.store_error("start");
             }
         })?;
-        if admitted_with_start && !matches!(outcome, StartOutcome::Refused(_)) {
-            self.metrics.send_admitted(new.to.region());
+        if let (true, Some(to)) = (admitted_with_start, new.to.phone()) {
+            if !matches!(outcome, StartOutcome::Refused(_)) {
+                self.metrics.send_admitted(to.region());
+            }
         }
         let started = match outcome {
             StartOutcome::Created(verification) => Started::Created(verification),
@@ -307,7 +330,10 @@ impl Verifier {
             }
             StartOutcome::Refused(block) => {
                 let refusal = Refusal::Blocked(block);
-                return Err(self.refused(account, &new.to, new.channel, refusal).await);
+                return Err(match new.to.phone() {
+                    Some(to) => self.refused(account, to, new.channel, refusal).await,
+                    None => VerifyError::Abuse(refusal),
+                });
             }
         };
         if let Started::Created(verification) | Started::Resent(verification) = &started {
@@ -333,15 +359,20 @@ impl Verifier {
 
     /// Abuse protection's checks that need no store (geo permission, number type) on the
     /// account's cached policy: the guard and the policy when the send may go on to admission,
-    /// none without abuse protection.
+    /// none without abuse protection or for an e-mail (abuse protection guards phone numbers:
+    /// docs/decisions.md).
     async fn screen(
         &self,
         account: &Account,
-        to: &PhoneNumber,
+        to: &Destination,
         channels: &[Channel],
         now_ms: u64,
     ) -> Result<Option<(&AbuseGuard, Policy)>, VerifyError> {
         let Some(abuse) = &self.abuse else {
+            return Ok(None);
+        };
+        // Abuse protection is about phone numbers: an e-mail send is not screened.
+        let Some(to) = to.phone() else {
             return Ok(None);
         };
         let policy = abuse
@@ -351,16 +382,20 @@ impl Verifier {
             .inspect_err(|_| self.metrics.store_error("policy"))?;
         // A workflow is taken whole or not at all: every channel it may fall back to is
         // screened now, so a fallback never reaches a channel the number may not use.
-        for channel in channels {
+        for step in channels {
+            // Abuse protection is about phone channels: e-mail is not screened.
+            let Some(channel) = abuse_channel(*step) else {
+                continue;
+            };
             let send = abuse::Send {
                 account: account.id.as_str(),
                 policy: &policy.abuse,
-                channel: abuse_channel(*channel),
+                channel,
                 to,
                 now_ms,
             };
             if let Some(refusal) = abuse.guard.screen(&send) {
-                return Err(self.refused(account, to, *channel, refusal).await);
+                return Err(self.refused(account, to, *step, refusal).await);
             }
         }
         Ok(Some((&abuse.guard, policy)))
@@ -461,9 +496,14 @@ impl Verifier {
     /// never the check's.
     fn approved(&self, account: &Account, verification: &Verification) {
         let Ok(to) = PhoneNumber::parse(&verification.to) else {
+            // An e-mail address has no region (and abuse protection does not guard it): its
+            // approval counts per channel under the `other` country.
+            self.metrics
+                .approval(crate::phone::Region::UNKNOWN, verification.channel.as_str());
             return;
         };
-        self.metrics.approval(to.region());
+        self.metrics
+            .approval(to.region(), verification.channel.as_str());
         let Some(abuse) = self.abuse.clone() else {
             return;
         };
@@ -483,8 +523,18 @@ impl Verifier {
         });
     }
 
-    fn message_body(&self, locale: &str, code: &Code) -> String {
+    /// The message's text: a call's spoken words (the code digit by digit, twice), else the
+    /// SMS / WhatsApp text.
+    fn message_body(&self, channel: Channel, locale: &str, code: &Code) -> String {
+        if channel == Channel::Call {
+            return crate::dispatch::voice::render(locale, &self.settings.brand, code.as_str());
+        }
         let minutes = self.settings.ttl.as_secs().div_ceil(60).max(1) as u32;
+        if channel.is_email() {
+            // A mail's plain-text part; its subject and HTML part are made from it, per locale,
+            // where it is sent (dispatch::mail_template).
+            return mail_template::text(locale, &self.settings.brand, code.as_str(), minutes);
+        }
         template::render(
             locale,
             &self.settings.brand,
@@ -624,10 +674,12 @@ fn event_of(status: Status) -> Option<EventType> {
     }
 }
 
-/// The channel as abuse protection tells them apart.
-fn abuse_channel(channel: Channel) -> abuse::Channel {
+/// The channel as abuse protection tells them apart; none for e-mail, which it does not guard.
+fn abuse_channel(channel: Channel) -> Option<abuse::Channel> {
     match channel {
-        Channel::Sms => abuse::Channel::Sms,
-        Channel::Whatsapp => abuse::Channel::Whatsapp,
+        Channel::Sms => Some(abuse::Channel::Sms),
+        Channel::Whatsapp => Some(abuse::Channel::Whatsapp),
+        Channel::Call => Some(abuse::Channel::Call),
+        Channel::Email => None,
     }
 }

@@ -5,8 +5,9 @@ use serde::Serialize;
 
 use crate::account::trust::devices::PhoneApproval;
 use crate::account::{hex, is_sid, AccountId};
+use crate::destination::Destination;
 pub use crate::dispatch::model::{Channel, SendAttempt};
-use crate::phone::{PhoneNumber, SHARD_COUNT};
+use crate::phone::SHARD_COUNT;
 use crate::random::random_bytes;
 use crate::verify::code::Tag;
 
@@ -99,7 +100,7 @@ impl Status {
 pub struct Verification {
     pub id: VerificationId,
     pub account: AccountId,
-    /// E.164, as stored; masked whenever it is logged.
+    /// E.164 or a normalised e-mail address, as stored; masked whenever it is logged.
     pub to: String,
     pub channel: Channel,
     /// The stored status. A pending one past `expires_ms` is expired: see [`Self::status_at`].
@@ -149,7 +150,7 @@ pub struct NewVerification {
     /// Used only when no verification is pending for the number; a resend keeps the old id.
     pub id: VerificationId,
     pub account: AccountId,
-    pub to: PhoneNumber,
+    pub to: Destination,
     pub channel: Channel,
     pub code_tag: Tag,
     pub code_length: u8,
@@ -200,7 +201,7 @@ pub enum StartOutcome {
 pub enum CheckTarget {
     Id(VerificationId),
     /// The pending verification of this number in the caller's account.
-    To(PhoneNumber),
+    To(Destination),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,9 +3,9 @@
 //! (`message.failed`, reason `undelivered` or `failed`). A receipt repeating the status the
 //! message already has makes no event, so a vendor's retried callback is one event.
 
+use crate::destination::Destination;
 use crate::dispatch::receipts::{DeliveryStatus, Receipt};
 use crate::events::notices::MessageNotice;
-use crate::phone::PhoneNumber;
 use crate::store::StoreError;
 use crate::verify::store::ReceiptApplied;
 use crate::verify::Verifier;
@@ -45,7 +45,7 @@ impl Verifier {
         happened: &str,
         reason: Option<&'static str>,
     ) {
-        let Ok(to) = PhoneNumber::parse(&applied.to) else {
+        let Ok(to) = Destination::parse(&applied.to) else {
             return;
         };
         let notice = MessageNotice {

@@ -135,7 +135,7 @@ pub trait Store: Send + Sync + 'static {
 pub struct ReceiptApplied {
     pub account: AccountId,
     pub verification: VerificationId,
-    /// E.164, as stored.
+    /// E.164 or an e-mail address, as stored.
     pub to: String,
     pub channel: Channel,
     /// The message's status before the receipt (`accepted`, or an earlier receipt's).

@@ -140,7 +140,7 @@ async fn a_failing_provider_fails_over_and_its_breaker_opens_then_closes_when_it
         "{metrics}"
     );
     assert!(metrics.contains(
-        "otpgate_messages_total{provider=\"a\",country_code=\"49\",outcome=\"failed\"} 2"
+        "otpgate_messages_total{provider=\"a\",channel=\"sms\",country_code=\"49\",outcome=\"failed\"} 2"
     ));
 
     // a recovers; after the open period one probe goes to it, succeeds, and closes the breaker.

@@ -33,7 +33,7 @@ async fn metrics_count_requests_verifications_and_messages_by_label() {
 
     let text = scrape_until(
         &app,
-        "otpgate_messages_total{provider=\"http\",country_code=\"49\",outcome=\"accepted\"} 1",
+        "otpgate_messages_total{provider=\"http\",channel=\"sms\",country_code=\"49\",outcome=\"accepted\"} 1",
     )
     .await;
     for line in [

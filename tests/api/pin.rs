@@ -163,7 +163,7 @@ pub fn token_in(mail: &Captured, path: &str) -> String {
         .collect()
 }
 
-fn decode_quoted_printable(data: &str) -> String {
+pub fn decode_quoted_printable(data: &str) -> String {
     let joined = data.replace("=\r\n", "").replace("=\n", "");
     let bytes = joined.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

@@ -258,13 +258,11 @@ async fn bad_parameters_answer_60200_and_name_the_parameter() {
     let creds = (app.account_id.as_str(), app.key.as_str());
     for (form, parameter) in [
         (
-            vec![("To", "+4915112345673"), ("Channel", "call")],
+            vec![("To", "+4915112345673"), ("Channel", "fax")],
             "Channel",
         ),
-        (
-            vec![("To", "+4915112345673"), ("Channel", "email")],
-            "Channel",
-        ),
+        // E-mail is a channel, and it takes an address, not a number.
+        (vec![("To", "+4915112345673"), ("Channel", "email")], "To"),
         (vec![("To", "12345"), ("Channel", "sms")], "To"),
         (vec![("Channel", "sms")], "To"),
         (

@@ -6,6 +6,8 @@ Run by scripts/compat with a gateway and a message sink already up; runs under p
 """
 
 import json
+import random
+import re
 import sys
 import traceback
 import urllib.request
@@ -13,7 +15,17 @@ import urllib.request
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
 
-from twilio_common import GATEWAY, ROOT_KEY, code_sent_to, mint_key, number, wrong
+from twilio_common import (
+    GATEWAY,
+    ROOT_KEY,
+    code_sent_to,
+    code_spoken_to,
+    mail_to,
+    message_to,
+    mint_key,
+    number,
+    wrong,
+)
 
 
 def client(username, password):
@@ -86,6 +98,39 @@ def test_check_by_verification_sid():
     assert check.status == "approved" and check.valid is True
 
 
+def test_call_reads_the_code_and_the_check_approves():
+    service, login = new_service()
+    verify = login.verify.v2.services(service.sid)
+    to = number()
+    verification = verify.verifications.create(to=to, channel="call", locale="de")
+    assert verification.channel == "call" and verification.status == "pending"
+    message = message_to(to)
+    assert message["channel"] == "call", message
+    assert message["body"].startswith("Ihr Bestätigungscode"), message["body"]
+    code = code_spoken_to(to)
+    assert message["body"].count(", ".join(code)) == 2, message["body"]
+    check = verify.verification_checks.create(to=to, code=code)
+    assert check.status == "approved" and check.valid is True, (check.status, check.valid)
+    assert check.channel == "call"
+
+
+def test_email_code_is_mailed_and_the_check_approves():
+    service, login = new_service()
+    verify = login.verify.v2.services(service.sid)
+    address = "Compat.%d@Example.com" % random.randrange(10**9)
+    verification = verify.verifications.create(to=address, channel="email", locale="es")
+    assert verification.channel == "email" and verification.status == "pending"
+    assert verification.to == address.lower(), verification.to
+    mail = mail_to(address.lower())
+    code = re.search(r"\d{4,10}", mail["text"]).group(0)
+    assert mail["subject"] == f"Tu código de verificación: {code}", mail["subject"]
+    assert f"<strong>{code}</strong>" in mail["html"] and "<img" not in mail["html"]
+    expect_error(lambda: verify.verifications.create(to=address, channel="sms"), 400, 60200)
+    check = verify.verification_checks.create(to=address, code=code)
+    assert check.status == "approved" and check.valid is True, (check.status, check.valid)
+    assert check.channel == "email"
+
+
 def test_too_many_wrong_codes_raise_60202():
     service, login = new_service()
     verify = login.verify.v2.services(service.sid)
@@ -114,7 +159,7 @@ def test_too_many_sends_raise_60203():
 def test_unsupported_channel_raises_60200():
     service, login = new_service()
     verify = login.verify.v2.services(service.sid)
-    expect_error(lambda: verify.verifications.create(to=number(), channel="call"), 400, 60200)
+    expect_error(lambda: verify.verifications.create(to=number(), channel="fax"), 400, 60200)
     expect_error(lambda: verify.verifications.create(to="12345", channel="sms"), 400, 60200)
 
 

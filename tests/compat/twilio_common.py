@@ -31,16 +31,40 @@ def mint_key(account_sid, role="service"):
         return json.load(response)["key"]
 
 
-def code_sent_to(number, count=1, timeout=10.0):
-    """The code in the newest of at least `count` messages the sink received for `number`."""
+def message_to(number, count=1, timeout=10.0):
+    """The newest of at least `count` messages the sink received for `number`."""
     deadline = time.monotonic() + timeout
     while True:
         with urllib.request.urlopen(f"{SINK}/messages", timeout=10) as response:
             messages = [m for m in json.load(response) if m.get("to") == number]
         if len(messages) >= count:
-            return re.search(r"\d{4,10}", messages[-1]["body"]).group(0)
+            return messages[-1]
         if time.monotonic() > deadline:
             raise AssertionError(f"only {len(messages)} of {count} messages reached {number}")
+        time.sleep(0.02)
+
+
+def code_sent_to(number, count=1, timeout=10.0):
+    """The code in the newest of at least `count` messages the sink received for `number`."""
+    return re.search(r"\d{4,10}", message_to(number, count, timeout)["body"]).group(0)
+
+
+def code_spoken_to(number, count=1, timeout=10.0):
+    """The code a call to `number` reads out ("4, 0, 8, 1, 2, 3", twice): its first reading."""
+    body = message_to(number, count, timeout)["body"]
+    return re.sub(r"\D", "", re.search(r"\d(?:, \d){3,9}", body).group(0))
+
+
+def mail_to(address, count=1, timeout=10.0):
+    """The newest of at least `count` mails the sink's SMTP side received for `address`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with urllib.request.urlopen(f"{SINK}/mails", timeout=10) as response:
+            mails = [m for m in json.load(response) if m.get("to") == address]
+        if len(mails) >= count:
+            return mails[-1]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"only {len(mails)} of {count} mails reached {address}")
         time.sleep(0.02)
 
 

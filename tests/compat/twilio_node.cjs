@@ -91,7 +91,7 @@ const tests = {
   },
   async badChannelRaises60200() {
     const { verify } = await newService();
-    await expectError(verify.verifications.create({ to: number(), channel: "call" }), 400, 60200);
+    await expectError(verify.verifications.create({ to: number(), channel: "fax" }), 400, 60200);
   },
 };
 

@@ -28,7 +28,9 @@ pub fn message_with(channel: Channel, body: &str, locale: &str) -> OutgoingMessa
         id: MESSAGE_ID.to_owned(),
         verification_id: "VE0123456789".to_owned(),
         account: String::new(),
-        to: PhoneNumber::parse(TO).expect("a valid German mobile number"),
+        to: PhoneNumber::parse(TO)
+            .expect("a valid German mobile number")
+            .into(),
         channel,
         body: body.to_owned(),
         code: CODE.to_owned(),

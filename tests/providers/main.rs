@@ -3,6 +3,7 @@
 //! settings; the configuration loader.
 
 mod bounded;
+mod calls;
 #[path = "../common/fake_smsc.rs"]
 mod fake_smsc;
 mod helpers;
@@ -10,6 +11,7 @@ mod infobip;
 mod loader;
 mod messagebird;
 mod receipts;
+mod sendgrid;
 mod settings;
 mod smpp;
 mod twilio;

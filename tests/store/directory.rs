@@ -2,13 +2,14 @@
 //! devices bounded per user and per account, the audit trail.
 
 use otpgate::account::audit::{AuditEntry, Who};
-use otpgate::account::policy::Policy;
+use otpgate::account::policy::{ChannelSet, Policy, PolicyChannel};
 use otpgate::account::store::{
     DeviceRevocation, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
 };
 use otpgate::account::trust::{DeviceId, DeviceRecord};
 use otpgate::account::user::{User, UserId, UserRole};
 use otpgate::clock::Clock;
+use otpgate::destination::EmailAddress;
 
 use crate::on_every_store;
 use crate::stores::{stores, Backend, Stores};
@@ -29,6 +30,7 @@ fn user(stores: &Stores, name: &str) -> User {
         id: UserId::parse(name).unwrap(),
         role: UserRole::Member,
         phone: None,
+        email: None,
         two_factor: None,
         factors: Vec::new(),
         device_epoch: 0,
@@ -237,7 +239,65 @@ async fn the_audit_trail_reads_newest_first_in_pages(backend: Backend) {
     assert_eq!(actions, ["first"]);
 }
 
+async fn enabling_email_lists_the_users_without_an_address(backend: Backend) {
+    let stores = stores(backend).await;
+    let account = &stores.account;
+    let mut with = user(&stores, "anna");
+    with.email = Some(EmailAddress::parse("anna@example.com").unwrap());
+    for user in [with, user(&stores, "bob"), user(&stores, "carl")] {
+        let written = write_user(&stores, &create(&stores, user, 10)).await;
+        assert!(
+            matches!(written, UserWriteOutcome::Written { .. }),
+            "{written:?}"
+        );
+    }
+    let anna_id = UserId::parse("anna").unwrap();
+    let read = stores.directory.user(account, &anna_id);
+    let anna = read.await.unwrap().expect("anna is stored");
+    assert_eq!(
+        anna.email.as_ref().map(EmailAddress::as_str),
+        Some("anna@example.com")
+    );
+
+    let policy = stores.directory.policy(account).await.unwrap();
+    let mut with_email = policy.clone();
+    with_email.channels = ChannelSet::of(&[PolicyChannel::Email, PolicyChannel::Totp]);
+    let audit = entry(&stores, "policy.write");
+    let refused = stores.directory.write_policy(account, &with_email, &audit);
+    assert_eq!(
+        refused.await.unwrap(),
+        PolicyWrite::MissingEmails {
+            count: 2,
+            users: vec![
+                UserId::parse("bob").unwrap(),
+                UserId::parse("carl").unwrap()
+            ],
+        }
+    );
+    // Bob gets an address, Carl is given one too: the policy is written.
+    for name in ["bob", "carl"] {
+        let mut user = stores
+            .directory
+            .user(account, &UserId::parse(name).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        user.email = Some(EmailAddress::parse(&format!("{name}@example.com")).unwrap());
+        let write = UserWrite {
+            create: false,
+            ..create(&stores, user, 10)
+        };
+        assert!(matches!(
+            write_user(&stores, &write).await,
+            UserWriteOutcome::Written { .. }
+        ));
+    }
+    let written = stores.directory.write_policy(account, &with_email, &audit);
+    assert_eq!(written.await.unwrap(), PolicyWrite::Written { version: 1 });
+}
+
 on_every_store!(
+    enabling_email_lists_the_users_without_an_address,
     a_policy_write_decided_on_an_old_version_is_stale,
     users_are_created_once_updated_on_their_version_and_bounded,
     a_proof_trusts_one_device_and_the_account_bound_holds,

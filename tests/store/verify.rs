@@ -22,7 +22,7 @@ pub(crate) fn send(stores: &Stores, to: &str) -> NewVerification {
     NewVerification {
         id: VerificationId::random(&stores.rng, to.shard()).expect("random id"),
         account: stores.account.clone(),
-        to,
+        to: to.into(),
         channel: Channel::Sms,
         code_tag: RIGHT,
         code_length: 6,

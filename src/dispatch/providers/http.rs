@@ -51,7 +51,7 @@ impl HttpProvider {
 impl Adapter for HttpProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
         let payload = Payload {
-            to: message.to.e164(),
+            to: message.to.as_str(),
             body: &message.body,
             channel: message.channel.as_str(),
             message_id: &message.id,

@@ -1,15 +1,19 @@
 //! The provider seam: one adapter per way of delivering a message, behind one trait, and the
 //! settings that choose and configure the adapters.
 
+mod email_settings;
 pub mod http;
 pub mod inbound;
 pub mod infobip;
 pub mod log;
 pub mod messagebird;
+pub mod sendgrid;
 pub mod settings;
 pub mod smpp;
+pub mod smtp;
 pub mod twilio;
 pub mod vonage;
+pub mod vonage_voice;
 pub mod whatsapp;
 
 use std::sync::Arc;
@@ -17,6 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
+use crate::dispatch::model::Channel;
 use crate::dispatch::OutgoingMessage;
 use settings::Vendor;
 pub use settings::{
@@ -43,6 +48,12 @@ pub struct Accepted {
 pub trait Provider: Send + Sync + 'static {
     /// A short, fixed name: it labels metrics.
     fn name(&self) -> &'static str;
+
+    /// Whether this provider delivers messages of `channel` (its `channels` setting); the
+    /// router hands it no other. Every channel unless the provider says otherwise.
+    fn carries(&self, _channel: Channel) -> bool {
+        true
+    }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError>;
 }
@@ -119,6 +130,8 @@ pub fn build_receiving(
             Box::new(messagebird::MessagebirdProvider::new(settings, vendor)?)
         }
         Vendor::Whatsapp(vendor) => Box::new(whatsapp::WhatsappProvider::new(settings, vendor)?),
+        Vendor::Smtp(vendor) => Box::new(smtp::SmtpProvider::new(settings, vendor)?),
+        Vendor::Sendgrid(vendor) => Box::new(sendgrid::SendgridProvider::new(settings, vendor)?),
         Vendor::Http { url } => Box::new(http::HttpProvider::new(
             url,
             settings.timeout(),
@@ -133,14 +146,16 @@ pub fn build_receiving(
     };
     Ok(Arc::new(Named {
         name: leak_name(&settings.name),
+        channels: settings.carried(),
         adapter,
     }))
 }
 
 /// An adapter under its configured name, so that two providers of one kind (two `http`
-/// receivers, two Twilio accounts) are told apart in metrics.
+/// receivers, two Twilio accounts) are told apart in metrics, with the channels it carries.
 struct Named {
     name: &'static str,
+    channels: Vec<Channel>,
     adapter: Box<dyn Adapter>,
 }
 
@@ -148,6 +163,10 @@ struct Named {
 impl Provider for Named {
     fn name(&self) -> &'static str {
         self.name
+    }
+
+    fn carries(&self, channel: Channel) -> bool {
+        self.channels.contains(&channel)
     }
 
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
@@ -379,7 +398,7 @@ fn encode_component(input: &str, out: &mut String) {
 
 /// The E.164 number without its '+', for vendors that want digits only.
 pub(crate) fn digits_only(message: &OutgoingMessage) -> &str {
-    message.to.e164().trim_start_matches('+')
+    message.to.as_str().trim_start_matches('+')
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::check_url;
 use super::smpp::settings::Smpp;
 pub use super::smpp::settings::SmppBind;
+use crate::dispatch::model::Channel;
 use crate::secret::Secret;
 
 /// Which adapter a `[[dispatch.providers]]` entry builds.
@@ -20,6 +21,10 @@ pub enum AdapterKind {
     Infobip,
     Messagebird,
     Whatsapp,
+    /// E-mail through an SMTP server (`url`: `smtp://host:port` or `smtps://host:port`).
+    Smtp,
+    /// E-mail through SendGrid's v3 Mail Send API.
+    Sendgrid,
     Http,
     Smpp,
     Log,
@@ -33,9 +38,22 @@ impl AdapterKind {
             AdapterKind::Infobip => "infobip",
             AdapterKind::Messagebird => "messagebird",
             AdapterKind::Whatsapp => "whatsapp",
+            AdapterKind::Smtp => "smtp",
+            AdapterKind::Sendgrid => "sendgrid",
             AdapterKind::Http => "http",
             AdapterKind::Smpp => "smpp",
             AdapterKind::Log => "log",
+        }
+    }
+
+    /// The channels this kind of adapter can carry at all.
+    pub fn capable(self) -> &'static [Channel] {
+        match self {
+            AdapterKind::Twilio | AdapterKind::Vonage => &[Channel::Sms, Channel::Call],
+            AdapterKind::Infobip | AdapterKind::Messagebird | AdapterKind::Smpp => &[Channel::Sms],
+            AdapterKind::Whatsapp => &[Channel::Whatsapp],
+            AdapterKind::Smtp | AdapterKind::Sendgrid => &[Channel::Email],
+            AdapterKind::Http | AdapterKind::Log => &Channel::ALL,
         }
     }
 
@@ -47,12 +65,19 @@ impl AdapterKind {
             AdapterKind::Vonage => Some("https://rest.nexmo.com"),
             AdapterKind::Messagebird => Some("https://rest.messagebird.com"),
             AdapterKind::Whatsapp => Some("https://graph.facebook.com"),
-            AdapterKind::Infobip | AdapterKind::Http | AdapterKind::Smpp | AdapterKind::Log => None,
+            AdapterKind::Sendgrid => Some("https://api.sendgrid.com"),
+            AdapterKind::Infobip
+            | AdapterKind::Smtp
+            | AdapterKind::Http
+            | AdapterKind::Smpp
+            | AdapterKind::Log => None,
         }
     }
 }
 
 pub const DEFAULT_TIMEOUT_MS: u64 = 5000;
+/// The Vonage Voice API's host (the SMS API lives on `rest.nexmo.com`).
+pub const DEFAULT_VONAGE_VOICE_BASE_URL: &str = "https://api.nexmo.com";
 /// Meta gives no template a default name; this is the name its own authentication-template
 /// examples use, so a template created from them works without more configuration.
 pub const DEFAULT_WHATSAPP_TEMPLATE: &str = "verification_code";
@@ -84,6 +109,11 @@ pub struct ProviderSettings {
     /// provider).
     #[serde(default = "default_timeout_ms")]
     pub timeout_ms: u64,
+    /// The channels this provider carries (`["sms", "call"]`); by default every channel its
+    /// kind can carry with the fields given (see [`ProviderSettings::carried`]). The router
+    /// never hands it a message of another channel.
+    #[serde(default)]
+    pub channels: Option<Vec<Channel>>,
 
     // twilio
     #[serde(default)]
@@ -107,6 +137,23 @@ pub struct ProviderSettings {
     pub api_secret: Option<Secret>,
     #[serde(default)]
     pub callback: Option<String>,
+    /// Voice API (calls): the Vonage application the calls belong to, and its RSA private key
+    /// (PEM, PKCS#8) that signs the RS256 JWT each request carries.
+    #[serde(default)]
+    pub application_id: Option<String>,
+    #[serde(default)]
+    pub private_key: Option<Secret>,
+    /// The Voice API host (default `https://api.nexmo.com`).
+    #[serde(default)]
+    pub voice_base_url: Option<String>,
+    /// Where Vonage posts a call's events (the receipt route); the application's own event URL
+    /// when absent.
+    #[serde(default)]
+    pub event_url: Option<String>,
+    /// The account's signature secret: a call event must carry a JWT (HS256) signed with it;
+    /// without one, call events need `?token=` like the SMS receipts.
+    #[serde(default)]
+    pub signature_secret: Option<Secret>,
 
     // infobip
     #[serde(default)]
@@ -137,7 +184,7 @@ pub struct ProviderSettings {
     #[serde(default)]
     pub app_secret: Option<Secret>,
 
-    // http
+    // http; smtp (`smtp://[user@]host[:port][?tls=none|starttls]`, `smtps://[user@]host[:port]`)
     #[serde(default)]
     pub url: Option<String>,
 
@@ -147,6 +194,8 @@ pub struct ProviderSettings {
     pub address: Option<String>,
     #[serde(default)]
     pub system_id: Option<String>,
+    /// smpp: the bind's password; smtp: the password of the URL's user (`env:NAME` to read it
+    /// from the environment).
     #[serde(default)]
     pub password: Option<Secret>,
     #[serde(default)]
@@ -165,6 +214,11 @@ pub struct ProviderSettings {
     #[serde(default)]
     pub reconnect_max_ms: Option<u64>,
 
+    // sendgrid: the Event Webhook's verification key (base64 of the ECDSA P-256 public key,
+    // as SendGrid's settings page shows it); without it, event webhooks are refused
+    #[serde(default)]
+    pub verification_key: Option<String>,
+
     /// The most of an answer that is read: `dispatch.provider_body_limit_bytes`, not a key of
     /// the provider table (set when the providers are built).
     #[serde(skip, default = "default_body_limit")]
@@ -179,6 +233,7 @@ impl ProviderSettings {
             kind,
             base_url: None,
             timeout_ms: DEFAULT_TIMEOUT_MS,
+            channels: None,
             account_sid: None,
             auth_token: None,
             messaging_service_sid: None,
@@ -187,6 +242,11 @@ impl ProviderSettings {
             api_key: None,
             api_secret: None,
             callback: None,
+            application_id: None,
+            private_key: None,
+            voice_base_url: None,
+            event_url: None,
+            signature_secret: None,
             notify_url: None,
             access_key: None,
             originator: None,
@@ -206,6 +266,7 @@ impl ProviderSettings {
             window: None,
             enquire_link_ms: None,
             reconnect_max_ms: None,
+            verification_key: None,
             body_limit: DEFAULT_BODY_LIMIT,
         }
     }
@@ -219,6 +280,49 @@ impl ProviderSettings {
         self.base_url
             .as_deref()
             .or_else(|| self.kind.default_base_url())
+    }
+
+    /// The channels this provider carries: the configured list, else what its kind can carry
+    /// with the fields it was given (a Twilio account with a `from` number also calls; a
+    /// Vonage entry sends SMS with `api_key`/`api_secret` and calls with `application_id`/
+    /// `private_key`).
+    pub fn carried(&self) -> Vec<Channel> {
+        if let Some(channels) = &self.channels {
+            return channels.clone();
+        }
+        match self.kind {
+            AdapterKind::Twilio => {
+                let mut channels = vec![Channel::Sms];
+                if self.from.is_some() {
+                    channels.push(Channel::Call);
+                }
+                channels
+            }
+            AdapterKind::Vonage => {
+                let mut channels = Vec::new();
+                if self.api_key.is_some() || self.api_secret.is_some() {
+                    channels.push(Channel::Sms);
+                }
+                if self.application_id.is_some() || self.private_key.is_some() {
+                    channels.push(Channel::Call);
+                }
+                if channels.is_empty() {
+                    channels.push(Channel::Sms);
+                }
+                channels
+            }
+            kind => kind.capable().to_vec(),
+        }
+    }
+
+    pub fn carries(&self, channel: Channel) -> bool {
+        self.carried().contains(&channel)
+    }
+
+    pub fn vonage_voice_base_url(&self) -> &str {
+        self.voice_base_url
+            .as_deref()
+            .unwrap_or(DEFAULT_VONAGE_VOICE_BASE_URL)
     }
 
     pub fn whatsapp_template_name(&self) -> &str {
@@ -263,7 +367,18 @@ impl ProviderSettings {
                 "messaging_service_sid",
                 "status_callback",
             ],
-            AdapterKind::Vonage => &["base_url", "api_key", "api_secret", "from", "callback"],
+            AdapterKind::Vonage => &[
+                "base_url",
+                "api_key",
+                "api_secret",
+                "from",
+                "callback",
+                "application_id",
+                "private_key",
+                "voice_base_url",
+                "event_url",
+                "signature_secret",
+            ],
             AdapterKind::Infobip => &["base_url", "api_key", "from", "notify_url"],
             AdapterKind::Messagebird => &["base_url", "access_key", "originator", "report_url"],
             AdapterKind::Whatsapp => &[
@@ -275,6 +390,8 @@ impl ProviderSettings {
                 "api_version",
                 "app_secret",
             ],
+            AdapterKind::Smtp => &["url", "from", "password"],
+            AdapterKind::Sendgrid => &["base_url", "api_key", "from", "verification_key"],
             AdapterKind::Http => &["url"],
             AdapterKind::Smpp => &[
                 "address",
@@ -319,6 +436,28 @@ impl ProviderSettings {
             }
         };
         url("base_url", self.base_url.as_deref(), &mut problem);
+        if let Some(channels) = &self.channels {
+            if channels.is_empty() {
+                problem("'channels' must list at least one channel".into());
+            }
+            for channel in channels {
+                if !self.kind.capable().contains(channel) {
+                    problem(format!(
+                        "the {} kind cannot carry '{}' (it carries {})",
+                        self.kind.as_str(),
+                        channel.as_str(),
+                        self.kind
+                            .capable()
+                            .iter()
+                            .map(|c| c.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+            }
+        }
+        let calls = self.carries(Channel::Call);
+        let texts = self.carries(Channel::Sms);
         match self.kind {
             AdapterKind::Twilio => {
                 require("account_sid", self.account_sid.as_deref(), &mut problem);
@@ -353,12 +492,41 @@ impl ProviderSettings {
                     self.status_callback.as_deref(),
                     &mut problem,
                 );
+                if calls && self.from.is_none() {
+                    problem("calls need 'from', a Twilio voice number (a messaging service cannot place calls)".into());
+                }
             }
             AdapterKind::Vonage => {
-                require_secret("api_key", &self.api_key, &mut problem);
-                require_secret("api_secret", &self.api_secret, &mut problem);
+                if texts {
+                    require_secret("api_key", &self.api_key, &mut problem);
+                    require_secret("api_secret", &self.api_secret, &mut problem);
+                }
                 require("from", self.from.as_deref(), &mut problem);
                 url("callback", self.callback.as_deref(), &mut problem);
+                if calls {
+                    require(
+                        "application_id",
+                        self.application_id.as_deref(),
+                        &mut problem,
+                    );
+                    require_secret("private_key", &self.private_key, &mut problem);
+                    let numeric = self.from.as_deref().is_some_and(|from| {
+                        let digits = from.trim_start_matches('+');
+                        !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                    });
+                    if self.from.is_some() && !numeric {
+                        problem(
+                            "calls need 'from' to be a Vonage number (digits), not a sender name"
+                                .into(),
+                        );
+                    }
+                }
+                url(
+                    "voice_base_url",
+                    self.voice_base_url.as_deref(),
+                    &mut problem,
+                );
+                url("event_url", self.event_url.as_deref(), &mut problem);
             }
             AdapterKind::Infobip => {
                 if self.base_url.is_none() {
@@ -421,6 +589,9 @@ impl ProviderSettings {
                     problem("'api_version' must look like v21.0".into());
                 }
             }
+            AdapterKind::Smtp | AdapterKind::Sendgrid => {
+                super::email_settings::validate(self, &mut problem)
+            }
             AdapterKind::Http => {
                 require("url", self.url.as_deref(), &mut problem);
                 url("url", self.url.as_deref(), &mut problem);
@@ -431,7 +602,7 @@ impl ProviderSettings {
         problems
     }
 
-    fn fields_set(&self) -> [(&'static str, bool); 28] {
+    fn fields_set(&self) -> [(&'static str, bool); 34] {
         [
             ("base_url", self.base_url.is_some()),
             ("account_sid", self.account_sid.is_some()),
@@ -445,6 +616,11 @@ impl ProviderSettings {
             ("api_key", self.api_key.is_some()),
             ("api_secret", self.api_secret.is_some()),
             ("callback", self.callback.is_some()),
+            ("application_id", self.application_id.is_some()),
+            ("private_key", self.private_key.is_some()),
+            ("voice_base_url", self.voice_base_url.is_some()),
+            ("event_url", self.event_url.is_some()),
+            ("signature_secret", self.signature_secret.is_some()),
             ("notify_url", self.notify_url.is_some()),
             ("access_key", self.access_key.is_some()),
             ("originator", self.originator.is_some()),
@@ -464,6 +640,7 @@ impl ProviderSettings {
             ("window", self.window.is_some()),
             ("enquire_link_ms", self.enquire_link_ms.is_some()),
             ("reconnect_max_ms", self.reconnect_max_ms.is_some()),
+            ("verification_key", self.verification_key.is_some()),
         ]
     }
 }
@@ -476,10 +653,14 @@ pub(crate) enum Vendor<'a> {
     Infobip(Keyed<'a>),
     Messagebird(Keyed<'a>),
     Whatsapp(Keyed<'a>),
+    Smtp(Smtp<'a>),
+    Sendgrid(Keyed<'a>),
     Http { url: &'a str },
     Smpp(Smpp<'a>),
     Log,
 }
+
+pub(crate) use super::email_settings::Smtp;
 
 pub(crate) struct Twilio<'a> {
     pub base: &'a str,
@@ -495,8 +676,9 @@ pub(crate) enum TwilioSender {
 
 pub(crate) struct Vonage<'a> {
     pub base: &'a str,
-    pub api_key: &'a Secret,
-    pub api_secret: &'a Secret,
+    /// SMS API credentials (absent on a calls-only entry).
+    pub api_key: Option<&'a Secret>,
+    pub api_secret: Option<&'a Secret>,
     pub from: &'a str,
 }
 
@@ -526,8 +708,8 @@ impl ProviderSettings {
             }),
             AdapterKind::Vonage => Vendor::Vonage(Vonage {
                 base: base?,
-                api_key: self.api_key.as_ref()?,
-                api_secret: self.api_secret.as_ref()?,
+                api_key: self.api_key.as_ref(),
+                api_secret: self.api_secret.as_ref(),
                 from: self.from.as_deref()?,
             }),
             AdapterKind::Infobip => Vendor::Infobip(keyed(base, &self.api_key, &self.from)?),
@@ -537,6 +719,12 @@ impl ProviderSettings {
             AdapterKind::Whatsapp => {
                 Vendor::Whatsapp(keyed(base, &self.access_token, &self.phone_number_id)?)
             }
+            AdapterKind::Smtp => Vendor::Smtp(Smtp {
+                url: self.url.as_deref()?,
+                from: self.from.as_deref()?,
+                password: self.password.as_ref(),
+            }),
+            AdapterKind::Sendgrid => Vendor::Sendgrid(keyed(base, &self.api_key, &self.from)?),
             AdapterKind::Http => Vendor::Http {
                 url: self.url.as_deref()?,
             },
@@ -559,43 +747,4 @@ fn keyed<'a>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_do_not_show_in_debug_output() {
-        let mut settings = ProviderSettings::new("tw", AdapterKind::Twilio);
-        settings.auth_token = Some(Secret::from("very-secret-token"));
-        let printed = format!("{settings:?}");
-        assert!(!printed.contains("very-secret-token"), "{printed}");
-        assert!(printed.contains("[redacted]"));
-    }
-
-    #[test]
-    fn validate_reports_every_problem_at_once() {
-        let mut settings = ProviderSettings::new("bad name", AdapterKind::Twilio);
-        settings.url = Some("https://example.com".into());
-        settings.status_callback = Some("not a url".into());
-        let problems = settings.validate();
-        let all = problems.join("\n");
-        assert!(all.contains("name must be"), "{all}");
-        assert!(all.contains("'url' does not apply"), "{all}");
-        assert!(all.contains("'account_sid' is required"), "{all}");
-        assert!(all.contains("'auth_token' is required"), "{all}");
-        assert!(all.contains("'from' or 'messaging_service_sid'"), "{all}");
-        assert!(all.contains("'status_callback' is not a URL"), "{all}");
-    }
-
-    #[test]
-    fn infobip_needs_its_account_base_url() {
-        let mut settings = ProviderSettings::new("ib", AdapterKind::Infobip);
-        settings.api_key = Some(Secret::from("k"));
-        settings.from = Some("Brand".into());
-        assert!(settings
-            .validate()
-            .join(" ")
-            .contains("'base_url' is required"));
-        settings.base_url = Some("https://abcde.api.infobip.com".into());
-        assert!(settings.validate().is_empty());
-    }
-}
+mod tests;

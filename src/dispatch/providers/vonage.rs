@@ -1,19 +1,25 @@
 //! Vonage (Nexmo) SMS API: `POST /sms/json`, form-encoded, credentials in the body. The answer
 //! is HTTP 200 even for refusals; the verdict is in `messages[].status` ("0" is success).
+//! Calls go through the Voice API (`vonage_voice.rs`) when the entry carries them.
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::settings::Vonage;
+use super::vonage_voice::VonageVoice;
 use super::{
     by_status, digits_only, endpoint, success_body, vendor_text, with_form, Accepted, Adapter,
     ProviderError, ProviderSettings, VendorApi,
 };
+use crate::dispatch::model::Channel;
 use crate::dispatch::template::{encoding, Encoding};
 use crate::dispatch::OutgoingMessage;
 
 pub struct VonageProvider {
+    /// The Voice API, when the entry carries calls.
+    voice: Option<VonageVoice>,
     api: VendorApi,
+    /// Empty on a calls-only entry, which the router never hands an SMS.
     api_key: String,
     api_secret: String,
     from: String,
@@ -38,10 +44,22 @@ struct Part {
 
 impl VonageProvider {
     pub(crate) fn new(settings: &ProviderSettings, vendor: Vonage<'_>) -> Result<Self, String> {
+        let voice = if settings.carries(Channel::Call) {
+            Some(VonageVoice::new(settings, vendor.from)?)
+        } else {
+            None
+        };
         Ok(Self {
+            voice,
             api: VendorApi::new(settings, endpoint(vendor.base, "/sms/json")?)?,
-            api_key: vendor.api_key.expose_str().into_owned(),
-            api_secret: vendor.api_secret.expose_str().into_owned(),
+            api_key: vendor
+                .api_key
+                .map(|key| key.expose_str().into_owned())
+                .unwrap_or_default(),
+            api_secret: vendor
+                .api_secret
+                .map(|secret| secret.expose_str().into_owned())
+                .unwrap_or_default(),
             from: vendor.from.to_owned(),
             callback: settings.callback.clone(),
         })
@@ -51,6 +69,15 @@ impl VonageProvider {
 #[async_trait]
 impl Adapter for VonageProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
+        if message.channel == Channel::Call {
+            return match &self.voice {
+                Some(voice) => voice.call(message).await,
+                // The router hands calls only to providers that carry them.
+                None => Err(ProviderError::Permanent(
+                    "this Vonage provider places no calls (no application_id)".into(),
+                )),
+            };
+        }
         let mut form = vec![
             ("api_key", self.api_key.as_str()),
             ("api_secret", self.api_secret.as_str()),

@@ -81,7 +81,7 @@ impl Adapter for WhatsappProvider {
         let request = json!({
             "messaging_product": "whatsapp",
             "recipient_type": "individual",
-            "to": message.to.e164(),
+            "to": message.to.as_str(),
             "type": "template",
             "template": {
                 "name": self.template_name,

@@ -49,7 +49,7 @@ fn message(to: &str) -> OutgoingMessage {
         id: "MS1".into(),
         verification_id: "VE1".into(),
         account: String::new(),
-        to: PhoneNumber::parse(to).unwrap(),
+        to: PhoneNumber::parse(to).unwrap().into(),
         channel: Channel::Sms,
         body: "code".into(),
         code: "123456".into(),

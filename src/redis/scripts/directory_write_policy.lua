@@ -1,21 +1,26 @@
 -- Replaces the account's policy if it is still at the version the caller decided on.
 --
--- KEYS: policy, users without phone, audit.
+-- KEYS: policy, users without phone, audit, users, users with an e-mail address.
 -- ARGV (`PolicyArgs` in src/redis/directory.rs): expected version, r, c, f, t, sms active,
 -- listed, cap, channel, message, audit (7), ab (the abuse protection's JSON; empty: none), wf
--- (the default workflow; empty: none).
--- Answers `ok <version>`, `stale`, or `missing <count> <user>…` (at most `listed`, sorted).
+-- (the default workflow; empty: none), e-mail active.
+-- Answers `ok <version>`, `stale`, or `missing <count> <user>…` / `missing_email <count>
+-- <user>…` (at most `listed`, sorted).
+local function listed(word, ids)
+  table.sort(ids)
+  local out = {word, tostring(#ids)}
+  for i = 1, math.min(#ids, tonumber(ARGV[7])) do out[#out + 1] = ids[i] end
+  return words(unpack(out))
+end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
 if v ~= tonumber(ARGV[1]) then return 'stale' end
-if ARGV[6] == '1' then
-  local count = redis.call('SCARD', KEYS[2])
-  if count > 0 then
-    local ids = redis.call('SMEMBERS', KEYS[2])
-    table.sort(ids)
-    local out = {'missing', tostring(count)}
-    for i = 1, math.min(#ids, tonumber(ARGV[7])) do out[#out + 1] = ids[i] end
-    return words(unpack(out))
-  end
+if ARGV[6] == '1' and redis.call('SCARD', KEYS[2]) > 0 then
+  return listed('missing', redis.call('SMEMBERS', KEYS[2]))
+end
+if ARGV[20] == '1' then
+  -- Users less those with an address: users stored before addresses existed count as missing.
+  local ids = redis.call('SDIFF', KEYS[4], KEYS[5])
+  if #ids > 0 then return listed('missing_email', ids) end
 end
 redis.call('HSET', KEYS[1], 'r', ARGV[2], 'c', ARGV[3], 'f', ARGV[4], 't', ARGV[5], 'ab', ARGV[18], 'wf', ARGV[19],
   'v', v + 1)

@@ -28,9 +28,14 @@ pub fn parts(
     reference: u8,
 ) -> Result<Vec<SubmitSm>, ProviderError> {
     let (source_ton, source_npi, source_digits) = source_address(source);
-    let destination = message.to.e164().trim_start_matches('+');
     let invalid =
         |what: &str| ProviderError::Permanent(format!("the {what} is not an SMPP address"));
+    let destination = message
+        .to
+        .phone()
+        .ok_or_else(|| invalid("destination"))?
+        .e164()
+        .trim_start_matches('+');
     let template = SubmitSm::builder()
         .source_addr_ton(source_ton)
         .source_addr_npi(source_npi)
