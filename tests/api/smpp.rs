@@ -87,10 +87,13 @@ async fn a_code_sent_over_smpp_is_marked_delivered_by_its_receipt(backend: Backe
             .any(|answer| answer["status"] == 0 && answer["id"] == submit["message_id"]),
         "the receipt is acknowledged once kept: {answered:?}"
     );
-    assert!(app
-        .metrics()
-        .await
+    let metrics = app.metrics().await;
+    assert!(metrics
         .contains("otpgate_delivery_receipts_total{provider=\"smpp\",status=\"delivered\"} 1"));
+    assert!(
+        metrics.contains("otpgate_smpp_sessions_bound{provider=\"smsc\",role=\"transceiver\"} 1"),
+        "{metrics}"
+    );
     let checked = app.check_id(&id, &code).await;
     assert_eq!(checked.body["status"], "approved", "{}", checked.body);
     app.stop().await;

@@ -17,7 +17,7 @@ use rusmppc::Client;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::inbound::ReceiptSink;
+use super::inbound::ProviderContext;
 use super::{Accepted, Adapter, ProviderError, ProviderSettings};
 use crate::dispatch::OutgoingMessage;
 pub use receipt::{from_stat, parse_text, ReceiptText};
@@ -46,7 +46,7 @@ impl SmppProvider {
     pub(crate) fn new(
         settings: &ProviderSettings,
         vendor: Smpp<'_>,
-        receipts: Option<ReceiptSink>,
+        context: Option<ProviderContext>,
     ) -> Result<Self, String> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             format!(
@@ -66,10 +66,10 @@ impl SmppProvider {
             enquire_link: vendor.enquire_link,
             response_timeout: settings.timeout(),
             reconnect_max: vendor.reconnect_max,
-            receipts: receipts.clone(),
+            context: context.clone(),
         });
         // Ends with the gateway, or when the provider is dropped (a router built alone).
-        let stop = receipts
+        let stop = context
             .as_ref()
             .map_or_else(CancellationToken::new, |sink| sink.stopping().child_token());
         let (link, watched) = watch::channel(None);
