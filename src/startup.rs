@@ -182,7 +182,7 @@ impl App {
         let (webhook_store, events) = parts.events(&tasks, &stop);
 
         let (provider_context, inbound_receipts) =
-            ProviderContext::channel(INBOUND_RECEIPT_QUEUE, stop.clone(), metrics.clone());
+            ProviderContext::channel(INBOUND_RECEIPT_QUEUE, metrics.clone());
         let router = Arc::new(build_router(
             &settings,
             overrides.provider,

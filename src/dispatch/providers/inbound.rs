@@ -1,5 +1,5 @@
 //! What a provider that keeps its own connections (SMPP) gets from the gateway: where its
-//! receipts go, the stop signal that ends its connections, and the metrics it reports them in.
+//! receipts go, and the metrics it reports its connections in.
 //!
 //! Receipts that arrive over such a connection (SMPP's deliver_sm) instead of the HTTP receipt
 //! route are handed to the gateway through a bounded queue
@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::receipts::Receipt;
 use crate::metrics::Metrics;
@@ -39,33 +38,21 @@ pub enum ReceiptFate {
     Failed,
 }
 
-/// The providers' end of the receipt queue, the gateway's stop signal and its metrics.
+/// The providers' end of the receipt queue, and the gateway's metrics.
 #[derive(Clone)]
 pub struct ProviderContext {
     sender: mpsc::Sender<InboundReceipt>,
-    stop: CancellationToken,
     metrics: Arc<Metrics>,
 }
 
 impl ProviderContext {
-    /// A context and the receiver of its receipts, which the gateway drains until `stop`.
+    /// A context and the receiver of its receipts, which the gateway drains.
     pub fn channel(
         capacity: usize,
-        stop: CancellationToken,
         metrics: Arc<Metrics>,
     ) -> (Self, mpsc::Receiver<InboundReceipt>) {
         let (sender, receiver) = mpsc::channel(capacity);
-        let context = Self {
-            sender,
-            stop,
-            metrics,
-        };
-        (context, receiver)
-    }
-
-    /// Cancelled when the gateway stops.
-    pub fn stopping(&self) -> &CancellationToken {
-        &self.stop
+        (Self { sender, metrics }, receiver)
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -68,10 +68,9 @@ impl SmppProvider {
             reconnect_max: vendor.reconnect_max,
             context: context.clone(),
         });
-        // Ends with the gateway, or when the provider is dropped (a router built alone).
-        let stop = context
-            .as_ref()
-            .map_or_else(CancellationToken::new, |sink| sink.stopping().child_token());
+        // The sessions end when the provider is dropped, which is after the dispatcher has
+        // drained its queue at shutdown: messages queued then still go out.
+        let stop = CancellationToken::new();
         let (link, watched) = watch::channel(None);
         match vendor.bind {
             SmppBind::Transceiver => {
