@@ -51,6 +51,7 @@ use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::store::StoreSettings;
 use crate::verify::store::{Store, StoreSendLog};
+use crate::verify::workflow::Sweeper;
 use crate::verify::{SendGuard, Verifier};
 use crate::{App, AppState};
 
@@ -215,6 +216,15 @@ impl App {
             stop: stop.clone(),
         };
         let dispatcher = Dispatcher::spawn(router, queue, &code_key, workers);
+        // Every instance sweeps for due workflow fallbacks; the store fires each step once.
+        let sweeper = Sweeper {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            dispatcher: dispatcher.clone(),
+            events: events.clone(),
+        };
+        tasks.spawn(sweeper.run(stop.clone()));
         let web_otp = (!dispatch.web_otp_domain.is_empty()).then(|| WebOtp {
             domain: dispatch.web_otp_domain.clone(),
         });

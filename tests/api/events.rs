@@ -94,8 +94,19 @@ impl Hooked {
     /// The scrape of `/metrics` counts `count` deliveries of `outcome`.
     async fn assert_deliveries_counted(&self, outcome: &str, count: u64) {
         let line = format!("otpgate_webhook_deliveries_total{{outcome=\"{outcome}\"}} {count}");
-        let scrape = self.app.metrics().await;
-        assert!(scrape.contains(&line), "no '{line}' in\n{scrape}");
+        // The worker counts a delivery once the receiver has answered, so the scrape may lag
+        // what the receiver saw: wait for the line, and show the last scrape if it never comes.
+        let last = Mutex::new(String::new());
+        waited_for(
+            || format!("no '{line}' in\n{}", last.lock().unwrap()),
+            || async {
+                let scrape = self.app.metrics().await;
+                let found = scrape.contains(&line).then_some(());
+                *last.lock().unwrap() = scrape;
+                found
+            },
+        )
+        .await;
     }
 
     /// Waits until the webhook's log satisfies `done`.
@@ -111,7 +122,13 @@ impl Hooked {
 
 /// The first `Some` of `probe`, polled every 5 ms of real time for at most 10 s: it waits for
 /// asynchronous work (the worker, the receiver), never for time to pass.
-async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
+async fn eventually<T, F: std::future::Future<Output = Option<T>>>(probe: impl FnMut() -> F) -> T {
+    waited_for(|| "it never happened".to_owned(), probe).await
+}
+
+/// `eventually`, failing with `what` (read when the time is up) instead of a bare message.
+async fn waited_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: impl Fn() -> String,
     mut probe: impl FnMut() -> F,
 ) -> T {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -119,7 +136,7 @@ async fn eventually<T, F: std::future::Future<Output = Option<T>>>(
         if let Some(found) = probe().await {
             return found;
         }
-        assert!(Instant::now() < deadline, "it never happened");
+        assert!(Instant::now() < deadline, "{}", what());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -487,4 +504,34 @@ async fn receipts_make_one_event_per_new_outcome_of_a_message(backend: Backend) 
         assert_eq!(event["data"]["to"]["calling_code"], 49);
         assert!(!request.body.contains("4915112345"), "{}", request.body);
     }
+}
+
+on_every_store!(a_workflow_fallback_goes_out_as_one_event);
+
+async fn a_workflow_fallback_goes_out_as_one_event(backend: Backend) {
+    let hooked = Hooked::new(backend, json!(["io.otpgate.verification.fallback"])).await;
+    let app = &hooked.app;
+    let policy = json!({"channels": ["sms", "whatsapp"]});
+    let allowed = as_owner(app, &hooked.owner, Method::PUT, "/v1/policy", Some(policy)).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    let body = json!({"to": TO, "channels": ["whatsapp", "sms"], "fallback_after_seconds": 30});
+    let sent = app.post("/v1/verifications", body).await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    app.wait_for_messages(1).await;
+    app.clock.advance(Duration::from_secs(31));
+    app.wait_for_messages(2).await;
+
+    let received = hooked.received(1).await;
+    assert_eq!(received.len(), 1, "one event for the one step left");
+    assert!(received[0].signature_valid);
+    assert_eq!(event_type(&received[0]), "io.otpgate.verification.fallback");
+    assert_eq!(received[0].subject, sent.str("id"));
+    let event: Value = serde_json::from_str(&received[0].body).unwrap();
+    assert_eq!(event["data"]["channel"], "sms", "{event}");
+    assert_eq!(event["data"]["reason"], "timeout", "{event}");
+    assert!(
+        !received[0].body.contains(&TO[1..]),
+        "masked: {}",
+        received[0].body
+    );
 }

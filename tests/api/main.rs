@@ -33,6 +33,7 @@ mod trust;
 mod twilio;
 #[path = "../common/webhook_receiver.rs"]
 mod webhook_receiver;
+mod workflows;
 
 /// Runs one contract scenario (an `async fn(Backend)`) on every store: the embedded memory
 /// store, a single redis-server and a 3-node Redis Cluster.
