@@ -19,6 +19,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::inbound::ProviderContext;
 use super::{Accepted, Adapter, ProviderError, ProviderSettings};
+use crate::dispatch::model::Channel;
 use crate::dispatch::OutgoingMessage;
 pub use receipt::{from_stat, parse_text, ReceiptText};
 use session::{keep_bound, Role, SessionSettings};
@@ -117,6 +118,14 @@ impl SmppProvider {
 #[async_trait]
 impl Adapter for SmppProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
+        // A route that gives this provider another channel's message is a configuration
+        // mistake; sending it as an SMS would claim a delivery that was not asked for.
+        if message.channel != Channel::Sms {
+            return Err(ProviderError::Permanent(format!(
+                "an SMPP provider sends SMS only, not {}",
+                message.channel.as_str()
+            )));
+        }
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
         let parts = message::parts(message, &self.source, reference)?;
         let client = self.bound_client().await?;
