@@ -31,6 +31,9 @@ pub const DEAD_LETTERS: &str = "otpgate_dead_letters_total";
 pub const REDELIVERIES: &str = "otpgate_messages_redelivered_total";
 pub const MESSAGE_SEGMENTS: &str = "otpgate_message_segments_total";
 pub const RECEIPTS: &str = "otpgate_delivery_receipts_total";
+/// SMPP sessions bound now (1) or not (0): `provider` x `role` (transceiver, transmitter,
+/// receiver).
+pub const SMPP_SESSIONS_BOUND: &str = "otpgate_smpp_sessions_bound";
 /// How long the dispatcher's outbox reads have been failing (the longest current run over the
 /// shards; 0 while every shard reads). Past `dispatch.outbox_unready_after_ms`, `/readyz` is 503.
 pub const OUTBOX_READ_FAILING: &str = "otpgate_outbox_read_failing_seconds";
@@ -309,6 +312,12 @@ impl Metrics {
     pub fn breaker_state(&self, provider: &'static str, state: f64) {
         self.gauge(Series::of(PROVIDER_BREAKER_STATE).by("provider", provider))
             .set(state);
+    }
+
+    pub fn smpp_session_bound(&self, provider: &'static str, role: &'static str, bound: bool) {
+        let series = Series::of(SMPP_SESSIONS_BOUND).by("provider", provider);
+        self.gauge(series.by("role", role))
+            .set(f64::from(u8::from(bound)));
     }
 
     pub fn oldest_queued_age(&self, age: Duration) {

@@ -22,7 +22,7 @@ use crate::cache::TtlCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::dispatch::providers::inbound::{
-    InboundReceipt, ReceiptFate, ReceiptSink, INBOUND_RECEIPT_QUEUE,
+    InboundReceipt, ProviderContext, ReceiptFate, INBOUND_RECEIPT_QUEUE,
 };
 use crate::dispatch::providers::{self, AdapterKind, Provider};
 use crate::dispatch::router::{BreakerSettings, RetrySettings, Router};
@@ -182,12 +182,12 @@ impl App {
         };
         let (webhook_store, events) = parts.events(&tasks, &stop);
 
-        let (receipt_sink, inbound_receipts) =
-            ReceiptSink::channel(INBOUND_RECEIPT_QUEUE, stop.clone());
+        let (provider_context, inbound_receipts) =
+            ProviderContext::channel(INBOUND_RECEIPT_QUEUE, metrics.clone());
         let router = Arc::new(build_router(
             &settings,
             overrides.provider,
-            &receipt_sink,
+            &provider_context,
             clock.clone(),
             metrics.clone(),
         )?);
@@ -332,7 +332,7 @@ fn spawn_inbound_receipts(app: &App, mut inbound: mpsc::Receiver<InboundReceipt>
 fn build_router(
     settings: &Settings,
     override_provider: Option<Arc<dyn Provider>>,
-    receipts: &ReceiptSink,
+    context: &ProviderContext,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 ) -> Result<Router, BuildError> {
@@ -347,7 +347,7 @@ fn build_router(
                 }
                 let rate = dispatch.rates.get(&provider.name).copied();
                 built.push((
-                    providers::build_receiving(&provider, Some(receipts))
+                    providers::build_receiving(&provider, Some(context))
                         .map_err(BuildError::Provider)?,
                     rate,
                 ));

@@ -80,17 +80,18 @@ async fn a_code_sent_over_smpp_is_marked_delivered_by_its_receipt(backend: Backe
     let attempt = wait_for_attempt(&app, &id, "delivered").await;
     assert_eq!(attempt["provider"], "smsc");
     assert_eq!(attempt["provider_message_id"], submit["message_id"]);
-    let answered = smsc.wait_for("deliver_sm_resp", 1, WAIT).await;
-    assert!(
-        answered
-            .iter()
-            .any(|answer| answer["status"] == 0 && answer["id"] == submit["message_id"]),
-        "the receipt is acknowledged once kept: {answered:?}"
-    );
-    assert!(app
-        .metrics()
-        .await
+    let message_id = submit["message_id"].clone();
+    smsc.wait_until("acknowledged receipt", WAIT, |event| {
+        event["event"] == "deliver_sm_resp" && event["status"] == 0 && event["id"] == message_id
+    })
+    .await;
+    let metrics = app.metrics().await;
+    assert!(metrics
         .contains("otpgate_delivery_receipts_total{provider=\"smpp\",status=\"delivered\"} 1"));
+    assert!(
+        metrics.contains("otpgate_smpp_sessions_bound{provider=\"smsc\",role=\"transceiver\"} 1"),
+        "{metrics}"
+    );
     let checked = app.check_id(&id, &code).await;
     assert_eq!(checked.body["status"], "approved", "{}", checked.body);
     app.stop().await;
@@ -232,13 +233,10 @@ async fn with_a_transmitter_and_a_receiver_the_receipt_comes_over_the_receiver()
     let submit = smsc.wait_for("submit_sm", 1, WAIT).await[0].clone();
     let attempt = wait_for_attempt(&app, &id, "delivered").await;
     assert_eq!(attempt["provider_message_id"], submit["message_id"]);
-    let answers = smsc.named("deliver_sm_resp");
-    assert!(
-        answers
-            .iter()
-            .any(|answer| answer["status"] == 0 && answer["over"] == "receiver"),
-        "{answers:?}"
-    );
+    smsc.wait_until("a receipt acknowledged over the receiver", WAIT, |event| {
+        event["event"] == "deliver_sm_resp" && event["status"] == 0 && event["over"] == "receiver"
+    })
+    .await;
     app.stop().await;
 }
 
@@ -263,9 +261,9 @@ async fn a_receipt_that_finds_redis_down_is_redelivered_and_kept_once_redis_is_b
     assert_eq!(refused[0]["status"], 0x64, "not kept: redeliver later");
     redis.restart();
     wait_for_attempt(&app, &id, "delivered").await;
-    assert!(smsc
-        .named("deliver_sm_resp")
-        .iter()
-        .any(|answer| answer["status"] == 0));
+    smsc.wait_until("the redelivered receipt acknowledged", WAIT, |event| {
+        event["event"] == "deliver_sm_resp" && event["status"] == 0
+    })
+    .await;
     app.stop().await;
 }

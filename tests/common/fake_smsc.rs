@@ -101,6 +101,29 @@ impl FakeSmsc {
     }
 }
 
+impl FakeSmsc {
+    /// Polls until an event for which `found` holds was taken; answers it.
+    pub async fn wait_until(
+        &self,
+        what: &str,
+        within: Duration,
+        found: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(event) = self.events().into_iter().find(|event| found(event)) {
+                return event;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within {within:?}: {:?}",
+                self.events()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 impl Drop for FakeSmsc {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -224,6 +224,21 @@ async fn a_transmitter_and_a_receiver_bind_where_asked() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_of_another_channel_is_refused_for_good_and_never_submitted() {
+    let smsc = FakeSmsc::start(&[]);
+    let sender = provider(smpp(&smsc, json!({})));
+    match sender
+        .send(&message_with(Channel::Whatsapp, BODY, "en"))
+        .await
+    {
+        Err(ProviderError::Permanent(reason)) => assert!(reason.contains("SMS only"), "{reason}"),
+        other => panic!("refused for good: {other:?}"),
+    }
+    accepted_id(sender.send(&message()).await);
+    assert_eq!(smsc.named("submit_sm").len(), 1, "only the SMS went out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_bound_session_a_send_fails_as_retryable_within_its_timeout() {
     // A port nothing listens on: taken, then freed.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

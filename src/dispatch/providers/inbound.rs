@@ -1,13 +1,18 @@
-//! Receipts that arrive over a provider's own connection (SMPP's deliver_sm) instead of the
-//! HTTP receipt route. The provider hands each one to the gateway through this bounded queue
+//! What a provider that keeps its own connections (SMPP) gets from the gateway: where its
+//! receipts go, and the metrics it reports its connections in.
+//!
+//! Receipts that arrive over such a connection (SMPP's deliver_sm) instead of the HTTP receipt
+//! route are handed to the gateway through a bounded queue
 //! and waits for its fate, so that it acknowledges a receipt to its SMSC only once the receipt
 //! is kept (or is known to concern no message of ours): nothing the SMSC reported is lost when
 //! the store is down, since the SMSC delivers an unacknowledged receipt again.
 
+use std::sync::Arc;
+
 use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::receipts::Receipt;
+use crate::metrics::Metrics;
 
 /// Receipts waiting for the gateway; a provider whose SMSC sends faster waits (and the SMSC's
 /// own window holds it back).
@@ -33,27 +38,25 @@ pub enum ReceiptFate {
     Failed,
 }
 
-/// The providers' end of the queue, and the gateway's stop signal, which ends the providers'
-/// connections.
+/// The providers' end of the receipt queue, and the gateway's metrics.
 #[derive(Clone)]
-pub struct ReceiptSink {
+pub struct ProviderContext {
     sender: mpsc::Sender<InboundReceipt>,
-    stop: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
-impl ReceiptSink {
-    /// A sink and the receiver the gateway drains until `stop`.
+impl ProviderContext {
+    /// A context and the receiver of its receipts, which the gateway drains.
     pub fn channel(
         capacity: usize,
-        stop: CancellationToken,
+        metrics: Arc<Metrics>,
     ) -> (Self, mpsc::Receiver<InboundReceipt>) {
         let (sender, receiver) = mpsc::channel(capacity);
-        (Self { sender, stop }, receiver)
+        (Self { sender, metrics }, receiver)
     }
 
-    /// Cancelled when the gateway stops.
-    pub fn stopping(&self) -> &CancellationToken {
-        &self.stop
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Hands `receipt` over and waits for its fate; a gateway that is gone answers `Failed`.

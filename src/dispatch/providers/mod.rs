@@ -109,10 +109,10 @@ pub fn build(settings: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
 }
 
 /// Like [`build`], handing the receipts that arrive over a provider's own connection (SMPP)
-/// to `receipts`.
+/// to the gateway through `context`, which also ends those connections and takes their metrics.
 pub fn build_receiving(
     settings: &ProviderSettings,
-    receipts: Option<&inbound::ReceiptSink>,
+    context: Option<&inbound::ProviderContext>,
 ) -> Result<Arc<dyn Provider>, String> {
     let problems = settings.validate();
     if !problems.is_empty() {
@@ -137,11 +137,9 @@ pub fn build_receiving(
             settings.timeout(),
             settings.body_limit,
         )?),
-        Vendor::Smpp(vendor) => Box::new(smpp::SmppProvider::new(
-            settings,
-            vendor,
-            receipts.cloned(),
-        )?),
+        Vendor::Smpp(vendor) => {
+            Box::new(smpp::SmppProvider::new(settings, vendor, context.cloned())?)
+        }
         Vendor::Log => Box::new(log::LogProvider),
     };
     Ok(Arc::new(Named {

@@ -17,8 +17,9 @@ use rusmppc::Client;
 use tokio::sync::{watch, Semaphore};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::inbound::ReceiptSink;
+use super::inbound::ProviderContext;
 use super::{Accepted, Adapter, ProviderError, ProviderSettings};
+use crate::dispatch::model::Channel;
 use crate::dispatch::OutgoingMessage;
 pub use receipt::{from_stat, parse_text, ReceiptText};
 use session::{keep_bound, Role, SessionSettings};
@@ -46,7 +47,7 @@ impl SmppProvider {
     pub(crate) fn new(
         settings: &ProviderSettings,
         vendor: Smpp<'_>,
-        receipts: Option<ReceiptSink>,
+        context: Option<ProviderContext>,
     ) -> Result<Self, String> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
             format!(
@@ -66,12 +67,11 @@ impl SmppProvider {
             enquire_link: vendor.enquire_link,
             response_timeout: settings.timeout(),
             reconnect_max: vendor.reconnect_max,
-            receipts: receipts.clone(),
+            context: context.clone(),
         });
-        // Ends with the gateway, or when the provider is dropped (a router built alone).
-        let stop = receipts
-            .as_ref()
-            .map_or_else(CancellationToken::new, |sink| sink.stopping().child_token());
+        // The sessions end when the provider is dropped, which is after the dispatcher has
+        // drained its queue at shutdown: messages queued then still go out.
+        let stop = CancellationToken::new();
         let (link, watched) = watch::channel(None);
         match vendor.bind {
             SmppBind::Transceiver => {
@@ -118,6 +118,14 @@ impl SmppProvider {
 #[async_trait]
 impl Adapter for SmppProvider {
     async fn send(&self, message: &OutgoingMessage) -> Result<Accepted, ProviderError> {
+        // A route that gives this provider another channel's message is a configuration
+        // mistake; sending it as an SMS would claim a delivery that was not asked for.
+        if message.channel != Channel::Sms {
+            return Err(ProviderError::Permanent(format!(
+                "an SMPP provider sends SMS only, not {}",
+                message.channel.as_str()
+            )));
+        }
         let reference = self.reference.fetch_add(1, Ordering::Relaxed);
         let parts = message::parts(message, &self.source, reference)?;
         let client = self.bound_client().await?;

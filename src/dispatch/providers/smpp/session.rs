@@ -19,7 +19,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::receipt;
-use crate::dispatch::providers::inbound::{ReceiptFate, ReceiptSink};
+use crate::dispatch::providers::inbound::{ProviderContext, ReceiptFate};
 
 /// The first wait before binding again; doubled after each failed attempt.
 const FIRST_RECONNECT_WAIT: Duration = Duration::from_millis(250);
@@ -40,8 +40,19 @@ pub struct SessionSettings {
     /// How long a request waits for its response (the provider's `timeout_ms`).
     pub response_timeout: Duration,
     pub reconnect_max: Duration,
-    /// Where receipts go; without it receipts are acknowledged and dropped.
-    pub receipts: Option<ReceiptSink>,
+    /// Where receipts go and sessions are counted; without it receipts are acknowledged and
+    /// dropped (a provider built alone, in tests).
+    pub context: Option<ProviderContext>,
+}
+
+impl SessionSettings {
+    fn count_bound(&self, role: Role, bound: bool) {
+        if let Some(context) = &self.context {
+            context
+                .metrics()
+                .smpp_session_bound(self.provider, role.as_str(), bound);
+        }
+    }
 }
 
 /// How a session binds, and so what it is for.
@@ -87,7 +98,9 @@ pub async fn keep_bound(
                 if role.submits() {
                     link.send_replace(Some(client.clone()));
                 }
+                settings.count_bound(role, true);
                 serve(&settings, &client, events, &stop).await;
+                settings.count_bound(role, false);
                 if role.submits() {
                     link.send_replace(None);
                 }
@@ -238,7 +251,7 @@ async fn acknowledge(
     sequence: u32,
     found: Option<crate::dispatch::receipts::Receipt>,
 ) {
-    let fate = match (found, &settings.receipts) {
+    let fate = match (found, &settings.context) {
         (Some(found), Some(sink)) => sink.hand_over(settings.provider, found).await,
         _ => ReceiptFate::Applied,
     };
