@@ -187,6 +187,13 @@ async fn twilio_app(backend: Backend) -> (TestApp, MockServer) {
         .respond_with(DistinctSids(AtomicU32::new(1)))
         .mount(&twilio)
         .await;
+    // Twilio carries SMS and, with a `from` number, calls (never WhatsApp): the workflows here
+    // fall back from one to the other on the same provider.
+    Mock::given(method("POST"))
+        .and(path(format!("/2010-04-01/Accounts/{SID}/Calls.json")))
+        .respond_with(DistinctSids(AtomicU32::new(1 << 20)))
+        .mount(&twilio)
+        .await;
     let mut provider = ProviderSettings::new("twilio-main", AdapterKind::Twilio);
     provider.base_url = Some(twilio.uri());
     provider.account_sid = Some(SID.into());
@@ -215,14 +222,16 @@ async fn twilio_recipients(twilio: &MockServer) -> Vec<String> {
 
 async fn a_delivered_first_step_does_not_fall_back(backend: Backend) {
     let (app, twilio) = twilio_app(backend).await;
-    allow_whatsapp(&app).await;
+    let key = owner(&app).await;
+    let allowed = put_policy(&app, &key, json!({"channels": ["sms", "call"]})).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
     let delivered = "+4915112347002";
     let silent = "+4915112347003";
-    let subject = send_workflow(&app, delivered, &["sms", "whatsapp"], 30).await;
+    let subject = send_workflow(&app, delivered, &["sms", "call"], 30).await;
     let subject = subject.str("id").to_owned();
     // The same workflow to another number, never reported delivered: it shows that the
     // fallbacks due at the moved time have fired.
-    let witness = send_workflow(&app, silent, &["sms", "whatsapp"], 30).await;
+    let witness = send_workflow(&app, silent, &["sms", "call"], 30).await;
     let witness = witness.str("id").to_owned();
     let accepted = wait_for_attempt(&app, &subject, "accepted").await;
     wait_for_attempt(&app, &witness, "accepted").await;
@@ -260,7 +269,7 @@ async fn a_delivered_first_step_does_not_fall_back(backend: Backend) {
     assert!(workflow["steps"][1]["started_at"].is_null(), "{workflow}");
     let metrics = app.metrics().await;
     assert_eq!(
-        fallbacks(&metrics, "sms", "whatsapp", "timeout"),
+        fallbacks(&metrics, "sms", "call", "timeout"),
         1,
         "{metrics}"
     );
