@@ -19,6 +19,7 @@ mod failover;
 mod faults;
 mod graph;
 mod helpers;
+mod lists;
 mod openapi;
 mod operations;
 mod pin;

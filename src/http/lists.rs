@@ -1,0 +1,131 @@
+//! Handlers of the list endpoints (cursor-paged, `paging.rs`) and of key revocation: the
+//! account's keys (`GET /v1/keys`, `DELETE /v1/keys/{id}`, and the same under
+//! `/v1/accounts/{account}/keys` for the root key).
+
+use hyper::body::Incoming;
+use hyper::{Request, StatusCode};
+
+use super::body::json_response;
+use super::error::ApiError;
+use super::paging::PageRequest;
+use super::routes::{Authenticated, Call, Reply};
+use super::wire_lists::{KeyListedBody, KeyPageBody, KeyRevokedBody};
+use crate::account::audit::Who;
+use crate::account::store::KeyRevocation;
+use crate::account::AccountId;
+use crate::App;
+
+/// Whether `id` can be a key's id (`KY` and 32 lowercase hex digits): a path or a cursor that
+/// cannot is refused before any store read.
+fn is_key_id(id: &str) -> bool {
+    id.len() == 34
+        && id.starts_with("KY")
+        && id[2..]
+            .bytes()
+            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+}
+
+/// `GET /v1/keys`: the calling key's account's keys.
+pub(super) async fn keys(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
+    let (account, _) = grant.into_key();
+    key_page(app, &account, &request).await
+}
+
+/// `DELETE /v1/keys/{id}`: revokes one of the calling key's account's keys.
+pub(super) async fn revoke_key(call: Call<'_>) -> Reply {
+    let (app, matched, _, grant) = call.keyed()?;
+    let who = grant.who();
+    let (account, _) = grant.into_key();
+    revoke(app, &account, who, matched.param.unwrap_or_default()).await
+}
+
+/// `GET /v1/accounts/{account}/keys`: the root key, or a key of that account allowed to.
+pub(super) async fn account_keys(call: Call<'_>) -> Reply {
+    let Call {
+        app,
+        matched,
+        request,
+        caller,
+        ..
+    } = call;
+    let Authenticated::Caller(caller, permission) = caller else {
+        return Err(ApiError::Internal);
+    };
+    let account = AccountId::parse(matched.param.unwrap_or_default())
+        .ok_or(ApiError::NotFound("no such account"))?;
+    caller.require_in(permission, &account)?;
+    if app.find_account(&account).await?.is_none() {
+        return Err(ApiError::NotFound("no such account"));
+    }
+    key_page(app, &account, &request).await
+}
+
+/// `DELETE /v1/accounts/{account}/keys/{id}`: the root key, or a key of that account allowed to.
+pub(super) async fn revoke_account_key(call: Call<'_>) -> Reply {
+    let Call {
+        app,
+        matched,
+        caller,
+        ..
+    } = call;
+    let Authenticated::Caller(caller, permission) = caller else {
+        return Err(ApiError::Internal);
+    };
+    let account = AccountId::parse(matched.param.unwrap_or_default())
+        .ok_or(ApiError::NotFound("no such account"))?;
+    caller.require_in(permission, &account)?;
+    revoke(
+        app,
+        &account,
+        caller.who(),
+        matched.second.unwrap_or_default(),
+    )
+    .await
+}
+
+async fn key_page(app: &App, account: &AccountId, request: &Request<Incoming>) -> Reply {
+    let page = PageRequest::parse(request.uri().query(), is_key_id)?;
+    let keys = app
+        .account_records()
+        .list_api_keys(account, page.after.as_deref(), page.fetch())
+        .await?;
+    let (keys, next_cursor) = page.finish(keys, |key| key.id.as_str());
+    Ok(json_response(
+        StatusCode::OK,
+        &KeyPageBody {
+            items: keys.iter().map(KeyListedBody::from).collect(),
+            next_cursor,
+        },
+    ))
+}
+
+async fn revoke(app: &App, account: &AccountId, who: Who, id: &str) -> Reply {
+    if !is_key_id(id) {
+        return Err(ApiError::NotFound("no such key in this account"));
+    }
+    let outcome = app
+        .accounts()
+        .revoke_key(app.account_records().as_ref(), account, who, id)
+        .await?;
+    match outcome {
+        KeyRevocation::Revoked(record) => {
+            tracing::info!(account = %account, key = %record.id, role = record.role.as_str(), "key revoked");
+            Ok(json_response(
+                StatusCode::OK,
+                &KeyRevokedBody {
+                    id: &record.id,
+                    role: record.role.as_str(),
+                    revoked: true,
+                },
+            ))
+        }
+        KeyRevocation::NotFound => Err(ApiError::NotFound("no such key in this account")),
+        KeyRevocation::LastOwner => Err(ApiError::Refused {
+            rule: "last-owner-key",
+            detail: "the account's last owner key cannot be revoked: mint another owner key first"
+                .to_owned(),
+            users: Vec::new(),
+        }),
+    }
+}

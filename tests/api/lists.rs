@@ -1,0 +1,341 @@
+//! The list endpoints (cursor-paged) and key revocation: every item once and in order over
+//! several pages, bad paging input refused changing nothing, who may list, a revoked key dead at
+//! once on every instance, and the last owner key kept.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::accounts_support::{assert_refused, metric, Org};
+use crate::helpers::{spawn_peer, Backend, TestApp, ROOT_KEY};
+use crate::on_every_store;
+
+on_every_store!(
+    keys_page_over_every_key_once_in_order_with_a_small_limit,
+    a_bad_cursor_or_limit_is_a_400_and_changes_nothing,
+    only_owner_and_root_keys_list_and_revoke_keys,
+    a_revoked_key_answers_401_at_once_on_every_instance,
+    the_last_owner_key_cannot_be_revoked,
+);
+
+/// Mints a key of `role` in `org`'s account with the root key: its id and its secret.
+async fn mint(org: &Org, role: &str) -> (String, String) {
+    let reply = org
+        .app
+        .request(
+            Method::POST,
+            &format!("/v1/accounts/{}/keys", org.app.account_id),
+            Some(ROOT_KEY),
+            Some(json!({"role": role})),
+        )
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    (reply.str("id").to_owned(), reply.str("key").to_owned())
+}
+
+/// Follows `next_cursor` from the first page of `path` (a query with `limit`) to the last:
+/// every page's items, in order, and how many pages there were.
+pub async fn every_page(app: &TestApp, key: &str, path: &str) -> (Vec<Value>, usize) {
+    let mut items = Vec::new();
+    let mut pages = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let url = match &cursor {
+            Some(cursor) => format!("{path}&cursor={cursor}"),
+            None => path.to_owned(),
+        };
+        let page = app.request(Method::GET, &url, Some(key), None).await;
+        assert_eq!(page.status, 200, "{url}: {}", page.body);
+        pages += 1;
+        assert!(pages < 1000, "the cursor never ends");
+        items.extend(
+            page.body["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .cloned(),
+        );
+        match &page.body["next_cursor"] {
+            Value::Null => return (items, pages),
+            Value::String(next) => cursor = Some(next.clone()),
+            other => panic!("next_cursor is a string or null: {other}"),
+        }
+    }
+}
+
+fn ids(items: &[Value]) -> Vec<String> {
+    items
+        .iter()
+        .map(|item| item["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+async fn keys_page_over_every_key_once_in_order_with_a_small_limit(backend: Backend) {
+    let org = Org::new(backend).await;
+    let mut minted = HashSet::new();
+    for role in ["service", "admin", "owner", "partner", "service"] {
+        minted.insert(mint(&org, role).await.0);
+    }
+    let (items, pages) = every_page(&org.app, &org.owner, "/v1/keys?limit=2").await;
+    let listed = ids(&items);
+    // Org's four keys and the five above.
+    assert_eq!(listed.len(), 9, "{listed:?}");
+    assert_eq!(pages, 5, "9 keys in pages of 2");
+    let mut sorted = listed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(listed, sorted, "each key once, in the order of their ids");
+    assert!(minted.iter().all(|id| listed.contains(id)));
+    for item in &items {
+        assert!(item.get("key").is_none(), "never a key's secret: {item}");
+        assert!(item["role"].is_string() && item["created_at"].is_string());
+    }
+    // The default limit holds them all in one page, the same as the pages together.
+    let whole = org.call(Method::GET, "/v1/keys", "owner", None).await;
+    assert_eq!(ids(whole.body["items"].as_array().unwrap()), listed);
+    assert!(whole.body["next_cursor"].is_null());
+    // A key revoked between pages: the next page goes on after the cursor, nothing repeats.
+    let first = org
+        .call(Method::GET, "/v1/keys?limit=3", "owner", None)
+        .await;
+    let cursor = first.str("next_cursor").to_owned();
+    let gone = &listed[4];
+    let revoked = org
+        .call(Method::DELETE, &format!("/v1/keys/{gone}"), "owner", None)
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let rest = org
+        .call(
+            Method::GET,
+            &format!("/v1/keys?limit=50&cursor={cursor}"),
+            "owner",
+            None,
+        )
+        .await;
+    let expected: Vec<String> = listed[3..]
+        .iter()
+        .filter(|id| *id != gone)
+        .cloned()
+        .collect();
+    assert_eq!(ids(rest.body["items"].as_array().unwrap()), expected);
+    org.app.stop().await;
+}
+
+async fn a_bad_cursor_or_limit_is_a_400_and_changes_nothing(backend: Backend) {
+    let org = Org::new(backend).await;
+    let before = org.call(Method::GET, "/v1/keys", "owner", None).await;
+    for query in [
+        "limit=0",
+        "limit=201",
+        "limit=-1",
+        "limit=ten",
+        "cursor=not-a-cursor",
+        // base64url of "c1:nope": well-formed, but no key id.
+        "cursor=YzE6bm9wZQ",
+        "cursor=",
+        "page=2",
+    ] {
+        let reply = org
+            .call(Method::GET, &format!("/v1/keys?{query}"), "owner", None)
+            .await;
+        reply.assert_problem(400, "invalid-request");
+    }
+    let after = org.call(Method::GET, "/v1/keys", "owner", None).await;
+    assert_eq!(before.body, after.body, "nothing changed");
+    org.app.stop().await;
+}
+
+async fn only_owner_and_root_keys_list_and_revoke_keys(backend: Backend) {
+    let org = Org::new(backend).await;
+    let (victim, _) = mint(&org, "service").await;
+    for role in ["admin", "service", "partner"] {
+        let listed = org.call(Method::GET, "/v1/keys", role, None).await;
+        listed.assert_problem(403, "forbidden");
+        let revoked = org
+            .call(Method::DELETE, &format!("/v1/keys/{victim}"), role, None)
+            .await;
+        revoked.assert_problem(403, "forbidden");
+    }
+    // The root key through the account's path; another account's owner not at all.
+    let account_path = format!("/v1/accounts/{}/keys", org.app.account_id);
+    let by_root = org
+        .app
+        .request(Method::GET, &account_path, Some(ROOT_KEY), None)
+        .await;
+    assert_eq!(by_root.status, 200, "{}", by_root.body);
+    assert!(ids(by_root.body["items"].as_array().unwrap()).contains(&victim));
+    let (_, stranger) = org.app.create_account_with_key("owner").await;
+    let foreign = org
+        .app
+        .request(Method::GET, &account_path, Some(&stranger), None)
+        .await;
+    foreign.assert_problem(403, "forbidden");
+    let foreign = org
+        .app
+        .request(
+            Method::DELETE,
+            &format!("/v1/keys/{victim}"),
+            Some(&stranger),
+            None,
+        )
+        .await;
+    foreign.assert_problem(404, "not-found");
+    let unknown = org
+        .call(
+            Method::DELETE,
+            "/v1/keys/KY00000000000000000000000000000000",
+            "owner",
+            None,
+        )
+        .await;
+    unknown.assert_problem(404, "not-found");
+    let by_root = org
+        .app
+        .request(
+            Method::DELETE,
+            &format!("{account_path}/{victim}"),
+            Some(ROOT_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(by_root.status, 200, "{}", by_root.body);
+    assert_eq!(by_root.body["revoked"], true);
+    org.app.stop().await;
+}
+
+async fn wait_for_link(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while metric(&app.metrics().await, "otpgate_invalidation_link_up") < 1.0 {
+        assert!(
+            Instant::now() < deadline,
+            "the invalidation link never came up"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn a_revoked_key_answers_401_at_once_on_every_instance(backend: Backend) {
+    let org = Org::new(backend.clone()).await;
+    let peer = match backend {
+        Backend::Memory => None,
+        _ => {
+            let peer = spawn_peer(&org.app, backend.clone()).await;
+            wait_for_link(&peer).await;
+            Some(peer)
+        }
+    };
+    let (id, secret) = mint(&org, "admin").await;
+    let instances: Vec<&TestApp> = std::iter::once(&org.app).chain(peer.as_ref()).collect();
+    for app in &instances {
+        // Twice: the second answer comes from the instance's cache.
+        for _ in 0..2 {
+            let policy = app
+                .request(Method::GET, "/v1/policy", Some(&secret), None)
+                .await;
+            assert_eq!(policy.status, 200, "{}", policy.body);
+        }
+    }
+    let started = Instant::now();
+    let revoked = org
+        .call(Method::DELETE, &format!("/v1/keys/{id}"), "owner", None)
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert_eq!(
+        (revoked.str("id"), revoked.str("role")),
+        (id.as_str(), "admin")
+    );
+    // The instance that revoked it refuses it on the next request.
+    let here = org
+        .app
+        .request(Method::GET, "/v1/policy", Some(&secret), None)
+        .await;
+    here.assert_problem(401, "unauthorized");
+    if let Some(peer) = &peer {
+        // The other instance heard it on the invalidation link: within its delivery time.
+        loop {
+            let there = peer
+                .request(Method::GET, "/v1/policy", Some(&secret), None)
+                .await;
+            if there.status == 401 {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_millis(200),
+                "the peer still takes the revoked key"
+            );
+        }
+    }
+    let listed = org.call(Method::GET, "/v1/keys", "owner", None).await;
+    assert!(!ids(listed.body["items"].as_array().unwrap()).contains(&id));
+    let again = org
+        .call(Method::DELETE, &format!("/v1/keys/{id}"), "owner", None)
+        .await;
+    again.assert_problem(404, "not-found");
+    let audit = org.audit("?limit=5").await;
+    let entry = &audit.body["entries"][0];
+    assert_eq!(entry["action"], "key.revoked", "{}", audit.body);
+    assert_eq!(entry["target"], format!("key:{id}"));
+    assert_eq!(entry["who"]["role"], "owner");
+    if let Some(peer) = peer {
+        peer.stop().await;
+    }
+    org.app.stop().await;
+}
+
+async fn the_last_owner_key_cannot_be_revoked(backend: Backend) {
+    let org = Org::new(backend).await;
+    let listed = org.call(Method::GET, "/v1/keys", "owner", None).await;
+    let owners: Vec<String> = listed.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|item| item["role"] == "owner")
+        .map(|item| item["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(owners.len(), 1, "{}", listed.body);
+    let refused = org
+        .call(
+            Method::DELETE,
+            &format!("/v1/keys/{}", owners[0]),
+            "owner",
+            None,
+        )
+        .await;
+    assert_refused(&refused, "last-owner-key");
+    let by_root = org
+        .app
+        .request(
+            Method::DELETE,
+            &format!("/v1/accounts/{}/keys/{}", org.app.account_id, owners[0]),
+            Some(ROOT_KEY),
+            None,
+        )
+        .await;
+    assert_refused(&by_root, "last-owner-key");
+    let still = org.call(Method::GET, "/v1/policy", "owner", None).await;
+    assert_eq!(still.status, 200, "the owner key still works");
+    // With a second owner key, the first may go (even revoking itself), then the second may not.
+    let (second, second_secret) = mint(&org, "owner").await;
+    let revoked = org
+        .call(
+            Method::DELETE,
+            &format!("/v1/keys/{}", owners[0]),
+            "owner",
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let refused = org
+        .app
+        .request(
+            Method::DELETE,
+            &format!("/v1/keys/{second}"),
+            Some(&second_secret),
+            None,
+        )
+        .await;
+    assert_refused(&refused, "last-owner-key");
+    org.app.stop().await;
+}
