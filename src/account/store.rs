@@ -164,6 +164,23 @@ pub trait Directory: Send + Sync + 'static {
         write: &UserWrite,
     ) -> Result<UserWriteOutcome, StoreError>;
 
+    /// The account's users in the order of their ids, strictly after `after` when given, at most
+    /// `limit`: one page, read from the account's own index (no scan of every key).
+    async fn list_users(
+        &self,
+        account: &AccountId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError>;
+
+    /// The user's trusted devices as stored (bounded per user), any order; the caller decides
+    /// which are still trusted (expiry, the user's device epoch, the policy).
+    async fn user_devices(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+    ) -> Result<Vec<DeviceRecord>, StoreError>;
+
     async fn trust_device(
         &self,
         account: &AccountId,

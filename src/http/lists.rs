@@ -1,6 +1,6 @@
 //! Handlers of the list endpoints (cursor-paged, `paging.rs`) and of key revocation: the
 //! account's keys (`GET /v1/keys`, `DELETE /v1/keys/{id}`, and the same under
-//! `/v1/accounts/{account}/keys` for the root key).
+//! `/v1/accounts/{account}/keys` for the root key), users, a user's factors and trusted devices.
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -9,10 +9,16 @@ use super::body::json_response;
 use super::error::ApiError;
 use super::paging::PageRequest;
 use super::routes::{Authenticated, Call, Reply};
-use super::wire_lists::{KeyListedBody, KeyPageBody, KeyRevokedBody};
+use super::wire_lists::{
+    DeviceListedBody, DevicePageBody, FactorListedBody, FactorPageBody, KeyListedBody, KeyPageBody,
+    KeyRevokedBody, UserListedBody, UserPageBody,
+};
 use crate::account::audit::Who;
 use crate::account::store::KeyRevocation;
+use crate::account::trust::DeviceId;
+use crate::account::user::{Factor, UserId};
 use crate::account::AccountId;
+use crate::clock::rfc3339;
 use crate::App;
 
 /// Whether `id` can be a key's id (`KY` and 32 lowercase hex digits): a path or a cursor that
@@ -128,4 +134,107 @@ async fn revoke(app: &App, account: &AccountId, who: Who, id: &str) -> Reply {
             users: Vec::new(),
         }),
     }
+}
+
+/// The user named by the path, or 404.
+fn user_param(param: Option<&str>) -> Result<UserId, ApiError> {
+    param
+        .and_then(UserId::parse)
+        .ok_or(ApiError::NotFound("no such user in this account"))
+}
+
+/// `GET /v1/users`: the account's users, phones masked.
+pub(super) async fn users(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
+    let (account, _) = grant.into_key();
+    let page = PageRequest::parse(request.uri().query(), |id| UserId::parse(id).is_some())?;
+    let after = page.after.as_deref().and_then(UserId::parse);
+    let users = app
+        .accounts()
+        .list_users(&account, after.as_ref(), page.fetch())
+        .await?;
+    let policy = app.accounts().policy(&account).await?;
+    let (users, next_cursor) = page.finish(users, |user| user.id.as_str());
+    Ok(json_response(
+        StatusCode::OK,
+        &UserPageBody {
+            items: users
+                .iter()
+                .map(|user| UserListedBody::new(user, policy.require_2fa))
+                .collect(),
+            next_cursor,
+        },
+    ))
+}
+
+/// `GET /v1/users/{user}/factors`: the user's confirmed factors (bounded per user).
+pub(super) async fn factors(call: Call<'_>) -> Reply {
+    let (app, matched, request, grant) = call.keyed()?;
+    let (account, _) = grant.into_key();
+    let id = user_param(matched.param)?;
+    let page = PageRequest::parse(request.uri().query(), Factor::valid_id)?;
+    let user = app.accounts().user(&account, &id).await?;
+    let mut factors: Vec<&Factor> = user.factors.iter().collect();
+    factors.sort_by(|a, b| a.id.cmp(&b.id));
+    let factors = after_key(factors, page.after.as_deref(), page.fetch(), |factor| {
+        factor.id.as_str()
+    });
+    let (factors, next_cursor) = page.finish(factors, |factor| factor.id.as_str());
+    Ok(json_response(
+        StatusCode::OK,
+        &FactorPageBody {
+            items: factors
+                .iter()
+                .map(|factor| FactorListedBody {
+                    id: &factor.id,
+                    kind: factor.kind.as_str(),
+                })
+                .collect(),
+            next_cursor,
+        },
+    ))
+}
+
+/// `GET /v1/users/{user}/trusted-devices`: the devices trusted now (bounded per user).
+pub(super) async fn trusted_devices(call: Call<'_>) -> Reply {
+    let (app, matched, request, grant) = call.keyed()?;
+    let (account, _) = grant.into_key();
+    let id = user_param(matched.param)?;
+    let page = PageRequest::parse(request.uri().query(), |id| DeviceId::parse(id).is_some())?;
+    let devices = app.accounts().trusted_devices(&account, &id).await?;
+    let devices = after_key(
+        devices,
+        page.after.as_deref(),
+        page.fetch(),
+        |(device, _)| device.id.as_str(),
+    );
+    let (devices, next_cursor) = page.finish(devices, |(device, _)| device.id.as_str());
+    Ok(json_response(
+        StatusCode::OK,
+        &DevicePageBody {
+            items: devices
+                .iter()
+                .map(|(device, until)| DeviceListedBody {
+                    id: device.id.as_str(),
+                    created_at: rfc3339(device.created_ms),
+                    trusted_until: rfc3339(*until),
+                })
+                .collect(),
+            next_cursor,
+        },
+    ))
+}
+
+/// The items of a short list sorted by `key` that come after `after`, at most `take`.
+fn after_key<T>(
+    items: Vec<T>,
+    after: Option<&str>,
+    take: usize,
+    key: impl Fn(&T) -> &str,
+) -> Vec<T> {
+    items
+        .into_iter()
+        .filter(|item| after.is_none_or(|after| key(item) > after))
+        .take(take)
+        .collect()
 }

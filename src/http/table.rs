@@ -184,6 +184,11 @@ pub static TABLE: &[Entry] = &[
         }),
     ]),
     row("/v1/users", "users", &[
+        op("GET", Key(ManagePeople), to!(lists::users), Doc {
+            id: "list_users", summary: "List the users", tag: "users", request: None,
+            params: &[PAGE_LIMIT, PAGE_CURSOR],
+            answers: &[answer("200", "One page of the account's users by id; phones masked", &[json::<UserPageBody>()]), PROBLEM],
+        }),
         op("POST", Key(ManagePeople), to!(accounts::create_user), Doc {
             id: "create_user", summary: "Add a user", tag: "users", params: &[],
             request: body::<CreateUserBody>(),
@@ -209,6 +214,11 @@ pub static TABLE: &[Entry] = &[
         }),
     ]),
     row("/v1/users/{param}/factors", "user_factors", &[
+        op("GET", Key(ManagePeople), to!(lists::factors), Doc {
+            id: "list_factors", summary: "List a user's factors", tag: "users", request: None,
+            params: &[USER, PAGE_LIMIT, PAGE_CURSOR],
+            answers: &[answer("200", "One page of the user's confirmed factors by id", &[json::<FactorPageBody>()]), PROBLEM],
+        }),
         op("POST", Key(UseFactors), to!(factors::enrolment), Doc {
             id: "enrol_factor", summary: "Start enrolling a factor", tag: "users", params: &[USER],
             request: body::<EnrolBody>(),
@@ -237,6 +247,11 @@ pub static TABLE: &[Entry] = &[
         }),
     ]),
     row("/v1/users/{param}/trusted-devices", "user_trusted_devices", &[
+        op("GET", Key(ManagePeople), to!(lists::trusted_devices), Doc {
+            id: "list_trusted_devices", summary: "List a user's trusted devices", tag: "trusted-devices", request: None,
+            params: &[USER, PAGE_LIMIT, PAGE_CURSOR],
+            answers: &[answer("200", "One page of the devices trusted now (under the current policy) by id; never a token", &[json::<DevicePageBody>()]), PROBLEM],
+        }),
         op("POST", Key(RunLogins), to!(accounts::trust_device), Doc {
             id: "trust_device", summary: "Trust a device", tag: "trusted-devices", params: &[USER],
             request: body::<TrustBody>(),

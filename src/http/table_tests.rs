@@ -134,7 +134,7 @@ fn every_route_has_one_row_and_allows_its_methods() {
     }
     assert_eq!(NOT_FOUND.name, "not_found");
     assert_eq!(allow(named("policy")), "GET, PUT");
-    assert_eq!(allow(named("user_trusted_devices")), "POST, DELETE");
+    assert_eq!(allow(named("user_trusted_devices")), "GET, POST, DELETE");
     assert_eq!(allow(named("check_verification")), "POST");
     assert_eq!(allow(named("get_verification")), "GET");
     assert!(named("twilio_verification").is_twilio() && named("graph_register").is_graph());

@@ -4,9 +4,11 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::wire::KeyRole;
+use super::wire::{KeyRole, TwoFactorBody};
+use crate::account::user::{User, UserId, UserRole};
 use crate::account::ApiKeyRecord;
 use crate::clock::rfc3339;
+use crate::phone::PhoneNumber;
 
 /// One of the account's API keys: never the key itself (only its digest is stored).
 #[derive(Serialize, ToSchema)]
@@ -50,4 +52,97 @@ pub struct KeyRevokedBody<'a> {
     #[schema(value_type = KeyRole)]
     pub role: &'static str,
     pub revoked: bool,
+}
+
+/// One of the account's users, as a list shows it: the phone masked, never in full.
+#[derive(Serialize, ToSchema)]
+#[schema(as = UserListed)]
+pub struct UserListedBody<'a> {
+    #[schema(value_type = String)]
+    pub id: &'a UserId,
+    /// owner, admin, member.
+    #[schema(value_type = String)]
+    pub role: UserRole,
+    /// `+49151*****678`: the country code and the last three digits; null without a phone.
+    pub phone: Option<String>,
+    /// Users carry no e-mail address yet: always null.
+    #[schema(value_type = Option<String>)]
+    pub email: Option<String>,
+    pub two_factor: TwoFactorBody,
+    #[schema(value_type = u64)]
+    pub factor_count: usize,
+    /// Sign-ins are not recorded yet: always null.
+    #[schema(value_type = Option<String>)]
+    pub last_sign_in_at: Option<String>,
+    pub created_at: String,
+}
+
+impl<'a> UserListedBody<'a> {
+    pub fn new(user: &'a User, account_requires: bool) -> Self {
+        Self {
+            id: &user.id,
+            role: user.role,
+            phone: user.phone.as_ref().map(PhoneNumber::masked),
+            email: None,
+            two_factor: TwoFactorBody {
+                enabled: user.two_factor_enabled(account_requires),
+                over: user
+                    .two_factor
+                    .as_ref()
+                    .map(|over| if over.enabled { "on" } else { "off" }),
+                set_by: user.two_factor.as_ref().map(|over| over.set_by.encode()),
+            },
+            factor_count: user.factors.len(),
+            last_sign_in_at: None,
+            created_at: rfc3339(user.created_ms),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = UserPage)]
+pub struct UserPageBody<'a> {
+    /// In the order of their ids.
+    pub items: Vec<UserListedBody<'a>>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One of a user's confirmed factors.
+#[derive(Serialize, ToSchema)]
+#[schema(as = FactorListed)]
+pub struct FactorListedBody<'a> {
+    pub id: &'a str,
+    /// totp, webauthn.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = FactorPage)]
+pub struct FactorPageBody<'a> {
+    /// In the order of their ids.
+    pub items: Vec<FactorListedBody<'a>>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One of a user's devices trusted now (never its token).
+#[derive(Serialize, ToSchema)]
+#[schema(as = DeviceListed)]
+pub struct DeviceListedBody<'a> {
+    /// `TD…`: revoke it with `DELETE /v1/users/{user}/trusted-devices/{id}`.
+    pub id: &'a str,
+    pub created_at: String,
+    /// Until when it is trusted under the account's current policy.
+    pub trusted_until: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = DevicePage)]
+pub struct DevicePageBody<'a> {
+    /// In the order of their ids.
+    pub items: Vec<DeviceListedBody<'a>>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }

@@ -6,7 +6,7 @@
 //! | hash tag | whose | keys (after `P:{tag}:`) |
 //! | --- | --- | --- |
 //! | `{sNN}` | one shard of phone numbers (`phone::SHARD_COUNT`) | verifications `v:<id>`, number pointers `n:<account>:<e164>`, send idempotency `i:…`, check idempotency `c:…` (built in `verify_check.lua` from the base), the outbox streams |
-//! | `{a:<account>}` | one account | API key index (`keys`, `kr`, `kown`: src/redis/accounts.rs), directory (`pol`, `u:<user>`, `users`, `nophone`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`) |
+//! | `{a:<account>}` | one account | API key index (`keys`, `kr`, `kown`: src/redis/accounts.rs), directory (`pol`, `u:<user>`, `users`, `uz`, `nophone`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`) |
 //! | `{n:<e164>}` | one phone number, gateway-wide | `holder`: the PIN registry's claim |
 //! | `{a:<account>}` (abuse) | one account | abuse store (`ab:p:<prefix>`, `ab:c:<country>`, `ab:idx`, `ab:blk`, `ab:d:<day>`: `src/redis/abuse.rs`) |
 //! | `{a:<account>}` | one account's webhooks | `whr`, `whz`, `whq:<id>`, `whs:<id>`, `whl:<id>`, `whx:<id>` (src/redis/events.rs) |
@@ -154,6 +154,11 @@ impl KeySpace {
 
     pub fn users(&self, account: &AccountId) -> String {
         self.in_account(account, "users")
+    }
+
+    /// Every user id, score 0: the users list's index by id.
+    pub fn users_by_id(&self, account: &AccountId) -> String {
+        self.in_account(account, "uz")
     }
 
     pub fn users_without_phone(&self, account: &AccountId) -> String {

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::accounts_support::{assert_refused, metric, Org};
+use otpgate::account::user::FactorType;
+
+use crate::accounts_support::{assert_refused, metric, Org, DAY};
 use crate::helpers::{spawn_peer, Backend, TestApp, ROOT_KEY};
 use crate::on_every_store;
 
@@ -18,6 +20,9 @@ on_every_store!(
     only_owner_and_root_keys_list_and_revoke_keys,
     a_revoked_key_answers_401_at_once_on_every_instance,
     the_last_owner_key_cannot_be_revoked,
+    users_page_over_every_user_once_in_order_with_phones_masked,
+    a_users_factors_and_trusted_devices_page_and_follow_revocation_and_expiry,
+    only_keys_that_manage_people_list_users_factors_and_devices,
 );
 
 /// Mints a key of `role` in `org`'s account with the root key: its id and its secret.
@@ -101,16 +106,25 @@ async fn keys_page_over_every_key_once_in_order_with_a_small_limit(backend: Back
         .call(Method::GET, "/v1/keys?limit=3", "owner", None)
         .await;
     let cursor = first.str("next_cursor").to_owned();
+    // Through the root key: the key revoked may be the owner key this test lists with.
     let gone = &listed[4];
+    let account_keys = format!("/v1/accounts/{}/keys", org.app.account_id);
     let revoked = org
-        .call(Method::DELETE, &format!("/v1/keys/{gone}"), "owner", None)
+        .app
+        .request(
+            Method::DELETE,
+            &format!("{account_keys}/{gone}"),
+            Some(ROOT_KEY),
+            None,
+        )
         .await;
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     let rest = org
-        .call(
+        .app
+        .request(
             Method::GET,
-            &format!("/v1/keys?limit=50&cursor={cursor}"),
-            "owner",
+            &format!("{account_keys}?limit=50&cursor={cursor}"),
+            Some(ROOT_KEY),
             None,
         )
         .await;
@@ -337,5 +351,162 @@ async fn the_last_owner_key_cannot_be_revoked(backend: Backend) {
         )
         .await;
     assert_refused(&refused, "last-owner-key");
+    org.app.stop().await;
+}
+
+async fn users_page_over_every_user_once_in_order_with_phones_masked(backend: Backend) {
+    let org = Org::new(backend).await;
+    let names = ["mia", "ada", "zoe", "bob", "eve", "kim", "lea"];
+    for (n, name) in names.iter().enumerate() {
+        let role = if n == 0 { "admin" } else { "member" };
+        org.user(name, role, Some(&format!("+491511234{n:04}")))
+            .await;
+    }
+    org.enrol("ada", FactorType::Totp, "FAtotp1").await;
+    org.patch_user("owner", "bob", json!({"two_factor": "off"}))
+        .await;
+    let (items, pages) = every_page(&org.app, &org.owner, "/v1/users?limit=3").await;
+    let mut expected: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+    expected.sort();
+    assert_eq!(
+        ids(&items),
+        expected,
+        "each user once, in the order of their ids"
+    );
+    assert_eq!(pages, 3, "7 users in pages of 3");
+    let by_id = |id: &str| items.iter().find(|item| item["id"] == id).unwrap().clone();
+    let ada = by_id("ada");
+    assert_eq!(ada["phone"], "+491*******001", "masked: {ada}");
+    assert!(
+        !ada.to_string().contains("+4915112340001"),
+        "never the number in full"
+    );
+    assert_eq!(ada["factor_count"], 1);
+    assert_eq!(ada["two_factor"]["enabled"], true);
+    assert_eq!(ada["role"], "member");
+    assert!(ada["last_sign_in_at"].is_null() && ada["email"].is_null());
+    let bob = by_id("bob");
+    assert_eq!(bob["two_factor"]["enabled"], false);
+    assert_eq!(bob["two_factor"]["override"], "off");
+    assert_eq!(by_id("mia")["role"], "admin");
+    // Bad paging input on this list too: 400, and the list is as it was.
+    for query in ["limit=0", "limit=1000", "cursor=YzE6e2JhZH0"] {
+        let reply = org
+            .call(Method::GET, &format!("/v1/users?{query}"), "owner", None)
+            .await;
+        reply.assert_problem(400, "invalid-request");
+    }
+    let (again, _) = every_page(&org.app, &org.owner, "/v1/users?limit=200").await;
+    assert_eq!(again, items);
+    org.app.stop().await;
+}
+
+async fn a_users_factors_and_trusted_devices_page_and_follow_revocation_and_expiry(
+    backend: Backend,
+) {
+    let org = Org::new(backend).await;
+    org.policy(json!({"trusted_device": "7d"})).await;
+    org.user("dan", "member", Some("+4915112360001")).await;
+    for id in ["FAc", "FAa", "FAb"] {
+        org.enrol("dan", FactorType::Webauthn, id).await;
+    }
+    let (factors, pages) = every_page(&org.app, &org.owner, "/v1/users/dan/factors?limit=2").await;
+    assert_eq!(ids(&factors), ["FAa", "FAb", "FAc"]);
+    assert_eq!(pages, 2);
+    assert!(factors.iter().all(|factor| factor["type"] == "webauthn"));
+
+    let mut trusted = Vec::new();
+    for _ in 0..3 {
+        trusted.push(org.trusted_device("dan", "+4915112360001").await.1);
+    }
+    trusted.sort();
+    let (devices, pages) = every_page(
+        &org.app,
+        &org.owner,
+        "/v1/users/dan/trusted-devices?limit=2",
+    )
+    .await;
+    assert_eq!(ids(&devices), trusted);
+    assert_eq!(pages, 2);
+    for device in &devices {
+        assert!(device.get("token").is_none(), "never a device's token");
+        assert!(device["trusted_until"].is_string(), "{device}");
+    }
+    let revoked = org
+        .call(
+            Method::DELETE,
+            &format!("/v1/users/dan/trusted-devices/{}", trusted[1]),
+            "owner",
+            None,
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    let (devices, _) = every_page(
+        &org.app,
+        &org.owner,
+        "/v1/users/dan/trusted-devices?limit=2",
+    )
+    .await;
+    assert_eq!(ids(&devices), [trusted[0].clone(), trusted[2].clone()]);
+    org.app.clock.advance(DAY * 7);
+    let (devices, _) = every_page(
+        &org.app,
+        &org.owner,
+        "/v1/users/dan/trusted-devices?limit=2",
+    )
+    .await;
+    assert!(
+        devices.is_empty(),
+        "expired devices are not listed: {devices:?}"
+    );
+
+    let unknown = org
+        .call(
+            Method::GET,
+            "/v1/users/nobody/trusted-devices",
+            "owner",
+            None,
+        )
+        .await;
+    unknown.assert_problem(404, "not-found");
+    let unknown = org
+        .call(Method::GET, "/v1/users/nobody/factors", "owner", None)
+        .await;
+    unknown.assert_problem(404, "not-found");
+    org.app.stop().await;
+}
+
+async fn only_keys_that_manage_people_list_users_factors_and_devices(backend: Backend) {
+    let org = Org::new(backend).await;
+    org.user("ann", "member", Some("+4915112370001")).await;
+    for path in [
+        "/v1/users",
+        "/v1/users/ann/factors",
+        "/v1/users/ann/trusted-devices",
+    ] {
+        for role in ["owner", "admin", "partner"] {
+            let reply = org.call(Method::GET, path, role, None).await;
+            assert_eq!(reply.status, 200, "{role} {path}: {}", reply.body);
+        }
+        let service = org.call(Method::GET, path, "service", None).await;
+        service.assert_problem(403, "forbidden");
+        let root = org
+            .app
+            .request(Method::GET, path, Some(ROOT_KEY), None)
+            .await;
+        root.assert_problem(403, "forbidden");
+    }
+    // Another account's users are not this key's.
+    let (_, stranger) = org.app.create_account_with_key("owner").await;
+    let foreign = org
+        .app
+        .request(Method::GET, "/v1/users/ann/factors", Some(&stranger), None)
+        .await;
+    foreign.assert_problem(404, "not-found");
+    let theirs = org
+        .app
+        .request(Method::GET, "/v1/users", Some(&stranger), None)
+        .await;
+    assert_eq!(theirs.body["items"], json!([]), "{}", theirs.body);
     org.app.stop().await;
 }
