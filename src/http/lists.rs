@@ -1,6 +1,6 @@
 //! Handlers of the list endpoints (cursor-paged, `paging.rs`) and of key revocation: the
 //! account's keys (`GET /v1/keys`, `DELETE /v1/keys/{id}`, and the same under
-//! `/v1/accounts/{account}/keys` for the root key), users, a user's factors and trusted devices.
+//! `/v1/accounts/{account}/keys` for the root key), users, a user's factors and trusted devices, the Graph PIN's phone numbers.
 
 use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
@@ -11,7 +11,7 @@ use super::paging::PageRequest;
 use super::routes::{Authenticated, Call, Reply};
 use super::wire_lists::{
     DeviceListedBody, DevicePageBody, FactorListedBody, FactorPageBody, KeyListedBody, KeyPageBody,
-    KeyRevokedBody, UserListedBody, UserPageBody,
+    KeyRevokedBody, NumberListedBody, NumberPageBody, UserListedBody, UserPageBody,
 };
 use crate::account::audit::Who;
 use crate::account::store::KeyRevocation;
@@ -19,6 +19,7 @@ use crate::account::trust::DeviceId;
 use crate::account::user::{Factor, UserId};
 use crate::account::AccountId;
 use crate::clock::rfc3339;
+use crate::pin::PhoneNumberId;
 use crate::App;
 
 /// Whether `id` can be a key's id (`KY` and 32 lowercase hex digits): a path or a cursor that
@@ -219,6 +220,32 @@ pub(super) async fn trusted_devices(call: Call<'_>) -> Reply {
                     created_at: rfc3339(device.created_ms),
                     trusted_until: rfc3339(*until),
                 })
+                .collect(),
+            next_cursor,
+        },
+    ))
+}
+
+/// `GET /v1/phone-numbers`: the account's numbers, masked, with their PIN and lock state.
+pub(super) async fn phone_numbers(call: Call<'_>) -> Reply {
+    let (app, _, request, grant) = call.keyed()?;
+    let key = grant.key;
+    let page = PageRequest::parse(request.uri().query(), |id| {
+        PhoneNumberId::parse(id).is_some()
+    })?;
+    let after = page.after.as_deref().and_then(PhoneNumberId::parse);
+    let numbers = app
+        .pins()
+        .numbers(&key.account, key.role, after.as_ref(), page.fetch())
+        .await?;
+    let (numbers, next_cursor) = page.finish(numbers, |number| number.id.as_str());
+    let limits = &app.pins().settings().limits;
+    Ok(json_response(
+        StatusCode::OK,
+        &NumberPageBody {
+            items: numbers
+                .iter()
+                .map(|number| NumberListedBody::new(number, limits))
                 .collect(),
             next_cursor,
         },

@@ -347,6 +347,11 @@ pub static TABLE: &[Entry] = &[
         }),
     ]),
     row("/v1/phone-numbers", "phone_numbers", &[
+        op("GET", Key(ManagePhoneNumbers), to!(lists::phone_numbers), Doc {
+            id: "list_phone_numbers", summary: "List the phone numbers", tag: "phone-numbers", request: None,
+            params: &[PAGE_LIMIT, PAGE_CURSOR],
+            answers: &[answer("200", "One page of the account's numbers by id, masked, with PIN and lock state", &[json::<NumberPageBody>()]), PROBLEM],
+        }),
         op("POST", Key(ManagePhoneNumbers), to!(pins::add_number), Doc {
             id: "add_phone_number", summary: "Add a phone number", tag: "phone-numbers", params: &[],
             request: body::<AddBody>(),

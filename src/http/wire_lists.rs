@@ -9,6 +9,8 @@ use crate::account::user::{User, UserId, UserRole};
 use crate::account::ApiKeyRecord;
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
+use crate::pin::store::NumberRecord;
+use crate::pin::AttemptLimits;
 
 /// One of the account's API keys: never the key itself (only its digest is stored).
 #[derive(Serialize, ToSchema)]
@@ -143,6 +145,52 @@ pub struct DeviceListedBody<'a> {
 pub struct DevicePageBody<'a> {
     /// In the order of their ids.
     pub items: Vec<DeviceListedBody<'a>>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One of the account's phone numbers under two-step protection, masked.
+#[derive(Serialize, ToSchema)]
+#[schema(as = PhoneNumberListed)]
+pub struct NumberListedBody {
+    pub id: String,
+    /// `+49151*****678`: the country code and the last three digits.
+    pub phone_number: String,
+    /// Whether a two-step PIN is set: exactly while two-step verification is on (turning it
+    /// off clears the PIN).
+    pub pin_set: bool,
+    /// enabled, disabled.
+    #[schema(value_type = String)]
+    pub two_step: &'static str,
+    /// Locked by consecutive wrong PINs until the owner or an admin sets a new PIN.
+    pub locked: bool,
+    pub registered: bool,
+    pub created_at: String,
+}
+
+impl NumberListedBody {
+    pub fn new(record: &NumberRecord, limits: &AttemptLimits) -> Self {
+        Self {
+            id: record.id.as_str().to_owned(),
+            phone_number: crate::phone::mask(&record.e164),
+            pin_set: record.two_step,
+            two_step: if record.two_step {
+                "enabled"
+            } else {
+                "disabled"
+            },
+            locked: record.locked(limits),
+            registered: record.registered_ms > 0,
+            created_at: rfc3339(record.created_ms),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = PhoneNumberPage)]
+pub struct NumberPageBody {
+    /// In the order of their ids.
+    pub items: Vec<NumberListedBody>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }

@@ -23,6 +23,7 @@ on_every_store!(
     users_page_over_every_user_once_in_order_with_phones_masked,
     a_users_factors_and_trusted_devices_page_and_follow_revocation_and_expiry,
     only_keys_that_manage_people_list_users_factors_and_devices,
+    phone_numbers_page_masked_with_their_pin_and_lock_state,
 );
 
 /// Mints a key of `role` in `org`'s account with the root key: its id and its secret.
@@ -506,6 +507,67 @@ async fn only_keys_that_manage_people_list_users_factors_and_devices(backend: Ba
     let theirs = org
         .app
         .request(Method::GET, "/v1/users", Some(&stranger), None)
+        .await;
+    assert_eq!(theirs.body["items"], json!([]), "{}", theirs.body);
+    org.app.stop().await;
+}
+
+async fn phone_numbers_page_masked_with_their_pin_and_lock_state(backend: Backend) {
+    let org = Org::new(backend).await;
+    let mut added = Vec::new();
+    for n in 0..5 {
+        let reply = org
+            .call(
+                Method::POST,
+                "/v1/phone-numbers",
+                "owner",
+                Some(json!({"phone_number": format!("+491511238{n:04}"), "pin": "246813"})),
+            )
+            .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        added.push(reply.str("id").to_owned());
+    }
+    added.sort();
+    let (items, pages) = every_page(&org.app, &org.admin, "/v1/phone-numbers?limit=2").await;
+    assert_eq!(
+        ids(&items),
+        added,
+        "each number once, in the order of their ids"
+    );
+    assert_eq!(pages, 3);
+    for item in &items {
+        let shown = item["phone_number"].as_str().unwrap();
+        assert!(
+            shown.starts_with("+491") && shown.contains('*'),
+            "masked: {item}"
+        );
+        assert_eq!(item["pin_set"], true);
+        assert_eq!(item["two_step"], "enabled");
+        assert_eq!(item["locked"], false, "{item}");
+    }
+    for role in ["owner", "partner"] {
+        let reply = org.call(Method::GET, "/v1/phone-numbers", role, None).await;
+        assert_eq!(reply.status, 200, "{role}: {}", reply.body);
+    }
+    let service = org
+        .call(Method::GET, "/v1/phone-numbers", "service", None)
+        .await;
+    service.assert_problem(403, "forbidden");
+    for query in ["limit=0", "cursor=abc", "cursor=YzE6MTIz"] {
+        let reply = org
+            .call(
+                Method::GET,
+                &format!("/v1/phone-numbers?{query}"),
+                "owner",
+                None,
+            )
+            .await;
+        reply.assert_problem(400, "invalid-request");
+    }
+    let (_, stranger) = org.app.create_account_with_key("owner").await;
+    let theirs = org
+        .app
+        .request(Method::GET, "/v1/phone-numbers", Some(&stranger), None)
         .await;
     assert_eq!(theirs.body["items"], json!([]), "{}", theirs.body);
     org.app.stop().await;
