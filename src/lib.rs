@@ -74,9 +74,8 @@ pub struct AppState {
     webhooks: events::WebhookService,
     metrics: Arc<Metrics>,
     limits: Limits,
-    keys: TtlCache<KeyDigest, ApiKeyRecord>,
     accounts: TtlCache<AccountId, Account>,
-    /// The epoch of `account_records` the two caches above were filled under (see
+    /// The epoch of `account_records` the cache above were filled under (see
     /// `Accounts::epoch`).
     auth_epoch: AtomicU64,
     root_key_digest: KeyDigest,
@@ -180,14 +179,20 @@ impl App {
         &self.0.root_key_digest
     }
 
-    /// A key by its digest, through the cache.
+    /// A key by its digest, through the hot-path cache: a revocation on any instance drops it
+    /// there (the invalidation link), and while the link is down nothing is cached.
     pub async fn find_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
-        self.through_cache(
-            &self.0.keys,
-            digest,
-            self.0.account_records.find_api_key(digest),
-        )
-        .await
+        let cache = self.0.account_service.cache();
+        let now = self.0.clock.now_ms();
+        let ticket = cache.ticket();
+        if let account::trust::cache::Lookup::Hit(record) = cache.key(digest, now) {
+            return Ok(Some(record));
+        }
+        let found = self.0.account_records.find_api_key(digest).await?;
+        if let Some(record) = &found {
+            cache.put_key(ticket, record.clone(), now);
+        }
+        Ok(found)
     }
 
     /// An account by id, through the cache.
@@ -218,7 +223,7 @@ impl App {
         Ok(found)
     }
 
-    /// Flushes the key and account caches on a store reconnect after an outage (the store's
+    /// Flushes the account cache on a store reconnect after an outage (the store's
     /// epoch moved): Redis may have come back without what they hold (a restart without
     /// persistence, a failover to a replica that missed the last writes). The hot-path cache
     /// does the same when its invalidation link returns.
@@ -227,7 +232,6 @@ impl App {
         if self.0.auth_epoch.load(Ordering::Acquire) != epoch {
             // Cleared before the epoch is recorded, so no caller sees the new epoch and an
             // old entry together.
-            self.0.keys.clear();
             self.0.accounts.clear();
             self.0.auth_epoch.store(epoch, Ordering::Release);
             tracing::info!("store reconnected after an outage: key and account caches flushed");

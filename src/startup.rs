@@ -268,7 +268,6 @@ impl App {
         );
         let app = App(Arc::new(AppState {
             limits: Limits::new(&settings.limits),
-            keys: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
             accounts: TtlCache::new(AUTH_CACHE_TTL, AUTH_CACHE_MAX_ENTRIES),
             auth_epoch: AtomicU64::new(account_records.epoch()),
             settings,

@@ -24,6 +24,7 @@ pub mod action {
     pub const DEVICE_REVOKED: &str = "device.revoked";
     pub const DEVICES_REVOKED: &str = "devices.revoked_all";
     pub const KEY_MINTED: &str = "key.minted";
+    pub const KEY_REVOKED: &str = "key.revoked";
     /// Abuse protection started a block (a pumping cool-down, or a daily cap reached).
     pub const ABUSE_BLOCKED: &str = "abuse.blocked";
 }

@@ -28,7 +28,7 @@ use crate::random::random_bytes;
 
 /// `AC` and 32 lowercase hex digits: Twilio's account-SID shape, so that the Twilio facade can use
 /// account ids as they are.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct AccountId(String);
 

@@ -13,6 +13,8 @@ pub enum Permission {
     CreateAccounts,
     /// Mint keys of an account: root, or an owner key of that same account.
     MintKeys,
+    /// List and revoke keys of an account: root, or an owner key of that same account.
+    ManageKeys,
     /// Set where an account's two-step links are e-mailed: redirecting them is the first step of
     /// taking the protection off, so only the operator may.
     SetAccountEmail,
@@ -88,6 +90,13 @@ const TABLE: &[Row] = &[
         roles: &[Role::Owner],
         root: true,
         refusal: "only the root key or the account's owner mints keys",
+        root_refusal: "",
+    },
+    Row {
+        permission: Permission::ManageKeys,
+        roles: &[Role::Owner],
+        root: true,
+        refusal: "only the root key or the account's owner lists and revokes keys",
         root_refusal: "",
     },
     Row {
@@ -252,9 +261,10 @@ impl Permission {
 mod tests {
     use super::*;
 
-    const EVERY: [Permission; 20] = [
+    const EVERY: [Permission; 21] = [
         Permission::CreateAccounts,
         Permission::MintKeys,
+        Permission::ManageKeys,
         Permission::SetAccountEmail,
         Permission::SendCodes,
         Permission::ReadPolicy,

@@ -20,7 +20,7 @@ use crate::account::notices::{Notices, Silent};
 use crate::account::policy::{ChannelSet, DefaultWorkflow, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal};
 use crate::account::settings::DirectorySettings;
-use crate::account::store::{Accounts, Directory, PolicyWrite};
+use crate::account::store::{Accounts, Directory, KeyRevocation, PolicyWrite};
 use crate::account::trust::cache::{HotCache, Invalidation};
 pub use crate::account::trust::devices::{DeviceCheck, TrustedDevice};
 use crate::account::trust::metrics::HotPathMetrics;
@@ -299,6 +299,30 @@ impl AccountService {
         self.directory.append_audit(account, &entry).await?;
         keys.insert_api_key(&minted.record).await?;
         Ok(minted)
+    }
+
+    /// Revokes the account's key `id` (never its last owner key), drops it from this instance's
+    /// cache at once (the others hear it on the invalidation link) and audits it.
+    pub async fn revoke_key(
+        &self,
+        keys: &dyn Accounts,
+        account: &AccountId,
+        who: Who,
+        id: &str,
+    ) -> Result<KeyRevocation, AccountError> {
+        let outcome = keys.revoke_api_key(account, id).await?;
+        if let KeyRevocation::Revoked(record) = &outcome {
+            self.cache.invalidate(&Invalidation::Key(record.digest));
+            let entry = AuditEntry::new(
+                self.clock.now_ms(),
+                who,
+                action::KEY_REVOKED,
+                format!("key:{}", record.id),
+                json!({"role": record.role}),
+            );
+            self.directory.append_audit(account, &entry).await?;
+        }
+        Ok(outcome)
     }
 }
 

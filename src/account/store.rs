@@ -29,12 +29,40 @@ pub trait Accounts: Send + Sync + 'static {
 
     async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError>;
 
+    /// The account's keys in the order of their ids, strictly after `after` when given, at most
+    /// `limit` of them: one page, read from the account's own index (no scan of every key).
+    async fn list_api_keys(
+        &self,
+        account: &AccountId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError>;
+
+    /// Revokes the account's key `id` in one step, unless it is the account's last owner key:
+    /// afterwards no instance finds it (`find_api_key` answers `None`, and every instance's
+    /// cache was told to drop it). A retry after a failure part-way finishes the revocation.
+    async fn revoke_api_key(
+        &self,
+        account: &AccountId,
+        id: &str,
+    ) -> Result<KeyRevocation, StoreError>;
+
     /// Moves on every reconnect after a store outage (a call answered after calls failed), so
     /// that the caches of keys and accounts flush: Redis may have come back without what they
     /// hold. The embedded store has no outages.
     fn epoch(&self) -> u64 {
         0
     }
+}
+
+/// What `Accounts::revoke_api_key` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRevocation {
+    Revoked(ApiKeyRecord),
+    /// No such key in this account.
+    NotFound,
+    /// It is the account's last owner key: kept, or nobody could mint keys again.
+    LastOwner,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +169,23 @@ pub trait Directory: Send + Sync + 'static {
         account: &AccountId,
         write: &UserWrite,
     ) -> Result<UserWriteOutcome, StoreError>;
+
+    /// The account's users in the order of their ids, strictly after `after` when given, at most
+    /// `limit`: one page, read from the account's own index (no scan of every key).
+    async fn list_users(
+        &self,
+        account: &AccountId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError>;
+
+    /// The user's trusted devices as stored (bounded per user), any order; the caller decides
+    /// which are still trusted (expiry, the user's device epoch, the policy).
+    async fn user_devices(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+    ) -> Result<Vec<DeviceRecord>, StoreError>;
 
     async fn trust_device(
         &self,

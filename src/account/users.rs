@@ -10,6 +10,7 @@ use crate::account::rules::{self, Actor, TwoFactorRequest};
 use crate::account::service::{too_busy, AccountError, AccountService, MAX_TRIES};
 use crate::account::store::{UserWrite, UserWriteOutcome};
 use crate::account::trust::cache::Invalidation;
+use crate::account::trust::DeviceRecord;
 use crate::account::user::{Factor, Override, User, UserId, UserRole};
 use crate::account::AccountId;
 use crate::destination::EmailAddress;
@@ -40,6 +41,41 @@ impl AccountService {
             .user(account, id)
             .await?
             .ok_or(AccountError::NotFound("no such user in this account"))
+    }
+
+    /// One page of the account's users by id (strictly after `after`, at most `limit`).
+    pub async fn list_users(
+        &self,
+        account: &AccountId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<User>, AccountError> {
+        Ok(self.directory.list_users(account, after, limit).await?)
+    }
+
+    /// The user's devices trusted now (under the current policy, the user's device epoch and
+    /// the clock) with until when, in the order of their ids; `NotFound` for no such user.
+    pub async fn trusted_devices(
+        &self,
+        account: &AccountId,
+        id: &UserId,
+    ) -> Result<Vec<(DeviceRecord, u64)>, AccountError> {
+        let user = self.user(account, id).await?;
+        let policy = self.directory.policy(account).await?;
+        let now = self.clock.now_ms();
+        let mut devices: Vec<(DeviceRecord, u64)> = self
+            .directory
+            .user_devices(account, id)
+            .await?
+            .into_iter()
+            .filter(|device| device.is_trusted(&user, &policy, now))
+            .filter_map(|device| {
+                let until = device.trusted_until(&policy)?;
+                Some((device, until))
+            })
+            .collect();
+        devices.sort_by(|(a, _), (b, _)| a.id.as_str().cmp(b.id.as_str()));
+        Ok(devices)
     }
 
     pub async fn create_user(

@@ -13,8 +13,10 @@ mod factors;
 mod fields;
 mod graph;
 mod keys;
+mod lists;
 pub mod openapi;
 mod operations;
+mod paging;
 mod pins;
 mod router;
 pub mod routes;
@@ -29,6 +31,7 @@ mod webhooks;
 pub mod wire;
 pub mod wire_events;
 pub mod wire_factors;
+pub mod wire_lists;
 pub mod wire_pins;
 pub mod wire_workflows;
 

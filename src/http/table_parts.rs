@@ -57,3 +57,17 @@ pub(super) const AUDIT_LIMIT: Param = Param {
     },
     ..query("limit", false, "1 to 500, default 50")
 };
+
+pub(super) const KEY_ID: Param = path("id", "The key id (`KY…`)");
+pub(super) const PAGE_LIMIT: Param = Param {
+    schema: Schema::Integer {
+        minimum: 1,
+        maximum: 200,
+    },
+    ..query("limit", false, "How many items: 1 to 200, default 50")
+};
+pub(super) const PAGE_CURSOR: Param = query(
+    "cursor",
+    false,
+    "`next_cursor` of an earlier page (opaque); absent for the first page",
+);

@@ -4,7 +4,8 @@
 //! user (devices), per account (users, audit entries, spent proofs) and in total (users); users
 //! are kept as long as the process runs, like accounts in the memory store.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -43,7 +44,8 @@ pub struct MemoryDirectory {
 #[derive(Default)]
 struct AccountState {
     policy: Option<Policy>,
-    users: HashMap<UserId, User>,
+    /// By id: the list's order.
+    users: BTreeMap<UserId, User>,
     without_phone: BTreeSet<UserId>,
     devices: HashMap<DeviceDigest, DeviceRecord>,
     /// Per user: device id -> (digest, expiry), to revoke by id and to bound the count.
@@ -262,6 +264,39 @@ impl Directory for MemoryDirectory {
                 version,
                 device_epoch: epoch,
             })
+        })
+    }
+
+    async fn list_users(
+        &self,
+        account: &AccountId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError> {
+        self.with(account, |state| {
+            let range = match after {
+                Some(after) => state
+                    .users
+                    .range((Bound::Excluded(after), Bound::Unbounded)),
+                None => state.users.range::<UserId, _>(..),
+            };
+            Ok(range.take(limit).map(|(_, user)| user.clone()).collect())
+        })
+    }
+
+    async fn user_devices(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+    ) -> Result<Vec<DeviceRecord>, StoreError> {
+        self.with(account, |state| {
+            let Some(listed) = state.user_devices.get(user) else {
+                return Ok(Vec::new());
+            };
+            Ok(listed
+                .values()
+                .filter_map(|(digest, _)| state.devices.get(digest).cloned())
+                .collect())
         })
     }
 

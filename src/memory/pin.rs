@@ -4,7 +4,8 @@
 //! `tenants.max_phone_numbers` and its share of `max_numbers` (then 422, issue 13 §8), links
 //! forgotten a day after they expire, e-mail addresses one per account.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -27,7 +28,8 @@ pub struct MemoryPinStore {
 
 #[derive(Default)]
 struct State {
-    numbers: HashMap<(AccountId, PhoneNumberId), Number>,
+    /// By account, then id: an account's numbers are one range, in the list's order.
+    numbers: BTreeMap<(AccountId, PhoneNumberId), Number>,
     /// Numbers per account (a transfer moves one from one account to another).
     per_account: HashMap<AccountId, u64>,
     by_e164: HashMap<(AccountId, String), PhoneNumberId>,
@@ -214,6 +216,26 @@ impl PinStore for MemoryPinStore {
 
     async fn get(&self, number: NumberRef<'_>) -> Result<Option<NumberRecord>, StoreError> {
         Ok(self.lock().number(number).map(|found| found.record.clone()))
+    }
+
+    async fn list(
+        &self,
+        account: &AccountId,
+        after: Option<&PhoneNumberId>,
+        limit: usize,
+    ) -> Result<Vec<NumberRecord>, StoreError> {
+        let state = self.lock();
+        let start = match after {
+            Some(after) => Bound::Excluded((account.clone(), after.clone())),
+            None => Bound::Included((account.clone(), PhoneNumberId::lowest())),
+        };
+        Ok(state
+            .numbers
+            .range((start, Bound::Unbounded))
+            .take_while(|((owner, _), _)| owner == account)
+            .take(limit)
+            .map(|(_, number)| number.record.clone())
+            .collect())
     }
 
     async fn write_pin(&self, write: &PinWrite<'_>) -> Result<PinWriteOutcome, StoreError> {

@@ -138,11 +138,17 @@ fn common_pattern(d: &[u8; 6]) -> Option<&'static str> {
 /// A phone number's id: 15 digits without a leading zero, like the Graph API's numeric
 /// phone-number ids, so that a Graph client can use ours in `POST /{version}/{id}` as they are.
 /// Ids are random and scoped to an account: another account's id is simply not found.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PhoneNumberId(String);
 
 impl PhoneNumberId {
     pub const LENGTH: usize = 15;
+
+    /// The empty id, below every real one: where an ordered range of one account's numbers
+    /// starts. Never stored.
+    pub(crate) fn lowest() -> Self {
+        Self(String::new())
+    }
 
     pub fn random(rng: &SystemRandom) -> Result<Self, ring::error::Unspecified> {
         // Rejection sampling keeps the ids uniform over [10^14, 10^15).

@@ -397,6 +397,18 @@ impl PinService {
         self.record(account, id).await
     }
 
+    /// One page of the account's numbers by id (strictly after `after`, at most `limit`).
+    pub async fn numbers(
+        &self,
+        account: &AccountId,
+        role: Role,
+        after: Option<&PhoneNumberId>,
+        limit: usize,
+    ) -> Result<Vec<NumberRecord>, PinError> {
+        Self::allowed(role, Permission::ManagePhoneNumbers)?;
+        Ok(self.store.list(account, after, limit).await?)
+    }
+
     /// Sets or changes the PIN (turning two-step on if it was off). On a locked number only the
     /// owner or an admin may, and doing so unlocks it.
     pub async fn set_pin(

@@ -237,6 +237,15 @@ pub trait PinStore: Send + Sync + 'static {
 
     async fn get(&self, number: NumberRef<'_>) -> Result<Option<NumberRecord>, StoreError>;
 
+    /// The account's numbers in the order of their ids, strictly after `after` when given, at
+    /// most `limit`: one page, read from the account's own index (no scan of every key).
+    async fn list(
+        &self,
+        account: &AccountId,
+        after: Option<&PhoneNumberId>,
+        limit: usize,
+    ) -> Result<Vec<NumberRecord>, StoreError>;
+
     async fn write_pin(&self, write: &PinWrite<'_>) -> Result<PinWriteOutcome, StoreError>;
 
     /// Counts one attempt before the PIN is compared (see the module doc).

@@ -5,21 +5,34 @@
 //! | --- | --- | --- |
 //! | `P:a:<account>` | hash | the account: `name`, `created`, `code_length` |
 //! | `P:k:<sha256 hex>` | hash | an API key's record: `id`, `account`, `role`, `created` |
+//! | `P:{a:<account>}:keys` | sorted set | the account's key ids, every score 0 (listed by id, `BYLEX`) |
+//! | `P:{a:<account>}:kr` | hash | key id -> `<role> <created> <digest hex> <state>` (`live`, `revoking`) |
+//! | `P:{a:<account>}:kown` | string | how many live owner keys the account has |
+//!
+//! A key is listed in its account's index before its record is written, so every key that works
+//! is listed and revocable. A revocation is three steps (scripts `accounts_*.lua`): mark the entry
+//! revoking in the account's slot (refused for the last owner key), delete the record and
+//! publish the invalidation, forget the entry; a retry after a failure part-way goes on from
+//! the mark. Keys minted before the index existed are not listed.
 
 use async_trait::async_trait;
 
-use crate::account::store::Accounts;
-use crate::account::{Account, AccountId, ApiKeyRecord, KeyDigest, Role};
+use crate::account::store::{Accounts, KeyRevocation};
+use crate::account::trust::cache::Invalidation;
+use crate::account::{hex, Account, AccountId, ApiKeyRecord, KeyDigest, Role};
 use crate::redis::connection::Connection;
-use crate::redis::script::{corrupt, query, Failure};
+use crate::redis::script::{corrupt, query, run, scripts, Failure, Reply};
 use crate::redis::KeySpace;
 use crate::store::StoreError;
+
+scripts! { AccountScripts = "accounts_": index_key, list_keys, revoke_key, drop_key, forget_key }
 
 pub struct RedisAccounts {
     connection: Connection,
     keys: KeySpace,
     /// How a failed write is reported (see `Failure::Sorted`).
     writes: Failure,
+    scripts: AccountScripts,
 }
 
 impl RedisAccounts {
@@ -31,7 +44,44 @@ impl RedisAccounts {
             connection,
             keys: KeySpace::new(prefix),
             writes,
+            scripts: AccountScripts::load(),
         }
+    }
+
+    async fn call(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+        failure: Failure,
+        what: &'static str,
+    ) -> Result<Reply, StoreError> {
+        let text: String = run(&self.connection, invocation, failure).await?;
+        Ok(Reply::new(text, what))
+    }
+
+    /// The key of `account` whose index entry is `entry` (its four fields).
+    fn record_of(
+        account: &AccountId,
+        id: &str,
+        role: &str,
+        created: &str,
+        digest: &str,
+    ) -> Result<ApiKeyRecord, StoreError> {
+        let digest = data_encoding::HEXLOWER
+            .decode(digest.as_bytes())
+            .ok()
+            .and_then(|bytes| <[u8; 32]>::try_from(bytes).ok())
+            .ok_or_else(|| corrupt("bad digest in key index"))?;
+        Ok(ApiKeyRecord {
+            id: id.to_owned(),
+            account: account.clone(),
+            role: role
+                .parse::<Role>()
+                .map_err(|()| corrupt("bad role in key index"))?,
+            digest,
+            created_ms: created
+                .parse()
+                .map_err(|_| corrupt("bad time in key index"))?,
+        })
     }
 
     /// Accounts on the verification store's connection and prefix.
@@ -78,6 +128,16 @@ impl Accounts for RedisAccounts {
     }
 
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
+        let mut invocation = self.scripts.index_key.prepare_invoke();
+        invocation
+            .key(self.keys.account_keys(&key.account))
+            .key(self.keys.account_key_entries(&key.account))
+            .key(self.keys.account_owner_keys(&key.account))
+            .arg(&key.id)
+            .arg(key.role.as_str())
+            .arg(key.created_ms)
+            .arg(hex(&key.digest));
+        self.call(&invocation, self.writes, "index key").await?;
         query(
             &self.connection,
             redis::cmd("HSET")
@@ -124,6 +184,63 @@ impl Accounts for RedisAccounts {
             digest: *digest,
             created_ms,
         }))
+    }
+
+    async fn list_api_keys(
+        &self,
+        account: &AccountId,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<ApiKeyRecord>, StoreError> {
+        let mut invocation = self.scripts.list_keys.prepare_invoke();
+        invocation
+            .key(self.keys.account_keys(account))
+            .key(self.keys.account_key_entries(account))
+            .arg(after.unwrap_or_default())
+            .arg(limit);
+        let reply = self
+            .call(&invocation, Failure::Unavailable, "list keys")
+            .await?;
+        let fields = reply.rest(1);
+        if fields.len() % 5 != 0 {
+            return Err(reply.corrupt());
+        }
+        fields
+            .chunks(5)
+            .map(|key| Self::record_of(account, key[0], key[1], key[2], key[3]))
+            .collect()
+    }
+
+    async fn revoke_api_key(
+        &self,
+        account: &AccountId,
+        id: &str,
+    ) -> Result<KeyRevocation, StoreError> {
+        let mut invocation = self.scripts.revoke_key.prepare_invoke();
+        invocation
+            .key(self.keys.account_keys(account))
+            .key(self.keys.account_key_entries(account))
+            .key(self.keys.account_owner_keys(account))
+            .arg(id);
+        let reply = self.call(&invocation, self.writes, "revoke key").await?;
+        let record = match reply.outcome() {
+            "ok" => Self::record_of(account, id, reply.word(1)?, reply.word(2)?, reply.word(3)?)?,
+            "not_found" => return Ok(KeyRevocation::NotFound),
+            "last_owner" => return Ok(KeyRevocation::LastOwner),
+            _ => return Err(reply.unknown()),
+        };
+        let mut drop = self.scripts.drop_key.prepare_invoke();
+        drop.key(self.keys.api_key(&record.digest))
+            .arg(self.keys.invalidation_channel())
+            .arg(Invalidation::Key(record.digest).encode());
+        self.call(&drop, self.writes, "drop key").await?;
+        let mut forget = self.scripts.forget_key.prepare_invoke();
+        forget
+            .key(self.keys.account_keys(account))
+            .key(self.keys.account_key_entries(account))
+            .arg(id);
+        self.call(&forget, self.writes, "forget key").await?;
+        Ok(KeyRevocation::Revoked(record))
     }
 
     fn epoch(&self) -> u64 {

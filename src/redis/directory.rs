@@ -10,6 +10,7 @@
 //! | `pol` | hash | the policy: `r` require, `c` channels, `f` sms fallback, `t` trust, `ab` abuse protection (JSON, `src/abuse/settings.rs` `AbusePolicy`; absent or empty: the operator's defaults), `wf` default workflow (`DefaultWorkflow::encode`; empty: none), `v` version |
 //! | `u:<user>` | hash | a user: `ro` role, `ph` phone, `em` e-mail address, `ov`/`ob` override and who set it, `fa` factors, `cr`/`up` times, `v` version, `ep` device epoch |
 //! | `users` | set | every user id |
+//! | `uz` | sorted set | every user id, score 0: the list's index by id (`BYLEX`); filled from `users` by the first listing of an account whose users predate it |
 //! | `nophone` | set | users without a phone (the SMS readiness check) |
 //! | `withmail` | set | users with an e-mail address (`users` less these lack one: the e-mail readiness check) |
 //! | `d:<digest hex>` | hash | a trusted device: `id`, `u` user, `cr`, `ex`, `ep`; expires with the device |
@@ -37,11 +38,11 @@ use crate::account::{hex, AccountId};
 use crate::destination::EmailAddress;
 use crate::phone::PhoneNumber;
 use crate::redis::connection::Connection;
-use crate::redis::script::{corrupt, flag, scripts, Adapter};
+use crate::redis::script::{corrupt, flag, run, scripts, Adapter, Failure};
 use crate::redis::KeySpace;
 use crate::store::StoreError;
 
-scripts! { DirectoryScripts = "directory_": write_policy, write_user, trust, revoke_one, revoke_all }
+scripts! { DirectoryScripts = "directory_": write_policy, write_user, trust, revoke_one, revoke_all, list_users, list_devices }
 
 pub struct RedisDirectory {
     redis: Adapter,
@@ -391,7 +392,8 @@ impl Directory for RedisDirectory {
             .key(self.redis.keys.audit(account))
             .key(self.redis.keys.user_devices(account, &user.id))
             .key(self.redis.keys.account_devices(account))
-            .key(self.redis.keys.users_with_email(account));
+            .key(self.redis.keys.users_with_email(account))
+            .key(self.redis.keys.users_by_id(account));
         UserArgs {
             write,
             audit_cap: self.audit_cap,
@@ -451,6 +453,63 @@ impl Directory for RedisDirectory {
             "proof_used" => Ok(TrustOutcome::ProofUsed),
             _ => Err(reply.unknown()),
         }
+    }
+
+    async fn list_users(
+        &self,
+        account: &AccountId,
+        after: Option<&UserId>,
+        limit: usize,
+    ) -> Result<Vec<User>, StoreError> {
+        let mut invocation = self.scripts.list_users.prepare_invoke();
+        invocation
+            .key(self.redis.keys.users_by_id(account))
+            .key(self.redis.keys.users(account))
+            .arg(after.map(UserId::as_str).unwrap_or_default())
+            .arg(limit)
+            .arg(self.redis.keys.account_base(account));
+        let rows: Vec<Vec<Option<String>>> =
+            run(&self.redis.connection, &invocation, Failure::Unavailable).await?;
+        let mut users = Vec::with_capacity(rows.len());
+        for mut row in rows {
+            if row.is_empty() {
+                return Err(corrupt("empty user row"));
+            }
+            let fields = row.split_off(1);
+            let id = row
+                .pop()
+                .flatten()
+                .and_then(|id| UserId::parse(&id))
+                .ok_or_else(|| corrupt("user id in the index"))?;
+            // An id listed before its record is written (never: one script does both) is
+            // skipped rather than failing the page.
+            users.extend(parse_user(&id, fields)?);
+        }
+        Ok(users)
+    }
+
+    async fn user_devices(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+    ) -> Result<Vec<DeviceRecord>, StoreError> {
+        let mut invocation = self.scripts.list_devices.prepare_invoke();
+        invocation
+            .key(self.redis.keys.user_devices(account, user))
+            .arg(self.redis.keys.account_base(account));
+        let rows: Vec<(String, String, u64, u64, u64)> =
+            run(&self.redis.connection, &invocation, Failure::Unavailable).await?;
+        rows.into_iter()
+            .map(|(id, user, created_ms, expires_ms, epoch)| {
+                Ok(DeviceRecord {
+                    id: DeviceId::parse(&id).ok_or_else(|| corrupt("device id"))?,
+                    user: UserId::parse(&user).ok_or_else(|| corrupt("device user"))?,
+                    created_ms,
+                    expires_ms,
+                    epoch,
+                })
+            })
+            .collect()
     }
 
     async fn device(

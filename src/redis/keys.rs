@@ -6,7 +6,7 @@
 //! | hash tag | whose | keys (after `P:{tag}:`) |
 //! | --- | --- | --- |
 //! | `{sNN}` | one shard of phone numbers (`phone::SHARD_COUNT`) | verifications `v:<id>`, number pointers `n:<account>:<e164>`, send idempotency `i:…`, check idempotency `c:…` (built in `verify_check.lua` from the base), the outbox streams, the workflows' due set `f` |
-//! | `{a:<account>}` | one account | directory (`pol`, `u:<user>`, `users`, `nophone`, `withmail`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`) |
+//! | `{a:<account>}` | one account | API key index (`keys`, `kr`, `kown`: src/redis/accounts.rs), directory (`pol`, `u:<user>`, `users`, `uz`, `nophone`, `withmail`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pnz`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`) |
 //! | `{n:<e164>}` | one phone number, gateway-wide | `holder`: the PIN registry's claim |
 //! | `{a:<account>}` (abuse) | one account | abuse store (`ab:p:<prefix>`, `ab:c:<country>`, `ab:idx`, `ab:blk`, `ab:d:<day>`: `src/redis/abuse.rs`) |
 //! | `{a:<account>}` | one account's webhooks | `whr`, `whz`, `whq:<id>`, `whs:<id>`, `whl:<id>`, `whx:<id>` (src/redis/events.rs) |
@@ -142,8 +142,28 @@ impl KeySpace {
         self.in_account(account, "pol")
     }
 
+    /// The account's key ids (sorted set, every score 0: ordered by id).
+    pub fn account_keys(&self, account: &AccountId) -> String {
+        self.in_account(account, "keys")
+    }
+
+    /// The account's key entries: id -> `<role> <created> <digest hex> <state>`.
+    pub fn account_key_entries(&self, account: &AccountId) -> String {
+        self.in_account(account, "kr")
+    }
+
+    /// How many live owner keys the account has (the last one is never revoked).
+    pub fn account_owner_keys(&self, account: &AccountId) -> String {
+        self.in_account(account, "kown")
+    }
+
     pub fn users(&self, account: &AccountId) -> String {
         self.in_account(account, "users")
+    }
+
+    /// Every user id, score 0: the users list's index by id.
+    pub fn users_by_id(&self, account: &AccountId) -> String {
+        self.in_account(account, "uz")
     }
 
     pub fn users_without_phone(&self, account: &AccountId) -> String {
@@ -186,6 +206,11 @@ impl KeySpace {
 
     pub fn phone_index(&self, account: &AccountId, e164: &str) -> String {
         self.in_account(account, &format!("pnx:{e164}"))
+    }
+
+    /// The account's phone-number ids, score 0: the list's index by id.
+    pub fn phone_numbers(&self, account: &AccountId) -> String {
+        self.in_account(account, "pnz")
     }
 
     pub fn phone_count(&self, account: &AccountId) -> String {

@@ -11,6 +11,7 @@
 //! | `pnx:<e164>` | string | the number's id (one per account and number) |
 //! | `pl:<sha256 hex>` | hash | an e-mailed link: `id` number, `p` purpose (d/r), `ex` expiry, `u` used at (0: unused); kept a day past expiry |
 //! | `pmail` | string | the account's e-mail address for two-step links |
+//! | `pnz` | sorted set | the account's number ids, score 0: the list's index by id (`BYLEX`; numbers added before it existed are not listed) |
 //! | `pncount` | string | how many numbers the account has (a transfer moves one), against `tenants.max_phone_numbers` |
 //!
 //! The gateway-wide registry (issue 14) lives outside the accounts' slots, one key per number
@@ -34,7 +35,7 @@ use crate::pin::store::{
 };
 use crate::pin::{LinkPurpose, PhoneNumberId};
 use crate::redis::connection::Connection;
-use crate::redis::script::{corrupt, flag, scripts, Adapter, Reply};
+use crate::redis::script::{corrupt, flag, run, scripts, Adapter, Failure, Reply};
 use crate::store::StoreError;
 
 /// A registry claim whose record never appeared is taken over after this long (the claiming
@@ -45,7 +46,7 @@ const ORPHAN_CLAIM_MS: u64 = 60_000;
 /// (`NUMBER_FIELDS` in `scripts/prelude.lua`).
 const RECORD_FIELDS: [&str; 10] = ["e", "ts", "n", "nx", "lk", "rg", "cr", "up", "dx", "rx"];
 
-scripts! { PinScripts = "pin_": create, write_pin, reserve, succeeded, issue_link, use_link, disable, claim, swap, remove }
+scripts! { PinScripts = "pin_": create, write_pin, reserve, succeeded, issue_link, use_link, disable, claim, swap, remove, list }
 
 pub struct RedisPinStore {
     redis: Adapter,
@@ -103,6 +104,7 @@ impl RedisPinStore {
             .key(self.redis.keys.phone_number(&new.account, &new.id))
             .key(self.redis.keys.phone_index(&new.account, &new.e164))
             .key(self.redis.keys.phone_count(&new.account))
+            .key(self.redis.keys.phone_numbers(&new.account))
             .arg(new.id.as_str())
             .arg(&new.e164)
             .arg(&new.pin_hash)
@@ -274,6 +276,7 @@ impl PinStore for RedisPinStore {
             .key(self.number_key(from))
             .key(self.redis.keys.phone_index(from.account, &new.e164))
             .key(self.redis.keys.phone_count(from.account))
+            .key(self.redis.keys.phone_numbers(from.account))
             .arg(from.id.as_str());
         self.redis.call(&invocation, "remove").await?;
         let CreateOutcome::Created(mut record) = self.create_record(new).await? else {
@@ -306,6 +309,39 @@ impl PinStore for RedisPinStore {
             .map(|value| value.as_deref().unwrap_or("0"))
             .collect();
         parse_record(number.id, &values).map(Some)
+    }
+
+    async fn list(
+        &self,
+        account: &AccountId,
+        after: Option<&PhoneNumberId>,
+        limit: usize,
+    ) -> Result<Vec<NumberRecord>, StoreError> {
+        let mut invocation = self.scripts.list.prepare_invoke();
+        invocation
+            .key(self.redis.keys.phone_numbers(account))
+            .arg(after.map(PhoneNumberId::as_str).unwrap_or_default())
+            .arg(limit)
+            .arg(self.redis.keys.account_base(account))
+            .arg(&RECORD_FIELDS);
+        let rows: Vec<Vec<Option<String>>> =
+            run(&self.redis.connection, &invocation, Failure::Unavailable).await?;
+        rows.into_iter()
+            .map(|row| {
+                let (id, fields) = row
+                    .split_first()
+                    .ok_or_else(|| corrupt("empty phone-number row"))?;
+                let id = id
+                    .as_deref()
+                    .and_then(PhoneNumberId::parse)
+                    .ok_or_else(|| corrupt("phone-number id in the index"))?;
+                let values: Vec<&str> = fields
+                    .iter()
+                    .map(|value| value.as_deref().unwrap_or("0"))
+                    .collect();
+                parse_record(&id, &values)
+            })
+            .collect()
     }
 
     async fn write_pin(&self, write: &PinWrite<'_>) -> Result<PinWriteOutcome, StoreError> {

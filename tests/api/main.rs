@@ -23,6 +23,7 @@ mod fake_smsc;
 mod faults;
 mod graph;
 mod helpers;
+mod lists;
 mod openapi;
 mod operations;
 mod pin;

@@ -19,15 +19,17 @@ use dashmap::DashMap;
 use crate::account::policy::Policy;
 use crate::account::trust::{DeviceDigest, DeviceRecord};
 use crate::account::user::{User, UserId};
-use crate::account::{hex, AccountId};
+use crate::account::{hex, AccountId, ApiKeyRecord, KeyDigest};
 
 /// One invalidation, as published on the Redis channel: `p|<account>`, `u|<account>|<user>`,
-/// `d|<digest hex>`.
+/// `d|<digest hex>`, `k|<API key digest hex>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalidation {
     Policy(AccountId),
     User(AccountId, UserId),
     Device(DeviceDigest),
+    /// An API key was revoked.
+    Key(KeyDigest),
 }
 
 impl Invalidation {
@@ -36,6 +38,7 @@ impl Invalidation {
             Invalidation::Policy(account) => format!("p|{account}"),
             Invalidation::User(account, user) => format!("u|{account}|{user}"),
             Invalidation::Device(digest) => format!("d|{}", hex(digest)),
+            Invalidation::Key(digest) => format!("k|{}", hex(digest)),
         }
     }
 
@@ -56,6 +59,10 @@ impl Invalidation {
             ("d", None) => {
                 let bytes = data_encoding::HEXLOWER.decode(first.as_bytes()).ok()?;
                 Some(Invalidation::Device(bytes.try_into().ok()?))
+            }
+            ("k", None) => {
+                let bytes = data_encoding::HEXLOWER.decode(first.as_bytes()).ok()?;
+                Some(Invalidation::Key(bytes.try_into().ok()?))
             }
             _ => None,
         }
@@ -84,6 +91,8 @@ pub struct HotCache {
     policies: DashMap<AccountId, Slot<Policy>>,
     users: DashMap<(AccountId, UserId), Slot<User>>,
     devices: DashMap<DeviceDigest, Slot<(AccountId, DeviceRecord)>>,
+    /// API keys by digest (`App::find_key`): a revoked key is dropped everywhere like a device.
+    keys: DashMap<KeyDigest, Slot<ApiKeyRecord>>,
     generation: AtomicU64,
     link_up: AtomicBool,
     flushes: AtomicU64,
@@ -99,6 +108,7 @@ impl HotCache {
             policies: DashMap::new(),
             users: DashMap::new(),
             devices: DashMap::new(),
+            keys: DashMap::new(),
             generation: AtomicU64::new(0),
             link_up: AtomicBool::new(false),
             flushes: AtomicU64::new(0),
@@ -136,6 +146,7 @@ impl HotCache {
         self.policies.clear();
         self.users.clear();
         self.devices.clear();
+        self.keys.clear();
         self.flushes.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -156,11 +167,14 @@ impl HotCache {
             Invalidation::Device(digest) => {
                 self.devices.remove(digest);
             }
+            Invalidation::Key(digest) => {
+                self.keys.remove(digest);
+            }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.policies.len() + self.users.len() + self.devices.len()
+        self.policies.len() + self.users.len() + self.devices.len() + self.keys.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -203,6 +217,14 @@ impl HotCache {
             (account.clone(), record),
             now_ms,
         );
+    }
+
+    pub fn key(&self, digest: &KeyDigest, now_ms: u64) -> Lookup<ApiKeyRecord> {
+        self.get(&self.keys, digest, now_ms)
+    }
+
+    pub fn put_key(&self, ticket: Ticket, record: ApiKeyRecord, now_ms: u64) {
+        self.put(&self.keys, ticket, record.digest, record, now_ms);
     }
 
     fn get<K: Eq + Hash, V: Clone>(
@@ -325,6 +347,7 @@ mod tests {
             Invalidation::Policy(account.clone()),
             Invalidation::User(account.clone(), UserId::parse("a@b.c").unwrap()),
             Invalidation::Device([7u8; 32]),
+            Invalidation::Key([9u8; 32]),
         ] {
             assert_eq!(Invalidation::decode(&what.encode()), Some(what));
         }

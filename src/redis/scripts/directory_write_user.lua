@@ -1,7 +1,7 @@
 -- Creates or replaces a user, decided on the user's and the policy's versions.
 --
 -- KEYS: user, policy, users, users without phone, audit, user's devices, account's devices,
--- users with an e-mail address.
+-- users with an e-mail address, users by id (the list's index).
 -- ARGV (`UserArgs` in src/redis/directory.rs): create, expected user version, expected policy
 -- version, id, role, phone, override, set by, factors, created, updated, revoke, cap, channel,
 -- message, audit count, base, max users, audits (7 each) from 19, then the e-mail address.
@@ -30,6 +30,7 @@ local email = ARGV[19 + tonumber(ARGV[16]) * 7]
 redis.call('HSET', KEYS[1], 'ro', ARGV[5], 'ph', ARGV[6], 'ov', ARGV[7], 'ob', ARGV[8],
   'fa', ARGV[9], 'cr', ARGV[10], 'up', ARGV[11], 'v', uv + 1, 'ep', ep, 'em', email)
 redis.call('SADD', KEYS[3], ARGV[4])
+redis.call('ZADD', KEYS[9], 0, ARGV[4])
 if ARGV[6] == '' then redis.call('SADD', KEYS[4], ARGV[4]) else redis.call('SREM', KEYS[4], ARGV[4]) end
 if email == '' then redis.call('SREM', KEYS[8], ARGV[4]) else redis.call('SADD', KEYS[8], ARGV[4]) end
 for n = 0, tonumber(ARGV[16]) - 1 do audit(KEYS[5], ARGV[13], 19 + n * 7) end
