@@ -188,7 +188,12 @@ impl App {
         if let account::trust::cache::Lookup::Hit(record) = cache.key(digest, now) {
             return Ok(Some(record));
         }
-        let found = self.0.account_records.find_api_key(digest).await?;
+        let found = self
+            .0
+            .account_records
+            .find_api_key(digest)
+            .await
+            .inspect_err(|_| self.0.metrics.store_error("key"))?;
         if let Some(record) = &found {
             cache.put_key(ticket, record.clone(), now);
         }

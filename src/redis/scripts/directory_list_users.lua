@@ -6,7 +6,7 @@
 -- Users written before the sorted set existed are only in the set: the first listing that
 -- finds the set larger copies it over (once; bounded by the account's users).
 -- Derived keys: each user's record `base .. 'u:' .. <id>`; it carries the account's hash tag.
--- Answers a list, per user: its id and its fields ro ph ov ob fa cr up v ep (false: absent).
+-- Answers a list, per user: its id and its fields ro ph ov ob fa cr up v ep em (false: absent).
 -- A page of records, not the prelude's one string: fields may be empty.
 if redis.call('ZCARD', KEYS[1]) < redis.call('SCARD', KEYS[2]) then
   for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
@@ -19,7 +19,7 @@ local ids = redis.call('ZRANGE', KEYS[1], from, '+', 'BYLEX', 'LIMIT', 0, tonumb
 local out = {}
 for _, id in ipairs(ids) do
   local fields = redis.call('HMGET', ARGV[3] .. 'u:' .. id,
-    'ro', 'ph', 'ov', 'ob', 'fa', 'cr', 'up', 'v', 'ep')
+    'ro', 'ph', 'ov', 'ob', 'fa', 'cr', 'up', 'v', 'ep', 'em')
   table.insert(fields, 1, id)
   out[#out + 1] = fields
 end
