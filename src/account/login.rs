@@ -26,6 +26,9 @@ pub struct Offer {
 pub enum AllowReason {
     TwoFactorOff,
     TrustedDevice,
+    /// The login presented a passkey challenge this user passed with user verification: a
+    /// possession factor and a PIN or biometric in one gesture.
+    PasskeyVerified,
 }
 
 impl AllowReason {
@@ -33,6 +36,7 @@ impl AllowReason {
         match self {
             AllowReason::TwoFactorOff => "two_factor_off",
             AllowReason::TrustedDevice => "trusted_device",
+            AllowReason::PasskeyVerified => "passkey_verified",
         }
     }
 }
@@ -62,17 +66,29 @@ impl Decision {
     }
 }
 
-pub fn decide(policy: &Policy, user: &User, device_trusted: bool) -> Decision {
+/// What a login presented beside the user, each already checked against the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Presented {
+    /// A device token of a device this user trusts, still within the policy's duration.
+    pub trusted_device: bool,
+    /// A passed passkey challenge of this user (user verification required by its ceremony).
+    pub verified_passkey: bool,
+}
+
+pub fn decide(policy: &Policy, user: &User, presented: Presented) -> Decision {
     if !user.two_factor_enabled(policy.require_2fa) {
         return Decision::Allow(AllowReason::TwoFactorOff);
     }
-    if device_trusted {
+    if presented.trusted_device {
         return Decision::Allow(AllowReason::TrustedDevice);
     }
+    if presented.verified_passkey && policy.channels.contains(PolicyChannel::Webauthn) {
+        return Decision::Allow(AllowReason::PasskeyVerified);
+    }
     let mut strong: Vec<Offer> = Vec::new();
-    for kind in [FactorType::Webauthn, FactorType::Totp] {
+    for kind in [FactorType::Passkey, FactorType::Webauthn, FactorType::Totp] {
         let channel = match kind {
-            FactorType::Webauthn => PolicyChannel::Webauthn,
+            FactorType::Webauthn | FactorType::Passkey => PolicyChannel::Webauthn,
             FactorType::Totp => PolicyChannel::Totp,
         };
         if !policy.channels.contains(channel) {
@@ -169,7 +185,7 @@ mod tests {
         let decision = decide(
             &policy(&[Sms, Totp, Webauthn], true, true),
             &user(true, &[FactorType::Totp, FactorType::Webauthn]),
-            false,
+            Presented::default(),
         );
         let Decision::Challenge { factors, fallback } = decision else {
             panic!("{decision:?}")
@@ -185,7 +201,7 @@ mod tests {
         let decision = decide(
             &policy(&[Sms, Totp], true, false),
             &user(true, &[FactorType::Totp]),
-            false,
+            Presented::default(),
         );
         assert!(matches!(
             decision,
@@ -203,8 +219,42 @@ mod tests {
         let decision = decide(
             &policy(&[PolicyChannel::Totp], false, false),
             &someone,
-            false,
+            Presented::default(),
         );
         assert!(matches!(decision, Decision::Enroll { .. }));
+    }
+
+    #[test]
+    fn a_verified_passkey_allows_only_while_the_policy_allows_webauthn() {
+        use PolicyChannel::*;
+        let someone = user(true, &[FactorType::Passkey, FactorType::Totp]);
+        let passkey = Presented {
+            verified_passkey: true,
+            ..Presented::default()
+        };
+        assert_eq!(
+            decide(
+                &policy(&[Sms, Totp, Webauthn], true, false),
+                &someone,
+                passkey
+            ),
+            Decision::Allow(AllowReason::PasskeyVerified)
+        );
+        let decision = decide(&policy(&[Sms, Totp], true, false), &someone, passkey);
+        let Decision::Challenge { factors, .. } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(factors.len(), 1);
+        assert_eq!(factors[0].kind, "totp");
+        let decision = decide(
+            &policy(&[Totp, Webauthn], true, false),
+            &someone,
+            Presented::default(),
+        );
+        let Decision::Challenge { factors, .. } = decision else {
+            panic!("{decision:?}")
+        };
+        let kinds: Vec<_> = factors.iter().map(|offer| offer.kind).collect();
+        assert_eq!(kinds, ["passkey", "totp"]);
     }
 }

@@ -15,6 +15,7 @@ mod graph;
 mod keys;
 pub mod openapi;
 mod operations;
+mod passkeys;
 mod pins;
 mod router;
 pub mod routes;

@@ -24,8 +24,8 @@ macro_rules! to {
 }
 
 use super::{
-    accounts, events, factors, graph, keys, operations, pins, twilio, usage, verifications,
-    webhooks,
+    accounts, events, factors, graph, keys, operations, passkeys, pins, twilio, usage,
+    verifications, webhooks,
 };
 use Access::{Graph, Key, Link, Open, Receipt, Root, RootOrKey, Twilio};
 use Permission::{
@@ -193,6 +193,16 @@ pub static TABLE: &[Entry] = &[
             id: "challenge", summary: "Challenge a factor", tag: "users", params: &[USER],
             request: body::<ChallengeBody>(),
             answers: &[answer("200", "The outcome, or WebAuthn options to sign", &[json::<ChallengeOutcome>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/passkeys/challenges", "passkey_challenges", &[
+        op("POST", Key(UseFactors), to!(passkeys::challenges), Doc {
+            id: "passkey_challenge", summary: "Sign in with a passkey (usernameless)", tag: "users", params: &[],
+            request: body::<PasskeyChallengeBody>(),
+            answers: &[
+                answer("200", "Without an assertion: request options with no allowCredentials (user verification required). With one: {valid, user, factor_id, challenge_id}; the challenge is single use", &[json::<PasskeyOptionsBody>(), json::<PasskeyOutcomeBody>()]),
+                PROBLEM,
+            ],
         }),
     ]),
     row("/v1/users/{param}/recovery-codes", "recovery_codes", &[

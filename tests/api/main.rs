@@ -21,6 +21,7 @@ mod graph;
 mod helpers;
 mod openapi;
 mod operations;
+mod passkeys;
 mod pin;
 mod redis_harness;
 #[path = "../common/redis_server.rs"]
