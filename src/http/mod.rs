@@ -19,6 +19,7 @@ mod passkeys;
 mod pins;
 mod router;
 pub mod routes;
+pub mod sdk;
 pub mod settings;
 pub mod table;
 mod table_parts;

@@ -24,7 +24,7 @@ macro_rules! to {
 }
 
 use super::{
-    accounts, events, factors, graph, keys, operations, passkeys, pins, twilio, usage,
+    accounts, events, factors, graph, keys, operations, passkeys, pins, sdk, twilio, usage,
     verifications, webhooks,
 };
 use Access::{Graph, Key, Link, Open, Receipt, Root, RootOrKey, Twilio};
@@ -69,6 +69,12 @@ pub static TABLE: &[Entry] = &[
         op("GET", Open, to!(openapi_json), Doc {
             id: "openapi_json", summary: "This document", tag: "operations", params: &[], request: None,
             answers: &[answer("200", "This document", &[Content { media: "application/json", schema: Schema::Object }])],
+        }),
+    ]),
+    row("/sdk/webauthn.js", "sdk_webauthn", &[
+        op("GET", Open, to!(sdk::webauthn_js), Doc {
+            id: "sdk_webauthn", summary: "The WebAuthn browser helper (ES module: register, authenticate, autofill)", tag: "operations", params: &[], request: None,
+            answers: &[answer("200", "The module (text/javascript; CORS open)", &[Content { media: "text/javascript", schema: Schema::Text }])],
         }),
     ]),
     row("/v1/accounts", "create_account", &[

@@ -220,6 +220,36 @@ async fn removing_the_last_passkey_forgets_the_users_handle(backend: Backend) {
     org.app.stop().await;
 }
 
+/// The browser helper is served to any origin, as the module the binary embeds.
+#[tokio::test]
+async fn the_webauthn_module_is_served_to_other_origins() {
+    let app = crate::helpers::spawn_app(Backend::Memory).await;
+    let response = app
+        .http
+        .get(format!("{}/sdk/webauthn.js", app.address))
+        .header("Origin", "https://login.example.com")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert!(headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert_eq!(headers["access-control-allow-origin"], "*");
+    let source = response.text().await.unwrap();
+    assert_eq!(source, otpgate::http::sdk::WEBAUTHN_JS);
+    for export in [
+        "export async function register(",
+        "export async function authenticate(",
+        "export async function autofill(",
+    ] {
+        assert!(source.contains(export), "{export}");
+    }
+    app.stop().await;
+}
+
 on_every_store!(
     a_passkey_signs_in_without_a_username_and_satisfies_the_login,
     passkey_ceremonies_refuse_what_is_not_a_verified_passkey,
