@@ -234,6 +234,7 @@ fn verification_body(created_ms: u64, expires_ms: u64) -> VerificationBody<'stat
         created_at: rfc3339(created_ms),
         expires_at: rfc3339(expires_ms),
         send_attempts: None,
+        workflow: None,
     }
 }
 
@@ -269,6 +270,7 @@ fn memory_store_check(c: &mut Criterion) {
         idempotency_key: None,
         // The memory store queues nothing itself; the dispatcher does.
         outbox: None,
+        workflow: None,
     };
     let id = match runtime
         .block_on(store.start_verification(&new))

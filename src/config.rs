@@ -385,6 +385,7 @@ impl Reader {
             ("ACCESS_KEY", &mut provider.access_key),
             ("ACCESS_TOKEN", &mut provider.access_token),
             ("APP_SECRET", &mut provider.app_secret),
+            ("PASSWORD", &mut provider.password),
         ] {
             if let Some(secret) = lookup(&format!("OTPGATE_PROVIDER_{name}_{field}")) {
                 *slot = Some(secret);

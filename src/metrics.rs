@@ -77,6 +77,9 @@ pub const STORE_SHARDS_UNREACHABLE: &str = "otpgate_store_shards_unreachable";
 pub const SENDS_ADMITTED: &str = "otpgate_sends_admitted_total";
 /// Approved verifications by destination: `country_code` (as above).
 pub const APPROVALS: &str = "otpgate_verification_approvals_total";
+/// Workflow steps left for the next channel, by `from` and `to` channel and `reason` (failed,
+/// timeout).
+pub const FALLBACKS: &str = "otpgate_verification_fallbacks_total";
 /// Blocks abuse protection started (a pumping cool-down of a prefix or country, a daily cap
 /// reached): `country` (as `country_code` above) x `rule` (suspected-pumping,
 /// daily-message-cap). Counted once per block, by the refusal that started it; every refusal
@@ -228,6 +231,12 @@ impl Metrics {
 
     pub fn send_admitted(&self, country: Region) {
         self.count(Series::of(SENDS_ADMITTED).by("country_code", country_label(country)));
+    }
+
+    /// A workflow fell back from channel `from` to `to`; `reason`: failed, timeout.
+    pub fn fallback(&self, from: &'static str, to: &'static str, reason: &'static str) {
+        let series = Series::of(FALLBACKS).by("from", from).by("to", to);
+        self.count(series.by("reason", reason));
     }
 
     pub fn approval(&self, country: Region) {

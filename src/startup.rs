@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ring::rand::SystemRandom;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -20,6 +21,9 @@ use crate::account::trust::metrics::HotPathMetrics;
 use crate::cache::TtlCache;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
+use crate::dispatch::providers::inbound::{
+    InboundReceipt, ReceiptFate, ReceiptSink, INBOUND_RECEIPT_QUEUE,
+};
 use crate::dispatch::providers::{self, AdapterKind, Provider};
 use crate::dispatch::router::{BreakerSettings, RetrySettings, Router};
 use crate::dispatch::seal::Sealer;
@@ -47,6 +51,7 @@ use crate::secret::Secret;
 use crate::store::StoreError;
 use crate::store::StoreSettings;
 use crate::verify::store::{Store, StoreSendLog};
+use crate::verify::workflow::Sweeper;
 use crate::verify::{SendGuard, Verifier};
 use crate::{App, AppState};
 
@@ -177,9 +182,12 @@ impl App {
         };
         let (webhook_store, events) = parts.events(&tasks, &stop);
 
+        let (receipt_sink, inbound_receipts) =
+            ReceiptSink::channel(INBOUND_RECEIPT_QUEUE, stop.clone());
         let router = Arc::new(build_router(
             &settings,
             overrides.provider,
+            &receipt_sink,
             clock.clone(),
             metrics.clone(),
         )?);
@@ -208,6 +216,15 @@ impl App {
             stop: stop.clone(),
         };
         let dispatcher = Dispatcher::spawn(router, queue, &code_key, workers);
+        // Every instance sweeps for due workflow fallbacks; the store fires each step once.
+        let sweeper = Sweeper {
+            store: store.clone(),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+            dispatcher: dispatcher.clone(),
+            events: events.clone(),
+        };
+        tasks.spawn(sweeper.run(stop.clone()));
         let web_otp = (!dispatch.web_otp_domain.is_empty()).then(|| WebOtp {
             domain: dispatch.web_otp_domain.clone(),
         });
@@ -270,14 +287,52 @@ impl App {
             stop,
         }));
         app.spawn_housekeeping(memory);
+        spawn_inbound_receipts(&app, inbound_receipts);
         Ok(app)
     }
+}
+
+/// Receipts that providers take over their own connections (SMPP), applied as the receipt
+/// route applies the HTTP vendors' ones; each provider learns its receipt's fate, to answer its
+/// SMSC by it.
+fn spawn_inbound_receipts(app: &App, mut inbound: mpsc::Receiver<InboundReceipt>) {
+    let (gateway, stop) = (app.clone(), app.0.stop.clone());
+    app.0.tasks.spawn(async move {
+        loop {
+            let next = tokio::select! {
+                () = stop.cancelled() => return,
+                next = inbound.recv() => next,
+            };
+            let Some(InboundReceipt {
+                provider,
+                receipt,
+                reply,
+            }) = next
+            else {
+                return;
+            };
+            let fate = match gateway.verifier().apply_receipt(provider, &receipt).await {
+                Ok(true) => {
+                    // Counted once kept: an unknown or unkept receipt comes again.
+                    gateway.metrics().receipt("smpp", receipt.status.as_str());
+                    ReceiptFate::Applied
+                }
+                Ok(false) => ReceiptFate::Unknown,
+                Err(error) => {
+                    tracing::warn!(provider, "could not keep an SMPP receipt: {error}");
+                    ReceiptFate::Failed
+                }
+            };
+            let _ = reply.send(fate);
+        }
+    });
 }
 
 /// The providers from config (or the one override a test gives) behind the routing table.
 fn build_router(
     settings: &Settings,
     override_provider: Option<Arc<dyn Provider>>,
+    receipts: &ReceiptSink,
     clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 ) -> Result<Router, BuildError> {
@@ -292,7 +347,8 @@ fn build_router(
                 }
                 let rate = dispatch.rates.get(&provider.name).copied();
                 built.push((
-                    providers::build(&provider).map_err(BuildError::Provider)?,
+                    providers::build_receiving(&provider, Some(receipts))
+                        .map_err(BuildError::Provider)?,
                     rate,
                 ));
             }

@@ -154,6 +154,7 @@ mod tests {
             sms_fallback: fallback,
             trusted_device: TrustDuration::OneDay,
             abuse: Default::default(),
+            workflow: None,
             version: 1,
         }
     }

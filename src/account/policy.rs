@@ -153,6 +153,33 @@ impl Serialize for TrustDuration {
     }
 }
 
+/// The channels a send that names neither `channel` nor `channels` goes out on, in order
+/// (issue 17 item 3). Each is one of the policy's allowed channels that carries a message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DefaultWorkflow {
+    pub channels: Vec<PolicyChannel>,
+    pub fallback_after_seconds: u32,
+}
+
+impl DefaultWorkflow {
+    /// The stored form: `<seconds> <channel>,<channel>…`.
+    pub fn encode(&self) -> String {
+        let names: Vec<&str> = self.channels.iter().map(|c| c.as_str()).collect();
+        format!("{} {}", self.fallback_after_seconds, names.join(","))
+    }
+
+    /// The stored form read back; `None` for an empty field (no default workflow) or a
+    /// malformed one.
+    pub fn decode(input: &str) -> Option<Self> {
+        let (seconds, names) = input.split_once(' ')?;
+        let channels: Option<Vec<_>> = names.split(',').map(PolicyChannel::parse).collect();
+        Some(Self {
+            channels: channels?,
+            fallback_after_seconds: seconds.parse().ok()?,
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Policy {
     pub require_2fa: bool,
@@ -164,6 +191,8 @@ pub struct Policy {
     /// where the account overrides the operator's defaults (empty: the defaults apply).
     /// Shared: the policy is copied out of the hot cache on every send, the abuse part is not.
     pub abuse: Arc<AbusePolicy>,
+    /// The default workflow of a send that names no channel; `None`: SMS.
+    pub workflow: Option<DefaultWorkflow>,
     /// 0 for an account that never set its policy (the defaults apply); bumped by every write.
     #[serde(skip)]
     pub version: u64,
@@ -178,6 +207,7 @@ impl Policy {
             sms_fallback: false,
             trusted_device: TrustDuration::EveryLogin,
             abuse: Arc::default(),
+            workflow: None,
             version: 0,
         }
     }
@@ -216,6 +246,13 @@ mod tests {
         assert_eq!(set.encode(), "sms,totp");
         assert_eq!(ChannelSet::decode("sms,totp"), Some(set));
         assert_eq!(ChannelSet::decode("sms,fax"), None);
+        let workflow = DefaultWorkflow {
+            channels: vec![PolicyChannel::Whatsapp, PolicyChannel::Sms],
+            fallback_after_seconds: 45,
+        };
+        assert_eq!(workflow.encode(), "45 whatsapp,sms");
+        assert_eq!(DefaultWorkflow::decode("45 whatsapp,sms"), Some(workflow));
+        assert_eq!(DefaultWorkflow::decode(""), None);
         assert!(ChannelSet::of(&[PolicyChannel::Sms]).is_subset_of(set));
         assert!(!set.is_subset_of(ChannelSet::of(&[PolicyChannel::Sms])));
     }
@@ -235,6 +272,7 @@ mod tests {
             sms_fallback: true,
             trusted_device: TrustDuration::OneWeek,
             abuse: Arc::default(),
+            workflow: None,
             version: 3,
         };
         let stricter = Policy {
@@ -243,6 +281,7 @@ mod tests {
             sms_fallback: false,
             trusted_device: TrustDuration::OneDay,
             abuse: Arc::default(),
+            workflow: None,
             version: 3,
         };
         assert!(base.weakenings(&stricter).is_empty());

@@ -34,6 +34,8 @@ pub mod rule {
     pub const SMS_FALLBACK_NEEDS_SMS_AND_AN_APP_OR_KEY: &str =
         "sms-fallback-needs-sms-and-an-app-or-key";
     pub const A_POLICY_ALLOWS_A_CHANNEL: &str = "a-policy-allows-at-least-one-channel";
+    /// A workflow (a send's `channels`, or the policy's default) uses allowed channels only.
+    pub const WORKFLOW_CHANNELS_ARE_ALLOWED: &str = "workflow-channels-allowed-by-policy";
     pub const TRUSTED_DEVICES_ARE_OFF: &str = "trusted-devices-are-off";
     pub const PROOF_MUST_BE_A_FRESH_APPROVAL_OF_THIS_USER: &str =
         "proof-must-be-a-fresh-approval-of-this-user";
@@ -280,6 +282,21 @@ pub fn policy_change(actor: &Actor, before: &Policy, after: &Policy) -> Result<(
             rule::SMS_FALLBACK_NEEDS_SMS_AND_AN_APP_OR_KEY,
             "sms_fallback makes SMS the alternative of an app or a key: allow sms and totp or webauthn",
         ));
+    }
+    if let Some(workflow) = &after.workflow {
+        if let Some(channel) = workflow
+            .channels
+            .iter()
+            .find(|channel| !after.channels.contains(**channel))
+        {
+            return Err(Refusal::new(
+                rule::WORKFLOW_CHANNELS_ARE_ALLOWED,
+                format!(
+                    "the default workflow uses {}, which channels does not allow",
+                    channel.as_str()
+                ),
+            ));
+        }
     }
     let weakenings = before.weakenings(after);
     if before.abuse != after.abuse && matches!(actor.kind, ActorKind::Partner | ActorKind::Service)

@@ -17,7 +17,7 @@ use crate::abuse::{AbusePolicy, AbuseSettings};
 use crate::account::audit::{action, AuditEntry, AuditPage, Who};
 use crate::account::limits::{LimitReached, TenantSettings};
 use crate::account::notices::{Notices, Silent};
-use crate::account::policy::{ChannelSet, Policy, TrustDuration};
+use crate::account::policy::{ChannelSet, DefaultWorkflow, Policy, TrustDuration};
 use crate::account::rules::{self, rule, Actor, Refusal};
 use crate::account::settings::DirectorySettings;
 use crate::account::store::{Accounts, Directory, PolicyWrite};
@@ -67,6 +67,8 @@ pub struct PolicyUpdate {
     pub trusted_device: Option<TrustDuration>,
     /// Replaces the account's abuse protection whole.
     pub abuse: Option<AbusePolicy>,
+    /// Sets (`Some(Some(…))`) or removes (`Some(None)`) the default workflow.
+    pub workflow: Option<Option<DefaultWorkflow>>,
 }
 
 /// Its fields are visible to the crate because its methods are spread over `account/users.rs`,
@@ -196,6 +198,10 @@ impl AccountService {
                     .clone()
                     .map(Arc::new)
                     .unwrap_or_else(|| before.abuse.clone()),
+                workflow: update
+                    .workflow
+                    .clone()
+                    .unwrap_or_else(|| before.workflow.clone()),
                 version: before.version,
             };
             rules::policy_change(actor, &before, &after)?;

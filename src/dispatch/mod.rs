@@ -32,6 +32,7 @@ pub mod receipts;
 pub mod router;
 pub mod seal;
 pub mod settings;
+pub mod steps;
 pub mod template;
 
 use std::collections::{BTreeMap, HashSet};

@@ -25,6 +25,8 @@ pub enum EventType {
     VerificationMaxAttemptsReached,
     /// A send refused by a protection rule (geo permission, number type, pumping, daily cap).
     VerificationBlocked,
+    /// A workflow moved on to its next channel (`verify::workflow`).
+    VerificationFallback,
     MessageAccepted,
     MessageDelivered,
     MessageFailed,
@@ -42,13 +44,14 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the catalogue's order (docs/events.md).
-    pub const ALL: [EventType; 18] = [
+    pub const ALL: [EventType; 19] = [
         EventType::VerificationCreated,
         EventType::VerificationApproved,
         EventType::VerificationCanceled,
         EventType::VerificationExpired,
         EventType::VerificationMaxAttemptsReached,
         EventType::VerificationBlocked,
+        EventType::VerificationFallback,
         EventType::MessageAccepted,
         EventType::MessageDelivered,
         EventType::MessageFailed,
@@ -73,6 +76,7 @@ impl EventType {
                 "io.otpgate.verification.max_attempts_reached"
             }
             EventType::VerificationBlocked => "io.otpgate.verification.blocked",
+            EventType::VerificationFallback => "io.otpgate.verification.fallback",
             EventType::MessageAccepted => "io.otpgate.message.accepted",
             EventType::MessageDelivered => "io.otpgate.message.delivered",
             EventType::MessageFailed => "io.otpgate.message.failed",

@@ -74,6 +74,30 @@ impl Events {
         });
     }
 
+    /// A workflow's step left for the next channel: `channel` the one now tried, `reason`
+    /// failed or timeout.
+    pub fn fallback(
+        &self,
+        account: &AccountId,
+        id: &str,
+        to: &str,
+        channel: &'static str,
+        reason: &'static str,
+    ) {
+        let about = About {
+            subject_kind: SubjectKind::Verification,
+            subject: id,
+        };
+        self.about(account, EventType::VerificationFallback, about, || {
+            EventData {
+                to: masked(to),
+                channel: Some(Label::new(channel)),
+                reason: Some(Label::new(reason)),
+                ..EventData::default()
+            }
+        });
+    }
+
     /// A send refused by abuse protection before any verification existed: the subject is the
     /// account, the data the masked number, the channel and the rule that refused it.
     pub fn blocked(

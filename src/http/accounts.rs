@@ -13,7 +13,7 @@ use hyper::{Response, StatusCode};
 use super::auth::Grant;
 use super::body::{json_body, json_response, query_pairs};
 use super::error::ApiError;
-use super::fields::optional;
+use super::fields::{optional, workflow};
 use super::routes::{Call, Reply};
 use super::wire::{
     AuditEntryBody, AuditPageBody, CheckDeviceBody, CreateUserBody, DecisionBody,
@@ -22,14 +22,15 @@ use super::wire::{
 };
 use crate::account::audit::valid_cursor;
 use crate::account::login::Decision;
-use crate::account::policy::{ChannelSet, PolicyChannel, TrustDuration};
-use crate::account::rules::{Actor, TwoFactorRequest};
+use crate::account::policy::{ChannelSet, DefaultWorkflow, PolicyChannel, TrustDuration};
+use crate::account::rules::{rule, Actor, TwoFactorRequest};
 use crate::account::service::{NewUser, PolicyUpdate, UserPatch};
 use crate::account::trust::{valid_token_shape, DeviceId};
 use crate::account::user::{Factor, User, UserId, UserRole};
 use crate::account::{AccountId, ApiKeyRecord};
 use crate::clock::rfc3339;
 use crate::phone::PhoneNumber;
+use crate::verify::workflow::DEFAULT_FALLBACK_AFTER_SECONDS;
 use crate::App;
 
 const AUDIT_DEFAULT_LIMIT: usize = 50;
@@ -152,12 +153,36 @@ pub(super) async fn put_policy(call: Call<'_>) -> Reply {
                 ApiError::invalid("trusted_device must be one of none, 1d, 7d, 30d")
             })?),
         };
+    let workflow = match &body.default_workflow {
+        None => None,
+        Some(given) if given.channels.is_empty() => Some(None),
+        Some(given) => {
+            let seconds = given.fallback_after_seconds;
+            let channels = workflow(&given.channels, seconds)?
+                .into_iter()
+                .map(|channel| {
+                    // The policy's own channel names: one for every channel that carries a
+                    // message, or the policy cannot allow it (422).
+                    PolicyChannel::parse(channel.as_str()).ok_or(ApiError::Refused {
+                        rule: rule::WORKFLOW_CHANNELS_ARE_ALLOWED,
+                        detail: format!("a policy cannot allow {} yet", channel.as_str()),
+                        users: Vec::new(),
+                    })
+                })
+                .collect::<Result<_, _>>()?;
+            Some(Some(DefaultWorkflow {
+                channels,
+                fallback_after_seconds: seconds.unwrap_or(DEFAULT_FALLBACK_AFTER_SECONDS),
+            }))
+        }
+    };
     let update = PolicyUpdate {
         require_2fa: body.require_2fa,
         channels,
         sms_fallback: body.sms_fallback,
         trusted_device,
         abuse: body.abuse,
+        workflow,
     };
     let actor = actor(app, &account, &key, body.acting_user.as_deref()).await?;
     let policy = app.accounts().set_policy(&account, &actor, &update).await?;

@@ -419,6 +419,11 @@ impl From<VerifyError> for ApiError {
                 "code_length must be at least {floor}, this account's code length"
             )),
             VerifyError::Abuse(refusal) => ApiError::Abuse(refusal),
+            VerifyError::ChannelNotAllowed(channel) => ApiError::Refused {
+                rule: crate::account::rules::rule::WORKFLOW_CHANNELS_ARE_ALLOWED,
+                detail: format!("the account's policy does not allow {channel}: a workflow uses the policy's channels (PUT /v1/policy)"),
+                users: Vec::new(),
+            },
             VerifyError::QueueFull => ApiError::Unavailable("the message queue is full; nothing was sent, try again"),
             VerifyError::Random => ApiError::random_failed(),
             VerifyError::Store(error) => error.into(),

@@ -89,6 +89,48 @@ pub fn check_code_length(length: u8, floor: u8) -> Result<(), ApiError> {
     }
 }
 
+/// A workflow's channels and timeout as a request gives them (`POST /v1/verifications`
+/// `channels`, `PUT /v1/policy` `default_workflow`): 1 to `MAX_STEPS` names, each read by the
+/// one channel enum and none twice (400), `fallback_after_seconds` in range (400). A name the
+/// gateway has no channel for is refused by policy (422): it may be a channel another
+/// deployment carries.
+pub fn workflow(
+    names: &[String],
+    fallback_after_seconds: Option<u32>,
+) -> Result<Vec<crate::dispatch::model::Channel>, ApiError> {
+    use crate::verify::workflow::{FALLBACK_AFTER_SECONDS, MAX_STEPS};
+    if names.is_empty() || names.len() > MAX_STEPS {
+        return Err(ApiError::invalid(format!(
+            "channels must name 1 to {MAX_STEPS} channels, in the order to try them"
+        )));
+    }
+    let mut channels = Vec::with_capacity(names.len());
+    for name in names {
+        let channel =
+            crate::dispatch::model::Channel::parse(name).ok_or_else(|| ApiError::Refused {
+                rule: "workflow-channels-known",
+                detail: format!("channels names {name:?}, which this gateway does not send by"),
+                users: Vec::new(),
+            })?;
+        if channels.contains(&channel) {
+            return Err(ApiError::invalid(format!(
+                "channels names {name} twice: a workflow tries each channel once"
+            )));
+        }
+        channels.push(channel);
+    }
+    if let Some(seconds) = fallback_after_seconds {
+        if !FALLBACK_AFTER_SECONDS.contains(&seconds) {
+            return Err(ApiError::invalid(format!(
+                "fallback_after_seconds must be {} to {}",
+                FALLBACK_AFTER_SECONDS.start(),
+                FALLBACK_AFTER_SECONDS.end()
+            )));
+        }
+    }
+    Ok(channels)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

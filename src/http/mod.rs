@@ -32,6 +32,7 @@ pub mod wire;
 pub mod wire_events;
 pub mod wire_factors;
 pub mod wire_pins;
+pub mod wire_workflows;
 
 use std::convert::Infallible;
 use std::future::Future;

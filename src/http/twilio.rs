@@ -36,7 +36,7 @@ use crate::account::{is_sid, Account, AccountId};
 use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use crate::verify::model::{Channel, CheckTarget, Status, Verification, VerificationId};
-use crate::verify::{Code, StartRequest};
+use crate::verify::{Channels, Code, StartRequest};
 use crate::App;
 
 /// Prefix of a Twilio Verify Service SID; the rest is the account id's hex digits.
@@ -534,7 +534,8 @@ async fn start(
             account,
             StartRequest {
                 to,
-                channel,
+                // Twilio requires Channel (above): a facade send is never a workflow.
+                channels: Channels::One(channel),
                 code_length,
                 idempotency_key: None,
                 locale,

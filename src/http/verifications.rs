@@ -9,13 +9,14 @@ use hyper::{Request, Response, StatusCode};
 use super::auth::Grant;
 use super::body::{json_body, json_response};
 use super::error::ApiError;
-use super::fields::{check_code_length, optional, Locale};
+use super::fields::{check_code_length, optional, workflow, Locale};
 use super::routes::{Call, Reply};
 use super::wire::{AttemptBody, CheckBody, StartBody, VerificationBody};
+use super::wire_workflows::WorkflowBody;
 use crate::phone::PhoneNumber;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use crate::verify::model::{Channel, CheckTarget, VerificationId};
-use crate::verify::{Code, StartRequest, Started};
+use crate::verify::{Channels, Code, StartRequest, Started};
 
 fn parse_phone(input: &str, field: &str) -> Result<PhoneNumber, ApiError> {
     PhoneNumber::parse(input).map_err(|error| ApiError::invalid(format!("{field} {error}")))
@@ -28,11 +29,27 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
     let idempotency_key = idempotency_key(&request)?;
     let body: StartBody = json_body(app, request).await?;
     let to = parse_phone(&body.to, "to")?;
-    let channel = match body.channel.as_deref() {
-        None => Channel::Sms,
-        Some(name) => Channel::parse(name)
-            .ok_or_else(|| ApiError::invalid("channel must be one of sms, whatsapp"))?,
+    let channels = match (body.channel.as_deref(), &body.channels) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid(
+                "give channel or channels, not both: channels is an ordered workflow",
+            ))
+        }
+        (Some(name), None) => Channels::One(
+            Channel::parse(name)
+                .ok_or_else(|| ApiError::invalid("channel must be one of sms, whatsapp"))?,
+        ),
+        (None, Some(names)) => Channels::Workflow {
+            channels: workflow(names, body.fallback_after_seconds)?,
+            fallback_after_seconds: body.fallback_after_seconds,
+        },
+        (None, None) => Channels::AccountDefault,
     };
+    if body.fallback_after_seconds.is_some() && body.channels.is_none() {
+        return Err(ApiError::invalid(
+            "fallback_after_seconds goes with channels, an ordered workflow",
+        ));
+    }
     let locale = optional(
         body.locale.as_deref(),
         Locale::parse,
@@ -48,7 +65,7 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
             &account,
             StartRequest {
                 to,
-                channel,
+                channels,
                 code_length: body.code_length,
                 idempotency_key,
                 locale: locale.map(Locale::into_string),
@@ -128,8 +145,10 @@ pub(super) async fn get(call: Call<'_>) -> Reply {
     let id = verification_id(matched.param)?;
     let verification = app.verifier().get(&account, &id).await?;
     let attempts = app.store().send_attempts(&id).await?;
+    let workflow = app.verifier().workflow(&verification, &attempts).await?;
     let mut body = VerificationBody::new(&verification, None);
     body.send_attempts = Some(attempts.iter().map(AttemptBody::from).collect());
+    body.workflow = workflow.map(|(workflow, statuses)| WorkflowBody::new(&workflow, &statuses));
     Ok(json_response(StatusCode::OK, &body))
 }
 

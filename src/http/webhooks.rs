@@ -89,6 +89,11 @@ pub(super) async fn receipt(call: Call<'_>) -> Reply {
         AdapterKind::Http | AdapterKind::Log => {
             return Err(ApiError::NotFound("this provider sends no receipts"));
         }
+        AdapterKind::Smpp => {
+            return Err(ApiError::NotFound(
+                "this provider's receipts arrive over its SMPP session",
+            ));
+        }
     };
     let receipts =
         parsed.map_err(|reason| ApiError::invalid(format!("unreadable receipt: {reason}")))?;

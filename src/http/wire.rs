@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use super::wire_workflows::{DefaultWorkflowBody, WorkflowBody};
 use crate::abuse::guard::DAY_MS;
 use crate::abuse::settings::DailyCaps;
 use crate::abuse::{AbusePolicy, BlockRule, Usage};
@@ -106,8 +107,19 @@ pub enum VerificationStatus {
 pub struct StartBody {
     /// E.164 phone number.
     pub to: String,
+    /// The one channel to send by (default: the account's default workflow, else sms).
+    /// Exclusive with `channels`.
     #[schema(value_type = Option<Channel>)]
     pub channel: Option<String>,
+    /// An ordered workflow: the same code on the first channel, then on the next when a step's
+    /// message fails or is not reported delivered within `fallback_after_seconds`. 1 to 5
+    /// channels, none twice, each allowed by the account's policy (422
+    /// `workflow-channels-allowed-by-policy`). Exclusive with `channel`.
+    #[schema(value_type = Option<Vec<Channel>>)]
+    pub channels: Option<Vec<String>>,
+    /// With `channels`: how long a step waits for its delivery receipt (default 60).
+    #[schema(minimum = 5, maximum = 600)]
+    pub fallback_after_seconds: Option<u32>,
     /// A language tag such as `en`, `de`, `pt-BR`.
     pub locale: Option<String>,
     /// More digits than the account's `code_length` if wanted, never fewer (400).
@@ -150,6 +162,9 @@ pub struct VerificationBody<'a> {
     /// On `GET` only: every message sent for this verification and what became of it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub send_attempts: Option<Vec<AttemptBody<'a>>>,
+    /// On `GET` of a verification sent with a workflow: its steps in order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<WorkflowBody>,
 }
 
 impl<'a> VerificationBody<'a> {
@@ -167,6 +182,7 @@ impl<'a> VerificationBody<'a> {
             created_at: rfc3339(verification.created_ms),
             expires_at: rfc3339(verification.expires_ms),
             send_attempts: None,
+            workflow: None,
         }
     }
 }
@@ -220,6 +236,9 @@ pub struct PolicyBody {
     /// operator's defaults throughout).
     #[schema(value_type = AbuseProtectionSchema)]
     pub abuse: AbusePolicy,
+    /// The channels of a send that names neither `channel` nor `channels`; absent: sms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default_workflow: Option<DefaultWorkflowBody>,
     /// False until the account sets its own policy: the defaults for new accounts apply.
     pub customised: bool,
 }
@@ -232,6 +251,17 @@ impl From<&Policy> for PolicyBody {
             sms_fallback: policy.sms_fallback,
             trusted_device: policy.trusted_device,
             abuse: AbusePolicy::clone(&policy.abuse),
+            default_workflow: policy
+                .workflow
+                .as_ref()
+                .map(|workflow| DefaultWorkflowBody {
+                    channels: workflow
+                        .channels
+                        .iter()
+                        .map(|channel| channel.as_str().to_owned())
+                        .collect(),
+                    fallback_after_seconds: Some(workflow.fallback_after_seconds),
+                }),
             customised: policy.version > 0,
         }
     }
@@ -249,6 +279,8 @@ pub struct PutPolicyBody {
     /// Owners and admins only; a bad member answers 400 and changes nothing.
     #[schema(value_type = Option<AbuseProtectionSchema>)]
     pub abuse: Option<AbusePolicy>,
+    /// Sets the default workflow (`{"channels": []}` removes it).
+    pub default_workflow: Option<DefaultWorkflowBody>,
     /// The person the key acts for (the key's role is lowered to theirs).
     pub acting_user: Option<String>,
 }

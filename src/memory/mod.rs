@@ -8,6 +8,7 @@ pub mod events;
 pub mod factors;
 pub mod pin;
 pub mod verify;
+mod workflow;
 
 pub use abuse::MemoryAbuseStore;
 pub use accounts::MemoryAccounts;

@@ -4,7 +4,7 @@
 //! for its whole step, which is what makes compare, count and consume one atomic step here.
 //! A restart loses everything; that is the documented price of running without Redis.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -22,9 +22,12 @@ use crate::verify::model::{
     StartOutcome, Status, Verification, VerificationId,
 };
 use crate::verify::store::{ReceiptApplied, Store};
+use crate::verify::workflow::{Fired, Workflow};
+
+use super::workflow::StoredWorkflow;
 
 pub struct MemoryStore {
-    shards: Vec<Mutex<Shard>>,
+    pub(super) shards: Vec<Mutex<Shard>>,
     verifications: AtomicUsize,
     max_verifications: usize,
     /// Records per account, against `account_share` (issue 13 §8): one account filling its
@@ -32,17 +35,19 @@ pub struct MemoryStore {
     per_account: DashMap<AccountId, usize>,
     account_share: usize,
     /// Verification id → its messages. Bounded with the verifications: swept with them.
-    attempts: DashMap<String, Vec<SendAttempt>>,
+    pub(super) attempts: DashMap<String, Vec<SendAttempt>>,
     /// (provider, provider message id) → (verification id, message id).
     receipts: DashMap<(String, String), (String, String)>,
 }
 
-struct StoredVerification {
-    state: Verification,
+pub(super) struct StoredVerification {
+    pub(super) state: Verification,
     /// Present while the code can still be approved; removed the moment it cannot.
     tag: Option<Tag>,
     /// When the record itself disappears (expiry plus retention).
     evict_at_ms: u64,
+    /// Its ordered channels, when it was sent with a workflow (`memory/workflow.rs`).
+    pub(super) workflow: Option<StoredWorkflow>,
 }
 
 struct Counter {
@@ -64,8 +69,10 @@ struct RecordedCheck {
 }
 
 #[derive(Default)]
-struct Shard {
-    records: HashMap<String, StoredVerification>,
+pub(super) struct Shard {
+    pub(super) records: HashMap<String, StoredVerification>,
+    /// (due ms, verification id) of every workflow waiting for its next step.
+    pub(super) due: BTreeSet<(u64, String)>,
     pending_by_number: HashMap<NumberKey, String>,
     quotas: HashMap<NumberKey, Counter>,
     /// (account, number, idempotency key) of a send → (verification id, forget at).
@@ -168,7 +175,7 @@ impl MemoryStore {
         self.per_account.retain(|_, count| *count > 0);
     }
 
-    fn shard(&self, index: u8) -> std::sync::MutexGuard<'_, Shard> {
+    pub(super) fn shard(&self, index: u8) -> std::sync::MutexGuard<'_, Shard> {
         // A poisoned lock means a panic mid-update in this process; the data it guards is plain
         // maps whose every update is a single insert or remove, so it is still consistent.
         self.shards[usize::from(index) % self.shards.len()]
@@ -192,6 +199,7 @@ impl MemoryStore {
             self.forget(removed);
             let Shard {
                 records,
+                due,
                 pending_by_number,
                 quotas,
                 idempotency,
@@ -202,6 +210,7 @@ impl MemoryStore {
                     .get(id)
                     .is_some_and(|record| record.state.status_at(now_ms) == Status::Pending)
             });
+            due.retain(|(_, id)| records.contains_key(id));
             quotas.retain(|_, counter| counter.resets_at_ms > now_ms);
             idempotency.retain(|_, (_, forget_at)| *forget_at > now_ms);
             checks.retain(|_, recorded| recorded.forget_at_ms > now_ms);
@@ -297,6 +306,7 @@ impl Store for MemoryStore {
             record.state.expires_ms = now + new.ttl_ms;
             record.evict_at_ms = now + new.ttl_ms + new.retention_ms;
             let state = record.state.clone();
+            shard.set_workflow(&id, new.workflow.as_ref(), now);
             shard.remember_idempotency(new, &id);
             return Ok(StartOutcome::Resent(state));
         }
@@ -325,8 +335,10 @@ impl Store for MemoryStore {
                 state: state.clone(),
                 tag: Some(new.code_tag),
                 evict_at_ms: now + new.ttl_ms + new.retention_ms,
+                workflow: None,
             },
         );
+        shard.set_workflow(&id, new.workflow.as_ref(), now);
         if previous.is_none() {
             self.counted(&new.account);
         }
@@ -557,7 +569,31 @@ impl Store for MemoryStore {
             to: record.to,
             channel: record.channel,
             previous,
+            message_id,
         }))
+    }
+
+    async fn workflow(&self, id: &VerificationId) -> Result<Option<Workflow>, StoreError> {
+        Ok(self.workflow_of(id))
+    }
+
+    async fn fire_due_fallbacks(
+        &self,
+        shard: u8,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Fired>, StoreError> {
+        Ok(self.fire_due(shard, now_ms, limit))
+    }
+
+    async fn fall_back_now(
+        &self,
+        id: &VerificationId,
+        message_id: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.bring_forward(id, message_id, now_ms);
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -7,7 +7,7 @@
 //!
 //! | key (`P:{a:<account>}:` + …) | type | holds |
 //! | --- | --- | --- |
-//! | `pol` | hash | the policy: `r` require, `c` channels, `f` sms fallback, `t` trust, `ab` abuse protection (JSON, `src/abuse/settings.rs` `AbusePolicy`; absent or empty: the operator's defaults), `v` version |
+//! | `pol` | hash | the policy: `r` require, `c` channels, `f` sms fallback, `t` trust, `ab` abuse protection (JSON, `src/abuse/settings.rs` `AbusePolicy`; absent or empty: the operator's defaults), `wf` default workflow (`DefaultWorkflow::encode`; empty: none), `v` version |
 //! | `u:<user>` | hash | a user: `ro` role, `ph` phone, `ov`/`ob` override and who set it, `fa` factors, `cr`/`up` times, `v` version, `ep` device epoch |
 //! | `users` | set | every user id |
 //! | `nophone` | set | users without a phone (the SMS readiness check) |
@@ -24,7 +24,7 @@ use redis::Value;
 
 use crate::abuse::AbusePolicy;
 use crate::account::audit::{AuditEntry, Who};
-use crate::account::policy::{ChannelSet, Policy, TrustDuration};
+use crate::account::policy::{ChannelSet, DefaultWorkflow, Policy, TrustDuration};
 use crate::account::store::{
     DeviceRevocation, Directory, NewDevice, PolicyWrite, TrustOutcome, UserWrite, UserWriteOutcome,
     MISSING_LISTED,
@@ -92,6 +92,13 @@ impl PolicyArgs<'_> {
             .arg(&self.invalidation);
         audit_args(invocation, self.audit);
         invocation.arg(encode_abuse(&policy.abuse));
+        invocation.arg(
+            policy
+                .workflow
+                .as_ref()
+                .map(DefaultWorkflow::encode)
+                .unwrap_or_default(),
+        );
     }
 }
 
@@ -260,19 +267,20 @@ fn parse_audit(id: String, fields: Vec<String>) -> Result<AuditEntry, StoreError
 #[async_trait]
 impl Directory for RedisDirectory {
     async fn policy(&self, account: &AccountId) -> Result<Policy, StoreError> {
-        let (require, channels, fallback, trust, version, abuse): (
+        let (require, channels, fallback, trust, version, abuse, workflow): (
             Option<String>,
             Option<String>,
             Option<String>,
             Option<String>,
             Option<u64>,
             Option<String>,
+            Option<String>,
         ) = self
             .redis
             .query(
                 redis::cmd("HMGET")
                     .arg(self.redis.keys.policy(account))
-                    .arg(&["r", "c", "f", "t", "v", "ab"]),
+                    .arg(&["r", "c", "f", "t", "v", "ab", "wf"]),
             )
             .await?;
         let (Some(require), Some(channels), Some(fallback), Some(trust), Some(version)) =
@@ -286,6 +294,12 @@ impl Directory for RedisDirectory {
             sms_fallback: fallback == "1",
             trusted_device: TrustDuration::parse(&trust).ok_or_else(|| corrupt("trust"))?,
             abuse: std::sync::Arc::new(decode_abuse(abuse.as_deref())?),
+            workflow: match workflow.as_deref() {
+                None | Some("") => None,
+                Some(text) => {
+                    Some(DefaultWorkflow::decode(text).ok_or_else(|| corrupt("workflow"))?)
+                }
+            },
             version,
         })
     }

@@ -5,7 +5,7 @@
 //!
 //! | hash tag | whose | keys (after `P:{tag}:`) |
 //! | --- | --- | --- |
-//! | `{sNN}` | one shard of phone numbers (`phone::SHARD_COUNT`) | verifications `v:<id>`, number pointers `n:<account>:<e164>`, send idempotency `i:…`, check idempotency `c:…` (built in `verify_check.lua` from the base), the outbox streams |
+//! | `{sNN}` | one shard of phone numbers (`phone::SHARD_COUNT`) | verifications `v:<id>`, number pointers `n:<account>:<e164>`, send idempotency `i:…`, check idempotency `c:…` (built in `verify_check.lua` from the base), the outbox streams, the workflows' due set `f` |
 //! | `{a:<account>}` | one account | directory (`pol`, `u:<user>`, `users`, `nophone`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`, `ph`) |
 //! | `{n:<e164>}` | one phone number, gateway-wide | `holder`: the PIN registry's claim |
 //! | `{a:<account>}` (abuse) | one account | abuse store (`ab:p:<prefix>`, `ab:c:<country>`, `ab:idx`, `ab:blk`, `ab:d:<day>`: `src/redis/abuse.rs`) |
@@ -96,6 +96,11 @@ impl KeySpace {
     /// The shard's dead letters: messages no provider took, with the reasons.
     pub fn dead_letters(&self, shard: u8) -> String {
         [self.shard_base(shard), "d"].concat()
+    }
+
+    /// The shard's due set of workflows: verification ids by the time their next step is due.
+    pub fn fallbacks(&self, shard: u8) -> String {
+        [self.shard_base(shard), "f"].concat()
     }
 
     /// The shard's retry set: deferred messages by due time.

@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod pin;
 pub(crate) mod script;
 pub mod verify;
+mod workflow;
 
 pub use abuse::RedisAbuseStore;
 pub use accounts::RedisAccounts;

@@ -12,6 +12,7 @@
 //! | `P:{sNN}:c:<account>:<e164>:<key>` | string | the reply recorded for a check's idempotency key (`verify_check.lua`'s reply) |
 //! | `P:{sNN}:o` | stream | outgoing messages of the shard, consumer group `dispatch` (see `outbox.rs`) |
 //! | `P:{sNN}:d` | stream | dead letters: messages no provider took, with the reasons |
+//! | `P:{sNN}:f` | sorted set | workflows waiting for their next step, by due time (`workflow.rs`; the record's `w…` and `b…` fields hold the steps) |
 //! | `P:r:<provider>:<provider message id>` | string | `<verification id> <message id>`, for receipts |
 //!
 //! Time comes from the caller's clock (an argument), not Redis `TIME`, so that tests move it and
@@ -31,6 +32,7 @@ use crate::redis::script::{corrupt, load, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
 use crate::store::StoreError;
 use crate::verify::store::{ReceiptApplied, Store};
+use crate::verify::workflow::{Fired, Workflow};
 
 /// How long a provider's message id still finds its message for receipts.
 const RECEIPT_MAPPING_TTL_MS: u64 = 24 * 3600 * 1000;
@@ -42,14 +44,17 @@ use crate::verify::model::{
 
 pub struct RedisStore {
     /// Shared with the other adapters, the outbox's (`outbox.rs`) included.
-    connection: Connection,
-    keys: KeySpace,
+    pub(super) connection: Connection,
+    pub(super) keys: KeySpace,
     cluster: bool,
     start: Script,
     check: Script,
     cancel: Script,
     record_attempt: Script,
     apply_receipt: Script,
+    /// Workflows (`workflow.rs`): `verify_fallback.lua`, `verify_fallback_now.lua`.
+    pub(super) fallback: Script,
+    pub(super) fallback_now: Script,
     /// The admission and the start as one script, with `abuse.max_tracked` (`admitting_sends`).
     start_admitted: Option<(Script, usize)>,
 }
@@ -94,6 +99,7 @@ impl StartArgs<'_> {
             Some(sealed) => invocation.arg(&sealed[..]),
             None => invocation.arg(""),
         };
+        super::workflow::append_workflow(new.workflow.as_ref(), invocation);
     }
 }
 
@@ -179,6 +185,8 @@ impl RedisStore {
             cancel: lua!("verify_cancel"),
             record_attempt: lua!("verify_record_attempt"),
             apply_receipt: lua!("verify_apply_receipt"),
+            fallback: lua!("verify_fallback"),
+            fallback_now: lua!("verify_fallback_now"),
             start_admitted: None,
         })
     }
@@ -232,7 +240,8 @@ impl RedisStore {
             .key(&pointer)
             .key(self.keys.verification(&new.id))
             .key(idempotency)
-            .key(self.keys.outbox(shard));
+            .key(self.keys.outbox(shard))
+            .key(self.keys.fallbacks(shard));
         StartArgs {
             base: self.base(shard),
             new,
@@ -251,7 +260,7 @@ impl RedisStore {
     }
 
     /// How a failed write is reported (see `Failure::Sorted`).
-    fn writes(&self) -> Failure {
+    pub(super) fn writes(&self) -> Failure {
         Failure::Sorted {
             cluster: self.cluster,
         }
@@ -574,9 +583,32 @@ impl Store for RedisStore {
                 to: to.to_owned(),
                 channel: Channel::parse(channel).ok_or_else(|| corrupt("receipt channel"))?,
                 previous: previous.to_owned(),
+                message_id: message_id.to_owned(),
             })),
             _ => Err(corrupt("unexpected receipt reply")),
         }
+    }
+
+    async fn workflow(&self, id: &VerificationId) -> Result<Option<Workflow>, StoreError> {
+        self.read_workflow(id).await
+    }
+
+    async fn fire_due_fallbacks(
+        &self,
+        shard: u8,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Fired>, StoreError> {
+        self.fire_due(shard, now_ms, limit).await
+    }
+
+    async fn fall_back_now(
+        &self,
+        id: &VerificationId,
+        message_id: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.bring_forward(id, message_id, now_ms).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

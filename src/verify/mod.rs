@@ -9,6 +9,7 @@ pub mod model;
 mod receipts;
 pub mod settings;
 pub mod store;
+pub mod workflow;
 
 use std::sync::Arc;
 
@@ -66,7 +67,7 @@ pub struct SendGuard {
 #[derive(Debug)]
 pub struct StartRequest {
     pub to: PhoneNumber,
-    pub channel: Channel,
+    pub channels: Channels,
     /// Digits for this verification; the account's length when absent. Never fewer than the
     /// account's length (see [`Verifier::code_length_floor`]).
     pub code_length: Option<u8>,
@@ -75,6 +76,21 @@ pub struct StartRequest {
     pub idempotency_key: Option<String>,
     /// Language of the message; English when absent or without a text of its own.
     pub locale: Option<String>,
+}
+
+/// Which channels a send goes out on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Channels {
+    /// One channel (`channel`), as before workflows: the account's policy does not bound it.
+    One(Channel),
+    /// An ordered workflow (`channels`), parsed at the edge (1 to `workflow::MAX_STEPS`
+    /// channels, none twice); the account's allowed channels bound it.
+    Workflow {
+        channels: Vec<Channel>,
+        fallback_after_seconds: Option<u32>,
+    },
+    /// Neither: the account's default workflow (its policy), else SMS.
+    AccountDefault,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +127,9 @@ pub enum VerifyError {
     CodeTooShort { floor: u8 },
     #[error("the message queue is full")]
     QueueFull,
+    /// A workflow names a channel the account's policy does not allow.
+    #[error("the account's policy does not allow the channel {0}")]
+    ChannelNotAllowed(&'static str),
     /// Refused by abuse protection before anything was stored, sent or counted.
     #[error("refused by abuse protection ({})", .0.rule())]
     Abuse(Refusal),
@@ -198,12 +217,16 @@ impl Verifier {
             .ticket()
             .map_err(|_| VerifyError::QueueFull)?;
         let now_ms = self.clock.now_ms();
-        let policy = self.screen(account, &request, now_ms).await?;
+        let plan = self.plan(account, &request.channels).await?;
+        let channel = plan.channels[0];
+        let policy = self
+            .screen(account, &request.to, &plan.channels, now_ms)
+            .await?;
         let check = policy.as_ref().map(|(guard, policy)| {
             guard.check(&abuse::Send {
                 account: account.id.as_str(),
                 policy: &policy.abuse,
-                channel: abuse_channel(request.channel),
+                channel: abuse_channel(channel),
                 to: &request.to,
                 now_ms,
             })
@@ -211,8 +234,7 @@ impl Verifier {
         // On a single Redis the admission is part of the start script: one call per send.
         let admitted_with_start = check.is_some() && self.store.admits_sends();
         if let (Some(check), false) = (&check, admitted_with_start) {
-            self.admit(account, &request.to, request.channel, check)
-                .await?;
+            self.admit(account, &request.to, channel, check).await?;
         }
         let code = code::generate(&self.rng, length).map_err(|_| VerifyError::Random)?;
         let ttl_ms = self.settings.ttl.as_millis() as u64;
@@ -223,18 +245,19 @@ impl Verifier {
             verification_id: String::new(),
             account: account.id.as_str().to_owned(),
             to: request.to.clone(),
-            channel: request.channel,
+            channel,
             body: self.message_body(&locale, &code),
             code: code.as_str().to_owned(),
             locale,
             not_after_ms: now_ms + ttl_ms,
         };
+        let workflow = self.later_steps(&plan, &message)?;
         let new = NewVerification {
             id: VerificationId::random(&self.rng, request.to.shard())
                 .map_err(|_| VerifyError::Random)?,
             account: account.id.clone(),
             to: request.to,
-            channel: request.channel,
+            channel,
             code_tag: self.mac.tag(account.id.as_str(), &code),
             code_length: length,
             now_ms,
@@ -248,6 +271,7 @@ impl Verifier {
                 .dispatcher
                 .seal(&message)
                 .map_err(|_| VerifyError::Random)?,
+            workflow,
         };
         let channel = new.channel.as_str();
         let outcome = match &check {
@@ -313,7 +337,8 @@ impl Verifier {
     async fn screen(
         &self,
         account: &Account,
-        request: &StartRequest,
+        to: &PhoneNumber,
+        channels: &[Channel],
         now_ms: u64,
     ) -> Result<Option<(&AbuseGuard, Policy)>, VerifyError> {
         let Some(abuse) = &self.abuse else {
@@ -324,17 +349,19 @@ impl Verifier {
             .cached_policy(&account.id)
             .await
             .inspect_err(|_| self.metrics.store_error("policy"))?;
-        let send = abuse::Send {
-            account: account.id.as_str(),
-            policy: &policy.abuse,
-            channel: abuse_channel(request.channel),
-            to: &request.to,
-            now_ms,
-        };
-        if let Some(refusal) = abuse.guard.screen(&send) {
-            return Err(self
-                .refused(account, &request.to, request.channel, refusal)
-                .await);
+        // A workflow is taken whole or not at all: every channel it may fall back to is
+        // screened now, so a fallback never reaches a channel the number may not use.
+        for channel in channels {
+            let send = abuse::Send {
+                account: account.id.as_str(),
+                policy: &policy.abuse,
+                channel: abuse_channel(*channel),
+                to,
+                now_ms,
+            };
+            if let Some(refusal) = abuse.guard.screen(&send) {
+                return Err(self.refused(account, to, *channel, refusal).await);
+            }
         }
         Ok(Some((&abuse.guard, policy)))
     }

@@ -164,6 +164,9 @@ pub struct NewVerification {
     /// The sealed outgoing message, for stores that queue it durably in the same atomic step
     /// (Redis); `None` when the dispatcher queues in memory.
     pub outbox: Option<Vec<u8>>,
+    /// The ordered channels after the first, stored in the same step (`verify::workflow`); a
+    /// resend without one drops the pending verification's workflow.
+    pub workflow: Option<crate::verify::workflow::NewWorkflow>,
 }
 
 /// Sends allowed per account and number in a fixed window, counted in the store so that the

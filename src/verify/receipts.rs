@@ -21,6 +21,17 @@ impl Verifier {
         let Some(applied) = self.store.apply_receipt(provider, receipt, now).await? else {
             return Ok(false);
         };
+        if matches!(
+            receipt.status,
+            DeliveryStatus::Undelivered | DeliveryStatus::Failed
+        ) {
+            // The receipt has been applied: a workflow's fallback waiting for it is a hint to
+            // bring forward, and its timeout stays the safety net should this call fail.
+            let (id, message) = (&applied.verification, &applied.message_id);
+            if let Err(error) = self.store.fall_back_now(id, message, now).await {
+                tracing::warn!(%error, "could not bring a workflow's fallback forward");
+            }
+        }
         if let Some((happened, reason)) = event_of(receipt.status, &applied.previous) {
             self.emit_receipt(provider, &applied, happened, reason);
         }

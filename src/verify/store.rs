@@ -21,6 +21,7 @@ use crate::verify::model::{
     CancelOutcome, CheckOutcome, CodeCheck, NewVerification, SendAttempt, StartOutcome,
     Verification, VerificationId,
 };
+use crate::verify::workflow::{Fired, Workflow};
 
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -92,6 +93,29 @@ pub trait Store: Send + Sync + 'static {
         now_ms: u64,
     ) -> Result<Option<ReceiptApplied>, StoreError>;
 
+    /// The verification's workflow (`verify::workflow`), when it was started with one.
+    async fn workflow(&self, id: &VerificationId) -> Result<Option<Workflow>, StoreError>;
+
+    /// Fires the fallbacks of `shard` due by `now_ms`, at most `limit`, each one atomic step:
+    /// a verification still pending whose current step was not delivered moves to its next
+    /// step, whose message is queued (Redis) or handed back (`Fired::message`). A verification
+    /// no longer pending, delivered or on its last step leaves the due set.
+    async fn fire_due_fallbacks(
+        &self,
+        shard: u8,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Fired>, StoreError>;
+
+    /// The message `message_id` of `id` failed: when it is the current step's of a workflow
+    /// with a next step, that step is due now instead of at its timeout.
+    async fn fall_back_now(
+        &self,
+        id: &VerificationId,
+        message_id: &str,
+        now_ms: u64,
+    ) -> Result<(), StoreError>;
+
     /// Answers when the store can serve requests; `/readyz` calls it.
     async fn ping(&self) -> Result<(), StoreError>;
 
@@ -116,6 +140,8 @@ pub struct ReceiptApplied {
     pub channel: Channel,
     /// The message's status before the receipt (`accepted`, or an earlier receipt's).
     pub previous: String,
+    /// The message the receipt was applied to.
+    pub message_id: String,
 }
 
 /// Dispatch's send log kept by this store, beside each verification; a message's fate also
@@ -129,10 +155,19 @@ impl SendLog for StoreSendLog {
         verification_id: &str,
         attempt: &SendAttempt,
     ) -> Result<(), StoreError> {
-        match VerificationId::parse(verification_id) {
-            Some(id) => self.0.record_send_attempt(&id, attempt).await,
-            None => Ok(()),
+        let Some(id) = VerificationId::parse(verification_id) else {
+            return Ok(());
+        };
+        self.0.record_send_attempt(&id, attempt).await?;
+        if crate::verify::workflow::is_failed(&attempt.status) {
+            // No provider took it: a workflow moves on now. Its timeout stays the safety net
+            // should this call fail.
+            let (message, now) = (&attempt.message_id, attempt.updated_ms);
+            if let Err(error) = self.0.fall_back_now(&id, message, now).await {
+                tracing::warn!(%error, "could not bring a workflow's fallback forward");
+            }
         }
+        Ok(())
     }
 
     fn settled(&self, message: &OutgoingMessage, attempt: &SendAttempt) {

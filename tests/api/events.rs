@@ -505,3 +505,33 @@ async fn receipts_make_one_event_per_new_outcome_of_a_message(backend: Backend) 
         assert!(!request.body.contains("4915112345"), "{}", request.body);
     }
 }
+
+on_every_store!(a_workflow_fallback_goes_out_as_one_event);
+
+async fn a_workflow_fallback_goes_out_as_one_event(backend: Backend) {
+    let hooked = Hooked::new(backend, json!(["io.otpgate.verification.fallback"])).await;
+    let app = &hooked.app;
+    let policy = json!({"channels": ["sms", "whatsapp"]});
+    let allowed = as_owner(app, &hooked.owner, Method::PUT, "/v1/policy", Some(policy)).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    let body = json!({"to": TO, "channels": ["whatsapp", "sms"], "fallback_after_seconds": 30});
+    let sent = app.post("/v1/verifications", body).await;
+    assert_eq!(sent.status, 201, "{}", sent.body);
+    app.wait_for_messages(1).await;
+    app.clock.advance(Duration::from_secs(31));
+    app.wait_for_messages(2).await;
+
+    let received = hooked.received(1).await;
+    assert_eq!(received.len(), 1, "one event for the one step left");
+    assert!(received[0].signature_valid);
+    assert_eq!(event_type(&received[0]), "io.otpgate.verification.fallback");
+    assert_eq!(received[0].subject, sent.str("id"));
+    let event: Value = serde_json::from_str(&received[0].body).unwrap();
+    assert_eq!(event["data"]["channel"], "sms", "{event}");
+    assert_eq!(event["data"]["reason"], "timeout", "{event}");
+    assert!(
+        !received[0].body.contains(&TO[1..]),
+        "masked: {}",
+        received[0].body
+    );
+}

@@ -16,6 +16,8 @@ mod factors;
 mod factors_authenticator;
 mod factors_stores;
 mod failover;
+#[path = "../common/fake_smsc.rs"]
+mod fake_smsc;
 mod faults;
 mod graph;
 mod helpers;
@@ -26,11 +28,13 @@ mod pin;
 mod redis_harness;
 #[path = "../common/redis_server.rs"]
 mod redis_server;
+mod smpp;
 mod tenants;
 mod trust;
 mod twilio;
 #[path = "../common/webhook_receiver.rs"]
 mod webhook_receiver;
+mod workflows;
 
 /// Runs one contract scenario (an `async fn(Backend)`) on every store: the embedded memory
 /// store, a single redis-server and a 3-node Redis Cluster.

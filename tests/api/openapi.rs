@@ -121,7 +121,7 @@ fn schema_properties(document: &Value, name: &str) -> (BTreeSet<String>, BTreeSe
 
 /// A real answer has every property its schema requires, nothing the schema does not list, and
 /// exactly the listed ones but `absent`.
-fn assert_matches_schema(document: &Value, name: &str, body: &Value, absent: &[&str]) {
+pub(crate) fn assert_matches_schema(document: &Value, name: &str, body: &Value, absent: &[&str]) {
     let (listed, required) = schema_properties(document, name);
     let given: BTreeSet<String> = body
         .as_object()
@@ -159,23 +159,34 @@ async fn answers_of_verifications_policy_and_users_have_exactly_their_schemas_pr
         &document,
         "Verification",
         &sent.body,
-        &["valid", "send_attempts"],
+        &["valid", "send_attempts", "workflow"],
     );
     app.wait_for_messages(1).await;
     let read = app
         .get(&format!("/v1/verifications/{}", sent.str("id")))
         .await;
     assert_eq!(read.status, 200, "{}", read.body);
-    assert_matches_schema(&document, "Verification", &read.body, &["valid"]);
+    // A single-channel send has no workflow (tests/api/workflows.rs reads one).
+    assert_matches_schema(
+        &document,
+        "Verification",
+        &read.body,
+        &["valid", "workflow"],
+    );
     let checked = app.check_id(sent.str("id"), "000000").await;
-    assert_matches_schema(&document, "Verification", &checked.body, &["send_attempts"]);
+    assert_matches_schema(
+        &document,
+        "Verification",
+        &checked.body,
+        &["send_attempts", "workflow"],
+    );
 
     let (_, owner) = app.create_account_with_key("owner").await;
     let policy = app
         .request(reqwest::Method::GET, "/v1/policy", Some(&owner), None)
         .await;
     assert_eq!(policy.status, 200, "{}", policy.body);
-    assert_matches_schema(&document, "Policy", &policy.body, &[]);
+    assert_matches_schema(&document, "Policy", &policy.body, &["default_workflow"]);
 
     let user = app
         .request(

@@ -1,5 +1,6 @@
 //! Delivery receipts: every vendor's body parser, the form decoder, and the signature checks.
 
+use otpgate::dispatch::providers::smpp::{from_stat, parse_text};
 use otpgate::dispatch::receipts::{
     parse_form, parse_infobip, parse_messagebird, parse_twilio, parse_vonage, parse_whatsapp,
     verify_meta_signature, verify_twilio_signature, Receipt,
@@ -162,5 +163,22 @@ proptest! {
             header.trim().strip_prefix("sha256=").is_some_and(|hex| hex.eq_ignore_ascii_case(&right))
         );
         prop_assert!(!verify_meta_signature(&body, &right, &secret));
+    }
+}
+
+proptest! {
+    #[test]
+    fn smpp_receipt_texts_never_panic_and_read_back_their_id_and_stat(
+        noise in any::<Vec<u8>>(),
+        id in "[0-9A-Za-z]{1,20}",
+        stat in prop_oneof![Just("DELIVRD"), Just("UNDELIV"), Just("EXPIRED"), Just("REJECTD")],
+        tail in ".{0,40}",
+    ) {
+        let _ = parse_text(&noise);
+        let text = format!("id:{id} sub:001 dlvrd:001 submit date:2612030800 done date:2612030801 stat:{stat} err:000 text:{tail}");
+        let parsed = parse_text(text.as_bytes()).expect("a well-formed receipt text");
+        prop_assert_eq!(parsed.id, id);
+        prop_assert_eq!(parsed.stat.as_str(), stat);
+        prop_assert!(from_stat(&parsed.stat).is_some());
     }
 }

@@ -3,12 +3,15 @@
 //! settings; the configuration loader.
 
 mod bounded;
+#[path = "../common/fake_smsc.rs"]
+mod fake_smsc;
 mod helpers;
 mod infobip;
 mod loader;
 mod messagebird;
 mod receipts;
 mod settings;
+mod smpp;
 mod twilio;
 mod vonage;
 mod whatsapp;

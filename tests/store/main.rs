@@ -19,6 +19,7 @@ mod stores;
 mod verify;
 #[path = "../common/webhook_receiver.rs"]
 mod webhook_receiver;
+mod workflows;
 
 /// Runs one scenario (an `async fn(Backend)`) on every store: memory, a single redis-server and
 /// a 3-node Redis Cluster.

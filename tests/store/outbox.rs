@@ -25,6 +25,7 @@ fn outbox(stores: &Stores) -> Arc<dyn Outbox> {
 async fn queued(stores: &Stores) -> VerificationId {
     let new = NewVerification {
         outbox: Some(SEALED.to_vec()),
+        workflow: None,
         ..send(stores, "+14155552671")
     };
     match stores.verify.start_verification(&new).await.unwrap() {

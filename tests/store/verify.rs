@@ -37,6 +37,7 @@ pub(crate) fn send(stores: &Stores, to: &str) -> NewVerification {
         },
         idempotency_key: None,
         outbox: None,
+        workflow: None,
     }
 }
 

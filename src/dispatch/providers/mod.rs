@@ -2,10 +2,12 @@
 //! settings that choose and configure the adapters.
 
 pub mod http;
+pub mod inbound;
 pub mod infobip;
 pub mod log;
 pub mod messagebird;
 pub mod settings;
+pub mod smpp;
 pub mod twilio;
 pub mod vonage;
 pub mod whatsapp;
@@ -89,8 +91,18 @@ pub(crate) async fn read_body(
 }
 
 /// Validates `settings` and builds its adapter. All problems are reported together, joined by
-/// "; ".
+/// "; ". An SMPP provider built here acknowledges its receipts without keeping them: the
+/// gateway builds with [`build_receiving`].
 pub fn build(settings: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
+    build_receiving(settings, None)
+}
+
+/// Like [`build`], handing the receipts that arrive over a provider's own connection (SMPP)
+/// to `receipts`.
+pub fn build_receiving(
+    settings: &ProviderSettings,
+    receipts: Option<&inbound::ReceiptSink>,
+) -> Result<Arc<dyn Provider>, String> {
     let problems = settings.validate();
     if !problems.is_empty() {
         return Err(problems.join("; "));
@@ -111,6 +123,11 @@ pub fn build(settings: &ProviderSettings) -> Result<Arc<dyn Provider>, String> {
             url,
             settings.timeout(),
             settings.body_limit,
+        )?),
+        Vendor::Smpp(vendor) => Box::new(smpp::SmppProvider::new(
+            settings,
+            vendor,
+            receipts.cloned(),
         )?),
         Vendor::Log => Box::new(log::LogProvider),
     };

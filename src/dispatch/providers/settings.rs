@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::check_url;
+use super::smpp::settings::Smpp;
+pub use super::smpp::settings::SmppBind;
 use crate::secret::Secret;
 
 /// Which adapter a `[[dispatch.providers]]` entry builds.
@@ -19,6 +21,7 @@ pub enum AdapterKind {
     Messagebird,
     Whatsapp,
     Http,
+    Smpp,
     Log,
 }
 
@@ -31,6 +34,7 @@ impl AdapterKind {
             AdapterKind::Messagebird => "messagebird",
             AdapterKind::Whatsapp => "whatsapp",
             AdapterKind::Http => "http",
+            AdapterKind::Smpp => "smpp",
             AdapterKind::Log => "log",
         }
     }
@@ -43,7 +47,7 @@ impl AdapterKind {
             AdapterKind::Vonage => Some("https://rest.nexmo.com"),
             AdapterKind::Messagebird => Some("https://rest.messagebird.com"),
             AdapterKind::Whatsapp => Some("https://graph.facebook.com"),
-            AdapterKind::Infobip | AdapterKind::Http | AdapterKind::Log => None,
+            AdapterKind::Infobip | AdapterKind::Http | AdapterKind::Smpp | AdapterKind::Log => None,
         }
     }
 }
@@ -137,6 +141,30 @@ pub struct ProviderSettings {
     #[serde(default)]
     pub url: Option<String>,
 
+    // smpp (`from` is the source address)
+    /// The SMSC as `host:port` (SMPP's usual port is 2775).
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub system_id: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    #[serde(default)]
+    pub system_type: Option<String>,
+    /// `transceiver` (one session both ways, the default) or `transmitter_receiver` (one
+    /// session that submits and one that takes receipts, for SMSCs without transceivers).
+    #[serde(default)]
+    pub bind: Option<SmppBind>,
+    /// submit_sm in flight at once on the session (default 10).
+    #[serde(default)]
+    pub window: Option<u32>,
+    /// How often an idle session sends enquire_link (default 30000).
+    #[serde(default)]
+    pub enquire_link_ms: Option<u64>,
+    /// The longest wait between two reconnection attempts (default 30000; the first is 250).
+    #[serde(default)]
+    pub reconnect_max_ms: Option<u64>,
+
     /// The most of an answer that is read: `dispatch.provider_body_limit_bytes`, not a key of
     /// the provider table (set when the providers are built).
     #[serde(skip, default = "default_body_limit")]
@@ -170,6 +198,14 @@ impl ProviderSettings {
             api_version: None,
             app_secret: None,
             url: None,
+            address: None,
+            system_id: None,
+            password: None,
+            system_type: None,
+            bind: None,
+            window: None,
+            enquire_link_ms: None,
+            reconnect_max_ms: None,
             body_limit: DEFAULT_BODY_LIMIT,
         }
     }
@@ -240,6 +276,17 @@ impl ProviderSettings {
                 "app_secret",
             ],
             AdapterKind::Http => &["url"],
+            AdapterKind::Smpp => &[
+                "address",
+                "system_id",
+                "password",
+                "system_type",
+                "from",
+                "bind",
+                "window",
+                "enquire_link_ms",
+                "reconnect_max_ms",
+            ],
             AdapterKind::Log => &[],
         };
         for (field, set) in self.fields_set() {
@@ -378,12 +425,13 @@ impl ProviderSettings {
                 require("url", self.url.as_deref(), &mut problem);
                 url("url", self.url.as_deref(), &mut problem);
             }
+            AdapterKind::Smpp => self.validate_smpp(&mut problem),
             AdapterKind::Log => {}
         }
         problems
     }
 
-    fn fields_set(&self) -> [(&'static str, bool); 20] {
+    fn fields_set(&self) -> [(&'static str, bool); 28] {
         [
             ("base_url", self.base_url.is_some()),
             ("account_sid", self.account_sid.is_some()),
@@ -408,6 +456,14 @@ impl ProviderSettings {
             ("api_version", self.api_version.is_some()),
             ("app_secret", self.app_secret.is_some()),
             ("url", self.url.is_some()),
+            ("address", self.address.is_some()),
+            ("system_id", self.system_id.is_some()),
+            ("password", self.password.is_some()),
+            ("system_type", self.system_type.is_some()),
+            ("bind", self.bind.is_some()),
+            ("window", self.window.is_some()),
+            ("enquire_link_ms", self.enquire_link_ms.is_some()),
+            ("reconnect_max_ms", self.reconnect_max_ms.is_some()),
         ]
     }
 }
@@ -421,6 +477,7 @@ pub(crate) enum Vendor<'a> {
     Messagebird(Keyed<'a>),
     Whatsapp(Keyed<'a>),
     Http { url: &'a str },
+    Smpp(Smpp<'a>),
     Log,
 }
 
@@ -483,6 +540,7 @@ impl ProviderSettings {
             AdapterKind::Http => Vendor::Http {
                 url: self.url.as_deref()?,
             },
+            AdapterKind::Smpp => Vendor::Smpp(self.smpp()?),
             AdapterKind::Log => Vendor::Log,
         })
     }

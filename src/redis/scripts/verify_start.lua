@@ -1,11 +1,15 @@
 -- Starts a verification, or resends the pending one of the same account and number.
 --
 -- KEYS: the number's pointer (with its quota), the new record, idempotency (or the pointer again
--- when there is none), the shard's outbox stream.
+-- when there is none), the shard's outbox stream, the shard's due set of workflows.
 -- ARGV (`StartArgs` in src/redis/verify.rs): base, account, to, channel, tag, code length, now,
 -- ttl, expiry (now + ttl), the record's lifetime (ttl + retention), max attempts, max sends,
 -- quota limit, a new quota window's end (now + window), the pointer's lifetime with a new window
--- (the longer of window and ttl), new id, has idempotency key, sealed message (or '').
+-- (the longer of window and ttl), new id, has idempotency key, sealed message (or ''); then the
+-- workflow (src/verify/workflow.rs): fallback after ms ('' for none), its step count n, n
+-- steps as `<channel> <message id>`, and the sealed messages of steps 2 to n. The created or
+-- resent record takes the workflow (its first step reached now, due after the fallback time)
+-- or, without one, loses any it had; `verify_fallback.lua` says the fields.
 --
 -- Derived keys: `base .. 'v:' .. <id>`, the pending (or replayed) verification's record. Its id
 -- is read here, from the pointer or the idempotency key, so the caller cannot pass it; it
@@ -20,6 +24,26 @@ local max_attempts, max_sends, quota_limit = ARGV[11], tonumber(ARGV[12]), tonum
 local window_end, pointer_ttl, new_id, has_idem = ARGV[14], ARGV[15], ARGV[16], ARGV[17] == '1'
 local outbox = ARGV[18]
 local now = tonumber(now_text)
+
+-- Replaces the workflow of the record `key` (verification `id`) with the request's, or drops it.
+local function set_workflow(key, id)
+  local after, old = ARGV[19] or '', tonumber(redis.call('HGET', key, 'wn') or '0')
+  local n = 0
+  if after ~= '' then n = tonumber(ARGV[20]) end
+  for i = n, old - 1 do redis.call('HDEL', key, 'w' .. i, 'b' .. i) end
+  if n == 0 then
+    if old > 0 then
+      redis.call('HDEL', key, 'wf', 'wi', 'wn')
+      redis.call('ZREM', KEYS[5], id)
+    end
+    return
+  end
+  redis.call('HSET', key, 'wf', after, 'wi', '0', 'wn', ARGV[20], 'w0', ARGV[21] .. ' ' .. now_text .. ' -')
+  for i = 1, n - 1 do
+    redis.call('HSET', key, 'w' .. i, ARGV[21 + i] .. ' - -', 'b' .. i, ARGV[20 + n + i])
+  end
+  redis.call('ZADD', KEYS[5], int(now + tonumber(after)), id)
+end
 
 if has_idem then
   local seen = redis.call('GET', KEYS[3])
@@ -67,6 +91,7 @@ if pending then
     v[6] = number .. ' ' .. created .. ' ' .. length .. ' ' .. channel .. ' ' .. (sends + 1)
     redis.call('HSET', key, 'm', tag, 'e', v[5], 'p', v[6])
     redis.call('PEXPIRE', key, lifetime)
+    set_workflow(key, pending)
     take(pending)
     return answer('resent', pending, v)
   end
@@ -76,5 +101,6 @@ if quota_full() then return refuse_quota() end
 local v = {acct, 'p', '0', max_attempts, expires, to .. ' ' .. now_text .. ' ' .. len .. ' ' .. channel .. ' 1'}
 redis.call('HSET', KEYS[2], 'a', acct, 's', 'p', 'n', '0', 'M', max_attempts, 'e', expires, 'p', v[6], 'm', tag)
 redis.call('PEXPIRE', KEYS[2], lifetime)
+set_workflow(KEYS[2], new_id)
 take(new_id)
 return answer('created', new_id, v)
