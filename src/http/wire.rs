@@ -481,7 +481,7 @@ pub struct TwoFactorBody {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Factor)]
 pub struct FactorSchema {
-    /// webauthn, totp.
+    /// passkey, webauthn, totp.
     #[serde(rename = "type")]
     pub kind: String,
     pub id: String,
