@@ -15,7 +15,7 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use ring::rand::SystemRandom;
 use serde::Deserialize;
 
-use otpgate::account::login::{decide, AllowReason, Decision};
+use otpgate::account::login::{decide, AllowReason, Decision, Presented};
 use otpgate::account::policy::{Policy, TrustDuration};
 use otpgate::account::rules::Actor;
 use otpgate::account::service::{AccountService, NewUser, PolicyUpdate};
@@ -480,10 +480,25 @@ fn login_decision(c: &mut Criterion) {
     let mut group = c.benchmark_group("login_decision");
     group.throughput(Throughput::Elements(1));
     group.bench_function(BenchmarkId::new("decide_only", "trusted_device"), |b| {
-        b.iter(|| decide(black_box(&policy), black_box(&user), black_box(true)))
+        b.iter(|| {
+            decide(
+                black_box(&policy),
+                black_box(&user),
+                black_box(Presented {
+                    trusted_device: true,
+                    ..Presented::default()
+                }),
+            )
+        })
     });
     group.bench_function(BenchmarkId::new("decide_only", "sms_challenge"), |b| {
-        b.iter(|| decide(black_box(&policy), black_box(&user), black_box(false)))
+        b.iter(|| {
+            decide(
+                black_box(&policy),
+                black_box(&user),
+                black_box(Presented::default()),
+            )
+        })
     });
     for (name, token) in [
         ("trusted_device", Some(fixture.token.as_str())),
@@ -499,6 +514,7 @@ fn login_decision(c: &mut Criterion) {
                             &fixture.account,
                             black_box(&fixture.user),
                             black_box(*token),
+                            false,
                         ))
                         .expect("the memory directory answers")
                 })
@@ -605,7 +621,7 @@ impl ServiceFixture {
         };
         assert_eq!(
             service
-                .login(&account, &user, Some(&token))
+                .login(&account, &user, Some(&token), false)
                 .await
                 .expect("the memory directory answers"),
             Decision::Allow(AllowReason::TrustedDevice)

@@ -386,7 +386,7 @@ impl Metrics {
         self.count(series.by("outcome", outcome));
     }
 
-    /// `kind`: totp, webauthn. `outcome`: started, confirmed, or a refusal reason.
+    /// `kind`: totp, webauthn, passkey. `outcome`: started, confirmed, or a refusal reason.
     pub fn factor_enrolment(&self, kind: &'static str, outcome: &'static str) {
         let series = Series::of(FACTOR_ENROLMENTS).by("type", kind);
         self.count(series.by("outcome", outcome));

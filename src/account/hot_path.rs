@@ -2,7 +2,7 @@
 //! the cache (a hit, a miss or a bypass counted for each). These are methods of
 //! `AccountService`.
 
-use crate::account::login::{decide, Decision};
+use crate::account::login::{decide, Decision, Presented};
 use crate::account::policy::Policy;
 use crate::account::service::{AccountError, AccountService};
 use crate::account::trust::cache::Lookup;
@@ -18,6 +18,7 @@ impl AccountService {
         account: &AccountId,
         id: &UserId,
         device_token: Option<&str>,
+        verified_passkey: bool,
     ) -> Result<Decision, AccountError> {
         let policy = self.cached_policy(account).await?;
         let user = self
@@ -33,7 +34,11 @@ impl AccountService {
             }
             _ => false,
         };
-        let decision = decide(&policy, &user, trusted);
+        let presented = Presented {
+            trusted_device: trusted,
+            verified_passkey,
+        };
+        let decision = decide(&policy, &user, presented);
         self.metrics.decision(&decision);
         Ok(decision)
     }

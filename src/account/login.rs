@@ -26,6 +26,9 @@ pub struct Offer {
 pub enum AllowReason {
     TwoFactorOff,
     TrustedDevice,
+    /// The login presented a passkey challenge this user passed with user verification: a
+    /// possession factor and a PIN or biometric in one gesture.
+    PasskeyVerified,
 }
 
 impl AllowReason {
@@ -33,6 +36,7 @@ impl AllowReason {
         match self {
             AllowReason::TwoFactorOff => "two_factor_off",
             AllowReason::TrustedDevice => "trusted_device",
+            AllowReason::PasskeyVerified => "passkey_verified",
         }
     }
 }
@@ -63,17 +67,29 @@ impl Decision {
     }
 }
 
-pub fn decide(policy: &Policy, user: &User, device_trusted: bool) -> Decision {
+/// What a login presented beside the user, each already checked against the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Presented {
+    /// A device token of a device this user trusts, still within the policy's duration.
+    pub trusted_device: bool,
+    /// A passed passkey challenge of this user (user verification required by its ceremony).
+    pub verified_passkey: bool,
+}
+
+pub fn decide(policy: &Policy, user: &User, presented: Presented) -> Decision {
     if !user.two_factor_enabled(policy.require_2fa) {
         return Decision::Allow(AllowReason::TwoFactorOff);
     }
-    if device_trusted {
+    if presented.trusted_device {
         return Decision::Allow(AllowReason::TrustedDevice);
     }
+    if presented.verified_passkey && policy.channels.contains(PolicyChannel::Webauthn) {
+        return Decision::Allow(AllowReason::PasskeyVerified);
+    }
     let mut strong: Vec<Offer> = Vec::new();
-    for kind in [FactorType::Webauthn, FactorType::Totp] {
+    for kind in [FactorType::Passkey, FactorType::Webauthn, FactorType::Totp] {
         let channel = match kind {
-            FactorType::Webauthn => PolicyChannel::Webauthn,
+            FactorType::Webauthn | FactorType::Passkey => PolicyChannel::Webauthn,
             FactorType::Totp => PolicyChannel::Totp,
         };
         if !policy.channels.contains(channel) {
@@ -193,7 +209,7 @@ mod tests {
         let decision = decide(
             &policy(&[Sms, Totp, Webauthn], true, true),
             &user(true, &[FactorType::Totp, FactorType::Webauthn]),
-            false,
+            Presented::default(),
         );
         let Decision::Challenge { factors, fallbacks } = decision else {
             panic!("{decision:?}")
@@ -213,7 +229,11 @@ mod tests {
         };
         let kinds = |offers: &[Offer]| offers.iter().map(|o| o.kind).collect::<Vec<_>>();
         let all = policy(&[Sms, Call, Email, Totp], true, true);
-        let decision = decide(&all, &with_email(user(true, &[FactorType::Totp])), false);
+        let decision = decide(
+            &all,
+            &with_email(user(true, &[FactorType::Totp])),
+            Presented::default(),
+        );
         let Decision::Challenge { factors, fallbacks } = decision else {
             panic!("{decision:?}")
         };
@@ -221,7 +241,7 @@ mod tests {
         assert_eq!(kinds(&fallbacks), ["sms", "call", "email"]);
         assert_eq!(fallbacks[2].to.as_deref(), Some("j***@example.com"));
 
-        let decision = decide(&all, &with_email(user(true, &[])), false);
+        let decision = decide(&all, &with_email(user(true, &[])), Presented::default());
         let Decision::Challenge { factors, fallbacks } = decision else {
             panic!("{decision:?}")
         };
@@ -231,16 +251,24 @@ mod tests {
         );
 
         // No phone: the address is the factor; without e-mail in the policy, enrol.
-        let decision = decide(&all, &with_email(user(false, &[])), false);
+        let decision = decide(&all, &with_email(user(false, &[])), Presented::default());
         let Decision::Challenge { factors, fallbacks } = decision else {
             panic!("{decision:?}")
         };
         assert_eq!((kinds(&factors), fallbacks.len()), (vec!["email"], 0));
         let no_email = policy(&[Sms, Totp], true, true);
-        let decision = decide(&no_email, &with_email(user(false, &[])), false);
+        let decision = decide(
+            &no_email,
+            &with_email(user(false, &[])),
+            Presented::default(),
+        );
         assert!(matches!(decision, Decision::Enroll { .. }), "{decision:?}");
         // Allowed by the policy, but the user has no address: not offered.
-        let decision = decide(&all, &user(false, &[FactorType::Totp]), false);
+        let decision = decide(
+            &all,
+            &user(false, &[FactorType::Totp]),
+            Presented::default(),
+        );
         assert!(
             matches!(&decision, Decision::Challenge { fallbacks, .. } if fallbacks.is_empty()),
             "{decision:?}"
@@ -251,7 +279,11 @@ mod tests {
     fn a_call_is_offered_after_the_strongest_factor_where_the_policy_allows_it() {
         use PolicyChannel::*;
         let app_user = user(true, &[FactorType::Totp]);
-        let decision = decide(&policy(&[Sms, Call, Totp], true, true), &app_user, false);
+        let decision = decide(
+            &policy(&[Sms, Call, Totp], true, true),
+            &app_user,
+            Presented::default(),
+        );
         let Decision::Challenge { factors, fallbacks } = decision else {
             panic!("{decision:?}")
         };
@@ -261,7 +293,11 @@ mod tests {
         assert_eq!(fallbacks[1].to.as_deref(), Some("+491*******678"));
 
         // A phone-only user: SMS is the factor, the call its fallback.
-        let decision = decide(&policy(&[Sms, Call], true, false), &user(true, &[]), false);
+        let decision = decide(
+            &policy(&[Sms, Call], true, false),
+            &user(true, &[]),
+            Presented::default(),
+        );
         let Decision::Challenge { factors, fallbacks } = decision else {
             panic!("{decision:?}")
         };
@@ -272,12 +308,20 @@ mod tests {
         );
 
         // Calls alone: the call is the factor; without calls in the policy, none is offered.
-        let decision = decide(&policy(&[Call], true, false), &user(true, &[]), false);
+        let decision = decide(
+            &policy(&[Call], true, false),
+            &user(true, &[]),
+            Presented::default(),
+        );
         assert!(
             matches!(&decision, Decision::Challenge { factors, fallbacks } if factors[0].kind == "call" && fallbacks.is_empty()),
             "{decision:?}"
         );
-        let decision = decide(&policy(&[Sms, Totp], true, false), &app_user, false);
+        let decision = decide(
+            &policy(&[Sms, Totp], true, false),
+            &app_user,
+            Presented::default(),
+        );
         assert!(
             matches!(&decision, Decision::Challenge { fallbacks, .. } if fallbacks.is_empty()),
             "{decision:?}"
@@ -290,7 +334,7 @@ mod tests {
         let decision = decide(
             &policy(&[Sms, Totp], true, false),
             &user(true, &[FactorType::Totp]),
-            false,
+            Presented::default(),
         );
         assert!(matches!(
             decision,
@@ -308,8 +352,42 @@ mod tests {
         let decision = decide(
             &policy(&[PolicyChannel::Totp], false, false),
             &someone,
-            false,
+            Presented::default(),
         );
         assert!(matches!(decision, Decision::Enroll { .. }));
+    }
+
+    #[test]
+    fn a_verified_passkey_allows_only_while_the_policy_allows_webauthn() {
+        use PolicyChannel::*;
+        let someone = user(true, &[FactorType::Passkey, FactorType::Totp]);
+        let passkey = Presented {
+            verified_passkey: true,
+            ..Presented::default()
+        };
+        assert_eq!(
+            decide(
+                &policy(&[Sms, Totp, Webauthn], true, false),
+                &someone,
+                passkey
+            ),
+            Decision::Allow(AllowReason::PasskeyVerified)
+        );
+        let decision = decide(&policy(&[Sms, Totp], true, false), &someone, passkey);
+        let Decision::Challenge { factors, .. } = decision else {
+            panic!("{decision:?}")
+        };
+        assert_eq!(factors.len(), 1);
+        assert_eq!(factors[0].kind, "totp");
+        let decision = decide(
+            &policy(&[Totp, Webauthn], true, false),
+            &someone,
+            Presented::default(),
+        );
+        let Decision::Challenge { factors, .. } = decision else {
+            panic!("{decision:?}")
+        };
+        let kinds: Vec<_> = factors.iter().map(|offer| offer.kind).collect();
+        assert_eq!(kinds, ["passkey", "totp"]);
     }
 }

@@ -32,6 +32,12 @@ impl UserId {
             });
         ok.then(|| Self(input.to_owned()))
     }
+
+    /// The owner of usernameless passkey ceremonies (the user is known only from the
+    /// assertion): `*`, which no user id parses to, so it never names anyone's entries.
+    pub fn usernameless() -> Self {
+        Self("*".to_owned())
+    }
 }
 
 text_id!(UserId);
@@ -70,7 +76,9 @@ impl UserRole {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FactorType {
-    /// Strongest first: the order is the login challenge's order.
+    /// Strongest first: the order is the login challenge's order. A passkey is a discoverable
+    /// WebAuthn credential registered with user verification (issue 18).
+    Passkey,
     Webauthn,
     Totp,
 }
@@ -78,6 +86,7 @@ pub enum FactorType {
 impl FactorType {
     pub fn as_str(self) -> &'static str {
         match self {
+            FactorType::Passkey => "passkey",
             FactorType::Webauthn => "webauthn",
             FactorType::Totp => "totp",
         }
@@ -85,6 +94,7 @@ impl FactorType {
 
     pub fn parse(input: &str) -> Option<Self> {
         match input {
+            "passkey" => Some(FactorType::Passkey),
             "webauthn" => Some(FactorType::Webauthn),
             "totp" => Some(FactorType::Totp),
             _ => None,

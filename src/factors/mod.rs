@@ -8,12 +8,13 @@
 //!
 //! - `mod.rs` (this file): `FactorService`, its errors and results, and the steps every flow
 //!   shares (the policy check, activation, passed challenges, removal, the audit trail).
-//! - `totp.rs`, `webauthn.rs`, `recovery.rs`: one flow each, as `impl FactorService` blocks;
+//! - `totp.rs`, `webauthn.rs`, `passkey.rs`, `recovery.rs`: one flow each, as `impl FactorService` blocks;
 //!   beneath each, its primitives (`totp/rfc6238.rs`, `webauthn/checks.rs`, `recovery/codes.rs`).
 //! - `proof.rs`: a device-trust request's ids resolved into a `trust::devices::Proof`.
 //! - `crypto.rs`: sealing TOTP secrets; `store.rs`: the `FactorStore` port (`memory.rs`, `redis.rs`).
 
 pub mod crypto;
+pub mod passkey;
 pub mod proof;
 pub mod recovery;
 pub mod store;
@@ -179,7 +180,8 @@ fn factor_id(rng: &SystemRandom) -> Result<String, FactorError> {
 fn channel_of(kind: FactorType) -> PolicyChannel {
     match kind {
         FactorType::Totp => PolicyChannel::Totp,
-        FactorType::Webauthn => PolicyChannel::Webauthn,
+        // A passkey is a WebAuthn credential: allowed with the `webauthn` channel.
+        FactorType::Webauthn | FactorType::Passkey => PolicyChannel::Webauthn,
     }
 }
 
@@ -311,6 +313,10 @@ impl FactorService {
             .await?;
         let owner = UserRef::new(account, user_id);
         self.store.delete(owner.factor(id)).await?;
+        if !user.factors.iter().any(|f| f.kind == FactorType::Passkey) {
+            let handle = webauthn::user_handle(account, user_id);
+            self.store.delete_user_handle(account, &handle).await?;
+        }
         if user.factors.is_empty() {
             self.store.delete_recovery(owner).await?;
         }

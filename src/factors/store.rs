@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 use super::recovery::CodeDigest;
 use super::totp::TotpParams;
-use super::webauthn::CredentialKey;
+use super::webauthn::{BackupState, CredentialKey};
 use crate::account::user::{FactorType, UserId};
 use crate::account::AccountId;
 use crate::store::StoreError;
@@ -51,6 +51,8 @@ pub struct KeyCredential {
     pub credential_id: Vec<u8>,
     pub key: CredentialKey,
     pub counter: u32,
+    /// BE and BS as last presented (at registration, then each accepted assertion).
+    pub backup: BackupState,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,7 +176,7 @@ pub struct PassedChallenge {
     /// `CH` and 32 hex digits.
     pub id: String,
     pub user: UserId,
-    /// `totp`, `webauthn` or `recovery_code`.
+    /// `totp`, `webauthn`, `passkey` or `recovery_code`.
     pub kind: String,
     /// The factor's id, or `recovery` for a recovery code.
     pub factor: String,
@@ -195,12 +197,37 @@ pub trait FactorStore: Send + Sync + 'static {
     /// step and store it; without, count a failure. `activate` confirms a pending factor.
     async fn totp_attempt(&self, attempt: TotpTry<'_>) -> Result<AttemptOutcome, StoreError>;
 
-    /// Stores `counter` if it advances on the stored one (see `webauthn::counter_advances`).
+    /// Stores `counter` if it advances on the stored one (see `webauthn::counter_advances`),
+    /// and with it the assertion's backup state.
     async fn advance_counter(
         &self,
         factor: FactorRef<'_>,
         counter: u32,
+        backup: BackupState,
     ) -> Result<CounterOutcome, StoreError>;
+
+    /// Records which user a passkey's user handle names, so that a usernameless assertion
+    /// finds its user. One entry per user (the handle is derived from the user), bounded per
+    /// account by `tenants.max_users`; writing an existing entry again is a no-op.
+    async fn put_user_handle(
+        &self,
+        account: &AccountId,
+        handle: &[u8],
+        user: &UserId,
+    ) -> Result<(), StoreError>;
+
+    async fn user_of_handle(
+        &self,
+        account: &AccountId,
+        handle: &[u8],
+    ) -> Result<Option<UserId>, StoreError>;
+
+    /// Forgets a handle (the user's last passkey was removed).
+    async fn delete_user_handle(
+        &self,
+        account: &AccountId,
+        handle: &[u8],
+    ) -> Result<(), StoreError>;
 
     /// Keeps a ceremony's state under its challenge for its `ttl_ms`.
     async fn put_ceremony(&self, ceremony: NewCeremony<'_>) -> Result<(), StoreError>;

@@ -47,6 +47,8 @@ pub struct CredentialResponseJson {
     pub attestation_object: Option<String>,
     pub authenticator_data: Option<String>,
     pub signature: Option<String>,
+    /// The user handle a discoverable credential (passkey) returns with an assertion.
+    pub user_handle: Option<String>,
 }
 
 impl CredentialJson {
@@ -64,7 +66,7 @@ impl CredentialJson {
     }
 
     /// An authentication's binary members, decoded.
-    fn assertion(&self) -> Result<Assertion, FactorError> {
+    pub(super) fn assertion(&self) -> Result<Assertion, FactorError> {
         let response = &self.response;
         Ok(Assertion {
             client_data: b64(&response.client_data_json, "clientDataJSON")?,
@@ -80,26 +82,29 @@ impl CredentialJson {
 }
 
 /// The decoded members of an authentication response.
-struct Assertion {
-    client_data: Vec<u8>,
-    authenticator_data: Vec<u8>,
-    signature: Vec<u8>,
-    credential_id: Vec<u8>,
+pub(super) struct Assertion {
+    pub(super) client_data: Vec<u8>,
+    pub(super) authenticator_data: Vec<u8>,
+    pub(super) signature: Vec<u8>,
+    pub(super) credential_id: Vec<u8>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct CeremonyState {
-    /// `register` or `authenticate`.
-    kind: String,
+pub(super) struct CeremonyState {
+    /// `register`, `authenticate`, or `passkey` (a usernameless authentication).
+    pub(super) kind: String,
     /// The factor being registered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    factor: Option<String>,
+    pub(super) factor: Option<String>,
+    /// A registration of a passkey (`FactorType::Passkey`) rather than a security key.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(super) passkey: bool,
     /// Until when it may be answered, by the gateway's clock (the store's TTL only bounds
     /// retention).
-    expires_ms: u64,
+    pub(super) expires_ms: u64,
 }
 
-fn b64(input: &str, field: &str) -> Result<Vec<u8>, FactorError> {
+pub(super) fn b64(input: &str, field: &str) -> Result<Vec<u8>, FactorError> {
     BASE64URL_NOPAD
         .decode(input.trim_end_matches('=').as_bytes())
         .map_err(|_| FactorError::Invalid(format!("{field} must be base64url")))
@@ -124,31 +129,51 @@ fn descriptors(credentials: &[(String, KeyCredential)]) -> Vec<Value> {
         .collect()
 }
 
+/// The WebAuthn user handle of a user: 16 bytes derived from the account and the user, the
+/// same in every ceremony, so a passkey's assertion names its user through the handle index.
+pub(super) fn user_handle(account: &AccountId, user: &UserId) -> Vec<u8> {
+    let handle = digest(
+        &SHA256,
+        format!("otpgate user|{}|{}", account.as_str(), user.as_str()).as_bytes(),
+    );
+    handle.as_ref()[..16].to_vec()
+}
+
 impl FactorService {
-    /// Opens a registration ceremony: creation options with a fresh 32-byte challenge, whose
-    /// state the store keeps for `ceremony_ttl` and gives back once.
+    /// Opens a registration ceremony for a security key (`Webauthn`) or a passkey (`Passkey`:
+    /// a discoverable credential with user verification): creation options with a fresh 32-byte
+    /// challenge, whose state the store keeps for `ceremony_ttl` and gives back once.
     pub async fn enrol_webauthn(
         &self,
         account: &Account,
         user_id: &UserId,
+        kind: FactorType,
     ) -> Result<KeyEnrolment, FactorError> {
-        self.allowed(&account.id, FactorType::Webauthn).await?;
+        self.allowed(&account.id, kind).await?;
         let user = self.accounts.user(&account.id, user_id).await?;
         self.accounts.factor_room(&account.id, &user)?;
         let id = factor_id(&self.rng)?;
+        let passkey = kind == FactorType::Passkey;
         let (challenge, ttl) = self
-            .open_ceremony(&account.id, user_id, "register", Some(id.clone()))
+            .open_ceremony(&account.id, user_id, "register", Some(id.clone()), passkey)
             .await?;
-        let exclude = descriptors(&self.credentials(&account.id, &user).await?);
+        // Every key of the user, security key or passkey: one authenticator, one credential.
+        let exclude = descriptors(&self.credentials(&account.id, &user, None).await?);
         let rp = &self.settings.relying_party;
-        let handle = digest(
-            &SHA256,
-            format!("otpgate user|{}|{}", account.id.as_str(), user_id.as_str()).as_bytes(),
-        );
+        let user_verification = if passkey || rp.require_user_verification {
+            "required"
+        } else {
+            "discouraged"
+        };
+        let selection = if passkey {
+            json!({"residentKey": "required", "requireResidentKey": true, "userVerification": "required"})
+        } else {
+            json!({"residentKey": "discouraged", "userVerification": user_verification})
+        };
         let options = json!({
             "rp": {"id": rp.id, "name": rp.name},
             "user": {
-                "id": BASE64URL_NOPAD.encode(&handle.as_ref()[..16]),
+                "id": BASE64URL_NOPAD.encode(&user_handle(&account.id, user_id)),
                 "name": user_id.as_str(),
                 "displayName": user_id.as_str(),
             },
@@ -160,12 +185,9 @@ impl FactorService {
             "timeout": ttl,
             "attestation": "none",
             "excludeCredentials": exclude,
-            "authenticatorSelection": {
-                "residentKey": "discouraged",
-                "userVerification": if rp.require_user_verification { "required" } else { "discouraged" },
-            },
+            "authenticatorSelection": selection,
         });
-        self.metrics.factor_enrolment("webauthn", "started");
+        self.metrics.factor_enrolment(kind.as_str(), "started");
         Ok(KeyEnrolment {
             factor_id: id,
             options,
@@ -185,25 +207,29 @@ impl FactorService {
     ) -> Result<Result<Confirmed, &'static str>, FactorError> {
         let user = self.accounts.user(account, user_id).await?;
         let (client_data, attestation) = credential.attestation()?;
-        let refuse = |reason: &'static str| {
-            self.metrics.factor_enrolment("webauthn", reason);
+        let mut kind = FactorType::Webauthn;
+        let refuse = |kind: FactorType, reason: &'static str| {
+            self.metrics.factor_enrolment(kind.as_str(), reason);
             Ok(Err(reason))
         };
         let Ok(challenge) = challenge_of(&client_data) else {
-            return refuse("malformed");
+            return refuse(kind, "malformed");
         };
         let state = self
             .store
             .take_ceremony(UserRef::new(account, user_id), &challenge)
             .await?;
         let Some(state) = state.and_then(|s| serde_json::from_str::<CeremonyState>(&s).ok()) else {
-            return refuse("unknown_challenge");
+            return refuse(kind, "unknown_challenge");
         };
+        if state.passkey {
+            kind = FactorType::Passkey;
+        }
         if state.kind != "register"
             || state.factor.as_deref() != Some(id)
             || self.clock.now_ms() >= state.expires_ms
         {
-            return refuse("unknown_challenge");
+            return refuse(kind, "unknown_challenge");
         }
         let registered = match verify_registration(
             &self.settings.relying_party,
@@ -212,10 +238,15 @@ impl FactorService {
             &attestation,
         ) {
             Ok(registered) => registered,
-            Err(refusal) => return refuse(refusal.as_str()),
+            Err(refusal) => return refuse(kind, refusal.as_str()),
         };
+        // A passkey signs the user in on its own: it must have verified the user (a PIN or a
+        // biometric), whatever `factors.require_user_verification` says of security keys.
+        if kind == FactorType::Passkey && !registered.user_verified {
+            return refuse(kind, "user_not_verified");
+        }
         if self
-            .credentials(account, &user)
+            .credentials(account, &user, None)
             .await?
             .iter()
             .any(|(_, known)| known.credential_id == registered.credential_id)
@@ -226,7 +257,7 @@ impl FactorService {
         }
         let record = FactorRecord {
             id: id.to_owned(),
-            kind: FactorType::Webauthn,
+            kind,
             status: FactorStatus::Active,
             created_ms: self.clock.now_ms(),
             totp: None,
@@ -234,6 +265,7 @@ impl FactorService {
                 credential_id: registered.credential_id,
                 key: registered.key,
                 counter: registered.counter,
+                backup: registered.backup,
             }),
         };
         let factor = NewFactor {
@@ -242,8 +274,13 @@ impl FactorService {
             pending_ttl_ms: None,
         };
         self.store.put(factor).await?;
-        self.activated(account, who, user, id, FactorType::Webauthn)
-            .await
+        if kind == FactorType::Passkey {
+            let handle = user_handle(account, user_id);
+            self.store
+                .put_user_handle(account, &handle, user_id)
+                .await?;
+        }
+        self.activated(account, who, user, id, kind).await
     }
 
     /// Opens an authentication ceremony: request options for the user's registered keys.
@@ -254,12 +291,14 @@ impl FactorService {
     ) -> Result<(Value, u64), FactorError> {
         self.allowed(account, FactorType::Webauthn).await?;
         let user = self.accounts.user(account, user_id).await?;
-        let credentials = self.credentials(account, &user).await?;
+        let credentials = self
+            .credentials(account, &user, Some(FactorType::Webauthn))
+            .await?;
         if credentials.is_empty() {
             return Err(FactorError::NotFound("this user has no security key"));
         }
         let (challenge, ttl) = self
-            .open_ceremony(account, user_id, "authenticate", None)
+            .open_ceremony(account, user_id, "authenticate", None, false)
             .await?;
         let rp = &self.settings.relying_party;
         let allow = descriptors(&credentials);
@@ -314,7 +353,7 @@ impl FactorService {
             return refuse(result, "unknown_challenge");
         }
         let Some((id, credential)) = self
-            .credentials(account, &user)
+            .credentials(account, &user, Some(FactorType::Webauthn))
             .await?
             .into_iter()
             .find(|(_, known)| known.credential_id == credential_id)
@@ -335,7 +374,11 @@ impl FactorService {
         };
         match self
             .store
-            .advance_counter(UserRef::new(account, user_id).factor(&id), asserted.counter)
+            .advance_counter(
+                UserRef::new(account, user_id).factor(&id),
+                asserted.counter,
+                asserted.backup,
+            )
             .await?
         {
             CounterOutcome::Advanced => {}
@@ -364,18 +407,20 @@ impl FactorService {
     /// Opens a ceremony of `kind` (`register`, for `factor`, or `authenticate`): a fresh 32-byte
     /// challenge whose state the store keeps for `ceremony_ttl` and gives back once. The
     /// challenge and the ttl in milliseconds.
-    async fn open_ceremony(
+    pub(super) async fn open_ceremony(
         &self,
         account: &AccountId,
         user: &UserId,
         kind: &str,
         factor: Option<String>,
+        passkey: bool,
     ) -> Result<([u8; 32], u64), FactorError> {
         let challenge = random_bytes::<32>(&self.rng)?;
         let ttl = self.settings.ceremony_ttl.as_millis() as u64;
         let state = serde_json::to_string(&CeremonyState {
             kind: kind.into(),
             factor,
+            passkey,
             expires_ms: self.clock.now_ms() + ttl,
         })
         .map_err(|_| FactorError::Random)?;
@@ -390,18 +435,20 @@ impl FactorService {
         Ok((challenge, ttl))
     }
 
-    /// The user's listed security keys with their records.
-    async fn credentials(
+    /// The user's listed WebAuthn credentials of `kind` (security keys or passkeys; both when
+    /// `None`) with their records.
+    pub(super) async fn credentials(
         &self,
         account: &AccountId,
         user: &User,
+        kind: Option<FactorType>,
     ) -> Result<Vec<(String, KeyCredential)>, FactorError> {
         let mut found = Vec::new();
-        for factor in user
-            .factors
-            .iter()
-            .filter(|f| f.kind == FactorType::Webauthn)
-        {
+        let wanted = |factor: &&crate::account::user::Factor| match kind {
+            Some(kind) => factor.kind == kind,
+            None => matches!(factor.kind, FactorType::Webauthn | FactorType::Passkey),
+        };
+        for factor in user.factors.iter().filter(wanted) {
             let found_record = self
                 .store
                 .get(UserRef::new(account, &user.id).factor(&factor.id))

@@ -381,9 +381,25 @@ pub(super) async fn login(call: Call<'_>) -> Reply {
     if let Some(token) = &body.device_token {
         check_token(token)?;
     }
+    // A passkey challenge counts only when this user passed it as a passkey (whose ceremony
+    // required user verification); any other id is no proof, and the decision says so by
+    // not allowing on it.
+    let verified_passkey = match &body.challenge_id {
+        None => false,
+        Some(id) => app
+            .factors()
+            .passed(&account, id)
+            .await?
+            .is_some_and(|passed| passed.user == user && passed.kind == "passkey"),
+    };
     let decision = app
         .accounts()
-        .login(&account, &user, body.device_token.as_deref())
+        .login(
+            &account,
+            &user,
+            body.device_token.as_deref(),
+            verified_passkey,
+        )
         .await?;
     let mut answer = DecisionBody {
         decision: decision.label(),

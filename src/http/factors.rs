@@ -82,7 +82,8 @@ pub(super) async fn recovery_codes(call: Call<'_>) -> Reply {
 }
 
 fn factor_type(input: &str) -> Result<FactorType, ApiError> {
-    FactorType::parse(input).ok_or_else(|| ApiError::invalid("type must be one of totp, webauthn"))
+    FactorType::parse(input)
+        .ok_or_else(|| ApiError::invalid("type must be one of totp, webauthn, passkey"))
 }
 
 async fn enrol(
@@ -118,20 +119,20 @@ async fn enrol(
                 },
             ))
         }
-        FactorType::Webauthn => {
+        kind @ (FactorType::Webauthn | FactorType::Passkey) => {
             if body.algorithm.is_some() || body.digits.is_some() {
                 return Err(ApiError::invalid(
                     "algorithm and digits apply to totp factors only",
                 ));
             }
-            let enrolment = app.factors().enrol_webauthn(account, user).await?;
+            let enrolment = app.factors().enrol_webauthn(account, user, kind).await?;
             Ok(json_response(
                 StatusCode::CREATED,
                 &Enrolment {
                     public_key: Some(&enrolment.options),
                     ..Enrolment::pending(
                         &enrolment.factor_id,
-                        "webauthn",
+                        kind.as_str(),
                         user,
                         enrolment.expires_ms,
                     )
@@ -155,7 +156,7 @@ fn confirmed_response(user: &UserId, confirmed: &Confirmed) -> Response<Full<Byt
     )
 }
 
-fn parse_credential(value: Value, field: &str) -> Result<CredentialJson, ApiError> {
+pub(super) fn parse_credential(value: Value, field: &str) -> Result<CredentialJson, ApiError> {
     serde_json::from_value(value).map_err(|error| {
         ApiError::invalid(format!(
             "{field} must be a PublicKeyCredential as JSON (id, response.clientDataJSON, …): {error}"
@@ -201,6 +202,7 @@ async fn confirm(
             {
                 Ok(confirmed) => Ok(confirmed_response(user, &confirmed)),
                 Err(reason) => Err(ApiError::Refused {
+                    // Also for passkeys: one rule for every WebAuthn registration.
                     rule: "security-key-registration-refused",
                     detail: format!("the registration was refused: {reason}"),
                     users: Vec::new(),

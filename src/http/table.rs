@@ -25,8 +25,8 @@ macro_rules! to {
 }
 
 use super::{
-    accounts, events, factors, graph, keys, lists, operations, pins, twilio, usage, verifications,
-    webhooks,
+    accounts, events, factors, graph, keys, lists, operations, passkeys, pins, sdk, twilio, usage,
+    verifications, webhooks,
 };
 use Access::{Graph, Key, Link, Open, Receipt, Root, RootOrKey, Twilio};
 use Permission::{
@@ -70,6 +70,12 @@ pub static TABLE: &[Entry] = &[
         op("GET", Open, to!(openapi_json), Doc {
             id: "openapi_json", summary: "This document", tag: "operations", params: &[], request: None,
             answers: &[answer("200", "This document", &[Content { media: "application/json", schema: Schema::Object }])],
+        }),
+    ]),
+    row("/sdk/webauthn.js", "sdk_webauthn", &[
+        op("GET", Open, to!(sdk::webauthn_js), Doc {
+            id: "sdk_webauthn", summary: "The WebAuthn browser helper (ES module: register, authenticate, autofill)", tag: "operations", params: &[], request: None,
+            answers: &[answer("200", "The module (text/javascript; CORS open)", &[Content { media: "text/javascript", schema: Schema::Text }])],
         }),
     ]),
     row("/v1/accounts", "create_account", &[
@@ -238,6 +244,16 @@ pub static TABLE: &[Entry] = &[
             id: "challenge", summary: "Challenge a factor", tag: "users", params: &[USER],
             request: body::<ChallengeBody>(),
             answers: &[answer("200", "The outcome, or WebAuthn options to sign", &[json::<ChallengeOutcome>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/passkeys/challenges", "passkey_challenges", &[
+        op("POST", Key(UseFactors), to!(passkeys::challenges), Doc {
+            id: "passkey_challenge", summary: "Sign in with a passkey (usernameless)", tag: "users", params: &[],
+            request: body::<PasskeyChallengeBody>(),
+            answers: &[
+                answer("200", "Without an assertion: request options with no allowCredentials (user verification required). With one: {valid, user, factor_id, challenge_id}; the challenge is single use", &[json::<PasskeyOptionsBody>(), json::<PasskeyOutcomeBody>()]),
+                PROBLEM,
+            ],
         }),
     ]),
     row("/v1/users/{param}/recovery-codes", "recovery_codes", &[

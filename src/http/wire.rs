@@ -495,7 +495,7 @@ pub struct TwoFactorBody {
 #[derive(Serialize, ToSchema)]
 #[schema(as = Factor)]
 pub struct FactorSchema {
-    /// webauthn, totp.
+    /// passkey, webauthn, totp.
     #[serde(rename = "type")]
     pub kind: String,
     pub id: String,
@@ -584,13 +584,16 @@ pub struct DeviceCheckedBody<'a> {
 pub struct LoginBody {
     pub user: String,
     pub device_token: Option<String>,
+    /// A passkey challenge this user passed (`POST /v1/passkeys/challenges`): with user
+    /// verification it is the second factor, and the decision is `allow` (`passkey_verified`).
+    pub challenge_id: Option<String>,
 }
 
 // A factor offered in a challenge: `account::login::Offer` as the document shows it.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Offer)]
 pub struct OfferSchema {
-    /// webauthn, totp, sms, whatsapp, call, email.
+    /// passkey, webauthn, totp, sms, whatsapp, call, email.
     #[serde(rename = "type")]
     pub kind: String,
     pub id: Option<String>,
@@ -603,7 +606,7 @@ pub struct OfferSchema {
 pub struct DecisionBody<'a> {
     /// allow, challenge, enroll.
     pub decision: &'static str,
-    /// For allow: two_factor_off, trusted_device.
+    /// For allow: two_factor_off, trusted_device, passkey_verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     /// For challenge: usable factors, strongest first.

@@ -14,7 +14,8 @@ use crate::clock::rfc3339;
 #[serde(deny_unknown_fields)]
 #[schema(as = EnrolFactor)]
 pub struct EnrolBody {
-    /// totp, webauthn.
+    /// totp, webauthn (a security key), passkey (a discoverable credential with user
+    /// verification, for usernameless sign-in).
     #[serde(rename = "type")]
     pub kind: String,
     /// TOTP only: SHA1, SHA256, SHA512 (default from config).
@@ -179,4 +180,54 @@ impl<'a> ChallengeOutcome<'a> {
             expires_at: Some(rfc3339(expires_ms)),
         }
     }
+}
+
+// ---- passkeys ----
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = PasskeyChallengeRequest)]
+pub struct PasskeyChallengeBody {
+    /// The assertion (`PublicKeyCredential.toJSON()`, with `response.userHandle`); without it,
+    /// the answer opens a usernameless ceremony.
+    #[schema(value_type = Option<Object>)]
+    pub assertion: Option<Value>,
+}
+
+/// Request options for a usernameless sign-in (no `allowCredentials`: the browser offers the
+/// user's passkeys, also as autofill).
+#[derive(Serialize, ToSchema)]
+#[schema(as = PasskeyOptions)]
+pub struct PasskeyOptionsBody<'a> {
+    #[schema(value_type = Object)]
+    pub public_key: &'a Value,
+    pub expires_at: String,
+}
+
+/// The outcome of a passkey assertion. `valid: false` comes with `reason` (and `user` and
+/// `factor_id` once the credential was found).
+#[derive(Serialize, ToSchema)]
+#[schema(as = PasskeyOutcome)]
+pub struct PasskeyOutcomeBody<'a> {
+    pub valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[schema(value_type = Option<String>)]
+    pub user: Option<&'a UserId>,
+    pub factor_id: Option<&'a str>,
+    /// The passed challenge: present it to `POST /v1/logins` (`challenge_id`) or to trust the
+    /// device.
+    pub challenge_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// The credential's signature counter after this assertion (0: the authenticator keeps
+    /// none, as synced passkeys do).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counter: Option<u32>,
+    /// BE: the passkey may be synced to the user's other devices.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backup_eligible: Option<bool>,
+    /// BS: the passkey is backed up now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backed_up: Option<bool>,
 }

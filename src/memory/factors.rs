@@ -20,7 +20,7 @@ use crate::factors::store::{
     FactorStore, NewCeremony, NewFactor, PassedChallenge, RecoveryOutcome, RecoveryTry, TotpTry,
     UserRef,
 };
-use crate::factors::webauthn::counter_advances;
+use crate::factors::webauthn::{counter_advances, BackupState};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone)]
@@ -70,11 +70,17 @@ struct Maps {
     ceremonies: HashMap<(UserId, Vec<u8>), (String, u64)>,
     recovery: HashMap<UserId, Recovery>,
     passed: HashMap<String, (PassedChallenge, u64)>,
+    /// Passkey user handles: which user each names.
+    handles: HashMap<Vec<u8>, UserId>,
 }
 
 impl Maps {
     fn entries(&self) -> usize {
-        self.factors.len() + self.ceremonies.len() + self.recovery.len() + self.passed.len()
+        self.factors.len()
+            + self.ceremonies.len()
+            + self.recovery.len()
+            + self.passed.len()
+            + self.handles.len()
     }
 
     /// Unconfirmed TOTP enrolments and open WebAuthn ceremonies.
@@ -315,6 +321,7 @@ impl FactorStore for MemoryFactorStore {
         &self,
         factor: FactorRef<'_>,
         counter: u32,
+        backup: BackupState,
     ) -> Result<CounterOutcome, StoreError> {
         Ok(self.with(factor.owner.account, |maps, now| {
             let Some(credential) = maps
@@ -329,6 +336,7 @@ impl FactorStore for MemoryFactorStore {
                 };
             }
             credential.counter = counter;
+            credential.backup = backup;
             CounterOutcome::Advanced
         }))
     }
@@ -417,5 +425,46 @@ impl FactorStore for MemoryFactorStore {
             let entry = maps.passed.get(id).filter(|(_, at)| *at > now);
             entry.map(|(passed, _)| passed.clone())
         }))
+    }
+
+    async fn put_user_handle(
+        &self,
+        account: &AccountId,
+        handle: &[u8],
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        let max = self.tenants.limits(account).users;
+        let known = self.with(account, |maps, _| maps.handles.contains_key(handle));
+        if known {
+            return Ok(());
+        }
+        self.insert(account, Entry::Other, |maps, _| {
+            if maps.handles.len() as u64 >= max {
+                return Err(LimitReached {
+                    limit: Limit::Users,
+                    max,
+                }
+                .into());
+            }
+            maps.handles.insert(handle.to_vec(), user.clone());
+            Ok(())
+        })?
+    }
+
+    async fn user_of_handle(
+        &self,
+        account: &AccountId,
+        handle: &[u8],
+    ) -> Result<Option<UserId>, StoreError> {
+        Ok(self.with(account, |maps, _| maps.handles.get(handle).cloned()))
+    }
+
+    async fn delete_user_handle(
+        &self,
+        account: &AccountId,
+        handle: &[u8],
+    ) -> Result<(), StoreError> {
+        self.with(account, |maps, _| maps.handles.remove(handle));
+        Ok(())
     }
 }

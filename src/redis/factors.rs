@@ -6,8 +6,9 @@
 //!
 //! | key (`P:{a:<account>}:` + …) | type | holds |
 //! | --- | --- | --- |
-//! | `fx:<user>:<factor>` | hash | a factor: `k` kind, `st` status, `cr` created, `s` sealed TOTP secret, `al`/`dg`/`pd` algorithm, digits, period, `ci`/`ka`/`kb` credential id, COSE alg, key (base64url), `sc` sign counter, `ex` expiry of a pending one, `ls` last used step, `nf` consecutive failures, `lu` locked until; a pending factor expires |
-//! | `wc:<user>:<challenge hex>` | string | a WebAuthn ceremony's state (JSON), read once with GETDEL |
+//! | `fx:<user>:<factor>` | hash | a factor: `k` kind, `st` status, `cr` created, `s` sealed TOTP secret, `al`/`dg`/`pd` algorithm, digits, period, `ci`/`ka`/`kb` credential id, COSE alg, key (base64url), `sc` sign counter, `be`/`bs` backup eligible / backed up (1 or 0), `ex` expiry of a pending one, `ls` last used step, `nf` consecutive failures, `lu` locked until; a pending factor expires |
+//! | `wc:<user>:<challenge hex>` | string | a WebAuthn ceremony's state (JSON), read once with GETDEL; `<user>` is `*` for a usernameless passkey ceremony |
+//! | `ph` | hash | passkey user handle (hex) → user id, against `tenants.max_users` |
 //! | `rc:<user>` | set | the user's recovery-code digests (hex) |
 //! | `rl:<user>` | hash | recovery-code failures: `nf`, `lu` |
 //! | `ch:<challenge id>` | string | a passed challenge (proof for trusting a device): user, kind, factor, expiry, joined by bars |
@@ -30,12 +31,12 @@ use crate::factors::store::{
     TotpSecret, TotpTry, UserRef,
 };
 use crate::factors::totp::{Algorithm, TotpParams};
-use crate::factors::webauthn::CredentialKey;
+use crate::factors::webauthn::{BackupState, CredentialKey};
 use crate::redis::connection::Connection;
 use crate::redis::script::{corrupt, flag, scripts, Adapter, Reply};
 use crate::store::StoreError;
 
-scripts! { FactorScripts = "factor_": put, put_ceremony, take_ceremony, totp_attempt, counter, use_recovery, replace_recovery }
+scripts! { FactorScripts = "factor_": put, put_ceremony, take_ceremony, totp_attempt, counter, use_recovery, replace_recovery, put_handle }
 
 pub struct RedisFactorStore {
     redis: Adapter,
@@ -129,6 +130,8 @@ fn encode(record: &FactorRecord) -> Vec<(&'static str, String)> {
         fields.push(("ka", key.key.alg.to_string()));
         fields.push(("kb", BASE64URL_NOPAD.encode(&key.key.bytes)));
         fields.push(("sc", key.counter.to_string()));
+        fields.push(("be", flag(key.backup.eligible).to_string()));
+        fields.push(("bs", flag(key.backup.backed_up).to_string()));
     }
     fields
 }
@@ -176,6 +179,11 @@ fn decode(
                 bytes: b64("kb")?,
             },
             counter: number("sc")? as u32,
+            // Records written before issue 18 have neither flag: not eligible, not backed up.
+            backup: BackupState {
+                eligible: fields.get("be").is_some_and(|v| v == "1"),
+                backed_up: fields.get("bs").is_some_and(|v| v == "1"),
+            },
         }),
     };
     Ok(Some(FactorRecord {
@@ -263,9 +271,13 @@ impl FactorStore for RedisFactorStore {
         &self,
         factor: FactorRef<'_>,
         counter: u32,
+        backup: BackupState,
     ) -> Result<CounterOutcome, StoreError> {
         let mut invocation = self.scripts.counter.prepare_invoke();
-        invocation.key(self.factor_key(factor)).arg(counter);
+        invocation
+            .key(self.factor_key(factor))
+            .arg(counter)
+            .arg(flag(backup.backed_up));
         let reply = self.redis.call(&invocation, "counter").await?;
         Ok(match reply.outcome() {
             "ok" => CounterOutcome::Advanced,
@@ -411,5 +423,56 @@ impl FactorStore for RedisFactorStore {
             factor: factor.to_owned(),
             expires_ms: expires.parse().map_err(|_| corrupt("challenge expiry"))?,
         }))
+    }
+
+    async fn put_user_handle(
+        &self,
+        account: &AccountId,
+        handle: &[u8],
+        user: &UserId,
+    ) -> Result<(), StoreError> {
+        let max = self.tenants.limits(account).users;
+        let mut invocation = self.scripts.put_handle.prepare_invoke();
+        invocation
+            .key(self.redis.keys.user_handles(account))
+            .arg(HEXLOWER.encode(handle))
+            .arg(user.as_str())
+            .arg(max);
+        let reply = self.redis.call(&invocation, "user handle").await?;
+        match reply.outcome() {
+            "stored" => Ok(()),
+            "full" => Err(LimitReached {
+                limit: Limit::Users,
+                max,
+            }
+            .into()),
+            _ => Err(reply.unknown()),
+        }
+    }
+
+    async fn user_of_handle(
+        &self,
+        account: &AccountId,
+        handle: &[u8],
+    ) -> Result<Option<UserId>, StoreError> {
+        let command = redis::cmd("HGET")
+            .arg(self.redis.keys.user_handles(account))
+            .arg(HEXLOWER.encode(handle))
+            .clone();
+        let user: Option<String> = self.redis.query(&command).await?;
+        user.map(|user| UserId::parse(&user).ok_or_else(|| corrupt("handle user")))
+            .transpose()
+    }
+
+    async fn delete_user_handle(
+        &self,
+        account: &AccountId,
+        handle: &[u8],
+    ) -> Result<(), StoreError> {
+        let command = redis::cmd("HDEL")
+            .arg(self.redis.keys.user_handles(account))
+            .arg(HEXLOWER.encode(handle))
+            .clone();
+        self.redis.query::<i64>(&command).await.map(drop)
     }
 }

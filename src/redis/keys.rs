@@ -6,7 +6,7 @@
 //! | hash tag | whose | keys (after `P:{tag}:`) |
 //! | --- | --- | --- |
 //! | `{sNN}` | one shard of phone numbers (`phone::SHARD_COUNT`) | verifications `v:<id>`, number pointers `n:<account>:<e164>`, send idempotency `i:…`, check idempotency `c:…` (built in `verify_check.lua` from the base), the outbox streams, the workflows' due set `f` |
-//! | `{a:<account>}` | one account | API key index (`keys`, `kr`, `kown`: src/redis/accounts.rs), directory (`pol`, `u:<user>`, `users`, `uz`, `nophone`, `withmail`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pnz`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`) |
+//! | `{a:<account>}` | one account | API key index (`keys`, `kr`, `kown`: src/redis/accounts.rs), directory (`pol`, `u:<user>`, `users`, `uz`, `nophone`, `withmail`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pnz`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`, `ph`) |
 //! | `{n:<e164>}` | one phone number, gateway-wide | `holder`: the PIN registry's claim |
 //! | `{a:<account>}` (abuse) | one account | abuse store (`ab:p:<prefix>`, `ab:c:<country>`, `ab:idx`, `ab:blk`, `ab:d:<day>`: `src/redis/abuse.rs`) |
 //! | `{a:<account>}` | one account's webhooks | `whr`, `whz`, `whq:<id>`, `whs:<id>`, `whl:<id>`, `whx:<id>` (src/redis/events.rs) |
@@ -239,6 +239,11 @@ impl KeySpace {
 
     pub fn recovery_lock(&self, account: &AccountId, user: &UserId) -> String {
         self.in_account(account, &format!("rl:{user}"))
+    }
+
+    /// The account's passkey user handles (hex) and the users they name.
+    pub fn user_handles(&self, account: &AccountId) -> String {
+        self.in_account(account, "ph")
     }
 
     pub fn passed_challenge(&self, account: &AccountId, id: &str) -> String {

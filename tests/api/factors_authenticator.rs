@@ -17,8 +17,12 @@ pub struct SoftKey {
     pub credential_id: Vec<u8>,
     pub counter: u32,
     rng: SystemRandom,
-    /// Flags of the next ceremony: UP (0x01), UV (0x04).
+    /// Flags of the next ceremony: UP (0x01), UV (0x04), BE (0x08), BS (0x10).
     pub flags: u8,
+    /// The user handle of a discoverable credential (registered with `residentKey:
+    /// "required"`), returned with each assertion as a passkey does; `None` for a plain
+    /// security key, which answers `userHandle: null`.
+    pub user_handle: Option<String>,
 }
 
 /// What the "browser" puts in clientDataJSON and authenticatorData, when a test bends it.
@@ -65,6 +69,16 @@ impl SoftKey {
             counter: 0,
             rng,
             flags: 0x01,
+            user_handle: None,
+        }
+    }
+
+    /// A passkey as a platform authenticator holds it: user verification, backup eligible
+    /// and backed up (a synced passkey).
+    pub fn passkey() -> Self {
+        Self {
+            flags: 0x01 | 0x04 | 0x08 | 0x10,
+            ..Self::new()
         }
     }
 
@@ -100,6 +114,9 @@ impl SoftKey {
             .rp_id
             .unwrap_or_else(|| options["rp"]["id"].as_str().unwrap());
         let client_data = self.client_data("webauthn.create", options, ceremony);
+        if options["authenticatorSelection"]["residentKey"] == "required" {
+            self.user_handle = options["user"]["id"].as_str().map(str::to_owned);
+        }
         let mut auth_data = digest(&SHA256, rp_id.as_bytes()).as_ref().to_vec();
         auth_data.push(self.flags | 0x40);
         auth_data.extend_from_slice(&self.counter.to_be_bytes());
@@ -158,7 +175,7 @@ impl SoftKey {
                 "clientDataJSON": b64(&client_data),
                 "authenticatorData": b64(&auth_data),
                 "signature": b64(signature.as_ref()),
-                "userHandle": null,
+                "userHandle": self.user_handle,
             },
             "clientExtensionResults": {},
         })

@@ -26,6 +26,7 @@ mod helpers;
 mod lists;
 mod openapi;
 mod operations;
+mod passkeys;
 mod pin;
 mod redis_harness;
 #[path = "../common/redis_server.rs"]

@@ -10,7 +10,7 @@ use otpgate::factors::store::{
     NewCeremony, NewFactor, RecoveryOutcome, RecoveryTry, TotpSecret, TotpTry, UserRef,
 };
 use otpgate::factors::totp::{Algorithm, TotpParams};
-use otpgate::factors::webauthn::CredentialKey;
+use otpgate::factors::webauthn::{BackupState, CredentialKey};
 use otpgate::store::StoreError;
 
 use crate::on_every_store;
@@ -158,6 +158,10 @@ async fn a_security_keys_counter_only_moves_forward(backend: Backend) {
                 bytes: vec![4, 5, 6],
             },
             counter: 5,
+            backup: BackupState {
+                eligible: true,
+                backed_up: false,
+            },
         }),
     };
     stores
@@ -177,6 +181,10 @@ async fn a_security_keys_counter_only_moves_forward(backend: Backend) {
             .unwrap(),
         Some(record)
     );
+    let backed_up = BackupState {
+        eligible: true,
+        backed_up: true,
+    };
     let advance = |counter: u32| {
         let stores = &stores;
         async move {
@@ -185,14 +193,56 @@ async fn a_security_keys_counter_only_moves_forward(backend: Backend) {
                 .advance_counter(
                     UserRef::new(&stores.account, &alice()).factor("FA-key"),
                     counter,
+                    backed_up,
                 )
                 .await
                 .unwrap()
         }
     };
     assert_eq!(advance(5).await, CounterOutcome::Regressed { stored: 5 });
+    let read = || async {
+        let alice = alice();
+        let factor = UserRef::new(&stores.account, &alice).factor("FA-key");
+        let record = stores.factors.get(factor).await.unwrap().unwrap();
+        record.webauthn.unwrap()
+    };
+    assert_eq!(
+        read().await.backup.backed_up,
+        false,
+        "a refused counter changes nothing"
+    );
     assert_eq!(advance(6).await, CounterOutcome::Advanced);
+    assert_eq!((read().await.counter, read().await.backup), (6, backed_up));
     assert_eq!(advance(6).await, CounterOutcome::Regressed { stored: 6 });
+}
+
+async fn a_passkey_user_handle_names_its_user_until_deleted(backend: Backend) {
+    let stores = stores(backend).await;
+    let account = &stores.account;
+    let factors = &stores.factors;
+    let handle = [7u8; 16];
+    assert_eq!(
+        factors.user_of_handle(account, &handle).await.unwrap(),
+        None
+    );
+    factors
+        .put_user_handle(account, &handle, &alice())
+        .await
+        .unwrap();
+    // Writing it again is a no-op, not a second entry.
+    factors
+        .put_user_handle(account, &handle, &alice())
+        .await
+        .unwrap();
+    assert_eq!(
+        factors.user_of_handle(account, &handle).await.unwrap(),
+        Some(alice())
+    );
+    factors.delete_user_handle(account, &handle).await.unwrap();
+    assert_eq!(
+        factors.user_of_handle(account, &handle).await.unwrap(),
+        None
+    );
 }
 
 async fn a_recovery_code_is_spent_once(backend: Backend) {
@@ -303,10 +353,48 @@ async fn pending_ceremonies_are_bounded_and_taken_once(backend: Backend) {
         .unwrap();
 }
 
+async fn passkey_user_handles_are_bounded_by_the_accounts_users(backend: Backend) {
+    let stores = stores_with(backend, bounded(|limits| limits.users = 2)).await;
+    let account = &stores.account;
+    let factors = &stores.factors;
+    let user = |name: &str| UserId::parse(name).unwrap();
+    factors
+        .put_user_handle(account, &[1; 16], &user("ada"))
+        .await
+        .unwrap();
+    factors
+        .put_user_handle(account, &[2; 16], &user("bob"))
+        .await
+        .unwrap();
+    match factors
+        .put_user_handle(account, &[3; 16], &user("cy"))
+        .await
+    {
+        Err(StoreError::AccountLimit(reached)) => assert_eq!(reached.max, 2),
+        other => panic!("expected the account's bound, got {other:?}"),
+    }
+    assert_eq!(
+        factors.user_of_handle(account, &[3; 16]).await.unwrap(),
+        None
+    );
+    // A known handle is still written at the bound (an idempotent re-registration).
+    factors
+        .put_user_handle(account, &[1; 16], &user("ada"))
+        .await
+        .unwrap();
+    factors.delete_user_handle(account, &[2; 16]).await.unwrap();
+    factors
+        .put_user_handle(account, &[3; 16], &user("cy"))
+        .await
+        .unwrap();
+}
+
 on_every_store!(
     each_round_of_wrong_codes_doubles_the_wait_up_to_its_cap,
     a_used_step_is_replayed_and_a_pending_factor_waits_for_activation,
     a_security_keys_counter_only_moves_forward,
     a_recovery_code_is_spent_once,
     pending_ceremonies_are_bounded_and_taken_once,
+    a_passkey_user_handle_names_its_user_until_deleted,
+    passkey_user_handles_are_bounded_by_the_accounts_users,
 );

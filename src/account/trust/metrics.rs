@@ -26,6 +26,7 @@ pub struct HotPathMetrics {
     lookups: [[Counter; 3]; 3],
     allow_two_factor_off: Counter,
     allow_trusted_device: Counter,
+    allow_passkey_verified: Counter,
     challenge: Counter,
     enroll: Counter,
     trusted: Counter,
@@ -51,6 +52,7 @@ impl HotPathMetrics {
             lookups: [lookup("policy"), lookup("user"), lookup("device")],
             allow_two_factor_off: decision("allow", "two_factor_off"),
             allow_trusted_device: decision("allow", "trusted_device"),
+            allow_passkey_verified: decision("allow", "passkey_verified"),
             challenge: decision("challenge", "second_factor"),
             enroll: decision("enroll", "no_factor"),
             trusted: metrics.labelled_counter(DEVICE_CHECKS, &[("result", "trusted")]),
@@ -70,6 +72,7 @@ impl HotPathMetrics {
         match decision {
             Decision::Allow(AllowReason::TwoFactorOff) => &self.allow_two_factor_off,
             Decision::Allow(AllowReason::TrustedDevice) => &self.allow_trusted_device,
+            Decision::Allow(AllowReason::PasskeyVerified) => &self.allow_passkey_verified,
             Decision::Challenge { .. } => &self.challenge,
             Decision::Enroll { .. } => &self.enroll,
         }

@@ -96,6 +96,7 @@ pub struct Registered {
     pub aaguid: [u8; 16],
     pub attestation: &'static str,
     pub user_verified: bool,
+    pub backup: BackupState,
 }
 
 /// A verified assertion: the counter the store must advance to.
@@ -103,6 +104,25 @@ pub struct Registered {
 pub struct Asserted {
     pub counter: u32,
     pub user_verified: bool,
+    pub backup: BackupState,
+}
+
+/// The backup flags of authenticator data (WebAuthn Level 3 §6.1): BE, the credential may be
+/// synced to other devices (a multi-device passkey); BS, it is backed up now. BE never changes
+/// for a credential; BS may, so each assertion's is recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BackupState {
+    pub eligible: bool,
+    pub backed_up: bool,
+}
+
+impl BackupState {
+    fn of(flags: u8) -> Self {
+        Self {
+            eligible: flags & FLAG_BE != 0,
+            backed_up: flags & FLAG_BS != 0,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -147,6 +167,8 @@ fn check_client_data(
 
 const FLAG_UP: u8 = 0x01;
 const FLAG_UV: u8 = 0x04;
+const FLAG_BE: u8 = 0x08;
+const FLAG_BS: u8 = 0x10;
 const FLAG_AT: u8 = 0x40;
 
 struct AuthData {
@@ -320,6 +342,7 @@ pub fn verify_registration(
         aaguid,
         attestation,
         user_verified: auth.flags & FLAG_UV != 0,
+        backup: BackupState::of(auth.flags),
     })
 }
 
@@ -343,6 +366,7 @@ pub fn verify_assertion(
     Ok(Asserted {
         counter: auth.counter,
         user_verified: auth.flags & FLAG_UV != 0,
+        backup: BackupState::of(auth.flags),
     })
 }
 
