@@ -1,6 +1,7 @@
 //! The wire format of the list endpoints (cursor-paged: `items`, `next_cursor` null on the last
 //! page) and of key revocation: what the handlers write and what `openapi.rs` documents.
 
+use crate::destination::EmailAddress;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -67,7 +68,7 @@ pub struct UserListedBody<'a> {
     pub role: UserRole,
     /// `+49151*****678`: the country code and the last three digits; null without a phone.
     pub phone: Option<String>,
-    /// Users carry no e-mail address yet: always null.
+    /// `a***@example.com`, masked like the phone; null without an address.
     #[schema(value_type = Option<String>)]
     pub email: Option<String>,
     pub two_factor: TwoFactorBody,
@@ -85,7 +86,7 @@ impl<'a> UserListedBody<'a> {
             id: &user.id,
             role: user.role,
             phone: user.phone.as_ref().map(PhoneNumber::masked),
-            email: None,
+            email: user.email.as_ref().map(EmailAddress::masked),
             two_factor: TwoFactorBody {
                 enabled: user.two_factor_enabled(account_requires),
                 over: user
