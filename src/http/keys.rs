@@ -7,7 +7,7 @@ use hyper::StatusCode;
 use super::body::{json_body, json_response};
 use super::error::ApiError;
 use super::fields::{check_code_length, optional, AccountName, EmailAddress};
-use super::routes::{Authenticated, Call, Reply};
+use super::routes::{Call, Reply};
 use super::wire::{AccountBody, CreateAccountBody, CreateKeyBody, KeyBody};
 use super::wire_pins::{EmailBody, EmailSetBody};
 use crate::account::{Account, AccountId, Role};
@@ -70,12 +70,7 @@ pub(super) async fn create_key(call: Call<'_>) -> Reply {
         caller,
         ..
     } = call;
-    let Authenticated::Caller(caller, permission) = caller else {
-        return Err(ApiError::Internal);
-    };
-    let account_id = AccountId::parse(matched.param.unwrap_or_default())
-        .ok_or(ApiError::NotFound("no such account"))?;
-    caller.require_in(permission, &account_id)?;
+    let (caller, account_id) = caller.in_account(matched.param)?;
     let body: CreateKeyBody = json_body(app, request).await?;
     let role: Role = body
         .role

@@ -8,7 +8,7 @@ use hyper::{Request, StatusCode};
 use super::body::json_response;
 use super::error::ApiError;
 use super::paging::PageRequest;
-use super::routes::{Authenticated, Call, Reply};
+use super::routes::{Call, Reply};
 use super::wire_lists::{
     DeviceListedBody, DevicePageBody, FactorListedBody, FactorPageBody, KeyListedBody, KeyPageBody,
     KeyRevokedBody, NumberListedBody, NumberPageBody, UserListedBody, UserPageBody,
@@ -56,12 +56,7 @@ pub(super) async fn account_keys(call: Call<'_>) -> Reply {
         caller,
         ..
     } = call;
-    let Authenticated::Caller(caller, permission) = caller else {
-        return Err(ApiError::Internal);
-    };
-    let account = AccountId::parse(matched.param.unwrap_or_default())
-        .ok_or(ApiError::NotFound("no such account"))?;
-    caller.require_in(permission, &account)?;
+    let (_, account) = caller.in_account(matched.param)?;
     if app.find_account(&account).await?.is_none() {
         return Err(ApiError::NotFound("no such account"));
     }
@@ -76,12 +71,7 @@ pub(super) async fn revoke_account_key(call: Call<'_>) -> Reply {
         caller,
         ..
     } = call;
-    let Authenticated::Caller(caller, permission) = caller else {
-        return Err(ApiError::Internal);
-    };
-    let account = AccountId::parse(matched.param.unwrap_or_default())
-        .ok_or(ApiError::NotFound("no such account"))?;
-    caller.require_in(permission, &account)?;
+    let (caller, account) = caller.in_account(matched.param)?;
     revoke(
         app,
         &account,

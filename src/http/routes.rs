@@ -18,6 +18,7 @@ use super::body::json_body;
 use super::doc::Doc;
 use super::error::ApiError;
 use crate::account::permission::Permission;
+use crate::account::AccountId;
 use crate::App;
 
 /// One method of a row: who may call it, its handler, and what the OpenAPI document says of it
@@ -204,6 +205,20 @@ pub(super) enum Authenticated {
     Caller(Caller, Permission),
     /// `Key`: a key its role allows.
     Key(Grant),
+}
+
+impl Authenticated {
+    /// A `RootOrKey` route's caller and the account its path names (`param`), once the caller
+    /// may act in that account: the root key, or a key of it whose role the permission allows.
+    pub(super) fn in_account(self, param: Option<&str>) -> Result<(Caller, AccountId), ApiError> {
+        let Authenticated::Caller(caller, permission) = self else {
+            return Err(ApiError::Internal);
+        };
+        let account = AccountId::parse(param.unwrap_or_default())
+            .ok_or(ApiError::NotFound("no such account"))?;
+        caller.require_in(permission, &account)?;
+        Ok((caller, account))
+    }
 }
 
 impl<'a> Call<'a> {
