@@ -12,7 +12,8 @@
 //! - errors are `{code, message, more_info, status}` with Twilio's codes: 60200 invalid parameter,
 //!   60202 max check attempts, 60203 max send attempts, 20404 not found, 20003 authentication.
 //!
-//! Deviations from Twilio a caller may meet are listed in docs/decisions.md.
+//! Deviations from Twilio a caller may meet are listed in docs/decisions.md. The Passkeys
+//! endpoints (`/v2/Services/{sid}/Passkeys/…`) are in `twilio_passkeys.rs`, on these helpers.
 
 use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};

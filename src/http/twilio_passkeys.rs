@@ -80,8 +80,9 @@ pub(super) async fn post_approve_challenge(call: Call<'_>) -> Reply {
     )
 }
 
-/// The app, the Service of the path for a caller who may run factors with it, the base URL
-/// and the JSON body (Twilio's SDKs send these endpoints JSON, not forms).
+/// The app, the Service of the path for a caller who may run factors with it, the caller as
+/// the audit trail names it, the base URL and the JSON body (Twilio's SDKs send these
+/// endpoints JSON, not forms; a body serde cannot read is Twilio's 60200).
 async fn passkeys_call<T: serde::de::DeserializeOwned>(
     call: Call<'_>,
 ) -> Result<(&App, Account, Who, String, T), TwilioError> {
@@ -334,6 +335,7 @@ async fn create_challenge(
         .begin_passkey_for(&account.id, user.as_ref(), factor.as_deref())
         .await
         .map_err(|error| factor_error(error, &what))?;
+    // The options carry the challenge just drawn, in base64url: it decodes.
     let challenge = options["challenge"]
         .as_str()
         .and_then(|challenge| {
