@@ -26,8 +26,11 @@ local outbox = ARGV[18]
 local now = tonumber(now_text)
 
 -- Replaces the workflow of the record `key` (verification `id`) with the request's, or drops it.
-local function set_workflow(key, id)
-  local after, old = ARGV[19] or '', tonumber(redis.call('HGET', key, 'wn') or '0')
+-- `fresh`: the record was just created, so it has no workflow to read or drop (a send to a new
+-- number, the common case, skips a read).
+local function set_workflow(key, id, fresh)
+  local after, old = ARGV[19] or '', 0
+  if not fresh then old = tonumber(redis.call('HGET', key, 'wn') or '0') end
   local n = 0
   if after ~= '' then n = tonumber(ARGV[20]) end
   for i = n, old - 1 do redis.call('HDEL', key, 'w' .. i, 'b' .. i) end
@@ -91,7 +94,7 @@ if pending then
     v[6] = number .. ' ' .. created .. ' ' .. length .. ' ' .. channel .. ' ' .. (sends + 1)
     redis.call('HSET', key, 'm', tag, 'e', v[5], 'p', v[6])
     redis.call('PEXPIRE', key, lifetime)
-    set_workflow(key, pending)
+    set_workflow(key, pending, false)
     take(pending)
     return answer('resent', pending, v)
   end
@@ -101,6 +104,6 @@ if quota_full() then return refuse_quota() end
 local v = {acct, 'p', '0', max_attempts, expires, to .. ' ' .. now_text .. ' ' .. len .. ' ' .. channel .. ' 1'}
 redis.call('HSET', KEYS[2], 'a', acct, 's', 'p', 'n', '0', 'M', max_attempts, 'e', expires, 'p', v[6], 'm', tag)
 redis.call('PEXPIRE', KEYS[2], lifetime)
-set_workflow(KEYS[2], new_id)
+set_workflow(KEYS[2], new_id, true)
 take(new_id)
 return answer('created', new_id, v)
