@@ -751,3 +751,59 @@ fn abuse_channel(channel: Channel) -> Option<abuse::Channel> {
         Channel::Email => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phone() -> Destination {
+        Destination::parse("+4915112347001").unwrap()
+    }
+
+    fn address() -> EmailAddress {
+        EmailAddress::parse("Ada@Example.com").unwrap()
+    }
+
+    #[test]
+    fn phone_steps_go_to_the_number_and_the_email_step_to_the_address() {
+        let steps = [Channel::Sms, Channel::Email, Channel::Call];
+        let to = step_destinations(&steps, &phone(), Some(&address())).unwrap();
+        assert_eq!(to[0], phone());
+        assert_eq!(to[1].as_str(), "ada@example.com");
+        assert_eq!(to[2], phone());
+        let email_first = [Channel::Email, Channel::Sms];
+        let to = step_destinations(&email_first, &phone(), Some(&address())).unwrap();
+        assert_eq!(
+            (to[0].email(), to[1].phone()),
+            (Some(&address()), phone().phone())
+        );
+    }
+
+    #[test]
+    fn an_address_that_fits_no_step_or_a_step_without_a_destination_is_refused() {
+        let refused = |channels: &[Channel], to: Destination, email: Option<EmailAddress>| {
+            match step_destinations(channels, &to, email.as_ref()) {
+                Err(VerifyError::StepDestination(reason)) => reason,
+                other => panic!("{channels:?}: expected a refusal, got {other:?}"),
+            }
+        };
+        let by_mail = Destination::Email(address());
+        let no_email_step = refused(&[Channel::Sms], phone(), Some(address()));
+        assert!(
+            no_email_step.starts_with("email is the address"),
+            "{no_email_step}"
+        );
+        let no_address = refused(&[Channel::Sms, Channel::Email], phone(), None);
+        assert!(no_address.contains("give it in email"), "{no_address}");
+        let phone_after_address = refused(&[Channel::Email, Channel::Sms], by_mail.clone(), None);
+        assert!(
+            phone_after_address.contains("put the phone number in to"),
+            "{phone_after_address}"
+        );
+        let twice = refused(&[Channel::Email], by_mail.clone(), Some(address()));
+        assert!(twice.starts_with("to is already"), "{twice}");
+        // What worked before `email` still does.
+        assert!(step_destinations(&[Channel::Email], &by_mail, None).is_ok());
+        assert!(step_destinations(&[Channel::Whatsapp, Channel::Sms], &phone(), None).is_ok());
+    }
+}

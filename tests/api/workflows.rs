@@ -493,7 +493,12 @@ async fn a_failed_sms_falls_back_to_the_email_address_with_the_same_code(backend
         .request(reqwest::Method::GET, "/openapi.json", None, None)
         .await
         .body;
-    assert_matches_schema(&document, "WorkflowStep", &workflow["steps"][1], &[]);
+    assert_matches_schema(
+        &document,
+        "WorkflowStep",
+        &workflow["steps"][1],
+        &["fell_back"],
+    );
 
     // A check by `to` names the number; the address keys nothing.
     app.check_to(ADDRESS, &code)
