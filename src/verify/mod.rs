@@ -710,6 +710,10 @@ fn step_destinations(
         ));
     }
     if let Destination::Email(_) = to {
+        // Without an e-mail step this is the one-kind mismatch it always was.
+        if let (Some(phone_step), false) = (phone_step, has_email_step) {
+            return Err(VerifyError::WrongDestination(phone_step.as_str()));
+        }
         if let Some(phone_step) = phone_step {
             return Err(VerifyError::StepDestination(format!(
                 "the {} step needs a phone number: put the phone number in to and the e-mail \
@@ -729,6 +733,10 @@ fn step_destinations(
         .map(|channel| match (channel.is_email(), to, email) {
             (false, Destination::Phone(_), _) | (true, Destination::Email(_), _) => Ok(to.clone()),
             (true, Destination::Phone(_), Some(address)) => Ok(Destination::Email(address.clone())),
+            // An e-mail-only send to a number: the one-kind mismatch it always was.
+            (true, Destination::Phone(_), None) if phone_step.is_none() => {
+                Err(VerifyError::WrongDestination(channel.as_str()))
+            }
             (true, Destination::Phone(_), None) => Err(VerifyError::StepDestination(
                 "the email step needs an e-mail address: give it in email (to is the phone \
                  number of the phone steps)"
@@ -802,8 +810,16 @@ mod tests {
         );
         let twice = refused(&[Channel::Email], by_mail.clone(), Some(address()));
         assert!(twice.starts_with("to is already"), "{twice}");
-        // What worked before `email` still does.
+        // What worked before `email` still does, and a one-kind mismatch is what it was.
         assert!(step_destinations(&[Channel::Email], &by_mail, None).is_ok());
+        assert!(matches!(
+            step_destinations(&[Channel::Sms, Channel::Call], &by_mail, None),
+            Err(VerifyError::WrongDestination("sms"))
+        ));
+        assert!(matches!(
+            step_destinations(&[Channel::Email], &phone(), None),
+            Err(VerifyError::WrongDestination("email"))
+        ));
         assert!(step_destinations(&[Channel::Whatsapp, Channel::Sms], &phone(), None).is_ok());
     }
 }
