@@ -7,7 +7,8 @@
 -- quota limit, a new quota window's end (now + window), the pointer's lifetime with a new window
 -- (the longer of window and ttl), new id, has idempotency key, sealed message (or ''); then the
 -- workflow (src/verify/workflow.rs): fallback after ms ('' for none), its step count n, n
--- steps as `<channel> <message id>`, and the sealed messages of steps 2 to n. The created or
+-- steps as `<channel> <message id>`, the sealed messages of steps 2 to n, and the e-mail
+-- step's masked address ('' for none; field `we`). The created or
 -- resent record takes the workflow (its first step reached now, due after the fallback time)
 -- or, without one, loses any it had; `verify_fallback.lua` says the fields.
 --
@@ -36,7 +37,7 @@ local function set_workflow(key, id, fresh)
   for i = n, old - 1 do redis.call('HDEL', key, 'w' .. i, 'b' .. i) end
   if n == 0 then
     if old > 0 then
-      redis.call('HDEL', key, 'wf', 'wi', 'wn')
+      redis.call('HDEL', key, 'wf', 'wi', 'wn', 'we')
       redis.call('ZREM', KEYS[5], id)
     end
     return
@@ -45,6 +46,8 @@ local function set_workflow(key, id, fresh)
   for i = 1, n - 1 do
     redis.call('HSET', key, 'w' .. i, ARGV[21 + i] .. ' - -', 'b' .. i, ARGV[20 + n + i])
   end
+  local email = ARGV[20 + 2 * n] or ''
+  if email == '' then redis.call('HDEL', key, 'we') else redis.call('HSET', key, 'we', email) end
   redis.call('ZADD', KEYS[5], int(now + tonumber(after)), id)
 end
 
