@@ -47,7 +47,7 @@ local function set_workflow(key, id, fresh)
     redis.call('HSET', key, 'w' .. i, ARGV[21 + i] .. ' - -', 'b' .. i, ARGV[20 + n + i])
   end
   local email = ARGV[20 + 2 * n] or ''
-  if email == '' then redis.call('HDEL', key, 'we') else redis.call('HSET', key, 'we', email) end
+  if email ~= '' then redis.call('HSET', key, 'we', email) elseif not fresh then redis.call('HDEL', key, 'we') end
   redis.call('ZADD', KEYS[5], int(now + tonumber(after)), id)
 end
 
