@@ -82,9 +82,11 @@ pub(crate) fn admit_source() -> String {
 
 /// How many keys and arguments `admit_arguments` appends (`abuse_admit.lua`'s KEYS and ARGV).
 pub(crate) const ADMIT_KEYS: usize = 5;
-pub(crate) const ADMIT_ARGS: usize = 20;
+pub(crate) const ADMIT_ARGS: usize = 9;
 
-/// Appends `check`'s keys and arguments to `invocation`, in `abuse_admit.lua`'s order.
+/// Appends `check`'s keys and arguments to `invocation`, in `abuse_admit.lua`'s order. The
+/// account's settings travel as one text: every argument costs Redis a parse, an object and a
+/// Lua string, and the steady state reads none of them (the script says why).
 pub(crate) fn admit_arguments(
     keys: &KeySpace,
     max_tracked: usize,
@@ -93,6 +95,14 @@ pub(crate) fn admit_arguments(
 ) {
     let account = check.account;
     let day = check.now_ms / DAY_MS;
+    let base = keys.abuse_base(account);
+    let settings = format!(
+        "{} {} {} {COUNTERS_TTL_MS} {} {base}",
+        rules(&check.prefix_rules),
+        rules(&check.country_rules),
+        max_tracked.max(1),
+        (day + 2) * DAY_MS + HOUR_MS - check.now_ms,
+    );
     invocation
         .key(keys.abuse_prefix(account, check.prefix.as_str()))
         .key(keys.abuse_country(account, check.country.as_str()))
@@ -102,16 +112,22 @@ pub(crate) fn admit_arguments(
         .arg(check.now_ms)
         .arg(if check.guarded { "1" } else { "0" })
         .arg(check.country.as_str())
-        .arg(check.prefix.as_str());
-    rules(invocation, &check.prefix_rules);
-    rules(invocation, &check.country_rules);
-    invocation
-        .arg(check.caps.total.unwrap_or(0))
-        .arg(check.caps.per_country.unwrap_or(0))
-        .arg(max_tracked.max(1))
-        .arg(COUNTERS_TTL_MS)
-        .arg((day + 2) * DAY_MS + HOUR_MS - check.now_ms)
-        .arg(keys.abuse_base(account));
+        .arg(check.prefix.as_str())
+        .arg(check.now_ms / 60_000)
+        .arg(trip_floor(&check.prefix_rules))
+        .arg(trip_floor(&check.country_rules))
+        .arg(format!(
+            "{} {}",
+            check.caps.total.unwrap_or(0),
+            check.caps.per_country.unwrap_or(0)
+        ))
+        .arg(settings);
+}
+
+/// The fewest sends (this one counted) at which either of `rules` can trip: the script reads
+/// the rules only from there on (`trips` in `abuse_admit.lua`).
+fn trip_floor(rules: &Thresholds) -> u64 {
+    rules.min_sends.min(rules.surge_min_sends)
 }
 
 /// The admission script's reply: admitted, refused with its block, or none when the reply is
@@ -149,13 +165,17 @@ pub(crate) fn admission(
     }
 }
 
-fn rules(invocation: &mut redis::ScriptInvocation<'_>, rules: &Thresholds) {
-    invocation
-        .arg(rules.min_sends)
-        .arg(rules.min_conversion_percent)
-        .arg(rules.surge_factor)
-        .arg(rules.surge_min_sends)
-        .arg(rules.cooldown.as_millis() as u64);
+/// One scope's rules as `abuse_admit.lua` reads them: min sends, min conversion percent, surge
+/// factor, surge min sends, cool-down ms.
+fn rules(rules: &Thresholds) -> String {
+    format!(
+        "{} {} {} {} {}",
+        rules.min_sends,
+        rules.min_conversion_percent,
+        rules.surge_factor,
+        rules.surge_min_sends,
+        rules.cooldown.as_millis()
+    )
 }
 
 #[async_trait]

@@ -276,12 +276,12 @@ impl KeySpace {
 
     /// One prefix's counters: `<base>p:<prefix>`.
     pub fn abuse_prefix(&self, account: &str, prefix: &str) -> String {
-        self.abuse_key(account, &format!("ab:p:{prefix}"))
+        format!("{}:{{a:{account}}}:ab:p:{prefix}", self.prefix)
     }
 
     /// One country's counters: `<base>c:<region>`.
     pub fn abuse_country(&self, account: &str, region: &str) -> String {
-        self.abuse_key(account, &format!("ab:c:{region}"))
+        format!("{}:{{a:{account}}}:ab:c:{region}", self.prefix)
     }
 
     /// The tracked prefixes and countries by last count (the per-account bound).
@@ -296,7 +296,7 @@ impl KeySpace {
 
     /// The account's messages of one UTC day (days since the epoch).
     pub fn abuse_day(&self, account: &str, day: u64) -> String {
-        self.abuse_key(account, &format!("ab:d:{day}"))
+        format!("{}:{{a:{account}}}:ab:d:{day}", self.prefix)
     }
 
     // Webhooks (src/redis/events.rs): each account's under its tag, the due accounts under `{wh}`.

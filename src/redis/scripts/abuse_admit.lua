@@ -4,11 +4,19 @@
 --
 -- KEYS (one account's slot): the prefix's counters, the country's counters, the tracked index,
 -- the cool-downs, today's counts.
--- ARGV (`RedisAbuseStore::admit_send`): now, guarded (1/0), country, prefix, the prefix's rules
--- (min sends, min conversion percent, surge factor, surge min sends, cool-down ms), the country's
--- rules (the same five), the daily caps (overall, per country; 0: none), entries tracked per
--- account, the counters' lifetime (ms), today's counts' lifetime (ms: until an hour after
--- tomorrow ends), the base of the account's abuse keys.
+-- ARGV (`admit_arguments` in src/redis/abuse.rs): now (ms), guarded (1/0), country, prefix, the
+-- minute (now / 60 000), the fewest sends at which the prefix's rules can trip and the same for
+-- the country's, the daily caps `<overall> <per country>` (0: none), and the account's settings
+-- as one text: the prefix's rules (min sends, min conversion percent, surge factor, surge min
+-- sends, cool-down ms), the country's (the same five), entries tracked per account, the
+-- counters' lifetime (ms), today's counts' lifetime (ms: until an hour after tomorrow ends), the
+-- base of the account's abuse keys.
+--
+-- Why so packed: each argument of a script call cost Redis about 1 300 instructions (parsing,
+-- an object, a Lua string), a tenth of a send's, and each `tonumber` is a libc strtod; the
+-- steady state (the same minute, no cool-down running, no cap, fewer sends than the floors)
+-- reads only texts and small counts, and the settings are split and read only by the branches
+-- that need them (callgrind; loadtest/instructions).
 --
 -- Counters: a hash per prefix or country (abuse_window.lua, put before this file). The tracked
 -- index (sorted set, members `p:<prefix>` and `c:<country>` by last count) bounds the entries per
@@ -22,27 +30,40 @@
 --
 -- Replies: `admitted`, or `refused <cap|pumping> <account|country|prefix> <retry after ms>
 -- <started 1/0>`.
-local now = tonumber(ARGV[1])
-local guarded, country, prefix = ARGV[2] == '1', ARGV[3], ARGV[4]
-local cap_total, cap_country = tonumber(ARGV[15]), tonumber(ARGV[16])
-local max_tracked, ttl, day_ttl, base = tonumber(ARGV[17]), ARGV[18], ARGV[19], ARGV[20]
-local minute = math.floor(now / 60000)
+local guarded, country, prefix, minute_text = ARGV[2] == '1', ARGV[3], ARGV[4], ARGV[5]
 local prefix_key, country_key, index, blocks, today = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local now_cache = nil
+local function clock()
+  if not now_cache then now_cache = tonumber(ARGV[1]) end
+  return now_cache
+end
+local settings = nil
+-- The `i`-th word of the settings (ARGV[9]), as text.
+local function setting(i)
+  if not settings then
+    settings = {}
+    for word in string.gmatch(ARGV[9], '%S+') do settings[#settings + 1] = word end
+  end
+  return settings[i]
+end
+local PREFIX_RULES, COUNTRY_RULES, MAX_TRACKED, TTL, DAY_TTL, BASE = 1, 6, 11, 12, 13, 14
 -- The minute each counters hash counts this send in (`advance` may hold it at its own),
 -- and its state (`advance`'s last answer).
-local country_at, prefix_at = minute, minute
+local country_at, prefix_at = minute_text, minute_text
 local country_state, prefix_state = 'new', 'new'
 
 -- The daily caps (read only when the account has one): the first refusal of a cap in a day
 -- reports that it started.
-local retry_tomorrow = int((math.floor(now / 86400000) + 1) * 86400000 - now)
 local function capped(field, count, cap, scope)
   if cap > 0 and count >= cap then
     local started = redis.call('HSETNX', today, '!' .. field, '1')
+    local retry_tomorrow = int((math.floor(clock() / 86400000) + 1) * 86400000 - clock())
     return words('refused', 'cap', scope, retry_tomorrow, started)
   end
 end
-if cap_total > 0 or cap_country > 0 then
+if ARGV[8] ~= '0 0' then
+  local total_text, country_text = string.match(ARGV[8], '^(%d+) (%d+)$')
+  local cap_total, cap_country = tonumber(total_text), tonumber(country_text)
   local all = redis.call('HGETALL', today)
   local total, in_country = 0, 0
   for i = 1, #all, 2 do
@@ -57,12 +78,14 @@ if cap_total > 0 or cap_country > 0 then
   if refusal then return refusal end
 end
 
--- `src/abuse/guard.rs` `Thresholds::trips`, on the rules at ARGV[at .. at + 3], with this send
--- counted in `sends`.
-local function trips(at, sends, approvals, baseline)
+-- `src/abuse/guard.rs` `Thresholds::trips`, on the rules at settings `at .. at + 3`, with this
+-- send counted in `sends`.
+-- `floor`: the fewest sends at which either rule can trip (the steady state stops there).
+local function trips(at, floor, sends, approvals, baseline)
   sends = sends + 1
-  local min_sends, min_conversion = tonumber(ARGV[at]), tonumber(ARGV[at + 1])
-  local surge_factor, surge_min_sends = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
+  if sends < tonumber(floor) then return false end
+  local min_sends, min_conversion = tonumber(setting(at)), tonumber(setting(at + 1))
+  local surge_factor, surge_min_sends = tonumber(setting(at + 2)), tonumber(setting(at + 3))
   return (sends >= min_sends and approvals * 100 < min_conversion * sends)
     or (sends >= surge_min_sends and sends * 24 > surge_factor * baseline)
 end
@@ -70,6 +93,8 @@ end
 -- Starts a cool-down of `member`; past the bound, finished ones go, then the one ending first.
 -- The country's counters learn that one may run (`K`).
 local function block(member, scope, cooldown, running_until)
+  local now = clock()
+  local max_tracked, ttl = tonumber(setting(MAX_TRACKED)), setting(TTL)
   local ends = now + cooldown
   redis.call('HSET', blocks, member, int(ends) .. ' ' .. country)
   if redis.call('HLEN', blocks) > max_tracked then
@@ -93,40 +118,45 @@ end
 
 if guarded then
   local sends, approvals, baseline, running_until
-  sends, approvals, baseline, country_at, country_state, running_until = advance(country_key, minute)
-  if running_until > now then
+  sends, approvals, baseline, country_at, country_state, running_until =
+    advance(country_key, minute_text)
+  if running_until > 0 and running_until > clock() then
+    local now = clock()
     local running = redis.call('HMGET', blocks, 'c:' .. country, 'p:' .. prefix)
     for i, scope in ipairs({'country', 'prefix'}) do
       local ends = running[i] and tonumber(string.match(running[i], '^%d+'))
       if ends and ends > now then return words('refused', 'pumping', scope, int(ends - now), '0') end
     end
   end
-  if trips(10, sends, approvals, baseline) then
-    return block('c:' .. country, 'country', tonumber(ARGV[14]), running_until)
+  if trips(COUNTRY_RULES, ARGV[7], sends, approvals, baseline) then
+    return block('c:' .. country, 'country', tonumber(setting(COUNTRY_RULES + 4)), running_until)
   end
-  sends, approvals, baseline, prefix_at, prefix_state = advance(prefix_key, minute)
-  if trips(5, sends, approvals, baseline) then
-    return block('p:' .. prefix, 'prefix', tonumber(ARGV[9]), running_until)
+  sends, approvals, baseline, prefix_at, prefix_state = advance(prefix_key, minute_text)
+  if trips(PREFIX_RULES, ARGV[6], sends, approvals, baseline) then
+    return block('p:' .. prefix, 'prefix', tonumber(setting(PREFIX_RULES + 4)), running_until)
   end
 end
 
-if redis.call('HINCRBY', today, country, 1) == 1 then redis.call('PEXPIRE', today, day_ttl) end
+if redis.call('HINCRBY', today, country, '1') == 1 then
+  redis.call('PEXPIRE', today, setting(DAY_TTL))
+end
 if guarded then
   -- Counts the send in `key`'s minute `at`. Once a minute (or when new) it also tracks `member`
   -- (bounded; recency to the minute) and renews the key's lifetime.
   local function count(key, member, at, state)
-    redis.call('HINCRBY', key, 'm' .. int(at), 1)
+    redis.call('HINCRBY', key, 'm' .. at, '1')
     if state == 'same' then return end
-    if state == 'new' then redis.call('HSET', key, 'W', int(at)) end
+    local now, max_tracked, ttl = clock(), tonumber(setting(MAX_TRACKED)), setting(TTL)
+    if state == 'new' then redis.call('HSET', key, 'W', at) end
     redis.call('PEXPIRE', key, ttl)
-    if redis.call('ZADD', index, now, member) == 1 and redis.call('ZCARD', index) > max_tracked then
+    if redis.call('ZADD', index, ARGV[1], member) == 1 and redis.call('ZCARD', index) > max_tracked then
       redis.call('ZREMRANGEBYSCORE', index, '-inf', now - tonumber(ttl))
       while redis.call('ZCARD', index) > max_tracked do
         local oldest = redis.call('ZRANGE', index, 0, 1)
         local evicted = oldest[1]
         if evicted == member then evicted = oldest[2] end
         redis.call('ZREM', index, evicted)
-        redis.call('DEL', base .. evicted)
+        redis.call('DEL', setting(BASE) .. evicted)
       end
     end
     redis.call('PEXPIRE', index, ttl)

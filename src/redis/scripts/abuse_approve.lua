@@ -6,11 +6,11 @@
 -- ARGV: now, the counters' lifetime (ms), the index members of the prefix and of the country.
 -- luacheck: read globals advance
 local now, ttl = tonumber(ARGV[1]), ARGV[2]
-local minute = math.floor(now / 60000)
+local minute = int(math.floor(now / 60000))
 for i, member in ipairs({ARGV[3], ARGV[4]}) do
   if redis.call('EXISTS', KEYS[i]) == 1 then
     local _, _, _, at = advance(KEYS[i], minute)
-    redis.call('HINCRBY', KEYS[i], 'a' .. int(at), 1)
+    redis.call('HINCRBY', KEYS[i], 'a' .. at, 1)
     redis.call('PEXPIRE', KEYS[i], ttl)
     redis.call('ZADD', KEYS[3], 'XX', now, member)
   end
