@@ -255,6 +255,11 @@ impl ApiError {
         }
     }
 
+    /// The problem's detail sentence (the console shows it on its error page).
+    pub fn detail(&self) -> String {
+        self.slug_and_detail().1
+    }
+
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
         let (slug, detail) = self.slug_and_detail();
@@ -541,6 +546,23 @@ impl From<crate::factors::proof::ProofError> for ApiError {
         match error {
             ProofError::Factor(error) => error.into(),
             ProofError::Verify(error) => error.into(),
+        }
+    }
+}
+
+impl From<crate::console::service::ConsoleError> for ApiError {
+    fn from(error: crate::console::service::ConsoleError) -> Self {
+        use crate::console::service::ConsoleError;
+        match error {
+            ConsoleError::NotFound(detail) => ApiError::NotFound(detail),
+            ConsoleError::Refused(reason) => {
+                ApiError::InvalidRequest(format!("the passkey ceremony did not pass: {reason}"))
+            }
+            ConsoleError::Invalid(detail) => ApiError::InvalidRequest(detail),
+            ConsoleError::Full(detail) => ApiError::Conflict(detail.to_owned()),
+            ConsoleError::Account(error) => error.into(),
+            ConsoleError::Random => ApiError::random_failed(),
+            ConsoleError::Store(error) => error.into(),
         }
     }
 }

@@ -1,0 +1,1 @@
+// My security: security keys and passkeys (filled in with the page).
