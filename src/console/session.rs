@@ -12,11 +12,16 @@ use subtle::ConstantTimeEq;
 use super::layout::{Layout, PageError};
 use super::service::Session;
 use super::store::Principal;
+use crate::account::rules::Actor;
 use crate::account::user::{User, UserRole};
+use crate::account::{AccountId, Role};
 use crate::App;
 
 /// The cookie's name: `__Host-` makes the browser insist on Secure, Path=/ and no Domain.
 pub const COOKIE_NAME: &str = "__Host-otpgate-console";
+
+/// What the audit trail names as the "key" of a console action (the acting user is beside it).
+pub const CONSOLE_KEY_ID: &str = "console";
 
 /// The header the console's modules send the CSRF token in with JSON posts.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -94,6 +99,21 @@ impl Signed {
             manages: self.manages(),
             operator: self.is_operator(),
         }
+    }
+
+    /// The actor the account's rules judge: the console acting for the signed-in user, with
+    /// that user's own role (`None` for the operator, who acts in no account).
+    pub fn actor(&self) -> Option<(AccountId, Actor)> {
+        let (Principal::User { account, user }, Some(found)) = (self.principal(), &self.user)
+        else {
+            return None;
+        };
+        let actor = Actor::new(
+            CONSOLE_KEY_ID.to_owned(),
+            Role::Owner,
+            Some((user.clone(), found.role)),
+        );
+        Some((account.clone(), actor))
     }
 
     /// The token's check, in constant time.

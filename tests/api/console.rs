@@ -543,6 +543,311 @@ async fn a_session_never_reaches_another_account(backend: Backend) {
     assert!(!mine.text.contains(&other_account));
 }
 
+/// Posts a form of the signed-in page at `page` to `action` with its CSRF token and `fields`.
+async fn submit(
+    app: &TestApp,
+    session: &str,
+    page: &str,
+    action: &str,
+    fields: &[(&str, &str)],
+) -> Page {
+    let csrf = get(app, page, Some(session)).await.csrf();
+    let mut all = vec![("csrf", csrf.as_str())];
+    all.extend_from_slice(fields);
+    console(
+        app,
+        Method::POST,
+        action,
+        Some(session),
+        Some(Body::Form(&all)),
+    )
+    .await
+}
+
+async fn the_security_form_saves_the_policy_the_api_then_returns(backend: Backend) {
+    let (org, _, session) = signed_in(backend, "ada", "owner").await;
+    let page = get(&org.app, "/console/security", Some(&session)).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    for label in [
+        "Require two-factor authentication at login",
+        "SMS",
+        "WhatsApp",
+        "Authenticator app",
+        "Security key",
+        "Voice call",
+        "E-mail",
+        "Use SMS as an alternative",
+        "Every login",
+        "1 day",
+        "1 week",
+        "30 days",
+        "Save",
+    ] {
+        assert!(page.text.contains(label), "{label} missing");
+    }
+    let saved = submit(
+        &org.app,
+        &session,
+        "/console/security",
+        "/console/security",
+        &[
+            ("require_2fa", "on"),
+            ("channel", "sms"),
+            ("channel", "totp"),
+            ("trusted_device", "7d"),
+        ],
+    )
+    .await;
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    let policy = org.call(Method::GET, "/v1/policy", "owner", None).await;
+    assert_eq!(policy.body["require_2fa"], true);
+    assert_eq!(policy.body["channels"], json!(["sms", "totp"]));
+    assert_eq!(policy.body["sms_fallback"], false);
+    assert_eq!(policy.body["trusted_device"], "7d");
+    let audit = org.audit("?limit=100").await;
+    assert!(
+        audit.body.to_string().contains("\"acting_user\":\"ada\""),
+        "{}",
+        audit.body
+    );
+}
+
+async fn sms_with_a_phoneless_user_names_that_user_and_changes_nothing(backend: Backend) {
+    let (org, _, session) = signed_in(backend, "ada", "owner").await;
+    org.policy(json!({"channels": ["totp"], "sms_fallback": false}))
+        .await;
+    org.user("grace", "member", None).await;
+    let refused = submit(
+        &org.app,
+        &session,
+        "/console/security",
+        "/console/security",
+        &[
+            ("require_2fa", "on"),
+            ("channel", "sms"),
+            ("trusted_device", "none"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.text.contains("<li>grace</li>"), "{}", refused.text);
+    let policy = org.call(Method::GET, "/v1/policy", "owner", None).await;
+    assert_eq!(policy.body["channels"], json!(["totp"]));
+}
+
+async fn an_admin_cannot_turn_the_requirement_off_but_turns_two_factor_on_for_themselves(
+    backend: Backend,
+) {
+    let (org, _, session) = signed_in(backend, "alan", "admin").await;
+    let refused = submit(
+        &org.app,
+        &session,
+        "/console/security",
+        "/console/security",
+        &[
+            ("channel", "sms"),
+            ("channel", "totp"),
+            ("channel", "webauthn"),
+            ("sms_fallback", "on"),
+            ("trusted_device", "7d"),
+        ],
+    )
+    .await;
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(refused.text.contains("role=\"alert\""), "{}", refused.text);
+    assert_eq!(
+        org.call(Method::GET, "/v1/policy", "owner", None)
+            .await
+            .body["require_2fa"],
+        true
+    );
+
+    org.policy(json!({"require_2fa": false})).await;
+    let me = get(&org.app, "/console/me", Some(&session)).await;
+    assert!(
+        me.text.contains("Turn on two-factor authentication"),
+        "{}",
+        me.text
+    );
+    let on = submit(
+        &org.app,
+        &session,
+        "/console/me",
+        "/console/me/two-factor",
+        &[],
+    )
+    .await;
+    assert_eq!(on.status, 303, "{}", on.text);
+    let me = get(&org.app, "/console/me?two-factor=on", Some(&session)).await;
+    assert!(
+        me.text.contains("is <strong>on</strong> for you"),
+        "{}",
+        me.text
+    );
+    assert!(!me
+        .text
+        .contains("Turn on two-factor authentication</button>"));
+    let user = org.get_user("alan").await;
+    assert_eq!(user.body["two_factor"]["enabled"], true, "{}", user.body);
+}
+
+async fn a_member_reaches_my_security_but_not_the_security_page(backend: Backend) {
+    let (org, _, session) = signed_in(backend, "mia", "member").await;
+    assert_eq!(
+        get(&org.app, "/console/security", Some(&session))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        get(&org.app, "/console/me", Some(&session)).await.status,
+        200
+    );
+    let refused = submit(
+        &org.app,
+        &session,
+        "/console/me",
+        "/console/security",
+        &[("channel", "sms")],
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+}
+
+async fn a_user_adds_an_authenticator_app_and_sees_recovery_codes_once(backend: Backend) {
+    let (org, _, session) = signed_in(backend, "ada", "member").await;
+    let enrol = submit(&org.app, &session, "/console/me", "/console/me/totp", &[]).await;
+    assert_eq!(enrol.status, 200, "{}", enrol.text);
+    assert!(enrol.text.contains("<svg"), "the QR code is inline");
+    let secret = enrol
+        .text
+        .split("id=\"totp-secret\">")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_owned();
+    let factor = enrol
+        .text
+        .split("name=\"factor\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_owned();
+    let totp = otpgate::factors::totp::Totp::new(
+        &data_encoding::BASE32_NOPAD
+            .decode(secret.as_bytes())
+            .unwrap(),
+        otpgate::factors::totp::TotpParams {
+            algorithm: otpgate::factors::totp::Algorithm::Sha1,
+            digits: 6,
+            period: 30,
+        },
+    );
+    use otpgate::clock::Clock;
+    let wrong = submit(
+        &org.app,
+        &session,
+        "/console/me",
+        "/console/me/totp/confirm",
+        &[("factor", &factor), ("code", "000000")],
+    )
+    .await;
+    assert_eq!(wrong.status, 422);
+    let code = totp.code_at(org.app.clock.now_ms());
+    let done = submit(
+        &org.app,
+        &session,
+        "/console/me",
+        "/console/me/totp/confirm",
+        &[("factor", &factor), ("code", &code)],
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.text);
+    assert_eq!(done.text.matches("<li><code>").count(), 10, "{}", done.text);
+    let me = get(&org.app, "/console/me", Some(&session)).await;
+    assert!(me.text.contains("Authenticator app") && me.text.contains(&factor));
+    assert!(!me.text.contains("<li><code>"), "codes are shown once");
+    let again = submit(
+        &org.app,
+        &session,
+        "/console/me",
+        "/console/me/recovery-codes",
+        &[],
+    )
+    .await;
+    assert_eq!(again.status, 200);
+    assert!(again.text.contains("old ones no longer work"));
+}
+
+async fn a_user_adds_a_security_key_and_revokes_a_trusted_device(backend: Backend) {
+    let (org, _, session) = signed_in(backend, "ada", "member").await;
+    let csrf = get(&org.app, "/console/me", Some(&session)).await.csrf();
+    let client = reqwest::Client::new();
+    let options = client
+        .post(format!("{}/console/me/keys/options", org.app.address))
+        .header("cookie", format!("{COOKIE}={session}"))
+        .header("origin", ORIGIN)
+        .json(&json!({"kind": "webauthn"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(options.status(), 403, "the JSON needs the CSRF header");
+    let options: Value = client
+        .post(format!("{}/console/me/keys/options", org.app.address))
+        .header("cookie", format!("{COOKIE}={session}"))
+        .header("origin", ORIGIN)
+        .header("x-csrf-token", &csrf)
+        .json(&json!({"kind": "webauthn"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut key = SoftKey::new();
+    let credential = key.register(&options["options"], &Ceremony::at(ORIGIN));
+    let factor = options["factor"].as_str().unwrap();
+    let done: Value = client
+        .post(format!("{}/console/me/keys/{factor}", org.app.address))
+        .header("cookie", format!("{COOKIE}={session}"))
+        .header("origin", ORIGIN)
+        .header("x-csrf-token", &csrf)
+        .json(&credential)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        done["recovery_codes"].as_array().map(Vec::len),
+        Some(10),
+        "{done}"
+    );
+    let me = get(&org.app, "/console/me", Some(&session)).await;
+    assert!(me.text.contains("Security key"), "{}", me.text);
+
+    let (_, device) = org.trusted_device("ada", "+4915112360101").await;
+    let me = get(&org.app, "/console/me", Some(&session)).await;
+    assert!(me.text.contains(&device), "{}", me.text);
+    let revoked = submit(
+        &org.app,
+        &session,
+        "/console/me",
+        "/console/me/devices/revoke",
+        &[("device", &device)],
+    )
+    .await;
+    assert_eq!(revoked.status, 303, "{}", revoked.text);
+    let me = get(&org.app, "/console/me", Some(&session)).await;
+    assert!(!me.text.contains(&device));
+    assert!(me.text.contains("No device is trusted now."));
+}
+
 on_every_store!(
     an_invited_owner_registers_a_passkey_and_lands_on_home_signed_in,
     a_registered_passkey_signs_in_without_a_username,
@@ -552,4 +857,10 @@ on_every_store!(
     signing_out_everywhere_ends_the_sessions_on_every_instance,
     console_answers_carry_the_security_headers_and_assets_are_embedded,
     a_session_never_reaches_another_account,
+    the_security_form_saves_the_policy_the_api_then_returns,
+    sms_with_a_phoneless_user_names_that_user_and_changes_nothing,
+    an_admin_cannot_turn_the_requirement_off_but_turns_two_factor_on_for_themselves,
+    a_member_reaches_my_security_but_not_the_security_page,
+    a_user_adds_an_authenticator_app_and_sees_recovery_codes_once,
+    a_user_adds_a_security_key_and_revokes_a_trusted_device,
 );
