@@ -271,7 +271,7 @@ impl Permission {
 mod tests {
     use super::*;
 
-    const EVERY: [Permission; 21] = [
+    const EVERY: [Permission; 22] = [
         Permission::CreateAccounts,
         Permission::MintKeys,
         Permission::ManageKeys,

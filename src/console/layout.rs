@@ -136,6 +136,7 @@ pub struct PageError {
     pub users: Vec<String>,
     pub json: bool,
     pub location: Option<String>,
+    pub retry_after: Option<u64>,
 }
 
 impl PageError {
@@ -147,6 +148,7 @@ impl PageError {
             users: Vec::new(),
             json: false,
             location: None,
+            retry_after: None,
         }
     }
 
@@ -159,6 +161,16 @@ impl PageError {
             StatusCode::INTERNAL_SERVER_ERROR,
             "Something went wrong; nothing was changed.",
         )
+    }
+
+    /// 429: this address posted too much; `Retry-After` says when to try again.
+    pub fn too_many(retry_after_secs: u64) -> Self {
+        let mut error = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many requests from your address; wait a moment and try again.",
+        );
+        error.retry_after = Some(retry_after_secs);
+        error
     }
 
     pub fn forbidden(message: &str) -> Self {
@@ -207,13 +219,19 @@ impl PageError {
                 },
             )
         };
-        answer.unwrap_or_else(|_| {
+        let mut answer = answer.unwrap_or_else(|_| {
             response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "text/plain; charset=utf-8",
                 b"internal error".to_vec(),
             )
-        })
+        });
+        if let Some(seconds) = self.retry_after {
+            answer
+                .headers_mut()
+                .insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        answer
     }
 }
 

@@ -24,6 +24,8 @@ pub mod session;
 pub mod store;
 pub mod users;
 
+use std::net::IpAddr;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -101,15 +103,21 @@ impl ConsoleSettings {
     }
 }
 
-/// Serves one request under `/console` with the security headers on every answer.
-pub async fn handle(app: &App, request: Request<Incoming>) -> Response<Full<Bytes>> {
-    let mut response = if app.settings().console.enabled {
+/// Serves one request under `/console` with the security headers on every answer. Posts
+/// (sign-in ceremonies, forms) count against the client address's limit, as the API's
+/// authenticated routes do; pages and assets do not.
+pub async fn handle(app: &App, ip: IpAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    let limited = request.method() != Method::GET && request.method() != Method::HEAD;
+    let mut response = if !app.settings().console.enabled {
+        PageError::not_found().into_response()
+    } else if let Err(retry) = limited.then(|| app.limits().check_ip(ip)).unwrap_or(Ok(())) {
+        app.metrics().rate_limited("ip");
+        PageError::too_many(retry.seconds()).into_response()
+    } else {
         match route(app, request).await {
             Ok(response) => response,
             Err(error) => error.into_response(),
         }
-    } else {
-        PageError::not_found().into_response()
     };
     secure(&mut response);
     response

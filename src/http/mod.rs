@@ -353,7 +353,7 @@ async fn handle(
     let uri = request.uri().clone();
     if uri.path() == "/console" || uri.path().starts_with("/console/") {
         // The console has its own pages, sessions and errors (HTML, not problem+json).
-        let response = crate::console::handle(app, request).await;
+        let response = crate::console::handle(app, ip, request).await;
         app.metrics()
             .http_request("console", response.status().as_u16(), started.elapsed());
         return response;
