@@ -308,3 +308,46 @@ def test_a_signed_out_session_is_dead_on_every_instance(browser):
         one.stop()
         two.stop()
         redis.stop()
+
+
+def test_a_newcomer_opens_the_printed_invitation_and_the_cli_invites_more(browser):
+    import os
+    import subprocess
+
+    from harness import ROOT_KEY, binary
+
+    gateway = Gateway("newcomer")
+    try:
+        # What `cargo run --release` prints on a first run: the operator's invitation.
+        page, _ = browser.page()
+        accept_invitation(page, gateway.printed_invitation())
+        assert "operator" in page.inner_text("main")
+        print("   ", shot(page, "operator-home"))
+
+        # The operator's command asks the running gateway, with the root key.
+        account, owner, _ = gateway.account()
+        gateway.user(owner, "ada", "owner", "+4915112360101")
+        invited = subprocess.run(
+            [binary(), "console", "invite", "--account", account, "--user", "ada", "--url", gateway.base],
+            env=dict(os.environ, OTPGATE_ROOT_KEY=ROOT_KEY),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert invited.returncode == 0, invited.stderr
+        link = invited.stdout.split()[0]
+        assert "/console/invitations/" in link, invited.stdout
+        other, _ = browser.page()
+        accept_invitation(other, link)
+        assert "ada" in other.inner_text("main") and "owner" in other.inner_text("main")
+
+        refused = subprocess.run(
+            [binary(), "console", "invite", "--root", "--url", gateway.base],
+            env=dict(os.environ, OTPGATE_ROOT_KEY="not-the-root-key-0123456789abcdef"),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert refused.returncode != 0 and "401" in refused.stderr, refused.stderr
+    finally:
+        gateway.stop()
