@@ -11,9 +11,6 @@ use hyper::header::{
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 
-use super::service::ConsoleError;
-use crate::http::error::ApiError;
-
 /// What a page handler answers.
 pub type Page = Result<Response<Full<Bytes>>, PageError>;
 
@@ -232,47 +229,5 @@ impl PageError {
                 .insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         answer
-    }
-}
-
-impl From<ApiError> for PageError {
-    fn from(error: ApiError) -> Self {
-        let status = error.status();
-        let (message, users) = match &error {
-            // The rule's own sentence, as the product pages show it.
-            ApiError::Refused { detail, users, .. } => (detail.clone(), users.clone()),
-            ApiError::Unavailable(_) | ApiError::Internal => (
-                "The gateway cannot do this right now; nothing was changed. Try again.".to_owned(),
-                Vec::new(),
-            ),
-            other => (other.detail(), Vec::new()),
-        };
-        let mut page = PageError::new(status, message);
-        page.users = users;
-        page
-    }
-}
-
-impl From<ConsoleError> for PageError {
-    fn from(error: ConsoleError) -> Self {
-        let reason = match &error {
-            ConsoleError::Refused(reason) => Some(*reason),
-            _ => None,
-        };
-        let mut page = PageError::from(ApiError::from(error));
-        page.reason = reason;
-        page
-    }
-}
-
-impl From<crate::account::service::AccountError> for PageError {
-    fn from(error: crate::account::service::AccountError) -> Self {
-        PageError::from(ApiError::from(error))
-    }
-}
-
-impl From<crate::factors::FactorError> for PageError {
-    fn from(error: crate::factors::FactorError) -> Self {
-        PageError::from(ApiError::from(error))
     }
 }

@@ -7,12 +7,14 @@
 //!   page, each page module owning its GET and POST.
 //! - `service.rs`: invitations, ceremonies, sessions; `store.rs`: its port.
 //! - `session.rs`: the cookie, the signed-in principal, CSRF checks; `layout.rs`: responses,
-//!   security headers, the navigation every page shows; `assets.rs`: the embedded files.
+//!   security headers, the navigation every page shows; `error.rs`: the statuses of pages;
+//!   `assets.rs`: the embedded files.
 //! - One file per page: `home.rs` (home, sign-in, invitations), `security.rs`, `me.rs`, and
 //!   the pages of later helpers: `users.rs`, `phones.rs`, `audit.rs`, `operator.rs`.
 
 pub mod assets;
 pub mod audit;
+pub mod error;
 pub mod home;
 pub mod layout;
 pub mod me;

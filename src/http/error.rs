@@ -255,11 +255,6 @@ impl ApiError {
         }
     }
 
-    /// The problem's detail sentence (the console shows it on its error page).
-    pub fn detail(&self) -> String {
-        self.slug_and_detail().1
-    }
-
     pub fn into_response(self) -> Response<Full<Bytes>> {
         let status = self.status();
         let (slug, detail) = self.slug_and_detail();
