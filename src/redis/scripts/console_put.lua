@@ -1,12 +1,13 @@
--- Stores one console entry (an invitation, a passkey or a session) within its bounds.
+-- Stores one console entry (an invitation, a passkey, a session or a ceremony) within its bounds.
 --
--- KEYS: the entry, its owner's set of members, the set's entries' base is ARGV[7]; the kind's
--- live index (sorted set, score: expiry in ms). ARGV: member, value, ttl ms (0: none), per-owner
--- max, total max, now ms, the entry base (key of a member: base .. member).
+-- KEYS: the entry; its owner's set of members; the kind's live index (sorted set, score: expiry
+-- in ms). ARGV: member, value, ttl ms (0: none), per-owner max (0: no owner, for ceremonies),
+-- total max, now ms, the entries' base (the key of a member is base .. member).
 -- Members whose entry is gone (expired, taken) are dropped from the owner's set and the index
--- before counting. A per-owner max of 0: no owner (ceremonies), only the total counts. Answers `ok`, or `full` when a bound is reached (nothing stored).
+-- before counting. Answers `ok`, or `full` when a bound is reached (nothing stored).
 local member, value = ARGV[1], ARGV[2]
-local ttl, per, total, now = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local ttl, per = tonumber(ARGV[3]), tonumber(ARGV[4])
+local total, now = tonumber(ARGV[5]), tonumber(ARGV[6])
 local base = ARGV[7]
 local owned = per > 0
 if owned then
