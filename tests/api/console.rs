@@ -848,6 +848,38 @@ async fn a_user_adds_a_security_key_and_revokes_a_trusted_device(backend: Backen
     assert!(me.text.contains("No device is trusted now."));
 }
 
+async fn console_posts_count_against_the_address_limit_and_pages_do_not(backend: Backend) {
+    let app = crate::helpers::spawn_app_with(backend, |settings| {
+        settings.limits.per_ip_per_second = 5;
+    })
+    .await;
+    let mut limited = None;
+    for _ in 0..20 {
+        let page = console(
+            &app,
+            Method::POST,
+            "/console/sign-in/options",
+            None,
+            Some(Body::Json(json!({}))),
+        )
+        .await;
+        if page.status == 429 {
+            limited = Some(page);
+            break;
+        }
+    }
+    let limited = limited.expect("a flood of posts is limited");
+    assert!(limited.headers.contains_key("retry-after"));
+    assert_secure_headers(&limited);
+    for _ in 0..10 {
+        assert_eq!(
+            get(&app, "/console/sign-in", None).await.status,
+            200,
+            "pages are not limited"
+        );
+    }
+}
+
 on_every_store!(
     an_invited_owner_registers_a_passkey_and_lands_on_home_signed_in,
     a_registered_passkey_signs_in_without_a_username,
@@ -863,4 +895,5 @@ on_every_store!(
     a_member_reaches_my_security_but_not_the_security_page,
     a_user_adds_an_authenticator_app_and_sees_recovery_codes_once,
     a_user_adds_a_security_key_and_revokes_a_trusted_device,
+    console_posts_count_against_the_address_limit_and_pages_do_not,
 );
