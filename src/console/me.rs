@@ -156,6 +156,7 @@ async fn overview(app: &App, signed: &Signed, me: &Me, query: Option<&str>) -> P
     let notice = match query.unwrap_or_default() {
         "added=app" => "Authenticator app added.",
         "added=key" => "Security key added.",
+        "added=passkey" => "Passkey added.",
         "two-factor=on" => "Two-factor authentication is on for you.",
         "revoked=1" => "Device revoked.",
         "revoked=all" => "All trusted devices revoked.",
@@ -326,10 +327,16 @@ async fn key_confirm(
         .await
         .map_err(|error| PageError::from(error).as_json())?;
     match outcome {
-        Ok(confirmed) => json(
-            StatusCode::OK,
-            &json!({"redirect": "/console/me?added=key", "recovery_codes": confirmed.recovery_codes}),
-        ),
+        Ok(confirmed) => {
+            let redirect = match confirmed.factor.kind {
+                FactorType::Passkey => "/console/me?added=passkey",
+                _ => "/console/me?added=key",
+            };
+            json(
+                StatusCode::OK,
+                &json!({"redirect": redirect, "recovery_codes": confirmed.recovery_codes}),
+            )
+        }
         Err(reason) => {
             let mut error = PageError::new(
                 StatusCode::BAD_REQUEST,

@@ -128,6 +128,12 @@ def test_a_user_adds_an_app_and_a_security_key_sees_codes_once_and_revokes_a_dev
         main = page.inner_text("main")
         assert "Authenticator app" in main and codes[0] not in page.content(), "codes are shown once"
 
+        # A login passkey beside the console's one, on the same (ctap2) authenticator.
+        page.get_by_role("button", name="Add passkey").click()
+        page.get_by_text("Passkey added.").wait_for()
+        assert "Passkey" in page.inner_text("table")
+        assert len(authenticator.credentials()) == 2, "a second discoverable credential"
+
         # A plain security key: the u2f virtual authenticator instead of the passkey one.
         authenticator.attach("u2f")
         page.get_by_role("button", name="Add security key").click()
@@ -145,6 +151,14 @@ def test_a_user_adds_an_app_and_a_security_key_sees_codes_once_and_revokes_a_dev
         assert device["id"] not in page.inner_text("main")
         _, check = gateway.api("POST", "/v1/trusted-devices/check", service, {"user": "mia", "token": device["token"]})
         assert check.get("trusted") is not True, check
+
+        # A second device, then "Revoke all".
+        _, passed = gateway.api("POST", "/v1/users/mia/challenges", service, {"type": "recovery_code", "code": codes[1]}, expect=200)
+        _, device = gateway.api("POST", "/v1/users/mia/trusted-devices", service, {"challenge_id": passed["challenge_id"]}, expect=201)
+        page.reload()
+        page.get_by_role("button", name="Revoke all").click()
+        page.get_by_text("All trusted devices revoked.").wait_for()
+        assert device["id"] not in page.inner_text("main")
 
         page.get_by_role("button", name="Regenerate").click()
         fresh = [code.inner_text() for code in page.locator("#recovery-codes li").all()]
