@@ -36,6 +36,7 @@ mod smpp;
 mod tenants;
 mod trust;
 mod twilio;
+mod twilio_passkeys;
 #[path = "../common/webhook_receiver.rs"]
 mod webhook_receiver;
 mod workflows;
