@@ -61,6 +61,8 @@ pub struct Settings {
     pub abuse: crate::abuse::AbuseSettings,
     /// Webhooks out (`[events]`, read whole: docs/events.md).
     pub events: crate::events::EventsSettings,
+    /// The web console (`[console]`, read whole).
+    pub console: crate::console::ConsoleSettings,
 }
 
 #[derive(Debug, Clone)]
@@ -317,6 +319,7 @@ impl Reader {
         let tenants = self.tenants();
         let abuse: crate::abuse::AbuseSettings = self.get("abuse");
         let events: crate::events::EventsSettings = self.get("events");
+        let console: crate::console::ConsoleSettings = self.get("console");
 
         let mut errors = self.errors;
         server.validate(&mut errors);
@@ -329,6 +332,7 @@ impl Reader {
         factors.validate(&mut errors);
         abuse.validate(&mut errors);
         events.validate(with_redis, &mut errors);
+        console.validate(&mut errors);
         if !errors.is_empty() {
             return Err(ConfigError(errors));
         }
@@ -349,6 +353,7 @@ impl Reader {
             tenants,
             abuse,
             events,
+            console,
         })
     }
 }

@@ -10,6 +10,7 @@ pub mod backoff;
 pub mod cache;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod destination;
 pub mod dispatch;
 pub mod events;
@@ -72,6 +73,8 @@ pub struct AppState {
     factors: factors::FactorService,
     /// Webhooks out: registrations, tests, deliveries.
     webhooks: events::WebhookService,
+    /// The web console: invitations, passkey sign-in, sessions.
+    console: console::service::ConsoleService,
     metrics: Arc<Metrics>,
     limits: Limits,
     accounts: TtlCache<AccountId, Account>,
@@ -159,6 +162,10 @@ impl App {
     }
 
     /// Webhooks out: the account's registrations and their deliveries.
+    pub fn console(&self) -> &console::service::ConsoleService {
+        &self.0.console
+    }
+
     pub fn webhooks(&self) -> &events::WebhookService {
         &self.0.webhooks
     }

@@ -19,7 +19,8 @@ use tracing_subscriber::EnvFilter;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: otpgate [--config FILE]\n       \
-otpgate support disable-two-step --account AC... --phone-number ID --reason TEXT [--config FILE]\n\nConfiguration: config/default.toml documents every key; \
+otpgate support disable-two-step --account AC... --phone-number ID --reason TEXT [--config FILE]\n       \
+otpgate console invite (--root | --account AC... --user ID) [--url URL] [--config FILE]\n\nConfiguration: config/default.toml documents every key; \
 environment overrides such as OTPGATE_LISTEN, OTPGATE_REDIS_URL, OTPGATE_ROOT_KEY, OTPGATE_CODE_KEY, \
 OTPGATE_HTTP_PROVIDER_URL. Log level: OTPGATE_LOG (default info); OTPGATE_LOG_FORMAT=json for one \
 JSON object per line.";
@@ -32,6 +33,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("support") {
         return support(&args[1..]);
+    }
+    if args.first().map(String::as_str) == Some("console") {
+        return console(&args[1..]);
     }
     let config_file = match parse_args(args.into_iter()) {
         Ok(file) => file,
@@ -166,6 +170,94 @@ fn support(args: &[String]) -> ExitCode {
     }
 }
 
+/// `otpgate console invite ...`: asks the running gateway (the embedded store lives inside its
+/// process) for a console invitation with the root key (`OTPGATE_ROOT_KEY`), and prints the link.
+fn console(args: &[String]) -> ExitCode {
+    let usage = |message: &str| {
+        eprintln!("{message}\n\n{USAGE}");
+        ExitCode::from(2)
+    };
+    if args.first().map(String::as_str) != Some("invite") {
+        return usage("the console command knows one action: invite");
+    }
+    let (mut account, mut user, mut url, mut config, mut root) = (None, None, None, None, false);
+    let mut rest = args[1..].iter();
+    while let Some(flag) = rest.next() {
+        let slot = match flag.as_str() {
+            "--root" => {
+                root = true;
+                continue;
+            }
+            "--account" => &mut account,
+            "--user" => &mut user,
+            "--url" => &mut url,
+            "--config" | "-c" => &mut config,
+            other => return usage(&format!("unknown argument '{other}'")),
+        };
+        match rest.next() {
+            Some(value) => *slot = Some(value.clone()),
+            None => return usage(&format!("{flag} needs a value")),
+        }
+    }
+    let body = match (root, account, user) {
+        (true, None, None) => serde_json::json!({"root": true}),
+        (false, Some(account), Some(user)) => serde_json::json!({"account": account, "user": user}),
+        _ => return usage("give either --root, or --account and --user"),
+    };
+    let settings = match load_settings(config.as_deref().map(Path::new)) {
+        Ok(settings) => settings,
+        Err(code) => return code,
+    };
+    if settings.auth.root_key.is_empty() {
+        return usage("set OTPGATE_ROOT_KEY to the running gateway's root key");
+    }
+    let base = url.unwrap_or_else(|| format!("http://{}", settings.server.listen));
+    let runtime = match start_runtime(tokio::runtime::Builder::new_current_thread()) {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let root_key = String::from_utf8_lossy(settings.auth.root_key.expose()).into_owned();
+    match runtime.block_on(request_invitation(&base, &root_key, &body)) {
+        Ok((link, expires_at)) => {
+            println!("{link}\n(works once, until {expires_at})");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("otpgate console: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn request_invitation(
+    base: &str,
+    root_key: &str,
+    body: &serde_json::Value,
+) -> Result<(String, String), String> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let url = format!("{}/v1/console-invitations", base.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth(root_key)
+        .json(body)
+        .send()
+        .await
+        .map_err(|error| format!("cannot reach the gateway at {base}: {error}"))?;
+    let status = response.status();
+    let answer: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|error| format!("the gateway answered {status} without JSON: {error}"))?;
+    if !status.is_success() {
+        let detail = answer["detail"].as_str().unwrap_or("no detail");
+        return Err(format!("the gateway answered {status}: {detail}"));
+    }
+    match (answer["url"].as_str(), answer["expires_at"].as_str()) {
+        (Some(url), Some(expires_at)) => Ok((url.to_owned(), expires_at.to_owned())),
+        _ => Err("the gateway's answer has no url".to_owned()),
+    }
+}
+
 /// The settings from defaults, `file` and the environment; on error, the message is printed.
 fn load_settings(file: Option<&Path>) -> Result<Settings, ExitCode> {
     Settings::load(file).map_err(|error| {
@@ -202,6 +294,7 @@ async fn serve(settings: Settings) -> Result<(), String> {
         .await
         .map_err(|error| format!("cannot listen on {listen}: {error}"))?;
     let shutdown = shutdown_signal();
+    print_root_invitation(&app).await;
     tracing::info!(
         address = %listener.local_addr().map_err(|error| error.to_string())?,
         store = app.store().kind(),
@@ -213,6 +306,38 @@ async fn serve(settings: Settings) -> Result<(), String> {
     app.shutdown(grace).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// While the console is on and the operator has no console passkey yet, a root invitation is
+/// minted and its link printed on the terminal (like a generated root key: printed, never
+/// logged), so a first run can open the console at once.
+async fn print_root_invitation(app: &App) {
+    let console = app.console();
+    if !app.settings().console.enabled || !console.settings().print_root_invitation {
+        return;
+    }
+    match console.operator_enrolled().await {
+        Ok(false) => {}
+        Ok(true) => return,
+        Err(error) => {
+            tracing::warn!(%error, "could not tell whether the operator has a console passkey");
+            return;
+        }
+    }
+    match console
+        .invite(
+            &otpgate::console::store::Principal::Root,
+            otpgate::account::audit::Who::root(),
+        )
+        .await
+    {
+        Ok((token, _)) => eprintln!(
+            "otpgate: the console has no operator passkey yet; open this link within {} hours to create one (it works once):\n\n    {}\n",
+            console.settings().invitation_ttl_hours,
+            console.invitation_url(&token)
+        ),
+        Err(error) => tracing::warn!(%error, "could not mint the operator's console invitation"),
+    }
 }
 
 /// The stop signal (SIGINT or SIGTERM). The handlers are installed when this is called, not when

@@ -255,6 +255,7 @@ impl App {
             .with_events(events.clone());
         let factors = parts.factors(account_service.clone())?;
         let webhooks = parts.webhooks(webhook_store, account_service.directory(), events)?;
+        let console = parts.console(account_service.clone());
         if settings.events.enabled && settings.events.workers {
             let worker = Deliverer::new(webhooks.store().clone(), clock.clone(), &settings.events)
                 .map_err(BuildError::Events)?
@@ -279,6 +280,7 @@ impl App {
             pins,
             factors,
             webhooks,
+            console,
             metrics,
             root_key_digest,
             rng,
@@ -549,6 +551,27 @@ impl Parts<'_> {
     /// from the code key every instance shares (id `derived`: it seals when nothing is configured);
     /// on the embedded store without keys, a random one for this process. The recovery-code key is
     /// derived from the code key with its own label.
+    /// The console: its store on the gateway's Redis (every instance serves every session) or
+    /// in memory, its relying party the factors' one (`factors.rp_id`, `factors.origins`).
+    fn console(&self, accounts: Arc<AccountService>) -> crate::console::service::ConsoleService {
+        use crate::console::store::ConsoleStore;
+        let settings = self.settings;
+        let store: Arc<dyn ConsoleStore> = match self.redis {
+            Some(redis) => {
+                Arc::new(crate::redis::RedisConsoleStore::on(redis).with_clock(self.clock.clone()))
+            }
+            None => Arc::new(crate::memory::MemoryConsoleStore::new(self.clock.clone())),
+        };
+        crate::console::service::ConsoleService::new(
+            store,
+            accounts,
+            self.clock.clone(),
+            settings.factors.relying_party.clone(),
+            settings.console.clone(),
+            settings.factors.ceremony_ttl.as_millis() as u64,
+        )
+    }
+
     fn factors(&self, accounts: Arc<AccountService>) -> Result<FactorService, BuildError> {
         use crate::{memory::MemoryFactorStore, redis::RedisFactorStore};
         let (settings, clock) = (self.settings, &self.clock);

@@ -53,6 +53,9 @@ pub enum Permission {
     ReadServices,
     /// Register, read, test and remove the account's webhooks (events out).
     ManageWebhooks,
+    /// Mint a console invitation for a user: the account's owner (for its users) or root (for
+    /// anyone, and for the operator).
+    InviteToConsole,
 }
 
 /// One row: the roles allowed, whether root is, and what a refused caller is told.
@@ -225,6 +228,13 @@ const TABLE: &[Row] = &[
         refusal: "only owner and admin keys manage webhooks",
         root_refusal: ROOT_ONLY_MANAGES,
     },
+    Row {
+        permission: Permission::InviteToConsole,
+        roles: &[Role::Owner],
+        root: true,
+        refusal: "only the root key or the account's owner invites people to the console",
+        root_refusal: "",
+    },
 ];
 
 impl Permission {
@@ -261,7 +271,7 @@ impl Permission {
 mod tests {
     use super::*;
 
-    const EVERY: [Permission; 21] = [
+    const EVERY: [Permission; 22] = [
         Permission::CreateAccounts,
         Permission::MintKeys,
         Permission::ManageKeys,
@@ -283,6 +293,7 @@ mod tests {
         Permission::ResetTwoStep,
         Permission::ReadServices,
         Permission::ManageWebhooks,
+        Permission::InviteToConsole,
     ];
 
     #[test]

@@ -546,6 +546,23 @@ impl From<crate::factors::proof::ProofError> for ApiError {
     }
 }
 
+impl From<crate::console::service::ConsoleError> for ApiError {
+    fn from(error: crate::console::service::ConsoleError) -> Self {
+        use crate::console::service::ConsoleError;
+        match error {
+            ConsoleError::NotFound(detail) => ApiError::NotFound(detail),
+            ConsoleError::Refused(reason) => {
+                ApiError::InvalidRequest(format!("the passkey ceremony did not pass: {reason}"))
+            }
+            ConsoleError::Invalid(detail) => ApiError::InvalidRequest(detail),
+            ConsoleError::Full(detail) => ApiError::Conflict(detail.to_owned()),
+            ConsoleError::Account(error) => error.into(),
+            ConsoleError::Random => ApiError::random_failed(),
+            ConsoleError::Store(error) => error.into(),
+        }
+    }
+}
+
 impl From<crate::factors::FactorError> for ApiError {
     fn from(error: crate::factors::FactorError) -> Self {
         use crate::factors::FactorError;

@@ -6,6 +6,7 @@
 mod accounts;
 mod auth;
 mod body;
+mod console_invitations;
 pub mod doc;
 pub mod error;
 mod events;
@@ -351,6 +352,13 @@ async fn handle(
     let version = request.version();
     // The Uri shares its bytes; cloning it lets the route borrow the path while the request moves.
     let uri = request.uri().clone();
+    if uri.path() == "/console" || uri.path().starts_with("/console/") {
+        // The console has its own pages, sessions and errors (HTML, not problem+json).
+        let response = crate::console::handle(app, ip, request).await;
+        app.metrics()
+            .http_request("console", response.status().as_u16(), started.elapsed());
+        return response;
+    }
     let found = table::find(uri.path());
     let result = match found.refused {
         Some(reason) if !found.route.is_not_found() => Err(ApiError::invalid(reason)),

@@ -192,6 +192,7 @@ fn schema(schema: Schema, components: &mut Vec<(String, RefOr<Component>)>) -> R
         (name = "verifications", description = "One-time codes: send, check, read, cancel"),
         (name = "policy", description = "The account's 2FA policy"),
         (name = "users", description = "People of an account and their factors"),
+        (name = "console", description = "Invitations to the web console at /console/ (docs/console.md)"),
         (name = "trusted-devices", description = "Remembered devices and login decisions"),
         (name = "audit", description = "Who changed what"),
         (name = "receipts", description = "Delivery receipts from SMS providers (signed or token)"),

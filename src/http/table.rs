@@ -25,14 +25,14 @@ macro_rules! to {
 }
 
 use super::{
-    accounts, events, factors, graph, keys, lists, operations, passkeys, pins, sdk, twilio,
-    twilio_passkeys, usage, verifications, webhooks,
+    accounts, console_invitations, events, factors, graph, keys, lists, operations, passkeys, pins,
+    sdk, twilio, twilio_passkeys, usage, verifications, webhooks,
 };
 use Access::{Graph, Key, Link, Open, Receipt, Root, RootOrKey, Twilio};
 use Permission::{
-    AskTwoStepLinks, CreateAccounts, ManageKeys, ManagePeople, ManagePhoneNumbers, ManageWebhooks,
-    MintKeys, ReadAudit, ReadPolicy, ReadUsage, RegisterNumbers, RevokeDevices, RunLogins,
-    SendCodes, SetAccountEmail, SetPins, UseFactors,
+    AskTwoStepLinks, CreateAccounts, InviteToConsole, ManageKeys, ManagePeople, ManagePhoneNumbers,
+    ManageWebhooks, MintKeys, ReadAudit, ReadPolicy, ReadUsage, RegisterNumbers, RevokeDevices,
+    RunLogins, SendCodes, SetAccountEmail, SetPins, UseFactors,
 };
 
 static NOT_FOUND: Entry = row("", "not_found", &[]);
@@ -104,6 +104,16 @@ pub static TABLE: &[Entry] = &[
             answers: &[
                 answer("200", "Revoked: the key stops working on every instance at once; audited as key.revoked", &[json::<KeyRevokedBody>()]),
                 problem("422", "`refused` by rule `last-owner-key`: the account's last owner key is never revoked"),
+                PROBLEM,
+            ],
+        }),
+    ]),
+    row("/v1/console-invitations", "console_invitations", &[
+        op("POST", Root(InviteToConsole), to!(console_invitations::by_root), Doc {
+            id: "invite_to_console", summary: "Invite the operator or any user to the console", tag: "console", params: &[],
+            request: body::<RootInvitationBody>(),
+            answers: &[
+                answer("201", "A one-time link where the operator (`{\"root\": true}`) or the user (`{\"account\", \"user\"}`) creates a console passkey; shown in this answer only (root key)", &[json::<ConsoleInvitationBody>()]),
                 PROBLEM,
             ],
         }),
@@ -260,6 +270,15 @@ pub static TABLE: &[Entry] = &[
         op("POST", Key(UseFactors), to!(factors::recovery_codes), Doc {
             id: "recovery_codes", summary: "Draw new recovery codes", tag: "users", params: &[USER], request: None,
             answers: &[answer("201", "A new set of recovery codes (the old set is void)", &[json::<RecoveryCodesBody>()]), PROBLEM],
+        }),
+    ]),
+    row("/v1/users/{param}/console-invitations", "console_invitations_user", &[
+        op("POST", Key(InviteToConsole), to!(console_invitations::for_user), Doc {
+            id: "invite_user_to_console", summary: "Invite a user to the console", tag: "console", params: &[USER], request: None,
+            answers: &[
+                answer("201", "A one-time link (24 h by default) where the user creates a console passkey; shown in this answer only (owner keys)", &[json::<ConsoleInvitationBody>()]),
+                PROBLEM,
+            ],
         }),
     ]),
     row("/v1/users/{param}/trusted-devices", "user_trusted_devices", &[

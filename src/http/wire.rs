@@ -80,6 +80,30 @@ pub struct KeyBody<'a> {
     pub created_at: String,
 }
 
+// ---- console invitations ----
+
+/// A minted console invitation: the link, shown in this answer only.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ConsoleInvitation)]
+pub struct ConsoleInvitationBody {
+    /// Opens the console's invitation page, where the invited person creates a passkey. It
+    /// works once; only its SHA-256 is stored.
+    pub url: String,
+    pub expires_at: String,
+}
+
+/// Whom the root key invites: the operator, or a user of an account.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = RootConsoleInvitation)]
+pub struct RootInvitationBody {
+    /// `true`: an invitation for the operator (root) itself.
+    #[serde(default)]
+    pub root: bool,
+    pub account: Option<String>,
+    pub user: Option<String>,
+}
+
 // ---- verifications ----
 
 /// A channel a code is sent by.

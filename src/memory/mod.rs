@@ -3,6 +3,7 @@
 
 pub mod abuse;
 pub mod accounts;
+pub mod console;
 pub mod directory;
 pub mod events;
 pub mod factors;
@@ -12,6 +13,7 @@ mod workflow;
 
 pub use abuse::MemoryAbuseStore;
 pub use accounts::MemoryAccounts;
+pub use console::MemoryConsoleStore;
 pub use directory::MemoryDirectory;
 pub use events::MemoryWebhookStore;
 pub use factors::MemoryFactorStore;

@@ -11,6 +11,7 @@
 //! | `{a:<account>}` (abuse) | one account | abuse store (`ab:p:<prefix>`, `ab:c:<country>`, `ab:idx`, `ab:blk`, `ab:d:<day>`: `src/redis/abuse.rs`) |
 //! | `{a:<account>}` | one account's webhooks | `whr`, `whz`, `whq:<id>`, `whs:<id>`, `whl:<id>`, `whx:<id>` (src/redis/events.rs) |
 //! | `{wh}` | webhooks, gateway-wide | `due`, `gen`, `accounts`, `count` |
+//! | `{console}` | the web console, gateway-wide | `i:<digest>`, `ip:<who>`, `iz`, `ch:<challenge>`, `chz`, `c:<credential>`, `cc:<credential>`, `cp:<who>`, `cz`, `s:<digest>`, `sp:<who>`, `sz` (src/redis/console.rs) |
 //!
 //! Keys without a tag (`P:a:<account>`, `P:k:<digest>`, `P:r:<provider>:<id>`) are read and
 //! written one at a time. The tables of each adapter (`src/redis/*.rs`) say what each key holds.
@@ -345,6 +346,36 @@ impl KeySpace {
     /// How many webhooks the gateway has (its bound).
     pub fn webhook_count(&self) -> String {
         format!("{}:{{wh}}:count", self.prefix)
+    }
+
+    // The web console: one tag for all of it (its traffic is people clicking, not logins), so
+    // every script touches one slot. `kind` is `i` (invitations), `ch` (ceremonies), `c`
+    // (passkeys), `s` (sessions); `who` is a principal's stored form.
+
+    /// `P:{console}:<kind>:` — an entry of `kind` is this base and its member.
+    pub fn console_base(&self, kind: &str) -> String {
+        format!("{}:{{console}}:{kind}:", self.prefix)
+    }
+
+    /// One console entry (`P:{console}:<kind>:<member>`).
+    pub fn console_entry(&self, kind: &str, member: &str) -> String {
+        [self.console_base(kind).as_str(), member].concat()
+    }
+
+    /// A person's members of `kind` (`P:{console}:<kind>p:<who>`), for the per-person bound and
+    /// "Sign out everywhere".
+    pub fn console_owned(&self, kind: &str, who: &str) -> String {
+        format!("{}:{{console}}:{kind}p:{who}", self.prefix)
+    }
+
+    /// The live members of `kind` with their expiry (`P:{console}:<kind>z`), for the total bound.
+    pub fn console_index(&self, kind: &str) -> String {
+        format!("{}:{{console}}:{kind}z", self.prefix)
+    }
+
+    /// A console passkey's signature counter (`P:{console}:cc:<credential>`).
+    pub fn console_counter(&self, credential: &str) -> String {
+        self.console_entry("cc", credential)
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod abuse;
 pub mod accounts;
 pub mod connection;
+pub mod console;
 pub mod directory;
 pub mod events;
 pub mod factors;
@@ -19,6 +20,7 @@ mod workflow;
 pub use abuse::RedisAbuseStore;
 pub use accounts::RedisAccounts;
 pub use connection::{RedisSettings, Supervision};
+pub use console::RedisConsoleStore;
 pub use directory::RedisDirectory;
 pub use events::RedisWebhookStore;
 pub use factors::RedisFactorStore;

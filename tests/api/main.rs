@@ -9,6 +9,7 @@ mod audit;
 mod bad_input;
 mod calls;
 mod concurrency;
+mod console;
 mod contract;
 mod dispatch;
 mod edge;

@@ -8,6 +8,7 @@
 
 mod abuse;
 mod accounts;
+mod console;
 mod directory;
 mod events;
 mod factors;

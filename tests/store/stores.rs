@@ -1,4 +1,4 @@
-//! One fresh set of the five store ports (and, on Redis, dispatch's outbox) per scenario, on the backend it asks for: the memory
+//! One fresh set of the store ports (and, on Redis, dispatch's outbox) per scenario, on the backend it asks for: the memory
 //! adapters, or the Redis adapters under a key prefix of their own on the shared server or
 //! cluster (so scenarios sharing a server never see each other's keys).
 
@@ -12,14 +12,17 @@ use otpgate::account::store::{Accounts, Directory};
 use otpgate::account::AccountId;
 use otpgate::clock::ManualClock;
 use otpgate::config::Settings;
+use otpgate::console::store::ConsoleStore;
 use otpgate::dispatch::outbox::Outbox;
 use otpgate::factors::store::FactorStore;
 use otpgate::memory::{
-    MemoryAccounts, MemoryDirectory, MemoryFactorStore, MemoryPinStore, MemoryStore,
+    MemoryAccounts, MemoryConsoleStore, MemoryDirectory, MemoryFactorStore, MemoryPinStore,
+    MemoryStore,
 };
 use otpgate::pin::store::PinStore;
 use otpgate::redis::{
-    RedisAccounts, RedisDirectory, RedisFactorStore, RedisOutbox, RedisPinStore, RedisStore,
+    RedisAccounts, RedisConsoleStore, RedisDirectory, RedisFactorStore, RedisOutbox, RedisPinStore,
+    RedisStore,
 };
 use otpgate::startup::redis_settings;
 use otpgate::verify::store::Store;
@@ -49,6 +52,8 @@ pub struct Stores {
     /// The outbox the verify store queues into; none on memory (the memory dispatcher queues
     /// in its own channel).
     pub outbox: Option<Arc<dyn Outbox>>,
+    /// The web console's invitations, ceremonies, passkeys and sessions.
+    pub console: Arc<dyn ConsoleStore>,
     pub clock: Arc<ManualClock>,
     pub account: AccountId,
     pub rng: SystemRandom,
@@ -75,6 +80,7 @@ pub async fn stores_with(backend: Backend, tenants: TenantSettings) -> Stores {
                     MemoryFactorStore::new(clock.clone(), 10_000).with_tenants(tenants),
                 ),
                 outbox: None,
+                console: Arc::new(MemoryConsoleStore::new(clock.clone())),
                 clock,
                 account,
                 rng,
@@ -95,6 +101,7 @@ pub async fn stores_with(backend: Backend, tenants: TenantSettings) -> Stores {
         pins: Arc::new(RedisPinStore::on(&redis).with_tenants(tenants.clone())),
         factors: Arc::new(RedisFactorStore::on(&redis).with_tenants(tenants, clock.clone())),
         outbox: Some(Arc::new(RedisOutbox::on(&redis))),
+        console: Arc::new(RedisConsoleStore::on(&redis).with_clock(clock.clone())),
         verify: Arc::new(redis),
         clock,
         account,
