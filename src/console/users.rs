@@ -77,7 +77,8 @@ struct UsersPage {
     error: String,
     users: Vec<String>,
     entered: Entered,
-    sms_on: bool,
+    /// A phone channel (SMS, WhatsApp, call) is on: the rules refuse a user without a phone.
+    phone_required: bool,
     roles: [&'static str; 3],
 }
 
@@ -335,10 +336,7 @@ async fn render_list(
             .unwrap_or_default(),
         users: error.as_ref().map(|e| e.users.clone()).unwrap_or_default(),
         entered,
-        sms_on: policy
-            .channels
-            .contains(crate::account::policy::PolicyChannel::Sms)
-            || policy.sms_fallback,
+        phone_required: policy.phone_channel_active(),
         roles: ROLES,
     };
     match error {
