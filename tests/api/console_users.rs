@@ -123,6 +123,22 @@ async fn the_users_page_lists_the_account_a_page_at_a_time_with_phones_masked(ba
     assert!(!ada.contains("Never"), "{ada}");
     assert!(ada.contains("Z</td>"), "a time: {ada}");
 
+    // The API lists the same sign-in time.
+    let api = org
+        .call(Method::GET, "/v1/users?limit=2", "owner", None)
+        .await;
+    assert_eq!(api.body["items"][0]["id"], "ada");
+    assert!(
+        api.body["items"][0]["last_sign_in_at"].is_string(),
+        "{}",
+        api.body
+    );
+    assert!(
+        api.body["items"][1]["last_sign_in_at"].is_null(),
+        "{}",
+        api.body
+    );
+
     for broken in ["?cursor=zz", "?limit=0", "?limit=201", "?after=bea"] {
         let refused = get(&org.app, &format!("/console/users{broken}"), Some(&session)).await;
         assert_eq!(refused.status, 400, "{broken}: {}", refused.text);
