@@ -312,7 +312,31 @@ impl ConsoleStore for RedisConsoleStore {
         total: usize,
     ) -> Result<Room, StoreError> {
         let who = principal.encode();
-        // No per-person set (0): one record per person, replaced at each sign-in.
+        let keys = &self.redis.keys;
+        // A person already recorded is replaced in place (XX), whatever the total bound says;
+        // only a new person takes room, through the bounded put (no per-person set: 0).
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(keys.console_entry("ls", &who))
+            .arg(at_ms)
+            .arg("PX")
+            .arg(ttl_ms)
+            .arg("XX")
+            .cmd("ZADD")
+            .arg(keys.console_index("ls"))
+            .arg("XX")
+            .arg(self.clock.now_ms() + ttl_ms)
+            .arg(&who)
+            .ignore();
+        let mut connection = self.redis.connection.clone();
+        let (replaced,): (Option<String>,) = pipe
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| crate::redis::script::Failure::Unavailable.of(error))?;
+        if replaced.is_some() {
+            return Ok(Room::Stored);
+        }
         self.put("ls", &who, &who, &at_ms.to_string(), ttl_ms, 0, total)
             .await
     }
