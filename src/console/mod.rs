@@ -110,9 +110,14 @@ impl ConsoleSettings {
 /// authenticated routes do; pages and assets do not.
 pub async fn handle(app: &App, ip: IpAddr, request: Request<Incoming>) -> Response<Full<Bytes>> {
     let limited = request.method() != Method::GET && request.method() != Method::HEAD;
+    let admitted = if limited {
+        app.limits().check_ip(ip)
+    } else {
+        Ok(())
+    };
     let mut response = if !app.settings().console.enabled {
         PageError::not_found().into_response()
-    } else if let Err(retry) = limited.then(|| app.limits().check_ip(ip)).unwrap_or(Ok(())) {
+    } else if let Err(retry) = admitted {
         app.metrics().rate_limited("ip");
         PageError::too_many(retry.seconds()).into_response()
     } else {

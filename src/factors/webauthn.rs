@@ -53,7 +53,7 @@ pub struct CredentialResponseJson {
 
 impl CredentialJson {
     /// A registration's `clientDataJSON` and `attestationObject`, decoded.
-    fn attestation(&self) -> Result<(Vec<u8>, Vec<u8>), FactorError> {
+    pub(super) fn attestation(&self) -> Result<(Vec<u8>, Vec<u8>), FactorError> {
         let response = &self.response;
         Ok((
             b64(&response.client_data_json, "clientDataJSON")?,
@@ -99,6 +99,10 @@ pub(super) struct CeremonyState {
     /// A registration of a passkey (`FactorType::Passkey`) rather than a security key.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(super) passkey: bool,
+    /// The user a usernameless ceremony is bound to: a passkey challenge opened for one user
+    /// (only that user's assertion passes), or a registration looked up by its challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) user: Option<String>,
     /// Until when it may be answered, by the gateway's clock (the store's TTL only bounds
     /// retention).
     pub(super) expires_ms: u64,
@@ -120,7 +124,7 @@ fn b64_member(input: Option<&str>, owner: &str, field: &str) -> Result<Vec<u8>, 
 
 /// The credentials as `PublicKeyCredentialDescriptor`s (to exclude at registration, or to
 /// allow at authentication).
-fn descriptors(credentials: &[(String, KeyCredential)]) -> Vec<Value> {
+pub(super) fn descriptors(credentials: &[(String, KeyCredential)]) -> Vec<Value> {
     credentials
         .iter()
         .map(|(_, credential)| {
@@ -131,7 +135,7 @@ fn descriptors(credentials: &[(String, KeyCredential)]) -> Vec<Value> {
 
 /// The WebAuthn user handle of a user: 16 bytes derived from the account and the user, the
 /// same in every ceremony, so a passkey's assertion names its user through the handle index.
-pub(super) fn user_handle(account: &AccountId, user: &UserId) -> Vec<u8> {
+pub fn user_handle(account: &AccountId, user: &UserId) -> Vec<u8> {
     let handle = digest(
         &SHA256,
         format!("otpgate user|{}|{}", account.as_str(), user.as_str()).as_bytes(),
@@ -416,23 +420,38 @@ impl FactorService {
         passkey: bool,
     ) -> Result<([u8; 32], u64), FactorError> {
         let challenge = random_bytes::<32>(&self.rng)?;
-        let ttl = self.settings.ceremony_ttl.as_millis() as u64;
-        let state = serde_json::to_string(&CeremonyState {
+        let state = CeremonyState {
             kind: kind.into(),
             factor,
             passkey,
-            expires_ms: self.clock.now_ms() + ttl,
-        })
-        .map_err(|_| FactorError::Random)?;
+            user: None,
+            expires_ms: 0,
+        };
+        let ttl = self.put_ceremony(account, user, &challenge, state).await?;
+        Ok((challenge, ttl))
+    }
+
+    /// Stores a ceremony's `state` under `challenge` for `ceremony_ttl` (its `expires_ms` is
+    /// set here, by the gateway's clock); the ttl in milliseconds.
+    pub(super) async fn put_ceremony(
+        &self,
+        account: &AccountId,
+        user: &UserId,
+        challenge: &[u8],
+        mut state: CeremonyState,
+    ) -> Result<u64, FactorError> {
+        let ttl = self.settings.ceremony_ttl.as_millis() as u64;
+        state.expires_ms = self.clock.now_ms() + ttl;
+        let state = serde_json::to_string(&state).map_err(|_| FactorError::Random)?;
         self.store
             .put_ceremony(NewCeremony {
                 owner: UserRef::new(account, user),
-                challenge: &challenge,
+                challenge,
                 state: &state,
                 ttl_ms: ttl,
             })
             .await?;
-        Ok((challenge, ttl))
+        Ok(ttl)
     }
 
     /// The user's listed WebAuthn credentials of `kind` (security keys or passkeys; both when

@@ -429,6 +429,7 @@ impl From<VerifyError> for ApiError {
                 "to must be {} for the {channel} channel",
                 if channel == "email" { "an e-mail address" } else { "a phone number in E.164" }
             )),
+            VerifyError::StepDestination(reason) => ApiError::invalid(reason),
             VerifyError::ChannelNotConfigured(channel) => ApiError::Refused {
                 rule: "channel-not-configured",
                 detail: format!(

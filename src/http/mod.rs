@@ -28,6 +28,7 @@ pub mod table;
 mod table_parts;
 mod twilio;
 mod twilio_error;
+mod twilio_passkeys;
 mod usage;
 mod verifications;
 mod webhooks;

@@ -26,7 +26,7 @@ macro_rules! to {
 
 use super::{
     accounts, console_invitations, events, factors, graph, keys, lists, operations, passkeys, pins,
-    sdk, twilio, usage, verifications, webhooks,
+    sdk, twilio, twilio_passkeys, usage, verifications, webhooks,
 };
 use Access::{Graph, Key, Link, Open, Receipt, Root, RootOrKey, Twilio};
 use Permission::{
@@ -473,6 +473,10 @@ pub static TABLE: &[Entry] = &[
     row("/v2/Services/{param}/Verifications", "twilio_start_verification", &[undocumented("POST", Twilio, to!(twilio::post_verifications))]),
     row("/v2/Services/{param}/Verifications/{second}", "twilio_verification", &[undocumented("GET", Twilio, to!(twilio::get_verification)), undocumented("POST", Twilio, to!(twilio::post_verification))]),
     row("/v2/Services/{param}/VerificationCheck", "twilio_check_verification", &[undocumented("POST", Twilio, to!(twilio::post_verification_check))]),
+    row("/v2/Services/{param}/Passkeys/Factors", "twilio_passkey_factors", &[undocumented("POST", Twilio, to!(twilio_passkeys::post_factors))]),
+    row("/v2/Services/{param}/Passkeys/VerifyFactor", "twilio_passkey_verify_factor", &[undocumented("POST", Twilio, to!(twilio_passkeys::post_verify_factor))]),
+    row("/v2/Services/{param}/Passkeys/Challenges", "twilio_passkey_challenges", &[undocumented("POST", Twilio, to!(twilio_passkeys::post_challenges))]),
+    row("/v2/Services/{param}/Passkeys/ApproveChallenge", "twilio_passkey_approve_challenge", &[undocumented("POST", Twilio, to!(twilio_passkeys::post_approve_challenge))]),
 ];
 
 /// `GET /openapi.json`: the document of this table.

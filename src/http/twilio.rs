@@ -12,7 +12,8 @@
 //! - errors are `{code, message, more_info, status}` with Twilio's codes: 60200 invalid parameter,
 //!   60202 max check attempts, 60203 max send attempts, 20404 not found, 20003 authentication.
 //!
-//! Deviations from Twilio a caller may meet are listed in docs/decisions.md.
+//! Deviations from Twilio a caller may meet are listed in docs/decisions.md. The Passkeys
+//! endpoints (`/v2/Services/{sid}/Passkeys/…`) are in `twilio_passkeys.rs`, on these helpers.
 
 use std::net::IpAddr;
 use std::time::{Duration, UNIX_EPOCH};
@@ -57,7 +58,7 @@ pub fn service_account(sid: &str) -> Option<AccountId> {
 }
 
 /// A facade answer: Twilio's error object on failure.
-fn answer(result: Result<Response<Full<Bytes>>, TwilioError>) -> Reply {
+pub(super) fn answer(result: Result<Response<Full<Bytes>>, TwilioError>) -> Reply {
     Ok(result.unwrap_or_else(|error| error.into_response()))
 }
 
@@ -170,7 +171,7 @@ fn verification_param(second: Option<&str>) -> Result<VerificationId, TwilioErro
 
 /// HTTP Basic: the user name is the account id, the password one of its keys; or any user name
 /// with the root key. A key presented under another account's id is refused like a wrong key.
-async fn authenticate(
+pub(super) async fn authenticate(
     app: &App,
     ip: IpAddr,
     request: &Request<Incoming>,
@@ -202,7 +203,7 @@ async fn authenticate(
 
 /// The account of a Service SID the caller may use for `permission`. Another account's service
 /// is a 404, so that services cannot be probed.
-async fn service(
+pub(super) async fn service(
     app: &App,
     caller: &Caller,
     sid: &str,
@@ -264,7 +265,7 @@ async fn read_form(app: &App, request: Request<Incoming>) -> Result<Form, Twilio
 
 /// `http://host` as the client addressed us, for the `url` fields; `https` behind a proxy that
 /// says so. A Host header that is not a plain authority is replaced, so nothing odd is echoed.
-fn base_url(request: &Request<Incoming>) -> String {
+pub(super) fn base_url(request: &Request<Incoming>) -> String {
     let headers = request.headers();
     let scheme = match headers
         .get("x-forwarded-proto")
@@ -288,11 +289,11 @@ fn base_url(request: &Request<Incoming>) -> String {
 }
 
 /// Twilio's date format: RFC 3339 in UTC, to the second.
-fn twilio_date(epoch_ms: u64) -> String {
+pub(super) fn twilio_date(epoch_ms: u64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(epoch_ms)).to_string()
 }
 
-fn json(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
+pub(super) fn json(status: StatusCode, body: &Value) -> Response<Full<Bytes>> {
     json_response(status, body)
 }
 

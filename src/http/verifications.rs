@@ -13,6 +13,7 @@ use super::fields::{check_code_length, destination, destination_for, optional, w
 use super::routes::{Call, Reply};
 use super::wire::{AttemptBody, CheckBody, StartBody, VerificationBody};
 use super::wire_workflows::WorkflowBody;
+use crate::destination::EmailAddress;
 use crate::verify::code::{MAX_CODE_LENGTH, MIN_CODE_LENGTH};
 use crate::verify::model::{Channel, CheckTarget, VerificationId};
 use crate::verify::{Channels, Code, StartRequest, Started};
@@ -44,12 +45,26 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
         ));
     }
     // One channel says which kind `to` must be; a workflow's channels are matched to it by the
-    // verifier (WrongDestination).
+    // verifier (WrongDestination, StepDestination).
     let to = match &channels {
         Channels::One(channel) => destination_for(*channel, &body.to, "to"),
         _ => destination(&body.to, "to"),
     }
     .map_err(ApiError::invalid)?;
+    // The address of a workflow's e-mail step beside a phone number in `to`; whether the
+    // workflow has such a step is the verifier's to say (an account's default workflow is
+    // known there only).
+    let email =
+        match (&channels, body.email.as_deref()) {
+            (_, None) => None,
+            (Channels::One(_), Some(_)) => return Err(ApiError::invalid(
+                "email goes with channels, a workflow with an email step; one channel sends to to",
+            )),
+            (_, Some(address)) => Some(
+                EmailAddress::parse(address)
+                    .map_err(|error| ApiError::invalid(format!("email {error}")))?,
+            ),
+        };
     let locale = optional(
         body.locale.as_deref(),
         Locale::parse,
@@ -61,7 +76,7 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
     }
     let started = app
         .verifier()
-        .start(
+        .start_with_email(
             &account,
             StartRequest {
                 to,
@@ -70,6 +85,7 @@ pub(super) async fn start(call: Call<'_>) -> Reply {
                 idempotency_key,
                 locale: locale.map(Locale::into_string),
             },
+            email,
         )
         .await?;
     let (status, replayed, verification) = match &started {
@@ -148,7 +164,8 @@ pub(super) async fn get(call: Call<'_>) -> Reply {
     let workflow = app.verifier().workflow(&verification, &attempts).await?;
     let mut body = VerificationBody::new(&verification, None);
     body.send_attempts = Some(attempts.iter().map(AttemptBody::from).collect());
-    body.workflow = workflow.map(|(workflow, statuses)| WorkflowBody::new(&workflow, &statuses));
+    body.workflow = workflow
+        .map(|(workflow, statuses)| WorkflowBody::new(&workflow, &statuses, &verification.to));
     Ok(json_response(StatusCode::OK, &body))
 }
 

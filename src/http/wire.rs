@@ -149,6 +149,12 @@ pub struct StartBody {
     /// With `channels`: how long a step waits for its delivery receipt (default 60).
     #[schema(minimum = 5, maximum = 600)]
     pub fallback_after_seconds: Option<u32>,
+    /// With `channels` that mix phone channels and `email`: the e-mail address of the e-mail
+    /// step, while `to` is the phone number of the others (and keys the verification: a check
+    /// by `to` names the number). Only with an e-mail step, and only beside a phone number in
+    /// `to` (400 otherwise); normalised like `to`.
+    #[schema(example = "ada@example.com")]
+    pub email: Option<String>,
     /// A language tag such as `en`, `de`, `pt-BR`.
     pub locale: Option<String>,
     /// More digits than the account's `code_length` if wanted, never fewer (400).

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
+use crate::destination::mask;
 use crate::verify::workflow::{Reason, StepStatus, Workflow};
 
 /// A verification's workflow: each channel in order and what became of it.
@@ -27,6 +28,11 @@ pub struct StepBody {
     pub status: &'static str,
     /// The step's message (`send_attempts` lists it).
     pub message_id: String,
+    /// Where the step sends, masked (`+491*******001`, `a***@example.com`): the
+    /// verification's `to`, or for the e-mail step of a workflow whose `to` is a phone number
+    /// the send's `email`.
+    #[schema(example = "a***@example.com")]
+    pub to: String,
     /// When its message was queued; absent for a step not reached.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -36,7 +42,9 @@ pub struct StepBody {
 }
 
 impl WorkflowBody {
-    pub fn new(workflow: &Workflow, statuses: &[StepStatus]) -> Self {
+    /// `to`: the verification's destination, in full (masked here).
+    pub fn new(workflow: &Workflow, statuses: &[StepStatus], to: &str) -> Self {
+        let to = mask(to);
         Self {
             fallback_after_seconds: workflow.fallback_after_ms / 1000,
             steps: workflow
@@ -47,6 +55,10 @@ impl WorkflowBody {
                     channel: step.channel.as_str(),
                     status: status.as_str(),
                     message_id: step.message_id.clone(),
+                    to: match (&workflow.email, step.channel.is_email()) {
+                        (Some(email), true) => email.clone(),
+                        _ => to.clone(),
+                    },
                     started_at: step.queued_ms.map(rfc3339),
                     fell_back: step.left.map(Reason::as_str),
                 })

@@ -45,6 +45,7 @@ impl Shard {
                     fallback_after_ms: new.fallback_after_ms,
                     current: 0,
                     steps,
+                    email: new.email.clone(),
                 },
                 sealed: new
                     .steps

@@ -1,5 +1,5 @@
 //! Workflows on Redis (`verify::workflow`): the steps live in the verification's record (fields
-//! `wf`, `wi`, `wn`, `w<i>`, `b<i>`: see `scripts/verify_fallback.lua`), the shard's due set
+//! `wf`, `wi`, `wn`, `we`, `w<i>`, `b<i>`: see `scripts/verify_fallback.lua`), the shard's due set
 //! `P:{sNN}:f` beside it. The start script writes both with the verification; the fallback
 //! script moves a due verification to its next step and appends that step's message to the
 //! shard's outbox stream, in one step on the shard's slot, so it works unchanged on a Cluster
@@ -15,7 +15,8 @@ use crate::verify::workflow::{Fired, NewWorkflow, Reason, Step, Workflow};
 use super::verify::RedisStore;
 
 /// The start script's workflow arguments (after its 18th): the fallback time (`''`: none),
-/// the step count, each step's `<channel> <message id>`, the later steps' sealed messages.
+/// the step count, each step's `<channel> <message id>`, the later steps' sealed messages, and
+/// the e-mail step's masked address (`''`: none; field `we`).
 pub(super) fn append_workflow(
     workflow: Option<&NewWorkflow>,
     invocation: &mut redis::ScriptInvocation<'_>,
@@ -33,6 +34,7 @@ pub(super) fn append_workflow(
     for step in &workflow.steps[1..] {
         invocation.arg(&step.sealed[..]);
     }
+    invocation.arg(workflow.email.as_deref().unwrap_or(""));
 }
 
 /// One step's field `w<i>`: `<channel> <message id> <queued ms or -> <left or ->`.
@@ -60,15 +62,18 @@ impl RedisStore {
         id: &VerificationId,
     ) -> Result<Option<Workflow>, StoreError> {
         let key = self.keys.verification(id);
-        let head: Vec<Option<u64>> = query(
+        let head: Vec<Option<String>> = query(
             &self.connection,
-            redis::cmd("HMGET").arg(&key).arg(&["wf", "wi", "wn"]),
+            redis::cmd("HMGET").arg(&key).arg(&["wf", "wi", "wn", "we"]),
             Failure::Unavailable,
         )
         .await?;
-        let [Some(fallback_after_ms), Some(current), Some(count)] = head[..] else {
+        let [Some(fallback_after_ms), Some(current), Some(count), email] = &head[..] else {
             return Ok(None);
         };
+        let number = |field: &str| field.parse::<u64>().map_err(|_| corrupt("workflow head"));
+        let (fallback_after_ms, current, count) =
+            (number(fallback_after_ms)?, number(current)?, number(count)?);
         let fields: Vec<String> = (0..count).map(|index| format!("w{index}")).collect();
         let steps: Vec<Option<String>> = query(
             &self.connection,
@@ -85,6 +90,7 @@ impl RedisStore {
             fallback_after_ms,
             current: usize::try_from(current).map_err(|_| corrupt("workflow step"))?,
             steps,
+            email: email.clone(),
         }))
     }
 

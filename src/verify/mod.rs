@@ -21,7 +21,7 @@ use crate::account::policy::Policy;
 use crate::account::service::AccountService;
 use crate::account::{Account, AccountId};
 use crate::clock::Clock;
-use crate::destination::Destination;
+use crate::destination::{Destination, EmailAddress};
 use crate::dispatch::mail_template;
 use crate::dispatch::template::{self, WebOtp};
 use crate::dispatch::{Dispatcher, OutgoingMessage};
@@ -138,6 +138,10 @@ pub enum VerifyError {
     /// e-mail).
     #[error("the {0} channel cannot send to this destination")]
     WrongDestination(&'static str),
+    /// A workflow's steps and its destinations do not fit: `email` without an e-mail step, an
+    /// e-mail step without an address, phone steps after an address in `to`. Says which.
+    #[error("{0}")]
+    StepDestination(String),
     /// No configured provider carries this channel (to this number): nothing was stored.
     #[error("no provider is configured for the {} channel", .0.as_str())]
     ChannelNotConfigured(Channel),
@@ -216,6 +220,19 @@ impl Verifier {
         account: &Account,
         request: StartRequest,
     ) -> Result<Started, VerifyError> {
+        self.start_with_email(account, request, None).await
+    }
+
+    /// [`Verifier::start`] of a workflow that mixes phone and e-mail steps: `to` is the phone
+    /// number of its phone steps (and keys the verification: its quota, its check by `to`, its
+    /// idempotency), `email` the address of its e-mail steps. `email` without an e-mail step,
+    /// or beside an address in `to`, is refused (see [`step_destinations`]).
+    pub async fn start_with_email(
+        &self,
+        account: &Account,
+        request: StartRequest,
+        email: Option<EmailAddress>,
+    ) -> Result<Started, VerifyError> {
         let floor = self.code_length_floor(account);
         let length = match request.code_length {
             Some(length) if length < floor => return Err(VerifyError::CodeTooShort { floor }),
@@ -224,11 +241,9 @@ impl Verifier {
         };
         let plan = self.plan(account, &request.channels).await?;
         let channel = plan.channels[0];
-        for step in &plan.channels {
-            if step.is_email() != request.to.email().is_some() {
-                return Err(VerifyError::WrongDestination(step.as_str()));
-            }
-            if !self.dispatcher.routable(&request.to, *step) {
+        let destinations = step_destinations(&plan.channels, &request.to, email.as_ref())?;
+        for (step, to) in plan.channels.iter().zip(&destinations) {
+            if !self.dispatcher.routable(to, *step) {
                 self.metrics
                     .verification_started(step.as_str(), "channel_not_configured");
                 return Err(VerifyError::ChannelNotConfigured(*step));
@@ -243,11 +258,14 @@ impl Verifier {
         let policy = self
             .screen(account, &request.to, &plan.channels, now_ms)
             .await?;
+        // Admission counts the send once, on its first phone channel: a workflow that starts by
+        // e-mail and falls back to a phone is admitted for that phone when it starts.
+        let guarded = plan.channels.iter().copied().find_map(abuse_channel);
         let check = policy.as_ref().and_then(|(guard, policy)| {
             Some(guard.check(&abuse::Send {
                 account: account.id.as_str(),
                 policy: &policy.abuse,
-                channel: abuse_channel(channel)?,
+                channel: guarded?,
                 to: request.to.phone()?,
                 now_ms,
             }))
@@ -265,14 +283,14 @@ impl Verifier {
             // Known once the store answers: a resend keeps the pending verification's id.
             verification_id: String::new(),
             account: account.id.as_str().to_owned(),
-            to: request.to.clone(),
+            to: destinations[0].clone(),
             channel,
             body: self.message_body(channel, &locale, &code),
             code: code.as_str().to_owned(),
             locale,
             not_after_ms: now_ms + ttl_ms,
         };
-        let workflow = self.later_steps(&plan, &message)?;
+        let workflow = self.later_steps(&plan, &destinations, &message, &code)?;
         let new = NewVerification {
             id: VerificationId::random(&self.rng, request.to.shard())
                 .map_err(|_| VerifyError::Random)?,
@@ -674,6 +692,64 @@ fn event_of(status: Status) -> Option<EventType> {
     }
 }
 
+/// Where each step of `channels` sends: a phone step to `to`, an e-mail step to `to` when it is
+/// an address, else to `email`. `to` is the phone number whenever a phone step comes (it keys
+/// the verification); `email` only names the address of e-mail steps beside it.
+fn step_destinations(
+    channels: &[Channel],
+    to: &Destination,
+    email: Option<&EmailAddress>,
+) -> Result<Vec<Destination>, VerifyError> {
+    let has_email_step = channels.iter().any(|channel| channel.is_email());
+    let phone_step = channels.iter().find(|channel| !channel.is_email());
+    if email.is_some() && !has_email_step {
+        return Err(VerifyError::StepDestination(
+            "email is the address of a workflow's e-mail steps, and this workflow has none: \
+             leave it out or add email to channels"
+                .to_owned(),
+        ));
+    }
+    if let Destination::Email(_) = to {
+        // Without an e-mail step this is the one-kind mismatch it always was.
+        if let (Some(phone_step), false) = (phone_step, has_email_step) {
+            return Err(VerifyError::WrongDestination(phone_step.as_str()));
+        }
+        if let Some(phone_step) = phone_step {
+            return Err(VerifyError::StepDestination(format!(
+                "the {} step needs a phone number: put the phone number in to and the e-mail \
+                 address in email",
+                phone_step.as_str()
+            )));
+        }
+        if email.is_some() {
+            return Err(VerifyError::StepDestination(
+                "to is already the e-mail address: give email only beside a phone number in to"
+                    .to_owned(),
+            ));
+        }
+    }
+    channels
+        .iter()
+        .map(|channel| match (channel.is_email(), to, email) {
+            (false, Destination::Phone(_), _) | (true, Destination::Email(_), _) => Ok(to.clone()),
+            (true, Destination::Phone(_), Some(address)) => Ok(Destination::Email(address.clone())),
+            // An e-mail-only send to a number: the one-kind mismatch it always was.
+            (true, Destination::Phone(_), None) if phone_step.is_none() => {
+                Err(VerifyError::WrongDestination(channel.as_str()))
+            }
+            (true, Destination::Phone(_), None) => Err(VerifyError::StepDestination(
+                "the email step needs an e-mail address: give it in email (to is the phone \
+                 number of the phone steps)"
+                    .to_owned(),
+            )),
+            // Refused above: a phone step never follows an address in `to`.
+            (false, Destination::Email(_), _) => {
+                Err(VerifyError::WrongDestination(channel.as_str()))
+            }
+        })
+        .collect()
+}
+
 /// The channel as abuse protection tells them apart; none for e-mail, which it does not guard.
 fn abuse_channel(channel: Channel) -> Option<abuse::Channel> {
     match channel {
@@ -681,5 +757,69 @@ fn abuse_channel(channel: Channel) -> Option<abuse::Channel> {
         Channel::Whatsapp => Some(abuse::Channel::Whatsapp),
         Channel::Call => Some(abuse::Channel::Call),
         Channel::Email => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phone() -> Destination {
+        Destination::parse("+4915112347001").unwrap()
+    }
+
+    fn address() -> EmailAddress {
+        EmailAddress::parse("Ada@Example.com").unwrap()
+    }
+
+    #[test]
+    fn phone_steps_go_to_the_number_and_the_email_step_to_the_address() {
+        let steps = [Channel::Sms, Channel::Email, Channel::Call];
+        let to = step_destinations(&steps, &phone(), Some(&address())).unwrap();
+        assert_eq!(to[0], phone());
+        assert_eq!(to[1].as_str(), "ada@example.com");
+        assert_eq!(to[2], phone());
+        let email_first = [Channel::Email, Channel::Sms];
+        let to = step_destinations(&email_first, &phone(), Some(&address())).unwrap();
+        assert_eq!(
+            (to[0].email(), to[1].phone()),
+            (Some(&address()), phone().phone())
+        );
+    }
+
+    #[test]
+    fn an_address_that_fits_no_step_or_a_step_without_a_destination_is_refused() {
+        let refused = |channels: &[Channel], to: Destination, email: Option<EmailAddress>| {
+            match step_destinations(channels, &to, email.as_ref()) {
+                Err(VerifyError::StepDestination(reason)) => reason,
+                other => panic!("{channels:?}: expected a refusal, got {other:?}"),
+            }
+        };
+        let by_mail = Destination::Email(address());
+        let no_email_step = refused(&[Channel::Sms], phone(), Some(address()));
+        assert!(
+            no_email_step.starts_with("email is the address"),
+            "{no_email_step}"
+        );
+        let no_address = refused(&[Channel::Sms, Channel::Email], phone(), None);
+        assert!(no_address.contains("give it in email"), "{no_address}");
+        let phone_after_address = refused(&[Channel::Email, Channel::Sms], by_mail.clone(), None);
+        assert!(
+            phone_after_address.contains("put the phone number in to"),
+            "{phone_after_address}"
+        );
+        let twice = refused(&[Channel::Email], by_mail.clone(), Some(address()));
+        assert!(twice.starts_with("to is already"), "{twice}");
+        // What worked before `email` still does, and a one-kind mismatch is what it was.
+        assert!(step_destinations(&[Channel::Email], &by_mail, None).is_ok());
+        assert!(matches!(
+            step_destinations(&[Channel::Sms, Channel::Call], &by_mail, None),
+            Err(VerifyError::WrongDestination("sms"))
+        ));
+        assert!(matches!(
+            step_destinations(&[Channel::Email], &phone(), None),
+            Err(VerifyError::WrongDestination("email"))
+        ));
+        assert!(step_destinations(&[Channel::Whatsapp, Channel::Sms], &phone(), None).is_ok());
     }
 }

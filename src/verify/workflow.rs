@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use crate::account::policy::{Policy, PolicyChannel};
 use crate::account::{Account, AccountId};
 use crate::clock::Clock;
+use crate::destination::{Destination, EmailAddress};
 use crate::dispatch::model::{Channel, SendAttempt};
 use crate::dispatch::OutgoingMessage;
 use crate::events::Events;
@@ -28,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::phone::SHARD_COUNT;
 use crate::verify::model::{Status, Verification, VerificationId};
 use crate::verify::store::Store;
-use crate::verify::{Channels, Verifier, VerifyError};
+use crate::verify::{Channels, Code, Verifier, VerifyError};
 
 /// The most steps a workflow may have: every channel at most once.
 pub const MAX_STEPS: usize = 5;
@@ -85,6 +86,9 @@ pub struct NewWorkflow {
     /// In order; the first step's message is the start's own (queued with it), so its `sealed`
     /// is empty.
     pub steps: Vec<NewStep>,
+    /// The masked address (`a***@example.com`) of the e-mail step of a workflow whose `to` is a
+    /// phone number; `None` without an e-mail step.
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +106,9 @@ pub struct Workflow {
     /// The step whose message went out last.
     pub current: usize,
     pub steps: Vec<Step>,
+    /// Where its e-mail step goes, masked (`NewWorkflow::email`); its phone steps go to the
+    /// verification's `to`.
+    pub email: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -342,11 +349,15 @@ impl Verifier {
     }
 
     /// The workflow to store with the verification: for each channel after the first, its own
-    /// message (its id, the same code and text), sealed; `None` for a single channel.
+    /// message (its id, the same code, the channel's own text: a call's words, a mail's text
+    /// part) to that step's destination (`destinations`, one per channel), sealed; `None` for a
+    /// single channel.
     pub(super) fn later_steps(
         &self,
         plan: &Plan,
+        destinations: &[Destination],
         first: &OutgoingMessage,
+        code: &Code,
     ) -> Result<Option<NewWorkflow>, VerifyError> {
         if plan.channels.len() < 2 {
             return Ok(None);
@@ -356,10 +367,19 @@ impl Verifier {
             message_id: first.id.clone(),
             sealed: Vec::new(),
         }];
-        for channel in &plan.channels[1..] {
+        // A workflow of two or more steps has a phone step (every channel but e-mail is one, and
+        // none comes twice), so its `to` is a phone number and its e-mail step, if any, goes to
+        // the request's `email`: kept masked beside the steps, to show where it went.
+        let email = destinations
+            .iter()
+            .find_map(Destination::email)
+            .map(EmailAddress::masked);
+        for (channel, to) in plan.channels.iter().zip(destinations).skip(1) {
             let mut message = first.clone();
             message.id = OutgoingMessage::new_id(&self.rng).map_err(|_| VerifyError::Random)?;
             message.channel = *channel;
+            message.to = to.clone();
+            message.body = self.message_body(*channel, &message.locale, code);
             let sealed = self
                 .dispatcher
                 .seal_step(&message)
@@ -373,6 +393,7 @@ impl Verifier {
         Ok(Some(NewWorkflow {
             fallback_after_ms: plan.fallback_after_ms,
             steps,
+            email,
         }))
     }
 

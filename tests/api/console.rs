@@ -880,6 +880,26 @@ async fn console_posts_count_against_the_address_limit_and_pages_do_not(backend:
     }
 }
 
+async fn a_disabled_console_answers_nothing_and_mints_no_invitation(backend: Backend) {
+    let org = Org::with(backend, |settings| settings.console.enabled = false).await;
+    org.user("ada", "owner", Some("+4915112360101")).await;
+    for path in [
+        "/console/",
+        "/console/sign-in",
+        "/console/assets/console.css",
+    ] {
+        assert_eq!(get(&org.app, path, None).await.status, 404, "{path}");
+    }
+    let refused = post(
+        &org.app,
+        &org.owner,
+        "/v1/users/ada/console-invitations",
+        json!({}),
+    )
+    .await;
+    refused.assert_problem(404, "not-found");
+}
+
 on_every_store!(
     an_invited_owner_registers_a_passkey_and_lands_on_home_signed_in,
     a_registered_passkey_signs_in_without_a_username,
@@ -896,4 +916,5 @@ on_every_store!(
     a_user_adds_an_authenticator_app_and_sees_recovery_codes_once,
     a_user_adds_a_security_key_and_revokes_a_trusted_device,
     console_posts_count_against_the_address_limit_and_pages_do_not,
+    a_disabled_console_answers_nothing_and_mints_no_invitation,
 );

@@ -37,6 +37,7 @@ mod smpp;
 mod tenants;
 mod trust;
 mod twilio;
+mod twilio_passkeys;
 #[path = "../common/webhook_receiver.rs"]
 mod webhook_receiver;
 mod workflows;

@@ -5,6 +5,7 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use otpgate::dispatch::model::Channel;
 use otpgate::dispatch::providers::{AdapterKind, ProviderSettings};
 use otpgate::secret::Secret;
 use serde_json::{json, Value};
@@ -17,6 +18,7 @@ use crate::helpers::{
 };
 use crate::on_every_store;
 use crate::openapi::assert_matches_schema;
+use crate::pin::{decode_quoted_printable, Captured, SmtpSink};
 
 const TO: &str = "+4915112347001";
 
@@ -412,6 +414,209 @@ async fn the_account_default_workflow_serves_sends_that_name_no_channel(backend:
     );
     app.stop().await;
 }
+
+// ---- workflows mixing phone channels and e-mail: `to` the number, `email` the address ----
+
+const ADDRESS: &str = "ada@example.com";
+
+/// The `http` fake keeps SMS (as `app.provider`); e-mail goes through an `smtp` provider to
+/// `sink`.
+fn with_smtp(settings: &mut otpgate::config::Settings, sink: &SmtpSink) {
+    let mut http = ProviderSettings::new("http", AdapterKind::Http);
+    http.url = Some(settings.dispatch.http_url.clone());
+    http.channels = Some(vec![Channel::Sms]);
+    let mut smtp = ProviderSettings::new("mail", AdapterKind::Smtp);
+    smtp.url = Some(format!("smtp://127.0.0.1:{}?tls=none", sink.port));
+    smtp.from = Some("Acme <no-reply@acme.test>".into());
+    settings.dispatch.providers = vec![http, smtp];
+}
+
+/// An app whose policy allows SMS and e-mail, with its SMTP sink.
+async fn mixed_app(backend: Backend) -> (TestApp, SmtpSink) {
+    let sink = SmtpSink::start().await;
+    let app = spawn_app_with(backend, |settings| with_smtp(settings, &sink)).await;
+    let key = owner(&app).await;
+    let allowed = put_policy(&app, &key, json!({"channels": ["sms", "email"]})).await;
+    assert_eq!(allowed.status, 200, "{}", allowed.body);
+    (app, sink)
+}
+
+/// The code in a mail's plain-text part.
+fn code_in(mail: &Captured) -> String {
+    let text = decode_quoted_printable(&mail.data);
+    let plain = text
+        .split("Content-Type: text/plain")
+        .nth(1)
+        .expect("a text/plain part");
+    extract_code(plain)
+}
+
+async fn a_failed_sms_falls_back_to_the_email_address_with_the_same_code(backend: Backend) {
+    let (app, sink) = mixed_app(backend).await;
+    // The provider refuses the SMS for good: the workflow moves on to e-mail at once.
+    Mock::given(method("POST"))
+        .and(path("/messages"))
+        .and(body_partial_json(json!({"channel": "sms"})))
+        .respond_with(ResponseTemplate::new(400).set_body_string("unreachable number"))
+        .with_priority(1)
+        .mount(&app.provider)
+        .await;
+    let body = json!({"to": TO, "email": "Ada@Example.COM", "channels": ["sms", "email"],
+                      "fallback_after_seconds": 60});
+    let started = app.post("/v1/verifications", body).await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    assert_eq!(started.body["to"], TO, "the number keys the verification");
+    assert_eq!(started.body["channel"], "sms");
+    let id = started.str("id").to_owned();
+
+    let sms = app.wait_for_messages(1).await;
+    assert_eq!(sms[0]["to"], TO);
+    let mails = sink.wait_for(1).await;
+    assert_eq!(mails[0].recipients, [ADDRESS], "the normalised address");
+    let code = code_in(&mails[0]);
+    assert_eq!(code, extract_code(sms[0]["body"].as_str().unwrap()));
+
+    let workflow = wait_for_step(&app, &id, 1, "sent").await;
+    assert_eq!(workflow["steps"][0]["channel"], "sms");
+    assert_eq!(workflow["steps"][0]["fell_back"], "failed");
+    assert_eq!(workflow["steps"][0]["to"], "+491*******001");
+    assert_eq!(workflow["steps"][1]["channel"], "email");
+    assert_eq!(workflow["steps"][1]["to"], "a***@example.com");
+    let read = app.get(&format!("/v1/verifications/{id}")).await;
+    assert_eq!(read.body["channel"], "email", "the channel now in use");
+    assert!(
+        !read.body.to_string().contains(ADDRESS),
+        "the address is shown masked only: {}",
+        read.body
+    );
+    let document = app
+        .request(reqwest::Method::GET, "/openapi.json", None, None)
+        .await
+        .body;
+    assert_matches_schema(
+        &document,
+        "WorkflowStep",
+        &workflow["steps"][1],
+        &["fell_back"],
+    );
+
+    // A check by `to` names the number; the address keys nothing.
+    app.check_to(ADDRESS, &code)
+        .await
+        .assert_problem(404, "not-found");
+    let checked = app.check_id(&id, &code).await;
+    assert_eq!(checked.status, 200, "{}", checked.body);
+    assert_eq!(checked.body["status"], "approved");
+    let metrics = app.metrics().await;
+    assert_eq!(
+        fallbacks(&metrics, "sms", "email", "failed"),
+        1,
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+async fn a_workflow_that_starts_by_email_falls_back_to_the_number_and_is_checked_by_it(
+    backend: Backend,
+) {
+    let (app, sink) = mixed_app(backend).await;
+    let body = json!({"to": TO, "email": ADDRESS, "channels": ["email", "sms"],
+                      "fallback_after_seconds": 30});
+    let started = app.post("/v1/verifications", body).await;
+    assert_eq!(started.status, 201, "{}", started.body);
+    assert_eq!(started.body["channel"], "email");
+    let id = started.str("id").to_owned();
+    let mails = sink.wait_for(1).await;
+    assert_eq!(mails[0].recipients, [ADDRESS]);
+    let code = code_in(&mails[0]);
+    wait_for_step(&app, &id, 0, "sent").await;
+    assert!(app.messages().await.is_empty(), "no SMS before the timeout");
+
+    app.clock.advance(Duration::from_secs(31));
+    let sms = app.wait_for_messages(1).await;
+    assert_eq!(sms[0]["to"], TO);
+    assert_eq!(extract_code(sms[0]["body"].as_str().unwrap()), code);
+    let workflow = wait_for_step(&app, &id, 1, "sent").await;
+    assert_eq!(workflow["steps"][0]["to"], "a***@example.com");
+    assert_eq!(workflow["steps"][0]["fell_back"], "timeout");
+    assert_eq!(workflow["steps"][1]["to"], "+491*******001");
+
+    let checked = app.check_to(TO, &code).await;
+    assert_eq!(checked.status, 200, "{}", checked.body);
+    assert_eq!(checked.body["status"], "approved");
+    assert_eq!(checked.body["id"], id);
+    app.stop().await;
+}
+
+async fn an_email_that_does_not_fit_the_workflow_is_400_and_changes_nothing(backend: Backend) {
+    let (app, sink) = mixed_app(backend).await;
+    let cases = [
+        // No e-mail step for the address.
+        (
+            json!({"to": TO, "email": ADDRESS, "channels": ["sms"]}),
+            "email is the address",
+        ),
+        (
+            json!({"to": TO, "email": ADDRESS, "channel": "sms"}),
+            "email goes with channels",
+        ),
+        // The account's default workflow (none: SMS) has no e-mail step either.
+        (json!({"to": TO, "email": ADDRESS}), "email is the address"),
+        // An e-mail step without an address.
+        (
+            json!({"to": TO, "channels": ["sms", "email"]}),
+            "the email step needs an e-mail address",
+        ),
+        // Phone steps after an address in `to`.
+        (
+            json!({"to": ADDRESS, "channels": ["email", "sms"]}),
+            "put the phone number in to and the e-mail address in email",
+        ),
+        (
+            json!({"to": ADDRESS, "email": ADDRESS, "channels": ["email", "sms"]}),
+            "put the phone number in to",
+        ),
+        (
+            json!({"to": ADDRESS, "email": "bob@example.com", "channels": ["email"]}),
+            "to is already the e-mail address",
+        ),
+        (
+            json!({"to": TO, "email": "ada@", "channels": ["sms", "email"]}),
+            "email must be an e-mail address",
+        ),
+        (
+            json!({"to": TO, "email": "Ada <ada@example.com>", "channels": ["sms", "email"]}),
+            "email must be an e-mail address",
+        ),
+    ];
+    for (body, detail) in cases {
+        let refused = app.post("/v1/verifications", body.clone()).await;
+        refused.assert_problem(400, "invalid-request");
+        assert!(
+            refused.str("detail").contains(detail),
+            "{body}: {}",
+            refused.body
+        );
+    }
+    assert!(app.messages().await.is_empty(), "nothing was sent");
+    assert!(sink.mails().is_empty(), "nothing was mailed");
+    // Nothing was stored: the next sends are new verifications.
+    assert_eq!(app.send(TO).await.status, 201);
+    let by_mail = app
+        .post(
+            "/v1/verifications",
+            json!({"to": ADDRESS, "channel": "email"}),
+        )
+        .await;
+    assert_eq!(by_mail.status, 201, "{}", by_mail.body);
+    app.stop().await;
+}
+
+on_every_store!(
+    a_failed_sms_falls_back_to_the_email_address_with_the_same_code,
+    a_workflow_that_starts_by_email_falls_back_to_the_number_and_is_checked_by_it,
+    an_email_that_does_not_fit_the_workflow_is_400_and_changes_nothing,
+);
 
 on_every_store!(
     a_workflow_whose_first_provider_fails_reaches_the_second_channel_with_the_same_code,

@@ -5,15 +5,24 @@ form bodies, HTTP Basic, its JSON parsing and its `TwilioRestException` from our
 Run by scripts/compat with a gateway and a message sink already up; runs under pytest too.
 """
 
+import base64
+import hashlib
 import json
+import os
 import random
 import re
 import sys
 import traceback
 import urllib.request
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 from twilio.base.exceptions import TwilioRestException
 from twilio.rest import Client
+from twilio.rest.verify.v2.service.approve_challenge import ApproveChallengeList
+from twilio.rest.verify.v2.service.new_challenge import NewChallengeContext
+from twilio.rest.verify.v2.service.new_factor import NewFactorList
+from twilio.rest.verify.v2.service.new_verify_factor import NewVerifyFactorList
 
 from twilio_common import (
     GATEWAY,
@@ -24,6 +33,7 @@ from twilio_common import (
     message_to,
     mint_key,
     number,
+    v1,
     wrong,
 )
 
@@ -217,6 +227,197 @@ def test_a_country_the_service_does_not_allow_raises_60605():
     # Germany still works; a premium-rate number never does (60205, as for a landline).
     assert verify.verifications.create(to=number(), channel="sms").status == "pending"
     expect_error(lambda: verify.verifications.create(to="+499001234567", channel="sms"), 400, 60205)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def cbor(value):
+    """The CBOR the attestation needs (RFC 8949): integers, byte and text strings, maps."""
+
+    def head(major, length):
+        if length < 24:
+            return bytes([major << 5 | length])
+        if length < 256:
+            return bytes([major << 5 | 24, length])
+        return bytes([major << 5 | 25]) + length.to_bytes(2, "big")
+
+    if isinstance(value, int):
+        return head(0, value) if value >= 0 else head(1, -1 - value)
+    if isinstance(value, bytes):
+        return head(2, len(value)) + value
+    if isinstance(value, str):
+        return head(3, len(value.encode())) + value.encode()
+    return head(5, len(value)) + b"".join(cbor(k) + cbor(v) for k, v in value.items())
+
+
+class SoftPasskey:
+    """A P-256 passkey as a platform authenticator holds it (user verified, backed up), and the
+    browser around it: it answers the gateway's options in PublicKeyCredential.toJSON() shape."""
+
+    FLAGS = 0x01 | 0x04 | 0x08 | 0x10  # UP, UV, BE, BS
+
+    def __init__(self):
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.credential_id = os.urandom(32)
+        self.counter = 0
+        self.user_handle = None
+
+    def client_data(self, kind, challenge, origin):
+        return json.dumps(
+            {"type": kind, "challenge": challenge, "origin": origin, "crossOrigin": False}
+        ).encode()
+
+    def register(self, options, origin):
+        self.user_handle = options["user"]["id"]
+        client_data = self.client_data("webauthn.create", options["challenge"], origin)
+        point = self.key.public_key().public_numbers()
+        cose = cbor(
+            {1: 2, 3: -7, -1: 1, -2: point.x.to_bytes(32, "big"), -3: point.y.to_bytes(32, "big")}
+        )
+        auth_data = (
+            hashlib.sha256(options["rp"]["id"].encode()).digest()
+            + bytes([self.FLAGS | 0x40])
+            + self.counter.to_bytes(4, "big")
+            + bytes(16)
+            + len(self.credential_id).to_bytes(2, "big")
+            + self.credential_id
+            + cose
+        )
+        attestation = cbor({"fmt": "none", "attStmt": {}, "authData": auth_data})
+        return {
+            "id": b64url(self.credential_id),
+            "rawId": b64url(self.credential_id),
+            "authenticatorAttachment": "platform",
+            "type": "public-key",
+            "response": {
+                "attestationObject": b64url(attestation),
+                "clientDataJSON": b64url(client_data),
+                "transports": ["internal"],
+            },
+        }
+
+    def assertion(self, options, origin):
+        self.counter += 1
+        client_data = self.client_data("webauthn.get", options["challenge"], origin)
+        auth_data = (
+            hashlib.sha256(options["rpId"].encode()).digest()
+            + bytes([self.FLAGS])
+            + self.counter.to_bytes(4, "big")
+        )
+        signed = auth_data + hashlib.sha256(client_data).digest()
+        signature = self.key.sign(signed, ec.ECDSA(hashes.SHA256()))
+        return {
+            "id": b64url(self.credential_id),
+            "rawId": b64url(self.credential_id),
+            "authenticatorAttachment": "platform",
+            "type": "public-key",
+            "response": {
+                "authenticatorData": b64url(auth_data),
+                "clientDataJSON": b64url(client_data),
+                "signature": b64url(signature),
+                "userHandle": self.user_handle,
+            },
+        }
+
+
+def passkey_service():
+    """A service whose policy allows passkeys, a user of it, and the login service's client."""
+    service, login = new_service()
+    owner = mint_key(service.account_sid, "owner")
+    status, body = v1("PUT", "/v1/policy", owner, {"channels": ["sms", "webauthn"]})
+    assert status == 200, body
+    identity = "compat-" + os.urandom(8).hex()
+    status, body = v1("POST", "/v1/users", owner, {"id": identity, "role": "member", "phone": number()})
+    assert status == 201, body
+    return service, login, identity
+
+
+def test_a_passkey_is_registered_and_approves_a_challenge():
+    service, login, identity = passkey_service()
+    verify = login.verify.v2.services(service.sid)
+    factor = verify.new_factors.create(
+        NewFactorList.CreateNewPasskeysFactorRequest(
+            {"friendly_name": "Compat laptop", "identity": identity}
+        )
+    )
+    assert factor.sid.startswith("YF") and len(factor.sid) == 34, factor.sid
+    assert factor.entity_sid.startswith("YE") and len(factor.entity_sid) == 34
+    assert factor.service_sid == service.sid and factor.identity == identity
+    assert factor.status == "unverified" and factor.factor_type == "passkeys"
+    assert factor.friendly_name == "Compat laptop"
+    origin = factor.config["relying_party"]["origins"][0]
+    options = factor.options["publicKey"]
+    assert options["authenticatorSelection"]["residentKey"] == "required", options
+
+    passkey = SoftPasskey()
+    verified = verify.new_verify_factors.update(
+        NewVerifyFactorList.VerifyPasskeysFactorRequest(passkey.register(options, origin))
+    )
+    assert verified.sid == factor.sid and verified.status == "verified"
+    assert verified.identity == identity and verified.entity_sid == factor.entity_sid
+
+    challenge = verify.new_challenge().create(
+        NewChallengeContext.CreatePasskeysChallengeRequest({"identity": identity})
+    )
+    assert challenge.sid.startswith("YC") and len(challenge.sid) == 34, challenge.sid
+    assert challenge.status == "pending" and challenge.identity == identity
+    request = challenge.options["publicKey"]
+    assert [c["id"] for c in request["allowCredentials"]] == [b64url(passkey.credential_id)]
+    assertion = passkey.assertion(request, origin)
+    approved = verify.approve_challenge.update(
+        ApproveChallengeList.ApprovePasskeysChallengeRequest(assertion)
+    )
+    assert approved.sid == challenge.sid and approved.status == "approved"
+    assert approved.identity == identity and approved.factor_sid == factor.sid
+    assert approved.date_responded is not None
+
+    # The challenge is approved once: the replay is Twilio's 60324.
+    error = expect_error(
+        lambda: verify.approve_challenge.update(
+            ApproveChallengeList.ApprovePasskeysChallengeRequest(assertion)
+        ),
+        403,
+        60324,
+    )
+    assert "unknown_challenge" in error.msg, error.msg
+
+
+def test_passkey_input_errors_raise_twilio_codes():
+    service, login, identity = passkey_service()
+    verify = login.verify.v2.services(service.sid)
+    expect_error(
+        lambda: verify.new_factors.create(
+            NewFactorList.CreateNewPasskeysFactorRequest({"identity": identity})
+        ),
+        400,
+        60388,
+    )
+    expect_error(
+        lambda: verify.new_factors.create(
+            NewFactorList.CreateNewPasskeysFactorRequest(
+                {"friendly_name": "Laptop", "identity": "nobody-" + os.urandom(4).hex()}
+            )
+        ),
+        404,
+        20404,
+    )
+    # A credential for a challenge the gateway never issued registers nothing.
+    made_up = {
+        "rp": {"id": "localhost"},
+        "user": {"id": b64url(os.urandom(16))},
+        "challenge": b64url(os.urandom(32)),
+    }
+    expect_error(
+        lambda: verify.new_verify_factors.update(
+            NewVerifyFactorList.VerifyPasskeysFactorRequest(
+                SoftPasskey().register(made_up, "http://localhost:8080")
+            )
+        ),
+        403,
+        60311,
+    )
 
 
 def main():

@@ -3,6 +3,7 @@
 // and runs this with NODE_PATH pointing at it, a gateway and a sink already up.
 "use strict";
 
+const crypto = require("crypto");
 const twilio = require("twilio");
 
 const GATEWAY = process.env.OTPGATE_URL;
@@ -21,11 +22,11 @@ function client(username, password) {
   return c;
 }
 
-async function mintKey(accountSid) {
+async function mintKey(accountSid, role = "service") {
   const response = await fetch(`${GATEWAY}/v1/accounts/${accountSid}/keys`, {
     method: "POST",
     headers: { Authorization: `Bearer ${ROOT_KEY}`, "Content-Type": "application/json" },
-    body: JSON.stringify({ role: "service" }),
+    body: JSON.stringify({ role }),
   });
   if (response.status !== 201) throw new Error(`mint: ${response.status}`);
   return (await response.json()).key;
@@ -63,7 +64,138 @@ async function newService() {
   return { service, verify: client(accountSid, await mintKey(accountSid)).verify.v2.services(service.sid) };
 }
 
+async function v1(method, path, key, body) {
+  const response = await fetch(`${GATEWAY}${path}`, {
+    method,
+    headers: { Authorization: `Bearer ${key}`, "Content-Type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+// The CBOR an attestation needs (RFC 8949): integers, byte and text strings, and maps given as
+// [key, value] pairs (COSE keys are integers).
+function cbor(value) {
+  const head = (major, length) =>
+    length < 24
+      ? Buffer.from([(major << 5) | length])
+      : length < 256
+        ? Buffer.from([(major << 5) | 24, length])
+        : Buffer.from([(major << 5) | 25, length >> 8, length & 0xff]);
+  if (typeof value === "number") return value >= 0 ? head(0, value) : head(1, -1 - value);
+  if (Buffer.isBuffer(value)) return Buffer.concat([head(2, value.length), value]);
+  if (typeof value === "string") return Buffer.concat([head(3, Buffer.byteLength(value)), Buffer.from(value)]);
+  return Buffer.concat([head(5, value.length), ...value.flatMap(([k, v]) => [cbor(k), cbor(v)])]);
+}
+
+const sha256 = (data) => crypto.createHash("sha256").update(data).digest();
+
+// A P-256 passkey as a platform authenticator holds it (UP, UV, BE, BS), and the browser around
+// it: it answers the gateway's options in PublicKeyCredential.toJSON() shape.
+class SoftPasskey {
+  constructor() {
+    const { privateKey, publicKey } = crypto.generateKeyPairSync("ec", { namedCurve: "P-256" });
+    this.privateKey = privateKey;
+    this.jwk = publicKey.export({ format: "jwk" });
+    this.credentialId = crypto.randomBytes(32);
+    this.counter = 0;
+    this.userHandle = null;
+    this.flags = 0x01 | 0x04 | 0x08 | 0x10;
+  }
+
+  clientData(type, challenge, origin) {
+    return Buffer.from(JSON.stringify({ type, challenge, origin, crossOrigin: false }));
+  }
+
+  register(options, origin) {
+    this.userHandle = options.user.id;
+    const clientData = this.clientData("webauthn.create", options.challenge, origin);
+    const cose = cbor([
+      [1, 2],
+      [3, -7],
+      [-1, 1],
+      [-2, Buffer.from(this.jwk.x, "base64url")],
+      [-3, Buffer.from(this.jwk.y, "base64url")],
+    ]);
+    const length = Buffer.from([this.credentialId.length >> 8, this.credentialId.length & 0xff]);
+    const authData = Buffer.concat([
+      sha256(options.rp.id),
+      Buffer.from([this.flags | 0x40]),
+      Buffer.alloc(4),
+      Buffer.alloc(16),
+      length,
+      this.credentialId,
+      cose,
+    ]);
+    const attestation = cbor([
+      ["fmt", "none"],
+      ["attStmt", []],
+      ["authData", authData],
+    ]);
+    return {
+      id: this.credentialId.toString("base64url"),
+      rawId: this.credentialId.toString("base64url"),
+      authenticatorAttachment: "platform",
+      type: "public-key",
+      response: {
+        attestationObject: attestation.toString("base64url"),
+        clientDataJSON: clientData.toString("base64url"),
+        transports: ["internal"],
+      },
+    };
+  }
+
+  assertion(options, origin) {
+    this.counter += 1;
+    const clientData = this.clientData("webauthn.get", options.challenge, origin);
+    const counter = Buffer.alloc(4);
+    counter.writeUInt32BE(this.counter);
+    const authData = Buffer.concat([sha256(options.rpId), Buffer.from([this.flags]), counter]);
+    // Node signs EC keys in DER, as WebAuthn's ES256 signatures are.
+    const signature = crypto.sign("sha256", Buffer.concat([authData, sha256(clientData)]), this.privateKey);
+    return {
+      id: this.credentialId.toString("base64url"),
+      rawId: this.credentialId.toString("base64url"),
+      authenticatorAttachment: "platform",
+      type: "public-key",
+      response: {
+        authenticatorData: authData.toString("base64url"),
+        clientDataJSON: clientData.toString("base64url"),
+        signature: signature.toString("base64url"),
+        userHandle: this.userHandle,
+      },
+    };
+  }
+}
+
 const tests = {
+  async passkeyRegistersAndApprovesAChallenge() {
+    const { service, verify } = await newService();
+    const accountSid = "AC" + service.sid.slice(2);
+    const owner = await mintKey(accountSid, "owner");
+    const policy = await v1("PUT", "/v1/policy", owner, { channels: ["sms", "webauthn"] });
+    assert(policy.status === 200, JSON.stringify(policy.body));
+    const identity = "node-" + crypto.randomBytes(8).toString("hex");
+    const user = await v1("POST", "/v1/users", owner, { id: identity, role: "member", phone: number() });
+    assert(user.status === 201, JSON.stringify(user.body));
+
+    const factor = await verify.newFactors.create({ friendly_name: "Node laptop", identity });
+    assert(factor.sid.startsWith("YF") && factor.sid.length === 34, factor.sid);
+    assert(factor.status === "unverified" && factor.identity === identity, factor.status);
+    const origin = factor.config.relying_party.origins[0];
+    const passkey = new SoftPasskey();
+    const verified = await verify.newVerifyFactors.update(passkey.register(factor.options.publicKey, origin));
+    assert(verified.sid === factor.sid && verified.status === "verified", verified.status);
+
+    const challenge = await verify.newChallenge().create({ identity });
+    assert(challenge.sid.startsWith("YC") && challenge.status === "pending", challenge.status);
+    const assertion = passkey.assertion(challenge.options.publicKey, origin);
+    const approved = await verify.approveChallenge.update(assertion);
+    assert(approved.sid === challenge.sid && approved.status === "approved", approved.status);
+    assert(approved.identity === identity && approved.factorSid === factor.sid, approved.factorSid);
+    await expectError(verify.approveChallenge.update(assertion), 403, 60324);
+  },
+
   async sendCheckApprove() {
     const { service, verify } = await newService();
     const to = number();

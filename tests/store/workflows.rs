@@ -24,6 +24,7 @@ fn workflow(first_message: &str) -> NewWorkflow {
             step(Channel::Whatsapp, first_message, b""),
             step(Channel::Sms, "MS-second", b"sealed second"),
         ],
+        email: None,
     }
 }
 
@@ -173,7 +174,33 @@ async fn a_resend_without_a_workflow_drops_it(backend: Backend) {
     assert!(fire(&stores, id.shard()).await.is_empty());
 }
 
+async fn the_email_steps_masked_address_is_kept_until_a_resend_without_one(backend: Backend) {
+    let stores = stores(backend).await;
+    let to = "+4915112349906";
+    let mut new = send(&stores, to);
+    new.channel = Channel::Whatsapp;
+    let mut mixed = workflow("MS-first");
+    mixed.steps[1].channel = Channel::Email;
+    mixed.email = Some("a***@example.com".to_owned());
+    new.workflow = Some(mixed);
+    let StartOutcome::Created(verification) = stores.verify.start_verification(&new).await.unwrap()
+    else {
+        panic!("expected a new verification");
+    };
+    let stored = stores.verify.workflow(&verification.id).await.unwrap();
+    let stored = stored.expect("a workflow");
+    assert_eq!(stored.email.as_deref(), Some("a***@example.com"));
+    assert_eq!(stored.steps[1].channel, Channel::Email);
+
+    let mut resend = send(&stores, to);
+    resend.workflow = Some(workflow("MS-third"));
+    stores.verify.start_verification(&resend).await.unwrap();
+    let stored = stores.verify.workflow(&verification.id).await.unwrap();
+    assert_eq!(stored.expect("the resend's workflow").email, None);
+}
+
 on_every_store!(
+    the_email_steps_masked_address_is_kept_until_a_resend_without_one,
     a_due_step_fires_once_with_its_stored_message,
     a_delivered_or_failed_step_is_decided_by_its_message,
     a_final_verification_does_not_fall_back,

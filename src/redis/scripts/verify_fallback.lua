@@ -6,7 +6,8 @@
 -- Derived keys: `base .. 'v:' .. <id>`, each due verification's record (the base's hash tag,
 -- so in the slot of KEYS). Its workflow fields: `wf` fallback after (ms), `wi` the current step,
 -- `wn` steps, `w<i>` step i as `<channel> <message id> <queued ms or -> <left: failed, timeout
--- or ->`, `b<i>` step i's sealed message until it is reached.
+-- or ->`, `b<i>` step i's sealed message until it is reached, `we` the e-mail step's masked
+-- address when `to` is a phone number (read by the API only).
 --
 -- Each due verification leaves the set; one still pending whose current step's message was not
 -- delivered (its `A<message id>` status) moves to its next step in this same step: the step is

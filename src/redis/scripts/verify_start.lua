@@ -7,7 +7,8 @@
 -- quota limit, a new quota window's end (now + window), the pointer's lifetime with a new window
 -- (the longer of window and ttl), new id, has idempotency key, sealed message (or ''); then the
 -- workflow (src/verify/workflow.rs): fallback after ms ('' for none), its step count n, n
--- steps as `<channel> <message id>`, and the sealed messages of steps 2 to n. The created or
+-- steps as `<channel> <message id>`, the sealed messages of steps 2 to n, and the e-mail
+-- step's masked address ('' for none; field `we`). The created or
 -- resent record takes the workflow (its first step reached now, due after the fallback time)
 -- or, without one, loses any it had; `verify_fallback.lua` says the fields.
 --
@@ -26,14 +27,17 @@ local outbox = ARGV[18]
 local now = tonumber(now_text)
 
 -- Replaces the workflow of the record `key` (verification `id`) with the request's, or drops it.
-local function set_workflow(key, id)
-  local after, old = ARGV[19] or '', tonumber(redis.call('HGET', key, 'wn') or '0')
+-- `fresh`: the record was just created, so it has no workflow to read or drop (a send to a new
+-- number, the common case, skips a read).
+local function set_workflow(key, id, fresh)
+  local after, old = ARGV[19] or '', 0
+  if not fresh then old = tonumber(redis.call('HGET', key, 'wn') or '0') end
   local n = 0
   if after ~= '' then n = tonumber(ARGV[20]) end
   for i = n, old - 1 do redis.call('HDEL', key, 'w' .. i, 'b' .. i) end
   if n == 0 then
     if old > 0 then
-      redis.call('HDEL', key, 'wf', 'wi', 'wn')
+      redis.call('HDEL', key, 'wf', 'wi', 'wn', 'we')
       redis.call('ZREM', KEYS[5], id)
     end
     return
@@ -42,6 +46,8 @@ local function set_workflow(key, id)
   for i = 1, n - 1 do
     redis.call('HSET', key, 'w' .. i, ARGV[21 + i] .. ' - -', 'b' .. i, ARGV[20 + n + i])
   end
+  local email = ARGV[20 + 2 * n] or ''
+  if email ~= '' then redis.call('HSET', key, 'we', email) elseif not fresh then redis.call('HDEL', key, 'we') end
   redis.call('ZADD', KEYS[5], int(now + tonumber(after)), id)
 end
 
@@ -91,7 +97,7 @@ if pending then
     v[6] = number .. ' ' .. created .. ' ' .. length .. ' ' .. channel .. ' ' .. (sends + 1)
     redis.call('HSET', key, 'm', tag, 'e', v[5], 'p', v[6])
     redis.call('PEXPIRE', key, lifetime)
-    set_workflow(key, pending)
+    set_workflow(key, pending, false)
     take(pending)
     return answer('resent', pending, v)
   end
@@ -101,6 +107,6 @@ if quota_full() then return refuse_quota() end
 local v = {acct, 'p', '0', max_attempts, expires, to .. ' ' .. now_text .. ' ' .. len .. ' ' .. channel .. ' 1'}
 redis.call('HSET', KEYS[2], 'a', acct, 's', 'p', 'n', '0', 'M', max_attempts, 'e', expires, 'p', v[6], 'm', tag)
 redis.call('PEXPIRE', KEYS[2], lifetime)
-set_workflow(KEYS[2], new_id)
+set_workflow(KEYS[2], new_id, true)
 take(new_id)
 return answer('created', new_id, v)
