@@ -303,6 +303,32 @@ async fn the_owner_sets_a_users_two_factor_on_off_or_to_the_account_default(back
         assert_eq!(user.body["two_factor"]["enabled"], enabled, "{}", user.body);
         assert_eq!(user.body["two_factor"]["override"], over, "{}", user.body);
     }
+
+    // An id with `+` and `@` is percent-encoded in the page's paths, and read back from them.
+    org.user("ann+1@x.io", "member", Some("+4915112360108"))
+        .await;
+    let list = get(&org.app, "/console/users", Some(&session)).await;
+    assert!(
+        list.text
+            .contains("<a href=\"/console/users/ann%2B1%40x.io\">ann+1@x.io</a>"),
+        "{}",
+        list.text
+    );
+    let saved = submit(
+        &org.app,
+        &session,
+        "/console/users/ann%2B1%40x.io",
+        "/console/users/ann%2B1%40x.io/two-factor",
+        &[("two_factor", "off")],
+    )
+    .await;
+    assert_eq!(saved.status, 303, "{}", saved.text);
+    assert_eq!(
+        saved.headers["location"].to_str().unwrap(),
+        "/console/users/ann%2B1%40x.io?saved=two-factor"
+    );
+    let ann = org.get_user("ann+1@x.io").await;
+    assert_eq!(ann.body["two_factor"]["override"], "off", "{}", ann.body);
 }
 
 async fn send_invitation_shows_a_link_once_that_signs_the_user_in(backend: Backend) {
