@@ -18,6 +18,8 @@ use super::store::{
 use super::ConsoleSettings;
 use crate::account::audit::{AuditEntry, Who};
 use crate::account::service::{AccountError, AccountService};
+use crate::account::user::UserId;
+use crate::account::AccountId;
 use crate::clock::Clock;
 use crate::factors::webauthn::{
     challenge_of, verify_assertion, verify_registration, CredentialKey, RelyingParty, COSE_EDDSA,
@@ -29,6 +31,9 @@ use crate::store::StoreError;
 
 /// The audit action of a minted console invitation.
 pub const INVITATION_MINTED: &str = "console.invitation_minted";
+
+/// How long a person's last console sign-in is remembered (the Users page shows "Never" after).
+pub const LAST_SIGN_IN_KEPT_MS: u64 = 400 * 24 * 3_600_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
@@ -446,6 +451,15 @@ impl ConsoleService {
                 "too many open sessions; sign out everywhere first",
             ));
         }
+        // The Users page's "Last sign-in"; a full record store skips it (it is informative).
+        self.store
+            .record_sign_in(
+                &record.principal,
+                now,
+                LAST_SIGN_IN_KEPT_MS,
+                self.settings.max_total,
+            )
+            .await?;
         Ok(Opened {
             token,
             session: Session { digest, record },
@@ -494,6 +508,22 @@ impl ConsoleService {
             .store
             .delete_sessions_of(&session.record.principal)
             .await?)
+    }
+
+    /// When each user last signed in to the console, in the order given.
+    pub async fn last_sign_ins(
+        &self,
+        account: &AccountId,
+        users: &[UserId],
+    ) -> Result<Vec<Option<u64>>, ConsoleError> {
+        let principals: Vec<Principal> = users
+            .iter()
+            .map(|user| Principal::User {
+                account: account.clone(),
+                user: user.clone(),
+            })
+            .collect();
+        Ok(self.store.last_sign_ins(&principals).await?)
     }
 
     /// Whether the operator has a console passkey yet (the gateway mints a first root

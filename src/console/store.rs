@@ -160,6 +160,19 @@ pub trait ConsoleStore: Send + Sync {
     /// Ends every session of a principal ("Sign out everywhere"); answers how many.
     async fn delete_sessions_of(&self, principal: &Principal) -> Result<usize, StoreError>;
 
+    /// Records when a person last signed in to the console (the Users page's "Last sign-in"),
+    /// kept `ttl_ms`; a write past `total` records is skipped (`Room::Full`), never an error.
+    async fn record_sign_in(
+        &self,
+        principal: &Principal,
+        at_ms: u64,
+        ttl_ms: u64,
+        total: usize,
+    ) -> Result<Room, StoreError>;
+    /// When each person last signed in, in the order asked (`None`: never, or too long ago).
+    async fn last_sign_ins(&self, principals: &[Principal])
+        -> Result<Vec<Option<u64>>, StoreError>;
+
     /// Drops expired entries (the embedded store; Redis expires its own keys).
     fn sweep(&self, _now_ms: u64) {}
 }

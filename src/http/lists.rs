@@ -146,12 +146,16 @@ pub(super) async fn users(call: Call<'_>) -> Reply {
         .await?;
     let policy = app.accounts().policy(&account).await?;
     let (users, next_cursor) = page.finish(users, |user| user.id.as_str());
+    // The last console sign-in, recorded beside the console's sessions (docs/console.md).
+    let ids: Vec<UserId> = users.iter().map(|user| user.id.clone()).collect();
+    let sign_ins = app.console().last_sign_ins(&account, &ids).await?;
     Ok(json_response(
         StatusCode::OK,
         &UserPageBody {
             items: users
                 .iter()
-                .map(|user| UserListedBody::new(user, policy.require_2fa))
+                .zip(sign_ins.into_iter().chain(std::iter::repeat(None)))
+                .map(|(user, at)| UserListedBody::new(user, policy.require_2fa, at))
                 .collect(),
             next_cursor,
         },

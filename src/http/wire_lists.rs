@@ -74,14 +74,14 @@ pub struct UserListedBody<'a> {
     pub two_factor: TwoFactorBody,
     #[schema(value_type = u64)]
     pub factor_count: usize,
-    /// Sign-ins are not recorded yet: always null.
+    /// The user's last sign-in to the web console (kept 400 days); null: never, or longer ago.
     #[schema(value_type = Option<String>)]
     pub last_sign_in_at: Option<String>,
     pub created_at: String,
 }
 
 impl<'a> UserListedBody<'a> {
-    pub fn new(user: &'a User, account_requires: bool) -> Self {
+    pub fn new(user: &'a User, account_requires: bool, last_sign_in_ms: Option<u64>) -> Self {
         Self {
             id: &user.id,
             role: user.role,
@@ -96,7 +96,7 @@ impl<'a> UserListedBody<'a> {
                 set_by: user.two_factor.as_ref().map(|over| over.set_by.encode()),
             },
             factor_count: user.factors.len(),
-            last_sign_in_at: None,
+            last_sign_in_at: last_sign_in_ms.map(rfc3339),
             created_at: rfc3339(user.created_ms),
         }
     }

@@ -18,6 +18,8 @@ struct Inner {
     ceremonies: HashMap<Vec<u8>, (String, u64)>,
     credentials: HashMap<String, ConsoleCredential>,
     sessions: HashMap<[u8; 32], (SessionRecord, u64)>,
+    /// When each person last signed in, and until when that is kept.
+    sign_ins: HashMap<Principal, (u64, u64)>,
 }
 
 impl Inner {
@@ -25,6 +27,7 @@ impl Inner {
         self.invitations.retain(|_, (_, at)| *at > now);
         self.ceremonies.retain(|_, (_, at)| *at > now);
         self.sessions.retain(|_, (_, at)| *at > now);
+        self.sign_ins.retain(|_, (_, at)| *at > now);
     }
 }
 
@@ -215,6 +218,33 @@ impl ConsoleStore for MemoryConsoleStore {
             .sessions
             .retain(|_, (session, _)| session.principal != *principal);
         Ok(before - inner.sessions.len())
+    }
+
+    async fn record_sign_in(
+        &self,
+        principal: &Principal,
+        at_ms: u64,
+        ttl_ms: u64,
+        total: usize,
+    ) -> Result<Room, StoreError> {
+        let mut inner = self.locked();
+        if !inner.sign_ins.contains_key(principal) && inner.sign_ins.len() >= total {
+            return Ok(Room::Full);
+        }
+        let expires = self.clock.now_ms() + ttl_ms;
+        inner.sign_ins.insert(principal.clone(), (at_ms, expires));
+        Ok(Room::Stored)
+    }
+
+    async fn last_sign_ins(
+        &self,
+        principals: &[Principal],
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        let inner = self.locked();
+        Ok(principals
+            .iter()
+            .map(|principal| inner.sign_ins.get(principal).map(|(at, _)| *at))
+            .collect())
     }
 
     fn sweep(&self, now_ms: u64) {

@@ -10,7 +10,8 @@
 //! | `P:{console}:cc:<credential id>` | string | that passkey's signature counter |
 //! | `P:{console}:s:<sha256 hex>` | string, TTL | a session (JSON) under its id's digest |
 //! | `P:{console}:ip:<who>`, `cp:<who>`, `sp:<who>` | set | one person's invitations, passkeys, sessions |
-//! | `P:{console}:iz`, `chz`, `cz`, `sz` | sorted set | each kind's live members, score: expiry ms |
+//! | `P:{console}:ls:<who>` | string, TTL | when that person last signed in (ms) |
+//! | `P:{console}:iz`, `chz`, `cz`, `sz`, `lsz` | sorted set | each kind's live members, score: expiry ms |
 //!
 //! `<who>` is `root` or `<account>/<user>`. Per-person sets are pruned of gone members when
 //! written (`console_put.lua`), so their bound counts live entries only.
@@ -301,5 +302,67 @@ impl ConsoleStore for RedisConsoleStore {
             "ok" => reply.parse(1),
             _ => Err(reply.unknown()),
         }
+    }
+
+    async fn record_sign_in(
+        &self,
+        principal: &Principal,
+        at_ms: u64,
+        ttl_ms: u64,
+        total: usize,
+    ) -> Result<Room, StoreError> {
+        let who = principal.encode();
+        let keys = &self.redis.keys;
+        // A person already recorded is replaced in place (XX), whatever the total bound says;
+        // only a new person takes room, through the bounded put (no per-person set: 0).
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .cmd("SET")
+            .arg(keys.console_entry("ls", &who))
+            .arg(at_ms)
+            .arg("PX")
+            .arg(ttl_ms)
+            .arg("XX")
+            .cmd("ZADD")
+            .arg(keys.console_index("ls"))
+            .arg("XX")
+            .arg(self.clock.now_ms() + ttl_ms)
+            .arg(&who)
+            .ignore();
+        let mut connection = self.redis.connection.clone();
+        let (replaced,): (Option<String>,) = pipe
+            .query_async(&mut connection)
+            .await
+            .map_err(|error| crate::redis::script::Failure::Unavailable.of(error))?;
+        if replaced.is_some() {
+            return Ok(Room::Stored);
+        }
+        self.put("ls", &who, &who, &at_ms.to_string(), ttl_ms, 0, total)
+            .await
+    }
+
+    async fn last_sign_ins(
+        &self,
+        principals: &[Principal],
+    ) -> Result<Vec<Option<u64>>, StoreError> {
+        if principals.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = principals
+            .iter()
+            .map(|principal| self.redis.keys.console_entry("ls", &principal.encode()))
+            .collect();
+        // One tag for all console keys: one MGET, on a cluster too.
+        let found: Vec<Option<String>> = self.redis.query(redis::cmd("MGET").arg(keys)).await?;
+        found
+            .into_iter()
+            .map(|at| {
+                at.map(|at| {
+                    at.parse::<u64>()
+                        .map_err(|_| corrupt("sign-in time unreadable"))
+                })
+                .transpose()
+            })
+            .collect()
     }
 }

@@ -11,7 +11,7 @@
 //! | `{a:<account>}` (abuse) | one account | abuse store (`ab:p:<prefix>`, `ab:c:<country>`, `ab:idx`, `ab:blk`, `ab:d:<day>`: `src/redis/abuse.rs`) |
 //! | `{a:<account>}` | one account's webhooks | `whr`, `whz`, `whq:<id>`, `whs:<id>`, `whl:<id>`, `whx:<id>` (src/redis/events.rs) |
 //! | `{wh}` | webhooks, gateway-wide | `due`, `gen`, `accounts`, `count` |
-//! | `{console}` | the web console, gateway-wide | `i:<digest>`, `ip:<who>`, `iz`, `ch:<challenge>`, `chz`, `c:<credential>`, `cc:<credential>`, `cp:<who>`, `cz`, `s:<digest>`, `sp:<who>`, `sz` (src/redis/console.rs) |
+//! | `{console}` | the web console, gateway-wide | `i:<digest>`, `ip:<who>`, `iz`, `ch:<challenge>`, `chz`, `c:<credential>`, `cc:<credential>`, `cp:<who>`, `cz`, `s:<digest>`, `sp:<who>`, `sz`, `ls:<who>`, `lsz` (src/redis/console.rs) |
 //!
 //! Keys without a tag (`P:a:<account>`, `P:k:<digest>`, `P:r:<provider>:<id>`) are read and
 //! written one at a time. The tables of each adapter (`src/redis/*.rs`) say what each key holds.

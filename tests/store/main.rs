@@ -9,6 +9,7 @@
 mod abuse;
 mod accounts;
 mod console;
+mod console_sign_ins;
 mod directory;
 mod events;
 mod factors;
