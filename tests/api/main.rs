@@ -10,6 +10,7 @@ mod bad_input;
 mod calls;
 mod concurrency;
 mod console;
+mod console_ops;
 mod contract;
 mod dispatch;
 mod edge;
