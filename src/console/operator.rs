@@ -7,8 +7,8 @@
 //! already keeps: the dispatcher's router (breakers) and the metrics (`/metrics`); the page keeps
 //! no state of its own.
 //!
-//! The store has no index of every account (accounts are found by id, under their own hash
-//! tag), so the page opens an account by its id; a new account opens after it is created.
+//! Accounts are listed by id from the store's index of accounts (`Accounts::list_accounts`);
+//! an account can also be opened by its id.
 
 use askama::Template;
 use hyper::body::Incoming;
@@ -25,6 +25,14 @@ use crate::App;
 
 /// Keys listed per page.
 const PAGE: usize = 100;
+/// Accounts listed per page.
+const ACCOUNTS: usize = 50;
+
+pub struct AccountRow {
+    pub id: String,
+    pub name: String,
+    pub created: String,
+}
 
 pub struct KeyRow {
     pub id: String,
@@ -53,6 +61,9 @@ struct OperatorPage {
     /// The account opened (empty: none).
     account: String,
     account_name: String,
+    accounts: Vec<AccountRow>,
+    /// The `accounts_after` of the next page of accounts, empty on the last.
+    accounts_next: String,
     keys: Vec<KeyRow>,
     next: String,
     minted: Option<Minted>,
@@ -129,6 +140,7 @@ fn account_of(field: Option<&str>) -> Result<AccountId, PageError> {
 struct Query {
     account: Option<AccountId>,
     after: Option<String>,
+    accounts_after: Option<AccountId>,
     notice: String,
 }
 
@@ -136,6 +148,7 @@ fn query_of(query: Option<&str>) -> Result<Query, PageError> {
     let mut parsed = Query {
         account: None,
         after: None,
+        accounts_after: None,
         notice: String::new(),
     };
     for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
@@ -143,6 +156,7 @@ fn query_of(query: Option<&str>) -> Result<Query, PageError> {
             "account" if value.trim().is_empty() => {}
             "account" => parsed.account = Some(account_of(Some(&value))?),
             "after" if is_key_id(&value) => parsed.after = Some(value.into_owned()),
+            "accounts_after" => parsed.accounts_after = Some(account_of(Some(&value))?),
             "created" => parsed.notice = "Account created.".to_owned(),
             "revoked" if is_key_id(&value) => {
                 parsed.notice = format!("Key {value} revoked: it stops working on every instance.")
@@ -174,6 +188,7 @@ struct Extra {
     error: Option<PageError>,
     minted: Option<Minted>,
     after: Option<String>,
+    accounts_after: Option<AccountId>,
 }
 
 async fn render(app: &App, signed: &Signed, account: Option<&Account>, extra: Extra) -> Page {
@@ -197,6 +212,16 @@ async fn render(app: &App, signed: &Signed, account: Option<&Account>, extra: Ex
             })
             .collect();
     }
+    let mut listed = app
+        .account_records()
+        .list_accounts(extra.accounts_after.as_ref(), ACCOUNTS + 1)
+        .await?;
+    let accounts_next = if listed.len() > ACCOUNTS {
+        listed.truncate(ACCOUNTS);
+        listed.last().map(|a| a.id.to_string()).unwrap_or_default()
+    } else {
+        String::new()
+    };
     let dispatcher = app.verifier().dispatcher();
     let providers = dispatcher
         .router()
@@ -218,6 +243,15 @@ async fn render(app: &App, signed: &Signed, account: Option<&Account>, extra: Ex
             .unwrap_or_default(),
         account: account.map(|a| a.id.to_string()).unwrap_or_default(),
         account_name: account.map(|a| a.name.clone()).unwrap_or_default(),
+        accounts: listed
+            .iter()
+            .map(|a| AccountRow {
+                id: a.id.to_string(),
+                name: a.name.clone(),
+                created: rfc3339(a.created_ms),
+            })
+            .collect(),
+        accounts_next,
         keys,
         next,
         minted: extra.minted,
@@ -262,6 +296,7 @@ pub async fn page(app: &App, request: Request<Incoming>, tail: &str) -> Page {
             let extra = Extra {
                 notice: query.notice,
                 after: query.after,
+                accounts_after: query.accounts_after,
                 ..Extra::default()
             };
             render(app, &signed, account.as_ref(), extra).await

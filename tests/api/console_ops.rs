@@ -466,6 +466,19 @@ async fn the_operator_creates_an_account_and_mints_a_key_shown_once_that_works_u
         "{}",
         shown.text
     );
+    // The list of accounts has the new one and the gateway's first, each opening its page.
+    let listed = get(&org.app, "/console/operator", Some(&root)).await;
+    for id in [account.as_str(), org.app.account_id.as_str()] {
+        let link = format!("href=\"/console/operator?account={id}\"");
+        assert!(listed.text.contains(&link), "{id}: {}", listed.text);
+    }
+    let bad_page = get(
+        &org.app,
+        "/console/operator?accounts_after=nope",
+        Some(&root),
+    )
+    .await;
+    assert_eq!(bad_page.status, 404, "{}", bad_page.text);
 
     // Mint an owner key: shown on this answer, and it works on the API.
     let minted = form(
