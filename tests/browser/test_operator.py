@@ -36,6 +36,9 @@ def test_the_operator_creates_an_account_mints_a_key_and_revokes_it(browser):
         assert "Acme Bank" in page.inner_text("main")
         account = page.get_by_label("Account id").input_value()
         assert account.startswith("AC"), account
+        # The accounts list links to it.
+        page.get_by_role("link", name="Acme Bank").click()
+        page.wait_for_url(f"**/console/operator?account={account}")
 
         owner_id, owner = mint(page, "owner")
         gateway.api("GET", "/v1/policy", owner, expect=200)
