@@ -25,6 +25,15 @@ pub trait Accounts: Send + Sync + 'static {
 
     async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError>;
 
+    /// Accounts in the order of their ids, strictly after `after` when given, at most `limit`
+    /// of them (the console's Operator page). Only the root key creates accounts, so the index
+    /// is as large as the operator made it.
+    async fn list_accounts(
+        &self,
+        after: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<Vec<Account>, StoreError>;
+
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError>;
 
     async fn find_api_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError>;

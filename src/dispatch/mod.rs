@@ -373,6 +373,11 @@ impl Dispatcher {
         }
     }
 
+    /// The router (its providers and their breakers), for the console's Operator page.
+    pub fn router(&self) -> &Router {
+        &self.inner.router
+    }
+
     /// Whether a configured provider carries `channel` to `to` (see `Router::routable`).
     pub fn routable(&self, to: &Destination, channel: Channel) -> bool {
         self.inner.router.routable(to.as_str(), channel)

@@ -45,6 +45,22 @@ impl Accounts for MemoryAccounts {
         Ok(self.accounts.get(id).map(|entry| entry.clone()))
     }
 
+    async fn list_accounts(
+        &self,
+        after: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<Vec<Account>, StoreError> {
+        let mut accounts: Vec<Account> = self
+            .accounts
+            .iter()
+            .filter(|entry| after.is_none_or(|after| entry.key() > after))
+            .map(|entry| entry.value().clone())
+            .collect();
+        accounts.sort_by(|a, b| a.id.cmp(&b.id));
+        accounts.truncate(limit);
+        Ok(accounts)
+    }
+
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<(), StoreError> {
         let mut by_account = self.index();
         by_account

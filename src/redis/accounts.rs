@@ -104,7 +104,47 @@ impl Accounts for RedisAccounts {
                 .arg(account.code_length),
             self.writes,
         )
+        .await?;
+        // The index the console lists accounts from: after the record, so a listed id always
+        // has one (a failure here leaves an account that is found by id but not listed).
+        query::<()>(
+            &self.connection,
+            redis::cmd("ZADD")
+                .arg(self.keys.accounts_index())
+                .arg(0)
+                .arg(account.id.as_str()),
+            self.writes,
+        )
         .await
+    }
+
+    async fn list_accounts(
+        &self,
+        after: Option<&AccountId>,
+        limit: usize,
+    ) -> Result<Vec<Account>, StoreError> {
+        let from = after.map_or_else(|| "-".to_owned(), |after| format!("({}", after.as_str()));
+        let ids: Vec<String> = query(
+            &self.connection,
+            redis::cmd("ZRANGEBYLEX")
+                .arg(self.keys.accounts_index())
+                .arg(from)
+                .arg("+")
+                .arg("LIMIT")
+                .arg(0)
+                .arg(limit),
+            Failure::Unavailable,
+        )
+        .await?;
+        let mut accounts = Vec::with_capacity(ids.len());
+        for id in ids {
+            let id =
+                AccountId::parse(&id).ok_or_else(|| corrupt("bad id in the accounts index"))?;
+            if let Some(account) = self.get_account(&id).await? {
+                accounts.push(account);
+            }
+        }
+        Ok(accounts)
     }
 
     async fn get_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {

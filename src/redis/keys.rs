@@ -13,7 +13,7 @@
 //! | `{wh}` | webhooks, gateway-wide | `due`, `gen`, `accounts`, `count` |
 //! | `{console}` | the web console, gateway-wide | `i:<digest>`, `ip:<who>`, `iz`, `ch:<challenge>`, `chz`, `c:<credential>`, `cc:<credential>`, `cp:<who>`, `cz`, `s:<digest>`, `sp:<who>`, `sz`, `ls:<who>`, `lsz` (src/redis/console.rs) |
 //!
-//! Keys without a tag (`P:a:<account>`, `P:k:<digest>`, `P:r:<provider>:<id>`) are read and
+//! Keys without a tag (`P:a:<account>`, `P:accounts`: every account's id, `P:k:<digest>`, `P:r:<provider>:<id>`) are read and
 //! written one at a time. The tables of each adapter (`src/redis/*.rs`) say what each key holds.
 
 use std::sync::Arc;
@@ -122,6 +122,11 @@ impl KeySpace {
 
     pub fn account(&self, id: &AccountId) -> String {
         format!("{}:a:{}", self.prefix, id.as_str())
+    }
+
+    /// Every account's id (a sorted set, score 0, read by id): the console's list of accounts.
+    pub fn accounts_index(&self) -> String {
+        format!("{}:accounts", self.prefix)
     }
 
     pub fn api_key(&self, digest: &KeyDigest) -> String {

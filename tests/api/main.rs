@@ -10,6 +10,7 @@ mod bad_input;
 mod calls;
 mod concurrency;
 mod console;
+mod console_ops;
 mod console_users;
 mod contract;
 mod dispatch;
