@@ -352,6 +352,8 @@ impl Dispatcher {
                 consumer: consumer_name(),
                 health: read_health,
                 held: Mutex::new(HashSet::new()),
+                acks: durable::AckBuffer::default(),
+                handles: TaskTracker::new(),
             };
             workers.tasks.spawn(worker.run(workers.stop));
         } else {
