@@ -71,12 +71,7 @@ async fn ack(outbox: &dyn Outbox, batches: &[(u8, Vec<String>)]) {
 async fn one_acknowledgement_settles_many_messages_on_several_shards(backend: Backend) {
     let stores = stores(backend).await;
     let outbox = outbox(&stores);
-    let numbers = [
-        "+14155552671",
-        "+4915112345678",
-        "+447700900123",
-        "+33612345678",
-    ];
+    let numbers = ["+14155552671", "+4915112345678", "+447911123456"];
     let mut shards: Vec<u8> = Vec::new();
     for number in numbers {
         let shard = queued_to(&stores, number).await.shard();
@@ -93,7 +88,10 @@ async fn one_acknowledgement_settles_many_messages_on_several_shards(backend: Ba
         batches.push((shard, entries.into_iter().map(|e| e.entry_id).collect()));
     }
     assert_eq!(read_count, numbers.len());
-    assert_eq!(outbox.stats(stores.clock.now_ms()).await.unwrap().depth, 4);
+    assert_eq!(
+        outbox.stats(stores.clock.now_ms()).await.unwrap().depth,
+        numbers.len() as u64
+    );
     // An empty batch is a no-op, not an error.
     batches.push((shards[0].wrapping_add(1) % 64, Vec::new()));
     ack(&*outbox, &batches).await;
