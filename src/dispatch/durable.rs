@@ -1,17 +1,29 @@
 //! The durable worker: reads each shard's outbox stream on its own, hands what it read to the
 //! router, and settles each entry (acknowledged, deferred to the retry set, dead-lettered).
+//!
+//! Acknowledgements are batched: a sent message's entry id waits in the `AckBuffer` (its sent
+//! mark is already stored, so the entry is safe to leave pending) and a flusher task sends every
+//! shard's waiting ids at once, `ACK_FLUSH_EVERY` after the first arrived or as soon as
+//! `ACK_FLUSH_AT` wait, and once more on shutdown. A buffer lost with the process leaves its
+//! entries pending on a dead consumer: another worker reclaims them, finds the sent mark and
+//! acknowledges them without sending, exactly as when a worker died before its per-message
+//! acknowledgement.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::outbox::{Deferral, Outbox, OutboxEntry, ReadFrom, ShardReadError};
 use super::router::Delivery;
 use super::seal::Sealer;
-use super::{retry_within, OutgoingMessage, Payload, ReadHealth, Shared, WorkerSettings};
+use super::{
+    OutgoingMessage, Payload, ReadHealth, Shared, WorkerSettings, RETRY_PAUSE_FIRST,
+    RETRY_PAUSE_MAX,
+};
 use crate::phone::SHARD_COUNT;
 
 pub(super) struct DurableWorker {
@@ -24,7 +36,93 @@ pub(super) struct DurableWorker {
     pub(super) health: Arc<ReadHealth>,
     /// Entries this worker is handling, by shard and entry id (ids repeat across streams): a
     /// re-read of its own pending entries, or a reclaim, skips them.
+    /// Entries stay held until their acknowledgement is flushed.
     pub(super) held: Mutex<HashSet<(u8, String)>>,
+    pub(super) acks: AckBuffer,
+    /// The handling tasks, waited for on shutdown before the last flush.
+    pub(super) handles: TaskTracker,
+}
+
+/// Flush the buffered acknowledgements once this many wait (one batch stays small: a few KB of
+/// ids per shard, a few hundred µs of Redis).
+const ACK_FLUSH_AT: usize = 256;
+/// The longest an acknowledgement waits in the buffer before the flush (what a message's entry
+/// lingers as pending; far below any reclaim time).
+const ACK_FLUSH_EVERY: Duration = Duration::from_millis(5);
+/// The buffer's bound: past it, the oldest ids are let go (left pending, reclaimed later and
+/// acknowledged through their sent mark), which only happens while acknowledgements fail.
+const ACK_BUFFER_MAX: usize = 16 * ACK_FLUSH_AT;
+
+/// Sent messages' entry ids waiting for their acknowledgement, per shard.
+#[derive(Default)]
+pub(super) struct AckBuffer {
+    waiting: Mutex<AckWaiting>,
+    /// Told when the first id arrives and when the buffer is full enough to flush now.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct AckWaiting {
+    /// Entry ids with when they first entered the buffer (a failed flush puts them back).
+    by_shard: BTreeMap<u8, Vec<(String, Instant)>>,
+    count: usize,
+}
+
+impl AckBuffer {
+    fn lock(&self) -> std::sync::MutexGuard<'_, AckWaiting> {
+        // Plain collections; a poisoned lock still holds valid ones.
+        self.waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Buffers one id; returns the ids let go to keep the bound (they are no longer held).
+    fn push(&self, shard: u8, entry_id: String, since: Instant) -> Vec<(u8, String)> {
+        let mut waiting = self.lock();
+        waiting
+            .by_shard
+            .entry(shard)
+            .or_default()
+            .push((entry_id, since));
+        waiting.count += 1;
+        let dropped = waiting.shed(ACK_BUFFER_MAX);
+        if waiting.count == 1 || waiting.count >= ACK_FLUSH_AT {
+            self.wake.notify_one();
+        }
+        dropped
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().count == 0
+    }
+
+    /// Everything buffered, by shard.
+    fn take(&self) -> BTreeMap<u8, Vec<(String, Instant)>> {
+        let mut waiting = self.lock();
+        waiting.count = 0;
+        std::mem::take(&mut waiting.by_shard)
+    }
+}
+
+impl AckWaiting {
+    /// Lets the oldest ids go until at most `bound` wait.
+    fn shed(&mut self, bound: usize) -> Vec<(u8, String)> {
+        let mut dropped = Vec::new();
+        while self.count > bound {
+            let oldest = self
+                .by_shard
+                .iter()
+                .filter_map(|(shard, ids)| Some((*shard, ids.first()?.1)))
+                .min_by_key(|(_, since)| *since);
+            let Some((shard, _)) = oldest else { break };
+            if let Some(ids) = self.by_shard.get_mut(&shard) {
+                let (id, _) = ids.remove(0);
+                dropped.push((shard, id));
+                self.count -= 1;
+            }
+        }
+        dropped
+    }
 }
 
 /// How one shard's reads are going.
@@ -70,6 +168,10 @@ impl DurableWorker {
         let mut last_release: Option<Instant> = None;
         let mut release_all = false;
         let mut topology = worker.outbox.topology();
+        worker
+            .shared
+            .tasks
+            .spawn(worker.clone().flush_acks_until(stop.clone()));
         while !stop.is_cancelled() {
             if last_stats.is_none_or(|at| at.elapsed() >= STATS_EVERY) {
                 worker.publish_stats().await;
@@ -131,16 +233,108 @@ impl DurableWorker {
             }
             for entry in entries {
                 let Ok(permit) = worker.shared.in_flight.clone().acquire_owned().await else {
-                    return;
+                    break;
                 };
                 let this = worker.clone();
-                worker.shared.tasks.spawn(async move {
+                let handle = worker.handles.track_future(async move {
                     let key = (entry.shard, entry.entry_id.clone());
-                    this.handle(entry).await;
-                    this.held_set().remove(&key);
+                    if !this.handle(entry).await {
+                        this.held_set().remove(&key);
+                    }
                     drop(permit);
                 });
+                worker.shared.tasks.spawn(handle);
             }
+        }
+        // Stopping: what the running handles acknowledge goes out with the last flush.
+        worker.handles.close();
+        worker.handles.wait().await;
+        worker.flush_acks().await;
+    }
+
+    /// Flushes the acknowledgements `ACK_FLUSH_EVERY` after the first one arrives, or at once
+    /// when `ACK_FLUSH_AT` wait, until the stop (the run loop makes the last flush). After a
+    /// failed flush the next waits longer (as `retry_within` does), so that an outage is not
+    /// hammered.
+    async fn flush_acks_until(self: Arc<Self>, stop: CancellationToken) {
+        let mut pause = ACK_FLUSH_EVERY;
+        loop {
+            if self.acks.is_empty() {
+                tokio::select! {
+                    () = self.acks.wake.notified() => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+            if pause > ACK_FLUSH_EVERY {
+                // Failing: only the pause, however full the buffer.
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    () = stop.cancelled() => return,
+                }
+            } else {
+                tokio::select! {
+                    () = self.acks.wake.notified() => {}
+                    () = tokio::time::sleep(ACK_FLUSH_EVERY) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+            pause = if self.flush_acks().await {
+                ACK_FLUSH_EVERY
+            } else {
+                (pause * 2).clamp(RETRY_PAUSE_FIRST, RETRY_PAUSE_MAX)
+            };
+        }
+    }
+
+    /// One acknowledgement of every buffered id, all shards at once. A shard that fails keeps
+    /// its ids for the next flush while they are younger than `settle_within` (no other worker
+    /// reclaims them before that); older ones are let go, pending, for a reclaim to settle.
+    /// False when a shard failed.
+    async fn flush_acks(&self) -> bool {
+        let taken = self.acks.take();
+        if taken.is_empty() {
+            return true;
+        }
+        let mut all_acked = true;
+        let batches: Vec<(u8, Vec<String>)> = taken
+            .iter()
+            .map(|(shard, ids)| (*shard, ids.iter().map(|(id, _)| id.clone()).collect()))
+            .collect();
+        let retry_until = settle_within(&self.settings);
+        let mut settled = Vec::new();
+        for (shard, result) in self.outbox.ack(&batches).await {
+            let ids = taken.get(&shard).map(Vec::as_slice).unwrap_or_default();
+            match result {
+                Ok(()) => settled.extend(ids.iter().map(|(id, _)| (shard, id.clone()))),
+                Err(error) => {
+                    all_acked = false;
+                    tracing::debug!(%error, shard, ids = ids.len(), "cannot acknowledge sent messages; trying again");
+                    for (id, since) in ids {
+                        if since.elapsed() < retry_until {
+                            self.release(self.acks.push(shard, id.clone(), *since));
+                        } else {
+                            // Left pending: another worker reclaims it, finds the sent flag and
+                            // acknowledges it (or, when recording the attempt failed too, sends
+                            // again: a counted duplicate rather than a lost message).
+                            tracing::warn!(%error, entry = %id, "cannot acknowledge a sent message");
+                            settled.push((shard, id.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        self.release(settled);
+        all_acked
+    }
+
+    /// These entries are no longer handled here.
+    fn release(&self, entries: Vec<(u8, String)>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut held = self.held_set();
+        for entry in entries {
+            held.remove(&entry);
         }
     }
 
@@ -249,11 +443,14 @@ impl DurableWorker {
         }
     }
 
-    async fn handle(&self, entry: OutboxEntry) {
+    /// Handles one entry; true when its acknowledgement waits in the buffer (the entry stays
+    /// held until it is flushed).
+    async fn handle(&self, entry: OutboxEntry) -> bool {
         let metrics = &self.shared.metrics;
         if entry.deliveries > self.settings.max_deliveries {
             let reason = format!("read {} times without being acknowledged", entry.deliveries);
-            return self.dead_letter(&entry, &reason).await;
+            self.dead_letter(&entry, &reason).await;
+            return false;
         }
         let message = self
             .sealer
@@ -263,9 +460,9 @@ impl DurableWorker {
                 OutgoingMessage::from_payload(entry.verification_id.clone(), payload)
             });
         let Some(message) = message else {
-            return self
-                .dead_letter(&entry, "cannot open the message (another code key?)")
+            self.dead_letter(&entry, "cannot open the message (another code key?)")
                 .await;
+            return false;
         };
         if entry.deliveries > 1 {
             match self
@@ -275,12 +472,12 @@ impl DurableWorker {
             {
                 Ok(true) => {
                     // A provider took it before the last worker died: acknowledge, don't resend.
-                    return self.ack(&entry).await;
+                    return self.ack(entry);
                 }
                 Ok(false) => {}
                 Err(error) => {
                     tracing::warn!(%error, "cannot check the sent-mark; the message stays queued");
-                    return;
+                    return false;
                 }
             }
         }
@@ -289,10 +486,11 @@ impl DurableWorker {
             .router
             .progress_from(entry.round, &entry.refused);
         match self.shared.deliver(&message, &mut progress).await {
-            Delivery::Accepted { .. } => self.ack(&entry).await,
+            Delivery::Accepted { .. } => self.ack(entry),
             Delivery::Failed { reason, .. } => {
                 metrics.dead_letter();
-                self.dead_letter(&entry, &reason).await
+                self.dead_letter(&entry, &reason).await;
+                false
             }
             Delivery::Deferred { retry_at_ms, .. } => {
                 let refused = progress.refused.join(" ");
@@ -306,21 +504,16 @@ impl DurableWorker {
                     // Left pending: read again after a failed read, or reclaimed.
                     tracing::warn!(%error, entry = %entry.entry_id, "cannot defer a message; it stays pending");
                 }
+                false
             }
         }
     }
 
-    async fn ack(&self, entry: &OutboxEntry) {
-        // Retried through a failover while the entry is held here: left pending, it would be
-        // read again (this consumer re-reads its pending entries after a failed read) or
-        // reclaimed, and sent again if its sent mark did not make it either.
-        let within = settle_within(&self.settings);
-        if let Err(error) = retry_within(within, || self.outbox.ack(entry)).await {
-            // Left pending: another worker reclaims it, finds the sent flag and acknowledges it
-            // (or, when recording the attempt failed too, sends again: a counted duplicate
-            // rather than a lost message).
-            tracing::warn!(%error, entry = %entry.entry_id, "cannot acknowledge a sent message");
-        }
+    /// Buffers the acknowledgement of a sent message (its sent mark is stored: until the flush,
+    /// or if this process dies first, a redelivery finds it and does not send again); true.
+    fn ack(&self, entry: OutboxEntry) -> bool {
+        self.release(self.acks.push(entry.shard, entry.entry_id, Instant::now()));
+        true
     }
 
     async fn dead_letter(&self, entry: &OutboxEntry, reason: &str) {

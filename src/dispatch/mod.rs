@@ -4,7 +4,8 @@
 //! - **Durable (Redis)**: the sealed message is appended to the number's shard stream by the
 //!   same script that creates the verification (the [`outbox::Outbox`] port, its adapter in
 //!   `redis/outbox.rs`); workers on every
-//!   instance read it with a consumer group and acknowledge only after a provider accepted it.
+//!   instance read it with a consumer group and acknowledge only after a provider accepted it
+//!   (in batches per shard, a few ms after the sent mark is stored: see `durable.rs`).
 //!   A dead worker's messages are reclaimed; undeliverable ones go to a dead-letter stream.
 //! - **Memory (embedded store)**: a bounded channel. The send reserves a place before it touches
 //!   the store, so a full queue refuses the send (503) instead of dropping a message; the place
@@ -352,6 +353,8 @@ impl Dispatcher {
                 consumer: consumer_name(),
                 health: read_health,
                 held: Mutex::new(HashSet::new()),
+                acks: durable::AckBuffer::default(),
+                handles: TaskTracker::new(),
             };
             workers.tasks.spawn(worker.run(workers.stop));
         } else {

@@ -117,8 +117,11 @@ pub trait Outbox: Send + Sync {
         message_id: &str,
     ) -> Result<bool, StoreError>;
 
-    /// Done: a provider accepted it (and its attempt, recorded first, says so).
-    async fn ack(&self, entry: &OutboxEntry) -> Result<(), StoreError>;
+    /// Done: a provider accepted these messages (and their attempts, recorded first, say so).
+    /// Many entry ids per shard, the shards at once; one result per shard, in the order given.
+    /// A shard that fails keeps its entries pending (they are read again or reclaimed, and the
+    /// sent mark stops a second send).
+    async fn ack(&self, batches: &[(u8, Vec<String>)]) -> Vec<(u8, Result<(), StoreError>)>;
 
     /// Gives up on a message: it moves, with its reasons, to the dead letters.
     async fn dead_letter(&self, entry: &OutboxEntry, reasons: &str) -> Result<(), StoreError>;

@@ -6,7 +6,9 @@
 //! stream does not grow) only after a provider accepted the message and its attempt, with the
 //! sent flag, is in the verification's record: if a worker dies after the provider accepted but
 //! before the attempt was recorded, the message is sent again (counted as a redelivery); if it
-//! dies after, the flag stops a second send. Entries idle longer than the reclaim time belong to
+//! dies after, the flag stops a second send. Acknowledgements come in batches (the worker
+//! buffers them for a few ms, src/dispatch/durable.rs): one `MULTI`/`XACK`/`XDEL`/`EXEC` of many
+//! ids per shard, every shard's batch written at once on the multiplexed connection. Entries idle longer than the reclaim time belong to
 //! a dead worker and are taken over with `XAUTOCLAIM`; after too many deliveries, or when no
 //! provider takes a message, it moves to the shard's dead-letter stream with its reasons.
 //!
@@ -53,7 +55,7 @@ use crate::verify::model::VerificationId;
 /// The consumer group every gateway instance reads with.
 pub const GROUP: &str = "dispatch";
 
-scripts! { OutboxScripts = "outbox_": ack, dead_letter, defer, release }
+scripts! { OutboxScripts = "outbox_": dead_letter, defer, release }
 
 pub struct RedisOutbox {
     connection: Connection,
@@ -283,13 +285,30 @@ impl Outbox for RedisOutbox {
         Ok(value.as_deref().is_some_and(attempt_was_sent))
     }
 
-    async fn ack(&self, entry: &OutboxEntry) -> Result<(), StoreError> {
-        let mut invocation = self.scripts.ack.prepare_invoke();
-        invocation
-            .key(self.keys.outbox(entry.shard))
-            .arg(GROUP)
-            .arg(&entry.entry_id);
-        self.settle(&invocation, entry.shard, "acked").await
+    /// Each shard's ids in one transaction (XACK and XDEL together, as one step, so that no
+    /// entry is left acknowledged but kept); the shards' transactions are written at once and
+    /// pipelined by the multiplexed connection (one round trip on a single server).
+    async fn ack(&self, batches: &[(u8, Vec<String>)]) -> Vec<(u8, Result<(), StoreError>)> {
+        let acks = batches.iter().map(|(shard, ids)| async move {
+            if ids.is_empty() {
+                return (*shard, Ok(()));
+            }
+            let key = self.keys.outbox(*shard);
+            let mut connection = self.shard_connection(&key);
+            let result: redis::RedisResult<(u64, u64)> = redis::pipe()
+                .atomic()
+                .cmd("XACK")
+                .arg(&key)
+                .arg(GROUP)
+                .arg(ids)
+                .cmd("XDEL")
+                .arg(&key)
+                .arg(ids)
+                .query_async(&mut connection)
+                .await;
+            (*shard, result.map(|_| ()).map_err(store_error))
+        });
+        join_all(acks).await
     }
 
     /// The shard's dead-letter stream keeps the message, its reasons and its deliveries.

@@ -980,3 +980,219 @@ async fn a_receipt_over_the_provider_body_limit_is_refused_unread() {
     assert_eq!(small.status, 200, "{}", small.body);
     app.stop().await;
 }
+
+/// `INFO commandstats` as (command, calls).
+fn command_calls(redis: &RedisServer) -> HashMap<String, u64> {
+    redis
+        .command(&["INFO", "commandstats"])
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("cmdstat_")?;
+            let (name, stats) = rest.split_once(':')?;
+            let calls = stats.strip_prefix("calls=")?.split(',').next()?;
+            Some((name.to_owned(), calls.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_messages_are_acknowledged_in_batches_not_one_call_each() {
+    const SENDS: usize = 200;
+    let redis = RedisServer::start(&[]);
+    let prefix = crate::helpers::unique_prefix();
+    // An instance without workers queues the messages; one with workers then drains them, and
+    // its Redis calls alone are counted.
+    let api = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        settings.store.key_prefix = prefix.clone();
+        settings.dispatch.workers = false;
+    })
+    .await;
+    crate::abuse::safe_list(&api, "+49151").await;
+    let statuses: Vec<u16> = stream::iter(0..SENDS)
+        .map(|n| {
+            let api = &api;
+            async move {
+                api.send(&format!("+49151{:08}", 20_000_000 + n))
+                    .await
+                    .status
+            }
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(statuses.iter().all(|status| *status == 201), "{statuses:?}");
+    api.stop().await;
+    assert_eq!(queued_entries(&redis, &prefix), SENDS as u64);
+
+    let _ = redis.command(&["CONFIG", "RESETSTAT"]);
+    let sink = provider_answering(200, Duration::ZERO).await;
+    let worker = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        settings.store.key_prefix = prefix.clone();
+        settings.dispatch.http_url = format!("{}/messages", sink.uri());
+    })
+    .await;
+    wait_for(&sink, SENDS, Duration::from_secs(60)).await;
+    // The stop flushes what is still buffered.
+    worker.stop().await;
+    assert_eq!(
+        queued_entries(&redis, &prefix),
+        0,
+        "every message acknowledged"
+    );
+    let calls = command_calls(&redis);
+    let per_message = |name: &str| calls.get(name).copied().unwrap_or(0) as f64 / SENDS as f64;
+    let mut report: Vec<(&String, &u64)> = calls.iter().collect();
+    report.sort();
+    println!(
+        "worker's Redis calls per delivered message ({SENDS} queued messages drained, INFO commandstats, calls inside scripts included): {:?}",
+        report
+            .iter()
+            .map(|(name, count)| format!("{name} {:.2}", **count as f64 / SENDS as f64))
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        per_message("xack") <= 0.5,
+        "acknowledgements go in batches: {} XACK per message",
+        per_message("xack")
+    );
+    assert!(
+        per_message("xdel") <= 0.5,
+        "deletions go in batches: {} XDEL per message",
+        per_message("xdel")
+    );
+}
+
+/// XACK calls Redis refused (`rejected_calls` in `INFO commandstats`).
+fn rejected_acks(redis: &RedisServer) -> u64 {
+    redis
+        .command(&["INFO", "commandstats"])
+        .lines()
+        .find_map(|line| line.strip_prefix("cmdstat_xack:"))
+        .and_then(|stats| stats.split("rejected_calls=").nth(1))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Entries left in the outbox streams of `prefix` (every shard).
+fn queued_entries(redis: &RedisServer, prefix: &str) -> u64 {
+    (0..64)
+        .map(|shard| {
+            let reply = redis.command(&["XLEN", &format!("{prefix}:{{s{shard:02}}}:o")]);
+            reply
+                .trim()
+                .strip_prefix(':')
+                .and_then(|count| count.parse::<u64>().ok())
+                .unwrap_or(0)
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_with_its_acknowledgements_still_buffered_sends_nothing_twice() {
+    const SENDS: usize = 20;
+    let redis = RedisServer::start(&[]);
+    let prefix = crate::helpers::unique_prefix();
+    // Redis refuses XACK: the child's provider takes every message and its sent mark is stored,
+    // but no acknowledgement leaves the buffer, which dies with the child.
+    assert!(redis
+        .command(&["ACL", "SETUSER", "default", "-xack"])
+        .starts_with("+OK"));
+    let first = provider_answering(200, Duration::ZERO).await;
+    let port = free_port(false);
+    let mut child = spawn_gateway_process(&redis, &prefix, &first, port);
+    let base = format!("http://127.0.0.1:{port}");
+    let http = crate::helpers::http_client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http.get(format!("{base}/readyz")).send().await.is_err() {
+        assert!(Instant::now() < deadline, "the child gateway did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let account_id = reply(
+        http.post(format!("{base}/v1/accounts"))
+            .bearer_auth(ROOT_KEY)
+            .json(&json!({"name": "Acme"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .str("id")
+    .to_owned();
+    let key = reply(
+        http.post(format!("{base}/v1/accounts/{account_id}/keys"))
+            .bearer_auth(ROOT_KEY)
+            .json(&json!({"role": "service"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .str("key")
+    .to_owned();
+    for n in 0..SENDS {
+        let sent = reply(
+            http.post(format!("{base}/v1/verifications"))
+                .bearer_auth(&key)
+                .json(&json!({"to": format!("+4915112348{n:03}")}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(sent.status, 201, "{}", sent.body);
+    }
+    wait_for(&first, SENDS, Duration::from_secs(20)).await;
+    // The child tried to flush (and was refused): its acknowledgements are only in its buffer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rejected_acks(&redis) == 0 {
+        assert!(Instant::now() < deadline, "the child never flushed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        queued_entries(&redis, &prefix),
+        SENDS as u64,
+        "nothing was acknowledged before the kill"
+    );
+    assert!(redis
+        .command(&["ACL", "SETUSER", "default", "+xack"])
+        .starts_with("+OK"));
+
+    // A healthy instance reclaims the dead worker's entries, finds each sent mark, and only
+    // acknowledges.
+    let second = provider_answering(200, Duration::ZERO).await;
+    let second_url = format!("{}/messages", second.uri());
+    let app = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        settings.store.key_prefix = prefix.clone();
+        settings.dispatch.http_url = second_url;
+        settings.dispatch.reclaim_idle = Duration::from_millis(300);
+        settings.dispatch.poll_interval = Duration::from_millis(20);
+    })
+    .await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while queued_entries(&redis, &prefix) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the reclaimed entries were not acknowledged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains(&format!("otpgate_messages_redelivered_total {SENDS}")),
+        "every entry was reclaimed:\n{metrics}"
+    );
+    assert!(
+        received(&second).await.is_empty(),
+        "no message was sent a second time"
+    );
+    let first_ids: HashSet<String> = received(&first)
+        .await
+        .iter()
+        .filter_map(|m| m["message_id"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(first_ids.len(), SENDS, "each message was sent exactly once");
+    app.stop().await;
+}

@@ -23,10 +23,14 @@ fn outbox(stores: &Stores) -> Arc<dyn Outbox> {
 
 /// Starts a verification whose message the store queues; its id.
 async fn queued(stores: &Stores) -> VerificationId {
+    queued_to(stores, "+14155552671").await
+}
+
+async fn queued_to(stores: &Stores, to: &str) -> VerificationId {
     let new = NewVerification {
         outbox: Some(SEALED.to_vec()),
         workflow: None,
-        ..send(stores, "+14155552671")
+        ..send(stores, to)
     };
     match stores.verify.start_verification(&new).await.unwrap() {
         StartOutcome::Created(verification) => verification.id,
@@ -51,6 +55,58 @@ async fn read_once(stores: &Stores) -> OutboxEntry {
     let mut entries = read(&*outbox, A, id.shard(), ReadFrom::New).await;
     assert_eq!(entries.len(), 1, "{entries:?}");
     entries.remove(0)
+}
+
+/// Acknowledges the batches; every shard's result is fine.
+async fn ack(outbox: &dyn Outbox, batches: &[(u8, Vec<String>)]) {
+    let results = outbox.ack(batches).await;
+    let shards: Vec<u8> = results.iter().map(|(shard, _)| *shard).collect();
+    let asked: Vec<u8> = batches.iter().map(|(shard, _)| *shard).collect();
+    assert_eq!(shards, asked, "one result per shard, in order");
+    for (shard, result) in results {
+        result.unwrap_or_else(|error| panic!("shard {shard} acknowledges: {error}"));
+    }
+}
+
+async fn one_acknowledgement_settles_many_messages_on_several_shards(backend: Backend) {
+    let stores = stores(backend).await;
+    let outbox = outbox(&stores);
+    let numbers = ["+14155552671", "+4915112345678", "+447911123456"];
+    let mut shards: Vec<u8> = Vec::new();
+    for number in numbers {
+        let shard = queued_to(&stores, number).await.shard();
+        outbox.prepare_shard(shard).await.unwrap();
+        if !shards.contains(&shard) {
+            shards.push(shard);
+        }
+    }
+    let mut batches: Vec<(u8, Vec<String>)> = Vec::new();
+    let mut read_count = 0;
+    for &shard in &shards {
+        let entries = read(&*outbox, A, shard, ReadFrom::New).await;
+        read_count += entries.len();
+        batches.push((shard, entries.into_iter().map(|e| e.entry_id).collect()));
+    }
+    assert_eq!(read_count, numbers.len());
+    assert_eq!(
+        outbox.stats(stores.clock.now_ms()).await.unwrap().depth,
+        numbers.len() as u64
+    );
+    // An empty batch is a no-op, not an error.
+    batches.push((shards[0].wrapping_add(1) % 64, Vec::new()));
+    ack(&*outbox, &batches).await;
+    for &shard in &shards {
+        assert!(read(&*outbox, A, shard, ReadFrom::Pending(None))
+            .await
+            .is_empty());
+    }
+    assert_eq!(
+        outbox.stats(stores.clock.now_ms()).await.unwrap().depth,
+        0,
+        "acknowledged and deleted from the streams"
+    );
+    // Acknowledging again (a flush retried after a lost reply) changes nothing.
+    ack(&*outbox, &batches).await;
 }
 
 async fn a_shard_without_its_group_says_so_and_preparing_it_keeps_what_was_queued(
@@ -97,7 +153,7 @@ async fn a_message_stays_pending_on_its_reader_until_acknowledged(backend: Backe
     assert!(read(&*outbox, A, entry.shard, after).await.is_empty());
     assert_eq!(outbox.stats(stores.clock.now_ms()).await.unwrap().depth, 1);
 
-    outbox.ack(&entry).await.unwrap();
+    ack(&*outbox, &[(entry.shard, vec![entry.entry_id.clone()])]).await;
     assert!(read(&*outbox, A, entry.shard, ReadFrom::Pending(None))
         .await
         .is_empty());
@@ -226,6 +282,7 @@ async fn the_accepted_attempt_is_the_sent_mark(backend: Backend) {
 on_every_outbox!(
     a_shard_without_its_group_says_so_and_preparing_it_keeps_what_was_queued,
     a_message_stays_pending_on_its_reader_until_acknowledged,
+    one_acknowledgement_settles_many_messages_on_several_shards,
     a_deferred_message_comes_back_as_new_when_due_with_its_round,
     an_idle_message_is_taken_over_by_another_reader_with_its_deliveries,
     a_dead_letter_leaves_the_queue_and_is_kept,
