@@ -544,7 +544,7 @@ async fn a_session_never_reaches_another_account(backend: Backend) {
 }
 
 /// Posts a form of the signed-in page at `page` to `action` with its CSRF token and `fields`.
-async fn submit(
+pub async fn submit(
     app: &TestApp,
     session: &str,
     page: &str,

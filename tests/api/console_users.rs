@@ -7,32 +7,11 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::console::{accept, console, get, invite, signed_in, Body, Page};
+use crate::console::{accept, console, get, invite, signed_in, submit, Body, Page};
 use crate::factors::post;
 use crate::factors_authenticator::SoftKey;
-use crate::helpers::{Backend, TestApp};
+use crate::helpers::Backend;
 use crate::on_every_store;
-
-/// Posts a form of the signed-in page at `page` to `action` with its CSRF token and `fields`.
-async fn submit(
-    app: &TestApp,
-    session: &str,
-    page: &str,
-    action: &str,
-    fields: &[(&str, &str)],
-) -> Page {
-    let csrf = get(app, page, Some(session)).await.csrf();
-    let mut all = vec![("csrf", csrf.as_str())];
-    all.extend_from_slice(fields);
-    console(
-        app,
-        Method::POST,
-        action,
-        Some(session),
-        Some(Body::Form(&all)),
-    )
-    .await
-}
 
 /// The ids the list page links to, in the order shown.
 fn listed(page: &Page) -> Vec<String> {
