@@ -7,6 +7,7 @@ pub const CSS: &str = include_str!("assets/console.css");
 pub const SIGN_IN_JS: &str = include_str!("assets/sign-in.js");
 pub const INVITATION_JS: &str = include_str!("assets/invitation.js");
 pub const ME_JS: &str = include_str!("assets/me.js");
+pub const POST_JS: &str = include_str!("assets/post.js");
 
 /// One asset by name; nothing else is served from here.
 pub fn serve(name: &str) -> Page {
@@ -16,6 +17,7 @@ pub fn serve(name: &str) -> Page {
         "sign-in.js" => asset(JS, SIGN_IN_JS),
         "invitation.js" => asset(JS, INVITATION_JS),
         "me.js" => asset(JS, ME_JS),
+        "post.js" => asset(JS, POST_JS),
         _ => return Err(PageError::not_found()),
     })
 }

@@ -2,21 +2,12 @@
 // gateway's WebAuthn helper; the CSRF token travels in a header. A first factor's recovery
 // codes are shown here once.
 import { register } from "/sdk/webauthn.js";
+import { postJson } from "/console/assets/post.js";
 
 const keys = document.getElementById("keys");
 const status = document.getElementById("key-status");
 
-async function post(path, body) {
-  const response = await fetch(path, {
-    method: "POST",
-    headers: { "content-type": "application/json", "x-csrf-token": keys.dataset.csrf },
-    body: JSON.stringify(body),
-    credentials: "same-origin",
-  });
-  const answer = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(answer.error || `the console answered ${response.status}`);
-  return answer;
-}
+const post = (path, body) => postJson(path, body, { "x-csrf-token": keys.dataset.csrf });
 
 function showCodes(codes) {
   const list = document.getElementById("new-codes-list");
