@@ -270,7 +270,9 @@ impl KeySpace {
     // Abuse protection (src/redis/abuse.rs): one account's tag, under `ab:`.
 
     /// `P:{a:<account>}:<name>`: abuse protection knows an account by its id's text only.
-    fn abuse_key(&self, account: &str, name: &str) -> String {
+    /// `name` is formatted in place (`format_args!`), so a key costs one allocation on the
+    /// send path.
+    fn abuse_key(&self, account: &str, name: impl std::fmt::Display) -> String {
         format!("{}:{{a:{account}}}:{name}", self.prefix)
     }
 
@@ -282,12 +284,12 @@ impl KeySpace {
 
     /// One prefix's counters: `<base>p:<prefix>`.
     pub fn abuse_prefix(&self, account: &str, prefix: &str) -> String {
-        format!("{}:{{a:{account}}}:ab:p:{prefix}", self.prefix)
+        self.abuse_key(account, format_args!("ab:p:{prefix}"))
     }
 
     /// One country's counters: `<base>c:<region>`.
     pub fn abuse_country(&self, account: &str, region: &str) -> String {
-        format!("{}:{{a:{account}}}:ab:c:{region}", self.prefix)
+        self.abuse_key(account, format_args!("ab:c:{region}"))
     }
 
     /// The tracked prefixes and countries by last count (the per-account bound).
@@ -302,7 +304,7 @@ impl KeySpace {
 
     /// The account's messages of one UTC day (days since the epoch).
     pub fn abuse_day(&self, account: &str, day: u64) -> String {
-        format!("{}:{{a:{account}}}:ab:d:{day}", self.prefix)
+        self.abuse_key(account, format_args!("ab:d:{day}"))
     }
 
     // Webhooks (src/redis/events.rs): each account's under its tag, the due accounts under `{wh}`.
