@@ -456,7 +456,7 @@ async def main(args):
           f"script calls and {commands / max(1, load_requests):.2f} commands per request, "
           f"{script_usec / max(1, scripts):.1f} µs per script call (INFO commandstats)")
     if len(redis_pids) > 1:
-        print("Redis CPU µs per gateway request, node by node (the account's slot is on one of them): "
+        print("Redis CPU µs per gateway request, node by node (loadtest/cluster names the one with the account's slot): "
               + ", ".join(f"{port}: {cpu * per_request:.1f}" for port, cpu in zip(redis_ports, redis_node_cpu)))
     print(f"raced verifications: {len(run.raced)} ({exact} with every check answered); check answers "
           f"{len(answers)}: {counted} counted, {approved} approvals, {len(answers) - counted} found it final "
