@@ -117,6 +117,11 @@ async def read_response(reader):
         data += chunk[:-2]
 
 
+def problem(body):
+    """The last part of a problem answer's type URN (`urn:otpgate:problem:unavailable`)."""
+    return re.split("[/:]", str(body.get("type", "")))[-1]
+
+
 class Verification:
     __slots__ = ("id", "to", "code", "answers", "unknown", "stored", "attempts")
 
@@ -140,6 +145,7 @@ class Run:
         self.accepted = 0  # sends answered 201 (flows and senders)
         self.refused = {}  # status -> count of sends not accepted
         self.send_unknown = 0  # sends without an answer
+        self.failures = []  # what each request without an answer (or with a 5xx) got
         self.no_code = []  # accepted, but no code reached the sink within --code-wait
         self.latency = {"send": [], "check": []}
         self.requests = 0  # requests to the gateways during the load
@@ -165,15 +171,19 @@ class Run:
         try:
             status, body = await self.call("send", self.gateway(), "POST", "/v1/verifications",
                                            json.dumps({"to": to}))
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as error:
             self.send_unknown += 1
+            self.failures.append(f"send {to}: no answer ({error!r})")
             return None
         if status == 201 and str(body.get("id", "")).startswith("VE"):
             self.accepted += 1
             return Verification(body["id"], to)
-        if status >= 500:
+        if status >= 500 and problem(body) != "unavailable":
             self.send_unknown += 1
+            self.failures.append(f"send {to}: {status} {body.get('type', '')} {body.get('detail', '')}")
         else:
+            # A refusal, 4xx or 503 `unavailable` ("nothing was changed"): not accepted, so no
+            # message may reach the sink for it (the message count holds it to that).
             self.refused[status] = self.refused.get(status, 0) + 1
         return None
 
@@ -193,13 +203,17 @@ class Run:
         try:
             status, answer = await self.call("check", self.gateway(), "POST",
                                              "/v1/verifications/check", body)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError):
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError) as error:
             verification.unknown += 1
+            self.failures.append(f"check {verification.id}: no answer ({error!r})")
             return
-        if status >= 500:
+        what = answer.get("status") if status == 200 else problem(answer)
+        # 503 `unavailable` promises that nothing was changed (an answer, not counted); any other
+        # 5xx (`outcome-unknown`: the check may have counted) leaves the count open.
+        if status >= 500 and what != "unavailable":
             verification.unknown += 1
+            self.failures.append(f"check {verification.id}: {status} {answer.get('type', '')} {answer.get('detail', '')}")
             return
-        what = answer.get("status") if status == 200 else re.split("[/:]", str(answer.get("type", "")))[-1]
         verification.answers.append(
             (right, status, what, answer.get("valid"), answer.get("attempts_left")))
 
@@ -280,7 +294,7 @@ def judge(run):
         for right, status, what, valid, _ in v.answers:
             if status == 200 and what not in COUNTED_STATUSES:
                 out.append(("unexpected answer", f"{v.id}: 200 {what}"))
-            elif status not in (200, 409):
+            elif status not in (200, 409) and (status, what) != (503, "unavailable"):
                 out.append(("unexpected answer", f"{v.id}: {status} {what}"))
             if not right and (what == "approved" or valid is True):
                 out.append(("wrong code approved", f"{v.id}: {status} {what} valid={valid}"))
@@ -434,11 +448,13 @@ async def main(args):
     if run.send_unknown or any(v.unknown for v in run.raced):
         violations.append(("unanswered requests", f"{run.send_unknown} sends and "
                            f"{sum(v.unknown for v in run.raced)} checks had no answer (or 5xx)"))
+        violations += [("unanswered requests", failure) for failure in run.failures]
     if run.no_code:
         violations.append(("code not delivered", f"{len(run.no_code)} accepted sends had no code at the sink "
                            f"within {args.code_wait} s, e.g. {run.no_code[:3]}"))
 
     answers = [a for v in run.raced for a in v.answers]
+    check_unavailable = sum(1 for a in answers if a[1] == 503)
     approved = sum(1 for a in answers if a[2] == "approved")
     counted = sum(1 for a in answers if a[1] == 200)
     limit_hit = sum(1 for v in run.raced if v.stored and v.stored[1].get("status") == "max_attempts_reached")
@@ -446,7 +462,8 @@ async def main(args):
           f"{len(run.gateways)} gateways")
     print(f"requests to the gateways: {load_requests} ({load_requests / elapsed:.0f}/s); "
           f"sends accepted {run.accepted} ({run.accepted / elapsed:.0f}/s), refused {run.refused or 0}; "
-          f"checks {load_checks} ({load_checks / elapsed:.0f}/s)")
+          f"checks {load_checks} ({load_checks / elapsed:.0f}/s), of them {check_unavailable} answered "
+          f"503 unavailable (nothing changed)")
     print(f"latency ms: send p50 {percentile(run.latency['send'], .5):.1f} p99 "
           f"{percentile(run.latency['send'], .99):.1f}; check p50 {percentile(run.latency['check'], .5):.1f} "
           f"p99 {percentile(run.latency['check'], .99):.1f}")
@@ -470,7 +487,7 @@ async def main(args):
         for detail in details[:SHOWN]:
             print(f"  {detail}")
     print(f"RESULT seconds={elapsed:.2f} requests={load_requests} sends={run.accepted} checks={load_checks} "
-          f"raced={len(run.raced)} exact={exact} approvals={approved} counted={counted} "
+          f"refused={sum(run.refused.values())} unavailable_checks={check_unavailable} raced={len(run.raced)} exact={exact} approvals={approved} counted={counted} "
           f"received={sink['received']} gateway_cpu_us={gateway_cpu * per_request:.1f} "
           f"redis_cpu_us={redis_cpu * per_request:.1f} script_us={script_usec / max(1, scripts):.1f} "
           f"scripts_per_request={scripts / max(1, load_requests):.2f} violations={len(violations)} "
