@@ -1,4 +1,4 @@
-# Shell helpers shared by loadtest/run and loadtest/instructions (sourced, not run).
+# Shell helpers shared by loadtest/run, loadtest/instructions and loadtest/cluster (sourced, not run).
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { echo "loadtest/${0##*/}: $*" >&2; exit 1; }
@@ -32,3 +32,27 @@ api() { # method path key [body]
     -H 'Content-Type: application/json' ${4:+-d "$4"}
 }
 json_field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p"; }
+
+# A redis-server on a free loopback port, without persistence, its files in DIR; sets
+# REDIS_PORT and REDIS_PID and adds the pid to PIDS (the caller's trap stops it).
+start_redis() { # dir [extra redis-server arguments...]
+  local dir="$1"
+  shift
+  REDIS_PORT=$(free_port)
+  redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+    --dir "$dir" --logfile "$dir/redis-$REDIS_PORT.log" --daemonize no "$@" &
+  REDIS_PID=$!
+  PIDS+=("$REDIS_PID")
+  for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.05; done
+  redis-cli -p "$REDIS_PORT" ping >/dev/null || die "redis-server did not start (see $dir/redis-$REDIS_PORT.log)"
+}
+# The message sink of examples/baseline.rs on a free loopback port: SINK_PORT, its pid in PIDS.
+start_sink() { # baseline binary, dir for its log
+  SINK_PORT=$(free_port)
+  "$1" --mode sink --listen "127.0.0.1:$SINK_PORT" 2>"$2/sink.log" &
+  PIDS+=($!)
+  wait_http "http://127.0.0.1:$SINK_PORT/stats" "the sink"
+}
+# Pumping-guard thresholds a load test cannot trip (PUT /v1/policy {"abuse":{"guard":{...}}}):
+# sends to fresh numbers never approved would rightly pause a prefix after 50.
+NEVER_TRIPS='{"min_sends":1000000000000,"min_conversion_percent":0,"surge_factor":1000000,"surge_min_sends":1000000000000,"cooldown_seconds":60}'
