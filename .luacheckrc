@@ -8,7 +8,9 @@ max_line_length = 120
 files["src/redis/scripts"] = {
   read_globals = {
     "words", "int", "backoff", "limits_from", "wait_after", "attempts_left", "locks",
-    "VERIFICATION_FIELDS", "load_verification", "answer", "pointer_of", "release",
+    "RECORD", "FINAL_TAG", "unpack_verification", "load_verification", "pack_verification",
+    "answer", "find_attempt", "attempt_field", "ATTEMPT", "with_attempt", "POINTER", "pointer_of",
+    "release", "workflow_of",
     "audit", "digest_of", "forget_devices",
     "NUMBER_FIELDS", "load_number",
     "lock_held", "count_wrong", "pending_room",

@@ -5,7 +5,7 @@
 //!
 //! | hash tag | whose | keys (after `P:{tag}:`) |
 //! | --- | --- | --- |
-//! | `{sNN}` | one shard of phone numbers (`phone::SHARD_COUNT`) | verifications `v:<id>`, number pointers `n:<account>:<e164>`, send idempotency `i:…`, check idempotency `c:…` (built in `verify_check.lua` from the base), the outbox streams, the workflows' due set `f` |
+//! | `{sNN}` | one shard of phone numbers (`phone::SHARD_COUNT`) | verifications `v:<id>` and their workflows `w:<id>`, number pointers `n:<account>:<e164>`, send idempotency `i:…`, check idempotency `c:…` (built in `verify_check.lua` from the base), the outbox streams, the workflows' due set `f` |
 //! | `{a:<account>}` | one account | API key index (`keys`, `kr`, `kown`: src/redis/accounts.rs), directory (`pol`, `u:<user>`, `users`, `uz`, `nophone`, `withmail`, `d:<digest>`, `ud:<user>`, `pf:<proof>`, `devs`, `audit`), PIN store (`pn:<id>`, `pnx:<e164>`, `pnz`, `pl:<digest>`, `pmail`, `pncount`), factor store (`fx:…`, `wc:…`, `rc:…`, `rl:…`, `ch:…`, `pend`, `ph`) |
 //! | `{n:<e164>}` | one phone number, gateway-wide | `holder`: the PIN registry's claim |
 //! | `{a:<account>}` (abuse) | one account | abuse store (`ab:p:<prefix>`, `ab:c:<country>`, `ab:idx`, `ab:blk`, `ab:d:<day>`: `src/redis/abuse.rs`) |
@@ -62,6 +62,11 @@ impl KeySpace {
 
     pub fn verification(&self, id: &VerificationId) -> String {
         [self.shard_base(id.shard()), "v:", id.as_str()].concat()
+    }
+
+    /// A verification's workflow (a hash beside the record, only when it has one).
+    pub fn workflow(&self, id: &VerificationId) -> String {
+        [self.shard_base(id.shard()), "w:", id.as_str()].concat()
     }
 
     /// The number's pointer: its pending verification and its send quota.

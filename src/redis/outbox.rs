@@ -43,7 +43,7 @@ use redis::Value;
 
 use super::connection::{Connection, ShardConnection};
 use super::script::{corrupt, scripts, store_error, words};
-use super::verify::{attempt_field, attempt_was_sent};
+use super::verify::record_says_sent;
 use super::{KeySpace, RedisStore};
 use crate::dispatch::outbox::{
     Deferral, Outbox, OutboxEntry, OutboxStats, ReadFrom, ShardReadError, ShardResults,
@@ -276,13 +276,16 @@ impl Outbox for RedisOutbox {
         };
         let key = self.keys.verification(&id);
         let mut connection = self.shard_connection(&key);
-        let value: Option<String> = redis::cmd("HGET")
+        // The whole packed record (a few hundred bytes): its delivery states say whether a
+        // provider accepted this message.
+        let record: Option<Vec<u8>> = redis::cmd("GET")
             .arg(&key)
-            .arg(attempt_field(message_id))
             .query_async(&mut connection)
             .await
             .map_err(store_error)?;
-        Ok(value.as_deref().is_some_and(attempt_was_sent))
+        Ok(record
+            .as_deref()
+            .is_some_and(|record| record_says_sent(record, message_id)))
     }
 
     /// Each shard's ids in one transaction (XACK and XDEL together, as one step, so that no

@@ -6,13 +6,14 @@
 //!
 //! | key | type | holds |
 //! | --- | --- | --- |
-//! | `P:{sNN}:v:<id>` | hash | the verification: `a` account, `s` status, `n` attempts, `M` max attempts, `e` expiry, `m` code tag (while pending), `p` packed `<e164> <created> <length> <channel> <sends>`; per message `A<message id>`, its delivery state (`pack_attempt`), which also tells a redelivery that a provider accepted it |
-//! | `P:{sNN}:n:<account>:<e164>` | hash | the number: `v` id of its pending verification, `q` sends in the quota window, `w` when the window ends |
+//! | `P:{sNN}:v:<id>` | string | the verification, packed (`Record`; `RECORD` in `scripts/prelude.lua`): status, attempts, code tag (zeros once final), max attempts, sends, expiry, creation, code length, channel, account, `to`; then per message its field (`attempt_field`) and delivery state (`pack_attempt`), which also tells a redelivery that a provider accepted it |
+//! | `P:{sNN}:w:<id>` | hash | the verification's workflow, only when it has one (`workflow.rs`) |
+//! | `P:{sNN}:n:<account>:<e164>` | string | the number, packed (`POINTER` in the prelude): sends in the quota window, when the window ends, then the id of its pending verification |
 //! | `P:{sNN}:i:<account>:<e164>:<key>` | string | id answered for a send's idempotency key |
 //! | `P:{sNN}:c:<account>:<e164>:<key>` | string | the reply recorded for a check's idempotency key (`verify_check.lua`'s reply) |
 //! | `P:{sNN}:o` | stream | outgoing messages of the shard, consumer group `dispatch` (see `outbox.rs`) |
 //! | `P:{sNN}:d` | stream | dead letters: messages no provider took, with the reasons |
-//! | `P:{sNN}:f` | sorted set | workflows waiting for their next step, by due time (`workflow.rs`; the record's `w…` and `b…` fields hold the steps) |
+//! | `P:{sNN}:f` | sorted set | workflows waiting for their next step, by due time (`workflow.rs`; the workflow's `w…` and `b…` fields hold the steps) |
 //! | `P:r:<provider>:<provider message id>` | string | `<verification id> <message id>`, for receipts |
 //!
 //! Time comes from the caller's clock (an argument), not Redis `TIME`, so that tests move it and
@@ -103,71 +104,224 @@ impl StartArgs<'_> {
     }
 }
 
-/// The record's field for one message: `A<message id>`.
-pub(crate) fn attempt_field(message_id: &str) -> String {
-    format!("A{message_id}")
-}
-
-/// The field an attempt is kept in: the message's own, or `A<message id>~<provider>` for one
-/// provider's failed try (provider names have no `~`), so every provider tried is listed.
-fn attempt_field_of(attempt: &SendAttempt) -> String {
-    if attempt.is_provider_try() {
-        format!("A{}~{}", attempt.message_id, attempt.provider)
-    } else {
-        attempt_field(&attempt.message_id)
+/// The record's field for one message: `B` and the 16 bytes of a gateway message id (`MS` and
+/// 32 lowercase hex digits, `Dispatcher::new_id`), 18 bytes fewer per message than its text;
+/// `A<message id>` for any other id. `attempt_field` in `scripts/prelude.lua` is its twin.
+fn attempt_field(message_id: &str) -> Vec<u8> {
+    let binary = message_id
+        .strip_prefix("MS")
+        .filter(|hex| hex.len() == 32 && !hex.bytes().any(|c| c.is_ascii_uppercase()))
+        .and_then(|hex| data_encoding::HEXLOWER.decode(hex.as_bytes()).ok());
+    match binary {
+        Some(bytes) => [&b"B"[..], &bytes[..]].concat(),
+        None => [&b"A"[..], message_id.as_bytes()].concat(),
     }
 }
 
-/// One message's delivery state as a record field's value:
-/// `<sent 1|0> <created ms> <updated ms> <status> <provider> <provider id or -> <error>`.
-/// `sent` says a provider accepted it, whatever receipts say later: a redelivered message that
-/// has it is acknowledged, not sent again. Spaces in the single-word parts become `_`.
-fn pack_attempt(attempt: &SendAttempt) -> String {
-    let word = |text: &str| -> String {
-        if text.is_empty() {
-            "-".to_owned()
-        } else {
-            text.replace(' ', "_")
+/// The field an attempt is kept in: the message's own, or `<message's field>~<provider>` for
+/// one provider's failed try (provider names have no `~`), so every provider tried is listed.
+fn attempt_field_of(attempt: &SendAttempt) -> Vec<u8> {
+    let mut field = attempt_field(&attempt.message_id);
+    if attempt.is_provider_try() {
+        field.push(b'~');
+        field.extend_from_slice(attempt.provider.as_bytes());
+    }
+    field
+}
+
+/// The message id a field names (the inverse of `attempt_field`, provider tries included).
+fn message_of_field(field: &[u8]) -> Option<String> {
+    match field.split_first()? {
+        (b'B', rest) => Some(format!(
+            "MS{}",
+            data_encoding::HEXLOWER.encode(rest.get(..16)?)
+        )),
+        (b'A', rest) => {
+            let text = std::str::from_utf8(rest).ok()?;
+            Some(text.split_once('~').map_or(text, |(id, _)| id).to_owned())
         }
-    };
-    format!(
-        "{} {} {} {} {} {} {}",
-        u8::from(attempt.status == "accepted"),
-        attempt.created_ms,
-        attempt.updated_ms,
-        word(&attempt.status),
-        word(&attempt.provider),
-        word(attempt.provider_message_id.as_deref().unwrap_or_default()),
-        attempt.error.as_deref().unwrap_or_default()
-    )
+        _ => None,
+    }
+}
+
+/// One message's delivery state as a record field's value, packed like the record (`ATTEMPT`
+/// in `scripts/prelude.lua`): sent (1 byte: 1 when a provider accepted it), created and updated
+/// (6 bytes each, ms, little-endian), then status, provider and provider id (empty for none)
+/// behind a length byte each, then the error to the end (empty for none). `sent` says a provider
+/// accepted the message, whatever receipts say later: a redelivered message that has it is
+/// acknowledged, not sent again. The short parts keep their first 255 bytes and the error its
+/// first `MAX_ERROR` (a pair's value has two bytes of length).
+fn pack_attempt(attempt: &SendAttempt) -> Vec<u8> {
+    const MAX_ERROR: usize = 60_000;
+    fn cut(text: &str, max: usize) -> &str {
+        let mut end = text.len().min(max);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        &text[..end]
+    }
+    let mut packed = vec![u8::from(attempt.status == "accepted")];
+    packed.extend_from_slice(&attempt.created_ms.to_le_bytes()[..6]);
+    packed.extend_from_slice(&attempt.updated_ms.to_le_bytes()[..6]);
+    for part in [
+        attempt.status.as_str(),
+        attempt.provider.as_str(),
+        attempt.provider_message_id.as_deref().unwrap_or_default(),
+    ] {
+        let part = cut(part, 255);
+        packed.push(part.len() as u8); // cut to 255 bytes just above
+        packed.extend_from_slice(part.as_bytes());
+    }
+    packed
+        .extend_from_slice(cut(attempt.error.as_deref().unwrap_or_default(), MAX_ERROR).as_bytes());
+    packed
 }
 
 /// The inverse of `pack_attempt`; `None` for a value of another shape.
-fn unpack_attempt(field: &str, value: &str) -> Option<SendAttempt> {
-    let message_id = field.strip_prefix('A')?;
-    let message_id = message_id.split_once('~').map_or(message_id, |(id, _)| id);
-    let mut parts = value.splitn(7, ' ');
-    let _sent = parts.next()?;
-    let created_ms = parts.next()?.parse().ok()?;
-    let updated_ms = parts.next()?.parse().ok()?;
-    let status = parts.next()?.to_owned();
-    let provider = parts.next()?.to_owned();
-    let vendor = parts.next()?;
-    let error = parts.next().filter(|error| !error.is_empty());
+fn unpack_attempt(field: &[u8], value: &[u8]) -> Option<SendAttempt> {
+    let message_id = message_of_field(field)?;
+    let mut reader = Reader(value);
+    let _sent = reader.take(1)?;
+    let created_ms = reader.number(6)?;
+    let updated_ms = reader.number(6)?;
+    let status = reader.text()?.to_owned();
+    let provider = reader.text()?.to_owned();
+    let vendor = reader.text()?;
+    let error = std::str::from_utf8(reader.0).ok()?;
     Some(SendAttempt {
-        message_id: message_id.to_owned(),
+        message_id,
         provider,
         status,
-        provider_message_id: (vendor != "-").then(|| vendor.to_owned()),
-        error: error.map(str::to_owned),
+        provider_message_id: (!vendor.is_empty()).then(|| vendor.to_owned()),
+        error: (!error.is_empty()).then(|| error.to_owned()),
         created_ms,
         updated_ms,
     })
 }
 
 /// Whether a packed attempt says a provider accepted the message.
-pub(crate) fn attempt_was_sent(value: &str) -> bool {
-    value.starts_with("1 ")
+fn attempt_was_sent(value: &[u8]) -> bool {
+    value.first() == Some(&1)
+}
+
+/// Whether the packed record `record` says a provider accepted message `message_id` (the
+/// worker's guard against sending a redelivered message twice).
+pub(crate) fn record_says_sent(record: &[u8], message_id: &str) -> bool {
+    let field = attempt_field(message_id);
+    Record::parse(record).is_some_and(|record| {
+        record
+            .attempts()
+            .any(|(name, value)| name == field.as_slice() && attempt_was_sent(value))
+    })
+}
+
+/// A verification's record as Redis keeps it: one string, little-endian, the layout of
+/// `RECORD` in `scripts/prelude.lua` (docs/decisions.md, "One packed record"):
+/// status (1 byte), attempts (4), code tag (16), max attempts (4), sends (4), expiry (6),
+/// creation (6), code length (1), then channel, account and `to` behind a length byte each,
+/// then the messages' delivery states, pairs of a field (1 byte of length) and a value (2).
+struct Record<'a> {
+    status: &'a str,
+    attempts: u32,
+    max_attempts: u32,
+    sends: u32,
+    expires_ms: u64,
+    created_ms: u64,
+    code_length: u8,
+    channel: &'a str,
+    account: &'a str,
+    to: &'a str,
+    /// The delivery states.
+    tail: &'a [u8],
+}
+
+/// Reads `bytes` from the front of a record: fixed widths and length-prefixed parts.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, count: usize) -> Option<&'a [u8]> {
+        if self.0.len() < count {
+            return None;
+        }
+        let (taken, rest) = self.0.split_at(count);
+        self.0 = rest;
+        Some(taken)
+    }
+
+    /// An unsigned little-endian integer of `width` bytes (at most 8).
+    fn number(&mut self, width: usize) -> Option<u64> {
+        let bytes = self.take(width)?;
+        Some(
+            bytes
+                .iter()
+                .rev()
+                .fold(0u64, |value, byte| (value << 8) | u64::from(*byte)),
+        )
+    }
+
+    /// A part behind its length of `width` bytes.
+    fn part(&mut self, width: usize) -> Option<&'a [u8]> {
+        let length = usize::try_from(self.number(width)?).ok()?;
+        self.take(length)
+    }
+
+    fn text(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.part(1)?).ok()
+    }
+}
+
+impl<'a> Record<'a> {
+    fn parse(bytes: &'a [u8]) -> Option<Self> {
+        let mut reader = Reader(bytes);
+        let status = std::str::from_utf8(reader.take(1)?).ok()?;
+        let attempts = u32::try_from(reader.number(4)?).ok()?;
+        let _tag = reader.take(16)?;
+        let max_attempts = u32::try_from(reader.number(4)?).ok()?;
+        let sends = u32::try_from(reader.number(4)?).ok()?;
+        let expires_ms = reader.number(6)?;
+        let created_ms = reader.number(6)?;
+        let code_length = u8::try_from(reader.number(1)?).ok()?;
+        Some(Self {
+            status,
+            attempts,
+            max_attempts,
+            sends,
+            expires_ms,
+            created_ms,
+            code_length,
+            channel: reader.text()?,
+            account: reader.text()?,
+            to: reader.text()?,
+            tail: reader.0,
+        })
+    }
+
+    /// The delivery states, `(field, value)`, in the order they were first recorded; a
+    /// truncated pair ends them.
+    fn attempts(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> {
+        let mut reader = Reader(self.tail);
+        std::iter::from_fn(move || Some((reader.part(1)?, reader.part(2)?)))
+    }
+
+    fn verification(
+        &self,
+        id: &VerificationId,
+        account: &AccountId,
+    ) -> Result<Verification, StoreError> {
+        Ok(Verification {
+            id: id.clone(),
+            account: account.clone(),
+            to: self.to.to_owned(),
+            channel: Channel::parse(self.channel).ok_or_else(|| corrupt("bad channel"))?,
+            status: Status::from_code(self.status).ok_or_else(|| corrupt("bad status"))?,
+            attempts: self.attempts,
+            max_attempts: self.max_attempts,
+            sends: self.sends,
+            created_ms: self.created_ms,
+            expires_ms: self.expires_ms,
+            code_length: self.code_length,
+        })
+    }
 }
 
 impl RedisStore {
@@ -430,27 +584,20 @@ impl Store for RedisStore {
         id: &VerificationId,
         _now_ms: u64,
     ) -> Result<Option<Verification>, StoreError> {
-        let fields: Vec<Option<String>> = query(
+        let stored: Option<Vec<u8>> = query(
             &self.connection,
-            redis::cmd("HMGET")
-                .arg(self.keys.verification(id))
-                .arg(&["a", "s", "n", "M", "e", "p"]),
+            redis::cmd("GET").arg(self.keys.verification(id)),
             Failure::Unavailable,
         )
         .await?;
-        if fields.first().and_then(Option::as_deref) != Some(account.as_str()) {
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        let record = Record::parse(&stored).ok_or_else(|| corrupt("verification record"))?;
+        if record.account != account.as_str() {
             return Ok(None);
         }
-        // The script reply's shape (see `answer` in `scripts/prelude.lua`): the packed `p` is split like the rest.
-        let field = |index: usize| {
-            fields
-                .get(index)
-                .and_then(Option::as_deref)
-                .unwrap_or_default()
-        };
-        let mut reply = vec!["", id.as_str(), field(1), field(2), field(3), field(4)];
-        reply.extend(field(5).split(' '));
-        parse_verification(&reply, account).map(Some)
+        record.verification(id, account).map(Some)
     }
 
     async fn cancel_verification(
@@ -523,22 +670,18 @@ impl Store for RedisStore {
         &self,
         verification: &VerificationId,
     ) -> Result<Vec<SendAttempt>, StoreError> {
-        // Field, value, field, value, … (RESP2's flat answer); bytes, as the code tag is binary.
-        let stored: Vec<Vec<u8>> = query(
+        let stored: Option<Vec<u8>> = query(
             &self.connection,
-            redis::cmd("HGETALL").arg(self.keys.verification(verification)),
+            redis::cmd("GET").arg(self.keys.verification(verification)),
             Failure::Unavailable,
         )
         .await?;
-        let mut attempts: Vec<SendAttempt> = stored
-            .chunks_exact(2)
-            .filter(|pair| pair[0].starts_with(b"A"))
-            .filter_map(|pair| {
-                unpack_attempt(
-                    std::str::from_utf8(&pair[0]).ok()?,
-                    std::str::from_utf8(&pair[1]).ok()?,
-                )
-            })
+        let Some(record) = stored.as_deref().and_then(Record::parse) else {
+            return Ok(Vec::new());
+        };
+        let mut attempts: Vec<SendAttempt> = record
+            .attempts()
+            .filter_map(|(field, value)| unpack_attempt(field, value))
             .collect();
         attempts.sort_by_key(|attempt| attempt.created_ms);
         Ok(attempts)
@@ -657,12 +800,30 @@ mod tests {
             let original = attempt(error, vendor);
             let field = attempt_field(&original.message_id);
             let packed = pack_attempt(&original);
-            assert_eq!(unpack_attempt(&field, &packed), Some(original), "{packed}");
+            assert_eq!(
+                unpack_attempt(&field, &packed),
+                Some(original),
+                "{packed:?}"
+            );
             assert!(attempt_was_sent(&packed));
         }
         let mut failed = attempt(Some("no provider"), None);
         failed.status = "failed".into();
         assert!(!attempt_was_sent(&pack_attempt(&failed)));
-        assert_eq!(unpack_attempt("Afoo", "not an attempt"), None);
+        assert_eq!(unpack_attempt(b"Afoo", b"\x01short"), None);
+        // An id of another shape is kept as text, and a provider's try names its message.
+        let mut odd = attempt(None, None);
+        odd.message_id = "MSnot-hex".into();
+        let field = attempt_field(&odd.message_id);
+        assert_eq!(field, b"AMSnot-hex");
+        assert_eq!(unpack_attempt(&field, &pack_attempt(&odd)), Some(odd));
+        let mut tried = attempt(Some("timeout"), None);
+        tried.status = "provider_error".into();
+        let field = attempt_field_of(&tried);
+        assert!(field.len() < 20 + tried.provider.len(), "{field:?}");
+        assert_eq!(
+            message_of_field(&field).as_deref(),
+            Some(tried.message_id.as_str())
+        );
     }
 }

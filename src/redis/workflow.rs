@@ -1,6 +1,7 @@
-//! Workflows on Redis (`verify::workflow`): the steps live in the verification's record (fields
-//! `wf`, `wi`, `wn`, `we`, `w<i>`, `b<i>`: see `scripts/verify_fallback.lua`), the shard's due set
-//! `P:{sNN}:f` beside it. The start script writes both with the verification; the fallback
+//! Workflows on Redis (`verify::workflow`): the steps live in a hash beside the verification's
+//! record, `P:{sNN}:w:<id>`, only for a verification that has a workflow (fields `wf`, `wi`,
+//! `wn`, `we`, `w<i>`, `b<i>`: see `scripts/verify_fallback.lua`), the shard's due set
+//! `P:{sNN}:f` beside them. The start script writes both with the verification; the fallback
 //! script moves a due verification to its next step and appends that step's message to the
 //! shard's outbox stream, in one step on the shard's slot, so it works unchanged on a Cluster
 //! and a step fires once however many instances sweep.
@@ -61,7 +62,7 @@ impl RedisStore {
         &self,
         id: &VerificationId,
     ) -> Result<Option<Workflow>, StoreError> {
-        let key = self.keys.verification(id);
+        let key = self.keys.workflow(id);
         let head: Vec<Option<String>> = query(
             &self.connection,
             redis::cmd("HMGET").arg(&key).arg(&["wf", "wi", "wn", "we"]),
@@ -160,7 +161,7 @@ impl RedisStore {
     ) -> Result<(), StoreError> {
         let mut invocation = self.fallback_now.prepare_invoke();
         invocation
-            .key(self.keys.verification(id))
+            .key(self.keys.workflow(id))
             .key(self.keys.fallbacks(id.shard()))
             .arg(id.as_str())
             .arg(message_id)

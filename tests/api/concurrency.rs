@@ -130,6 +130,15 @@ async fn assert_five_attempts(apps: &[&TestApp], backend: &Backend) {
     }
 }
 
+/// The attempt counter of a packed record (src/redis/verify.rs, `Record`): bytes 1 to 4,
+/// little-endian.
+pub(crate) fn packed_attempts(bytes: Vec<u8>) -> u64 {
+    let bytes: [u8; 4] = bytes
+        .try_into()
+        .expect("a record's attempts are four bytes");
+    u64::from(u32::from_le_bytes(bytes))
+}
+
 /// The attempt counter as Redis holds it (`None` for the memory store).
 async fn stored_attempts(app: &TestApp, backend: &Backend, id: &str) -> Option<u64> {
     let shard = u8::from_str_radix(&id[2..4], 16).unwrap();
@@ -139,7 +148,9 @@ async fn stored_attempts(app: &TestApp, backend: &Backend, id: &str) -> Option<u
         Backend::Redis => {
             let client = redis::Client::open(crate::redis_harness::shared_redis().url()).unwrap();
             let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-            Some(connection.hget(&key, "n").await.unwrap())
+            Some(packed_attempts(
+                connection.getrange(&key, 1, 4).await.unwrap(),
+            ))
         }
         Backend::Cluster => {
             let urls: Vec<String> = crate::redis_harness::shared_cluster()
@@ -149,7 +160,9 @@ async fn stored_attempts(app: &TestApp, backend: &Backend, id: &str) -> Option<u
                 .collect();
             let client = redis::cluster::ClusterClient::new(urls).unwrap();
             let mut connection = client.get_async_connection().await.unwrap();
-            Some(connection.hget(&key, "n").await.unwrap())
+            Some(packed_attempts(
+                connection.getrange(&key, 1, 4).await.unwrap(),
+            ))
         }
         Backend::RedisAt(_) | Backend::ClusterAt(_) => None,
     }

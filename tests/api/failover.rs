@@ -243,9 +243,11 @@ async fn failovers(kind: Failover) {
             let id = flow.id.as_deref().unwrap_or_default();
             let shard = u8::from_str_radix(&id[2..4], 16).expect("the id names its shard");
             let key = format!("{}:{{s{shard:02}}}:v:{id}", instances[0].prefix);
-            let used: u64 = redis::AsyncCommands::hget(&mut redis, &key, "n")
-                .await
-                .expect("the record is there");
+            let used = crate::concurrency::packed_attempts(
+                redis::AsyncCommands::getrange(&mut redis, &key, 1, 4)
+                    .await
+                    .expect("the record is there"),
+            );
             // The approving check counts one attempt, like each wrong one.
             let counted = flow.wrong_counted + 1;
             if flow.unknown == 0 {

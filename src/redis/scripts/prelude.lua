@@ -45,23 +45,80 @@ local function locks(l, n) return l.lock > 0 and n >= l.lock end
 
 -- Verifications (verify_*.lua): the reply of a verification is
 -- `<outcome> <id> <status> <attempts> <max attempts> <expires> <to> <created> <length>
--- <channel> <sends>`: the last five are the record's packed field `p`, answered as stored.
--- The account is not answered: the caller passed it and the script compared it.
-local VERIFICATION_FIELDS = {'a', 's', 'n', 'M', 'e', 'p'}
+-- <channel> <sends>`. The account is not answered: the caller passed it and the script compared it.
+--
+-- The record is one string (docs/decisions.md, "One packed record"), little-endian: status
+-- (1 byte), attempts (4), the code tag (16; zeros once final), max attempts (4), sends (4),
+-- expiry and creation (6 each, ms), code length (1), then channel, account and `to`, each
+-- behind its length byte; then the messages' delivery states (`find_attempt`). Status,
+-- attempts and tag come first so that a check writes them with one SETRANGE at offset 0.
+local RECORD = '<c1I4c16I4I4I6I6BBc0Bc0Bc0'
+local FINAL_TAG = string.rep('\0', 16)
+local function unpack_verification(packed)
+  local r = {struct.unpack(RECORD, packed)}
+  return {s = r[1], n = r[2], tag = r[3], M = r[4], sends = r[5], e = r[6], created = r[7],
+    len = r[8], channel = r[9], acct = r[10], to = r[11], tail = r[12], packed = packed}
+end
 local function load_verification(key)
-  return redis.call('HMGET', key, unpack(VERIFICATION_FIELDS))
+  local packed = redis.call('GET', key)
+  if not packed then return nil end
+  return unpack_verification(packed)
+end
+-- The whole record again, its head from `v` and its delivery states as they were.
+local function pack_verification(v)
+  return struct.pack(RECORD, v.s, v.n, v.tag, v.M, v.sends, v.e, v.created, v.len,
+    #v.channel, v.channel, #v.acct, v.acct, #v.to, v.to) .. string.sub(v.packed, v.tail)
 end
 local function answer(outcome, id, v)
-  return outcome .. ' ' .. id .. ' ' .. v[2] .. ' ' .. v[3] .. ' ' .. v[4] .. ' ' .. v[5] .. ' ' .. v[6]
+  return outcome .. ' ' .. id .. ' ' .. v.s .. ' ' .. v.n .. ' ' .. v.M .. ' ' .. int(v.e) .. ' '
+    .. v.to .. ' ' .. int(v.created) .. ' ' .. v.len .. ' ' .. v.channel .. ' ' .. v.sends
 end
--- The number's pointer of a verification: derived from the record (its packed number), which
--- the caller does not know when it names the verification by id.
-local function pointer_of(base, acct, p)
-  return base .. 'n:' .. acct .. ':' .. string.match(p, '^%S+')
+-- The delivery state of one message, after the head: pairs of field (`attempt_field`; one byte
+-- of length) and value (`ATTEMPT`; two bytes of length), in the
+-- order they were first recorded. Answers the value and where its pair starts and ends.
+local function find_attempt(v, field)
+  local packed, pos = v.packed, v.tail
+  while pos <= #packed do
+    local name, value, after = struct.unpack('<Bc0Hc0', packed, pos)
+    if name == field then return value, pos, after end
+    pos = after
+  end
+  return nil
+end
+-- A message's field, the twin of `attempt_field` in src/redis/verify.rs: `B` and the 16 bytes of
+-- a gateway id (`MS` and 32 lowercase hex digits), else `A` and the id.
+local function attempt_field(message_id)
+  local hex = string.match(message_id, '^MS([0-9a-f]+)$')
+  if not hex or #hex ~= 32 then return 'A' .. message_id end
+  return 'B' .. string.gsub(hex, '..', function(byte) return string.char(tonumber(byte, 16)) end)
+end
+-- One message's delivery state (`pack_attempt` in src/redis/verify.rs): sent (1 byte), created
+-- and updated (6 each, ms), status, provider and provider id behind a length byte each, then the
+-- error to the end.
+local ATTEMPT = '<BI6I6Bc0Bc0Bc0'
+-- The record with one message's delivery state set to `value`: replaced in place, or appended.
+local function with_attempt(v, field, value)
+  -- Two bytes of length: a longer value (a provider's error text) keeps its first 65 535.
+  if #value > 65535 then value = string.sub(value, 1, 65535) end
+  local pair = struct.pack('<Bc0Hc0', #field, field, #value, value)
+  local _, from, after = find_attempt(v, field)
+  if not from then return v.packed .. pair end
+  return string.sub(v.packed, 1, from - 1) .. pair .. string.sub(v.packed, after)
+end
+-- The number's pointer `base .. 'n:' .. acct .. ':' .. to`: one string, the sends in its quota
+-- window (4 bytes), when the window ends (6, ms), then the pending verification's id, if any.
+local POINTER = '<I4I6'
+local function pointer_of(base, acct, to)
+  return base .. 'n:' .. acct .. ':' .. to
 end
 -- A finished verification leaves its number free: the pointer forgets it, the quota stays.
 local function release(pointer, id)
-  if redis.call('HGET', pointer, 'v') == id then redis.call('HDEL', pointer, 'v') end
+  local p = redis.call('GET', pointer)
+  if p and string.sub(p, 11) == id then redis.call('SET', pointer, string.sub(p, 1, 10), 'KEEPTTL') end
+end
+-- A verification's workflow, when it has one (`verify_fallback.lua` says the fields).
+local function workflow_of(base, id)
+  return base .. 'w:' .. id
 end
 
 -- The audit trail (directory_*.lua): seven arguments per entry, from ARGV[i].

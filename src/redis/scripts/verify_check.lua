@@ -16,6 +16,9 @@
 -- By number, only a pending verification is found (as in the memory store); by id, a finished
 -- one answers `final` and counts nothing.
 --
+-- One read (GET of the packed record) and one write: a check writes status, attempts and, once
+-- final, the wiped tag with one SETRANGE at offset 0 (the head's first 5 or 21 bytes).
+--
 -- With an idempotency key, the reply of the check that counted is kept under
 -- `c:<account>:<e164>:<key>` as long as the record lives, and answered again, as
 -- `replayed <reply>`, to every later check with the key (by id: of the same verification,
@@ -32,18 +35,18 @@ if by_number then
     local seen = redis.call('GET', seen_key)
     if seen then return 'replayed ' .. seen end
   end
-  id = redis.call('HGET', key, 'v')
-  if not id then return 'not_found' end
+  local pointer = redis.call('GET', key)
+  if not pointer or #pointer <= 10 then return 'not_found' end
+  id = string.sub(pointer, 11)
   key = base .. 'v:' .. id
 end
--- One read of everything, the stored tag last; the reply is built from it, not read again.
-local v = redis.call('HMGET', key, 'a', 's', 'n', 'M', 'e', 'p', 'm')
-if v[1] ~= acct then return 'not_found' end
+local v = load_verification(key)
+if not v or v.acct ~= acct then return 'not_found' end
 if not by_number then
   base = nil
   if idem then
     base = string.sub(key, 1, #key - #id - 2)
-    seen_key = base .. 'c:' .. acct .. ':' .. string.match(v[6], '^%S+') .. ':' .. idem
+    seen_key = base .. 'c:' .. acct .. ':' .. v.to .. ':' .. idem
     local seen = redis.call('GET', seen_key)
     if seen then
       if string.match(seen, '^%S+ (%S+)') ~= id then return 'key_reused' end
@@ -51,30 +54,31 @@ if not by_number then
     end
   end
 end
-if v[2] ~= 'p' then
+if v.s ~= 'p' then
   if by_number then return 'not_found' end
   return answer('final', id, v)
 end
 local function finish(status)
-  v[2] = status
-  redis.call('HSET', key, 's', status)
-  redis.call('HDEL', key, 'm')
+  v.s = status
+  redis.call('SETRANGE', key, 0, struct.pack('<c1I4', status, v.n) .. FINAL_TAG)
   if not base then base = string.sub(key, 1, #key - #id - 2) end
-  release(pointer_of(base, acct, v[6]), id)
+  release(pointer_of(base, acct, v.to), id)
 end
 local outcome = 'checked'
-if now >= tonumber(v[5]) then
+if now >= v.e then
   if by_number then return 'not_found' end
   finish('x')
 else
-  v[3] = redis.call('HINCRBY', key, 'n', '1')
+  v.n = v.n + 1
   -- A plain comparison: the tags are MACs under the server's key, so how long it takes tells a
   -- caller nothing it could steer (see docs/decisions.md, "The code MAC").
-  if v[7] == tag then
+  if v.tag == tag then
     finish('a')
     outcome = 'valid'
-  elseif v[3] >= tonumber(v[4]) then
+  elseif v.n >= v.M then
     finish('m')
+  else
+    redis.call('SETRANGE', key, 0, struct.pack('<c1I4', 'p', v.n))
   end
 end
 local reply = answer(outcome, id, v)

@@ -2,7 +2,8 @@
 -- provider reported it undelivered), so when it is the current step's message and the step is
 -- waiting for its timeout, the step is due now (src/verify/workflow.rs).
 --
--- KEYS: the record, the shard's due set. ARGV: the verification id, the message id, now.
+-- KEYS: the verification's workflow hash (`P:{sNN}:w:<id>`), the shard's due set.
+-- ARGV: the verification id, the message id, now.
 -- Answers `due` when it moved the step, else `unchanged`.
 local current = redis.call('HGET', KEYS[1], 'wi')
 if not current then return 'unchanged' end
