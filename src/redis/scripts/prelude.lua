@@ -50,29 +50,33 @@ local function locks(l, n) return l.lock > 0 and n >= l.lock end
 -- The record is one string (docs/decisions.md, "One packed record"), little-endian: status
 -- (1 byte), attempts (4), the code tag (16; zeros once final), max attempts (4), sends (4),
 -- expiry and creation (6 each, ms), code length (1), then channel, account and `to`, each
--- behind its length byte; then the messages' delivery states (`find_attempt`). Status,
+-- behind its length byte; then the messages' delivery states (below). Status,
 -- attempts and tag come first so that a check writes them with one SETRANGE at offset 0.
 local RECORD = '<c1I4c16I4I4I6I6BBc0Bc0Bc0'
-local FINAL_TAG = string.rep('\0', 16)
 local function unpack_verification(packed)
-  local r = {struct.unpack(RECORD, packed)}
-  return {s = r[1], n = r[2], tag = r[3], M = r[4], sends = r[5], e = r[6], created = r[7],
-    len = r[8], channel = r[9], acct = r[10], to = r[11], tail = r[12], packed = packed}
+  local s, n, tag, M, sends, e, created, len, channel, acct, to, tail = struct.unpack(RECORD, packed)
+  return {s = s, n = n, tag = tag, M = M, sends = sends, e = e, created = created, len = len,
+    channel = channel, acct = acct, to = to, tail = tail, packed = packed}
 end
 local function load_verification(key)
   local packed = redis.call('GET', key)
   if not packed then return nil end
   return unpack_verification(packed)
 end
+local function answer(outcome, id, v)
+  return outcome .. ' ' .. id .. ' ' .. v.s .. ' ' .. v.n .. ' ' .. v.M .. ' ' .. int(v.e) .. ' '
+    .. v.to .. ' ' .. int(v.created) .. ' ' .. v.len .. ' ' .. v.channel .. ' ' .. v.sends
+end
+
 -- The whole record again, its head from `v` and its delivery states as they were.
 local function pack_verification(v)
   return struct.pack(RECORD, v.s, v.n, v.tag, v.M, v.sends, v.e, v.created, v.len,
     #v.channel, v.channel, #v.acct, v.acct, #v.to, v.to) .. string.sub(v.packed, v.tail)
 end
-local function answer(outcome, id, v)
-  return outcome .. ' ' .. id .. ' ' .. v.s .. ' ' .. v.n .. ' ' .. v.M .. ' ' .. int(v.e) .. ' '
-    .. v.to .. ' ' .. int(v.created) .. ' ' .. v.len .. ' ' .. v.channel .. ' ' .. v.sends
-end
+
+-- A final record's tag: zeros, as `HDEL m` dropped it from the hash before.
+local FINAL_TAG = string.rep('\0', 16)
+
 -- The delivery state of one message, after the head: pairs of field (`attempt_field`; one byte
 -- of length) and value (`ATTEMPT`; two bytes of length), in the
 -- order they were first recorded. Answers the value and where its pair starts and ends.
@@ -105,6 +109,7 @@ local function with_attempt(v, field, value)
   if not from then return v.packed .. pair end
   return string.sub(v.packed, 1, from - 1) .. pair .. string.sub(v.packed, after)
 end
+
 -- The number's pointer `base .. 'n:' .. acct .. ':' .. to`: one string, the sends in its quota
 -- window (4 bytes), when the window ends (6, ms), then the pending verification's id, if any.
 local POINTER = '<I4I6'
@@ -116,6 +121,7 @@ local function release(pointer, id)
   local p = redis.call('GET', pointer)
   if p and string.sub(p, 11) == id then redis.call('SET', pointer, string.sub(p, 1, 10), 'KEEPTTL') end
 end
+
 -- A verification's workflow, when it has one (`verify_fallback.lua` says the fields).
 local function workflow_of(base, id)
   return base .. 'w:' .. id
