@@ -616,7 +616,7 @@ impl ServiceFixture {
             Lookup::Hit(_)
         ));
         let user_record = match service.cache().user(&account, &user, now) {
-            Lookup::Hit(found) => found,
+            Lookup::Hit(found) => User::clone(&found),
             other => panic!("the user should be cached, got {other:?}"),
         };
         assert_eq!(

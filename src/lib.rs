@@ -77,7 +77,9 @@ pub struct AppState {
     console: console::service::ConsoleService,
     metrics: Arc<Metrics>,
     limits: Limits,
-    accounts: TtlCache<AccountId, Account>,
+    /// Shared: every keyed request reads its account from here, and a hit then costs an `Arc`
+    /// count instead of copying the account's id and name.
+    accounts: TtlCache<AccountId, Arc<Account>>,
     /// The epoch of `account_records` the cache above were filled under (see
     /// `Accounts::epoch`).
     auth_epoch: AtomicU64,
@@ -188,7 +190,10 @@ impl App {
 
     /// A key by its digest, through the hot-path cache: a revocation on any instance drops it
     /// there (the invalidation link), and while the link is down nothing is cached.
-    pub async fn find_key(&self, digest: &KeyDigest) -> Result<Option<ApiKeyRecord>, StoreError> {
+    pub async fn find_key(
+        &self,
+        digest: &KeyDigest,
+    ) -> Result<Option<Arc<ApiKeyRecord>>, StoreError> {
         let cache = self.0.account_service.cache();
         let now = self.0.clock.now_ms();
         let ticket = cache.ticket();
@@ -204,13 +209,16 @@ impl App {
         if let Some(record) = &found {
             cache.put_key(ticket, record.clone(), now);
         }
-        Ok(found)
+        Ok(found.map(Arc::new))
     }
 
     /// An account by id, through the cache.
-    pub async fn find_account(&self, id: &AccountId) -> Result<Option<Account>, StoreError> {
-        self.through_cache(&self.0.accounts, id, self.0.account_records.get_account(id))
-            .await
+    pub async fn find_account(&self, id: &AccountId) -> Result<Option<Arc<Account>>, StoreError> {
+        let read = async {
+            let found = self.0.account_records.get_account(id).await?;
+            Ok::<_, StoreError>(found.map(Arc::new))
+        };
+        self.through_cache(&self.0.accounts, id, read).await
     }
 
     /// `key` from `cache`, else from `read` (kept for next time).

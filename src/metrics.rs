@@ -127,7 +127,43 @@ static METADATA: Metadata<'static> =
     Metadata::new("otpgate", Level::INFO, Some("otpgate::metrics"));
 
 /// (metric, four label values, status): enough to key every series this file defines.
-type SeriesKey = (&'static str, [&'static str; 4], u16);
+///
+/// Hashed and compared by where the strings are (address and length), not by their text: a
+/// request's counters then hash seven integers instead of five strings (the check's series
+/// lookups, about 1 000 instructions each by their text; `loadtest/instructions`). Every name and
+/// value is a `&'static str`, and a text at one place is always the same text; the same text at
+/// two places (a literal repeated in another codegen unit) only makes two entries whose handles
+/// count into one series, which the recorder keys by the text.
+#[derive(Clone, Copy)]
+struct SeriesKey(&'static str, [&'static str; 4], u16);
+
+/// Where a static text is: its address and length (a shorter text may start where a longer one
+/// does).
+fn place(text: &'static str) -> (usize, usize) {
+    (text.as_ptr() as usize, text.len())
+}
+
+impl SeriesKey {
+    fn places(&self) -> [(usize, usize); 5] {
+        let [a, b, c, d] = self.1;
+        [place(self.0), place(a), place(b), place(c), place(d)]
+    }
+}
+
+impl PartialEq for SeriesKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.2 == other.2 && self.places() == other.places()
+    }
+}
+
+impl Eq for SeriesKey {}
+
+impl std::hash::Hash for SeriesKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.places().hash(state);
+        self.2.hash(state);
+    }
+}
 
 /// The label names that go with a `SeriesKey`'s values; empty names are skipped.
 type LabelNames = [&'static str; 4];
@@ -138,16 +174,22 @@ pub struct Metrics {
     counters: DashMap<SeriesKey, Counter, RandomState>,
     histograms: DashMap<SeriesKey, Histogram, RandomState>,
     gauges: DashMap<SeriesKey, Gauge, RandomState>,
+    /// Every request's two series (its count by route and status, its duration by route) in one
+    /// entry, found by the route name's address and the status: two integers to hash instead of
+    /// the name's text, one lookup instead of two. The same name at another address (a literal
+    /// repeated in another codegen unit) only adds an entry whose handles count into the same
+    /// series, which the recorder keys by name and labels.
+    requests: DashMap<((usize, usize), u16), (Counter, Histogram), RandomState>,
     queue_depth: Gauge,
 }
 
 /// The handle of a series, registered on first use. A reference into the map rather than a
 /// clone: cloning a handle's `Arc` on every request moved its count between the cores.
-fn handle<T>(
-    map: &DashMap<SeriesKey, T, RandomState>,
-    key: SeriesKey,
+fn handle<K: Eq + std::hash::Hash, T>(
+    map: &DashMap<K, T, RandomState>,
+    key: K,
     register: impl FnOnce() -> T,
-) -> Ref<'_, SeriesKey, T> {
+) -> Ref<'_, K, T> {
     if let Some(handle) = map.get(&key) {
         return handle;
     }
@@ -175,6 +217,7 @@ impl Metrics {
             counters: DashMap::with_hasher(RandomState::default()),
             histograms: DashMap::with_hasher(RandomState::default()),
             gauges: DashMap::with_hasher(RandomState::default()),
+            requests: DashMap::with_hasher(RandomState::default()),
             queue_depth,
         }
     }
@@ -214,10 +257,18 @@ impl Metrics {
     }
 
     pub fn http_request(&self, route: &'static str, status: u16, elapsed: Duration) {
-        let by_route = Series::of(HTTP_REQUESTS).by("route", route);
-        self.count(by_route.status(status));
-        self.histogram(Series::of(HTTP_DURATION).by("route", route))
-            .record(elapsed.as_secs_f64());
+        let key = (place(route), status);
+        let handles = handle(&self.requests, key, || {
+            let by_route = Series::of(HTTP_REQUESTS).by("route", route).status(status);
+            let duration = Series::of(HTTP_DURATION).by("route", route);
+            (
+                self.recorder.register_counter(&by_route.key(), &METADATA),
+                self.recorder.register_histogram(&duration.key(), &METADATA),
+            )
+        });
+        let (requests, duration) = &*handles;
+        requests.increment(1);
+        duration.record(elapsed.as_secs_f64());
     }
 
     /// `outcome`: created, resent, replayed, max_sends_reached, send_quota_exceeded.
@@ -444,7 +495,7 @@ impl Series {
     /// The metric `name` with no labels yet.
     fn of(name: &'static str) -> Self {
         Self {
-            key: (name, [""; 4], 0),
+            key: SeriesKey(name, [""; 4], 0),
             names: [""; 4],
             with_status: false,
         }
@@ -467,7 +518,7 @@ impl Series {
     }
 
     fn key(&self) -> Key {
-        let (metric, values, status) = self.key;
+        let SeriesKey(metric, values, status) = self.key;
         let mut labels: Vec<Label> = (self.names.iter().zip(values))
             .filter(|(name, _)| !name.is_empty())
             .map(|(name, value)| Label::new(*name, value))
@@ -501,6 +552,29 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("otpgate_http_request_duration_seconds_bucket{route=\"check_verification\",le=\"0.0005\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn series_are_told_apart_by_length_where_one_name_starts_another() {
+        // A shorter text at the same address (as the linker may place a literal inside another).
+        const LONG: &str = "check_trusted_device";
+        let short: &'static str = &LONG[..5];
+        let metrics = Metrics::new();
+        metrics.http_request(LONG, 200, Duration::from_micros(300));
+        metrics.http_request(short, 200, Duration::from_micros(300));
+        metrics.http_request(short, 404, Duration::from_micros(300));
+        metrics.verification_checked(LONG);
+        metrics.verification_checked(short);
+        let text = metrics.render();
+        for series in [
+            "otpgate_http_requests_total{route=\"check_trusted_device\",status=\"200\"} 1",
+            "otpgate_http_requests_total{route=\"check\",status=\"200\"} 1",
+            "otpgate_http_requests_total{route=\"check\",status=\"404\"} 1",
+            "otpgate_verification_checks_total{outcome=\"check_trusted_device\"} 1",
+            "otpgate_verification_checks_total{outcome=\"check\"} 1",
+        ] {
+            assert!(text.contains(series), "{series} missing from:\n{text}");
+        }
     }
 
     #[test]

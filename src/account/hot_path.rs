@@ -2,6 +2,8 @@
 //! the cache (a hit, a miss or a bypass counted for each). These are methods of
 //! `AccountService`.
 
+use std::sync::Arc;
+
 use crate::account::login::{decide, Decision, Presented};
 use crate::account::policy::Policy;
 use crate::account::service::{AccountError, AccountService};
@@ -20,7 +22,7 @@ impl AccountService {
         device_token: Option<&str>,
         verified_passkey: bool,
     ) -> Result<Decision, AccountError> {
-        let policy = self.cached_policy(account).await?;
+        let policy = self.shared_policy(account).await?;
         let user = self
             .cached_user(account, id)
             .await?
@@ -30,7 +32,7 @@ impl AccountService {
                 let digest = self.device_key.digest(account, id, token);
                 self.cached_device(account, &digest)
                     .await?
-                    .is_some_and(|record| record.is_trusted(&user, &policy, self.clock.now_ms()))
+                    .is_some_and(|found| found.1.is_trusted(&user, &policy, self.clock.now_ms()))
             }
             _ => false,
         };
@@ -43,7 +45,16 @@ impl AccountService {
         Ok(decision)
     }
 
+    /// The account's policy, a copy of the cached one (the send path keeps it).
     pub(crate) async fn cached_policy(&self, account: &AccountId) -> Result<Policy, StoreError> {
+        Ok(Arc::unwrap_or_clone(self.shared_policy(account).await?))
+    }
+
+    /// The account's policy as the cache holds it: a hit costs an `Arc` count.
+    pub(crate) async fn shared_policy(
+        &self,
+        account: &AccountId,
+    ) -> Result<Arc<Policy>, StoreError> {
         let now = self.clock.now_ms();
         let ticket = self.cache.ticket();
         if let Some(policy) = self.counted(CacheKind::Policy, self.cache.policy(account, now)) {
@@ -51,14 +62,14 @@ impl AccountService {
         }
         let policy = self.directory.policy(account).await?;
         self.cache.put_policy(ticket, account, policy.clone(), now);
-        Ok(policy)
+        Ok(Arc::new(policy))
     }
 
     pub(crate) async fn cached_user(
         &self,
         account: &AccountId,
         id: &UserId,
-    ) -> Result<Option<User>, StoreError> {
+    ) -> Result<Option<Arc<User>>, StoreError> {
         let now = self.clock.now_ms();
         let ticket = self.cache.ticket();
         if let Some(user) = self.counted(CacheKind::User, self.cache.user(account, id, now)) {
@@ -68,31 +79,32 @@ impl AccountService {
         if let Some(user) = &user {
             self.cache.put_user(ticket, account, user.clone(), now);
         }
-        Ok(user)
+        Ok(user.map(Arc::new))
     }
 
+    /// The device's record with its account (always `account`: a digest cached for another
+    /// account is a miss for this one).
     pub(crate) async fn cached_device(
         &self,
         account: &AccountId,
         digest: &DeviceDigest,
-    ) -> Result<Option<DeviceRecord>, StoreError> {
+    ) -> Result<Option<Arc<(AccountId, DeviceRecord)>>, StoreError> {
         let now = self.clock.now_ms();
         let ticket = self.cache.ticket();
-        // A digest cached for another account is a miss for this one.
         let lookup = match self.cache.device(digest, now) {
-            Lookup::Hit((owner, record)) if owner == *account => Lookup::Hit(record),
+            Lookup::Hit(found) if found.0 == *account => Lookup::Hit(found),
             Lookup::Hit(_) | Lookup::Miss => Lookup::Miss,
             Lookup::Bypass => Lookup::Bypass,
         };
-        if let Some(record) = self.counted(CacheKind::Device, lookup) {
-            return Ok(Some(record));
+        if let Some(found) = self.counted(CacheKind::Device, lookup) {
+            return Ok(Some(found));
         }
         let record = self.directory.device(account, digest).await?;
         if let Some(record) = &record {
             self.cache
                 .put_device(ticket, *digest, account, record.clone(), now);
         }
-        Ok(record)
+        Ok(record.map(|record| Arc::new((account.clone(), record))))
     }
 
     /// A cache lookup, counted as a hit, a miss or a bypass; the value on a hit.

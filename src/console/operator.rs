@@ -280,6 +280,7 @@ async fn render(app: &App, signed: &Signed, account: Option<&Account>, extra: Ex
 async fn find(app: &App, id: &AccountId) -> Result<Account, PageError> {
     app.find_account(id)
         .await?
+        .map(std::sync::Arc::unwrap_or_clone)
         .ok_or_else(|| PageError::new(StatusCode::NOT_FOUND, "No such account."))
 }
 

@@ -4,6 +4,7 @@
 //! role may do what is `account::permission`'s table.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
@@ -20,13 +21,14 @@ use crate::App;
 pub(super) enum Caller {
     /// The operator's root key: manages accounts and their keys, nothing else.
     Root,
-    Key(ApiKeyRecord),
+    /// Shared with the key cache: a hit copies nothing.
+    Key(Arc<ApiKeyRecord>),
 }
 
 /// A key allowed to act, and its account (which still exists).
 pub(super) struct Grant {
-    pub account: Account,
-    pub key: ApiKeyRecord,
+    pub account: Arc<Account>,
+    pub key: Arc<ApiKeyRecord>,
 }
 
 impl Grant {
@@ -36,8 +38,8 @@ impl Grant {
     }
 
     /// The account's id and the key, for handlers that need no more of the account.
-    pub fn into_key(self) -> (AccountId, ApiKeyRecord) {
-        (self.account.id, self.key)
+    pub fn into_key(self) -> (AccountId, Arc<ApiKeyRecord>) {
+        (self.account.id.clone(), self.key)
     }
 }
 

@@ -169,9 +169,19 @@ pub async fn run(
 
 /// What one connection's requests tell its watchdog: whether any request has come, how many are
 /// in flight, when the last one ended, and whether one asked for the connection to close.
+///
+/// The watchdog sleeps until the deadline it last computed and is not woken by requests that
+/// come and go in between: when it wakes, it computes the deadline again from `last_active` and
+/// sleeps on if that moved. Only a watchdog that went to sleep while a request was in flight (and
+/// so had no deadline to sleep to), or before the first request (whose end may bring the
+/// deadline forward: an idle timeout shorter than the first-request one), is woken when the
+/// last request in flight ends (`waiting_for_idle`).
+/// Waking it on every request instead cost each request a task wake-up, a poll of the
+/// connection, a timer and three waiter registrations (two `Notify`, a `CancellationToken`);
+/// docs/performance.md has what it saved (`loadtest/instructions --scenarios trusted`).
 struct Activity {
     state: Mutex<ActivityState>,
-    /// Woken when the last request in flight ends, so the idle deadline is set from then.
+    /// Woken when the last request in flight ends, if the watchdog asked for it.
     idle_again: Notify,
     /// Woken by a request whose answer closes the connection (a 408).
     close: Notify,
@@ -181,6 +191,9 @@ struct ActivityState {
     seen_request: bool,
     in_flight: usize,
     last_active: Instant,
+    /// The watchdog waits for `idle_again` to set its deadline: it found a request in flight, or
+    /// no request has come yet.
+    waiting_for_idle: bool,
 }
 
 /// Why the server closed a connection on its own (the metric's `reason` label).
@@ -207,6 +220,7 @@ impl Activity {
                 seen_request: false,
                 in_flight: 0,
                 last_active: Instant::now(),
+                waiting_for_idle: false,
             }),
             idle_again: Notify::new(),
             close: Notify::new(),
@@ -220,6 +234,12 @@ impl Activity {
 
     fn begin(self: &Arc<Self>) -> InFlight {
         let mut state = self.lock();
+        if !state.seen_request {
+            // The watchdog sleeps to the first-request deadline, which may be later than the
+            // idle deadline this request's end starts: it must hear of that end. After it, the
+            // idle deadline only moves later, which the watchdog finds when it wakes.
+            state.waiting_for_idle = true;
+        }
         state.seen_request = true;
         state.in_flight += 1;
         InFlight(Arc::clone(self))
@@ -228,8 +248,9 @@ impl Activity {
     /// When the connection is to be closed if nothing happens first, and why; `None` while a
     /// request is in flight (its body has its own deadline).
     fn deadline(&self, server: &ServerSettings) -> Option<(Instant, Deadline)> {
-        let state = self.lock();
+        let mut state = self.lock();
         if state.in_flight > 0 {
+            state.waiting_for_idle = true;
             None
         } else if state.seen_request {
             Some((state.last_active + server.idle_timeout, Deadline::Idle))
@@ -251,7 +272,8 @@ impl Drop for InFlight {
         let mut state = self.0.lock();
         state.in_flight -= 1;
         state.last_active = Instant::now();
-        if state.in_flight == 0 {
+        if state.in_flight == 0 && state.waiting_for_idle {
+            state.waiting_for_idle = false;
             self.0.idle_again.notify_one();
         }
     }

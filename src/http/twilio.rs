@@ -103,7 +103,9 @@ pub(super) async fn get_service(call: Call<'_>) -> Reply {
 }
 
 /// The Service of the path, for a caller who may send codes with it, and the request's base URL.
-async fn sending_service(call: &Call<'_>) -> Result<(Account, String), TwilioError> {
+async fn sending_service(
+    call: &Call<'_>,
+) -> Result<(std::sync::Arc<Account>, String), TwilioError> {
     let caller = authenticate(call.app, call.ip, &call.request).await?;
     let sid = call.matched.param.unwrap_or_default();
     let account = service(call.app, &caller, sid, Permission::SendCodes).await?;
@@ -208,7 +210,7 @@ pub(super) async fn service(
     caller: &Caller,
     sid: &str,
     permission: Permission,
-) -> Result<Account, TwilioError> {
+) -> Result<std::sync::Arc<Account>, TwilioError> {
     let not_found = || TwilioError::not_found(&format!("/v2/Services/{sid}"));
     let account_id = service_account(sid).ok_or_else(not_found)?;
     match caller {

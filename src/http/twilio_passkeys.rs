@@ -85,7 +85,7 @@ pub(super) async fn post_approve_challenge(call: Call<'_>) -> Reply {
 /// endpoints JSON, not forms; a body serde cannot read is Twilio's 60200).
 async fn passkeys_call<T: serde::de::DeserializeOwned>(
     call: Call<'_>,
-) -> Result<(&App, Account, Who, String, T), TwilioError> {
+) -> Result<(&App, std::sync::Arc<Account>, Who, String, T), TwilioError> {
     let caller = authenticate(call.app, call.ip, &call.request).await?;
     let sid = call.matched.param.unwrap_or_default();
     let account = service(call.app, &caller, sid, Permission::UseFactors).await?;

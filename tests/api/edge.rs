@@ -160,6 +160,45 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout_on_http1_and_http2(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_in_use_outlives_its_first_idle_deadline_and_closes_once_idle() {
+    // The watchdog is not woken by each request: it wakes at the deadline it computed, finds
+    // the connection used since, and sleeps on to the new deadline. Requests every 100 ms for
+    // 900 ms cross three of the first idle deadlines (300 ms); every one must be answered on the
+    // one connection, which closes only once it has been idle for the timeout.
+    let app = spawn_app_with(Backend::Memory, |settings| {
+        settings.server.idle_timeout = Duration::from_millis(300);
+    })
+    .await;
+    let stream = TcpStream::connect(socket_address(&app)).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    let mut connection = tokio::spawn(connection);
+    for _ in 0..9 {
+        let request = hyper::Request::get(format!("{}/healthz", app.address))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap();
+        let response = sender.send_request(request).await.expect("still open");
+        assert_eq!(response.status(), 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let idle_since = Instant::now();
+    // Closed once idle, and not before the timeout (less the 100 ms already slept).
+    tokio::time::timeout(Duration::from_secs(3), &mut connection)
+        .await
+        .expect("the server closes the connection once it is idle")
+        .unwrap()
+        .ok();
+    assert!(
+        idle_since.elapsed() >= Duration::from_millis(150),
+        "{:?}",
+        idle_since.elapsed()
+    );
+    drop(sender);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_thousand_idle_sockets_from_one_address_do_not_stop_another_client_sending_and_checking(
 ) {
     // The default per-address cap (256); a first-request deadline longer than the test, so that

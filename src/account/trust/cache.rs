@@ -10,11 +10,14 @@
 //! - entries expire after `ttl` (checked on every hit), and a device's own expiry is decided
 //!   on every use from the cached record and the clock.
 
-use std::hash::Hash;
+use std::borrow::Borrow;
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
+use foldhash::fast::RandomState;
 
 use crate::account::policy::Policy;
 use crate::account::trust::{DeviceDigest, DeviceRecord};
@@ -82,17 +85,72 @@ pub enum Lookup<V> {
 #[derive(Debug, Clone, Copy)]
 pub struct Ticket(Option<u64>);
 
+/// A cached value, shared: a hit costs an `Arc` count, not a copy of the record's strings (a
+/// user, a device and its account, a key: two to five allocations each on every hit before).
 struct Slot<V> {
-    value: V,
+    value: Arc<V>,
     cached_at_ms: u64,
 }
 
+/// The maps hash with foldhash (seeded per map) rather than SipHash: their keys are digests, or
+/// ids an account created itself, and only answers the store gave are cached.
+type Map<K, V> = DashMap<K, Slot<V>, RandomState>;
+
+/// A user's place in the cache: its account and id.
+#[derive(Clone, PartialEq, Eq)]
+struct UserKey(AccountId, UserId);
+
+/// A user's place as a lookup borrows it, so that a hit builds no owned key (the two ids were
+/// cloned for every lookup before).
+trait UserKeyRef {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl UserKeyRef for UserKey {
+    fn parts(&self) -> (&str, &str) {
+        (self.0.as_str(), self.1.as_str())
+    }
+}
+
+impl UserKeyRef for (&AccountId, &UserId) {
+    fn parts(&self) -> (&str, &str) {
+        (self.0.as_str(), self.1.as_str())
+    }
+}
+
+impl<'a> Borrow<dyn UserKeyRef + 'a> for UserKey {
+    fn borrow(&self) -> &(dyn UserKeyRef + 'a) {
+        self
+    }
+}
+
+// The owned key hashes and compares as its borrowed form, as `Borrow` requires.
+impl Hash for dyn UserKeyRef + '_ {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.parts().hash(state);
+    }
+}
+
+impl PartialEq for dyn UserKeyRef + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn UserKeyRef + '_ {}
+
+impl Hash for UserKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        (self as &dyn UserKeyRef).hash(state);
+    }
+}
+
 pub struct HotCache {
-    policies: DashMap<AccountId, Slot<Policy>>,
-    users: DashMap<(AccountId, UserId), Slot<User>>,
-    devices: DashMap<DeviceDigest, Slot<(AccountId, DeviceRecord)>>,
+    policies: Map<AccountId, Policy>,
+    users: Map<UserKey, User>,
+    devices: Map<DeviceDigest, (AccountId, DeviceRecord)>,
     /// API keys by digest (`App::find_key`): a revoked key is dropped everywhere like a device.
-    keys: DashMap<KeyDigest, Slot<ApiKeyRecord>>,
+    keys: Map<KeyDigest, ApiKeyRecord>,
     generation: AtomicU64,
     link_up: AtomicBool,
     flushes: AtomicU64,
@@ -105,10 +163,10 @@ impl HotCache {
     /// embedded store, a single instance, sets it up at once).
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
         Self {
-            policies: DashMap::new(),
-            users: DashMap::new(),
-            devices: DashMap::new(),
-            keys: DashMap::new(),
+            policies: DashMap::with_hasher(RandomState::default()),
+            users: DashMap::with_hasher(RandomState::default()),
+            devices: DashMap::with_hasher(RandomState::default()),
+            keys: DashMap::with_hasher(RandomState::default()),
             generation: AtomicU64::new(0),
             link_up: AtomicBool::new(false),
             flushes: AtomicU64::new(0),
@@ -162,7 +220,7 @@ impl HotCache {
                 self.policies.remove(account);
             }
             Invalidation::User(account, user) => {
-                self.users.remove(&(account.clone(), user.clone()));
+                self.users.remove(&(account, user) as &dyn UserKeyRef);
             }
             Invalidation::Device(digest) => {
                 self.devices.remove(digest);
@@ -181,7 +239,7 @@ impl HotCache {
         self.len() == 0
     }
 
-    pub fn policy(&self, account: &AccountId, now_ms: u64) -> Lookup<Policy> {
+    pub fn policy(&self, account: &AccountId, now_ms: u64) -> Lookup<Arc<Policy>> {
         self.get(&self.policies, account, now_ms)
     }
 
@@ -189,16 +247,20 @@ impl HotCache {
         self.put(&self.policies, ticket, account.clone(), policy, now_ms);
     }
 
-    pub fn user(&self, account: &AccountId, user: &UserId, now_ms: u64) -> Lookup<User> {
-        self.get(&self.users, &(account.clone(), user.clone()), now_ms)
+    pub fn user(&self, account: &AccountId, user: &UserId, now_ms: u64) -> Lookup<Arc<User>> {
+        self.get(&self.users, &(account, user) as &dyn UserKeyRef, now_ms)
     }
 
     pub fn put_user(&self, ticket: Ticket, account: &AccountId, user: User, now_ms: u64) {
-        let key = (account.clone(), user.id.clone());
+        let key = UserKey(account.clone(), user.id.clone());
         self.put(&self.users, ticket, key, user, now_ms);
     }
 
-    pub fn device(&self, digest: &DeviceDigest, now_ms: u64) -> Lookup<(AccountId, DeviceRecord)> {
+    pub fn device(
+        &self,
+        digest: &DeviceDigest,
+        now_ms: u64,
+    ) -> Lookup<Arc<(AccountId, DeviceRecord)>> {
         self.get(&self.devices, digest, now_ms)
     }
 
@@ -219,7 +281,7 @@ impl HotCache {
         );
     }
 
-    pub fn key(&self, digest: &KeyDigest, now_ms: u64) -> Lookup<ApiKeyRecord> {
+    pub fn key(&self, digest: &KeyDigest, now_ms: u64) -> Lookup<Arc<ApiKeyRecord>> {
         self.get(&self.keys, digest, now_ms)
     }
 
@@ -227,18 +289,18 @@ impl HotCache {
         self.put(&self.keys, ticket, record.digest, record, now_ms);
     }
 
-    fn get<K: Eq + Hash, V: Clone>(
+    fn get<K: Eq + Hash + Borrow<Q>, Q: Eq + Hash + ?Sized, V>(
         &self,
-        map: &DashMap<K, Slot<V>>,
-        key: &K,
+        map: &Map<K, V>,
+        key: &Q,
         now_ms: u64,
-    ) -> Lookup<V> {
+    ) -> Lookup<Arc<V>> {
         if !self.link_up.load(Ordering::SeqCst) {
             return Lookup::Bypass;
         }
         match map.get(key) {
             Some(slot) if now_ms < slot.cached_at_ms + self.ttl_ms => {
-                Lookup::Hit(slot.value.clone())
+                Lookup::Hit(Arc::clone(&slot.value))
             }
             _ => Lookup::Miss,
         }
@@ -246,7 +308,7 @@ impl HotCache {
 
     fn put<K: Eq + Hash + Clone, V>(
         &self,
-        map: &DashMap<K, Slot<V>>,
+        map: &Map<K, V>,
         ticket: Ticket,
         key: K,
         value: V,
@@ -265,7 +327,7 @@ impl HotCache {
         map.insert(
             key.clone(),
             Slot {
-                value,
+                value: Arc::new(value),
                 cached_at_ms: now_ms,
             },
         );
@@ -338,6 +400,35 @@ mod tests {
             );
             assert!(cache.len() <= 3);
         }
+    }
+
+    #[test]
+    fn a_user_is_found_by_its_account_and_id_and_dropped_by_its_invalidation() {
+        let cache = HotCache::new(Duration::from_secs(10), 100);
+        cache.set_link(true);
+        let (first, second) = (account(), account());
+        let id = UserId::parse("ana@example.com").unwrap();
+        let user = User {
+            id: id.clone(),
+            role: crate::account::user::UserRole::Member,
+            phone: None,
+            email: None,
+            two_factor: None,
+            factors: Vec::new(),
+            device_epoch: 0,
+            version: 1,
+            created_ms: 0,
+            updated_ms: 0,
+        };
+        cache.put_user(cache.ticket(), &first, user, 0);
+        assert!(matches!(cache.user(&first, &id, 0), Lookup::Hit(found) if found.id == id));
+        // The same id in another account, and another id in the same account, are not it.
+        assert_eq!(cache.user(&second, &id, 0), Lookup::Miss);
+        let other = UserId::parse("ana@example.co").unwrap();
+        assert_eq!(cache.user(&first, &other, 0), Lookup::Miss);
+        cache.invalidate(&Invalidation::User(first.clone(), id.clone()));
+        assert_eq!(cache.user(&first, &id, 0), Lookup::Miss);
+        assert!(cache.is_empty());
     }
 
     #[test]

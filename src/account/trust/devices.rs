@@ -225,10 +225,11 @@ impl AccountService {
             until_ms: None,
         };
         let digest = self.device_key.digest(account, id, token);
-        let Some(record) = self.cached_device(account, &digest).await? else {
+        let Some(found) = self.cached_device(account, &digest).await? else {
             return Ok(untrusted);
         };
-        let policy = self.cached_policy(account).await?;
+        let record = &found.1;
+        let policy = self.shared_policy(account).await?;
         let Some(user) = self.cached_user(account, id).await? else {
             return Ok(untrusted);
         };
@@ -238,7 +239,7 @@ impl AccountService {
         Ok(DeviceCheck {
             trusted: true,
             until_ms: record.trusted_until(&policy),
-            device: Some(record.id),
+            device: Some(record.id.clone()),
         })
     }
 
