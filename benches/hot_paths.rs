@@ -94,6 +94,13 @@ fn phone_parse(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(name), input, |b, input| {
             b.iter(|| PhoneNumber::parse(black_box(input)))
         });
+        // The crate's general parser, which `parse` skips for E.164 text (the reference its
+        // property tests compare it with).
+        group.bench_with_input(
+            BenchmarkId::new("with_phonenumber", name),
+            input,
+            |b, input| b.iter(|| PhoneNumber::parse_with_phonenumber(black_box(input))),
+        );
     }
     group.finish();
 }

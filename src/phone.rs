@@ -2,6 +2,7 @@
 //! kind of line a number is (`NumberType`) and which region it belongs to (`Region`), read from
 //! libphonenumber's metadata with patterns compiled once.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::{LazyLock, OnceLock};
@@ -159,7 +160,7 @@ struct Class {
     region: Region,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum PhoneNumberError {
     #[error("must be in E.164 form: '+', a country code and the number, 8 to 15 digits in all, no spaces")]
     NotE164,
@@ -170,16 +171,32 @@ pub enum PhoneNumberError {
 impl PhoneNumber {
     /// Accepts only strict E.164 (no spaces, dashes or national prefixes), then checks the number
     /// against libphonenumber's metadata so that a typo is refused before any message is paid for.
+    ///
+    /// The input is already in E.164 form, so the crate's general parser (free text, RFC 3966,
+    /// IDD prefixes, extensions, letters) has nothing to do but cost: ~23 000 instructions of a
+    /// send's ~146 000 (callgrind, `loadtest/instructions --scenarios send`). `national_of` does
+    /// the steps of `phonenumber::parse` that apply to E.164 text, with the patterns compiled
+    /// once; `parse_with_phonenumber` is the crate's way, kept for the property tests that hold
+    /// the two to the same answers (`tests/props/phone.rs`, and the tests below).
     pub fn parse(input: &str) -> Result<Self, PhoneNumberError> {
-        let digits = input.strip_prefix('+').ok_or(PhoneNumberError::NotE164)?;
-        let well_formed = (8..=15).contains(&digits.len())
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && !digits.starts_with('0');
-        if !well_formed {
-            return Err(PhoneNumberError::NotE164);
-        }
+        let digits = well_formed(input)?;
+        let (code, national) = national_of(digits).ok_or(PhoneNumberError::Invalid)?;
+        let class = classify(code, &national).ok_or(PhoneNumberError::Invalid)?;
+        Ok(Self {
+            e164: input.to_owned(),
+            country_code: code,
+            class: OnceLock::from(class),
+        })
+    }
+
+    /// [`Self::parse`] the crate's way (`phonenumber::parse`, then the same classification):
+    /// the reference the fast path is tested against, not for the request path.
+    #[doc(hidden)]
+    pub fn parse_with_phonenumber(input: &str) -> Result<Self, PhoneNumberError> {
+        well_formed(input)?;
         let parsed = phonenumber::parse(None, input).map_err(|_| PhoneNumberError::Invalid)?;
-        let class = classify(&DATABASE, &parsed).ok_or(PhoneNumberError::Invalid)?;
+        let national = parsed.national().to_string();
+        let class = classify(parsed.code().value(), &national).ok_or(PhoneNumberError::Invalid)?;
         Ok(Self {
             e164: input.to_owned(),
             country_code: parsed.code().value(),
@@ -210,9 +227,10 @@ impl PhoneNumber {
 
     fn class(&self) -> &Class {
         self.class.get_or_init(|| {
-            phonenumber::parse(None, &self.e164)
+            well_formed(&self.e164)
                 .ok()
-                .and_then(|parsed| classify(&DATABASE, &parsed))
+                .and_then(|digits| national_of(digits))
+                .and_then(|(code, national)| classify(code, &national))
                 .unwrap_or(Class {
                     number_type: NumberType::Unknown,
                     region: Region::UNKNOWN,
@@ -264,9 +282,120 @@ pub(crate) fn shard_of(e164: &str) -> u8 {
     (hash % u32::from(SHARD_COUNT)) as u8
 }
 
-/// `phonenumber::is_valid`, with the same metadata and the same rules: the number's region
-/// (by leading digits where a calling code has several), then its national number must match the
-/// general pattern and the pattern of at least one number type. `Some` (the type and the region)
+/// The digits of a strict E.164 text: `+`, 8 to 15 digits, no leading zero.
+fn well_formed(input: &str) -> Result<&str, PhoneNumberError> {
+    let digits = input.strip_prefix('+').ok_or(PhoneNumberError::NotE164)?;
+    let well_formed = (8..=15).contains(&digits.len())
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && !digits.starts_with('0');
+    well_formed
+        .then_some(digits)
+        .ok_or(PhoneNumberError::NotE164)
+}
+
+/// `phonenumber::parse` of `+<digits>` (strict E.164: no letters, punctuation, IDD or
+/// extension, so the crate's text parsers take it as it is): the calling code (the first of
+/// its one to three leading digits the metadata knows), then the national number with a national
+/// prefix stripped where the region's rules strip one (`national_prefix_for_parsing` and its
+/// transform rule, then `national_prefix`), kept when stripping would make it too short. `None`
+/// where the crate answers an error. Each step is the crate's, in its order, quirks included
+/// (`tests::the_fast_parse_agrees_with_phonenumber` and `tests/props/phone.rs` compare them).
+fn national_of(digits: &str) -> Option<(u16, Cow<'_, str>)> {
+    let (code, national) = (1..=3).find_map(|len| {
+        let code: u16 = digits.get(..len)?.parse().ok()?;
+        calling_code(code).map(|_| (code, Cow::Borrowed(&digits[len..])))
+    })?;
+    // `phonenumber::validator::source_for`, on the number without its leading zeros.
+    let meta = region_metadata(code, national.trim_start_matches('0'));
+    let national = match meta {
+        Some(meta) => {
+            let mut potential = strip_national_prefix(meta, national.clone());
+            if let Some(prefix) = meta.national_prefix() {
+                if potential.starts_with(prefix) {
+                    potential = trimmed(potential, prefix.len());
+                }
+            }
+            if too_short(meta, potential.len()) {
+                national
+            } else {
+                potential
+            }
+        }
+        None => national,
+    };
+    // The crate's length bounds, and its `NationalNumber` (leading zeros and a `u64`): all
+    // zeros does not parse.
+    let nsn = (2..=17).contains(&national.len())
+        && national.bytes().any(|b| b != b'0')
+        && national
+            .trim_start_matches('0')
+            .parse::<u64>()
+            .is_ok_and(|value| value < 1 << 56);
+    nsn.then_some((code, national))
+}
+
+fn trimmed(text: Cow<'_, str>, start: usize) -> Cow<'_, str> {
+    match text {
+        Cow::Borrowed(text) => Cow::Borrowed(&text[start..]),
+        Cow::Owned(mut text) => {
+            text.drain(..start);
+            Cow::Owned(text)
+        }
+    }
+}
+
+/// `phonenumber::parser::helper::national_number`: strips what `national_prefix_for_parsing`
+/// matches at the start (or rewrites it with the transform rule), unless the number was a whole
+/// national number before and would not be after the transform.
+fn strip_national_prefix<'a>(meta: &'static Metadata, national: Cow<'a, str>) -> Cow<'a, str> {
+    let Some(parsing) = meta.national_prefix_for_parsing() else {
+        if let Some(prefix) = meta.national_prefix() {
+            if national.starts_with(prefix) {
+                return trimmed(national, prefix.len());
+            }
+        }
+        return national;
+    };
+    let Some(regex) = anchored(parsing.as_str()) else {
+        return national;
+    };
+    let Some(captures) = regex.captures(&national) else {
+        return national;
+    };
+    let end = captures.get(0).map_or(0, |found| found.end());
+    let last = captures.get(captures.len() - 1);
+    let general = meta.descriptors().general();
+    match meta.national_prefix_transform_rule() {
+        Some(transform) if last.is_some() => {
+            let viable = descriptor_matches(general, &national);
+            let transformed = regex.replace(&national, transform).into_owned();
+            if viable && !descriptor_matches(general, &transformed) {
+                return national;
+            }
+            Cow::Owned(transformed)
+        }
+        // The crate checks the general pattern against the number from the match's start,
+        // which is 0 here: a number that matched still matches, so it always strips.
+        _ => trimmed(national, end),
+    }
+}
+
+/// `phonenumber::validator::length(meta, number, Unknown) == TooShort`: shorter than the
+/// general descriptor's shortest possible length, and not a possible local length.
+fn too_short(meta: &Metadata, length: usize) -> bool {
+    let general = meta.descriptors().general();
+    let length = length as u16;
+    let possible = general.possible_length();
+    match possible.first() {
+        None => false,
+        Some(&minimum) => !general.possible_local_length().contains(&length) && length < minimum,
+    }
+}
+
+/// A number's type and region from its calling code and national number (as
+/// `NationalNumber` prints it: leading zeros kept), with `phonenumber::is_valid`'s rules: the
+/// number's region (by leading digits where a calling code has several), then its national
+/// number must match the general pattern and the pattern of at least one number type. `Some`
 /// exactly when the number is valid.
 ///
 /// The crate looks each pattern up by its text in a global, mutex-guarded LRU of 100 compiled
@@ -274,10 +403,9 @@ pub(crate) fn shard_of(e164: &str) -> u8 {
 /// number's validation and a sixth of a send's instructions (callgrind). Here each pattern is
 /// compiled once and found by the address of its text in the static metadata.
 /// `the_validation_agrees_with_phonenumber` holds the two to the same answers.
-fn classify(database: &'static Database, number: &phonenumber::PhoneNumber) -> Option<Class> {
-    let national = number.national().to_string();
-    let meta = region_metadata(database, number.code().value(), &national)?;
-    let number_type = type_of(meta, &national);
+fn classify(code: u16, national: &str) -> Option<Class> {
+    let meta = region_metadata(code, national)?;
+    let number_type = type_of(meta, national);
     let region = match meta.id() {
         "001" => Region::NON_GEOGRAPHIC,
         id => Region(id),
@@ -289,29 +417,65 @@ fn classify(database: &'static Database, number: &phonenumber::PhoneNumber) -> O
 }
 
 #[cfg(test)]
-fn is_valid(database: &'static Database, number: &phonenumber::PhoneNumber) -> bool {
-    classify(database, number).is_some()
+fn is_valid(number: &phonenumber::PhoneNumber) -> bool {
+    classify(number.code().value(), &number.national().to_string()).is_some()
+}
+
+/// What the metadata holds for one calling code, found once: the crate's `by_code` and `region`
+/// collect a new vector on every call, and a number's parse asked for them up to five times.
+struct CallingCode {
+    /// The code's first entry (`by_code`), the entry of a non-geographic code.
+    first: Option<&'static Metadata>,
+    /// `region`: each region's name, its entry (`by_id`) and whether the crate knows the name
+    /// as a country id; `None` where the crate has no regions for the code.
+    regions: Option<Vec<(&'static str, Option<&'static Metadata>, bool)>>,
+}
+
+/// Calling codes (1 to 3 digits) by value; `None` where the metadata has no entry (`by_code`).
+static CALLING_CODES: LazyLock<Vec<Option<CallingCode>>> = LazyLock::new(|| {
+    let database: &'static Database = &DATABASE;
+    (0..1000u16)
+        .map(|code| {
+            let entries = database.by_code(&code)?;
+            let regions = database.region(&code).map(|regions| {
+                regions
+                    .into_iter()
+                    .map(|region| {
+                        let known = region.parse::<phonenumber::country::Id>().is_ok();
+                        (region, database.by_id(region), known)
+                    })
+                    .collect()
+            });
+            Some(CallingCode {
+                first: entries.into_iter().next(),
+                regions,
+            })
+        })
+        .collect()
+});
+
+fn calling_code(code: u16) -> Option<&'static CallingCode> {
+    CALLING_CODES.get(usize::from(code))?.as_ref()
 }
 
 /// phonenumber's `source_for` and the lookup that follows it in `is_valid_with`: a region
 /// counts only when its name is a country id the crate knows.
-fn region_metadata<'a>(database: &'a Database, code: u16, national: &str) -> Option<&'a Metadata> {
-    let known = |region: &str| region.parse::<phonenumber::country::Id>().is_ok();
-    let regions = database.region(&code)?;
-    if let [region] = regions[..] {
+fn region_metadata(code: u16, national: &str) -> Option<&'static Metadata> {
+    let regions = calling_code(code)?.regions.as_ref()?;
+    if let [(region, meta, known)] = regions[..] {
         if region == "001" {
-            return database.by_code(&code)?.into_iter().next();
+            return calling_code(code)?.first;
         }
-        return database.by_id(region).filter(|_| known(region));
+        return meta.filter(|_| known);
     }
-    for region in regions {
-        let meta = database.by_id(region)?;
+    for &(_, meta, known) in regions {
+        let meta = meta?;
         let selected = match meta.leading_digits() {
             Some(pattern) => matches_at_start(pattern.as_str(), national),
             None => type_of(meta, national) != NumberType::Unknown,
         };
         if selected {
-            return known(region).then_some(meta);
+            return known.then_some(meta);
         }
     }
     None
@@ -320,12 +484,12 @@ fn region_metadata<'a>(database: &'a Database, code: u16, national: &str) -> Opt
 /// `phonenumber::validator::number_type`: the same descriptors in the same order (the first
 /// that matches wins, so a premium-rate range inside a fixed-line plan is premium rate), with
 /// the patterns compiled once.
-fn type_of(meta: &Metadata, national: &str) -> NumberType {
+fn type_of(meta: &'static Metadata, national: &str) -> NumberType {
     let descriptors = meta.descriptors();
     if !descriptor_matches(descriptors.general(), national) {
         return NumberType::Unknown;
     }
-    let matches = |descriptor: Option<&Descriptor>| {
+    let matches = |descriptor: Option<&'static Descriptor>| {
         descriptor.is_some_and(|descriptor| descriptor_matches(descriptor, national))
     };
     let ordered = [
@@ -362,7 +526,7 @@ fn type_of(meta: &Metadata, national: &str) -> NumberType {
 }
 
 /// `Descriptor::is_match`: a possible length, and the pattern matching from the first digit.
-fn descriptor_matches(descriptor: &Descriptor, national: &str) -> bool {
+fn descriptor_matches(descriptor: &'static Descriptor, national: &str) -> bool {
     let lengths = descriptor.possible_length();
     if !lengths.is_empty() && !lengths.contains(&(national.len() as u16)) {
         return false;
@@ -371,34 +535,35 @@ fn descriptor_matches(descriptor: &Descriptor, national: &str) -> bool {
 }
 
 /// Compiled patterns by the address of their text in the static metadata, built as phonenumber
-/// builds them (whitespace in a pattern ignored). `None`: the pattern does not compile, which
-/// the crate would have refused when it loaded the metadata.
-static PATTERNS: LazyLock<DashMap<usize, Option<Regex>, RandomState>> =
+/// builds them (whitespace in a pattern ignored) and anchored at the start: the crate asks
+/// whether the leftmost match starts at the first character, which is whether a match starts
+/// there, and an anchored regex answers that without searching the rest of the text (the
+/// leftmost-first match at 0 is the same match, captures included). Leaked once each: the
+/// metadata is static and holds a few thousand patterns. `None`: the pattern does not compile,
+/// which the crate would have refused when it loaded the metadata.
+static PATTERNS: LazyLock<DashMap<usize, Option<&'static Regex>, RandomState>> =
     LazyLock::new(|| DashMap::with_hasher(RandomState::default()));
+
+/// `source` (a pattern's text in the static metadata), compiled once, anchored at the start.
+fn anchored(source: &'static str) -> Option<&'static Regex> {
+    let address = source.as_ptr() as usize;
+    if let Some(regex) = PATTERNS.get(&address) {
+        return *regex;
+    }
+    *PATTERNS.entry(address).or_insert_with(|| {
+        // A newline before the closing parenthesis ends a `#` comment the pattern might end in.
+        RegexBuilder::new(&format!("^(?:{source}\n)"))
+            .ignore_whitespace(true)
+            .build()
+            .ok()
+            .map(|regex| &*Box::leak(Box::new(regex)))
+    })
+}
 
 /// Whether `source` (a pattern's text in the static metadata) finds a match in `text` that
 /// starts at the first character, as the crate checks it.
-fn matches_at_start(source: &str, text: &str) -> bool {
-    let found = |regex: &Option<Regex>| {
-        regex
-            .as_ref()
-            .and_then(|regex| regex.find(text))
-            .is_some_and(|found| found.start() == 0)
-    };
-    let address = source.as_ptr() as usize;
-    if let Some(regex) = PATTERNS.get(&address) {
-        return found(&regex);
-    }
-    let regex = PATTERNS
-        .entry(address)
-        .or_insert_with(|| {
-            RegexBuilder::new(source)
-                .ignore_whitespace(true)
-                .build()
-                .ok()
-        })
-        .downgrade();
-    found(&regex)
+fn matches_at_start(source: &'static str, text: &str) -> bool {
+    anchored(source).is_some_and(|regex| regex.is_match(text))
 }
 
 impl PartialEq for PhoneNumber {
@@ -528,11 +693,104 @@ mod tests {
                 continue;
             };
             let expected = phonenumber::is_valid(&parsed);
-            assert_eq!(is_valid(&DATABASE, &parsed), expected, "{input}");
+            assert_eq!(is_valid(&parsed), expected, "{input}");
             valid += usize::from(expected);
         }
         assert!(inputs.len() > 3000, "{} inputs", inputs.len());
         assert!(valid > 1000, "only {valid} of {} valid", inputs.len());
+    }
+
+    /// The inputs of the fast path's tests: for every calling code, its regions' example numbers
+    /// of every type, each with its last digit changed, a digit more and one less, behind a
+    /// national prefix (`0`, `1`, `8`, the region's own) and with a `0` or `9` in front; and
+    /// pseudo-random national numbers of 4 to 13 digits, `per_code` of each length. Only
+    /// well-formed E.164 (what `parse` lets through to the metadata).
+    fn fast_path_inputs(per_code: usize) -> Vec<String> {
+        let mut inputs = Vec::new();
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for meta in DATABASE.iter() {
+            let code = meta.country_code();
+            let own_prefix = meta.national_prefix().unwrap_or("0").to_owned();
+            for example in examples(meta) {
+                let last = example.as_bytes()[example.len() - 1];
+                let changed = char::from(b'0' + (last - b'0' + 1) % 10);
+                let short = &example[..example.len() - 1];
+                for national in [
+                    example.to_owned(),
+                    format!("{short}{changed}"),
+                    format!("{example}7"),
+                    short.to_owned(),
+                    format!("0{example}"),
+                    format!("1{example}"),
+                    format!("8{example}"),
+                    format!("9{example}"),
+                    format!("{own_prefix}{example}"),
+                    format!("{own_prefix}{short}"),
+                ] {
+                    inputs.push(format!("+{code}{national}"));
+                }
+            }
+            for length in 4..=13 {
+                for _ in 0..per_code {
+                    let digits: String = (0..length)
+                        .map(|_| char::from(b'0' + (next() % 10) as u8))
+                        .collect();
+                    inputs.push(format!("+{code}{digits}"));
+                }
+            }
+        }
+        inputs.retain(|input| well_formed(input).is_ok());
+        inputs.sort();
+        inputs.dedup();
+        inputs
+    }
+
+    /// The fast path against the crate's parse, step for step: the same calling code and
+    /// national number (or both none), and the same number, type and region out of `parse`.
+    #[test]
+    fn the_fast_parse_agrees_with_phonenumber() {
+        let inputs = fast_path_inputs(40);
+        let (mut valid, mut stripped) = (0, 0);
+        for input in &inputs {
+            let theirs = phonenumber::parse(None, input)
+                .ok()
+                .map(|parsed| (parsed.code().value(), parsed.national().to_string()));
+            let ours =
+                national_of(&input[1..]).map(|(code, national)| (code, national.into_owned()));
+            assert_eq!(ours, theirs, "{input}");
+            let fast = PhoneNumber::parse(input);
+            let slow = PhoneNumber::parse_with_phonenumber(input);
+            let seen = |result: &Result<PhoneNumber, PhoneNumberError>| {
+                result
+                    .as_ref()
+                    .map(|number| {
+                        (
+                            number.e164().to_owned(),
+                            number.country_code(),
+                            number.number_type(),
+                            number.region(),
+                        )
+                    })
+                    .map_err(Clone::clone)
+            };
+            assert_eq!(seen(&fast), seen(&slow), "{input}");
+            valid += usize::from(fast.is_ok());
+            if let Some((code, national)) = &ours {
+                stripped += usize::from(input.len() != 1 + code.to_string().len() + national.len());
+            }
+        }
+        assert!(inputs.len() > 50_000, "{} inputs", inputs.len());
+        assert!(valid > 5_000, "only {valid} of {} valid", inputs.len());
+        assert!(
+            stripped > 500,
+            "only {stripped} with a national prefix stripped"
+        );
     }
 
     #[test]

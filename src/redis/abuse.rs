@@ -86,7 +86,8 @@ pub(crate) const ADMIT_ARGS: usize = 9;
 
 /// Appends `check`'s keys and arguments to `invocation`, in `abuse_admit.lua`'s order. The
 /// account's settings travel as one text: every argument costs Redis a parse, an object and a
-/// Lua string, and the steady state reads none of them (the script says why).
+/// Lua string, and the steady state reads none of them (the script says why). The texts are
+/// written into buffers sized once, not formatted piece by piece.
 pub(crate) fn admit_arguments(
     keys: &KeySpace,
     max_tracked: usize,
@@ -95,20 +96,30 @@ pub(crate) fn admit_arguments(
 ) {
     let account = check.account;
     let day = check.now_ms / DAY_MS;
-    let base = keys.abuse_base(account);
-    let settings = format!(
-        "{} {} {} {COUNTERS_TTL_MS} {} {base}",
-        rules(&check.prefix_rules),
-        rules(&check.country_rules),
-        max_tracked.max(1),
+    let ([prefix_key, country_key, tracked, blocks, today], base) =
+        keys.abuse_admission(account, check.prefix.as_str(), check.country.as_str(), day);
+    let mut settings = String::with_capacity(128 + base.len());
+    push_rules(&mut settings, &check.prefix_rules);
+    push_rules(&mut settings, &check.country_rules);
+    for number in [
+        max_tracked.max(1) as u64,
+        COUNTERS_TTL_MS,
         (day + 2) * DAY_MS + HOUR_MS - check.now_ms,
-    );
+    ] {
+        push_number(&mut settings, number);
+        settings.push(' ');
+    }
+    settings.push_str(&base);
+    let mut caps = String::with_capacity(41);
+    push_number(&mut caps, check.caps.total.unwrap_or(0));
+    caps.push(' ');
+    push_number(&mut caps, check.caps.per_country.unwrap_or(0));
     invocation
-        .key(keys.abuse_prefix(account, check.prefix.as_str()))
-        .key(keys.abuse_country(account, check.country.as_str()))
-        .key(keys.abuse_tracked(account))
-        .key(keys.abuse_blocks(account))
-        .key(keys.abuse_day(account, day))
+        .key(prefix_key)
+        .key(country_key)
+        .key(tracked)
+        .key(blocks)
+        .key(today)
         .arg(check.now_ms)
         .arg(if check.guarded { "1" } else { "0" })
         .arg(check.country.as_str())
@@ -116,12 +127,26 @@ pub(crate) fn admit_arguments(
         .arg(check.now_ms / 60_000)
         .arg(trip_floor(&check.prefix_rules))
         .arg(trip_floor(&check.country_rules))
-        .arg(format!(
-            "{} {}",
-            check.caps.total.unwrap_or(0),
-            check.caps.per_country.unwrap_or(0)
-        ))
+        .arg(caps)
         .arg(settings);
+}
+
+/// `number` in decimal.
+fn push_number(text: &mut String, number: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    let mut rest = number;
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &digit in &digits[at..] {
+        text.push(char::from(digit));
+    }
 }
 
 /// The fewest sends (this one counted) at which either of `rules` can trip: the script reads
@@ -165,17 +190,19 @@ pub(crate) fn admission(
     }
 }
 
-/// One scope's rules as `abuse_admit.lua` reads them: min sends, min conversion percent, surge
-/// factor, surge min sends, cool-down ms.
-fn rules(rules: &Thresholds) -> String {
-    format!(
-        "{} {} {} {} {}",
+/// One scope's rules as `abuse_admit.lua` reads them, each followed by a space: min sends, min
+/// conversion percent, surge factor, surge min sends, cool-down ms.
+fn push_rules(text: &mut String, rules: &Thresholds) {
+    for number in [
         rules.min_sends,
         rules.min_conversion_percent,
         rules.surge_factor,
         rules.surge_min_sends,
-        rules.cooldown.as_millis()
-    )
+        rules.cooldown.as_millis() as u64,
+    ] {
+        push_number(text, number);
+        text.push(' ');
+    }
 }
 
 #[async_trait]

@@ -30,6 +30,67 @@ static EXAMPLES: LazyLock<Vec<String>> = LazyLock::new(|| {
     out
 });
 
+/// Every calling code of the metadata, once.
+static CODES: LazyLock<Vec<u16>> = LazyLock::new(|| {
+    let mut codes: Vec<u16> = DATABASE.iter().map(|meta| meta.country_code()).collect();
+    codes.sort_unstable();
+    codes.dedup();
+    codes
+});
+
+/// What a parse answered, comparable: the number, its calling code, type and region.
+fn answer(input: &str, fast: bool) -> Result<(String, u16, String, String), PhoneNumberError> {
+    let parsed = if fast {
+        PhoneNumber::parse(input)
+    } else {
+        PhoneNumber::parse_with_phonenumber(input)
+    };
+    parsed.map(|number| {
+        (
+            number.e164().to_owned(),
+            number.country_code(),
+            number.number_type().to_string(),
+            number.region().to_string(),
+        )
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(4096))]
+
+    /// `PhoneNumber::parse` skips the crate's general parser for E.164 text: any calling code
+    /// followed by any 4 to 13 digits (a national prefix in front, sometimes) gets the answer the
+    /// crate's `phonenumber::parse` and the same classification give.
+    #[test]
+    fn the_fast_parse_answers_as_the_crate_does(
+        index in any::<prop::sample::Index>(),
+        national_prefix in prop_oneof!["", "0", "1", "8", "9"],
+        national in "[0-9]{4,13}",
+    ) {
+        let input = format!("+{}{national_prefix}{national}", index.get(&CODES));
+        prop_assert_eq!(answer(&input, true), answer(&input, false), "{}", input);
+    }
+
+    #[test]
+    fn the_fast_parse_answers_as_the_crate_does_for_any_digits(input in "\\+[1-9][0-9]{7,14}") {
+        prop_assert_eq!(answer(&input, true), answer(&input, false), "{}", input);
+    }
+
+    /// Example numbers with a digit changed anywhere keep the answers equal too (a changed
+    /// digit moves a number across ranges and types).
+    #[test]
+    fn the_fast_parse_answers_as_the_crate_does_near_real_numbers(
+        index in any::<prop::sample::Index>(), at in any::<prop::sample::Index>(), digit in 0u8..10
+    ) {
+        let example = index.get::<String>(&EXAMPLES);
+        let mut bytes = example.clone().into_bytes();
+        let at = 1 + at.index(bytes.len() - 1);
+        bytes[at] = b'0' + digit;
+        let input = String::from_utf8(bytes).unwrap();
+        prop_assert_eq!(answer(&input, true), answer(&input, false), "{}", input);
+    }
+}
+
 proptest! {
     #[test]
     fn any_string_is_refused_as_not_e164_unless_it_is_plus_and_8_to_15_digits(input in prop_oneof![
