@@ -658,18 +658,22 @@ mod tests {
         assert!(!format!("{number}").contains("12345"));
     }
 
+    /// A repeatable pseudo-random sequence (xorshift64) for the tests' generated digits.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+
     /// Every calling code's example numbers, each with its last digit changed, one digit more and
     /// one less, and pseudo-random digit strings of 4 to 12 digits: the same answer as the crate.
     #[test]
     fn the_validation_agrees_with_phonenumber() {
         let mut inputs = Vec::new();
-        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
         for meta in DATABASE.iter() {
             let code = meta.country_code();
             for example in examples(meta) {
@@ -707,13 +711,7 @@ mod tests {
     /// well-formed E.164 (what `parse` lets through to the metadata).
     fn fast_path_inputs(per_code: usize) -> Vec<String> {
         let mut inputs = Vec::new();
-        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
         for meta in DATABASE.iter() {
             let code = meta.country_code();
             let own_prefix = meta.national_prefix().unwrap_or("0").to_owned();
