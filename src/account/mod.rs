@@ -96,6 +96,12 @@ pub(crate) fn is_sid(input: &str, prefix: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Whether `id` can be an API key's id (`KY` and 32 lowercase hex digits): a path or a cursor
+/// that cannot is refused before any store read.
+pub(crate) fn is_key_id(id: &str) -> bool {
+    is_sid(id, "KY")
+}
+
 pub(crate) fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
 }

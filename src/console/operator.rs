@@ -18,7 +18,7 @@ use super::layout::{html, html_status, redirect, Layout, Page, PageError};
 use super::session::{read_form, require, Signed};
 use crate::account::audit::Who;
 use crate::account::store::KeyRevocation;
-use crate::account::{Account, AccountId, Role};
+use crate::account::{is_key_id, Account, AccountId, Role};
 use crate::clock::rfc3339;
 use crate::metrics::{DEAD_LETTERS, DISPATCH_OLDEST_AGE, DISPATCH_QUEUE_DEPTH, WEBHOOK_DELIVERIES};
 use crate::App;
@@ -170,15 +170,6 @@ fn query_of(query: Option<&str>) -> Result<Query, PageError> {
         }
     }
     Ok(parsed)
-}
-
-/// `KY` and 32 lowercase hex digits (the API's check, before any store read).
-fn is_key_id(id: &str) -> bool {
-    id.len() == 34
-        && id.starts_with("KY")
-        && id[2..]
-            .bytes()
-            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
 }
 
 /// What a render shows besides the account's keys.

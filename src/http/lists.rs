@@ -17,20 +17,10 @@ use crate::account::audit::Who;
 use crate::account::store::KeyRevocation;
 use crate::account::trust::DeviceId;
 use crate::account::user::{Factor, UserId};
-use crate::account::AccountId;
+use crate::account::{is_key_id, AccountId};
 use crate::clock::rfc3339;
 use crate::pin::PhoneNumberId;
 use crate::App;
-
-/// Whether `id` can be a key's id (`KY` and 32 lowercase hex digits): a path or a cursor that
-/// cannot is refused before any store read.
-fn is_key_id(id: &str) -> bool {
-    id.len() == 34
-        && id.starts_with("KY")
-        && id[2..]
-            .bytes()
-            .all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
-}
 
 /// `GET /v1/keys`: the calling key's account's keys.
 pub(super) async fn keys(call: Call<'_>) -> Reply {
