@@ -592,16 +592,18 @@ fn spawn_gateway_process(
         .expect("the gateway binary starts")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_between_read_and_ack_loses_no_message() {
-    const SENDS: usize = 20;
-    let redis = RedisServer::start(&[]);
-    let prefix = crate::helpers::unique_prefix();
-    // The child's provider takes the messages but never answers in time: the child is killed
-    // with all of them read and none acknowledged.
-    let stalled = provider_answering(200, Duration::from_secs(60)).await;
+/// A gateway process (`spawn_gateway_process`) once it answers, with an account and a service
+/// key made through its API, and `count` verifications sent by it to `+49151123<series><n:03>`:
+/// the process, and the ids of the sends in order.
+async fn child_that_sent(
+    redis: &RedisServer,
+    prefix: &str,
+    provider: &MockServer,
+    series: &str,
+    count: usize,
+) -> (Child, Vec<String>) {
     let port = free_port(false);
-    let mut child = spawn_gateway_process(&redis, &prefix, &stalled, port);
+    let child = spawn_gateway_process(redis, prefix, provider, port);
     let base = format!("http://127.0.0.1:{port}");
     let http = crate::helpers::http_client();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -609,7 +611,7 @@ async fn a_worker_killed_between_read_and_ack_loses_no_message() {
         assert!(Instant::now() < deadline, "the child gateway did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let account = reply(
+    let account_id = reply(
         http.post(format!("{base}/v1/accounts"))
             .bearer_auth(ROOT_KEY)
             .json(&json!({"name": "Acme"}))
@@ -617,8 +619,9 @@ async fn a_worker_killed_between_read_and_ack_loses_no_message() {
             .await
             .unwrap(),
     )
-    .await;
-    let account_id = account.str("id").to_owned();
+    .await
+    .str("id")
+    .to_owned();
     let key = reply(
         http.post(format!("{base}/v1/accounts/{account_id}/keys"))
             .bearer_auth(ROOT_KEY)
@@ -630,20 +633,32 @@ async fn a_worker_killed_between_read_and_ack_loses_no_message() {
     .await
     .str("key")
     .to_owned();
-    let mut ids = HashMap::new();
-    for n in 0..SENDS {
+    let mut ids = Vec::with_capacity(count);
+    for n in 0..count {
         let sent = reply(
             http.post(format!("{base}/v1/verifications"))
                 .bearer_auth(&key)
-                .json(&json!({"to": format!("+4915112349{n:03}")}))
+                .json(&json!({"to": format!("+49151123{series}{n:03}")}))
                 .send()
                 .await
                 .unwrap(),
         )
         .await;
         assert_eq!(sent.status, 201, "{}", sent.body);
-        ids.insert(sent.str("id").to_owned(), n);
+        ids.push(sent.str("id").to_owned());
     }
+    (child, ids)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_between_read_and_ack_loses_no_message() {
+    const SENDS: usize = 20;
+    let redis = RedisServer::start(&[]);
+    let prefix = crate::helpers::unique_prefix();
+    // The child's provider takes the messages but never answers in time: the child is killed
+    // with all of them read and none acknowledged.
+    let stalled = provider_answering(200, Duration::from_secs(60)).await;
+    let (mut child, _) = child_that_sent(&redis, &prefix, &stalled, "49", SENDS).await;
     wait_for(&stalled, SENDS, Duration::from_secs(20)).await;
     child.kill().unwrap();
     child.wait().unwrap();
@@ -1099,49 +1114,7 @@ async fn a_worker_killed_with_its_acknowledgements_still_buffered_sends_nothing_
         .command(&["ACL", "SETUSER", "default", "-xack"])
         .starts_with("+OK"));
     let first = provider_answering(200, Duration::ZERO).await;
-    let port = free_port(false);
-    let mut child = spawn_gateway_process(&redis, &prefix, &first, port);
-    let base = format!("http://127.0.0.1:{port}");
-    let http = crate::helpers::http_client();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http.get(format!("{base}/readyz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "the child gateway did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let account_id = reply(
-        http.post(format!("{base}/v1/accounts"))
-            .bearer_auth(ROOT_KEY)
-            .json(&json!({"name": "Acme"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .str("id")
-    .to_owned();
-    let key = reply(
-        http.post(format!("{base}/v1/accounts/{account_id}/keys"))
-            .bearer_auth(ROOT_KEY)
-            .json(&json!({"role": "service"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .str("key")
-    .to_owned();
-    for n in 0..SENDS {
-        let sent = reply(
-            http.post(format!("{base}/v1/verifications"))
-                .bearer_auth(&key)
-                .json(&json!({"to": format!("+4915112348{n:03}")}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(sent.status, 201, "{}", sent.body);
-    }
+    let (mut child, _) = child_that_sent(&redis, &prefix, &first, "48", SENDS).await;
     wait_for(&first, SENDS, Duration::from_secs(20)).await;
     // The child tried to flush (and was refused): its acknowledgements are only in its buffer.
     let deadline = Instant::now() + Duration::from_secs(10);
