@@ -156,7 +156,7 @@ impl App {
                 let connected = Arc::new(
                     RedisStore::connect(&redis_settings(&settings.store))
                         .await?
-                        .admitting_sends(settings.abuse.max_tracked),
+                        .admitting_sends(&settings.abuse),
                 );
                 connected.spawn_supervisor(&tasks, stop.clone(), metrics.clone());
                 redis = Some(connected.clone());
@@ -247,7 +247,7 @@ impl App {
         )
         .with_events(events.clone())
         .with_abuse(SendGuard {
-            guard: parts.abuse(abuse),
+            guard: parts.abuse(abuse, &tasks, stop.clone()),
             accounts: account_service.clone(),
         });
         let pins = parts
@@ -412,10 +412,20 @@ fn pin_store(settings: &Settings, redis: Option<&RedisStore>) -> Arc<dyn PinStor
 
 impl Parts<'_> {
     /// Abuse protection: `[abuse]` over the counters in Redis (on the gateway's connection, so
-    /// every instance shares them) or in the embedded store.
-    fn abuse(&self, settings: Arc<AbuseSettings>) -> AbuseGuard {
+    /// every instance shares them; with the task that gives back unused sends counted ahead) or
+    /// in the embedded store.
+    fn abuse(
+        &self,
+        settings: Arc<AbuseSettings>,
+        tasks: &TaskTracker,
+        stop: CancellationToken,
+    ) -> AbuseGuard {
         let store: Arc<dyn AbuseStore> = match self.redis {
-            Some(redis) => Arc::new(RedisAbuseStore::on(redis, &settings)),
+            Some(redis) => {
+                let store = Arc::new(RedisAbuseStore::on(redis, &settings));
+                store.clone().spawn_refunds(tasks, stop, self.clock.clone());
+                store
+            }
             None => Arc::new(MemoryAbuseStore::new(&settings)),
         };
         AbuseGuard::new(settings, store)

@@ -14,6 +14,7 @@
 pub mod geo;
 pub mod guard;
 pub mod prefix;
+pub mod reserve;
 pub mod settings;
 pub mod store;
 pub mod types;
@@ -26,6 +27,7 @@ use crate::phone::{NumberType, PhoneNumber, Region};
 use crate::store::StoreError;
 use guard::DAY_MS;
 pub use prefix::Prefix;
+pub use reserve::Reservations;
 pub use settings::{AbusePolicy, AbuseSettings};
 pub use store::{AbuseStore, Admission, Approval, Block, BlockRule, Scope, SendCheck, Usage};
 

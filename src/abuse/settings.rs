@@ -18,6 +18,10 @@ pub const DEFAULT_MAX_TRACKED: usize = 1_000;
 pub const DEFAULT_MEMORY_MAX_TRACKED: usize = 100_000;
 /// Entries of one account's safe list, by default.
 pub const DEFAULT_MAX_SAFE_LIST: usize = 100;
+/// Sends an admission may count ahead for a busy prefix, and for how long (docs/abuse.md, "Sends
+/// admitted ahead").
+pub const DEFAULT_RESERVE_AHEAD: u32 = 16;
+pub const DEFAULT_RESERVE_MS: u64 = 1_000;
 
 /// The operator's settings (`[abuse]`): defaults of every account, and the stores' bounds.
 #[derive(Debug, Clone)]
@@ -38,6 +42,10 @@ pub struct AbuseSettings {
     pub memory_max_tracked: usize,
     /// Entries an account's safe list may hold.
     pub max_safe_list: usize,
+    /// Sends one admission in Redis may count ahead for a busy prefix (0: none; `reserve.rs`).
+    pub reserve_ahead: u32,
+    /// How long sends counted ahead may be used (ms).
+    pub reserve_ms: u64,
 }
 
 impl Default for AbuseSettings {
@@ -60,6 +68,8 @@ impl Default for AbuseSettings {
             max_tracked: DEFAULT_MAX_TRACKED,
             memory_max_tracked: DEFAULT_MEMORY_MAX_TRACKED,
             max_safe_list: DEFAULT_MAX_SAFE_LIST,
+            reserve_ahead: DEFAULT_RESERVE_AHEAD,
+            reserve_ms: DEFAULT_RESERVE_MS,
         }
     }
 }
@@ -81,6 +91,12 @@ impl AbuseSettings {
         }
         if self.max_safe_list > 10_000 {
             errors.push("abuse.max_safe_list: must be at most 10000".to_owned());
+        }
+        if self.reserve_ahead > 1_000 {
+            errors.push("abuse.reserve_ahead: must be between 0 and 1000".to_owned());
+        }
+        if !(10..=10_000).contains(&self.reserve_ms) {
+            errors.push("abuse.reserve_ms: must be between 10 and 10000".to_owned());
         }
     }
 
@@ -130,6 +146,18 @@ struct SettingsWire {
     max_tracked: usize,
     memory_max_tracked: usize,
     max_safe_list: usize,
+    #[serde(default = "default_reserve_ahead")]
+    reserve_ahead: u32,
+    #[serde(default = "default_reserve_ms")]
+    reserve_ms: u64,
+}
+
+fn default_reserve_ahead() -> u32 {
+    DEFAULT_RESERVE_AHEAD
+}
+
+fn default_reserve_ms() -> u64 {
+    DEFAULT_RESERVE_MS
 }
 
 impl<'de> Deserialize<'de> for AbuseSettings {
@@ -142,6 +170,8 @@ impl<'de> Deserialize<'de> for AbuseSettings {
             max_tracked: wire.max_tracked,
             memory_max_tracked: wire.memory_max_tracked,
             max_safe_list: wire.max_safe_list,
+            reserve_ahead: wire.reserve_ahead,
+            reserve_ms: wire.reserve_ms,
             ..AbuseSettings::default()
         };
         for (channel, geo) in wire.geo {

@@ -10,19 +10,22 @@
 //! | `d:<day>` | hash | one UTC day's messages: `<region>` per country (the total is their sum), `!*` / `!<region>` once a cap refused; expires an hour after the next day ends |
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use redis::Script;
 
 use crate::abuse::guard::{Thresholds, DAY_MS, HOUR_MS};
+use crate::abuse::reserve::Unused;
 use crate::abuse::settings::AbuseSettings;
 use crate::abuse::store::{
     AbuseStore, ActiveBlock, Admission, Approval, Block, BlockRule, Scope, SendCheck, Usage,
 };
-use crate::abuse::Prefix;
+use crate::abuse::{Prefix, Reservations};
+use crate::clock::Clock;
 use crate::phone::Region;
 use crate::redis::connection::Connection;
-use crate::redis::script::{corrupt, load, query, run, words, Failure};
+use crate::redis::script::{corrupt, flag, load, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
 use crate::store::StoreError;
 
@@ -35,23 +38,86 @@ pub struct RedisAbuseStore {
     keys: KeySpace,
     admit: Script,
     approve: Script,
+    refund: Script,
     max_tracked: usize,
+    /// This instance's sends admitted ahead, shared with the start script's admission.
+    reservations: Arc<Reservations>,
 }
 
 impl RedisAbuseStore {
-    pub(crate) fn new(connection: Connection, prefix: &str, settings: &AbuseSettings) -> Self {
+    /// An abuse store on the verification store's connection and prefix, sharing its
+    /// reservations when it admits sends (`RedisStore::admitting_sends`).
+    pub fn on(store: &crate::redis::RedisStore, settings: &AbuseSettings) -> Self {
         Self {
-            connection,
-            keys: KeySpace::new(prefix),
+            connection: store.connection(),
+            keys: KeySpace::new(store.prefix()),
             admit: load(&admit_source()),
             approve: with_window(include_str!("scripts/abuse_approve.lua")),
+            refund: lua!("abuse_refund"),
             max_tracked: settings.max_tracked.max(1),
+            reservations: store
+                .reservations()
+                .unwrap_or_else(|| Arc::new(reservations(settings))),
         }
     }
 
-    /// An abuse store on the verification store's connection and prefix.
-    pub fn on(store: &crate::redis::RedisStore, settings: &AbuseSettings) -> Self {
-        Self::new(store.connection(), store.prefix(), settings)
+    /// Gives back, every quarter of a second until `stop`, the sends reservations counted ahead
+    /// and no request used (`Reservations::sweep`). A failure leaves them counted (towards
+    /// caution) and is logged.
+    pub fn spawn_refunds(
+        self: Arc<Self>,
+        tasks: &tokio_util::task::TaskTracker,
+        stop: tokio_util::sync::CancellationToken,
+        clock: Arc<dyn Clock>,
+    ) {
+        tasks.spawn(async move {
+            let mut tick = tokio::time::interval(REFUND_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
+                if let Err(error) = self.give_back_unused(clock.now_ms()).await {
+                    tracing::warn!(%error, "sends counted ahead and not used stay counted");
+                }
+            }
+        });
+    }
+
+    /// Ends the reservations over at `now_ms` and gives back the sends they counted ahead and no
+    /// request used: how many. Each is tried; the first failure is the answer.
+    pub async fn give_back_unused(&self, now_ms: u64) -> Result<u64, StoreError> {
+        let mut given = 0;
+        let mut failure = None;
+        for unused in self.reservations.sweep(now_ms) {
+            match self.give_back(&unused).await {
+                Ok(()) => given += u64::from(unused.count),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        failure.map_or(Ok(given), Err)
+    }
+
+    /// Gives back sends counted ahead and not used (`abuse_refund.lua`).
+    async fn give_back(&self, unused: &Unused) -> Result<(), StoreError> {
+        let account = &*unused.account;
+        let mut invocation = self.refund.prepare_invoke();
+        invocation
+            .key(self.keys.abuse_prefix(account, unused.prefix.as_str()))
+            .key(self.keys.abuse_country(account, unused.country.as_str()))
+            .key(
+                self.keys
+                    .abuse_day(account, unused.minute * 60_000 / DAY_MS),
+            )
+            .arg(unused.minute)
+            .arg(unused.count)
+            .arg(unused.country.as_str())
+            .arg(flag(unused.guarded));
+        let _: String = run(&self.connection, &invocation, Failure::Unavailable).await?;
+        Ok(())
     }
 
     /// How many prefixes and countries `account` has tracked (for the tests of the bound).
@@ -63,6 +129,19 @@ impl RedisAbuseStore {
         )
         .await
     }
+}
+
+/// How often unused sends counted ahead are given back (`spawn_refunds`): well within the two
+/// seconds a reservation ends before its minute does.
+const REFUND_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// The reservations `settings` ask for, bounded like the embedded store's tracked entries.
+pub(crate) fn reservations(settings: &AbuseSettings) -> Reservations {
+    Reservations::new(
+        settings.reserve_ahead,
+        settings.reserve_ms,
+        settings.memory_max_tracked,
+    )
 }
 
 /// A script of this store: `abuse_window.lua` (the counters' helper both use), then `body`.
@@ -84,14 +163,16 @@ pub(crate) fn admit_source() -> String {
 pub(crate) const ADMIT_KEYS: usize = 5;
 pub(crate) const ADMIT_ARGS: usize = 9;
 
-/// Appends `check`'s keys and arguments to `invocation`, in `abuse_admit.lua`'s order. The
-/// account's settings travel as one text: every argument costs Redis a parse, an object and a
-/// Lua string, and the steady state reads none of them (the script says why). The texts are
-/// written into buffers sized once, not formatted piece by piece.
+/// Appends `check`'s keys and arguments to `invocation`, in `abuse_admit.lua`'s order, asking
+/// to count `ahead` more sends (`Reservations::want`). The account's settings travel as one
+/// text: every argument costs Redis a parse, an object and a Lua string, and the steady state
+/// reads none of them (the script says why). The texts are written into buffers sized once, not
+/// formatted piece by piece.
 pub(crate) fn admit_arguments(
     keys: &KeySpace,
     max_tracked: usize,
     check: &SendCheck<'_>,
+    ahead: u32,
     invocation: &mut redis::ScriptInvocation<'_>,
 ) {
     let account = check.account;
@@ -114,6 +195,11 @@ pub(crate) fn admit_arguments(
     push_number(&mut caps, check.caps.total.unwrap_or(0));
     caps.push(' ');
     push_number(&mut caps, check.caps.per_country.unwrap_or(0));
+    let mut guarded = String::with_capacity(11);
+    guarded.push_str(flag(check.guarded));
+    if ahead > 0 {
+        push_number(&mut guarded, u64::from(ahead));
+    }
     invocation
         .key(prefix_key)
         .key(country_key)
@@ -121,7 +207,7 @@ pub(crate) fn admit_arguments(
         .key(blocks)
         .key(today)
         .arg(check.now_ms)
-        .arg(if check.guarded { "1" } else { "0" })
+        .arg(guarded)
         .arg(check.country.as_str())
         .arg(check.prefix.as_str())
         .arg(check.now_ms / 60_000)
@@ -155,27 +241,39 @@ fn trip_floor(rules: &Thresholds) -> u64 {
     rules.min_sends.min(rules.surge_min_sends)
 }
 
-/// The admission script's reply: admitted, refused with its block, or none when the reply is
-/// neither (the start script's, when the two ran as one).
-pub(crate) fn admission(
-    reply: &[&str],
+/// What the admission's part of a script reply says.
+#[derive(Debug)]
+pub(crate) enum Verdict<'r> {
+    Refused(Block),
+    /// Admitted and counted, with `ahead` more sends counted for this instance to use; `rest`:
+    /// the start's reply when the two ran as one (empty from the admission alone).
+    Admitted {
+        ahead: u32,
+        rest: &'r [&'r str],
+    },
+}
+
+/// Reads the admission's reply: `refused …`, `admitted`, `admitted <ahead>`, and from the script
+/// that admits and starts in one, the start's reply, after `admitted <ahead>` when sends were
+/// counted ahead.
+pub(crate) fn admission<'r>(
+    reply: &'r [&'r str],
     check: &SendCheck<'_>,
-) -> Result<Option<Admission>, StoreError> {
-    match *reply {
-        ["admitted"] => Ok(Some(Admission::Admitted)),
+) -> Result<Verdict<'r>, StoreError> {
+    match reply {
         ["refused", rule, scope, retry_after, started] => {
-            let rule = match rule {
+            let rule = match *rule {
                 "cap" => BlockRule::DailyMessageCap,
                 "pumping" => BlockRule::SuspectedPumping,
                 _ => return Err(corrupt("unknown abuse rule")),
             };
-            let scope = match scope {
+            let scope = match *scope {
                 "account" => Scope::Account,
                 "country" => Scope::Country,
                 "prefix" => Scope::Prefix,
                 _ => return Err(corrupt("unknown abuse scope")),
             };
-            Ok(Some(Admission::Refused(Block {
+            Ok(Verdict::Refused(Block {
                 rule,
                 scope,
                 country: check.country,
@@ -183,10 +281,18 @@ pub(crate) fn admission(
                 retry_after_ms: retry_after
                     .parse()
                     .map_err(|_| corrupt("abuse retry after"))?,
-                started: started == "1",
-            })))
+                started: *started == "1",
+            }))
         }
-        _ => Ok(None),
+        ["admitted", ahead, rest @ ..] => Ok(Verdict::Admitted {
+            ahead: ahead.parse().map_err(|_| corrupt("abuse sends ahead"))?,
+            rest,
+        }),
+        ["admitted"] => Ok(Verdict::Admitted {
+            ahead: 0,
+            rest: &[],
+        }),
+        rest => Ok(Verdict::Admitted { ahead: 0, rest }),
     }
 }
 
@@ -208,10 +314,24 @@ fn push_rules(text: &mut String, rules: &Thresholds) {
 #[async_trait]
 impl AbuseStore for RedisAbuseStore {
     async fn admit_send(&self, check: &SendCheck<'_>) -> Result<Admission, StoreError> {
+        if self.reservations.take(check) {
+            return Ok(Admission::Admitted);
+        }
+        let ahead = self.reservations.want(check);
         let mut invocation = self.admit.prepare_invoke();
-        admit_arguments(&self.keys, self.max_tracked, check, &mut invocation);
+        admit_arguments(&self.keys, self.max_tracked, check, ahead, &mut invocation);
         let text: String = run(&self.connection, &invocation, Failure::Unavailable).await?;
-        admission(&words(&text), check)?.ok_or_else(|| corrupt("unknown abuse reply"))
+        match admission(&words(&text), check)? {
+            Verdict::Refused(block) => {
+                self.reservations.refused(check.account);
+                Ok(Admission::Refused(block))
+            }
+            Verdict::Admitted { ahead, rest: [] } => {
+                self.reservations.admitted(check, ahead);
+                Ok(Admission::Admitted)
+            }
+            Verdict::Admitted { .. } => Err(corrupt("unknown abuse reply")),
+        }
     }
 
     async fn record_approval(&self, approval: &Approval<'_>) -> Result<(), StoreError> {
@@ -251,10 +371,13 @@ impl AbuseStore for RedisAbuseStore {
             day,
             ..Usage::default()
         };
-        // The day's total is the sum of its countries (one field written per send).
+        // The day's total is the sum of its countries (one field written per send), less the
+        // sends this instance counted ahead and has not used.
+        let (_, ahead) = self.reservations.unused(account, day);
         for (field, count) in &counts {
             if let Some(region) = Region::parse(field) {
-                usage.countries.insert(region, *count);
+                let count = count.saturating_sub(ahead.get(&region).copied().unwrap_or(0));
+                usage.countries.insert(region, count);
                 usage.total += count;
             }
         }

@@ -23,10 +23,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redis::Script;
 
-use crate::abuse::{Admission, SendCheck};
+use crate::abuse::{AbuseSettings, Reservations, SendCheck};
 use crate::account::AccountId;
 use crate::dispatch::receipts::Receipt;
-use crate::redis::abuse;
+use crate::redis::abuse::{self, Verdict};
 use crate::redis::connection::{Connection, RedisSettings};
 use crate::redis::script::{corrupt, load, lua, query, run, words, Failure};
 use crate::redis::KeySpace;
@@ -57,6 +57,8 @@ pub struct RedisStore {
     pub(super) fallback_now: Script,
     /// The admission and the start as one script, with `abuse.max_tracked` (`admitting_sends`).
     start_admitted: Option<(Script, usize)>,
+    /// This instance's sends admitted ahead (`abuse/reserve.rs`), shared with the abuse store.
+    reservations: Option<Arc<Reservations>>,
 }
 
 /// The arguments of `verify_start.lua`, in its ARGV order.
@@ -188,6 +190,7 @@ impl RedisStore {
             fallback: lua!("verify_fallback"),
             fallback_now: lua!("verify_fallback_now"),
             start_admitted: None,
+            reservations: None,
         })
     }
 
@@ -250,13 +253,21 @@ impl RedisStore {
     }
 
     /// Sends are admitted by abuse protection in the start script itself (`start_admitted`),
-    /// with `max_tracked` entries per account (`abuse.max_tracked`), on a single server only: on
-    /// a cluster the account's counters and the number's records are in different slots.
-    pub fn admitting_sends(mut self, max_tracked: usize) -> Self {
+    /// with `abuse.max_tracked` entries per account, on a single server only: on a cluster the
+    /// account's counters and the number's records are in different slots. On both, the
+    /// admission counts sends ahead for a busy prefix (`abuse.reserve_ahead`), and the abuse
+    /// store made `on` this one shares them.
+    pub fn admitting_sends(mut self, settings: &AbuseSettings) -> Self {
         if !self.cluster {
-            self.start_admitted = Some((admit_then_start(), max_tracked));
+            self.start_admitted = Some((admit_then_start(), settings.max_tracked));
         }
+        self.reservations = Some(Arc::new(abuse::reservations(settings)));
         self
+    }
+
+    /// The sends admitted ahead on this instance, when it admits sends (`admitting_sends`).
+    pub(crate) fn reservations(&self) -> Option<Arc<Reservations>> {
+        self.reservations.clone()
     }
 
     /// How a failed write is reported (see `Failure::Sorted`).
@@ -294,8 +305,10 @@ fn admit_then_start() -> Script {
         "local function admit(KEYS, ARGV)\n{admit}\nend\n\n\
          local function start(KEYS, ARGV)\n{start}\nend\n\n\
          local verdict = admit({{unpack(KEYS, 1, {keys})}}, {{unpack(ARGV, 1, {args})}})\n\
-         if verdict ~= 'admitted' then return verdict end\n\
-         return start({{unpack(KEYS, {keys} + 1)}}, {{unpack(ARGV, {args} + 1)}})\n",
+         if string.byte(verdict) ~= 97 then return verdict end\n\
+         local started = start({{unpack(KEYS, {keys} + 1)}}, {{unpack(ARGV, {args} + 1)}})\n\
+         if verdict == 'admitted' then return started end\n\
+         return verdict .. ' ' .. started\n",
         admit = abuse::admit_source(),
         start = include_str!("scripts/verify_start.lua"),
         keys = abuse::ADMIT_KEYS,
@@ -353,15 +366,31 @@ impl Store for RedisStore {
                 "this store does not admit sends".into(),
             ));
         };
+        let reservations = self.reservations.as_deref();
+        // A send counted ahead by an earlier admission needs only the start.
+        if reservations.is_some_and(|reservations| reservations.take(check)) {
+            return self.start_verification(new).await;
+        }
+        let ahead = reservations.map_or(0, |reservations| reservations.want(check));
         let mut invocation = script.prepare_invoke();
-        abuse::admit_arguments(&self.keys, *max_tracked, check, &mut invocation);
+        abuse::admit_arguments(&self.keys, *max_tracked, check, ahead, &mut invocation);
         self.start_arguments(new, &mut invocation);
         let text: String = run(&self.connection, &invocation, self.writes()).await?;
         let reply = words(&text);
         match abuse::admission(&reply, check)? {
-            Some(Admission::Refused(block)) => Ok(StartOutcome::Refused(block)),
-            Some(Admission::Admitted) => Err(corrupt("admitted without a start")),
-            None => parse_start(&reply, &new.account),
+            Verdict::Refused(block) => {
+                if let Some(reservations) = reservations {
+                    reservations.refused(check.account);
+                }
+                Ok(StartOutcome::Refused(block))
+            }
+            Verdict::Admitted { rest: [], .. } => Err(corrupt("admitted without a start")),
+            Verdict::Admitted { ahead, rest } => {
+                if let Some(reservations) = reservations {
+                    reservations.admitted(check, ahead);
+                }
+                parse_start(rest, &new.account)
+            }
         }
     }
 

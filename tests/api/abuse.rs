@@ -468,3 +468,60 @@ async fn a_send_on_a_single_redis_is_one_script_call_admission_included() {
     assert_eq!(calls(), (2, 0, 0), "a refused send is the same one call");
     app.stop().await;
 }
+
+/// On a single Redis, a burst to one prefix at one instant: most sends use sends an earlier
+/// admission counted ahead (src/abuse/reserve.rs) and run the start script alone, and still the
+/// 50th send without approvals is the first refused and the usage counts exactly the sends let
+/// through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_to_one_prefix_skips_most_admissions_and_still_refuses_the_50th() {
+    let redis = RedisServer::start(&[]);
+    let app = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
+        settings.dispatch.workers = false;
+    })
+    .await;
+    let owner = owner(&app).await;
+    // The first sends load both scripts (the third runs the start alone) and fill the policy
+    // cache.
+    for n in 1..=3 {
+        assert_eq!(app.send(&format!("+491511234000{n}")).await.status, 201);
+    }
+    for setting in [
+        ["slowlog-log-slower-than", "0"],
+        ["slowlog-max-len", "1000"],
+    ] {
+        assert!(redis
+            .command(&["CONFIG", "SET", setting[0], setting[1]])
+            .starts_with("+OK"));
+    }
+    assert!(redis.command(&["SLOWLOG", "RESET"]).starts_with("+OK"));
+    let mut refused_at = None;
+    // Script calls by script (the start alone, and the admission with the start), read from the
+    // slow log after each send (every command is logged; one send's entries fit a reply).
+    let mut by_script = std::collections::BTreeMap::<String, u32>::new();
+    for n in 0..60 {
+        let sent = app.send(&format!("+491519999{n:04}")).await;
+        if sent.status != 201 {
+            assert_refused(&sent, "suspected-pumping");
+            refused_at.get_or_insert(n);
+        }
+        let log = redis.command(&["SLOWLOG", "GET", "100"]);
+        assert!(redis.command(&["SLOWLOG", "RESET"]).starts_with("+OK"));
+        let lines: Vec<&str> = log.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.eq_ignore_ascii_case("evalsha") {
+                *by_script.entry(lines[i + 2].to_owned()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(refused_at, Some(49), "the 50th send without approvals");
+    let mut calls: Vec<u32> = by_script.into_values().collect();
+    calls.sort_unstable_by(|a, b| b.cmp(a));
+    // Of the 49 sent, 7 were admitted (asking for 0, 1, 2, 4, 8, 16 and 16 more sends, the
+    // last granted only the 11 left before the 50th) and 42 counted ahead; the 11 refused were
+    // admissions too.
+    assert_eq!(calls, [42, 18], "one script call per send");
+    let today = usage(&app, &owner).await;
+    assert_eq!(today.body["total"], 52, "{}", today.body);
+    app.stop().await;
+}

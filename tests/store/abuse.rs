@@ -123,6 +123,14 @@ impl Abuse {
             .unwrap();
     }
 
+    /// The account's usage today (the scenarios' first day).
+    async fn today(&self) -> otpgate::abuse::Usage {
+        self.store
+            .usage(&self.account, START_MS / DAY_MS, self.clock.now_ms())
+            .await
+            .unwrap()
+    }
+
     /// How many prefixes and countries the account has tracked.
     async fn tracked(&self) -> usize {
         match (&self.memory, &self.redis) {
@@ -475,6 +483,94 @@ async fn the_keys_expire_after_a_day_and_more(backend: Backend) {
     }
 }
 
+/// A Redis hash field as a number (0 when missing).
+fn redis_field(key: &str, field: &str) -> u64 {
+    let reply = shared_redis().command(&["HGET", key, field]);
+    reply
+        .lines()
+        .last()
+        .and_then(|line| line.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Sends counted ahead (src/abuse/reserve.rs) change when a send is counted, never how many are
+/// let through: a burst at one instant to one prefix, through two instances in turn, sends
+/// exactly 49 (the 50th in the hour without approvals is refused), and every send after the
+/// refusal is refused too.
+async fn sends_counted_ahead_let_through_exactly_as_many_across_instances(backend: Backend) {
+    let abuse = abuse(backend, &AbuseSettings::default()).await;
+    let other = abuse.other.clone().expect("a Redis backend");
+    let mut admitted = 0;
+    let mut refused_at = None;
+    for n in 0..120 {
+        let store = if n % 3 == 0 { &other } else { &abuse.store };
+        match store
+            .admit_send(&abuse.check(&in_prefix("+1415555", n)))
+            .await
+            .unwrap()
+        {
+            Admission::Admitted => admitted += 1,
+            Admission::Refused(block) => {
+                assert_eq!(
+                    (block.rule, block.scope),
+                    (BlockRule::SuspectedPumping, Scope::Prefix)
+                );
+                refused_at.get_or_insert(n);
+            }
+        }
+    }
+    assert_eq!(admitted, 49, "first refusal at send {refused_at:?}");
+    // Both instances were refused after using what they had counted ahead: the day's count
+    // holds exactly the sends let through.
+    assert_eq!(abuse.today().await.total, 49);
+}
+
+/// Sends counted ahead and not yet used are left out of the usage at once, and given back to
+/// the counters (the day's and the prefix's and country's minute) when their reservation ends.
+async fn unused_sends_counted_ahead_are_given_back(backend: Backend) {
+    let abuse = abuse(backend, &AbuseSettings::default()).await;
+    let redis = abuse.redis.clone().expect("a Redis backend");
+    // 21 sends at one instant: the admissions ask for 0, 1, 2, 4, 8 and 16 more.
+    for n in 0..21 {
+        assert_eq!(
+            abuse.send(&in_prefix("+491511234", n)).await,
+            Admission::Admitted
+        );
+    }
+    let keys = KeySpace::new(&abuse.prefix);
+    let account = &abuse.account;
+    let day = keys.abuse_day(account, START_MS / DAY_MS);
+    let minute = format!("m{}", START_MS / 60_000);
+    let prefix = keys.abuse_prefix(account, "+491511234");
+    let country = keys.abuse_country(account, "DE");
+    let counted = || {
+        [
+            redis_field(&day, "DE"),
+            redis_field(&prefix, &minute),
+            redis_field(&country, &minute),
+        ]
+    };
+    assert_eq!(counted(), [37; 3], "16 counted ahead of the 21 sent");
+    let usage = abuse.today().await;
+    assert_eq!(usage.total, 21);
+    assert_eq!(
+        usage.countries.get(&Region::parse("DE").unwrap()),
+        Some(&21)
+    );
+    // Still running: nothing to give back yet.
+    assert_eq!(
+        redis.give_back_unused(abuse.clock.now_ms()).await.unwrap(),
+        0
+    );
+    abuse.clock.advance(Duration::from_secs(1));
+    assert_eq!(
+        redis.give_back_unused(abuse.clock.now_ms()).await.unwrap(),
+        16
+    );
+    assert_eq!(counted(), [21; 3]);
+    assert_eq!(abuse.today().await.total, 21);
+}
+
 on_every_store!(
     a_burst_to_one_prefix_without_approvals_is_throttled_before_the_300th,
     the_safe_list_bypasses_the_guard_and_leaves_its_prefix_unthrottled,
@@ -485,5 +581,8 @@ on_every_store!(
     the_tracked_entries_of_an_account_are_bounded,
 );
 on_backends!([on_redis => Redis, on_redis_cluster => Cluster] two_instances_share_the_counters);
+on_backends!([on_redis => Redis, on_redis_cluster => Cluster]
+    sends_counted_ahead_let_through_exactly_as_many_across_instances);
+on_backends!([on_redis => Redis] unused_sends_counted_ahead_are_given_back);
 on_backends!([on_memory => Memory] the_embedded_store_bounds_all_accounts_together);
 on_backends!([on_redis => Redis] the_keys_expire_after_a_day_and_more);

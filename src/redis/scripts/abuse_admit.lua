@@ -4,7 +4,8 @@
 --
 -- KEYS (one account's slot): the prefix's counters, the country's counters, the tracked index,
 -- the cool-downs, today's counts.
--- ARGV (`admit_arguments` in src/redis/abuse.rs): now (ms), guarded (1/0), country, prefix, the
+-- ARGV (`admit_arguments` in src/redis/abuse.rs): now (ms), guarded (1/0) followed by how many
+-- sends to count ahead (none: nothing follows; src/abuse/reserve.rs), country, prefix, the
 -- minute (now / 60 000), the fewest sends at which the prefix's rules can trip and the same for
 -- the country's, the daily caps `<overall> <per country>` (0: none), and the account's settings
 -- as one text: the prefix's rules (min sends, min conversion percent, surge factor, surge min
@@ -29,9 +30,17 @@
 --
 -- luacheck: read globals advance
 --
--- Replies: `admitted`, or `refused <cap|pumping> <account|country|prefix> <retry after ms>
--- <started 1/0>`.
-local guarded, country, prefix, minute_text = ARGV[2] == '1', ARGV[3], ARGV[4], ARGV[5]
+-- Sends counted ahead (`want`, at most): as many as the caps and the rules admit with every
+-- count as it stands. Each rule only tightens as sends grow within the minute (approvals only
+-- grow, the baseline holds), so the rule is judged once, at the last send counted ahead
+-- (`room`), and a send counted ahead is one this script would have admitted then. None while a
+-- cool-down runs in the country.
+--
+-- Replies: `admitted`, `admitted <sends counted ahead>`, or `refused <cap|pumping>
+-- <account|country|prefix> <retry after ms> <started 1/0>`.
+local guarded, country, prefix, minute_text = string.byte(ARGV[2]) == 49, ARGV[3], ARGV[4], ARGV[5]
+local want = 0
+if #ARGV[2] > 1 then want = tonumber(string.sub(ARGV[2], 2)) end
 local prefix_key, country_key, index, blocks, today = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_cache = nil
 local function clock()
@@ -77,6 +86,8 @@ if ARGV[8] ~= '0 0' then
   local refusal = capped('*', total, cap_total, 'account')
     or capped(country, in_country, cap_country, 'country')
   if refusal then return refusal end
+  if cap_total > 0 then want = math.min(want, cap_total - total - 1) end
+  if cap_country > 0 then want = math.min(want, cap_country - in_country - 1) end
 end
 
 -- `src/abuse/guard.rs` `Thresholds::trips`, on the rules at settings `at .. at + 3`, with this
@@ -89,6 +100,21 @@ local function trips(at, floor, sends, approvals, baseline)
   local surge_factor, surge_min_sends = tonumber(setting(at + 2)), tonumber(setting(at + 3))
   return (sends >= min_sends and approvals * 100 < min_conversion * sends)
     or (sends >= surge_min_sends and sends * 24 > surge_factor * baseline)
+end
+
+-- How many of `want` sends after this one the rules at `at` admit, with this send counted in
+-- `sends`: the most sends a rule leaves room for, less `sends` (each rule only tightens as sends
+-- grow, so judging it at the last one judges them all).
+local function room(at, floor, sends, approvals, baseline)
+  sends = sends + 1
+  if sends + want < tonumber(floor) then return want end
+  local min_sends, min_conversion = tonumber(setting(at)), tonumber(setting(at + 1))
+  local surge_factor, surge_min_sends = tonumber(setting(at + 2)), tonumber(setting(at + 3))
+  local most = min_sends - 1
+  if min_conversion == 0 then most = sends + want
+  else most = math.max(most, math.floor(approvals * 100 / min_conversion)) end
+  most = math.min(most, math.max(surge_min_sends - 1, math.floor(surge_factor * baseline / 24)))
+  return math.max(0, math.min(want, most - sends))
 end
 
 -- Starts a cool-down of `member`; past the bound, finished ones go, then the one ending first.
@@ -122,6 +148,7 @@ if guarded then
   sends, approvals, baseline, country_at, country_state, running_until =
     advance(country_key, minute_text)
   if running_until > 0 and running_until > clock() then
+    want = 0
     local now = clock()
     local running = redis.call('HMGET', blocks, 'c:' .. country, 'p:' .. prefix)
     for i, scope in ipairs({'country', 'prefix'}) do
@@ -132,20 +159,23 @@ if guarded then
   if trips(COUNTRY_RULES, ARGV[7], sends, approvals, baseline) then
     return block('c:' .. country, 'country', tonumber(setting(COUNTRY_RULES + 4)), running_until)
   end
+  if want > 0 then want = room(COUNTRY_RULES, ARGV[7], sends, approvals, baseline) end
   sends, approvals, baseline, prefix_at, prefix_state = advance(prefix_key, minute_text)
   if trips(PREFIX_RULES, ARGV[6], sends, approvals, baseline) then
     return block('p:' .. prefix, 'prefix', tonumber(setting(PREFIX_RULES + 4)), running_until)
   end
+  if want > 0 then want = room(PREFIX_RULES, ARGV[6], sends, approvals, baseline) end
 end
 
-if redis.call('HINCRBY', today, country, '1') == 1 then
+local counted = 1 + want
+if redis.call('HINCRBY', today, country, counted) == counted then
   redis.call('PEXPIRE', today, setting(DAY_TTL))
 end
 if guarded then
   -- Counts the send in `key`'s minute `at`. Once a minute (or when new) it also tracks `member`
   -- (bounded; recency to the minute) and renews the key's lifetime.
   local function count(key, member, at, state)
-    redis.call('HINCRBY', key, 'm' .. at, '1')
+    redis.call('HINCRBY', key, 'm' .. at, counted)
     if state == 'same' then return end
     local now, max_tracked, ttl = clock(), tonumber(setting(MAX_TRACKED)), setting(TTL)
     if state == 'new' then redis.call('HSET', key, 'W', at) end
@@ -165,4 +195,5 @@ if guarded then
   count(country_key, 'c:' .. country, country_at, country_state)
   count(prefix_key, 'p:' .. prefix, prefix_at, prefix_state)
 end
+if want > 0 then return 'admitted ' .. int(want) end
 return 'admitted'
