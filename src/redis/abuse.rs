@@ -16,7 +16,7 @@ use async_trait::async_trait;
 use redis::Script;
 
 use crate::abuse::guard::{Thresholds, DAY_MS, HOUR_MS};
-use crate::abuse::reserve::Unused;
+use crate::abuse::reserve::{Ask, Unused};
 use crate::abuse::settings::AbuseSettings;
 use crate::abuse::store::{
     AbuseStore, ActiveBlock, Admission, Approval, Block, BlockRule, Scope, SendCheck, Usage,
@@ -163,8 +163,8 @@ pub(crate) fn admit_source() -> String {
 pub(crate) const ADMIT_KEYS: usize = 5;
 pub(crate) const ADMIT_ARGS: usize = 9;
 
-/// Appends `check`'s keys and arguments to `invocation`, in `abuse_admit.lua`'s order, asking
-/// to count `ahead` more sends (`Reservations::want`). The account's settings travel as one
+/// Appends `check`'s keys and arguments to `invocation`, in `abuse_admit.lua`'s order, for
+/// `ask` (`Reservations::take`: admit, asking for sends ahead, or refill). The account's settings travel as one
 /// text: every argument costs Redis a parse, an object and a Lua string, and the steady state
 /// reads none of them (the script says why). The texts are written into buffers sized once, not
 /// formatted piece by piece.
@@ -172,7 +172,7 @@ pub(crate) fn admit_arguments(
     keys: &KeySpace,
     max_tracked: usize,
     check: &SendCheck<'_>,
-    ahead: u32,
+    ask: Ask,
     invocation: &mut redis::ScriptInvocation<'_>,
 ) {
     let account = check.account;
@@ -195,10 +195,15 @@ pub(crate) fn admit_arguments(
     push_number(&mut caps, check.caps.total.unwrap_or(0));
     caps.push(' ');
     push_number(&mut caps, check.caps.per_country.unwrap_or(0));
-    let mut guarded = String::with_capacity(11);
+    let mut guarded = String::with_capacity(12);
     guarded.push_str(flag(check.guarded));
-    if ahead > 0 {
-        push_number(&mut guarded, u64::from(ahead));
+    match ask {
+        Ask::Admit { ahead: 0 } => {}
+        Ask::Admit { ahead } => push_number(&mut guarded, u64::from(ahead)),
+        Ask::Counted { refill } => {
+            guarded.push('+');
+            push_number(&mut guarded, u64::from(refill));
+        }
     }
     invocation
         .key(prefix_key)
@@ -251,6 +256,34 @@ pub(crate) enum Verdict<'r> {
         ahead: u32,
         rest: &'r [&'r str],
     },
+}
+
+/// Tells `reservations` what the admission asked as `ask` answered (`None`: it failed): sends
+/// counted ahead, a refill's, or a refusal, which ends the account's reservations. A refill that
+/// refused would be a broken script: an error.
+pub(crate) fn settle(
+    reservations: &Reservations,
+    check: &SendCheck<'_>,
+    ask: Ask,
+    verdict: Option<&Verdict<'_>>,
+) -> Result<(), StoreError> {
+    match (ask, verdict) {
+        (Ask::Counted { refill }, Some(Verdict::Admitted { ahead, .. })) => {
+            reservations.refilled(check, refill, *ahead)
+        }
+        (Ask::Counted { refill }, Some(Verdict::Refused(_))) => {
+            reservations.refilled(check, refill, 0);
+            return Err(corrupt("a refill refused"));
+        }
+        // A failure says nothing of the room: the next send may refill again.
+        (Ask::Counted { .. }, None) => reservations.refilled(check, 0, 0),
+        (Ask::Admit { ahead: asked }, Some(Verdict::Admitted { ahead, .. })) => {
+            reservations.admitted(check, asked, *ahead)
+        }
+        (Ask::Admit { .. }, Some(Verdict::Refused(_))) => reservations.refused(check.account),
+        (Ask::Admit { .. }, None) => {}
+    }
+    Ok(())
 }
 
 /// Reads the admission's reply: `refused …`, `admitted`, `admitted <ahead>`, and from the script
@@ -314,22 +347,30 @@ fn push_rules(text: &mut String, rules: &Thresholds) {
 #[async_trait]
 impl AbuseStore for RedisAbuseStore {
     async fn admit_send(&self, check: &SendCheck<'_>) -> Result<Admission, StoreError> {
-        if self.reservations.take(check) {
+        let ask = self.reservations.take(check);
+        if ask == (Ask::Counted { refill: 0 }) {
             return Ok(Admission::Admitted);
         }
-        let ahead = self.reservations.want(check);
         let mut invocation = self.admit.prepare_invoke();
-        admit_arguments(&self.keys, self.max_tracked, check, ahead, &mut invocation);
-        let text: String = run(&self.connection, &invocation, Failure::Unavailable).await?;
-        match admission(&words(&text), check)? {
-            Verdict::Refused(block) => {
-                self.reservations.refused(check.account);
-                Ok(Admission::Refused(block))
+        admit_arguments(&self.keys, self.max_tracked, check, ask, &mut invocation);
+        let text = match run::<String>(&self.connection, &invocation, Failure::Unavailable).await {
+            Ok(text) => text,
+            Err(error) => {
+                settle(&self.reservations, check, ask, None)?;
+                if let Ask::Counted { .. } = ask {
+                    // The send was counted ahead: a refill that failed leaves it admitted.
+                    tracing::warn!(%error, "a refill of sends counted ahead failed");
+                    return Ok(Admission::Admitted);
+                }
+                return Err(error);
             }
-            Verdict::Admitted { ahead, rest: [] } => {
-                self.reservations.admitted(check, ahead);
-                Ok(Admission::Admitted)
-            }
+        };
+        let reply = words(&text);
+        let verdict = admission(&reply, check)?;
+        settle(&self.reservations, check, ask, Some(&verdict))?;
+        match verdict {
+            Verdict::Refused(block) => Ok(Admission::Refused(block)),
+            Verdict::Admitted { rest: [], .. } => Ok(Admission::Admitted),
             Verdict::Admitted { .. } => Err(corrupt("unknown abuse reply")),
         }
     }

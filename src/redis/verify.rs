@@ -23,6 +23,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use redis::Script;
 
+use crate::abuse::reserve::Ask;
 use crate::abuse::{AbuseSettings, Reservations, SendCheck};
 use crate::account::AccountId;
 use crate::dispatch::receipts::Receipt;
@@ -367,30 +368,35 @@ impl Store for RedisStore {
             ));
         };
         let reservations = self.reservations.as_deref();
+        let ask = reservations.map_or(Ask::Admit { ahead: 0 }, |reservations| {
+            reservations.take(check)
+        });
         // A send counted ahead by an earlier admission needs only the start.
-        if reservations.is_some_and(|reservations| reservations.take(check)) {
+        if ask == (Ask::Counted { refill: 0 }) {
             return self.start_verification(new).await;
         }
-        let ahead = reservations.map_or(0, |reservations| reservations.want(check));
         let mut invocation = script.prepare_invoke();
-        abuse::admit_arguments(&self.keys, *max_tracked, check, ahead, &mut invocation);
+        abuse::admit_arguments(&self.keys, *max_tracked, check, ask, &mut invocation);
         self.start_arguments(new, &mut invocation);
-        let text: String = run(&self.connection, &invocation, self.writes()).await?;
+        let ran = run::<String>(&self.connection, &invocation, self.writes()).await;
+        let text = match ran {
+            Ok(text) => text,
+            Err(error) => {
+                if let Some(reservations) = reservations {
+                    abuse::settle(reservations, check, ask, None)?;
+                }
+                return Err(error);
+            }
+        };
         let reply = words(&text);
-        match abuse::admission(&reply, check)? {
-            Verdict::Refused(block) => {
-                if let Some(reservations) = reservations {
-                    reservations.refused(check.account);
-                }
-                Ok(StartOutcome::Refused(block))
-            }
+        let verdict = abuse::admission(&reply, check)?;
+        if let Some(reservations) = reservations {
+            abuse::settle(reservations, check, ask, Some(&verdict))?;
+        }
+        match verdict {
+            Verdict::Refused(block) => Ok(StartOutcome::Refused(block)),
             Verdict::Admitted { rest: [], .. } => Err(corrupt("admitted without a start")),
-            Verdict::Admitted { ahead, rest } => {
-                if let Some(reservations) = reservations {
-                    reservations.admitted(check, ahead);
-                }
-                parse_start(rest, &new.account)
-            }
+            Verdict::Admitted { rest, .. } => parse_start(rest, &new.account),
         }
     }
 

@@ -38,9 +38,18 @@
 --
 -- Replies: `admitted`, `admitted <sends counted ahead>`, or `refused <cap|pumping>
 -- <account|country|prefix> <retry after ms> <started 1/0>`.
+-- A refill (`1+<n>`: the flag, `+`, how many) counts only sends ahead, for a send that was
+-- counted ahead already: it never refuses, and grants what the rules leave room for.
 local guarded, country, prefix, minute_text = string.byte(ARGV[2]) == 49, ARGV[3], ARGV[4], ARGV[5]
-local want = 0
-if #ARGV[2] > 1 then want = tonumber(string.sub(ARGV[2], 2)) end
+local want, itself = 0, 1
+if #ARGV[2] > 1 then
+  if string.byte(ARGV[2], 2) == 43 then
+    itself = 0
+    want = tonumber(string.sub(ARGV[2], 3))
+  else
+    want = tonumber(string.sub(ARGV[2], 2))
+  end
+end
 local prefix_key, country_key, index, blocks, today = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local now_cache = nil
 local function clock()
@@ -66,6 +75,11 @@ local country_state, prefix_state = 'new', 'new'
 -- reports that it started.
 local function capped(field, count, cap, scope)
   if cap > 0 and count >= cap then
+    -- A refill at a cap: no more sends ahead.
+    if itself == 0 then
+      want = 0
+      return nil
+    end
     local started = redis.call('HSETNX', today, '!' .. field, '1')
     local retry_tomorrow = int((math.floor(clock() / 86400000) + 1) * 86400000 - clock())
     return words('refused', 'cap', scope, retry_tomorrow, started)
@@ -86,14 +100,15 @@ if ARGV[8] ~= '0 0' then
   local refusal = capped('*', total, cap_total, 'account')
     or capped(country, in_country, cap_country, 'country')
   if refusal then return refusal end
-  if cap_total > 0 then want = math.min(want, cap_total - total - 1) end
-  if cap_country > 0 then want = math.min(want, cap_country - in_country - 1) end
+  if cap_total > 0 then want = math.min(want, cap_total - total - itself) end
+  if cap_country > 0 then want = math.min(want, cap_country - in_country - itself) end
 end
 
 -- `src/abuse/guard.rs` `Thresholds::trips`, on the rules at settings `at .. at + 3`, with this
 -- send counted in `sends`.
 -- `floor`: the fewest sends at which either rule can trip (the steady state stops there).
 local function trips(at, floor, sends, approvals, baseline)
+  if itself == 0 then return false end
   sends = sends + 1
   if sends < tonumber(floor) then return false end
   local min_sends, min_conversion = tonumber(setting(at)), tonumber(setting(at + 1))
@@ -106,7 +121,7 @@ end
 -- `sends`: the most sends a rule leaves room for, less `sends` (each rule only tightens as sends
 -- grow, so judging it at the last one judges them all).
 local function room(at, floor, sends, approvals, baseline)
-  sends = sends + 1
+  sends = sends + itself
   if sends + want < tonumber(floor) then return want end
   local min_sends, min_conversion = tonumber(setting(at)), tonumber(setting(at + 1))
   local surge_factor, surge_min_sends = tonumber(setting(at + 2)), tonumber(setting(at + 3))
@@ -153,7 +168,10 @@ if guarded then
     local running = redis.call('HMGET', blocks, 'c:' .. country, 'p:' .. prefix)
     for i, scope in ipairs({'country', 'prefix'}) do
       local ends = running[i] and tonumber(string.match(running[i], '^%d+'))
-      if ends and ends > now then return words('refused', 'pumping', scope, int(ends - now), '0') end
+      if ends and ends > now then
+        if itself == 0 then break end
+        return words('refused', 'pumping', scope, int(ends - now), '0')
+      end
     end
   end
   if trips(COUNTRY_RULES, ARGV[7], sends, approvals, baseline) then
@@ -167,7 +185,8 @@ if guarded then
   if want > 0 then want = room(PREFIX_RULES, ARGV[6], sends, approvals, baseline) end
 end
 
-local counted = 1 + want
+local counted = itself + want
+if counted == 0 then return 'admitted' end
 if redis.call('HINCRBY', today, country, counted) == counted then
   redis.call('PEXPIRE', today, setting(DAY_TTL))
 end
