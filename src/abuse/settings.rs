@@ -20,7 +20,7 @@ pub const DEFAULT_MEMORY_MAX_TRACKED: usize = 100_000;
 pub const DEFAULT_MAX_SAFE_LIST: usize = 100;
 /// Sends an admission may count ahead for a busy prefix, and for how long (docs/abuse.md, "Sends
 /// admitted ahead").
-pub const DEFAULT_RESERVE_AHEAD: u32 = 16;
+pub const DEFAULT_RESERVE_AHEAD: u32 = 64;
 pub const DEFAULT_RESERVE_MS: u64 = 1_000;
 
 /// The operator's settings (`[abuse]`): defaults of every account, and the stores' bounds.

@@ -517,11 +517,11 @@ async fn a_burst_to_one_prefix_skips_most_admissions_and_still_refuses_the_50th(
     assert_eq!(refused_at, Some(49), "the 50th send without approvals");
     let mut calls: Vec<u32> = by_script.into_values().collect();
     calls.sort_unstable_by(|a, b| b.cmp(a));
-    // Of the 49 sent, 2 were admissions (asking for 0 and 1 more) and 7 refilled the pool with
-    // their start (4, 6, 12, 8, 8, 8 more, reaching the 49th; the seventh was granted none, and
-    // the pool is not refilled again); the 11 refused were admissions; the other 40 ran the
-    // start alone.
-    assert_eq!(calls, [40, 20], "one script call per send");
+    // Of the 49 sent, 2 were admissions (asking for 0 and 1 more) and 5 refilled the pool with
+    // their start (4, 6, 12 and 24 more, reaching the 49th; the fifth was granted none, and the
+    // pool is not refilled again); the 11 refused were admissions; the other 42 ran the start
+    // alone.
+    assert_eq!(calls, [42, 18], "one script call per send");
     let today = usage(&app, &owner).await;
     assert_eq!(today.body["total"], 54, "{}", today.body);
     app.stop().await;
