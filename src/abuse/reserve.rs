@@ -53,6 +53,9 @@ struct State {
     entries: HashMap<Key, Entry>,
     /// Unused sends of reservations replaced or dropped before `sweep` saw them end.
     leftovers: Vec<Unused>,
+    /// Unused sends `sweep` handed out to be given back, until [`Reservations::given_back`]
+    /// says they were (so that the usage leaves them out meanwhile).
+    returning: Vec<Unused>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -125,6 +128,21 @@ impl Key {
 }
 
 impl Entry {
+    /// A pool begun by `check`'s admission or refill, which asked for `asked` and got `granted`.
+    fn new(check: &SendCheck<'_>, asked: u32, granted: u32, target: u32, until_ms: u64) -> Self {
+        Self {
+            country: check.country,
+            left: granted,
+            target,
+            until_ms,
+            minute: check.now_ms / MINUTE_MS,
+            rules: rules(check),
+            last_ms: check.now_ms,
+            refilling_since: None,
+            full: granted < asked,
+        }
+    }
+
     fn unused(&self, key: &Key) -> Option<Unused> {
         (self.left > 0).then(|| Unused {
             account: key.account.clone(),
@@ -239,33 +257,10 @@ impl Reservations {
             }
             Some(entry) => {
                 leftovers.extend(entry.unused(&key));
-                *entry = Entry {
-                    country: check.country,
-                    left: granted,
-                    target: entry.target,
-                    until_ms,
-                    minute: check.now_ms / MINUTE_MS,
-                    rules: rules(check),
-                    last_ms: check.now_ms,
-                    refilling_since: None,
-                    full: granted < asked,
-                };
+                *entry = Entry::new(check, asked, granted, entry.target, until_ms);
             }
             None if room => {
-                entries.insert(
-                    key,
-                    Entry {
-                        country: check.country,
-                        left: granted,
-                        target: 1,
-                        until_ms,
-                        minute: check.now_ms / MINUTE_MS,
-                        rules: rules(check),
-                        last_ms: check.now_ms,
-                        refilling_since: None,
-                        full: granted < asked,
-                    },
-                );
+                entries.insert(key, Entry::new(check, asked, granted, 1, until_ms));
             }
             // Full: `take` asked for none (a key it does not know), so nothing was counted ahead.
             None => {}
@@ -288,7 +283,8 @@ impl Reservations {
     }
 
     /// Ends the reservations over at `now_ms` and forgets prefixes quiet for `lifetime`: the
-    /// sends they counted and no request used, to give back.
+    /// sends they counted and no request used, to give back (and then to pass to `given_back`;
+    /// until then `unused` still counts them).
     pub fn sweep(&self, now_ms: u64) -> Vec<Unused> {
         let mut state = self.state();
         let State {
@@ -302,7 +298,16 @@ impl Reservations {
             }
             now_ms.saturating_sub(entry.last_ms) < self.lifetime_ms
         });
+        state.returning.extend(unused.iter().cloned());
         unused
+    }
+
+    /// `unused`, from `sweep`, was given back (or failed to be, and stays counted).
+    pub fn given_back(&self, unused: &Unused) {
+        let mut state = self.state();
+        if let Some(at) = state.returning.iter().position(|held| held == unused) {
+            state.returning.swap_remove(at);
+        }
     }
 
     /// The sends this instance counted ahead on `day` (days since the epoch) for `account` and
@@ -315,7 +320,8 @@ impl Reservations {
             .entries
             .iter()
             .filter_map(|(key, entry)| entry.unused(key))
-            .chain(state.leftovers.iter().cloned());
+            .chain(state.leftovers.iter().cloned())
+            .chain(state.returning.iter().cloned());
         for unused in pending {
             if &*unused.account == account && unused.minute * MINUTE_MS / DAY_MS == day {
                 total += u64::from(unused.count);
@@ -417,6 +423,12 @@ mod tests {
         let unused = reservations.sweep(T0 + 1_100);
         assert_eq!(unused.len(), 1);
         assert_eq!((unused[0].count, unused[0].minute), (13, T0 / MINUTE_MS));
+        assert_eq!(
+            reservations.unused("AC1", T0 / DAY_MS).0,
+            13,
+            "until given back"
+        );
+        reservations.given_back(&unused[0]);
         assert_eq!(reservations.unused("AC1", T0 / DAY_MS).0, 0);
     }
 

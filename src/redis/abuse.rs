@@ -97,6 +97,7 @@ impl RedisAbuseStore {
                     failure.get_or_insert(error);
                 }
             }
+            self.reservations.given_back(&unused);
         }
         failure.map_or(Ok(given), Err)
     }

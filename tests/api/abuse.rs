@@ -435,17 +435,24 @@ async fn twilio_send(app: &TestApp, to: &str) -> Reply {
     reply(request.send().await.expect("the server answers")).await
 }
 
-/// On a single Redis a send is one script call, abuse protection's admission included (the
-/// issue's bound: no second round trip), and a refused one too (the account's policy is a cache
-/// hit, and no worker runs here; background tasks' pings and polls are not scripts).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_send_on_a_single_redis_is_one_script_call_admission_included() {
+/// A gateway on a Redis of its own (so its command counts are the gateway's alone) with no
+/// worker running, and an owner key of its account.
+async fn on_a_redis_of_its_own() -> (RedisServer, TestApp, String) {
     let redis = RedisServer::start(&[]);
     let app = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
         settings.dispatch.workers = false;
     })
     .await;
     let owner = owner(&app).await;
+    (redis, app, owner)
+}
+
+/// On a single Redis a send is one script call, abuse protection's admission included (the
+/// issue's bound: no second round trip), and a refused one too (the account's policy is a cache
+/// hit, and no worker runs here; background tasks' pings and polls are not scripts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_on_a_single_redis_is_one_script_call_admission_included() {
+    let (redis, app, owner) = on_a_redis_of_its_own().await;
     let caps = json!({"caps": {"total": 2}});
     assert_eq!(put_abuse(&app, &owner, caps).await.status, 200);
     // The first send loads the script and fills the policy cache.
@@ -475,12 +482,11 @@ async fn a_send_on_a_single_redis_is_one_script_call_admission_included() {
 /// through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_to_one_prefix_skips_most_admissions_and_still_refuses_the_50th() {
-    let redis = RedisServer::start(&[]);
-    let app = spawn_app_with(Backend::RedisAt(redis.url()), |settings| {
-        settings.dispatch.workers = false;
-    })
-    .await;
-    let owner = owner(&app).await;
+    let (redis, app, owner) = on_a_redis_of_its_own().await;
+    // The clock at a minute's start: sends are counted ahead only in a minute's first 58 s.
+    let into_minute = app.clock.now_ms() % 60_000;
+    app.clock
+        .advance(Duration::from_millis(60_000 - into_minute));
     // The first sends load both scripts (the fifth runs the start alone) and fill the policy
     // cache.
     for n in 1..=5 {
