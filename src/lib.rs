@@ -20,6 +20,7 @@ pub mod limits;
 pub mod mail;
 pub mod memory;
 pub mod metrics;
+pub mod paging;
 pub mod phone;
 pub mod pin;
 pub mod random;

@@ -11,7 +11,6 @@
 //! `…/invitation`. An id in a path is percent-encoded.
 
 use askama::Template;
-use data_encoding::BASE64URL_NOPAD;
 use hyper::body::Incoming;
 use hyper::{Method, Request, StatusCode};
 use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
@@ -26,14 +25,9 @@ use crate::account::user::{FactorType, User, UserId, UserRole};
 use crate::account::AccountId;
 use crate::clock::rfc3339;
 use crate::destination::EmailAddress;
+use crate::paging::{PageRequest, DEFAULT_LIMIT};
 use crate::phone::PhoneNumber;
 use crate::App;
-
-/// Users per page unless `limit` says otherwise, and the most `limit` may ask for (the API's).
-const DEFAULT_LIMIT: usize = 50;
-const MAX_LIMIT: usize = 200;
-/// The cursor's version tag, as the API's (`http/paging.rs`): a cursor of either pages the same.
-const CURSOR_TAG: &str = "c1:";
 
 /// What a user id keeps unencoded in a path: letters, digits, `.`, `_`, `-` (`@` and `+` are
 /// encoded so that no browser or proxy reads them as anything but the id).
@@ -202,49 +196,24 @@ fn no_such_user() -> PageError {
     )
 }
 
-/// One page asked for: how many, and the id to start after.
-struct Paging {
-    limit: usize,
-    after: Option<UserId>,
-}
-
-fn paging(query: Option<&str>) -> Result<Paging, PageError> {
-    let mut paging = Paging {
-        limit: DEFAULT_LIMIT,
-        after: None,
-    };
+/// The page the query asks for (`crate::paging`, the API's rules), its cursor a user's id, and
+/// the id to start after; a broken link is a 400 page.
+fn paging(query: Option<&str>) -> Result<(PageRequest, Option<UserId>), PageError> {
     let broken = || {
         PageError::new(
             StatusCode::BAD_REQUEST,
             "This page link is broken; open the Users page again.",
         )
     };
-    for (name, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        match name.as_ref() {
-            "limit" => {
-                paging.limit = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|limit| (1..=MAX_LIMIT).contains(limit))
-                    .ok_or_else(broken)?;
-            }
-            "cursor" => {
-                let after = BASE64URL_NOPAD
-                    .decode(value.as_bytes())
-                    .ok()
-                    .and_then(|bytes| String::from_utf8(bytes).ok())
-                    .and_then(|text| text.strip_prefix(CURSOR_TAG).and_then(UserId::parse))
-                    .ok_or_else(broken)?;
-                paging.after = Some(after);
-            }
-            _ => return Err(broken()),
-        }
+    let pairs = form_urlencoded::parse(query.unwrap_or_default().as_bytes());
+    let page =
+        PageRequest::parse(pairs, |key| UserId::parse(key).is_some()).map_err(|_| broken())?;
+    let after = page.after.as_deref().map(UserId::parse);
+    match after {
+        Some(None) => Err(broken()),
+        Some(Some(id)) => Ok((page, Some(id))),
+        None => Ok((page, None)),
     }
-    Ok(paging)
-}
-
-fn cursor_of(id: &UserId) -> String {
-    BASE64URL_NOPAD.encode(format!("{CURSOR_TAG}{id}").as_bytes())
 }
 
 fn factors_of(user: &User) -> String {
@@ -300,23 +269,18 @@ async fn list(app: &App, manager: &Manager, query: Option<&str>) -> Page {
 async fn render_list(
     app: &App,
     manager: &Manager,
-    paging: Paging,
+    (page, after): (PageRequest, Option<UserId>),
     error: Option<PageError>,
     entered: Entered,
 ) -> Page {
     let accounts = app.accounts();
-    let mut users = accounts
-        .list_users(&manager.account, paging.after.as_ref(), paging.limit + 1)
+    let users = accounts
+        .list_users(&manager.account, after.as_ref(), page.fetch())
         .await?;
-    let next = if users.len() > paging.limit {
-        users.truncate(paging.limit);
-        users
-            .last()
-            .map(|last| format!("/console/users?cursor={}", cursor_of(&last.id)))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    };
+    let (users, next) = page.finish(users, |user| user.id.as_str());
+    let next = next
+        .map(|cursor| format!("/console/users?cursor={cursor}"))
+        .unwrap_or_default();
     let policy = accounts.policy(&manager.account).await?;
     let ids: Vec<UserId> = users.iter().map(|user| user.id.clone()).collect();
     let sign_ins = app.console().last_sign_ins(&manager.account, &ids).await?;
@@ -329,7 +293,7 @@ async fn render_list(
         layout: manager.signed.layout("Users", "/console/users"),
         rows,
         next,
-        first: paging.after.is_none(),
+        first: after.is_none(),
         error: error
             .as_ref()
             .map(|e| e.message.clone())
@@ -387,10 +351,13 @@ async fn add(app: &App, manager: &Manager, form: &Form) -> Page {
         phone: form.get("phone").unwrap_or_default().to_owned(),
         email: form.get("email").unwrap_or_default().to_owned(),
     };
-    let first = Paging {
-        limit: DEFAULT_LIMIT,
-        after: None,
-    };
+    let first = (
+        PageRequest {
+            limit: DEFAULT_LIMIT,
+            after: None,
+        },
+        None,
+    );
     let new = match new_user(form) {
         Ok(new) => new,
         Err(error) => return render_list(app, manager, first, Some(error), entered).await,

@@ -7,7 +7,7 @@ use hyper::{Request, StatusCode};
 
 use super::body::json_response;
 use super::error::ApiError;
-use super::paging::PageRequest;
+use super::paging::page_request;
 use super::routes::{Call, Reply};
 use super::wire_lists::{
     DeviceListedBody, DevicePageBody, FactorListedBody, FactorPageBody, KeyListedBody, KeyPageBody,
@@ -72,7 +72,7 @@ pub(super) async fn revoke_account_key(call: Call<'_>) -> Reply {
 }
 
 async fn key_page(app: &App, account: &AccountId, request: &Request<Incoming>) -> Reply {
-    let page = PageRequest::parse(request.uri().query(), is_key_id)?;
+    let page = page_request(request.uri().query(), is_key_id)?;
     let keys = app
         .account_records()
         .list_api_keys(account, page.after.as_deref(), page.fetch())
@@ -128,7 +128,7 @@ fn user_param(param: Option<&str>) -> Result<UserId, ApiError> {
 pub(super) async fn users(call: Call<'_>) -> Reply {
     let (app, _, request, grant) = call.keyed()?;
     let (account, _) = grant.into_key();
-    let page = PageRequest::parse(request.uri().query(), |id| UserId::parse(id).is_some())?;
+    let page = page_request(request.uri().query(), |id| UserId::parse(id).is_some())?;
     let after = page.after.as_deref().and_then(UserId::parse);
     let users = app
         .accounts()
@@ -157,7 +157,7 @@ pub(super) async fn factors(call: Call<'_>) -> Reply {
     let (app, matched, request, grant) = call.keyed()?;
     let (account, _) = grant.into_key();
     let id = user_param(matched.param)?;
-    let page = PageRequest::parse(request.uri().query(), Factor::valid_id)?;
+    let page = page_request(request.uri().query(), Factor::valid_id)?;
     let user = app.accounts().user(&account, &id).await?;
     let mut factors: Vec<&Factor> = user.factors.iter().collect();
     factors.sort_by(|a, b| a.id.cmp(&b.id));
@@ -185,7 +185,7 @@ pub(super) async fn trusted_devices(call: Call<'_>) -> Reply {
     let (app, matched, request, grant) = call.keyed()?;
     let (account, _) = grant.into_key();
     let id = user_param(matched.param)?;
-    let page = PageRequest::parse(request.uri().query(), |id| DeviceId::parse(id).is_some())?;
+    let page = page_request(request.uri().query(), |id| DeviceId::parse(id).is_some())?;
     let devices = app.accounts().trusted_devices(&account, &id).await?;
     let devices = after_key(
         devices,
@@ -214,7 +214,7 @@ pub(super) async fn trusted_devices(call: Call<'_>) -> Reply {
 pub(super) async fn phone_numbers(call: Call<'_>) -> Reply {
     let (app, _, request, grant) = call.keyed()?;
     let key = grant.key;
-    let page = PageRequest::parse(request.uri().query(), |id| {
+    let page = page_request(request.uri().query(), |id| {
         PhoneNumberId::parse(id).is_some()
     })?;
     let after = page.after.as_deref().and_then(PhoneNumberId::parse);
