@@ -22,7 +22,7 @@ impl AccountService {
         device_token: Option<&str>,
         verified_passkey: bool,
     ) -> Result<Decision, AccountError> {
-        let policy = self.shared_policy(account).await?;
+        let policy = self.cached_policy(account).await?;
         let user = self
             .cached_user(account, id)
             .await?
@@ -45,13 +45,8 @@ impl AccountService {
         Ok(decision)
     }
 
-    /// The account's policy, a copy of the cached one (the send path keeps it).
-    pub(crate) async fn cached_policy(&self, account: &AccountId) -> Result<Policy, StoreError> {
-        Ok(Arc::unwrap_or_clone(self.shared_policy(account).await?))
-    }
-
     /// The account's policy as the cache holds it: a hit costs an `Arc` count.
-    pub(crate) async fn shared_policy(
+    pub(crate) async fn cached_policy(
         &self,
         account: &AccountId,
     ) -> Result<Arc<Policy>, StoreError> {

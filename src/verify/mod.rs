@@ -385,7 +385,7 @@ impl Verifier {
         to: &Destination,
         channels: &[Channel],
         now_ms: u64,
-    ) -> Result<Option<(&AbuseGuard, Policy)>, VerifyError> {
+    ) -> Result<Option<(&AbuseGuard, Arc<Policy>)>, VerifyError> {
         let Some(abuse) = &self.abuse else {
             return Ok(None);
         };

@@ -288,6 +288,8 @@ impl Verifier {
         account: &Account,
         channels: &Channels,
     ) -> Result<Plan, VerifyError> {
+        // The policy, once read (the account's default workflow reads it first).
+        let mut read = None;
         let (channels, seconds) = match channels {
             Channels::One(channel) => return Ok(Plan::one(*channel)),
             // The edge refuses an empty list (400); an embedder's goes by SMS.
@@ -299,10 +301,8 @@ impl Verifier {
                 fallback_after_seconds,
             } => (channels.clone(), *fallback_after_seconds),
             Channels::AccountDefault => {
-                let default = match self.policy_of(account).await? {
-                    Some(policy) => policy.workflow.clone(),
-                    None => None,
-                };
+                read = self.policy_of(account).await?;
+                let default = read.as_ref().and_then(|policy| policy.workflow.clone());
                 let Some(default) = default else {
                     return Ok(Plan::one(Channel::Sms));
                 };
@@ -318,7 +318,11 @@ impl Verifier {
                 (channels, Some(default.fallback_after_seconds))
             }
         };
-        if let Some(policy) = self.policy_of(account).await? {
+        let policy = match read {
+            Some(policy) => Some(policy),
+            None => self.policy_of(account).await?,
+        };
+        if let Some(policy) = policy {
             for channel in &channels {
                 let allowed = PolicyChannel::parse(channel.as_str())
                     .is_some_and(|allowed| policy.channels.contains(allowed));
@@ -336,7 +340,7 @@ impl Verifier {
 
     /// The account's policy from the hot-path cache, when the verifier has the accounts
     /// service (startup always gives it; an embedder may not).
-    async fn policy_of(&self, account: &Account) -> Result<Option<Policy>, VerifyError> {
+    async fn policy_of(&self, account: &Account) -> Result<Option<Arc<Policy>>, VerifyError> {
         let Some(abuse) = &self.abuse else {
             return Ok(None);
         };

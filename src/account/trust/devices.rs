@@ -229,7 +229,7 @@ impl AccountService {
             return Ok(untrusted);
         };
         let record = &found.1;
-        let policy = self.shared_policy(account).await?;
+        let policy = self.cached_policy(account).await?;
         let Some(user) = self.cached_user(account, id).await? else {
             return Ok(untrusted);
         };
