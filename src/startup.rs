@@ -423,7 +423,10 @@ impl Parts<'_> {
         let store: Arc<dyn AbuseStore> = match self.redis {
             Some(redis) => {
                 let store = Arc::new(RedisAbuseStore::on(redis, &settings));
-                store.clone().spawn_refunds(tasks, stop, self.clock.clone());
+                // Nothing is ever counted ahead without reservations: nothing to give back.
+                if settings.reserve_ahead > 0 {
+                    store.clone().spawn_refunds(tasks, stop, self.clock.clone());
+                }
                 store
             }
             None => Arc::new(MemoryAbuseStore::new(&settings)),

@@ -311,10 +311,9 @@ impl Reservations {
     }
 
     /// The sends this instance counted ahead on `day` (days since the epoch) for `account` and
-    /// has not used, overall and per country: `GET /v1/usage` leaves them out.
-    pub fn unused(&self, account: &str, day: u64) -> (u64, BTreeMap<Region, u64>) {
+    /// has not used, per country: `GET /v1/usage` leaves them out.
+    pub fn unused(&self, account: &str, day: u64) -> BTreeMap<Region, u64> {
         let state = self.state();
-        let mut total = 0;
         let mut countries = BTreeMap::new();
         let pending = state
             .entries
@@ -324,11 +323,10 @@ impl Reservations {
             .chain(state.returning.iter().cloned());
         for unused in pending {
             if &*unused.account == account && unused.minute * MINUTE_MS / DAY_MS == day {
-                total += u64::from(unused.count);
                 *countries.entry(unused.country).or_insert(0) += u64::from(unused.count);
             }
         }
-        (total, countries)
+        countries
     }
 
     /// When sends granted at `now_ms` stop being usable: the lifetime, cut two seconds before
@@ -386,6 +384,11 @@ mod tests {
 
     const T0: u64 = 1_000 * MINUTE_MS;
 
+    /// What `AC1` has counted ahead on T0's day and not used, all countries together.
+    fn unused_in_all(reservations: &Reservations) -> u64 {
+        reservations.unused("AC1", T0 / DAY_MS).values().sum()
+    }
+
     #[test]
     fn a_busy_prefix_is_admitted_twice_then_refilled_when_half_used() {
         let reservations = Reservations::new(16, 1_000, 100);
@@ -415,21 +418,17 @@ mod tests {
             ]
         );
         // 60 sends, 73 counted: 13 left to give back.
-        let (total, countries) = reservations.unused("AC1", T0 / DAY_MS);
-        assert_eq!(total, 13);
+        let countries = reservations.unused("AC1", T0 / DAY_MS);
+        assert_eq!(unused_in_all(&reservations), 13);
         let germany = Region::parse("DE").unwrap();
         assert_eq!(countries.into_iter().collect::<Vec<_>>(), [(germany, 13)]);
         assert!(reservations.sweep(T0 + 59).is_empty());
         let unused = reservations.sweep(T0 + 1_100);
         assert_eq!(unused.len(), 1);
         assert_eq!((unused[0].count, unused[0].minute), (13, T0 / MINUTE_MS));
-        assert_eq!(
-            reservations.unused("AC1", T0 / DAY_MS).0,
-            13,
-            "until given back"
-        );
+        assert_eq!(unused_in_all(&reservations), 13, "until given back");
         reservations.given_back(&unused[0]);
-        assert_eq!(reservations.unused("AC1", T0 / DAY_MS).0, 0);
+        assert_eq!(unused_in_all(&reservations), 0);
     }
 
     #[test]
@@ -449,7 +448,7 @@ mod tests {
             "refill running"
         );
         reservations.refilled(&at(5), 4, 4);
-        assert_eq!(reservations.unused("AC1", T0 / DAY_MS).0, 7);
+        assert_eq!(unused_in_all(&reservations), 7);
     }
 
     #[test]

@@ -415,7 +415,7 @@ impl AbuseStore for RedisAbuseStore {
         };
         // The day's total is the sum of its countries (one field written per send), less the
         // sends this instance counted ahead and has not used.
-        let (_, ahead) = self.reservations.unused(account, day);
+        let ahead = self.reservations.unused(account, day);
         for (field, count) in &counts {
             if let Some(region) = Region::parse(field) {
                 let count = count.saturating_sub(ahead.get(&region).copied().unwrap_or(0));

@@ -362,15 +362,15 @@ impl Store for RedisStore {
         new: &NewVerification,
         check: &SendCheck<'_>,
     ) -> Result<StartOutcome, StoreError> {
-        let Some((script, max_tracked)) = &self.start_admitted else {
+        // `admitting_sends` sets both.
+        let (Some((script, max_tracked)), Some(reservations)) =
+            (&self.start_admitted, self.reservations.as_deref())
+        else {
             return Err(StoreError::Unavailable(
                 "this store does not admit sends".into(),
             ));
         };
-        let reservations = self.reservations.as_deref();
-        let ask = reservations.map_or(Ask::Admit { ahead: 0 }, |reservations| {
-            reservations.take(check)
-        });
+        let ask = reservations.take(check);
         // A send counted ahead by an earlier admission needs only the start.
         if ask == (Ask::Counted { refill: 0 }) {
             return self.start_verification(new).await;
@@ -382,17 +382,13 @@ impl Store for RedisStore {
         let text = match ran {
             Ok(text) => text,
             Err(error) => {
-                if let Some(reservations) = reservations {
-                    abuse::settle(reservations, check, ask, None)?;
-                }
+                abuse::settle(reservations, check, ask, None)?;
                 return Err(error);
             }
         };
         let reply = words(&text);
         let verdict = abuse::admission(&reply, check)?;
-        if let Some(reservations) = reservations {
-            abuse::settle(reservations, check, ask, Some(&verdict))?;
-        }
+        abuse::settle(reservations, check, ask, Some(&verdict))?;
         match verdict {
             Verdict::Refused(block) => Ok(StartOutcome::Refused(block)),
             Verdict::Admitted { rest: [], .. } => Err(corrupt("admitted without a start")),

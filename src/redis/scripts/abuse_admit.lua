@@ -125,9 +125,8 @@ local function room(at, floor, sends, approvals, baseline)
   if sends + want < tonumber(floor) then return want end
   local min_sends, min_conversion = tonumber(setting(at)), tonumber(setting(at + 1))
   local surge_factor, surge_min_sends = tonumber(setting(at + 2)), tonumber(setting(at + 3))
-  local most = min_sends - 1
-  if min_conversion == 0 then most = sends + want
-  else most = math.max(most, math.floor(approvals * 100 / min_conversion)) end
+  local most = sends + want
+  if min_conversion > 0 then most = math.max(min_sends - 1, math.floor(approvals * 100 / min_conversion)) end
   most = math.min(most, math.max(surge_min_sends - 1, math.floor(surge_factor * baseline / 24)))
   return math.max(0, math.min(want, most - sends))
 end
